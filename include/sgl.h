@@ -1,0 +1,89 @@
+/*
+ * sgl.h — the public embedding API of libsgl.
+ *
+ * A C program (or a thin binding) compiles SGL programs, runs them on a VM
+ * and, when a model backend is attached, lets their gen/select calls reach a
+ * model. Errors are status codes; the message of the last error of a VM is
+ * kept in the VM (sgl_last_error) and formatted as
+ *     file:line:col: error: message
+ * followed, for syntax errors, by the source line and a caret.
+ *
+ * Threads: a VM and everything obtained from it belong to one thread.
+ * Ownership: every sgl_*_new/compile/load has a matching *_free; strings
+ * returned through char ** are malloc'd and the caller frees them.
+ */
+#ifndef SGL_H
+#define SGL_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    SGL_OK = 0,
+    SGL_ERR_COMPILE = 1,   /* syntax or compile error (sgl run exits 1) */
+    SGL_ERR_RUNTIME = 2,   /* runtime error (sgl run exits 2) */
+    SGL_ERR_IO = 3,        /* file missing/unreadable, bad .sglc file */
+    SGL_ERR_USAGE = 4      /* bad argument to an API call (unknown function, bad args JSON) */
+} sgl_status;
+
+typedef struct sgl_vm sgl_vm;
+typedef struct sgl_program sgl_program;
+struct RtBackend;          /* runtime/rt.h: the model backend */
+
+/* A VM with no backend: gen/select raise "no model: pass --model or run make model". */
+sgl_vm *sgl_vm_new(void);
+void sgl_vm_free(sgl_vm *vm);
+
+/* Attach a model backend (borrowed; must outlive the VM's runs). NULL detaches. */
+void sgl_vm_set_backend(sgl_vm *vm, struct RtBackend *backend);
+
+/* Where print() writes. Default: stdout. */
+void sgl_vm_set_output(sgl_vm *vm, void (*write)(void *ud, const char *s, size_t n), void *ud);
+
+/* Directory that `import "std/..."` resolves against. Default: the
+ * SGL_STDLIB environment variable, else "stdlib" next to the executable's
+ * parent directory, else "./stdlib". */
+void sgl_vm_set_stdlib_path(sgl_vm *vm, const char *dir);
+
+/* The message of the last failed call on this VM ("" when none). */
+const char *sgl_last_error(const sgl_vm *vm);
+
+/* Compile a source file / buffer (imports are resolved and compiled too and
+ * belong to the program). */
+sgl_status sgl_compile_file(sgl_vm *vm, const char *path, sgl_program **out);
+sgl_status sgl_compile_source(sgl_vm *vm, const char *name, const char *src, size_t len,
+                              sgl_program **out);
+
+/* .sglc bytecode files: versioned header and checksum; a truncated or
+ * corrupted file is rejected with SGL_ERR_IO and a message. The file holds
+ * the program and every module it imports. */
+sgl_status sgl_program_save(sgl_vm *vm, const sgl_program *prog, const char *path);
+sgl_status sgl_program_load(sgl_vm *vm, const char *path, sgl_program **out);
+
+/* Readable listing of every function's bytecode. */
+void sgl_program_disasm(const sgl_program *prog, FILE *out);
+
+void sgl_program_free(sgl_program *prog);
+
+/* Run function `fn` (NULL = "main") of the program with arguments given as a
+ * JSON object text (NULL = none; keys are parameter names). On success
+ * *result_json receives {"text": ..., "vars": {...}, "value": ...} (compact
+ * JSON; values JSON cannot hold are written as their str() text). */
+sgl_status sgl_run(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json,
+                   char **result_json);
+
+/* Run one instance per element of args_json_list (count of them), all
+ * concurrently as fibers; results_json[i] receives instance i's result
+ * object, or an {"error": "..."} object if that instance failed. Returns
+ * SGL_OK unless the batch could not start. */
+sgl_status sgl_run_batch(sgl_vm *vm, sgl_program *prog, const char *fn,
+                         const char *const *args_json_list, int count, char **results_json);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,120 @@
+/*
+ * runtime/rt.h — the model-call interface the VM sees.
+ *
+ * The VM knows nothing of models, tokens or threads: a fiber that reaches
+ * `gen` or `select` fills an RtGenRequest / RtSelectRequest, submits it to an
+ * RtBackend and suspends. The backend calls the completion callback later, on
+ * the VM's thread, from inside backend->wait(). When every fiber is suspended
+ * the VM calls wait() until at least one callback has fired.
+ *
+ * Rule (as in libuv): if submit returns non-zero, the callback never fires;
+ * if it returns 0, the callback fires exactly once.
+ *
+ * Ownership: request fields are borrowed for the duration of the submit call
+ * only; a backend copies what it keeps. Result fields are owned by the
+ * backend and valid only during the callback.
+ *
+ * Implementations: runtime/engine (the real model, issue 4), tests' scripted
+ * backend (tests/unit), and none at all: with no backend the VM raises
+ * "no model: pass --model or run make model".
+ */
+#ifndef SGL_RUNTIME_RT_H
+#define SGL_RUNTIME_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { RT_ROLE_SYSTEM, RT_ROLE_USER, RT_ROLE_ASSISTANT } RtRole;
+
+/* Bytes [start, end) of the prompt text were written inside a role block. */
+typedef struct {
+    RtRole role;
+    size_t start, end;
+} RtSegment;
+
+typedef struct {
+    const char *text;
+    size_t len;
+    const RtSegment *segs;
+    int nsegs;
+    void *tokens;               /* opaque token cache the runtime attached to the state, or NULL */
+} RtPrompt;
+
+typedef enum {
+    RT_CONSTRAINT_NONE, RT_CONSTRAINT_REGEX, RT_CONSTRAINT_JSON,
+    RT_CONSTRAINT_GRAMMAR, RT_CONSTRAINT_CHOICES, RT_CONSTRAINT_TYPE
+} RtConstraintKind;
+
+typedef struct {
+    int max_tokens;             /* default 128 */
+    int min_tokens;
+    const char *const *stop;    /* stop strings */
+    int nstop;
+    const int32_t *stop_token_ids;
+    int nstop_token_ids;
+    double temperature;         /* 0 = greedy */
+    double top_p;
+    int top_k;                  /* -1 = off */
+    double min_p;
+    double frequency_penalty, presence_penalty, repetition_penalty;
+    int has_seed;
+    uint64_t seed;
+    int ignore_eos;
+    int logprobs;               /* record per-token logprobs */
+    int top_logprobs;           /* how many alternatives per token */
+    RtConstraintKind constraint;
+    const char *constraint_src; /* regex / JSON Schema text / EBNF / type name */
+    size_t constraint_len;
+    const char *const *choices; /* RT_CONSTRAINT_CHOICES */
+    int nchoices;
+} RtGenParams;
+
+void rt_gen_params_default(RtGenParams *p);
+
+typedef struct {
+    int status;                 /* 0 ok, else error (message in `error`) */
+    const char *error;
+    const char *text;
+    size_t len;
+    const double *logprobs;     /* one per generated token when requested */
+    int n_logprobs;
+    const char *finish_reason;  /* "stop", "length", "eos" */
+    int prompt_tokens, cached_tokens, completion_tokens;
+} RtGenResult;
+
+typedef enum {
+    RT_SELECT_TOKEN_LENGTH_NORMALIZED,
+    RT_SELECT_GREEDY_TOKEN,
+    RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED
+} RtSelectMethod;
+
+typedef struct {
+    int status;
+    const char *error;
+    int best;                   /* index into choices */
+    const double *scores;       /* one per choice (method-specific score) */
+    int nscores;
+} RtSelectResult;
+
+typedef void (*rt_gen_cb)(void *ud, const RtGenResult *res);
+typedef void (*rt_select_cb)(void *ud, const RtSelectResult *res);
+
+typedef struct RtBackend {
+    void *ctx;
+    int (*gen)(void *ctx, const RtPrompt *prompt, const RtGenParams *params,
+               rt_gen_cb cb, void *ud);
+    int (*select)(void *ctx, const RtPrompt *prompt, const char *const *choices, int nchoices,
+                  RtSelectMethod method, rt_select_cb cb, void *ud);
+    /* Blocks until at least one completion callback has fired (it fires
+     * inside this call). Returns 0, or -1 if nothing is in flight. */
+    int (*wait)(void *ctx);
+    /* Chat template markers for a role, appended by the VM when a role block
+     * opens/closes; NULL when the backend has no template (then nothing is
+     * appended). `end_of_turn` is the default stop for gen inside assistant. */
+    const char *(*role_begin)(void *ctx, RtRole role);
+    const char *(*role_end)(void *ctx, RtRole role);
+    const char *(*end_of_turn)(void *ctx);
+    const char *last_error;     /* message for a non-zero submit return */
+} RtBackend;
+
+#endif
