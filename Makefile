@@ -52,7 +52,7 @@ TEST_SUPPORT := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 
 DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev \
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
-            python3 python3-pip python3-venv pkg-config valgrind unzip
+            python3 python3-pip python3-venv pkg-config valgrind unzip bc
 
 .PHONY: all deps model run test unit lang-test asan fuzz bench clean
 .DELETE_ON_ERROR:

@@ -229,10 +229,18 @@ void val_to_repr(StrBuf *b, Value v);
 void fmt_double(StrBuf *b, double d);
 /* Compact JSON (json_encode). Returns -1 for values JSON cannot hold. */
 int val_to_json(StrBuf *b, Value v);
+/* val_to_json that also reports, in *bad, the first value it could not encode. */
+int val_to_json_bad(StrBuf *b, Value v, Value *bad);
+/* How a closure prints (`<fn name>`): the VM installs a function that names a
+ * prototype (process-wide, set once at start-up; without it closures print `<fn>`). */
+void val_set_proto_namer(const char *(*fn)(const struct Proto *proto));
 
 /* ---- state ---- */
 ObjState *state_new(Heap *h);
 ObjState *state_copy(Heap *h, const ObjState *s);   /* fork: deep-copies text/segs, shallow-copies maps */
 void state_append(ObjState *s, const char *text, size_t len);
+/* The runtime installs how a state's `tokens` cache is freed when the state
+ * is swept (process-wide, set once at start-up). state_copy does not copy it. */
+void state_set_tokens_free(void (*fn)(void *tokens));
 
 #endif

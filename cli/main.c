@@ -1,0 +1,384 @@
+/*
+ * cli/main.c — the `sgl` command: a table of subcommands, each a client of
+ * the public API (include/sgl.h) or of the runtime's headers.
+ *
+ * Only this folder decides to exit or write to stderr. Exit statuses follow
+ * LANGUAGE.md §11: 0 ok, 1 compile error (or a file that can't be read),
+ * 2 runtime error, 64 bad command line.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "sgl.h"
+
+#define EXIT_USAGE 64
+
+/* ---- subcommand table (declared once) ---------------------------------- */
+
+#define SGL_COMMANDS(X)                                                           \
+    X(run, "run a program: sgl run FILE [name=value ...]")                      \
+    X(compile, "compile to bytecode: sgl compile FILE [-o OUT.sglc] [--disasm]") \
+    CLI_ENGINE_COMMANDS(X)
+
+#define DECLARE(name, help) int cmd_##name(int argc, char **argv);
+SGL_COMMANDS(DECLARE)
+#undef DECLARE
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} Command;
+
+static const Command commands[] = {
+#define ENTRY(name, help) {#name, cmd_##name, help},
+    SGL_COMMANDS(ENTRY)
+#undef ENTRY
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: sgl COMMAND [options]\n\n"
+                 "sgl compiles and runs SGL programs: prompts with control flow that call\n"
+                 "a language model through gen, select and fork.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(out, "\n`sgl COMMAND --help` describes each command.\n");
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Loads a program from source or from a .sglc file. Prints the error and
+ * returns the exit status on failure, 0 on success. */
+static int load_program(sgl_vm *vm, const char *path, sgl_program **prog)
+{
+    sgl_status st = has_suffix(path, ".sglc") ? sgl_program_load(vm, path, prog)
+                                              : sgl_compile_file(vm, path, prog);
+    if (st == SGL_OK)
+        return 0;
+    const char *msg = sgl_last_error(vm);
+    fprintf(stderr, "%s%s", msg, (*msg && msg[strlen(msg) - 1] == '\n') ? "" : "\n");
+    return 1;
+}
+
+static void print_error(sgl_vm *vm)
+{
+    const char *msg = sgl_last_error(vm);
+    fprintf(stderr, "%s%s", msg, (*msg && msg[strlen(msg) - 1] == '\n') ? "" : "\n");
+}
+
+static int status_exit(sgl_status st)
+{
+    switch (st) {
+    case SGL_OK: return 0;
+    case SGL_ERR_RUNTIME: return 2;
+    case SGL_ERR_USAGE: return EXIT_USAGE;
+    default: return 1;
+    }
+}
+
+/* ---- sgl run ------------------------------------------------------------ */
+
+static const char run_help[] =
+    "usage: sgl run FILE [name=value ...] [options]\n"
+    "\n"
+    "Runs fn main (or --fn NAME) of FILE (.sgl source or .sglc bytecode) and\n"
+    "prints the final prompt state's text. name=value arguments are parsed as\n"
+    "JSON when they parse, else taken as strings.\n"
+    "\n"
+    "options:\n"
+    "  --fn NAME          entry point (default: main)\n"
+    "  --args FILE.json   arguments as a JSON object (command-line ones win)\n"
+    "  --json             print {\"text\", \"vars\", \"value\"} on one line instead\n"
+    "  --batch FILE.jsonl one instance per line (a JSON object of arguments), all\n"
+    "                     concurrently; one result object per line, in input order\n" CLI_ENGINE_RUN_HELP
+    "\n"
+    "exit status: 0 ok, 1 compile error, 2 runtime error, 64 bad usage\n";
+
+static json_t *parse_arg_value(const char *text)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(text, JSON_DECODE_ANY, &jerr);
+    return v ? v : json_string(text);
+}
+
+static char **read_jsonl(const char *path, int *count, char *err, size_t errcap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errcap, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char **lines = NULL;
+    int n = 0, cap = 0, lineno = 0;
+    char *line = NULL;
+    size_t linecap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &linecap, f)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        if (len == 0)
+            continue;
+        json_error_t jerr;
+        json_t *obj = json_loads(line, 0, &jerr);
+        if (!obj || !json_is_object(obj)) {
+            snprintf(err, errcap, "%s:%d: each line must be a JSON object of arguments", path, lineno);
+            json_decref(obj);
+            for (int i = 0; i < n; i++)
+                free(lines[i]);
+            free(lines);
+            free(line);
+            fclose(f);
+            return NULL;
+        }
+        json_decref(obj);
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            lines = realloc(lines, (size_t)cap * sizeof *lines);
+        }
+        lines[n++] = strdup(line);
+    }
+    free(line);
+    fclose(f);
+    *count = n;
+    return lines;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    const char *file = NULL, *fn = NULL, *args_file = NULL, *batch_file = NULL;
+    int as_json = 0;
+    CliEngineOptions eng;
+    cli_engine_options_init(&eng);
+    json_t *args = json_object();
+    int rc = 0;
+
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int used = cli_engine_parse_option(&eng, argc, argv, &i);
+        if (used < 0) {
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        if (used)
+            continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(run_help, stdout);
+            goto out;
+        } else if (!strcmp(a, "--json")) {
+            as_json = 1;
+        } else if (!strcmp(a, "--fn") || !strcmp(a, "--args") || !strcmp(a, "--batch")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "sgl run: %s needs a value\n", a);
+                rc = EXIT_USAGE;
+                goto out;
+            }
+            const char *v = argv[++i];
+            if (!strcmp(a, "--fn")) fn = v;
+            else if (!strcmp(a, "--args")) args_file = v;
+            else batch_file = v;
+        } else if (a[0] == '-' && a[1] == '-') {
+            fprintf(stderr, "sgl run: unknown option %s (see sgl run --help)\n", a);
+            rc = EXIT_USAGE;
+            goto out;
+        } else if (!file) {
+            file = a;
+        } else {
+            const char *eq = strchr(a, '=');
+            if (!eq || eq == a) {
+                fprintf(stderr, "sgl run: argument '%s' is not name=value\n", a);
+                rc = EXIT_USAGE;
+                goto out;
+            }
+            char *name = strndup(a, (size_t)(eq - a));
+            json_object_set_new(args, name, parse_arg_value(eq + 1));
+            free(name);
+        }
+    }
+    if (!file) {
+        fputs(run_help, stderr);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (args_file) {
+        json_error_t jerr;
+        json_t *fromfile = json_load_file(args_file, JSON_DECODE_ANY, &jerr);
+        if (!fromfile || !json_is_object(fromfile)) {
+            fprintf(stderr, "%s:%d:%d: error: %s\n", args_file, jerr.line, jerr.column,
+                    fromfile ? "--args must hold a JSON object" : jerr.text);
+            json_decref(fromfile);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+        json_object_update_missing(args, fromfile);
+        json_decref(fromfile);
+    }
+
+    sgl_vm *vm = sgl_vm_new();
+    sgl_program *prog = NULL;
+    CliEngine *engine = NULL;
+    if ((rc = load_program(vm, file, &prog)) != 0)
+        goto out_vm;
+    if ((rc = cli_engine_start(&eng, vm, &engine)) != 0)
+        goto out_vm;
+
+    if (batch_file) {
+        int count = 0;
+        char err[512];
+        char **lines = read_jsonl(batch_file, &count, err, sizeof err);
+        if (!lines && count == 0 && err[0]) {
+            fprintf(stderr, "sgl run: %s\n", err);
+            rc = EXIT_USAGE;
+            goto out_vm;
+        }
+        char **results = calloc((size_t)count + 1, sizeof *results);
+        sgl_status st = sgl_run_batch(vm, prog, fn, (const char *const *)lines, count, results);
+        if (st != SGL_OK) {
+            print_error(vm);
+            rc = status_exit(st);
+        } else {
+            for (int i = 0; i < count; i++) {
+                fputs(results[i] ? results[i] : "{\"error\":\"no result\"}", stdout);
+                fputc('\n', stdout);
+                if (results[i] && strncmp(results[i], "{\"error\"", 8) == 0)
+                    rc = 2;
+            }
+        }
+        for (int i = 0; i < count; i++) {
+            free(lines[i]);
+            free(results[i]);
+        }
+        free(lines);
+        free(results);
+        goto out_vm;
+    }
+
+    char *args_json = json_dumps(args, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *result = NULL;
+    sgl_status st = sgl_run(vm, prog, fn, args_json, &result);
+    free(args_json);
+    fflush(stdout);
+    if (st != SGL_OK) {
+        print_error(vm);
+        rc = status_exit(st);
+    } else if (as_json) {
+        printf("%s\n", result);
+    } else {
+        json_error_t jerr;
+        json_t *res = json_loads(result, 0, &jerr);
+        const char *text = json_string_value(json_object_get(res, "text"));
+        if (text && *text) {
+            fwrite(text, 1, json_string_length(json_object_get(res, "text")), stdout);
+            fputc('\n', stdout);
+        }
+        json_decref(res);
+    }
+    free(result);
+    cli_engine_report(engine);
+
+out_vm:
+    sgl_program_free(prog);
+    sgl_vm_free(vm);
+    cli_engine_stop(engine);
+out:
+    json_decref(args);
+    return rc;
+}
+
+/* ---- sgl compile -------------------------------------------------------- */
+
+static const char compile_help[] =
+    "usage: sgl compile FILE [-o OUT.sglc] [--disasm]\n"
+    "\n"
+    "Compiles FILE and every module it imports into one bytecode file\n"
+    "(default: FILE with the extension .sglc). --disasm lists the bytecode on\n"
+    "stdout instead (and writes the file only when -o is given). FILE may also\n"
+    "be a .sglc file, to list it.\n";
+
+int cmd_compile(int argc, char **argv)
+{
+    const char *file = NULL, *out_path = NULL;
+    int disasm = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(compile_help, stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--disasm")) {
+            disasm = 1;
+        } else if (!strcmp(argv[i], "-o")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "sgl compile: -o needs a file name\n");
+                return EXIT_USAGE;
+            }
+            out_path = argv[++i];
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "sgl compile: unknown option %s\n", argv[i]);
+            return EXIT_USAGE;
+        } else if (!file) {
+            file = argv[i];
+        } else {
+            fprintf(stderr, "sgl compile: one file at a time\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (!file) {
+        fputs(compile_help, stderr);
+        return EXIT_USAGE;
+    }
+    sgl_vm *vm = sgl_vm_new();
+    sgl_program *prog = NULL;
+    int rc = load_program(vm, file, &prog);
+    if (rc == 0) {
+        if (disasm)
+            sgl_program_disasm(prog, stdout);
+        char *def = NULL;
+        if (!out_path && !disasm && !has_suffix(file, ".sglc")) {
+            size_t n = strlen(file);
+            def = malloc(n + 6);
+            memcpy(def, file, n + 1);
+            if (has_suffix(def, ".sgl"))
+                def[n - 4] = 0;
+            strcat(def, ".sglc");
+            out_path = def;
+        }
+        if (out_path && sgl_program_save(vm, prog, out_path) != SGL_OK) {
+            print_error(vm);
+            rc = 1;
+        }
+        free(def);
+    }
+    sgl_program_free(prog);
+    sgl_vm_free(vm);
+    return rc;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("sgl %s\n", SGL_VERSION_STRING);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 2, argv + 2);
+    fprintf(stderr, "sgl: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
+}

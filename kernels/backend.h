@@ -1,0 +1,203 @@
+/*
+ * kernels/backend.h — the compute interface the runtime calls: tensor dtypes,
+ * the weight-tensor descriptor, and the backend table of ops.
+ *
+ * Owns: the dtype list (numbered as ggml numbers them, so GGUF type ids map
+ * 1:1), block layouts' sizes, the KBackend function-pointer table. Does not
+ * own: any implementation (kernels/cpu fills the table for the CPU; a CUDA
+ * backend fills it in kernels/cuda), model structure (runtime/model.h).
+ *
+ * Conventions shared by every op:
+ *   - Activations are f32, row-major, one row per token: x[n][dim].
+ *   - A weight matrix W is a KTensor with ne[0] = in (row length) and
+ *     ne[1] = out (number of rows), stored row by row in its dtype (quantized
+ *     rows are a whole number of blocks). matmul computes y = x · Wᵀ, i.e.
+ *     y[t][r] = sum_i x[t][i] * W[r][i], the layout of ggml and of
+ *     PyTorch's nn.Linear weights (out, in).
+ *   - Pointers are in the backend's memory space (host memory for the CPU).
+ *   - Ops do not fail: argument checking happens once at model load.
+ *
+ * Ownership: a KBackend is created by its constructor (cpu_backend_new in
+ * kernels/cpu/cpu.h) and freed by its own `destroy` op. KTensor data is
+ * borrowed (from a mapping or a loader's buffer).
+ */
+#ifndef SGL_KERNELS_BACKEND_H
+#define SGL_KERNELS_BACKEND_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* name, ggml type id, elements per block, bytes per block */
+#define K_DTYPES(X)            \
+    X(F32,   0,   1,   4)      \
+    X(F16,   1,   1,   2)      \
+    X(Q4_0,  2,  32,  18)      \
+    X(Q4_1,  3,  32,  20)      \
+    X(Q5_0,  6,  32,  22)      \
+    X(Q5_1,  7,  32,  24)      \
+    X(Q8_0,  8,  32,  34)      \
+    X(Q8_1,  9,  32,  36)      \
+    X(Q4_K, 12, 256, 144)      \
+    X(Q5_K, 13, 256, 176)      \
+    X(Q6_K, 14, 256, 210)      \
+    X(Q8_K, 15, 256, 292)      \
+    X(BF16, 30,   1,   2)
+
+typedef enum {
+#define X(name, id, blk, bytes) K_DTYPE_##name = id,
+    K_DTYPES(X)
+#undef X
+    K_DTYPE_INVALID = -1
+} KDtype;
+
+/* 1 if `id` is a dtype listed above (weights may use any of them except
+ * Q8_1 / Q8_K, which only hold activations inside kernels). */
+static inline int k_dtype_known(int id)
+{
+    switch (id) {
+#define X(name, i, blk, bytes) case i: return 1;
+    K_DTYPES(X)
+#undef X
+    default: return 0;
+    }
+}
+
+static inline const char *k_dtype_name(KDtype t)
+{
+    switch (t) {
+#define X(name, i, blk, bytes) case K_DTYPE_##name: return #name;
+    K_DTYPES(X)
+#undef X
+    default: return "?";
+    }
+}
+
+static inline int k_dtype_block(KDtype t)
+{
+    switch (t) {
+#define X(name, i, blk, bytes) case K_DTYPE_##name: return blk;
+    K_DTYPES(X)
+#undef X
+    default: return 0;
+    }
+}
+
+static inline int k_dtype_block_bytes(KDtype t)
+{
+    switch (t) {
+#define X(name, i, blk, bytes) case K_DTYPE_##name: return bytes;
+    K_DTYPES(X)
+#undef X
+    default: return 0;
+    }
+}
+
+/* Bytes of one row of n elements (n a multiple of the block size). */
+static inline size_t k_row_bytes(KDtype t, int64_t n)
+{
+    int blk = k_dtype_block(t);
+    return blk ? (size_t)(n / blk) * (size_t)k_dtype_block_bytes(t) : 0;
+}
+
+/* A tensor in backend memory. ne[0] is the innermost dimension; unused
+ * dimensions are 1. `data` is borrowed. */
+typedef struct KTensor {
+    KDtype dtype;
+    int64_t ne[4];
+    const void *data;
+} KTensor;
+
+/* RoPE pairing. NORM: rotate (x[2i], x[2i+1]) — what llama.cpp uses for
+ * LLAMA-arch GGUF files, whose Q/K rows the converter permuted. NEOX: rotate
+ * (x[i], x[i + rot_dim/2]) — Hugging Face's rotate_half on unpermuted
+ * weights, and llama.cpp's layout for QWEN2. */
+typedef enum { K_ROPE_NORM = 0, K_ROPE_NEOX = 1 } KRopeStyle;
+
+/* One sequence's share of an attention call. Its n_new query rows are rows
+ * [row0, row0 + n_new) of q/out; its context is slots[0..n_ctx), whose last
+ * n_new entries are the new tokens' own slots. New token j (0-based) attends
+ * causally to slots[0 .. n_ctx - n_new + j] inclusive. */
+typedef struct {
+    const int32_t *slots;
+    int n_ctx;
+    int n_new;
+    int row0;
+} KAttnSeq;
+
+typedef struct {
+    const float *q;             /* [n_rows][n_head * head_dim] (rope applied) */
+    float *out;                 /* [n_rows][n_head * head_dim] */
+    const void *k_pool;         /* [n_slots][n_head_kv * head_dim] in kv_dtype */
+    const void *v_pool;
+    KDtype kv_dtype;            /* F32 or F16 */
+    int n_head, n_head_kv, head_dim;
+    float scale;                /* usually 1/sqrt(head_dim) */
+    const KAttnSeq *seqs;
+    int n_seqs;
+} KAttnArgs;
+
+/*
+ * The op table. Each entry: name, return type, parameter list. `ctx` is the
+ * backend's own state (thread pool, streams, ...).
+ *
+ *   matmul     y[n][W.ne[1]] = x[n][W.ne[0]] · Wᵀ (+ bias[W.ne[1]] if bias)
+ *   embed      out[i] = row tokens[i] of table E (dequantized to f32)
+ *   rmsnorm    y[i] = x[i] / sqrt(mean(x[i]²) + eps) * w       (n rows of dim)
+ *   rope       rotate the first rot_dim dims of each of n_heads heads in every
+ *              row of x in place; angle for pair p at row t is
+ *              pos[t] * inv_freq[p] (inv_freq has rot_dim/2 entries)
+ *   swiglu     out[i] = silu(gate[i]) * up[i]                   (count elems)
+ *   add        y[i] += x[i]                                     (count elems)
+ *   softmax    in place over each of n rows of length dim
+ *   kv_store   write k[i], v[i] (f32 rows of kv_dim) into slot slots[i] of
+ *              the pools, converting to kv_dtype
+ *   attention  see KAttnArgs
+ *   destroy    frees the backend (table included)
+ */
+#define K_OPS(X)                                                                        \
+    X(matmul, void, (void *ctx, const KTensor *w, const float *bias, const float *x,   \
+                     int n, float *y))                                                  \
+    X(embed, void, (void *ctx, const KTensor *e, const int32_t *tokens, int n,         \
+                    float *out))                                                        \
+    X(rmsnorm, void, (void *ctx, const float *x, const float *w, float *y, int n,      \
+                      int dim, float eps))                                              \
+    X(rope, void, (void *ctx, float *x, int n, int n_heads, int head_dim, int rot_dim, \
+                   const int32_t *pos, const float *inv_freq, KRopeStyle style))        \
+    X(swiglu, void, (void *ctx, const float *gate, const float *up, float *out,        \
+                     size_t count))                                                     \
+    X(add, void, (void *ctx, float *y, const float *x, size_t count))                  \
+    X(softmax, void, (void *ctx, float *x, int n, int dim))                            \
+    X(kv_store, void, (void *ctx, void *k_pool, void *v_pool, KDtype kv_dtype,         \
+                       int kv_dim, const float *k, const float *v,                      \
+                       const int32_t *slots, int n))                                    \
+    X(attention, void, (void *ctx, const KAttnArgs *a))                                \
+    X(destroy, void, (void *ctx))
+
+typedef struct KBackend {
+    const char *name;
+    void *ctx;
+#define X(op, ret, params) ret (*op) params;
+    K_OPS(X)
+#undef X
+} KBackend;
+
+enum {
+#define X(op, ret, params) +1
+    K_N_OPS = 0 K_OPS(X)
+#undef X
+};
+
+static_assert(sizeof(KBackend) == 2 * sizeof(void *) + K_N_OPS * sizeof(void (*)(void)),
+              "KBackend must be name, ctx, then exactly one pointer per K_OPS entry");
+
+/* 1 when every op is filled (a backend under construction checks itself). */
+static inline int k_backend_complete(const KBackend *b)
+{
+#define X(op, ret, params) if (!b->op) return 0;
+    K_OPS(X)
+#undef X
+    return 1;
+}
+
+#endif

@@ -1,0 +1,214 @@
+/*
+ * runtime/model.h — a Llama-family decoder: configuration, weights, forward.
+ *
+ * Owns: ModelConfig, the weight tensors (as KTensor descriptors), loading from
+ * GGUF (model_load_gguf), validation shared with other loaders (model_new +
+ * model_finish), and the batched forward pass over a token-granular KV pool.
+ * Does not own: the KV pool's memory (runtime/kvpool.h, the caller's),
+ * tokenization (runtime/tokenizer.h), sampling (runtime/sampler.h), the
+ * safetensors loader (runtime/hf.h fills the same structs), kernels
+ * (kernels/backend.h).
+ *
+ * Architectures: llama (also Mistral, SmolLM, Llama 2/3), qwen2 (q/k/v bias,
+ * NEOX rope). Other GGUF architectures fail with a message naming them.
+ *
+ * Loading by another loader (runtime/hf.c):
+ *
+ *     Model *m = model_new(&cfg, err, errcap);     // layers allocated, tensors empty
+ *     m->tok_embd = ...; m->layers[i].wq = ...;    // KTensor descriptors
+ *     m->release = my_free; m->release_ctx = mine; // frees whatever backs the data
+ *     if (model_finish(m, err, errcap)) { model_free(m); ... }
+ *
+ * model_finish checks every required tensor is present with the dtype/shape
+ * the config implies (message names the tensor), converts 1-D tensors (norm
+ * weights, biases) to owned f32 copies when they are F16/BF16, derives the
+ * RoPE inverse frequencies, and leaves the model ready for model_forward.
+ * Weight matrices may be any dtype in kernels/backend.h except Q8_1/Q8_K.
+ *
+ * RoPE layout (the one subtle point): llama.cpp's GGUF converter permutes the
+ * rows of attn_q/attn_k for LLAMA-arch models so that adjacent pairs
+ * (x[2i], x[2i+1]) rotate together (K_ROPE_NORM). Hugging Face checkpoints are
+ * unpermuted and rotate halves (x[i], x[i + d/2]) (K_ROPE_NEOX), as do QWEN2
+ * GGUF files. A loader sets cfg.rope_style to match its weights; an HF loader
+ * uses K_ROPE_NEOX for every architecture and must not permute.
+ *
+ * Threads: a Model is used by one thread (the engine thread); the forward
+ * pass fans out internally to the CPU backend's worker pool.
+ */
+#ifndef SGL_RUNTIME_MODEL_H
+#define SGL_RUNTIME_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/backend.h"
+#include "runtime/gguf.h"
+#include "runtime/kvpool.h"
+
+/* name, GGUF general.architecture string, default rope style for GGUF */
+#define MODEL_ARCHS(X)                          \
+    X(LLAMA,   "llama",   K_ROPE_NORM)          \
+    X(MISTRAL, "mistral", K_ROPE_NORM)          \
+    X(QWEN2,   "qwen2",   K_ROPE_NEOX)
+
+typedef enum {
+#define X(name, str, rope) MODEL_ARCH_##name,
+    MODEL_ARCHS(X)
+#undef X
+    MODEL_ARCH_COUNT_
+} ModelArch;
+
+const char *model_arch_name(ModelArch a);
+/* Arch for a GGUF / config.json name ("llama", "qwen2", "mistral"); -1 if unknown. */
+int model_arch_from_name(const char *name);
+
+typedef enum {
+    MODEL_ROPE_SCALING_NONE = 0,
+    MODEL_ROPE_SCALING_LINEAR,  /* positions divided by factor */
+    MODEL_ROPE_SCALING_LLAMA3   /* Llama 3.1 frequency-dependent scaling */
+} ModelRopeScaling;
+
+typedef struct {
+    ModelArch arch;
+    int n_layer;
+    int n_embd;                 /* hidden size */
+    int n_head;
+    int n_head_kv;              /* GQA: n_head % n_head_kv == 0 */
+    int head_dim;               /* usually n_embd / n_head */
+    int rope_dim;               /* dims rotated per head (usually head_dim) */
+    int n_ff;                   /* MLP intermediate size */
+    int vocab;
+    int max_ctx;                /* trained context length */
+    float rope_theta;           /* base, e.g. 10000 or 500000 */
+    KRopeStyle rope_style;      /* see the top of this file */
+    struct {
+        ModelRopeScaling type;
+        float factor;
+        float low_freq_factor;  /* LLAMA3 only */
+        float high_freq_factor; /* LLAMA3 only */
+        int original_ctx;       /* LLAMA3: original_max_position_embeddings */
+    } rope_scaling;
+    float rms_eps;
+    bool tied_embeddings;       /* output projection is tok_embd */
+    bool qkv_bias;              /* bq/bk/bv present */
+    int bos_id, eos_id;         /* -1 when unknown */
+} ModelConfig;
+
+/* Per-layer tensors: field, GGUF name (after "blk.N."), Hugging Face name
+ * (after "model.layers.N."), required (0: only when cfg.qkv_bias). One list
+ * so that loaders and validation agree. */
+#define MODEL_LAYER_TENSORS(X)                                                 \
+    X(attn_norm, "attn_norm.weight",   "input_layernorm.weight",          1) \
+    X(wq,        "attn_q.weight",      "self_attn.q_proj.weight",         1) \
+    X(wk,        "attn_k.weight",      "self_attn.k_proj.weight",         1) \
+    X(wv,        "attn_v.weight",      "self_attn.v_proj.weight",         1) \
+    X(bq,        "attn_q.bias",        "self_attn.q_proj.bias",           0) \
+    X(bk,        "attn_k.bias",        "self_attn.k_proj.bias",           0) \
+    X(bv,        "attn_v.bias",        "self_attn.v_proj.bias",           0) \
+    X(wo,        "attn_output.weight", "self_attn.o_proj.weight",         1) \
+    X(ffn_norm,  "ffn_norm.weight",    "post_attention_layernorm.weight", 1) \
+    X(w_gate,    "ffn_gate.weight",    "mlp.gate_proj.weight",            1) \
+    X(w_up,      "ffn_up.weight",      "mlp.up_proj.weight",              1) \
+    X(w_down,    "ffn_down.weight",    "mlp.down_proj.weight",            1)
+
+typedef struct {
+#define X(field, gguf, hf, req) KTensor field;
+    MODEL_LAYER_TENSORS(X)
+#undef X
+} ModelLayer;
+
+typedef struct ModelScratch ModelScratch;
+
+typedef struct Model {
+    ModelConfig cfg;
+    KTensor tok_embd;           /* [vocab][n_embd] */
+    KTensor out_norm;           /* [n_embd] */
+    KTensor output;             /* [vocab][n_embd]; equals tok_embd when tied */
+    KTensor rope_freqs;         /* optional [rope_dim/2] frequency divisors (GGUF rope_freqs.weight) */
+    ModelLayer *layers;         /* cfg.n_layer, owned */
+
+    /* What backs the tensor data. model_free calls release(release_ctx)
+     * when release is set. model_load_gguf sets it to close the GgufFile. */
+    void (*release)(void *release_ctx);
+    void *release_ctx;
+    GgufFile *gguf;             /* the open file for GGUF-loaded models (borrowed
+                                   by users, e.g. the tokenizer), else NULL */
+
+    /* Set by model_finish; internal to model.c. */
+    float *rope_inv_freq;       /* [rope_dim/2] */
+    const KBackend *backend;
+    ModelScratch *scratch;
+    int n_threads;              /* 0 = one per core */
+    void *owned_;               /* f32 copies made by model_finish */
+} Model;
+
+/* Loads a GGUF file (any dtype in kernels/backend.h). On success *out is a
+ * ready model (free with model_free); on failure returns -1, *out is NULL and
+ * err names the file and the problem (unknown architecture, missing tensor,
+ * shape mismatch, unsupported tensor type). */
+int model_load_gguf(const char *path, Model **out, char *err, size_t errcap);
+
+/* Reads a ModelConfig from GGUF metadata only (no tensors checked). */
+int model_config_from_gguf(const GgufFile *f, ModelConfig *cfg, char *err, size_t errcap);
+
+/* For other loaders: see the top of this file. model_new copies cfg. */
+Model *model_new(const ModelConfig *cfg, char *err, size_t errcap);
+int model_finish(Model *m, char *err, size_t errcap);
+void model_free(Model *m);
+
+/* Worker threads for the CPU backend (0 = one per online core). Takes effect
+ * at the next forward; call before the first one to avoid a pool restart. */
+void model_set_threads(Model *m, int n_threads);
+
+/* ---- forward ----------------------------------------------------------
+ *
+ * A batch is any mix of sequences, each bringing n_new new tokens: a prompt
+ * prefill (n_new large), a decode step (n_new = 1), a chunk of a long prompt,
+ * or a choice continuation sharing a cached prefix. For each sequence:
+ *
+ *   slots[0 .. n_ctx)         the KV slots of its whole context, in order;
+ *                             the last n_new are where the new tokens' K/V
+ *                             are written (the caller allocated them from
+ *                             the pool); the earlier ones hold K/V computed
+ *                             by previous forwards (possibly another
+ *                             sequence's: prefix sharing)
+ *   tokens[0 .. n_new)        the new token ids
+ *   pos[0 .. n_new) or NULL   their positions; NULL means n_ctx - n_new + i
+ *   logits                    which rows of logits to return
+ *
+ * Output: batch->logits points at n_rows x vocab floats owned by the model,
+ * valid until the next forward; seq->logits_row is the first row of that
+ * sequence's logits (LAST: one row; ALL: n_new rows, one per new token in
+ * order; NONE: no row, logits_row = -1).
+ */
+typedef enum { MODEL_LOGITS_LAST = 0, MODEL_LOGITS_ALL, MODEL_LOGITS_NONE } ModelLogits;
+
+typedef struct {
+    const int32_t *tokens;
+    int n_new;
+    const int32_t *slots;
+    int n_ctx;
+    const int32_t *pos;
+    ModelLogits logits;
+    int logits_row;             /* out */
+} ModelSeq;
+
+typedef struct {
+    ModelSeq *seqs;
+    int n_seqs;
+    const float *logits;        /* out */
+    int n_rows;                 /* out */
+} ModelBatch;
+
+/* Makes room for batches of up to max_tokens new tokens and max_logit_rows
+ * rows of logits (allocations happen here, not per forward). model_forward
+ * grows the buffers itself when a batch exceeds them. */
+int model_reserve(Model *m, int max_tokens, int max_logit_rows, char *err, size_t errcap);
+
+/* Runs the batch. The pool must have been made for this model (kv_new with
+ * n_layer and n_head_kv * head_dim). Fails (-1, message) on bad arguments:
+ * token id out of range, slot out of range, n_new > n_ctx, empty batch. */
+int model_forward(Model *m, KvPool *kv, ModelBatch *batch, char *err, size_t errcap);
+
+#endif
