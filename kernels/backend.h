@@ -145,8 +145,9 @@ typedef struct {
  *   embed      out[i] = row tokens[i] of table E (dequantized to f32)
  *   rmsnorm    y[i] = x[i] / sqrt(mean(x[i]²) + eps) * w       (n rows of dim)
  *   rope       rotate the first rot_dim dims of each of n_heads heads in every
- *              row of x in place; angle for pair p at row t is
- *              pos[t] * inv_freq[p] (inv_freq has rot_dim/2 entries)
+ *              row of x in place; cs[t][2p], cs[t][2p+1] are cos and sin of
+ *              row t's angle for pair p (pos[t] * inv_freq[p]; the caller
+ *              builds this table once per forward and shares it by layers)
  *   swiglu     out[i] = silu(gate[i]) * up[i]                   (count elems)
  *   add        y[i] += x[i]                                     (count elems)
  *   softmax    in place over each of n rows of length dim
@@ -163,7 +164,7 @@ typedef struct {
     X(rmsnorm, void, (void *ctx, const float *x, const float *w, float *y, int n,      \
                       int dim, float eps))                                              \
     X(rope, void, (void *ctx, float *x, int n, int n_heads, int head_dim, int rot_dim, \
-                   const int32_t *pos, const float *inv_freq, KRopeStyle style))        \
+                   const float *cs, KRopeStyle style))                                  \
     X(swiglu, void, (void *ctx, const float *gate, const float *up, float *out,        \
                      size_t count))                                                     \
     X(add, void, (void *ctx, float *y, const float *x, size_t count))                  \

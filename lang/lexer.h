@@ -61,8 +61,10 @@ typedef struct {
     int depth;
     int prev;               /* the last token code handed out (0 at start) */
     const char *prev_end;   /* one past its last byte */
-    int pending;            /* a token read ahead while deciding on a newline */
+    int pending;            /* 1: a token was read ahead while deciding on a newline */
+    int pending_code;
     LexToken pending_tok;
+    const char *pending_end;
     int grammar_state;      /* 1 after `grammar`, 2 after `grammar NAME` */
     /* error */
     int failed;

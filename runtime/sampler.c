@@ -198,22 +198,38 @@ static PenSlot *pen_get(Sampler *s, int32_t id)
     return &s->slots[h];
 }
 
+static const PenSlot *pen_find(const Sampler *s, int32_t id)
+{
+    if (!s->cap) return NULL;
+    size_t h = pen_hash(id, s->cap);
+    while (s->slots[h].id >= 0) {
+        if (s->slots[h].id == id) return &s->slots[h];
+        h = (h + 1) & (s->cap - 1);
+    }
+    return NULL;
+}
+
+/* One token's logit after penalties (vLLM order: repetition, then
+ * frequency/presence). */
+static float penalize(const SampParams *p, const PenSlot *sl, float l)
+{
+    if (p->repetition_penalty != 1.0f)
+        l = l > 0 ? l / p->repetition_penalty : l * p->repetition_penalty;
+    if (sl->generated) l -= p->frequency_penalty * (float)sl->generated + p->presence_penalty;
+    return l;
+}
+
 /* ---- steps --------------------------------------------------------------- */
 
 int samp_step_penalties(SampCands *c, const Sampler *s)
 {
     const SampParams *p = &s->p;
-    int rep = p->repetition_penalty != 1.0f;
-    int fp = p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
-    if (!rep && !fp) return 0;
+    if (!s->cap) return 0;
     if (!c->identity) return SAMP_ERR_ARG;
     for (size_t i = 0; i < s->cap; i++) {
         const PenSlot *sl = &s->slots[i];
         if (sl->id < 0 || (size_t)sl->id >= c->size) continue;
-        float *l = &c->data[sl->id].logit;
-        if (rep) *l = *l > 0 ? *l / p->repetition_penalty : *l * p->repetition_penalty;
-        if (sl->generated)
-            *l -= p->frequency_penalty * (float)sl->generated + p->presence_penalty;
+        c->data[sl->id].logit = penalize(p, sl, c->data[sl->id].logit);
     }
     c->sorted = 0;
     c->has_p = 0;
@@ -698,7 +714,7 @@ int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t
     if (c.size == 0) return SAMP_ERR_ALL_MASKED;
 
     int greedy = p->temperature <= 0.0f || p->top_k == 1;
-    if (!greedy) samp_step_temperature(&c, p->temperature);
+    if (p->temperature > 0.0f) samp_step_temperature(&c, p->temperature);
 
     int n_top = 0;
     if (want_lp) {
@@ -729,15 +745,9 @@ int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t
         } else {
             /* the processed logit of id: penalties and temperature applied */
             float l = logits[id];
-            for (size_t i = 0; i < s->cap; i++) {
-                const PenSlot *sl = &s->slots[i];
-                if (sl->id != id) continue;
-                if (p->repetition_penalty != 1.0f)
-                    l = l > 0 ? l / p->repetition_penalty : l * p->repetition_penalty;
-                if (sl->generated)
-                    l -= p->frequency_penalty * (float)sl->generated + p->presence_penalty;
-            }
-            if (!greedy && p->temperature != 1.0f) l *= 1.0f / p->temperature;
+            const PenSlot *sl = pen_find(s, id);
+            if (sl) l = penalize(&s->p, sl, l);
+            if (p->temperature > 0.0f && p->temperature != 1.0f) l *= 1.0f / p->temperature;
             chosen_logit = l;
         }
         out->logprob = (float)((double)chosen_logit - lse);

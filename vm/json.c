@@ -178,7 +178,10 @@ static int parse_number(Parser *ps, Value *out)
     const char *start = ps->p, *q = ps->p;
     bool integral = true;
     if (q < ps->end && *q == '-') q++;
-    if (q >= ps->end || *q < '0' || *q > '9') return fail(ps, "bad number");
+    if (q >= ps->end || *q < '0' || *q > '9') {
+        ps->p = q;
+        return fail(ps, "bad number: digits expected");
+    }
     if (*q == '0') q++;
     else while (q < ps->end && *q >= '0' && *q <= '9') q++;
     if (q < ps->end && *q == '.') {

@@ -52,9 +52,8 @@ void heap_init(Heap *h)
     h->next_gc = GC_MIN_NEXT;
 }
 
-void *heap_alloc_obj(Heap *h, size_t size, ObjType type)
+static void *obj_link(Heap *h, Obj *o, size_t size, ObjType type)
 {
-    Obj *o = calloc(1, size);
     if (!o) return NULL;
     o->type = type;
     o->marked = false;
@@ -62,6 +61,21 @@ void *heap_alloc_obj(Heap *h, size_t size, ObjType type)
     h->objects = o;
     h->bytes_allocated += size;
     return o;
+}
+
+void *heap_alloc_obj(Heap *h, size_t size, ObjType type) { return obj_link(h, calloc(1, size), size, type); }
+
+/* A string object with room for len bytes and the NUL; the payload is not
+ * zeroed (the caller fills it), which matters for long strings. */
+static ObjString *alloc_string(Heap *h, size_t len)
+{
+    size_t size = sizeof(ObjString) + len + 1;
+    ObjString *s = obj_link(h, malloc(size), size, OBJ_STRING);
+    if (s) {
+        s->len = len;
+        s->chars[len] = '\0';
+    }
+    return s;
 }
 
 /* Bytes an object holds right now, including what hangs off it. */
@@ -217,14 +231,25 @@ void heap_collect(Heap *h, void (*mark_roots)(void *ud, void *gray), void *ud)
 /* ------------------------------------------------------------------ */
 /* strings                                                             */
 
+static uint32_t hash_u64(uint64_t x);
+
+/* Eight bytes per step (multiply-xorshift), then a full avalanche: strings
+ * built by repeated `+=` are rehashed whole each time, so the per-byte cost
+ * matters more than for a byte-at-a-time hash like FNV. */
 static uint32_t hash_bytes(const char *s, size_t len)
 {
-    uint32_t h = 2166136261u;  /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 16777619u;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)len;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
     }
-    return h;
+    uint64_t tail = 0;
+    if (len > i) memcpy(&tail, s + i, len - i);
+    h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
+    return hash_u64(h);
 }
 
 bool utf8_valid(const char *s, size_t len)
@@ -260,11 +285,9 @@ size_t utf8_count(const char *s, size_t len)
 
 ObjString *str_new(Heap *h, const char *s, size_t len)
 {
-    ObjString *str = heap_alloc_obj(h, sizeof(ObjString) + len + 1, OBJ_STRING);
+    ObjString *str = alloc_string(h, len);
     if (!str) return NULL;
     if (len) memcpy(str->chars, s, len);
-    str->chars[len] = '\0';
-    str->len = len;
     str->nchars = utf8_count(s, len);
     str->hash = hash_bytes(s, len);
     return str;
@@ -275,12 +298,10 @@ ObjString *str_cstr(Heap *h, const char *s) { return str_new(h, s, strlen(s)); }
 ObjString *str_concat(Heap *h, const ObjString *a, const ObjString *b)
 {
     size_t len = a->len + b->len;
-    ObjString *str = heap_alloc_obj(h, sizeof(ObjString) + len + 1, OBJ_STRING);
+    ObjString *str = alloc_string(h, len);
     if (!str) return NULL;
     memcpy(str->chars, a->chars, a->len);
     memcpy(str->chars + a->len, b->chars, b->len);
-    str->chars[len] = '\0';
-    str->len = len;
     str->nchars = a->nchars + b->nchars;
     str->hash = hash_bytes(str->chars, len);
     return str;
@@ -644,41 +665,58 @@ const char *val_type_name(Value v)
     return "?";
 }
 
+/* The correctly rounded prec-digit decimal of d (d > 0): its digits as an
+ * integer and the power of ten of its last digit. */
+static void round_digits(double d, int prec, uint64_t *mant, int *scale)
+{
+    char buf[48];
+    snprintf(buf, sizeof buf, "%.*e", prec - 1, d);
+    char *e = strchr(buf, 'e');
+    uint64_t m = 0;
+    for (char *p = buf; p < e; p++)
+        if (*p != '.') m = m * 10 + (uint64_t)(*p - '0');
+    *mant = m;
+    *scale = atoi(e + 1) - (prec - 1);
+}
+
+static bool reads_back(uint64_t mant, int scale, double d)
+{
+    char cand[48];
+    snprintf(cand, sizeof cand, "%llue%d", (unsigned long long)mant, scale);
+    return strtod(cand, NULL) == d;
+}
+
 /* Shortest decimal digits of a finite, positive d that read back as d:
  * writes the digits (no dot) to `digits` and returns their count; *exp10 is
  * the exponent of the first digit (d = d1.d2d3... * 10^(*exp10)).
- * For each length the correctly rounded candidate is tried first; next to a
- * power of two the rounding interval is lopsided, so the neighbours one unit
- * away in the last digit are tried too. */
+ * Whether the correctly rounded p-digit decimal reads back is monotone in p,
+ * so p is found by bisection. Next to a power of two the rounding interval
+ * is lopsided and a neighbour one unit away in the last digit may read back
+ * with one digit fewer, so those are tried too. */
 static int shortest_digits(double d, char digits[24], int *exp10)
 {
-    char buf[48];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*e", prec - 1, d);
-        char *e = strchr(buf, 'e');
-        int ex = atoi(e + 1);
-        uint64_t mant = 0;
-        for (char *p = buf; p < e; p++)
-            if (*p != '.') mant = mant * 10 + (uint64_t)(*p - '0');
-        int scale = ex - (prec - 1);  /* d ~ mant * 10^scale */
-        uint64_t tries[3] = {mant, mant + 1, mant - 1};
-        for (int t = 0; t < 3; t++) {
-            if (tries[t] == 0) continue;
-            char cand[48];
-            snprintf(cand, sizeof cand, "%llue%d", (unsigned long long)tries[t], scale);
-            if (strtod(cand, NULL) != d) continue;
-            int n = snprintf(digits, 24, "%llu", (unsigned long long)tries[t]);
-            *exp10 = scale + n - 1;
-            while (n > 1 && digits[n - 1] == '0') n--;
-            digits[n] = '\0';
-            return n;
-        }
+    uint64_t mant;
+    int scale;
+    int lo = 1, hi = 17;  /* 17 digits always read back */
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        round_digits(d, mid, &mant, &scale);
+        if (reads_back(mant, scale, d)) hi = mid;
+        else lo = mid + 1;
     }
-    /* unreachable: 17 significant digits always round-trip */
-    *exp10 = 0;
-    digits[0] = '0';
-    digits[1] = '\0';
-    return 1;
+    round_digits(d, lo, &mant, &scale);
+    if (lo > 1) {
+        uint64_t m2;
+        int s2;
+        round_digits(d, lo - 1, &m2, &s2);
+        if (reads_back(m2 + 1, s2, d)) { mant = m2 + 1; scale = s2; }
+        else if (m2 > 1 && reads_back(m2 - 1, s2, d)) { mant = m2 - 1; scale = s2; }
+    }
+    int n = snprintf(digits, 24, "%llu", (unsigned long long)mant);
+    *exp10 = scale + n - 1;
+    while (n > 1 && digits[n - 1] == '0') n--;
+    digits[n] = '\0';
+    return n;
 }
 
 void fmt_double(StrBuf *b, double d)
@@ -693,6 +731,10 @@ void fmt_double(StrBuf *b, double d)
     if (d < 0) {
         sb_appendc(b, '-');
         d = -d;
+    }
+    if (d < 1e21 && d == floor(d) && d < 9007199254740992.0) {
+        sb_printf(b, "%.0f", d);  /* integral and exact: the common case, printed directly */
+        return;
     }
     char digits[24];
     int e, k = shortest_digits(d, digits, &e);

@@ -1,0 +1,83 @@
+/*
+ * kernels/cpu/cpu.h — the CPU backend: constructors for the fast and the
+ * reference KBackend, the worker pool, and the row conversions (fp16/bf16,
+ * dequantization, activation quantization, quantized dot products) that
+ * both backends and the tests share.
+ *
+ * Files:
+ *   quant.c        scalar fp16/bf16, dequantize/quantize rows, scalar dots
+ *   quant_avx2.c   AVX2/FMA/F16C dots and vector helpers (chosen at run time)
+ *   pool.c         worker pool (pthreads), parallel-for over task indices
+ *   ref.c          reference backend: one thread, plain loops, f32 math
+ *   cpu.c          fast backend: quantized dots for small batches, OpenBLAS
+ *                  sgemm over dequantized tiles for large ones, threaded ops
+ *
+ * Ownership: cpu_backend_new / cpu_ref_backend_new return a KBackend freed by
+ * its destroy op. cpu_pool_new / cpu_pool_free pair up.
+ */
+#ifndef SGL_KERNELS_CPU_H
+#define SGL_KERNELS_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/backend.h"
+
+/* ---- backends ------------------------------------------------------------ */
+
+enum {
+    CPU_NO_SIMD = 1 << 0,       /* use the portable scalar dots even with AVX2 */
+    CPU_NO_BLAS = 1 << 1,       /* never use sgemm (quantized dots for every batch) */
+};
+
+/* n_threads <= 0: one per online core. */
+KBackend *cpu_backend_new(int n_threads, unsigned flags, char *err, size_t errcap);
+KBackend *cpu_ref_backend_new(char *err, size_t errcap);
+
+/* 1 when this CPU runs the *_avx2.c kernels (AVX2 + FMA + F16C). */
+int cpu_has_avx2(void);
+int cpu_n_cores(void);
+
+/* ---- worker pool ------------------------------------------------------- */
+
+typedef struct CpuPool CpuPool;
+
+/* fn(arg, task, thread) runs once per task in [0, n_tasks); `thread` is the
+ * worker's index in [0, cpu_pool_size) (0 is the calling thread). */
+typedef void (*cpu_task_fn)(void *arg, int task, int thread);
+
+CpuPool *cpu_pool_new(int n_threads);
+void cpu_pool_free(CpuPool *p);
+int cpu_pool_size(const CpuPool *p);
+/* Runs every task and returns when all are done. Not reentrant. */
+void cpu_pool_run(CpuPool *p, int n_tasks, cpu_task_fn fn, void *arg);
+
+/* ---- numbers and rows -------------------------------------------------- */
+
+float cpu_f16_to_f32(uint16_t h);
+uint16_t cpu_f32_to_f16(float f);       /* round to nearest even */
+float cpu_bf16_to_f32(uint16_t h);
+uint16_t cpu_f32_to_bf16(float f);      /* round to nearest even */
+
+/* Dequantize n elements (a whole number of blocks) of any dtype to f32. */
+void cpu_dequant_row(KDtype t, const void *src, float *dst, int64_t n);
+
+/* Quantize n floats to t. Supported: F32, F16, BF16, Q8_0, Q8_1, Q8_K (the
+ * activation formats) and Q4_0, Q4_1 (simple round-to-nearest, for tests).
+ * Returns -1 for other types. */
+int cpu_quant_row(KDtype t, const float *src, void *dst, int64_t n);
+
+/* The activation format a weight dtype's dot product consumes: F32 for
+ * F32/F16/BF16, Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for K-quants. */
+KDtype cpu_dot_type(KDtype weight);
+
+/* Scalar dot of one weight row (dtype w) with one activation row in
+ * cpu_dot_type(w); n elements. The integer arithmetic is exact, so the SIMD
+ * versions must agree up to float summation order. Returns 0 on an
+ * unsupported dtype. */
+typedef float (*cpu_dot_fn)(int64_t n, const void *w, const void *x);
+cpu_dot_fn cpu_dot_scalar(KDtype w);
+/* AVX2 version, or NULL where there is none (or the CPU lacks AVX2). */
+cpu_dot_fn cpu_dot_avx2(KDtype w);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * kernels/cpu/simd.h — internal to kernels/cpu: the AVX2 entry points of
+ * quant_avx2.c. Only call them after cpu_has_avx2() said yes; the selectors
+ * in cpu.c do that.
+ */
+#ifndef SGL_KERNELS_CPU_SIMD_H
+#define SGL_KERNELS_CPU_SIMD_H
+
+#include <stdint.h>
+
+#include "kernels/cpu/cpu.h"
+
+/* Dot kernel for weight dtype w, or NULL when there is no AVX2 version. */
+cpu_dot_fn cpu_avx2_dot(KDtype w);
+
+/* Activation quantization (same results as cpu_quant_row up to rounding
+ * ties); returns -1 for a type it does not handle. */
+int cpu_avx2_quant_row(KDtype t, const float *src, void *dst, int64_t n);
+
+/* Attention helpers over KV rows. */
+float cpu_avx2_dot_f32(int n, const float *a, const float *b);
+float cpu_avx2_dot_f16(int n, const float *a, const uint16_t *h);
+void cpu_avx2_axpy_f32(int n, float a, const float *x, float *y);   /* y += a*x */
+void cpu_avx2_axpy_f16(int n, float a, const uint16_t *h, float *y);
+void cpu_avx2_f32_to_f16(int n, const float *x, uint16_t *h);
+void cpu_avx2_f16_to_f32(int n, const uint16_t *h, float *x);
+
+
+/* Elementwise and row helpers. */
+void cpu_avx2_silu_mul(size_t n, const float *gate, const float *up, float *out);
+/* x[i] = exp(x[i] - shift) for i < n; returns the sum of the results. */
+float cpu_avx2_exp_shift_sum(int n, float *x, float shift);
+float cpu_avx2_max(int n, const float *x);
+float cpu_avx2_sumsq(int n, const float *x);
+void cpu_avx2_scale_mul(int n, const float *x, float s, const float *w, float *y); /* y = x*s*w */
+void cpu_avx2_scale(int n, float *x, float s);
+/* Dequantize (F16, Q4_0, Q4_1, Q8_0); -1 for other types. */
+int cpu_avx2_dequant_row(KDtype t, const void *src, float *dst, int64_t n);
+
+#endif

@@ -1,0 +1,215 @@
+/*
+ * runtime/tok_internal.h — the Tokenizer's insides, shared by the files of
+ * the tokenizer module only: tokenizer.c (tables, encode, decode),
+ * tok_load.c (GGUF and Hugging Face loaders) and tok_nfc.c (NFC check).
+ * Nothing outside runtime/tok*.c includes this.
+ *
+ * A loader allocates a Tokenizer with tok_alloc, fills the vocabulary
+ * (tok_set_vocab + tok_set_token), merges (tok_add_merge), the
+ * normalizer/pre-tokenizer steps, added tokens and the special ids, then
+ * calls tok_finish, which builds every derived table (hash maps, pair map,
+ * byte symbols, decode pieces, added-token trie) and checks consistency.
+ */
+#ifndef SGL_RUNTIME_TOK_INTERNAL_H
+#define SGL_RUNTIME_TOK_INTERNAL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <pthread.h>
+
+#include "runtime/tokenizer.h"
+
+typedef enum {
+    TOK_MODEL_BPE,      /* merges by rank (HF BPE, llama.cpp "gpt2") */
+    TOK_MODEL_SPM,      /* pairs ranked by merged token's score (llama.cpp "llama") */
+} TokModel;
+
+typedef enum {
+    TOK_NORM_PREPEND,   /* a = text prepended to a non-empty segment */
+    TOK_NORM_REPLACE,   /* every a -> b (literal) */
+    TOK_NORM_NFC,       /* check only: see TOK_ERR_NOT_NFC */
+} TokNormKind;
+
+typedef struct {
+    TokNormKind kind;
+    char *a, *b;
+    size_t alen, blen;
+} TokNormStep;
+
+/* HF SplitDelimiterBehavior. */
+typedef enum {
+    TOK_SPLIT_REMOVED,
+    TOK_SPLIT_ISOLATED,
+    TOK_SPLIT_MERGED_PREV,
+    TOK_SPLIT_MERGED_NEXT,
+    TOK_SPLIT_CONTIGUOUS,
+} TokSplitBehavior;
+
+typedef enum {
+    TOK_PRE_SPLIT,          /* regex (or literal) split of every piece */
+    TOK_PRE_PREFIX_SPACE,   /* ByteLevel add_prefix_space: " " before a piece not starting with one */
+    TOK_PRE_METASPACE,      /* spaces -> repl, prepend repl (scheme), split before repl */
+} TokPreKind;
+
+typedef enum { TOK_PREPEND_ALWAYS, TOK_PREPEND_FIRST, TOK_PREPEND_NEVER } TokPrependScheme;
+
+typedef struct {
+    TokPreKind kind;
+    pcre2_code *re;             /* SPLIT */
+    TokSplitBehavior behavior;  /* SPLIT */
+    bool invert;                /* SPLIT */
+    char *repl;                 /* METASPACE replacement character (UTF-8) */
+    size_t repl_len;
+    TokPrependScheme scheme;    /* METASPACE */
+    bool split;                 /* METASPACE */
+} TokPreStep;
+
+/* An added token: matched in raw text before normalization. */
+typedef struct {
+    int32_t id;
+    bool special;               /* needs TOK_ENC_PARSE_SPECIAL */
+    bool lstrip, rstrip, single_word;
+} TokAdded;
+
+/* Byte trie over added-token texts; children are a sibling list. */
+typedef struct {
+    int32_t first_child, next_sibling;
+    int32_t added;              /* index into added[], or -1 */
+    uint8_t byte;
+} TokTrieNode;
+
+/* Open-addressing map: bytes -> int32 (vocabulary text -> id). Keys live in
+ * the Tokenizer's text pool. */
+typedef struct {
+    uint32_t mask;
+    int32_t *slots;             /* token id, -1 empty */
+    uint32_t *hashes;
+} TokStrMap;
+
+/* Pair map: (left id, right id) -> (priority, merged id). Lower priority
+ * merges first: BPE rank, or minus the merged token's score for SPM. */
+typedef struct {
+    uint64_t key;               /* left << 32 | right; UINT64_MAX empty */
+    float prio;
+    int32_t id;
+} TokPair;
+
+typedef struct {
+    uint32_t mask;
+    TokPair *slots;
+    size_t n;
+} TokPairMap;
+
+/* Word cache: word bytes -> ids; cleared wholesale when full. */
+typedef struct {
+    uint64_t hash;
+    uint32_t key_off, key_len;
+    uint32_t ids_off, ids_n;
+} TokCacheEntry;
+
+typedef struct {
+    uint32_t mask;
+    TokCacheEntry *slots;       /* key_len == UINT32_MAX: empty */
+    size_t n;
+    char *keys;
+    size_t keys_len, keys_cap;
+    int32_t *ids;
+    size_t ids_len, ids_cap;
+} TokCache;
+
+typedef struct { size_t off, len; bool first; } TokPiece;
+
+struct Tokenizer {
+    TokModel model;
+    bool byte_level;            /* GPT-2 byte<->unicode symbols */
+    bool byte_fallback;         /* unknown characters -> <0xXX> tokens */
+    bool ignore_merges;         /* a piece that is itself a token is emitted whole */
+    bool fuse_unk;
+    bool unk_unset;
+    bool metaspace_decode;      /* decode "▁" as a space */
+    bool strip_space_decode;    /* tok_decode_strips_space */
+    char kind_name[16];
+
+    int32_t n_vocab;
+    char *text_pool;            /* vocabulary strings, NUL-separated */
+    size_t text_pool_len, text_pool_cap;
+    uint32_t *text_off, *text_len;
+    float *score;
+    uint8_t *attr;
+
+    char *piece_pool;           /* decoded bytes per token */
+    uint32_t *piece_off, *piece_len;
+
+    TokStrMap vocab;
+    TokPairMap pairs;
+    int32_t byte_sym[256];      /* byte-level: symbol id of each byte; else <0xXX> id; -1 none */
+
+    /* merges as given by the loader (strings), resolved by tok_finish */
+    char **merge_l, **merge_r;
+    size_t n_merges, cap_merges;
+
+    TokNormStep *norm;
+    int n_norm;
+    TokPreStep *pre;
+    int n_pre;
+
+    TokAdded *added;
+    int n_added;
+    TokTrieNode *trie;
+    int n_trie, cap_trie;
+    uint8_t added_first[32];    /* bitset of first bytes of added tokens */
+
+    int32_t bos, eos, eot, eom, unk, pad;
+    bool add_bos, add_eos;
+    int32_t *eog;
+    int n_eog;
+    char *chat_template;
+
+    /* encode state, under mu */
+    pthread_mutex_t mu;
+    bool mu_init;
+    pcre2_match_data *md;
+    TokCache cache;
+    char *seg;                  /* normalized segment */
+    size_t seg_len, seg_cap;
+    char *arena;                /* piece bytes */
+    size_t arena_len, arena_cap;
+    TokPiece *pieces, *pieces2;
+    size_t n_pieces, cap_pieces, cap_pieces2;
+    int32_t *sym, *sym_prev, *sym_next;
+    size_t cap_sym;
+    void *heap;
+    size_t cap_heap;
+    char errmsg[160];
+};
+
+Tokenizer *tok_alloc(void);
+int tok_set_vocab(Tokenizer *t, int32_t n);
+/* Copies text. attr: TOK_ATTR_*. */
+int tok_set_token(Tokenizer *t, int32_t id, const char *text, size_t len, float score, unsigned attr);
+int tok_add_merge(Tokenizer *t, const char *l, size_t llen, const char *r, size_t rlen);
+int tok_add_norm(Tokenizer *t, TokNormKind kind, const char *a, size_t alen, const char *b, size_t blen);
+/* pattern is a regex unless literal; compiles with UTF|UCP. Message in err. */
+int tok_add_split(Tokenizer *t, const char *pattern, size_t len, bool literal,
+                  TokSplitBehavior behavior, bool invert, char *err, size_t errcap);
+int tok_add_prefix_space(Tokenizer *t);
+int tok_add_metaspace(Tokenizer *t, const char *repl, size_t repl_len, TokPrependScheme scheme, bool split);
+int tok_add_added(Tokenizer *t, int32_t id, bool special, bool lstrip, bool rstrip, bool single_word);
+int tok_set_template(Tokenizer *t, const char *s, size_t len);
+/* Derives everything; message in err. */
+int tok_finish(Tokenizer *t, char *err, size_t errcap);
+
+/* Code point of the GPT-2 byte-level character for byte b. */
+uint32_t tok_byte_to_cp(uint8_t b);
+/* Byte for a GPT-2 byte-level code point, or -1. */
+int tok_cp_to_byte(uint32_t cp);
+/* UTF-8 encode cp into out (4 bytes room); returns length. */
+int tok_utf8_put(uint32_t cp, char *out);
+
+/* tok_nfc.c: true when NFC(s) == s is guaranteed: no character in s has
+ * NFC_Quick_Check != Yes or a non-zero canonical combining class. */
+bool tok_nfc_stable(const char *s, size_t len);
+
+void tok_errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
