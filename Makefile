@@ -145,7 +145,7 @@ fuzz: $(GEN_SRCS)
 	@mkdir -p $(BUILD)/fuzz/corpus
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -Wno-unused-command-line-argument \
 	  -o $(BUILD)/fuzz/fuzz_compile tests/fuzz/fuzz_compile.c \
-	  $(filter lang/%.c compiler/%.c vm/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
+	  $(filter lang/%.c compiler/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
 	cp tests/lang/*.sgl examples/*.sgl $(BUILD)/fuzz/corpus/ 2>/dev/null || true
 	$(BUILD)/fuzz/fuzz_compile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus
 

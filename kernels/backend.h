@@ -15,7 +15,10 @@
  *     y[t][r] = sum_i x[t][i] * W[r][i], the layout of ggml and of
  *     PyTorch's nn.Linear weights (out, in).
  *   - Pointers are in the backend's memory space (host memory for the CPU).
- *   - Ops do not fail: argument checking happens once at model load.
+ *   - Arguments are checked once, at model load, not per op. The one
+ *     failure an op can meet is running out of scratch memory: it then
+ *     skips its work and the failure is reported by the `error` op, which
+ *     the caller checks once per forward pass.
  *
  * Ownership: a KBackend is created by its constructor (cpu_backend_new in
  * kernels/cpu/cpu.h) and freed by its own `destroy` op. KTensor data is
@@ -154,6 +157,8 @@ typedef struct {
  *   kv_store   write k[i], v[i] (f32 rows of kv_dim) into slot slots[i] of
  *              the pools, converting to kv_dtype
  *   attention  see KAttnArgs
+ *   error      NULL if every op since the last call ran, else a message for
+ *              the first one that could not (the flag is cleared)
  *   destroy    frees the backend (table included)
  */
 #define K_OPS(X)                                                                        \
@@ -173,6 +178,7 @@ typedef struct {
                        int kv_dim, const float *k, const float *v,                      \
                        const int32_t *slots, int n))                                    \
     X(attention, void, (void *ctx, const KAttnArgs *a))                                \
+    X(error, const char *, (void *ctx))                                                 \
     X(destroy, void, (void *ctx))
 
 typedef struct KBackend {

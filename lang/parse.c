@@ -22,7 +22,7 @@
 
 /* Deeper trees than this are refused, so that recursive passes over the
  * tree (the compiler) have a bounded C stack. */
-enum { PARSE_MAX_DEPTH = 400 };
+enum { PARSE_MAX_DEPTH = 1000 };
 
 static void oom(ParseState *ps) {
     longjmp(ps->oom, 1);
@@ -185,7 +185,8 @@ static int is_blank(char c) {
  * The triple-quote rule (§2), applied to the raw segments of one string (the
  * parts between ${ }s) before escapes are resolved, so an escaped \n is not
  * a line break:
- *   - a line break right after the opening quotes is dropped;
+ *   - a line break right after the opening quotes (blanks may stand before
+ *     it) is dropped;
  *   - if the closing quotes stand on a line of their own (only blanks before
  *     them), that line and the line break before it are dropped, and its
  *     blanks are the indentation removed from the start of every line;
@@ -193,11 +194,13 @@ static int is_blank(char c) {
  * Each segment's text is rewritten into `out` (malloc'd buffers).
  */
 static void dedent(ParseState *ps, Seg *segs, int nseg, Buf *out) {
-    /* opening line break */
-    if (segs[0].n >= 1 && segs[0].s[0] == '\n') {
-        segs[0].s += 1, segs[0].n -= 1;
-    } else if (segs[0].n >= 2 && segs[0].s[0] == '\r' && segs[0].s[1] == '\n') {
-        segs[0].s += 2, segs[0].n -= 2;
+    /* opening line break (with any blanks before it) */
+    size_t k0 = 0;
+    int dropped_first = 0;
+    while (k0 < segs[0].n && is_blank(segs[0].s[k0])) k0++;
+    if (k0 < segs[0].n && segs[0].s[k0] == '\n') {
+        segs[0].s += k0 + 1, segs[0].n -= k0 + 1;
+        dropped_first = 1;
     }
     /* closing line */
     const char *indent = "";
@@ -208,10 +211,8 @@ static void dedent(ParseState *ps, Seg *segs, int nseg, Buf *out) {
     if (k > 0 && last->s[k - 1] == '\n') {
         indent = last->s + k;
         indent_n = last->n - k;
-        k--;
-        if (k > 0 && last->s[k - 1] == '\r') k--;
-        last->n = k;
-    } else if (k == 0 && nseg == 1) {
+        last->n = k - 1;
+    } else if (k == 0 && nseg == 1 && dropped_first) {
         /* nothing but the closing line: the string is empty */
         last->n = 0;
     }
@@ -481,10 +482,16 @@ int parse_source(const char *file, const char *src, size_t len, AstTree *out, Di
     char *copy = ast_strdup(&run->tree, src ? src : "", src ? len : 0);
     run->tree.file = ast_strdup(&run->tree, ps->file, strlen(ps->file));
     if (!copy || !run->tree.file) oom(ps);
+    /* CRLF line ends read as LF (columns are unchanged: the CR is last) */
+    size_t w = 0;
+    for (size_t r = 0; r < len; r++)
+        if (!(copy[r] == '\r' && r + 1 < len && copy[r + 1] == '\n')) copy[w++] = copy[r];
+    copy[w] = '\0';
+    ps->len = w;
     ps->src = copy;
-    int nlines = lex_line_starts(copy, len, &run->line_starts);
+    int nlines = lex_line_starts(copy, ps->len, &run->line_starts);
     if (nlines < 0) oom(ps);
-    lex_init(&run->lx, copy, len, run->line_starts, nlines);
+    lex_init(&run->lx, copy, ps->len, run->line_starts, nlines);
     run->parser = parse_lemonAlloc(malloc, ps);
     if (!run->parser) oom(ps);
 

@@ -317,6 +317,34 @@ arg(A) ::= IDENT(N) COLON expr(E). {
     A->name = parse_text(ps, &N);
     A->a = E;
 }
+/* Keywords are fine as argument names and bare map keys (`grammar: g`). */
+arg(A) ::= keyword(N) COLON expr(E). {
+    A = parse_node(ps, AST_ARG, &N);
+    A->name = parse_text(ps, &N);
+    A->a = E;
+}
+
+%type keyword {LexToken}
+keyword(A) ::= FN(T).        { A = T; }
+keyword(A) ::= LET(T).       { A = T; }
+keyword(A) ::= IF(T).        { A = T; }
+keyword(A) ::= ELSE(T).      { A = T; }
+keyword(A) ::= FOR(T).       { A = T; }
+keyword(A) ::= IN(T).        { A = T; }
+keyword(A) ::= WHILE(T).     { A = T; }
+keyword(A) ::= BREAK(T).     { A = T; }
+keyword(A) ::= CONTINUE(T).  { A = T; }
+keyword(A) ::= RETURN(T).    { A = T; }
+keyword(A) ::= FORK(T).      { A = T; }
+keyword(A) ::= IMPORT(T).    { A = T; }
+keyword(A) ::= AS(T).        { A = T; }
+keyword(A) ::= AND(T).       { A = T; }
+keyword(A) ::= OR(T).        { A = T; }
+keyword(A) ::= NOT(T).       { A = T; }
+keyword(A) ::= SYSTEM(T).    { A = T; }
+keyword(A) ::= USER(T).      { A = T; }
+keyword(A) ::= ASSISTANT(T). { A = T; }
+keyword(A) ::= GRAMMAR(T).   { A = T; }
 
 primary(A) ::= INT(T). { A = parse_node(ps, AST_INT, &T); A->ival = T.ival; }
 primary(A) ::= FLOAT(T). { A = parse_node(ps, AST_FLOAT, &T); A->fval = T.fval; }
@@ -380,6 +408,11 @@ pair(A) ::= map_key(K) COLON expr(V). {
 /* Keys: a bare name is a string; otherwise a literal or a parenthesised
  * expression ({(k): v} uses the value of k). */
 map_key(A) ::= IDENT(T). {
+    A = parse_node(ps, AST_STRING, &T);
+    A->str = parse_text(ps, &T);
+    A->str_len = T.n;
+}
+map_key(A) ::= keyword(T). {
     A = parse_node(ps, AST_STRING, &T);
     A->str = parse_text(ps, &T);
     A->str_len = T.n;

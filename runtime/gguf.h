@@ -71,15 +71,16 @@ typedef struct {
     int n_dims;                 /* 1..4 */
     int64_t ne[4];              /* ne[0] = innermost (row length); unused dims are 1 */
     uint64_t offset;            /* from the start of the data section */
-    const void *data;           /* into the mapping */
-    uint64_t nbytes;            /* size of the data (from type and shape) */
+    const void *data;           /* into the mapping; NULL for an unknown type */
+    uint64_t nbytes;            /* size of the data (from type and shape); 0 for an unknown type */
 } GgufTensor;
 
 typedef struct GgufFile GgufFile;
 
 /* Opens and maps `path`. Checks magic, version (2 or 3), that every value
- * and every tensor's data lies inside the file, and that tensor types are
- * known ggml types. */
+ * lies inside the file, and that the data of every tensor whose type
+ * kernels/backend.h knows lies inside the file. Tensors of other types keep
+ * nbytes = 0 and data = NULL (a model loader reports them by name). */
 GgufFile *gguf_open(const char *path, char *err, size_t errcap);
 void gguf_close(GgufFile *f);
 

@@ -157,6 +157,11 @@ Model *model_new(const ModelConfig *cfg, char *err, size_t errcap);
 int model_finish(Model *m, char *err, size_t errcap);
 void model_free(Model *m);
 
+/* The rope_dim/2 inverse frequencies RoPE uses for cfg: theta^(-2p/rope_dim),
+ * then cfg's scaling (linear: / factor; llama3: Llama 3.1's blend), then
+ * divided by freq_factors[p] when given (GGUF rope_freqs.weight). */
+void model_rope_inv_freq(const ModelConfig *cfg, const float *freq_factors, float *out);
+
 /* Worker threads for the CPU backend (0 = one per online core). Takes effect
  * at the next forward; call before the first one to avoid a pool restart. */
 void model_set_threads(Model *m, int n_threads);

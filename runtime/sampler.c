@@ -254,7 +254,7 @@ void samp_step_ban(SampCands *c, const int32_t *ids, int n)
 {
     if (n <= 0) return;
     if (c->identity) {
-        /* mark with NaN-free sentinel, then compact once */
+        /* mark the banned entries (id -1), then compact once */
         int any = 0;
         for (int j = 0; j < n; j++)
             if (ids[j] >= 0 && (size_t)ids[j] < c->size) {
@@ -310,12 +310,53 @@ void samp_step_top_k(SampCands *c, int k)
     }
     if (!c->sorted) {
         select_best(c->data, c->size, (size_t)k);
-        qsort(c->data, (size_t)k, sizeof *c->data, cand_cmp);
-        c->sorted = 1;
+        /* a small k is worth ordering: top-p then just scans it */
+        if (k <= 1024) {
+            qsort(c->data, (size_t)k, sizeof *c->data, cand_cmp);
+            c->sorted = 1;
+        }
     }
     c->size = (size_t)k;
     c->identity = 0;
     c->has_p = 0;
+}
+
+/* The smallest k such that the k best of v[0..n) hold probability mass >=
+ * target, with those k moved to the front (in no particular order): a
+ * quickselect that recurses on mass instead of on count. Expected O(n). */
+static size_t select_mass(SampCand *v, size_t n, double target)
+{
+    size_t lo = 0, hi = n;       /* v[0..lo) are in; the boundary lies in [lo, hi] */
+    double acc = 0;              /* mass of v[0..lo) */
+    while (hi - lo > 16) {
+        size_t mid = lo + (hi - lo) / 2, last = hi - 1;
+        if (cand_before(&v[mid], &v[lo])) cand_swap(&v[mid], &v[lo]);
+        if (cand_before(&v[last], &v[lo])) cand_swap(&v[last], &v[lo]);
+        if (cand_before(&v[last], &v[mid])) cand_swap(&v[last], &v[mid]);
+        cand_swap(&v[mid], &v[last]);
+        size_t st = lo;
+        double before = 0;
+        for (size_t i = lo; i < last; i++)
+            if (cand_before(&v[i], &v[last])) {
+                before += v[i].p;
+                cand_swap(&v[i], &v[st++]);
+            }
+        cand_swap(&v[st], &v[last]);
+        if (acc + before >= target) {
+            hi = st;
+        } else if (acc + before + v[st].p >= target) {
+            return st + 1;
+        } else {
+            acc += before + v[st].p;
+            lo = st + 1;
+        }
+    }
+    qsort(v + lo, hi - lo, sizeof *v, cand_cmp);
+    for (size_t i = lo; i < hi; i++) {
+        acc += v[i].p;
+        if (acc >= target) return i + 1;
+    }
+    return hi;                   /* rounding kept the total just under target */
 }
 
 void samp_step_top_p(SampCands *c, float p)
@@ -330,22 +371,22 @@ void samp_step_top_p(SampCands *c, float p)
             if (cum >= p) { keep = i + 1; break; }
         }
     } else {
-        /* grow a sorted prefix block by block until it holds mass p */
-        size_t done = 0, block = 128, n = c->size;
-        while (done < n) {
-            size_t end = done + block < n ? done + block : n;
-            select_best(c->data + done, n - done, end - done);
-            qsort(c->data + done, end - done, sizeof *c->data, cand_cmp);
-            size_t i;
-            for (i = done; i < end; i++) {
-                cum += c->data[i].p;
-                if (cum >= p) break;
-            }
-            if (i < end) { keep = i + 1; break; }
-            done = end;
-            block *= 4;
+        /* Peaked distributions (the usual case) reach p within a few
+         * hundred tokens: select and sort that block. Flat ones go on with
+         * a mass-quickselect over the rest instead of sorting thousands. */
+        size_t n = c->size, block = n < 256 ? n : 256, i;
+        select_best(c->data, n, block);
+        qsort(c->data, block, sizeof *c->data, cand_cmp);
+        for (i = 0; i < block; i++) {
+            cum += c->data[i].p;
+            if (cum >= p) break;
         }
-        c->sorted = 1;
+        if (i < block) {
+            keep = i + 1;
+            c->sorted = 1;
+        } else if (block < n) {
+            keep = block + select_mass(c->data + block, n - block, p - cum);
+        }
     }
     if (keep < c->size) {
         c->size = keep;
@@ -404,8 +445,8 @@ double samp_logsumexp(const float *logits, size_t n)
     for (size_t i = 1; i < n; i++)
         if (logits[i] > mx) mx = logits[i];
     if (isinf(mx)) return mx;
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) sum += exp((double)logits[i] - mx);
+    double sum = 0;     /* terms in float (they are <= 1), their sum in double */
+    for (size_t i = 0; i < n; i++) sum += expf(logits[i] - mx);
     return mx + log(sum);
 }
 
@@ -504,7 +545,7 @@ static double cands_logsumexp(const SampCands *c)
     for (size_t i = 1; i < c->size; i++)
         if (c->data[i].logit > mx) mx = c->data[i].logit;
     double sum = 0;
-    for (size_t i = 0; i < c->size; i++) sum += exp((double)c->data[i].logit - mx);
+    for (size_t i = 0; i < c->size; i++) sum += expf(c->data[i].logit - mx);
     return mx + log(sum);
 }
 
@@ -665,6 +706,7 @@ const SampParams *samp_params(const Sampler *s) { return &s->p; }
 struct SampWork {
     int n_vocab;
     SampCand *cands;
+    float *row;         /* the greedy path's penalised copy of the logits */
 };
 
 SampWork *samp_work_new(int n_vocab)
@@ -674,8 +716,9 @@ SampWork *samp_work_new(int n_vocab)
     if (!w) return NULL;
     w->n_vocab = n_vocab;
     w->cands = malloc((size_t)n_vocab * sizeof *w->cands);
-    if (!w->cands) {
-        free(w);
+    w->row = malloc((size_t)n_vocab * sizeof *w->row);
+    if (!w->cands || !w->row) {
+        samp_work_free(w);
         return NULL;
     }
     return w;
@@ -685,6 +728,7 @@ void samp_work_free(SampWork *w)
 {
     if (!w) return;
     free(w->cands);
+    free(w->row);
     free(w);
 }
 
@@ -702,6 +746,35 @@ int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t
         out->n_top = 0;
     }
 
+    /* like vLLM, temperatures under 1e-5 are greedy (dividing by them
+     * would only magnify rounding) */
+    int greedy = p->temperature < 1e-5f || p->top_k == 1;
+    int banning = s->n_generated < p->min_tokens && (p->n_stop || (!p->ignore_eos && p->n_eos));
+    if (greedy && !allow && !banning && !(want_lp && p->logprob_mode == SAMP_LOGPROBS_PROCESSED)) {
+        /* The common case (greedy, unconstrained) needs no candidate list:
+         * penalise a copy of the row (sparse) and take its argmax. */
+        memcpy(w->row, logits, n * sizeof *w->row);
+        for (size_t i = 0; i < s->cap; i++) {
+            const PenSlot *sl = &s->slots[i];
+            if (sl->id >= 0 && (size_t)sl->id < n) w->row[sl->id] = penalize(p, sl, w->row[sl->id]);
+        }
+        size_t best = 0;
+        for (size_t i = 1; i < n; i++)
+            if (w->row[i] > w->row[best]) best = i;
+        int32_t id = (int32_t)best;
+        if (out) {
+            out->id = id;
+            if (want_lp) {
+                int cap = out->top ? out->top_cap : 0;
+                int ask = p->top_logprobs < cap ? p->top_logprobs : cap;
+                lse = samp_logsumexp(logits, n);
+                out->n_top = samp_top_logprobs(logits, n, lse, ask, out->top);
+                out->logprob = (float)((double)logits[id] - lse);
+            }
+        }
+        return id;
+    }
+
     SampCands c;
     samp_cands_init(&c, w->cands, logits, n);
     int rc = samp_step_penalties(&c, s);
@@ -713,8 +786,7 @@ int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t
     if (allow) samp_step_allow(&c, allow, n);
     if (c.size == 0) return SAMP_ERR_ALL_MASKED;
 
-    int greedy = p->temperature <= 0.0f || p->top_k == 1;
-    if (p->temperature > 0.0f) samp_step_temperature(&c, p->temperature);
+    if (p->temperature >= 1e-5f) samp_step_temperature(&c, p->temperature);
 
     int n_top = 0;
     if (want_lp) {
@@ -747,7 +819,7 @@ int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t
             float l = logits[id];
             const PenSlot *sl = pen_find(s, id);
             if (sl) l = penalize(&s->p, sl, l);
-            if (p->temperature > 0.0f && p->temperature != 1.0f) l *= 1.0f / p->temperature;
+            if (p->temperature >= 1e-5f && p->temperature != 1.0f) l *= 1.0f / p->temperature;
             chosen_logit = l;
         }
         out->logprob = (float)((double)chosen_logit - lse);

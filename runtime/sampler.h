@@ -21,8 +21,9 @@
  *    it, a negative one multiplied) covers prompt and generated tokens;
  *    frequency/presence penalties (OpenAI style, subtracted) cover generated
  *    tokens only.
- *  - temperature <= 0 means greedy (argmax after penalties and masks; ties go
- *    to the lowest id, like torch.argmax).
+ *  - temperature < 1e-5 (0 in practice) means greedy, as does top_k 1
+ *    (argmax after penalties and masks; ties go to the lowest id, like
+ *    torch.argmax).
  *  - min-p is relative to the most likely token after temperature, top-k and
  *    top-p (HF order: temperature, top-k, top-p, min-p).
  *  - logprobs: by default (SAMP_LOGPROBS_RAW) the log-softmax of the model's
@@ -113,13 +114,15 @@ void samp_step_temperature(SampCands *c, float t);
 /* Softmax over the list into p (max-subtracted, accumulated in double). */
 void samp_step_softmax(SampCands *c);
 
-/* Keep the k highest logits (quickselect, then sort only those k). */
+/* Keep the k highest logits: quickselect, O(n); k <= 1024 are then sorted
+ * (cheap, and top-p after it just scans), larger k stay unordered. */
 void samp_step_top_k(SampCands *c, int k);
 
-/* Keep the smallest most-likely prefix whose probability reaches p (at least
- * one token). Sorts only as far as it needs: blocks of growing size are
- * selected and sorted until the mass is reached. Leaves the list sorted and
- * renormalised. */
+/* Keep the smallest set of most likely tokens whose probability reaches p
+ * (at least one token), renormalised. Never sorts the whole list: the best
+ * 256 are selected and sorted (enough for peaked distributions, and then
+ * the list stays sorted); if they hold less than p, a quickselect on mass
+ * finds the rest in expected O(n), leaving the list unordered. */
 void samp_step_top_p(SampCands *c, float p);
 
 /* Keep tokens with probability >= min_p * (highest probability). */
@@ -155,7 +158,7 @@ int samp_top_logprobs(const float *logits, size_t size, double lse, int n,
 typedef enum { SAMP_LOGPROBS_RAW, SAMP_LOGPROBS_PROCESSED } SampLogprobMode;
 
 typedef struct {
-    float temperature;           /* <= 0: greedy. Default 1 */
+    float temperature;           /* < 1e-5: greedy. Default 1 */
     int top_k;                   /* <= 0: off */
     float top_p;                 /* in (0, 1]; 1: off */
     float min_p;                 /* in [0, 1]; 0: off */
@@ -213,7 +216,8 @@ int samp_accept(Sampler *s, int32_t id);
 int samp_n_generated(const Sampler *s);
 const SampParams *samp_params(const Sampler *s);   /* eos/stop point into the sampler */
 
-/* Vocabulary-sized scratch, shared by the samplers of one thread. */
+/* Vocabulary-sized scratch (a candidate list and a row of floats, ~16
+ * bytes a token), shared by the samplers of one thread. */
 typedef struct SampWork SampWork;
 SampWork *samp_work_new(int n_vocab);
 void samp_work_free(SampWork *w);

@@ -125,7 +125,6 @@ struct Tokenizer {
     bool byte_fallback;         /* unknown characters -> <0xXX> tokens */
     bool ignore_merges;         /* a piece that is itself a token is emitted whole */
     bool fuse_unk;
-    bool unk_unset;
     bool metaspace_decode;      /* decode "▁" as a space */
     bool strip_space_decode;    /* tok_decode_strips_space */
     char kind_name[16];

@@ -31,9 +31,7 @@
  *
  * Which reference each loader matches token for token: tok_load_gguf matches
  * llama.cpp (llama_tokenize), tok_load_hf matches Hugging Face `tokenizers`
- * (Tokenizer.encode). The two differ in a few places on purpose, e.g. GGUF
- * "smollm" isolates every Unicode digit (\p{N}) while the HF Digits
- * pre-tokenizer isolates ASCII digits only.
+ * (Tokenizer.encode), each with the regexes and options its format names.
  *
  * Added tokens: matched in the raw text before anything else, leftmost and
  * longest first. Tokens marked special (HF "special": true; GGUF control and

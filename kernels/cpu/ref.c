@@ -19,13 +19,17 @@ typedef struct {
     size_t scores_cap;
     double *acc;
     size_t acc_cap;
+    const char *error;
 } Ref;
 
-static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+static int grow(Ref *r, void **buf, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap) return 0;
     void *p = realloc(*buf, need * elem);
-    if (!p) return -1;
+    if (!p) {
+        if (!r->error) r->error = "reference backend: out of memory";
+        return -1;
+    }
     *buf = p;
     *cap = need;
     return 0;
@@ -36,7 +40,7 @@ static void ref_matmul(void *ctx, const KTensor *w, const float *bias, const flo
     Ref *r = ctx;
     int64_t k = w->ne[0], rows = w->ne[1];
     size_t rb = k_row_bytes(w->dtype, k);
-    if (grow((void **)&r->row, &r->row_cap, (size_t)k, sizeof(float))) return;
+    if (grow(r, (void **)&r->row, &r->row_cap, (size_t)k, sizeof(float))) return;
     for (int64_t i = 0; i < rows; i++) {
         cpu_dequant_row(w->dtype, (const uint8_t *)w->data + i * rb, r->row, k);
         for (int t = 0; t < n; t++) {
@@ -125,11 +129,11 @@ static void ref_attention(void *ctx, const KAttnArgs *a)
     Ref *r = ctx;
     int kv_dim = a->n_head_kv * a->head_dim, qd = a->n_head * a->head_dim, group = a->n_head / a->n_head_kv;
     size_t rb = k_row_bytes(a->kv_dtype, kv_dim);
-    if (grow((void **)&r->row, &r->row_cap, (size_t)kv_dim, sizeof(float))) return;
-    if (grow((void **)&r->acc, &r->acc_cap, (size_t)a->head_dim, sizeof(double))) return;
+    if (grow(r, (void **)&r->row, &r->row_cap, (size_t)kv_dim, sizeof(float))) return;
+    if (grow(r, (void **)&r->acc, &r->acc_cap, (size_t)a->head_dim, sizeof(double))) return;
     for (int s = 0; s < a->n_seqs; s++) {
         const KAttnSeq *sq = &a->seqs[s];
-        if (grow((void **)&r->scores, &r->scores_cap, (size_t)sq->n_ctx, sizeof(double))) return;
+        if (grow(r, (void **)&r->scores, &r->scores_cap, (size_t)sq->n_ctx, sizeof(double))) return;
         for (int j = 0; j < sq->n_new; j++) {
             int visible = sq->n_ctx - sq->n_new + j + 1;
             const float *q = a->q + (size_t)(sq->row0 + j) * qd;
@@ -160,6 +164,14 @@ static void ref_attention(void *ctx, const KAttnArgs *a)
             }
         }
     }
+}
+
+static const char *ref_error(void *ctx)
+{
+    Ref *r = ctx;
+    const char *e = r->error;
+    r->error = NULL;
+    return e;
 }
 
 static void ref_destroy(void *ctx)

@@ -204,6 +204,7 @@ Test(sampler, steps_match_full_sort_reference)
         samp_cands_init(&r, ref, l, V);
         qsort(ref, V, sizeof *ref, cmp_desc);
         cr_assert_eq(c.size, (size_t)ks[t]);
+        if (!c.sorted) qsort(c.data, c.size, sizeof *c.data, cmp_desc);   /* same set? */
         for (int i = 0; i < ks[t]; i++) cr_assert_eq(c.data[i].id, ref[i].id, "k=%d i=%d", ks[t], i);
     }
 
@@ -226,6 +227,7 @@ Test(sampler, steps_match_full_sort_reference)
             if (cum >= ps[t]) { keep = i + 1; break; }
         }
         cr_assert_eq(c.size, keep, "p=%g: %zu vs %zu", ps[t], c.size, keep);
+        if (!c.sorted) qsort(c.data, c.size, sizeof *c.data, cmp_desc);
         double mass = 0;
         for (size_t i = 0; i < c.size; i++) {
             cr_assert_eq(c.data[i].id, ref[i].id);
@@ -317,6 +319,46 @@ Test(sampler, logprobs_raw_sum_to_one_and_match_log_softmax)
     cr_assert(fabs(total - 1.0) < 1e-4, "sum %g", total);
     cr_assert_eq(top[0].id, argmax(l, V));
     samp_free(s);
+    samp_work_free(w);
+}
+
+/* Greedy without a mask takes a shortcut (no candidate list); an all-ones
+ * mask forces the general path. Both must agree, logprobs included. */
+Test(sampler, greedy_shortcut_equals_general_path)
+{
+    enum { V = 1000 };
+    float l[V];
+    uint64_t all[(V + 63) / 64];
+    memset(all, 0xff, sizeof all);
+    SampWork *w = samp_work_new(V);
+    for (int trial = 0; trial < 10; trial++) {
+        fill_logits(l, V, 300 + trial, 5.0f);
+        SampParams p;
+        samp_params_default(&p);
+        p.temperature = 0;
+        p.repetition_penalty = 1.3f;
+        p.frequency_penalty = 0.2f;
+        p.logprobs = 1;
+        p.top_logprobs = 5;
+        Sampler *a = mk(&p, V), *b = mk(&p, V);
+        int32_t prompt[3] = { argmax(l, V), 5, 7 };
+        samp_add_prompt(a, prompt, 3);
+        samp_add_prompt(b, prompt, 3);
+        for (int step = 0; step < 8; step++) {
+            SampTokLogprob ta[5], tb[5];
+            SampOut oa = { .top = ta, .top_cap = 5 }, ob = { .top = tb, .top_cap = 5 };
+            int32_t x = samp_sample(a, w, l, NULL, &oa), y = samp_sample(b, w, l, all, &ob);
+            cr_assert_eq(x, y);
+            cr_assert_float_eq(oa.logprob, ob.logprob, 1e-6);
+            cr_assert_eq(oa.n_top, 5);
+            cr_assert_eq(ob.n_top, 5);
+            for (int i = 0; i < 5; i++) cr_assert_eq(ta[i].id, tb[i].id);
+            samp_accept(a, x);
+            samp_accept(b, y);
+        }
+        samp_free(a);
+        samp_free(b);
+    }
     samp_work_free(w);
 }
 

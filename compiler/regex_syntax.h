@@ -1,0 +1,91 @@
+/*
+ * compiler/regex_syntax.h — the constraint regex subset (LANGUAGE.md §9):
+ * a parser from pattern text to a small regex AST, ready to be lowered to a
+ * byte-level DFA. Not the PCRE2 syntax of the built-in regex functions (§10).
+ *
+ * Supported: literals (any UTF-8 text), `.`, classes `[a-z]` `[^...]`,
+ * `\d \w \s \D \W \S` (ASCII: [0-9], [A-Za-z0-9_], [ \t\n\r\f\v]), escapes
+ * (`\n \t \r \f \v \0`, `\xHH`, `\x{H..}`, `\u{H..}`, and `\` before any
+ * ASCII punctuation), groups `( )` and `(?: )`, alternation `|`, quantifiers
+ * `* + ? {m} {m,} {m,n} {,n}` (a trailing `?`, PCRE's lazy marker, is
+ * accepted: it does not change which strings match). The pattern always
+ * matches the whole output, so `^` at the very start and `$` at the very end
+ * are accepted and mean nothing. A `{` that does not start a quantifier is
+ * a literal, as in PCRE.
+ *
+ * Refused with a message: backreferences (`\1`, `\k<..>`), look-around
+ * (`(?=` `(?!` `(?<=` `(?<!`), other `(?...)` syntax, `\b \B \A \z \Z`,
+ * anchors elsewhere, possessive quantifiers, counts above RX_MAX_REPEAT,
+ * groups nested deeper than RX_MAX_DEPTH, invalid UTF-8.
+ *
+ * The tree (every character is a Unicode scalar value; byte-level lowering
+ * is the DFA builder's job):
+ *
+ *   RX_EMPTY    matches the empty string
+ *   RX_CHAR     cp: one code point
+ *   RX_CLASS    ranges[nranges]: sorted, disjoint, non-adjacent inclusive
+ *               ranges of code points (negation and `.` already resolved
+ *               against all scalar values, surrogates excluded; `.` is
+ *               every code point but '\n')
+ *   RX_CONCAT   kids[nkids] (nkids >= 2) in order
+ *   RX_ALT      kids[nkids] (nkids >= 2), any of them
+ *   RX_REPEAT   sub repeated min..max times (max = RX_INF for no bound)
+ *   RX_GROUP    sub, capture index `group` (1-based, in order of the `(`);
+ *               (?: ) groups leave no node
+ *
+ * Every node has `pos`: the 0-based byte offset in the pattern where its
+ * construct starts. Ownership: an RxRegex owns all its nodes; rx_free
+ * releases them.
+ */
+#ifndef SGL_COMPILER_REGEX_SYNTAX_H
+#define SGL_COMPILER_REGEX_SYNTAX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { RX_MAX_REPEAT = 1000, RX_MAX_DEPTH = 100, RX_INF = -1 };
+
+typedef enum { RX_EMPTY, RX_CHAR, RX_CLASS, RX_CONCAT, RX_ALT, RX_REPEAT, RX_GROUP } RxKind;
+
+typedef struct {
+    uint32_t lo, hi;        /* inclusive */
+} RxRange;
+
+typedef struct RxNode RxNode;
+struct RxNode {
+    RxKind kind;
+    int pos;
+    uint32_t cp;            /* RX_CHAR */
+    RxRange *ranges;        /* RX_CLASS */
+    int nranges;
+    RxNode **kids;          /* RX_CONCAT, RX_ALT */
+    int nkids;
+    RxNode *sub;            /* RX_REPEAT, RX_GROUP */
+    int min, max;           /* RX_REPEAT */
+    int group;              /* RX_GROUP */
+    RxNode *next_alloc;     /* internal: every node of the regex, for rx_free */
+};
+
+typedef struct {
+    RxNode *root;
+    int ngroups;
+    RxNode *nodes;          /* internal: allocation list */
+} RxRegex;
+
+/* Parse a pattern. Returns 0 and fills *out (free with rx_free), or -1 with
+ * *err_col = the 1-based byte column in the pattern where the problem is
+ * and a message in msg (msgcap bytes, NUL-terminated); *out is then empty.
+ * Out of memory is an error too ("out of memory", column 1). */
+int rx_parse(const char *src, size_t len, RxRegex *out, int *err_col, char *msg, size_t msgcap);
+
+void rx_free(RxRegex *re);
+
+/* Only check: 0 when the pattern is valid, else -1 as rx_parse. */
+int rx_check(const char *src, size_t len, int *err_col, char *msg, size_t msgcap);
+
+/* The tree as an S-expression, for tests and --disasm: `(cat (char 'a') (rep
+ * 0 inf (class 0x30-0x39)))`. Malloc'd (caller frees); NULL when out of
+ * memory. */
+char *rx_dump(const RxNode *node);
+
+#endif

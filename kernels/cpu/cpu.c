@@ -1,0 +1,519 @@
+/*
+ * kernels/cpu/cpu.c — the fast CPU backend (fills KBackend).
+ *
+ * matmul picks one of two paths by batch size:
+ *   - few rows of x (decode, small batches): x is quantized once to the
+ *     weight's activation format (cpu_dot_type), then each worker takes a
+ *     chunk of weight rows and computes quantized dots against every row of
+ *     x while the weight row is hot in L1. Memory-bound, so reading the
+ *     weights once per batch is what matters.
+ *   - many rows (prefill): each worker dequantizes a tile of weight rows to
+ *     f32 and runs OpenBLAS sgemm for that tile (OpenBLAS is kept to one
+ *     thread; the pool provides the parallelism).
+ * Attention runs one task per (sequence, kv head, block of new tokens), so
+ * the query heads that share a KV head read each K/V row once.
+ *
+ * SIMD: AVX2/FMA/F16C kernels from quant_avx2.c when the CPU has them
+ * (checked once in cpu_backend_new), scalar ones from quant.c otherwise.
+ */
+#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/simd.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BLAS_MIN_ROWS 16        /* x rows from which sgemm beats quantized dots */
+#define TILE_ROWS 64            /* weight rows dequantized per sgemm call */
+#define ATTN_BLOCK 16           /* new tokens per attention task */
+
+typedef struct {
+    float *buf;                 /* dequantized weight tile / attention scores */
+    size_t cap;                 /* floats */
+} ThreadScratch;
+
+typedef struct {
+    int s, kh, j0, j1;
+} AttnTask;
+
+typedef struct {
+    KBackend be;
+    CpuPool *pool;
+    int n_threads;
+    int simd;
+    int blas;
+    ThreadScratch *ts;
+    uint8_t *xq;                /* quantized activations */
+    size_t xq_cap;
+    AttnTask *tasks;
+    size_t tasks_cap;
+    const char *error;          /* first op that could not get scratch memory */
+} Cpu;
+
+int cpu_has_avx2(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+int cpu_n_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+cpu_dot_fn cpu_dot_avx2(KDtype w) { return cpu_has_avx2() ? cpu_avx2_dot(w) : NULL; }
+
+static int grow_bytes(Cpu *c, void **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap) return 0;
+    void *p = realloc(*buf, need);
+    if (!p) {
+        if (!c->error) c->error = "cpu backend: out of memory for scratch buffers";
+        return -1;
+    }
+    *buf = p;
+    *cap = need;
+    return 0;
+}
+
+/* Every thread's scratch holds at least `floats` floats (grown on the calling
+ * thread, before a job, so workers never allocate). */
+static int reserve_thread_scratch(Cpu *c, size_t floats)
+{
+    for (int i = 0; i < c->n_threads; i++) {
+        ThreadScratch *t = &c->ts[i];
+        size_t cap = t->cap * sizeof(float);
+        if (grow_bytes(c, (void **)&t->buf, &cap, floats * sizeof(float))) return -1;
+        t->cap = cap / sizeof(float);
+    }
+    return 0;
+}
+
+static void dequant_row(Cpu *c, KDtype t, const void *src, float *dst, int64_t n)
+{
+    if (c->simd && cpu_avx2_dequant_row(t, src, dst, n) == 0) return;
+    cpu_dequant_row(t, src, dst, n);
+}
+
+static void quant_row(Cpu *c, KDtype t, const float *src, void *dst, int64_t n)
+{
+    if (c->simd && cpu_avx2_quant_row(t, src, dst, n) == 0) return;
+    cpu_quant_row(t, src, dst, n);
+}
+
+/* ---- matmul ------------------------------------------------------------------ */
+
+typedef struct {
+    Cpu *c;
+    const KTensor *w;
+    const float *bias;
+    const float *x;
+    int n;
+    float *y;
+    int64_t k, rows;
+    size_t wrb;                 /* weight row bytes */
+    const uint8_t *xq;          /* quantized x (or x itself for F32) */
+    size_t xrb;                 /* activation row bytes */
+    cpu_dot_fn dot;
+    int chunk;                  /* rows per task */
+    KDtype qt;
+} MatJob;
+
+static void quant_task(void *arg, int task, int thread)
+{
+    MatJob *j = arg;
+    quant_row(j->c, j->qt, j->x + (size_t)task * j->k, (uint8_t *)j->xq + (size_t)task * j->xrb, j->k);
+}
+
+static void dot_task(void *arg, int task, int thread)
+{
+    MatJob *j = arg;
+    int64_t r0 = (int64_t)task * j->chunk, r1 = r0 + j->chunk;
+    if (r1 > j->rows) r1 = j->rows;
+    const uint8_t *w = (const uint8_t *)j->w->data;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *wr = w + r * j->wrb;
+        float b = j->bias ? j->bias[r] : 0.0f;
+        for (int t = 0; t < j->n; t++)
+            j->y[(size_t)t * j->rows + r] = j->dot(j->k, wr, j->xq + (size_t)t * j->xrb) + b;
+    }
+}
+
+static void gemm_task(void *arg, int task, int thread)
+{
+    MatJob *j = arg;
+    int64_t r0 = (int64_t)task * j->chunk, r1 = r0 + j->chunk;
+    if (r1 > j->rows) r1 = j->rows;
+    int nr = (int)(r1 - r0);
+    const float *wt;
+    if (j->w->dtype == K_DTYPE_F32) {
+        wt = (const float *)j->w->data + r0 * j->k;
+    } else {
+        float *tile = j->c->ts[thread].buf;
+        const uint8_t *w = (const uint8_t *)j->w->data;
+        for (int i = 0; i < nr; i++) dequant_row(j->c, j->w->dtype, w + (r0 + i) * j->wrb, tile + (size_t)i * j->k, j->k);
+        wt = tile;
+    }
+    float *y = j->y + r0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, nr, (int)j->k, 1.0f, j->x, (int)j->k, wt, (int)j->k,
+                0.0f, y, (int)j->rows);
+    if (j->bias)
+        for (int t = 0; t < j->n; t++)
+            for (int i = 0; i < nr; i++) y[(size_t)t * j->rows + i] += j->bias[r0 + i];
+}
+
+static void cpu_matmul(void *ctx, const KTensor *w, const float *bias, const float *x, int n, float *y)
+{
+    Cpu *c = ctx;
+    MatJob j = {.c = c, .w = w, .bias = bias, .x = x, .n = n, .y = y, .k = w->ne[0], .rows = w->ne[1]};
+    j.wrb = k_row_bytes(w->dtype, j.k);
+    if (n <= 0) return;
+    if (c->blas && n >= BLAS_MIN_ROWS) {
+        int chunk = TILE_ROWS;
+        while (chunk > 8 && (j.rows + chunk - 1) / chunk < 2 * c->n_threads) chunk /= 2;
+        j.chunk = chunk;
+        if (w->dtype != K_DTYPE_F32 && reserve_thread_scratch(c, (size_t)chunk * j.k)) return;
+        cpu_pool_run(c->pool, (int)((j.rows + chunk - 1) / chunk), gemm_task, &j);
+        return;
+    }
+    j.qt = cpu_dot_type(w->dtype);
+    j.dot = c->simd ? cpu_avx2_dot(w->dtype) : NULL;
+    if (!j.dot) j.dot = cpu_dot_scalar(w->dtype);
+    if (j.qt == K_DTYPE_F32) {
+        j.xq = (const uint8_t *)x;
+        j.xrb = (size_t)j.k * sizeof(float);
+    } else {
+        j.xrb = k_row_bytes(j.qt, j.k);
+        if (grow_bytes(c, (void **)&c->xq, &c->xq_cap, j.xrb * (size_t)n)) return;
+        j.xq = c->xq;
+        if (n >= 4) cpu_pool_run(c->pool, n, quant_task, &j);
+        else for (int t = 0; t < n; t++) quant_task(&j, t, 0);
+    }
+    /* ~4 tasks per thread for balance, at least 4 rows each */
+    int chunk = (int)((j.rows + 4 * c->n_threads - 1) / (4 * c->n_threads));
+    if (chunk < 4) chunk = 4;
+    j.chunk = chunk;
+    cpu_pool_run(c->pool, (int)((j.rows + chunk - 1) / chunk), dot_task, &j);
+}
+
+/* ---- row ops ------------------------------------------------------------------- */
+
+static void cpu_embed(void *ctx, const KTensor *e, const int32_t *tokens, int n, float *out)
+{
+    Cpu *c = ctx;
+    int64_t k = e->ne[0];
+    size_t rb = k_row_bytes(e->dtype, k);
+    for (int i = 0; i < n; i++)
+        dequant_row(c, e->dtype, (const uint8_t *)e->data + (size_t)tokens[i] * rb, out + (size_t)i * k, k);
+}
+
+typedef struct {
+    Cpu *c;
+    const float *x, *w;
+    float *y;
+    int n, dim, per_task;
+    float eps;
+} NormJob;
+
+static void norm_task(void *arg, int task, int thread)
+{
+    NormJob *j = arg;
+    int t0 = task * j->per_task, t1 = t0 + j->per_task;
+    if (t1 > j->n) t1 = j->n;
+    for (int t = t0; t < t1; t++) {
+        const float *x = j->x + (size_t)t * j->dim;
+        float *y = j->y + (size_t)t * j->dim;
+        float ss;
+        if (j->c->simd) {
+            ss = cpu_avx2_sumsq(j->dim, x);
+        } else {
+            ss = 0;
+            for (int i = 0; i < j->dim; i++) ss += x[i] * x[i];
+        }
+        float s = 1.0f / sqrtf(ss / j->dim + j->eps);
+        if (j->c->simd) cpu_avx2_scale_mul(j->dim, x, s, j->w, y);
+        else for (int i = 0; i < j->dim; i++) y[i] = x[i] * s * j->w[i];
+    }
+}
+
+static int rows_per_task(Cpu *c, int n)
+{
+    int per = (n + 2 * c->n_threads - 1) / (2 * c->n_threads);
+    return per < 8 ? 8 : per;
+}
+
+static void cpu_rmsnorm(void *ctx, const float *x, const float *w, float *y, int n, int dim, float eps)
+{
+    Cpu *c = ctx;
+    NormJob j = {.c = c, .x = x, .w = w, .y = y, .n = n, .dim = dim, .eps = eps, .per_task = rows_per_task(c, n)};
+    cpu_pool_run(c->pool, (n + j.per_task - 1) / j.per_task, norm_task, &j);
+}
+
+typedef struct {
+    float *x;
+    const float *cs;
+    int n, n_heads, head_dim, rot_dim, per_task;
+    KRopeStyle style;
+} RopeJob;
+
+static void rope_task(void *arg, int task, int thread)
+{
+    RopeJob *j = arg;
+    int half = j->rot_dim / 2;
+    int t0 = task * j->per_task, t1 = t0 + j->per_task;
+    if (t1 > j->n) t1 = j->n;
+    for (int t = t0; t < t1; t++) {
+        const float *c = j->cs + (size_t)t * j->rot_dim;
+        for (int h = 0; h < j->n_heads; h++) {
+            float *v = j->x + ((size_t)t * j->n_heads + h) * j->head_dim;
+            if (j->style == K_ROPE_NEOX) {
+                for (int p = 0; p < half; p++) {
+                    float a = v[p], b = v[p + half];
+                    v[p] = a * c[2 * p] - b * c[2 * p + 1];
+                    v[p + half] = a * c[2 * p + 1] + b * c[2 * p];
+                }
+            } else {
+                for (int p = 0; p < half; p++) {
+                    float a = v[2 * p], b = v[2 * p + 1];
+                    v[2 * p] = a * c[2 * p] - b * c[2 * p + 1];
+                    v[2 * p + 1] = a * c[2 * p + 1] + b * c[2 * p];
+                }
+            }
+        }
+    }
+}
+
+static void cpu_rope(void *ctx, float *x, int n, int n_heads, int head_dim, int rot_dim, const float *cs,
+                     KRopeStyle style)
+{
+    Cpu *c = ctx;
+    RopeJob j = {.x = x, .cs = cs, .n = n, .n_heads = n_heads, .head_dim = head_dim, .rot_dim = rot_dim,
+                 .style = style, .per_task = rows_per_task(c, n)};
+    cpu_pool_run(c->pool, (n + j.per_task - 1) / j.per_task, rope_task, &j);
+}
+
+typedef struct {
+    Cpu *c;
+    const float *gate, *up;
+    float *out;
+    size_t count, per_task;
+} SwigluJob;
+
+static void swiglu_task(void *arg, int task, int thread)
+{
+    SwigluJob *j = arg;
+    size_t i0 = (size_t)task * j->per_task, i1 = i0 + j->per_task;
+    if (i1 > j->count) i1 = j->count;
+    if (j->c->simd) {
+        cpu_avx2_silu_mul(i1 - i0, j->gate + i0, j->up + i0, j->out + i0);
+        return;
+    }
+    for (size_t i = i0; i < i1; i++) {
+        float g = j->gate[i];
+        j->out[i] = g / (1.0f + expf(-g)) * j->up[i];
+    }
+}
+
+static void cpu_swiglu(void *ctx, const float *gate, const float *up, float *out, size_t count)
+{
+    Cpu *c = ctx;
+    size_t per = (count + (size_t)c->n_threads - 1) / (size_t)c->n_threads;
+    if (per < 4096) per = 4096;
+    per = (per + 7) & ~(size_t)7;
+    SwigluJob j = {.c = c, .gate = gate, .up = up, .out = out, .count = count, .per_task = per};
+    cpu_pool_run(c->pool, (int)((count + per - 1) / per), swiglu_task, &j);
+}
+
+static void cpu_add(void *ctx, float *y, const float *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++) y[i] += x[i];
+}
+
+static void softmax_row(Cpu *c, float *r, int dim)
+{
+    float mx, s;
+    if (c->simd) {
+        mx = cpu_avx2_max(dim, r);
+        s = cpu_avx2_exp_shift_sum(dim, r, mx);
+        cpu_avx2_scale(dim, r, 1.0f / s);
+        return;
+    }
+    mx = -INFINITY;
+    for (int i = 0; i < dim; i++) mx = r[i] > mx ? r[i] : mx;
+    s = 0;
+    for (int i = 0; i < dim; i++) s += (r[i] = expf(r[i] - mx));
+    for (int i = 0; i < dim; i++) r[i] /= s;
+}
+
+static void cpu_softmax(void *ctx, float *x, int n, int dim)
+{
+    for (int t = 0; t < n; t++) softmax_row(ctx, x + (size_t)t * dim, dim);
+}
+
+static void cpu_kv_store(void *ctx, void *k_pool, void *v_pool, KDtype kv_dtype, int kv_dim, const float *k,
+                         const float *v, const int32_t *slots, int n)
+{
+    Cpu *c = ctx;
+    size_t rb = k_row_bytes(kv_dtype, kv_dim);
+    for (int i = 0; i < n; i++) {
+        uint8_t *kd = (uint8_t *)k_pool + (size_t)slots[i] * rb, *vd = (uint8_t *)v_pool + (size_t)slots[i] * rb;
+        if (kv_dtype == K_DTYPE_F16 && c->simd) {
+            cpu_avx2_f32_to_f16(kv_dim, k + (size_t)i * kv_dim, (uint16_t *)kd);
+            cpu_avx2_f32_to_f16(kv_dim, v + (size_t)i * kv_dim, (uint16_t *)vd);
+        } else {
+            cpu_quant_row(kv_dtype, k + (size_t)i * kv_dim, kd, kv_dim);
+            cpu_quant_row(kv_dtype, v + (size_t)i * kv_dim, vd, kv_dim);
+        }
+    }
+}
+
+/* ---- attention ------------------------------------------------------------------ */
+
+typedef struct {
+    Cpu *c;
+    const KAttnArgs *a;
+    const AttnTask *tasks;
+    size_t stride;              /* scores floats per query head */
+} AttnJob;
+
+static float kv_dot(Cpu *c, KDtype dt, const float *q, const void *row, int n)
+{
+    if (dt == K_DTYPE_F16) {
+        if (c->simd) return cpu_avx2_dot_f16(n, q, row);
+        const uint16_t *h = row;
+        float s = 0;
+        for (int i = 0; i < n; i++) s += q[i] * cpu_f16_to_f32(h[i]);
+        return s;
+    }
+    if (c->simd) return cpu_avx2_dot_f32(n, q, row);
+    const float *f = row;
+    float s = 0;
+    for (int i = 0; i < n; i++) s += q[i] * f[i];
+    return s;
+}
+
+static void kv_axpy(Cpu *c, KDtype dt, float p, const void *row, float *y, int n)
+{
+    if (dt == K_DTYPE_F16) {
+        if (c->simd) { cpu_avx2_axpy_f16(n, p, row, y); return; }
+        const uint16_t *h = row;
+        for (int i = 0; i < n; i++) y[i] += p * cpu_f16_to_f32(h[i]);
+        return;
+    }
+    if (c->simd) { cpu_avx2_axpy_f32(n, p, row, y); return; }
+    const float *f = row;
+    for (int i = 0; i < n; i++) y[i] += p * f[i];
+}
+
+static void attn_task(void *arg, int task, int thread)
+{
+    AttnJob *j = arg;
+    Cpu *c = j->c;
+    const KAttnArgs *a = j->a;
+    const AttnTask *tk = &j->tasks[task];
+    const KAttnSeq *sq = &a->seqs[tk->s];
+    int hd = a->head_dim, group = a->n_head / a->n_head_kv, qd = a->n_head * hd;
+    size_t rb = k_row_bytes(a->kv_dtype, a->n_head_kv * hd), off = k_row_bytes(a->kv_dtype, (int64_t)tk->kh * hd);
+    const uint8_t *kp = (const uint8_t *)a->k_pool + off, *vp = (const uint8_t *)a->v_pool + off;
+    float *scores = c->ts[thread].buf;
+    for (int jn = tk->j0; jn < tk->j1; jn++) {
+        int visible = sq->n_ctx - sq->n_new + jn + 1;
+        const float *q = a->q + (size_t)(sq->row0 + jn) * qd + (size_t)tk->kh * group * hd;
+        float *out = a->out + (size_t)(sq->row0 + jn) * qd + (size_t)tk->kh * group * hd;
+        for (int ci = 0; ci < visible; ci++) {
+            const uint8_t *krow = kp + (size_t)sq->slots[ci] * rb;
+            for (int g = 0; g < group; g++)
+                scores[g * j->stride + ci] = kv_dot(c, a->kv_dtype, q + g * hd, krow, hd) * a->scale;
+        }
+        for (int g = 0; g < group; g++) {
+            softmax_row(c, scores + g * j->stride, visible);
+            memset(out + g * hd, 0, (size_t)hd * sizeof(float));
+        }
+        for (int ci = 0; ci < visible; ci++) {
+            const uint8_t *vrow = vp + (size_t)sq->slots[ci] * rb;
+            for (int g = 0; g < group; g++) kv_axpy(c, a->kv_dtype, scores[g * j->stride + ci], vrow, out + g * hd, hd);
+        }
+    }
+}
+
+static void cpu_attention(void *ctx, const KAttnArgs *a)
+{
+    Cpu *c = ctx;
+    size_t n_tasks = 0;
+    int max_ctx = 0;
+    for (int s = 0; s < a->n_seqs; s++) {
+        n_tasks += (size_t)a->n_head_kv * (size_t)((a->seqs[s].n_new + ATTN_BLOCK - 1) / ATTN_BLOCK);
+        if (a->seqs[s].n_ctx > max_ctx) max_ctx = a->seqs[s].n_ctx;
+    }
+    if (!n_tasks) return;
+    size_t stride = ((size_t)max_ctx + 15) & ~(size_t)15;
+    int group = a->n_head / a->n_head_kv;
+    if (reserve_thread_scratch(c, stride * (size_t)group)) return;
+    if (grow_bytes(c, (void **)&c->tasks, &c->tasks_cap, n_tasks * sizeof(AttnTask))) return;
+    size_t i = 0;
+    for (int s = 0; s < a->n_seqs; s++)
+        for (int j0 = 0; j0 < a->seqs[s].n_new; j0 += ATTN_BLOCK)
+            for (int kh = 0; kh < a->n_head_kv; kh++) {
+                int j1 = j0 + ATTN_BLOCK < a->seqs[s].n_new ? j0 + ATTN_BLOCK : a->seqs[s].n_new;
+                c->tasks[i++] = (AttnTask){s, kh, j0, j1};
+            }
+    AttnJob j = {.c = c, .a = a, .tasks = c->tasks, .stride = stride};
+    cpu_pool_run(c->pool, (int)n_tasks, attn_task, &j);
+}
+
+static const char *cpu_error(void *ctx)
+{
+    Cpu *c = ctx;
+    const char *e = c->error;
+    c->error = NULL;
+    return e;
+}
+
+static void cpu_destroy(void *ctx)
+{
+    Cpu *c = ctx;
+    cpu_pool_free(c->pool);
+    for (int i = 0; i < c->n_threads; i++) free(c->ts[i].buf);
+    free(c->ts);
+    free(c->xq);
+    free(c->tasks);
+    free(c);
+}
+
+KBackend *cpu_backend_new(int n_threads, unsigned flags, char *err, size_t errcap)
+{
+    if (n_threads <= 0) n_threads = cpu_n_cores();
+    Cpu *c = calloc(1, sizeof *c);
+    if (!c) goto oom;
+    c->pool = cpu_pool_new(n_threads);
+    if (!c->pool) goto oom;
+    c->n_threads = cpu_pool_size(c->pool);
+    c->ts = calloc((size_t)c->n_threads, sizeof *c->ts);
+    if (!c->ts) goto oom;
+    c->simd = !(flags & CPU_NO_SIMD) && cpu_has_avx2();
+    c->blas = !(flags & CPU_NO_BLAS);
+    /* one BLAS thread per call: our pool already runs one tile per core */
+    openblas_set_num_threads(1);
+    c->be.name = c->simd ? "cpu-avx2" : "cpu-scalar";
+    c->be.ctx = c;
+#define X(op, ret, params) c->be.op = cpu_##op;
+    K_OPS(X)
+#undef X
+    return &c->be;
+oom:
+    if (c) {
+        if (c->pool) cpu_pool_free(c->pool);
+        free(c->ts);
+        free(c);
+    }
+    if (err) snprintf(err, errcap, "cpu backend: out of memory creating %d threads", n_threads);
+    return NULL;
+}

@@ -1,0 +1,309 @@
+/*
+ * runtime/engine.h — the inference engine: one thread that owns a model's
+ * KV pool, its radix prefix cache and the running batch, and the C request
+ * API that the VM (through runtime/rt_engine.h) and the HTTP server use.
+ *
+ * Owns: the engine thread, the KV pool and radix tree it creates, requests
+ * from submission to completion, the scheduler, the incoming and outgoing
+ * queues, statistics. Does not own: the Model and the Tokenizer (borrowed:
+ * the caller keeps them alive until eng_free, and must not use the model
+ * while the engine runs), sampling (runtime/sampler.h), detokenization and
+ * stop strings (runtime/detok.h), the forward pass (runtime/model.h).
+ *
+ *   caller thread(s)            engine thread                  consumer thread
+ *   ────────────────            ─────────────                  ───────────────
+ *   eng_submit ──► in-queue ──► take new requests
+ *   eng_cancel ──►   (mutex)    radix match, lock, admit
+ *                               build one batch: decode tokens + prefill chunks
+ *                               model_forward
+ *                               sample, detokenize, check stops
+ *                               finish: insert into radix, unlock
+ *                               publish ──► out-queue ──► uv_async_send / notify
+ *                                             (mutex)     eng_poll: callbacks
+ *
+ * Scheduling, each step:
+ *  1. New requests join the waiting list; cancellations are applied.
+ *  2. Admission: every waiting sequence is matched against the radix tree
+ *     (longest cached prefix, up to all but the last token that needs
+ *     logits) and the longest matches are admitted first (ties: arrival
+ *     order) while the KV budget allows: free + evictable slots must cover
+ *     what running sequences still need plus the newcomer's uncached prompt
+ *     and a first share of its output. A sequence whose uncached prompt
+ *     starts with tokens that a sequence still prefilling will compute
+ *     waits for them (in-batch prefix sharing: a fork's n branches compute
+ *     their common prefix once). One that does not fit waits; it is never
+ *     dropped. A prompt that could never fit (longer than the pool or the
+ *     model's context) fails at once.
+ *  3. One forward over a batch that mixes decode tokens of running
+ *     sequences (one each) with prompt chunks (`chunk_size` prompt tokens
+ *     at most per step across all sequences). If decode slots run short
+ *     after eviction, the most recently admitted sequence is retracted: its
+ *     computed tokens go to the radix cache, it returns to the head of the
+ *     waiting list and later resumes where it was (same sampler state).
+ *  4. Sampling (runtime/sampler.h), incremental detokenization and stop
+ *     checks (runtime/detok.h), stream deltas and completions published.
+ *     A prefill chunk's tokens are inserted into the radix tree as soon as
+ *     they are computed; a finished sequence's whole context is.
+ *
+ * Delivery: callbacks run on the consumer thread, inside eng_poll /
+ * eng_wait (or the uv_async callback when EngOptions.loop is set, which
+ * calls eng_poll on the loop thread). Rule, as in libuv: if a submit
+ * returns an error its callbacks never fire; if it returns 0, on_done fires
+ * exactly once (after every on_token of that request), also when the
+ * request is cancelled or the engine is freed.
+ *
+ * Ownership: eng_new returns an engine freed by eng_free. Request params are
+ * borrowed during the submit call only (the engine copies prompt, stop
+ * strings, choices). Results passed to callbacks are valid only during the
+ * callback.
+ */
+#ifndef SGL_RUNTIME_ENGINE_H
+#define SGL_RUNTIME_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/model.h"
+#include "runtime/radix.h"
+#include "runtime/sampler.h"
+#include "runtime/tokenizer.h"
+
+struct uv_loop_s;
+
+/* Error codes (negative returns): code, value, message. */
+#define ENG_ERRORS(X)                                                          \
+    X(ENG_ERR_ARG, -1, "invalid argument")                                     \
+    X(ENG_ERR_NOMEM, -2, "out of memory")                                      \
+    X(ENG_ERR_TOKENIZE, -3, "cannot tokenize the prompt")                      \
+    X(ENG_ERR_TOO_LONG, -4, "prompt does not fit in the KV cache or the model's context") \
+    X(ENG_ERR_CLOSED, -5, "engine is shutting down")                           \
+    X(ENG_ERR_MODEL, -6, "model forward failed")                               \
+    X(ENG_ERR_SAMPLER, -7, "sampler error")                                    \
+    X(ENG_ERR_NOT_FOUND, -8, "no such request")                                \
+    X(ENG_ERR_SYSTEM, -9, "thread or event-loop call failed")
+
+enum {
+#define ENG_ERR_ENUM(name, value, msg) name = value,
+    ENG_ERRORS(ENG_ERR_ENUM)
+#undef ENG_ERR_ENUM
+};
+
+const char *eng_strerror(int code);
+
+/* Why a request ended: name, string reported to users. */
+#define ENG_FINISHES(X)              \
+    X(ENG_FINISH_STOP, "stop")       \
+    X(ENG_FINISH_LENGTH, "length")   \
+    X(ENG_FINISH_EOS, "eos")         \
+    X(ENG_FINISH_CANCELLED, "cancelled") \
+    X(ENG_FINISH_ERROR, "error")
+
+typedef enum {
+#define ENG_FINISH_ENUM(name, str) name,
+    ENG_FINISHES(ENG_FINISH_ENUM)
+#undef ENG_FINISH_ENUM
+    ENG_FINISH_COUNT_
+} EngFinish;
+
+const char *eng_finish_name(EngFinish f);
+
+typedef struct Engine Engine;
+
+typedef struct {
+    int n_slots;             /* KV pool size in tokens; 0: from kv_bytes */
+    size_t kv_bytes;         /* KV memory budget when n_slots is 0; 0: room
+                                for min(model context, 16384) tokens */
+    int chunk_size;          /* prompt tokens per step at most (default 512) */
+    int max_running;         /* sequences in one batch at most (default 64) */
+    int prefix_cache;        /* 1 (default): radix cache on; 0: off */
+    int n_threads;           /* model worker threads, 0: one per core */
+    uint64_t seed;           /* seed of unseeded requests' samplers are
+                                drawn from this (default 0x5eed) */
+    /* Where completions are delivered. With `loop`, eng_new (and eng_free)
+     * must run on that loop's thread; callbacks run on it. Without a loop,
+     * `notify` (may be NULL) is called from the engine thread whenever
+     * events are ready, and the consumer calls eng_poll / eng_wait. */
+    struct uv_loop_s *loop;
+    void (*notify)(void *ud);
+    void *notify_ud;
+} EngOptions;
+
+void eng_options_default(EngOptions *o);
+
+/* Starts the engine thread. NULL on failure with a message in err. */
+Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, size_t errcap);
+
+/* Cancels every request (their on_done fire with ENG_FINISH_CANCELLED,
+ * here, on the calling thread), stops the thread and frees everything the
+ * engine created. With a loop: call it on the loop thread; the uv handle is
+ * closed and freed by the loop later (run the loop once more to free it). */
+void eng_free(Engine *e);
+
+const Tokenizer *eng_tokenizer(const Engine *e);
+const Model *eng_model(const Engine *e);
+
+/* ---- generation requests ------------------------------------------------- */
+
+/* A piece of streamed output: the tokens accepted this step and the text
+ * that became final (complete UTF-8, before any stop string). */
+typedef struct {
+    uint64_t id;
+    const int32_t *ids;
+    int n_ids;
+    const float *logprobs;   /* one per id when logprobs were asked, else NULL */
+    const char *text;
+    size_t len;
+} EngDelta;
+
+typedef struct {
+    uint64_t id;
+    int status;              /* 0, or a negative ENG_ERR_* (then `error`) */
+    const char *error;
+    EngFinish finish;
+    const char *finish_reason;   /* eng_finish_name(finish) */
+    const int32_t *prompt_ids;   /* the prompt as tokenized */
+    int n_prompt;
+    const int32_t *ids;      /* every generated token (incl. a stop token) */
+    int n_ids;
+    /* How many leading ids lie wholly inside `text` (a stop string may cut
+     * the last ones): prompt_ids + ids[0..text_ids) is a tokenization of a
+     * prefix of prompt + text. */
+    int text_ids;
+    const char *text;        /* generated text, stop string removed */
+    size_t len;
+    const float *logprobs;   /* per generated id, when asked */
+    int n_logprobs;
+    const SampTokLogprob *top;   /* n_ids * top_per_token alternatives */
+    int top_per_token;
+    const float *input_logprobs; /* prompt logprobs from input_logprobs_from */
+    int n_input_logprobs;
+    int prompt_tokens, cached_tokens, completion_tokens;
+} EngResult;
+
+typedef void (*eng_delta_fn)(void *ud, const EngDelta *d);
+typedef void (*eng_done_fn)(void *ud, const EngResult *r);
+
+typedef struct {
+    /* The prompt: token ids, or else text (tokenized with the model's BOS
+     * and special-token markers parsed, as chat templates need). */
+    const int32_t *prompt_ids;
+    int n_prompt_ids;
+    const char *prompt_text;
+    size_t prompt_len;
+    SampParams sampling;     /* max_tokens (default 128 here), stops ids,
+                                logprobs...; eos_ids left empty mean the
+                                tokenizer's end-of-generation ids */
+    const char *const *stop; /* stop strings */
+    int n_stop;
+    /* Report logprobs of prompt tokens at positions >= this (>= 1; each
+     * given the tokens before it); -1: none (SGLang's logprob_start_len). */
+    int input_logprobs_from;
+    eng_delta_fn on_delta;   /* optional streaming */
+    eng_done_fn on_done;     /* required */
+    void *ud;
+} EngGenParams;
+
+void eng_gen_params_default(EngGenParams *p);
+
+/* Queues a generation. Returns 0 and the request's id in *id (may be NULL),
+ * or a negative ENG_ERR_* (callbacks never fire; eng_last_error says why). */
+int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id);
+
+/* Asks the engine to stop a request; its on_done fires with
+ * ENG_FINISH_CANCELLED (and what was generated so far) unless it finished
+ * first. ENG_ERR_NOT_FOUND for an id that is unknown or already done. */
+int eng_cancel(Engine *e, uint64_t id);
+
+/* ---- scoring continuations (select) -------------------------------------- */
+
+typedef struct {
+    uint64_t id;
+    int status;
+    const char *error;
+    int n_choices;
+    const int *n_tokens;             /* per choice */
+    const int32_t *const *tokens;    /* per choice: its token ids */
+    /* per choice: logprob of each choice token given the prompt and the
+     * choice's earlier tokens */
+    const float *const *logprobs;
+    /* per choice, when asked: the same without the prompt (SGLang's
+     * unconditional likelihood: [0] is 0, [j] = lp(c_j | c_0..c_j-1)) */
+    const float *const *unconditional;
+    int prompt_tokens, cached_tokens;
+} EngScoreResult;
+
+typedef void (*eng_score_fn)(void *ud, const EngScoreResult *r);
+
+typedef struct {
+    const int32_t *prompt_ids;       /* or prompt_text, as in EngGenParams */
+    int n_prompt_ids;
+    const char *prompt_text;
+    size_t prompt_len;
+    /* Choices as text (tokenized alone, without BOS), or as ids. */
+    const char *const *choices;
+    const int32_t *const *choice_ids;
+    const int *choice_lens;
+    int n_choices;
+    int unconditional;               /* also score each choice without the prompt */
+    eng_score_fn on_done;
+    void *ud;
+} EngScoreParams;
+
+/*
+ * Scores each choice as a continuation of the prompt: the prompt is
+ * prefilled once (with the prefix cache on), then every choice runs as a
+ * sequence over the cached prompt, all in one batch, its tokens' logprobs
+ * read from one forward. Same callback rules as eng_submit; cancel with
+ * eng_cancel.
+ */
+int eng_score(Engine *e, const EngScoreParams *p, uint64_t *id);
+
+/* ---- delivery ------------------------------------------------------------ */
+
+/* Runs the callbacks of every event ready now, on the calling thread.
+ * Returns how many on_done / score callbacks fired. */
+int eng_poll(Engine *e);
+
+/* Blocks until at least one on_done / score callback has fired (running
+ * ready events as eng_poll does). Returns how many fired, or -1 at once if
+ * no request is in flight. Not for use with a loop. */
+int eng_wait(Engine *e);
+
+/* Requests submitted and not yet delivered. */
+int eng_in_flight(const Engine *e);
+
+/* Message for the last failed submit/score/cancel on this engine (the
+ * calling thread's view; static buffer per engine, guarded). */
+const char *eng_last_error(Engine *e);
+
+/* ---- statistics ------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t requests;           /* finished requests (gen and score sequences) */
+    uint64_t prompt_tokens;      /* prompt tokens of admitted sequences */
+    uint64_t cached_tokens;      /* of those, found in the radix cache */
+    uint64_t computed_tokens;    /* tokens run through the model */
+    uint64_t generated_tokens;   /* sampled tokens */
+    uint64_t steps;              /* forward passes */
+    uint64_t retractions;
+    double busy_seconds;         /* time spent in steps that ran a forward */
+    double hit_rate;             /* cached / prompt tokens */
+    double gen_tokens_per_s;     /* generated tokens / busy seconds */
+    RadixStats kv;               /* slot accounting at the last step */
+} EngStats;
+
+/* A snapshot (any thread). */
+void eng_stats(Engine *e, EngStats *out);
+
+/* select's three methods over a score result (the logic of SGLang's
+ * choices.py): fills scores[0..n_choices) and returns the best index, or
+ * ENG_ERR_ARG (the unconditional method needs r->unconditional).
+ *   TOKEN_LENGTH_NORMALIZED: mean logprob of the choice's tokens
+ *   GREEDY_TOKEN: compare first tokens' logprobs, ties broken by the
+ *     next token (a shorter choice's missing positions take its mean);
+ *     scores[] are the first-token logprobs
+ *   UNCONDITIONAL_LIKELIHOOD_NORMALIZED: mean of (conditional -
+ *     unconditional) logprob over the choice's tokens */
+int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *scores);
+
+#endif
