@@ -6,8 +6,8 @@
  *   code   program text (also the inside of ${ ... })
  *   str    "..."        (escapes and ${ }; a line break is an error)
  *   tstr   """..."""    (escapes and ${ }; line breaks allowed)
- *   rstr   r"..." re"..."           (no escapes: `\x` is kept as two bytes,
- *   rtstr  r"""...""" re"""..."""    but `\"` does not end the string)
+ *   rstr   r"..." re"..."  (no escapes: `\x` is kept as two bytes,
+ *   rtstr  r"""..."""        but `\"` does not end the string)
  * Every condition ends with a catch-all or covers every byte, and `$` (end
  * of input, re2c:eof with a NUL sentinel) is a rule in each, so no byte is
  * left unmatched. A NUL byte inside the buffer is an ordinary byte.
@@ -453,8 +453,9 @@ static int lex_raw(Lexer *lx, LexToken *t) {
             <code> 'r"""'      { if (open_string(lx, LEX_STR_RAW | LEX_STR_TRIPLE)) return -1; continue; }
             <code> 're"'       { if (open_string(lx, LEX_STR_RAW | LEX_STR_REGEX)) return -1; continue; }
             <code> 're"""'     {
-                if (open_string(lx, LEX_STR_RAW | LEX_STR_REGEX | LEX_STR_TRIPLE)) return -1;
-                continue;
+                /* a regex's error column must map straight back to the source */
+                return lex_error(lx, lx->tok, 0, "a regex literal cannot be triple-quoted "
+                                 "(write re\"...\" with \\\" for a quote)");
             }
 
             <code> *           { return stray(lx); }

@@ -49,10 +49,11 @@ static int buf_add(Buf *b, const char *s, size_t n)
 
 static void buf_drop_front(Buf *b, size_t n)
 {
+    if (n == 0)
+        return;
     memmove(b->p, b->p + n, b->n - n);
     b->n -= n;
-    if (b->p)
-        b->p[b->n] = 0;
+    b->p[b->n] = 0;
 }
 
 int detok_new(const Tokenizer *t, const char *const *stops, int nstops, unsigned flags, Detok **out)

@@ -116,6 +116,7 @@ typedef struct {
     int chunk_size;          /* prompt tokens per step at most (default 512) */
     int max_running;         /* sequences in one batch at most (default 64) */
     int prefix_cache;        /* 1 (default): radix cache on; 0: off */
+    KDtype kv_dtype;         /* K_DTYPE_F16 (default) or K_DTYPE_F32 */
     int n_threads;           /* model worker threads, 0: one per core */
     uint64_t seed;           /* seed of unseeded requests' samplers are
                                 drawn from this (default 0x5eed) */

@@ -1,7 +1,7 @@
 /*
  * runtime/tok_internal.h — the Tokenizer's insides, shared by the files of
  * the tokenizer module only: tokenizer.c (tables, encode, decode),
- * tok_load.c (GGUF and Hugging Face loaders) and tok_nfc.c (NFC check).
+ * tok_load.c (GGUF and Hugging Face loaders) and tok_nfc.c (Unicode NFC).
  * Nothing outside runtime/tok*.c includes this.
  *
  * A loader allocates a Tokenizer with tok_alloc, fills the vocabulary
@@ -27,7 +27,7 @@ typedef enum {
 typedef enum {
     TOK_NORM_PREPEND,   /* a = text prepended to a non-empty segment */
     TOK_NORM_REPLACE,   /* every a -> b (literal) */
-    TOK_NORM_NFC,       /* check only: see TOK_ERR_NOT_NFC */
+    TOK_NORM_NFC,       /* Unicode NFC (tok_nfc.c) */
 } TokNormKind;
 
 typedef struct {
@@ -56,6 +56,7 @@ typedef enum { TOK_PREPEND_ALWAYS, TOK_PREPEND_FIRST, TOK_PREPEND_NEVER } TokPre
 typedef struct {
     TokPreKind kind;
     pcre2_code *re;             /* SPLIT */
+    bool jit;                   /* re is JIT-compiled: match with pcre2_jit_match */
     TokSplitBehavior behavior;  /* SPLIT */
     bool invert;                /* SPLIT */
     char *repl;                 /* METASPACE replacement character (UTF-8) */
@@ -125,6 +126,9 @@ struct Tokenizer {
     bool byte_fallback;         /* unknown characters -> <0xXX> tokens */
     bool ignore_merges;         /* a piece that is itself a token is emitted whole */
     bool fuse_unk;
+    bool meta_split;            /* no token has "▁" after another character: pieces
+                                   can be cut before such a "▁" without changing
+                                   the result (SentencePiece vocabularies) */
     bool metaspace_decode;      /* decode "▁" as a space */
     bool strip_space_decode;    /* tok_decode_strips_space */
     char kind_name[16];
@@ -198,6 +202,10 @@ int tok_set_template(Tokenizer *t, const char *s, size_t len);
 /* Derives everything; message in err. */
 int tok_finish(Tokenizer *t, char *err, size_t errcap);
 
+/* Whether llama.cpp forces a token with this text to be a control token
+ * (end-of-turn/generation and fill-in-the-middle names). */
+bool tok_llama_control_name(const char *s, size_t n);
+
 /* Code point of the GPT-2 byte-level character for byte b. */
 uint32_t tok_byte_to_cp(uint8_t b);
 /* Byte for a GPT-2 byte-level code point, or -1. */
@@ -208,6 +216,9 @@ int tok_utf8_put(uint32_t cp, char *out);
 /* tok_nfc.c: true when NFC(s) == s is guaranteed: no character in s has
  * NFC_Quick_Check != Yes or a non-zero canonical combining class. */
 bool tok_nfc_stable(const char *s, size_t len);
+/* NFC of s into a malloc'd buffer (*out, *out_len; NUL-terminated).
+ * Invalid UTF-8 bytes pass through unchanged. 0 or TOK_ERR_NOMEM. */
+int tok_nfc(const char *s, size_t len, char **out, size_t *out_len);
 
 void tok_errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -30,11 +30,12 @@ typedef struct {
     const char *names;          /* '|'-separated tokenizer.ggml.pre values */
     const char *re[4];          /* applied in order, each isolating its matches */
     bool ignore_merges;
+    bool add_bos;               /* default when tokenizer.ggml.add_bos_token is absent */
 } PreDef;
 
 static const PreDef pre_defs[] = {
     { "default", { "[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]" }, false },
-    { "llama3|llama-v3|llama-bpe|falcon3|falcon-h1|pixtral|midm-2.0|lfm2", { RE_LLAMA3 }, true },
+    { "llama3|llama-v3|llama-bpe|falcon3|falcon-h1|pixtral|midm-2.0|lfm2", { RE_LLAMA3 }, true, true },
     { "dbrx|smaug-bpe", { RE_LLAMA3 }, false },
     { "qwen2|deepseek-r1-qwen|stablelm2|hunyuan", { RE_QWEN2 }, false },
     { "gpt-2|gpt2|phi-2|jina-es|jina-de|jina-v2-es|jina-v2-de|mpt|olmo|jais|exaone4|a.x-4.0|mellum|modern-bert",
@@ -136,7 +137,12 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
             l = (size_t)snprintf(empty, sizeof empty, "[EMPTY_%d]", i);
             s = empty;
         }
-        if ((rc = tok_set_token(t, i, s, l, (float)sc, attr_of_type(ty))))
+        unsigned attr = attr_of_type(ty);
+        /* llama.cpp makes end-of-generation and FIM tokens control tokens,
+         * whatever their type says */
+        if (!(attr & TOK_ATTR_CONTROL) && tok_llama_control_name(s, l))
+            attr |= TOK_ATTR_CONTROL;
+        if ((rc = tok_set_token(t, i, s, l, (float)sc, attr)))
             return rc;
         unsigned a = t->attr[i];
         if (a & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN))
@@ -209,6 +215,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
                                     errcap)))
                 return rc;
         t->ignore_merges = def->ignore_merges;
+        t->add_bos = def->add_bos;
     }
 
     gguf_id(f, "tokenizer.ggml.bos_token_id", &t->bos);

@@ -21,6 +21,7 @@
 #include "runtime/tok_internal.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,12 +441,13 @@ int tok_add_split(Tokenizer *t, const char *pattern, size_t len, bool literal,
         return TOK_ERR_UNSUPPORTED;
     }
     /* JIT when the library has it; the interpreter otherwise. */
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    bool jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
     TokPreStep *s = pre_push(t);
     if (!s) {
         pcre2_code_free(re);
         return TOK_ERR_NOMEM;
     }
+    s->jit = jit;
     s->kind = TOK_PRE_SPLIT;
     s->re = re;
     s->behavior = behavior;
@@ -679,13 +681,44 @@ static int pairs_from_scores(Tokenizer *t)
     return 0;
 }
 
+/* Token texts llama.cpp recognizes by name (llama-vocab.cpp): end-of-turn
+ * candidates in order of preference, the end-of-generation list, and the
+ * fill-in-the-middle roles whose pad/repo/separator tokens also end
+ * generation. */
+#define FWBAR "\xEF\xBD\x9C"  /* U+FF5C, DeepSeek's fullwidth bar */
+#define LOWBAR "\xE2\x96\x81" /* U+2581 */
 static const char *const eot_names[] = {
     "<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "<|end_of_text|>", "<EOT>",
+    "_<EOT>", "[EOT]", "<" FWBAR "end" LOWBAR "of" LOWBAR "sentence" FWBAR ">", "<end_of_utterance>",
 };
 static const char *const eog_names[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>",
-    "<|end_of_text|>",
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",
+    "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
+    "<" FWBAR "end" LOWBAR "of" LOWBAR "sentence" FWBAR ">",
+    /* FIM pad / repo / separator */
+    "<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]", "<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
+    "<REPO>", "<reponame>", "<|file_sep|>",
 };
+static const char *const fim_names[] = {
+    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<" FWBAR "fim" LOWBAR "begin" FWBAR ">", "<PRE>",
+    LOWBAR "<PRE>", "<|code_prefix|>", "<|prefix|>",
+    "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<" FWBAR "fim" LOWBAR "hole" FWBAR ">", "<SUF>",
+    LOWBAR "<SUF>", "<|code_suffix|>", "<|suffix|>",
+    "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<" FWBAR "fim" LOWBAR "end" FWBAR ">", "<MID>",
+    LOWBAR "<MID>", "<|code_middle|>", "<|middle|>",
+};
+
+bool tok_llama_control_name(const char *s, size_t n)
+{
+    const char *const *lists[] = { eot_names, eog_names, fim_names };
+    size_t counts[] = { sizeof eot_names / sizeof eot_names[0], sizeof eog_names / sizeof eog_names[0],
+                        sizeof fim_names / sizeof fim_names[0] };
+    for (int l = 0; l < 3; l++)
+        for (size_t i = 0; i < counts[l]; i++)
+            if (strlen(lists[l][i]) == n && memcmp(lists[l][i], s, n) == 0)
+                return true;
+    return n == 10 && memcmp(s, "<|eom_id|>", 10) == 0;
+}
 
 static int eog_add(Tokenizer *t, int32_t id)
 {
@@ -732,6 +765,22 @@ int tok_finish(Tokenizer *t, char *err, size_t errcap)
     }
     /* A byte-level vocabulary may lack the symbols of bytes that never occur
      * in UTF-8 (SmolLM2 lacks 21): such bytes are dropped, as llama.cpp does. */
+    /* SentencePiece-style text is one long piece; if no token continues a
+     * word into a following "▁", merges never cross that boundary and the
+     * piece may be cut there (shorter merges, and the word cache works). */
+    if (!t->byte_level) {
+        t->meta_split = true;
+        for (int32_t id = 0; id < t->n_vocab && t->meta_split; id++) {
+            const char *s = ttext(t, id);
+            size_t n = t->text_len[id];
+            for (size_t i = 1; i + 3 <= n; i++)
+                if (memcmp(s + i, "\xE2\x96\x81", 3) == 0 && (i < 3 || memcmp(s + i - 3, "\xE2\x96\x81", 3) != 0)) {
+                    t->meta_split = false;
+                    break;
+                }
+        }
+    }
+
     if (t->model == TOK_MODEL_SPM)
         rc = pairs_from_scores(t);
     else
@@ -985,9 +1034,66 @@ static int try_pair(Tokenizer *t, size_t *hn, int32_t a, int32_t b)
     return heap_push(t, hn, (HeapItem){ p->prio, a, l, r, p->id });
 }
 
+#define TOK_SMALL_WORD 64
+
+/* Short pieces (almost all of them): keep the current pair of every live
+ * symbol in an array and scan for the best each round. Same result as the
+ * heap: the lowest priority, leftmost on ties. */
+static void merge_small(Tokenizer *t, size_t n)
+{
+    int32_t *sym = t->sym, *next = t->sym_next;
+    float prio[TOK_SMALL_WORD];
+    int32_t to[TOK_SMALL_WORD];
+    int32_t prev[TOK_SMALL_WORD];
+    for (size_t i = 0; i < n; i++) {
+        prev[i] = (int32_t)i - 1;
+        next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
+        prio[i] = INFINITY;
+    }
+    for (size_t i = 0; i + 1 < n; i++) {
+        const TokPair *p = sym[i] >= 0 && sym[i + 1] >= 0 ? pair_get(&t->pairs, sym[i], sym[i + 1]) : NULL;
+        if (p) {
+            prio[i] = p->prio;
+            to[i] = p->id;
+        }
+    }
+    for (;;) {
+        int32_t best = -1;
+        float bp = INFINITY;
+        for (int32_t i = 0; i >= 0; i = next[i])
+            if (prio[i] < bp) {
+                bp = prio[i];
+                best = i;
+            }
+        if (best < 0)
+            return;
+        int32_t r = next[best];
+        sym[best] = to[best];
+        sym[r] = TOK_DEAD;
+        next[best] = next[r];
+        if (next[r] >= 0)
+            prev[next[r]] = best;
+        int32_t around[2] = { prev[best], best };
+        for (int k = 0; k < 2; k++) {
+            int32_t a = around[k];
+            if (a < 0)
+                continue;
+            int32_t b = next[a];
+            const TokPair *p = b >= 0 && sym[a] >= 0 && sym[b] >= 0 ? pair_get(&t->pairs, sym[a], sym[b]) : NULL;
+            prio[a] = p ? p->prio : INFINITY;
+            if (p)
+                to[a] = p->id;
+        }
+    }
+}
+
 /* Merges t->sym[0..n) in place; live symbols are linked by sym_next from 0. */
 static int merge_symbols(Tokenizer *t, size_t n)
 {
+    if (n <= TOK_SMALL_WORD) {
+        merge_small(t, n);
+        return 0;
+    }
     int32_t *sym = t->sym, *prev = t->sym_prev, *next = t->sym_next;
     for (size_t i = 0; i < n; i++) {
         prev[i] = (int32_t)i - 1;
@@ -1137,11 +1243,21 @@ static int normalize(Tokenizer *t, const char *text, size_t len, size_t *off, si
     for (int k = 0; k < t->n_norm; k++) {
         const TokNormStep *st = &t->norm[k];
         if (st->kind == TOK_NORM_NFC) {
-            if (!tok_nfc_stable(t->arena + cur, cl)) {
-                snprintf(t->errmsg, sizeof t->errmsg,
-                         "input has characters NFC normalization could change (not implemented)");
-                return TOK_ERR_NOT_NFC;
+            if (tok_nfc_stable(t->arena + cur, cl))
+                continue;
+            char *nfc;
+            size_t nl;
+            if (tok_nfc(t->arena + cur, cl, &nfc, &nl))
+                return TOK_ERR_NOMEM;
+            if (arena_reserve(t, nl)) {
+                free(nfc);
+                return TOK_ERR_NOMEM;
             }
+            cur = t->arena_len;
+            memcpy(t->arena + cur, nfc, nl);
+            t->arena_len += nl;
+            cl = nl;
+            free(nfc);
             continue;
         }
         if (st->kind == TOK_NORM_PREPEND) {
@@ -1225,7 +1341,8 @@ static int split_piece(Tokenizer *t, const TokPreStep *st, TokPiece p, TokPiece 
 
     size_t prev = 0, start = 0;
     while (start <= n) {
-        int m = pcre2_match(st->re, subj, n, start, 0, t->md, NULL);
+        int m = st->jit ? pcre2_jit_match(st->re, subj, n, start, 0, t->md, NULL)
+                        : pcre2_match(st->re, subj, n, start, 0, t->md, NULL);
         if (m == PCRE2_ERROR_NOMATCH)
             break;
         if (m < 0) {
@@ -1425,9 +1542,20 @@ static int encode_segment(Tokenizer *t, const char *text, size_t len, bool first
         t->cap_pieces2 = tc;
         t->n_pieces = n2;
     }
-    for (size_t i = 0; i < t->n_pieces; i++)
-        if ((rc = encode_word(t, t->arena + t->pieces[i].off, t->pieces[i].len, out)))
+    for (size_t i = 0; i < t->n_pieces; i++) {
+        const char *w = t->arena + t->pieces[i].off;
+        size_t n = t->pieces[i].len, start = 0;
+        if (t->meta_split) /* cut before a "▁" that follows another character */
+            for (size_t k = 1; k + 3 <= n; k++)
+                if (w[k] == '\xE2' && w[k + 1] == '\x96' && w[k + 2] == '\x81' &&
+                    !(k >= 3 && w[k - 3] == '\xE2' && w[k - 2] == '\x96' && w[k - 1] == '\x81')) {
+                    if ((rc = encode_word(t, w + start, k - start, out)))
+                        return rc;
+                    start = k;
+                }
+        if ((rc = encode_word(t, w + start, n - start, out)))
             return rc;
+    }
     return 0;
 }
 

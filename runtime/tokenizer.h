@@ -44,8 +44,7 @@
  *
  * Unsupported configurations fail at load time with a message naming them
  * (e.g. a Unigram or WordPiece model, an NFKC normalizer, an unknown GGUF
- * tokenizer.ggml.pre). NFC normalizers are accepted only on input that is
- * already NFC-stable: see tok_encode.
+ * tokenizer.ggml.pre).
  *
  * Ownership: a loader returns a Tokenizer the caller frees with tok_free.
  * Strings returned by accessors are owned by the Tokenizer and valid until
@@ -75,8 +74,7 @@
     X(TOK_ERR_IO, -3, "cannot read file")                                       \
     X(TOK_ERR_FORMAT, -4, "malformed tokenizer data")                           \
     X(TOK_ERR_UNSUPPORTED, -5, "unsupported tokenizer configuration")           \
-    X(TOK_ERR_REGEX, -6, "pre-tokenizer regex failed")                          \
-    X(TOK_ERR_NOT_NFC, -7, "input is not NFC-stable and the tokenizer normalizes to NFC")
+    X(TOK_ERR_REGEX, -6, "pre-tokenizer regex failed")
 
 enum {
 #define TOK_ERR_ENUM(name, value, msg) name = value,
@@ -147,12 +145,9 @@ enum {
 };
 
 /* Appends the ids of text[0..len) to out. `text` need not be valid UTF-8
- * (invalid bytes are tokenized as bytes). Returns 0, TOK_ERR_NOMEM,
- * TOK_ERR_REGEX (PCRE2 gave up; the message says why via tok_last_error),
- * or TOK_ERR_NOT_NFC (the tokenizer has an NFC normalizer and the text
- * contains characters that NFC could change: combining marks, Hangul jamo or
- * compatibility characters; sgl does not implement NFC). On error out->n is
- * restored to its value on entry. */
+ * (invalid bytes are tokenized as bytes). Returns 0, TOK_ERR_NOMEM or
+ * TOK_ERR_REGEX (PCRE2 gave up; tok_last_error says why). On error out->n
+ * is restored to its value on entry. */
 int tok_encode(Tokenizer *t, const char *text, size_t len, unsigned flags, TokIds *out);
 
 /* Message about the last failed tok_encode on this tokenizer (static when

@@ -35,7 +35,7 @@ fi
 
 # program      data        instances
 table="few_shot_gsm    gsm         16
-hellaswag       hellaswag   24
+hellaswag       hellaswag   16
 tree_of_thought gsm         2
 multi_chain     gsm         4
 multi_turn_chat chat        6
@@ -57,9 +57,11 @@ num() {
 }
 
 # ratio A B [SCALE]: SCALE * A / B with two decimals; "-" when A or B is
-# missing or B is zero.
+# not a number or B is zero.
 ratio() {
-    case "$1:$2" in :*|*:|-:*|*:-) echo "-"; return ;; esac
+    for x in "$1" "$2"; do
+        case "$x" in ""|*[!0-9.]*) echo "-"; return ;; esac
+    done
     awk -v a="$1" -v b="$2" -v k="${3:-1}" 'BEGIN {
         if (b + 0 == 0) print "-"; else printf "%.2f\n", k * a / b }'
 }

@@ -9,7 +9,13 @@
  *     weights once per batch is what matters.
  *   - many rows (prefill): each worker dequantizes a tile of weight rows to
  *     f32 and runs OpenBLAS sgemm for that tile (OpenBLAS is kept to one
- *     thread; the pool provides the parallelism).
+ *     thread; the pool provides the parallelism). x goes through the same
+ *     8-bit activation format first (quantized, then expanded back to f32),
+ *     so a token's numbers do not depend on which path its batch took: the
+ *     two paths then differ only in float summation order. Without this, a
+ *     prompt prefilled in one batch and the same prompt decoded token by
+ *     token would carry different quantization noise (on small models, up to
+ *     ~1 in a logit).
  * Attention runs one task per (sequence, kv head, block of new tokens), so
  * the query heads that share a KV head read each K/V row once.
  *
@@ -48,6 +54,8 @@ typedef struct {
     ThreadScratch *ts;
     uint8_t *xq;                /* quantized activations */
     size_t xq_cap;
+    float *xr;                  /* activations rounded through their 8-bit format */
+    size_t xr_cap;
     AttnTask *tasks;
     size_t tasks_cap;
     const char *error;          /* first op that could not get scratch memory */
@@ -121,6 +129,7 @@ typedef struct {
     int64_t k, rows;
     size_t wrb;                 /* weight row bytes */
     const uint8_t *xq;          /* quantized x (or x itself for F32) */
+    float *xr;                  /* gemm path: x rounded through the activation format */
     size_t xrb;                 /* activation row bytes */
     cpu_dot_fn dot;
     int chunk;                  /* rows per task */
@@ -131,6 +140,15 @@ static void quant_task(void *arg, int task, int thread)
 {
     MatJob *j = arg;
     quant_row(j->c, j->qt, j->x + (size_t)task * j->k, (uint8_t *)j->xq + (size_t)task * j->xrb, j->k);
+}
+
+/* gemm path: row `task` of x -> activation format -> f32 */
+static void round_task(void *arg, int task, int thread)
+{
+    MatJob *j = arg;
+    uint8_t *q = (uint8_t *)j->xq + (size_t)task * j->xrb;
+    quant_row(j->c, j->qt, j->x + (size_t)task * j->k, q, j->k);
+    dequant_row(j->c, j->qt, q, j->xr + (size_t)task * j->k, j->k);
 }
 
 static void dot_task(void *arg, int task, int thread)
@@ -163,7 +181,7 @@ static void gemm_task(void *arg, int task, int thread)
         wt = tile;
     }
     float *y = j->y + r0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, nr, (int)j->k, 1.0f, j->x, (int)j->k, wt, (int)j->k,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, nr, (int)j->k, 1.0f, j->xr, (int)j->k, wt, (int)j->k,
                 0.0f, y, (int)j->rows);
     if (j->bias)
         for (int t = 0; t < j->n; t++)
@@ -176,15 +194,26 @@ static void cpu_matmul(void *ctx, const KTensor *w, const float *bias, const flo
     MatJob j = {.c = c, .w = w, .bias = bias, .x = x, .n = n, .y = y, .k = w->ne[0], .rows = w->ne[1]};
     j.wrb = k_row_bytes(w->dtype, j.k);
     if (n <= 0) return;
+    j.qt = cpu_dot_type(w->dtype);
     if (c->blas && n >= BLAS_MIN_ROWS) {
         int chunk = TILE_ROWS;
         while (chunk > 8 && (j.rows + chunk - 1) / chunk < 2 * c->n_threads) chunk /= 2;
         j.chunk = chunk;
         if (w->dtype != K_DTYPE_F32 && reserve_thread_scratch(c, (size_t)chunk * j.k)) return;
+        j.xr = (float *)x;
+        if (j.qt != K_DTYPE_F32) {
+            j.xrb = k_row_bytes(j.qt, j.k);
+            size_t fbytes = (size_t)n * (size_t)j.k * sizeof(float);
+            if (grow_bytes(c, (void **)&c->xq, &c->xq_cap, j.xrb * (size_t)n) ||
+                grow_bytes(c, (void **)&c->xr, &c->xr_cap, fbytes))
+                return;
+            j.xq = c->xq;
+            j.xr = c->xr;
+            cpu_pool_run(c->pool, n, round_task, &j);
+        }
         cpu_pool_run(c->pool, (int)((j.rows + chunk - 1) / chunk), gemm_task, &j);
         return;
     }
-    j.qt = cpu_dot_type(w->dtype);
     j.dot = c->simd ? cpu_avx2_dot(w->dtype) : NULL;
     if (!j.dot) j.dot = cpu_dot_scalar(w->dtype);
     if (j.qt == K_DTYPE_F32) {
@@ -484,6 +513,7 @@ static void cpu_destroy(void *ctx)
     for (int i = 0; i < c->n_threads; i++) free(c->ts[i].buf);
     free(c->ts);
     free(c->xq);
+    free(c->xr);
     free(c->tasks);
     free(c);
 }

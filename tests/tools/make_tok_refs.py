@@ -268,11 +268,32 @@ def build_spm(kind, vocab, merges):
                                          decoders.Strip(" ", 1, 0)])
     else:
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
-        tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+        tok.decoder = decoders.Sequence([decoders.ByteFallback(),
+                                         decoders.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)])
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in ("<unk>", "<s>", "</s>")])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
                                                        special_tokens=[("<s>", 1)])
     return tok
+
+
+VARIANTS = [
+    # GPT-2 / RoBERTa style: a space before every piece that lacks one
+    ("bytelevel_prefix", "bytelevel", {"pre_tokenizer": {
+        "type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}}),
+    # Split behaviours other than Isolated, and invert
+    ("bytelevel_splits", "bytelevel", {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithNext", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "[.,;:!?]+"}, "behavior": "MergedWithPrevious", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\p{N}"}, "behavior": "Contiguous", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Removed", "invert": True},
+        {"type": "Digits", "individual_digits": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}}),
+]
+SPM_VARIANTS = [
+    # Metaspace that splits words and always prepends
+    ("spm_meta_split", "spm_meta", {"pre_tokenizer": {
+        "type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}}),
+]
 
 
 def hf_refs(tok, texts, n_add=24):
@@ -343,11 +364,27 @@ def cmd_refs(args):
         dump(os.path.join(OUT, f"{kind}.ids.json"), {"tokenizer": kind, "reference": "tokenizers " +
              __import__("tokenizers").__version__, "cases": hf_refs(tok, texts)})
 
+    # variants: a base directory's tokenizer.json with one top-level key
+    # replaced ("patch"); the unit test applies the same patch
+    from tokenizers import Tokenizer
+    for name, base, patch in VARIANTS:
+        d = json.load(open(os.path.join(OUT, base, "tokenizer.json"), encoding="utf-8"))
+        d.update(patch)
+        tok = Tokenizer.from_str(json.dumps(d))
+        dump(os.path.join(OUT, f"{name}.ids.json"), {"tokenizer": base, "patch": patch, "reference": "tokenizers " +
+             __import__("tokenizers").__version__, "cases": hf_refs(tok, texts)})
+
     svocab, smerges = train_spm_model()
     for kind in ("spm_legacy", "spm_meta"):
         tok = build_spm(kind, svocab, smerges)
         save_hf(tok, kind, {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True})
         dump(os.path.join(OUT, f"{kind}.ids.json"), {"tokenizer": kind, "reference": "tokenizers " +
+             __import__("tokenizers").__version__, "cases": hf_refs(tok, texts)})
+    for name, base, patch in SPM_VARIANTS:
+        d = json.load(open(os.path.join(OUT, base, "tokenizer.json"), encoding="utf-8"))
+        d.update(patch)
+        tok = Tokenizer.from_str(json.dumps(d))
+        dump(os.path.join(OUT, f"{name}.ids.json"), {"tokenizer": base, "patch": patch, "reference": "tokenizers " +
              __import__("tokenizers").__version__, "cases": hf_refs(tok, texts)})
 
     try:

@@ -209,6 +209,8 @@ Test(lexer, errors) {
         {"  \"a ${b", "STR_HEAD(a ) IDENT(b) error 1:3 unterminated string [eof]"},
         {"r\"abc\n\"", "error 1:1 unterminated string"},
         {"x\0y", "IDENT(x)"},
+        {"re\"\"\"a\"\"\"", "error 1:1 a regex literal cannot be triple-quoted (write re\"...\" "
+                            "with \\\" for a quote)"},
     };
     RUN(cases);
 }

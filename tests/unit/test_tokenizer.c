@@ -70,7 +70,7 @@ static bool same_ids(const json_t *want, const TokIds *got)
 }
 
 typedef struct {
-    int cases, checks, mismatches, refused;
+    int cases, checks, mismatches;
 } Score;
 
 static void report(Score *sc, const char *what, const json_t *text, const json_t *want, const TokIds *got)
@@ -91,9 +91,8 @@ static void report(Score *sc, const char *what, const json_t *text, const json_t
 }
 
 /* Encodes every case of a reference file and compares. decode: also check
- * tok_decode against the recorded (or original) text; allow_not_nfc: cases
- * refused with TOK_ERR_NOT_NFC are counted, not failed. */
-static Score check_refs(Tokenizer *t, const char *refs, bool decode, bool allow_not_nfc)
+ * tok_decode against the recorded (or original) text. */
+static Score check_refs(Tokenizer *t, const char *refs, bool decode)
 {
     json_error_t je;
     json_t *root = json_load_file(refs, JSON_ALLOW_NUL, &je);
@@ -126,10 +125,6 @@ static Score check_refs(Tokenizer *t, const char *refs, bool decode, bool allow_
                 continue;
             got.n = 0;
             int rc = tok_encode(t, s, n, runs[r].flags, &got);
-            if (rc == TOK_ERR_NOT_NFC && allow_not_nfc) {
-                sc.refused += r == 0;
-                continue;
-            }
             cr_assert_eq(rc, 0, "tok_encode: %s", tok_last_error(t));
             sc.checks++;
             if (!same_ids(want, &got))
@@ -168,10 +163,7 @@ static Score check_refs(Tokenizer *t, const char *refs, bool decode, bool allow_
     }
     tok_ids_free(&got);
     json_decref(root);
-    fprintf(stderr, "%s: %d strings, %d comparisons, %d mismatches%s", refs, sc.cases, sc.checks, sc.mismatches,
-            sc.refused ? "" : "\n");
-    if (sc.refused)
-        fprintf(stderr, ", %d refused as not NFC-stable\n", sc.refused);
+    fprintf(stderr, "%s: %d strings, %d comparisons, %d mismatches\n", refs, sc.cases, sc.checks, sc.mismatches);
     return sc;
 }
 
@@ -202,7 +194,7 @@ Test(tok_hf, bytelevel_smollm2_layout)
 {
     Tokenizer *t = load_hf_dir("bytelevel");
     cr_assert_str_eq(tok_model_kind(t), "bpe");
-    Score sc = check_refs(t, DATA "bytelevel.ids.json", true, false);
+    Score sc = check_refs(t, DATA "bytelevel.ids.json", true);
     cr_assert_eq(sc.mismatches, 0, "%d mismatches", sc.mismatches);
     tok_free(t);
 }
@@ -211,7 +203,7 @@ Test(tok_hf, llama3_split_regex_ignore_merges)
 {
     Tokenizer *t = load_hf_dir("llama3");
     cr_assert(tok_add_bos(t));
-    Score sc = check_refs(t, DATA "llama3.ids.json", true, false);
+    Score sc = check_refs(t, DATA "llama3.ids.json", true);
     cr_assert_eq(sc.mismatches, 0, "%d mismatches", sc.mismatches);
     tok_free(t);
 }
@@ -219,9 +211,8 @@ Test(tok_hf, llama3_split_regex_ignore_merges)
 Test(tok_hf, qwen2_split_regex_nfc)
 {
     Tokenizer *t = load_hf_dir("qwen2");
-    Score sc = check_refs(t, DATA "qwen2.ids.json", true, true);
+    Score sc = check_refs(t, DATA "qwen2.ids.json", true);
     cr_assert_eq(sc.mismatches, 0, "%d mismatches", sc.mismatches);
-    cr_assert(sc.refused < 12, "too many NFC refusals: %d", sc.refused);
     tok_free(t);
 }
 
@@ -231,7 +222,7 @@ Test(tok_hf, sentencepiece_legacy_byte_fallback)
     cr_assert_str_eq(tok_model_kind(t), "bpe-fallback");
     cr_assert(tok_add_bos(t));
     cr_assert(tok_decode_strips_space(t));
-    Score sc = check_refs(t, DATA "spm_legacy.ids.json", true, false);
+    Score sc = check_refs(t, DATA "spm_legacy.ids.json", true);
     cr_assert_eq(sc.mismatches, 0, "%d mismatches", sc.mismatches);
     tok_free(t);
 }
@@ -239,7 +230,7 @@ Test(tok_hf, sentencepiece_legacy_byte_fallback)
 Test(tok_hf, sentencepiece_metaspace_first)
 {
     Tokenizer *t = load_hf_dir("spm_meta");
-    Score sc = check_refs(t, DATA "spm_meta.ids.json", true, false);
+    Score sc = check_refs(t, DATA "spm_meta.ids.json", true);
     cr_assert_eq(sc.mismatches, 0, "%d mismatches", sc.mismatches);
     tok_free(t);
 }
@@ -252,7 +243,7 @@ Test(tok_gguf, smollm2_default_model)
     Tokenizer *t = load_gguf_path(MODEL, &f);
     cr_assert_str_eq(tok_model_kind(t), "bpe");
     cr_assert_eq(tok_vocab_size(t), 49152);
-    Score sc = check_refs(t, DATA "smollm2_gguf.ids.json", false, false);
+    Score sc = check_refs(t, DATA "smollm2_gguf.ids.json", false);
     cr_assert_eq(sc.mismatches, 0, "%d mismatches", sc.mismatches);
     /* metadata */
     cr_assert_eq(tok_bos(t), 1);
@@ -278,7 +269,7 @@ static void check_vocab(const char *name)
     snprintf(refs, sizeof refs, DATA "vocab_%s.ids.json", name);
     GgufFile *f;
     Tokenizer *t = load_gguf_path(path, &f);
-    Score sc = check_refs(t, refs, false, false);
+    Score sc = check_refs(t, refs, false);
     cr_assert_eq(sc.mismatches, 0, "%d mismatches", sc.mismatches);
     tok_free(t);
     gguf_close(f);

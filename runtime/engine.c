@@ -1,0 +1,1646 @@
+/*
+ * runtime/engine.c — the engine thread, its scheduler and the request API
+ * (see engine.h for the picture).
+ *
+ * Owns the data of three kinds, each on one side of the queues:
+ *   - shared (mutexes): the incoming message list, the outgoing event list,
+ *     the ids in flight, the stats snapshot, the last error message;
+ *   - engine thread only: the KV pool, the radix tree, the waiting and
+ *     running sequences, the sampler scratch;
+ *   - handed over: a finished request (Req) is pushed in a DONE event and
+ *     from then on belongs to the consumer, which builds the result from
+ *     it, calls back and frees it.
+ *
+ * A request is one or more sequences (Seq): a generation is one; a score
+ * request is a prompt prefill, then one sequence per choice (the prompt plus
+ * the choice) and, for the unconditional method, one per choice alone.
+ *
+ * A sequence's context:
+ *
+ *     toks   [0 ............ n_prompt ........................ n_toks)
+ *     slots  [0 .. tree_len)[tree_len .. n_kv)[n_kv .. n_alloc)
+ *             from the tree   held, computed   held, being computed
+ *             (locked: node)                   this step
+ *
+ * n_kv tokens have K/V in their slots. The last token of a generating
+ * sequence (the one just sampled) has none until the next step computes it.
+ */
+#include "runtime/engine.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "runtime/detok.h"
+
+/* Output tokens a newcomer must find room for at admission (per running
+ * sequence, its remaining max_tokens capped at this). Underestimates are
+ * caught by retraction. */
+#define ENG_DECODE_RESERVE 32
+
+static const struct {
+    int code;
+    const char *msg;
+} eng_messages[] = {
+#define ENG_ERR_MSG(name, value, msg) {name, msg},
+    ENG_ERRORS(ENG_ERR_MSG)
+#undef ENG_ERR_MSG
+};
+
+const char *eng_strerror(int code)
+{
+    for (size_t i = 0; i < sizeof eng_messages / sizeof eng_messages[0]; i++)
+        if (eng_messages[i].code == code) return eng_messages[i].msg;
+    return "unknown error";
+}
+
+static const char *const finish_names[] = {
+#define ENG_FINISH_STR(name, str) str,
+    ENG_FINISHES(ENG_FINISH_STR)
+#undef ENG_FINISH_STR
+};
+_Static_assert(sizeof finish_names / sizeof finish_names[0] == ENG_FINISH_COUNT_, "one name per finish reason");
+
+const char *eng_finish_name(EngFinish f)
+{
+    return (unsigned)f < ENG_FINISH_COUNT_ ? finish_names[f] : "?";
+}
+
+/* ---- types ----------------------------------------------------------------- */
+
+typedef enum { SEQ_GEN, SEQ_PROMPT, SEQ_CHOICE, SEQ_UNCOND } SeqKind;
+typedef enum { SEQ_NEW, SEQ_WAITING, SEQ_RUNNING, SEQ_DONE } SeqState;
+typedef enum { REQ_GEN, REQ_SCORE } ReqKind;
+
+typedef struct Req Req;
+
+typedef enum { EV_DELTA, EV_DONE } EvKind;
+
+typedef struct Event {
+    struct Event *next;
+    EvKind kind;
+    Req *req;                   /* EV_DONE: handed over */
+    /* EV_DELTA */
+    eng_delta_fn on_delta;
+    void *ud;
+    uint64_t id;
+    int32_t *ids;
+    float *lp;
+    int n_ids;
+    char *text;
+    size_t len;
+} Event;
+
+typedef struct {
+    Req *req;
+    SeqKind kind;
+    SeqState state;
+    int choice;                 /* SEQ_CHOICE / SEQ_UNCOND */
+    int32_t *toks;
+    int32_t *slots;
+    int n_toks, cap;
+    int n_prompt;
+    int n_alloc, n_kv, tree_len;
+    RadixNode *node;            /* locked while running (cache on) */
+    int admitted;               /* admitted at least once (stats) */
+    uint64_t arrival, admit_order;
+    int max_new;                /* < 0 unlimited, 0 none */
+    int lp_from;                /* input logprobs from this position, -1 none */
+    float *in_lp;               /* [n_prompt], valid at [lp_from, n_prompt) */
+    Sampler *samp;
+    Detok *dt;
+    int n_gen;                  /* == n_toks - n_prompt */
+    float *out_lp;              /* [cap] when logprobs are asked */
+    SampTokLogprob *top;        /* [cap * top_n] */
+    int top_n;
+    int want_lp;
+    int streamed;               /* generated ids already sent as deltas */
+    EngFinish finish;
+    int stopped_text;           /* the detokenizer matched a stop string */
+} Seq;
+
+struct Req {
+    uint64_t id;
+    ReqKind kind;
+    int cancelled;
+    int status;                 /* 0 or ENG_ERR_* */
+    char error[512];
+    eng_delta_fn on_delta;
+    eng_done_fn on_done;
+    eng_score_fn on_score;
+    void *ud;
+    int32_t *prompt;
+    int n_prompt;
+    Seq **seqs;                 /* gen: 1; score: prompt, choices, unconditionals */
+    int n_seqs;
+    int seqs_left;              /* not yet done */
+    int prompt_tokens, cached_tokens;
+    /* score */
+    int n_choices;
+    int32_t **ctoks;
+    int *clen;
+    float **clp, **culp;
+    int unconditional;
+    int spawned;                /* choice sequences queued */
+    int complete;               /* on the engine's completed list */
+    Req *next_complete;
+    Event done_ev;              /* preallocated: completion cannot fail */
+};
+
+typedef enum { MSG_REQ, MSG_CANCEL } MsgKind;
+
+typedef struct Msg {
+    struct Msg *next;
+    MsgKind kind;
+    Req *req;
+    uint64_t id;
+} Msg;
+
+typedef struct {
+    uv_async_t handle;
+} AsyncBox;
+
+struct Engine {
+    Model *model;
+    Tokenizer *tok;
+    EngOptions opt;
+    int vocab;
+    const int32_t *eog;
+    int n_eog;
+
+    pthread_t thread;
+    int thread_started;
+
+    /* incoming */
+    pthread_mutex_t in_mu;
+    pthread_cond_t in_cv;
+    Msg *in_head, *in_tail;
+    int stopping;
+
+    /* outgoing */
+    pthread_mutex_t out_mu;
+    pthread_cond_t out_cv;
+    Event *out_head, *out_tail;
+    uint64_t *live;             /* ids submitted and not yet delivered */
+    int n_live, cap_live;
+    uint64_t next_id;
+    AsyncBox *async;
+
+    /* stats snapshot */
+    pthread_mutex_t st_mu;
+    EngStats snap;
+
+    pthread_mutex_t err_mu;
+    char last_error[512];
+
+    /* ---- engine thread only ---- */
+    KvPool *kv;
+    RadixTree *tree;
+    SampWork *work;
+    SampRng seed_rng;
+    Seq **waiting;
+    int n_waiting, cap_waiting;
+    Seq **running;
+    int n_running, cap_running;
+    Req **active;
+    int n_active, cap_active;
+    Req *done_head, *done_tail;  /* complete, published at the end of the iteration */
+    uint64_t arrivals, admissions;
+    ModelSeq *mseqs;
+    Seq **bseqs;
+    int cap_batch;
+    EngStats st;
+    char ferr[512];
+};
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void set_last_error(Engine *e, const char *fmt, ...)
+{
+    pthread_mutex_lock(&e->err_mu);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->last_error, sizeof e->last_error, fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&e->err_mu);
+}
+
+const char *eng_last_error(Engine *e)
+{
+    return e->last_error;
+}
+
+static int grow_ptrs(void ***arr, int *cap, int need)
+{
+    if (need <= *cap) return 0;
+    int nc = *cap ? *cap * 2 : 16;
+    while (nc < need) nc *= 2;
+    void **p = realloc(*arr, (size_t)nc * sizeof *p);
+    if (!p) return ENG_ERR_NOMEM;
+    *arr = p;
+    *cap = nc;
+    return 0;
+}
+
+void eng_options_default(EngOptions *o)
+{
+    memset(o, 0, sizeof *o);
+    o->chunk_size = 512;
+    o->max_running = 64;
+    o->prefix_cache = 1;
+    o->seed = 0x5eed;
+    o->kv_dtype = K_DTYPE_F16;
+}
+
+void eng_gen_params_default(EngGenParams *p)
+{
+    memset(p, 0, sizeof *p);
+    samp_params_default(&p->sampling);
+    p->sampling.max_tokens = 128;
+    p->input_logprobs_from = -1;
+}
+
+const Tokenizer *eng_tokenizer(const Engine *e) { return e->tok; }
+const Model *eng_model(const Engine *e) { return e->model; }
+
+/* ---- sequences and requests (any thread until queued) ------------------------- */
+
+static int seq_reserve(Seq *s, int need)
+{
+    if (need <= s->cap) return 0;
+    int nc = s->cap ? s->cap : 16;
+    while (nc < need) nc *= 2;
+    int32_t *t = realloc(s->toks, (size_t)nc * sizeof *t);
+    if (!t) return ENG_ERR_NOMEM;
+    s->toks = t;
+    int32_t *sl = realloc(s->slots, (size_t)nc * sizeof *sl);
+    if (!sl) return ENG_ERR_NOMEM;
+    s->slots = sl;
+    if (s->want_lp) {
+        float *l = realloc(s->out_lp, (size_t)nc * sizeof *l);
+        if (!l) return ENG_ERR_NOMEM;
+        s->out_lp = l;
+        if (s->top_n) {
+            SampTokLogprob *tp = realloc(s->top, (size_t)nc * s->top_n * sizeof *tp);
+            if (!tp) return ENG_ERR_NOMEM;
+            s->top = tp;
+        }
+    }
+    s->cap = nc;
+    return 0;
+}
+
+static void seq_free(Seq *s)
+{
+    if (!s) return;
+    free(s->toks);
+    free(s->slots);
+    free(s->in_lp);
+    free(s->out_lp);
+    free(s->top);
+    samp_free(s->samp);
+    detok_free(s->dt);
+    free(s);
+}
+
+static Seq *seq_new(Req *r, SeqKind kind, const int32_t *a, int na, const int32_t *b, int nb)
+{
+    Seq *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->req = r;
+    s->kind = kind;
+    s->lp_from = -1;
+    if (seq_reserve(s, na + nb + 1)) {
+        seq_free(s);
+        return NULL;
+    }
+    if (na) memcpy(s->toks, a, (size_t)na * sizeof *a);
+    if (nb) memcpy(s->toks + na, b, (size_t)nb * sizeof *b);
+    s->n_toks = s->n_prompt = na + nb;
+    return s;
+}
+
+static void req_free(Req *r)
+{
+    if (!r) return;
+    for (int i = 0; i < r->n_seqs; i++) seq_free(r->seqs[i]);
+    free(r->seqs);
+    free(r->prompt);
+    for (int i = 0; i < r->n_choices; i++) {
+        if (r->ctoks) free(r->ctoks[i]);
+        if (r->clp) free(r->clp[i]);
+        if (r->culp) free(r->culp[i]);
+    }
+    free(r->ctoks);
+    free(r->clen);
+    free(r->clp);
+    free(r->culp);
+    free(r);
+}
+
+/* The prompt as ids: copied, or tokenized from text. */
+static int take_prompt(Engine *e, const int32_t *ids, int n, const char *text, size_t len, Req *r)
+{
+    if (ids) {
+        if (n <= 0) {
+            set_last_error(e, "empty prompt");
+            return ENG_ERR_ARG;
+        }
+        for (int i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= e->vocab) {
+                set_last_error(e, "prompt token %d is outside the vocabulary (%d)", ids[i], e->vocab);
+                return ENG_ERR_ARG;
+            }
+        r->prompt = malloc((size_t)n * sizeof *ids);
+        if (!r->prompt) return ENG_ERR_NOMEM;
+        memcpy(r->prompt, ids, (size_t)n * sizeof *ids);
+        r->n_prompt = n;
+        return 0;
+    }
+    if (!text && len) return ENG_ERR_ARG;
+    TokIds v = {0};
+    int rc = tok_encode(e->tok, text ? text : "", len, TOK_ENC_ADD_SPECIAL | TOK_ENC_PARSE_SPECIAL, &v);
+    if (rc < 0) {
+        set_last_error(e, "tokenizing the prompt: %s (%s)", tok_strerror(rc), tok_last_error(e->tok));
+        tok_ids_free(&v);
+        return ENG_ERR_TOKENIZE;
+    }
+    if (v.n == 0) {
+        tok_ids_free(&v);
+        set_last_error(e, "empty prompt");
+        return ENG_ERR_ARG;
+    }
+    r->prompt = v.ids;
+    r->n_prompt = (int)v.n;
+    return 0;
+}
+
+/* A sequence of n tokens generating up to max_new more must fit the pool
+ * and the model's context. */
+static int check_fits(Engine *e, int n, int max_new)
+{
+    int ctx = e->model->cfg.max_ctx;
+    if (n + 1 > e->kv->n_slots || n >= ctx) {
+        set_last_error(e, "prompt of %d tokens does not fit (KV cache %d tokens, model context %d)", n,
+                       e->kv->n_slots, ctx);
+        return ENG_ERR_TOO_LONG;
+    }
+    (void)max_new;
+    return 0;
+}
+
+/* Registers a new id as in flight (out_mu held). */
+static int add_live(Engine *e, uint64_t *id)
+{
+    if (e->n_live == e->cap_live) {
+        int nc = e->cap_live ? e->cap_live * 2 : 64;
+        uint64_t *p = realloc(e->live, (size_t)nc * sizeof *p);
+        if (!p) return ENG_ERR_NOMEM;
+        e->live = p;
+        e->cap_live = nc;
+    }
+    *id = ++e->next_id;
+    e->live[e->n_live++] = *id;
+    return 0;
+}
+
+static void push_msg(Engine *e, Msg *m)
+{
+    pthread_mutex_lock(&e->in_mu);
+    if (e->in_tail) e->in_tail->next = m;
+    else e->in_head = m;
+    e->in_tail = m;
+    pthread_cond_signal(&e->in_cv);
+    pthread_mutex_unlock(&e->in_mu);
+}
+
+static int queue_req(Engine *e, Req *r, uint64_t *id)
+{
+    Msg *m = calloc(1, sizeof *m);
+    if (!m) return ENG_ERR_NOMEM;
+    m->kind = MSG_REQ;
+    m->req = r;
+    /* Checked and queued under one lock: once the thread has seen
+     * `stopping` nothing else gets in. Lock order: in_mu, then out_mu. */
+    pthread_mutex_lock(&e->in_mu);
+    if (e->stopping) {
+        pthread_mutex_unlock(&e->in_mu);
+        free(m);
+        set_last_error(e, "engine is shutting down");
+        return ENG_ERR_CLOSED;
+    }
+    pthread_mutex_lock(&e->out_mu);
+    int rc = add_live(e, &r->id);
+    pthread_mutex_unlock(&e->out_mu);
+    if (rc) {
+        pthread_mutex_unlock(&e->in_mu);
+        free(m);
+        return rc;
+    }
+    if (id) *id = r->id;
+    if (e->in_tail) e->in_tail->next = m;
+    else e->in_head = m;
+    e->in_tail = m;
+    pthread_cond_signal(&e->in_cv);
+    pthread_mutex_unlock(&e->in_mu);
+    return 0;
+}
+
+int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
+{
+    if (!e || !p || !p->on_done) return ENG_ERR_ARG;
+    Req *r = calloc(1, sizeof *r);
+    if (!r) return ENG_ERR_NOMEM;
+    r->kind = REQ_GEN;
+    r->on_delta = p->on_delta;
+    r->on_done = p->on_done;
+    r->ud = p->ud;
+    int rc = take_prompt(e, p->prompt_ids, p->n_prompt_ids, p->prompt_text, p->prompt_len, r);
+    if (!rc) rc = check_fits(e, r->n_prompt, p->sampling.max_tokens);
+    if (!rc && (p->input_logprobs_from == 0 || p->input_logprobs_from > r->n_prompt)) {
+        set_last_error(e, "input_logprobs_from must be in [1, prompt length]");
+        rc = ENG_ERR_ARG;
+    }
+    if (rc) {
+        req_free(r);
+        return rc;
+    }
+    rc = ENG_ERR_NOMEM;
+    r->seqs = calloc(1, sizeof *r->seqs);
+    Seq *s = r->seqs ? seq_new(r, SEQ_GEN, r->prompt, r->n_prompt, NULL, 0) : NULL;
+    if (!s) goto fail;
+    r->seqs[0] = s;
+    r->n_seqs = r->seqs_left = 1;
+
+    SampParams sp = p->sampling;
+    if (sp.n_eos == 0) {
+        sp.eos_ids = e->eog;
+        sp.n_eos = e->n_eog;
+    }
+    if (!sp.has_seed) {
+        /* Deterministic given the submission order. */
+        pthread_mutex_lock(&e->in_mu);
+        sp.seed = samp_rng_next(&e->seed_rng);
+        pthread_mutex_unlock(&e->in_mu);
+        sp.has_seed = 1;
+    }
+    char serr[256] = "";
+    s->samp = samp_new(&sp, e->vocab, serr, sizeof serr);
+    if (!s->samp) {
+        set_last_error(e, "sampling parameters: %s", serr);
+        rc = ENG_ERR_ARG;
+        goto fail;
+    }
+    if (samp_add_prompt(s->samp, r->prompt, (size_t)r->n_prompt) < 0) goto fail;
+    for (int i = 0; i < p->n_stop; i++)
+        if (!p->stop[i]) {
+            rc = ENG_ERR_ARG;
+            set_last_error(e, "stop string %d is NULL", i);
+            goto fail;
+        }
+    if (detok_new(e->tok, p->stop, p->n_stop, DETOK_SKIP_SPECIAL, &s->dt) != 0) goto fail;
+    s->max_new = sp.max_tokens;
+    s->want_lp = sp.logprobs || sp.top_logprobs > 0;
+    s->top_n = sp.top_logprobs > 0 ? sp.top_logprobs : 0;
+    if (s->want_lp) {
+        int c = s->cap;
+        s->cap = 0;
+        if (seq_reserve(s, c)) goto fail;
+    }
+    if (p->input_logprobs_from > 0) {
+        s->lp_from = p->input_logprobs_from;
+        s->in_lp = calloc((size_t)r->n_prompt, sizeof *s->in_lp);
+        if (!s->in_lp) goto fail;
+    }
+    rc = queue_req(e, r, id);
+    if (rc) goto fail;
+    return 0;
+fail:
+    req_free(r);
+    return rc;
+}
+
+int eng_score(Engine *e, const EngScoreParams *p, uint64_t *id)
+{
+    if (!e || !p || !p->on_done || p->n_choices <= 0 || (!p->choices && !(p->choice_ids && p->choice_lens)))
+        return ENG_ERR_ARG;
+    Req *r = calloc(1, sizeof *r);
+    if (!r) return ENG_ERR_NOMEM;
+    r->kind = REQ_SCORE;
+    r->on_score = p->on_done;
+    r->ud = p->ud;
+    r->unconditional = p->unconditional;
+    int rc = take_prompt(e, p->prompt_ids, p->n_prompt_ids, p->prompt_text, p->prompt_len, r);
+    if (rc) goto fail;
+    rc = ENG_ERR_NOMEM;
+    int n = p->n_choices;
+    r->n_choices = n;
+    r->ctoks = calloc((size_t)n, sizeof *r->ctoks);
+    r->clen = calloc((size_t)n, sizeof *r->clen);
+    r->clp = calloc((size_t)n, sizeof *r->clp);
+    r->culp = calloc((size_t)n, sizeof *r->culp);
+    if (!r->ctoks || !r->clen || !r->clp || !r->culp) goto fail;
+    int longest = 0;
+    for (int i = 0; i < n; i++) {
+        if (p->choices) {
+            if (!p->choices[i]) {
+                rc = ENG_ERR_ARG;
+                goto fail;
+            }
+            TokIds v = {0};
+            int trc = tok_encode(e->tok, p->choices[i], strlen(p->choices[i]), TOK_ENC_PARSE_SPECIAL, &v);
+            if (trc < 0) {
+                tok_ids_free(&v);
+                set_last_error(e, "tokenizing choice %d: %s", i, tok_strerror(trc));
+                rc = ENG_ERR_TOKENIZE;
+                goto fail;
+            }
+            r->ctoks[i] = v.ids;
+            r->clen[i] = (int)v.n;
+        } else {
+            int len = p->choice_lens[i];
+            if (len < 0 || (len && !p->choice_ids[i])) {
+                rc = ENG_ERR_ARG;
+                goto fail;
+            }
+            r->ctoks[i] = malloc((size_t)(len ? len : 1) * sizeof(int32_t));
+            if (!r->ctoks[i]) goto fail;
+            if (len) memcpy(r->ctoks[i], p->choice_ids[i], (size_t)len * sizeof(int32_t));
+            r->clen[i] = len;
+            for (int j = 0; j < len; j++)
+                if (p->choice_ids[i][j] < 0 || p->choice_ids[i][j] >= e->vocab) {
+                    rc = ENG_ERR_ARG;
+                    set_last_error(e, "choice %d: token id out of range", i);
+                    goto fail;
+                }
+        }
+        if (r->clen[i] == 0) {
+            rc = ENG_ERR_ARG;
+            set_last_error(e, "choice %d is empty", i);
+            goto fail;
+        }
+        if (r->clen[i] > longest) longest = r->clen[i];
+        r->clp[i] = calloc((size_t)r->clen[i], sizeof(float));
+        r->culp[i] = calloc((size_t)r->clen[i], sizeof(float));
+        if (!r->clp[i] || !r->culp[i]) goto fail;
+    }
+    rc = check_fits(e, r->n_prompt + longest, 0);
+    if (rc) goto fail;
+    rc = ENG_ERR_NOMEM;
+    r->seqs = calloc((size_t)(1 + 2 * n), sizeof *r->seqs);
+    if (!r->seqs) goto fail;
+    /* The prompt prefill (only useful with the cache: the choices then
+     * find it there), then one sequence per choice over the prompt. */
+    if (e->opt.prefix_cache) {
+        Seq *s = seq_new(r, SEQ_PROMPT, r->prompt, r->n_prompt, NULL, 0);
+        if (!s) goto fail;
+        s->max_new = 0;
+        r->seqs[r->n_seqs++] = s;
+    }
+    for (int i = 0; i < n; i++) {
+        Seq *s = seq_new(r, SEQ_CHOICE, r->prompt, r->n_prompt, r->ctoks[i], r->clen[i]);
+        if (!s) goto fail;
+        s->choice = i;
+        s->lp_from = r->n_prompt;
+        s->in_lp = calloc((size_t)s->n_prompt, sizeof *s->in_lp);
+        if (!s->in_lp) {
+            seq_free(s);
+            goto fail;
+        }
+        r->seqs[r->n_seqs++] = s;
+    }
+    for (int i = 0; r->unconditional && i < n; i++) {
+        if (r->clen[i] == 1) continue;   /* its one unconditional logprob is 0 by definition */
+        Seq *s = seq_new(r, SEQ_UNCOND, r->ctoks[i], r->clen[i], NULL, 0);
+        if (!s) goto fail;
+        s->choice = i;
+        s->lp_from = 1;
+        s->in_lp = calloc((size_t)s->n_prompt, sizeof *s->in_lp);
+        if (!s->in_lp) {
+            seq_free(s);
+            goto fail;
+        }
+        r->seqs[r->n_seqs++] = s;
+    }
+    r->seqs_left = r->n_seqs;
+    rc = queue_req(e, r, id);
+    if (rc) goto fail;
+    return 0;
+fail:
+    req_free(r);
+    return rc;
+}
+
+int eng_cancel(Engine *e, uint64_t id)
+{
+    if (!e) return ENG_ERR_ARG;
+    pthread_mutex_lock(&e->out_mu);
+    int found = 0;
+    for (int i = 0; i < e->n_live && !found; i++) found = e->live[i] == id;
+    pthread_mutex_unlock(&e->out_mu);
+    if (!found) {
+        set_last_error(e, "request %llu is not in flight", (unsigned long long)id);
+        return ENG_ERR_NOT_FOUND;
+    }
+    Msg *m = calloc(1, sizeof *m);
+    if (!m) return ENG_ERR_NOMEM;
+    m->kind = MSG_CANCEL;
+    m->id = id;
+    push_msg(e, m);
+    return 0;
+}
+
+/* ---- publishing (engine thread) ----------------------------------------------- */
+
+static void publish(Engine *e, Event *ev)
+{
+    pthread_mutex_lock(&e->out_mu);
+    if (e->out_tail) e->out_tail->next = ev;
+    else e->out_head = ev;
+    e->out_tail = ev;
+    pthread_cond_broadcast(&e->out_cv);
+    pthread_mutex_unlock(&e->out_mu);
+}
+
+static void wake_consumer(Engine *e)
+{
+    if (e->async) uv_async_send(&e->async->handle);
+    else if (e->opt.notify) e->opt.notify(e->opt.notify_ud);
+}
+
+/* Sends the ids generated since the last delta and the text released now.
+ * A failed allocation drops the delta (the final result still has it all). */
+static void publish_delta(Engine *e, Seq *s, const char *text, size_t len)
+{
+    Req *r = s->req;
+    int n = s->n_gen - s->streamed;
+    if (!r->on_delta || (n <= 0 && len == 0)) return;
+    Event *ev = calloc(1, sizeof *ev);
+    if (!ev) return;
+    ev->kind = EV_DELTA;
+    ev->on_delta = r->on_delta;
+    ev->ud = r->ud;
+    ev->id = r->id;
+    ev->n_ids = n;
+    ev->ids = malloc((size_t)(n ? n : 1) * sizeof *ev->ids);
+    ev->text = malloc(len + 1);
+    if (s->want_lp) ev->lp = malloc((size_t)(n ? n : 1) * sizeof *ev->lp);
+    if (!ev->ids || !ev->text || (s->want_lp && !ev->lp)) {
+        free(ev->ids);
+        free(ev->text);
+        free(ev->lp);
+        free(ev);
+        return;
+    }
+    memcpy(ev->ids, s->toks + s->n_prompt + s->streamed, (size_t)n * sizeof *ev->ids);
+    if (s->want_lp) memcpy(ev->lp, s->out_lp + s->streamed, (size_t)n * sizeof *ev->lp);
+    memcpy(ev->text, text, len);
+    ev->text[len] = 0;
+    ev->len = len;
+    s->streamed = s->n_gen;
+    publish(e, ev);
+}
+
+static void remove_active(Engine *e, Req *r)
+{
+    for (int i = 0; i < e->n_active; i++)
+        if (e->active[i] == r) {
+            e->active[i] = e->active[--e->n_active];
+            return;
+        }
+}
+
+/* The request is complete. It is handed to the consumer only at the end of
+ * the loop iteration (flush_complete): after that the engine thread must
+ * not touch it, and code that finished it may still be looking at it. */
+static void mark_complete(Engine *e, Req *r)
+{
+    if (r->complete) return;
+    r->complete = 1;
+    if (e->done_tail) e->done_tail->next_complete = r;
+    else e->done_head = r;
+    e->done_tail = r;
+}
+
+static void flush_complete(Engine *e)
+{
+    Req *r = e->done_head;
+    e->done_head = e->done_tail = NULL;
+    while (r) {
+        Req *next = r->next_complete;
+        remove_active(e, r);
+        e->st.requests++;
+        r->done_ev.kind = EV_DONE;
+        r->done_ev.req = r;
+        publish(e, &r->done_ev);
+        r = next;
+    }
+}
+
+/* ---- the tree side of a sequence (engine thread) ------------------------------ */
+
+static int list_remove(Seq **arr, int *n, Seq *s)
+{
+    for (int i = 0; i < *n; i++)
+        if (arr[i] == s) {
+            memmove(arr + i, arr + i + 1, (size_t)(*n - i - 1) * sizeof *arr);
+            (*n)--;
+            return 1;
+        }
+    return 0;
+}
+
+/* Gives the sequence's slots back: with the cache on, the computed tokens
+ * go into the tree (so a retried or later request finds them) and the lock
+ * is dropped; the rest is freed. Leaves the sequence with no slots. */
+static void seq_release(Engine *e, Seq *s)
+{
+    if (e->opt.prefix_cache) {
+        if (s->n_kv > 0) {
+            RadixNode *last;
+            if (radix_insert(e->tree, s->toks, s->slots, s->n_kv, &last) < 0) {
+                /* No memory for the tree: free what we hold instead. */
+                radix_free_slots(e->tree, s->slots + s->tree_len, s->n_kv - s->tree_len);
+            }
+        }
+        if (s->n_alloc > s->n_kv) radix_free_slots(e->tree, s->slots + s->n_kv, s->n_alloc - s->n_kv);
+        if (s->node) radix_unlock(e->tree, s->node);
+    } else {
+        radix_free_slots(e->tree, s->slots, s->n_alloc);
+    }
+    s->node = NULL;
+    s->n_alloc = s->n_kv = s->tree_len = 0;
+}
+
+/* After a prefill chunk: put the computed prefix in the tree and move the
+ * lock to its end, so that other sequences can share it right away. */
+static void seq_checkpoint(Engine *e, Seq *s)
+{
+    if (!e->opt.prefix_cache || s->n_kv <= s->tree_len) return;
+    RadixNode *last;
+    if (radix_insert(e->tree, s->toks, s->slots, s->n_kv, &last) < 0) return;   /* stays held */
+    radix_lock(e->tree, last);
+    if (s->node) radix_unlock(e->tree, s->node);
+    s->node = last;
+    s->tree_len = s->n_kv;
+}
+
+static int seq_samples(const Seq *s) { return s->kind == SEQ_GEN && s->max_new != 0; }
+
+/* How much of the sequence the cache may provide: all but the tokens whose
+ * logits are needed. */
+static int seq_match_cap(const Seq *s)
+{
+    int cap = s->n_toks;
+    if (seq_samples(s)) cap = s->n_toks - 1;
+    if (s->lp_from >= 1 && s->lp_from - 1 < cap) cap = s->lp_from - 1;
+    return cap;
+}
+
+/* ---- finishing ------------------------------------------------------------------ */
+
+static void spawn_choices(Engine *e, Req *r);
+
+static void seq_finish(Engine *e, Seq *s, EngFinish why)
+{
+    Req *r = s->req;
+    if (s->state == SEQ_RUNNING) {
+        seq_release(e, s);
+        list_remove(e->running, &e->n_running, s);
+    } else if (s->state == SEQ_WAITING) {
+        list_remove(e->waiting, &e->n_waiting, s);
+    }
+    s->state = SEQ_DONE;
+    s->finish = why;
+    r->seqs_left--;
+    if (r->kind == REQ_GEN) {
+        const char *text;
+        size_t len;
+        if (!s->stopped_text && detok_flush(s->dt, &text, &len) >= 0) publish_delta(e, s, text, len);
+        mark_complete(e, r);
+        return;
+    }
+    /* score: collect the sequence's logprobs */
+    if (why == ENG_FINISH_ERROR || why == ENG_FINISH_CANCELLED) {
+        if (!r->status) {
+            r->status = why == ENG_FINISH_CANCELLED ? ENG_ERR_CLOSED : ENG_ERR_MODEL;
+            if (why == ENG_FINISH_CANCELLED) snprintf(r->error, sizeof r->error, "request cancelled");
+        }
+    } else if (s->kind == SEQ_CHOICE) {
+        for (int j = 0; j < r->clen[s->choice]; j++) r->clp[s->choice][j] = s->in_lp[r->n_prompt + j];
+    } else if (s->kind == SEQ_UNCOND) {
+        r->culp[s->choice][0] = 0;
+        for (int j = 1; j < r->clen[s->choice]; j++) r->culp[s->choice][j] = s->in_lp[j];
+    }
+    if (s->kind == SEQ_PROMPT && !r->status) spawn_choices(e, r);
+    if (r->status && !r->cancelled) {
+        /* one failed: the others will not be looked at */
+        r->cancelled = 1;
+        for (int i = 0; i < r->n_seqs; i++) {
+            Seq *o = r->seqs[i];
+            if (o->state == SEQ_WAITING || o->state == SEQ_RUNNING) seq_finish(e, o, ENG_FINISH_CANCELLED);
+            else if (o->state == SEQ_NEW) {
+                o->state = SEQ_DONE;
+                r->seqs_left--;
+            }
+        }
+    }
+    if (r->seqs_left == 0) mark_complete(e, r);
+}
+
+static void fail_seq(Engine *e, Seq *s, int code, const char *msg)
+{
+    Req *r = s->req;
+    if (!r->status) {
+        r->status = code;
+        snprintf(r->error, sizeof r->error, "%s", msg);
+    }
+    seq_finish(e, s, ENG_FINISH_ERROR);
+}
+
+static int enqueue_waiting(Engine *e, Seq *s, int front)
+{
+    if (grow_ptrs((void ***)&e->waiting, &e->cap_waiting, e->n_waiting + 1)) return ENG_ERR_NOMEM;
+    if (front) {
+        memmove(e->waiting + 1, e->waiting, (size_t)e->n_waiting * sizeof *e->waiting);
+        e->waiting[0] = s;
+    } else {
+        e->waiting[e->n_waiting] = s;
+    }
+    e->n_waiting++;
+    s->state = SEQ_WAITING;
+    if (!s->arrival) s->arrival = ++e->arrivals;
+    return 0;
+}
+
+static void spawn_choices(Engine *e, Req *r)
+{
+    if (r->spawned) return;
+    r->spawned = 1;
+    for (int i = 0; i < r->n_seqs; i++) {
+        Seq *s = r->seqs[i];
+        if (s->state != SEQ_NEW) continue;
+        if (enqueue_waiting(e, s, 0)) {
+            fail_seq(e, s, ENG_ERR_NOMEM, "out of memory");
+            return;
+        }
+    }
+}
+
+static void start_req(Engine *e, Req *r)
+{
+    if (grow_ptrs((void ***)&e->active, &e->cap_active, e->n_active + 1)) {
+        r->status = ENG_ERR_NOMEM;
+        snprintf(r->error, sizeof r->error, "out of memory");
+        for (int i = 0; i < r->n_seqs; i++) r->seqs[i]->finish = ENG_FINISH_ERROR;
+        mark_complete(e, r);
+        return;
+    }
+    e->active[e->n_active++] = r;
+    for (int i = 0; i < r->n_seqs; i++) {
+        Seq *s = r->seqs[i];
+        /* a score request's choices wait for its prompt when there is one */
+        if (r->kind == REQ_SCORE && s->kind != SEQ_PROMPT && r->seqs[0]->kind == SEQ_PROMPT) continue;
+        if (enqueue_waiting(e, s, 0)) {
+            fail_seq(e, s, ENG_ERR_NOMEM, "out of memory");
+            return;
+        }
+    }
+    if (r->kind == REQ_SCORE && r->seqs[0]->kind != SEQ_PROMPT) r->spawned = 1;
+}
+
+static void cancel_req(Engine *e, Req *r)
+{
+    if (r->cancelled) return;
+    r->cancelled = 1;
+    if (r->kind == REQ_SCORE && !r->status) {
+        r->status = ENG_ERR_CLOSED;
+        snprintf(r->error, sizeof r->error, "request cancelled");
+    }
+    for (int i = 0; i < r->n_seqs; i++) {
+        Seq *s = r->seqs[i];
+        if (s->state == SEQ_WAITING || s->state == SEQ_RUNNING) {
+            seq_finish(e, s, ENG_FINISH_CANCELLED);
+        } else if (s->state == SEQ_NEW) {
+            s->state = SEQ_DONE;
+            r->seqs_left--;
+        }
+    }
+    if (r->seqs_left == 0) mark_complete(e, r);
+}
+
+/* ---- admission ------------------------------------------------------------------- */
+
+static int lcp(const int32_t *a, int na, const int32_t *b, int nb)
+{
+    int n = na < nb ? na : nb, i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* What a running sequence may still need from the pool: its uncomputed
+ * tokens and a share of its remaining output. */
+static long seq_outstanding(const Seq *s)
+{
+    long need = s->n_toks - s->n_alloc;
+    if (seq_samples(s)) {
+        long left = s->max_new < 0 ? ENG_DECODE_RESERVE : s->max_new - s->n_gen;
+        if (left > ENG_DECODE_RESERVE) left = ENG_DECODE_RESERVE;
+        if (left > 0) need += left;
+    }
+    return need;
+}
+
+typedef struct {
+    Seq *s;
+    int m;
+} Cand;
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const Cand *x = a, *y = b;
+    if (x->m != y->m) return x->m > y->m ? -1 : 1;
+    return x->s->arrival < y->s->arrival ? -1 : x->s->arrival > y->s->arrival;
+}
+
+static void admit(Engine *e)
+{
+    if (!e->n_waiting || e->n_running >= e->opt.max_running) return;
+    Cand *c = malloc((size_t)e->n_waiting * sizeof *c);
+    if (!c) return;   /* try again next step */
+    int nc = e->n_waiting;
+    for (int i = 0; i < nc; i++) {
+        Seq *s = e->waiting[i];
+        c[i].s = s;
+        c[i].m = 0;
+        if (e->opt.prefix_cache) {
+            /* scratch: the match's slots are written again at admission */
+            int m = radix_match_prefix(e->tree, s->toks, seq_match_cap(s), s->slots, NULL);
+            c[i].m = m > 0 ? m : 0;
+        }
+    }
+    qsort(c, (size_t)nc, sizeof *c, cand_cmp);
+
+    long reserved = 0;
+    for (int i = 0; i < e->n_running; i++) reserved += seq_outstanding(e->running[i]);
+
+    for (int i = 0; i < nc && e->n_running < e->opt.max_running; i++) {
+        Seq *s = c[i].s;
+        int cap = seq_match_cap(s);
+        if (e->opt.prefix_cache) {
+            /* In-batch sharing: wait for a prefilling sequence that will
+             * compute part of our uncached prefix. */
+            int defer = 0;
+            for (int j = 0; j < e->n_running && !defer; j++) {
+                Seq *o = e->running[j];
+                if (o->n_kv >= o->n_prompt) continue;
+                if (lcp(s->toks, cap, o->toks, o->n_prompt) > c[i].m) defer = 1;
+            }
+            if (defer) continue;
+        }
+        RadixNode *node = NULL;
+        int m = 0;
+        if (e->opt.prefix_cache) {
+            m = radix_match_prefix(e->tree, s->toks, cap, s->slots, &node);
+            if (m < 0) break;   /* out of memory for a split: retry next step */
+            radix_lock(e->tree, node);
+        }
+        s->n_kv = s->n_alloc = s->tree_len = m;
+        s->node = node;
+        long need = seq_outstanding(s);
+        long avail = (long)kv_n_free(e->kv) + radix_evictable(e->tree) - reserved;
+        /* With nothing running, everything unlocked is evictable: admit
+         * whenever the prompt itself fits (check_fits made sure it can). */
+        if (need > avail && (e->n_running > 0 || s->n_toks - m > kv_n_free(e->kv) + radix_evictable(e->tree))) {
+            if (node) radix_unlock(e->tree, node);
+            s->n_kv = s->n_alloc = s->tree_len = 0;
+            s->node = NULL;
+            break;   /* strict priority order: later ones wait too */
+        }
+        reserved += need;
+        list_remove(e->waiting, &e->n_waiting, s);
+        if (grow_ptrs((void ***)&e->running, &e->cap_running, e->n_running + 1)) {
+            if (node) radix_unlock(e->tree, node);
+            s->n_kv = s->n_alloc = s->tree_len = 0;
+            s->node = NULL;
+            enqueue_waiting(e, s, 1);
+            break;
+        }
+        e->running[e->n_running++] = s;
+        s->state = SEQ_RUNNING;
+        s->admit_order = ++e->admissions;
+        int fully_cached = s->n_kv == s->n_toks;
+        if (!s->admitted) {
+            s->admitted = 1;
+            e->st.prompt_tokens += (uint64_t)s->n_prompt;
+            e->st.cached_tokens += (uint64_t)(m < s->n_prompt ? m : s->n_prompt);
+            if (s->kind == SEQ_GEN || s->kind == SEQ_PROMPT || (s->kind == SEQ_CHOICE && !s->req->prompt_tokens)) {
+                s->req->prompt_tokens = s->n_prompt;
+                s->req->cached_tokens = m;
+            }
+        }
+        /* nothing to compute (a prefill-only prompt already cached) */
+        if (fully_cached) seq_finish(e, s, ENG_FINISH_LENGTH);
+    }
+    free(c);
+}
+
+/* Takes a running sequence out of the batch: its computed tokens go to the
+ * cache and it waits again at the head of the queue. */
+static void retract(Engine *e, Seq *s)
+{
+    if (grow_ptrs((void ***)&e->waiting, &e->cap_waiting, e->n_waiting + 1)) {
+        fail_seq(e, s, ENG_ERR_NOMEM, "out of memory while retracting");
+        return;
+    }
+    seq_release(e, s);
+    list_remove(e->running, &e->n_running, s);
+    enqueue_waiting(e, s, 1);   /* cannot fail now */
+    e->st.retractions++;
+}
+
+static Seq *newest_running(Engine *e, const Seq *except)
+{
+    Seq *best = NULL;
+    for (int i = 0; i < e->n_running; i++) {
+        Seq *s = e->running[i];
+        if (s != except && (!best || s->admit_order > best->admit_order)) best = s;
+    }
+    return best;
+}
+
+/* ---- one step ------------------------------------------------------------------- */
+
+static int is_decode(const Seq *s) { return s->n_kv >= s->n_prompt && s->n_toks - s->n_kv == 1; }
+
+static long kv_available(Engine *e) { return (long)kv_n_free(e->kv) + radix_evictable(e->tree); }
+
+/* Sample the next token of s from a row of logits; finish it if it stops. */
+static void sample_next(Engine *e, Seq *s, const float *row)
+{
+    if (seq_reserve(s, s->n_toks + 1)) {
+        fail_seq(e, s, ENG_ERR_NOMEM, "out of memory");
+        return;
+    }
+    SampOut out = {.top = s->top_n ? s->top + (size_t)s->n_gen * s->top_n : NULL, .top_cap = s->top_n};
+    int32_t tok = samp_sample(s->samp, e->work, row, NULL, &out);
+    if (tok < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "sampling: %s", samp_strerror(tok));
+        fail_seq(e, s, ENG_ERR_SAMPLER, msg);
+        return;
+    }
+    int fin = samp_accept(s->samp, tok);
+    if (fin < 0) {
+        fail_seq(e, s, ENG_ERR_SAMPLER, samp_strerror(fin));
+        return;
+    }
+    s->toks[s->n_toks++] = tok;
+    if (s->want_lp) s->out_lp[s->n_gen] = out.logprob;
+    s->n_gen++;
+    e->st.generated_tokens++;
+    if (fin == SAMP_FINISH_EOS) {
+        seq_finish(e, s, ENG_FINISH_EOS);
+        return;
+    }
+    if (fin == SAMP_FINISH_STOP) {
+        seq_finish(e, s, ENG_FINISH_STOP);
+        return;
+    }
+    const char *text = NULL;
+    size_t len = 0;
+    int drc = detok_feed(s->dt, tok, &text, &len);
+    if (drc < 0) {
+        fail_seq(e, s, ENG_ERR_NOMEM, "detokenizer: out of memory");
+        return;
+    }
+    if (drc == DETOK_STOPPED) {
+        s->stopped_text = 1;
+        publish_delta(e, s, text, len);
+        seq_finish(e, s, ENG_FINISH_STOP);
+        return;
+    }
+    if (fin == SAMP_FINISH_LENGTH || s->n_toks >= e->model->cfg.max_ctx) {
+        publish_delta(e, s, text, len);
+        seq_finish(e, s, ENG_FINISH_LENGTH);
+        return;
+    }
+    publish_delta(e, s, text, len);
+}
+
+static void step(Engine *e)
+{
+    admit(e);
+    if (!e->n_running) return;
+
+    /* Decode tokens first: each needs one slot. Retract the newest
+     * sequences until they fit. */
+    for (;;) {
+        long need = 0;
+        for (int i = 0; i < e->n_running; i++) need += is_decode(e->running[i]);
+        if (need <= kv_available(e)) break;
+        Seq *v = newest_running(e, NULL);
+        if (e->n_running == 1) {
+            /* alone and still out of room: the pool is its limit */
+            seq_finish(e, v, ENG_FINISH_LENGTH);
+            return;
+        }
+        retract(e, v);
+    }
+
+    if (grow_ptrs((void ***)&e->bseqs, &e->cap_batch, e->n_running)) return;
+    ModelSeq *ms = realloc(e->mseqs, (size_t)e->cap_batch * sizeof *ms);
+    if (!ms) return;
+    e->mseqs = ms;
+
+    int nb = 0, budget = e->opt.chunk_size;
+    /* Pass 0: decode tokens (their room was made above). Pass 1: prompt
+     * chunks, in admission order (running[] is), within the budget. */
+    for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < e->n_running; i++) {
+        Seq *s = e->running[i];
+        int take;
+        if (is_decode(s) != (pass == 0)) continue;
+        if (pass == 0) {
+            take = 1;
+        } else {
+            take = s->n_toks - s->n_kv;
+            if (take > budget) take = budget;
+            long avail = kv_available(e);
+            if (take > avail) take = (int)avail;
+            if (take <= 0) continue;
+        }
+        if (radix_alloc_slots(e->tree, take, s->slots + s->n_alloc) != 0) continue;
+        if (pass == 1) budget -= take;
+        s->n_alloc += take;
+        ModelSeq *m = &e->mseqs[nb];
+        m->tokens = s->toks + s->n_kv;
+        m->n_new = take;
+        m->slots = s->slots;
+        m->n_ctx = s->n_kv + take;
+        m->pos = NULL;
+        if (s->lp_from >= 1 && s->n_kv + take >= s->lp_from) m->logits = MODEL_LOGITS_ALL;
+        else if (s->n_kv + take == s->n_toks && seq_samples(s)) m->logits = MODEL_LOGITS_LAST;
+        else m->logits = MODEL_LOGITS_NONE;
+        e->bseqs[nb++] = s;
+    }
+    if (nb == 0) {
+        /* Prompts cannot progress (the pool is locked up by partial
+         * prefills): let the newest go so the others can. */
+        Seq *v = newest_running(e, NULL);
+        if (e->n_running == 1) seq_finish(e, v, ENG_FINISH_LENGTH);
+        else retract(e, v);
+        return;
+    }
+
+    double t0 = now_s();
+    ModelBatch batch = {.seqs = e->mseqs, .n_seqs = nb};
+    if (model_forward(e->model, e->kv, &batch, e->ferr, sizeof e->ferr) != 0) {
+        for (int i = 0; i < nb; i++) {
+            Seq *s = e->bseqs[i];
+            /* the new slots hold nothing valid: drop them before finishing */
+            radix_free_slots(e->tree, s->slots + s->n_kv, s->n_alloc - s->n_kv);
+            s->n_alloc = s->n_kv;
+            fail_seq(e, s, ENG_ERR_MODEL, e->ferr);
+        }
+        return;
+    }
+    e->st.steps++;
+    int V = e->vocab;
+    for (int i = 0; i < nb; i++) {
+        Seq *s = e->bseqs[i];
+        ModelSeq *m = &e->mseqs[i];
+        e->st.computed_tokens += (uint64_t)m->n_new;
+        const float *rows = m->logits_row >= 0 ? batch.logits + (size_t)m->logits_row * V : NULL;
+        int was_prefill = s->n_kv < s->n_prompt;
+        if (m->logits == MODEL_LOGITS_ALL) {
+            int lim = s->kind == SEQ_GEN ? s->n_prompt : s->n_toks;
+            for (int q = 0; q < m->n_new; q++) {
+                int p = s->n_kv + q + 1;
+                if (p >= s->lp_from && p < lim)
+                    s->in_lp[p] = samp_logprob_of(rows + (size_t)q * V, (size_t)V, s->toks[p]);
+            }
+        }
+        s->n_kv += m->n_new;
+        if (s->n_kv < s->n_toks) {
+            seq_checkpoint(e, s);
+            continue;
+        }
+        if (!seq_samples(s)) {
+            seq_finish(e, s, ENG_FINISH_LENGTH);
+            continue;
+        }
+        /* the whole prompt is in: let others share it while this decodes */
+        if (was_prefill) seq_checkpoint(e, s);
+        const float *last = m->logits == MODEL_LOGITS_ALL ? rows + (size_t)(m->n_new - 1) * V : rows;
+        sample_next(e, s, last);
+    }
+    e->st.busy_seconds += now_s() - t0;
+}
+
+/* ---- the thread ------------------------------------------------------------------- */
+
+static void take_messages(Engine *e, Msg *m)
+{
+    while (m) {
+        Msg *next = m->next;
+        if (m->kind == MSG_REQ) {
+            start_req(e, m->req);
+        } else {
+            for (int i = 0; i < e->n_active; i++)
+                if (e->active[i]->id == m->id) {
+                    cancel_req(e, e->active[i]);
+                    break;
+                }
+        }
+        free(m);
+        m = next;
+    }
+}
+
+static void snapshot(Engine *e)
+{
+    EngStats s = e->st;
+    s.hit_rate = s.prompt_tokens ? (double)s.cached_tokens / (double)s.prompt_tokens : 0;
+    s.gen_tokens_per_s = s.busy_seconds > 0 ? (double)s.generated_tokens / s.busy_seconds : 0;
+    radix_stats(e->tree, &s.kv);
+    pthread_mutex_lock(&e->st_mu);
+    e->snap = s;
+    pthread_mutex_unlock(&e->st_mu);
+}
+
+static void *engine_main(void *arg)
+{
+    Engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->in_mu);
+        while (!e->stopping && !e->in_head && e->n_running == 0 && e->n_waiting == 0)
+            pthread_cond_wait(&e->in_cv, &e->in_mu);
+        Msg *m = e->in_head;
+        e->in_head = e->in_tail = NULL;
+        int stopping = e->stopping;
+        pthread_mutex_unlock(&e->in_mu);
+
+        pthread_mutex_lock(&e->out_mu);
+        Event *before = e->out_tail;
+        pthread_mutex_unlock(&e->out_mu);
+
+        take_messages(e, m);
+        if (stopping) {
+            for (int i = 0; i < e->n_active; i++) cancel_req(e, e->active[i]);
+            snapshot(e);
+            flush_complete(e);
+            wake_consumer(e);
+            return NULL;
+        }
+        step(e);
+        /* the snapshot first: a consumer that reads stats right after its
+         * last callback sees the state that callback came from */
+        snapshot(e);
+        flush_complete(e);
+
+        pthread_mutex_lock(&e->out_mu);
+        int fresh = e->out_tail != before;
+        pthread_mutex_unlock(&e->out_mu);
+        if (fresh) wake_consumer(e);
+    }
+}
+
+/* ---- consumer side ----------------------------------------------------------------- */
+
+static void deliver_done(Engine *e, Req *r)
+{
+    if (r->kind == REQ_GEN) {
+        Seq *s = r->seqs[0];
+        size_t len = 0;
+        const char *text = s->dt ? detok_text(s->dt, &len) : "";
+        /* ids wholly inside the text: their pieces' bytes are a prefix of it */
+        int text_ids = 0;
+        size_t off = 0;
+        for (int i = 0; i < s->n_gen; i++) {
+            size_t pl;
+            const char *piece = tok_token_piece(e->tok, s->toks[s->n_prompt + i], &pl);
+            if (!piece || off + pl > len || memcmp(text + off, piece, pl) != 0) break;
+            off += pl;
+            text_ids = i + 1;
+        }
+        EngResult res = {
+            .id = r->id,
+            .status = r->status,
+            .error = r->status ? r->error : NULL,
+            .finish = s->finish,
+            .finish_reason = eng_finish_name(s->finish),
+            .prompt_ids = r->prompt,
+            .n_prompt = r->n_prompt,
+            .ids = s->toks + s->n_prompt,
+            .n_ids = s->n_gen,
+            .text_ids = text_ids,
+            .text = text,
+            .len = len,
+            .logprobs = s->want_lp ? s->out_lp : NULL,
+            .n_logprobs = s->want_lp ? s->n_gen : 0,
+            .top = s->top_n ? s->top : NULL,
+            .top_per_token = s->top_n,
+            .input_logprobs = s->in_lp && s->lp_from >= 1 ? s->in_lp + s->lp_from : NULL,
+            .n_input_logprobs = s->in_lp && s->lp_from >= 1 ? r->n_prompt - s->lp_from : 0,
+            .prompt_tokens = r->prompt_tokens ? r->prompt_tokens : r->n_prompt,
+            .cached_tokens = r->cached_tokens,
+            .completion_tokens = s->n_gen,
+        };
+        r->on_done(r->ud, &res);
+    } else {
+        const float **lp = (const float **)r->clp;
+        const float **ulp = r->unconditional ? (const float **)r->culp : NULL;
+        EngScoreResult res = {
+            .id = r->id,
+            .status = r->status,
+            .error = r->status ? r->error : NULL,
+            .n_choices = r->n_choices,
+            .n_tokens = r->clen,
+            .tokens = (const int32_t *const *)r->ctoks,
+            .logprobs = lp,
+            .unconditional = ulp,
+            .prompt_tokens = r->prompt_tokens ? r->prompt_tokens : r->n_prompt,
+            .cached_tokens = r->cached_tokens,
+        };
+        r->on_score(r->ud, &res);
+    }
+}
+
+int eng_poll(Engine *e)
+{
+    pthread_mutex_lock(&e->out_mu);
+    Event *ev = e->out_head;
+    e->out_head = e->out_tail = NULL;
+    pthread_mutex_unlock(&e->out_mu);
+    int done = 0;
+    while (ev) {
+        Event *next = ev->next;
+        if (ev->kind == EV_DELTA) {
+            EngDelta d = {.id = ev->id, .ids = ev->ids, .n_ids = ev->n_ids, .logprobs = ev->lp,
+                          .text = ev->text, .len = ev->len};
+            ev->on_delta(ev->ud, &d);
+            free(ev->ids);
+            free(ev->lp);
+            free(ev->text);
+        } else {
+            Req *r = ev->req;
+            /* no longer cancellable; counted out of flight before the
+             * callback so that it may submit and wait again */
+            pthread_mutex_lock(&e->out_mu);
+            for (int i = 0; i < e->n_live; i++)
+                if (e->live[i] == r->id) {
+                    e->live[i] = e->live[--e->n_live];
+                    break;
+                }
+            pthread_mutex_unlock(&e->out_mu);
+            deliver_done(e, r);
+            req_free(r);   /* the event lives in the request */
+            done++;
+            ev = next;
+            continue;
+        }
+        free(ev);
+        ev = next;
+    }
+    return done;
+}
+
+int eng_wait(Engine *e)
+{
+    for (;;) {
+        pthread_mutex_lock(&e->out_mu);
+        while (!e->out_head) {
+            if (e->n_live == 0) {
+                pthread_mutex_unlock(&e->out_mu);
+                return -1;
+            }
+            pthread_cond_wait(&e->out_cv, &e->out_mu);
+        }
+        pthread_mutex_unlock(&e->out_mu);
+        int n = eng_poll(e);
+        if (n > 0) return n;
+    }
+}
+
+int eng_in_flight(const Engine *e)
+{
+    Engine *m = (Engine *)e;
+    pthread_mutex_lock(&m->out_mu);
+    int n = m->n_live;
+    pthread_mutex_unlock(&m->out_mu);
+    return n;
+}
+
+void eng_stats(Engine *e, EngStats *out)
+{
+    pthread_mutex_lock(&e->st_mu);
+    *out = e->snap;
+    pthread_mutex_unlock(&e->st_mu);
+}
+
+static void on_async(uv_async_t *h)
+{
+    Engine *e = h->data;
+    if (e) eng_poll(e);
+}
+
+static void on_async_closed(uv_handle_t *h)
+{
+    free(h);   /* the AsyncBox: handle is its first member */
+}
+
+/* ---- lifetime --------------------------------------------------------------------- */
+
+Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, size_t errcap)
+{
+    EngOptions def;
+    if (!o) {
+        eng_options_default(&def);
+        o = &def;
+    }
+    if (!model || !tok) {
+        if (err) snprintf(err, errcap, "engine: a model and a tokenizer are required");
+        return NULL;
+    }
+    if (o->chunk_size <= 0 || o->max_running <= 0 || o->n_slots < 0) {
+        if (err) snprintf(err, errcap, "engine: chunk_size and max_running must be positive");
+        return NULL;
+    }
+    Engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        if (err) snprintf(err, errcap, "engine: out of memory");
+        return NULL;
+    }
+    e->model = model;
+    e->tok = tok;
+    e->opt = *o;
+    const ModelConfig *c = &model->cfg;
+    e->vocab = c->vocab;
+    e->eog = tok_eog_ids(tok, &e->n_eog);
+    pthread_mutex_init(&e->in_mu, NULL);
+    pthread_cond_init(&e->in_cv, NULL);
+    pthread_mutex_init(&e->out_mu, NULL);
+    pthread_cond_init(&e->out_cv, NULL);
+    pthread_mutex_init(&e->st_mu, NULL);
+    pthread_mutex_init(&e->err_mu, NULL);
+    samp_rng_seed(&e->seed_rng, o->seed);
+
+    int kv_dim = c->n_head_kv * c->head_dim;
+    int n_slots = o->n_slots;
+    if (n_slots == 0) {
+        if (o->kv_bytes) {
+            size_t per = kv_bytes(c->n_layer, 1, kv_dim, o->kv_dtype);
+            size_t n = per ? o->kv_bytes / per : 0;
+            n_slots = n > INT32_MAX / 2 ? INT32_MAX / 2 : (int)n;
+        } else {
+            n_slots = c->max_ctx < 16384 ? c->max_ctx : 16384;
+        }
+    }
+    if (n_slots < 2) {
+        if (err) snprintf(err, errcap, "engine: KV cache of %d slots is too small", n_slots);
+        goto fail;
+    }
+    e->kv = kv_new(c->n_layer, n_slots, kv_dim, o->kv_dtype, err, errcap);
+    if (!e->kv) goto fail;
+    e->tree = radix_new(e->kv);
+    e->work = samp_work_new(e->vocab);
+    if (!e->tree || !e->work) {
+        if (err) snprintf(err, errcap, "engine: out of memory");
+        goto fail;
+    }
+    model_set_threads(model, o->n_threads);
+    if (model_reserve(model, o->chunk_size + o->max_running, o->max_running + 64, err, errcap)) goto fail;
+    if (o->loop) {
+        e->async = calloc(1, sizeof *e->async);
+        if (!e->async || uv_async_init(o->loop, &e->async->handle, on_async) != 0) {
+            free(e->async);
+            e->async = NULL;
+            if (err) snprintf(err, errcap, "engine: uv_async_init failed");
+            goto fail;
+        }
+        e->async->handle.data = e;
+    }
+    snapshot(e);
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        if (err) snprintf(err, errcap, "engine: cannot start the engine thread");
+        goto fail;
+    }
+    e->thread_started = 1;
+    return e;
+fail:
+    eng_free(e);
+    return NULL;
+}
+
+void eng_free(Engine *e)
+{
+    if (!e) return;
+    if (e->thread_started) {
+        pthread_mutex_lock(&e->in_mu);
+        e->stopping = 1;
+        pthread_cond_signal(&e->in_cv);
+        pthread_mutex_unlock(&e->in_mu);
+        pthread_join(e->thread, NULL);
+        eng_poll(e);   /* the cancellations, delivered here */
+    }
+    if (e->async) {
+        e->async->handle.data = NULL;
+        uv_close((uv_handle_t *)&e->async->handle, on_async_closed);
+    }
+    /* requests queued but never taken (the thread never ran) */
+    for (Msg *m = e->in_head; m;) {
+        Msg *next = m->next;
+        if (m->req) req_free(m->req);
+        free(m);
+        m = next;
+    }
+    radix_free(e->tree);
+    kv_free(e->kv);
+    samp_work_free(e->work);
+    free(e->waiting);
+    free(e->running);
+    free(e->active);
+    free(e->mseqs);
+    free(e->bseqs);
+    free(e->live);
+    pthread_mutex_destroy(&e->in_mu);
+    pthread_cond_destroy(&e->in_cv);
+    pthread_mutex_destroy(&e->out_mu);
+    pthread_cond_destroy(&e->out_cv);
+    pthread_mutex_destroy(&e->st_mu);
+    pthread_mutex_destroy(&e->err_mu);
+    free(e);
+}
+
+/* ---- select's methods ---------------------------------------------------------------- */
+
+int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *scores)
+{
+    if (!r || r->n_choices <= 0 || !scores) return ENG_ERR_ARG;
+    int n = r->n_choices, best = 0;
+    switch (method) {
+    case RT_SELECT_TOKEN_LENGTH_NORMALIZED:
+        for (int i = 0; i < n; i++) {
+            double sum = 0;
+            for (int j = 0; j < r->n_tokens[i]; j++) sum += r->logprobs[i][j];
+            scores[i] = sum / r->n_tokens[i];
+            if (scores[i] > scores[best]) best = i;
+        }
+        return best;
+    case RT_SELECT_GREEDY_TOKEN: {
+        /* Column by column over the choices still tied; a choice shorter
+         * than the column stands in with its mean (SGLang's matrix). */
+        int width = 0;
+        for (int i = 0; i < n; i++) {
+            scores[i] = r->logprobs[i][0];
+            if (r->n_tokens[i] > width) width = r->n_tokens[i];
+        }
+        int *alive = malloc((size_t)n * sizeof *alive);
+        if (!alive) return ENG_ERR_NOMEM;
+        int na = n;
+        for (int i = 0; i < n; i++) alive[i] = i;
+        for (int j = 0; j < width && na > 1; j++) {
+            double col[n > 0 ? n : 1], mx = -1e300;
+            for (int k = 0; k < na; k++) {
+                int i = alive[k];
+                if (j < r->n_tokens[i]) col[k] = r->logprobs[i][j];
+                else {
+                    double sum = 0;
+                    for (int t = 0; t < r->n_tokens[i]; t++) sum += r->logprobs[i][t];
+                    col[k] = sum / r->n_tokens[i];
+                }
+                if (col[k] > mx) mx = col[k];
+            }
+            int keep = 0;
+            for (int k = 0; k < na; k++)
+                if (col[k] == mx) alive[keep++] = alive[k];
+            na = keep;
+        }
+        best = alive[0];
+        free(alive);
+        return best;
+    }
+    case RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED:
+        if (!r->unconditional) return ENG_ERR_ARG;
+        for (int i = 0; i < n; i++) {
+            double sum = 0;
+            for (int j = 0; j < r->n_tokens[i]; j++) sum += r->logprobs[i][j] - r->unconditional[i][j];
+            scores[i] = sum / r->n_tokens[i];
+            if (scores[i] > scores[best]) best = i;
+        }
+        return best;
+    }
+    return ENG_ERR_ARG;
+}

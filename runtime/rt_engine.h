@@ -1,0 +1,58 @@
+/*
+ * runtime/rt_engine.h — the VM's model backend (runtime/rt.h) over the
+ * engine (runtime/engine.h).
+ *
+ * Owns: the RtBackend table and its context, the conversion of the VM's
+ * requests and results, select's scoring methods applied to the engine's
+ * score results, and a small cache of tokenizations (below). Does not own:
+ * the Engine (borrowed; it must outlive this backend), chat templates (the
+ * caller passes the role markers it chose, or none).
+ *
+ *   VM fiber ── gen/select ──► rt_engine ── eng_submit / eng_score ──► engine thread
+ *   VM wait() ◄── callback ◄── eng_wait (pumps completions on the VM thread)
+ *
+ * Token cache. The VM sends prompts as text. Re-tokenizing text the model
+ * generated would give different tokens at times (and miss the radix cache
+ * from there on), so every finished gen records "prompt text + generated
+ * text → prompt ids + generated ids" (only the generated ids that lie
+ * wholly inside the returned text). A later prompt that starts with a
+ * recorded text reuses its ids and tokenizes only the rest. Entries are
+ * dropped least recently used first.
+ *
+ * gen's `choices` constraint runs as a select (token_length_normalized) and
+ * returns the best choice's text; the other constraints (regex, json,
+ * grammar, type) are refused with a message until structured generation
+ * lands.
+ *
+ * Threads: the backend is used from one thread (the VM's), which is also
+ * where the callbacks run (inside wait()).
+ */
+#ifndef SGL_RUNTIME_RT_ENGINE_H
+#define SGL_RUNTIME_RT_ENGINE_H
+
+#include "runtime/engine.h"
+#include "runtime/rt.h"
+
+typedef struct RtEngine RtEngine;
+
+typedef struct {
+    /* Chat template markers, indexed by RtRole; NULL: none (copied). */
+    const char *role_begin[3];
+    const char *role_end[3];
+    const char *end_of_turn;
+    int token_cache_entries;    /* default 256; 0 keeps the default */
+} RtEngineOptions;
+
+/* NULL on no memory (message in err). */
+RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t errcap);
+/* Requests still in flight get no callback after this: call it when the VM
+ * is done (wait() returned -1). */
+void rt_engine_free(RtEngine *r);
+
+/* The table to hand to sgl_vm_set_backend; owned by the RtEngine. */
+RtBackend *rt_engine_backend(RtEngine *r);
+
+/* Requests submitted through this backend whose callback has not run. */
+int rt_engine_pending(const RtEngine *r);
+
+#endif

@@ -1,0 +1,515 @@
+/*
+ * vm/gen.c — gen() and select(): from a call to a backend request and back.
+ *
+ * A request borrows everything it points at (the prompt text, stop strings,
+ * choices) only for the submit call, as runtime/rt.h promises. What the
+ * callback needs later (the capture name, the choices) are values in the
+ * waiting fiber's argument registers, which the collector sees as live for
+ * as long as the fiber waits.
+ */
+#include "vm/gen.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "compiler/grammar_syntax.h"
+#include "compiler/regex_syntax.h"
+#include "vm/vm.h"
+
+#define NO_MODEL "no model: pass --model or run make model"
+#define MAX_STOPS 64
+
+typedef enum { CONV_NONE, CONV_INT, CONV_FLOAT, CONV_BOOL } Conv;
+
+typedef struct {
+    VM *vm;
+    Fiber *f;
+    Value name;             /* string or nil */
+    Conv conv;
+    int logprobs;
+    ObjList *choices;       /* select */
+    const char *fn;         /* "gen" or "select", for messages */
+} Pending;
+
+/* ---- the prompt ---- */
+
+/* Fills *pr from the state; the segment array is malloc'd (caller frees). */
+static int make_prompt(ObjState *s, RtPrompt *pr, RtSegment **segs)
+{
+    *segs = NULL;
+    if (s->nsegs > 0) {
+        *segs = malloc((size_t)s->nsegs * sizeof(RtSegment));
+        if (!*segs) return -1;
+        for (int i = 0; i < s->nsegs; i++) {
+            (*segs)[i].role = (RtRole)s->segs[i].role;
+            (*segs)[i].start = s->segs[i].start;
+            (*segs)[i].end = s->segs[i].end == SIZE_MAX ? s->len : s->segs[i].end;
+        }
+    }
+    pr->text = s->text ? s->text : "";
+    pr->len = s->len;
+    pr->segs = *segs;
+    pr->nsegs = s->nsegs;
+    pr->tokens = s->tokens;
+    return 0;
+}
+
+static int in_assistant(const ObjState *s)
+{
+    return s->nsegs > 0 && s->segs[s->nsegs - 1].end == SIZE_MAX && s->segs[s->nsegs - 1].role == SEG_ASSISTANT;
+}
+
+/* ---- option checks ---- */
+
+static int want_num(VM *vm, const char *fn, const char *opt, Value v, double *out)
+{
+    if (v.type == V_INT) *out = (double)v.as.i;
+    else if (v.type == V_FLOAT) *out = v.as.f;
+    else return vm_raise(vm, "%s(): %s must be a number, not %s", fn, opt, val_type_name(v));
+    return 0;
+}
+
+static int want_int(VM *vm, const char *fn, const char *opt, Value v, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (v.type != V_INT) return vm_raise(vm, "%s(): %s must be an int, not %s", fn, opt, val_type_name(v));
+    if (v.as.i < lo || v.as.i > hi)
+        return vm_raise(vm, "%s(): %s must be between %lld and %lld, not %lld", fn, opt, (long long)lo, (long long)hi,
+                        (long long)v.as.i);
+    *out = v.as.i;
+    return 0;
+}
+
+static int want_bool(VM *vm, const char *fn, const char *opt, Value v, int *out)
+{
+    if (v.type != V_BOOL) return vm_raise(vm, "%s(): %s must be true or false, not %s", fn, opt, val_type_name(v));
+    *out = v.as.b;
+    return 0;
+}
+
+static int want_choices(VM *vm, const char *fn, Value v, ObjList **out)
+{
+    if (!VAL_IS_LIST(v)) return vm_raise(vm, "%s(): choices must be a list of strings, not %s", fn, val_type_name(v));
+    ObjList *l = AS_LIST(v);
+    if (l->len == 0) return vm_raise(vm, "%s(): choices must not be empty", fn);
+    for (size_t i = 0; i < l->len; i++)
+        if (!VAL_IS_STRING(l->items[i]))
+            return vm_raise(vm, "%s(): choices must be strings, item %zu is %s", fn, i, val_type_name(l->items[i]));
+    *out = l;
+    return 0;
+}
+
+/* ---- completion ---- */
+
+static int convert(Pending *pd, const char *text, size_t len, Value *out, char *err, size_t errcap)
+{
+    /* the constrained output may still carry surrounding spaces */
+    while (len && (*text == ' ' || *text == '\n' || *text == '\t' || *text == '\r')) { text++; len--; }
+    while (len && (text[len - 1] == ' ' || text[len - 1] == '\n' || text[len - 1] == '\t' || text[len - 1] == '\r')) len--;
+    char buf[128];
+    const char *want = pd->conv == CONV_INT ? "an int" : pd->conv == CONV_FLOAT ? "a float" : "a bool";
+    if (len == 0 || len >= sizeof buf) goto bad;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    char *end;
+    errno = 0;
+    if (pd->conv == CONV_INT) {
+        long long v = strtoll(buf, &end, 10);
+        if (*end || errno == ERANGE) goto bad;
+        *out = val_int(v);
+    } else if (pd->conv == CONV_FLOAT) {
+        double v = strtod(buf, &end);
+        if (*end) goto bad;
+        *out = val_float(v);
+    } else {
+        if (strcasecmp(buf, "true") == 0) *out = val_bool(true);
+        else if (strcasecmp(buf, "false") == 0) *out = val_bool(false);
+        else goto bad;
+    }
+    return 0;
+bad:
+    snprintf(err, errcap, "%s(): the model's output \"%.*s\" is not %s", pd->fn, (int)(len > 60 ? 60 : len), text, want);
+    return -1;
+}
+
+static void on_gen(void *ud, const RtGenResult *res)
+{
+    Pending *pd = ud;
+    VM *vm = pd->vm;
+    Heap *h = vm_heap(vm);
+    char err[256];
+    if (res->status != 0) {
+        snprintf(err, sizeof err, "%s(): the model call failed: %s", pd->fn, res->error ? res->error : "unknown error");
+        vm_wait_fail(vm, pd->f, err);
+        free(pd);
+        return;
+    }
+    ObjString *text = str_new(h, res->text ? res->text : "", res->text ? res->len : 0);
+    if (!text) {
+        vm_wait_fail(vm, pd->f, "out of memory");
+        free(pd);
+        return;
+    }
+    Value v = val_obj(text);
+    if (pd->conv != CONV_NONE && convert(pd, text->chars, text->len, &v, err, sizeof err) < 0) {
+        vm_wait_fail(vm, pd->f, err);
+        free(pd);
+        return;
+    }
+    ObjState *st = vm_fiber_state(pd->f);
+    if (st && VAL_IS_STRING(pd->name)) {
+        map_set(st->vars, pd->name, v);
+        if (pd->logprobs) {
+            ObjList *lp = list_new(h, (size_t)(res->n_logprobs > 0 ? res->n_logprobs : 0));
+            if (lp) {
+                for (int i = 0; i < res->n_logprobs; i++) list_push(lp, val_float(res->logprobs[i]));
+                map_set(st->logprobs, pd->name, val_obj(lp));
+            }
+        }
+    }
+    vm_wait_done(vm, pd->f, v);
+    free(pd);
+}
+
+static void on_select(void *ud, const RtSelectResult *res)
+{
+    Pending *pd = ud;
+    VM *vm = pd->vm;
+    char err[256];
+    if (res->status != 0 || res->best < 0 || (size_t)res->best >= pd->choices->len) {
+        snprintf(err, sizeof err, "%s(): the model call failed: %s", pd->fn,
+                 res->status != 0 ? (res->error ? res->error : "unknown error") : "no valid choice returned");
+        vm_wait_fail(vm, pd->f, err);
+        free(pd);
+        return;
+    }
+    Value choice = pd->choices->items[res->best];
+    ObjState *st = vm_fiber_state(pd->f);
+    if (st && VAL_IS_STRING(pd->name)) {
+        map_set(st->vars, pd->name, choice);
+        ObjList *scores = list_new(vm_heap(vm), (size_t)(res->nscores > 0 ? res->nscores : 0));
+        if (scores) {
+            for (int i = 0; i < res->nscores; i++) list_push(scores, val_float(res->scores[i]));
+            map_set(st->meta, pd->name, val_obj(scores));
+        }
+    }
+    vm_wait_done(vm, pd->f, choice);
+    free(pd);
+}
+
+/* ---- submitting ---- */
+
+static int submit_select(VM *vm, const char *fn, Value name, ObjList *choices, RtSelectMethod method, Value *out)
+{
+    RtBackend *be = vm_backend(vm);
+    if (!be || !be->select) return vm_raise(vm, NO_MODEL);
+    ObjState *st = vm_current_state(vm);
+    RtPrompt pr;
+    RtSegment *segs;
+    const char **texts = malloc(choices->len * sizeof(char *));
+    Pending *pd = calloc(1, sizeof(Pending));
+    if (!texts || !pd || make_prompt(st, &pr, &segs) < 0) {
+        free(texts);
+        free(pd);
+        return vm_raise(vm, "out of memory");
+    }
+    for (size_t i = 0; i < choices->len; i++) texts[i] = AS_STRING(choices->items[i])->chars;
+    pd->vm = vm;
+    pd->name = name;
+    pd->choices = choices;
+    pd->fn = fn;
+    pd->f = vm_wait_begin(vm, out);
+    int rc = be->select(be->ctx, &pr, texts, (int)choices->len, method, on_select, pd);
+    free(texts);
+    free(segs);
+    if (rc != 0) {
+        vm_wait_cancel(vm, pd->f);
+        free(pd);
+        return vm_raise(vm, "%s(): the model refused the request: %s", fn, be->last_error ? be->last_error : "unknown error");
+    }
+    return VM_NATIVE_WAIT;
+}
+
+static int parse_method(VM *vm, const char *fn, Value v, RtSelectMethod *out)
+{
+    if (!VAL_IS_STRING(v)) return vm_raise(vm, "%s(): method must be a string, not %s", fn, val_type_name(v));
+    const char *m = AS_STRING(v)->chars;
+    if (strcmp(m, "token_length_normalized") == 0) *out = RT_SELECT_TOKEN_LENGTH_NORMALIZED;
+    else if (strcmp(m, "greedy_token") == 0) *out = RT_SELECT_GREEDY_TOKEN;
+    else if (strcmp(m, "unconditional_likelihood_normalized") == 0) *out = RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED;
+    else
+        return vm_raise(vm, "%s(): unknown method \"%s\" (token_length_normalized, greedy_token or "
+                            "unconditional_likelihood_normalized)", fn, m);
+    return 0;
+}
+
+static int want_name(VM *vm, const char *fn, Value v, Value *name)
+{
+    if (v.type != V_NIL && !VAL_IS_STRING(v))
+        return vm_raise(vm, "%s(): the name must be a string, not %s", fn, val_type_name(v));
+    *name = v;
+    return 0;
+}
+
+int gen_native_gen(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
+{
+    const char *fn = "gen";
+    Value name = val_nil();
+    if (argc > 1) return vm_raise(vm, "gen() takes at most one positional argument (the name), %d given", argc);
+    if (argc == 1 && want_name(vm, fn, args[0], &name) < 0) return -1;
+
+    RtGenParams p;
+    rt_gen_params_default(&p);
+    const char *stops[MAX_STOPS + 1];
+    int nstops = 0;
+    int32_t *stop_ids = NULL;
+    StrBuf json;
+    sb_init(&json);
+    ObjList *choices = NULL;
+    Conv conv = CONV_NONE;
+    int nconstraints = 0;
+    int rc = -1;
+
+    for (size_t e = 0; kwargs && e < kwargs->nentries; e++) {
+        if (!kwargs->entries[e].live) continue;
+        const char *opt = AS_STRING(kwargs->entries[e].key)->chars;
+        Value v = kwargs->entries[e].value;
+        int64_t iv = 0;
+        double dv = 0;
+        int bv = 0;
+        if (strcmp(opt, "name") == 0) {
+            if (argc == 1) { vm_raise(vm, "gen(): the name is given twice"); goto done; }
+            if (want_name(vm, fn, v, &name) < 0) goto done;
+        } else if (strcmp(opt, "max_tokens") == 0) {
+            if (want_int(vm, fn, opt, v, 0, 1 << 30, &iv) < 0) goto done;
+            p.max_tokens = (int)iv;
+        } else if (strcmp(opt, "min_tokens") == 0) {
+            if (want_int(vm, fn, opt, v, 0, 1 << 30, &iv) < 0) goto done;
+            p.min_tokens = (int)iv;
+        } else if (strcmp(opt, "stop") == 0) {
+            if (VAL_IS_STRING(v)) {
+                stops[nstops++] = AS_STRING(v)->chars;
+            } else if (VAL_IS_LIST(v)) {
+                ObjList *l = AS_LIST(v);
+                if (l->len > MAX_STOPS) { vm_raise(vm, "gen(): at most %d stop strings", MAX_STOPS); goto done; }
+                for (size_t i = 0; i < l->len; i++) {
+                    if (!VAL_IS_STRING(l->items[i])) {
+                        vm_raise(vm, "gen(): stop must be a string or a list of strings; item %zu is %s", i,
+                                 val_type_name(l->items[i]));
+                        goto done;
+                    }
+                    stops[nstops++] = AS_STRING(l->items[i])->chars;
+                }
+            } else if (v.type != V_NIL) {
+                vm_raise(vm, "gen(): stop must be a string or a list of strings, not %s", val_type_name(v));
+                goto done;
+            }
+        } else if (strcmp(opt, "stop_token_ids") == 0) {
+            if (!VAL_IS_LIST(v)) { vm_raise(vm, "gen(): stop_token_ids must be a list of ints, not %s", val_type_name(v)); goto done; }
+            ObjList *l = AS_LIST(v);
+            free(stop_ids);
+            stop_ids = malloc((l->len ? l->len : 1) * sizeof(int32_t));
+            if (!stop_ids) { vm_raise(vm, "out of memory"); goto done; }
+            for (size_t i = 0; i < l->len; i++) {
+                if (want_int(vm, fn, "stop_token_ids item", l->items[i], 0, INT32_MAX, &iv) < 0) goto done;
+                stop_ids[i] = (int32_t)iv;
+            }
+            p.stop_token_ids = stop_ids;
+            p.nstop_token_ids = (int)l->len;
+        } else if (strcmp(opt, "temperature") == 0) {
+            if (want_num(vm, fn, opt, v, &dv) < 0) goto done;
+            if (dv < 0) { vm_raise(vm, "gen(): temperature must not be negative"); goto done; }
+            p.temperature = dv;
+        } else if (strcmp(opt, "top_p") == 0) {
+            if (want_num(vm, fn, opt, v, &dv) < 0) goto done;
+            if (dv <= 0 || dv > 1) { vm_raise(vm, "gen(): top_p must be in (0, 1]"); goto done; }
+            p.top_p = dv;
+        } else if (strcmp(opt, "top_k") == 0) {
+            if (want_int(vm, fn, opt, v, -1, 1 << 30, &iv) < 0) goto done;
+            p.top_k = (int)iv;
+        } else if (strcmp(opt, "min_p") == 0) {
+            if (want_num(vm, fn, opt, v, &dv) < 0) goto done;
+            if (dv < 0 || dv > 1) { vm_raise(vm, "gen(): min_p must be in [0, 1]"); goto done; }
+            p.min_p = dv;
+        } else if (strcmp(opt, "frequency_penalty") == 0) {
+            if (want_num(vm, fn, opt, v, &p.frequency_penalty) < 0) goto done;
+        } else if (strcmp(opt, "presence_penalty") == 0) {
+            if (want_num(vm, fn, opt, v, &p.presence_penalty) < 0) goto done;
+        } else if (strcmp(opt, "repetition_penalty") == 0) {
+            if (want_num(vm, fn, opt, v, &dv) < 0) goto done;
+            if (dv <= 0) { vm_raise(vm, "gen(): repetition_penalty must be positive"); goto done; }
+            p.repetition_penalty = dv;
+        } else if (strcmp(opt, "seed") == 0) {
+            if (v.type != V_INT) { vm_raise(vm, "gen(): seed must be an int, not %s", val_type_name(v)); goto done; }
+            p.has_seed = 1;
+            p.seed = (uint64_t)v.as.i;
+        } else if (strcmp(opt, "ignore_eos") == 0) {
+            if (want_bool(vm, fn, opt, v, &bv) < 0) goto done;
+            p.ignore_eos = bv;
+        } else if (strcmp(opt, "logprobs") == 0) {
+            if (want_bool(vm, fn, opt, v, &bv) < 0) goto done;
+            p.logprobs = bv;
+        } else if (strcmp(opt, "regex") == 0) {
+            nconstraints++;
+            ObjString *src;
+            if (val_is_obj_type(v, OBJ_REGEX)) {
+                src = ((ObjRegex *)v.as.obj)->source;
+            } else if (VAL_IS_STRING(v)) {
+                src = AS_STRING(v);
+                int col = 0;
+                char msg[200] = "";
+                if (rx_check(src->chars, src->len, &col, msg, sizeof msg) != 0) {
+                    vm_raise(vm, "gen(): bad regex (column %d): %s", col, msg);
+                    goto done;
+                }
+            } else {
+                vm_raise(vm, "gen(): regex must be a re\"...\" literal or a string, not %s", val_type_name(v));
+                goto done;
+            }
+            p.constraint = RT_CONSTRAINT_REGEX;
+            p.constraint_src = src->chars;
+            p.constraint_len = src->len;
+        } else if (strcmp(opt, "json") == 0) {
+            nconstraints++;
+            if (VAL_IS_STRING(v)) {
+                p.constraint_src = AS_STRING(v)->chars;
+                p.constraint_len = AS_STRING(v)->len;
+            } else if (VAL_IS_MAP(v) || v.type == V_BOOL) {
+                if (val_to_json(&json, v) < 0) { vm_raise(vm, "gen(): the json schema cannot be written as JSON"); goto done; }
+                p.constraint_src = json.data ? json.data : "";
+                p.constraint_len = json.len;
+            } else {
+                vm_raise(vm, "gen(): json must be a schema (a map or a string), not %s", val_type_name(v));
+                goto done;
+            }
+            p.constraint = RT_CONSTRAINT_JSON;
+        } else if (strcmp(opt, "grammar") == 0) {
+            nconstraints++;
+            ObjString *src;
+            if (val_is_obj_type(v, OBJ_GRAMMAR)) {
+                src = ((ObjGrammar *)v.as.obj)->source;
+            } else if (VAL_IS_STRING(v)) {
+                src = AS_STRING(v);
+                int line = 0, col = 0;
+                char msg[200] = "";
+                if (gbnf_check(src->chars, src->len, &line, &col, msg, sizeof msg) != 0) {
+                    vm_raise(vm, "gen(): bad grammar (line %d, column %d): %s", line, col, msg);
+                    goto done;
+                }
+            } else {
+                vm_raise(vm, "gen(): grammar must be a grammar block or a string, not %s", val_type_name(v));
+                goto done;
+            }
+            p.constraint = RT_CONSTRAINT_GRAMMAR;
+            p.constraint_src = src->chars;
+            p.constraint_len = src->len;
+        } else if (strcmp(opt, "choices") == 0) {
+            nconstraints++;
+            if (want_choices(vm, fn, v, &choices) < 0) goto done;
+        } else if (strcmp(opt, "type") == 0) {
+            nconstraints++;
+            if (!VAL_IS_STRING(v)) { vm_raise(vm, "gen(): type must be \"int\", \"float\" or \"bool\""); goto done; }
+            const char *t = AS_STRING(v)->chars;
+            if (strcmp(t, "int") == 0) conv = CONV_INT;
+            else if (strcmp(t, "float") == 0) conv = CONV_FLOAT;
+            else if (strcmp(t, "bool") == 0) conv = CONV_BOOL;
+            else { vm_raise(vm, "gen(): type must be \"int\", \"float\" or \"bool\", not \"%s\"", t); goto done; }
+            p.constraint = RT_CONSTRAINT_TYPE;
+            p.constraint_src = t;
+            p.constraint_len = strlen(t);
+        } else {
+            vm_raise(vm, "gen() has no option '%s'", opt);
+            goto done;
+        }
+    }
+    if (nconstraints > 1) {
+        vm_raise(vm, "gen(): at most one of regex, json, grammar, choices and type may be given");
+        goto done;
+    }
+    RtBackend *be = vm_backend(vm);
+    if (!be || !be->gen) { vm_raise(vm, NO_MODEL); goto done; }
+    if (choices) {
+        rc = submit_select(vm, fn, name, choices, RT_SELECT_TOKEN_LENGTH_NORMALIZED, out);
+        goto done;
+    }
+
+    ObjState *st = vm_current_state(vm);
+    if (in_assistant(st) && be->end_of_turn) {
+        const char *eot = be->end_of_turn(be->ctx);
+        if (eot && *eot && nstops < MAX_STOPS + 1) stops[nstops++] = eot;
+    }
+    p.stop = nstops ? stops : NULL;
+    p.nstop = nstops;
+
+    RtPrompt pr;
+    RtSegment *segs;
+    Pending *pd = calloc(1, sizeof(Pending));
+    if (!pd || make_prompt(st, &pr, &segs) < 0) {
+        free(pd);
+        vm_raise(vm, "out of memory");
+        goto done;
+    }
+    pd->vm = vm;
+    pd->name = name;
+    pd->conv = conv;
+    pd->logprobs = p.logprobs;
+    pd->fn = fn;
+    pd->f = vm_wait_begin(vm, out);
+    int sub = be->gen(be->ctx, &pr, &p, on_gen, pd);
+    free(segs);
+    if (sub != 0) {
+        vm_wait_cancel(vm, pd->f);
+        free(pd);
+        vm_raise(vm, "gen(): the model refused the request: %s", be->last_error ? be->last_error : "unknown error");
+        goto done;
+    }
+    rc = VM_NATIVE_WAIT;
+done:
+    free(stop_ids);
+    sb_free(&json);
+    return rc;
+}
+
+int gen_native_select(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
+{
+    const char *fn = "select";
+    Value name = val_nil(), choices_v = val_nil();
+    int have_choices = 0;
+    RtSelectMethod method = RT_SELECT_TOKEN_LENGTH_NORMALIZED;
+    if (argc > 2) return vm_raise(vm, "select() takes at most two positional arguments (name, choices), %d given", argc);
+    if (argc == 2) {
+        if (want_name(vm, fn, args[0], &name) < 0) return -1;
+        choices_v = args[1];
+        have_choices = 1;
+    } else if (argc == 1) {
+        /* select(choices) or select(name, choices: ...) */
+        if (VAL_IS_LIST(args[0])) {
+            choices_v = args[0];
+            have_choices = 1;
+        } else if (want_name(vm, fn, args[0], &name) < 0) {
+            return -1;
+        }
+    }
+    for (size_t e = 0; kwargs && e < kwargs->nentries; e++) {
+        if (!kwargs->entries[e].live) continue;
+        const char *opt = AS_STRING(kwargs->entries[e].key)->chars;
+        Value v = kwargs->entries[e].value;
+        if (strcmp(opt, "method") == 0) {
+            if (parse_method(vm, fn, v, &method) < 0) return -1;
+        } else if (strcmp(opt, "choices") == 0) {
+            if (have_choices) return vm_raise(vm, "select(): choices given twice");
+            choices_v = v;
+            have_choices = 1;
+        } else if (strcmp(opt, "name") == 0) {
+            if (name.type != V_NIL) return vm_raise(vm, "select(): the name is given twice");
+            if (want_name(vm, fn, v, &name) < 0) return -1;
+        } else {
+            return vm_raise(vm, "select() has no option '%s'", opt);
+        }
+    }
+    if (!have_choices) return vm_raise(vm, "select(): missing the list of choices");
+    ObjList *choices;
+    if (want_choices(vm, fn, choices_v, &choices) < 0) return -1;
+    return submit_select(vm, fn, name, choices, method, out);
+}

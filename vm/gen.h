@@ -1,0 +1,22 @@
+/*
+ * vm/gen.h — the model-call built-ins gen() and select() (§6).
+ *
+ * Owns: turning a call's arguments and the current prompt state into an
+ * RtGenParams / select request, submitting it to the backend, and, in the
+ * completion callback, converting the result (type:), recording it in the
+ * state (vars, meta, logprobs) and resuming the fiber. Does not own the
+ * fiber machinery (vm/vm.h: vm_wait_begin/done/fail) nor the backend.
+ *
+ * Both are NativeFns that return VM_NATIVE_WAIT after a successful submit.
+ */
+#ifndef SGL_VM_GEN_H
+#define SGL_VM_GEN_H
+
+#include "vm/value.h"
+
+struct VM;
+
+int gen_native_gen(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out);
+int gen_native_select(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out);
+
+#endif
