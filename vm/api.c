@@ -94,7 +94,9 @@ void sgl_vm_set_stdlib_path(sgl_vm *vm, const char *dir)
 
 const char *sgl_last_error(const sgl_vm *vm) { return vm->err ? vm->err : ""; }
 
-/* SGL_STDLIB, else <dir of the executable>/../stdlib, else ./stdlib. */
+/* SGL_STDLIB, else the first stdlib/ found walking up from the executable's
+ * directory (build/sgl and build/asan/sgl both find the source tree's), else
+ * ./stdlib. */
 static const char *stdlib_dir(sgl_vm *vm)
 {
     if (vm->stdlib_dir) return vm->stdlib_dir;
@@ -107,14 +109,16 @@ static const char *stdlib_dir(sgl_vm *vm)
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
     if (n > 0) {
         exe[n] = '\0';
-        for (int up = 0; up < 2; up++) {
+        for (int up = 0; up < 4; up++) {
             char *slash = strrchr(exe, '/');
-            if (slash) *slash = '\0';
-        }
-        strcat(exe, "/stdlib");
-        if (access(exe, R_OK) == 0) {
-            vm->stdlib_dir = strdup(exe);
-            return vm->stdlib_dir;
+            if (!slash) break;
+            *slash = '\0';
+            char cand[PATH_MAX + 16];
+            snprintf(cand, sizeof cand, "%s/stdlib", exe);
+            if (access(cand, R_OK) == 0) {
+                vm->stdlib_dir = strdup(cand);
+                return vm->stdlib_dir;
+            }
         }
     }
     vm->stdlib_dir = strdup("./stdlib");

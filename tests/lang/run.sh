@@ -45,5 +45,12 @@ for src in "$dir"/compile/*.sgl; do
     if "$SGL" compile "$src" -o "$tmp/prog.sglc" >"$tmp/out" 2>"$tmp/err"; then pass=$((pass + 1))
     else fail=$((fail + 1)); echo "FAIL compile/$(basename "$src")"; head -5 "$tmp/err"; fi
 done
+root=$(cd "$dir/../.." && pwd)
+if [ -f "$dir/compile/extra.list" ]; then
+    for rel in $(grep -v '^#' "$dir/compile/extra.list"); do
+        if "$SGL" compile "$root/$rel" -o "$tmp/prog.sglc" >"$tmp/out" 2>"$tmp/err"; then pass=$((pass + 1))
+        else fail=$((fail + 1)); echo "FAIL compile $rel"; head -5 "$tmp/err"; fi
+    done
+fi
 echo "lang: $pass passed, $fail failed"
 [ "$fail" = 0 ]

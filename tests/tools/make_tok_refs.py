@@ -285,7 +285,8 @@ VARIANTS = [
         {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithNext", "invert": False},
         {"type": "Split", "pattern": {"Regex": "[.,;:!?]+"}, "behavior": "MergedWithPrevious", "invert": False},
         {"type": "Split", "pattern": {"Regex": "\\p{N}"}, "behavior": "Contiguous", "invert": False},
-        {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Removed", "invert": True},
+        {"type": "Split", "pattern": {"Regex": "[aeiou]"}, "behavior": "MergedWithNext", "invert": True},
+        {"type": "Split", "pattern": {"Regex": "\\n"}, "behavior": "Removed", "invert": False},
         {"type": "Digits", "individual_digits": False},
         {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}}),
 ]

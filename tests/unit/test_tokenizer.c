@@ -235,6 +235,46 @@ Test(tok_hf, sentencepiece_metaspace_first)
     tok_free(t);
 }
 
+/* A base directory's tokenizer.json with the top-level keys of the refs
+ * file's "patch" replaced, written to a temporary file and loaded. */
+static Tokenizer *load_patched(const char *refs)
+{
+    json_error_t je;
+    json_t *r = json_load_file(refs, 0, &je);
+    cr_assert_not_null(r, "%s: %s", refs, je.text);
+    char base[256];
+    snprintf(base, sizeof base, DATA "%s/tokenizer.json", json_string_value(json_object_get(r, "tokenizer")));
+    json_t *root = json_load_file(base, JSON_ALLOW_NUL, &je);
+    cr_assert_not_null(root, "%s: %s", base, je.text);
+    cr_assert_eq(json_object_update(root, json_object_get(r, "patch")), 0);
+    char dir[] = "/tmp/sgl_tok_XXXXXX", path[64], err[256] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    cr_assert_eq(json_dump_file(root, path, JSON_COMPACT), 0);
+    Tokenizer *t = NULL;
+    int rc = tok_load_hf_files(path, NULL, &t, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s", err);
+    unlink(path);
+    rmdir(dir);
+    json_decref(root);
+    json_decref(r);
+    return t;
+}
+
+static void check_variant(const char *name)
+{
+    char refs[128];
+    snprintf(refs, sizeof refs, DATA "%s.ids.json", name);
+    Tokenizer *t = load_patched(refs);
+    Score sc = check_refs(t, refs, false);
+    cr_assert_eq(sc.mismatches, 0, "%d mismatches", sc.mismatches);
+    tok_free(t);
+}
+
+Test(tok_hf, bytelevel_add_prefix_space) { check_variant("bytelevel_prefix"); }
+Test(tok_hf, split_behaviors_and_invert) { check_variant("bytelevel_splits"); }
+Test(tok_hf, metaspace_split_always) { check_variant("spm_meta_split"); }
+
 /* ---- agreement with llama.cpp ---------------------------------------------- */
 
 Test(tok_gguf, smollm2_default_model)
