@@ -1,26 +1,46 @@
 /*
  * cli/cli.h — what the subcommands share: the options that pick and start a
- * model (the engine), and the engine-backed subcommands' hooks.
+ * model (the engine), and the engine-backed subcommands.
  */
 #ifndef SGL_CLI_H
 #define SGL_CLI_H
+
+#include <stddef.h>
 
 #include "sgl.h"
 
 #define SGL_VERSION_STRING "0.1.0"
 
 /* Subcommands that need the inference engine, added to main's table. */
-#define CLI_ENGINE_COMMANDS(X)
+#define CLI_ENGINE_COMMANDS(X)                                                        \
+    X(generate, "continue a prompt with the model: sgl generate [options] \"prompt\"") \
+    X(tokenize, "print the token ids of a text: sgl tokenize [--model M] \"text\"")
 
-/* Lines added to `sgl run --help`. */
-#define CLI_ENGINE_RUN_HELP \
-    "  --model PATH       a GGUF file or Hugging Face directory\n"
+/* Lines added to `sgl run --help` (and used by generate's help). */
+#define CLI_ENGINE_RUN_HELP                                                          \
+    "  --model PATH       a GGUF file or Hugging Face directory (default: the\n"     \
+    "                     model `make model` fetches; also $SGL_MODEL)\n"            \
+    "  --threads N        compute threads (default: one per core)\n"                 \
+    "  --chunk-size N     prompt tokens prefilled per step at most (default 512)\n"  \
+    "  --kv-tokens N      KV cache size in tokens\n"                                 \
+    "  --max-running N    sequences in one batch at most\n"                          \
+    "  --seed S           seed for requests that give none\n"                        \
+    "  --no-prefix-cache  turn the radix prefix cache off (for comparison)\n"        \
+    "  --stats            print prompt/cached/generated tokens, hit rate, tok/s\n"
 
 typedef struct {
-    const char *model;          /* --model, or NULL */
+    const char *model;          /* --model, or NULL for the default */
+    int threads, chunk_size, kv_tokens, max_running;
+    int prefix_cache;           /* 1 unless --no-prefix-cache */
+    int stats;
+    int has_seed;
+    unsigned long long seed;
 } CliEngineOptions;
 
 typedef struct CliEngine CliEngine;
+struct Model;
+struct Tokenizer;
+struct Engine;
 
 void cli_engine_options_init(CliEngineOptions *o);
 
@@ -29,13 +49,25 @@ void cli_engine_options_init(CliEngineOptions *o);
  * value is missing or bad. */
 int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i);
 
-/* Starts the engine the options ask for and attaches it to the VM as its
- * model backend. Returns 0, or an exit status after printing the error. */
+/* The model path the options select (malloc'd), or NULL when there is none. */
+char *cli_model_path(const CliEngineOptions *o);
+
+/* Loads model and tokenizer. 0, or -1 with a message in err. */
+int cli_load_model(const CliEngineOptions *o, struct Model **model, struct Tokenizer **tok,
+                   char *err, size_t errcap);
+
+/* Starts an engine over a loaded model with the options' settings. */
+int cli_engine_open(const CliEngineOptions *o, struct Model *model, struct Tokenizer *tok,
+                    struct Engine **out, char *err, size_t errcap);
+
+/* Attaches a backend to the VM that loads the model at the first gen/select.
+ * Returns 0, or an exit status after printing the error. */
 int cli_engine_start(const CliEngineOptions *o, sgl_vm *vm, CliEngine **out);
 
-/* Prints --stats figures, if asked for. */
+/* Prints --stats figures to stderr, if asked for. */
 void cli_engine_report(CliEngine *e);
 
+/* Frees the engine and model; call after the VM is freed. */
 void cli_engine_stop(CliEngine *e);
 
 #endif

@@ -285,6 +285,7 @@ int cmd_run(int argc, char **argv)
         json_decref(res);
     }
     free(result);
+    fflush(stdout);
     cli_engine_report(engine);
 
 out_vm:

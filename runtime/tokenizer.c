@@ -251,7 +251,15 @@ static int vocab_build(Tokenizer *t)
 
 /* ---- pair map ------------------------------------------------------------- */
 
-static uint32_t pair_hash(uint64_t key) { return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32); }
+static uint32_t pair_hash(uint64_t key)
+{
+    key ^= key >> 31; /* splitmix64's finalizer: every key bit reaches the low bits */
+    key *= 0x7fb5d329728ea185ull;
+    key ^= key >> 27;
+    key *= 0x81dadef4bc2dd44dull;
+    key ^= key >> 33;
+    return (uint32_t)key;
+}
 
 static const TokPair *pair_get(const TokPairMap *m, int32_t l, int32_t r)
 {
@@ -710,6 +718,9 @@ static const char *const fim_names[] = {
 
 bool tok_llama_control_name(const char *s, size_t n)
 {
+    /* every name starts with one of these: skip the lists for most tokens */
+    if (n < 3 || n > 40 || !(s[0] == '<' || s[0] == '_' || s[0] == '[' || s[0] == '\xE2'))
+        return false;
     const char *const *lists[] = { eot_names, eog_names, fim_names };
     size_t counts[] = { sizeof eot_names / sizeof eot_names[0], sizeof eog_names / sizeof eog_names[0],
                         sizeof fim_names / sizeof fim_names[0] };

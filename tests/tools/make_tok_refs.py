@@ -368,6 +368,15 @@ def cmd_refs(args):
     # variants: a base directory's tokenizer.json with one top-level key
     # replaced ("patch"); the unit test applies the same patch
     from tokenizers import Tokenizer
+    added = json.load(open(os.path.join(OUT, "bytelevel", "tokenizer.json"), encoding="utf-8"))["added_tokens"]
+    for a in added:  # stripping, single-word and non-special added tokens
+        if a["content"] == "<|im_end|>":
+            a.update(lstrip=True, rstrip=True)
+        elif a["content"] == "<|im_start|>":
+            a.update(special=False)
+        elif a["content"] == "<|endoftext|>":
+            a.update(single_word=True)
+    VARIANTS.append(("bytelevel_added", "bytelevel", {"added_tokens": added}))
     for name, base, patch in VARIANTS:
         d = json.load(open(os.path.join(OUT, base, "tokenizer.json"), encoding="utf-8"))
         d.update(patch)

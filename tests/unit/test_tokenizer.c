@@ -274,6 +274,7 @@ static void check_variant(const char *name)
 Test(tok_hf, bytelevel_add_prefix_space) { check_variant("bytelevel_prefix"); }
 Test(tok_hf, split_behaviors_and_invert) { check_variant("bytelevel_splits"); }
 Test(tok_hf, metaspace_split_always) { check_variant("spm_meta_split"); }
+Test(tok_hf, added_tokens_strip_single_word_nonspecial) { check_variant("bytelevel_added"); }
 
 /* ---- agreement with llama.cpp ---------------------------------------------- */
 

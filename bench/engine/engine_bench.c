@@ -1,0 +1,114 @@
+/*
+ * bench/engine/engine_bench.c — tokens per second of sgl's CPU forward pass:
+ * prefill of one prompt, decode of one sequence, decode of a batch of 8.
+ * bench/engine/llama_bench.py measures llama.cpp the same way (same GGUF,
+ * same token ids, same thread count); bench/engine/run.sh prints both.
+ *
+ *   engine_bench [--model PATH] [--threads N] [--prompt N] [--gen N] [--batch N]
+ *                [--no-blas] [--reps N]
+ *
+ * Token ids are synthetic (id_i = (i * 7919 + 13) % vocab): timing does not
+ * depend on the text. Each figure is the best of --reps runs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/cpu/cpu.h"
+#include "runtime/kvpool.h"
+#include "runtime/model.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, const char *err)
+{
+    fprintf(stderr, "engine_bench: %s: %s\n", what, err);
+    exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    int threads = 0, prompt = 128, gen = 64, batch = 8, reps = 3;
+    unsigned flags = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--model") && i + 1 < argc) path = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--gen") && i + 1 < argc) gen = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-blas")) flags |= CPU_NO_BLAS;
+        else {
+            fprintf(stderr, "usage: engine_bench [--model PATH] [--threads N] [--prompt N] [--gen N] [--batch N] "
+                            "[--reps N] [--no-blas]\n");
+            return 2;
+        }
+    }
+    if (threads <= 0) threads = cpu_n_cores();
+    char err[512];
+    Model *m;
+    if (model_load_gguf(path, &m, err, sizeof err)) die("load", err);
+    m->backend = cpu_backend_new(threads, flags, err, sizeof err);
+    if (!m->backend) die("backend", err);
+    const ModelConfig *c = &m->cfg;
+    int ctx = prompt + gen;
+    KvPool *kv = kv_new(c->n_layer, ctx * batch, c->n_head_kv * c->head_dim, K_DTYPE_F16, err, sizeof err);
+    if (!kv) die("kv pool", err);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)ctx * batch);
+    int32_t *slots = malloc(sizeof(int32_t) * (size_t)ctx * batch);
+    for (int i = 0; i < ctx * batch; i++) ids[i] = (int32_t)(((int64_t)i * 7919 + 13) % c->vocab);
+    for (int i = 0; i < ctx * batch; i++) slots[i] = i;
+    if (model_reserve(m, prompt * batch > batch ? prompt * batch : batch, batch, err, sizeof err)) die("reserve", err);
+
+    double best_pf = 1e30, best_d1 = 1e30, best_d8 = 1e30;
+    ModelSeq *seqs = calloc((size_t)batch, sizeof *seqs);
+    for (int r = 0; r < reps + 1; r++) { /* the first round warms up */
+        /* prefill one sequence */
+        ModelSeq s = {.tokens = ids, .n_new = prompt, .slots = slots, .n_ctx = prompt};
+        ModelBatch b = {.seqs = &s, .n_seqs = 1};
+        double t0 = now();
+        if (model_forward(m, kv, &b, err, sizeof err)) die("prefill", err);
+        double pf = now() - t0;
+        /* decode it */
+        t0 = now();
+        for (int g = 0; g < gen; g++) {
+            s = (ModelSeq){.tokens = ids + prompt + g, .n_new = 1, .slots = slots, .n_ctx = prompt + g + 1};
+            if (model_forward(m, kv, &b, err, sizeof err)) die("decode", err);
+        }
+        double d1 = now() - t0;
+        /* batch: prefill `batch` sequences together (untimed), then decode */
+        for (int i = 0; i < batch; i++)
+            seqs[i] = (ModelSeq){.tokens = ids + (size_t)i * ctx, .n_new = prompt, .slots = slots + (size_t)i * ctx,
+                                 .n_ctx = prompt};
+        ModelBatch bb = {.seqs = seqs, .n_seqs = batch};
+        if (model_forward(m, kv, &bb, err, sizeof err)) die("batch prefill", err);
+        t0 = now();
+        for (int g = 0; g < gen; g++) {
+            for (int i = 0; i < batch; i++)
+                seqs[i] = (ModelSeq){.tokens = ids + (size_t)i * ctx + prompt + g, .n_new = 1,
+                                     .slots = slots + (size_t)i * ctx, .n_ctx = prompt + g + 1};
+            if (model_forward(m, kv, &bb, err, sizeof err)) die("batch decode", err);
+        }
+        double d8 = now() - t0;
+        if (r == 0) continue;
+        if (pf < best_pf) best_pf = pf;
+        if (d1 < best_d1) best_d1 = d1;
+        if (d8 < best_d8) best_d8 = d8;
+    }
+    printf("sgl        threads=%-2d prefill(%d) %8.1f tok/s   decode(1) %7.1f tok/s   decode(%d) %7.1f tok/s%s\n",
+           threads, prompt, prompt / best_pf, gen / best_d1, batch, gen * batch / best_d8,
+           flags & CPU_NO_BLAS ? "  [no-blas]" : "");
+    free(seqs);
+    free(ids);
+    free(slots);
+    kv_free(kv);
+    model_free(m);
+    return 0;
+}
