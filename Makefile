@@ -146,8 +146,9 @@ fuzz: $(GEN_SRCS)
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -Wno-unused-command-line-argument \
 	  -o $(BUILD)/fuzz/fuzz_compile tests/fuzz/fuzz_compile.c \
 	  $(filter lang/%.c compiler/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
-	cp tests/lang/*.sgl examples/*.sgl $(BUILD)/fuzz/corpus/ 2>/dev/null || true
-	$(BUILD)/fuzz/fuzz_compile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(BUILD)/fuzz/corpus
+	cp tests/lang/*.sgl tests/lang/compile/*.sgl examples/*.sgl stdlib/chat/*.sgl $(BUILD)/fuzz/corpus/ 2>/dev/null || true
+	$(BUILD)/fuzz/fuzz_compile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=tests/fuzz/sgl.dict \
+	  -print_final_stats=1 $(BUILD)/fuzz/corpus
 
 bench: all
 	@sh bench/vm/run.sh $(BUILD)/sgl

@@ -434,13 +434,81 @@ static TokPreStep *pre_push(Tokenizer *t)
     return &s[t->n_pre++];
 }
 
+/* Unicode White_Space: what \s means to Oniguruma (Hugging Face) and to
+ * llama.cpp. PCRE2's \s (with UCP) also matches U+180E. */
+#define WS_SET "\\t-\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+
+/* Rewrites \s and \S (outside classes) and \s (inside classes) to WS_SET.
+ * Returns a malloc'd pattern or NULL on allocation failure. */
+static char *rewrite_ws(const char *p, size_t n, size_t *outlen)
+{
+    size_t cap = n * 8 + sizeof WS_SET * 4 + 16, m = 0;
+    char *o = malloc(cap);
+    if (!o)
+        return NULL;
+    bool in_class = false;
+    for (size_t i = 0; i < n; i++) {
+        if (m + sizeof WS_SET + 8 > cap) {
+            cap *= 2;
+            char *q = realloc(o, cap);
+            if (!q) {
+                free(o);
+                return NULL;
+            }
+            o = q;
+        }
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char d = p[i + 1];
+            if (d == 's' || (d == 'S' && !in_class)) {
+                const char *pre = in_class ? "" : d == 's' ? "[" : "[^";
+                m += (size_t)sprintf(o + m, "%s%s%s", pre, WS_SET, in_class ? "" : "]");
+            } else {
+                o[m++] = c;
+                o[m++] = d;
+            }
+            i++;
+            continue;
+        }
+        if (!in_class && c == '[') {
+            in_class = true;
+            o[m++] = c;
+            /* a ']' right after '[' or '[^' is a literal */
+            if (i + 1 < n && p[i + 1] == '^')
+                o[m++] = p[++i];
+            if (i + 1 < n && p[i + 1] == ']')
+                o[m++] = p[++i];
+            continue;
+        }
+        if (in_class && c == '[' && i + 1 < n && p[i + 1] == ':') { /* [:alpha:] */
+            const char *e = memchr(p + i + 2, ']', n - i - 2);
+            size_t l = e ? (size_t)(e - (p + i)) + 1 : 1;
+            memcpy(o + m, p + i, l);
+            m += l;
+            i += l - 1;
+            continue;
+        }
+        if (in_class && c == ']')
+            in_class = false;
+        o[m++] = c;
+    }
+    o[m] = 0;
+    *outlen = m;
+    return o;
+}
+
 int tok_add_split(Tokenizer *t, const char *pattern, size_t len, bool literal,
                   TokSplitBehavior behavior, bool invert, char *err, size_t errcap)
 {
     int ec;
     PCRE2_SIZE eo;
     uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, len, opts, &ec, &eo, NULL);
+    size_t rl = len;
+    char *rw = literal ? NULL : rewrite_ws(pattern, len, &rl);
+    if (!literal && !rw)
+        return TOK_ERR_NOMEM;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(rw ? rw : pattern), rl, opts, &ec, &eo, NULL);
+    free(rw);
     if (!re) {
         PCRE2_UCHAR msg[128];
         pcre2_get_error_message(ec, msg, sizeof msg);

@@ -26,8 +26,15 @@
  *   encode(text):
  *     added/special tokens ─► segments ─► normalizer ─► pre-tokenizer pieces
  *        (leftmost-longest)              (Prepend,     (Split regex, ByteLevel,
- *                                         Replace)      Digits, Metaspace)
+ *                                         Replace,      Digits, Metaspace)
+ *                                         NFC)
  *        ─► per piece: word cache hit, or symbols + merges ─► ids
+ *
+ * Speed (bench/tokenizer): a per-piece word cache, merges in a hash map
+ * keyed by id pairs, no allocation per piece once the scratch buffers have
+ * grown. A SentencePiece text is one long piece; when no vocabulary token
+ * has "▁" after another character (true of SentencePiece vocabularies) it is
+ * cut before each word's "▁", which cannot change the result.
  *
  * Which reference each loader matches token for token: tok_load_gguf matches
  * llama.cpp (llama_tokenize), tok_load_hf matches Hugging Face `tokenizers`
@@ -37,10 +44,13 @@
  * longest first. Tokens marked special (HF "special": true; GGUF control and
  * unknown types) are matched only when TOK_ENC_PARSE_SPECIAL is given;
  * other added tokens (user-defined) always are. HF lstrip/rstrip eat the
- * whitespace beside a match. Unsupported: added tokens with
- * "normalized": true are matched on the raw text (the same as on normalized
- * text for every normalizer supported here except where the token contains
- * a space).
+ * ASCII whitespace beside a match; single_word treats ASCII letters, digits,
+ * '_' and every non-ASCII character as word characters. Approximation:
+ * added tokens with "normalized": true are matched on the raw text (the same
+ * as on normalized text for every normalizer supported here except where the
+ * token contains a space). GGUF: like llama.cpp, tokens named like
+ * end-of-turn / end-of-generation / fill-in-the-middle markers (<|im_end|>,
+ * </s>, <|fim_prefix|>, ...) are control tokens whatever their type says.
  *
  * Unsupported configurations fail at load time with a message naming them
  * (e.g. a Unigram or WordPiece model, an NFKC normalizer, an unknown GGUF

@@ -536,6 +536,7 @@ Test(vm, batch_runs_concurrently)
         args[i] = malloc(32);
         snprintf(args[i], 32, "{\"i\": %d}", i);
     }
+    free(args[7]);
     args[7] = strdup("{\"j\": 1}");
     cr_assert_eq(sgl_run_batch(R.vm, R.prog, NULL, (const char *const *)args, N, res), SGL_OK);
     cr_assert_eq(script_max_in_flight(sb), N - 1, "every instance waits on the model at once");
