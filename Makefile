@@ -152,6 +152,7 @@ fuzz: $(GEN_SRCS)
 
 bench: all
 	@sh bench/vm/run.sh $(BUILD)/sgl
+	@sh bench/tokenizer/run.sh $(BUILD)
 
 clean:
 	rm -rf build

@@ -983,6 +983,34 @@ static void assign_stmt(FuncState *fs, AstNode *s)
     error_at(fs, t, "cannot assign to this expression");
 }
 
+/* Emits ROLEEND for the role blocks opened after `keep` were. */
+static void close_roles(FuncState *fs, int keep, const AstNode *at)
+{
+    for (int i = fs->nroles - 1; i >= keep; i--) emit_abc(fs, OP_ROLEEND, fs->roles[i], 0, 0, at);
+}
+
+/* `return e`; `return c ? a : b` returns from each branch (no join). */
+static void return_value(FuncState *fs, AstNode *e, const AstNode *at)
+{
+    if (e && e->kind == AST_COND) {
+        int jf = cond_jump(fs, e->a, 0);
+        return_value(fs, e->b, at);
+        patch_here(fs, jf);
+        return_value(fs, e->c, at);
+        return;
+    }
+    int save = fs->freereg;
+    if (e) {
+        int r = expr_any(fs, e);
+        close_roles(fs, 0, at);
+        emit_abc(fs, OP_RETURN, r, 0, 0, at);
+    } else {
+        close_roles(fs, 0, at);
+        emit_abc(fs, OP_RETURN0, 0, 0, 0, at);
+    }
+    fs->freereg = save;
+}
+
 static BlockScope *innermost_loop(FuncState *fs)
 {
     for (BlockScope *bl = fs->bl; bl; bl = bl->prev)
@@ -990,11 +1018,6 @@ static BlockScope *innermost_loop(FuncState *fs)
     return NULL;
 }
 
-/* Emits ROLEEND for the role blocks opened after `keep` were. */
-static void close_roles(FuncState *fs, int keep, const AstNode *at)
-{
-    for (int i = fs->nroles - 1; i >= keep; i--) emit_abc(fs, OP_ROLEEND, fs->roles[i], 0, 0, at);
-}
 
 /* After a loop's body: the continue point and the exit, both closing the
  * loop's captured variables (the body may have been left by a jump). */
@@ -1122,14 +1145,7 @@ static void stmt(FuncState *fs, AstNode *s)
     }
     case AST_RETURN:
         if (fs->is_top) error_at(fs, s, "'return' outside a function");
-        if (s->a) {
-            int r = expr_any(fs, s->a);
-            close_roles(fs, 0, s);
-            emit_abc(fs, OP_RETURN, r, 0, 0, s);
-        } else {
-            close_roles(fs, 0, s);
-            emit_abc(fs, OP_RETURN0, 0, 0, 0, s);
-        }
+        return_value(fs, s->a, s);
         break;
     case AST_ROLE: role_stmt(fs, s); break;
     case AST_IMPORT: {

@@ -173,8 +173,8 @@ struct Tokenizer {
     bool mu_init;
     pcre2_match_data *md;
     TokCache cache;
-    char *seg;                  /* normalized segment */
-    size_t seg_len, seg_cap;
+    char *seg;                  /* scratch: a piece's byte-level text (ignore_merges) */
+    size_t seg_cap;
     char *arena;                /* piece bytes */
     size_t arena_len, arena_cap;
     TokPiece *pieces, *pieces2;

@@ -227,6 +227,32 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
     gguf_flag(f, "tokenizer.ggml.add_bos_token", &t->add_bos);
     gguf_flag(f, "tokenizer.ggml.add_eos_token", &t->add_eos);
 
+    /* llama.cpp sets per-token attributes by model name; Phi-3's special
+     * tokens eat the whitespace after them (except <unk>, <s>, <|endoftext|>) */
+    const char *name;
+    size_t name_len;
+    const GgufKV *nkv = gguf_find(f, "general.name");
+    if (nkv && gguf_kv_str(nkv, &name, &name_len) == 0) {
+        char low[128];
+        size_t n = name_len < sizeof low - 1 ? name_len : sizeof low - 1;
+        for (size_t i = 0; i < n; i++)
+            low[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+        low[n] = 0;
+        if (strstr(low, "phi-3") || strstr(low, "phi3")) {
+            for (int k = 0; k < t->n_added; k++) {
+                const char *tx = t->text_pool + t->text_off[t->added[k].id];
+                t->added[k].rstrip = strcmp(tx, "<unk>") && strcmp(tx, "<s>") && strcmp(tx, "<|endoftext|>");
+            }
+            int32_t eos_text = -1;
+            for (int32_t id = 0; id < t->n_vocab; id++)
+                if (t->text_len[id] == 4 && memcmp(t->text_pool + t->text_off[id], "</s>", 4) == 0)
+                    eos_text = id;
+            if (eos_text >= 0 && (rc = tok_add_added(t, eos_text, !(t->attr[eos_text] & TOK_ATTR_USER_DEFINED),
+                                                     false, true, false)))
+                return rc;
+        }
+    }
+
     const GgufKV *tmpl = gguf_find(f, "tokenizer.chat_template");
     const char *ts;
     size_t tl;

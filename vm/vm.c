@@ -37,6 +37,8 @@
 
 typedef struct {
     ObjClosure *cl;
+    Value *k;               /* cl->proto->k and its module's globals, cached: */
+    MapEntry *gl;           /* returns reload them from here */
     const Instr *pc;        /* next instruction (saved when the frame is not running) */
     size_t base;            /* stack index of R[0] */
     uint64_t argmask;       /* bit i: parameter i was passed */
@@ -582,6 +584,12 @@ static int bind_named(VM *vm, const Proto *p, Value *args, int npos, int nnamed,
     return check_args(vm, p, args, m);
 }
 
+/* A module's globals are the entries of its exports map, in slot order. */
+static inline MapEntry *module_globals(const ObjClosure *cl)
+{
+    return ((ObjModule *)cl->module)->exports->entries;
+}
+
 /* Starts a fiber's call of cl from C: cl in stack[0], arguments from 1. */
 static int fiber_call_entry(VM *vm, Fiber *f, ObjClosure *cl, const Value *args, int nargs, uint64_t mask)
 {
@@ -596,6 +604,8 @@ static int fiber_call_entry(VM *vm, Fiber *f, ObjClosure *cl, const Value *args,
     if (check_args(vm, p, f->stack + 1, mask) < 0) return -1;
     CallFrame *fr = &f->frames[f->nframes++];
     fr->cl = cl;
+    fr->k = p->k;
+    fr->gl = module_globals(cl);
     fr->pc = p->code;
     fr->base = 1;
     fr->argmask = mask;
@@ -624,11 +634,6 @@ static ObjModule *module_new(VM *vm, VmRun *r, int mi)
     }
     if ((int)mod->exports->nentries != m->nglobals) return NULL;
     return mod;
-}
-
-static inline MapEntry *module_globals(const ObjClosure *cl)
-{
-    return ((ObjModule *)cl->module)->exports->entries;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1190,9 +1195,18 @@ static void mark_roots(void *ud, void *gray)
     }
 }
 
+/* Pacing: a full collection costs a walk over every live object, so the
+ * next one waits until GC_PAUSE times the live size has been allocated
+ * (the heap's own default is twice the live size). */
+#ifndef GC_PAUSE
+#define GC_PAUSE 4
+#endif
+
 void vm_collect(VM *vm)
 {
     heap_collect(&vm->heap, mark_roots, vm);
+    size_t paced = vm->heap.bytes_allocated * GC_PAUSE;
+    if (paced > vm->heap.next_gc) vm->heap.next_gc = paced;
     vm->stats.collections++;
 }
 
@@ -1210,7 +1224,7 @@ void vm_collect(VM *vm)
     i = *pc++;  \
     goto *disptab[GET_OP(i)]
 #else
-#define vmdispatch(o) switch (o)
+#define vmdispatch(o) switch ((int)(o))
 #define vmcase(l) case l:
 #define vmbreak break
 #endif
@@ -1252,10 +1266,10 @@ void vm_collect(VM *vm)
     do {                                                \
         fr = &f->frames[f->nframes - 1];                \
         cl = fr->cl;                                    \
-        k = cl->proto->k;                               \
+        k = fr->k;                                      \
         base = f->stack + fr->base;                     \
         pc = fr->pc;                                    \
-        gl = module_globals(cl);                        \
+        gl = fr->gl;                                    \
     } while (0)
 
 /* Where a run's root fiber goes after module 0's top level: the entry. */
@@ -1897,17 +1911,18 @@ static void execute(VM *vm, Fiber *f)
     push_frame: {
         ObjClosure *ncl = (ObjClosure *)fn->as.obj;
         fr->pc = pc;
+        /* calls within one module (the usual case) keep its globals */
+        if (ncl->module != cl->module) gl = module_globals(ncl);
         fr = &f->frames[f->nframes++];
         fr->cl = ncl;
-        fr->pc = ncl->proto->code;
+        fr->k = k = ncl->proto->k;
+        fr->gl = gl;
+        fr->pc = pc = ncl->proto->code;
         fr->base = (size_t)(fn + 1 - f->stack);
         fr->argmask = mask;
         fr->entry = 0;
         cl = ncl;
-        k = ncl->proto->k;
         base = fn + 1;
-        pc = fr->pc;
-        gl = module_globals(ncl);
         continue;
     }
 

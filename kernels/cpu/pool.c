@@ -4,13 +4,18 @@
  * spread over the calling thread and the workers, and returns when all are
  * done.
  *
- * Hand-off: the caller publishes the job and bumps `gen`; workers that see a
- * new generation grab task indices from the shared `next` counter, then
- * record the generation in their own `finished` slot. The caller returns only
- * when every worker has finished the generation, so no worker still reads
- * the job when the next one is written. A forward pass issues hundreds of
- * small jobs back to back, so workers spin briefly before sleeping on the
- * condition variable (a futex wake per op would cost more than many ops).
+ * Hand-off: one 64-bit word `next` holds (job number << 32 | tasks left).
+ * Whoever wants work (caller or worker) claims task `left - 1` with a
+ * compare-and-swap that also checks the job number, so a worker that wakes
+ * late can never claim a task of a job other than the one it saw. A claimed
+ * task keeps its job alive (the caller waits until `done` counts every task),
+ * so fn/arg, written before the job was published, stay valid while it runs.
+ * The caller never waits for idle workers: on a busy machine it may simply
+ * run every task itself.
+ *
+ * A forward pass issues hundreds of small jobs back to back, so idle workers
+ * spin briefly before sleeping on the condition variable (a futex wake per
+ * op would cost more than many of the ops).
  */
 #include "kernels/cpu/cpu.h"
 
@@ -26,23 +31,16 @@
 #define cpu_relax() ((void)0)
 #endif
 
-#define SPIN_NS 200000          /* how long an idle worker spins before sleeping */
-
-typedef struct {
-    CpuPool *pool;
-    int index;
-    _Alignas(64) atomic_uint finished;  /* last generation this worker completed */
-} Worker;
+#define SPIN_NS 100000          /* how long an idle worker spins before sleeping */
 
 struct CpuPool {
     int n;                      /* threads including the caller */
     pthread_t *threads;
-    Worker *workers;            /* n - 1 */
-    _Alignas(64) atomic_uint gen;
-    _Alignas(64) atomic_int next;
+    _Alignas(64) atomic_uint_fast64_t next;
+    _Alignas(64) atomic_int done;
     cpu_task_fn fn;
     void *arg;
-    int n_tasks;
+    uint32_t job;
     bool stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -56,33 +54,49 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void run_tasks(CpuPool *p, int thread)
+/* Claims and runs tasks of job `job` until none are left. */
+static void run_tasks(CpuPool *p, uint32_t job, int thread)
 {
-    int n = p->n_tasks;
+    uint64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
     for (;;) {
-        int t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
-        if (t >= n) break;
-        p->fn(p->arg, t, thread);
+        if ((uint32_t)(v >> 32) != job || (uint32_t)v == 0) return;
+        if (!atomic_compare_exchange_weak_explicit(&p->next, &v, v - 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        int task = (int)(uint32_t)(v - 1);
+        p->fn(p->arg, task, thread);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        v = atomic_load_explicit(&p->next, memory_order_acquire);
     }
 }
 
-static void *worker_main(void *arg)
+/* a job with tasks left, newer than `seen` */
+static bool has_work(uint64_t v, uint32_t seen) { return (uint32_t)(v >> 32) != seen && (uint32_t)v != 0; }
+
+typedef struct {
+    CpuPool *pool;
+    int index;
+} WorkerArg;
+
+static void *worker_loop(void *varg)
 {
-    Worker *w = arg;
-    CpuPool *p = w->pool;
-    unsigned seen = 0;
+    WorkerArg *wa = varg;
+    CpuPool *p = wa->pool;
+    int index = wa->index;
+    free(wa);
+    uint32_t seen = 0;
     for (;;) {
-        unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
-        if (g == seen) {
+        uint64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
+        if (!has_work(v, seen)) {
             uint64_t t0 = now_ns();
             int spins = 0;
-            while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
+            while (!has_work(v = atomic_load_explicit(&p->next, memory_order_acquire), seen)) {
                 cpu_relax();
                 if (++spins % 256 == 0 && now_ns() - t0 > SPIN_NS) break;
             }
-            if (g == seen) {
+            if (!has_work(v, seen)) {
                 pthread_mutex_lock(&p->mu);
-                while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen && !p->stop) {
+                while (!has_work(v = atomic_load_explicit(&p->next, memory_order_acquire), seen) && !p->stop) {
                     p->sleeping++;
                     pthread_cond_wait(&p->cv, &p->mu);
                     p->sleeping--;
@@ -92,9 +106,8 @@ static void *worker_main(void *arg)
                 if (stop) return NULL;
             }
         }
-        seen = g;
-        run_tasks(p, w->index);
-        atomic_store_explicit(&w->finished, g, memory_order_release);
+        seen = (uint32_t)(v >> 32);
+        run_tasks(p, seen, index);
     }
 }
 
@@ -106,24 +119,20 @@ CpuPool *cpu_pool_new(int n_threads)
     p->n = n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    atomic_init(&p->gen, 0);
     atomic_init(&p->next, 0);
+    atomic_init(&p->done, 0);
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
-        p->workers = aligned_alloc(64, sizeof(Worker) * (size_t)(n_threads - 1));
-        if (!p->threads || !p->workers) {
-            free(p->threads);
-            free(p->workers);
+        if (!p->threads) {
             free(p);
             return NULL;
         }
         for (int i = 0; i < n_threads - 1; i++) {
-            p->workers[i].pool = p;
-            p->workers[i].index = i + 1;
-            atomic_init(&p->workers[i].finished, 0);
-            if (pthread_create(&p->threads[i], NULL, worker_main, &p->workers[i]) != 0) {
-                /* run with the threads we got */
-                p->n = i + 1;
+            WorkerArg *wa = malloc(sizeof *wa);
+            if (wa) *wa = (WorkerArg){p, i + 1};
+            if (!wa || pthread_create(&p->threads[i], NULL, worker_loop, wa) != 0) {
+                free(wa);
+                p->n = i + 1; /* run with the threads we got */
                 break;
             }
         }
@@ -136,14 +145,12 @@ void cpu_pool_free(CpuPool *p)
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     p->stop = true;
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n - 1; i++) pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->threads);
-    free(p->workers);
     free(p);
 }
 
@@ -158,13 +165,13 @@ void cpu_pool_run(CpuPool *p, int n_tasks, cpu_task_fn fn, void *arg)
     }
     p->fn = fn;
     p->arg = arg;
-    p->n_tasks = n_tasks;
-    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    unsigned g = atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel) + 1;
+    /* job 0 is never used, so a fresh worker (seen = 0) cannot match it */
+    if (++p->job == 0) p->job = 1;
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->next, (uint64_t)p->job << 32 | (uint32_t)n_tasks, memory_order_release);
     pthread_mutex_lock(&p->mu);
     if (p->sleeping) pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    run_tasks(p, 0);
-    for (int i = 0; i < p->n - 1; i++)
-        while (atomic_load_explicit(&p->workers[i].finished, memory_order_acquire) != g) cpu_relax();
+    run_tasks(p, p->job, 0);
+    while (atomic_load_explicit(&p->done, memory_order_acquire) != n_tasks) cpu_relax();
 }

@@ -94,6 +94,7 @@ FIXED = [
     "symbols: @#$%^&*()_+-=[]{}|;':\",./<>?`~ \\ \u00a9 \u00ae \u2122 \u20ac \u00a3 \u00a5",
     "odd spaces: a\u00a0b c\u3000d e\u2028f g\u2029h i\u180ej k\u200bl m\u0085n o\u001fp q\u000bs t\u000cu",
     "\u2003em\u2002en\u2009thin\u202fnarrow\u205fmath",
+    "x   \u180ey \u180e\u180e z  \u200b w\u3000 \u3000v",
     "url: https://example.com/path?q=1&r=2#frag email: someone@example.org",
     "# Title\n\n- item *one*\n- item **two**\n\n```python\nprint('hi')\n```\n",
     "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n",
