@@ -54,7 +54,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
             python3 python3-pip python3-venv pkg-config valgrind unzip bc
 
-.PHONY: all deps model run test unit lang-test asan fuzz bench clean
+.PHONY: all deps model vocab run test unit lang-test asan fuzz bench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so
@@ -120,8 +120,16 @@ run: deps all model
 	@if [ -f examples/agent.sgl ]; then $(BUILD)/sgl run examples/agent.sgl; \
 	else echo "make run: examples/agent.sgl comes with the runtime (issue 4)"; exit 1; fi
 
+# llama.cpp's tokenizer test vocabularies (from the llama-cpp-python sdist on
+# PyPI), for test_tokenizer's llama.cpp agreement cases.
+VOCAB_DIR := build/vocab
+vocab: $(VOCAB_DIR)/.done
+$(VOCAB_DIR)/.done:
+	python3 tests/tools/make_tok_refs.py fetch-vocab $(VOCAB_DIR)
+	@touch $@
+
 # ---- tests --------------------------------------------------------------
-test: deps all model
+test: deps all model vocab
 	@$(MAKE) --no-print-directory unit lang-test
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libsgl.a
@@ -129,7 +137,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libsgl.a
 	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -o $@ $< $(TEST_SUPPORT) $(BUILD)/libsgl.a $(PKG_LIBS) -lcriterion $(LDFLAGS)
 
 unit: $(UNIT_BINS)
-	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2 || fail=1; done; \
+	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; SGL_TOK_VOCAB_DIR=$(VOCAB_DIR) $$t --jobs 2 || fail=1; done; \
 	[ $$fail = 0 ] || { echo "unit tests failed"; exit 1; }
 
 lang-test: $(BUILD)/sgl
@@ -138,7 +146,7 @@ lang-test: $(BUILD)/sgl
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  all unit lang-test
+	  all vocab unit lang-test
 
 FUZZ_SECONDS ?= 60
 fuzz: $(GEN_SRCS)

@@ -420,7 +420,7 @@ def cmd_fetch_vocab(args):
     os.makedirs(args.dir, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.check_call([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                               "-q", "-d", tmp, "llama-cpp-python"])
+                               "-q", "-d", tmp, "llama-cpp-python==0.3.36"])
         (sdist,) = glob.glob(os.path.join(tmp, "llama_cpp_python-*.tar.gz"))
         with tarfile.open(sdist) as tf:
             for m in tf.getmembers():
