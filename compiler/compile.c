@@ -442,10 +442,11 @@ static void check_regex(FuncState *fs, const AstNode *e)
 }
 
 /* The register of a `fn`/lambda value: closure of a freshly compiled child. */
-static void closure_to(FuncState *fs, AstNode *fn, int dst, const char *name)
+static int closure_to(FuncState *fs, AstNode *fn, int dst, const char *name)
 {
     int child = function(fs, name ? name : fn->name, &fn->list, NULL, fn->a, fn);
     emit_abx(fs, OP_CLOSURE, dst, child, fn);
+    return child;
 }
 
 static void interp_to(FuncState *fs, AstNode *e, int dst)
@@ -871,8 +872,14 @@ static void bind_name(FuncState *fs, const char *name, AstNode *value, const Ast
         int slot = chunk_find_global(cur_module(fs), name);
         if (slot < 0) error_at(fs, at, "internal error: undeclared global '%s'", name);
         int r = reg_alloc(fs, 1, at);
-        if (value->kind == AST_FN) closure_to(fs, value, r, name);
-        else expr_to(fs, value, r);
+        if (value->kind == AST_FN) {
+            /* `let f = fn(...)` can be an entry point like `fn f(...)` */
+            int child = closure_to(fs, value, r, name);
+            cur_module(fs)->global_fn[slot] = fs->p->children[child]->id;
+        } else {
+            expr_to(fs, value, r);
+            cur_module(fs)->global_fn[slot] = -1;
+        }
         emit_abx(fs, OP_SETGLOBAL, r, slot, at);
         fs->freereg = fs->nactive;
         return;

@@ -37,10 +37,6 @@
 
 #include "runtime/detok.h"
 
-/* Output tokens a newcomer must find room for at admission (per running
- * sequence, its remaining max_tokens capped at this). Underestimates are
- * caught by retraction. */
-#define ENG_DECODE_RESERVE 32
 
 static const struct {
     int code;
@@ -259,6 +255,7 @@ void eng_options_default(EngOptions *o)
     o->chunk_size = 512;
     o->max_running = 64;
     o->prefix_cache = 1;
+    o->decode_reserve = 32;
     o->seed = 0x5eed;
     o->kv_dtype = K_DTYPE_F16;
 }
@@ -834,7 +831,7 @@ static void seq_finish(Engine *e, Seq *s, EngFinish why)
     /* score: collect the sequence's logprobs */
     if (why == ENG_FINISH_ERROR || why == ENG_FINISH_CANCELLED) {
         if (!r->status) {
-            r->status = why == ENG_FINISH_CANCELLED ? ENG_ERR_CLOSED : ENG_ERR_MODEL;
+            r->status = why == ENG_FINISH_CANCELLED ? ENG_ERR_CANCELLED : ENG_ERR_MODEL;
             if (why == ENG_FINISH_CANCELLED) snprintf(r->error, sizeof r->error, "request cancelled");
         }
     } else if (s->kind == SEQ_CHOICE) {
@@ -925,7 +922,7 @@ static void cancel_req(Engine *e, Req *r)
     if (r->cancelled) return;
     r->cancelled = 1;
     if (r->kind == REQ_SCORE && !r->status) {
-        r->status = ENG_ERR_CLOSED;
+        r->status = ENG_ERR_CANCELLED;
         snprintf(r->error, sizeof r->error, "request cancelled");
     }
     for (int i = 0; i < r->n_seqs; i++) {
@@ -950,13 +947,15 @@ static int lcp(const int32_t *a, int na, const int32_t *b, int nb)
 }
 
 /* What a running sequence may still need from the pool: its uncomputed
- * tokens and a share of its remaining output. */
-static long seq_outstanding(const Seq *s)
+ * tokens and a share of its remaining output (underestimates are caught by
+ * retraction). */
+static long seq_outstanding(const Engine *e, const Seq *s)
 {
     long need = s->n_toks - s->n_alloc;
     if (seq_samples(s)) {
-        long left = s->max_new < 0 ? ENG_DECODE_RESERVE : s->max_new - s->n_gen;
-        if (left > ENG_DECODE_RESERVE) left = ENG_DECODE_RESERVE;
+        long reserve = e->opt.decode_reserve;
+        long left = s->max_new < 0 ? reserve : s->max_new - s->n_gen;
+        if (left > reserve) left = reserve;
         if (left > 0) need += left;
     }
     return need;
@@ -993,7 +992,7 @@ static void admit(Engine *e)
     qsort(c, (size_t)nc, sizeof *c, cand_cmp);
 
     long reserved = 0;
-    for (int i = 0; i < e->n_running; i++) reserved += seq_outstanding(e->running[i]);
+    for (int i = 0; i < e->n_running; i++) reserved += seq_outstanding(e, e->running[i]);
 
     for (int i = 0; i < nc && e->n_running < e->opt.max_running; i++) {
         Seq *s = c[i].s;
@@ -1018,7 +1017,7 @@ static void admit(Engine *e)
         }
         s->n_kv = s->n_alloc = s->tree_len = m;
         s->node = node;
-        long need = seq_outstanding(s);
+        long need = seq_outstanding(e, s);
         long avail = (long)kv_n_free(e->kv) + radix_evictable(e->tree) - reserved;
         /* With nothing running, everything unlocked is evictable: admit
          * whenever the prompt itself fits (check_fits made sure it can). */
@@ -1305,6 +1304,11 @@ static void *engine_main(void *arg)
             return NULL;
         }
         step(e);
+        if (e->opt.check_each_step) {
+            char msg[256];
+            if (radix_check(e->tree, msg, sizeof msg) != 0 && e->st.check_failures++ == 0)
+                snprintf(e->st.check_error, sizeof e->st.check_error, "%s", msg);
+        }
         /* the snapshot first: a consumer that reads stats right after its
          * last callback sees the state that callback came from */
         snapshot(e);
@@ -1474,8 +1478,8 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
         if (err) snprintf(err, errcap, "engine: a model and a tokenizer are required");
         return NULL;
     }
-    if (o->chunk_size <= 0 || o->max_running <= 0 || o->n_slots < 0) {
-        if (err) snprintf(err, errcap, "engine: chunk_size and max_running must be positive");
+    if (o->chunk_size <= 0 || o->max_running <= 0 || o->n_slots < 0 || o->decode_reserve < 0) {
+        if (err) snprintf(err, errcap, "engine: chunk_size and max_running must be positive, n_slots and decode_reserve not negative");
         return NULL;
     }
     Engine *e = calloc(1, sizeof *e);

@@ -28,7 +28,7 @@
  *     logits) and the longest matches are admitted first (ties: arrival
  *     order) while the KV budget allows: free + evictable slots must cover
  *     what running sequences still need plus the newcomer's uncached prompt
- *     and a first share of its output. A sequence whose uncached prompt
+ *     and a first share of its output (decode_reserve). A sequence whose uncached prompt
  *     starts with tokens that a sequence still prefilling will compute
  *     waits for them (in-batch prefix sharing: a fork's n branches compute
  *     their common prefix once). One that does not fit waits; it is never
@@ -80,7 +80,8 @@ struct uv_loop_s;
     X(ENG_ERR_MODEL, -6, "model forward failed")                               \
     X(ENG_ERR_SAMPLER, -7, "sampler error")                                    \
     X(ENG_ERR_NOT_FOUND, -8, "no such request")                                \
-    X(ENG_ERR_SYSTEM, -9, "thread or event-loop call failed")
+    X(ENG_ERR_SYSTEM, -9, "thread or event-loop call failed")                  \
+    X(ENG_ERR_CANCELLED, -10, "request cancelled")
 
 enum {
 #define ENG_ERR_ENUM(name, value, msg) name = value,
@@ -116,7 +117,13 @@ typedef struct {
     int chunk_size;          /* prompt tokens per step at most (default 512) */
     int max_running;         /* sequences in one batch at most (default 64) */
     int prefix_cache;        /* 1 (default): radix cache on; 0: off */
+    int decode_reserve;      /* output tokens per running sequence (at most
+                                its remaining max_tokens) that admission
+                                keeps room for (default 32); lower admits
+                                more and retracts more often */
     KDtype kv_dtype;         /* K_DTYPE_F16 (default) or K_DTYPE_F32 */
+    int check_each_step;     /* tests: radix_check after every step; failures
+                                are counted in EngStats.check_failures */
     int n_threads;           /* model worker threads, 0: one per core */
     uint64_t seed;           /* seed of unseeded requests' samplers are
                                 drawn from this (default 0x5eed) */
@@ -210,9 +217,11 @@ void eng_gen_params_default(EngGenParams *p);
  * or a negative ENG_ERR_* (callbacks never fire; eng_last_error says why). */
 int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id);
 
-/* Asks the engine to stop a request; its on_done fires with
- * ENG_FINISH_CANCELLED (and what was generated so far) unless it finished
- * first. ENG_ERR_NOT_FOUND for an id that is unknown or already done. */
+/* Asks the engine to stop a request (generation or score): a generation's
+ * on_done fires with ENG_FINISH_CANCELLED and what was generated so far, a
+ * score's with status ENG_ERR_CANCELLED, unless it finished first. Tokens
+ * already computed stay in the prefix cache. ENG_ERR_NOT_FOUND for an id
+ * that is unknown or already delivered. */
 int eng_cancel(Engine *e, uint64_t id);
 
 /* ---- scoring continuations (select) -------------------------------------- */
@@ -291,6 +300,8 @@ typedef struct {
     double hit_rate;             /* cached / prompt tokens */
     double gen_tokens_per_s;     /* generated tokens / busy seconds */
     RadixStats kv;               /* slot accounting at the last step */
+    uint64_t check_failures;     /* with check_each_step */
+    char check_error[256];       /* the first failure's message */
 } EngStats;
 
 /* A snapshot (any thread). */

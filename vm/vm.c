@@ -477,12 +477,28 @@ static void run_finish(VmRun *r, Value value, ObjState *state)
 /* Detaches and cancels every branch of p's fork (p is failing). */
 static void cancel_branches(VM *vm, Fiber *p)
 {
+    /* collect first: cancelling frees fibers (only p's descendants) */
+    size_t n = 0, cap = 0;
+    Fiber **kids = NULL;
+    for (Fiber *x = vm->all; x; x = x->next_all) {
+        if (x->parent != p) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            Fiber **k = realloc(kids, cap * sizeof(Fiber *));
+            if (!k) break;
+            kids = k;
+        }
+        kids[n++] = x;
+    }
+    for (size_t i = 0; i < n; i++) fiber_cancel(vm, kids[i]);
+    free(kids);
+    /* anything missed for lack of memory (normally one pass finding none) */
     for (;;) {
-        Fiber *child = NULL;
-        for (Fiber *x = vm->all; x; x = x->next_all)
-            if (x->parent == p) { child = x; break; }
-        if (!child) return;
-        fiber_cancel(vm, child);
+        Fiber *c = NULL;
+        for (Fiber *x = vm->all; x && !c; x = x->next_all)
+            if (x->parent == p) c = x;
+        if (!c) return;
+        fiber_cancel(vm, c);
     }
 }
 
@@ -1243,9 +1259,15 @@ void vm_collect(VM *vm)
     } while (0)
 #define savepc() (fr->pc = pc)
 #define savestate() (fr->pc = pc, f->top = fr->base + (size_t)cl->proto->maxstack)
+/* -DSGL_GC_STRESS collects at every safe point (a test build) */
+#ifdef SGL_GC_STRESS
+#define gc_due(h) ((void)(h), 1)
+#else
+#define gc_due(h) heap_should_collect(h)
+#endif
 #define checkgc()                                  \
     do {                                           \
-        if (heap_should_collect(&vm->heap)) {      \
+        if (gc_due(&vm->heap)) {                   \
             savestate();                           \
             vm_collect(vm);                        \
         }                                          \

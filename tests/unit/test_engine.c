@@ -61,6 +61,7 @@ static EngOptions opts(int cache, int chunk, int n_slots)
     o.chunk_size = chunk;
     o.n_slots = n_slots;
     o.n_threads = THREADS;
+    o.check_each_step = 1;
     return o;
 }
 
@@ -80,6 +81,7 @@ static void check_idle_accounting(Engine *e)
     cr_assert_eq(st.kv.free + st.kv.cached + st.kv.locked + st.kv.held, st.kv.total);
     cr_assert_eq(st.kv.locked, 0, "locked slots after the run: %d", st.kv.locked);
     cr_assert_eq(st.kv.held, 0, "held slots after the run: %d", st.kv.held);
+    cr_assert_eq(st.check_failures, 0, "radix_check failed during the run: %s", st.check_error);
 }
 
 typedef struct {
@@ -220,8 +222,8 @@ Test(engine, greedy_is_the_same_alone_batched_cached_and_chunked)
     same_outputs(ref, got, "one by one, cache on");
     cr_assert_gt(got[1].cached_tokens, 0);
 
-    int chunks[] = {1, 3, 7};
-    for (int c = 0; c < 3; c++) {
+    int chunks[] = {1, 7};
+    for (int c = 0; c < 2; c++) {
         char what[64];
         snprintf(what, sizeof what, "batched, cache on, chunk %d", chunks[c]);
         run_set(opts(1, chunks[c], 2048), 1, MAXT, got, NULL);
@@ -235,11 +237,13 @@ Test(engine, retraction_keeps_the_output)
 {
     /* A pool too small for all four at once: decode runs out, sequences are
      * retracted and resumed, output unchanged. */
-    enum { MAXT = 40 };
+    enum { MAXT = 24 };
     Out ref[NPROMPTS], got[NPROMPTS];
     EngStats st;
     run_set(opts(1, 512, 2048), 0, MAXT, ref, NULL);
-    run_set(opts(1, 16, 96), 1, MAXT, got, &st);
+    EngOptions o = opts(1, 16, 80);
+    o.decode_reserve = 2;   /* admit optimistically */
+    run_set(o, 1, MAXT, got, &st);
     same_outputs(ref, got, "small pool");
     cr_log_info("retractions: %llu", (unsigned long long)st.retractions);
     cr_assert_gt(st.retractions, 0, "the pool was meant to force a retraction");

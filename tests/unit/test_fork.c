@@ -148,3 +148,27 @@ Test(fork, bad_fork_values)
     cr_assert(strstr(R.error, "fork needs a list, a range or an int, not string"), "%s", R.error);
     cr_assert_eq(run_src(&R, "fn main() {\n  fork x in -1 { x }\n}\n", NULL, NULL), SGL_ERR_RUNTIME);
 }
+
+Test(fork, an_error_cancels_nested_branches_waiting_on_the_model)
+{
+    sgl_status st = run_src(&R,
+                            "fn main() {\n"
+                            "  let outer = fork a in 3 {\n"
+                            "    let inner = fork b in 4 {\n"
+                            "      gen(\"x\")\n"
+                            "      if a == 2 and b == 3 { error(\"deep failure\") }\n"
+                            "      gen(\"y\")\n"
+                            "    }\n"
+                            "  }\n"
+                            "}\n",
+                            NULL, NULL);
+    cr_assert_eq(st, SGL_ERR_RUNTIME);
+    cr_assert(strstr(R.error, "test.sgl:5:"), "%s", R.error);
+    cr_assert(strstr(R.error, "deep failure"), "%s", R.error);
+    /* inner branch, outer branch, main */
+    cr_assert(strstr(R.error, "at <fork> (test.sgl:5:"), "%s", R.error);
+    cr_assert(strstr(R.error, "at <fork> (test.sgl:3:"), "%s", R.error);
+    cr_assert(strstr(R.error, "at main (test.sgl:2:"), "%s", R.error);
+    cr_assert_eq(script_in_flight(SB), 0, "every submitted call was drained");
+    cr_assert_eq(script_max_in_flight(SB), 12);
+}
