@@ -26,10 +26,14 @@
     "  --max-running N    sequences in one batch at most\n"                          \
     "  --seed S           seed for requests that give none\n"                        \
     "  --no-prefix-cache  turn the radix prefix cache off (for comparison)\n"        \
-    "  --stats            print prompt/cached/generated tokens, hit rate, tok/s\n"
+    "  --stats            print prompt/cached/generated tokens, hit rate, tok/s\n"      \
+    "  --chat-template NAME  the template of role blocks (stdlib/chat/NAME.sgl:\n"   \
+    "                     chatml, llama3, llama2, mistral, qwen); default: the\n"     \
+    "                     model's own\n"
 
 typedef struct {
     const char *model;          /* --model, or NULL for the default */
+    const char *chat_template;  /* --chat-template, or NULL for the model's */
     int threads, chunk_size, kv_tokens, max_running;
     int prefix_cache;           /* 1 unless --no-prefix-cache */
     int stats;

@@ -76,8 +76,8 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
         o->prefix_cache = 0;
         return 1;
     }
-    static const char *const with_value[] = {"--model", "--threads", "--chunk-size",
-                                             "--kv-tokens", "--seed", "--max-running", NULL};
+    static const char *const with_value[] = {"--model", "--threads", "--chunk-size", "--kv-tokens",
+                                             "--seed", "--max-running", "--chat-template", NULL};
     int k = 0;
     while (with_value[k] && strcmp(a, with_value[k]) != 0)
         k++;
@@ -100,7 +100,8 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
         o->has_seed = 1;
         return r;
     }
-    default: return int_value(a, v, 1, &o->max_running);
+    case 5: return int_value(a, v, 1, &o->max_running);
+    default: o->chat_template = v; return 1;
     }
 }
 
@@ -278,6 +279,14 @@ static const char *lazy_end_of_turn(void *ctx)
     return e->inner && e->inner->end_of_turn ? e->inner->end_of_turn(e->inner->ctx) : NULL;
 }
 
+static const char *lazy_chat_template(void *ctx)
+{
+    CliEngine *e = ctx;
+    if (ensure_loaded(e))
+        return NULL;
+    return tok_chat_template(e->tok);
+}
+
 int cli_engine_start(const CliEngineOptions *o, sgl_vm *vm, CliEngine **out)
 {
     CliEngine *e = calloc(1, sizeof *e);
@@ -294,6 +303,9 @@ int cli_engine_start(const CliEngineOptions *o, sgl_vm *vm, CliEngine **out)
     e->lazy.role_begin = lazy_role_begin;
     e->lazy.role_end = lazy_role_end;
     e->lazy.end_of_turn = lazy_end_of_turn;
+    e->lazy.chat_template = lazy_chat_template;
+    if (o->chat_template)
+        sgl_vm_set_chat_template(vm, o->chat_template);
     sgl_vm_set_backend(vm, &e->lazy);
     *out = e;
     return 0;

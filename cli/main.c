@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "sgl.h"
@@ -155,6 +156,18 @@ static char **read_jsonl(const char *path, int *count, char *err, size_t errcap)
     return lines;
 }
 
+/* --batch progress on stderr, when it is a terminal. */
+static void progress_bar(void *ud, int done, int total)
+{
+    (void)ud;
+    int width = 40, filled = total ? (int)((long)done * width / total) : width;
+    fprintf(stderr, "\r[%.*s%*s] %d/%d", filled, "########################################",
+            width - filled, "", done, total);
+    if (done == total)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
 int cmd_run(int argc, char **argv)
 {
     const char *file = NULL, *fn = NULL, *args_file = NULL, *batch_file = NULL;
@@ -243,6 +256,8 @@ int cmd_run(int argc, char **argv)
             goto out_vm;
         }
         char **results = calloc((size_t)count + 1, sizeof *results);
+        if (isatty(STDERR_FILENO))
+            sgl_vm_set_progress(vm, progress_bar, NULL);
         sgl_status st = sgl_run_batch(vm, prog, fn, (const char *const *)lines, count, results);
         if (st != SGL_OK) {
             print_error(vm);

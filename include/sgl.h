@@ -49,6 +49,17 @@ void sgl_vm_set_output(sgl_vm *vm, void (*write)(void *ud, const char *s, size_t
  * parent directory, else "./stdlib". */
 void sgl_vm_set_stdlib_path(sgl_vm *vm, const char *dir);
 
+/* The chat template that role blocks use: the name of a module in
+ * stdlib/chat/ ("chatml", "llama3", "llama2", "mistral", "qwen"). NULL (the
+ * default) picks it from the backend's model (RtBackend.chat_template,
+ * mapped by stdlib/chat/detect.sgl); with neither, role blocks add no
+ * markers. */
+void sgl_vm_set_chat_template(sgl_vm *vm, const char *name);
+
+/* Called after each instance of sgl_run_batch finishes (done of total), on
+ * the VM's thread; NULL removes it. */
+void sgl_vm_set_progress(sgl_vm *vm, void (*progress)(void *ud, int done, int total), void *ud);
+
 /* The message of the last failed call on this VM ("" when none). */
 const char *sgl_last_error(const sgl_vm *vm);
 

@@ -117,6 +117,8 @@ typedef struct KTensor {
  * weights, and llama.cpp's layout for QWEN2. */
 typedef enum { K_ROPE_NORM = 0, K_ROPE_NEOX = 1 } KRopeStyle;
 
+enum { K_MATMUL_MAX_PARTS = 4 };
+
 /* One sequence's share of an attention call. Its n_new query rows are rows
  * [row0, row0 + n_new) of q/out; its context is slots[0..n_ctx), whose last
  * n_new entries are the new tokens' own slots. New token j (0-based) attends
@@ -145,6 +147,9 @@ typedef struct {
  * backend's own state (thread pool, streams, ...).
  *
  *   matmul     y[n][W.ne[1]] = x[n][W.ne[0]] · Wᵀ (+ bias[W.ne[1]] if bias)
+ *   matmul_multi  `count` (<= K_MATMUL_MAX_PARTS) matmuls of the same x:
+ *              y[i] = x · w[i]ᵀ (+ bias[i] when bias && bias[i]); one pass
+ *              over x for q/k/v or gate/up. All w[i]->ne[0] are equal.
  *   embed      out[i] = row tokens[i] of table E (dequantized to f32)
  *   rmsnorm    y[i] = x[i] / sqrt(mean(x[i]²) + eps) * w       (n rows of dim)
  *   rope       rotate the first rot_dim dims of each of n_heads heads in every
@@ -164,6 +169,9 @@ typedef struct {
 #define K_OPS(X)                                                                        \
     X(matmul, void, (void *ctx, const KTensor *w, const float *bias, const float *x,   \
                      int n, float *y))                                                  \
+    X(matmul_multi, void, (void *ctx, int count, const KTensor *const *w,              \
+                           const float *const *bias, const float *x, int n,             \
+                           float *const *y))                                            \
     X(embed, void, (void *ctx, const KTensor *e, const int32_t *tokens, int n,         \
                     float *out))                                                        \
     X(rmsnorm, void, (void *ctx, const float *x, const float *w, float *y, int n,      \

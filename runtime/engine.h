@@ -28,8 +28,9 @@
  *     logits) and the longest matches are admitted first (ties: arrival
  *     order) while the KV budget allows: free + evictable slots must cover
  *     what running sequences still need plus the newcomer's uncached prompt
- *     and a first share of its output (decode_reserve). A sequence whose uncached prompt
- *     starts with tokens that a sequence still prefilling will compute
+ *     and a first share of its output (decode_reserve). A sequence whose
+ *     uncached prompt starts with tokens that a sequence still prefilling
+ *     will compute
  *     waits for them (in-batch prefix sharing: a fork's n branches compute
  *     their common prefix once). One that does not fit waits; it is never
  *     dropped. A prompt that could never fit (longer than the pool or the
@@ -45,11 +46,20 @@
  *     A prefill chunk's tokens are inserted into the radix tree as soon as
  *     they are computed; a finished sequence's whole context is.
  *
+ * Determinism: a sequence's tokens, positions and context slots are the
+ * same whatever else shares its batch, whether its prefix came from the
+ * cache, and however its prompt was chunked; so its output is too when
+ * model_forward computes each row independently of the batch (the CPU
+ * backend does with CPU_NO_BLAS; its sgemm path for batches of 16+ rows
+ * sums in another order, which moves greedy picks on small models).
+ * Unseeded requests get seeds drawn from EngOptions.seed in submission
+ * order.
+ *
  * Delivery: callbacks run on the consumer thread, inside eng_poll /
  * eng_wait (or the uv_async callback when EngOptions.loop is set, which
  * calls eng_poll on the loop thread). Rule, as in libuv: if a submit
  * returns an error its callbacks never fire; if it returns 0, on_done fires
- * exactly once (after every on_token of that request), also when the
+ * exactly once (after every on_delta of that request), also when the
  * request is cancelled or the engine is freed.
  *
  * Ownership: eng_new returns an engine freed by eng_free. Request params are

@@ -691,9 +691,10 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
     for (int l = 0; l < c->n_layer; l++) {
         const ModelLayer *L = &m->layers[l];
         be->rmsnorm(bx, sc->x, L->attn_norm.data, sc->h, N, E, c->rms_eps);
-        be->matmul(bx, &L->wq, L->bq.data, sc->h, N, sc->q);
-        be->matmul(bx, &L->wk, L->bk.data, sc->h, N, sc->k);
-        be->matmul(bx, &L->wv, L->bv.data, sc->h, N, sc->v);
+        const KTensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        const float *qkv_b[3] = {L->bq.data, L->bk.data, L->bv.data};
+        float *qkv_y[3] = {sc->q, sc->k, sc->v};
+        be->matmul_multi(bx, 3, qkv, qkv_b, sc->h, N, qkv_y);
         be->rope(bx, sc->q, N, c->n_head, c->head_dim, c->rope_dim, sc->cs, c->rope_style);
         be->rope(bx, sc->k, N, c->n_head_kv, c->head_dim, c->rope_dim, sc->cs, c->rope_style);
         be->kv_store(bx, kv->k[l], kv->v[l], kv->dtype, KVd, sc->k, sc->v, sc->slots_new, N);
@@ -703,8 +704,9 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
         be->matmul(bx, &L->wo, NULL, sc->att, N, sc->o);
         be->add(bx, sc->x, sc->o, (size_t)N * E);
         be->rmsnorm(bx, sc->x, L->ffn_norm.data, sc->h, N, E, c->rms_eps);
-        be->matmul(bx, &L->w_gate, NULL, sc->h, N, sc->gate);
-        be->matmul(bx, &L->w_up, NULL, sc->h, N, sc->up);
+        const KTensor *gu[2] = {&L->w_gate, &L->w_up};
+        float *gu_y[2] = {sc->gate, sc->up};
+        be->matmul_multi(bx, 2, gu, NULL, sc->h, N, gu_y);
         be->swiglu(bx, sc->gate, sc->up, sc->act, (size_t)N * c->n_ff);
         be->matmul(bx, &L->w_down, NULL, sc->act, N, sc->o);
         be->add(bx, sc->x, sc->o, (size_t)N * E);

@@ -114,6 +114,12 @@ typedef struct RtBackend {
     const char *(*role_begin)(void *ctx, RtRole role);
     const char *(*role_end)(void *ctx, RtRole role);
     const char *(*end_of_turn)(void *ctx);
+    /* The model's chat template as its tokenizer ships it (a Jinja text, as
+     * in GGUF tokenizer.chat_template or tokenizer_config.json), or NULL.
+     * The VM maps it to one of the SGL templates in stdlib/chat/ (detect.sgl)
+     * unless the embedder named a template (sgl_vm_set_chat_template). May
+     * be NULL. */
+    const char *(*chat_template)(void *ctx);
     const char *last_error;     /* message for a non-zero submit return */
 } RtBackend;
 

@@ -26,6 +26,9 @@ struct sgl_vm {
     VM *vm;
     char *err;
     char *stdlib_dir;
+    char *chat_template;       /* sgl_vm_set_chat_template, or NULL */
+    void (*progress)(void *ud, int done, int total);
+    void *progress_ud;
 };
 
 struct sgl_program {
@@ -76,6 +79,7 @@ void sgl_vm_free(sgl_vm *vm)
     vm_free(vm->vm);
     free(vm->err);
     free(vm->stdlib_dir);
+    free(vm->chat_template);
     free(vm);
 }
 
@@ -84,6 +88,18 @@ void sgl_vm_set_backend(sgl_vm *vm, struct RtBackend *backend) { vm_set_backend(
 void sgl_vm_set_output(sgl_vm *vm, void (*write)(void *ud, const char *s, size_t n), void *ud)
 {
     vm_set_output(vm->vm, write, ud);
+}
+
+void sgl_vm_set_chat_template(sgl_vm *vm, const char *name)
+{
+    free(vm->chat_template);
+    vm->chat_template = name ? strdup(name) : NULL;
+}
+
+void sgl_vm_set_progress(sgl_vm *vm, void (*progress)(void *ud, int done, int total), void *ud)
+{
+    vm->progress = progress;
+    vm->progress_ud = ud;
 }
 
 void sgl_vm_set_stdlib_path(sgl_vm *vm, const char *dir)

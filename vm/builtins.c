@@ -172,6 +172,10 @@ static int bi_str(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Value *o
         *out = args[0];
         return 0;
     }
+    if (args[0].type == V_INT) {  /* the common case, without a buffer */
+        char digits[FMT_INT_MAX];
+        return ret_string(vm, out, digits, fmt_int(digits, args[0].as.i));
+    }
     StrBuf b;
     sb_init(&b);
     val_to_text(&b, args[0]);
@@ -335,17 +339,32 @@ static int bi_join(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Value *
     ObjString *sep = NULL;
     if (check_args(vm, "join", argc, kwargs, 1, 2) < 0 || want_list(vm, "join", args[0], &l) < 0) return -1;
     if (argc == 2 && want_string(vm, "join", "separator", args[1], &sep) < 0) return -1;
-    StrBuf b;
-    sb_init(&b);
+    /* sizes first, then one copy straight into the result */
+    size_t len = 0, nchars = 0;
     for (size_t i = 0; i < l->len; i++) {
-        if (!VAL_IS_STRING(l->items[i])) {
-            sb_free(&b);
+        if (!VAL_IS_STRING(l->items[i]))
             return vm_raise(vm, "join() list item %zu is %s, not a string (use str())", i, val_type_name(l->items[i]));
-        }
-        if (i && sep) sb_append(&b, sep->chars, sep->len);
-        sb_append(&b, AS_STRING(l->items[i])->chars, AS_STRING(l->items[i])->len);
+        len += AS_STRING(l->items[i])->len;
+        nchars += AS_STRING(l->items[i])->nchars;
     }
-    return ret_buf(vm, out, &b);
+    if (sep && l->len > 1) {
+        len += sep->len * (l->len - 1);
+        nchars += sep->nchars * (l->len - 1);
+    }
+    ObjString *str = str_alloc(vm_heap(vm), len, nchars);
+    if (!str) return oom(vm);
+    char *p = str->chars;
+    for (size_t i = 0; i < l->len; i++) {
+        if (i && sep) {
+            memcpy(p, sep->chars, sep->len);
+            p += sep->len;
+        }
+        const ObjString *item = AS_STRING(l->items[i]);
+        memcpy(p, item->chars, item->len);
+        p += item->len;
+    }
+    *out = val_obj(str);
+    return 0;
 }
 
 static int push_piece(struct VM *vm, ObjList *l, const char *s, size_t len)
@@ -409,15 +428,15 @@ static int change_case(struct VM *vm, const char *fn, int argc, Value *args, Obj
 {
     ObjString *s = NULL;
     if (check_args(vm, fn, argc, kwargs, 1, 1) < 0 || want_string(vm, fn, "", args[0], &s) < 0) return -1;
-    StrBuf b;
-    sb_init(&b);
-    sb_append(&b, s->chars, s->len);
-    for (size_t i = 0; i < b.len; i++) {
-        char c = b.data[i];
-        if (upper && c >= 'a' && c <= 'z') b.data[i] = (char)(c - 'a' + 'A');
-        if (!upper && c >= 'A' && c <= 'Z') b.data[i] = (char)(c - 'A' + 'a');
+    ObjString *r = str_alloc(vm_heap(vm), s->len, s->nchars);  /* ASCII-only mapping keeps the count */
+    if (!r) return oom(vm);
+    char lo = upper ? 'a' : 'A', hi = upper ? 'z' : 'Z';
+    for (size_t i = 0; i < s->len; i++) {
+        char c = s->chars[i];
+        r->chars[i] = c >= lo && c <= hi ? (char)(c ^ 0x20) : c;
     }
-    return ret_buf(vm, out, &b);
+    *out = val_obj(r);
+    return 0;
 }
 
 static int bi_lower(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)

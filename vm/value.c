@@ -233,9 +233,8 @@ void heap_collect(Heap *h, void (*mark_roots)(void *ud, void *gray), void *ud)
 
 static uint32_t hash_u64(uint64_t x);
 
-/* Eight bytes per step (multiply-xorshift), then a full avalanche: strings
- * built by repeated `+=` are rehashed whole each time, so the per-byte cost
- * matters more than for a byte-at-a-time hash like FNV. */
+/* Eight bytes per step (multiply-xorshift), then a full avalanche. Never 0:
+ * ObjString.hash uses 0 for "not computed yet". */
 static uint32_t hash_bytes(const char *s, size_t len)
 {
     uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)len;
@@ -249,7 +248,17 @@ static uint32_t hash_bytes(const char *s, size_t len)
     uint64_t tail = 0;
     if (len > i) memcpy(&tail, s + i, len - i);
     h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
-    return hash_u64(h);
+    uint32_t r = hash_u64(h);
+    return r ? r : 1;
+}
+
+/* Strings are hashed on first use as a map key, not at creation: most
+ * strings a program builds (pieces, `+=` accumulators) never become keys,
+ * and hashing a long string costs as much as copying it. */
+uint32_t str_hash(ObjString *s)
+{
+    if (s->hash == 0) s->hash = hash_bytes(s->chars, s->len);
+    return s->hash;
 }
 
 bool utf8_valid(const char *s, size_t len)
@@ -275,12 +284,21 @@ bool utf8_valid(const char *s, size_t len)
     return true;
 }
 
+/* Code points = bytes that are not continuation bytes (10xxxxxx). Eight
+ * bytes per step: a continuation byte has bit 7 set and bit 6 clear. */
 size_t utf8_count(const char *s, size_t len)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80) n++;
-    return n;
+    const uint64_t high = 0x8080808080808080ULL;
+    size_t cont = 0, i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (!(w & high)) continue;  /* all ASCII */
+        cont += (size_t)__builtin_popcountll(w & ~(w << 1) & high);
+    }
+    for (; i < len; i++)
+        if (((unsigned char)s[i] & 0xC0) == 0x80) cont++;
+    return len - cont;
 }
 
 ObjString *str_new(Heap *h, const char *s, size_t len)
@@ -289,7 +307,16 @@ ObjString *str_new(Heap *h, const char *s, size_t len)
     if (!str) return NULL;
     if (len) memcpy(str->chars, s, len);
     str->nchars = utf8_count(s, len);
-    str->hash = hash_bytes(s, len);
+    str->hash = 0;
+    return str;
+}
+
+ObjString *str_alloc(Heap *h, size_t len, size_t nchars)
+{
+    ObjString *str = alloc_string(h, len);
+    if (!str) return NULL;
+    str->nchars = nchars;
+    str->hash = 0;
     return str;
 }
 
@@ -303,7 +330,7 @@ ObjString *str_concat(Heap *h, const ObjString *a, const ObjString *b)
     memcpy(str->chars, a->chars, a->len);
     memcpy(str->chars + a->len, b->chars, b->len);
     str->nchars = a->nchars + b->nchars;
-    str->hash = hash_bytes(str->chars, len);
+    str->hash = 0;
     return str;
 }
 
@@ -434,7 +461,7 @@ uint32_t val_hash(Value v)
         return hash_u64(bits);
     }
     case V_OBJ:
-        if (v.as.obj->type == OBJ_STRING) return ((ObjString *)v.as.obj)->hash;
+        if (v.as.obj->type == OBJ_STRING) return str_hash((ObjString *)v.as.obj);
         return hash_u64((uint64_t)(uintptr_t)v.as.obj);
     }
     return 0;
@@ -477,7 +504,9 @@ static bool equal_depth(Value a, Value b, int depth)
     switch (x->type) {
     case OBJ_STRING: {
         const ObjString *s = (const ObjString *)x, *t = (const ObjString *)y;
-        return s->len == t->len && s->hash == t->hash && memcmp(s->chars, t->chars, s->len) == 0;
+        if (s->len != t->len) return false;
+        if (s->hash && t->hash && s->hash != t->hash) return false;  /* only when both are known */
+        return memcmp(s->chars, t->chars, s->len) == 0;
     }
     case OBJ_LIST: {
         const ObjList *l = (const ObjList *)x, *m = (const ObjList *)y;
@@ -665,6 +694,37 @@ const char *val_type_name(Value v)
     return "?";
 }
 
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Two digits per division, written from the end (str(i) and printing ints
+ * are hot enough in real programs that printf's parsing shows). */
+size_t fmt_int(char buf[FMT_INT_MAX], int64_t i)
+{
+    char tmp[FMT_INT_MAX];
+    char *p = tmp + FMT_INT_MAX;
+    uint64_t u = i < 0 ? 0 - (uint64_t)i : (uint64_t)i;  /* INT64_MIN too */
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--p = digit_pairs[d + 1];
+        *--p = digit_pairs[d];
+    }
+    if (u >= 10) {
+        unsigned d = (unsigned)u * 2;
+        *--p = digit_pairs[d + 1];
+        *--p = digit_pairs[d];
+    } else {
+        *--p = (char)('0' + u);
+    }
+    if (i < 0) *--p = '-';
+    size_t n = (size_t)(tmp + FMT_INT_MAX - p);
+    memcpy(buf, p, n);
+    return n;
+}
+
 /* The correctly rounded prec-digit decimal of d (d > 0): its digits as an
  * integer and the power of ten of its last digit. */
 static void round_digits(double d, int prec, uint64_t *mant, int *scale)
@@ -733,7 +793,8 @@ void fmt_double(StrBuf *b, double d)
         d = -d;
     }
     if (d < 1e21 && d == floor(d) && d < 9007199254740992.0) {
-        sb_printf(b, "%.0f", d);  /* integral and exact: the common case, printed directly */
+        char digits[FMT_INT_MAX];  /* integral and exact: the common case, printed directly */
+        sb_append(b, digits, fmt_int(digits, (int64_t)d));
         return;
     }
     char digits[24];
@@ -798,7 +859,11 @@ static void render(StrBuf *b, Value v, bool top, int depth)
     switch (v.type) {
     case V_NIL: sb_append(b, top ? "nil" : "null", top ? 3 : 4); return;
     case V_BOOL: if (v.as.b) sb_append(b, "true", 4); else sb_append(b, "false", 5); return;
-    case V_INT: sb_printf(b, "%lld", (long long)v.as.i); return;
+    case V_INT: {
+        char digits[FMT_INT_MAX];
+        sb_append(b, digits, fmt_int(digits, v.as.i));
+        return;
+    }
     case V_FLOAT: fmt_double(b, v.as.f); return;
     case V_OBJ: break;
     }

@@ -196,6 +196,14 @@ static inline bool heap_should_collect(const Heap *h) { return h->bytes_allocate
 ObjString *str_new(Heap *h, const char *s, size_t len);  /* copies; len in bytes */
 ObjString *str_cstr(Heap *h, const char *s);
 ObjString *str_concat(Heap *h, const ObjString *a, const ObjString *b);
+/* A string of len bytes whose chars the caller fills in (before anything
+ * reads it); nchars must be their UTF-8 code point count. */
+ObjString *str_alloc(Heap *h, size_t len, size_t nchars);
+/* The string's hash, computed on first use and cached in s->hash. */
+uint32_t str_hash(ObjString *s);
+/* Decimal text of i into buf (no NUL); returns the byte count. */
+#define FMT_INT_MAX 20
+size_t fmt_int(char buf[FMT_INT_MAX], int64_t i);
 bool utf8_valid(const char *s, size_t len);
 size_t utf8_count(const char *s, size_t len);
 /* A growable byte buffer for building strings. */

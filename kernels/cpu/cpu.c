@@ -119,118 +119,196 @@ static void quant_row(Cpu *c, KDtype t, const float *src, void *dst, int64_t n)
 
 /* ---- matmul ------------------------------------------------------------------ */
 
+/* One weight matrix of a (possibly fused) matmul. Its rows are numbered
+ * after the previous parts' ("virtual rows"), so one parallel job can cover
+ * q, k and v, or gate and up, reading x's quantized copy once. */
 typedef struct {
-    Cpu *c;
     const KTensor *w;
     const float *bias;
+    float *y;
+    int64_t rows;
+    int64_t row0;               /* first virtual row */
+    size_t wrb;                 /* weight row bytes */
+    KDtype qt;                  /* activation format */
+    const uint8_t *xq;          /* x in that format (or x itself for F32) */
+    size_t xrb;                 /* its row bytes */
+    float *xr;                  /* gemm path: x rounded through that format */
+    cpu_dot_fn dot;
+    cpu_dot4_fn dot4;           /* four tokens at once (same results), or NULL */
+} MatPart;
+
+typedef struct {
+    Cpu *c;
     const float *x;
     int n;
-    float *y;
-    int64_t k, rows;
-    size_t wrb;                 /* weight row bytes */
-    const uint8_t *xq;          /* quantized x (or x itself for F32) */
-    float *xr;                  /* gemm path: x rounded through the activation format */
-    size_t xrb;                 /* activation row bytes */
-    cpu_dot_fn dot;
+    int64_t k;
+    int n_parts;
+    MatPart p[K_MATMUL_MAX_PARTS];
+    int64_t total_rows;
     int chunk;                  /* rows per task */
-    KDtype qt;
+    const MatPart *cur;         /* quant_task / round_task / gemm_task: the part being done */
 } MatJob;
 
 static void quant_task(void *arg, int task, int thread)
 {
     MatJob *j = arg;
-    quant_row(j->c, j->qt, j->x + (size_t)task * j->k, (uint8_t *)j->xq + (size_t)task * j->xrb, j->k);
+    const MatPart *p = j->cur;
+    quant_row(j->c, p->qt, j->x + (size_t)task * j->k, (uint8_t *)p->xq + (size_t)task * p->xrb, j->k);
 }
 
 /* gemm path: row `task` of x -> activation format -> f32 */
 static void round_task(void *arg, int task, int thread)
 {
     MatJob *j = arg;
-    uint8_t *q = (uint8_t *)j->xq + (size_t)task * j->xrb;
-    quant_row(j->c, j->qt, j->x + (size_t)task * j->k, q, j->k);
-    dequant_row(j->c, j->qt, q, j->xr + (size_t)task * j->k, j->k);
+    const MatPart *p = j->cur;
+    uint8_t *q = (uint8_t *)p->xq + (size_t)task * p->xrb;
+    quant_row(j->c, p->qt, j->x + (size_t)task * j->k, q, j->k);
+    dequant_row(j->c, p->qt, q, p->xr + (size_t)task * j->k, j->k);
+}
+
+static void dot_rows(const MatJob *j, const MatPart *p, int64_t r0, int64_t r1)
+{
+    const uint8_t *w = (const uint8_t *)p->w->data;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *wr = w + r * p->wrb;
+        float b = p->bias ? p->bias[r] : 0.0f;
+        int t = 0;
+        if (p->dot4)
+            for (; t + 4 <= j->n; t += 4) {
+                float s[4];
+                p->dot4(j->k, wr, p->xq + (size_t)t * p->xrb, p->xrb, s);
+                for (int i = 0; i < 4; i++) p->y[(size_t)(t + i) * p->rows + r] = s[i] + b;
+            }
+        for (; t < j->n; t++) p->y[(size_t)t * p->rows + r] = p->dot(j->k, wr, p->xq + (size_t)t * p->xrb) + b;
+    }
 }
 
 static void dot_task(void *arg, int task, int thread)
 {
     MatJob *j = arg;
-    int64_t r0 = (int64_t)task * j->chunk, r1 = r0 + j->chunk;
-    if (r1 > j->rows) r1 = j->rows;
-    const uint8_t *w = (const uint8_t *)j->w->data;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *wr = w + r * j->wrb;
-        float b = j->bias ? j->bias[r] : 0.0f;
-        for (int t = 0; t < j->n; t++)
-            j->y[(size_t)t * j->rows + r] = j->dot(j->k, wr, j->xq + (size_t)t * j->xrb) + b;
+    int64_t v0 = (int64_t)task * j->chunk, v1 = v0 + j->chunk;
+    if (v1 > j->total_rows) v1 = j->total_rows;
+    for (int i = 0; i < j->n_parts; i++) {
+        const MatPart *p = &j->p[i];
+        int64_t a = v0 > p->row0 ? v0 : p->row0, b = v1 < p->row0 + p->rows ? v1 : p->row0 + p->rows;
+        if (a < b) dot_rows(j, p, a - p->row0, b - p->row0);
     }
 }
 
 static void gemm_task(void *arg, int task, int thread)
 {
     MatJob *j = arg;
+    const MatPart *p = j->cur;
     int64_t r0 = (int64_t)task * j->chunk, r1 = r0 + j->chunk;
-    if (r1 > j->rows) r1 = j->rows;
+    if (r1 > p->rows) r1 = p->rows;
     int nr = (int)(r1 - r0);
     const float *wt;
-    if (j->w->dtype == K_DTYPE_F32) {
-        wt = (const float *)j->w->data + r0 * j->k;
+    if (p->w->dtype == K_DTYPE_F32) {
+        wt = (const float *)p->w->data + r0 * j->k;
     } else {
         float *tile = j->c->ts[thread].buf;
-        const uint8_t *w = (const uint8_t *)j->w->data;
-        for (int i = 0; i < nr; i++) dequant_row(j->c, j->w->dtype, w + (r0 + i) * j->wrb, tile + (size_t)i * j->k, j->k);
+        const uint8_t *w = (const uint8_t *)p->w->data;
+        for (int i = 0; i < nr; i++) dequant_row(j->c, p->w->dtype, w + (r0 + i) * p->wrb, tile + (size_t)i * j->k, j->k);
         wt = tile;
     }
-    float *y = j->y + r0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, nr, (int)j->k, 1.0f, j->xr, (int)j->k, wt, (int)j->k,
-                0.0f, y, (int)j->rows);
-    if (j->bias)
+    float *y = p->y + r0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, nr, (int)j->k, 1.0f, p->xr, (int)j->k, wt, (int)j->k,
+                0.0f, y, (int)p->rows);
+    if (p->bias)
         for (int t = 0; t < j->n; t++)
-            for (int i = 0; i < nr; i++) y[(size_t)t * j->rows + i] += j->bias[r0 + i];
+            for (int i = 0; i < nr; i++) y[(size_t)t * p->rows + i] += p->bias[r0 + i];
+}
+
+/* Gives every part its x in its activation format. Parts with the same
+ * format share one copy. With `rounded`, also the f32 expansion (gemm path). */
+static int prepare_x(MatJob *j, int rounded)
+{
+    Cpu *c = j->c;
+    size_t qbytes = 0, fbytes = 0;
+    for (int i = 0; i < j->n_parts; i++) {
+        MatPart *p = &j->p[i];
+        p->xrb = p->qt == K_DTYPE_F32 ? (size_t)j->k * sizeof(float) : k_row_bytes(p->qt, j->k);
+        if (p->qt == K_DTYPE_F32) continue;
+        qbytes += p->xrb * (size_t)j->n;
+        fbytes += (size_t)j->n * (size_t)j->k * sizeof(float);
+    }
+    if (grow_bytes(c, (void **)&c->xq, &c->xq_cap, qbytes ? qbytes : 1)) return -1;
+    if (rounded && grow_bytes(c, (void **)&c->xr, &c->xr_cap, fbytes ? fbytes : 1)) return -1;
+    size_t qoff = 0, foff = 0;
+    for (int i = 0; i < j->n_parts; i++) {
+        MatPart *p = &j->p[i];
+        if (p->qt == K_DTYPE_F32) {
+            p->xq = (const uint8_t *)j->x;
+            p->xr = (float *)j->x;
+            continue;
+        }
+        int shared = -1;
+        for (int k = 0; k < i; k++)
+            if (j->p[k].qt == p->qt) shared = k;
+        if (shared >= 0) {
+            p->xq = j->p[shared].xq;
+            p->xr = j->p[shared].xr;
+            continue;
+        }
+        p->xq = c->xq + qoff;
+        qoff += p->xrb * (size_t)j->n;
+        if (rounded) {
+            p->xr = (float *)((uint8_t *)c->xr + foff);
+            foff += (size_t)j->n * (size_t)j->k * sizeof(float);
+        }
+        j->cur = p;
+        if (rounded) cpu_pool_run(c->pool, j->n, round_task, j);
+        else if (j->n >= 4) cpu_pool_run(c->pool, j->n, quant_task, j);
+        else for (int t = 0; t < j->n; t++) quant_task(j, t, 0);
+    }
+    return 0;
+}
+
+static void cpu_matmul_multi(void *ctx, int count, const KTensor *const *w, const float *const *bias,
+                             const float *x, int n, float *const *y)
+{
+    Cpu *c = ctx;
+    if (n <= 0 || count <= 0) return;
+    if (count > K_MATMUL_MAX_PARTS) {
+        if (!c->error) c->error = "cpu backend: matmul_multi given more than K_MATMUL_MAX_PARTS matrices";
+        return;
+    }
+    MatJob j = {.c = c, .x = x, .n = n, .k = w[0]->ne[0], .n_parts = count};
+    int64_t row0 = 0;
+    for (int i = 0; i < count; i++) {
+        MatPart *p = &j.p[i];
+        *p = (MatPart){.w = w[i], .bias = bias ? bias[i] : NULL, .y = y[i], .rows = w[i]->ne[1], .row0 = row0,
+                       .wrb = k_row_bytes(w[i]->dtype, j.k), .qt = cpu_dot_type(w[i]->dtype)};
+        p->dot = c->simd ? cpu_avx2_dot(p->w->dtype) : NULL;
+        p->dot4 = c->simd ? cpu_avx2_dot4(p->w->dtype) : NULL;
+        if (!p->dot) p->dot = cpu_dot_scalar(p->w->dtype);
+        row0 += p->rows;
+    }
+    j.total_rows = row0;
+    if (c->blas && n >= BLAS_MIN_ROWS) {
+        if (prepare_x(&j, 1)) return;
+        for (int i = 0; i < count; i++) {
+            MatPart *p = &j.p[i];
+            int chunk = TILE_ROWS;
+            while (chunk > 8 && (p->rows + chunk - 1) / chunk < 2 * c->n_threads) chunk /= 2;
+            j.chunk = chunk;
+            if (p->w->dtype != K_DTYPE_F32 && reserve_thread_scratch(c, (size_t)chunk * j.k)) return;
+            j.cur = p;
+            cpu_pool_run(c->pool, (int)((p->rows + chunk - 1) / chunk), gemm_task, &j);
+        }
+        return;
+    }
+    if (prepare_x(&j, 0)) return;
+    /* ~4 tasks per thread for balance, at least 4 rows each */
+    int chunk = (int)((j.total_rows + 4 * c->n_threads - 1) / (4 * c->n_threads));
+    if (chunk < 4) chunk = 4;
+    j.chunk = chunk;
+    cpu_pool_run(c->pool, (int)((j.total_rows + chunk - 1) / chunk), dot_task, &j);
 }
 
 static void cpu_matmul(void *ctx, const KTensor *w, const float *bias, const float *x, int n, float *y)
 {
-    Cpu *c = ctx;
-    MatJob j = {.c = c, .w = w, .bias = bias, .x = x, .n = n, .y = y, .k = w->ne[0], .rows = w->ne[1]};
-    j.wrb = k_row_bytes(w->dtype, j.k);
-    if (n <= 0) return;
-    j.qt = cpu_dot_type(w->dtype);
-    if (c->blas && n >= BLAS_MIN_ROWS) {
-        int chunk = TILE_ROWS;
-        while (chunk > 8 && (j.rows + chunk - 1) / chunk < 2 * c->n_threads) chunk /= 2;
-        j.chunk = chunk;
-        if (w->dtype != K_DTYPE_F32 && reserve_thread_scratch(c, (size_t)chunk * j.k)) return;
-        j.xr = (float *)x;
-        if (j.qt != K_DTYPE_F32) {
-            j.xrb = k_row_bytes(j.qt, j.k);
-            size_t fbytes = (size_t)n * (size_t)j.k * sizeof(float);
-            if (grow_bytes(c, (void **)&c->xq, &c->xq_cap, j.xrb * (size_t)n) ||
-                grow_bytes(c, (void **)&c->xr, &c->xr_cap, fbytes))
-                return;
-            j.xq = c->xq;
-            j.xr = c->xr;
-            cpu_pool_run(c->pool, n, round_task, &j);
-        }
-        cpu_pool_run(c->pool, (int)((j.rows + chunk - 1) / chunk), gemm_task, &j);
-        return;
-    }
-    j.dot = c->simd ? cpu_avx2_dot(w->dtype) : NULL;
-    if (!j.dot) j.dot = cpu_dot_scalar(w->dtype);
-    if (j.qt == K_DTYPE_F32) {
-        j.xq = (const uint8_t *)x;
-        j.xrb = (size_t)j.k * sizeof(float);
-    } else {
-        j.xrb = k_row_bytes(j.qt, j.k);
-        if (grow_bytes(c, (void **)&c->xq, &c->xq_cap, j.xrb * (size_t)n)) return;
-        j.xq = c->xq;
-        if (n >= 4) cpu_pool_run(c->pool, n, quant_task, &j);
-        else for (int t = 0; t < n; t++) quant_task(&j, t, 0);
-    }
-    /* ~4 tasks per thread for balance, at least 4 rows each */
-    int chunk = (int)((j.rows + 4 * c->n_threads - 1) / (4 * c->n_threads));
-    if (chunk < 4) chunk = 4;
-    j.chunk = chunk;
-    cpu_pool_run(c->pool, (int)((j.rows + chunk - 1) / chunk), dot_task, &j);
+    cpu_matmul_multi(ctx, 1, &w, &bias, x, n, &y);
 }
 
 /* ---- row ops ------------------------------------------------------------------- */

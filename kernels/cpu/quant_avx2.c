@@ -55,70 +55,123 @@ static inline __m256i mul_ss(__m256i a, __m256i b)
     return mul_us(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
 }
 
+/* The 32-element block formats share one kernel shape: a weight row against
+ * T activation rows (T = 1..4, a compile-time constant after inlining).
+ * Each token gets exactly the operations the T = 1 case performs, in the
+ * same order, so results do not depend on how tokens are grouped: a row
+ * computed in a batch of 8 is bit-identical to the same row computed alone.
+ * Blocks are taken two at a time into two accumulators (acc0 even, acc1
+ * odd blocks) for instruction-level parallelism. */
+#define MAXT 4
+
+typedef enum { B_Q4_0, B_Q4_1, B_Q8_0 } BlockKind;
+
+static inline __m256i load_w(BlockKind k, const uint8_t *a)
+{
+    switch (k) {
+    case B_Q4_0: return _mm256_sub_epi8(unpack_nibbles(a + 2), _mm256_set1_epi8(8));
+    case B_Q4_1: return unpack_nibbles(a + 4);
+    default: return _mm256_loadu_si256((const __m256i *)(a + 2));
+    }
+}
+
+/* sum over the block of w*y as 8 int32 lanes */
+static inline __m256i block_dot(BlockKind k, __m256i q, __m256i y)
+{
+    return k == B_Q4_1 ? mul_us(q, y) : mul_ss(q, y);
+}
+
+static inline __attribute__((always_inline)) void dot_rows(BlockKind k, int T, int64_t n, const uint8_t *a,
+                                                          const uint8_t *const *xs, float *out)
+{
+    const int wb = k == B_Q4_0 ? 18 : k == B_Q4_1 ? 20 : 34; /* weight block bytes */
+    const int xb = k == B_Q4_1 ? 36 : 34;                    /* activation block bytes */
+    const int yo = k == B_Q4_1 ? 4 : 2;                      /* quants offset in an activation block */
+    __m256 acc0[MAXT], acc1[MAXT];
+    float summ[MAXT];
+    for (int t = 0; t < T; t++) {
+        acc0[t] = _mm256_setzero_ps();
+        acc1[t] = _mm256_setzero_ps();
+        summ[t] = 0;
+    }
+    int64_t nb = n / 32, i = 0;
+    for (; i + 1 < nb; i += 2) {
+        const uint8_t *w0 = a + i * wb, *w1 = w0 + wb;
+        __m256i q0 = load_w(k, w0), q1 = load_w(k, w1);
+        float d0 = ld_f16(w0), d1 = ld_f16(w1);
+        for (int t = 0; t < T; t++) {
+            const uint8_t *b0 = xs[t] + i * xb, *b1 = b0 + xb;
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(b0 + yo));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(b1 + yo));
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * ld_f16(b0)), _mm256_cvtepi32_ps(block_dot(k, q0, y0)), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * ld_f16(b1)), _mm256_cvtepi32_ps(block_dot(k, q1, y1)), acc1[t]);
+            if (k == B_Q4_1) summ[t] += ld_f16(w0 + 2) * ld_f16(b0 + 2) + ld_f16(w1 + 2) * ld_f16(b1 + 2);
+        }
+    }
+    for (; i < nb; i++) {
+        const uint8_t *w0 = a + i * wb;
+        __m256i q0 = load_w(k, w0);
+        float d0 = ld_f16(w0);
+        for (int t = 0; t < T; t++) {
+            const uint8_t *b0 = xs[t] + i * xb;
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(b0 + yo));
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * ld_f16(b0)), _mm256_cvtepi32_ps(block_dot(k, q0, y0)), acc0[t]);
+            if (k == B_Q4_1) summ[t] += ld_f16(w0 + 2) * ld_f16(b0 + 2);
+        }
+    }
+    for (int t = 0; t < T; t++) out[t] = hsum_ps(_mm256_add_ps(acc0[t], acc1[t])) + summ[t];
+}
+
 static float dot_q4_0(int64_t n, const void *w, const void *x)
 {
-    const uint8_t *a = w, *b = x;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / 32, i = 0;
-    const __m256i off = _mm256_set1_epi8(8);
-    for (; i + 1 < nb; i += 2, a += 36, b += 68) {
-        __m256i q0 = _mm256_sub_epi8(unpack_nibbles(a + 2), off);
-        __m256i q1 = _mm256_sub_epi8(unpack_nibbles(a + 20), off);
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)(b + 2));
-        __m256i y1 = _mm256_loadu_si256((const __m256i *)(b + 36));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * ld_f16(b)), _mm256_cvtepi32_ps(mul_ss(q0, y0)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a + 18) * ld_f16(b + 34)), _mm256_cvtepi32_ps(mul_ss(q1, y1)), acc1);
-    }
-    for (; i < nb; i++, a += 18, b += 34) {
-        __m256i q0 = _mm256_sub_epi8(unpack_nibbles(a + 2), off);
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)(b + 2));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * ld_f16(b)), _mm256_cvtepi32_ps(mul_ss(q0, y0)), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
+    const uint8_t *xs[1] = {x};
+    float r;
+    dot_rows(B_Q4_0, 1, n, w, xs, &r);
+    return r;
 }
 
 static float dot_q4_1(int64_t n, const void *w, const void *x)
 {
-    const uint8_t *a = w, *b = x;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float summ = 0;
-    int64_t nb = n / 32, i = 0;
-    for (; i + 1 < nb; i += 2, a += 40, b += 72) {
-        __m256i q0 = unpack_nibbles(a + 4), q1 = unpack_nibbles(a + 24);
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)(b + 4));
-        __m256i y1 = _mm256_loadu_si256((const __m256i *)(b + 40));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * ld_f16(b)), _mm256_cvtepi32_ps(mul_us(q0, y0)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a + 20) * ld_f16(b + 36)), _mm256_cvtepi32_ps(mul_us(q1, y1)), acc1);
-        summ += ld_f16(a + 2) * ld_f16(b + 2) + ld_f16(a + 22) * ld_f16(b + 38);
-    }
-    for (; i < nb; i++, a += 20, b += 36) {
-        __m256i q0 = unpack_nibbles(a + 4);
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)(b + 4));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * ld_f16(b)), _mm256_cvtepi32_ps(mul_us(q0, y0)), acc0);
-        summ += ld_f16(a + 2) * ld_f16(b + 2);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1)) + summ;
+    const uint8_t *xs[1] = {x};
+    float r;
+    dot_rows(B_Q4_1, 1, n, w, xs, &r);
+    return r;
 }
 
 static float dot_q8_0(int64_t n, const void *w, const void *x)
 {
-    const uint8_t *a = w, *b = x;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / 32, i = 0;
-    for (; i + 1 < nb; i += 2, a += 68, b += 68) {
-        __m256i q0 = _mm256_loadu_si256((const __m256i *)(a + 2));
-        __m256i q1 = _mm256_loadu_si256((const __m256i *)(a + 36));
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)(b + 2));
-        __m256i y1 = _mm256_loadu_si256((const __m256i *)(b + 36));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * ld_f16(b)), _mm256_cvtepi32_ps(mul_ss(q0, y0)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a + 34) * ld_f16(b + 34)), _mm256_cvtepi32_ps(mul_ss(q1, y1)), acc1);
+    const uint8_t *xs[1] = {x};
+    float r;
+    dot_rows(B_Q8_0, 1, n, w, xs, &r);
+    return r;
+}
+
+static void dot4_q4_0(int64_t n, const void *w, const void *x, size_t xstride, float *out)
+{
+    const uint8_t *b = x, *xs[4] = {b, b + xstride, b + 2 * xstride, b + 3 * xstride};
+    dot_rows(B_Q4_0, 4, n, w, xs, out);
+}
+
+static void dot4_q4_1(int64_t n, const void *w, const void *x, size_t xstride, float *out)
+{
+    const uint8_t *b = x, *xs[4] = {b, b + xstride, b + 2 * xstride, b + 3 * xstride};
+    dot_rows(B_Q4_1, 4, n, w, xs, out);
+}
+
+static void dot4_q8_0(int64_t n, const void *w, const void *x, size_t xstride, float *out)
+{
+    const uint8_t *b = x, *xs[4] = {b, b + xstride, b + 2 * xstride, b + 3 * xstride};
+    dot_rows(B_Q8_0, 4, n, w, xs, out);
+}
+
+cpu_dot4_fn cpu_avx2_dot4(KDtype w)
+{
+    switch (w) {
+    case K_DTYPE_Q4_0: return dot4_q4_0;
+    case K_DTYPE_Q4_1: return dot4_q4_1;
+    case K_DTYPE_Q8_0: return dot4_q8_0;
+    default: return NULL;
     }
-    for (; i < nb; i++, a += 34, b += 34) {
-        __m256i q0 = _mm256_loadu_si256((const __m256i *)(a + 2));
-        __m256i y0 = _mm256_loadu_si256((const __m256i *)(b + 2));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * ld_f16(b)), _mm256_cvtepi32_ps(mul_ss(q0, y0)), acc0);
-    }
-    return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
 /* Q4_K / Q5_K packed 6-bit scales and mins -> sc[8], m[8] */

@@ -51,6 +51,12 @@ static void ref_matmul(void *ctx, const KTensor *w, const float *bias, const flo
     }
 }
 
+static void ref_matmul_multi(void *ctx, int count, const KTensor *const *w, const float *const *bias,
+                             const float *x, int n, float *const *y)
+{
+    for (int i = 0; i < count; i++) ref_matmul(ctx, w[i], bias ? bias[i] : NULL, x, n, y[i]);
+}
+
 static void ref_embed(void *ctx, const KTensor *e, const int32_t *tokens, int n, float *out)
 {
     int64_t k = e->ne[0];

@@ -13,6 +13,12 @@
 /* Dot kernel for weight dtype w, or NULL when there is no AVX2 version. */
 cpu_dot_fn cpu_avx2_dot(KDtype w);
 
+/* One weight row against four activation rows x, x + xstride, ...:
+ * out[t] is bit-identical to cpu_avx2_dot(w)(n, w, x + t*xstride). NULL
+ * where there is no such kernel for w. */
+typedef void (*cpu_dot4_fn)(int64_t n, const void *w, const void *x, size_t xstride, float *out);
+cpu_dot4_fn cpu_avx2_dot4(KDtype w);
+
 /* Activation quantization (same results as cpu_quant_row up to rounding
  * ties); returns -1 for a type it does not handle. */
 int cpu_avx2_quant_row(KDtype t, const float *src, void *dst, int64_t n);

@@ -274,6 +274,36 @@ Test(dot, avx2_matches_scalar)
         }
 }
 
+Test(dot, four_token_kernels_are_bit_identical_to_one_token)
+{
+    if (!cpu_has_avx2()) cr_skip_test("CPU has no AVX2/FMA/F16C");
+    int64_t ks[] = {32, 96, 576, 1536};
+    int found = 0;
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+        for (int ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+            KDtype t = weight_types[ti], at = cpu_dot_type(t);
+            cpu_dot4_fn d4 = cpu_avx2_dot4(t);
+            if (!d4 || ks[ki] % k_dtype_block(t)) continue;
+            found++;
+            int64_t k = ks[ki];
+            size_t xrb = k_row_bytes(at, k);
+            uint8_t *w = random_rows(t, k, 1), *xq = malloc(4 * xrb);
+            float *x = random_floats((size_t)(4 * k), 1.0f);
+            for (int i = 0; i < 4; i++) cpu_quant_row(at, x + i * k, xq + i * xrb, k);
+            float four[4];
+            d4(k, w, xq, xrb, four);
+            for (int i = 0; i < 4; i++) {
+                float one = cpu_avx2_dot(t)(k, w, xq + i * xrb);
+                cr_assert(memcmp(&one, &four[i], 4) == 0, "%s k=%lld token %d: %.9g vs %.9g", k_dtype_name(t),
+                          (long long)k, i, one, four[i]);
+            }
+            free(w);
+            free(xq);
+            free(x);
+        }
+    cr_assert(found >= 9, "Q4_0, Q4_1 and Q8_0 have four-token kernels");
+}
+
 Test(dot, avx2_activation_quantization_is_bit_exact)
 {
     if (!cpu_has_avx2()) cr_skip_test("CPU has no AVX2/FMA/F16C");
@@ -393,6 +423,52 @@ Test(ops, matmul_every_dtype_and_batch_size)
         }
         free((void *)w.data);
         free(bias);
+    }
+}
+
+Test(ops, matmul_multi_mixed_dtypes_equals_separate_matmuls)
+{
+    int64_t k = 256;
+    KDtype ts[3] = {K_DTYPE_Q4_1, K_DTYPE_Q8_0, K_DTYPE_Q4_K};
+    int64_t rows[3] = {40, 24, 24};
+    KTensor w[3];
+    const KTensor *wp[3];
+    float *bias[3], *ys[3], *ysep[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = (KTensor){.dtype = ts[i], .ne = {k, rows[i], 1, 1}, .data = random_rows(ts[i], k, rows[i])};
+        wp[i] = &w[i];
+        bias[i] = i == 1 ? NULL : random_floats((size_t)rows[i], 0.1f);
+    }
+    int ns[] = {1, 5, 33};
+    for (size_t ni = 0; ni < 3; ni++) {
+        int n = ns[ni];
+        float *x = random_floats((size_t)n * k, 1.0f);
+        for (int i = 0; i < 3; i++) {
+            ys[i] = malloc((size_t)n * rows[i] * 4);
+            ysep[i] = malloc((size_t)n * rows[i] * 4);
+        }
+        for (int v = 0; v < N_VARIANTS; v++) {
+            KBackend *b = fast_be[v];
+            b->matmul_multi(b->ctx, 3, wp, (const float *const *)bias, x, n, ys);
+            cr_assert_null(b->error(b->ctx));
+            for (int i = 0; i < 3; i++) {
+                b->matmul(b->ctx, &w[i], bias[i], x, n, ysep[i]);
+                cr_assert(memcmp(ys[i], ysep[i], (size_t)n * rows[i] * 4) == 0, "%s part %d n=%d",
+                          variants[v].name, i, n);
+            }
+        }
+        ref_be->matmul_multi(ref_be->ctx, 3, wp, (const float *const *)bias, x, n, ys);
+        for (int i = 0; i < 3; i++) {
+            ref_be->matmul(ref_be->ctx, &w[i], bias[i], x, n, ysep[i]);
+            cr_assert(memcmp(ys[i], ysep[i], (size_t)n * rows[i] * 4) == 0);
+            free(ys[i]);
+            free(ysep[i]);
+        }
+        free(x);
+    }
+    for (int i = 0; i < 3; i++) {
+        free((void *)w[i].data);
+        free(bias[i]);
     }
 }
 
