@@ -405,6 +405,12 @@ static const char *be_end_of_turn(void *ctx)
     return r->eot;
 }
 
+static const char *be_chat_template(void *ctx)
+{
+    RtEngine *r = ctx;
+    return tok_chat_template(eng_tokenizer(r->e));
+}
+
 /* ---- lifetime ------------------------------------------------------------------ */
 
 RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t errcap)
@@ -438,6 +444,7 @@ RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t e
     r->be.role_begin = be_role_begin;
     r->be.role_end = be_role_end;
     r->be.end_of_turn = be_end_of_turn;
+    r->be.chat_template = be_chat_template;
     return r;
 }
 

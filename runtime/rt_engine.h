@@ -6,7 +6,8 @@
  * requests and results, select's scoring methods applied to the engine's
  * score results, and a small cache of tokenizations (below). Does not own:
  * the Engine (borrowed; it must outlive this backend), chat templates (the
- * caller passes the role markers it chose, or none).
+ * caller passes the role markers it chose, or none; chat_template() hands
+ * the VM the tokenizer's Jinja template so that it can pick one).
  *
  *   VM fiber ── gen/select ──► rt_engine ── eng_submit / eng_score ──► engine thread
  *   VM wait() ◄── callback ◄── eng_wait (pumps completions on the VM thread)

@@ -786,6 +786,8 @@ Test(engine, rt_backend_gen_select_and_token_reuse)
     RtBackend *be = rt_engine_backend(r);
     cr_assert_str_eq(be->role_begin(be->ctx, RT_ROLE_USER), "<|im_start|>user\n");
     cr_assert_str_eq(be->end_of_turn(be->ctx), "<|im_end|>");
+    const char *tmpl = be->chat_template(be->ctx);
+    cr_assert(tmpl && strstr(tmpl, "<|im_start|>"), "SmolLM2 ships a ChatML template");
     cr_assert_eq(be->wait(be->ctx), -1);
 
     /* gen */
