@@ -276,6 +276,8 @@ int cmd_run(int argc, char **argv)
         }
         free(lines);
         free(results);
+        fflush(stdout);
+        cli_engine_report(engine);
         goto out_vm;
     }
 
