@@ -54,7 +54,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
             python3 python3-pip python3-venv pkg-config valgrind unzip bc
 
-.PHONY: all deps model vocab run test unit lang-test asan fuzz bench clean
+.PHONY: all deps model vocab run test unit lang-test e2e-test asan fuzz bench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so
@@ -130,7 +130,7 @@ $(VOCAB_DIR)/.done:
 
 # ---- tests --------------------------------------------------------------
 test: deps all model vocab
-	@$(MAKE) --no-print-directory unit lang-test
+	@$(MAKE) --no-print-directory unit lang-test e2e-test
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)
@@ -142,6 +142,10 @@ unit: $(UNIT_BINS)
 
 lang-test: $(BUILD)/sgl
 	@SGL=$(BUILD)/sgl sh tests/lang/run.sh
+
+# End-to-end on the default model (skips without it): tests/e2e/run.sh.
+e2e-test: $(BUILD)/sgl
+	@SGL=$(BUILD)/sgl sh tests/e2e/run.sh
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \

@@ -7,6 +7,10 @@
  * JSON is decoded with vm/json.h onto the VM heap; results are written as
  * compact JSON here (values JSON cannot hold are written as their str()
  * text, a state as {"text", "vars"}).
+ *
+ * Before each run the VM is told the chat template to use (the embedder's
+ * name, or NULL: the model's) and the stdlib directory to load it from
+ * (vm/chat.h); sgl_run_batch reports progress from the VM's run-done hook.
  */
 #include "include/sgl.h"
 
@@ -352,6 +356,13 @@ static char *error_json(const char *msg)
 
 /* ---- running ---- */
 
+/* The chat template for role blocks: the embedder's name (or NULL: the
+ * model's), loaded from this VM's stdlib directory on first use. */
+static int configure_chat(sgl_vm *vm)
+{
+    return vm_set_chat_template(vm->vm, vm->chat_template, stdlib_dir(vm));
+}
+
 /* Finds the entry: the global slot of function `fn` in module 0 and its
  * prototype; -1 for "top level only" (no main, fn not given). */
 static sgl_status find_entry(sgl_vm *vm, const Program *p, const char *fn, int *slot, const Proto **proto)
@@ -434,6 +445,7 @@ sgl_status sgl_run(sgl_vm *vm, sgl_program *prog, const char *fn, const char *ar
         set_err(vm, uerr);
         return SGL_ERR_USAGE;
     }
+    if (configure_chat(vm) < 0) return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
     VmRun *r = vm_run_new(vm->vm, prog->prog, slot, args, proto ? proto->nparams : 0, mask);
     if (!r) return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
     vm_run_all(vm->vm);
@@ -447,6 +459,24 @@ sgl_status sgl_run(sgl_vm *vm, sgl_program *prog, const char *fn, const char *ar
     return st;
 }
 
+typedef struct {
+    sgl_vm *vm;
+    int done, total;
+} BatchProgress;
+
+static void batch_step(void *ud)
+{
+    BatchProgress *bp = ud;
+    bp->done++;
+    if (bp->vm->progress) bp->vm->progress(bp->vm->progress_ud, bp->done, bp->total);
+}
+
+static void batch_run_done(void *ud, VmRun *r)
+{
+    (void)r;
+    batch_step(ud);
+}
+
 sgl_status sgl_run_batch(sgl_vm *vm, sgl_program *prog, const char *fn, const char *const *args_json_list, int count,
                          char **results_json)
 {
@@ -456,7 +486,13 @@ sgl_status sgl_run_batch(sgl_vm *vm, sgl_program *prog, const char *fn, const ch
     sgl_status st = find_entry(vm, prog->prog, fn, &slot, &proto);
     if (st != SGL_OK) return st;
     VmRun **runs = calloc((size_t)(count > 0 ? count : 1), sizeof(VmRun *));
-    if (!runs) return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
+    if (!runs || configure_chat(vm) < 0) {
+        free(runs);
+        return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
+    }
+    /* progress: an instance that cannot start counts as finished at once */
+    BatchProgress bp = {vm, 0, count};
+    if (vm->progress) vm_set_run_done(vm->vm, batch_run_done, &bp);
     /* every instance is created before any runs, so all run as concurrent fibers */
     for (int i = 0; i < count; i++) {
         Value args[64];
@@ -465,12 +501,17 @@ sgl_status sgl_run_batch(sgl_vm *vm, sgl_program *prog, const char *fn, const ch
         if (uerr) {
             results_json[i] = error_json(uerr);
             free(uerr);
+            batch_step(&bp);
             continue;
         }
         runs[i] = vm_run_new(vm->vm, prog->prog, slot, args, proto ? proto->nparams : 0, mask);
-        if (!runs[i]) results_json[i] = error_json("error: out of memory");
+        if (!runs[i]) {
+            results_json[i] = error_json("error: out of memory");
+            batch_step(&bp);
+        }
     }
     vm_run_all(vm->vm);
+    vm_set_run_done(vm->vm, NULL, NULL);
     for (int i = 0; i < count; i++) {
         if (!runs[i]) continue;
         results_json[i] = vm_run_failed(runs[i]) ? error_json(vm_run_error(runs[i])) : result_json(runs[i]);

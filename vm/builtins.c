@@ -172,9 +172,14 @@ static int bi_str(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Value *o
         *out = args[0];
         return 0;
     }
-    if (args[0].type == V_INT) {  /* the common case, without a buffer */
+    if (args[0].type == V_INT) {  /* the common case: no buffer, and digits are ASCII */
         char digits[FMT_INT_MAX];
-        return ret_string(vm, out, digits, fmt_int(digits, args[0].as.i));
+        size_t n = fmt_int(digits, args[0].as.i);
+        ObjString *str = str_alloc(vm_heap(vm), n, n);
+        if (!str) return oom(vm);
+        memcpy(str->chars, digits, n);
+        *out = val_obj(str);
+        return 0;
     }
     StrBuf b;
     sb_init(&b);

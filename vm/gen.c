@@ -28,6 +28,7 @@ typedef struct {
     Fiber *f;
     Value name;             /* string or nil */
     Conv conv;
+    int append_text;        /* type: and appended: the call yields the text, the var the value */
     int logprobs;
     ObjList *choices;       /* select */
     const char *fn;         /* "gen" or "select", for messages */
@@ -157,6 +158,9 @@ static void on_gen(void *ud, const RtGenResult *res)
         free(pd);
         return;
     }
+    /* `s += gen(..., dtype=int)` in SGLang: appended, the model's text goes
+     * into the prompt, while the captured variable holds the value */
+    Value result = pd->append_text ? val_obj(text) : v;
     ObjState *st = vm_fiber_state(pd->f);
     if (st && VAL_IS_STRING(pd->name)) {
         map_set(st->vars, pd->name, v);
@@ -168,7 +172,7 @@ static void on_gen(void *ud, const RtGenResult *res)
             }
         }
     }
-    vm_wait_done(vm, pd->f, v);
+    vm_wait_done(vm, pd->f, result);
     free(pd);
 }
 
@@ -435,9 +439,10 @@ int gen_native_gen(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
     }
 
     ObjState *st = vm_current_state(vm);
-    if (in_assistant(st) && be->end_of_turn) {
-        const char *eot = be->end_of_turn(be->ctx);
-        if (eot && *eot && nstops < MAX_STOPS + 1) stops[nstops++] = eot;
+    if (in_assistant(st)) {
+        /* the chat template's end of turn is a default stop (§7) */
+        const char *eot = vm_chat_end_of_turn(vm);
+        if (eot && nstops < MAX_STOPS + 1) stops[nstops++] = eot;
     }
     p.stop = nstops ? stops : NULL;
     p.nstop = nstops;
@@ -453,6 +458,7 @@ int gen_native_gen(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
     pd->vm = vm;
     pd->name = name;
     pd->conv = conv;
+    pd->append_text = conv != CONV_NONE && vm_native_result_appended(vm);
     pd->logprobs = p.logprobs;
     pd->fn = fn;
     pd->f = vm_wait_begin(vm, out);

@@ -13,9 +13,13 @@
  * code may hold unrooted objects for as long as it runs.
  *
  *   Value (16 bytes)            heap
- *   +------+-----------+        objects ──► Obj ──► Obj ──► ... (next)
- *   | type | i/f/b/obj |        bytes_allocated, next_gc
- *   +------+-----------+
+ *   +------+-----------+        objects: [Obj*, Obj*, ...]  (nobjects, in
+ *   | type | i/f/b/obj |                  allocation order)
+ *   +------+-----------+        bytes_allocated, next_gc
+ *
+ * The heap keeps its objects in an array rather than a list threaded
+ * through them: the sweep then reads independent pointers, which the CPU
+ * can fetch in parallel, instead of chasing one cache miss after another.
  */
 #ifndef SGL_VM_VALUE_H
 #define SGL_VM_VALUE_H
@@ -29,7 +33,10 @@ typedef enum { V_NIL, V_BOOL, V_INT, V_FLOAT, V_OBJ } VType;
 typedef struct Obj Obj;
 
 typedef struct Value {
-    VType type;
+    union {
+        VType type;
+        uint64_t tag;   /* type, written 8 bytes wide (see below) */
+    };
     union {
         bool b;
         int64_t i;
@@ -55,7 +62,6 @@ typedef enum {
 struct Obj {
     ObjType type;
     bool marked;
-    Obj *next;
 };
 
 typedef struct {
@@ -159,18 +165,19 @@ typedef struct {
 } ObjModule;
 
 typedef struct Heap {
-    Obj *objects;
+    Obj **objects;              /* every object not yet swept; malloc'd */
+    size_t nobjects, cap_objects;
     size_t bytes_allocated;
     size_t next_gc;
     /* interned strings are not required; equality compares bytes */
 } Heap;
 
 /* ---- value constructors and tests ---- */
-static inline Value val_nil(void) { Value v; v.type = V_NIL; v.as.i = 0; return v; }
-static inline Value val_bool(bool b) { Value v; v.type = V_BOOL; v.as.i = 0; v.as.b = b; return v; }
-static inline Value val_int(int64_t i) { Value v; v.type = V_INT; v.as.i = i; return v; }
-static inline Value val_float(double f) { Value v; v.type = V_FLOAT; v.as.f = f; return v; }
-static inline Value val_obj(void *o) { Value v; v.type = V_OBJ; v.as.obj = (Obj *)o; return v; }
+static inline Value val_nil(void) { Value v; v.tag = V_NIL; v.as.i = 0; return v; }
+static inline Value val_bool(bool b) { Value v; v.tag = V_BOOL; v.as.i = 0; v.as.b = b; return v; }
+static inline Value val_int(int64_t i) { Value v; v.tag = V_INT; v.as.i = i; return v; }
+static inline Value val_float(double f) { Value v; v.tag = V_FLOAT; v.as.f = f; return v; }
+static inline Value val_obj(void *o) { Value v; v.tag = V_OBJ; v.as.obj = (Obj *)o; return v; }
 static inline bool val_is_obj_type(Value v, ObjType t) { return v.type == V_OBJ && v.as.obj->type == t; }
 #define VAL_IS_STRING(v) val_is_obj_type((v), OBJ_STRING)
 #define VAL_IS_LIST(v)   val_is_obj_type((v), OBJ_LIST)

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "vm/builtins.h"
+#include "vm/chat.h"
 #include "vm/gen.h"
 
 #define STACK_INIT 64
@@ -46,7 +47,14 @@ typedef struct {
 } CallFrame;
 
 typedef enum { FIB_READY, FIB_RUNNING, FIB_WAIT_MODEL, FIB_WAIT_FORK } FibStatus;
-typedef enum { FIB_ROOT_INIT, FIB_ROOT_MAIN, FIB_BRANCH } FibRole;
+typedef enum { FIB_ROOT_INIT, FIB_ROOT_MAIN, FIB_BRANCH, FIB_HELPER } FibRole;
+
+/* Where a helper fiber (vm_call_now) leaves its outcome. */
+typedef struct {
+    int done, failed;
+    Value value;
+    char *error;            /* malloc'd full message when failed */
+} HelperOut;
 
 struct Fiber {
     VM *vm;
@@ -68,6 +76,7 @@ struct Fiber {
     ObjList *fork_results;  /* while waiting on a fork: branch states */
     int fork_pending;
     size_t wait_slot;       /* while waiting on the model: where the result goes */
+    HelperOut *helper;      /* FIB_HELPER: its caller's outcome slot (NULL once abandoned) */
 };
 
 struct VmRun {
@@ -105,6 +114,12 @@ struct VM {
     const char **native_names;
     int nnatives;
     VmStats stats;
+    int raise_full;         /* raise_msg is already a full message (a helper's): add only the trace */
+    Chat *chat;             /* chat templates for role blocks */
+    VmRun *aux;             /* auxiliary runs (template modules), not in `runs` */
+    int helper_depth;       /* vm_call_now nesting */
+    void (*run_done)(void *ud, VmRun *r);
+    void *run_done_ud;
 };
 
 static const NativeEntry model_natives[] = {
@@ -144,6 +159,11 @@ VM *vm_new(void)
         vm->natives[sgl_builtin_count + (int)i] = model_natives[i];
     for (int i = 0; i < n; i++) vm->native_names[i] = vm->natives[i].name;
     vm->nnatives = n;
+    vm->chat = chat_new();
+    if (!vm->chat) {
+        vm_free(vm);
+        return NULL;
+    }
     val_set_proto_namer(proto_name);
     return vm;
 }
@@ -153,7 +173,9 @@ static void fiber_free(VM *vm, Fiber *f);
 void vm_free(VM *vm)
 {
     if (!vm) return;
+    chat_free(vm, vm->chat);
     while (vm->runs) vm_run_free(vm, vm->runs);
+    while (vm->aux) vm_aux_free(vm, vm->aux);
     while (vm->all) fiber_free(vm, vm->all);
     heap_free_all(&vm->heap);
     free(vm->natives);
@@ -162,7 +184,26 @@ void vm_free(VM *vm)
     free(vm);
 }
 
-void vm_set_backend(VM *vm, RtBackend *backend) { vm->backend = backend; }
+void vm_set_backend(VM *vm, RtBackend *backend)
+{
+    /* the template chosen from the old backend's model may not fit the new one */
+    if (backend != vm->backend) chat_reset(vm, vm->chat);
+    vm->backend = backend;
+}
+
+int vm_set_chat_template(VM *vm, const char *name, const char *stdlib_dir)
+{
+    return chat_configure(vm, vm->chat, name, stdlib_dir);
+}
+
+const char *vm_chat_end_of_turn(const VM *vm) { return chat_end_of_turn(vm->chat); }
+
+void vm_set_run_done(VM *vm, void (*done)(void *ud, VmRun *r), void *ud)
+{
+    vm->run_done = done;
+    vm->run_done_ud = done ? ud : NULL;
+}
+
 RtBackend *vm_backend(VM *vm) { return vm->backend; }
 
 void vm_set_output(VM *vm, void (*write)(void *ud, const char *s, size_t n), void *ud)
@@ -189,6 +230,7 @@ int vm_raise(VM *vm, const char *fmt, ...)
     va_end(ap);
     free(vm->raise_msg);
     vm->raise_msg = strdup(buf);
+    vm->raise_full = 0;
     return -1;
 }
 
@@ -467,11 +509,19 @@ static char *error_message(const Fiber *f, const char *msg)
 static void fiber_cancel(VM *vm, Fiber *f);
 static void fiber_fail(VM *vm, Fiber *f, char *msg);
 
+/* Every run reports its end exactly once (sgl_run_batch's progress). */
+static void run_notify(VmRun *r)
+{
+    VM *vm = r->vm;
+    if (vm->run_done) vm->run_done(vm->run_done_ud, r);
+}
+
 static void run_finish(VmRun *r, Value value, ObjState *state)
 {
     r->finished = 1;
     r->value = value;
     r->state = state;
+    run_notify(r);
 }
 
 /* Detaches and cancels every branch of p's fork (p is failing). */
@@ -529,13 +579,25 @@ static void fiber_fail(VM *vm, Fiber *f, char *msg)
         fiber_fail(vm, p, b.data ? b.data : strdup("error"));
         return;
     }
-    VmRun *r = f->run;
     cancel_branches(vm, f);
+    if (f->role == FIB_HELPER) {
+        /* vm_call_now reports it as its caller's error */
+        if (f->helper) {
+            f->helper->failed = 1;
+            f->helper->error = msg;
+        } else {
+            free(msg);
+        }
+        fiber_free(vm, f);
+        return;
+    }
+    VmRun *r = f->run;
     r->failed = 1;
     free(r->error);
     r->error = msg;
     r->finished = 1;
     fiber_free(vm, f);
+    run_notify(r);
 }
 
 static void fiber_fail_here(VM *vm, Fiber *f, const char *msg)
@@ -1095,16 +1157,17 @@ static int segs_push(ObjState *s, SegRole role, size_t start)
 }
 
 /* Role blocks: the segment covers what the block appends; the chat
- * template's markers (when the backend has them) go around it. */
+ * template's markers (vm/chat.h: bos, role_begin, role_end) go around it,
+ * outside the segment. */
 static int role_begin(VM *vm, Fiber *f, int role)
 {
     ObjState *s = f->state;
+    if (role < SEG_SYSTEM || role > SEG_ASSISTANT) return vm_raise(vm, "internal error: bad role %d", role);
+    if (f->role == FIB_HELPER) return vm_raise(vm, "a chat template cannot open a %s block", role_name(role));
     if (s->nsegs > 0 && s->segs[s->nsegs - 1].end == SIZE_MAX)
         return vm_raise(vm, "a %s block cannot start inside a %s block", role_name(role),
                         role_name(s->segs[s->nsegs - 1].role));
-    RtBackend *be = vm->backend;
-    const char *marker = be && be->role_begin ? be->role_begin(be->ctx, (RtRole)role) : NULL;
-    if (marker) state_append(s, marker, strlen(marker));
+    if (chat_open(vm, vm->chat, s, role) < 0) return -1;
     if (segs_push(s, (SegRole)role, s->len) < 0) return vm_raise(vm, "out of memory");
     return 0;
 }
@@ -1112,12 +1175,10 @@ static int role_begin(VM *vm, Fiber *f, int role)
 static int role_end(VM *vm, Fiber *f, int role)
 {
     ObjState *s = f->state;
+    if (role < SEG_SYSTEM || role > SEG_ASSISTANT) return vm_raise(vm, "internal error: bad role %d", role);
     if (s->nsegs == 0 || s->segs[s->nsegs - 1].end != SIZE_MAX) return 0;
     s->segs[s->nsegs - 1].end = s->len;
-    RtBackend *be = vm->backend;
-    const char *marker = be && be->role_end ? be->role_end(be->ctx, (RtRole)role) : NULL;
-    if (marker) state_append(s, marker, strlen(marker));
-    return 0;
+    return chat_close(vm, vm->chat, s, role);
 }
 
 /* ---- fork ---- */
@@ -1209,6 +1270,8 @@ static void mark_roots(void *ud, void *gray)
         heap_mark_value(r->value, gray);
         heap_mark_obj((Obj *)r->state, gray);
     }
+    for (VmRun *r = vm->aux; r; r = r->next)
+        for (int i = 0; i < r->prog->nmods; i++) heap_mark_obj((Obj *)r->mods[i], gray);
 }
 
 /* Pacing: a full collection costs a walk over every live object, so the
@@ -1344,7 +1407,7 @@ static void execute(VM *vm, Fiber *f)
             }
             vmcase(OP_LOADI) {
                 Value *ra = RA(i);
-                ra->type = V_INT;
+                ra->tag = V_INT;
                 ra->as.i = GETARG_sBx(i);
                 vmbreak;
             }
@@ -1499,12 +1562,12 @@ static void execute(VM *vm, Fiber *f)
                 if (rb->type == V_INT && rc->type == V_INT) {
                     int64_t r;
                     if (!__builtin_add_overflow(rb->as.i, rc->as.i, &r)) {
-                        ra->type = V_INT;
+                        ra->tag = V_INT;
                         ra->as.i = r;
                         vmbreak;
                     }
                 } else if (rb->type == V_FLOAT && rc->type == V_FLOAT) {
-                    ra->type = V_FLOAT;
+                    ra->tag = V_FLOAT;
                     ra->as.f = rb->as.f + rc->as.f;
                     vmbreak;
                 }
@@ -1517,12 +1580,12 @@ static void execute(VM *vm, Fiber *f)
                 if (rb->type == V_INT && rc->type == V_INT) {
                     int64_t r;
                     if (!__builtin_sub_overflow(rb->as.i, rc->as.i, &r)) {
-                        ra->type = V_INT;
+                        ra->tag = V_INT;
                         ra->as.i = r;
                         vmbreak;
                     }
                 } else if (rb->type == V_FLOAT && rc->type == V_FLOAT) {
-                    ra->type = V_FLOAT;
+                    ra->tag = V_FLOAT;
                     ra->as.f = rb->as.f - rc->as.f;
                     vmbreak;
                 }
@@ -1534,12 +1597,12 @@ static void execute(VM *vm, Fiber *f)
                 if (rb->type == V_INT && rc->type == V_INT) {
                     int64_t r;
                     if (!__builtin_mul_overflow(rb->as.i, rc->as.i, &r)) {
-                        ra->type = V_INT;
+                        ra->tag = V_INT;
                         ra->as.i = r;
                         vmbreak;
                     }
                 } else if (rb->type == V_FLOAT && rc->type == V_FLOAT) {
-                    ra->type = V_FLOAT;
+                    ra->tag = V_FLOAT;
                     ra->as.f = rb->as.f * rc->as.f;
                     vmbreak;
                 }
@@ -1559,7 +1622,7 @@ static void execute(VM *vm, Fiber *f)
                 if (rb->type == V_INT && kc->type == V_INT) {
                     int64_t r;
                     if (!__builtin_add_overflow(rb->as.i, kc->as.i, &r)) {
-                        ra->type = V_INT;
+                        ra->tag = V_INT;
                         ra->as.i = r;
                         vmbreak;
                     }
@@ -1576,7 +1639,7 @@ static void execute(VM *vm, Fiber *f)
                 if (rb->type == V_INT && kc->type == V_INT) {
                     int64_t r;
                     if (!__builtin_mul_overflow(rb->as.i, kc->as.i, &r)) {
-                        ra->type = V_INT;
+                        ra->tag = V_INT;
                         ra->as.i = r;
                         vmbreak;
                     }
@@ -1593,7 +1656,7 @@ static void execute(VM *vm, Fiber *f)
                 if (rb->type == V_INT && kc->type == V_INT && kc->as.i > 0) {
                     int64_t r = rb->as.i % kc->as.i;
                     if (r < 0) r += kc->as.i;
-                    ra->type = V_INT;
+                    ra->tag = V_INT;
                     ra->as.i = r;
                     vmbreak;
                 }
@@ -1606,7 +1669,7 @@ static void execute(VM *vm, Fiber *f)
                 if (rb->type == V_INT) {
                     int64_t r;
                     if (!__builtin_add_overflow(rb->as.i, (int64_t)imm, &r)) {
-                        ra->type = V_INT;
+                        ra->tag = V_INT;
                         ra->as.i = r;
                         vmbreak;
                     }
@@ -1824,7 +1887,7 @@ static void execute(VM *vm, Fiber *f)
                 Value *ra = RA(i);
                 int64_t n = ++ra[0].as.i;
                 if (n < ra[1].as.i) {
-                    ra[2].type = V_INT;
+                    ra[2].tag = V_INT;
                     ra[2].as.i = n;
                     pc += GETARG_sBx(i);
                 }
@@ -1935,7 +1998,8 @@ static void execute(VM *vm, Fiber *f)
         fr->pc = pc;
         /* calls within one module (the usual case) keep its globals */
         if (ncl->module != cl->module) gl = module_globals(ncl);
-        fr = &f->frames[f->nframes++];
+        fr++;  /* fr is always &f->frames[f->nframes - 1] */
+        f->nframes++;
         fr->cl = ncl;
         fr->k = k = ncl->proto->k;
         fr->gl = gl;
@@ -1950,12 +2014,18 @@ static void execute(VM *vm, Fiber *f)
 
     do_return: {
         if (f->open && f->open->slot >= fr->base) close_upvalues(f, fr->base);
-        size_t dest = fr->base - 1;
         int entry = fr->entry;
         f->nframes--;
-        f->stack[dest] = retval;
+        base[-1] = retval;  /* the callee's slot, R[A] of the CALL */
         if (!entry) {
-            load_frame();
+            /* the caller's frame is the one below: fewer dependent loads
+             * than load_frame() on the way to the next dispatch */
+            fr--;
+            cl = fr->cl;
+            k = fr->k;
+            gl = fr->gl;
+            pc = fr->pc;
+            base = f->stack + fr->base;
             continue;
         }
         /* the fiber's call from C returned */
@@ -1974,13 +2044,32 @@ static void execute(VM *vm, Fiber *f)
             fiber_free(vm, f);
             return;
         }
+        if (f->role == FIB_HELPER) {
+            if (f->helper) {
+                f->helper->done = 1;
+                f->helper->value = retval;
+            }
+            fiber_free(vm, f);
+            return;
+        }
         branch_done(vm, f);
         return;
     }
 
     on_error: {
         const char *msg = vm->raise_msg ? vm->raise_msg : "unknown error";
-        char *full = error_message(f, msg);
+        char *full;
+        if (vm->raise_full) {
+            /* a helper's message (with its own position): add our frames */
+            StrBuf b;
+            sb_init(&b);
+            sb_append(&b, msg, strlen(msg));
+            append_trace(&b, f);
+            full = b.data ? b.data : strdup("error");
+            vm->raise_full = 0;
+        } else {
+            full = error_message(f, msg);
+        }
         free(vm->raise_msg);
         vm->raise_msg = NULL;
         fiber_fail(vm, f, full);
@@ -2034,6 +2123,38 @@ void vm_wait_fail(VM *vm, Fiber *f, const char *msg)
     fiber_fail_here(vm, f, msg);
 }
 
+/* The call instruction of the native now running and the instruction
+ * after it: the compiler gives an expression statement's (or a piece's)
+ * append the position of the expression, so an APPEND/APPENDP (or a TOSTR
+ * then an APPEND/APPENDP, in an interpolation) of the call's register at
+ * the call's own position appends this very call's result; the same
+ * instructions after `let x = gen(...)` appending `x` carry x's position. */
+int vm_native_result_appended(VM *vm)
+{
+    Fiber *f = vm->in_native;
+    if (!f || f->nframes == 0) return 0;
+    const CallFrame *fr = &f->frames[f->nframes - 1];
+    const Proto *p = fr->cl->proto;
+    int next = (int)(fr->pc - p->code);
+    int call = next - 1;
+    if (call >= 1 && GET_OP(p->code[call]) == OP_EXTRAARG) call--;
+    if (call < 0 || next >= p->ncode) return 0;
+    Instr ci = p->code[call];
+    if (GET_OP(ci) != OP_CALL && GET_OP(ci) != OP_CALLKW) return 0;
+    LineCol at = chunk_pos(p, call);
+    int reg = GETARG_A(ci);
+    for (int j = next; j < next + 2 && j < p->ncode; j++) {
+        Instr ni = p->code[j];
+        LineCol np = chunk_pos(p, j);
+        if (np.line != at.line || np.col != at.col) return 0;
+        OpCode op = GET_OP(ni);
+        if ((op == OP_APPEND || op == OP_APPENDP) && GETARG_A(ni) == reg) return 1;
+        if (op != OP_TOSTR || GETARG_B(ni) != reg || j != next) return 0;
+        reg = GETARG_A(ni);
+    }
+    return 0;
+}
+
 ObjState *vm_current_state(VM *vm)
 {
     Fiber *f = vm->in_native ? vm->in_native : vm->cur;
@@ -2077,6 +2198,7 @@ VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nar
         if (f) fiber_free(vm, f);
         r->finished = r->failed = 1;
         r->error = strdup("error: out of memory");
+        run_notify(r);
         return r;
     }
     f->state = st;
@@ -2086,6 +2208,7 @@ VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nar
         r->finished = r->failed = 1;
         r->error = vm->raise_msg;
         vm->raise_msg = NULL;
+        run_notify(r);
         return r;
     }
     ready_push(vm, f);
@@ -2125,6 +2248,7 @@ int vm_run_all(VM *vm)
         r->finished = r->failed = 1;
         free(r->error);
         r->error = strdup("error: the program stopped waiting for something that never came");
+        run_notify(r);
     }
     while (vm->all) fiber_free(vm, vm->all);
     return rc;
@@ -2152,5 +2276,105 @@ void vm_run_free(VM *vm, VmRun *r)
     free(r->mods);
     free(r->args);
     free(r->error);
+    free(r);
+}
+
+/* ------------------------------------------------------------------ */
+/* calling SGL from the VM itself                                      */
+
+int vm_call_now(VM *vm, VmRun *r, ObjState *st, Value fn, const Value *args, int nargs, Value *out)
+{
+    if (!val_is_obj_type(fn, OBJ_CLOSURE)) return vm_raise(vm, "internal error: vm_call_now of %s", val_type_name(fn));
+    if (vm->helper_depth >= 8) return vm_raise(vm, "chat template calls nested too deeply");
+    Fiber *caller = vm->cur;
+    Fiber *h = fiber_new(vm, r, FIB_HELPER);
+    if (!h) return vm_raise(vm, "out of memory");
+    h->state = st ? st : state_new(&vm->heap);
+    if (!h->state) {
+        fiber_free(vm, h);
+        return vm_raise(vm, "out of memory");
+    }
+    HelperOut out_slot;
+    memset(&out_slot, 0, sizeof out_slot);
+    h->helper = &out_slot;
+    if (fiber_call_entry(vm, h, (ObjClosure *)fn.as.obj, args, nargs, low_bits(nargs)) < 0) {
+        fiber_free(vm, h);
+        return -1;
+    }
+    /* runs here, nested in the caller's instruction, until it returns or
+     * fails (it cannot wait: nothing would resume it) */
+    vm->helper_depth++;
+    execute(vm, h);
+    vm->helper_depth--;
+    vm->cur = caller;
+    if (out_slot.done) {
+        *out = out_slot.value;
+        return 0;
+    }
+    if (out_slot.failed) {
+        free(vm->raise_msg);
+        vm->raise_msg = out_slot.error;
+        vm->raise_full = 1;
+        return -1;
+    }
+    /* it waits on the model or on a fork: abandon it */
+    h->helper = NULL;
+    fiber_cancel(vm, h);
+    return vm_raise(vm, "a chat template cannot call gen, select or fork");
+}
+
+VmRun *vm_aux_new(VM *vm, Program *p, ObjModule **module)
+{
+    VmRun *r = calloc(1, sizeof(VmRun));
+    if (!r) {
+        vm_raise(vm, "out of memory");
+        return NULL;
+    }
+    r->vm = vm;
+    r->prog = p;
+    r->entry_slot = -1;
+    r->value = val_nil();
+    r->mods = calloc((size_t)(p->nmods > 0 ? p->nmods : 1), sizeof(ObjModule *));
+    if (!r->mods) {
+        free(r);
+        vm_raise(vm, "out of memory");
+        return NULL;
+    }
+    r->next = vm->aux;
+    if (vm->aux) vm->aux->prev = r;
+    vm->aux = r;
+    ObjModule *m = module_new(vm, r, 0);
+    ObjClosure *init = m ? closure_new(vm, p->mods[0].init, (Obj *)m) : NULL;
+    if (!init) {
+        vm_aux_free(vm, r);
+        vm_raise(vm, "out of memory");
+        return NULL;
+    }
+    r->mods[0] = m;
+    Value ignored;
+    if (vm_call_now(vm, r, NULL, val_obj(init), NULL, 0, &ignored) < 0) {
+        vm_aux_free(vm, r);
+        return NULL;
+    }
+    *module = m;
+    return r;
+}
+
+void vm_aux_free(VM *vm, VmRun *r)
+{
+    /* helpers still attached to it (abandoned while waiting) go with it */
+    for (Fiber *f = vm->all; f;) {
+        Fiber *next = f->next_all;
+        if (f->run == r) {
+            f->cancelled = 1;
+            f->parent = NULL;
+            if (f->status != FIB_WAIT_MODEL) fiber_free(vm, f);
+        }
+        f = next;
+    }
+    if (r->prev) r->prev->next = r->next;
+    else vm->aux = r->next;
+    if (r->next) r->next->prev = r->prev;
+    free(r->mods);
     free(r);
 }

@@ -10,13 +10,18 @@
  *
  *   VM ──► runs ──► VmRun (one program instance: its modules, its result)
  *    │                 └──► root fiber ──► fork branch fibers ──► ...
+ *    ├──► aux runs ──► VmRun (a chat template's module, vm/chat.c)
  *    ├──► ready queue (fibers that can run now)
  *    └──► heap (every object; collected only between instructions)
  *
  * Scheduling: the loop runs a ready fiber until it finishes or waits (on
  * the model, or on its fork branches); when no fiber is ready and some wait
  * on the model, it calls backend->wait(), whose callbacks make fibers ready.
- * Natives run on the fiber's stack and never call back into SGL.
+ * Natives run on the fiber's stack and never call back into SGL. The one
+ * place the VM itself calls SGL is a role block's chat template: the
+ * ROLEBEGIN/ROLEEND instruction runs role_begin/role_end to completion on a
+ * helper fiber (vm_call_now), nested in C inside that instruction, on the
+ * fiber's own state; a helper cannot wait (no gen, select or fork).
  */
 #ifndef SGL_VM_VM_H
 #define SGL_VM_VM_H
@@ -35,7 +40,8 @@ typedef struct VmRun VmRun;
 VM *vm_new(void);
 void vm_free(VM *vm);
 
-/* Borrowed; NULL detaches (gen/select then raise "no model: ..."). */
+/* Borrowed; NULL detaches (gen/select then raise "no model: ..."). A
+ * different backend drops the chat template chosen from the old one. */
 void vm_set_backend(VM *vm, RtBackend *backend);
 RtBackend *vm_backend(VM *vm);
 /* Where print() writes; NULL restores stdout. */
@@ -67,6 +73,10 @@ VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nar
 /* Runs every fiber of every run until all runs are finished. 0, or -1 when
  * the backend failed (the runs still waiting then fail). */
 int vm_run_all(VM *vm);
+/* Called once per run when it finishes (result or error final), on the
+ * VM's thread, from inside vm_run_all (or vm_run_new, for a run that could
+ * not start); it must not call into the VM. NULL removes it. */
+void vm_set_run_done(VM *vm, void (*done)(void *ud, VmRun *r), void *ud);
 int vm_run_failed(const VmRun *r);          /* 1 after a runtime error */
 const char *vm_run_error(const VmRun *r);    /* "file:line:col: error: ...\n  at ..." */
 Value vm_run_value(const VmRun *r);          /* the entry function's return value */
@@ -87,6 +97,36 @@ void vm_wait_fail(VM *vm, Fiber *f, const char *msg);
 /* The running fiber's prompt state (also valid for a waiting fiber). */
 ObjState *vm_current_state(VM *vm);
 ObjState *vm_fiber_state(Fiber *f);
+
+/* 1 when the result of the native now running is appended to the prompt
+ * by the instructions right after its call: the call is an expression
+ * statement, a side-by-side piece or an interpolated piece (gen with
+ * `type:` then yields the model's text there, the converted value
+ * elsewhere). */
+int vm_native_result_appended(VM *vm);
+
+/* ---- chat templates (vm/chat.h) ---- */
+/* The template role blocks use: a module name of <stdlib_dir>/chat/, or
+ * NULL to pick it from the backend's model. 0, or -1 on no memory. */
+int vm_set_chat_template(VM *vm, const char *name, const char *stdlib_dir);
+/* The end-of-turn marker of the template in effect, or NULL. */
+const char *vm_chat_end_of_turn(const VM *vm);
+
+/* ---- calling SGL from the VM itself (vm/chat.c) ----
+ * Only from inside an instruction of a running fiber (an opcode's C code,
+ * never a native), or when no fiber runs. */
+/* An auxiliary run: module 0 of p instantiated now (its top level runs to
+ * completion), kept alive and rooted until vm_aux_free; not a run of
+ * vm_run_all. NULL with the error raised (vm_raise). p must be linked and
+ * outlive the aux run. */
+VmRun *vm_aux_new(VM *vm, Program *p, ObjModule **module);
+void vm_aux_free(VM *vm, VmRun *r);
+/* Calls closure fn(args) on a helper fiber of run r whose prompt state is
+ * st (NULL: a fresh one) and runs it to completion right here. 0 and
+ * *out, or -1 with the error raised; an error inside fn is raised with its
+ * own position and trace (the caller's frames are added). fn must not wait
+ * (gen, select, fork): that is an error. */
+int vm_call_now(VM *vm, VmRun *r, ObjState *st, Value fn, const Value *args, int nargs, Value *out);
 
 /* Statistics, for tests and --stats. */
 typedef struct {

@@ -17,7 +17,9 @@
  *     token would carry different quantization noise (on small models, up to
  *     ~1 in a logit).
  * Attention runs one task per (sequence, kv head, block of new tokens), so
- * the query heads that share a KV head read each K/V row once.
+ * the query heads that share a KV head read each K/V row once; a block of
+ * several new tokens (prefill) gathers its K/V rows to f32 and uses sgemm
+ * for Q·Kᵀ and P·V, decode steps use direct dot products.
  *
  * SIMD: AVX2/FMA/F16C kernels from quant_avx2.c when the CPU has them
  * (checked once in cpu_backend_new), scalar ones from quant.c otherwise.
@@ -35,6 +37,7 @@
 #define BLAS_MIN_ROWS 16        /* x rows from which sgemm beats quantized dots */
 #define TILE_ROWS 64            /* weight rows dequantized per sgemm call */
 #define ATTN_BLOCK 16           /* new tokens per attention task */
+#define ATTN_GEMM_MIN 4         /* new tokens in a task from which attention uses sgemm */
 
 typedef struct {
     float *buf;                 /* dequantized weight tile / attention scores */
@@ -488,7 +491,8 @@ typedef struct {
     Cpu *c;
     const KAttnArgs *a;
     const AttnTask *tasks;
-    size_t stride;              /* scores floats per query head */
+    size_t stride;              /* scores floats per query head (>= every n_ctx) */
+    int gemm;                   /* prefill blocks through sgemm */
 } AttnJob;
 
 static float kv_dot(Cpu *c, KDtype dt, const float *q, const void *row, int n)
@@ -520,12 +524,12 @@ static void kv_axpy(Cpu *c, KDtype dt, float p, const void *row, float *y, int n
     for (int i = 0; i < n; i++) y[i] += p * f[i];
 }
 
-static void attn_task(void *arg, int task, int thread)
+/* One token at a time: scores against every visible key, softmax, sum of
+ * values. The group's query heads share each K/V row load. */
+static void attn_rows_direct(AttnJob *j, const AttnTask *tk, int thread)
 {
-    AttnJob *j = arg;
     Cpu *c = j->c;
     const KAttnArgs *a = j->a;
-    const AttnTask *tk = &j->tasks[task];
     const KAttnSeq *sq = &a->seqs[tk->s];
     int hd = a->head_dim, group = a->n_head / a->n_head_kv, qd = a->n_head * hd;
     size_t rb = k_row_bytes(a->kv_dtype, a->n_head_kv * hd), off = k_row_bytes(a->kv_dtype, (int64_t)tk->kh * hd);
@@ -551,6 +555,47 @@ static void attn_task(void *arg, int task, int thread)
     }
 }
 
+/* A block of new tokens (prefill): gather the visible K and V rows of this
+ * KV head into f32 once, then S = Q·Kᵀ and O = softmax(S)·V as two sgemm
+ * calls per query head of the group. Scratch: Kf, Vf [vis][hd], S [nt][vis]. */
+static void attn_rows_gemm(AttnJob *j, const AttnTask *tk, int thread)
+{
+    Cpu *c = j->c;
+    const KAttnArgs *a = j->a;
+    const KAttnSeq *sq = &a->seqs[tk->s];
+    int hd = a->head_dim, group = a->n_head / a->n_head_kv, qd = a->n_head * hd;
+    int nt = tk->j1 - tk->j0, past = sq->n_ctx - sq->n_new, vis = past + tk->j1;
+    size_t rb = k_row_bytes(a->kv_dtype, a->n_head_kv * hd), off = k_row_bytes(a->kv_dtype, (int64_t)tk->kh * hd);
+    const uint8_t *kp = (const uint8_t *)a->k_pool + off, *vp = (const uint8_t *)a->v_pool + off;
+    float *kf = c->ts[thread].buf, *vf = kf + j->stride * (size_t)hd, *sc = vf + j->stride * (size_t)hd;
+    for (int ci = 0; ci < vis; ci++) {
+        dequant_row(c, a->kv_dtype, kp + (size_t)sq->slots[ci] * rb, kf + (size_t)ci * hd, hd);
+        dequant_row(c, a->kv_dtype, vp + (size_t)sq->slots[ci] * rb, vf + (size_t)ci * hd, hd);
+    }
+    for (int g = 0; g < group; g++) {
+        const float *q = a->q + (size_t)(sq->row0 + tk->j0) * qd + (size_t)(tk->kh * group + g) * hd;
+        float *out = a->out + (size_t)(sq->row0 + tk->j0) * qd + (size_t)(tk->kh * group + g) * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, vis, hd, a->scale, q, qd, kf, hd, 0.0f, sc,
+                    (int)j->stride);
+        for (int t = 0; t < nt; t++) {
+            float *row = sc + (size_t)t * j->stride;
+            int visible = past + tk->j0 + t + 1;
+            softmax_row(c, row, visible);
+            memset(row + visible, 0, (size_t)(vis - visible) * sizeof(float));
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nt, hd, vis, 1.0f, sc, (int)j->stride, vf, hd, 0.0f,
+                    out, qd);
+    }
+}
+
+static void attn_task(void *arg, int task, int thread)
+{
+    AttnJob *j = arg;
+    const AttnTask *tk = &j->tasks[task];
+    if (j->gemm && tk->j1 - tk->j0 >= ATTN_GEMM_MIN) attn_rows_gemm(j, tk, thread);
+    else attn_rows_direct(j, tk, thread);
+}
+
 static void cpu_attention(void *ctx, const KAttnArgs *a)
 {
     Cpu *c = ctx;
@@ -563,7 +608,8 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
     if (!n_tasks) return;
     size_t stride = ((size_t)max_ctx + 15) & ~(size_t)15;
     int group = a->n_head / a->n_head_kv;
-    if (reserve_thread_scratch(c, stride * (size_t)group)) return;
+    size_t direct = stride * (size_t)group, gemm = stride * (2 * (size_t)a->head_dim + ATTN_BLOCK);
+    if (reserve_thread_scratch(c, c->blas && gemm > direct ? gemm : direct)) return;
     if (grow_bytes(c, (void **)&c->tasks, &c->tasks_cap, n_tasks * sizeof(AttnTask))) return;
     size_t i = 0;
     for (int s = 0; s < a->n_seqs; s++)
@@ -572,7 +618,7 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
                 int j1 = j0 + ATTN_BLOCK < a->seqs[s].n_new ? j0 + ATTN_BLOCK : a->seqs[s].n_new;
                 c->tasks[i++] = (AttnTask){s, kh, j0, j1};
             }
-    AttnJob j = {.c = c, .a = a, .tasks = c->tasks, .stride = stride};
+    AttnJob j = {.c = c, .a = a, .tasks = c->tasks, .stride = stride, .gemm = c->blas};
     cpu_pool_run(c->pool, (int)n_tasks, attn_task, &j);
 }
 

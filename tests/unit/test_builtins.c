@@ -140,6 +140,9 @@ Test(builtins, str)
     EXPECT("\"nil\"", "str", 1, val_nil());
     EXPECT("\"true\"", "str", 1, val_bool(true));
     EXPECT("\"abc\"", "str", 1, S("abc"));
+    EXPECT("\"-9223372036854775808\"", "str", 1, I(INT64_MIN));
+    EXPECT("\"0\"", "str", 1, I(0));
+    cr_expect_eq(AS_STRING(last)->nchars, 1);
     EXPECT("\"[1, \\\"a\\\"]\"", "str", 1, L(2, I(1), S("a")));
 }
 
@@ -204,6 +207,10 @@ Test(builtins, join_split)
     EXPECT("\"a, b, c\"", "join", 2, L(3, S("a"), S("b"), S("c")), S(", "));
     EXPECT("\"abc\"", "join", 1, L(3, S("a"), S("b"), S("c")));
     EXPECT("\"\"", "join", 2, L(0), S(","));
+    EXPECT("\"x\"", "join", 2, L(1, S("x")), S(","));
+    EXPECT("\"é·日·\"", "join", 2, L(3, S("é"), S("日"), S("")), S("·"));
+    cr_expect_eq(AS_STRING(last)->nchars, 4);
+    cr_expect_eq(AS_STRING(last)->len, 9);
     EXPECT("error: join() list item 1 is int, not a string (use str())", "join", 2, L(2, S("a"), I(1)), S(","));
     EXPECT("[\"a\", \"b\", \"\", \"c\"]", "split", 2, S("a,b,,c"), S(","));
     EXPECT("[\"\"]", "split", 2, S(""), S(","));
@@ -220,6 +227,9 @@ Test(builtins, strip_lower_upper)
     EXPECT("\"hello é\"", "lower", 1, S("HeLLo é"));
     EXPECT("\"HELLO é\"", "upper", 1, S("hello é"));
     cr_expect(val_equal(last, S("HELLO é")), "hash recomputed");
+    cr_expect_eq(AS_STRING(last)->nchars, 7);
+    EXPECT("\"@AZ[`AZ{\"", "upper", 1, S("@AZ[`az{"));  /* only a-z move */
+    EXPECT("\"@az[`az{\"", "lower", 1, S("@AZ[`az{"));
     EXPECT("error: upper() takes a string, not nil", "upper", 1, val_nil());
 }
 

@@ -264,39 +264,49 @@ static void use_backend(unsigned flags)
 }
 
 /* The same prompt through different batch shapes gives the same logits.
- * Without sgemm every row's numbers are computed the same way whatever the
- * batch (per-row activation quantization, integer dots, per-token attention),
- * so the results must be identical; with sgemm for large batches they may
- * differ by the quantization noise described above (bounded loosely). */
-#define SAME_PATH_TOL 0.0
-#define MIXED_PATH_TOL 2.5
-static double max_abs_diff(const float *a, const float *b, size_t n)
+ * SAME path (no sgemm): every row's numbers are computed the same way
+ * whatever the batch (per-row activation quantization, integer dots whose
+ * 4-token kernels match the 1-token ones bit for bit, per-token attention),
+ * so results must be identical. MIXED path (the default: sgemm for batches
+ * of 16+ tokens): rows may differ by the quantization noise described above,
+ * so the check is only a coarse one on the root-mean-square difference
+ * (llama.cpp's flash and default attention differ by up to 0.84 rms on
+ * single positions of this prompt; the exact checks are the SAME path here
+ * and the per-op tests in test_kernels). */
+enum { SAME_PATH, MIXED_PATH };
+#define MIXED_PATH_RMS 1.0
+
+static double path_diff(int path, const float *a, const float *b, size_t n)
 {
-    double m = 0;
+    double m = 0, ss = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - b[i]);
         if (!(d <= m)) m = d;
+        ss += d * d;
     }
-    return m;
+    return path == SAME_PATH ? m : sqrt(ss / (double)n);
+}
+
+static void check_path_diff(int path, double d, const char *what)
+{
+    if (path == SAME_PATH) cr_assert(d == 0, "%s: same computation path, yet max |diff| %g", what, d);
+    else cr_assert(d < MIXED_PATH_RMS, "%s: rms diff %g", what, d);
 }
 
 static const int32_t prompt[] = {1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018,
                                  411, 407, 19712, 8182, 2, 198, 1, 4093, 198, 1780, 314, 216, 34, 27, 34, 47};
 #define PN (int)(sizeof prompt / sizeof prompt[0])
 
-Test(model, chunked_prefill_and_decode_agree_with_one_prefill)
+static void chunked_vs_one_prefill(int path)
 {
     char err[512];
-    for (int variant = 0; variant < 2; variant++) {
-    use_backend(variant ? 0 : CPU_NO_BLAS);
-    double tol = variant ? MIXED_PATH_TOL : SAME_PATH_TOL;
+    use_backend(path == SAME_PATH ? CPU_NO_BLAS : 0);
     int V = model->cfg.vocab;
     float *full = run_seq(prompt, PN, MODEL_LOGITS_ALL, NULL);
     int32_t slots[PN];
     cr_assert_eq(kv_alloc(pool, PN, slots), 0);
-    /* chunks of 7, 13, then one token at a time */
+    /* chunks of 7 and 13 tokens, then one token at a time */
     int done = 0, chunks[] = {7, 13};
-    double worst = 0;
     for (int ci = 0; done < PN; ci++) {
         int n = ci < 2 ? chunks[ci] : 1;
         ModelSeq s = {.tokens = prompt + done, .n_new = n, .slots = slots, .n_ctx = done + n,
@@ -304,25 +314,29 @@ Test(model, chunked_prefill_and_decode_agree_with_one_prefill)
         ModelBatch b = {.seqs = &s, .n_seqs = 1};
         cr_assert_eq(model_forward(model, pool, &b, err, sizeof err), 0, "%s", err);
         cr_assert_eq(b.n_rows, n);
-        double d = max_abs_diff(b.logits, full + (size_t)done * V, (size_t)n * V);
-        if (d > worst) worst = d;
+        char what[64];
+        snprintf(what, sizeof what, "tokens %d..%d chunked vs one prefill", done, done + n - 1);
+        check_path_diff(path, path_diff(path, b.logits, full + (size_t)done * V, (size_t)n * V), what);
         done += n;
     }
-    cr_assert(worst <= tol, "variant %d: chunked vs one-shot prefill differ by %g", variant, worst);
     kv_release(pool, slots, PN);
     free(full);
-    }
 }
 
-Test(model, batch_of_sequences_equals_separate_runs)
+Test(model, chunked_prefill_and_decode_agree_with_one_prefill)
+{
+    chunked_vs_one_prefill(SAME_PATH);
+    chunked_vs_one_prefill(MIXED_PATH);
+}
+
+/* three sequences in one batch: A the rest of the prompt after a 20-token
+ * prefix computed by an earlier call, B the same prefix (sharing A's slots)
+ * plus 3 other tokens, C a short prompt of its own */
+static void batch_vs_separate(int path)
 {
     char err[512];
-    for (int variant = 0; variant < 2; variant++) {
-    use_backend(variant ? 0 : CPU_NO_BLAS);
-    double tol = variant ? MIXED_PATH_TOL : SAME_PATH_TOL;
+    use_backend(path == SAME_PATH ? CPU_NO_BLAS : 0);
     int V = model->cfg.vocab;
-    /* three sequences: A the full prompt, B its first 20 tokens + 3 others
-     * (sharing A's prefix slots, computed in an earlier call), C a short one */
     int32_t b_tail[] = {28, 339, 4093};
     int32_t b_ids[23];
     memcpy(b_ids, prompt, 20 * sizeof(int32_t));
@@ -335,7 +349,6 @@ Test(model, batch_of_sequences_equals_separate_runs)
 
     int32_t a_slots[PN], b_slots[23], c_slots[5];
     cr_assert_eq(kv_alloc(pool, PN, a_slots), 0);
-    /* prefix of A first: its first 20 tokens */
     ModelSeq s0 = {.tokens = prompt, .n_new = 20, .slots = a_slots, .n_ctx = 20, .logits = MODEL_LOGITS_NONE};
     ModelBatch b0 = {.seqs = &s0, .n_seqs = 1};
     cr_assert_eq(model_forward(model, pool, &b0, err, sizeof err), 0, "%s", err);
@@ -355,10 +368,9 @@ Test(model, batch_of_sequences_equals_separate_runs)
     cr_assert_eq(seqs[0].logits_row, 0);
     cr_assert_eq(seqs[1].logits_row, 1);
     cr_assert_eq(seqs[2].logits_row, 4);
-    double da = max_abs_diff(b.logits, ra, (size_t)V);
-    double db = max_abs_diff(b.logits + (size_t)V, rb + (size_t)20 * V, (size_t)3 * V);
-    double dc = max_abs_diff(b.logits + (size_t)4 * V, rc, (size_t)V);
-    cr_assert(da <= tol && db <= tol && dc <= tol, "variant %d: batched vs separate: %g %g %g", variant, da, db, dc);
+    check_path_diff(path, path_diff(path, b.logits, ra, (size_t)V), "sequence A");
+    check_path_diff(path, path_diff(path, b.logits + (size_t)V, rb + (size_t)20 * V, (size_t)3 * V), "sequence B");
+    check_path_diff(path, path_diff(path, b.logits + (size_t)4 * V, rc, (size_t)V), "sequence C");
     kv_release(pool, a_slots, PN);
     kv_release(pool, b_slots + 20, 3);
     kv_release(pool, c_slots, 5);
@@ -367,18 +379,22 @@ Test(model, batch_of_sequences_equals_separate_runs)
     free(ra);
     free(rb);
     free(rc);
-    }
 }
 
-Test(model, decode_batch_of_eight)
+Test(model, batch_of_sequences_equals_separate_runs)
+{
+    batch_vs_separate(SAME_PATH);
+    batch_vs_separate(MIXED_PATH);
+}
+
+/* 8 sequences of different lengths prefilled together, then 4 greedy decode
+ * steps of all 8 in one batch each; each final row is compared with the
+ * same history run alone */
+static void decode_eight(int path)
 {
     char err[512];
-    for (int variant = 0; variant < 2; variant++) {
-    use_backend(variant ? 0 : CPU_NO_BLAS);
-    double tol = variant ? MIXED_PATH_TOL : SAME_PATH_TOL;
+    use_backend(path == SAME_PATH ? CPU_NO_BLAS : 0);
     int V = model->cfg.vocab;
-    /* 8 sequences of different lengths, prefilled together, then 4 decode
-     * steps of all 8 in one batch each, compared with running each alone */
     int lens[8] = {3, 9, 17, 5, 31, 12, 1, 25};
     int32_t *slots[8];
     int32_t next[8];
@@ -408,17 +424,22 @@ Test(model, decode_batch_of_eight)
         cr_assert_eq(model_forward(model, pool, &b, err, sizeof err), 0, "%s", err);
         cr_assert_eq(b.n_rows, 8);
     }
-    /* each final row against the same history run alone */
     for (int i = 0; i < 8; i++) {
         float *alone = run_seq(hist[i], n_ctx[i], MODEL_LOGITS_LAST, NULL);
-        double d = max_abs_diff(b.logits + (size_t)seqs[i].logits_row * V, alone, (size_t)V);
-        cr_assert(d <= tol, "variant %d: sequence %d: batched decode vs alone differ by %g", variant, i, d);
+        char what[64];
+        snprintf(what, sizeof what, "sequence %d batched vs alone", i);
+        check_path_diff(path, path_diff(path, b.logits + (size_t)seqs[i].logits_row * V, alone, (size_t)V), what);
         free(alone);
         kv_release(pool, slots[i], n_ctx[i]);
         free(slots[i]);
     }
     cr_assert_eq(kv_check(pool), 0);
-    }
+}
+
+Test(model, decode_batch_of_eight)
+{
+    decode_eight(SAME_PATH);
+    decode_eight(MIXED_PATH);
 }
 
 Test(model, explicit_positions_equal_default_ones)
@@ -433,12 +454,12 @@ Test(model, explicit_positions_equal_default_ones)
     ModelSeq s = {.tokens = prompt, .n_new = PN, .slots = slots, .n_ctx = PN, .pos = pos};
     ModelBatch b = {.seqs = &s, .n_seqs = 1};
     cr_assert_eq(model_forward(model, pool, &b, err, sizeof err), 0, "%s", err);
-    cr_assert(max_abs_diff(b.logits, dflt, (size_t)V) == 0);
+    cr_assert(path_diff(SAME_PATH, b.logits, dflt, (size_t)V) == 0);
     /* shifting every position changes the logits (RoPE is applied) but,
      * being relative, only slightly */
     for (int i = 0; i < PN; i++) pos[i] = i + 100;
     cr_assert_eq(model_forward(model, pool, &b, err, sizeof err), 0, "%s", err);
-    double d = max_abs_diff(b.logits, dflt, (size_t)V);
+    double d = path_diff(SAME_PATH, b.logits, dflt, (size_t)V);
     cr_assert(d > 0 && d < 2.0, "shifted positions: %g", d);
     kv_release(pool, slots, PN);
     free(dflt);

@@ -226,13 +226,69 @@ Test(value, strings)
     ObjString *c = str_concat(&heap, s, str_cstr(&heap, "!"));
     cr_expect_str_eq(c->chars, "héllo wörld!");
     cr_expect_eq(c->nchars, 12);
-    cr_expect_eq(c->hash, str_cstr(&heap, "héllo wörld!")->hash);
+    cr_expect_eq(c->hash, 0, "hashed lazily, not at creation");
+    cr_expect_eq(str_hash(c), str_hash(str_cstr(&heap, "héllo wörld!")));
+    cr_expect_neq(c->hash, 0, "cached once computed");
     cr_expect(utf8_valid("h\xc3\xa9", 3));
     cr_expect(!utf8_valid("\xc3", 1));
     cr_expect(!utf8_valid("\xc0\x80", 2), "overlong");
     cr_expect(!utf8_valid("\xed\xa0\x80", 3), "surrogate");
     cr_expect(utf8_valid("\xf0\x9f\x98\x80", 4));
     cr_expect(!utf8_valid("\xf4\x90\x80\x80", 4), "past U+10FFFF");
+}
+
+Test(value, utf8_count_word_at_a_time)
+{
+    /* lengths around the 8-byte step, multi-byte characters across the
+     * word boundary and in the tail */
+    cr_expect_eq(utf8_count("", 0), 0);
+    cr_expect_eq(utf8_count("abcdefg", 7), 7);
+    cr_expect_eq(utf8_count("abcdefgh", 8), 8);
+    cr_expect_eq(utf8_count("abcdefghi", 9), 9);
+    cr_expect_eq(utf8_count("abcdefg\xc3\xa9", 9), 8);         /* é split across words */
+    cr_expect_eq(utf8_count("\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 9), 3);  /* 日本語 */
+    cr_expect_eq(utf8_count("\xf0\x9f\x98\x80xyz\xf0\x9f\x98\x80z", 12), 6);
+    cr_expect_eq(str_cstr(&heap, "abc日本語defgh😀")->nchars, 12);
+}
+
+Test(value, fmt_int)
+{
+    char buf[FMT_INT_MAX + 1];
+    struct { int64_t v; const char *text; } cases[] = {
+        {0, "0"}, {7, "7"}, {-7, "-7"}, {10, "10"}, {99, "99"}, {100, "100"}, {-100, "-100"},
+        {123456789, "123456789"}, {INT64_MAX, "9223372036854775807"},
+        {INT64_MIN, "-9223372036854775808"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = fmt_int(buf, cases[i].v);
+        buf[n] = '\0';
+        cr_expect_str_eq(buf, cases[i].text);
+    }
+    cr_expect_str_eq(text_of(val_int(INT64_MIN), true), "-9223372036854775808");
+    cr_expect_str_eq(text_of(val_float(-4503599627370496.0), true), "-4503599627370496");
+}
+
+Test(value, lazy_hash_keys)
+{
+    /* keys built different ways find each other; a computed hash is never 0 */
+    ObjMap *m = map_new(&heap);
+    ObjString *k = str_concat(&heap, str_cstr(&heap, "k"), str_cstr(&heap, "42"));
+    map_set(m, val_obj(k), val_int(1));
+    Value v;
+    cr_expect(map_get(m, S("k42"), &v));
+    cr_expect_eq(v.as.i, 1);
+    cr_expect(map_get_cstr(m, "k42", &v));
+    cr_expect(!map_get_cstr(m, "k43", &v));
+    ObjString *e = str_cstr(&heap, "");
+    cr_expect_neq(str_hash(e), 0);
+    /* equality before and after either side is hashed */
+    ObjString *a = str_cstr(&heap, "same"), *b = str_cstr(&heap, "same"), *d = str_cstr(&heap, "samf");
+    cr_expect(val_equal(val_obj(a), val_obj(b)));
+    str_hash(a);
+    cr_expect(val_equal(val_obj(a), val_obj(b)));
+    cr_expect(!val_equal(val_obj(a), val_obj(d)));
+    str_hash(d);
+    cr_expect(!val_equal(val_obj(a), val_obj(d)));
 }
 
 Test(value, strbuf)
@@ -407,9 +463,7 @@ static void mark_roots(void *ud, void *gray)
 
 static size_t count_objects(void)
 {
-    size_t n = 0;
-    for (Obj *o = heap.objects; o; o = o->next) n++;
-    return n;
+    return heap.nobjects;
 }
 
 Test(value, gc_keeps_reachable_frees_garbage)
@@ -461,7 +515,7 @@ Test(value, gc_keeps_reachable_frees_garbage)
     Roots r = {roots, 5};
     heap_collect(&heap, mark_roots, &r);
     cr_expect_eq(count_objects(), survivors);
-    for (Obj *o = heap.objects; o; o = o->next) cr_expect(!o->marked, "marks are cleared after a sweep");
+    for (size_t i = 0; i < heap.nobjects; i++) cr_expect(!heap.objects[i]->marked, "marks are cleared after a sweep");
     cr_expect_gt(heap.bytes_allocated, 0);
     cr_expect_geq(heap.next_gc, (size_t)1 << 20);
 
@@ -490,6 +544,20 @@ Test(value, gc_bytes_track_live_data)
     heap_collect(&heap, mark_roots, &r);
     cr_expect_eq(heap.bytes_allocated, sizeof(ObjString) + 5);
     cr_expect_eq(heap.next_gc, (size_t)1 << 20);
+}
+
+Test(value, gc_object_table_shrinks_and_refills)
+{
+    Value keep = S("kept");
+    for (int i = 0; i < 50000; i++) str_cstr(&heap, "garbage");
+    size_t grown = heap.cap_objects;
+    Roots r = {&keep, 1};
+    heap_collect(&heap, mark_roots, &r);
+    cr_expect_eq(heap.nobjects, 1);
+    cr_expect_lt(heap.cap_objects, grown, "an emptied table is given back");
+    for (int i = 0; i < 5000; i++) str_cstr(&heap, "more");
+    cr_expect_eq(heap.nobjects, 5001);
+    cr_expect_str_eq(AS_STRING(keep)->chars, "kept");
 }
 
 Test(value, gc_should_collect_after_threshold)

@@ -3,6 +3,8 @@
  * scripted backend, collection under load and many waiting fibers. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 
 #include "run_helper.h"
 #include "script_backend.h"
@@ -492,34 +494,239 @@ Test(vm, gen_option_errors)
 Test(vm, roles_with_template_and_end_of_turn)
 {
     ScriptBackend *sb = script_new();
-    const char *begin[3] = {"<s>", "<u>", "<a>"};
-    const char *end[3] = {"</s>", "</u>", "</a>"};
-    script_set_template(sb, begin, end, "<eot>");
     sgl_vm_set_backend(R.vm, script_backend(sb));
+    sgl_vm_set_chat_template(R.vm, "chatml");
     script_push(sb, "4");
     sgl_status st = run_src(&R,
                             "fn main(question) {\n"
                             "  system { \"Be brief.\" }\n"
                             "  user question\n"
-                            "  assistant { gen(\"answer\", max_tokens: 8) }\n"
+                            "  assistant { gen(\"answer\", max_tokens: 8, stop: \"\\n\") }\n"
                             "  gen(\"after\")\n"
                             "}\n",
                             NULL, "{\"question\": \"2+2?\"}");
     cr_assert_eq(st, SGL_OK, "%s", R.error);
     const ScriptRequest *q = script_request(sb, 0);
-    cr_assert_str_eq(q->prompt, "<s>Be brief.</s><u>2+2?</u><a>");
+    const char *sys = "<|im_start|>system\n";
+    cr_assert_str_eq(q->prompt, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
+                                "<|im_start|>assistant\n");
     cr_assert_eq(q->nsegs, 3);
     cr_assert_eq(q->segs[0].role, RT_ROLE_SYSTEM);
-    cr_assert_eq(q->segs[0].start, 3);
-    cr_assert_eq(q->segs[0].end, 12);
+    cr_assert_eq(q->segs[0].start, strlen(sys), "the markers lie outside the segment");
+    cr_assert_eq(q->segs[0].end, strlen(sys) + strlen("Be brief."));
     cr_assert_eq(q->segs[2].role, RT_ROLE_ASSISTANT);
     cr_assert_eq(q->segs[2].start, strlen(q->prompt));
     cr_assert_eq(q->segs[2].end, strlen(q->prompt));
-    cr_assert_eq(q->nstop, 1);
-    cr_assert_str_eq(q->stop[0], "<eot>");
+    cr_assert_eq(q->nstop, 2);
+    cr_assert_str_eq(q->stop[0], "\n");
+    cr_assert_str_eq(q->stop[1], "<|im_end|>", "the template's end of turn is added to the stops");
     q = script_request(sb, 1);
     cr_assert_eq(q->nstop, 0, "no end-of-turn stop outside assistant");
-    cr_assert_str_eq(q->prompt, "<s>Be brief.</s><u>2+2?</u><a>4</a>");
+    cr_assert(strstr(q->prompt, "<|im_start|>assistant\n4<|im_end|>\n"), "%s", q->prompt);
+    run_reset(&R);
+    script_free(sb);
+}
+
+static const char *smollm_jinja(void *ctx)
+{
+    (void)ctx;
+    return "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+           "'<|im_end|>' + '\\n'}}{% endfor %}";
+}
+
+static const char *llama3_jinja(void *ctx)
+{
+    (void)ctx;
+    return "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}";
+}
+
+static const char *unknown_jinja(void *ctx)
+{
+    (void)ctx;
+    return "{{ message['content'] }}";
+}
+
+Test(vm, template_detected_from_the_model)
+{
+    ScriptBackend *sb = script_new();
+    RtBackend *be = script_backend(sb);
+    be->chat_template = smollm_jinja;
+    sgl_vm_set_backend(R.vm, be);
+    const char *prog = "fn main() {\n  user \"Hi\"\n  assistant { gen(\"a\") }\n}\n";
+    cr_assert_eq(run_src(&R, prog, NULL, NULL), SGL_OK, "%s", R.error);
+    cr_assert_str_eq(script_request(sb, 0)->prompt, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    cr_assert_str_eq(script_request(sb, 0)->stop[0], "<|im_end|>");
+    /* another backend: chosen again from its model */
+    ScriptBackend *sb2 = script_new();
+    be = script_backend(sb2);
+    be->chat_template = llama3_jinja;
+    sgl_vm_set_backend(R.vm, be);
+    cr_assert_eq(run_src(&R, prog, NULL, NULL), SGL_OK, "%s", R.error);
+    cr_assert_str_eq(script_request(sb2, 0)->prompt,
+                     "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                     "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    cr_assert_str_eq(script_request(sb2, 0)->stop[0], "<|eot_id|>");
+    /* the embedder's name wins over the model's */
+    sgl_vm_set_chat_template(R.vm, "llama2");
+    cr_assert_eq(run_src(&R, prog, NULL, NULL), SGL_OK, "%s", R.error);
+    cr_assert_str_eq(script_request(sb2, 1)->prompt, "[INST] Hi [/INST]");
+    cr_assert_str_eq(script_request(sb2, 1)->stop[0], "</s>");
+    /* a Jinja template detect() does not know: no markers, no stop */
+    sgl_vm_set_chat_template(R.vm, NULL);
+    ScriptBackend *sb3 = script_new();
+    be = script_backend(sb3);
+    be->chat_template = unknown_jinja;
+    sgl_vm_set_backend(R.vm, be);
+    cr_assert_eq(run_src(&R, prog, NULL, NULL), SGL_OK, "%s", R.error);
+    cr_assert_str_eq(script_request(sb3, 0)->prompt, "Hi");
+    cr_assert_eq(script_request(sb3, 0)->nstop, 0);
+    run_reset(&R);
+    script_free(sb);
+    script_free(sb2);
+    script_free(sb3);
+}
+
+Test(vm, template_markers_read_each_branch_state)
+{
+    /* llama2 decides from state.text; fork branches and batch instances each see their own */
+    sgl_vm_set_chat_template(R.vm, "llama2");
+    expect_out("fn main() {\n"
+               "  system { \"S\" }\n"
+               "  let b = fork i in 0..2 {\n"
+               "    if i == 0 { user { \"U\" } }\n"
+               "    else {\n      user { \"U\" }\n      assistant { \" A\" }\n      user { \"V\" }\n    }\n"
+               "  }\n"
+               "  print(json_encode(b[0].text))\n"
+               "  print(json_encode(b[1].text))\n"
+               "}\n",
+               "\"[INST] <<SYS>>\\nS\\n<</SYS>>\\n\\nU [/INST]\"\n"
+               "\"[INST] <<SYS>>\\nS\\n<</SYS>>\\n\\nU [/INST] A </s><s>[INST] V [/INST]\"\n");
+}
+
+Test(vm, unknown_template_is_an_error)
+{
+    sgl_vm_set_chat_template(R.vm, "nope");
+    expect_out("fn main() {\n  print(\"no role block, no error\")\n}\n", "no role block, no error\n");
+    expect_error("fn main() {\n  \"x\"\n  user { \"Hi\" }\n}\n", SGL_ERR_RUNTIME, "test.sgl:3:",
+                 "unknown chat template 'nope' (available: chatml, llama2, llama3, mistral, qwen)");
+    sgl_vm_set_chat_template(R.vm, "../chat/chatml");
+    expect_error("fn main() {\n  user { \"Hi\" }\n}\n", SGL_ERR_RUNTIME, "unknown chat template '../chat/chatml'", NULL);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+Test(vm, template_errors_and_bos)
+{
+    char dir[] = "/tmp/sgl-test-chat-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/chat", dir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/chat/bosy.sgl", dir);
+    write_file(path, "let name = \"bosy\"\nlet bos = \"<BOS>\"\nlet end_of_turn = \"<E>\"\n"
+                     "fn role_begin(role) { return \"<\" + role + \">\" }\n"
+                     "fn role_end(role) {\n  if role == \"user\" { error(\"bosy: no end for \" + role) }\n"
+                     "  return nil\n}\n");
+    snprintf(path, sizeof path, "%s/chat/waits.sgl", dir);
+    write_file(path, "let bos = \"\"\nlet end_of_turn = \"\"\nfn role_begin(role) { return gen() }\n"
+                     "fn role_end(role) { return 1 }\n");
+    snprintf(path, sizeof path, "%s/chat/broken.sgl", dir);
+    write_file(path, "let bos = \"\"\nfn role_begin(role) { return \"\" }\n");
+    sgl_vm_set_stdlib_path(R.vm, dir);
+
+    sgl_vm_set_chat_template(R.vm, "bosy");
+    /* bos once, at the very start; role_end returning nil writes nothing */
+    expect_out("fn main() {\n  system { \"S\" }\n  assistant { \"A\" }\n  print(state.text)\n}\n", "<BOS><system>S<assistant>A\n");
+    expect_out("fn main() {\n  \"text first \"\n  system { \"S\" }\n  print(state.text)\n}\n", "text first <system>S\n");
+    /* an error inside the template: its position, then the program's frames */
+    expect_error("fn f() {\n  user { \"U\" }\n}\nfn main() {\n  f()\n}\n", SGL_ERR_RUNTIME, "bosy.sgl:6:",
+                 "bosy: no end for user");
+    cr_assert(strstr(R.error, "at role_end ("), "%s", R.error);
+    cr_assert(strstr(R.error, "at f (test.sgl:2:"), "%s", R.error);
+    cr_assert(strstr(R.error, "at main (test.sgl:5:"), "%s", R.error);
+
+    ScriptBackend *sb = script_new();
+    sgl_vm_set_backend(R.vm, script_backend(sb));
+    sgl_vm_set_chat_template(R.vm, "waits");
+    expect_error("fn main() {\n  user { \"U\" }\n}\n", SGL_ERR_RUNTIME, "test.sgl:2:",
+                 "a chat template cannot call gen, select or fork");
+    sgl_vm_set_chat_template(R.vm, "broken");
+    expect_error("fn main() {\n  user { \"U\" }\n}\n", SGL_ERR_RUNTIME, "test.sgl:2:",
+                 "chat template 'broken' has no function role_end(role)");
+    run_reset(&R);
+    sgl_vm_set_backend(R.vm, NULL);
+    script_free(sb);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(vm, typed_gen_appends_the_models_text)
+{
+    ScriptBackend *sb = script_new();
+    sgl_vm_set_backend(R.vm, script_backend(sb));
+    script_push(sb, " 42");
+    script_push(sb, "7");
+    script_push(sb, "3.50");
+    script_push(sb, "true");
+    script_push(sb, "8");
+    sgl_status st = run_src(&R,
+                            "fn main() {\n"
+                            "  \"n =\" gen(\"n\", type: \"int\") \";\"\n"
+                            "  let m = gen(\"m\", type: \"int\")\n"
+                            "  m\n"
+                            "  gen(\"f\", type: \"float\")\n"
+                            "  \" b=${gen(\"b\", type: \"bool\")}.\"\n"
+                            "  let s = \"[${gen(\"k\", type: \"int\")}]\"\n"
+                            "  print(m + 1, s, state.n + state.m, state.f, state.b)\n"
+                            "}\n",
+                            NULL, NULL);
+    cr_assert_eq(st, SGL_OK, "%s", R.error);
+    cr_assert_str_eq(R.out, "8 [8] 49 3.5 true\n");
+    cr_assert(strstr(R.result, "\"text\":\"n = 42;3.50 b=true.\""), "%s", R.result);
+    cr_assert(strstr(R.result, "\"vars\":{\"n\":42,\"m\":7,\"f\":3.5,\"b\":true,\"k\":8}"), "%s", R.result);
+    run_reset(&R);
+    /* the model's text must still convert */
+    script_push(sb, "forty");
+    expect_error("fn main() {\n  \"n =\" gen(\"n\", type: \"int\")\n}\n", SGL_ERR_RUNTIME, "test.sgl:2:",
+                 "the model's output \"forty\" is not an int");
+    run_reset(&R);
+    script_free(sb);
+}
+
+static void count_progress(void *ud, int done, int total)
+{
+    int *seen = ud;
+    cr_assert_eq(done, seen[0] + 1, "done counts up by one");
+    seen[0] = done;
+    seen[1] = total;
+}
+
+Test(vm, batch_progress)
+{
+    ScriptBackend *sb = script_new();
+    sgl_vm_set_backend(R.vm, script_backend(sb));
+    int seen[2] = {0, 0};
+    sgl_vm_set_progress(R.vm, count_progress, seen);
+    cr_assert_eq(run_compile(&R, "fn main(i) {\n  gen(\"a\")\n  if i == 1 { error(\"one\") }\n}\n"), SGL_OK);
+    const char *args[] = {"{\"i\": 0}", "{\"i\": 1}", "{\"j\": 2}", "{\"i\": 3}"};
+    char *res[4];
+    cr_assert_eq(sgl_run_batch(R.vm, R.prog, NULL, args, 4, res), SGL_OK);
+    cr_assert_eq(seen[0], 4, "every instance reported, the failed ones too");
+    cr_assert_eq(seen[1], 4);
+    for (int i = 0; i < 4; i++) free(res[i]);
+    /* removed: no more calls */
+    sgl_vm_set_progress(R.vm, NULL, NULL);
+    seen[0] = 0;
+    cr_assert_eq(sgl_run_batch(R.vm, R.prog, NULL, args, 1, res), SGL_OK);
+    free(res[0]);
+    cr_assert_eq(seen[0], 0);
     run_reset(&R);
     script_free(sb);
 }

@@ -1,0 +1,173 @@
+#!/bin/sh
+# End-to-end tests: `sgl run` on the real default model
+# (models/SmolLM2-135M-Instruct.Q4_1.gguf, `make model`). `make e2e-test`
+# runs them; they skip, with a message, when the model is absent.
+#
+#   a  fork over a long shared prompt: --stats shows the prompt computed once
+#   c  greedy gen: the same output with the prefix cache off and with
+#      --chunk-size 7
+#   d  --batch: results in input order (an error in its place)
+#   e  examples/*.sgl run to completion; their structure is checked (the
+#      content is the model's)
+# (b, select against scoring each choice alone, is tests/unit/test_select_e2e.c.)
+#
+# Each case prints "ok NAME (seconds)" or "FAIL NAME: why"; the last line is
+# "e2e: N passed, N failed". JSON is read with python3.
+SGL=${SGL:-build/sgl}
+case $SGL in /*) ;; *) SGL=$(pwd)/$SGL ;; esac
+dir=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$dir/../.." && pwd)
+model=$root/models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f "$model" ]; then
+    echo "e2e: skipped: no model at models/SmolLM2-135M-Instruct.Q4_1.gguf (run make model)"
+    exit 0
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "e2e: skipped: python3 is needed to read the JSON results"
+    exit 0
+fi
+tmp=${TMPDIR:-/tmp}/sgl-e2e.$$
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+cd "$root" || exit 1
+pass=0; fail=0
+t0=0
+
+now() { date +%s.%N; }
+start() { t0=$(now); }
+ok() { pass=$((pass + 1)); echo "ok $1 ($(awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.1fs", a - b }'))"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1: $2"; [ -s "$tmp/err" ] && { echo "  stderr:"; tail -5 "$tmp/err"; }; }
+
+# stat NAME FILE: a number from the --stats line ("cached tokens" -> N)
+stat() { sed -n "s/^stats: .*$1 \([0-9][0-9]*\).*/\1/p" "$2" | tail -1; }
+
+# py FILE CODE: runs CODE with `lines` = FILE's lines, `js` = the JSON lines
+# parsed; exits non-zero (printing why) when an assert fails.
+py() {
+    python3 - "$1" "$2" <<'EOF'
+import json, re, sys
+lines = open(sys.argv[1], encoding="utf-8").read().split("\n")
+if lines and lines[-1] == "": lines.pop()
+js = []
+for l in lines:
+    try: js.append(json.loads(l))
+    except ValueError: js.append(None)
+try:
+    exec(sys.argv[2])
+except AssertionError as e:
+    print(e); sys.exit(1)
+EOF
+}
+
+# ---- a: a fork's shared prompt is computed once ----------------------------
+case_fork_shared() {
+    start
+    n=4
+    "$SGL" run tests/e2e/fork_shared.sgl --fn shared --json >"$tmp/shared.json" 2>"$tmp/err" || { bad fork_shared "--fn shared failed"; return; }
+    text=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["value"], end="")' "$tmp/shared.json")
+    P=$("$SGL" tokenize "$text" 2>"$tmp/err" | wc -w)
+    [ "$P" -gt 200 ] || { bad fork_shared "the shared prompt has only $P tokens"; return; }
+    "$SGL" run tests/e2e/fork_shared.sgl n=$n --stats >"$tmp/out" 2>"$tmp/err" || { bad fork_shared "exit status $?"; return; }
+    "$SGL" run tests/e2e/fork_shared.sgl n=$n --stats --no-prefix-cache >"$tmp/out2" 2>"$tmp/err2" || { bad fork_shared "--no-prefix-cache: exit status $?"; return; }
+    prompt=$(stat "prompt tokens" "$tmp/err"); cached=$(stat "cached tokens" "$tmp/err"); computed=$(stat "computed tokens" "$tmp/err")
+    cached_off=$(stat "cached tokens" "$tmp/err2"); computed_off=$(stat "computed tokens" "$tmp/err2")
+    [ -n "$cached" ] && [ -n "$computed_off" ] || { bad fork_shared "no stats line"; return; }
+    why=""
+    # every branch's prompt is the shared P tokens and a short question;
+    # n-1 of them find the P tokens cached (a token at the boundary may
+    # tokenize differently inside the whole prompt: slack of 2)
+    [ "$prompt" -ge $((n * P)) ] || why="$why prompt tokens $prompt < n*P = $((n * P));"
+    [ "$cached" -ge $(((n - 1) * (P - 2))) ] || why="$why cached tokens $cached < (n-1)*(P-2) = $(((n - 1) * (P - 2)));"
+    [ "$cached" -le $(((n - 1) * (P + 20))) ] || why="$why cached tokens $cached > (n-1)*(P+20);"
+    # so the prompt was run through the model once: P plus n short suffixes
+    [ "$computed" -lt $((P + n * 40)) ] || why="$why computed tokens $computed >= P + n*40 = $((P + n * 40));"
+    # without the cache every branch computes it
+    [ "$cached_off" -eq 0 ] || why="$why cached tokens $cached_off with --no-prefix-cache;"
+    [ "$computed_off" -ge $((n * P)) ] || why="$why computed tokens $computed_off < n*P with --no-prefix-cache;"
+    if [ -n "$why" ]; then bad fork_shared "P=$P n=$n:$why"; else
+        ok "fork_shared (P=$P n=$n: cached $cached, computed $computed; without the cache computed $computed_off)"; fi
+}
+
+# ---- c: greedy output does not depend on the cache or the chunk size -------
+case_greedy() {
+    start
+    "$SGL" run tests/e2e/greedy.sgl >"$tmp/g1" 2>"$tmp/err" || { bad greedy "exit status $?"; return; }
+    py "$tmp/g1" 'assert js[0] and len(js[0]) == 4 and len(js[0][0]) > 0, "no output: %r" % lines[:1]' >"$tmp/why" ||
+        { bad greedy "$(cat "$tmp/why")"; return; }
+    for opts in "--no-prefix-cache" "--chunk-size 7"; do
+        # shellcheck disable=SC2086
+        "$SGL" run tests/e2e/greedy.sgl $opts >"$tmp/g2" 2>"$tmp/err" || { bad greedy "$opts: exit status $?"; return; }
+        if ! cmp -s "$tmp/g1" "$tmp/g2"; then
+            bad greedy "$opts changes the output"; diff "$tmp/g1" "$tmp/g2" | head -6; return
+        fi
+    done
+    ok greedy
+}
+
+# ---- d: --batch keeps input order -------------------------------------------
+case_batch() {
+    start
+    "$SGL" run tests/e2e/batch.sgl --batch tests/e2e/batch.jsonl >"$tmp/out" 2>"$tmp/err"
+    st=$?
+    [ $st = 2 ] || { bad batch "exit status $st, expected 2 (line 3 is an error)"; return; }
+    py "$tmp/out" '
+inputs = [json.loads(l) for l in open("tests/e2e/batch.jsonl")]
+assert len(js) == len(inputs), "%d result lines for %d inputs" % (len(js), len(inputs))
+for k, (inp, res) in enumerate(zip(inputs, js)):
+    assert res is not None, "line %d is not JSON: %r" % (k + 1, lines[k])
+    if "i" not in inp:
+        assert "no parameter" in res.get("error", ""), "line %d: %r" % (k + 1, res)
+        continue
+    assert res.get("value") == k, "line %d holds value %r" % (k + 1, res.get("value"))
+    assert res["text"].startswith("Say the word %s a few times: " % inp["word"]), "line %d: %r" % (k + 1, res["text"])
+    assert res["text"].endswith(res["vars"]["echo"]), "line %d: echo not at the end" % (k + 1)
+' >"$tmp/why" || { bad batch "$(cat "$tmp/why")"; return; }
+    ok batch
+}
+
+# ---- e: the examples run to completion ----------------------------------------
+# example NAME CHECK [ARGS]: runs examples/NAME.sgl --json, then CHECK (python;
+# `res` = the result object, `printed` = the lines printed before it)
+example() {
+    start
+    name=$1; check=$2; shift 2
+    "$SGL" run "examples/$name.sgl" --json "$@" >"$tmp/out" 2>"$tmp/err"
+    st=$?
+    [ $st = 0 ] || { bad "example $name" "exit status $st"; return; }
+    py "$tmp/out" "res = js[-1]
+assert isinstance(res, dict) and 'text' in res, 'no result object: %r' % lines[-1:]
+printed = lines[:-1]
+$check" >"$tmp/why" || { bad "example $name" "$(cat "$tmp/why")"; return; }
+    ok "example $name"
+}
+
+case_fork_shared
+case_greedy
+case_batch
+example tips '
+t = res["text"]
+for part in ("Here are two tips for", "\nTip 1: ", "\nTip 2: ", "\nIn summary, "):
+    assert part in t, "missing %r" % part
+assert isinstance(res["vars"].get("summary"), str)'
+example few_shot_qa '
+assert res["text"].rstrip().count("Question: ") == 9, "not 8 examples and the question"
+assert isinstance(res["value"], str) and isinstance(res["vars"].get("answer"), str)'
+example chat '
+assert isinstance(res["value"], list) and len(res["value"]) == 3, "replies: %r" % res["value"]
+assert len([l for l in printed if l.startswith("user: ")]) == 3, "printed: %r" % printed
+# the chat template comes from the model (ChatML for SmolLM2)
+assert "<|im_start|>user\nName three fruits.<|im_end|>\n<|im_start|>assistant\n" in res["text"]'
+example agent '
+steps = [l for l in printed if re.match(r"step [0-9]+: ", l)]
+assert 1 <= len(steps) <= 4, "steps: %r" % printed
+assert " finish -> " in steps[-1], "last step: %r" % steps[-1]
+assert res["text"].startswith("<|im_start|>system\n"), "no chat template: %r" % res["text"][:40]
+assert isinstance(res["value"], str)'
+example tree_of_thought '
+rows = [l for l in printed if re.match(r"plan [12] \| score [1-5] \| ", l)]
+assert len(rows) == 4, "4 scored solutions expected: %r" % printed
+assert "<|im_start|>assistant\nPlan: " in res["text"]
+assert res["value"] is None or isinstance(res["value"], int)'
+
+echo "e2e: $pass passed, $fail failed"
+[ "$fail" = 0 ]
