@@ -261,24 +261,6 @@ static int lazy_wait(void *ctx)
     return e->inner ? e->inner->wait(e->inner->ctx) : -1;
 }
 
-static const char *lazy_role_begin(void *ctx, RtRole r)
-{
-    CliEngine *e = ctx;
-    return e->inner && e->inner->role_begin ? e->inner->role_begin(e->inner->ctx, r) : NULL;
-}
-
-static const char *lazy_role_end(void *ctx, RtRole r)
-{
-    CliEngine *e = ctx;
-    return e->inner && e->inner->role_end ? e->inner->role_end(e->inner->ctx, r) : NULL;
-}
-
-static const char *lazy_end_of_turn(void *ctx)
-{
-    CliEngine *e = ctx;
-    return e->inner && e->inner->end_of_turn ? e->inner->end_of_turn(e->inner->ctx) : NULL;
-}
-
 static const char *lazy_chat_template(void *ctx)
 {
     CliEngine *e = ctx;
@@ -300,9 +282,6 @@ int cli_engine_start(const CliEngineOptions *o, sgl_vm *vm, CliEngine **out)
     e->lazy.gen = lazy_gen;
     e->lazy.select = lazy_select;
     e->lazy.wait = lazy_wait;
-    e->lazy.role_begin = lazy_role_begin;
-    e->lazy.role_end = lazy_role_end;
-    e->lazy.end_of_turn = lazy_end_of_turn;
     e->lazy.chat_template = lazy_chat_template;
     if (o->chat_template)
         sgl_vm_set_chat_template(vm, o->chat_template);

@@ -108,12 +108,6 @@ typedef struct RtBackend {
     /* Blocks until at least one completion callback has fired (it fires
      * inside this call). Returns 0, or -1 if nothing is in flight. */
     int (*wait)(void *ctx);
-    /* Chat template markers for a role, appended by the VM when a role block
-     * opens/closes; NULL when the backend has no template (then nothing is
-     * appended). `end_of_turn` is the default stop for gen inside assistant. */
-    const char *(*role_begin)(void *ctx, RtRole role);
-    const char *(*role_end)(void *ctx, RtRole role);
-    const char *(*end_of_turn)(void *ctx);
     /* The model's chat template as its tokenizer ships it (a Jinja text, as
      * in GGUF tokenizer.chat_template or tokenizer_config.json), or NULL.
      * The VM maps it to one of the SGL templates in stdlib/chat/ (detect.sgl)

@@ -24,7 +24,6 @@ typedef struct {
 struct RtEngine {
     Engine *e;
     RtBackend be;
-    char *role_begin[3], *role_end[3], *eot;
     CacheEntry *cache;
     int n_cache, cap_cache;
     uint64_t tick;
@@ -387,24 +386,6 @@ static int be_wait(void *ctx)
     return 0;
 }
 
-static const char *be_role_begin(void *ctx, RtRole role)
-{
-    RtEngine *r = ctx;
-    return (unsigned)role < 3 ? r->role_begin[role] : NULL;
-}
-
-static const char *be_role_end(void *ctx, RtRole role)
-{
-    RtEngine *r = ctx;
-    return (unsigned)role < 3 ? r->role_end[role] : NULL;
-}
-
-static const char *be_end_of_turn(void *ctx)
-{
-    RtEngine *r = ctx;
-    return r->eot;
-}
-
 static const char *be_chat_template(void *ctx)
 {
     RtEngine *r = ctx;
@@ -422,17 +403,9 @@ RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t e
         return NULL;
     }
     r->e = e;
-    int ok = 1;
-    if (o) {
-        for (int i = 0; i < 3; i++) {
-            if (o->role_begin[i] && !(r->role_begin[i] = dup_str(o->role_begin[i]))) ok = 0;
-            if (o->role_end[i] && !(r->role_end[i] = dup_str(o->role_end[i]))) ok = 0;
-        }
-        if (o->end_of_turn && !(r->eot = dup_str(o->end_of_turn))) ok = 0;
-    }
     r->cap_cache = o && o->token_cache_entries > 0 ? o->token_cache_entries : DEFAULT_CACHE_ENTRIES;
     r->cache = calloc((size_t)r->cap_cache, sizeof *r->cache);
-    if (!r->cache || !ok) {
+    if (!r->cache) {
         rt_engine_free(r);
         if (err) snprintf(err, errcap, "out of memory");
         return NULL;
@@ -441,9 +414,6 @@ RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t e
     r->be.gen = be_gen;
     r->be.select = be_select;
     r->be.wait = be_wait;
-    r->be.role_begin = be_role_begin;
-    r->be.role_end = be_role_end;
-    r->be.end_of_turn = be_end_of_turn;
     r->be.chat_template = be_chat_template;
     return r;
 }
@@ -451,11 +421,6 @@ RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t e
 void rt_engine_free(RtEngine *r)
 {
     if (!r) return;
-    for (int i = 0; i < 3; i++) {
-        free(r->role_begin[i]);
-        free(r->role_end[i]);
-    }
-    free(r->eot);
     for (int i = 0; i < r->n_cache; i++) {
         free(r->cache[i].text);
         free(r->cache[i].ids);

@@ -37,10 +37,6 @@
 typedef struct RtEngine RtEngine;
 
 typedef struct {
-    /* Chat template markers, indexed by RtRole; NULL: none (copied). */
-    const char *role_begin[3];
-    const char *role_end[3];
-    const char *end_of_turn;
     int token_cache_entries;    /* default 256; 0 keeps the default */
 } RtEngineOptions;
 

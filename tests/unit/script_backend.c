@@ -30,7 +30,6 @@ struct ScriptBackend {
     int max_flight;
     int batch;
     char *fail_submit, *fail_result;
-    char *begin[3], *end[3], *eot;
     double lp[16];
     int nlp;
 };
@@ -176,9 +175,6 @@ static int s_wait(void *ctx)
     return 0;
 }
 
-static const char *s_role_begin(void *ctx, RtRole role) { return ((ScriptBackend *)ctx)->begin[role]; }
-static const char *s_role_end(void *ctx, RtRole role) { return ((ScriptBackend *)ctx)->end[role]; }
-static const char *s_eot(void *ctx) { return ((ScriptBackend *)ctx)->eot; }
 
 ScriptBackend *script_new(void)
 {
@@ -188,9 +184,6 @@ ScriptBackend *script_new(void)
     sb->rt.gen = s_gen;
     sb->rt.select = s_select;
     sb->rt.wait = s_wait;
-    sb->rt.role_begin = s_role_begin;
-    sb->rt.role_end = s_role_end;
-    sb->rt.end_of_turn = s_eot;
     sb->batch = 1;
     return sb;
 }
@@ -219,11 +212,6 @@ void script_free(ScriptBackend *sb)
     free(sb->fail_submit);
     free(sb->fail_result);
     free((char *)sb->rt.last_error);
-    for (int i = 0; i < 3; i++) {
-        free(sb->begin[i]);
-        free(sb->end[i]);
-    }
-    free(sb->eot);
     free(sb);
 }
 
@@ -264,18 +252,6 @@ void script_fail_next_result(ScriptBackend *sb, const char *msg)
 }
 
 void script_set_batch(ScriptBackend *sb, int batch) { sb->batch = batch; }
-
-void script_set_template(ScriptBackend *sb, const char *const begin[3], const char *const end[3], const char *eot)
-{
-    for (int i = 0; i < 3; i++) {
-        free(sb->begin[i]);
-        free(sb->end[i]);
-        sb->begin[i] = begin ? dupz(begin[i]) : NULL;
-        sb->end[i] = end ? dupz(end[i]) : NULL;
-    }
-    free(sb->eot);
-    sb->eot = dupz(eot);
-}
 
 void script_set_logprobs(ScriptBackend *sb, const double *lp, int n)
 {

@@ -58,8 +58,6 @@ void script_fail_next_submit(ScriptBackend *sb, const char *msg);
 /* Make the next completion report an error (status != 0). */
 void script_fail_next_result(ScriptBackend *sb, const char *msg);
 void script_set_batch(ScriptBackend *sb, int batch);
-/* Chat template markers (NULL: none); end_of_turn as well. */
-void script_set_template(ScriptBackend *sb, const char *const begin[3], const char *const end[3], const char *eot);
 /* Per-token logprobs reported for gen results (copied; n <= 16). */
 void script_set_logprobs(ScriptBackend *sb, const double *lp, int n);
 
