@@ -44,8 +44,10 @@ typedef struct {
     size_t cap;                 /* floats */
 } ThreadScratch;
 
+/* attention work unit: sequence s, KV head kh, new tokens [j0, j1), query
+ * heads [g0, g1) of the KV head's group */
 typedef struct {
-    int s, kh, j0, j1;
+    int s, kh, j0, j1, g0, g1;
 } AttnTask;
 
 typedef struct {
@@ -541,16 +543,17 @@ static void attn_rows_direct(AttnJob *j, const AttnTask *tk, int thread)
         float *out = a->out + (size_t)(sq->row0 + jn) * qd + (size_t)tk->kh * group * hd;
         for (int ci = 0; ci < visible; ci++) {
             const uint8_t *krow = kp + (size_t)sq->slots[ci] * rb;
-            for (int g = 0; g < group; g++)
+            for (int g = tk->g0; g < tk->g1; g++)
                 scores[g * j->stride + ci] = kv_dot(c, a->kv_dtype, q + g * hd, krow, hd) * a->scale;
         }
-        for (int g = 0; g < group; g++) {
+        for (int g = tk->g0; g < tk->g1; g++) {
             softmax_row(c, scores + g * j->stride, visible);
             memset(out + g * hd, 0, (size_t)hd * sizeof(float));
         }
         for (int ci = 0; ci < visible; ci++) {
             const uint8_t *vrow = vp + (size_t)sq->slots[ci] * rb;
-            for (int g = 0; g < group; g++) kv_axpy(c, a->kv_dtype, scores[g * j->stride + ci], vrow, out + g * hd, hd);
+            for (int g = tk->g0; g < tk->g1; g++)
+                kv_axpy(c, a->kv_dtype, scores[g * j->stride + ci], vrow, out + g * hd, hd);
         }
     }
 }
@@ -572,7 +575,7 @@ static void attn_rows_gemm(AttnJob *j, const AttnTask *tk, int thread)
         dequant_row(c, a->kv_dtype, kp + (size_t)sq->slots[ci] * rb, kf + (size_t)ci * hd, hd);
         dequant_row(c, a->kv_dtype, vp + (size_t)sq->slots[ci] * rb, vf + (size_t)ci * hd, hd);
     }
-    for (int g = 0; g < group; g++) {
+    for (int g = tk->g0; g < tk->g1; g++) {
         const float *q = a->q + (size_t)(sq->row0 + tk->j0) * qd + (size_t)(tk->kh * group + g) * hd;
         float *out = a->out + (size_t)(sq->row0 + tk->j0) * qd + (size_t)(tk->kh * group + g) * hd;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nt, vis, hd, a->scale, q, qd, kf, hd, 0.0f, sc,
@@ -608,6 +611,10 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
     if (!n_tasks) return;
     size_t stride = ((size_t)max_ctx + 15) & ~(size_t)15;
     int group = a->n_head / a->n_head_kv;
+    /* few tasks (decode of few sequences): one task per query head instead
+     * of per KV head, so more threads take part; the numbers are the same */
+    int split = n_tasks < (size_t)c->n_threads && group > 1;
+    if (split) n_tasks *= (size_t)group;
     size_t direct = stride * (size_t)group, gemm = stride * (2 * (size_t)a->head_dim + ATTN_BLOCK);
     if (reserve_thread_scratch(c, c->blas && gemm > direct ? gemm : direct)) return;
     if (grow_bytes(c, (void **)&c->tasks, &c->tasks_cap, n_tasks * sizeof(AttnTask))) return;
@@ -616,7 +623,10 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
         for (int j0 = 0; j0 < a->seqs[s].n_new; j0 += ATTN_BLOCK)
             for (int kh = 0; kh < a->n_head_kv; kh++) {
                 int j1 = j0 + ATTN_BLOCK < a->seqs[s].n_new ? j0 + ATTN_BLOCK : a->seqs[s].n_new;
-                c->tasks[i++] = (AttnTask){s, kh, j0, j1};
+                if (split)
+                    for (int g = 0; g < group; g++) c->tasks[i++] = (AttnTask){s, kh, j0, j1, g, g + 1};
+                else
+                    c->tasks[i++] = (AttnTask){s, kh, j0, j1, 0, group};
             }
     AttnJob j = {.c = c, .a = a, .tasks = c->tasks, .stride = stride, .gemm = c->blas};
     cpu_pool_run(c->pool, (int)n_tasks, attn_task, &j);

@@ -778,14 +778,10 @@ Test(engine, rt_backend_gen_select_and_token_reuse)
 {
     Engine *e = start(opts(1, 512, 2048));
     char err[256];
-    RtEngineOptions ro = {.role_begin = {"<|im_start|>system\n", "<|im_start|>user\n", "<|im_start|>assistant\n"},
-                          .role_end = {"<|im_end|>\n", "<|im_end|>\n", "<|im_end|>\n"},
-                          .end_of_turn = "<|im_end|>"};
+    RtEngineOptions ro = {.token_cache_entries = 0};
     RtEngine *r = rt_engine_new(e, &ro, err, sizeof err);
     cr_assert_not_null(r, "%s", err);
     RtBackend *be = rt_engine_backend(r);
-    cr_assert_str_eq(be->role_begin(be->ctx, RT_ROLE_USER), "<|im_start|>user\n");
-    cr_assert_str_eq(be->end_of_turn(be->ctx), "<|im_end|>");
     const char *tmpl = be->chat_template(be->ctx);
     cr_assert(tmpl && strstr(tmpl, "<|im_start|>"), "SmolLM2 ships a ChatML template");
     cr_assert_eq(be->wait(be->ctx), -1);

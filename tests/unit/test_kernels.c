@@ -638,6 +638,20 @@ Test(ops, kv_store_and_attention_gqa_shared_prefix)
             aa.k_pool = kr;
             aa.v_pool = vr;
         }
+        /* a lone decode step: few tasks, so the backend splits by query head */
+        KAttnArgs one = aa;
+        one.seqs = &seqs[2];
+        one.n_seqs = 1;
+        one.out = want;
+        ref_be->attention(ref_be->ctx, &one);
+        for (int v = 0; v < N_VARIANTS; v++) {
+            KBackend *b = fast_be[v];
+            one.out = got;
+            b->attention(b->ctx, &one);
+            double e = rel_err(got + (size_t)103 * qd, want + (size_t)103 * qd, (size_t)qd);
+            cr_assert(e < 1e-5, "decode attention %s %s: %g", k_dtype_name(dt), variants[v].name, e);
+        }
+        ref_be->attention(ref_be->ctx, &aa);
         /* causality: token 0 of A sees only itself, so its output is V of slot a_slots[0] */
         float v0[128];
         cpu_dequant_row(dt, (uint8_t *)vr + (size_t)a_slots[0] * k_row_bytes(dt, kvd), v0, kvd);
