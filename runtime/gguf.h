@@ -105,8 +105,8 @@ int gguf_get_bool(const GgufFile *f, const char *key, bool *out, char *err, size
 int gguf_get_str(const GgufFile *f, const char *key, const char **s, size_t *len,
                  char *err, size_t errcap);
 
-/* Same conversions on an entry already found (no key lookup; kv may be an
- * array element-type mismatch -> -1). */
+/* The same conversions on an entry already found; -1 (no message) when the
+ * entry's type does not convert (e.g. an array, or a string to a number). */
 int gguf_kv_i64(const GgufKV *kv, int64_t *out);
 int gguf_kv_f64(const GgufKV *kv, double *out);
 int gguf_kv_str(const GgufKV *kv, const char **s, size_t *len);

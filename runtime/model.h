@@ -137,6 +137,10 @@ typedef struct Model {
 
     /* Set by model_finish; internal to model.c. */
     float *rope_inv_freq;       /* [rope_dim/2] */
+    /* The compute backend, owned by the model (destroyed by model_free or
+     * model_set_threads). NULL until the first forward creates the CPU
+     * backend; a caller may install another one before that (tests install
+     * cpu_ref_backend_new or a flagged cpu_backend_new). */
     const KBackend *backend;
     ModelScratch *scratch;
     int n_threads;              /* 0 = one per core */

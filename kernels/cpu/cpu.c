@@ -5,21 +5,25 @@
  *   - few rows of x (decode, small batches): x is quantized once to the
  *     weight's activation format (cpu_dot_type), then each worker takes a
  *     chunk of weight rows and computes quantized dots against every row of
- *     x while the weight row is hot in L1. Memory-bound, so reading the
- *     weights once per batch is what matters.
+ *     x (four at a time) while the weight row is hot in L1, so each weight
+ *     row is read once per batch.
  *   - many rows (prefill): each worker dequantizes a tile of weight rows to
  *     f32 and runs OpenBLAS sgemm for that tile (OpenBLAS is kept to one
  *     thread; the pool provides the parallelism). x goes through the same
  *     8-bit activation format first (quantized, then expanded back to f32),
- *     so a token's numbers do not depend on which path its batch took: the
- *     two paths then differ only in float summation order. Without this, a
- *     prompt prefilled in one batch and the same prompt decoded token by
- *     token would carry different quantization noise (on small models, up to
- *     ~1 in a logit).
- * Attention runs one task per (sequence, kv head, block of new tokens), so
- * the query heads that share a KV head read each K/V row once; a block of
- * several new tokens (prefill) gathers its K/V rows to f32 and uses sgemm
- * for Q·Kᵀ and P·V, decode steps use direct dot products.
+ *     so both paths compute the same function and differ only in float
+ *     summation order. Small models amplify even that (re-rolled 8-bit
+ *     rounding downstream): the same prompt prefilled in one batch or token
+ *     by token can differ by up to ~1 in a logit, as llama.cpp's own two
+ *     attention paths do (tests/unit/test_model.c).
+ * Attention runs one task per (sequence, KV head, block of new tokens), so
+ * the query heads that share a KV head read each K/V row once; a decode
+ * step is further cut into fixed 256-key parts merged afterwards, so long
+ * contexts use every thread; a block of several new tokens (prefill) gathers
+ * its K/V rows to f32 and uses sgemm for Q·Kᵀ and P·V.
+ *
+ * Determinism: without sgemm (CPU_NO_BLAS) every token's numbers depend only
+ * on its own inputs, not on batch composition or thread count (tested).
  *
  * SIMD: AVX2/FMA/F16C kernels from quant_avx2.c when the CPU has them
  * (checked once in cpu_backend_new), scalar ones from quant.c otherwise.
@@ -44,12 +48,6 @@ typedef struct {
     size_t cap;                 /* floats */
 } ThreadScratch;
 
-/* attention work unit: sequence s, KV head kh, new tokens [j0, j1), query
- * heads [g0, g1) of the KV head's group */
-typedef struct {
-    int s, kh, j0, j1, g0, g1;
-} AttnTask;
-
 typedef struct {
     KBackend be;
     CpuPool *pool;
@@ -61,8 +59,14 @@ typedef struct {
     size_t xq_cap;
     float *xr;                  /* activations rounded through their 8-bit format */
     size_t xr_cap;
-    AttnTask *tasks;
+    struct AttnTask *tasks;
     size_t tasks_cap;
+    size_t *part_base;          /* attention: per sequence, first split-decode partial */
+    size_t part_base_cap;
+    int *n_parts;
+    size_t n_parts_cap;
+    float *partials;
+    size_t partials_cap;
     const char *error;          /* first op that could not get scratch memory */
 } Cpu;
 
@@ -489,12 +493,40 @@ static void cpu_kv_store(void *ctx, void *k_pool, void *v_pool, KDtype kv_dtype,
 
 /* ---- attention ------------------------------------------------------------------ */
 
+/*
+ * Direct path (decode, and prefill without sgemm): a query token's keys are
+ * cut into parts of ATTN_PART positions with fixed boundaries. Each part
+ * yields a partial result for a query head: its max score m, the sum l of
+ * exp(score - m), and o = sum of exp(score - m) * value. Parts are merged in
+ * order 0, 1, 2, ... by the online-softmax rule:
+ *
+ *     M' = max(M, m)   L' = L e^(M-M') + l e^(m-M')   O' = O e^(M-M') + o e^(m-M')
+ *
+ * and the output is O / L. Decode steps compute the parts as separate tasks
+ * (so a long context spreads over all threads) and merge after the job;
+ * prefill blocks compute and merge them inline. Both run the same arithmetic
+ * in the same order, so a token's output depends only on its own context,
+ * never on the batch it came in or the number of threads.
+ *
+ * Gemm path (prefill blocks with BLAS on): see attn_rows_gemm.
+ */
+#define ATTN_PART 256
+
+/* work unit: sequence s, KV head kh, new tokens [j0, j1), query heads
+ * [g0, g1) of the KV head's group; for split decode, key part `part` */
+typedef struct AttnTask {
+    int s, kh, j0, j1, g0, g1, part;
+} AttnTask;
+
 typedef struct {
     Cpu *c;
     const KAttnArgs *a;
     const AttnTask *tasks;
-    size_t stride;              /* scores floats per query head (>= every n_ctx) */
+    size_t stride;              /* gemm path: floats per score row (>= every n_ctx) */
     int gemm;                   /* prefill blocks through sgemm */
+    float *partials;            /* split decode: per (seq, head, part): o[hd], m, l */
+    const size_t *part_base;    /* per sequence: index of its first partial, or SIZE_MAX */
+    const int *n_parts;         /* per sequence */
 } AttnJob;
 
 static float kv_dot(Cpu *c, KDtype dt, const float *q, const void *row, int n)
@@ -526,35 +558,101 @@ static void kv_axpy(Cpu *c, KDtype dt, float p, const void *row, float *y, int n
     for (int i = 0; i < n; i++) y[i] += p * f[i];
 }
 
-/* One token at a time: scores against every visible key, softmax, sum of
- * values. The group's query heads share each K/V row load. */
+/* Partial results over keys [c0, c1) for query heads [g0, g1) of KV head kh:
+ * o[g*hd ..] (unnormalised), m[g], l[g]. `sc` holds ATTN_PART floats per head.
+ * The heads share each K/V row load. */
+static void attn_part(Cpu *c, const KAttnArgs *a, const KAttnSeq *sq, int kh, const float *q, int g0, int g1,
+                      int c0, int c1, float *sc, float *o, float *m, float *l)
+{
+    int hd = a->head_dim, n = c1 - c0;
+    size_t rb = k_row_bytes(a->kv_dtype, a->n_head_kv * hd), off = k_row_bytes(a->kv_dtype, (int64_t)kh * hd);
+    const uint8_t *kp = (const uint8_t *)a->k_pool + off, *vp = (const uint8_t *)a->v_pool + off;
+    for (int ci = 0; ci < n; ci++) {
+        const uint8_t *krow = kp + (size_t)sq->slots[c0 + ci] * rb;
+        for (int g = g0; g < g1; g++) sc[g * ATTN_PART + ci] = kv_dot(c, a->kv_dtype, q + g * hd, krow, hd) * a->scale;
+    }
+    for (int g = g0; g < g1; g++) {
+        float *r = sc + g * ATTN_PART, mx, sum;
+        if (c->simd) {
+            mx = cpu_avx2_max(n, r);
+            sum = cpu_avx2_exp_shift_sum(n, r, mx);
+        } else {
+            mx = -INFINITY;
+            for (int i = 0; i < n; i++) mx = r[i] > mx ? r[i] : mx;
+            sum = 0;
+            for (int i = 0; i < n; i++) sum += (r[i] = expf(r[i] - mx));
+        }
+        m[g] = mx;
+        l[g] = sum;
+        memset(o + g * hd, 0, (size_t)hd * sizeof(float));
+    }
+    for (int ci = 0; ci < n; ci++) {
+        const uint8_t *vrow = vp + (size_t)sq->slots[c0 + ci] * rb;
+        for (int g = g0; g < g1; g++) kv_axpy(c, a->kv_dtype, sc[g * ATTN_PART + ci], vrow, o + g * hd, hd);
+    }
+}
+
+/* Online merge of one part into the running (M, L, O) of a head. */
+static void attn_merge(int hd, float m, float l, const float *o, float *M, float *L, float *O, int first)
+{
+    if (first) {
+        *M = m;
+        *L = l;
+        memcpy(O, o, (size_t)hd * sizeof(float));
+        return;
+    }
+    float nm = m > *M ? m : *M, a = expf(*M - nm), b = expf(m - nm);
+    *L = *L * a + l * b;
+    for (int i = 0; i < hd; i++) O[i] = O[i] * a + o[i] * b;
+    *M = nm;
+}
+
+static int n_parts_for(int visible) { return (visible + ATTN_PART - 1) / ATTN_PART; }
+
+/* Tokens [j0, j1) of a task, all parts inline. Thread scratch: sc (group *
+ * ATTN_PART), o, O (group * hd each), m, l, M, L (group each). */
 static void attn_rows_direct(AttnJob *j, const AttnTask *tk, int thread)
 {
     Cpu *c = j->c;
     const KAttnArgs *a = j->a;
     const KAttnSeq *sq = &a->seqs[tk->s];
     int hd = a->head_dim, group = a->n_head / a->n_head_kv, qd = a->n_head * hd;
-    size_t rb = k_row_bytes(a->kv_dtype, a->n_head_kv * hd), off = k_row_bytes(a->kv_dtype, (int64_t)tk->kh * hd);
-    const uint8_t *kp = (const uint8_t *)a->k_pool + off, *vp = (const uint8_t *)a->v_pool + off;
-    float *scores = c->ts[thread].buf;
+    float *sc = c->ts[thread].buf, *o = sc + (size_t)group * ATTN_PART, *O = o + (size_t)group * hd;
+    float *m = O + (size_t)group * hd, *l = m + group, *M = l + group, *L = M + group;
     for (int jn = tk->j0; jn < tk->j1; jn++) {
         int visible = sq->n_ctx - sq->n_new + jn + 1;
         const float *q = a->q + (size_t)(sq->row0 + jn) * qd + (size_t)tk->kh * group * hd;
         float *out = a->out + (size_t)(sq->row0 + jn) * qd + (size_t)tk->kh * group * hd;
-        for (int ci = 0; ci < visible; ci++) {
-            const uint8_t *krow = kp + (size_t)sq->slots[ci] * rb;
-            for (int g = tk->g0; g < tk->g1; g++)
-                scores[g * j->stride + ci] = kv_dot(c, a->kv_dtype, q + g * hd, krow, hd) * a->scale;
+        int np = n_parts_for(visible);
+        for (int p = 0; p < np; p++) {
+            int c0 = p * ATTN_PART, c1 = c0 + ATTN_PART < visible ? c0 + ATTN_PART : visible;
+            attn_part(c, a, sq, tk->kh, q, tk->g0, tk->g1, c0, c1, sc, o, m, l);
+            for (int g = tk->g0; g < tk->g1; g++) attn_merge(hd, m[g], l[g], o + g * hd, &M[g], &L[g], O + g * hd, p == 0);
         }
         for (int g = tk->g0; g < tk->g1; g++) {
-            softmax_row(c, scores + g * j->stride, visible);
-            memset(out + g * hd, 0, (size_t)hd * sizeof(float));
+            float inv = 1.0f / L[g];
+            for (int i = 0; i < hd; i++) out[g * hd + i] = O[g * hd + i] * inv;
         }
-        for (int ci = 0; ci < visible; ci++) {
-            const uint8_t *vrow = vp + (size_t)sq->slots[ci] * rb;
-            for (int g = tk->g0; g < tk->g1; g++)
-                kv_axpy(c, a->kv_dtype, scores[g * j->stride + ci], vrow, out + g * hd, hd);
-        }
+    }
+}
+
+/* Split decode: one key part of one token, into the partials buffer. */
+static void attn_decode_part(AttnJob *j, const AttnTask *tk, int thread)
+{
+    Cpu *c = j->c;
+    const KAttnArgs *a = j->a;
+    const KAttnSeq *sq = &a->seqs[tk->s];
+    int hd = a->head_dim, group = a->n_head / a->n_head_kv, qd = a->n_head * hd;
+    float *sc = c->ts[thread].buf, *o = sc + (size_t)group * ATTN_PART, *m = o + (size_t)group * hd, *l = m + group;
+    int visible = sq->n_ctx, c0 = tk->part * ATTN_PART, c1 = c0 + ATTN_PART < visible ? c0 + ATTN_PART : visible;
+    const float *q = a->q + (size_t)sq->row0 * qd + (size_t)tk->kh * group * hd;
+    attn_part(c, a, sq, tk->kh, q, tk->g0, tk->g1, c0, c1, sc, o, m, l);
+    for (int g = tk->g0; g < tk->g1; g++) {
+        int head = tk->kh * group + g;
+        float *dst = j->partials + (j->part_base[tk->s] + (size_t)head * j->n_parts[tk->s] + tk->part) * (hd + 2);
+        memcpy(dst, o + g * hd, (size_t)hd * sizeof(float));
+        dst[hd] = m[g];
+        dst[hd + 1] = l[g];
     }
 }
 
@@ -595,41 +693,83 @@ static void attn_task(void *arg, int task, int thread)
 {
     AttnJob *j = arg;
     const AttnTask *tk = &j->tasks[task];
-    if (j->gemm && tk->j1 - tk->j0 >= ATTN_GEMM_MIN) attn_rows_gemm(j, tk, thread);
+    if (tk->part >= 0) attn_decode_part(j, tk, thread);
+    else if (j->gemm && tk->j1 - tk->j0 >= ATTN_GEMM_MIN) attn_rows_gemm(j, tk, thread);
     else attn_rows_direct(j, tk, thread);
 }
 
+/* scratch lives in Cpu: tasks, per-sequence partial bases and counts, partials */
 static void cpu_attention(void *ctx, const KAttnArgs *a)
 {
     Cpu *c = ctx;
-    size_t n_tasks = 0;
-    int max_ctx = 0;
+    int hd = a->head_dim, group = a->n_head / a->n_head_kv;
+    size_t n_tasks = 0, n_partials = 0;
+    int max_ctx = 0, any_gemm = 0;
+    if (grow_bytes(c, (void **)&c->part_base, &c->part_base_cap, (size_t)a->n_seqs * sizeof(size_t)) ||
+        grow_bytes(c, (void **)&c->n_parts, &c->n_parts_cap, (size_t)a->n_seqs * sizeof(int)))
+        return;
     for (int s = 0; s < a->n_seqs; s++) {
-        n_tasks += (size_t)a->n_head_kv * (size_t)((a->seqs[s].n_new + ATTN_BLOCK - 1) / ATTN_BLOCK);
-        if (a->seqs[s].n_ctx > max_ctx) max_ctx = a->seqs[s].n_ctx;
+        const KAttnSeq *sq = &a->seqs[s];
+        if (sq->n_new == 1) {
+            /* decode: one task per (KV head, key part) */
+            c->n_parts[s] = n_parts_for(sq->n_ctx);
+            c->part_base[s] = n_partials;
+            n_partials += (size_t)a->n_head * (size_t)c->n_parts[s];
+            n_tasks += (size_t)a->n_head_kv * (size_t)c->n_parts[s];
+        } else {
+            c->n_parts[s] = 0;
+            c->part_base[s] = SIZE_MAX;
+            n_tasks += (size_t)a->n_head_kv * (size_t)((sq->n_new + ATTN_BLOCK - 1) / ATTN_BLOCK);
+            if (sq->n_new >= ATTN_GEMM_MIN) any_gemm = 1;
+        }
+        if (sq->n_ctx > max_ctx) max_ctx = sq->n_ctx;
     }
     if (!n_tasks) return;
-    size_t stride = ((size_t)max_ctx + 15) & ~(size_t)15;
-    int group = a->n_head / a->n_head_kv;
-    /* few tasks (decode of few sequences): one task per query head instead
-     * of per KV head, so more threads take part; the numbers are the same */
+    /* few tasks (decode of few sequences): one task per query head instead of
+     * per KV head, so more threads take part; the numbers are the same */
     int split = n_tasks < (size_t)c->n_threads && group > 1;
     if (split) n_tasks *= (size_t)group;
-    size_t direct = stride * (size_t)group, gemm = stride * (2 * (size_t)a->head_dim + ATTN_BLOCK);
-    if (reserve_thread_scratch(c, c->blas && gemm > direct ? gemm : direct)) return;
+    size_t stride = ((size_t)max_ctx + 15) & ~(size_t)15;
+    size_t direct = (size_t)group * ATTN_PART + 2 * (size_t)group * hd + 4 * (size_t)group;
+    size_t gemm = c->blas && any_gemm ? stride * (2 * (size_t)hd + ATTN_BLOCK) : 0;
+    if (reserve_thread_scratch(c, gemm > direct ? gemm : direct)) return;
     if (grow_bytes(c, (void **)&c->tasks, &c->tasks_cap, n_tasks * sizeof(AttnTask))) return;
+    if (n_partials && grow_bytes(c, (void **)&c->partials, &c->partials_cap, n_partials * (size_t)(hd + 2) * sizeof(float)))
+        return;
     size_t i = 0;
-    for (int s = 0; s < a->n_seqs; s++)
-        for (int j0 = 0; j0 < a->seqs[s].n_new; j0 += ATTN_BLOCK)
+    for (int s = 0; s < a->n_seqs; s++) {
+        const KAttnSeq *sq = &a->seqs[s];
+        int nb = sq->n_new == 1 ? c->n_parts[s] : (sq->n_new + ATTN_BLOCK - 1) / ATTN_BLOCK;
+        for (int bi = 0; bi < nb; bi++)
             for (int kh = 0; kh < a->n_head_kv; kh++) {
-                int j1 = j0 + ATTN_BLOCK < a->seqs[s].n_new ? j0 + ATTN_BLOCK : a->seqs[s].n_new;
-                if (split)
-                    for (int g = 0; g < group; g++) c->tasks[i++] = (AttnTask){s, kh, j0, j1, g, g + 1};
-                else
-                    c->tasks[i++] = (AttnTask){s, kh, j0, j1, 0, group};
+                AttnTask t = {.s = s, .kh = kh, .j0 = 0, .j1 = 1, .part = bi};
+                if (sq->n_new > 1) {
+                    t.j0 = bi * ATTN_BLOCK;
+                    t.j1 = t.j0 + ATTN_BLOCK < sq->n_new ? t.j0 + ATTN_BLOCK : sq->n_new;
+                    t.part = -1;
+                }
+                for (int g = 0; g < (split ? group : 1); g++) {
+                    t.g0 = split ? g : 0;
+                    t.g1 = split ? g + 1 : group;
+                    c->tasks[i++] = t;
+                }
             }
-    AttnJob j = {.c = c, .a = a, .tasks = c->tasks, .stride = stride, .gemm = c->blas};
+    }
+    AttnJob j = {.c = c, .a = a, .tasks = c->tasks, .stride = stride, .gemm = c->blas, .partials = c->partials,
+                 .part_base = c->part_base, .n_parts = c->n_parts};
     cpu_pool_run(c->pool, (int)n_tasks, attn_task, &j);
+    /* merge split decode partials, parts in order (see the top of this section) */
+    for (int s = 0; s < a->n_seqs; s++) {
+        if (c->part_base[s] == SIZE_MAX) continue;
+        float *out = a->out + (size_t)a->seqs[s].row0 * a->n_head * hd;
+        for (int h = 0; h < a->n_head; h++) {
+            const float *pp = c->partials + (c->part_base[s] + (size_t)h * c->n_parts[s]) * (hd + 2);
+            float M = 0, L = 0, *O = out + h * hd;
+            for (int p = 0; p < c->n_parts[s]; p++, pp += hd + 2) attn_merge(hd, pp[hd], pp[hd + 1], pp, &M, &L, O, p == 0);
+            float inv = 1.0f / L;
+            for (int k = 0; k < hd; k++) O[k] *= inv;
+        }
+    }
 }
 
 static const char *cpu_error(void *ctx)
@@ -649,6 +789,9 @@ static void cpu_destroy(void *ctx)
     free(c->xq);
     free(c->xr);
     free(c->tasks);
+    free(c->part_base);
+    free(c->n_parts);
+    free(c->partials);
     free(c);
 }
 

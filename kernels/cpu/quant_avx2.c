@@ -164,16 +164,6 @@ static void dot4_q8_0(int64_t n, const void *w, const void *x, size_t xstride, f
     dot_rows(B_Q8_0, 4, n, w, xs, out);
 }
 
-cpu_dot4_fn cpu_avx2_dot4(KDtype w)
-{
-    switch (w) {
-    case K_DTYPE_Q4_0: return dot4_q4_0;
-    case K_DTYPE_Q4_1: return dot4_q4_1;
-    case K_DTYPE_Q8_0: return dot4_q8_0;
-    default: return NULL;
-    }
-}
-
 /* Q4_K / Q5_K packed 6-bit scales and mins -> sc[8], m[8] */
 static inline void k4_unpack(const uint8_t *q, uint8_t *sc, uint8_t *m)
 {
@@ -187,38 +177,63 @@ static inline void k4_unpack(const uint8_t *q, uint8_t *sc, uint8_t *m)
     }
 }
 
-static float dot_q4_k(int64_t n, const void *w, const void *x)
+/* Q4_K against T activation rows; per token the same operations as T = 1. */
+static inline __attribute__((always_inline)) void q4k_rows(int T, int64_t n, const uint8_t *a,
+                                                          const uint8_t *const *xs, float *out)
 {
-    const uint8_t *a = w, *b = x;
-    __m256 acc = _mm256_setzero_ps();
-    float accm = 0;
+    __m256 acc[MAXT];
+    float accm[MAXT];
+    for (int t = 0; t < T; t++) {
+        acc[t] = _mm256_setzero_ps();
+        accm[t] = 0;
+    }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    for (int64_t i = 0; i < n / 256; i++, a += 144, b += 292) {
-        float yd;
-        memcpy(&yd, b, 4);
-        const int8_t *y = (const int8_t *)(b + 4);
-        int16_t bs[16];
-        memcpy(bs, b + 260, 32);
+    for (int64_t i = 0; i < n / 256; i++, a += 144) {
         uint8_t sc[8], m[8];
         k4_unpack(a + 4, sc, m);
-        int summ = 0;
-        for (int j = 0; j < 8; j++) summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
-        const uint8_t *q = a + 16;
-        __m256i sumi = _mm256_setzero_si256();
+        float d = ld_f16(a), dmin = ld_f16(a + 2);
+        __m256i lo[4], hi[4];
         for (int c = 0; c < 4; c++) {
-            __m256i bits = _mm256_loadu_si256((const __m256i *)(q + 32 * c));
-            __m256i lo = _mm256_and_si256(bits, m4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y + 64 * c));
-            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y + 64 * c + 32));
-            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0), _mm256_set1_epi16(sc[2 * c]));
-            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1), _mm256_set1_epi16(sc[2 * c + 1]));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(a + 16 + 32 * c));
+            lo[c] = _mm256_and_si256(bits, m4);
+            hi[c] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(yd * ld_f16(a)), _mm256_cvtepi32_ps(sumi), acc);
-        accm += yd * ld_f16(a + 2) * summ;
+        for (int t = 0; t < T; t++) {
+            const uint8_t *b = xs[t] + i * 292;
+            float yd;
+            memcpy(&yd, b, 4);
+            const int8_t *y = (const int8_t *)(b + 4);
+            int16_t bs[16];
+            memcpy(bs, b + 260, 32);
+            int summ = 0;
+            for (int j = 0; j < 8; j++) summ += m[j] * (bs[2 * j] + bs[2 * j + 1]);
+            __m256i sumi = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i y0 = _mm256_loadu_si256((const __m256i *)(y + 64 * c));
+                __m256i y1 = _mm256_loadu_si256((const __m256i *)(y + 64 * c + 32));
+                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[c], y0), _mm256_set1_epi16(sc[2 * c]));
+                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[c], y1), _mm256_set1_epi16(sc[2 * c + 1]));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(yd * d), _mm256_cvtepi32_ps(sumi), acc[t]);
+            accm[t] += yd * dmin * summ;
+        }
     }
-    return hsum_ps(acc) - accm;
+    for (int t = 0; t < T; t++) out[t] = hsum_ps(acc[t]) - accm[t];
+}
+
+static float dot_q4_k(int64_t n, const void *w, const void *x)
+{
+    const uint8_t *xs[1] = {x};
+    float r;
+    q4k_rows(1, n, w, xs, &r);
+    return r;
+}
+
+static void dot4_q4_k(int64_t n, const void *w, const void *x, size_t xstride, float *out)
+{
+    const uint8_t *b = x, *xs[4] = {b, b + xstride, b + 2 * xstride, b + 3 * xstride};
+    q4k_rows(4, n, w, xs, out);
 }
 
 static float dot_q5_k(int64_t n, const void *w, const void *x)
@@ -260,46 +275,67 @@ static float dot_q5_k(int64_t n, const void *w, const void *x)
     return hsum_ps(acc) - accm;
 }
 
-static float dot_q6_k(int64_t n, const void *w, const void *x)
+/* Q6_K against T activation rows; per token the same operations as T = 1. */
+static inline __attribute__((always_inline)) void q6k_rows(int T, int64_t n, const uint8_t *a,
+                                                          const uint8_t *const *xs, float *out)
 {
-    const uint8_t *a = w, *b = x;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[MAXT];
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(0x03);
-    for (int64_t i = 0; i < n / 256; i++, a += 210, b += 292) {
-        float yd;
-        memcpy(&yd, b, 4);
-        const int8_t *y = (const int8_t *)(b + 4);
+    for (int64_t i = 0; i < n / 256; i++, a += 210) {
         const int8_t *sc = (const int8_t *)(a + 192);
-        int16_t bs[16];
-        memcpy(bs, b + 260, 32);
-        int sum32 = 0;
-        for (int g = 0; g < 16; g++) sum32 += sc[g] * bs[g];
-        __m256i sumi = _mm256_setzero_si256();
+        float d = ld_f16(a + 208);
+        __m256i q[2][4];
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = a + 64 * h, *qhp = a + 128 + 32 * h;
             __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
             __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             __m256i qh = _mm256_loadu_si256((const __m256i *)qhp);
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
-            for (int k = 0; k < 4; k++) {
-                __m256i yk = _mm256_loadu_si256((const __m256i *)(y + 128 * h + 32 * k));
-                int g = 8 * h + 2 * k;
-                __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], yk), s));
-            }
+            q[h][0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+            q[h][1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                      _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+            q[h][2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                      _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+            q[h][3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                      _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
         }
-        __m256 d = _mm256_set1_ps(yd * ld_f16(a + 208));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
-        acc = _mm256_fmadd_ps(d, _mm256_setr_ps((float)(-32 * sum32), 0, 0, 0, 0, 0, 0, 0), acc);
+        for (int t = 0; t < T; t++) {
+            const uint8_t *b = xs[t] + i * 292;
+            float yd;
+            memcpy(&yd, b, 4);
+            const int8_t *y = (const int8_t *)(b + 4);
+            int16_t bs[16];
+            memcpy(bs, b + 260, 32);
+            int sum32 = 0;
+            for (int g = 0; g < 16; g++) sum32 += sc[g] * bs[g];
+            __m256i sumi = _mm256_setzero_si256();
+            for (int h = 0; h < 2; h++)
+                for (int k = 0; k < 4; k++) {
+                    __m256i yk = _mm256_loadu_si256((const __m256i *)(y + 128 * h + 32 * k));
+                    int g = 8 * h + 2 * k;
+                    __m256i sv = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[h][k], yk), sv));
+                }
+            __m256 dv = _mm256_set1_ps(yd * d);
+            acc[t] = _mm256_fmadd_ps(dv, _mm256_cvtepi32_ps(sumi), acc[t]);
+            acc[t] = _mm256_fmadd_ps(dv, _mm256_setr_ps((float)(-32 * sum32), 0, 0, 0, 0, 0, 0, 0), acc[t]);
+        }
     }
-    return hsum_ps(acc);
+    for (int t = 0; t < T; t++) out[t] = hsum_ps(acc[t]);
+}
+
+static float dot_q6_k(int64_t n, const void *w, const void *x)
+{
+    const uint8_t *xs[1] = {x};
+    float r;
+    q6k_rows(1, n, w, xs, &r);
+    return r;
+}
+
+static void dot4_q6_k(int64_t n, const void *w, const void *x, size_t xstride, float *out)
+{
+    const uint8_t *b = x, *xs[4] = {b, b + xstride, b + 2 * xstride, b + 3 * xstride};
+    q6k_rows(4, n, w, xs, out);
 }
 
 float cpu_avx2_dot_f32(int n, const float *a, const float *b)
@@ -449,6 +485,18 @@ int cpu_avx2_quant_row(KDtype t, const float *src, void *dst, int64_t n)
     }
     default:
         return -1;
+    }
+}
+
+cpu_dot4_fn cpu_avx2_dot4(KDtype w)
+{
+    switch (w) {
+    case K_DTYPE_Q4_0: return dot4_q4_0;
+    case K_DTYPE_Q4_1: return dot4_q4_1;
+    case K_DTYPE_Q8_0: return dot4_q8_0;
+    case K_DTYPE_Q4_K: return dot4_q4_k;
+    case K_DTYPE_Q6_K: return dot4_q6_k;
+    default: return NULL;
     }
 }
 
