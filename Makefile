@@ -165,6 +165,7 @@ fuzz: $(GEN_SRCS)
 bench: all
 	@sh bench/vm/run.sh $(BUILD)/sgl
 	@sh bench/tokenizer/run.sh $(BUILD)
+	@sh bench/engine/run.sh $(BUILD)
 
 clean:
 	rm -rf build

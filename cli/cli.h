@@ -26,6 +26,8 @@
     "  --max-running N    sequences in one batch at most\n"                          \
     "  --seed S           seed for requests that give none\n"                        \
     "  --no-prefix-cache  turn the radix prefix cache off (for comparison)\n"        \
+    "  --blas-prefill     OpenBLAS for prefill: faster, but outputs may then depend\n" \
+    "                     on batching and chunking (default: batch-invariant)\n"        \
     "  --stats            print prompt/cached/generated tokens, hit rate, tok/s\n"      \
     "  --chat-template NAME  the template of role blocks (stdlib/chat/NAME.sgl:\n"   \
     "                     chatml, llama3, llama2, mistral, qwen); default: the\n"     \
@@ -36,6 +38,7 @@ typedef struct {
     const char *chat_template;  /* --chat-template, or NULL for the model's */
     int threads, chunk_size, kv_tokens, max_running;
     int prefix_cache;           /* 1 unless --no-prefix-cache */
+    int blas_prefill;           /* --blas-prefill */
     int stats;
     int has_seed;
     unsigned long long seed;

@@ -76,6 +76,10 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
         o->prefix_cache = 0;
         return 1;
     }
+    if (!strcmp(a, "--blas-prefill")) {
+        o->blas_prefill = 1;
+        return 1;
+    }
     static const char *const with_value[] = {"--model", "--threads", "--chunk-size", "--kv-tokens",
                                              "--seed", "--max-running", "--chat-template", NULL};
     int k = 0;
@@ -200,6 +204,7 @@ int cli_engine_open(const CliEngineOptions *o, Model *model, Tokenizer *tok, Eng
     if (o->max_running) eo.max_running = o->max_running;
     if (o->threads) eo.n_threads = o->threads;
     if (o->has_seed) eo.seed = o->seed;
+    eo.batch_invariant = !o->blas_prefill;
     *out = eng_new(model, tok, &eo, err, errcap);
     return *out ? 0 : -1;
 }

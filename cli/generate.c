@@ -176,6 +176,7 @@ int cmd_generate(int argc, char **argv)
         if (g.failed)
             rc = 2;
     }
+    fflush(stdout);
     if (stats) {
         EngStats s;
         eng_stats(eng, &s);

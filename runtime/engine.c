@@ -258,6 +258,7 @@ void eng_options_default(EngOptions *o)
     o->decode_reserve = 32;
     o->seed = 0x5eed;
     o->kv_dtype = K_DTYPE_F16;
+    o->batch_invariant = 1;
 }
 
 void eng_gen_params_default(EngGenParams *p)
@@ -1525,6 +1526,7 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
         goto fail;
     }
     model_set_threads(model, o->n_threads);
+    model_set_batch_invariant(model, o->batch_invariant != 0);
     if (model_reserve(model, o->chunk_size + o->max_running, o->max_running + 64, err, errcap)) goto fail;
     if (o->loop) {
         e->async = calloc(1, sizeof *e->async);

@@ -135,6 +135,9 @@ typedef struct {
     int check_each_step;     /* tests: radix_check after every step; failures
                                 are counted in EngStats.check_failures */
     int n_threads;           /* model worker threads, 0: one per core */
+    int batch_invariant;     /* 1 (default): Model.batch_invariant (greedy output
+                                independent of batching and chunking); 0: sgemm
+                                prefill, faster but batch-dependent rounding */
     uint64_t seed;           /* seed of unseeded requests' samplers are
                                 drawn from this (default 0x5eed) */
     /* Where completions are delivered. With `loop`, eng_new (and eng_free)

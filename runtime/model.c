@@ -284,6 +284,7 @@ Model *model_new(const ModelConfig *cfg, char *err, size_t errcap)
     Model *m = calloc(1, sizeof *m);
     Owned *o = calloc(1, sizeof *o);
     if (m) m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
+    if (m) m->batch_invariant = true;
     if (!m || !o || !m->layers) {
         if (m) free(m->layers);
         free(m);
@@ -343,6 +344,16 @@ void model_set_threads(Model *m, int n_threads)
 {
     if (n_threads == m->n_threads) return;
     m->n_threads = n_threads;
+    if (m->backend) {
+        m->backend->destroy(m->backend->ctx);
+        m->backend = NULL;
+    }
+}
+
+void model_set_batch_invariant(Model *m, bool on)
+{
+    if (on == m->batch_invariant) return;
+    m->batch_invariant = on;
     if (m->backend) {
         m->backend->destroy(m->backend->ctx);
         m->backend = NULL;
@@ -650,7 +661,7 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
         sc->max_seqs = b->n_seqs;
     }
     if (!m->backend) {
-        m->backend = cpu_backend_new(m->n_threads, 0, err, errcap);
+        m->backend = cpu_backend_new(m->n_threads, m->batch_invariant ? CPU_NO_BLAS : 0, err, errcap);
         if (!m->backend) return -1;
     }
     const KBackend *be = m->backend;

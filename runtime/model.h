@@ -144,6 +144,13 @@ typedef struct Model {
     const KBackend *backend;
     ModelScratch *scratch;
     int n_threads;              /* 0 = one per core */
+    /* true (the default): every token's logits depend only on its own
+     * context, never on what else is in the batch or how the prompt was
+     * chunked, so greedy output is the same alone, batched, cached or not.
+     * The CPU backend then uses its quantized-dot kernels for every batch
+     * size. false lets prefill use OpenBLAS sgemm (about 2x faster prefill,
+     * but 8-bit activation rounding then differs between batch shapes). */
+    bool batch_invariant;
     void *owned_;               /* f32 copies made by model_finish */
 } Model;
 
@@ -169,6 +176,9 @@ void model_rope_inv_freq(const ModelConfig *cfg, const float *freq_factors, floa
 /* Worker threads for the CPU backend (0 = one per online core). Takes effect
  * at the next forward; call before the first one to avoid a pool restart. */
 void model_set_threads(Model *m, int n_threads);
+
+/* See Model.batch_invariant. Takes effect at the next forward. */
+void model_set_batch_invariant(Model *m, bool on);
 
 /* ---- forward ----------------------------------------------------------
  *

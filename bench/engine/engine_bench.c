@@ -104,7 +104,7 @@ int main(int argc, char **argv)
     }
     printf("sgl        threads=%-2d prefill(%d) %8.1f tok/s   decode(1) %7.1f tok/s   decode(%d) %7.1f tok/s%s\n",
            threads, prompt, prompt / best_pf, gen / best_d1, batch, gen * batch / best_d8,
-           flags & CPU_NO_BLAS ? "  [no-blas]" : "");
+           flags & CPU_NO_BLAS ? "  [batch-invariant, the default]" : "  [--blas-prefill]");
     free(seqs);
     free(ids);
     free(slots);

@@ -20,6 +20,9 @@ ${CC:-cc} -std=c11 -O2 -I. -Iinclude -D_GNU_SOURCE -o "$BUILD/engine_bench" benc
 have_llama=0
 "$PYTHON" -c "import llama_cpp" 2>/dev/null && have_llama=1
 for t in $THREADS; do
+    # sgl's default (batch-invariant: quantized dots for every batch) and
+    # --blas-prefill (OpenBLAS sgemm for prefill)
+    "$BUILD/engine_bench" --model "$MODEL" --threads "$t" --no-blas $ARGS
     "$BUILD/engine_bench" --model "$MODEL" --threads "$t" $ARGS
     if [ $have_llama = 1 ]; then
         "$PYTHON" bench/engine/llama_bench.py --model "$MODEL" --threads "$t" $ARGS
