@@ -150,7 +150,7 @@ e2e-test: $(BUILD)/sgl
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  all vocab unit lang-test
+	  all vocab unit lang-test e2e-test
 
 FUZZ_SECONDS ?= 60
 fuzz: $(GEN_SRCS)
