@@ -726,6 +726,7 @@ static void mark_complete(Engine *e, Req *r)
 {
     if (r->complete) return;
     r->complete = 1;
+    e->st.requests++;       /* counted here, before the step's snapshot */
     if (e->done_tail) e->done_tail->next_complete = r;
     else e->done_head = r;
     e->done_tail = r;
@@ -738,7 +739,6 @@ static void flush_complete(Engine *e)
     while (r) {
         Req *next = r->next_complete;
         remove_active(e, r);
-        e->st.requests++;
         r->done_ev.kind = EV_DONE;
         r->done_ev.req = r;
         publish(e, &r->done_ev);
