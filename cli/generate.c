@@ -3,6 +3,7 @@
  * `sgl tokenize` (print token ids): the engine used directly, without a
  * program.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,18 @@ static int parse_float(const char *opt, const char *v, float *out)
     return 0;
 }
 
+static int parse_int(const char *opt, const char *v, int min, int *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*v == 0 || *end != 0 || n < min || n > INT_MAX) {
+        fprintf(stderr, "sgl generate: %s needs an integer >= %d, not '%s'\n", opt, min, v);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
 int cmd_generate(int argc, char **argv)
 {
     CliEngineOptions eo;
@@ -105,9 +118,9 @@ int cmd_generate(int argc, char **argv)
             }
             const char *v = argv[++i];
             int bad = 0;
-            if (!strcmp(a, "--max-tokens")) gp.sampling.max_tokens = atoi(v);
+            if (!strcmp(a, "--max-tokens")) bad = parse_int(a, v, 0, &gp.sampling.max_tokens);
             else if (!strcmp(a, "--temperature")) bad = parse_float(a, v, &gp.sampling.temperature);
-            else if (!strcmp(a, "--top-k")) gp.sampling.top_k = atoi(v);
+            else if (!strcmp(a, "--top-k")) bad = parse_int(a, v, -1, &gp.sampling.top_k);
             else if (!strcmp(a, "--top-p")) bad = parse_float(a, v, &gp.sampling.top_p);
             else if (!strcmp(a, "--min-p")) bad = parse_float(a, v, &gp.sampling.min_p);
             else if (!strcmp(a, "--repetition-penalty")) bad = parse_float(a, v, &gp.sampling.repetition_penalty);
@@ -167,8 +180,9 @@ int cmd_generate(int argc, char **argv)
     gp.ud = &g;
     int rc = 0;
     if (eng_submit(eng, &gp, NULL) != 0) {
+        /* the request is the command line: its prompt or an option is bad */
         fprintf(stderr, "sgl generate: %s\n", eng_last_error(eng));
-        rc = 1;
+        rc = EXIT_USAGE;
     } else {
         while (!g.done && eng_wait(eng) >= 0)
             ;

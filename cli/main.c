@@ -125,6 +125,7 @@ static char **read_jsonl(const char *path, int *count, char *err, size_t errcap)
     char *line = NULL;
     size_t linecap = 0;
     ssize_t len;
+    err[0] = 0;
     while ((len = getline(&line, &linecap, f)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
@@ -151,6 +152,14 @@ static char **read_jsonl(const char *path, int *count, char *err, size_t errcap)
         lines[n++] = strdup(line);
     }
     free(line);
+    if (ferror(f)) {   /* a directory, say: not an empty batch */
+        snprintf(err, errcap, "%s: %s", path, strerror(errno));
+        for (int i = 0; i < n; i++)
+            free(lines[i]);
+        free(lines);
+        fclose(f);
+        return NULL;
+    }
     fclose(f);
     *count = n;
     return lines;
@@ -215,8 +224,14 @@ int cmd_run(int argc, char **argv)
                 goto out;
             }
             char *name = strndup(a, (size_t)(eq - a));
-            json_object_set_new(args, name, parse_arg_value(eq + 1));
+            /* jansson refuses names and values that are not UTF-8 */
+            int bad = json_object_set_new(args, name, parse_arg_value(eq + 1)) != 0;
             free(name);
+            if (bad) {
+                fprintf(stderr, "sgl run: argument '%s' is not valid UTF-8\n", a);
+                rc = EXIT_USAGE;
+                goto out;
+            }
         }
     }
     if (!file) {
@@ -228,8 +243,12 @@ int cmd_run(int argc, char **argv)
         json_error_t jerr;
         json_t *fromfile = json_load_file(args_file, JSON_DECODE_ANY, &jerr);
         if (!fromfile || !json_is_object(fromfile)) {
-            fprintf(stderr, "%s:%d:%d: error: %s\n", args_file, jerr.line, jerr.column,
-                    fromfile ? "--args must hold a JSON object" : jerr.text);
+            if (fromfile || jerr.line < 1)   /* no position: the file, not its text */
+                fprintf(stderr, "%s: error: %s\n", args_file,
+                        fromfile ? "--args must hold a JSON object" : jerr.text);
+            else
+                fprintf(stderr, "%s:%d:%d: error: %s\n", args_file, jerr.line, jerr.column,
+                        jerr.text);
             json_decref(fromfile);
             rc = EXIT_USAGE;
             goto out;

@@ -449,6 +449,36 @@ static void run_parser(ParseState *ps, void *parser, Lexer *lx) {
     }
 }
 
+/* Offset of the first byte of src[0..len) that is not well-formed UTF-8
+ * (overlong forms, surrogates and code points above U+10FFFF included),
+ * or len when it all is. */
+static size_t utf8_invalid_at(const char *src, size_t len) {
+    const unsigned char *s = (const unsigned char *)src;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) { i++; continue; }
+        int need;
+        unsigned lo = 0x80, hi = 0xBF;   /* allowed range of the 2nd byte */
+        if (c >= 0xC2 && c <= 0xDF) need = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else return i;
+        if (i + (size_t)need >= len) return i;
+        if (s[i + 1] < lo || s[i + 1] > hi) return i;
+        for (int k = 2; k <= need; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return i;
+        i += (size_t)need + 1;
+    }
+    return len;
+}
+
 /* Everything parse_source allocates, on the heap so that it is still
  * valid after a longjmp back from an out-of-memory. */
 typedef struct {
@@ -491,6 +521,15 @@ int parse_source(const char *file, const char *src, size_t len, AstTree *out, Di
     ps->src = copy;
     int nlines = lex_line_starts(copy, ps->len, &run->line_starts);
     if (nlines < 0) oom(ps);
+    size_t bad = utf8_invalid_at(copy, ps->len);
+    if (bad < ps->len) {
+        int line = 0;
+        while (line + 1 < nlines && (size_t)run->line_starts[line + 1] <= bad) line++;
+        parse_error(ps, line + 1, (int)(bad - (size_t)run->line_starts[line]) + 1,
+                    "invalid UTF-8 (byte 0x%02X); source must be UTF-8",
+                    (unsigned)(unsigned char)copy[bad]);
+        goto done;
+    }
     lex_init(&run->lx, copy, ps->len, run->line_starts, nlines);
     run->parser = parse_lemonAlloc(malloc, ps);
     if (!run->parser) oom(ps);

@@ -609,6 +609,11 @@ Sampler *samp_new(const SampParams *p, int n_vocab, char *err, size_t errlen)
         set_err(err, errlen, "sampler: temperature must be a finite number");
         return NULL;
     }
+    if (p->temperature < 0.0f) {
+        set_err(err, errlen, "sampler: temperature must not be negative, got %g",
+                (double)p->temperature);
+        return NULL;
+    }
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f)) {
         set_err(err, errlen, "sampler: top_p must be in (0, 1], got %g", (double)p->top_p);
         return NULL;

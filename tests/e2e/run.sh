@@ -9,6 +9,7 @@
 #   d  --batch: results in input order (an error in its place)
 #   e  examples/*.sgl run to completion; their structure is checked (the
 #      content is the model's)
+#   f  sgl generate refuses bad option values with status 64
 # (b, select against scoring each choice alone, is tests/unit/test_select_e2e.c.)
 #
 # Each case prints "ok NAME (seconds)" or "FAIL NAME: why"; the last line is
@@ -141,8 +142,22 @@ $check" >"$tmp/why" || { bad "example $name" "$(cat "$tmp/why")"; return; }
     ok "example $name"
 }
 
+# ---- f: sgl generate refuses bad option values (status 64) -------------------
+case_generate_options() {
+    start
+    for opts in "--max-tokens -5" "--max-tokens abc" "--temperature -1" "--top-k -3" "--top-p 2"; do
+        # shellcheck disable=SC2086
+        "$SGL" generate $opts "Hello" >"$tmp/out" 2>"$tmp/err"
+        st=$?
+        [ $st = 64 ] || { bad generate_options "$opts: exit status $st, expected 64"; return; }
+    done
+    "$SGL" generate --max-tokens 0 "Hello" >"$tmp/out" 2>"$tmp/err" || { bad generate_options "--max-tokens 0: exit status $?"; return; }
+    ok generate_options
+}
+
 case_fork_shared
 case_greedy
+case_generate_options
 case_batch
 example tips '
 t = res["text"]
