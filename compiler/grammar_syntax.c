@@ -5,7 +5,8 @@
  * Character classes are handed to the regex parser (regex_syntax.c), so a
  * class means the same in `re"..."` and in a grammar. References are
  * resolved after all rules are read, in source order, so the first
- * undefined name is the one reported.
+ * undefined name is the one reported. Hex digits and the dump's text and
+ * class ranges come from regex_syntax.h too.
  */
 #include "compiler/grammar_syntax.h"
 
@@ -114,13 +115,6 @@ static int rule_starts_here(const Parser *p) {
 
 /* ---- literals -------------------------------------------------------------- */
 
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 static size_t put_utf8(char *out, uint32_t cp) {
     if (cp < 0x80) {
         out[0] = (char)cp;
@@ -196,8 +190,8 @@ static GbNode *parse_string(Parser *p) {
         if (e == 'u' && p->i < end && p->s[p->i] == '{') {
             size_t k = p->i + 1;
             int nd = 0;
-            while (k < end && hexval((unsigned char)p->s[k]) >= 0) {
-                if (nd < 8) cp = cp * 16 + (uint32_t)hexval((unsigned char)p->s[k]);
+            while (k < end && rx_hexval((unsigned char)p->s[k]) >= 0) {
+                if (nd < 8) cp = cp * 16 + (uint32_t)rx_hexval((unsigned char)p->s[k]);
                 nd++, k++;
             }
             if (k >= end || p->s[k] != '}' || nd == 0 || nd > 6) {
@@ -207,7 +201,7 @@ static GbNode *parse_string(Parser *p) {
             p->i = k + 1;
         } else {
             for (int d = 0; d < digits; d++, p->i++) {
-                int v = p->i < end ? hexval((unsigned char)p->s[p->i]) : -1;
+                int v = p->i < end ? rx_hexval((unsigned char)p->s[p->i]) : -1;
                 if (v < 0) {
                     fail(p, esc, "malformed escape '\\%c' (expected %d hex digits)", e, digits);
                     return NULL;
@@ -584,104 +578,61 @@ int gbnf_check(const char *src, size_t len, int *line, int *col, char *msg, size
 
 /* ---- dump --------------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int failed;
-} Out;
+/* The grammar dump quotes a backslash as a character; only ' is a number. */
+static const char quoted_as_number[] = "'";
 
-static void put(Out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(Out *o, const char *fmt, ...) {
-    if (o->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->p ? o->p + o->len : NULL, o->p ? o->cap - o->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            o->failed = 1;
-            return;
-        }
-        if (o->p && o->len + (size_t)n < o->cap) {
-            o->len += (size_t)n;
-            return;
-        }
-        size_t cap = o->cap ? o->cap * 2 : 128;
-        while (cap <= o->len + (size_t)n) cap *= 2;
-        char *np = realloc(o->p, cap);
-        if (!np) {
-            o->failed = 1;
-            return;
-        }
-        o->p = np;
-        o->cap = cap;
-    }
-}
-
-static void put_cp(Out *o, uint32_t cp) {
-    if (cp > 0x20 && cp < 0x7F && cp != '\'') put(o, "'%c'", (char)cp);
-    else put(o, "U+%04X", (unsigned)cp);
-}
-
-static void dump(Out *o, const GbnfGrammar *g, const GbNode *n) {
+static void dump(RxText *o, const GbnfGrammar *g, const GbNode *n) {
     switch (n->kind) {
     case GB_ALT:
     case GB_SEQ:
-        put(o, n->kind == GB_ALT ? "(alt" : "(seq");
+        rx_text_put(o, n->kind == GB_ALT ? "(alt" : "(seq");
         for (int i = 0; i < n->nkids; i++) {
-            put(o, " ");
+            rx_text_put(o, " ");
             dump(o, g, n->kids[i]);
         }
-        put(o, ")");
+        rx_text_put(o, ")");
         break;
     case GB_STR:
-        put(o, "(str \"");
+        rx_text_put(o, "(str \"");
         for (size_t i = 0; i < n->len; i++) {
             unsigned char c = (unsigned char)n->str[i];
-            if (c == '"' || c == '\\') put(o, "\\%c", c);
-            else if (c == '\n') put(o, "\\n");
-            else if (c >= 0x20 && c < 0x7F) put(o, "%c", c);
-            else if (c < 0x80) put(o, "\\x%02x", c);
+            if (c == '"' || c == '\\') rx_text_put(o, "\\%c", c);
+            else if (c == '\n') rx_text_put(o, "\\n");
+            else if (c >= 0x20 && c < 0x7F) rx_text_put(o, "%c", c);
+            else if (c < 0x80) rx_text_put(o, "\\x%02x", c);
             else {
                 /* one UTF-8 sequence as \uXXXX */
                 int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
                 uint32_t cp = c & (extra == 3 ? 7u : extra == 2 ? 15u : 31u);
                 for (int k = 0; k < extra && i + 1 < n->len; k++)
                     cp = cp << 6 | ((unsigned char)n->str[++i] & 0x3Fu);
-                put(o, "\\u%04x", (unsigned)cp);
+                rx_text_put(o, "\\u%04x", (unsigned)cp);
             }
         }
-        put(o, "\")");
+        rx_text_put(o, "\")");
         break;
     case GB_CLASS:
-        put(o, "(class");
-        for (int i = 0; i < n->nranges; i++) {
-            put(o, " ");
-            put_cp(o, n->ranges[i].lo);
-            if (n->ranges[i].hi != n->ranges[i].lo) {
-                put(o, "-");
-                put_cp(o, n->ranges[i].hi);
-            }
-        }
-        put(o, ")");
+        rx_text_put(o, "(class");
+        rx_text_ranges(o, n->ranges, n->nranges, quoted_as_number);
+        rx_text_put(o, ")");
         break;
-    case GB_REF: put(o, "(ref %s)", g->rules[n->rule].name); break;
+    case GB_REF: rx_text_put(o, "(ref %s)", g->rules[n->rule].name); break;
     case GB_REPEAT:
-        if (n->max == RX_INF) put(o, "(rep %d inf ", n->min);
-        else put(o, "(rep %d %d ", n->min, n->max);
+        if (n->max == RX_INF) rx_text_put(o, "(rep %d inf ", n->min);
+        else rx_text_put(o, "(rep %d %d ", n->min, n->max);
         dump(o, g, n->sub);
-        put(o, ")");
+        rx_text_put(o, ")");
         break;
     }
 }
 
 char *gbnf_dump(const GbnfGrammar *g) {
-    Out o = {0};
-    put(&o, "%s", "");
+    RxText o = {0};
+    rx_text_put(&o, "%s", "");
     for (int i = 0; i < g->nrules; i++) {
-        put(&o, "%s(%s ", i ? " " : "", g->rules[i].name);
+        rx_text_put(&o, "%s(%s ", i ? " " : "", g->rules[i].name);
         dump(&o, g, g->rules[i].body);
-        put(&o, ")");
+        rx_text_put(&o, ")");
     }
     if (o.failed) {
         free(o.p);

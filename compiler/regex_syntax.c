@@ -211,7 +211,7 @@ static int next_char(Parser *p, uint32_t *cp) {
     return 0;
 }
 
-static int hexval(int c) {
+int rx_hexval(int c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -224,8 +224,8 @@ static int hex_escape(Parser *p, size_t start, int ndigits, uint32_t *cp) {
     if (peek(p) == '{') {
         p->i++;
         int digits = 0;
-        while (!at_end(p) && hexval(peek(p)) >= 0) {
-            if (digits < 8) v = v * 16 + (uint32_t)hexval(peek(p));
+        while (!at_end(p) && rx_hexval(peek(p)) >= 0) {
+            if (digits < 8) v = v * 16 + (uint32_t)rx_hexval(peek(p));
             digits++;
             p->i++;
         }
@@ -236,11 +236,11 @@ static int hex_escape(Parser *p, size_t start, int ndigits, uint32_t *cp) {
         p->i++;
     } else {
         for (int k = 0; k < ndigits; k++) {
-            if (hexval(peek(p)) < 0) {
+            if (rx_hexval(peek(p)) < 0) {
                 fail(p, start, "malformed hex escape (expected %d hex digits)", ndigits);
                 return -1;
             }
-            v = v * 16 + (uint32_t)hexval(peek(p));
+            v = v * 16 + (uint32_t)rx_hexval(peek(p));
             p->i++;
         }
     }
@@ -647,88 +647,89 @@ int rx_check(const char *src, size_t len, int *err_col, char *msg, size_t msgcap
 
 /* ---- dump ------------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int failed;
-} Out;
-
-static void put(Out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(Out *o, const char *fmt, ...) {
-    if (o->failed) return;
+void rx_text_put(RxText *t, const char *fmt, ...) {
+    if (t->failed) return;
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
-        int n = vsnprintf(o->p ? o->p + o->len : NULL, o->p ? o->cap - o->len : 0, fmt, ap);
+        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
         va_end(ap);
         if (n < 0) {
-            o->failed = 1;
+            t->failed = 1;
             return;
         }
-        if (o->p && o->len + (size_t)n < o->cap) {
-            o->len += (size_t)n;
+        if (t->p && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
             return;
         }
-        size_t cap = o->cap ? o->cap * 2 : 128;
-        while (cap <= o->len + (size_t)n) cap *= 2;
-        char *np = realloc(o->p, cap);
+        size_t cap = t->cap ? t->cap * 2 : 128;
+        while (cap <= t->len + (size_t)n) cap *= 2;
+        char *np = realloc(t->p, cap);
         if (!np) {
-            o->failed = 1;
+            t->failed = 1;
             return;
         }
-        o->p = np;
-        o->cap = cap;
+        t->p = np;
+        t->cap = cap;
     }
 }
 
-static void put_cp(Out *o, uint32_t cp) {
-    if (cp > 0x20 && cp < 0x7F && cp != '\'' && cp != '\\') put(o, "'%c'", (char)cp);
-    else put(o, "U+%04X", (unsigned)cp);
+static void put_cp(RxText *t, uint32_t cp, const char *quoted_as_number) {
+    if (cp > 0x20 && cp < 0x7F && !strchr(quoted_as_number, (int)cp)) rx_text_put(t, "'%c'", (char)cp);
+    else rx_text_put(t, "U+%04X", (unsigned)cp);
 }
 
-static void dump(Out *o, const RxNode *n) {
-    switch (n->kind) {
-    case RX_EMPTY: put(o, "(empty)"); break;
-    case RX_CHAR: put(o, "(char "); put_cp(o, n->cp); put(o, ")"); break;
-    case RX_CLASS:
-        put(o, "(class");
-        for (int i = 0; i < n->nranges; i++) {
-            put(o, " ");
-            put_cp(o, n->ranges[i].lo);
-            if (n->ranges[i].hi != n->ranges[i].lo) {
-                put(o, "-");
-                put_cp(o, n->ranges[i].hi);
-            }
+void rx_text_ranges(RxText *t, const RxRange *ranges, int nranges, const char *quoted_as_number) {
+    for (int i = 0; i < nranges; i++) {
+        rx_text_put(t, " ");
+        put_cp(t, ranges[i].lo, quoted_as_number);
+        if (ranges[i].hi != ranges[i].lo) {
+            rx_text_put(t, "-");
+            put_cp(t, ranges[i].hi, quoted_as_number);
         }
-        put(o, ")");
+    }
+}
+
+/* The regex dump writes ' and \ as numbers, so a quoted character is never
+ * an escape. */
+static const char quoted_as_number[] = "'\\";
+
+static void dump(RxText *o, const RxNode *n) {
+    switch (n->kind) {
+    case RX_EMPTY: rx_text_put(o, "(empty)"); break;
+    case RX_CHAR: rx_text_put(o, "(char "); put_cp(o, n->cp, quoted_as_number); rx_text_put(o, ")"); break;
+    case RX_CLASS:
+        rx_text_put(o, "(class");
+        rx_text_ranges(o, n->ranges, n->nranges, quoted_as_number);
+        rx_text_put(o, ")");
         break;
     case RX_CONCAT:
     case RX_ALT:
-        put(o, n->kind == RX_CONCAT ? "(cat" : "(alt");
+        rx_text_put(o, n->kind == RX_CONCAT ? "(cat" : "(alt");
         for (int i = 0; i < n->nkids; i++) {
-            put(o, " ");
+            rx_text_put(o, " ");
             dump(o, n->kids[i]);
         }
-        put(o, ")");
+        rx_text_put(o, ")");
         break;
     case RX_REPEAT:
-        if (n->max == RX_INF) put(o, "(rep %d inf ", n->min);
-        else put(o, "(rep %d %d ", n->min, n->max);
+        if (n->max == RX_INF) rx_text_put(o, "(rep %d inf ", n->min);
+        else rx_text_put(o, "(rep %d %d ", n->min, n->max);
         dump(o, n->sub);
-        put(o, ")");
+        rx_text_put(o, ")");
         break;
     case RX_GROUP:
-        put(o, "(group %d ", n->group);
+        rx_text_put(o, "(group %d ", n->group);
         dump(o, n->sub);
-        put(o, ")");
+        rx_text_put(o, ")");
         break;
     }
 }
 
 char *rx_dump(const RxNode *n) {
-    Out o = {0};
+    RxText o = {0};
     if (n) dump(&o, n);
-    else put(&o, "()");
+    else rx_text_put(&o, "()");
     if (o.failed) {
         free(o.p);
         return NULL;

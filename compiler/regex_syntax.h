@@ -88,4 +88,25 @@ int rx_check(const char *src, size_t len, int *err_col, char *msg, size_t msgcap
  * memory. */
 char *rx_dump(const RxNode *node);
 
+/* Pieces the grammar parser (grammar_syntax.c) shares with this one, so a
+ * hex digit and a dumped class read the same in both. */
+
+/* The value of one hex digit, or -1 when c is not one. */
+int rx_hexval(int c);
+
+/* A growing text for the dumps. Start it zeroed; p is malloc'd (the caller
+ * frees it) and NUL-terminated once anything was put. After an out-of-memory
+ * `failed` is set and later puts do nothing. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int failed;
+} RxText;
+
+void rx_text_put(RxText *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* nranges ranges as ` lo` or ` lo-hi` each: a printable ASCII code point as
+ * 'c' unless it is in `quoted_as_number`, every other one as U+XXXX. */
+void rx_text_ranges(RxText *t, const RxRange *ranges, int nranges, const char *quoted_as_number);
+
 #endif

@@ -1346,6 +1346,50 @@ void vm_collect(VM *vm)
         savestate();            \
         if ((call) < 0) goto on_error; \
     } while (0)
+/* The fast paths of the arithmetic and comparison opcodes, written once.
+ * They are macros, not functions, because a fast path ends the opcode with
+ * vmbreak (the next dispatch) right where it succeeds. */
+/* R[A] := x op y when both are ints and `ovf` (a __builtin_*_overflow) says
+ * it fits; otherwise falls through to the slow path after it. */
+#define arith_int_fast(ovf, ra, x, y)                   \
+    if ((x)->type == V_INT && (y)->type == V_INT) {     \
+        int64_t r_;                                     \
+        if (!ovf((x)->as.i, (y)->as.i, &r_)) {          \
+            (ra)->tag = V_INT;                          \
+            (ra)->as.i = r_;                            \
+            vmbreak;                                    \
+        }                                               \
+    }
+/* ADD/SUB/MUL: R[A] := R[B] op R[C]; int (no overflow) or float with float
+ * on the spot, the rest (an overflow raises) through arith(). */
+#define op_arith(opc, ovf, fop)                                     \
+    Value *rb = RB(i), *rc = RC(i), *ra = RA(i);                    \
+    arith_int_fast(ovf, ra, rb, rc)                                 \
+    else if (rb->type == V_FLOAT && rc->type == V_FLOAT) {          \
+        ra->tag = V_FLOAT;                                          \
+        ra->as.f = rb->as.f fop rc->as.f;                           \
+        vmbreak;                                                    \
+    }                                                               \
+    protect(arith(vm, opc, ra, *rb, *rc))
+/* ADDK/MULK: R[A] := R[B] op K[C]; only ints on the spot. */
+#define op_arithK(opc, ovf)                                         \
+    Value *rb = RB(i), *kc = k + GETARG_C(i), *ra = RA(i);          \
+    arith_int_fast(ovf, ra, rb, kc)                                 \
+    protect(arith(vm, opc, ra, *rb, *kc))
+/* LT/LE: if ((R[A] op R[B]) ~= k) then pc++; ints on the spot. */
+#define op_order(cop, or_equal)                                         \
+    Value *ra = RA(i), *rb = RB(i);                                     \
+    bool res = false;                                                   \
+    if (ra->type == V_INT && rb->type == V_INT) res = ra->as.i cop rb->as.i; \
+    else protect(less(vm, *ra, *rb, or_equal, &res));                   \
+    condjump(res, i)
+/* LTI/LEI/GTI/GEI: if ((R[A] op sB) ~= k) then pc++; ints on the spot. */
+#define op_order_imm(opc, cop)                                              \
+    Value *ra = RA(i);                                                      \
+    bool res = false;                                                       \
+    if (ra->type == V_INT) res = ra->as.i cop GETARG_sB(i);                 \
+    else protect(compare_imm(vm, *ra, GETARG_sB(i), opc, &res));            \
+    condjump(res, i)
 /* reload the registers of the current frame */
 #define load_frame()                                    \
     do {                                                \
@@ -1558,55 +1602,16 @@ static void execute(VM *vm, Fiber *f)
                 vmbreak;
             }
             vmcase(OP_ADD) {
-                Value *rb = RB(i), *rc = RC(i), *ra = RA(i);
-                if (rb->type == V_INT && rc->type == V_INT) {
-                    int64_t r;
-                    if (!__builtin_add_overflow(rb->as.i, rc->as.i, &r)) {
-                        ra->tag = V_INT;
-                        ra->as.i = r;
-                        vmbreak;
-                    }
-                } else if (rb->type == V_FLOAT && rc->type == V_FLOAT) {
-                    ra->tag = V_FLOAT;
-                    ra->as.f = rb->as.f + rc->as.f;
-                    vmbreak;
-                }
-                protect(arith(vm, OP_ADD, ra, *rb, *rc));
+                op_arith(OP_ADD, __builtin_add_overflow, +);
                 checkgc();
                 vmbreak;
             }
             vmcase(OP_SUB) {
-                Value *rb = RB(i), *rc = RC(i), *ra = RA(i);
-                if (rb->type == V_INT && rc->type == V_INT) {
-                    int64_t r;
-                    if (!__builtin_sub_overflow(rb->as.i, rc->as.i, &r)) {
-                        ra->tag = V_INT;
-                        ra->as.i = r;
-                        vmbreak;
-                    }
-                } else if (rb->type == V_FLOAT && rc->type == V_FLOAT) {
-                    ra->tag = V_FLOAT;
-                    ra->as.f = rb->as.f - rc->as.f;
-                    vmbreak;
-                }
-                protect(arith(vm, OP_SUB, ra, *rb, *rc));
+                op_arith(OP_SUB, __builtin_sub_overflow, -);
                 vmbreak;
             }
             vmcase(OP_MUL) {
-                Value *rb = RB(i), *rc = RC(i), *ra = RA(i);
-                if (rb->type == V_INT && rc->type == V_INT) {
-                    int64_t r;
-                    if (!__builtin_mul_overflow(rb->as.i, rc->as.i, &r)) {
-                        ra->tag = V_INT;
-                        ra->as.i = r;
-                        vmbreak;
-                    }
-                } else if (rb->type == V_FLOAT && rc->type == V_FLOAT) {
-                    ra->tag = V_FLOAT;
-                    ra->as.f = rb->as.f * rc->as.f;
-                    vmbreak;
-                }
-                protect(arith(vm, OP_MUL, ra, *rb, *rc));
+                op_arith(OP_MUL, __builtin_mul_overflow, *);
                 vmbreak;
             }
             vmcase(OP_DIV) {
@@ -1618,16 +1623,7 @@ static void execute(VM *vm, Fiber *f)
                 vmbreak;
             }
             vmcase(OP_ADDK) {
-                Value *rb = RB(i), *kc = k + GETARG_C(i), *ra = RA(i);
-                if (rb->type == V_INT && kc->type == V_INT) {
-                    int64_t r;
-                    if (!__builtin_add_overflow(rb->as.i, kc->as.i, &r)) {
-                        ra->tag = V_INT;
-                        ra->as.i = r;
-                        vmbreak;
-                    }
-                }
-                protect(arith(vm, OP_ADD, ra, *rb, *kc));
+                op_arithK(OP_ADD, __builtin_add_overflow);
                 vmbreak;
             }
             vmcase(OP_SUBK) {
@@ -1635,16 +1631,7 @@ static void execute(VM *vm, Fiber *f)
                 vmbreak;
             }
             vmcase(OP_MULK) {
-                Value *rb = RB(i), *kc = k + GETARG_C(i), *ra = RA(i);
-                if (rb->type == V_INT && kc->type == V_INT) {
-                    int64_t r;
-                    if (!__builtin_mul_overflow(rb->as.i, kc->as.i, &r)) {
-                        ra->tag = V_INT;
-                        ra->as.i = r;
-                        vmbreak;
-                    }
-                }
-                protect(arith(vm, OP_MUL, ra, *rb, *kc));
+                op_arithK(OP_MUL, __builtin_mul_overflow);
                 vmbreak;
             }
             vmcase(OP_DIVK) {
@@ -1725,19 +1712,11 @@ static void execute(VM *vm, Fiber *f)
                 vmbreak;
             }
             vmcase(OP_LT) {
-                Value *ra = RA(i), *rb = RB(i);
-                bool res = false;
-                if (ra->type == V_INT && rb->type == V_INT) res = ra->as.i < rb->as.i;
-                else protect(less(vm, *ra, *rb, 0, &res));
-                condjump(res, i);
+                op_order(<, 0);
                 vmbreak;
             }
             vmcase(OP_LE) {
-                Value *ra = RA(i), *rb = RB(i);
-                bool res = false;
-                if (ra->type == V_INT && rb->type == V_INT) res = ra->as.i <= rb->as.i;
-                else protect(less(vm, *ra, *rb, 1, &res));
-                condjump(res, i);
+                op_order(<=, 1);
                 vmbreak;
             }
             vmcase(OP_EQK) {
@@ -1752,35 +1731,19 @@ static void execute(VM *vm, Fiber *f)
                 vmbreak;
             }
             vmcase(OP_LTI) {
-                Value *ra = RA(i);
-                bool res = false;
-                if (ra->type == V_INT) res = ra->as.i < GETARG_sB(i);
-                else protect(compare_imm(vm, *ra, GETARG_sB(i), OP_LTI, &res));
-                condjump(res, i);
+                op_order_imm(OP_LTI, <);
                 vmbreak;
             }
             vmcase(OP_LEI) {
-                Value *ra = RA(i);
-                bool res = false;
-                if (ra->type == V_INT) res = ra->as.i <= GETARG_sB(i);
-                else protect(compare_imm(vm, *ra, GETARG_sB(i), OP_LEI, &res));
-                condjump(res, i);
+                op_order_imm(OP_LEI, <=);
                 vmbreak;
             }
             vmcase(OP_GTI) {
-                Value *ra = RA(i);
-                bool res = false;
-                if (ra->type == V_INT) res = ra->as.i > GETARG_sB(i);
-                else protect(compare_imm(vm, *ra, GETARG_sB(i), OP_GTI, &res));
-                condjump(res, i);
+                op_order_imm(OP_GTI, >);
                 vmbreak;
             }
             vmcase(OP_GEI) {
-                Value *ra = RA(i);
-                bool res = false;
-                if (ra->type == V_INT) res = ra->as.i >= GETARG_sB(i);
-                else protect(compare_imm(vm, *ra, GETARG_sB(i), OP_GEI, &res));
-                condjump(res, i);
+                op_order_imm(OP_GEI, >=);
                 vmbreak;
             }
             vmcase(OP_TEST) {

@@ -29,9 +29,8 @@
 #include "kernels/cpu/cpu.h"
 #include "runtime/engine.h"
 #include "runtime/rt_engine.h"
+#include "engine_helper.h"
 
-#define MODEL_PATH "models/SmolLM2-135M-Instruct.Q4_1.gguf"
-#define THREADS 2
 #define NCH 4
 #define MAXTOK 16
 
@@ -40,21 +39,12 @@ static Tokenizer *tok;
 
 static void setup(void)
 {
-    if (access(MODEL_PATH, R_OK) != 0) cr_skip_test("no model at " MODEL_PATH " (run `make model`)");
-    char err[512];
-    cr_assert_eq(model_load_gguf(MODEL_PATH, &model, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(tok_load_gguf(model->gguf, &tok, err, sizeof err), 0, "%s", err);
-    model_set_threads(model, THREADS);
-    model->backend = cpu_backend_new(THREADS, CPU_NO_BLAS, err, sizeof err);
-    cr_assert_not_null(model->backend, "%s", err);
+    engine_model_load(&model, &tok);
 }
 
 static void teardown(void)
 {
-    tok_free(tok);
-    model_free(model);
-    tok = NULL;
-    model = NULL;
+    engine_model_free(&model, &tok);
 }
 
 TestSuite(select_e2e, .init = setup, .fini = teardown, .timeout = 300);
