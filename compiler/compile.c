@@ -476,44 +476,32 @@ static void interp_to(FuncState *fs, AstNode *e, int dst)
     fs->freereg = save;
 }
 
-static void list_to(FuncState *fs, AstNode *e, int dst)
+/* List and map literals: items (or key/value pairs) are evaluated into
+ * consecutive registers above R[base] in chunks; the first chunk creates the
+ * collection (NEWLIST/NEWMAP), later ones extend it (LISTADD/MAPADD). */
+static void collection_to(FuncState *fs, AstNode *e, int dst, int pairs)
 {
     int save = fs->freereg;
     int base = (dst >= fs->nactive && dst == fs->freereg - 1) ? dst : reg_alloc(fs, 1, e);
     int after = fs->freereg;
+    int width = pairs ? 2 : 1;
     int i = 0, first = 1;
     do {
         int n = 0;
-        while (i < e->list.len && n < LIST_CHUNK) {
-            int r = reg_alloc(fs, 1, e);
-            expr_to(fs, e->list.items[i++], r);
+        while (i < e->list.len && n < LIST_CHUNK / width) {
+            AstNode *item = e->list.items[i++];
+            int r = reg_alloc(fs, width, pairs ? item : e);
+            if (pairs) {
+                expr_to(fs, item->a, r);
+                expr_to(fs, item->b, r + 1);
+            } else {
+                expr_to(fs, item, r);
+            }
             n++;
         }
-        emit_abc(fs, first ? OP_NEWLIST : OP_LISTADD, base, n, 0, e);
+        OpCode op = pairs ? (first ? OP_NEWMAP : OP_MAPADD) : (first ? OP_NEWLIST : OP_LISTADD);
+        emit_abc(fs, op, base, n, 0, e);
         fs->freereg = after;
-        first = 0;
-    } while (i < e->list.len);
-    if (base != dst) emit_abc(fs, OP_MOVE, dst, base, 0, e);
-    fs->freereg = save;
-}
-
-static void map_to(FuncState *fs, AstNode *e, int dst)
-{
-    int save = fs->freereg;
-    int base = (dst >= fs->nactive && dst == fs->freereg - 1) ? dst : reg_alloc(fs, 1, e);
-    int after_base = fs->freereg;
-    int i = 0, first = 1;
-    do {
-        int n = 0;
-        while (i < e->list.len && n < LIST_CHUNK / 2) {
-            AstNode *pair = e->list.items[i++];
-            int r = reg_alloc(fs, 2, pair);
-            expr_to(fs, pair->a, r);
-            expr_to(fs, pair->b, r + 1);
-            n++;
-        }
-        emit_abc(fs, first ? OP_NEWMAP : OP_MAPADD, base, n, 0, e);
-        fs->freereg = after_base;
         first = 0;
     } while (i < e->list.len);
     if (base != dst) emit_abc(fs, OP_MOVE, dst, base, 0, e);
@@ -653,8 +641,8 @@ static void expr_to(FuncState *fs, AstNode *e, int dst)
         }
         break;
     }
-    case AST_LIST: list_to(fs, e, dst); break;
-    case AST_MAP: map_to(fs, e, dst); break;
+    case AST_LIST: collection_to(fs, e, dst, 0); break;
+    case AST_MAP: collection_to(fs, e, dst, 1); break;
     case AST_BINARY:
         if (is_compare(e)) { bool_to(fs, e, dst); break; }
         if (e->op == AST_OP_RANGE || e->op == AST_OP_IN) {

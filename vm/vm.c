@@ -2222,7 +2222,9 @@ const char *vm_run_error(const VmRun *r) { return r->error ? r->error : ""; }
 Value vm_run_value(const VmRun *r) { return r->value; }
 ObjState *vm_run_state(const VmRun *r) { return r->state; }
 
-void vm_run_free(VM *vm, VmRun *r)
+/* Frees a run listed at *head: its fibers go with it (those waiting on the
+ * model are only cancelled; the backend's callback frees them later). */
+static void run_release(VM *vm, VmRun *r, VmRun **head)
 {
     for (Fiber *f = vm->all; f;) {
         Fiber *next = f->next_all;
@@ -2234,12 +2236,17 @@ void vm_run_free(VM *vm, VmRun *r)
         f = next;
     }
     if (r->prev) r->prev->next = r->next;
-    else vm->runs = r->next;
+    else *head = r->next;
     if (r->next) r->next->prev = r->prev;
     free(r->mods);
     free(r->args);
     free(r->error);
     free(r);
+}
+
+void vm_run_free(VM *vm, VmRun *r)
+{
+    run_release(vm, r, &vm->runs);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2326,18 +2333,5 @@ VmRun *vm_aux_new(VM *vm, Program *p, ObjModule **module)
 void vm_aux_free(VM *vm, VmRun *r)
 {
     /* helpers still attached to it (abandoned while waiting) go with it */
-    for (Fiber *f = vm->all; f;) {
-        Fiber *next = f->next_all;
-        if (f->run == r) {
-            f->cancelled = 1;
-            f->parent = NULL;
-            if (f->status != FIB_WAIT_MODEL) fiber_free(vm, f);
-        }
-        f = next;
-    }
-    if (r->prev) r->prev->next = r->next;
-    else vm->aux = r->next;
-    if (r->next) r->next->prev = r->prev;
-    free(r->mods);
-    free(r);
+    run_release(vm, r, &vm->aux);
 }
