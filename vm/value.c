@@ -289,49 +289,6 @@ uint32_t str_hash(ObjString *s)
     return s->hash;
 }
 
-bool utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        unsigned c = *p;
-        if (c < 0x80) { p++; continue; }
-        int n;
-        unsigned cp, min;
-        if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; min = 0x80; }
-        else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; min = 0x800; }
-        else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; min = 0x10000; }
-        else return false;
-        if (end - p < n + 1) return false;
-        for (int i = 1; i <= n; i++) {
-            if ((p[i] & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-        p += n + 1;
-    }
-    return true;
-}
-
-/* Code points = bytes that are not continuation bytes (10xxxxxx). Eight
- * bytes per step: a continuation byte has bit 7 set and bit 6 clear. */
-size_t utf8_count(const char *s, size_t len)
-{
-    const uint64_t high = 0x8080808080808080ULL;
-    size_t cont = 0, i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        if (!(w & high)) continue;  /* all ASCII */
-        cont += (size_t)__builtin_popcountll(w & ~(w << 1) & high);
-    }
-    if (i < len) {  /* the last 1..7 bytes as one zero-padded word */
-        uint64_t w = 0;
-        memcpy(&w, s + i, len - i);
-        cont += (size_t)__builtin_popcountll(w & ~(w << 1) & high);
-    }
-    return len - cont;
-}
-
 ObjString *str_new(Heap *h, const char *s, size_t len)
 {
     ObjString *str = alloc_string(h, len);
@@ -363,60 +320,6 @@ ObjString *str_concat(Heap *h, const ObjString *a, const ObjString *b)
     str->nchars = a->nchars + b->nchars;
     str->hash = 0;
     return str;
-}
-
-void sb_init(StrBuf *b)
-{
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
-static void sb_reserve(StrBuf *b, size_t extra)
-{
-    if (b->len + extra + 1 <= b->cap) return;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1) cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) return;
-    b->data = d;
-    b->cap = cap;
-}
-
-void sb_append(StrBuf *b, const char *s, size_t len)
-{
-    sb_reserve(b, len);
-    if (b->len + len + 1 > b->cap) return;
-    if (len) memcpy(b->data + b->len, s, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-}
-
-void sb_appendc(StrBuf *b, char c) { sb_append(b, &c, 1); }
-
-void sb_printf(StrBuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char small[256];
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof small) {
-        sb_append(b, small, (size_t)n);
-        return;
-    }
-    sb_reserve(b, (size_t)n);
-    if (b->len + (size_t)n + 1 > b->cap) return;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-void sb_free(StrBuf *b)
-{
-    free(b->data);
-    sb_init(b);
 }
 
 ObjString *sb_to_string(Heap *h, StrBuf *b)

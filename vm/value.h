@@ -28,6 +28,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/strbuf.h"
+#include "base/utf8.h"
+
 typedef enum { V_NIL, V_BOOL, V_INT, V_FLOAT, V_OBJ } VType;
 
 typedef struct Obj Obj;
@@ -216,15 +219,7 @@ uint32_t str_hash(ObjString *s);
 /* Decimal text of i into buf (no NUL); returns the byte count. */
 #define FMT_INT_MAX 20
 size_t fmt_int(char buf[FMT_INT_MAX], int64_t i);
-bool utf8_valid(const char *s, size_t len);
-size_t utf8_count(const char *s, size_t len);
-/* A growable byte buffer for building strings. */
-typedef struct { char *data; size_t len, cap; } StrBuf;
-void sb_init(StrBuf *b);
-void sb_append(StrBuf *b, const char *s, size_t len);
-void sb_appendc(StrBuf *b, char c);
-void sb_printf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_free(StrBuf *b);
+/* A heap string of the buffer's bytes (base/strbuf.h); the buffer is freed. */
 ObjString *sb_to_string(Heap *h, StrBuf *b);  /* frees the buffer */
 
 /* ---- lists and maps ---- */
