@@ -336,8 +336,8 @@ static void dump_node(DumpBuf *b, const AstNode *n) {
         if (n->a) dump_child(b, n->a);
         break;
     case AST_ROLE: {
-        static const char *const roles[] = {"system", "user", "assistant"};
-        dump_open(b, n->op >= 0 && n->op <= 2 ? roles[n->op] : "role?");
+        const char *role = role_name((Role)n->op);
+        dump_open(b, role ? role : "role?");
         if (n->a) dump_child(b, n->a);
         else dump_list(b, &n->list);
         break;

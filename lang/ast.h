@@ -51,7 +51,7 @@
  *   AST_FOR         name = loop variable, a = iterable, b = body
  *   AST_BREAK, AST_CONTINUE
  *   AST_RETURN      a = value or NULL
- *   AST_ROLE        op = AST_ROLE_SYSTEM/USER/ASSISTANT; a = body (AST_BLOCK)
+ *   AST_ROLE        op = ROLE_SYSTEM/USER/ASSISTANT (base/role.h); a = body (AST_BLOCK)
  *                   for the block form, or NULL and list = pieces for the
  *                   one-line form (`user question`)
  *   AST_IMPORT      str = path as written, name = alias or NULL
@@ -70,6 +70,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "base/role.h"
 
 typedef enum {
     AST_NIL, AST_TRUE, AST_FALSE, AST_INT, AST_FLOAT, AST_STRING, AST_INTERP,
@@ -90,7 +92,6 @@ typedef enum {
     AST_OP_NEG, AST_OP_NOT
 } AstOp;
 
-typedef enum { AST_ROLE_SYSTEM, AST_ROLE_USER, AST_ROLE_ASSISTANT } AstRole;
 
 typedef struct AstNode AstNode;
 
@@ -102,7 +103,7 @@ typedef struct {
 struct AstNode {
     AstKind kind;
     int line, col;
-    int op;                 /* AstOp or AstRole, per kind */
+    int op;                 /* AstOp or Role, per kind */
     int64_t ival;
     double fval;
     char *str;              /* NUL-terminated; str_len excludes the NUL */

@@ -184,9 +184,9 @@ opt_comma ::= COMMA.
 stmt(A) ::= role(R). { A = R; }
 role(A) ::= role_kw(R) block(B). { A = R; A->a = B; }
 role(A) ::= role_kw(R) role_pieces(P). { A = R; A->list = P->list; }
-role_kw(A) ::= SYSTEM(K).    { A = parse_node(ps, AST_ROLE, &K); A->op = AST_ROLE_SYSTEM; }
-role_kw(A) ::= USER(K).      { A = parse_node(ps, AST_ROLE, &K); A->op = AST_ROLE_USER; }
-role_kw(A) ::= ASSISTANT(K). { A = parse_node(ps, AST_ROLE, &K); A->op = AST_ROLE_ASSISTANT; }
+role_kw(A) ::= SYSTEM(K).    { A = parse_node(ps, AST_ROLE, &K); A->op = ROLE_SYSTEM; }
+role_kw(A) ::= USER(K).      { A = parse_node(ps, AST_ROLE, &K); A->op = ROLE_USER; }
+role_kw(A) ::= ASSISTANT(K). { A = parse_node(ps, AST_ROLE, &K); A->op = ROLE_ASSISTANT; }
 role_pieces(A) ::= postfix_nb(X). {
     A = parse_node_at(ps, AST_EXPR_STMT, 0, 0);
     parse_push(ps, A, X);

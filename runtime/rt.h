@@ -24,11 +24,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { RT_ROLE_SYSTEM, RT_ROLE_USER, RT_ROLE_ASSISTANT } RtRole;
+#include "base/role.h"
+
 
 /* Bytes [start, end) of the prompt text were written inside a role block. */
 typedef struct {
-    RtRole role;
+    Role role;
     size_t start, end;
 } RtSegment;
 
@@ -108,6 +109,11 @@ typedef struct RtBackend {
     /* Blocks until at least one completion callback has fired (it fires
      * inside this call). Returns 0, or -1 if nothing is in flight. */
     int (*wait)(void *ctx);
+    /* Never blocks: delivers the completions that have already arrived
+     * (their callbacks fire inside this call) and returns how many fired,
+     * or -1 if nothing is in flight. The non-blocking driver (vm_run_ready)
+     * and an event loop use this instead of wait(). */
+    int (*poll)(void *ctx);
     /* The model's chat template as its tokenizer ships it (a Jinja text, as
      * in GGUF tokenizer.chat_template or tokenizer_config.json), or NULL.
      * The VM maps it to one of the SGL templates in stdlib/chat/ (detect.sgl)

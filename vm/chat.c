@@ -38,7 +38,6 @@ struct Chat {
     Loaded detect;
 };
 
-static const char *const role_names[] = {"system", "user", "assistant"};
 
 Chat *chat_new(void) { return calloc(1, sizeof(Chat)); }
 
@@ -258,7 +257,7 @@ static int resolve(VM *vm, Chat *c)
 /* Appends fn(role)'s text to st. */
 static int marker(VM *vm, Chat *c, Value fn, const char *what, ObjState *st, int role)
 {
-    ObjString *r = str_cstr(vm_heap(vm), role_names[role]);
+    ObjString *r = str_cstr(vm_heap(vm), role_name((Role)role));
     if (!r) return vm_raise(vm, "out of memory");
     Value a = val_obj(r), res;
     if (vm_call_now(vm, c->tmpl.run, st, fn, &a, 1, &res) < 0) return -1;
@@ -268,7 +267,7 @@ static int marker(VM *vm, Chat *c, Value fn, const char *what, ObjState *st, int
     }
     if (res.type == V_NIL) return 0;
     return vm_raise(vm, "chat template '%s': %s(\"%s\") returned %s, not a string", c->tmpl_name, what,
-                    role_names[role], val_type_name(res));
+                    role_name((Role)role), val_type_name(res));
 }
 
 int chat_open(VM *vm, Chat *c, ObjState *st, int role)

@@ -48,7 +48,7 @@ int chat_configure(struct VM *vm, Chat *c, const char *name, const char *stdlib_
 /* Drops what was loaded (the backend changed). */
 void chat_reset(struct VM *vm, Chat *c);
 
-/* Appends the markers that open (close) a role block of `role` (SegRole) to
+/* Appends the markers that open (close) a role block of `role` (Role) to
  * st. 0, or -1 with the error raised (vm_raise or, for an error inside the
  * template's SGL code, its full message). */
 int chat_open(struct VM *vm, Chat *c, ObjState *st, int role);

@@ -44,7 +44,7 @@ static int make_prompt(ObjState *s, RtPrompt *pr, RtSegment **segs)
         *segs = malloc((size_t)s->nsegs * sizeof(RtSegment));
         if (!*segs) return -1;
         for (int i = 0; i < s->nsegs; i++) {
-            (*segs)[i].role = (RtRole)s->segs[i].role;
+            (*segs)[i].role = s->segs[i].role;
             (*segs)[i].start = s->segs[i].start;
             (*segs)[i].end = s->segs[i].end == SIZE_MAX ? s->len : s->segs[i].end;
         }
@@ -59,7 +59,7 @@ static int make_prompt(ObjState *s, RtPrompt *pr, RtSegment **segs)
 
 static int in_assistant(const ObjState *s)
 {
-    return s->nsegs > 0 && s->segs[s->nsegs - 1].end == SIZE_MAX && s->segs[s->nsegs - 1].role == SEG_ASSISTANT;
+    return s->nsegs > 0 && s->segs[s->nsegs - 1].end == SIZE_MAX && s->segs[s->nsegs - 1].role == ROLE_ASSISTANT;
 }
 
 /* ---- option checks ---- */

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/role.h"
 #include "base/strbuf.h"
 #include "base/utf8.h"
 
@@ -133,12 +134,11 @@ typedef struct {
     NativeFn fn;
 } ObjNative;
 
-typedef enum { SEG_SYSTEM, SEG_USER, SEG_ASSISTANT } SegRole;
 
 /* A role segment: bytes [start, end) of the state's text were appended inside
  * a role block. end == SIZE_MAX while the block is open. */
 typedef struct {
-    SegRole role;
+    Role role;
     size_t start, end;
 } StateSegment;
 

@@ -1135,12 +1135,7 @@ static int append_value(VM *vm, Fiber *f, Value v, int strict)
     return 0;
 }
 
-static const char *role_name(int role)
-{
-    return role == SEG_SYSTEM ? "system" : role == SEG_USER ? "user" : "assistant";
-}
-
-static int segs_push(ObjState *s, SegRole role, size_t start)
+static int segs_push(ObjState *s, Role role, size_t start)
 {
     if (s->nsegs == s->cap_segs) {
         int cap = s->cap_segs ? s->cap_segs * 2 : 4;
@@ -1162,20 +1157,20 @@ static int segs_push(ObjState *s, SegRole role, size_t start)
 static int role_begin(VM *vm, Fiber *f, int role)
 {
     ObjState *s = f->state;
-    if (role < SEG_SYSTEM || role > SEG_ASSISTANT) return vm_raise(vm, "internal error: bad role %d", role);
+    if (role < 0 || role >= ROLE_COUNT) return vm_raise(vm, "internal error: bad role %d", role);
     if (f->role == FIB_HELPER) return vm_raise(vm, "a chat template cannot open a %s block", role_name(role));
     if (s->nsegs > 0 && s->segs[s->nsegs - 1].end == SIZE_MAX)
         return vm_raise(vm, "a %s block cannot start inside a %s block", role_name(role),
                         role_name(s->segs[s->nsegs - 1].role));
     if (chat_open(vm, vm->chat, s, role) < 0) return -1;
-    if (segs_push(s, (SegRole)role, s->len) < 0) return vm_raise(vm, "out of memory");
+    if (segs_push(s, (Role)role, s->len) < 0) return vm_raise(vm, "out of memory");
     return 0;
 }
 
 static int role_end(VM *vm, Fiber *f, int role)
 {
     ObjState *s = f->state;
-    if (role < SEG_SYSTEM || role > SEG_ASSISTANT) return vm_raise(vm, "internal error: bad role %d", role);
+    if (role < 0 || role >= ROLE_COUNT) return vm_raise(vm, "internal error: bad role %d", role);
     if (s->nsegs == 0 || s->segs[s->nsegs - 1].end != SIZE_MAX) return 0;
     s->segs[s->nsegs - 1].end = s->len;
     return chat_close(vm, vm->chat, s, role);

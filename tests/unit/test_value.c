@@ -438,13 +438,13 @@ Test(value, state_copy_segments)
     ObjState *s = state_new(&heap);
     s->segs = malloc(2 * sizeof(StateSegment));
     s->cap_segs = 2;
-    s->segs[0] = (StateSegment){SEG_SYSTEM, 0, 5};
-    s->segs[1] = (StateSegment){SEG_USER, 5, SIZE_MAX};
+    s->segs[0] = (StateSegment){ROLE_SYSTEM, 0, 5};
+    s->segs[1] = (StateSegment){ROLE_USER, 5, SIZE_MAX};
     s->nsegs = 2;
     ObjState *c = state_copy(&heap, s);
     cr_assert_eq(c->nsegs, 2);
     cr_expect_neq(c->segs, s->segs);
-    cr_expect_eq(c->segs[1].role, SEG_USER);
+    cr_expect_eq(c->segs[1].role, ROLE_USER);
     cr_expect_eq(c->segs[1].end, SIZE_MAX);
 }
 

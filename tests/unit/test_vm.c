@@ -511,10 +511,10 @@ Test(vm, roles_with_template_and_end_of_turn)
     cr_assert_str_eq(q->prompt, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
                                 "<|im_start|>assistant\n");
     cr_assert_eq(q->nsegs, 3);
-    cr_assert_eq(q->segs[0].role, RT_ROLE_SYSTEM);
+    cr_assert_eq(q->segs[0].role, ROLE_SYSTEM);
     cr_assert_eq(q->segs[0].start, strlen(sys), "the markers lie outside the segment");
     cr_assert_eq(q->segs[0].end, strlen(sys) + strlen("Be brief."));
-    cr_assert_eq(q->segs[2].role, RT_ROLE_ASSISTANT);
+    cr_assert_eq(q->segs[2].role, ROLE_ASSISTANT);
     cr_assert_eq(q->segs[2].start, strlen(q->prompt));
     cr_assert_eq(q->segs[2].end, strlen(q->prompt));
     cr_assert_eq(q->nstop, 2);
