@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
+
 typedef struct {
     const char *s;
     size_t len, i;
@@ -115,28 +117,6 @@ static int rule_starts_here(const Parser *p) {
 
 /* ---- literals -------------------------------------------------------------- */
 
-static size_t put_utf8(char *out, uint32_t cp) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
 
 /* "..." or '...': each escape becomes at most 4 bytes and takes at least 2
  * source bytes, so the literal's source length bounds its decoded length. */
@@ -213,7 +193,7 @@ static GbNode *parse_string(Parser *p) {
             fail(p, esc, "escape is not a Unicode scalar value");
             return NULL;
         }
-        len += put_utf8(n->str + len, cp);
+        len += (size_t)utf8_encode(cp, n->str + len);
     }
     n->str[len] = '\0';
     n->len = len;

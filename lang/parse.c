@@ -18,6 +18,8 @@
 #include "lang/ast_util.h"
 #include "lang/lexer.h"
 #include "lang/parse.h"
+
+#include "base/utf8.h"
 #include "parser.h"
 
 /* Deeper trees than this are refused, so that recursive passes over the
@@ -119,28 +121,8 @@ static void buf_put(ParseState *ps, Buf *b, const char *s, size_t n) {
 }
 
 static void put_utf8(ParseState *ps, Buf *b, uint32_t cp) {
-    char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | cp >> 6);
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | cp >> 12);
-        u[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | cp >> 18);
-        u[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-        u[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    buf_put(ps, b, u, n);
+    char u[UTF8_MAX];
+    buf_put(ps, b, u, (size_t)utf8_encode(cp, u));
 }
 
 /* Resolve escapes (already validated by the lexer) into the buffer. */
@@ -449,35 +431,6 @@ static void run_parser(ParseState *ps, void *parser, Lexer *lx) {
     }
 }
 
-/* Offset of the first byte of src[0..len) that is not well-formed UTF-8
- * (overlong forms, surrogates and code points above U+10FFFF included),
- * or len when it all is. */
-static size_t utf8_invalid_at(const char *src, size_t len) {
-    const unsigned char *s = (const unsigned char *)src;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        if (c < 0x80) { i++; continue; }
-        int need;
-        unsigned lo = 0x80, hi = 0xBF;   /* allowed range of the 2nd byte */
-        if (c >= 0xC2 && c <= 0xDF) need = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else return i;
-        if (i + (size_t)need >= len) return i;
-        if (s[i + 1] < lo || s[i + 1] > hi) return i;
-        for (int k = 2; k <= need; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-        i += (size_t)need + 1;
-    }
-    return len;
-}
 
 /* Everything parse_source allocates, on the heap so that it is still
  * valid after a longjmp back from an out-of-memory. */

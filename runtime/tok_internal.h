@@ -17,6 +17,7 @@
 #include <pcre2.h>
 #include <pthread.h>
 
+#include "base/utf8.h"
 #include "runtime/tokenizer.h"
 
 typedef enum {
@@ -210,8 +211,6 @@ bool tok_llama_control_name(const char *s, size_t n);
 uint32_t tok_byte_to_cp(uint8_t b);
 /* Byte for a GPT-2 byte-level code point, or -1. */
 int tok_cp_to_byte(uint32_t cp);
-/* UTF-8 encode cp into out (4 bytes room); returns length. */
-int tok_utf8_put(uint32_t cp, char *out);
 
 /* tok_nfc.c: true when NFC(s) == s is guaranteed: no character in s has
  * NFC_Quick_Check != Yes or a non-zero canonical combining class. */

@@ -1170,7 +1170,7 @@ int tok_nfc(const char *s, size_t len, char **out, size_t *out_len)
         if (d.v[i] & RAW_BYTE)
             o[m++] = (char)(d.v[i] & 0xFF);
         else
-            m += (size_t)tok_utf8_put(d.v[i], o + m);
+            m += (size_t)utf8_encode(d.v[i], o + m);
     }
     o[m] = 0;
     free(d.v);

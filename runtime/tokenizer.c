@@ -91,36 +91,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-/* Length of the UTF-8 sequence at s (n bytes left) if valid, else 1. */
+/* Length of the UTF-8 sequence at s (n bytes left) if valid, else 1 (an
+ * invalid byte is a piece of its own). */
 static int utf8_len(const uint8_t *s, size_t n)
 {
-    uint8_t c = s[0];
-    int len;
-    if (c < 0x80)
-        return 1;
-    else if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4;
-    else
-        return 1;
-    if ((size_t)len > n)
-        return 1;
-    for (int i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 1;
-    /* overlongs and surrogates */
-    if (len == 3 && c == 0xE0 && s[1] < 0xA0)
-        return 1;
-    if (len == 3 && c == 0xED && s[1] >= 0xA0)
-        return 1;
-    if (len == 4 && c == 0xF0 && s[1] < 0x90)
-        return 1;
-    if (len == 4 && c == 0xF4 && s[1] >= 0x90)
-        return 1;
-    return len;
+    uint32_t cp;
+    int len = utf8_decode((const char *)s, n, &cp);
+    return len ? len : 1;
 }
 
 static uint32_t utf8_cp(const uint8_t *s, int len)
@@ -135,29 +112,6 @@ static uint32_t utf8_cp(const uint8_t *s, int len)
     }
 }
 
-int tok_utf8_put(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the
  * other 68 bytes, in order, to U+0100..U+0143. */
@@ -834,7 +788,7 @@ int tok_finish(Tokenizer *t, char *err, size_t errcap)
         char buf[8];
         int n;
         if (t->byte_level)
-            n = tok_utf8_put(tok_byte_to_cp((uint8_t)b), buf);
+            n = utf8_encode(tok_byte_to_cp((uint8_t)b), buf);
         else
             n = snprintf(buf, sizeof buf, "<0x%02X>", b);
         t->byte_sym[b] = vocab_get(t, buf, (size_t)n);
@@ -1236,7 +1190,7 @@ static int encode_word(Tokenizer *t, const char *w, size_t n, TokIds *out)
                 return TOK_ERR_NOMEM;
             size_t m = 0;
             for (size_t i = 0; i < n; i++)
-                m += (size_t)tok_utf8_put(tok_byte_to_cp((uint8_t)w[i]), t->seg + m);
+                m += (size_t)utf8_encode(tok_byte_to_cp((uint8_t)w[i]), t->seg + m);
             id = vocab_get(t, t->seg, m);
         } else
             id = vocab_get(t, w, n);
