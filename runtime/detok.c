@@ -36,7 +36,7 @@ static int buf_add(Buf *b, const char *s, size_t n)
             nc *= 2;
         char *q = realloc(b->p, nc);
         if (!q)
-            return TOK_ERR_NOMEM;
+            return ERR_NOMEM;
         b->p = q;
         b->cap = nc;
     }
@@ -59,11 +59,11 @@ static void buf_drop_front(Buf *b, size_t n)
 int detok_new(const Tokenizer *t, const char *const *stops, int nstops, unsigned flags, Detok **out)
 {
     if (!t || !out || nstops < 0 || (nstops && !stops))
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     *out = NULL;
     Detok *d = calloc(1, sizeof *d);
     if (!d)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     d->tok = t;
     d->flags = flags;
     d->stop_index = -1;
@@ -72,7 +72,7 @@ int detok_new(const Tokenizer *t, const char *const *stops, int nstops, unsigned
         d->stop_len = calloc((size_t)nstops, sizeof *d->stop_len);
         if (!d->stops || !d->stop_len) {
             detok_free(d);
-            return TOK_ERR_NOMEM;
+            return ERR_NOMEM;
         }
         d->nstops = nstops;
         for (int i = 0; i < nstops; i++) {
@@ -80,7 +80,7 @@ int detok_new(const Tokenizer *t, const char *const *stops, int nstops, unsigned
             d->stops[i] = malloc(n + 1);
             if (!d->stops[i]) {
                 detok_free(d);
-                return TOK_ERR_NOMEM;
+                return ERR_NOMEM;
             }
             memcpy(d->stops[i], n ? stops[i] : "", n + 1);
             d->stop_len[i] = n;
@@ -90,7 +90,7 @@ int detok_new(const Tokenizer *t, const char *const *stops, int nstops, unsigned
     }
     if (buf_add(&d->out, "", 0)) {
         detok_free(d);
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     }
     *out = d;
     return 0;
@@ -261,7 +261,7 @@ int detok_feed(Detok *d, int32_t id, const char **text, size_t *len)
     const char *piece = tok_token_piece(d->tok, id, &pl);
     if (!piece) {
         delta(d, text, len);
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     }
     if ((d->flags & DETOK_SKIP_SPECIAL) && tok_is_special(d->tok, id))
         pl = 0;

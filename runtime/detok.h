@@ -53,20 +53,20 @@ enum {
 enum { DETOK_MORE = 0, DETOK_STOPPED = 1 };
 
 /* stops: nstops NUL-terminated strings (empty ones are ignored); may be NULL
- * when nstops is 0. Returns 0, TOK_ERR_ARG or TOK_ERR_NOMEM. */
+ * when nstops is 0. Returns 0, ERR_ARG or ERR_NOMEM. */
 int detok_new(const Tokenizer *t, const char *const *stops, int nstops, unsigned flags, Detok **out);
 void detok_free(Detok *d);
 
 /* Feeds one token id. *text and *len receive the text this call released (may
  * be empty). Returns DETOK_MORE, DETOK_STOPPED (a stop string completed now
- * or earlier: further ids add nothing), TOK_ERR_ARG (id outside the
- * vocabulary) or TOK_ERR_NOMEM. */
+ * or earlier: further ids add nothing), ERR_ARG (id outside the
+ * vocabulary) or ERR_NOMEM. */
 int detok_feed(Detok *d, int32_t id, const char **text, size_t *len);
 
 /* Generation ended (EOS, max_tokens): releases everything held. An
  * unfinished UTF-8 sequence becomes U+FFFD; a held partial stop string is
  * released as text. Returns DETOK_MORE (nothing stopped), DETOK_STOPPED or
- * TOK_ERR_NOMEM. */
+ * ERR_NOMEM. */
 int detok_flush(Detok *d, const char **text, size_t *len);
 
 /* Index into the stop list of the matched stop string, or -1. */

@@ -38,21 +38,6 @@
 #include "runtime/detok.h"
 
 
-static const struct {
-    int code;
-    const char *msg;
-} eng_messages[] = {
-#define ENG_ERR_MSG(name, value, msg) {name, msg},
-    ENG_ERRORS(ENG_ERR_MSG)
-#undef ENG_ERR_MSG
-};
-
-const char *eng_strerror(int code)
-{
-    for (size_t i = 0; i < sizeof eng_messages / sizeof eng_messages[0]; i++)
-        if (eng_messages[i].code == code) return eng_messages[i].msg;
-    return "unknown error";
-}
 
 static const char *const finish_names[] = {
 #define ENG_FINISH_STR(name, str) str,
@@ -123,7 +108,7 @@ struct Req {
     uint64_t id;
     ReqKind kind;
     int cancelled;
-    int status;                 /* 0 or ENG_ERR_* */
+    int status;                 /* 0 or ERR_* */
     char error[512];
     eng_delta_fn on_delta;
     eng_done_fn on_done;
@@ -243,7 +228,7 @@ static int grow_ptrs(void ***arr, int *cap, int need)
     int nc = *cap ? *cap * 2 : 16;
     while (nc < need) nc *= 2;
     void **p = realloc(*arr, (size_t)nc * sizeof *p);
-    if (!p) return ENG_ERR_NOMEM;
+    if (!p) return ERR_NOMEM;
     *arr = p;
     *cap = nc;
     return 0;
@@ -280,18 +265,18 @@ static int seq_reserve(Seq *s, int need)
     int nc = s->cap ? s->cap : 16;
     while (nc < need) nc *= 2;
     int32_t *t = realloc(s->toks, (size_t)nc * sizeof *t);
-    if (!t) return ENG_ERR_NOMEM;
+    if (!t) return ERR_NOMEM;
     s->toks = t;
     int32_t *sl = realloc(s->slots, (size_t)nc * sizeof *sl);
-    if (!sl) return ENG_ERR_NOMEM;
+    if (!sl) return ERR_NOMEM;
     s->slots = sl;
     if (s->want_lp) {
         float *l = realloc(s->out_lp, (size_t)nc * sizeof *l);
-        if (!l) return ENG_ERR_NOMEM;
+        if (!l) return ERR_NOMEM;
         s->out_lp = l;
         if (s->top_n) {
             SampTokLogprob *tp = realloc(s->top, (size_t)nc * s->top_n * sizeof *tp);
-            if (!tp) return ENG_ERR_NOMEM;
+            if (!tp) return ERR_NOMEM;
             s->top = tp;
         }
     }
@@ -353,31 +338,31 @@ static int take_prompt(Engine *e, const int32_t *ids, int n, const char *text, s
     if (ids) {
         if (n <= 0) {
             set_last_error(e, "empty prompt");
-            return ENG_ERR_ARG;
+            return ERR_ARG;
         }
         for (int i = 0; i < n; i++)
             if (ids[i] < 0 || ids[i] >= e->vocab) {
                 set_last_error(e, "prompt token %d is outside the vocabulary (%d)", ids[i], e->vocab);
-                return ENG_ERR_ARG;
+                return ERR_ARG;
             }
         r->prompt = malloc((size_t)n * sizeof *ids);
-        if (!r->prompt) return ENG_ERR_NOMEM;
+        if (!r->prompt) return ERR_NOMEM;
         memcpy(r->prompt, ids, (size_t)n * sizeof *ids);
         r->n_prompt = n;
         return 0;
     }
-    if (!text && len) return ENG_ERR_ARG;
+    if (!text && len) return ERR_ARG;
     TokIds v = {0};
     int rc = tok_encode(e->tok, text ? text : "", len, TOK_ENC_ADD_SPECIAL | TOK_ENC_PARSE_SPECIAL, &v);
     if (rc < 0) {
-        set_last_error(e, "tokenizing the prompt: %s (%s)", tok_strerror(rc), tok_last_error(e->tok));
+        set_last_error(e, "tokenizing the prompt: %s (%s)", err_str(rc), tok_last_error(e->tok));
         tok_ids_free(&v);
-        return ENG_ERR_TOKENIZE;
+        return ERR_TOKENIZE;
     }
     if (v.n == 0) {
         tok_ids_free(&v);
         set_last_error(e, "empty prompt");
-        return ENG_ERR_ARG;
+        return ERR_ARG;
     }
     r->prompt = v.ids;
     r->n_prompt = (int)v.n;
@@ -392,7 +377,7 @@ static int check_fits(Engine *e, int n, int max_new)
     if (n + 1 > e->kv->n_slots || n >= ctx) {
         set_last_error(e, "prompt of %d tokens does not fit (KV cache %d tokens, model context %d)", n,
                        e->kv->n_slots, ctx);
-        return ENG_ERR_TOO_LONG;
+        return ERR_TOO_LONG;
     }
     (void)max_new;
     return 0;
@@ -404,7 +389,7 @@ static int add_live(Engine *e, uint64_t *id)
     if (e->n_live == e->cap_live) {
         int nc = e->cap_live ? e->cap_live * 2 : 64;
         uint64_t *p = realloc(e->live, (size_t)nc * sizeof *p);
-        if (!p) return ENG_ERR_NOMEM;
+        if (!p) return ERR_NOMEM;
         e->live = p;
         e->cap_live = nc;
     }
@@ -426,7 +411,7 @@ static void push_msg(Engine *e, Msg *m)
 static int queue_req(Engine *e, Req *r, uint64_t *id)
 {
     Msg *m = calloc(1, sizeof *m);
-    if (!m) return ENG_ERR_NOMEM;
+    if (!m) return ERR_NOMEM;
     m->kind = MSG_REQ;
     m->req = r;
     /* Checked and queued under one lock: once the thread has seen
@@ -436,7 +421,7 @@ static int queue_req(Engine *e, Req *r, uint64_t *id)
         pthread_mutex_unlock(&e->in_mu);
         free(m);
         set_last_error(e, "engine is shutting down");
-        return ENG_ERR_CLOSED;
+        return ERR_CLOSED;
     }
     pthread_mutex_lock(&e->out_mu);
     int rc = add_live(e, &r->id);
@@ -457,9 +442,9 @@ static int queue_req(Engine *e, Req *r, uint64_t *id)
 
 int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
 {
-    if (!e || !p || !p->on_done) return ENG_ERR_ARG;
+    if (!e || !p || !p->on_done) return ERR_ARG;
     Req *r = calloc(1, sizeof *r);
-    if (!r) return ENG_ERR_NOMEM;
+    if (!r) return ERR_NOMEM;
     r->kind = REQ_GEN;
     r->on_delta = p->on_delta;
     r->on_done = p->on_done;
@@ -468,13 +453,13 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
     if (!rc) rc = check_fits(e, r->n_prompt, p->sampling.max_tokens);
     if (!rc && (p->input_logprobs_from == 0 || p->input_logprobs_from > r->n_prompt)) {
         set_last_error(e, "input_logprobs_from must be in [1, prompt length]");
-        rc = ENG_ERR_ARG;
+        rc = ERR_ARG;
     }
     if (rc) {
         req_free(r);
         return rc;
     }
-    rc = ENG_ERR_NOMEM;
+    rc = ERR_NOMEM;
     r->seqs = calloc(1, sizeof *r->seqs);
     Seq *s = r->seqs ? seq_new(r, SEQ_GEN, r->prompt, r->n_prompt, NULL, 0) : NULL;
     if (!s) goto fail;
@@ -497,13 +482,13 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
     s->samp = samp_new(&sp, e->vocab, serr, sizeof serr);
     if (!s->samp) {
         set_last_error(e, "sampling parameters: %s", serr);
-        rc = ENG_ERR_ARG;
+        rc = ERR_ARG;
         goto fail;
     }
     if (samp_add_prompt(s->samp, r->prompt, (size_t)r->n_prompt) < 0) goto fail;
     for (int i = 0; i < p->n_stop; i++)
         if (!p->stop[i]) {
-            rc = ENG_ERR_ARG;
+            rc = ERR_ARG;
             set_last_error(e, "stop string %d is NULL", i);
             goto fail;
         }
@@ -532,16 +517,16 @@ fail:
 int eng_score(Engine *e, const EngScoreParams *p, uint64_t *id)
 {
     if (!e || !p || !p->on_done || p->n_choices <= 0 || (!p->choices && !(p->choice_ids && p->choice_lens)))
-        return ENG_ERR_ARG;
+        return ERR_ARG;
     Req *r = calloc(1, sizeof *r);
-    if (!r) return ENG_ERR_NOMEM;
+    if (!r) return ERR_NOMEM;
     r->kind = REQ_SCORE;
     r->on_score = p->on_done;
     r->ud = p->ud;
     r->unconditional = p->unconditional;
     int rc = take_prompt(e, p->prompt_ids, p->n_prompt_ids, p->prompt_text, p->prompt_len, r);
     if (rc) goto fail;
-    rc = ENG_ERR_NOMEM;
+    rc = ERR_NOMEM;
     int n = p->n_choices;
     r->n_choices = n;
     r->ctoks = calloc((size_t)n, sizeof *r->ctoks);
@@ -553,15 +538,15 @@ int eng_score(Engine *e, const EngScoreParams *p, uint64_t *id)
     for (int i = 0; i < n; i++) {
         if (p->choices) {
             if (!p->choices[i]) {
-                rc = ENG_ERR_ARG;
+                rc = ERR_ARG;
                 goto fail;
             }
             TokIds v = {0};
             int trc = tok_encode(e->tok, p->choices[i], strlen(p->choices[i]), TOK_ENC_PARSE_SPECIAL, &v);
             if (trc < 0) {
                 tok_ids_free(&v);
-                set_last_error(e, "tokenizing choice %d: %s", i, tok_strerror(trc));
-                rc = ENG_ERR_TOKENIZE;
+                set_last_error(e, "tokenizing choice %d: %s", i, err_str(trc));
+                rc = ERR_TOKENIZE;
                 goto fail;
             }
             r->ctoks[i] = v.ids;
@@ -569,7 +554,7 @@ int eng_score(Engine *e, const EngScoreParams *p, uint64_t *id)
         } else {
             int len = p->choice_lens[i];
             if (len < 0 || (len && !p->choice_ids[i])) {
-                rc = ENG_ERR_ARG;
+                rc = ERR_ARG;
                 goto fail;
             }
             r->ctoks[i] = malloc((size_t)(len ? len : 1) * sizeof(int32_t));
@@ -578,13 +563,13 @@ int eng_score(Engine *e, const EngScoreParams *p, uint64_t *id)
             r->clen[i] = len;
             for (int j = 0; j < len; j++)
                 if (p->choice_ids[i][j] < 0 || p->choice_ids[i][j] >= e->vocab) {
-                    rc = ENG_ERR_ARG;
+                    rc = ERR_ARG;
                     set_last_error(e, "choice %d: token id out of range", i);
                     goto fail;
                 }
         }
         if (r->clen[i] == 0) {
-            rc = ENG_ERR_ARG;
+            rc = ERR_ARG;
             set_last_error(e, "choice %d is empty", i);
             goto fail;
         }
@@ -595,7 +580,7 @@ int eng_score(Engine *e, const EngScoreParams *p, uint64_t *id)
     }
     rc = check_fits(e, r->n_prompt + longest, 0);
     if (rc) goto fail;
-    rc = ENG_ERR_NOMEM;
+    rc = ERR_NOMEM;
     r->seqs = calloc((size_t)(1 + 2 * n), sizeof *r->seqs);
     if (!r->seqs) goto fail;
     /* The prompt prefill (only useful with the cache: the choices then
@@ -642,17 +627,17 @@ fail:
 
 int eng_cancel(Engine *e, uint64_t id)
 {
-    if (!e) return ENG_ERR_ARG;
+    if (!e) return ERR_ARG;
     pthread_mutex_lock(&e->out_mu);
     int found = 0;
     for (int i = 0; i < e->n_live && !found; i++) found = e->live[i] == id;
     pthread_mutex_unlock(&e->out_mu);
     if (!found) {
         set_last_error(e, "request %llu is not in flight", (unsigned long long)id);
-        return ENG_ERR_NOT_FOUND;
+        return ERR_NOT_FOUND;
     }
     Msg *m = calloc(1, sizeof *m);
-    if (!m) return ENG_ERR_NOMEM;
+    if (!m) return ERR_NOMEM;
     m->kind = MSG_CANCEL;
     m->id = id;
     push_msg(e, m);
@@ -832,7 +817,7 @@ static void seq_finish(Engine *e, Seq *s, EngFinish why)
     /* score: collect the sequence's logprobs */
     if (why == ENG_FINISH_ERROR || why == ENG_FINISH_CANCELLED) {
         if (!r->status) {
-            r->status = why == ENG_FINISH_CANCELLED ? ENG_ERR_CANCELLED : ENG_ERR_MODEL;
+            r->status = why == ENG_FINISH_CANCELLED ? ERR_CANCELLED : ERR_MODEL;
             if (why == ENG_FINISH_CANCELLED) snprintf(r->error, sizeof r->error, "request cancelled");
         }
     } else if (s->kind == SEQ_CHOICE) {
@@ -869,7 +854,7 @@ static void fail_seq(Engine *e, Seq *s, int code, const char *msg)
 
 static int enqueue_waiting(Engine *e, Seq *s, int front)
 {
-    if (grow_ptrs((void ***)&e->waiting, &e->cap_waiting, e->n_waiting + 1)) return ENG_ERR_NOMEM;
+    if (grow_ptrs((void ***)&e->waiting, &e->cap_waiting, e->n_waiting + 1)) return ERR_NOMEM;
     if (front) {
         memmove(e->waiting + 1, e->waiting, (size_t)e->n_waiting * sizeof *e->waiting);
         e->waiting[0] = s;
@@ -890,7 +875,7 @@ static void spawn_choices(Engine *e, Req *r)
         Seq *s = r->seqs[i];
         if (s->state != SEQ_NEW) continue;
         if (enqueue_waiting(e, s, 0)) {
-            fail_seq(e, s, ENG_ERR_NOMEM, "out of memory");
+            fail_seq(e, s, ERR_NOMEM, "out of memory");
             return;
         }
     }
@@ -899,7 +884,7 @@ static void spawn_choices(Engine *e, Req *r)
 static void start_req(Engine *e, Req *r)
 {
     if (grow_ptrs((void ***)&e->active, &e->cap_active, e->n_active + 1)) {
-        r->status = ENG_ERR_NOMEM;
+        r->status = ERR_NOMEM;
         snprintf(r->error, sizeof r->error, "out of memory");
         for (int i = 0; i < r->n_seqs; i++) r->seqs[i]->finish = ENG_FINISH_ERROR;
         mark_complete(e, r);
@@ -911,7 +896,7 @@ static void start_req(Engine *e, Req *r)
         /* a score request's choices wait for its prompt when there is one */
         if (r->kind == REQ_SCORE && s->kind != SEQ_PROMPT && r->seqs[0]->kind == SEQ_PROMPT) continue;
         if (enqueue_waiting(e, s, 0)) {
-            fail_seq(e, s, ENG_ERR_NOMEM, "out of memory");
+            fail_seq(e, s, ERR_NOMEM, "out of memory");
             return;
         }
     }
@@ -923,7 +908,7 @@ static void cancel_req(Engine *e, Req *r)
     if (r->cancelled) return;
     r->cancelled = 1;
     if (r->kind == REQ_SCORE && !r->status) {
-        r->status = ENG_ERR_CANCELLED;
+        r->status = ERR_CANCELLED;
         snprintf(r->error, sizeof r->error, "request cancelled");
     }
     for (int i = 0; i < r->n_seqs; i++) {
@@ -1061,7 +1046,7 @@ static void admit(Engine *e)
 static void retract(Engine *e, Seq *s)
 {
     if (grow_ptrs((void ***)&e->waiting, &e->cap_waiting, e->n_waiting + 1)) {
-        fail_seq(e, s, ENG_ERR_NOMEM, "out of memory while retracting");
+        fail_seq(e, s, ERR_NOMEM, "out of memory while retracting");
         return;
     }
     seq_release(e, s);
@@ -1090,20 +1075,20 @@ static long kv_available(Engine *e) { return (long)kv_n_free(e->kv) + radix_evic
 static void sample_next(Engine *e, Seq *s, const float *row)
 {
     if (seq_reserve(s, s->n_toks + 1)) {
-        fail_seq(e, s, ENG_ERR_NOMEM, "out of memory");
+        fail_seq(e, s, ERR_NOMEM, "out of memory");
         return;
     }
     SampOut out = {.top = s->top_n ? s->top + (size_t)s->n_gen * s->top_n : NULL, .top_cap = s->top_n};
     int32_t tok = samp_sample(s->samp, e->work, row, NULL, &out);
     if (tok < 0) {
         char msg[128];
-        snprintf(msg, sizeof msg, "sampling: %s", samp_strerror(tok));
-        fail_seq(e, s, ENG_ERR_SAMPLER, msg);
+        snprintf(msg, sizeof msg, "sampling: %s", err_str(tok));
+        fail_seq(e, s, ERR_SAMPLER, msg);
         return;
     }
     int fin = samp_accept(s->samp, tok);
     if (fin < 0) {
-        fail_seq(e, s, ENG_ERR_SAMPLER, samp_strerror(fin));
+        fail_seq(e, s, ERR_SAMPLER, err_str(fin));
         return;
     }
     s->toks[s->n_toks++] = tok;
@@ -1122,7 +1107,7 @@ static void sample_next(Engine *e, Seq *s, const float *row)
     size_t len = 0;
     int drc = detok_feed(s->dt, tok, &text, &len);
     if (drc < 0) {
-        fail_seq(e, s, ENG_ERR_NOMEM, "detokenizer: out of memory");
+        fail_seq(e, s, ERR_NOMEM, "detokenizer: out of memory");
         return;
     }
     if (drc == DETOK_STOPPED) {
@@ -1212,7 +1197,7 @@ static void step(Engine *e)
             /* the new slots hold nothing valid: drop them before finishing */
             radix_free_slots(e->tree, s->slots + s->n_kv, s->n_alloc - s->n_kv);
             s->n_alloc = s->n_kv;
-            fail_seq(e, s, ENG_ERR_MODEL, e->ferr);
+            fail_seq(e, s, ERR_MODEL, e->ferr);
         }
         return;
     }
@@ -1594,7 +1579,7 @@ void eng_free(Engine *e)
 
 int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *scores)
 {
-    if (!r || r->n_choices <= 0 || !scores) return ENG_ERR_ARG;
+    if (!r || r->n_choices <= 0 || !scores) return ERR_ARG;
     int n = r->n_choices, best = 0;
     switch (method) {
     case RT_SELECT_TOKEN_LENGTH_NORMALIZED:
@@ -1614,7 +1599,7 @@ int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *sc
             if (r->n_tokens[i] > width) width = r->n_tokens[i];
         }
         int *alive = malloc((size_t)n * sizeof *alive);
-        if (!alive) return ENG_ERR_NOMEM;
+        if (!alive) return ERR_NOMEM;
         int na = n;
         for (int i = 0; i < n; i++) alive[i] = i;
         for (int j = 0; j < width && na > 1; j++) {
@@ -1639,7 +1624,7 @@ int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *sc
         return best;
     }
     case RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED:
-        if (!r->unconditional) return ENG_ERR_ARG;
+        if (!r->unconditional) return ERR_ARG;
         for (int i = 0; i < n; i++) {
             double sum = 0;
             for (int j = 0; j < r->n_tokens[i]; j++) sum += r->logprobs[i][j] - r->unconditional[i][j];
@@ -1648,5 +1633,5 @@ int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *sc
         }
         return best;
     }
-    return ENG_ERR_ARG;
+    return ERR_ARG;
 }

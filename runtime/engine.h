@@ -70,6 +70,7 @@
 #ifndef SGL_RUNTIME_ENGINE_H
 #define SGL_RUNTIME_ENGINE_H
 
+#include "base/err.h"   /* errors are negative ERR_* codes; err_str gives the message */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,26 +81,6 @@
 
 struct uv_loop_s;
 
-/* Error codes (negative returns): code, value, message. */
-#define ENG_ERRORS(X)                                                          \
-    X(ENG_ERR_ARG, -1, "invalid argument")                                     \
-    X(ENG_ERR_NOMEM, -2, "out of memory")                                      \
-    X(ENG_ERR_TOKENIZE, -3, "cannot tokenize the prompt")                      \
-    X(ENG_ERR_TOO_LONG, -4, "prompt does not fit in the KV cache or the model's context") \
-    X(ENG_ERR_CLOSED, -5, "engine is shutting down")                           \
-    X(ENG_ERR_MODEL, -6, "model forward failed")                               \
-    X(ENG_ERR_SAMPLER, -7, "sampler error")                                    \
-    X(ENG_ERR_NOT_FOUND, -8, "no such request")                                \
-    X(ENG_ERR_SYSTEM, -9, "thread or event-loop call failed")                  \
-    X(ENG_ERR_CANCELLED, -10, "request cancelled")
-
-enum {
-#define ENG_ERR_ENUM(name, value, msg) name = value,
-    ENG_ERRORS(ENG_ERR_ENUM)
-#undef ENG_ERR_ENUM
-};
-
-const char *eng_strerror(int code);
 
 /* Why a request ended: name, string reported to users. */
 #define ENG_FINISHES(X)              \
@@ -178,7 +159,7 @@ typedef struct {
 
 typedef struct {
     uint64_t id;
-    int status;              /* 0, or a negative ENG_ERR_* (then `error`) */
+    int status;              /* 0, or a negative ERR_* (then `error`) */
     const char *error;
     EngFinish finish;
     const char *finish_reason;   /* eng_finish_name(finish) */
@@ -227,13 +208,13 @@ typedef struct {
 void eng_gen_params_default(EngGenParams *p);
 
 /* Queues a generation. Returns 0 and the request's id in *id (may be NULL),
- * or a negative ENG_ERR_* (callbacks never fire; eng_last_error says why). */
+ * or a negative ERR_* (callbacks never fire; eng_last_error says why). */
 int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id);
 
 /* Asks the engine to stop a request (generation or score): a generation's
  * on_done fires with ENG_FINISH_CANCELLED and what was generated so far, a
- * score's with status ENG_ERR_CANCELLED, unless it finished first. Tokens
- * already computed stay in the prefix cache. ENG_ERR_NOT_FOUND for an id
+ * score's with status ERR_CANCELLED, unless it finished first. Tokens
+ * already computed stay in the prefix cache. ERR_NOT_FOUND for an id
  * that is unknown or already delivered. */
 int eng_cancel(Engine *e, uint64_t id);
 
@@ -322,7 +303,7 @@ void eng_stats(Engine *e, EngStats *out);
 
 /* select's three methods over a score result (the logic of SGLang's
  * choices.py): fills scores[0..n_choices) and returns the best index, or
- * ENG_ERR_ARG (the unconditional method needs r->unconditional).
+ * ERR_ARG (the unconditional method needs r->unconditional).
  *   TOKEN_LENGTH_NORMALIZED: mean logprob of the choice's tokens
  *   GREEDY_TOKEN: compare first tokens' logprobs, ties broken by the
  *     next token (a shorter choice's missing positions take its mean);

@@ -39,21 +39,6 @@ struct RadixTree {
     int heap_cap;
 };
 
-static const struct {
-    int code;
-    const char *msg;
-} radix_messages[] = {
-#define RADIX_ERR_MSG(name, value, msg) {name, msg},
-    RADIX_ERRORS(RADIX_ERR_MSG)
-#undef RADIX_ERR_MSG
-};
-
-const char *radix_strerror(int code)
-{
-    for (size_t i = 0; i < sizeof radix_messages / sizeof radix_messages[0]; i++)
-        if (radix_messages[i].code == code) return radix_messages[i].msg;
-    return "unknown error";
-}
 
 /* ---- nodes --------------------------------------------------------------- */
 
@@ -103,7 +88,7 @@ static int child_reserve(RadixNode *x, int need)
     int cap = x->cap_child ? x->cap_child * 2 : 2;
     if (cap < need) cap = need;
     RadixNode **c = realloc(x->child, (size_t)cap * sizeof *c);
-    if (!c) return RADIX_ERR_NOMEM;
+    if (!c) return ERR_NOMEM;
     x->child = c;
     x->cap_child = cap;
     return 0;
@@ -256,13 +241,13 @@ static void path_slots(const RadixNode *x, int32_t *out)
 int radix_match_prefix(RadixTree *t, const int32_t *tokens, int n, int32_t *out_slots,
                        RadixNode **last)
 {
-    if (!t || n < 0 || (n > 0 && !tokens)) return RADIX_ERR_ARG;
+    if (!t || n < 0 || (n > 0 && !tokens)) return ERR_ARG;
     RadixNode *x;
     int off;
     int m = walk(t, tokens, n, &x, &off);
     if (off < x->len) {
         RadixNode *mid = node_new(off, 1);
-        if (!mid) return RADIX_ERR_NOMEM;
+        if (!mid) return ERR_NOMEM;
         split(t, x, off, mid);
         x = mid;
     }
@@ -274,9 +259,9 @@ int radix_match_prefix(RadixTree *t, const int32_t *tokens, int n, int32_t *out_
 
 int radix_insert(RadixTree *t, const int32_t *tokens, int32_t *slots, int n, RadixNode **last)
 {
-    if (!t || n < 0 || (n > 0 && (!tokens || !slots))) return RADIX_ERR_ARG;
+    if (!t || n < 0 || (n > 0 && (!tokens || !slots))) return ERR_ARG;
     for (int i = 0; i < n; i++)
-        if (slots[i] < 0 || slots[i] >= t->pool->n_slots) return RADIX_ERR_ARG;
+        if (slots[i] < 0 || slots[i] >= t->pool->n_slots) return ERR_ARG;
 
     RadixNode *x;
     int off;
@@ -286,14 +271,14 @@ int radix_insert(RadixTree *t, const int32_t *tokens, int32_t *slots, int n, Rad
     RadixNode *mid = NULL, *leaf = NULL;
     if (off < x->len) {
         mid = node_new(off, m < n ? 2 : 1);
-        if (!mid) return RADIX_ERR_NOMEM;
+        if (!mid) return ERR_NOMEM;
     }
     if (m < n) {
         leaf = node_new(n - m, 0);
         if (!leaf || (!mid && child_reserve(x, x->n_child + 1))) {
             if (leaf) node_destroy(leaf);
             if (mid) node_destroy(mid);
-            return RADIX_ERR_NOMEM;
+            return ERR_NOMEM;
         }
     }
 
@@ -344,10 +329,10 @@ void radix_lock(RadixTree *t, RadixNode *node)
 
 int radix_unlock(RadixTree *t, RadixNode *node)
 {
-    if (!node) return RADIX_ERR_ARG;
+    if (!node) return ERR_ARG;
     if (!node->parent) return 0;
     /* A lock through node passed every ancestor, so checking node suffices. */
-    if (node->lock <= 0) return RADIX_ERR_UNLOCKED;
+    if (node->lock <= 0) return ERR_UNLOCKED;
     for (RadixNode *x = node; x->parent; x = x->parent) {
         x->lock--;
         if (x->lock == 0) {
@@ -404,13 +389,13 @@ static int evictable_leaf(const RadixNode *x)
 
 int radix_evict(RadixTree *t, int n)
 {
-    if (!t) return RADIX_ERR_ARG;
+    if (!t) return ERR_ARG;
     if (n <= 0 || t->cached == 0) return 0;
     /* Every candidate is a distinct node, so the heap never outgrows the
      * node count. */
     if (t->heap_cap < t->nodes) {
         RadixNode **h = realloc(t->heap, (size_t)t->nodes * sizeof *h);
-        if (!h) return RADIX_ERR_NOMEM;
+        if (!h) return ERR_NOMEM;
         t->heap = h;
         t->heap_cap = t->nodes;
     }
@@ -436,15 +421,15 @@ int radix_evict(RadixTree *t, int n)
 
 int radix_alloc_slots(RadixTree *t, int n, int32_t *out)
 {
-    if (!t || n < 0 || (n > 0 && !out)) return RADIX_ERR_ARG;
+    if (!t || n < 0 || (n > 0 && !out)) return ERR_ARG;
     if (n == 0) return 0;
     int nfree = kv_n_free(t->pool);
     if (nfree < n) {
-        if ((long)nfree + t->cached < n) return RADIX_ERR_NO_SLOTS;
+        if ((long)nfree + t->cached < n) return ERR_NO_SLOTS;
         int r = radix_evict(t, n - nfree);
         if (r < 0) return r;
     }
-    if (kv_alloc(t->pool, n, out) != 0) return RADIX_ERR_CORRUPT;   /* cannot happen: checked above */
+    if (kv_alloc(t->pool, n, out) != 0) return ERR_CORRUPT;   /* cannot happen: checked above */
     t->held += n;
     return 0;
 }
@@ -479,7 +464,7 @@ static int fail(char *err, size_t cap, const char *fmt, ...)
         vsnprintf(err, cap, fmt, ap);
         va_end(ap);
     }
-    return RADIX_ERR_CORRUPT;
+    return ERR_CORRUPT;
 }
 
 int radix_check(const RadixTree *t, char *err, size_t errcap)
@@ -551,10 +536,10 @@ int radix_visit(const RadixTree *t, radix_visit_fn fn, void *ud)
             int ncap = cap ? cap : 64;
             while (ncap < x->depth) ncap *= 2;
             int32_t *a = realloc(tok, (size_t)ncap * sizeof *a);
-            if (!a) { rc = RADIX_ERR_NOMEM; break; }
+            if (!a) { rc = ERR_NOMEM; break; }
             tok = a;
             int32_t *b = realloc(val, (size_t)ncap * sizeof *b);
-            if (!b) { rc = RADIX_ERR_NOMEM; break; }
+            if (!b) { rc = ERR_NOMEM; break; }
             val = b;
             cap = ncap;
         }

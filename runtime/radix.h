@@ -73,7 +73,7 @@
  * after inserting its progress (chunked prefill) locks `last` before
  * unlocking `node`, and continues with `slots` as radix_insert rewrote them.
  *
- * Errors are negative RADIX_ERR_* codes; every failing call leaves the tree,
+ * Errors are negative ERR_* (base/err.h) codes; every failing call leaves the tree,
  * the pool and the caller's arrays as they were. Out of memory is reported,
  * never ignored.
  *
@@ -88,27 +88,12 @@
 #ifndef SGL_RUNTIME_RADIX_H
 #define SGL_RUNTIME_RADIX_H
 
+#include "base/err.h"   /* errors are negative ERR_* codes; err_str gives the message */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "runtime/kvpool.h"
 
-/* code, value, message */
-#define RADIX_ERRORS(X)                                                       \
-    X(RADIX_ERR_NOMEM, -1, "out of memory")                                   \
-    X(RADIX_ERR_NO_SLOTS, -2, "not enough KV slots (free + evictable)")       \
-    X(RADIX_ERR_ARG, -3, "invalid argument")                                  \
-    X(RADIX_ERR_UNLOCKED, -4, "unlock of a path that is not locked")         \
-    X(RADIX_ERR_CORRUPT, -5, "radix tree inconsistent")
-
-enum {
-#define RADIX_ERR_ENUM(name, value, msg) name = value,
-    RADIX_ERRORS(RADIX_ERR_ENUM)
-#undef RADIX_ERR_ENUM
-};
-
-/* Message for a RADIX_ERR_* code ("unknown error" otherwise). */
-const char *radix_strerror(int code);
 
 typedef struct RadixTree RadixTree;
 typedef struct RadixNode RadixNode;
@@ -140,7 +125,7 @@ RadixNode *radix_root(const RadixTree *t);
  * (out_slots may be NULL; else room for n), the node that ends exactly at
  * the m-th token to *last (the root when m == 0; may be NULL), touches the
  * path (LRU) and returns m >= 0. Splits an edge if the match ends inside it;
- * that split's allocation is the only way to fail (RADIX_ERR_NOMEM).
+ * that split's allocation is the only way to fail (ERR_NOMEM).
  */
 int radix_match_prefix(RadixTree *t, const int32_t *tokens, int n, int32_t *out_slots,
                        RadixNode **last);
@@ -155,7 +140,7 @@ int radix_match_prefix(RadixTree *t, const int32_t *tokens, int n, int32_t *out_
  * call none of them is held any more. *last (may be NULL) receives the node
  * ending at the n-th token (the root for n == 0). Touches the path (LRU).
  * Returns how many leading tokens were already in the tree, or
- * RADIX_ERR_NOMEM / RADIX_ERR_ARG (then nothing changed).
+ * ERR_NOMEM / ERR_ARG (then nothing changed).
  */
 int radix_insert(RadixTree *t, const int32_t *tokens, int32_t *slots, int n, RadixNode **last);
 
@@ -163,7 +148,7 @@ int radix_insert(RadixTree *t, const int32_t *tokens, int32_t *slots, int n, Rad
 
 /* One more lock on the path from node to the root (the root itself: no-op). */
 void radix_lock(RadixTree *t, RadixNode *node);
-/* Undoes one radix_lock(node). RADIX_ERR_UNLOCKED (and no change) if the node
+/* Undoes one radix_lock(node). ERR_UNLOCKED (and no change) if the node
  * is not locked. */
 int radix_unlock(RadixTree *t, RadixNode *node);
 
@@ -176,7 +161,7 @@ int radix_node_lock_count(const RadixNode *node);
 /*
  * Takes n slots for a running request into out[0..n) (they become held),
  * evicting unlocked leaves (LRU) if the pool's free list is short. If free +
- * evictable < n, returns RADIX_ERR_NO_SLOTS having evicted and taken
+ * evictable < n, returns ERR_NO_SLOTS having evicted and taken
  * nothing. Returns 0.
  */
 int radix_alloc_slots(RadixTree *t, int n, int32_t *out);
@@ -188,7 +173,7 @@ void radix_free_slots(RadixTree *t, const int32_t *slots, int n);
  * an unlocked leaf joins the candidates), until at least n slots were freed
  * or nothing evictable is left. Returns the number of slots freed (which may
  * exceed n by part of the last node, or fall short when the tree runs out),
- * or RADIX_ERR_NOMEM (nothing evicted) when its candidate heap cannot grow. */
+ * or ERR_NOMEM (nothing evicted) when its candidate heap cannot grow. */
 int radix_evict(RadixTree *t, int n);
 
 /* Slots that radix_evict could free right now (== stats.cached). */
@@ -199,7 +184,7 @@ void radix_stats(const RadixTree *t, RadixStats *out);
 /* Full consistency check (tests): edge/slot arrays, child keys unique and
  * sorted, lock counts, parent access times, no slot twice in the tree, no
  * tree slot in the pool's free list, and the counters against a recount
- * (free + cached + locked + held == total). Returns 0, or RADIX_ERR_CORRUPT
+ * (free + cached + locked + held == total). Returns 0, or ERR_CORRUPT
  * with a message in err. */
 int radix_check(const RadixTree *t, char *err, size_t errcap);
 

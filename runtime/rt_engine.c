@@ -148,7 +148,7 @@ static int prompt_ids(RtEngine *r, const RtPrompt *pr, int32_t **out, int *n)
     }
     if (rc < 0) {
         tok_ids_free(&v);
-        snprintf(r->err, sizeof r->err, "cannot tokenize the prompt: %s", tok_strerror(rc));
+        snprintf(r->err, sizeof r->err, "cannot tokenize the prompt: %s", err_str(rc));
         r->be.last_error = r->err;
         return -1;
     }
@@ -214,10 +214,10 @@ static void on_score_done(void *ud, const EngScoreResult *res)
     char msg[128];
     if (status == 0) {
         scores = malloc((size_t)res->n_choices * sizeof *scores);
-        best = scores ? eng_select_scores(res, p->method, scores) : ENG_ERR_NOMEM;
+        best = scores ? eng_select_scores(res, p->method, scores) : ERR_NOMEM;
         if (best < 0) {
             status = best;
-            snprintf(msg, sizeof msg, "select: %s", eng_strerror(best));
+            snprintf(msg, sizeof msg, "select: %s", err_str(best));
             error = msg;
         }
     }

@@ -17,15 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-const char *samp_strerror(int code)
-{
-    switch (code) {
-#define SAMP_ERR_CASE(name, value, msg) case name: return msg;
-        SAMP_ERRORS(SAMP_ERR_CASE)
-#undef SAMP_ERR_CASE
-    default: return "unknown error";
-    }
-}
 
 /* ---- RNG ----------------------------------------------------------------- */
 
@@ -169,7 +160,7 @@ static int pen_grow(Sampler *s)
 {
     size_t ncap = s->cap ? s->cap * 2 : 64;
     PenSlot *ns = malloc(ncap * sizeof *ns);
-    if (!ns) return SAMP_ERR_NOMEM;
+    if (!ns) return ERR_NOMEM;
     for (size_t i = 0; i < ncap; i++) ns[i].id = -1;
     for (size_t i = 0; i < s->cap; i++) {
         if (s->slots[i].id < 0) continue;
@@ -225,7 +216,7 @@ int samp_step_penalties(SampCands *c, const Sampler *s)
 {
     const SampParams *p = &s->p;
     if (!s->cap) return 0;
-    if (!c->identity) return SAMP_ERR_ARG;
+    if (!c->identity) return ERR_ARG;
     for (size_t i = 0; i < s->cap; i++) {
         const PenSlot *sl = &s->slots[i];
         if (sl->id < 0 || (size_t)sl->id >= c->size) continue;
@@ -670,12 +661,12 @@ static int wants_penalty_table(const Sampler *s)
 
 int samp_add_prompt(Sampler *s, const int32_t *ids, size_t n)
 {
-    if (!s || (n && !ids)) return SAMP_ERR_ARG;
+    if (!s || (n && !ids)) return ERR_ARG;
     if (s->p.repetition_penalty == 1.0f) return 0;   /* only it looks at the prompt */
     for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= s->n_vocab) return SAMP_ERR_VOCAB;
+        if (ids[i] < 0 || ids[i] >= s->n_vocab) return ERR_VOCAB;
         PenSlot *sl = pen_get(s, ids[i]);
-        if (!sl) return SAMP_ERR_NOMEM;
+        if (!sl) return ERR_NOMEM;
         sl->in_prompt = 1;
     }
     return 0;
@@ -690,11 +681,11 @@ static int id_in(int32_t id, const int32_t *ids, int n)
 
 int samp_accept(Sampler *s, int32_t id)
 {
-    if (!s) return SAMP_ERR_ARG;
-    if (id < 0 || id >= s->n_vocab) return SAMP_ERR_VOCAB;
+    if (!s) return ERR_ARG;
+    if (id < 0 || id >= s->n_vocab) return ERR_VOCAB;
     if (wants_penalty_table(s)) {
         PenSlot *sl = pen_get(s, id);
-        if (!sl) return SAMP_ERR_NOMEM;
+        if (!sl) return ERR_NOMEM;
         sl->generated++;
     }
     s->n_generated++;
@@ -740,7 +731,7 @@ void samp_work_free(SampWork *w)
 int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t *allow,
                     SampOut *out)
 {
-    if (!s || !w || !logits || w->n_vocab < s->n_vocab) return SAMP_ERR_ARG;
+    if (!s || !w || !logits || w->n_vocab < s->n_vocab) return ERR_ARG;
     const SampParams *p = &s->p;
     size_t n = (size_t)s->n_vocab;
     int want_lp = out && (p->logprobs || p->top_logprobs > 0);
@@ -789,7 +780,7 @@ int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t
         if (!p->ignore_eos) samp_step_ban(&c, s->eos, p->n_eos);
     }
     if (allow) samp_step_allow(&c, allow, n);
-    if (c.size == 0) return SAMP_ERR_ALL_MASKED;
+    if (c.size == 0) return ERR_ALL_MASKED;
 
     if (p->temperature >= 1e-5f) samp_step_temperature(&c, p->temperature);
 

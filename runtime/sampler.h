@@ -42,26 +42,12 @@
 #ifndef SGL_RUNTIME_SAMPLER_H
 #define SGL_RUNTIME_SAMPLER_H
 
+#include "base/err.h"   /* errors are negative ERR_* codes; err_str gives the message */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "runtime/rt.h"
 
-/* Error codes (negative returns). X-macro: code, value, message. */
-#define SAMP_ERRORS(X)                                                          \
-    X(SAMP_ERR_ARG, -1, "invalid argument")                                     \
-    X(SAMP_ERR_NOMEM, -2, "out of memory")                                      \
-    X(SAMP_ERR_ALL_MASKED, -3, "no token is allowed (mask and min_tokens leave nothing)") \
-    X(SAMP_ERR_VOCAB, -4, "token id outside the vocabulary")
-
-enum {
-#define SAMP_ERR_ENUM(name, value, msg) name = value,
-    SAMP_ERRORS(SAMP_ERR_ENUM)
-#undef SAMP_ERR_ENUM
-};
-
-/* Message for a SAMP_ERR_* code ("unknown error" for anything else). */
-const char *samp_strerror(int code);
 
 /* ---- RNG: xoshiro256**, seeded through splitmix64 ---------------------- */
 

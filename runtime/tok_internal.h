@@ -216,7 +216,7 @@ int tok_cp_to_byte(uint32_t cp);
  * NFC_Quick_Check != Yes or a non-zero canonical combining class. */
 bool tok_nfc_stable(const char *s, size_t len);
 /* NFC of s into a malloc'd buffer (*out, *out_len; NUL-terminated).
- * Invalid UTF-8 bytes pass through unchanged. 0 or TOK_ERR_NOMEM. */
+ * Invalid UTF-8 bytes pass through unchanged. 0 or ERR_NOMEM. */
 int tok_nfc(const char *s, size_t len, char **out, size_t *out_len);
 
 void tok_errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

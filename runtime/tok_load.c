@@ -91,7 +91,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
     const char *model, *pre = "default";
     size_t model_len, pre_len = 7;
     if (gguf_get_str(f, "tokenizer.ggml.model", &model, &model_len, err, errcap))
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     bool spm;
     if (model_len == 5 && memcmp(model, "llama", 5) == 0)
         spm = true;
@@ -100,14 +100,14 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
     else {
         tok_errf(err, errcap, "tokenizer.ggml.model \"%.*s\" is not supported (only \"llama\" and \"gpt2\")",
                  (int)model_len, model);
-        return TOK_ERR_UNSUPPORTED;
+        return ERR_UNSUPPORTED;
     }
 
     const GgufKV *tokens = gguf_find(f, "tokenizer.ggml.tokens");
     if (!tokens || tokens->type != GGUF_TYPE_ARRAY || tokens->arr_type != GGUF_TYPE_STRING || tokens->arr_n == 0 ||
         tokens->arr_n > INT32_MAX) {
         tok_errf(err, errcap, "tokenizer.ggml.tokens is missing or not a string array");
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     }
     const GgufKV *scores = gguf_find(f, "tokenizer.ggml.scores");
     const GgufKV *types = gguf_find(f, "tokenizer.ggml.token_type");
@@ -126,7 +126,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
         int64_t ty = 1;
         if (gguf_arr_str(tokens, (uint64_t)i, &s, &l)) {
             tok_errf(err, errcap, "tokenizer.ggml.tokens[%d] unreadable", i);
-            return TOK_ERR_FORMAT;
+            return ERR_FORMAT;
         }
         if (scores && gguf_arr_f64(scores, (uint64_t)i, &sc))
             sc = 0;
@@ -172,7 +172,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
         gguf_flag(f, "tokenizer.ggml.remove_extra_whitespaces", &rmws);
         if (rmws) {
             tok_errf(err, errcap, "tokenizer.ggml.remove_extra_whitespaces is not supported");
-            return TOK_ERR_UNSUPPORTED;
+            return ERR_UNSUPPORTED;
         }
     } else {
         t->model = TOK_MODEL_BPE;
@@ -181,14 +181,14 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
         const GgufKV *merges = gguf_find(f, "tokenizer.ggml.merges");
         if (!merges || merges->type != GGUF_TYPE_ARRAY || merges->arr_type != GGUF_TYPE_STRING) {
             tok_errf(err, errcap, "tokenizer.ggml.merges is missing or not a string array");
-            return TOK_ERR_FORMAT;
+            return ERR_FORMAT;
         }
         for (uint64_t i = 0; i < merges->arr_n; i++) {
             const char *s;
             size_t l;
             if (gguf_arr_str(merges, i, &s, &l)) {
                 tok_errf(err, errcap, "tokenizer.ggml.merges[%llu] unreadable", (unsigned long long)i);
-                return TOK_ERR_FORMAT;
+                return ERR_FORMAT;
             }
             /* "left right", split at the first space after position 0 */
             const char *sp = l > 1 ? memchr(s + 1, ' ', l - 1) : NULL;
@@ -200,7 +200,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
         const GgufKV *kv = gguf_find(f, "tokenizer.ggml.pre");
         if (kv && gguf_kv_str(kv, &pre, &pre_len)) {
             tok_errf(err, errcap, "tokenizer.ggml.pre is not a string");
-            return TOK_ERR_FORMAT;
+            return ERR_FORMAT;
         }
         const PreDef *def = NULL;
         for (size_t i = 0; i < sizeof pre_defs / sizeof pre_defs[0]; i++)
@@ -208,7 +208,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
                 def = &pre_defs[i];
         if (!def) {
             tok_errf(err, errcap, "tokenizer.ggml.pre \"%.*s\" is not supported", (int)pre_len, pre);
-            return TOK_ERR_UNSUPPORTED;
+            return ERR_UNSUPPORTED;
         }
         for (int i = 0; i < 4 && def->re[i]; i++)
             if ((rc = tok_add_split(t, def->re[i], strlen(def->re[i]), false, TOK_SPLIT_ISOLATED, false, err,
@@ -264,14 +264,14 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
 int tok_load_gguf(const GgufFile *f, Tokenizer **out, char *err, size_t errcap)
 {
     if (!f || !out)
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     *out = NULL;
     Tokenizer *t = tok_alloc();
     if (!t)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     int rc = load_gguf(t, f, err, errcap);
     if (rc) {
-        if (rc == TOK_ERR_NOMEM)
+        if (rc == ERR_NOMEM)
             tok_errf(err, errcap, "out of memory loading the tokenizer");
         tok_free(t);
         return rc;
@@ -328,7 +328,7 @@ static int hf_normalizer(Tokenizer *t, const json_t *n, char *err, size_t errcap
     const char *type = jstr(n, "type");
     if (!type) {
         tok_errf(err, errcap, "normalizer without a type");
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     }
     if (!strcmp(type, "Sequence")) {
         const json_t *list = json_object_get(n, "normalizers");
@@ -341,7 +341,7 @@ static int hf_normalizer(Tokenizer *t, const json_t *n, char *err, size_t errcap
     if (!strcmp(type, "Prepend")) {
         const json_t *p = json_object_get(n, "prepend");
         if (!json_is_string(p))
-            return tok_errf(err, errcap, "Prepend normalizer without a string"), TOK_ERR_FORMAT;
+            return tok_errf(err, errcap, "Prepend normalizer without a string"), ERR_FORMAT;
         return tok_add_norm(t, TOK_NORM_PREPEND, json_string_value(p), json_string_length(p), NULL, 0);
     }
     if (!strcmp(type, "Replace")) {
@@ -350,17 +350,17 @@ static int hf_normalizer(Tokenizer *t, const json_t *n, char *err, size_t errcap
         bool literal;
         const json_t *c = json_object_get(n, "content");
         if (jpattern(n, &pat, &pl, &literal) || !json_is_string(c))
-            return tok_errf(err, errcap, "malformed Replace normalizer"), TOK_ERR_FORMAT;
+            return tok_errf(err, errcap, "malformed Replace normalizer"), ERR_FORMAT;
         if (!literal || pl == 0) {
             tok_errf(err, errcap, "Replace normalizer with a regex pattern is not supported");
-            return TOK_ERR_UNSUPPORTED;
+            return ERR_UNSUPPORTED;
         }
         return tok_add_norm(t, TOK_NORM_REPLACE, pat, pl, json_string_value(c), json_string_length(c));
     }
     if (!strcmp(type, "NFC"))
         return tok_add_norm(t, TOK_NORM_NFC, NULL, 0, NULL, 0);
     tok_errf(err, errcap, "normalizer \"%s\" is not supported", type);
-    return TOK_ERR_UNSUPPORTED;
+    return ERR_UNSUPPORTED;
 }
 
 static int split_behavior(const char *s, TokSplitBehavior *b)
@@ -394,7 +394,7 @@ static int hf_pretokenizer(Tokenizer *t, const json_t *p, char *err, size_t errc
     int rc;
     if (!type) {
         tok_errf(err, errcap, "pre_tokenizer without a type");
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     }
     if (!strcmp(type, "Sequence")) {
         const json_t *list = json_object_get(p, "pretokenizers");
@@ -419,7 +419,7 @@ static int hf_pretokenizer(Tokenizer *t, const json_t *p, char *err, size_t errc
         TokSplitBehavior b;
         if (jpattern(p, &pat, &pl, &literal) || split_behavior(jstr(p, "behavior"), &b)) {
             tok_errf(err, errcap, "malformed Split pre-tokenizer");
-            return TOK_ERR_FORMAT;
+            return ERR_FORMAT;
         }
         return tok_add_split(t, pat, pl, literal, b, jbool(p, "invert", false), err, errcap);
     }
@@ -433,7 +433,7 @@ static int hf_pretokenizer(Tokenizer *t, const json_t *p, char *err, size_t errc
         const json_t *r = json_object_get(p, "replacement");
         if (!json_is_string(r) || json_string_length(r) == 0) {
             tok_errf(err, errcap, "Metaspace without a replacement");
-            return TOK_ERR_FORMAT;
+            return ERR_FORMAT;
         }
         TokPrependScheme scheme = TOK_PREPEND_ALWAYS;
         const char *ps = jstr(p, "prepend_scheme");
@@ -444,14 +444,14 @@ static int hf_pretokenizer(Tokenizer *t, const json_t *p, char *err, size_t errc
                 scheme = TOK_PREPEND_NEVER;
             else if (strcmp(ps, "always")) {
                 tok_errf(err, errcap, "Metaspace prepend_scheme \"%s\" unknown", ps);
-                return TOK_ERR_FORMAT;
+                return ERR_FORMAT;
             }
         } else if (!jbool(p, "add_prefix_space", true))
             scheme = TOK_PREPEND_NEVER;
         return tok_add_metaspace(t, json_string_value(r), json_string_length(r), scheme, jbool(p, "split", true));
     }
     tok_errf(err, errcap, "pre_tokenizer \"%s\" is not supported", type);
-    return TOK_ERR_UNSUPPORTED;
+    return ERR_UNSUPPORTED;
 }
 
 /* Decoder: only what decoding needs — "▁" as space and the leading-space strip. */
@@ -538,7 +538,7 @@ static int hf_post(Tokenizer *t, const json_t *p, char *err, size_t errcap)
             int32_t id = hf_special_id(specials, jstr(st, "id") ? jstr(st, "id") : "");
             if (id < 0) {
                 tok_errf(err, errcap, "TemplateProcessing special token without a single id");
-                return TOK_ERR_UNSUPPORTED;
+                return ERR_UNSUPPORTED;
             }
             if (i == 0) {
                 t->add_bos = true;
@@ -548,13 +548,13 @@ static int hf_post(Tokenizer *t, const json_t *p, char *err, size_t errcap)
                 t->eos = id;
             } else {
                 tok_errf(err, errcap, "TemplateProcessing with a special token in the middle is not supported");
-                return TOK_ERR_UNSUPPORTED;
+                return ERR_UNSUPPORTED;
             }
         }
         return 1; /* decided add_bos/add_eos */
     }
     tok_errf(err, errcap, "post_processor \"%s\" is not supported", type);
-    return TOK_ERR_UNSUPPORTED;
+    return ERR_UNSUPPORTED;
 }
 
 static int32_t find_linear(const Tokenizer *t, const char *s)
@@ -572,7 +572,7 @@ static int hf_vocab(Tokenizer *t, const json_t *model, const json_t *added, char
     const json_t *vocab = json_object_get(model, "vocab");
     if (!json_is_object(vocab)) {
         tok_errf(err, errcap, "model.vocab is not an object");
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     }
     json_int_t max_id = -1;
     const char *key;
@@ -581,7 +581,7 @@ static int hf_vocab(Tokenizer *t, const json_t *model, const json_t *added, char
     {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= INT32_MAX) {
             tok_errf(err, errcap, "model.vocab[\"%.40s\"] is not a valid id", key);
-            return TOK_ERR_FORMAT;
+            return ERR_FORMAT;
         }
         if (json_integer_value(v) > max_id)
             max_id = json_integer_value(v);
@@ -592,14 +592,14 @@ static int hf_vocab(Tokenizer *t, const json_t *model, const json_t *added, char
         json_int_t id = json_integer_value(json_object_get(v, "id"));
         if (!json_is_integer(json_object_get(v, "id")) || id < 0 || id >= INT32_MAX || !jstr(v, "content")) {
             tok_errf(err, errcap, "added_tokens[%zu] malformed", i);
-            return TOK_ERR_FORMAT;
+            return ERR_FORMAT;
         }
         if (id > max_id)
             max_id = id;
     }
     if (max_id < 0) {
         tok_errf(err, errcap, "empty vocabulary");
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     }
     int rc;
     if ((rc = tok_set_vocab(t, (int32_t)max_id + 1)))
@@ -643,7 +643,7 @@ static int hf_merges(Tokenizer *t, const json_t *model, char *err, size_t errcap
             const char *sp = l > 1 ? memchr(s + 1, ' ', l - 1) : NULL;
             if (!sp) {
                 tok_errf(err, errcap, "merges[%zu] \"%.40s\" has no space", i, s);
-                return TOK_ERR_FORMAT;
+                return ERR_FORMAT;
             }
             rc = tok_add_merge(t, s, (size_t)(sp - s), sp + 1, l - (size_t)(sp - s) - 1);
         } else if (json_is_array(v) && json_array_size(v) == 2 && json_is_string(json_array_get(v, 0)) &&
@@ -653,7 +653,7 @@ static int hf_merges(Tokenizer *t, const json_t *model, char *err, size_t errcap
                                json_string_length(b));
         } else {
             tok_errf(err, errcap, "merges[%zu] malformed", i);
-            return TOK_ERR_FORMAT;
+            return ERR_FORMAT;
         }
         if (rc)
             return rc;
@@ -668,7 +668,7 @@ static json_t *load_json(const char *path, bool required, char *err, size_t errc
     if (!fp) {
         if (required) {
             tok_errf(err, errcap, "%s: cannot open", path);
-            *rc = TOK_ERR_IO;
+            *rc = ERR_IO;
         }
         return NULL;
     }
@@ -676,7 +676,7 @@ static json_t *load_json(const char *path, bool required, char *err, size_t errc
     fclose(fp);
     if (!j) {
         tok_errf(err, errcap, "%s:%d:%d: %s", path, je.line, je.column, je.text);
-        *rc = TOK_ERR_FORMAT;
+        *rc = ERR_FORMAT;
     }
     return j;
 }
@@ -688,22 +688,22 @@ static int load_hf(Tokenizer *t, const json_t *root, const json_t *cfg, const ch
     const json_t *model = json_object_get(root, "model");
     if (!json_is_object(model)) {
         tok_errf(err, errcap, "tokenizer.json has no model");
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     }
     const char *mtype = jstr(model, "type");
     if (mtype ? strcmp(mtype, "BPE") != 0 : !json_object_get(model, "merges")) {
         tok_errf(err, errcap, "model type \"%s\" is not supported (only BPE)", mtype ? mtype : "?");
-        return TOK_ERR_UNSUPPORTED;
+        return ERR_UNSUPPORTED;
     }
     const json_t *dropout = json_object_get(model, "dropout");
     if (dropout && !json_is_null(dropout)) {
         tok_errf(err, errcap, "BPE dropout is not supported");
-        return TOK_ERR_UNSUPPORTED;
+        return ERR_UNSUPPORTED;
     }
     const char *csp = jstr(model, "continuing_subword_prefix"), *eow = jstr(model, "end_of_word_suffix");
     if ((csp && *csp) || (eow && *eow)) {
         tok_errf(err, errcap, "BPE continuing_subword_prefix/end_of_word_suffix are not supported");
-        return TOK_ERR_UNSUPPORTED;
+        return ERR_UNSUPPORTED;
     }
     t->model = TOK_MODEL_BPE;
     t->byte_fallback = jbool(model, "byte_fallback", false);
@@ -755,7 +755,7 @@ static int load_hf(Tokenizer *t, const json_t *root, const json_t *cfg, const ch
                     if (!nb) {
                         free(buf);
                         fclose(fp);
-                        return TOK_ERR_NOMEM;
+                        return ERR_NOMEM;
                     }
                     buf = nb;
                 }
@@ -794,7 +794,7 @@ int tok_load_hf_files(const char *tokenizer_json_path, const char *config_path, 
                       size_t errcap)
 {
     if (!tokenizer_json_path || !out)
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     *out = NULL;
     int rc = 0;
     json_t *root = load_json(tokenizer_json_path, true, err, errcap, &rc);
@@ -810,7 +810,7 @@ int tok_load_hf_files(const char *tokenizer_json_path, const char *config_path, 
     }
     Tokenizer *t = tok_alloc();
     if (!t)
-        rc = TOK_ERR_NOMEM;
+        rc = ERR_NOMEM;
     else {
         /* chat_template.jinja beside the config wins over the config's */
         char *tp = NULL;
@@ -829,7 +829,7 @@ int tok_load_hf_files(const char *tokenizer_json_path, const char *config_path, 
     json_decref(root);
     json_decref(cfg);
     if (rc) {
-        if (rc == TOK_ERR_NOMEM)
+        if (rc == ERR_NOMEM)
             tok_errf(err, errcap, "out of memory loading the tokenizer");
         tok_free(t);
         return rc;
@@ -841,13 +841,13 @@ int tok_load_hf_files(const char *tokenizer_json_path, const char *config_path, 
 int tok_load_hf(const char *dir, Tokenizer **out, char *err, size_t errcap)
 {
     if (!dir || !out)
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     size_t dl = strlen(dir);
     char *a = malloc(dl + 32), *b = malloc(dl + 32);
     if (!a || !b) {
         free(a);
         free(b);
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     }
     snprintf(a, dl + 32, "%s/tokenizer.json", dir);
     snprintf(b, dl + 32, "%s/tokenizer_config.json", dir);

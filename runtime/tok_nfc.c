@@ -1118,7 +1118,7 @@ int tok_nfc(const char *s, size_t len, char **out, size_t *out_len)
         uint32_t cp = next_cp(p, len, &i);
         if ((cp & RAW_BYTE) ? cp_push(&d, cp) : decompose(&d, cp)) {
             free(d.v);
-            return TOK_ERR_NOMEM;
+            return ERR_NOMEM;
         }
     }
     /* canonical ordering: a stable insertion sort of each run of non-starters by class */
@@ -1163,7 +1163,7 @@ int tok_nfc(const char *s, size_t len, char **out, size_t *out_len)
     char *o = malloc(w * 4 + 1);
     if (!o) {
         free(d.v);
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     }
     size_t m = 0;
     for (size_t i = 0; i < w; i++) {

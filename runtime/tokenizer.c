@@ -43,16 +43,6 @@ void tok_errf(char *err, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
-const char *tok_strerror(int code)
-{
-    switch (code) {
-    case 0: return "ok";
-#define TOK_ERR_CASE(name, value, msg) case value: return msg;
-    TOK_ERRORS(TOK_ERR_CASE)
-#undef TOK_ERR_CASE
-    default: return "unknown tokenizer error";
-    }
-}
 
 static uint64_t hash_bytes(const void *p, size_t n)
 {
@@ -85,7 +75,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
         nc *= 2;
     void *q = realloc(*p, nc * elem);
     if (!q)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     *p = q;
     *cap = nc;
     return 0;
@@ -179,7 +169,7 @@ static int vocab_build(Tokenizer *t)
     m->slots = malloc(cap * sizeof *m->slots);
     m->hashes = malloc(cap * sizeof *m->hashes);
     if (!m->slots || !m->hashes)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     memset(m->slots, 0xff, cap * sizeof *m->slots);
     m->mask = cap - 1;
     for (int32_t id = 0; id < t->n_vocab; id++) {
@@ -236,7 +226,7 @@ static int pair_init(TokPairMap *m, size_t n)
         cap *= 2;
     m->slots = malloc(cap * sizeof *m->slots);
     if (!m->slots)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     for (uint32_t i = 0; i < cap; i++)
         m->slots[i].key = UINT64_MAX;
     m->mask = cap - 1;
@@ -283,14 +273,14 @@ Tokenizer *tok_alloc(void)
 int tok_set_vocab(Tokenizer *t, int32_t n)
 {
     if (n <= 0 || t->n_vocab)
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     t->n_vocab = n;
     t->text_off = calloc((size_t)n, sizeof *t->text_off);
     t->text_len = calloc((size_t)n, sizeof *t->text_len);
     t->score = calloc((size_t)n, sizeof *t->score);
     t->attr = calloc((size_t)n, sizeof *t->attr);
     if (!t->text_off || !t->text_len || !t->score || !t->attr)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     /* "set" marker: an unset token has attr 0 and is caught by tok_finish */
     return 0;
 }
@@ -298,16 +288,16 @@ int tok_set_vocab(Tokenizer *t, int32_t n)
 int tok_set_token(Tokenizer *t, int32_t id, const char *text, size_t len, float score, unsigned attr)
 {
     if (id < 0 || id >= t->n_vocab || len > UINT32_MAX / 2)
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     if (grow((void **)&t->text_pool, &t->text_pool_cap, t->text_pool_len + len + 1, 1))
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     memcpy(t->text_pool + t->text_pool_len, text, len);
     t->text_pool[t->text_pool_len + len] = 0;
     t->text_off[id] = (uint32_t)t->text_pool_len;
     t->text_len[id] = (uint32_t)len;
     t->text_pool_len += len + 1;
     if (t->text_pool_len > UINT32_MAX)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     t->score[id] = score;
     t->attr[id] = (uint8_t)(attr ? attr : TOK_ATTR_NORMAL);
     return 0;
@@ -319,11 +309,11 @@ int tok_add_merge(Tokenizer *t, const char *l, size_t llen, const char *r, size_
         size_t nc = t->cap_merges ? t->cap_merges * 2 : 1024;
         char **a = realloc(t->merge_l, nc * sizeof *a);
         if (!a)
-            return TOK_ERR_NOMEM;
+            return ERR_NOMEM;
         t->merge_l = a;
         char **b = realloc(t->merge_r, nc * sizeof *b);
         if (!b)
-            return TOK_ERR_NOMEM;
+            return ERR_NOMEM;
         t->merge_r = b;
         t->cap_merges = nc;
     }
@@ -331,7 +321,7 @@ int tok_add_merge(Tokenizer *t, const char *l, size_t llen, const char *r, size_
     if (!a || !b) {
         free(a);
         free(b);
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     }
     memcpy(a, l, llen);
     a[llen] = 0;
@@ -358,19 +348,19 @@ int tok_add_norm(Tokenizer *t, TokNormKind kind, const char *a, size_t alen, con
 {
     TokNormStep *s = realloc(t->norm, (size_t)(t->n_norm + 1) * sizeof *s);
     if (!s)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     t->norm = s;
     TokNormStep *st = &s[t->n_norm];
     memset(st, 0, sizeof *st);
     st->kind = kind;
     if (kind == TOK_NORM_REPLACE && alen == 0)
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     st->a = dupn(a ? a : "", alen);
     st->b = dupn(b ? b : "", blen);
     if (!st->a || !st->b) {
         free(st->a);
         free(st->b);
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     }
     st->alen = alen;
     st->blen = blen;
@@ -460,7 +450,7 @@ int tok_add_split(Tokenizer *t, const char *pattern, size_t len, bool literal,
     size_t rl = len;
     char *rw = literal ? NULL : rewrite_ws(pattern, len, &rl);
     if (!literal && !rw)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)(rw ? rw : pattern), rl, opts, &ec, &eo, NULL);
     free(rw);
     if (!re) {
@@ -468,14 +458,14 @@ int tok_add_split(Tokenizer *t, const char *pattern, size_t len, bool literal,
         pcre2_get_error_message(ec, msg, sizeof msg);
         tok_errf(err, errcap, "pre-tokenizer regex /%.*s/ at offset %zu: %s", (int)(len > 200 ? 200 : len),
                  pattern, (size_t)eo, (const char *)msg);
-        return TOK_ERR_UNSUPPORTED;
+        return ERR_UNSUPPORTED;
     }
     /* JIT when the library has it; the interpreter otherwise. */
     bool jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
     TokPreStep *s = pre_push(t);
     if (!s) {
         pcre2_code_free(re);
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     }
     s->jit = jit;
     s->kind = TOK_PRE_SPLIT;
@@ -489,7 +479,7 @@ int tok_add_prefix_space(Tokenizer *t)
 {
     TokPreStep *s = pre_push(t);
     if (!s)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     s->kind = TOK_PRE_PREFIX_SPACE;
     return 0;
 }
@@ -497,14 +487,14 @@ int tok_add_prefix_space(Tokenizer *t)
 int tok_add_metaspace(Tokenizer *t, const char *repl, size_t repl_len, TokPrependScheme scheme, bool split)
 {
     if (repl_len == 0)
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     TokPreStep *s = pre_push(t);
     if (!s)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     s->kind = TOK_PRE_METASPACE;
     s->repl = dupn(repl, repl_len);
     if (!s->repl)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     s->repl_len = repl_len;
     s->scheme = scheme;
     s->split = split;
@@ -523,7 +513,7 @@ int tok_add_added(Tokenizer *t, int32_t id, bool special, bool lstrip, bool rstr
         }
     TokAdded *a = realloc(t->added, (size_t)(t->n_added + 1) * sizeof *a);
     if (!a)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     t->added = a;
     a[t->n_added++] = (TokAdded){ .id = id, .special = special, .lstrip = lstrip, .rstrip = rstrip,
                                   .single_word = single_word };
@@ -534,7 +524,7 @@ int tok_set_template(Tokenizer *t, const char *s, size_t len)
 {
     free(t->chat_template);
     t->chat_template = dupn(s, len);
-    return t->chat_template ? 0 : TOK_ERR_NOMEM;
+    return t->chat_template ? 0 : ERR_NOMEM;
 }
 
 /* ---- finishing ------------------------------------------------------------ */
@@ -560,7 +550,7 @@ static int trie_build(Tokenizer *t)
     if (!t->n_added)
         return 0;
     if (trie_node(t, 0) < 0)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     for (int k = 0; k < t->n_added; k++) {
         int32_t id = t->added[k].id;
         const uint8_t *s = (const uint8_t *)ttext(t, id);
@@ -576,7 +566,7 @@ static int trie_build(Tokenizer *t)
             if (c < 0) {
                 c = trie_node(t, s[i]);
                 if (c < 0)
-                    return TOK_ERR_NOMEM;
+                    return ERR_NOMEM;
                 t->trie[c].next_sibling = t->trie[cur].first_child;
                 t->trie[cur].first_child = c;
             }
@@ -605,7 +595,7 @@ static int pieces_build(Tokenizer *t)
     t->piece_off = malloc((size_t)t->n_vocab * sizeof *t->piece_off);
     t->piece_len = malloc((size_t)t->n_vocab * sizeof *t->piece_len);
     if (!t->piece_pool || !t->piece_off || !t->piece_len)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     size_t pos = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         const uint8_t *s = (const uint8_t *)ttext(t, id);
@@ -654,7 +644,7 @@ static int pieces_build(Tokenizer *t)
 static int pairs_from_merges(Tokenizer *t, char *err, size_t errcap)
 {
     if (pair_init(&t->pairs, t->n_merges))
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     char *buf = NULL;
     size_t cap = 0;
     size_t skipped = 0;
@@ -664,7 +654,7 @@ static int pairs_from_merges(Tokenizer *t, char *err, size_t errcap)
         int32_t r = vocab_get(t, t->merge_r[i], rl);
         if (grow((void **)&buf, &cap, ll + rl + 1, 1)) {
             free(buf);
-            return TOK_ERR_NOMEM;
+            return ERR_NOMEM;
         }
         memcpy(buf, t->merge_l[i], ll);
         memcpy(buf + ll, t->merge_r[i], rl);
@@ -678,7 +668,7 @@ static int pairs_from_merges(Tokenizer *t, char *err, size_t errcap)
     free(buf);
     if (t->n_merges && skipped == t->n_merges) {
         tok_errf(err, errcap, "none of the %zu merges refers to vocabulary tokens", t->n_merges);
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     }
     return 0;
 }
@@ -690,7 +680,7 @@ static int pairs_from_scores(Tokenizer *t)
     size_t count = 0;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1 && pair_init(&t->pairs, count + 1))
-            return TOK_ERR_NOMEM;
+            return ERR_NOMEM;
         for (int32_t id = 0; id < t->n_vocab; id++) {
             const uint8_t *s = (const uint8_t *)ttext(t, id);
             size_t n = t->text_len[id];
@@ -762,7 +752,7 @@ static int eog_add(Tokenizer *t, int32_t id)
             return 0;
     int32_t *e = realloc(t->eog, (size_t)(t->n_eog + 1) * sizeof *e);
     if (!e)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     t->eog = e;
     e[t->n_eog++] = id;
     return 0;
@@ -773,12 +763,12 @@ int tok_finish(Tokenizer *t, char *err, size_t errcap)
     int rc;
     if (t->n_vocab <= 0) {
         tok_errf(err, errcap, "empty vocabulary");
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     }
     for (int32_t id = 0; id < t->n_vocab; id++)
         if (!t->attr[id]) {
             tok_errf(err, errcap, "token %d has no text (vocabulary ids must be dense)", id);
-            return TOK_ERR_FORMAT;
+            return ERR_FORMAT;
         }
     if ((rc = vocab_build(t)))
         return rc;
@@ -832,7 +822,7 @@ int tok_finish(Tokenizer *t, char *err, size_t errcap)
     for (int k = 0; k < t->n_added; k++)
         if (t->added[k].id < 0 || t->added[k].id >= t->n_vocab) {
             tok_errf(err, errcap, "added token id %d outside the vocabulary (%d)", t->added[k].id, t->n_vocab);
-            return TOK_ERR_FORMAT;
+            return ERR_FORMAT;
         }
     if ((rc = trie_build(t)))
         return rc;
@@ -855,16 +845,16 @@ int tok_finish(Tokenizer *t, char *err, size_t errcap)
             return rc;
     if (t->add_bos && t->bos < 0) {
         tok_errf(err, errcap, "the tokenizer adds a BOS token but has none");
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     }
     if (t->add_eos && t->eos < 0) {
         tok_errf(err, errcap, "the tokenizer adds an EOS token but has none");
-        return TOK_ERR_FORMAT;
+        return ERR_FORMAT;
     }
 
     t->md = pcre2_match_data_create(4, NULL);
     if (!t->md)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     return 0;
 }
 
@@ -946,7 +936,7 @@ void tok_ids_free(TokIds *v)
 static int ids_push(TokIds *v, int32_t id)
 {
     if (v->n == v->cap && grow((void **)&v->ids, &v->cap, v->n + 1, sizeof *v->ids))
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     v->ids[v->n++] = id;
     return 0;
 }
@@ -954,7 +944,7 @@ static int ids_push(TokIds *v, int32_t id)
 static int ids_append(TokIds *v, const int32_t *ids, size_t n)
 {
     if (grow((void **)&v->ids, &v->cap, v->n + n, sizeof *v->ids))
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     memcpy(v->ids + v->n, ids, n * sizeof *ids);
     v->n += n;
     return 0;
@@ -1020,7 +1010,7 @@ static bool heap_less(const HeapItem *a, const HeapItem *b)
 static int heap_push(Tokenizer *t, size_t *n, HeapItem it)
 {
     if (grow(&t->heap, &t->cap_heap, *n + 1, sizeof(HeapItem)))
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     HeapItem *h = t->heap;
     size_t i = (*n)++;
     while (i > 0) {
@@ -1162,7 +1152,7 @@ static int sym_reserve(Tokenizer *t, size_t n)
     size_t c = t->cap_sym, c2 = t->cap_sym, c3 = t->cap_sym;
     if (grow((void **)&t->sym, &c, n, sizeof(int32_t)) || grow((void **)&t->sym_prev, &c2, n, sizeof(int32_t)) ||
         grow((void **)&t->sym_next, &c3, n, sizeof(int32_t)))
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     t->cap_sym = c < c2 ? (c < c3 ? c : c3) : (c2 < c3 ? c2 : c3);
     return 0;
 }
@@ -1187,7 +1177,7 @@ static int encode_word(Tokenizer *t, const char *w, size_t n, TokIds *out)
         int32_t id;
         if (t->byte_level) {
             if (grow((void **)&t->seg, &t->seg_cap, 2 * n, 1))
-                return TOK_ERR_NOMEM;
+                return ERR_NOMEM;
             size_t m = 0;
             for (size_t i = 0; i < n; i++)
                 m += (size_t)utf8_encode(tok_byte_to_cp((uint8_t)w[i]), t->seg + m);
@@ -1258,7 +1248,7 @@ static int pieces_push(TokPiece **v, size_t *n, size_t *cap, TokPiece p)
     if (p.len == 0)
         return 0;
     if (*n == *cap && grow((void **)v, cap, *n + 1, sizeof **v))
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     (*v)[(*n)++] = p;
     return 0;
 }
@@ -1268,7 +1258,7 @@ static int pieces_push(TokPiece **v, size_t *n, size_t *cap, TokPiece p)
 static int normalize(Tokenizer *t, const char *text, size_t len, size_t *off, size_t *outlen)
 {
     if (arena_reserve(t, len))
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     size_t cur = t->arena_len;
     memcpy(t->arena + cur, text, len);
     t->arena_len += len;
@@ -1281,10 +1271,10 @@ static int normalize(Tokenizer *t, const char *text, size_t len, size_t *off, si
             char *nfc;
             size_t nl;
             if (tok_nfc(t->arena + cur, cl, &nfc, &nl))
-                return TOK_ERR_NOMEM;
+                return ERR_NOMEM;
             if (arena_reserve(t, nl)) {
                 free(nfc);
-                return TOK_ERR_NOMEM;
+                return ERR_NOMEM;
             }
             cur = t->arena_len;
             memcpy(t->arena + cur, nfc, nl);
@@ -1297,7 +1287,7 @@ static int normalize(Tokenizer *t, const char *text, size_t len, size_t *off, si
             if (cl == 0)
                 continue;
             if (arena_reserve(t, st->alen + cl))
-                return TOK_ERR_NOMEM;
+                return ERR_NOMEM;
             size_t no = t->arena_len;
             memcpy(t->arena + no, st->a, st->alen);
             memcpy(t->arena + no + st->alen, t->arena + cur, cl);
@@ -1319,7 +1309,7 @@ static int normalize(Tokenizer *t, const char *text, size_t len, size_t *off, si
             continue;
         size_t nl = cl - count * st->alen + count * st->blen;
         if (arena_reserve(t, nl))
-            return TOK_ERR_NOMEM;
+            return ERR_NOMEM;
         size_t no = t->arena_len, m = 0;
         const char *src = t->arena + cur;
         char *dst = t->arena + no;
@@ -1361,7 +1351,7 @@ static int split_piece(Tokenizer *t, const TokPreStep *st, TokPiece p, TokPiece 
             size_t nc = cap * 2;                                                           \
             Span *q = spans == spans_local ? malloc(nc * sizeof *q) : realloc(spans, nc * sizeof *q); \
             if (!q) {                                                                      \
-                rc = TOK_ERR_NOMEM;                                                        \
+                rc = ERR_NOMEM;                                                        \
                 goto out;                                                                  \
             }                                                                              \
             if (spans == spans_local)                                                      \
@@ -1382,7 +1372,7 @@ static int split_piece(Tokenizer *t, const TokPreStep *st, TokPiece p, TokPiece 
             PCRE2_UCHAR msg[120];
             pcre2_get_error_message(m, msg, sizeof msg);
             snprintf(t->errmsg, sizeof t->errmsg, "pre-tokenizer regex: %s", (const char *)msg);
-            rc = TOK_ERR_REGEX;
+            rc = ERR_REGEX;
             goto out;
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t->md);
@@ -1493,7 +1483,7 @@ static int metaspace_piece(Tokenizer *t, const TokPreStep *st, TokPiece p, TokPi
         spaces += t->arena[p.off + i] == ' ';
     size_t nl = p.len + spaces * (st->repl_len - 1) + st->repl_len;
     if (arena_reserve(t, nl))
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     size_t no = t->arena_len, m = 0;
     char *dst = t->arena + no;
     const char *src = t->arena + p.off;
@@ -1554,7 +1544,7 @@ static int encode_segment(Tokenizer *t, const char *text, size_t len, bool first
             else { /* PREFIX_SPACE */
                 if (t->arena[p.off] != ' ') {
                     if (arena_reserve(t, p.len + 1))
-                        return TOK_ERR_NOMEM;
+                        return ERR_NOMEM;
                     size_t no = t->arena_len;
                     t->arena[no] = ' ';
                     memcpy(t->arena + no + 1, t->arena + p.off, p.len);
@@ -1622,7 +1612,7 @@ static int match_added(const Tokenizer *t, const char *text, size_t len, size_t 
 int tok_encode(Tokenizer *t, const char *text, size_t len, unsigned flags, TokIds *out)
 {
     if (!t || (!text && len) || !out)
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     size_t n0 = out->n;
     int rc = 0;
     pthread_mutex_lock(&t->mu);
@@ -1664,7 +1654,7 @@ int tok_encode(Tokenizer *t, const char *text, size_t len, unsigned flags, TokId
     return 0;
 fail:
     if (!t->errmsg[0])
-        snprintf(t->errmsg, sizeof t->errmsg, "%s", tok_strerror(rc));
+        snprintf(t->errmsg, sizeof t->errmsg, "%s", err_str(rc));
     out->n = n0;
     pthread_mutex_unlock(&t->mu);
     return rc;
@@ -1719,16 +1709,16 @@ bool tok_is_special(const Tokenizer *t, int32_t id)
 int tok_decode(const Tokenizer *t, const int32_t *ids, size_t n, unsigned flags, char **out, size_t *out_len)
 {
     if (!t || (!ids && n) || !out)
-        return TOK_ERR_ARG;
+        return ERR_ARG;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->n_vocab)
-            return TOK_ERR_ARG;
+            return ERR_ARG;
         total += t->piece_len[ids[i]];
     }
     char *buf = malloc(total + 1);
     if (!buf)
-        return TOK_ERR_NOMEM;
+        return ERR_NOMEM;
     size_t m = 0;
     bool strip = flags & TOK_DEC_STRIP_LEADING_SPACE;
     for (size_t i = 0; i < n; i++) {

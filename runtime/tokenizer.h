@@ -72,28 +72,13 @@
 #ifndef SGL_RUNTIME_TOKENIZER_H
 #define SGL_RUNTIME_TOKENIZER_H
 
+#include "base/err.h"   /* errors are negative ERR_* codes; err_str gives the message */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "runtime/gguf.h"
 
-#define TOK_ERRORS(X)                                                           \
-    X(TOK_ERR_ARG, -1, "invalid argument")                                      \
-    X(TOK_ERR_NOMEM, -2, "out of memory")                                       \
-    X(TOK_ERR_IO, -3, "cannot read file")                                       \
-    X(TOK_ERR_FORMAT, -4, "malformed tokenizer data")                           \
-    X(TOK_ERR_UNSUPPORTED, -5, "unsupported tokenizer configuration")           \
-    X(TOK_ERR_REGEX, -6, "pre-tokenizer regex failed")
-
-enum {
-#define TOK_ERR_ENUM(name, value, msg) name = value,
-    TOK_ERRORS(TOK_ERR_ENUM)
-#undef TOK_ERR_ENUM
-};
-
-/* Message for a TOK_ERR_* code (static string). */
-const char *tok_strerror(int code);
 
 typedef struct Tokenizer Tokenizer;
 
@@ -155,8 +140,8 @@ enum {
 };
 
 /* Appends the ids of text[0..len) to out. `text` need not be valid UTF-8
- * (invalid bytes are tokenized as bytes). Returns 0, TOK_ERR_NOMEM or
- * TOK_ERR_REGEX (PCRE2 gave up; tok_last_error says why). On error out->n
+ * (invalid bytes are tokenized as bytes). Returns 0, ERR_NOMEM or
+ * ERR_REGEX (PCRE2 gave up; tok_last_error says why). On error out->n
  * is restored to its value on entry. */
 int tok_encode(Tokenizer *t, const char *text, size_t len, unsigned flags, TokIds *out);
 
@@ -190,8 +175,8 @@ enum {
 /* Concatenates the pieces of ids[0..n) into a malloc'd NUL-terminated
  * buffer (*out, length *out_len; free() it). Bytes are not validated: the
  * result may contain invalid UTF-8 if the ids do (runtime/detok.h repairs
- * that for streaming). Returns 0, TOK_ERR_ARG (an id out of range),
- * TOK_ERR_NOMEM. */
+ * that for streaming). Returns 0, ERR_ARG (an id out of range),
+ * ERR_NOMEM. */
 int tok_decode(const Tokenizer *t, const int32_t *ids, size_t n, unsigned flags,
                char **out, size_t *out_len);
 

@@ -338,7 +338,7 @@ static void on_score(void *ud, const EngScoreResult *r)
     s->has_u = r->unconditional != NULL;
     for (int m = 0; m < 3; m++) {
         s->best[m] = eng_select_scores(r, (RtSelectMethod)m, s->scores[m]);
-        if (m == 2 && !r->unconditional) cr_assert_eq(s->best[m], ENG_ERR_ARG);
+        if (m == 2 && !r->unconditional) cr_assert_eq(s->best[m], ERR_ARG);
     }
 }
 
@@ -477,7 +477,7 @@ Test(engine, greedy_token_breaks_ties_on_later_tokens)
     c[0] = -1.6f;
     cr_assert_eq(eng_select_scores(&r, RT_SELECT_GREEDY_TOKEN, sc), 1);
     cr_assert_float_eq(sc[0], -1.0, 1e-9);
-    cr_assert_eq(eng_select_scores(&r, RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED, sc), ENG_ERR_ARG);
+    cr_assert_eq(eng_select_scores(&r, RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED, sc), ERR_ARG);
 }
 
 /* ---- stops, streaming, cancel, errors ----------------------------------------- */
@@ -601,7 +601,7 @@ Test(engine, cancel_stops_a_request_and_frees_its_slots)
     while (!c.out.done) cr_assert_geq(eng_wait(e), 0);
     cr_assert_eq(c.out.finish, ENG_FINISH_CANCELLED);
     cr_assert_lt(c.out.n_ids, 2000);
-    cr_assert_eq(eng_cancel(e, c.id), ENG_ERR_NOT_FOUND);
+    cr_assert_eq(eng_cancel(e, c.id), ERR_NOT_FOUND);
     cr_assert_eq(eng_wait(e), -1, "nothing in flight");
     check_idle_accounting(e);
     EngStats st;
@@ -637,17 +637,17 @@ Test(engine, refused_requests_never_call_back)
     p.prompt_len = strlen(big);
     p.on_done = on_done;
     p.ud = &o;
-    cr_assert_eq(eng_submit(e, &p, NULL), ENG_ERR_TOO_LONG);
+    cr_assert_eq(eng_submit(e, &p, NULL), ERR_TOO_LONG);
     cr_assert(strstr(eng_last_error(e), "does not fit"), "%s", eng_last_error(e));
     int32_t bad = 1 << 30;
     p.prompt_ids = &bad;
     p.n_prompt_ids = 1;
-    cr_assert_eq(eng_submit(e, &p, NULL), ENG_ERR_ARG);
+    cr_assert_eq(eng_submit(e, &p, NULL), ERR_ARG);
     p.on_done = NULL;
-    cr_assert_eq(eng_submit(e, &p, NULL), ENG_ERR_ARG);
+    cr_assert_eq(eng_submit(e, &p, NULL), ERR_ARG);
     cr_assert_eq(eng_wait(e), -1);
     cr_assert_eq(o.done, 0);
-    cr_assert_eq(eng_cancel(e, 12345), ENG_ERR_NOT_FOUND);
+    cr_assert_eq(eng_cancel(e, 12345), ERR_NOT_FOUND);
     eng_free(e);
 }
 

@@ -273,7 +273,7 @@ Test(radix, locked_paths_survive_eviction)
     cr_assert_eq(radix_unlock(t, la), 0);
     cr_assert_eq(radix_evict(t, INT_MAX), 0);
     cr_assert_eq(radix_unlock(t, la), 0);
-    cr_assert_eq(radix_unlock(t, la), RADIX_ERR_UNLOCKED);
+    cr_assert_eq(radix_unlock(t, la), ERR_UNLOCKED);
     check(t);
     cr_assert_eq(radix_evict(t, INT_MAX), 4);
     radix_stats(t, &s);
@@ -317,7 +317,7 @@ Test(radix, alloc_evicts_or_fails_without_side_effects)
     radix_lock(t, la);
     int32_t out[10];
     /* free 2 + evictable 4 < 7: refused, nothing evicted */
-    cr_assert_eq(radix_alloc_slots(t, 7, out), RADIX_ERR_NO_SLOTS);
+    cr_assert_eq(radix_alloc_slots(t, 7, out), ERR_NO_SLOTS);
     RadixStats s;
     radix_stats(t, &s);
     cr_assert_eq(s.cached, 4);
@@ -336,9 +336,9 @@ Test(radix, alloc_evicts_or_fails_without_side_effects)
     cr_assert_eq(s.free, 6);
     cr_assert_eq(radix_unlock(t, la), 0);
     check(t);
-    cr_assert_eq(radix_alloc_slots(t, -1, out), RADIX_ERR_ARG);
+    cr_assert_eq(radix_alloc_slots(t, -1, out), ERR_ARG);
     cr_assert_eq(radix_alloc_slots(t, 0, out), 0);
-    cr_assert_str_eq(radix_strerror(RADIX_ERR_NO_SLOTS), "not enough KV slots (free + evictable)");
+    cr_assert_str_eq(err_str(ERR_NO_SLOTS), "not enough KV slots (free + evictable)");
     radix_free(t);
     kv_free(p);
 }
@@ -348,8 +348,8 @@ Test(radix, insert_rejects_bad_slots)
     KvPool *p = mkpool(4);
     RadixTree *t = radix_new(p);
     int32_t a[2] = {1, 2}, s[2] = {0, 4};
-    cr_assert_eq(radix_insert(t, a, s, 2, NULL), RADIX_ERR_ARG);
-    cr_assert_eq(radix_match_prefix(t, a, -1, NULL, NULL), RADIX_ERR_ARG);
+    cr_assert_eq(radix_insert(t, a, s, 2, NULL), ERR_ARG);
+    cr_assert_eq(radix_match_prefix(t, a, -1, NULL, NULL), ERR_ARG);
     check(t);
     radix_free(t);
     kv_free(p);
@@ -699,14 +699,14 @@ static int do_insert(World *w, const int *seq, int n, int32_t *slots, RadixNode 
     return m;
 }
 
-/* Alloc on both. Returns 0 or RADIX_ERR_NO_SLOTS. */
+/* Alloc on both. Returns 0 or ERR_NO_SLOTS. */
 static int do_alloc(World *w, int n, int32_t *out)
 {
     Ref *r = &w->r;
     int nfree = ref_count(r, S_FREE), evictable = ref_evictable(r);
     int rc = radix_alloc_slots(w->t, n, out);
     if (nfree + evictable < n) {
-        cr_assert_eq(rc, RADIX_ERR_NO_SLOTS);
+        cr_assert_eq(rc, ERR_NO_SLOTS);
         cr_assert_eq(sync_evictions(w), 0, "a refused alloc evicted");
         w->refusals++;
         return rc;

@@ -413,8 +413,8 @@ Test(sampler, allow_mask_restricts_and_empty_mask_errors)
         cr_assert(t == 3 || t == 64 || t == 130 || t == 199, "got %d", t);
     }
     uint64_t none[(V + 63) / 64] = { 0 };
-    cr_assert_eq(samp_sample(s, w, l, none, NULL), SAMP_ERR_ALL_MASKED);
-    cr_assert_str_eq(samp_strerror(SAMP_ERR_ALL_MASKED),
+    cr_assert_eq(samp_sample(s, w, l, none, NULL), ERR_ALL_MASKED);
+    cr_assert_str_eq(err_str(ERR_ALL_MASKED),
                      "no token is allowed (mask and min_tokens leave nothing)");
     samp_free(s);
     samp_work_free(w);
@@ -454,7 +454,7 @@ Test(sampler, stop_conditions_and_min_tokens)
     cr_assert_eq(samp_accept(s, 5), SAMP_FINISH_STOP);
     cr_assert_eq(samp_accept(s, 1), SAMP_CONTINUE);
     cr_assert_eq(samp_accept(s, 1), SAMP_FINISH_LENGTH);
-    cr_assert_eq(samp_accept(s, 8), SAMP_ERR_VOCAB);
+    cr_assert_eq(samp_accept(s, 8), ERR_VOCAB);
     samp_free(s);
 
     /* min_tokens with only EOS/stop allowed: nothing to sample */
@@ -462,7 +462,7 @@ Test(sampler, stop_conditions_and_min_tokens)
     p.min_tokens = 1;
     s = mk(&p, 8);
     uint64_t allow = (1u << 7) | (1u << 5);
-    cr_assert_eq(samp_sample(s, w, l, &allow, NULL), SAMP_ERR_ALL_MASKED);
+    cr_assert_eq(samp_sample(s, w, l, &allow, NULL), ERR_ALL_MASKED);
     samp_free(s);
     samp_work_free(w);
 }

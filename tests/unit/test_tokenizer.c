@@ -457,26 +457,26 @@ Test(tok, unsupported_configurations_fail_clearly)
     Tokenizer *t = NULL;
 
     write_file(path, "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}");
-    cr_assert_eq(tok_load_hf(dir, &t, err, sizeof err), TOK_ERR_UNSUPPORTED);
+    cr_assert_eq(tok_load_hf(dir, &t, err, sizeof err), ERR_UNSUPPORTED);
     cr_assert(strstr(err, "Unigram") != NULL, "%s", err);
     cr_assert_null(t);
 
     write_file(path, "{\"normalizer\": {\"type\": \"NFKC\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
                      "\"merges\": []}}");
-    cr_assert_eq(tok_load_hf(dir, &t, err, sizeof err), TOK_ERR_UNSUPPORTED);
+    cr_assert_eq(tok_load_hf(dir, &t, err, sizeof err), ERR_UNSUPPORTED);
     cr_assert(strstr(err, "NFKC") != NULL, "%s", err);
 
     write_file(path, "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": "
                      "\"Isolated\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}");
-    cr_assert_eq(tok_load_hf(dir, &t, err, sizeof err), TOK_ERR_UNSUPPORTED);
+    cr_assert_eq(tok_load_hf(dir, &t, err, sizeof err), ERR_UNSUPPORTED);
     cr_assert(strstr(err, "regex") != NULL, "%s", err);
 
     write_file(path, "{\"model\": ");
-    cr_assert_eq(tok_load_hf(dir, &t, err, sizeof err), TOK_ERR_FORMAT);
+    cr_assert_eq(tok_load_hf(dir, &t, err, sizeof err), ERR_FORMAT);
 
     unlink(path);
     rmdir(dir);
-    cr_assert_eq(tok_load_hf(dir, &t, err, sizeof err), TOK_ERR_IO);
+    cr_assert_eq(tok_load_hf(dir, &t, err, sizeof err), ERR_IO);
     cr_assert(strstr(err, "tokenizer.json") != NULL);
 }
 
@@ -615,7 +615,7 @@ Test(detok, incomplete_and_invalid_bytes)
     cr_assert_eq(detok_flush(d, &s, &l), DETOK_MORE);
     cr_assert_eq(l, 3);
     cr_assert_eq(memcmp(s, "\xEF\xBF\xBD", 3), 0);
-    cr_assert_eq(detok_feed(d, tok_vocab_size(t), &s, &l), TOK_ERR_ARG);
+    cr_assert_eq(detok_feed(d, tok_vocab_size(t), &s, &l), ERR_ARG);
     detok_free(d);
     tok_free(t);
 }
