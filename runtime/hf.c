@@ -2,6 +2,7 @@
  * runtime/hf.c — Hugging Face directory loader: config.json,
  * generation_config.json, tensor names -> Model. See hf.h.
  */
+#include "base/err.h"
 #include "runtime/hf.h"
 
 #include <jansson.h>
@@ -11,15 +12,6 @@
 #include <string.h>
 
 #include "runtime/safetensors.h"
-
-static void set_err(char *err, size_t errcap, const char *fmt, ...)
-{
-    if (!err || errcap == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errcap, fmt, ap);
-    va_end(ap);
-}
 
 void hf_gen_config_init(HfGenConfig *g)
 {
@@ -38,11 +30,11 @@ static int get_int(json_t *o, const char *key, int *out, bool required, const ch
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) {
         if (!required) return 0;
-        set_err(err, errcap, "%s: missing \"%s\"", what, key);
+        err_fmt(err, errcap, "%s: missing \"%s\"", what, key);
         return -1;
     }
     if (!json_is_integer(v) || json_integer_value(v) < -1 || json_integer_value(v) > INT32_MAX) {
-        set_err(err, errcap, "%s: \"%s\" must be an integer", what, key);
+        err_fmt(err, errcap, "%s: \"%s\" must be an integer", what, key);
         return -1;
     }
     *out = (int)json_integer_value(v);
@@ -55,7 +47,7 @@ static int get_float(json_t *o, const char *key, float *out, bool *present, cons
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 0;
     if (!json_is_number(v)) {
-        set_err(err, errcap, "%s: \"%s\" must be a number", what, key);
+        err_fmt(err, errcap, "%s: \"%s\" must be a number", what, key);
         return -1;
     }
     *out = (float)json_number_value(v);
@@ -69,7 +61,7 @@ static int get_bool(json_t *o, const char *key, bool *out, bool *present, const 
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 0;
     if (!json_is_boolean(v)) {
-        set_err(err, errcap, "%s: \"%s\" must be true or false", what, key);
+        err_fmt(err, errcap, "%s: \"%s\" must be true or false", what, key);
         return -1;
     }
     *out = json_is_true(v);
@@ -89,7 +81,7 @@ static int get_ids(json_t *o, const char *key, HfGenConfig *gen, int *first, con
         json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
         if (!json_is_integer(e) || json_integer_value(e) < 0 ||
             json_integer_value(e) > INT32_MAX) {
-            set_err(err, errcap, "%s: \"%s\" must be a token id or a list of them", what, key);
+            err_fmt(err, errcap, "%s: \"%s\" must be a token id or a list of them", what, key);
             return -1;
         }
         int32_t id = (int32_t)json_integer_value(e);
@@ -99,7 +91,7 @@ static int get_ids(json_t *o, const char *key, HfGenConfig *gen, int *first, con
         for (int j = 0; j < gen->n_eos; j++) dup |= gen->eos_ids[j] == id;
         if (dup) continue;
         if (gen->n_eos == HF_MAX_EOS) {
-            set_err(err, errcap, "%s: more than %d ids in \"%s\"", what, HF_MAX_EOS, key);
+            err_fmt(err, errcap, "%s: more than %d ids in \"%s\"", what, HF_MAX_EOS, key);
             return -1;
         }
         gen->eos_ids[gen->n_eos++] = id;
@@ -113,12 +105,12 @@ static json_t *parse_json(const char *text, size_t len, const char *what, char *
     json_error_t je;
     json_t *root = json_loadb(text, len, 0, &je);
     if (!root) {
-        set_err(err, errcap, "%s: invalid JSON: %s (line %d, column %d)", what, je.text, je.line,
+        err_fmt(err, errcap, "%s: invalid JSON: %s (line %d, column %d)", what, je.text, je.line,
                 je.column);
         return NULL;
     }
     if (!json_is_object(root)) {
-        set_err(err, errcap, "%s: not a JSON object", what);
+        err_fmt(err, errcap, "%s: not a JSON object", what);
         json_decref(root);
         return NULL;
     }
@@ -152,7 +144,7 @@ static int parse_rope(json_t *root, ModelConfig *cfg, const char *what, char *er
     cfg->rope_scaling.factor = 1.0f;
     if (!rs || json_is_null(rs)) return 0;
     if (!json_is_object(rs)) {
-        set_err(err, errcap, "%s: \"%s\" must be an object or null", what, key);
+        err_fmt(err, errcap, "%s: \"%s\" must be an object or null", what, key);
         return -1;
     }
     if (get_float(rs, "rope_theta", &cfg->rope_theta, NULL, what, err, errcap)) return -1;
@@ -164,7 +156,7 @@ static int parse_rope(json_t *root, ModelConfig *cfg, const char *what, char *er
     if (get_float(rs, "factor", &cfg->rope_scaling.factor, &has_factor, what, err, errcap))
         return -1;
     if (!has_factor || !(cfg->rope_scaling.factor >= 1.0f)) {
-        set_err(err, errcap, "%s: %s of type '%s' needs a factor >= 1", what, key, type);
+        err_fmt(err, errcap, "%s: %s of type '%s' needs a factor >= 1", what, key, type);
         return -1;
     }
     if (strcmp(type, "linear") == 0) {
@@ -183,7 +175,7 @@ static int parse_rope(json_t *root, ModelConfig *cfg, const char *what, char *er
             return -1;
         if (!hl || !hh || orig <= 0 ||
             !(cfg->rope_scaling.high_freq_factor > cfg->rope_scaling.low_freq_factor)) {
-            set_err(err, errcap,
+            err_fmt(err, errcap,
                     "%s: llama3 %s needs low_freq_factor < high_freq_factor and a positive "
                     "original_max_position_embeddings",
                     what, key);
@@ -192,7 +184,7 @@ static int parse_rope(json_t *root, ModelConfig *cfg, const char *what, char *er
         cfg->rope_scaling.original_ctx = orig;
         return 0;
     }
-    set_err(err, errcap,
+    err_fmt(err, errcap,
             "%s: %s type '%s' is not supported (sgl knows default, linear and llama3)", what, key,
             type);
     return -1;
@@ -208,7 +200,7 @@ int hf_parse_config(const char *json, size_t len, const char *what, ModelConfig 
 
     json_t *mt = json_object_get(root, "model_type");
     if (!json_is_string(mt)) {
-        set_err(err, errcap, "%s: missing \"model_type\"", what);
+        err_fmt(err, errcap, "%s: missing \"model_type\"", what);
         goto out;
     }
     const char *model_type = json_string_value(mt);
@@ -217,7 +209,7 @@ int hf_parse_config(const char *json, size_t len, const char *what, ModelConfig 
         if (strcmp(model_type, known_archs[i].model_type) == 0) arch = model_arch_from_name(model_type);
     if (arch < 0) {
         json_t *a0 = json_array_get(json_object_get(root, "architectures"), 0);
-        set_err(err, errcap,
+        err_fmt(err, errcap,
                 "%s: model_type '%s'%s%s%s is not supported (sgl loads llama, mistral, qwen2)", what,
                 model_type, json_is_string(a0) ? " (" : "",
                 json_is_string(a0) ? json_string_value(a0) : "", json_is_string(a0) ? ")" : "");
@@ -234,7 +226,7 @@ int hf_parse_config(const char *json, size_t len, const char *what, ModelConfig 
                       strcmp(known_archs[k].model_type, model_type) == 0 &&
                       strcmp(known_archs[k].architecture, json_string_value(a)) == 0;
             if (!ok) {
-                set_err(err, errcap,
+                err_fmt(err, errcap,
                         "%s: architecture '%s' is not a %s causal LM that sgl can run", what,
                         json_is_string(a) ? json_string_value(a) : "?", model_type);
                 goto out;
@@ -265,20 +257,20 @@ int hf_parse_config(const char *json, size_t len, const char *what, ModelConfig 
         goto out;
     if (cfg->n_embd <= 0 || cfg->n_ff <= 0 || cfg->n_layer <= 0 || cfg->n_head <= 0 ||
         cfg->n_head_kv <= 0 || cfg->vocab <= 0 || cfg->head_dim <= 0 || cfg->max_ctx <= 0) {
-        set_err(err, errcap, "%s: sizes must be positive", what);
+        err_fmt(err, errcap, "%s: sizes must be positive", what);
         goto out;
     }
     if (cfg->n_head % cfg->n_head_kv != 0) {
-        set_err(err, errcap, "%s: num_attention_heads (%d) is not a multiple of "
+        err_fmt(err, errcap, "%s: num_attention_heads (%d) is not a multiple of "
                 "num_key_value_heads (%d)", what, cfg->n_head, cfg->n_head_kv);
         goto out;
     }
     if (cfg->head_dim % 2 != 0) {
-        set_err(err, errcap, "%s: head_dim %d is odd (RoPE rotates pairs)", what, cfg->head_dim);
+        err_fmt(err, errcap, "%s: head_dim %d is odd (RoPE rotates pairs)", what, cfg->head_dim);
         goto out;
     }
     if (!(cfg->rms_eps > 0.0f)) {
-        set_err(err, errcap, "%s: rms_norm_eps must be positive", what);
+        err_fmt(err, errcap, "%s: rms_norm_eps must be positive", what);
         goto out;
     }
     cfg->rope_dim = cfg->head_dim;
@@ -286,7 +278,7 @@ int hf_parse_config(const char *json, size_t len, const char *what, ModelConfig 
     float partial = 1.0f;
     if (get_float(root, "partial_rotary_factor", &partial, NULL, what, err, errcap)) goto out;
     if (partial != 1.0f) {
-        set_err(err, errcap, "%s: partial_rotary_factor %g is not supported", what,
+        err_fmt(err, errcap, "%s: partial_rotary_factor %g is not supported", what,
                 (double)partial);
         goto out;
     }
@@ -294,7 +286,7 @@ int hf_parse_config(const char *json, size_t len, const char *what, ModelConfig 
 
     json_t *act = json_object_get(root, "hidden_act");
     if (act && !(json_is_string(act) && strcmp(json_string_value(act), "silu") == 0)) {
-        set_err(err, errcap, "%s: hidden_act '%s' is not supported (silu only)", what,
+        err_fmt(err, errcap, "%s: hidden_act '%s' is not supported (silu only)", what,
                 json_is_string(act) ? json_string_value(act) : "?");
         goto out;
     }
@@ -305,7 +297,7 @@ int hf_parse_config(const char *json, size_t len, const char *what, ModelConfig 
     if (attention_bias || mlp_bias) {
         /* llama's attention_bias also puts a bias on o_proj, which the
          * model has no slot for */
-        set_err(err, errcap, "%s: %s is not supported", what,
+        err_fmt(err, errcap, "%s: %s is not supported", what,
                 attention_bias ? "attention_bias (o_proj bias)" : "mlp_bias");
         goto out;
     }
@@ -393,7 +385,7 @@ static int read_file(const char *path, char **out, size_t *len, char *err, size_
             if (!nb) {
                 free(buf);
                 fclose(f);
-                set_err(err, errcap, "%s: out of memory", path);
+                err_fmt(err, errcap, "%s: out of memory", path);
                 return -1;
             }
             buf = nb;
@@ -406,7 +398,7 @@ static int read_file(const char *path, char **out, size_t *len, char *err, size_
     fclose(f);
     if (bad) {
         free(buf);
-        set_err(err, errcap, "%s: read error", path);
+        err_fmt(err, errcap, "%s: read error", path);
         return -1;
     }
     *out = buf;
@@ -433,12 +425,12 @@ int hf_read_config(const char *dir, ModelConfig *cfg, HfGenConfig *gen, char *er
     size_t len = 0;
     int rc = -1;
     if (!cpath || !gpath) {
-        set_err(err, errcap, "%s: out of memory", dir);
+        err_fmt(err, errcap, "%s: out of memory", dir);
         goto out;
     }
     if (gen) hf_gen_config_init(gen);
     int r = read_file(cpath, &text, &len, err, errcap);
-    if (r > 0) set_err(err, errcap, "%s: no config.json (not a Hugging Face model directory)", dir);
+    if (r > 0) err_fmt(err, errcap, "%s: no config.json (not a Hugging Face model directory)", dir);
     if (r) goto out;
     if (hf_parse_config(text, len, cpath, cfg, gen, err, errcap)) goto out;
     free(text);
@@ -503,11 +495,11 @@ static int bind(HfBacking *b, const char *dir, const char *name, int64_t rows, i
     const StFile *file = NULL;
     const StTensor *st = st_set_find(b->set, name, &file);
     if (!st) {
-        set_err(err, errcap, "%s: missing tensor '%s'", dir, name);
+        err_fmt(err, errcap, "%s: missing tensor '%s'", dir, name);
         return -1;
     }
     if (!st_dtype_supported(st->dtype)) {
-        set_err(err, errcap, "%s: tensor '%s' has dtype %s; sgl loads F32, F16 and BF16",
+        err_fmt(err, errcap, "%s: tensor '%s' has dtype %s; sgl loads F32, F16 and BF16",
                 st_path(file), name, st_dtype_name(st->dtype));
         return -1;
     }
@@ -517,7 +509,7 @@ static int bind(HfBacking *b, const char *dir, const char *name, int64_t rows, i
         char got[96], exp[64];
         shape_str(got, sizeof got, st->shape, st->n_dims);
         shape_str(exp, sizeof exp, want, want_dims);
-        set_err(err, errcap, "%s: tensor '%s' has shape %s, config.json implies %s",
+        err_fmt(err, errcap, "%s: tensor '%s' has shape %s, config.json implies %s",
                 st_path(file), name, got, exp);
         return -1;
     }
@@ -548,7 +540,7 @@ static int bind(HfBacking *b, const char *dir, const char *name, int64_t rows, i
     t->data = data;
     return 0;
 nomem:
-    set_err(err, errcap, "%s: out of memory", dir);
+    err_fmt(err, errcap, "%s: out of memory", dir);
     return -1;
 }
 
@@ -610,7 +602,7 @@ int hf_load(const char *dir, Model **out, HfGenConfig *gen, char *err, size_t er
 
     HfBacking *b = calloc(1, sizeof *b);
     if (!b) {
-        set_err(err, errcap, "%s: out of memory", dir);
+        err_fmt(err, errcap, "%s: out of memory", dir);
         return -1;
     }
     b->set = st_set_open(dir, err, errcap);
@@ -623,7 +615,7 @@ int hf_load(const char *dir, Model **out, HfGenConfig *gen, char *err, size_t er
     for (int i = 0; i < st_set_n_tensors(b->set); i++) {
         const char *name = st_set_tensor(b->set, i)->name;
         if (!name_is_used(&cfg, name)) {
-            set_err(err, errcap,
+            err_fmt(err, errcap,
                     "%s: unexpected tensor '%s' (not part of a %s model with this config.json)",
                     dir, name, model_arch_name(cfg.arch));
             hf_release(b);
@@ -656,7 +648,7 @@ int hf_load(const char *dir, Model **out, HfGenConfig *gen, char *err, size_t er
         if (req || cfg.qkv_bias) {                                                     \
             snprintf(name, sizeof name, "model.layers.%d.%s", l, hf);                  \
             if (layer_shape(&cfg, #field, &rows, &cols)) {                             \
-                set_err(err, errcap, "%s: no shape rule for layer tensor %s", dir, hf); \
+                err_fmt(err, errcap, "%s: no shape rule for layer tensor %s", dir, hf); \
                 goto fail;                                                             \
             }                                                                          \
             if (bind(b, dir, name, rows, cols, &L->field, err, errcap)) goto fail;     \

@@ -16,6 +16,7 @@
  * Every op goes through the KBackend table; this file only plans the batch
  * and owns the scratch buffers (allocated for the largest batch seen).
  */
+#include "base/err.h"
 #include "runtime/model.h"
 
 #include <math.h>
@@ -67,15 +68,6 @@ static const char *ggml_type_name(uint32_t t)
     return "unknown";
 }
 
-static void set_err(char *err, size_t errcap, const char *fmt, ...)
-{
-    if (!err || !errcap) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errcap, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- config from GGUF ------------------------------------------------------ */
 
 /* Optional integer key: absent leaves *out alone; an array (per-layer
@@ -90,7 +82,7 @@ static int opt_int(const GgufFile *f, const char *key, int *out, char *err, size
         for (uint64_t i = 1; i < kv->arr_n; i++) {
             int64_t w;
             if (gguf_arr_i64(kv, i, &w) || w != v) {
-                set_err(err, errcap, "%s: '%s' differs between layers, which sgl does not support", gguf_path(f), key);
+                err_fmt(err, errcap, "%s: '%s' differs between layers, which sgl does not support", gguf_path(f), key);
                 return -1;
             }
         }
@@ -101,7 +93,7 @@ static int opt_int(const GgufFile *f, const char *key, int *out, char *err, size
     *out = (int)v;
     return 0;
 bad:
-    set_err(err, errcap, "%s: metadata key '%s' is not a valid count", gguf_path(f), key);
+    err_fmt(err, errcap, "%s: metadata key '%s' is not a valid count", gguf_path(f), key);
     return -1;
 }
 
@@ -111,7 +103,7 @@ static int opt_float(const GgufFile *f, const char *key, float *out, char *err, 
     if (!kv) return 0;
     double d;
     if (gguf_kv_f64(kv, &d)) {
-        set_err(err, errcap, "%s: metadata key '%s' is not a number", gguf_path(f), key);
+        err_fmt(err, errcap, "%s: metadata key '%s' is not a number", gguf_path(f), key);
         return -1;
     }
     *out = (float)d;
@@ -123,7 +115,7 @@ static int req_int(const GgufFile *f, const char *key, int *out, char *err, size
     *out = -1;
     if (opt_int(f, key, out, err, errcap)) return -1;
     if (*out < 0) {
-        set_err(err, errcap, "%s: metadata key '%s' is missing", gguf_path(f), key);
+        err_fmt(err, errcap, "%s: metadata key '%s' is missing", gguf_path(f), key);
         return -1;
     }
     return 0;
@@ -141,7 +133,7 @@ int model_config_from_gguf(const GgufFile *f, ModelConfig *cfg, char *err, size_
     arch[alen] = 0;
     int a = model_arch_from_name(arch);
     if (a < 0) {
-        set_err(err, errcap, "%s: architecture '%s' is not supported (sgl runs llama, mistral, qwen2)", gguf_path(f),
+        err_fmt(err, errcap, "%s: architecture '%s' is not supported (sgl runs llama, mistral, qwen2)", gguf_path(f),
                 arch);
         return -1;
     }
@@ -170,7 +162,7 @@ int model_config_from_gguf(const GgufFile *f, ModelConfig *cfg, char *err, size_
     int vl = -1;
     if (opt_int(f, KEY("attention.value_length"), &vl, err, errcap)) return -1;
     if (vl >= 0 && vl != cfg->head_dim) {
-        set_err(err, errcap, "%s: key_length %d != value_length %d is not supported", gguf_path(f), cfg->head_dim, vl);
+        err_fmt(err, errcap, "%s: key_length %d != value_length %d is not supported", gguf_path(f), cfg->head_dim, vl);
         return -1;
     }
     cfg->vocab = -1;
@@ -195,13 +187,13 @@ int model_config_from_gguf(const GgufFile *f, ModelConfig *cfg, char *err, size_
         const char *s;
         size_t n;
         if (gguf_kv_str(st, &s, &n)) {
-            set_err(err, errcap, "%s: %s is not a string", gguf_path(f), key);
+            err_fmt(err, errcap, "%s: %s is not a string", gguf_path(f), key);
             return -1;
         }
         if (n == 6 && memcmp(s, "linear", 6) == 0) {
             cfg->rope_scaling.type = MODEL_ROPE_SCALING_LINEAR;
         } else if (!(n == 4 && memcmp(s, "none", 4) == 0)) {
-            set_err(err, errcap, "%s: rope scaling '%.*s' is not supported (none, linear, llama3)", gguf_path(f),
+            err_fmt(err, errcap, "%s: rope scaling '%.*s' is not supported (none, linear, llama3)", gguf_path(f),
                     (int)n, s);
             return -1;
         }
@@ -215,7 +207,7 @@ int model_config_from_gguf(const GgufFile *f, ModelConfig *cfg, char *err, size_
     }
     if (cfg->rope_scaling.type == MODEL_ROPE_SCALING_LINEAR) {
         if (!(factor > 0)) {
-            set_err(err, errcap, "%s: linear rope scaling without a positive factor", gguf_path(f));
+            err_fmt(err, errcap, "%s: linear rope scaling without a positive factor", gguf_path(f));
             return -1;
         }
         cfg->rope_scaling.factor = factor;
@@ -250,29 +242,29 @@ static int check_cfg(const ModelConfig *c, char *err, size_t errcap)
 {
     if (c->n_layer <= 0 || c->n_embd <= 0 || c->n_head <= 0 || c->n_head_kv <= 0 || c->head_dim <= 0 ||
         c->n_ff <= 0 || c->vocab <= 0) {
-        set_err(err, errcap,
+        err_fmt(err, errcap,
                 "model config: sizes must be positive (n_layer %d, n_embd %d, n_head %d, n_head_kv %d, head_dim %d, "
                 "n_ff %d, vocab %d)",
                 c->n_layer, c->n_embd, c->n_head, c->n_head_kv, c->head_dim, c->n_ff, c->vocab);
         return -1;
     }
     if (c->n_head % c->n_head_kv) {
-        set_err(err, errcap, "model config: n_head %d is not a multiple of n_head_kv %d", c->n_head, c->n_head_kv);
+        err_fmt(err, errcap, "model config: n_head %d is not a multiple of n_head_kv %d", c->n_head, c->n_head_kv);
         return -1;
     }
     if (c->rope_dim <= 0 || c->rope_dim > c->head_dim || c->rope_dim % 2) {
-        set_err(err, errcap, "model config: rope_dim %d must be even and within head_dim %d", c->rope_dim, c->head_dim);
+        err_fmt(err, errcap, "model config: rope_dim %d must be even and within head_dim %d", c->rope_dim, c->head_dim);
         return -1;
     }
     if (!(c->rope_theta > 0) || !(c->rms_eps > 0)) {
-        set_err(err, errcap, "model config: rope_theta and rms_eps must be positive");
+        err_fmt(err, errcap, "model config: rope_theta and rms_eps must be positive");
         return -1;
     }
     if (c->rope_scaling.type == MODEL_ROPE_SCALING_LLAMA3 &&
         (!(c->rope_scaling.factor > 0) || c->rope_scaling.original_ctx <= 0 ||
          !(c->rope_scaling.high_freq_factor > c->rope_scaling.low_freq_factor) ||
          !(c->rope_scaling.low_freq_factor > 0))) {
-        set_err(err, errcap, "model config: llama3 rope scaling needs factor, low/high_freq_factor and original_ctx");
+        err_fmt(err, errcap, "model config: llama3 rope scaling needs factor, low/high_freq_factor and original_ctx");
         return -1;
     }
     return 0;
@@ -289,7 +281,7 @@ Model *model_new(const ModelConfig *cfg, char *err, size_t errcap)
         if (m) free(m->layers);
         free(m);
         free(o);
-        set_err(err, errcap, "model: out of memory");
+        err_fmt(err, errcap, "model: out of memory");
         return NULL;
     }
     m->cfg = *cfg;
@@ -365,23 +357,23 @@ void model_set_batch_invariant(Model *m, bool on)
 static int check_tensor(Model *m, KTensor *t, const char *name, int64_t ne0, int64_t ne1, char *err, size_t errcap)
 {
     if (!t->data) {
-        set_err(err, errcap, "model: tensor '%s' is missing", name);
+        err_fmt(err, errcap, "model: tensor '%s' is missing", name);
         return -1;
     }
     if (!k_dtype_known(t->dtype) || t->dtype == K_DTYPE_Q8_1 || t->dtype == K_DTYPE_Q8_K) {
-        set_err(err, errcap, "model: tensor '%s' has type %s, which sgl cannot compute with", name,
+        err_fmt(err, errcap, "model: tensor '%s' has type %s, which sgl cannot compute with", name,
                 ggml_type_name((uint32_t)t->dtype));
         return -1;
     }
     int64_t want1 = ne1 ? ne1 : 1;
     if (t->ne[0] != ne0 || t->ne[1] != want1 || t->ne[2] != 1 || t->ne[3] != 1) {
-        set_err(err, errcap, "model: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
+        err_fmt(err, errcap, "model: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", name,
                 (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3], (long long)ne0,
                 (long long)want1);
         return -1;
     }
     if (ne0 % k_dtype_block(t->dtype)) {
-        set_err(err, errcap, "model: tensor '%s' rows (%lld) are not whole %s blocks", name, (long long)ne0,
+        err_fmt(err, errcap, "model: tensor '%s' rows (%lld) are not whole %s blocks", name, (long long)ne0,
                 k_dtype_name(t->dtype));
         return -1;
     }
@@ -389,7 +381,7 @@ static int check_tensor(Model *m, KTensor *t, const char *name, int64_t ne0, int
     if (ne1 == 0 && t->dtype != K_DTYPE_F32) {
         float *f = own(m, (size_t)ne0 * sizeof(float));
         if (!f) {
-            set_err(err, errcap, "model: out of memory");
+            err_fmt(err, errcap, "model: out of memory");
             return -1;
         }
         cpu_dequant_row(t->dtype, t->data, f, ne0);
@@ -427,7 +419,7 @@ static int rope_tables(Model *m, char *err, size_t errcap)
 {
     m->rope_inv_freq = malloc((size_t)(m->cfg.rope_dim / 2) * sizeof(float));
     if (!m->rope_inv_freq) {
-        set_err(err, errcap, "model: out of memory");
+        err_fmt(err, errcap, "model: out of memory");
         return -1;
     }
     model_rope_inv_freq(&m->cfg, m->rope_freqs.data, m->rope_inv_freq);
@@ -467,7 +459,7 @@ int model_finish(Model *m, char *err, size_t errcap)
         for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
             if (!want[i].req) {
                 if (want[i].t->data) {
-                    set_err(err, errcap, "model: blk.%d.%s is present but the config says no qkv bias", l,
+                    err_fmt(err, errcap, "model: blk.%d.%s is present but the config says no qkv bias", l,
                             want[i].gguf);
                     return -1;
                 }
@@ -488,11 +480,11 @@ static int take_tensor(const GgufFile *f, const char *name, KTensor *t, int requ
 {
     const GgufTensor *g = gguf_find_tensor(f, name);
     if (!g) {
-        if (required) set_err(err, errcap, "%s: tensor '%s' is missing", gguf_path(f), name);
+        if (required) err_fmt(err, errcap, "%s: tensor '%s' is missing", gguf_path(f), name);
         return required ? -1 : 0;
     }
     if (!g->data) {
-        set_err(err, errcap, "%s: tensor '%s' has type %s (%u), which sgl does not support", gguf_path(f), name,
+        err_fmt(err, errcap, "%s: tensor '%s' has type %s (%u), which sgl does not support", gguf_path(f), name,
                 ggml_type_name(g->ggml_type), g->ggml_type);
         return -1;
     }
@@ -593,7 +585,7 @@ int model_reserve(Model *m, int max_tokens, int max_logit_rows, char *err, size_
     }
     return 0;
 oom:
-    set_err(err, errcap, "model: out of memory for a batch of %d tokens / %d logit rows", max_tokens, max_logit_rows);
+    err_fmt(err, errcap, "model: out of memory for a batch of %d tokens / %d logit rows", max_tokens, max_logit_rows);
     return -1;
 }
 
@@ -603,11 +595,11 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
     b->logits = NULL;
     b->n_rows = 0;
     if (!b->n_seqs || !b->seqs) {
-        set_err(err, errcap, "model_forward: empty batch");
+        err_fmt(err, errcap, "model_forward: empty batch");
         return -1;
     }
     if (kv->n_layer != c->n_layer || kv->kv_dim != c->n_head_kv * c->head_dim) {
-        set_err(err, errcap, "model_forward: KV pool made for %d layers x %d, model needs %d x %d", kv->n_layer,
+        err_fmt(err, errcap, "model_forward: KV pool made for %d layers x %d, model needs %d x %d", kv->n_layer,
                 kv->kv_dim, c->n_layer, c->n_head_kv * c->head_dim);
         return -1;
     }
@@ -615,30 +607,30 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
     for (int i = 0; i < b->n_seqs; i++) {
         ModelSeq *s = &b->seqs[i];
         if (s->n_new <= 0 || s->n_new > s->n_ctx || !s->tokens || !s->slots) {
-            set_err(err, errcap, "model_forward: sequence %d: need 1 <= n_new (%d) <= n_ctx (%d) and tokens/slots", i,
+            err_fmt(err, errcap, "model_forward: sequence %d: need 1 <= n_new (%d) <= n_ctx (%d) and tokens/slots", i,
                     s->n_new, s->n_ctx);
             return -1;
         }
         for (int j = 0; j < s->n_new; j++)
             if (s->tokens[j] < 0 || s->tokens[j] >= c->vocab) {
-                set_err(err, errcap, "model_forward: sequence %d: token id %d out of range (vocab %d)", i,
+                err_fmt(err, errcap, "model_forward: sequence %d: token id %d out of range (vocab %d)", i,
                         s->tokens[j], c->vocab);
                 return -1;
             }
         for (int j = 0; j < s->n_ctx; j++)
             if (s->slots[j] < 0 || s->slots[j] >= kv->n_slots) {
-                set_err(err, errcap, "model_forward: sequence %d: slot %d out of range (pool has %d)", i, s->slots[j],
+                err_fmt(err, errcap, "model_forward: sequence %d: slot %d out of range (pool has %d)", i, s->slots[j],
                         kv->n_slots);
                 return -1;
             }
         if (s->pos)
             for (int j = 0; j < s->n_new; j++)
                 if (s->pos[j] < 0) {
-                    set_err(err, errcap, "model_forward: sequence %d: negative position", i);
+                    err_fmt(err, errcap, "model_forward: sequence %d: negative position", i);
                     return -1;
                 }
         if (N > INT32_MAX - s->n_new) {
-            set_err(err, errcap, "model_forward: batch too large");
+            err_fmt(err, errcap, "model_forward: batch too large");
             return -1;
         }
         N += s->n_new;
@@ -654,7 +646,7 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
     if (b->n_seqs > sc->max_seqs) {
         KAttnSeq *a = realloc(sc->aseqs, (size_t)b->n_seqs * sizeof *a);
         if (!a) {
-            set_err(err, errcap, "model: out of memory");
+            err_fmt(err, errcap, "model: out of memory");
             return -1;
         }
         sc->aseqs = a;
@@ -730,7 +722,7 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
     }
     const char *e = be->error(bx);
     if (e) {
-        set_err(err, errcap, "model_forward: %s", e);
+        err_fmt(err, errcap, "model_forward: %s", e);
         return -1;
     }
     b->logits = sc->logits;

@@ -2,6 +2,7 @@
  * runtime/safetensors.c — .safetensors parsing (mmap + jansson) and the
  * sharded index. See safetensors.h for the format and the checks.
  */
+#include "base/err.h"
 #include "runtime/safetensors.h"
 
 #include <errno.h>
@@ -50,15 +51,6 @@ static int dtype_from_name(const char *s)
     return -1;
 }
 
-static void set_err(char *err, size_t errcap, const char *fmt, ...)
-{
-    if (!err || errcap == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errcap, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- one file ------------------------------------------------------------ */
 
 typedef struct {
@@ -93,27 +85,27 @@ static int parse_entry(const char *path, const char *name, json_t *v, const char
                        uint64_t data_len, StTensor *t, char *err, size_t errcap)
 {
     if (!json_is_object(v)) {
-        set_err(err, errcap, "%s: tensor '%s': header entry is not an object", path, name);
+        err_fmt(err, errcap, "%s: tensor '%s': header entry is not an object", path, name);
         return -1;
     }
     json_t *jd = json_object_get(v, "dtype"), *js = json_object_get(v, "shape"),
            *jo = json_object_get(v, "data_offsets");
     if (!json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) ||
         json_array_size(jo) != 2) {
-        set_err(err, errcap, "%s: tensor '%s': needs dtype, shape and data_offsets [begin, end]",
+        err_fmt(err, errcap, "%s: tensor '%s': needs dtype, shape and data_offsets [begin, end]",
                 path, name);
         return -1;
     }
     int dt = dtype_from_name(json_string_value(jd));
     if (dt < 0) {
-        set_err(err, errcap, "%s: tensor '%s': unknown dtype '%s'", path, name,
+        err_fmt(err, errcap, "%s: tensor '%s': unknown dtype '%s'", path, name,
                 json_string_value(jd));
         return -1;
     }
     t->dtype = (StDtype)dt;
     size_t nd = json_array_size(js);
     if (nd > ST_MAX_DIMS) {
-        set_err(err, errcap, "%s: tensor '%s': %zu dimensions (at most %d)", path, name, nd,
+        err_fmt(err, errcap, "%s: tensor '%s': %zu dimensions (at most %d)", path, name, nd,
                 ST_MAX_DIMS);
         return -1;
     }
@@ -122,13 +114,13 @@ static int parse_entry(const char *path, const char *name, json_t *v, const char
     for (size_t i = 0; i < nd; i++) {
         json_t *d = json_array_get(js, i);
         if (!json_is_integer(d) || json_integer_value(d) < 0) {
-            set_err(err, errcap, "%s: tensor '%s': shape[%zu] is not a non-negative integer",
+            err_fmt(err, errcap, "%s: tensor '%s': shape[%zu] is not a non-negative integer",
                     path, name, i);
             return -1;
         }
         t->shape[i] = (int64_t)json_integer_value(d);
         if (__builtin_mul_overflow(n, (uint64_t)t->shape[i], &n)) {
-            set_err(err, errcap, "%s: tensor '%s': shape overflows", path, name);
+            err_fmt(err, errcap, "%s: tensor '%s': shape overflows", path, name);
             return -1;
         }
     }
@@ -137,13 +129,13 @@ static int parse_entry(const char *path, const char *name, json_t *v, const char
     json_t *jb = json_array_get(jo, 0), *je = json_array_get(jo, 1);
     if (!json_is_integer(jb) || !json_is_integer(je) || json_integer_value(jb) < 0 ||
         json_integer_value(je) < json_integer_value(jb)) {
-        set_err(err, errcap, "%s: tensor '%s': bad data_offsets", path, name);
+        err_fmt(err, errcap, "%s: tensor '%s': bad data_offsets", path, name);
         return -1;
     }
     uint64_t begin = (uint64_t)json_integer_value(jb), end = (uint64_t)json_integer_value(je);
     uint64_t want;
     if (__builtin_mul_overflow(n, (uint64_t)dtype_info[dt].size, &want) || end - begin != want) {
-        set_err(err, errcap,
+        err_fmt(err, errcap,
                 "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes, but %s%s needs %llu",
                 path, name, (unsigned long long)begin, (unsigned long long)end,
                 (unsigned long long)(end - begin), dtype_info[dt].name,
@@ -151,7 +143,7 @@ static int parse_entry(const char *path, const char *name, json_t *v, const char
         return -1;
     }
     if (end > data_len) {
-        set_err(err, errcap,
+        err_fmt(err, errcap,
                 "%s: tensor '%s': data ends at byte %llu of a %llu-byte data section "
                 "(file truncated?)",
                 path, name, (unsigned long long)end, (unsigned long long)data_len);
@@ -165,7 +157,7 @@ static int parse_entry(const char *path, const char *name, json_t *v, const char
 static int parse_metadata(StFile *f, json_t *m, char *err, size_t errcap)
 {
     if (!json_is_object(m)) {
-        set_err(err, errcap, "%s: __metadata__ is not an object", f->path);
+        err_fmt(err, errcap, "%s: __metadata__ is not an object", f->path);
         return -1;
     }
     f->meta = calloc(json_object_size(m) + 1, sizeof *f->meta);
@@ -174,7 +166,7 @@ static int parse_metadata(StFile *f, json_t *m, char *err, size_t errcap)
     json_t *v;
     json_object_foreach(m, k, v) {
         if (!json_is_string(v)) {
-            set_err(err, errcap, "%s: __metadata__ value of '%s' is not a string", f->path, k);
+            err_fmt(err, errcap, "%s: __metadata__ value of '%s' is not a string", f->path, k);
             return -1;
         }
         StMeta *e = &f->meta[f->n_meta];
@@ -185,7 +177,7 @@ static int parse_metadata(StFile *f, json_t *m, char *err, size_t errcap)
     }
     return 0;
 nomem:
-    set_err(err, errcap, "%s: out of memory", f->path);
+    err_fmt(err, errcap, "%s: out of memory", f->path);
     return -1;
 }
 
@@ -195,19 +187,19 @@ static int parse_header(StFile *f, const char *hdr, size_t hlen, const char *dat
     json_error_t je;
     json_t *root = json_loadb(hdr, hlen, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        set_err(err, errcap, "%s: header is not valid JSON: %s (line %d, column %d)", f->path,
+        err_fmt(err, errcap, "%s: header is not valid JSON: %s (line %d, column %d)", f->path,
                 je.text, je.line, je.column);
         return -1;
     }
     int rc = -1;
     StTensor **by_begin = NULL;
     if (!json_is_object(root)) {
-        set_err(err, errcap, "%s: header is not a JSON object", f->path);
+        err_fmt(err, errcap, "%s: header is not a JSON object", f->path);
         goto out;
     }
     f->tensors = calloc(json_object_size(root) + 1, sizeof *f->tensors);
     if (!f->tensors) {
-        set_err(err, errcap, "%s: out of memory", f->path);
+        err_fmt(err, errcap, "%s: out of memory", f->path);
         goto out;
     }
     const char *k;
@@ -221,7 +213,7 @@ static int parse_header(StFile *f, const char *hdr, size_t hlen, const char *dat
         if (parse_entry(f->path, k, v, data_base, data_len, t, err, errcap)) goto out;
         t->name = strdup(k);
         if (!t->name) {
-            set_err(err, errcap, "%s: out of memory", f->path);
+            err_fmt(err, errcap, "%s: out of memory", f->path);
             goto out;
         }
         f->n_tensors++;
@@ -231,7 +223,7 @@ static int parse_header(StFile *f, const char *hdr, size_t hlen, const char *dat
     /* no two tensors may share bytes */
     by_begin = malloc(((size_t)f->n_tensors + 1) * sizeof *by_begin);
     if (!by_begin) {
-        set_err(err, errcap, "%s: out of memory", f->path);
+        err_fmt(err, errcap, "%s: out of memory", f->path);
         goto out;
     }
     for (int i = 0; i < f->n_tensors; i++) by_begin[i] = &f->tensors[i];
@@ -239,7 +231,7 @@ static int parse_header(StFile *f, const char *hdr, size_t hlen, const char *dat
     for (int i = 1; i < f->n_tensors; i++) {
         const StTensor *a = by_begin[i - 1], *b = by_begin[i];
         if ((const char *)a->data + a->nbytes > (const char *)b->data && b->nbytes && a->nbytes) {
-            set_err(err, errcap, "%s: tensors '%s' and '%s' overlap", f->path, a->name, b->name);
+            err_fmt(err, errcap, "%s: tensors '%s' and '%s' overlap", f->path, a->name, b->name);
             goto out;
         }
     }
@@ -255,17 +247,17 @@ StFile *st_open(const char *path, char *err, size_t errcap)
     StFile *f = calloc(1, sizeof *f);
     int fd = -1;
     if (!f || !(f->path = strdup(path))) {
-        set_err(err, errcap, "%s: out of memory", path);
+        err_fmt(err, errcap, "%s: out of memory", path);
         goto fail;
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        set_err(err, errcap, "%s: %s", path, strerror(errno));
+        err_fmt(err, errcap, "%s: %s", path, strerror(errno));
         goto fail;
     }
     if (!S_ISREG(st.st_mode) || st.st_size < 8) {
-        set_err(err, errcap, "%s: not a safetensors file (shorter than its 8-byte header size)",
+        err_fmt(err, errcap, "%s: not a safetensors file (shorter than its 8-byte header size)",
                 path);
         goto fail;
     }
@@ -273,7 +265,7 @@ StFile *st_open(const char *path, char *err, size_t errcap)
     f->map = mmap(NULL, f->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
-        set_err(err, errcap, "%s: mmap: %s", path, strerror(errno));
+        err_fmt(err, errcap, "%s: mmap: %s", path, strerror(errno));
         goto fail;
     }
     close(fd);
@@ -282,7 +274,7 @@ StFile *st_open(const char *path, char *err, size_t errcap)
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | b[i];
     if (hlen > ST_MAX_HEADER || hlen > f->map_len - 8) {
-        set_err(err, errcap,
+        err_fmt(err, errcap,
                 "%s: header size %llu does not fit in the file (%zu bytes): not a safetensors file?",
                 path, (unsigned long long)hlen, f->map_len);
         goto fail;
@@ -381,12 +373,12 @@ static int open_shard(StSet *s, const char *dir, const char *name, char *err, si
         if (strcmp(base, name) == 0) return i;
     }
     if (strchr(name, '/') || strcmp(name, "..") == 0 || !*name) {
-        set_err(err, errcap, "%s: shard name '%s' must be a plain file name", dir, name);
+        err_fmt(err, errcap, "%s: shard name '%s' must be a plain file name", dir, name);
         return -1;
     }
     char *path = join_path(dir, name);
     if (!path) {
-        set_err(err, errcap, "%s: out of memory", dir);
+        err_fmt(err, errcap, "%s: out of memory", dir);
         return -1;
     }
     StFile *f = st_open(path, err, errcap);
@@ -395,7 +387,7 @@ static int open_shard(StSet *s, const char *dir, const char *name, char *err, si
     StFile **nf = realloc(s->files, ((size_t)s->n_files + 1) * sizeof *nf);
     if (!nf) {
         st_close(f);
-        set_err(err, errcap, "%s: out of memory", dir);
+        err_fmt(err, errcap, "%s: out of memory", dir);
         return -1;
     }
     s->files = nf;
@@ -409,26 +401,26 @@ static int open_index(StSet *s, const char *dir, const char *index_path, char *e
     json_error_t je;
     json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        set_err(err, errcap, "%s: %s (line %d)", index_path, je.text, je.line);
+        err_fmt(err, errcap, "%s: %s (line %d)", index_path, je.text, je.line);
         return -1;
     }
     int rc = -1;
     json_t *wm = json_object_get(root, "weight_map");
     if (!json_is_object(wm) || json_object_size(wm) == 0) {
-        set_err(err, errcap, "%s: no weight_map object", index_path);
+        err_fmt(err, errcap, "%s: no weight_map object", index_path);
         goto out;
     }
     const char *name;
     json_t *v;
     json_object_foreach(wm, name, v) {
         if (!json_is_string(v)) {
-            set_err(err, errcap, "%s: weight_map entry '%s' is not a file name", index_path, name);
+            err_fmt(err, errcap, "%s: weight_map entry '%s' is not a file name", index_path, name);
             goto out;
         }
         int fi = open_shard(s, dir, json_string_value(v), err, errcap);
         if (fi < 0) goto out;
         if (!st_find(s->files[fi], name)) {
-            set_err(err, errcap, "%s: tensor '%s' is listed in %s but that shard lacks it",
+            err_fmt(err, errcap, "%s: tensor '%s' is listed in %s but that shard lacks it",
                     index_path, name, json_string_value(v));
             goto out;
         }
@@ -445,7 +437,7 @@ StSet *st_set_open(const char *dir, char *err, size_t errcap)
     char *single = join_path(dir, "model.safetensors");
     char *index = join_path(dir, "model.safetensors.index.json");
     if (!s || !single || !index) {
-        set_err(err, errcap, "%s: out of memory", dir);
+        err_fmt(err, errcap, "%s: out of memory", dir);
         goto fail;
     }
     if (file_exists(index)) {
@@ -453,14 +445,14 @@ StSet *st_set_open(const char *dir, char *err, size_t errcap)
     } else if (file_exists(single)) {
         if (open_shard(s, dir, "model.safetensors", err, errcap) < 0) goto fail;
     } else {
-        set_err(err, errcap, "%s: no model.safetensors or model.safetensors.index.json", dir);
+        err_fmt(err, errcap, "%s: no model.safetensors or model.safetensors.index.json", dir);
         goto fail;
     }
     int total = 0;
     for (int i = 0; i < s->n_files; i++) total += st_n_tensors(s->files[i]);
     s->entries = malloc(((size_t)total + 1) * sizeof *s->entries);
     if (!s->entries) {
-        set_err(err, errcap, "%s: out of memory", dir);
+        err_fmt(err, errcap, "%s: out of memory", dir);
         goto fail;
     }
     for (int i = 0; i < s->n_files; i++)
@@ -469,7 +461,7 @@ StSet *st_set_open(const char *dir, char *err, size_t errcap)
     qsort(s->entries, (size_t)s->n_entries, sizeof *s->entries, entry_cmp);
     for (int i = 1; i < s->n_entries; i++)
         if (strcmp(s->entries[i].t->name, s->entries[i - 1].t->name) == 0) {
-            set_err(err, errcap, "%s: tensor '%s' appears in both %s and %s", dir,
+            err_fmt(err, errcap, "%s: tensor '%s' appears in both %s and %s", dir,
                     s->entries[i].t->name, st_path(s->files[s->entries[i - 1].file]),
                     st_path(s->files[s->entries[i].file]));
             goto fail;

@@ -7,6 +7,7 @@
  * seen, not to the vocabulary; the penalty step then touches only those
  * tokens.
  */
+#include "base/err.h"
 #include "runtime/sampler.h"
 
 #include <math.h>
@@ -574,15 +575,6 @@ void samp_params_from_rt(SampParams *p, const RtGenParams *rt)
     p->n_stop = rt->nstop_token_ids;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int32_t *dup_ids(const int32_t *ids, int n)
 {
     int32_t *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);
@@ -593,38 +585,38 @@ static int32_t *dup_ids(const int32_t *ids, int n)
 Sampler *samp_new(const SampParams *p, int n_vocab, char *err, size_t errlen)
 {
     if (!p || n_vocab <= 0) {
-        set_err(err, errlen, "sampler: vocabulary size must be positive");
+        err_fmt(err, errlen, "sampler: vocabulary size must be positive");
         return NULL;
     }
     if (!(p->temperature == p->temperature) || isinf(p->temperature)) {
-        set_err(err, errlen, "sampler: temperature must be a finite number");
+        err_fmt(err, errlen, "sampler: temperature must be a finite number");
         return NULL;
     }
     if (p->temperature < 0.0f) {
-        set_err(err, errlen, "sampler: temperature must not be negative, got %g",
+        err_fmt(err, errlen, "sampler: temperature must not be negative, got %g",
                 (double)p->temperature);
         return NULL;
     }
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f)) {
-        set_err(err, errlen, "sampler: top_p must be in (0, 1], got %g", (double)p->top_p);
+        err_fmt(err, errlen, "sampler: top_p must be in (0, 1], got %g", (double)p->top_p);
         return NULL;
     }
     if (!(p->min_p >= 0.0f && p->min_p <= 1.0f)) {
-        set_err(err, errlen, "sampler: min_p must be in [0, 1], got %g", (double)p->min_p);
+        err_fmt(err, errlen, "sampler: min_p must be in [0, 1], got %g", (double)p->min_p);
         return NULL;
     }
     if (!(p->repetition_penalty > 0.0f) || isinf(p->repetition_penalty)) {
-        set_err(err, errlen, "sampler: repetition_penalty must be > 0, got %g",
+        err_fmt(err, errlen, "sampler: repetition_penalty must be > 0, got %g",
                 (double)p->repetition_penalty);
         return NULL;
     }
     if (!isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty)) {
-        set_err(err, errlen, "sampler: frequency/presence penalties must be finite");
+        err_fmt(err, errlen, "sampler: frequency/presence penalties must be finite");
         return NULL;
     }
     if (p->top_logprobs < 0 || p->min_tokens < 0 || p->n_eos < 0 || p->n_stop < 0 ||
         (p->n_eos > 0 && !p->eos_ids) || (p->n_stop > 0 && !p->stop_ids)) {
-        set_err(err, errlen, "sampler: negative count or missing id list");
+        err_fmt(err, errlen, "sampler: negative count or missing id list");
         return NULL;
     }
     Sampler *s = calloc(1, sizeof *s);
@@ -640,7 +632,7 @@ Sampler *samp_new(const SampParams *p, int n_vocab, char *err, size_t errlen)
     return s;
 nomem:
     samp_free(s);
-    set_err(err, errlen, "sampler: out of memory");
+    err_fmt(err, errlen, "sampler: out of memory");
     return NULL;
 }
 

@@ -219,6 +219,5 @@ bool tok_nfc_stable(const char *s, size_t len);
  * Invalid UTF-8 bytes pass through unchanged. 0 or ERR_NOMEM. */
 int tok_nfc(const char *s, size_t len, char **out, size_t *out_len);
 
-void tok_errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -98,7 +98,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
     else if (model_len == 4 && memcmp(model, "gpt2", 4) == 0)
         spm = false;
     else {
-        tok_errf(err, errcap, "tokenizer.ggml.model \"%.*s\" is not supported (only \"llama\" and \"gpt2\")",
+        err_fmt(err, errcap, "tokenizer.ggml.model \"%.*s\" is not supported (only \"llama\" and \"gpt2\")",
                  (int)model_len, model);
         return ERR_UNSUPPORTED;
     }
@@ -106,7 +106,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
     const GgufKV *tokens = gguf_find(f, "tokenizer.ggml.tokens");
     if (!tokens || tokens->type != GGUF_TYPE_ARRAY || tokens->arr_type != GGUF_TYPE_STRING || tokens->arr_n == 0 ||
         tokens->arr_n > INT32_MAX) {
-        tok_errf(err, errcap, "tokenizer.ggml.tokens is missing or not a string array");
+        err_fmt(err, errcap, "tokenizer.ggml.tokens is missing or not a string array");
         return ERR_FORMAT;
     }
     const GgufKV *scores = gguf_find(f, "tokenizer.ggml.scores");
@@ -125,7 +125,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
         double sc = 0;
         int64_t ty = 1;
         if (gguf_arr_str(tokens, (uint64_t)i, &s, &l)) {
-            tok_errf(err, errcap, "tokenizer.ggml.tokens[%d] unreadable", i);
+            err_fmt(err, errcap, "tokenizer.ggml.tokens[%d] unreadable", i);
             return ERR_FORMAT;
         }
         if (scores && gguf_arr_f64(scores, (uint64_t)i, &sc))
@@ -171,7 +171,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
         bool rmws = false;
         gguf_flag(f, "tokenizer.ggml.remove_extra_whitespaces", &rmws);
         if (rmws) {
-            tok_errf(err, errcap, "tokenizer.ggml.remove_extra_whitespaces is not supported");
+            err_fmt(err, errcap, "tokenizer.ggml.remove_extra_whitespaces is not supported");
             return ERR_UNSUPPORTED;
         }
     } else {
@@ -180,14 +180,14 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
         snprintf(t->kind_name, sizeof t->kind_name, "bpe");
         const GgufKV *merges = gguf_find(f, "tokenizer.ggml.merges");
         if (!merges || merges->type != GGUF_TYPE_ARRAY || merges->arr_type != GGUF_TYPE_STRING) {
-            tok_errf(err, errcap, "tokenizer.ggml.merges is missing or not a string array");
+            err_fmt(err, errcap, "tokenizer.ggml.merges is missing or not a string array");
             return ERR_FORMAT;
         }
         for (uint64_t i = 0; i < merges->arr_n; i++) {
             const char *s;
             size_t l;
             if (gguf_arr_str(merges, i, &s, &l)) {
-                tok_errf(err, errcap, "tokenizer.ggml.merges[%llu] unreadable", (unsigned long long)i);
+                err_fmt(err, errcap, "tokenizer.ggml.merges[%llu] unreadable", (unsigned long long)i);
                 return ERR_FORMAT;
             }
             /* "left right", split at the first space after position 0 */
@@ -199,7 +199,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
         }
         const GgufKV *kv = gguf_find(f, "tokenizer.ggml.pre");
         if (kv && gguf_kv_str(kv, &pre, &pre_len)) {
-            tok_errf(err, errcap, "tokenizer.ggml.pre is not a string");
+            err_fmt(err, errcap, "tokenizer.ggml.pre is not a string");
             return ERR_FORMAT;
         }
         const PreDef *def = NULL;
@@ -207,7 +207,7 @@ static int load_gguf(Tokenizer *t, const GgufFile *f, char *err, size_t errcap)
             if (name_in(pre_defs[i].names, pre, pre_len))
                 def = &pre_defs[i];
         if (!def) {
-            tok_errf(err, errcap, "tokenizer.ggml.pre \"%.*s\" is not supported", (int)pre_len, pre);
+            err_fmt(err, errcap, "tokenizer.ggml.pre \"%.*s\" is not supported", (int)pre_len, pre);
             return ERR_UNSUPPORTED;
         }
         for (int i = 0; i < 4 && def->re[i]; i++)
@@ -272,7 +272,7 @@ int tok_load_gguf(const GgufFile *f, Tokenizer **out, char *err, size_t errcap)
     int rc = load_gguf(t, f, err, errcap);
     if (rc) {
         if (rc == ERR_NOMEM)
-            tok_errf(err, errcap, "out of memory loading the tokenizer");
+            err_fmt(err, errcap, "out of memory loading the tokenizer");
         tok_free(t);
         return rc;
     }
@@ -327,7 +327,7 @@ static int hf_normalizer(Tokenizer *t, const json_t *n, char *err, size_t errcap
         return 0;
     const char *type = jstr(n, "type");
     if (!type) {
-        tok_errf(err, errcap, "normalizer without a type");
+        err_fmt(err, errcap, "normalizer without a type");
         return ERR_FORMAT;
     }
     if (!strcmp(type, "Sequence")) {
@@ -341,7 +341,7 @@ static int hf_normalizer(Tokenizer *t, const json_t *n, char *err, size_t errcap
     if (!strcmp(type, "Prepend")) {
         const json_t *p = json_object_get(n, "prepend");
         if (!json_is_string(p))
-            return tok_errf(err, errcap, "Prepend normalizer without a string"), ERR_FORMAT;
+            return err_fmt(err, errcap, "Prepend normalizer without a string"), ERR_FORMAT;
         return tok_add_norm(t, TOK_NORM_PREPEND, json_string_value(p), json_string_length(p), NULL, 0);
     }
     if (!strcmp(type, "Replace")) {
@@ -350,16 +350,16 @@ static int hf_normalizer(Tokenizer *t, const json_t *n, char *err, size_t errcap
         bool literal;
         const json_t *c = json_object_get(n, "content");
         if (jpattern(n, &pat, &pl, &literal) || !json_is_string(c))
-            return tok_errf(err, errcap, "malformed Replace normalizer"), ERR_FORMAT;
+            return err_fmt(err, errcap, "malformed Replace normalizer"), ERR_FORMAT;
         if (!literal || pl == 0) {
-            tok_errf(err, errcap, "Replace normalizer with a regex pattern is not supported");
+            err_fmt(err, errcap, "Replace normalizer with a regex pattern is not supported");
             return ERR_UNSUPPORTED;
         }
         return tok_add_norm(t, TOK_NORM_REPLACE, pat, pl, json_string_value(c), json_string_length(c));
     }
     if (!strcmp(type, "NFC"))
         return tok_add_norm(t, TOK_NORM_NFC, NULL, 0, NULL, 0);
-    tok_errf(err, errcap, "normalizer \"%s\" is not supported", type);
+    err_fmt(err, errcap, "normalizer \"%s\" is not supported", type);
     return ERR_UNSUPPORTED;
 }
 
@@ -393,7 +393,7 @@ static int hf_pretokenizer(Tokenizer *t, const json_t *p, char *err, size_t errc
     const char *type = jstr(p, "type");
     int rc;
     if (!type) {
-        tok_errf(err, errcap, "pre_tokenizer without a type");
+        err_fmt(err, errcap, "pre_tokenizer without a type");
         return ERR_FORMAT;
     }
     if (!strcmp(type, "Sequence")) {
@@ -418,7 +418,7 @@ static int hf_pretokenizer(Tokenizer *t, const json_t *p, char *err, size_t errc
         bool literal;
         TokSplitBehavior b;
         if (jpattern(p, &pat, &pl, &literal) || split_behavior(jstr(p, "behavior"), &b)) {
-            tok_errf(err, errcap, "malformed Split pre-tokenizer");
+            err_fmt(err, errcap, "malformed Split pre-tokenizer");
             return ERR_FORMAT;
         }
         return tok_add_split(t, pat, pl, literal, b, jbool(p, "invert", false), err, errcap);
@@ -432,7 +432,7 @@ static int hf_pretokenizer(Tokenizer *t, const json_t *p, char *err, size_t errc
     if (!strcmp(type, "Metaspace")) {
         const json_t *r = json_object_get(p, "replacement");
         if (!json_is_string(r) || json_string_length(r) == 0) {
-            tok_errf(err, errcap, "Metaspace without a replacement");
+            err_fmt(err, errcap, "Metaspace without a replacement");
             return ERR_FORMAT;
         }
         TokPrependScheme scheme = TOK_PREPEND_ALWAYS;
@@ -443,14 +443,14 @@ static int hf_pretokenizer(Tokenizer *t, const json_t *p, char *err, size_t errc
             else if (!strcmp(ps, "never"))
                 scheme = TOK_PREPEND_NEVER;
             else if (strcmp(ps, "always")) {
-                tok_errf(err, errcap, "Metaspace prepend_scheme \"%s\" unknown", ps);
+                err_fmt(err, errcap, "Metaspace prepend_scheme \"%s\" unknown", ps);
                 return ERR_FORMAT;
             }
         } else if (!jbool(p, "add_prefix_space", true))
             scheme = TOK_PREPEND_NEVER;
         return tok_add_metaspace(t, json_string_value(r), json_string_length(r), scheme, jbool(p, "split", true));
     }
-    tok_errf(err, errcap, "pre_tokenizer \"%s\" is not supported", type);
+    err_fmt(err, errcap, "pre_tokenizer \"%s\" is not supported", type);
     return ERR_UNSUPPORTED;
 }
 
@@ -537,7 +537,7 @@ static int hf_post(Tokenizer *t, const json_t *p, char *err, size_t errcap)
                 continue;
             int32_t id = hf_special_id(specials, jstr(st, "id") ? jstr(st, "id") : "");
             if (id < 0) {
-                tok_errf(err, errcap, "TemplateProcessing special token without a single id");
+                err_fmt(err, errcap, "TemplateProcessing special token without a single id");
                 return ERR_UNSUPPORTED;
             }
             if (i == 0) {
@@ -547,13 +547,13 @@ static int hf_post(Tokenizer *t, const json_t *p, char *err, size_t errcap)
                 t->add_eos = true;
                 t->eos = id;
             } else {
-                tok_errf(err, errcap, "TemplateProcessing with a special token in the middle is not supported");
+                err_fmt(err, errcap, "TemplateProcessing with a special token in the middle is not supported");
                 return ERR_UNSUPPORTED;
             }
         }
         return 1; /* decided add_bos/add_eos */
     }
-    tok_errf(err, errcap, "post_processor \"%s\" is not supported", type);
+    err_fmt(err, errcap, "post_processor \"%s\" is not supported", type);
     return ERR_UNSUPPORTED;
 }
 
@@ -571,7 +571,7 @@ static int hf_vocab(Tokenizer *t, const json_t *model, const json_t *added, char
 {
     const json_t *vocab = json_object_get(model, "vocab");
     if (!json_is_object(vocab)) {
-        tok_errf(err, errcap, "model.vocab is not an object");
+        err_fmt(err, errcap, "model.vocab is not an object");
         return ERR_FORMAT;
     }
     json_int_t max_id = -1;
@@ -580,7 +580,7 @@ static int hf_vocab(Tokenizer *t, const json_t *model, const json_t *added, char
     json_object_foreach((json_t *)vocab, key, v)
     {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= INT32_MAX) {
-            tok_errf(err, errcap, "model.vocab[\"%.40s\"] is not a valid id", key);
+            err_fmt(err, errcap, "model.vocab[\"%.40s\"] is not a valid id", key);
             return ERR_FORMAT;
         }
         if (json_integer_value(v) > max_id)
@@ -591,14 +591,14 @@ static int hf_vocab(Tokenizer *t, const json_t *model, const json_t *added, char
     {
         json_int_t id = json_integer_value(json_object_get(v, "id"));
         if (!json_is_integer(json_object_get(v, "id")) || id < 0 || id >= INT32_MAX || !jstr(v, "content")) {
-            tok_errf(err, errcap, "added_tokens[%zu] malformed", i);
+            err_fmt(err, errcap, "added_tokens[%zu] malformed", i);
             return ERR_FORMAT;
         }
         if (id > max_id)
             max_id = id;
     }
     if (max_id < 0) {
-        tok_errf(err, errcap, "empty vocabulary");
+        err_fmt(err, errcap, "empty vocabulary");
         return ERR_FORMAT;
     }
     int rc;
@@ -642,7 +642,7 @@ static int hf_merges(Tokenizer *t, const json_t *model, char *err, size_t errcap
             size_t l = json_string_length(v);
             const char *sp = l > 1 ? memchr(s + 1, ' ', l - 1) : NULL;
             if (!sp) {
-                tok_errf(err, errcap, "merges[%zu] \"%.40s\" has no space", i, s);
+                err_fmt(err, errcap, "merges[%zu] \"%.40s\" has no space", i, s);
                 return ERR_FORMAT;
             }
             rc = tok_add_merge(t, s, (size_t)(sp - s), sp + 1, l - (size_t)(sp - s) - 1);
@@ -652,7 +652,7 @@ static int hf_merges(Tokenizer *t, const json_t *model, char *err, size_t errcap
             rc = tok_add_merge(t, json_string_value(a), json_string_length(a), json_string_value(b),
                                json_string_length(b));
         } else {
-            tok_errf(err, errcap, "merges[%zu] malformed", i);
+            err_fmt(err, errcap, "merges[%zu] malformed", i);
             return ERR_FORMAT;
         }
         if (rc)
@@ -667,7 +667,7 @@ static json_t *load_json(const char *path, bool required, char *err, size_t errc
     FILE *fp = fopen(path, "rb");
     if (!fp) {
         if (required) {
-            tok_errf(err, errcap, "%s: cannot open", path);
+            err_fmt(err, errcap, "%s: cannot open", path);
             *rc = ERR_IO;
         }
         return NULL;
@@ -675,7 +675,7 @@ static json_t *load_json(const char *path, bool required, char *err, size_t errc
     json_t *j = json_loadf(fp, JSON_ALLOW_NUL, &je);
     fclose(fp);
     if (!j) {
-        tok_errf(err, errcap, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        err_fmt(err, errcap, "%s:%d:%d: %s", path, je.line, je.column, je.text);
         *rc = ERR_FORMAT;
     }
     return j;
@@ -687,22 +687,22 @@ static int load_hf(Tokenizer *t, const json_t *root, const json_t *cfg, const ch
     int rc;
     const json_t *model = json_object_get(root, "model");
     if (!json_is_object(model)) {
-        tok_errf(err, errcap, "tokenizer.json has no model");
+        err_fmt(err, errcap, "tokenizer.json has no model");
         return ERR_FORMAT;
     }
     const char *mtype = jstr(model, "type");
     if (mtype ? strcmp(mtype, "BPE") != 0 : !json_object_get(model, "merges")) {
-        tok_errf(err, errcap, "model type \"%s\" is not supported (only BPE)", mtype ? mtype : "?");
+        err_fmt(err, errcap, "model type \"%s\" is not supported (only BPE)", mtype ? mtype : "?");
         return ERR_UNSUPPORTED;
     }
     const json_t *dropout = json_object_get(model, "dropout");
     if (dropout && !json_is_null(dropout)) {
-        tok_errf(err, errcap, "BPE dropout is not supported");
+        err_fmt(err, errcap, "BPE dropout is not supported");
         return ERR_UNSUPPORTED;
     }
     const char *csp = jstr(model, "continuing_subword_prefix"), *eow = jstr(model, "end_of_word_suffix");
     if ((csp && *csp) || (eow && *eow)) {
-        tok_errf(err, errcap, "BPE continuing_subword_prefix/end_of_word_suffix are not supported");
+        err_fmt(err, errcap, "BPE continuing_subword_prefix/end_of_word_suffix are not supported");
         return ERR_UNSUPPORTED;
     }
     t->model = TOK_MODEL_BPE;
@@ -830,7 +830,7 @@ int tok_load_hf_files(const char *tokenizer_json_path, const char *config_path, 
     json_decref(cfg);
     if (rc) {
         if (rc == ERR_NOMEM)
-            tok_errf(err, errcap, "out of memory loading the tokenizer");
+            err_fmt(err, errcap, "out of memory loading the tokenizer");
         tok_free(t);
         return rc;
     }

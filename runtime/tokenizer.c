@@ -18,6 +18,7 @@
  * llm_tokenizer_bpe_session; with prio = -score it is llama.cpp's SPM
  * session (highest score first, leftmost on ties).
  */
+#include "base/err.h"
 #include "runtime/tok_internal.h"
 
 #include <ctype.h>
@@ -32,16 +33,6 @@
 #define TOK_CACHE_MAX_ENTRIES 32768 /* then the cache is cleared */
 
 /* ---- small helpers -------------------------------------------------------- */
-
-void tok_errf(char *err, size_t cap, const char *fmt, ...)
-{
-    if (!err || cap == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-}
 
 
 static uint64_t hash_bytes(const void *p, size_t n)
@@ -456,7 +447,7 @@ int tok_add_split(Tokenizer *t, const char *pattern, size_t len, bool literal,
     if (!re) {
         PCRE2_UCHAR msg[128];
         pcre2_get_error_message(ec, msg, sizeof msg);
-        tok_errf(err, errcap, "pre-tokenizer regex /%.*s/ at offset %zu: %s", (int)(len > 200 ? 200 : len),
+        err_fmt(err, errcap, "pre-tokenizer regex /%.*s/ at offset %zu: %s", (int)(len > 200 ? 200 : len),
                  pattern, (size_t)eo, (const char *)msg);
         return ERR_UNSUPPORTED;
     }
@@ -667,7 +658,7 @@ static int pairs_from_merges(Tokenizer *t, char *err, size_t errcap)
     }
     free(buf);
     if (t->n_merges && skipped == t->n_merges) {
-        tok_errf(err, errcap, "none of the %zu merges refers to vocabulary tokens", t->n_merges);
+        err_fmt(err, errcap, "none of the %zu merges refers to vocabulary tokens", t->n_merges);
         return ERR_FORMAT;
     }
     return 0;
@@ -762,12 +753,12 @@ int tok_finish(Tokenizer *t, char *err, size_t errcap)
 {
     int rc;
     if (t->n_vocab <= 0) {
-        tok_errf(err, errcap, "empty vocabulary");
+        err_fmt(err, errcap, "empty vocabulary");
         return ERR_FORMAT;
     }
     for (int32_t id = 0; id < t->n_vocab; id++)
         if (!t->attr[id]) {
-            tok_errf(err, errcap, "token %d has no text (vocabulary ids must be dense)", id);
+            err_fmt(err, errcap, "token %d has no text (vocabulary ids must be dense)", id);
             return ERR_FORMAT;
         }
     if ((rc = vocab_build(t)))
@@ -821,7 +812,7 @@ int tok_finish(Tokenizer *t, char *err, size_t errcap)
 
     for (int k = 0; k < t->n_added; k++)
         if (t->added[k].id < 0 || t->added[k].id >= t->n_vocab) {
-            tok_errf(err, errcap, "added token id %d outside the vocabulary (%d)", t->added[k].id, t->n_vocab);
+            err_fmt(err, errcap, "added token id %d outside the vocabulary (%d)", t->added[k].id, t->n_vocab);
             return ERR_FORMAT;
         }
     if ((rc = trie_build(t)))
@@ -844,11 +835,11 @@ int tok_finish(Tokenizer *t, char *err, size_t errcap)
         if ((rc = eog_add(t, vocab_get(t, eog_names[i], strlen(eog_names[i])))))
             return rc;
     if (t->add_bos && t->bos < 0) {
-        tok_errf(err, errcap, "the tokenizer adds a BOS token but has none");
+        err_fmt(err, errcap, "the tokenizer adds a BOS token but has none");
         return ERR_FORMAT;
     }
     if (t->add_eos && t->eos < 0) {
-        tok_errf(err, errcap, "the tokenizer adds an EOS token but has none");
+        err_fmt(err, errcap, "the tokenizer adds an EOS token but has none");
         return ERR_FORMAT;
     }
 
