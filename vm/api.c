@@ -23,11 +23,15 @@
 #include "compiler/compile.h"
 #include "compiler/disasm.h"
 #include "compiler/sglc.h"
+#include "vm/builtins.h"
+#include "vm/chat.h"
+#include "vm/gen.h"
 #include "vm/json.h"
 #include "vm/vm.h"
 
 struct sgl_vm {
     VM *vm;
+    Chat *chat;                /* the role hooks' templates */
     char *err;
     char *stdlib_dir;
     char *chat_template;       /* sgl_vm_set_chat_template, or NULL */
@@ -70,16 +74,20 @@ sgl_vm *sgl_vm_new(void)
     sgl_vm *v = calloc(1, sizeof(sgl_vm));
     if (!v) return NULL;
     v->vm = vm_new();
-    if (!v->vm) {
-        free(v);
+    v->chat = chat_new();
+    if (!v->vm || !v->chat || vm_add_natives(v->vm, builtin_table, builtin_count) < 0 ||
+        vm_add_natives(v->vm, gen_natives, gen_native_count) < 0) {
+        sgl_vm_free(v);
         return NULL;
     }
+    vm_set_role_hooks(v->vm, &chat_role_hooks, v->chat);
     return v;
 }
 
 void sgl_vm_free(sgl_vm *vm)
 {
     if (!vm) return;
+    if (vm->chat) chat_free(vm->vm, vm->chat);
     vm_free(vm->vm);
     free(vm->err);
     free(vm->stdlib_dir);
@@ -360,7 +368,7 @@ static char *error_json(const char *msg)
  * model's), loaded from this VM's stdlib directory on first use. */
 static int configure_chat(sgl_vm *vm)
 {
-    return vm_set_chat_template(vm->vm, vm->chat_template, stdlib_dir(vm));
+    return chat_configure(vm->vm, vm->chat, vm->chat_template, stdlib_dir(vm));
 }
 
 /* Finds the entry: the global slot of function `fn` in module 0 and its

@@ -39,14 +39,14 @@ SGL_BUILTINS(SGL_BUILTIN_DECL)
 #undef SGL_BUILTIN_DECL
 
 #define SGL_BUILTIN_ROW(name, fn) {#name, fn},
-const BuiltinDef sgl_builtins[] = {SGL_BUILTINS(SGL_BUILTIN_ROW)};
+const VmNative builtin_table[] = {SGL_BUILTINS(SGL_BUILTIN_ROW)};
 #undef SGL_BUILTIN_ROW
-const int sgl_builtin_count = (int)(sizeof sgl_builtins / sizeof sgl_builtins[0]);
+const int builtin_count = (int)(sizeof builtin_table / sizeof builtin_table[0]);
 
 NativeFn builtin_find(const char *name)
 {
-    for (int i = 0; i < sgl_builtin_count; i++)
-        if (strcmp(sgl_builtins[i].name, name) == 0) return sgl_builtins[i].fn;
+    for (int i = 0; i < builtin_count; i++)
+        if (strcmp(builtin_table[i].name, name) == 0) return builtin_table[i].fn;
     return NULL;
 }
 

@@ -2,9 +2,9 @@
  * vm/builtins.h — the module-less built-in functions of §10.
  *
  * Owns: the list of built-ins (one X-macro, SGL_BUILTINS) and their C
- * implementations. Does not own: how they become globals (the VM walks
- * sgl_builtins[] and wraps each in an ObjNative), nor errors and output,
- * which go through the three VM functions declared below.
+ * implementations. Does not own: how they become globals (vm/api.c adds
+ * builtin_table[] to each VM, which wraps each in an ObjNative), nor errors and output,
+ * which go through vm/native.h.
  *
  * Every built-in is a NativeFn: it writes its result to *out and returns 0,
  * or returns vm_raise(...) (-1). None takes named arguments; passing one is
@@ -13,14 +13,7 @@
 #ifndef SGL_VM_BUILTINS_H
 #define SGL_VM_BUILTINS_H
 
-#include "vm/value.h"
-
-/* Provided by the VM (vm/vm.c); repeated here so this module and its tests
- * do not depend on the interpreter's header. */
-struct VM;
-int vm_raise(struct VM *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void vm_write_out(struct VM *vm, const char *s, size_t n);
-Heap *vm_heap(struct VM *vm);
+#include "vm/native.h"
 
 /* X(name as the program writes it, C function) */
 #define SGL_BUILTINS(X)             \
@@ -55,13 +48,8 @@ Heap *vm_heap(struct VM *vm);
     X(sort, bi_sort)                \
     X(error, bi_error)
 
-typedef struct {
-    const char *name;
-    NativeFn fn;
-} BuiltinDef;
-
-extern const BuiltinDef sgl_builtins[];
-extern const int sgl_builtin_count;
+extern const VmNative builtin_table[];
+extern const int builtin_count;
 
 /* The built-in called `name`, or NULL. */
 NativeFn builtin_find(const char *name);

@@ -284,3 +284,12 @@ int chat_close(VM *vm, Chat *c, ObjState *st, int role)
     if (!c->tmpl.run) return 0;
     return marker(vm, c, c->role_end, "role_end", st, role);
 }
+
+/* ---- the VM's role hooks ---- */
+
+static int hook_open(void *ud, VM *vm, ObjState *st, int role) { return chat_open(vm, ud, st, role); }
+static int hook_close(void *ud, VM *vm, ObjState *st, int role) { return chat_close(vm, ud, st, role); }
+static const char *hook_end_of_turn(void *ud) { return chat_end_of_turn(ud); }
+static void hook_backend_changed(void *ud, VM *vm) { chat_reset(vm, ud); }
+
+const VmRoleHooks chat_role_hooks = {hook_open, hook_close, hook_end_of_turn, hook_backend_changed};

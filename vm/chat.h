@@ -6,8 +6,8 @@
  * compiled template module (stdlib/chat/NAME.sgl) and, when the name comes
  * from the model, the compiled detector (stdlib/chat/detect.sgl); both are
  * instantiated once (vm_aux_new) and kept until the configuration or the
- * backend changes. Does not own: the role segments (vm.c), running SGL code
- * (vm.c: vm_call_now), the templates themselves (stdlib/chat/, README.md
+ * backend changes. Does not own: the role segments (vm/prompt.c), running SGL
+ * code (vm/run.c: vm_call_now), the templates themselves (stdlib/chat/, README.md
  * there describes their interface).
  *
  * Which template: the name set by the embedder (sgl_vm_set_chat_template,
@@ -33,10 +33,12 @@
 #ifndef SGL_VM_CHAT_H
 #define SGL_VM_CHAT_H
 
-#include "vm/value.h"
+#include "vm/vm.h"
 
-struct VM;
 typedef struct Chat Chat;
+
+/* The role hooks (vm_set_role_hooks) over a Chat given as their ud. */
+extern const VmRoleHooks chat_role_hooks;
 
 Chat *chat_new(void);
 /* Frees the loaded template (its module's values are left to the collector). */

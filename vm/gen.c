@@ -256,7 +256,7 @@ static int want_name(VM *vm, const char *fn, Value v, Value *name)
     return 0;
 }
 
-int gen_native_gen(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
+static int gen_native_gen(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
 {
     const char *fn = "gen";
     Value name = val_nil();
@@ -477,7 +477,7 @@ done:
     return rc;
 }
 
-int gen_native_select(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
+static int gen_native_select(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
 {
     const char *fn = "select";
     Value name = val_nil(), choices_v = val_nil();
@@ -519,3 +519,9 @@ int gen_native_select(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
     if (want_choices(vm, fn, choices_v, &choices) < 0) return -1;
     return submit_select(vm, fn, name, choices, method, out);
 }
+
+const VmNative gen_natives[] = {
+    {"gen", gen_native_gen},
+    {"select", gen_native_select},
+};
+const int gen_native_count = (int)(sizeof gen_natives / sizeof gen_natives[0]);

@@ -7,7 +7,8 @@
  * state (vars, meta, logprobs) and resuming the fiber. Does not own the
  * fiber machinery (vm/vm.h: vm_wait_begin/done/fail) nor the backend.
  *
- * Both are NativeFns that return VM_NATIVE_WAIT after a successful submit.
+ * Both are NativeFns (gen_natives[]) that return VM_NATIVE_WAIT after a
+ * successful submit.
  *
  * gen with `type:` gives the converted value (int, float, bool) to a `let`,
  * an assignment, an argument or a return, and records it in state.vars;
@@ -20,11 +21,10 @@
 #ifndef SGL_VM_GEN_H
 #define SGL_VM_GEN_H
 
-#include "vm/value.h"
+#include "vm/native.h"
 
-struct VM;
-
-int gen_native_gen(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out);
-int gen_native_select(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out);
+/* gen and select, for vm_add_natives. */
+extern const VmNative gen_natives[];
+extern const int gen_native_count;
 
 #endif

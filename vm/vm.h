@@ -31,6 +31,7 @@
 
 #include "compiler/chunk.h"
 #include "runtime/rt.h"
+#include "vm/native.h"
 #include "vm/value.h"
 
 typedef struct VM VM;
@@ -47,12 +48,7 @@ RtBackend *vm_backend(VM *vm);
 /* Where print() writes; NULL restores stdout. */
 void vm_set_output(VM *vm, void (*write)(void *ud, const char *s, size_t n), void *ud);
 
-/* ---- for built-ins (also declared in vm/builtins.h) ---- */
-/* Sets the pending runtime error of the running fiber; returns -1. The VM
- * adds file:line:col of the current instruction and the call-stack trace. */
-int vm_raise(VM *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void vm_write_out(VM *vm, const char *s, size_t n);
-Heap *vm_heap(VM *vm);
+/* ---- for natives: vm_raise, vm_write_out, vm_heap (vm/native.h) ---- */
 
 /* Names of all built-ins (§10 and gen/select), for the compiler. */
 const char *const *vm_builtin_names(const VM *vm, int *count);
@@ -105,10 +101,26 @@ ObjState *vm_fiber_state(Fiber *f);
  * elsewhere). */
 int vm_native_result_appended(VM *vm);
 
-/* ---- chat templates (vm/chat.h) ---- */
-/* The template role blocks use: a module name of <stdlib_dir>/chat/, or
- * NULL to pick it from the backend's model. 0, or -1 on no memory. */
-int vm_set_chat_template(VM *vm, const char *name, const char *stdlib_dir);
+/* ---- natives and role hooks: what the rooms above give the VM ----
+ * The interpreter knows no built-in by itself: whoever assembles a VM
+ * (vm/api.c) adds the tables of natives (vm/builtins.c, vm/gen.c) before
+ * linking programs, and installs the role hooks (vm/chat.c). */
+/* Copies the list (the names are borrowed: static strings). 0, or -1 on no
+ * memory. */
+int vm_add_natives(VM *vm, const VmNative *list, int n);
+
+/* A role block's markers. open/close append them to st (0, or -1 with the
+ * error raised); end_of_turn: the marker gen stops at inside `assistant`,
+ * or NULL; backend_changed: what was chosen from the old model is stale.
+ * Called on the VM's thread, from inside an instruction. */
+typedef struct {
+    int (*open)(void *ud, VM *vm, ObjState *st, int role);
+    int (*close)(void *ud, VM *vm, ObjState *st, int role);
+    const char *(*end_of_turn)(void *ud);
+    void (*backend_changed)(void *ud, VM *vm);
+} VmRoleHooks;
+/* hooks borrowed (static); NULL: role blocks add no markers. */
+void vm_set_role_hooks(VM *vm, const VmRoleHooks *hooks, void *ud);
 /* The end-of-turn marker of the template in effect, or NULL. */
 const char *vm_chat_end_of_turn(const VM *vm);
 

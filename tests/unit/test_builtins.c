@@ -96,7 +96,7 @@ Test(builtins, table_is_complete)
                                   "join", "split", "strip", "lower", "upper", "replace", "contains",
                                   "startswith", "endswith", "format", "json_encode", "json_decode", "match",
                                   "find_all", "sub", "min", "max", "abs", "round", "sort", "error"};
-    cr_expect_eq(sgl_builtin_count, (int)(sizeof names / sizeof names[0]));
+    cr_expect_eq(builtin_count, (int)(sizeof names / sizeof names[0]));
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) cr_expect_not_null(builtin_find(names[i]), "%s", names[i]);
     cr_expect_null(builtin_find("nope"));
 }

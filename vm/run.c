@@ -1,0 +1,308 @@
+/*
+ * vm/run.c — runs and the scheduler.
+ *
+ * Owns: program instances (VmRun: their modules, arguments and outcome),
+ * the drivers (vm_run_ready runs what is ready and returns; vm_run_all
+ * waits on the backend until every run is finished), model-call waits
+ * (vm_wait_*), helper fibers that run SGL to completion inside an
+ * instruction (vm_call_now) and auxiliary runs (template modules).
+ */
+#include "vm/vm_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* model calls                                                         */
+
+Fiber *vm_wait_begin(VM *vm, Value *out)
+{
+    Fiber *f = vm->in_native;
+    if (!f) return NULL;
+    f->wait_slot = (size_t)(out - f->stack);
+    f->status = FIB_WAIT_MODEL;
+    vm->stats.waiting_model++;
+    return f;
+}
+
+void vm_wait_cancel(VM *vm, Fiber *f)
+{
+    if (!f || f->status != FIB_WAIT_MODEL) return;
+    f->status = FIB_RUNNING;
+    vm->stats.waiting_model--;
+}
+
+void vm_wait_done(VM *vm, Fiber *f, Value result)
+{
+    if (!f || f->status != FIB_WAIT_MODEL) return;
+    vm->stats.waiting_model--;
+    if (f->cancelled) {
+        fiber_free(vm, f);
+        return;
+    }
+    f->stack[f->wait_slot] = result;
+    if (vm->in_native == f) f->status = FIB_RUNNING;  /* completed during submit */
+    else fiber_ready_push(vm, f);
+}
+
+void vm_wait_fail(VM *vm, Fiber *f, const char *msg)
+{
+    if (!f || f->status != FIB_WAIT_MODEL) return;
+    vm->stats.waiting_model--;
+    if (f->cancelled) {
+        fiber_free(vm, f);
+        return;
+    }
+    f->status = FIB_RUNNING;
+    fiber_fail_here(vm, f, msg);
+}
+
+/* The call instruction of the native now running and the instruction
+ * after it: the compiler gives an expression statement's (or a piece's)
+ * append the position of the expression, so an APPEND/APPENDP (or a TOSTR
+ * then an APPEND/APPENDP, in an interpolation) of the call's register at
+ * the call's own position appends this very call's result; the same
+ * instructions after `let x = gen(...)` appending `x` carry x's position. */
+int vm_native_result_appended(VM *vm)
+{
+    Fiber *f = vm->in_native;
+    if (!f || f->nframes == 0) return 0;
+    const CallFrame *fr = &f->frames[f->nframes - 1];
+    const Proto *p = fr->cl->proto;
+    int next = (int)(fr->pc - p->code);
+    int call = next - 1;
+    if (call >= 1 && GET_OP(p->code[call]) == OP_EXTRAARG) call--;
+    if (call < 0 || next >= p->ncode) return 0;
+    Instr ci = p->code[call];
+    if (GET_OP(ci) != OP_CALL && GET_OP(ci) != OP_CALLKW) return 0;
+    LineCol at = chunk_pos(p, call);
+    int reg = GETARG_A(ci);
+    for (int j = next; j < next + 2 && j < p->ncode; j++) {
+        Instr ni = p->code[j];
+        LineCol np = chunk_pos(p, j);
+        if (np.line != at.line || np.col != at.col) return 0;
+        OpCode op = GET_OP(ni);
+        if ((op == OP_APPEND || op == OP_APPENDP) && GETARG_A(ni) == reg) return 1;
+        if (op != OP_TOSTR || GETARG_B(ni) != reg || j != next) return 0;
+        reg = GETARG_A(ni);
+    }
+    return 0;
+}
+
+ObjState *vm_current_state(VM *vm)
+{
+    Fiber *f = vm->in_native ? vm->in_native : vm->cur;
+    return f ? f->state : NULL;
+}
+
+ObjState *vm_fiber_state(Fiber *f) { return f ? f->state : NULL; }
+
+/* ------------------------------------------------------------------ */
+/* runs and the scheduler                                              */
+
+VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nargs, uint64_t argmask)
+{
+    VmRun *r = calloc(1, sizeof(VmRun));
+    if (!r) return NULL;
+    r->vm = vm;
+    r->prog = p;
+    r->entry_slot = entry_slot;
+    r->argmask = argmask;
+    r->value = val_nil();
+    r->mods = calloc((size_t)p->nmods, sizeof(ObjModule *));
+    if (nargs > 0) r->args = malloc((size_t)nargs * sizeof(Value));
+    if (!r->mods || (nargs > 0 && !r->args)) {
+        free(r->mods);
+        free(r->args);
+        free(r);
+        return NULL;
+    }
+    for (int i = 0; i < nargs; i++) r->args[i] = args[i];
+    r->nargs = nargs;
+    r->next = vm->runs;
+    if (vm->runs) vm->runs->prev = r;
+    vm->runs = r;
+
+    /* the root fiber starts by importing module 0 */
+    Fiber *f = fiber_new(vm, r, FIB_ROOT_INIT);
+    ObjState *st = f ? state_new(&vm->heap) : NULL;
+    ObjModule *m = st ? fiber_module_new(vm, r, 0) : NULL;
+    ObjClosure *init = m ? fiber_closure_new(vm, p->mods[0].init, (Obj *)m) : NULL;
+    if (!init) {
+        if (f) fiber_free(vm, f);
+        r->finished = r->failed = 1;
+        r->error = strdup("error: out of memory");
+        run_notify(r);
+        return r;
+    }
+    f->state = st;
+    r->mods[0] = m;
+    if (fiber_call_entry(vm, f, init, NULL, 0, 0) < 0) {
+        fiber_free(vm, f);
+        r->finished = r->failed = 1;
+        r->error = vm->raise_msg;
+        vm->raise_msg = NULL;
+        run_notify(r);
+        return r;
+    }
+    fiber_ready_push(vm, f);
+    return r;
+}
+
+static void fail_waiting(VM *vm, const char *msg)
+{
+    for (;;) {
+        Fiber *w = NULL;
+        for (Fiber *x = vm->all; x; x = x->next_all)
+            if (x->status == FIB_WAIT_MODEL) { w = x; break; }
+        if (!w) return;
+        vm_wait_fail(vm, w, msg);
+    }
+}
+
+int vm_run_all(VM *vm)
+{
+    int rc = 0;
+    for (;;) {
+        Fiber *f = fiber_ready_pop(vm);
+        if (f) {
+            vm_execute(vm, f);
+            continue;
+        }
+        if (vm->stats.waiting_model == 0) break;
+        RtBackend *be = vm->backend;
+        if (!be || !be->wait || be->wait(be->ctx) < 0) {
+            fail_waiting(vm, "the model backend stopped with requests in flight");
+            rc = -1;
+        }
+    }
+    /* a run can only be left unfinished by a fiber nobody will wake */
+    for (VmRun *r = vm->runs; r; r = r->next) {
+        if (r->finished) continue;
+        r->finished = r->failed = 1;
+        free(r->error);
+        r->error = strdup("error: the program stopped waiting for something that never came");
+        run_notify(r);
+    }
+    while (vm->all) fiber_free(vm, vm->all);
+    return rc;
+}
+
+int vm_run_failed(const VmRun *r) { return r->failed; }
+const char *vm_run_error(const VmRun *r) { return r->error ? r->error : ""; }
+Value vm_run_value(const VmRun *r) { return r->value; }
+ObjState *vm_run_state(const VmRun *r) { return r->state; }
+
+/* Frees a run listed at *head: its fibers go with it (those waiting on the
+ * model are only cancelled; the backend's callback frees them later). */
+static void run_release(VM *vm, VmRun *r, VmRun **head)
+{
+    for (Fiber *f = vm->all; f;) {
+        Fiber *next = f->next_all;
+        if (f->run == r) {
+            f->cancelled = 1;
+            f->parent = NULL;
+            if (f->status != FIB_WAIT_MODEL) fiber_free(vm, f);
+        }
+        f = next;
+    }
+    if (r->prev) r->prev->next = r->next;
+    else *head = r->next;
+    if (r->next) r->next->prev = r->prev;
+    free(r->mods);
+    free(r->args);
+    free(r->error);
+    free(r);
+}
+
+void vm_run_free(VM *vm, VmRun *r)
+{
+    run_release(vm, r, &vm->runs);
+}
+
+/* ------------------------------------------------------------------ */
+/* calling SGL from the VM itself                                      */
+
+int vm_call_now(VM *vm, VmRun *r, ObjState *st, Value fn, const Value *args, int nargs, Value *out)
+{
+    if (!val_is_obj_type(fn, OBJ_CLOSURE)) return vm_raise(vm, "internal error: vm_call_now of %s", val_type_name(fn));
+    if (vm->helper_depth >= 8) return vm_raise(vm, "chat template calls nested too deeply");
+    Fiber *caller = vm->cur;
+    Fiber *h = fiber_new(vm, r, FIB_HELPER);
+    if (!h) return vm_raise(vm, "out of memory");
+    h->state = st ? st : state_new(&vm->heap);
+    if (!h->state) {
+        fiber_free(vm, h);
+        return vm_raise(vm, "out of memory");
+    }
+    HelperOut out_slot;
+    memset(&out_slot, 0, sizeof out_slot);
+    h->helper = &out_slot;
+    if (fiber_call_entry(vm, h, (ObjClosure *)fn.as.obj, args, nargs, low_bits(nargs)) < 0) {
+        fiber_free(vm, h);
+        return -1;
+    }
+    /* runs here, nested in the caller's instruction, until it returns or
+     * fails (it cannot wait: nothing would resume it) */
+    vm->helper_depth++;
+    vm_execute(vm, h);
+    vm->helper_depth--;
+    vm->cur = caller;
+    if (out_slot.done) {
+        *out = out_slot.value;
+        return 0;
+    }
+    if (out_slot.failed) {
+        free(vm->raise_msg);
+        vm->raise_msg = out_slot.error;
+        vm->raise_full = 1;
+        return -1;
+    }
+    /* it waits on the model or on a fork: abandon it */
+    h->helper = NULL;
+    fiber_cancel(vm, h);
+    return vm_raise(vm, "a chat template cannot call gen, select or fork");
+}
+
+VmRun *vm_aux_new(VM *vm, Program *p, ObjModule **module)
+{
+    VmRun *r = calloc(1, sizeof(VmRun));
+    if (!r) {
+        vm_raise(vm, "out of memory");
+        return NULL;
+    }
+    r->vm = vm;
+    r->prog = p;
+    r->entry_slot = -1;
+    r->value = val_nil();
+    r->mods = calloc((size_t)(p->nmods > 0 ? p->nmods : 1), sizeof(ObjModule *));
+    if (!r->mods) {
+        free(r);
+        vm_raise(vm, "out of memory");
+        return NULL;
+    }
+    r->next = vm->aux;
+    if (vm->aux) vm->aux->prev = r;
+    vm->aux = r;
+    ObjModule *m = fiber_module_new(vm, r, 0);
+    ObjClosure *init = m ? fiber_closure_new(vm, p->mods[0].init, (Obj *)m) : NULL;
+    if (!init) {
+        vm_aux_free(vm, r);
+        vm_raise(vm, "out of memory");
+        return NULL;
+    }
+    r->mods[0] = m;
+    Value ignored;
+    if (vm_call_now(vm, r, NULL, val_obj(init), NULL, 0, &ignored) < 0) {
+        vm_aux_free(vm, r);
+        return NULL;
+    }
+    *module = m;
+    return r;
+}
+
+void vm_aux_free(VM *vm, VmRun *r)
+{
+    /* helpers still attached to it (abandoned while waiting) go with it */
+    run_release(vm, r, &vm->aux);
+}
