@@ -45,9 +45,6 @@ typedef struct {
 } CliEngineOptions;
 
 typedef struct CliEngine CliEngine;
-struct Model;
-struct Tokenizer;
-struct Engine;
 
 void cli_engine_options_init(CliEngineOptions *o);
 
@@ -56,16 +53,9 @@ void cli_engine_options_init(CliEngineOptions *o);
  * value is missing or bad. */
 int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i);
 
-/* The model path the options select (malloc'd), or NULL when there is none. */
-char *cli_model_path(const CliEngineOptions *o);
-
-/* Loads model and tokenizer. 0, or -1 with a message in err. */
-int cli_load_model(const CliEngineOptions *o, struct Model **model, struct Tokenizer **tok,
-                   char *err, size_t errcap);
-
-/* Starts an engine over a loaded model with the options' settings. */
-int cli_engine_open(const CliEngineOptions *o, struct Model *model, struct Tokenizer *tok,
-                    struct Engine **out, char *err, size_t errcap);
+/* A runtime with the options' settings (lazy: the model loads at first
+ * use). 0, or -1 with a message in err. */
+int cli_runtime_open(const CliEngineOptions *o, int lazy, sgl_runtime **out, char *err, size_t errcap);
 
 /* Attaches a backend to the VM that loads the model at the first gen/select.
  * Returns 0, or an exit status after printing the error. */
@@ -74,7 +64,7 @@ int cli_engine_start(const CliEngineOptions *o, sgl_vm *vm, CliEngine **out);
 /* Prints --stats figures to stderr, if asked for. */
 void cli_engine_report(CliEngine *e);
 
-/* Frees the engine and model; call after the VM is freed. */
+/* Closes the runtime; call after the VM is freed. */
 void cli_engine_stop(CliEngine *e);
 
 #endif

@@ -9,9 +9,6 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "runtime/engine.h"
-#include "runtime/model.h"
-#include "runtime/tokenizer.h"
 
 #define EXIT_USAGE 64
 
@@ -33,28 +30,39 @@ typedef struct {
     int done;
     int failed;
     int logprobs;
-    EngFinish finish;
-    int prompt_tokens, completion_tokens;
+    char finish[16];
 } GenState;
 
-static void on_delta(void *ud, const EngDelta *d)
+static void on_text(void *ud, const char *text, size_t len, double logprob)
 {
-    (void)ud;
-    fwrite(d->text, 1, d->len, stdout);
+    GenState *g = ud;
+    fwrite(text, 1, len, stdout);
     fflush(stdout);
+    if (g->logprobs) fprintf(stderr, "%.4f\n", logprob);
 }
 
-static void on_done(void *ud, const EngResult *r)
+static void on_done(void *ud, const char *finish, const char *error, int prompt_tokens, int completion_tokens)
 {
     GenState *g = ud;
     g->done = 1;
-    g->finish = r->finish;
-    g->prompt_tokens = r->prompt_tokens;
-    g->completion_tokens = r->completion_tokens;
-    if (r->finish == ENG_FINISH_ERROR) {
+    snprintf(g->finish, sizeof g->finish, "%s", finish ? finish : "");
+    if (error) {
         g->failed = 1;
-        fprintf(stderr, "\nsgl generate: %s\n", r->error ? r->error : "generation failed");
+        fprintf(stderr, "\nsgl generate: %s\n", error);
     }
+}
+
+/* Options JSON: a string value, escaped. */
+static void put_json_string(char *buf, size_t cap, size_t *n, const char *s)
+{
+    *n += (size_t)snprintf(buf + *n, *n < cap ? cap - *n : 0, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') *n += (size_t)snprintf(buf + *n, *n < cap ? cap - *n : 0, "\\%c", c);
+        else if (c < 0x20) *n += (size_t)snprintf(buf + *n, *n < cap ? cap - *n : 0, "\\u%04x", c);
+        else if (*n + 1 < cap) buf[(*n)++] = (char)c;
+    }
+    *n += (size_t)snprintf(buf + *n, *n < cap ? cap - *n : 0, "\"");
 }
 
 static int parse_float(const char *opt, const char *v, float *out)
@@ -85,12 +93,18 @@ int cmd_generate(int argc, char **argv)
 {
     CliEngineOptions eo;
     cli_engine_options_init(&eo);
-    EngGenParams gp;
-    eng_gen_params_default(&gp);
-    gp.sampling.temperature = 0.8f;
     const char *prompt = NULL;
-    const char *stops[16];
-    int nstop = 0, stats = 0;
+    /* the request's options, as gen's names: a JSON object */
+    char opts[8192];
+    size_t n = 0;
+    int nstop = 0, temperature_set = 0;
+    GenState g = {0};
+    n += (size_t)snprintf(opts, sizeof opts, "{");
+    static const char *const numeric[] = {"--max-tokens", "--temperature", "--top-k", "--top-p", "--min-p",
+                                          "--repetition-penalty", "--frequency-penalty", "--presence-penalty",
+                                          NULL};
+    char stops[4096];
+    size_t ns = 0;
 
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -103,12 +117,10 @@ int cmd_generate(int argc, char **argv)
             fputs(generate_help, stdout);
             return 0;
         }
-        if (!strcmp(a, "--ignore-eos")) {
-            gp.sampling.ignore_eos = 1;
-            continue;
-        }
-        if (!strcmp(a, "--logprobs")) {
-            gp.sampling.logprobs = 1;
+        if (!strcmp(a, "--ignore-eos") || !strcmp(a, "--logprobs")) {
+            n += (size_t)snprintf(opts + n, sizeof opts - n, "%s\"%s\":true", n > 1 ? "," : "",
+                                  a[2] == 'i' ? "ignore_eos" : "logprobs");
+            if (a[2] == 'l') g.logprobs = 1;
             continue;
         }
         if (a[0] == '-' && a[1] == '-') {
@@ -117,27 +129,33 @@ int cmd_generate(int argc, char **argv)
                 return EXIT_USAGE;
             }
             const char *v = argv[++i];
-            int bad = 0;
-            if (!strcmp(a, "--max-tokens")) bad = parse_int(a, v, 0, &gp.sampling.max_tokens);
-            else if (!strcmp(a, "--temperature")) bad = parse_float(a, v, &gp.sampling.temperature);
-            else if (!strcmp(a, "--top-k")) bad = parse_int(a, v, -1, &gp.sampling.top_k);
-            else if (!strcmp(a, "--top-p")) bad = parse_float(a, v, &gp.sampling.top_p);
-            else if (!strcmp(a, "--min-p")) bad = parse_float(a, v, &gp.sampling.min_p);
-            else if (!strcmp(a, "--repetition-penalty")) bad = parse_float(a, v, &gp.sampling.repetition_penalty);
-            else if (!strcmp(a, "--frequency-penalty")) bad = parse_float(a, v, &gp.sampling.frequency_penalty);
-            else if (!strcmp(a, "--presence-penalty")) bad = parse_float(a, v, &gp.sampling.presence_penalty);
-            else if (!strcmp(a, "--stop")) {
+            if (!strcmp(a, "--stop")) {
                 if (nstop == 16) {
                     fprintf(stderr, "sgl generate: at most 16 --stop strings\n");
                     return EXIT_USAGE;
                 }
-                stops[nstop++] = v;
-            } else {
+                if (nstop++) stops[ns++] = ',';
+                put_json_string(stops, sizeof stops, &ns, v);
+                continue;
+            }
+            int k = 0;
+            while (numeric[k] && strcmp(a, numeric[k]) != 0)
+                k++;
+            if (!numeric[k]) {
                 fprintf(stderr, "sgl generate: unknown option %s (see sgl generate --help)\n", a);
                 return EXIT_USAGE;
             }
-            if (bad)
+            int iv;
+            float fv;
+            int is_int = k == 0 || k == 2;
+            if (is_int ? parse_int(a, v, k == 0 ? 0 : -1, &iv) : parse_float(a, v, &fv))
                 return EXIT_USAGE;
+            char key[32];
+            snprintf(key, sizeof key, "%s", a + 2);
+            for (char *c = key; *c; c++)
+                if (*c == '-') *c = '_';
+            if (k == 1) temperature_set = 1;
+            n += (size_t)snprintf(opts + n, sizeof opts - n, "%s\"%s\":%s", n > 1 ? "," : "", key, v);
             continue;
         }
         if (prompt) {
@@ -150,57 +168,48 @@ int cmd_generate(int argc, char **argv)
         fputs(generate_help, stderr);
         return EXIT_USAGE;
     }
-    if (eo.has_seed) {
-        gp.sampling.has_seed = 1;
-        gp.sampling.seed = eo.seed;
+    if (!temperature_set)
+        n += (size_t)snprintf(opts + n, sizeof opts - n, "%s\"temperature\":0.8", n > 1 ? "," : "");
+    if (eo.has_seed)
+        n += (size_t)snprintf(opts + n, sizeof opts - n, ",\"seed\":%llu", eo.seed);
+    if (nstop) {
+        stops[ns < sizeof stops ? ns : sizeof stops - 1] = 0;
+        n += (size_t)snprintf(opts + n, sizeof opts - n, ",\"stop\":[%s]", stops);
     }
-    stats = eo.stats;
+    n += (size_t)snprintf(opts + n, sizeof opts - n, "}");
+    if (n >= sizeof opts || ns >= sizeof stops) {
+        fprintf(stderr, "sgl generate: options too long\n");
+        return EXIT_USAGE;
+    }
 
     char err[1024];
-    Model *model;
-    Tokenizer *tok;
-    if (cli_load_model(&eo, &model, &tok, err, sizeof err) != 0) {
+    sgl_runtime *rt;
+    if (cli_runtime_open(&eo, 0, &rt, err, sizeof err) != 0) {
         fprintf(stderr, "sgl generate: %s\n", err);
         return 1;
     }
-    Engine *eng;
-    if (cli_engine_open(&eo, model, tok, &eng, err, sizeof err) != 0) {
-        fprintf(stderr, "sgl generate: %s\n", err);
-        tok_free(tok);
-        model_free(model);
-        return 1;
-    }
-    GenState g = {0};
-    gp.prompt_text = prompt;
-    gp.prompt_len = strlen(prompt);
-    gp.stop = stops;
-    gp.n_stop = nstop;
-    gp.on_delta = on_delta;
-    gp.on_done = on_done;
-    gp.ud = &g;
+    sgl_stream cb = {on_text, on_done, &g};
     int rc = 0;
-    if (eng_submit(eng, &gp, NULL) != 0) {
+    sgl_status st = sgl_generate(rt, prompt, strlen(prompt), opts, &cb, err, sizeof err);
+    if (st != SGL_OK) {
         /* the request is the command line: its prompt or an option is bad */
-        fprintf(stderr, "sgl generate: %s\n", eng_last_error(eng));
-        rc = EXIT_USAGE;
+        fprintf(stderr, "sgl generate: %s\n", err);
+        rc = st == SGL_ERR_USAGE ? EXIT_USAGE : 1;
     } else {
-        while (!g.done && eng_wait(eng) >= 0)
+        while (!g.done && sgl_runtime_wait(rt) >= 0)
             ;
         fputc('\n', stdout);
         if (g.failed)
             rc = 2;
     }
     fflush(stdout);
-    if (stats) {
-        EngStats s;
-        eng_stats(eng, &s);
+    if (eo.stats) {
+        sgl_runtime_stats s;
+        sgl_runtime_get_stats(rt, &s);
         fprintf(stderr, "stats: prompt tokens %llu, generated tokens %llu, finish %s, %.1f tok/s generated\n",
-                (unsigned long long)s.prompt_tokens, (unsigned long long)s.generated_tokens,
-                eng_finish_name(g.finish), s.gen_tokens_per_s);
+                s.prompt_tokens, s.generated_tokens, g.finish, s.gen_tokens_per_s);
     }
-    eng_free(eng);
-    tok_free(tok);
-    model_free(model);
+    sgl_runtime_close(rt);
     return rc;
 }
 
@@ -245,25 +254,23 @@ int cmd_tokenize(int argc, char **argv)
         return EXIT_USAGE;
     }
     char err[1024];
-    Model *model;
-    Tokenizer *tok;
-    if (cli_load_model(&eo, &model, &tok, err, sizeof err) != 0) {
+    sgl_runtime *rt;
+    if (cli_runtime_open(&eo, 0, &rt, err, sizeof err) != 0) {
         fprintf(stderr, "sgl tokenize: %s\n", err);
         return 1;
     }
-    unsigned flags = (bos ? TOK_ENC_ADD_SPECIAL : 0) | (special ? TOK_ENC_PARSE_SPECIAL : 0);
-    TokIds ids = {0};
+    int *ids;
+    size_t n;
     int rc = 0;
-    if (tok_encode(tok, text, strlen(text), flags, &ids) != 0) {
-        fprintf(stderr, "sgl tokenize: %s\n", tok_last_error(tok));
+    if (sgl_tokenize(rt, text, strlen(text), bos, special, &ids, &n, err, sizeof err) != SGL_OK) {
+        fprintf(stderr, "sgl tokenize: %s\n", err);
         rc = 1;
     } else {
-        for (size_t i = 0; i < ids.n; i++)
-            printf(i ? " %d" : "%d", ids.ids[i]);
+        for (size_t i = 0; i < n; i++)
+            printf(i ? " %d" : "%d", ids[i]);
         putchar('\n');
+        free(ids);
     }
-    tok_ids_free(&ids);
-    tok_free(tok);
-    model_free(model);
+    sgl_runtime_close(rt);
     return rc;
 }

@@ -78,6 +78,23 @@ void chunk_program_free(Program *p)
     free(p);
 }
 
+void chunk_program_truncate(Program *p, int nprotos, int nmods, int nglobals)
+{
+    while (p->nprotos > nprotos) proto_free(p->protos[--p->nprotos]);
+    while (p->nmods > nmods) {
+        Module *m = &p->mods[--p->nmods];
+        free(m->path);
+        free(m->file);
+        for (int g = 0; g < m->nglobals; g++) free(m->globals[g]);
+        free(m->globals);
+        free(m->global_fn);
+    }
+    if (p->nmods > 0) {
+        Module *m = &p->mods[0];
+        while (m->nglobals > nglobals) free(m->globals[--m->nglobals]);
+    }
+}
+
 Proto *chunk_proto_new(Program *p, const char *name, int module, int line, int col)
 {
     if (grow((void **)&p->protos, &p->capprotos, p->nprotos, sizeof(Proto *)) < 0) return NULL;

@@ -116,6 +116,9 @@ int chunk_add_child(Proto *f, Proto *c);
 int chunk_add_module(Program *p, const char *path, const char *file);
 /* Adds a global name to module m (copied); returns its slot or -1. */
 int chunk_add_global(Module *m, const char *name);
+/* Drops what was added since the program had nprotos functions, nmods
+ * modules and module 0 had nglobals names (a session's failed chunk). */
+void chunk_program_truncate(Program *p, int nprotos, int nmods, int nglobals);
 /* Position of instruction pc of f (0,0 when unknown). */
 LineCol chunk_pos(const Proto *f, int pc);
 /* Index of the module whose `path` is given, or -1. */

@@ -37,6 +37,22 @@ int cmp_compile_source(const CmpOptions *opt, const char *file, const char *src,
 int cmp_compile_file(const CmpOptions *opt, const char *path, Program **out, char **err,
                      int *io_error);
 
+/* ---- sessions: a program that grows one chunk of top-level code at a time
+ * (the REPL). Module 0 is the session's; each chunk may use every name an
+ * earlier chunk declared and adds its own (a name declared again keeps its
+ * slot). A chunk compiles to a new init function of module 0, run on the
+ * live module instance by the VM (vm_session_run). */
+/* A program with an empty module 0 named `file` (messages; imports resolve
+ * against the working directory). NULL on no memory. */
+Program *cmp_session_program(const char *file);
+/* Compiles src as one more chunk of p's module 0. 0 and *init (the chunk's
+ * top-level function, owned by p) and *first_proto (the index of the first
+ * function this chunk added: the VM links those); or -1 and *err, with p as
+ * it was before the call. *incomplete is 1 when the error is only that the
+ * source ended inside a statement (the REPL then reads another line). */
+int cmp_compile_more(const CmpOptions *opt, Program *p, const char *src, size_t len, Proto **init,
+                     int *first_proto, char **err, int *incomplete);
+
 /* Compile an already parsed tree as module 0 (tests build trees by hand). */
 int cmp_compile_tree(const CmpOptions *opt, const AstTree *tree, const char *src, size_t len,
                      Program **out, char **err);

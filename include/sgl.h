@@ -8,7 +8,9 @@
  *     file:line:col: error: message
  * followed, for syntax errors, by the source line and a caret.
  *
- * Threads: a VM and everything obtained from it belong to one thread.
+ * Threads: a VM and everything obtained from it belong to one thread; a
+ * runtime belongs to the thread that opened it (its engine runs on its own
+ * thread inside and delivers completions to this one).
  * Ownership: every sgl_*_new/compile/load has a matching *_free; strings
  * returned through char ** are malloc'd and the caller frees them.
  */
@@ -93,6 +95,137 @@ sgl_status sgl_run(sgl_vm *vm, sgl_program *prog, const char *fn, const char *ar
  * SGL_OK unless the batch could not start. */
 sgl_status sgl_run_batch(sgl_vm *vm, sgl_program *prog, const char *fn,
                          const char *const *args_json_list, int count, char **results_json);
+
+/* ---- the runtime: a model opened for serving ----------------------------
+ * A model file (GGUF) or Hugging Face directory with its tokenizer, the
+ * engine that batches every request to it (its own thread), the radix
+ * prefix cache and KV pool. Any number of VMs may share one runtime. */
+typedef struct sgl_runtime sgl_runtime;
+
+typedef struct {
+    const char *model;          /* GGUF file or HF directory; NULL: $SGL_MODEL, else the
+                                   default model (models/ above the executable or the
+                                   working directory) */
+    int threads;                /* compute threads; 0: one per core */
+    int kv_tokens;              /* KV pool size in tokens; 0: the engine's default */
+    int chunk_size;             /* prefill chunk in tokens; 0: default */
+    int max_running;            /* sequences decoded at once; 0: default */
+    int prefix_cache;           /* 1 (default): the radix cache reuses shared prefixes */
+    int blas_prefill;           /* 1: BLAS GEMM prefill (faster, not batch-invariant) */
+    int has_seed;               /* with seed: the engine's sampling seed */
+    unsigned long long seed;
+    const char *chat_template;  /* role-block template for attached VMs that set none */
+    void *uv_loop;              /* a uv_loop_t *: completions are delivered on that loop
+                                   (open, close and every call then run on its thread),
+                                   and attached VMs resume their tasks on it by
+                                   themselves; NULL: they are delivered while a caller
+                                   waits (sgl_run, sgl_session_eval, sgl_runtime_wait) */
+    int lazy;                   /* 1: load the model at its first use (no model, or a
+                                   bad one, is then that gen/select's runtime error:
+                                   programs that never call the model need none) */
+} sgl_runtime_options;
+
+void sgl_runtime_options_init(sgl_runtime_options *o);
+/* SGL_OK and *out, or SGL_ERR_IO with the message in err (no model, a bad
+ * file). */
+sgl_status sgl_runtime_open(const sgl_runtime_options *o, sgl_runtime **out, char *err, size_t errcap);
+/* Requests in flight are dropped (their tasks fail). Detach it from every
+ * VM first (or free them). */
+void sgl_runtime_close(sgl_runtime *rt);
+/* gen/select of vm's programs go to rt (NULL detaches). The VM's chat
+ * template, if it set none, is the runtime's. */
+void sgl_vm_set_runtime(sgl_vm *vm, sgl_runtime *rt);
+/* The model's path, as opened. */
+const char *sgl_runtime_model_path(const sgl_runtime *rt);
+
+typedef struct {
+    int loaded;                               /* 0 while a lazy runtime's model is not loaded */
+    unsigned long long requests;              /* requests finished */
+    unsigned long long prompt_tokens;         /* prompt tokens of those requests */
+    unsigned long long cached_tokens;         /* of which found in the prefix cache */
+    unsigned long long computed_tokens;       /* prompt tokens run through the model */
+    unsigned long long generated_tokens;
+    double hit_rate;                          /* cached / prompt tokens */
+    double gen_tokens_per_s;                  /* decode throughput of the forward passes */
+    double seconds;                           /* since the model was loaded */
+} sgl_runtime_stats;
+void sgl_runtime_get_stats(sgl_runtime *rt, sgl_runtime_stats *out);
+
+/* Token ids of text (add_special: BOS/EOS as the model adds them;
+ * parse_special: special-token markers in the text are read as tokens).
+ * *ids is malloc'd. SGL_ERR_IO (no model) or SGL_ERR_USAGE (bad text). */
+sgl_status sgl_tokenize(sgl_runtime *rt, const char *text, size_t len, int add_special, int parse_special,
+                        int **ids, size_t *n, char *err, size_t errcap);
+
+/* Streams the model's continuation of a prompt (no program). options_json:
+ * a JSON object of gen's options by their SGL names (max_tokens,
+ * temperature, top_p, top_k, min_p, stop, seed, ignore_eos, logprobs, the
+ * penalties; NULL: defaults). on_text gets each piece as it is decoded
+ * (logprob: of its last token, with "logprobs": true), on_done once, with
+ * the finish reason ("stop", "length", "eos"; error set when it failed).
+ * Without a uv loop the caller pumps sgl_runtime_wait until on_done.
+ * SGL_ERR_USAGE (a bad option or prompt: nothing fires) or SGL_ERR_IO. */
+typedef struct {
+    void (*on_text)(void *ud, const char *text, size_t len, double logprob);
+    void (*on_done)(void *ud, const char *finish, const char *error, int prompt_tokens,
+                    int completion_tokens);
+    void *ud;
+} sgl_stream;
+sgl_status sgl_generate(sgl_runtime *rt, const char *prompt, size_t len, const char *options_json,
+                        const sgl_stream *stream, char *err, size_t errcap);
+
+/* ---- non-blocking runs: tasks ---------------------------------------------
+ * A task is one instance of a program in flight. Nothing runs until the
+ * driver does: sgl_vm_run_ready runs every fiber that is ready (program
+ * code between model calls) and returns; a model completion makes its
+ * fiber ready again. With a runtime on a uv loop the VM drives itself on
+ * that loop; otherwise call sgl_vm_run_ready, and sgl_runtime_wait when it
+ * reports fibers waiting. sgl_run is one task driven to its end. */
+typedef struct sgl_task sgl_task;
+typedef void (*sgl_task_done_fn)(void *ud, sgl_task *t);
+
+/* Starts fn (NULL: main, or the top level) of prog with args_json (as
+ * sgl_run). done (may be NULL) is called once when the task has finished,
+ * from inside the driver, after every fiber that was ready has run; it may
+ * call anything (free the task, start others). SGL_ERR_USAGE for bad
+ * arguments (no task then). */
+sgl_status sgl_task_start(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json,
+                          sgl_task_done_fn done, void *ud, sgl_task **out);
+int sgl_task_finished(const sgl_task *t);
+/* After it finished: SGL_OK and the result object (as sgl_run's), or
+ * SGL_ERR_RUNTIME with the message in sgl_task_error. */
+sgl_status sgl_task_result(const sgl_task *t, char **result_json);
+const char *sgl_task_error(const sgl_task *t);
+/* A task still in flight is abandoned (its model calls are cancelled). */
+void sgl_task_free(sgl_task *t);
+
+/* Runs what is ready; returns how many fibers now wait on the model (0:
+ * every task has finished). */
+int sgl_vm_run_ready(sgl_vm *vm);
+/* Blocks until at least one completion of rt has been delivered (its fiber
+ * is then ready). 0, or -1 when nothing is in flight. Not with a uv loop. */
+int sgl_runtime_wait(sgl_runtime *rt);
+
+/* ---- sessions: a live top level (the REPL) ---------------------------------
+ * Each chunk of source is compiled as more top-level code of one module and
+ * run on it: top-level names (let, fn, import, grammar) and the prompt
+ * state persist from chunk to chunk. */
+typedef struct sgl_session sgl_session;
+
+/* name: the file name messages show (e.g. "<repl>"); imports resolve
+ * against the working directory. NULL on no memory. */
+sgl_session *sgl_session_new(sgl_vm *vm, const char *name);
+void sgl_session_free(sgl_session *s);
+/* Compiles and runs one chunk to its end (model calls included: it waits
+ * on the runtime). SGL_ERR_COMPILE leaves the session as it was; with
+ * *incomplete = 1 the source only ended inside a statement (read another
+ * line and pass the whole text again). SGL_ERR_RUNTIME keeps what ran
+ * before the error. Messages: sgl_last_error. */
+sgl_status sgl_session_eval(sgl_session *s, const char *src, size_t len, int *incomplete);
+/* The prompt state so far: {"text": ..., "vars": {...}} (malloc'd). */
+char *sgl_session_state_json(sgl_session *s);
+/* The prompt text so far (valid until the next eval). */
+const char *sgl_session_text(const sgl_session *s, size_t *len);
 
 #ifdef __cplusplus
 }

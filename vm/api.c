@@ -23,29 +23,14 @@
 #include "compiler/compile.h"
 #include "compiler/disasm.h"
 #include "compiler/sglc.h"
+#include "vm/api.h"
 #include "vm/builtins.h"
 #include "vm/chat.h"
 #include "vm/gen.h"
 #include "vm/json.h"
 #include "vm/vm.h"
 
-struct sgl_vm {
-    VM *vm;
-    Chat *chat;                /* the role hooks' templates */
-    char *err;
-    char *stdlib_dir;
-    char *chat_template;       /* sgl_vm_set_chat_template, or NULL */
-    void (*progress)(void *ud, int done, int total);
-    void *progress_ud;
-};
-
-struct sgl_program {
-    Program *prog;
-    Heap kheap;            /* the program's constants as values */
-};
-
-static sgl_status fail(sgl_vm *vm, sgl_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static sgl_status fail(sgl_vm *vm, sgl_status st, const char *fmt, ...)
+sgl_status fail(sgl_vm *vm, sgl_status st, const char *fmt, ...)
 {
     char buf[2048];
     va_list ap;
@@ -57,13 +42,13 @@ static sgl_status fail(sgl_vm *vm, sgl_status st, const char *fmt, ...)
     return st;
 }
 
-static void set_err(sgl_vm *vm, char *msg_owned)
+void set_err(sgl_vm *vm, char *msg_owned)
 {
     free(vm->err);
     vm->err = msg_owned ? msg_owned : strdup("error: out of memory");
 }
 
-static void clear_err(sgl_vm *vm)
+void clear_err(sgl_vm *vm)
 {
     free(vm->err);
     vm->err = NULL;
@@ -81,12 +66,14 @@ sgl_vm *sgl_vm_new(void)
         return NULL;
     }
     vm_set_role_hooks(v->vm, &chat_role_hooks, v->chat);
+    vm_set_run_done(v->vm, api_run_done, v);
     return v;
 }
 
 void sgl_vm_free(sgl_vm *vm)
 {
     if (!vm) return;
+    sgl_vm_set_runtime(vm, NULL);
     if (vm->chat) chat_free(vm->vm, vm->chat);
     vm_free(vm->vm);
     free(vm->err);
@@ -125,7 +112,7 @@ const char *sgl_last_error(const sgl_vm *vm) { return vm->err ? vm->err : ""; }
 /* SGL_STDLIB, else the first stdlib/ found walking up from the executable's
  * directory (build/sgl and build/asan/sgl both find the source tree's), else
  * ./stdlib. */
-static const char *stdlib_dir(sgl_vm *vm)
+const char *stdlib_dir(sgl_vm *vm)
 {
     if (vm->stdlib_dir) return vm->stdlib_dir;
     const char *env = getenv("SGL_STDLIB");
@@ -174,7 +161,7 @@ static sgl_status adopt(sgl_vm *vm, Program *p, sgl_program **out)
     return SGL_OK;
 }
 
-static void cmp_options(sgl_vm *vm, CmpOptions *o)
+void cmp_options(sgl_vm *vm, CmpOptions *o)
 {
     memset(o, 0, sizeof *o);
     o->stdlib_dir = stdlib_dir(vm);
@@ -336,7 +323,7 @@ static void json_value(StrBuf *b, Value v, int depth)
     }
 }
 
-static char *result_json(VmRun *r)
+char *result_json(VmRun *r)
 {
     StrBuf b;
     sb_init(&b);
@@ -352,7 +339,7 @@ static char *result_json(VmRun *r)
     return b.data;
 }
 
-static char *error_json(const char *msg)
+char *error_json(const char *msg)
 {
     StrBuf b;
     sb_init(&b);
@@ -366,14 +353,14 @@ static char *error_json(const char *msg)
 
 /* The chat template for role blocks: the embedder's name (or NULL: the
  * model's), loaded from this VM's stdlib directory on first use. */
-static int configure_chat(sgl_vm *vm)
+int configure_chat(sgl_vm *vm)
 {
     return chat_configure(vm->vm, vm->chat, vm->chat_template, stdlib_dir(vm));
 }
 
 /* Finds the entry: the global slot of function `fn` in module 0 and its
  * prototype; -1 for "top level only" (no main, fn not given). */
-static sgl_status find_entry(sgl_vm *vm, const Program *p, const char *fn, int *slot, const Proto **proto)
+sgl_status find_entry(sgl_vm *vm, const Program *p, const char *fn, int *slot, const Proto **proto)
 {
     const Module *m = &p->mods[0];
     const char *name = fn ? fn : "main";
@@ -394,7 +381,7 @@ static sgl_status find_entry(sgl_vm *vm, const Program *p, const char *fn, int *
 
 /* Decodes args JSON into parameter order. On a usage error returns a
  * malloc'd message. */
-static char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *args, uint64_t *mask)
+char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *args, uint64_t *mask)
 {
     *mask = 0;
     int nparams = proto ? proto->nparams : 0;
@@ -442,32 +429,22 @@ static char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Va
 sgl_status sgl_run(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json, char **result_json_out)
 {
     if (result_json_out) *result_json_out = NULL;
-    int slot;
-    const Proto *proto;
-    sgl_status st = find_entry(vm, prog->prog, fn, &slot, &proto);
+    sgl_task *t;
+    sgl_status st = sgl_task_start(vm, prog, fn, args_json, NULL, NULL, &t);
     if (st != SGL_OK) return st;
-    Value args[64];
-    uint64_t mask;
-    char *uerr = bind_args(vm, proto, args_json, args, &mask);
-    if (uerr) {
-        set_err(vm, uerr);
-        return SGL_ERR_USAGE;
-    }
-    if (configure_chat(vm) < 0) return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
-    VmRun *r = vm_run_new(vm->vm, prog->prog, slot, args, proto ? proto->nparams : 0, mask);
-    if (!r) return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
-    vm_run_all(vm->vm);
-    if (vm_run_failed(r)) {
-        st = fail(vm, SGL_ERR_RUNTIME, "%s", vm_run_error(r));
-    } else {
-        clear_err(vm);
-        if (result_json_out) *result_json_out = result_json(r);
-    }
-    vm_run_free(vm->vm, r);
+    drive(vm);
+    char *res = NULL;
+    st = sgl_task_result(t, &res);
+    if (st != SGL_OK) fail(vm, st, "%s", sgl_task_error(t));
+    else clear_err(vm);
+    if (result_json_out) *result_json_out = res;
+    else free(res);
+    sgl_task_free(t);
     return st;
 }
 
 typedef struct {
+    ApiRunHook hook;
     sgl_vm *vm;
     int done, total;
 } BatchProgress;
@@ -479,10 +456,10 @@ static void batch_step(void *ud)
     if (bp->vm->progress) bp->vm->progress(bp->vm->progress_ud, bp->done, bp->total);
 }
 
-static void batch_run_done(void *ud, VmRun *r)
+static void batch_run_done(ApiRunHook *h, VmRun *r)
 {
     (void)r;
-    batch_step(ud);
+    batch_step(h);
 }
 
 sgl_status sgl_run_batch(sgl_vm *vm, sgl_program *prog, const char *fn, const char *const *args_json_list, int count,
@@ -499,8 +476,7 @@ sgl_status sgl_run_batch(sgl_vm *vm, sgl_program *prog, const char *fn, const ch
         return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
     }
     /* progress: an instance that cannot start counts as finished at once */
-    BatchProgress bp = {vm, 0, count};
-    if (vm->progress) vm_set_run_done(vm->vm, batch_run_done, &bp);
+    BatchProgress bp = {{batch_run_done}, vm, 0, count};
     /* every instance is created before any runs, so all run as concurrent fibers */
     for (int i = 0; i < count; i++) {
         Value args[64];
@@ -512,14 +488,13 @@ sgl_status sgl_run_batch(sgl_vm *vm, sgl_program *prog, const char *fn, const ch
             batch_step(&bp);
             continue;
         }
-        runs[i] = vm_run_new(vm->vm, prog->prog, slot, args, proto ? proto->nparams : 0, mask);
+        runs[i] = vm_run_new(vm->vm, prog->prog, slot, args, proto ? proto->nparams : 0, mask, &bp.hook);
         if (!runs[i]) {
             results_json[i] = error_json("error: out of memory");
             batch_step(&bp);
         }
     }
-    vm_run_all(vm->vm);
-    vm_set_run_done(vm->vm, NULL, NULL);
+    drive(vm);
     for (int i = 0; i < count; i++) {
         if (!runs[i]) continue;
         results_json[i] = vm_run_failed(runs[i]) ? error_json(vm_run_error(runs[i])) : result_json(runs[i]);

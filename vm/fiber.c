@@ -91,6 +91,7 @@ void fiber_ready_push(VM *vm, Fiber *f)
     if (vm->ready_tail) vm->ready_tail->next_ready = f;
     else vm->ready_head = f;
     vm->ready_tail = f;
+    if (!vm->driving && vm->wake) vm->wake(vm->wake_ud);
 }
 
 Fiber *fiber_ready_pop(VM *vm)

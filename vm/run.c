@@ -100,7 +100,8 @@ ObjState *vm_fiber_state(Fiber *f) { return f ? f->state : NULL; }
 /* ------------------------------------------------------------------ */
 /* runs and the scheduler                                              */
 
-VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nargs, uint64_t argmask)
+VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nargs, uint64_t argmask,
+                  void *ud)
 {
     VmRun *r = calloc(1, sizeof(VmRun));
     if (!r) return NULL;
@@ -108,8 +109,10 @@ VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nar
     r->prog = p;
     r->entry_slot = entry_slot;
     r->argmask = argmask;
+    r->ud = ud;
     r->value = val_nil();
     r->mods = calloc((size_t)p->nmods, sizeof(ObjModule *));
+    r->nmods_cap = p->nmods;
     if (nargs > 0) r->args = malloc((size_t)nargs * sizeof(Value));
     if (!r->mods || (nargs > 0 && !r->args)) {
         free(r->mods);
@@ -149,6 +152,81 @@ VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nar
     return r;
 }
 
+/* ---- sessions ---- */
+
+VmRun *vm_session_new(VM *vm, Program *p)
+{
+    VmRun *r = calloc(1, sizeof(VmRun));
+    if (!r) return NULL;
+    r->vm = vm;
+    r->prog = p;
+    r->entry_slot = -1;
+    r->value = val_nil();
+    r->finished = 1;
+    r->mods = calloc((size_t)(p->nmods > 0 ? p->nmods : 1), sizeof(ObjModule *));
+    r->nmods_cap = p->nmods > 0 ? p->nmods : 1;
+    if (!r->mods) {
+        free(r);
+        return NULL;
+    }
+    r->next = vm->runs;
+    if (vm->runs) vm->runs->prev = r;
+    vm->runs = r;
+    r->state = state_new(&vm->heap);
+    r->mods[0] = r->state ? fiber_module_new(vm, r, 0) : NULL;
+    if (!r->mods[0]) {
+        vm_run_free(vm, r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The chunk may have added modules (imports) and top-level names. */
+static int session_grow(VM *vm, VmRun *r)
+{
+    const Program *p = r->prog;
+    if (p->nmods > r->nmods_cap) {
+        ObjModule **mods = realloc(r->mods, (size_t)p->nmods * sizeof(ObjModule *));
+        if (!mods) return -1;
+        for (int i = r->nmods_cap; i < p->nmods; i++) mods[i] = NULL;
+        r->mods = mods;
+        r->nmods_cap = p->nmods;
+    }
+    ObjModule *m = r->mods[0];
+    const Module *pm = &p->mods[0];
+    for (int g = (int)m->exports->nentries; g < pm->nglobals; g++) {
+        ObjString *name = str_cstr(&vm->heap, pm->globals[g]);
+        if (!name) return -1;
+        map_set(m->exports, val_obj(name), val_nil());
+    }
+    return (int)m->exports->nentries == pm->nglobals ? 0 : -1;
+}
+
+int vm_session_run(VM *vm, VmRun *r, Proto *init)
+{
+    if (!r->finished || session_grow(vm, r) < 0) return -1;
+    Fiber *f = fiber_new(vm, r, FIB_ROOT_INIT);
+    ObjClosure *cl = f ? fiber_closure_new(vm, init, (Obj *)r->mods[0]) : NULL;
+    if (!cl) {
+        if (f) fiber_free(vm, f);
+        return -1;
+    }
+    f->state = r->state;
+    r->finished = r->failed = 0;
+    free(r->error);
+    r->error = NULL;
+    r->value = val_nil();
+    if (fiber_call_entry(vm, f, cl, NULL, 0, 0) < 0) {
+        fiber_free(vm, f);
+        r->finished = r->failed = 1;
+        r->error = vm->raise_msg;
+        vm->raise_msg = NULL;
+        return 0;
+    }
+    fiber_ready_push(vm, f);
+    return 0;
+}
+
 static void fail_waiting(VM *vm, const char *msg)
 {
     for (;;) {
@@ -160,23 +238,10 @@ static void fail_waiting(VM *vm, const char *msg)
     }
 }
 
-int vm_run_all(VM *vm)
+/* No fiber is ready and none waits on the model: a run still unfinished
+ * waits for something nobody will do (a fork whose branches are gone). */
+static void fail_stuck(VM *vm)
 {
-    int rc = 0;
-    for (;;) {
-        Fiber *f = fiber_ready_pop(vm);
-        if (f) {
-            vm_execute(vm, f);
-            continue;
-        }
-        if (vm->stats.waiting_model == 0) break;
-        RtBackend *be = vm->backend;
-        if (!be || !be->wait || be->wait(be->ctx) < 0) {
-            fail_waiting(vm, "the model backend stopped with requests in flight");
-            rc = -1;
-        }
-    }
-    /* a run can only be left unfinished by a fiber nobody will wake */
     for (VmRun *r = vm->runs; r; r = r->next) {
         if (r->finished) continue;
         r->finished = r->failed = 1;
@@ -184,10 +249,45 @@ int vm_run_all(VM *vm)
         r->error = strdup("error: the program stopped waiting for something that never came");
         run_notify(r);
     }
-    while (vm->all) fiber_free(vm, vm->all);
+    for (Fiber *f = vm->all; f;) {
+        Fiber *next = f->next_all;
+        if (f->status != FIB_WAIT_MODEL && f->role != FIB_HELPER) fiber_free(vm, f);
+        f = next;
+    }
+}
+
+int vm_run_ready(VM *vm)
+{
+    int outer = vm->driving;
+    vm->driving = 1;
+    for (Fiber *f; (f = fiber_ready_pop(vm));) vm_execute(vm, f);
+    vm->driving = outer;
+    if (vm->stats.waiting_model == 0 && !outer) fail_stuck(vm);
+    return (int)vm->stats.waiting_model;
+}
+
+void vm_set_wake(VM *vm, void (*wake)(void *ud), void *ud)
+{
+    vm->wake = wake;
+    vm->wake_ud = wake ? ud : NULL;
+}
+
+int vm_run_all(VM *vm)
+{
+    int rc = 0;
+    while (vm_run_ready(vm) > 0) {
+        RtBackend *be = vm->backend;
+        if (!be || !be->wait || be->wait(be->ctx) < 0) {
+            fail_waiting(vm, "the model backend stopped with requests in flight");
+            rc = -1;
+        }
+    }
     return rc;
 }
 
+int vm_run_finished(const VmRun *r) { return r->finished; }
+void vm_run_set_ud(VmRun *r, void *ud) { r->ud = ud; }
+void *vm_run_ud(const VmRun *r) { return r->ud; }
 int vm_run_failed(const VmRun *r) { return r->failed; }
 const char *vm_run_error(const VmRun *r) { return r->error ? r->error : ""; }
 Value vm_run_value(const VmRun *r) { return r->value; }
@@ -276,6 +376,7 @@ VmRun *vm_aux_new(VM *vm, Program *p, ObjModule **module)
     r->entry_slot = -1;
     r->value = val_nil();
     r->mods = calloc((size_t)(p->nmods > 0 ? p->nmods : 1), sizeof(ObjModule *));
+    r->nmods_cap = p->nmods;
     if (!r->mods) {
         free(r);
         vm_raise(vm, "out of memory");

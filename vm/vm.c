@@ -137,7 +137,12 @@ static const char *native_name(VM *vm, const char *name)
 
 int vm_link(VM *vm, Program *p, Heap *kheap, char *err, size_t errcap)
 {
-    for (int pi = 0; pi < p->nprotos; pi++) {
+    return vm_link_from(vm, p, 0, kheap, err, errcap);
+}
+
+int vm_link_from(VM *vm, Program *p, int first, Heap *kheap, char *err, size_t errcap)
+{
+    for (int pi = first; pi < p->nprotos; pi++) {
         Proto *f = p->protos[pi];
         free(f->k);
         f->k = calloc((size_t)(f->nconsts > 0 ? f->nconsts : 1), sizeof(Value));
@@ -223,13 +228,13 @@ static void mark_roots(void *ud, void *gray)
         heap_mark_obj((Obj *)f->fork_results, gray);
     }
     for (VmRun *r = vm->runs; r; r = r->next) {
-        for (int i = 0; i < r->prog->nmods; i++) heap_mark_obj((Obj *)r->mods[i], gray);
+        for (int i = 0; i < r->nmods_cap; i++) heap_mark_obj((Obj *)r->mods[i], gray);
         for (int i = 0; i < r->nargs; i++) heap_mark_value(r->args[i], gray);
         heap_mark_value(r->value, gray);
         heap_mark_obj((Obj *)r->state, gray);
     }
     for (VmRun *r = vm->aux; r; r = r->next)
-        for (int i = 0; i < r->prog->nmods; i++) heap_mark_obj((Obj *)r->mods[i], gray);
+        for (int i = 0; i < r->nmods_cap; i++) heap_mark_obj((Obj *)r->mods[i], gray);
 }
 
 /* Pacing: a full collection costs a walk over every live object, so the

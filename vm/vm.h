@@ -57,6 +57,8 @@ const char *const *vm_builtin_names(const VM *vm, int *count);
  * which the caller owns and frees after the program. Built-ins resolve by
  * name. 0, or -1 with a message. */
 int vm_link(VM *vm, Program *p, Heap *kheap, char *err, size_t errcap);
+/* The same for functions p->protos[first..] only (a session's new chunk). */
+int vm_link_from(VM *vm, Program *p, int first, Heap *kheap, char *err, size_t errcap);
 
 /* ---- runs ----
  * A run executes module 0's top level (and, through IMPORT, its imports'),
@@ -64,10 +66,23 @@ int vm_link(VM *vm, Program *p, Heap *kheap, char *err, size_t errcap);
  * module 0 with args[0..nargs) as its parameters in order; bit i of argmask
  * says args[i] was given (else the default applies; a missing required
  * parameter is an error of the run). The values must live on vm_heap(vm);
- * the run roots them. The program must be linked. */
-VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nargs, uint64_t argmask);
-/* Runs every fiber of every run until all runs are finished. 0, or -1 when
- * the backend failed (the runs still waiting then fail). */
+ * the run roots them. The program must be linked. ud: vm_run_ud. */
+VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nargs, uint64_t argmask,
+                  void *ud);
+/* The non-blocking driver: runs every ready fiber until none is ready and
+ * returns how many fibers wait on the model; their completions (delivered
+ * by the backend: inside wait() or poll(), or on an event loop) make them
+ * ready again, and the embedder calls vm_run_ready once more. With 0
+ * waiting, every run is finished: one whose fibers can no longer be woken
+ * fails ("stopped waiting"). */
+int vm_run_ready(VM *vm);
+/* Called when a completion makes a fiber ready while no driver runs (an
+ * event loop delivered it): the embedder schedules vm_run_ready. Called on
+ * the VM's thread; it must not call into the VM. NULL removes it. */
+void vm_set_wake(VM *vm, void (*wake)(void *ud), void *ud);
+/* The blocking driver: vm_run_ready, then backend->wait(), until no fiber
+ * waits. 0, or -1 when the backend failed (the runs still waiting then
+ * fail). */
 int vm_run_all(VM *vm);
 /* Called once per run when it finishes (result or error final), on the
  * VM's thread, from inside vm_run_all (or vm_run_new, for a run that could
@@ -78,6 +93,22 @@ const char *vm_run_error(const VmRun *r);    /* "file:line:col: error: ...\n  at
 Value vm_run_value(const VmRun *r);          /* the entry function's return value */
 ObjState *vm_run_state(const VmRun *r);      /* the final prompt state */
 void vm_run_free(VM *vm, VmRun *r);
+/* The embedder's pointer for a run (the run-done hook reads it). */
+void vm_run_set_ud(VmRun *r, void *ud);
+void *vm_run_ud(const VmRun *r);
+
+/* ---- sessions ----
+ * A session is a run that stays: module 0 of p is instantiated once, with
+ * one prompt state, and each vm_session_run runs one more top-level chunk
+ * (init, a function of module 0 compiled by cmp_compile_more and linked)
+ * on that module and state, so globals, functions, imports and the prompt
+ * persist. The run is "finished" between chunks; vm_run_failed/error tell
+ * the last chunk's outcome. Free it with vm_run_free. */
+VmRun *vm_session_new(VM *vm, Program *p);
+/* Starts the chunk (its fiber is ready: drive it with vm_run_ready or
+ * vm_run_all). -1 on no memory or while a chunk still runs. */
+int vm_session_run(VM *vm, VmRun *s, Proto *init);
+int vm_run_finished(const VmRun *r);
 
 /* ---- for model calls (vm/gen.c) ----
  * A native that submits a model request calls vm_wait_begin(vm, out) and

@@ -80,6 +80,7 @@ struct VmRun {
     VmRun *prev, *next;
     Program *prog;
     ObjModule **mods;       /* this instance's modules, created on first import */
+    int nmods_cap;          /* a session's: mods[] slots (the program grows) */
     int entry_slot;
     Value *args;
     int nargs;
@@ -88,6 +89,7 @@ struct VmRun {
     char *error;
     Value value;
     ObjState *state;
+    void *ud;               /* vm_run_set_ud */
 };
 
 typedef VmNative NativeEntry;
@@ -114,6 +116,9 @@ struct VM {
     int helper_depth;       /* vm_call_now nesting */
     void (*run_done)(void *ud, VmRun *r);
     void *run_done_ud;
+    void (*wake)(void *ud); /* vm_set_wake */
+    void *wake_ud;
+    int driving;            /* inside vm_run_ready: readiness needs no wake */
 };
 
 /* ---- fiber.c ---- */

@@ -1,0 +1,138 @@
+/*
+ * vm/api_runtime.c — include/sgl.h's runtime object over the runtime
+ * room's Runtime (runtime/runtime.h): opening a model with options,
+ * attaching it to VMs (and, on a uv loop, letting each VM drive itself
+ * there), statistics, tokenization and blocking waits.
+ */
+#include "vm/api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "runtime/runtime.h"
+
+struct sgl_runtime {
+    Runtime *rt;
+    char *chat_template;
+};
+
+void sgl_runtime_options_init(sgl_runtime_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->prefix_cache = 1;
+}
+
+sgl_status sgl_runtime_open(const sgl_runtime_options *o, sgl_runtime **out, char *err, size_t errcap)
+{
+    *out = NULL;
+    sgl_runtime *r = calloc(1, sizeof *r);
+    if (!r) {
+        err_fmt(err, errcap, "out of memory");
+        return SGL_ERR_IO;
+    }
+    RuntimeOptions ro;
+    runtime_options_default(&ro);
+    ro.model = o->model;
+    ro.threads = o->threads;
+    ro.kv_tokens = o->kv_tokens;
+    ro.chunk_size = o->chunk_size;
+    ro.max_running = o->max_running;
+    ro.prefix_cache = o->prefix_cache;
+    ro.blas_prefill = o->blas_prefill;
+    ro.has_seed = o->has_seed;
+    ro.seed = o->seed;
+    ro.loop = o->uv_loop;
+    ro.lazy = o->lazy;
+    if (o->chat_template && !(r->chat_template = strdup(o->chat_template))) {
+        free(r);
+        err_fmt(err, errcap, "out of memory");
+        return SGL_ERR_IO;
+    }
+    if (runtime_open(&ro, &r->rt, err, errcap) != 0) {
+        free(r->chat_template);
+        free(r);
+        return SGL_ERR_IO;
+    }
+    *out = r;
+    return SGL_OK;
+}
+
+void sgl_runtime_close(sgl_runtime *r)
+{
+    if (!r) return;
+    runtime_close(r->rt);
+    free(r->chat_template);
+    free(r);
+}
+
+const char *sgl_runtime_model_path(const sgl_runtime *r) { return runtime_model_path(r->rt); }
+
+static void vm_wake(void *ud)
+{
+    sgl_vm *vm = ud;
+    runtime_waker_poke(vm->waker);
+}
+
+static void vm_resume(void *ud) { sgl_vm_run_ready(ud); }
+
+void sgl_vm_set_runtime(sgl_vm *vm, sgl_runtime *r)
+{
+    if (vm->waker) {
+        vm_set_wake(vm->vm, NULL, NULL);
+        runtime_waker_free(vm->waker);
+        vm->waker = NULL;
+    }
+    vm->runtime = r;
+    vm_set_backend(vm->vm, r ? runtime_backend(r->rt) : NULL);
+    if (!r) return;
+    if (!vm->chat_template && r->chat_template) sgl_vm_set_chat_template(vm, r->chat_template);
+    if (runtime_loop(r->rt)) {
+        vm->waker = runtime_waker_new(r->rt, vm_resume, vm);
+        if (vm->waker) vm_set_wake(vm->vm, vm_wake, vm);
+    }
+}
+
+void sgl_runtime_get_stats(sgl_runtime *r, sgl_runtime_stats *out)
+{
+    RuntimeStats s;
+    runtime_stats(r->rt, &s);
+    memset(out, 0, sizeof *out);
+    out->loaded = s.loaded;
+    out->requests = s.requests;
+    out->prompt_tokens = s.prompt_tokens;
+    out->cached_tokens = s.cached_tokens;
+    out->computed_tokens = s.computed_tokens;
+    out->generated_tokens = s.generated_tokens;
+    out->hit_rate = s.hit_rate;
+    out->gen_tokens_per_s = s.gen_tokens_per_s;
+    out->seconds = s.seconds;
+}
+
+sgl_status sgl_tokenize(sgl_runtime *r, const char *text, size_t len, int add_special, int parse_special,
+                        int **ids, size_t *n, char *err, size_t errcap)
+{
+    if (runtime_load(r->rt) != 0) {
+        err_fmt(err, errcap, "%s", runtime_error(r->rt));
+        return SGL_ERR_IO;
+    }
+    return runtime_tokenize(r->rt, text, len, add_special, parse_special, ids, n, err, errcap) ? SGL_ERR_USAGE
+                                                                                                 : SGL_OK;
+}
+
+int sgl_runtime_wait(sgl_runtime *r)
+{
+    RtBackend *be = runtime_backend(r->rt);
+    return be->wait(be->ctx);
+}
+
+sgl_status sgl_generate(sgl_runtime *r, const char *prompt, size_t len, const char *options_json,
+                        const sgl_stream *stream, char *err, size_t errcap)
+{
+    if (runtime_load(r->rt) != 0) {
+        err_fmt(err, errcap, "%s", runtime_error(r->rt));
+        return SGL_ERR_IO;
+    }
+    RuntimeStream cb = {stream->on_text, stream->on_done, stream->ud};
+    return runtime_generate_json(r->rt, prompt, len, options_json, &cb, err, errcap) ? SGL_ERR_USAGE : SGL_OK;
+}
