@@ -18,6 +18,7 @@
  * Program or by the Comp (parse trees, sources), never by C locals.
  */
 #include "compiler/compile_internal.h"
+#include "base/err.h"
 
 #include <limits.h>
 #include <setjmp.h>
@@ -87,7 +88,7 @@ static void error_pos(Comp *c, const ModCtx *mc, int line, int col, const char *
 static void error_pos(Comp *c, const ModCtx *mc, int line, int col, const char *fmt, va_list ap)
 {
     char msg[512];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    err_vfmt(msg, sizeof msg, fmt, ap);
     diag_clear(&c->diag);
     diag_set(&c->diag, mc->file, line, col, mc->src, mc->len, "%s", msg);
     c->has_diag = 1;

@@ -9,6 +9,7 @@
  * class ranges come from regex_syntax.h too.
  */
 #include "compiler/grammar_syntax.h"
+#include "base/err.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -41,7 +42,7 @@ static void fail(Parser *p, size_t pos, const char *fmt, ...) {
     if (p->msg && p->msgcap) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(p->msg, p->msgcap, fmt, ap);
+        err_vfmt(p->msg, p->msgcap, fmt, ap);
         va_end(ap);
     }
 }

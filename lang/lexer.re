@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "lang/lexer.h"
+#include "base/err.h"
 #include "parser.h"
 
 typedef enum { M_BRACE = 1, M_PAREN, M_BRACKET, M_INTERP, M_STRING } LexMode;
@@ -76,7 +77,7 @@ static int lex_error(Lexer *lx, const char *at, int at_eof, const char *fmt, ...
 static int lex_error(Lexer *lx, const char *at, int at_eof, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(lx->err, sizeof lx->err, fmt, ap);
+    err_vfmt(lx->err, sizeof lx->err, fmt, ap);
     va_end(ap);
     lex_position(lx, at, &lx->err_line, &lx->err_col);
     lx->err_at_eof = at_eof;

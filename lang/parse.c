@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "lang/ast.h"
+#include "base/err.h"
 #include "lang/ast_util.h"
 #include "lang/lexer.h"
 #include "lang/parse.h"
@@ -347,7 +348,7 @@ void parse_error(ParseState *ps, int line, int col, const char *fmt, ...) {
     char msg[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    err_vfmt(msg, sizeof msg, fmt, ap);
     va_end(ap);
     diag_set(ps->err, ps->file, line, col, ps->src, ps->len, "%s", msg);
 }

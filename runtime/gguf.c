@@ -5,6 +5,7 @@
  * read past the end). Layout is described in gguf.h.
  */
 #include "runtime/gguf.h"
+#include "base/err.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,7 +49,7 @@ static void fail(Cursor *c, const char *fmt, ...)
     if (n < 0 || (size_t)n >= c->errcap) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->err + n, c->errcap - (size_t)n, fmt, ap);
+    err_vfmt(c->err + n, c->errcap - (size_t)n, fmt, ap);
     va_end(ap);
 }
 

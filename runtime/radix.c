@@ -10,6 +10,7 @@
  * they need neither recursion nor a stack however deep the tree gets.
  */
 #include "runtime/radix.h"
+#include "base/err.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -461,7 +462,7 @@ static int fail(char *err, size_t cap, const char *fmt, ...)
     if (err && cap) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err, cap, fmt, ap);
+        err_vfmt(err, cap, fmt, ap);
         va_end(ap);
     }
     return ERR_CORRUPT;

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
 #include "vm/json.h"
 
 #define RANGE_MAX_ITEMS 100000000  /* a list bigger than this is surely a mistake */
@@ -125,12 +126,11 @@ static ObjList *new_list(struct VM *vm, size_t cap)
 }
 
 /* Byte length of the UTF-8 sequence starting with byte c (1 for stray bytes). */
-static size_t utf8_len(unsigned char c)
+/* Bytes of the character starting at c (strings hold valid UTF-8). */
+static size_t char_len(unsigned char c)
 {
-    if (c >= 0xF0) return 4;
-    if (c >= 0xE0) return 3;
-    if (c >= 0xC0) return 2;
-    return 1;
+    int n = utf8_lead_len(c);
+    return n > 0 ? (size_t)n : 1;
 }
 
 static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
@@ -400,7 +400,7 @@ static int bi_split(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Value 
     }
     if (sep->len == 0) {
         while (p < end) {
-            size_t n = utf8_len((unsigned char)*p);
+            size_t n = char_len((unsigned char)*p);
             if (n > (size_t)(end - p)) n = (size_t)(end - p);
             if (push_piece(vm, l, p, n) < 0) return -1;
             p += n;
@@ -468,7 +468,7 @@ static int bi_replace(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Valu
         /* as in Python: the new text goes before every character and at the end */
         sb_append(&b, new_->chars, new_->len);
         while (p < end) {
-            size_t n = utf8_len((unsigned char)*p);
+            size_t n = char_len((unsigned char)*p);
             if (n > (size_t)(end - p)) n = (size_t)(end - p);
             sb_append(&b, p, n);
             sb_append(&b, new_->chars, new_->len);
@@ -723,7 +723,7 @@ static int bi_find_all(struct VM *vm, int argc, Value *args, ObjMap *kwargs, Val
             if (flags == 0) break;
             /* no non-empty match here after an empty one: step one character */
             flags = 0;
-            start += start < s->len ? utf8_len((unsigned char)s->chars[start]) : 1;
+            start += start < s->len ? char_len((unsigned char)s->chars[start]) : 1;
             continue;
         }
         if (rc < 0) {

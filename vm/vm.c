@@ -5,6 +5,7 @@
  * vm/vm_internal.h for how the interpreter's files divide the work).
  */
 #include "vm/vm_internal.h"
+#include "base/err.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -108,7 +109,7 @@ int vm_raise(VM *vm, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     char buf[1024];
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    err_vfmt(buf, sizeof buf, fmt, ap);
     va_end(ap);
     free(vm->raise_msg);
     vm->raise_msg = strdup(buf);
