@@ -16,6 +16,7 @@
 
 #include "compiler/grammar_syntax.h"
 #include "compiler/regex_syntax.h"
+#include "vm/json.h"
 #include "vm/vm.h"
 
 #define NO_MODEL "no model: pass --model or run make model"
@@ -380,7 +381,7 @@ int gen_native_gen(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
                 p.constraint_src = AS_STRING(v)->chars;
                 p.constraint_len = AS_STRING(v)->len;
             } else if (VAL_IS_MAP(v) || v.type == V_BOOL) {
-                if (val_to_json(&json, v) < 0) { vm_raise(vm, "gen(): the json schema cannot be written as JSON"); goto done; }
+                if (json_encode(&json, v, JSON_STRICT, NULL) < 0) { vm_raise(vm, "gen(): the json schema cannot be written as JSON"); goto done; }
                 p.constraint_src = json.data ? json.data : "";
                 p.constraint_len = json.len;
             } else {
