@@ -129,7 +129,7 @@ $(VOCAB_DIR)/.done:
 	@touch $@
 
 # ---- tests --------------------------------------------------------------
-test: deps all model vocab
+test: deps all model vocab $(FUZZ_DICT)
 	@$(MAKE) --no-print-directory unit lang-test e2e-test
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libsgl.a
@@ -152,14 +152,23 @@ asan:
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  all vocab unit lang-test e2e-test
 
+# The fuzzing dictionary: the keywords of lang/keywords.h (the one list)
+# followed by tests/fuzz/syntax.dict. `make test` builds it too, so it cannot
+# rot unnoticed.
+FUZZ_DICT := $(BUILD)/gen/sgl.dict
+$(FUZZ_DICT): tests/fuzz/gen_dict.c lang/keywords.h tests/fuzz/syntax.dict
+	@mkdir -p $(BUILD)/gen/tools
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $(BUILD)/gen/tools/gen_dict tests/fuzz/gen_dict.c
+	{ $(BUILD)/gen/tools/gen_dict && cat tests/fuzz/syntax.dict; } > $@
+
 FUZZ_SECONDS ?= 60
-fuzz: $(GEN_SRCS)
+fuzz: $(GEN_SRCS) $(FUZZ_DICT)
 	@mkdir -p $(BUILD)/fuzz/corpus
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -Wno-unused-command-line-argument \
 	  -o $(BUILD)/fuzz/fuzz_compile tests/fuzz/fuzz_compile.c \
-	  $(filter lang/%.c compiler/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
+	  $(filter base/%.c lang/%.c compiler/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
 	cp tests/lang/*.sgl tests/lang/compile/*.sgl examples/*.sgl stdlib/chat/*.sgl $(BUILD)/fuzz/corpus/ 2>/dev/null || true
-	$(BUILD)/fuzz/fuzz_compile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=tests/fuzz/sgl.dict \
+	$(BUILD)/fuzz/fuzz_compile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=$(FUZZ_DICT) \
 	  -print_final_stats=1 $(BUILD)/fuzz/corpus
 
 bench: all

@@ -7,7 +7,6 @@
  * 2 runtime error, 64 bad command line.
  */
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,13 +105,8 @@ static const char run_help[] =
     "\n"
     "exit status: 0 ok, 1 compile error, 2 runtime error, 64 bad usage\n";
 
-static json_t *parse_arg_value(const char *text)
-{
-    json_error_t jerr;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, &jerr);
-    return v ? v : json_string(text);
-}
-
+/* The lines of a --batch file, each checked to be a JSON object of
+ * arguments (empty lines skipped). NULL with a message in err on failure. */
 static char **read_jsonl(const char *path, int *count, char *err, size_t errcap)
 {
     FILE *f = fopen(path, "r");
@@ -132,11 +126,11 @@ static char **read_jsonl(const char *path, int *count, char *err, size_t errcap)
             line[--len] = 0;
         if (len == 0)
             continue;
-        json_error_t jerr;
-        json_t *obj = json_loads(line, 0, &jerr);
-        if (!obj || !json_is_object(obj)) {
+        sgl_args *check = sgl_args_new();
+        int bad = !check || sgl_args_load_json(check, path, line, (size_t)len) != SGL_OK;
+        sgl_args_free(check);
+        if (bad) {
             snprintf(err, errcap, "%s:%d: each line must be a JSON object of arguments", path, lineno);
-            json_decref(obj);
             for (int i = 0; i < n; i++)
                 free(lines[i]);
             free(lines);
@@ -144,7 +138,6 @@ static char **read_jsonl(const char *path, int *count, char *err, size_t errcap)
             fclose(f);
             return NULL;
         }
-        json_decref(obj);
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             lines = realloc(lines, (size_t)cap * sizeof *lines);
@@ -183,8 +176,12 @@ int cmd_run(int argc, char **argv)
     int as_json = 0;
     CliEngineOptions eng;
     cli_engine_options_init(&eng);
-    json_t *args = json_object();
+    sgl_args *args = sgl_args_new();
     int rc = 0;
+    if (!args) {
+        fprintf(stderr, "sgl run: out of memory\n");
+        return 1;
+    }
 
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -224,11 +221,10 @@ int cmd_run(int argc, char **argv)
                 goto out;
             }
             char *name = strndup(a, (size_t)(eq - a));
-            /* jansson refuses names and values that are not UTF-8 */
-            int bad = json_object_set_new(args, name, parse_arg_value(eq + 1)) != 0;
+            sgl_status st = sgl_args_set(args, name, eq + 1);
             free(name);
-            if (bad) {
-                fprintf(stderr, "sgl run: argument '%s' is not valid UTF-8\n", a);
+            if (st != SGL_OK) {
+                fprintf(stderr, "sgl run: %s\n", sgl_args_error(args));
                 rc = EXIT_USAGE;
                 goto out;
             }
@@ -239,22 +235,10 @@ int cmd_run(int argc, char **argv)
         rc = EXIT_USAGE;
         goto out;
     }
-    if (args_file) {
-        json_error_t jerr;
-        json_t *fromfile = json_load_file(args_file, JSON_DECODE_ANY, &jerr);
-        if (!fromfile || !json_is_object(fromfile)) {
-            if (fromfile || jerr.line < 1)   /* no position: the file, not its text */
-                fprintf(stderr, "%s: error: %s\n", args_file,
-                        fromfile ? "--args must hold a JSON object" : jerr.text);
-            else
-                fprintf(stderr, "%s:%d:%d: error: %s\n", args_file, jerr.line, jerr.column,
-                        jerr.text);
-            json_decref(fromfile);
-            rc = EXIT_USAGE;
-            goto out;
-        }
-        json_object_update_missing(args, fromfile);
-        json_decref(fromfile);
+    if (args_file && sgl_args_load_file(args, args_file) != SGL_OK) {
+        fprintf(stderr, "%s\n", sgl_args_error(args));
+        rc = EXIT_USAGE;
+        goto out;
     }
 
     sgl_vm *vm = sgl_vm_new();
@@ -300,10 +284,8 @@ int cmd_run(int argc, char **argv)
         goto out_vm;
     }
 
-    char *args_json = json_dumps(args, JSON_COMPACT | JSON_PRESERVE_ORDER);
     char *result = NULL;
-    sgl_status st = sgl_run(vm, prog, fn, args_json, &result);
-    free(args_json);
+    sgl_status st = sgl_run_args(vm, prog, fn, args, as_json ? &result : NULL);
     fflush(stdout);
     if (st != SGL_OK) {
         print_error(vm);
@@ -311,14 +293,12 @@ int cmd_run(int argc, char **argv)
     } else if (as_json) {
         printf("%s\n", result);
     } else {
-        json_error_t jerr;
-        json_t *res = json_loads(result, 0, &jerr);
-        const char *text = json_string_value(json_object_get(res, "text"));
-        if (text && *text) {
-            fwrite(text, 1, json_string_length(json_object_get(res, "text")), stdout);
+        size_t len;
+        const char *text = sgl_result_text(vm, &len);
+        if (len) {
+            fwrite(text, 1, len, stdout);
             fputc('\n', stdout);
         }
-        json_decref(res);
     }
     free(result);
     fflush(stdout);
@@ -329,7 +309,7 @@ out_vm:
     sgl_vm_free(vm);
     cli_engine_stop(engine);
 out:
-    json_decref(args);
+    sgl_args_free(args);
     return rc;
 }
 

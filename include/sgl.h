@@ -82,12 +82,54 @@ void sgl_program_disasm(const sgl_program *prog, FILE *out);
 
 void sgl_program_free(sgl_program *prog);
 
+/* ---- arguments ----
+ *
+ * A program's arguments (LANGUAGE.md §11), built from command-line
+ * name=value texts and JSON objects and read by the same JSON reader as
+ * json_decode, so every source gives the same value for the same text (an
+ * integer beyond int64 is the nearest float everywhere). An sgl_args is not
+ * tied to a VM; it is copied at each run, so one may start many runs.
+ * Errors leave a message in sgl_args_error. */
+typedef struct sgl_args sgl_args;
+
+sgl_args *sgl_args_new(void);           /* empty; NULL when out of memory */
+void sgl_args_free(sgl_args *args);
+
+/* Sets argument `name` from the text of a name=value: the value the text
+ * reads as when it is JSON (42, 2.5, true, null, "s", [..], {..}), else the
+ * text itself as a string. A later set of the same name replaces the value.
+ * SGL_ERR_USAGE when name or text is not valid UTF-8. */
+sgl_status sgl_args_set(sgl_args *args, const char *name, const char *value_text);
+
+/* Adds the members of a JSON object that are not set yet (what was set
+ * first wins: command-line arguments over --args). From text[0..len), with
+ * `name` for messages, or from the file at `path`. SGL_ERR_USAGE when the
+ * text is not JSON ("NAME:LINE:COL: error: ...") or not an object
+ * ("NAME: error: ..."); SGL_ERR_IO when the file cannot be read. */
+sgl_status sgl_args_load_json(sgl_args *args, const char *name, const char *text, size_t len);
+sgl_status sgl_args_load_file(sgl_args *args, const char *path);
+
+/* The message of the last failed sgl_args_* call ("" when none). */
+const char *sgl_args_error(const sgl_args *args);
+
+/* ---- running ---- */
+
 /* Run function `fn` (NULL = "main") of the program with arguments given as a
  * JSON object text (NULL = none; keys are parameter names). On success
- * *result_json receives {"text": ..., "vars": {...}, "value": ...} (compact
- * JSON; values JSON cannot hold are written as their str() text). */
+ * *result_json (when not NULL) receives {"text": ..., "vars": {...},
+ * "value": ...} (compact JSON; values JSON cannot hold are written as their
+ * str() text, a state as {"text", "vars"}). */
 sgl_status sgl_run(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json,
                    char **result_json);
+
+/* sgl_run with arguments from an sgl_args (borrowed; NULL = none). */
+sgl_status sgl_run_args(sgl_vm *vm, sgl_program *prog, const char *fn, const sgl_args *args,
+                        char **result_json);
+
+/* The final state's text of the last successful sgl_run/sgl_run_args on
+ * this VM ("" before one), its length in *len (when not NULL). Owned by the
+ * VM; valid until its next run. */
+const char *sgl_result_text(const sgl_vm *vm, size_t *len);
 
 /* Run one instance per element of args_json_list (count of them), all
  * concurrently as fibers; results_json[i] receives instance i's result

@@ -11,6 +11,8 @@
  * Every condition ends with a catch-all or covers every byte, and `$` (end
  * of input, re2c:eof with a NUL sentinel) is a rule in each, so no byte is
  * left unmatched. A NUL byte inside the buffer is an ordinary byte.
+ * Keywords are not rules here: an identifier is looked up in
+ * lang/keywords.h, the one list of them (word() below).
  *
  * The mode stack (Lexer.stack) records every open bracket and string: it
  * says whether a newline matters (only directly inside `{ }` or at top
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lang/keywords.h"
 #include "lang/lexer.h"
 #include "base/err.h"
 #include "parser.h"
@@ -160,9 +163,37 @@ static int open_bracket(Lexer *lx, LexToken *t) {
     return emit(lx, t, code);
 }
 
-/* A keyword right after `.` is a field name (`state.user`). */
-static int keyword(Lexer *lx, LexToken *t, int code) {
-    return emit(lx, t, lx->prev == TK_DOT ? TK_IDENT : code);
+/* The keywords (lang/keywords.h, the one list), by length then text. */
+static const struct {
+    const char *text;
+    size_t len;
+    int code;
+} keywords[] = {
+#define KW_ENTRY(text, tok, as_name) {text, sizeof text - 1, TK_##tok},
+    SGL_KEYWORDS(KW_ENTRY)
+#undef KW_ENTRY
+};
+
+_Static_assert(sizeof keywords / sizeof keywords[0] == SGL_KEYWORD_COUNT, "one entry per keyword");
+
+/* Lemon numbers the tokens in %token order and parser.y declares the
+ * keywords last, right after GRAMMAR_BODY: this holds exactly when that
+ * %token line is SGL_KEYWORDS in order. */
+#define KW_CODE_CHECK(text, tok, as_name)                                  \
+    _Static_assert(TK_##tok == TK_GRAMMAR_BODY + 1 + KW_INDEX_##tok,       \
+                   "parser.y's keyword %token line is SGL_KEYWORDS, in order (" text ")");
+SGL_KEYWORDS(KW_CODE_CHECK)
+#undef KW_CODE_CHECK
+
+/* An identifier or a keyword; a keyword right after `.` is a field name
+ * (`state.user`). */
+static int word(Lexer *lx, LexToken *t) {
+    size_t n = (size_t)(lx->cur - lx->tok);
+    if (lx->prev != TK_DOT)
+        for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
+            if (keywords[i].len == n && memcmp(keywords[i].text, lx->tok, n) == 0)
+                return emit(lx, t, keywords[i].code);
+    return emit(lx, t, TK_IDENT);
 }
 
 static int number_int(Lexer *lx, LexToken *t, int base) {
@@ -376,30 +407,7 @@ static int lex_raw(Lexer *lx, LexToken *t) {
                 return emit(lx, t, 0);
             }
 
-            <code> "fn"        { return keyword(lx, t, TK_FN); }
-            <code> "let"       { return keyword(lx, t, TK_LET); }
-            <code> "if"        { return keyword(lx, t, TK_IF); }
-            <code> "else"      { return keyword(lx, t, TK_ELSE); }
-            <code> "for"       { return keyword(lx, t, TK_FOR); }
-            <code> "in"        { return keyword(lx, t, TK_IN); }
-            <code> "while"     { return keyword(lx, t, TK_WHILE); }
-            <code> "break"     { return keyword(lx, t, TK_BREAK); }
-            <code> "continue"  { return keyword(lx, t, TK_CONTINUE); }
-            <code> "return"    { return keyword(lx, t, TK_RETURN); }
-            <code> "fork"      { return keyword(lx, t, TK_FORK); }
-            <code> "import"    { return keyword(lx, t, TK_IMPORT); }
-            <code> "as"        { return keyword(lx, t, TK_AS); }
-            <code> "true"      { return keyword(lx, t, TK_TRUE); }
-            <code> "false"     { return keyword(lx, t, TK_FALSE); }
-            <code> "nil"       { return keyword(lx, t, TK_NIL); }
-            <code> "and"       { return keyword(lx, t, TK_AND); }
-            <code> "or"        { return keyword(lx, t, TK_OR); }
-            <code> "not"       { return keyword(lx, t, TK_NOT); }
-            <code> "system"    { return keyword(lx, t, TK_SYSTEM); }
-            <code> "user"      { return keyword(lx, t, TK_USER); }
-            <code> "assistant" { return keyword(lx, t, TK_ASSISTANT); }
-            <code> "grammar"   { return keyword(lx, t, TK_GRAMMAR); }
-            <code> ident       { return emit(lx, t, TK_IDENT); }
+            <code> ident       { return word(lx, t); }
 
             <code> flt         { return number_float(lx, t); }
             <code> hex         { return number_int(lx, t, 16); }

@@ -46,8 +46,11 @@ typedef enum {
     RT_CONSTRAINT_GRAMMAR, RT_CONSTRAINT_CHOICES, RT_CONSTRAINT_TYPE
 } RtConstraintKind;
 
+/* One gen call's parameters. The scalar fields are gen()'s options of the
+ * same name; their defaults and ranges are runtime/gen_options.h, the one
+ * list of options (rt_gen_params_default fills them in). */
 typedef struct {
-    int max_tokens;             /* default 128 */
+    int max_tokens;
     int min_tokens;
     const char *const *stop;    /* stop strings */
     int nstop;

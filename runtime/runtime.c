@@ -17,6 +17,7 @@
 
 #include "base/err.h"
 #include "runtime/engine.h"
+#include "runtime/gen_options.h"
 #include "runtime/hf.h"
 #include "runtime/model.h"
 #include "runtime/rt_engine.h"
@@ -189,7 +190,9 @@ static int be_wait(void *ctx)
 {
     Runtime *rt = ctx;
     if (!rt->inner || eng_in_flight(rt->eng) == 0) return -1;
-    if (!rt->opt.loop) return rt->inner->wait(rt->inner->ctx);
+    /* any completion of the engine: the VM's (through rt_engine) and
+     * runtime_generate's alike */
+    if (!rt->opt.loop) return eng_wait(rt->eng) < 0 ? -1 : 0;
     /* completions arrive through the engine's uv_async on this loop */
     uv_run(rt->opt.loop, UV_RUN_ONCE);
     return 0;
@@ -347,56 +350,95 @@ int runtime_generate(Runtime *rt, const char *prompt, size_t len, const RtGenPar
     return 0;
 }
 
-/* One option of gen from JSON into p; 0, or -1 with a message. */
-static int json_option(RtGenParams *p, const char *key, json_t *v, const char **stops, int *nstop,
-                       char *err, size_t errcap)
+/* gen's options from a JSON object, by the one table (runtime/gen_options.h):
+ * one reader per kind, as vm/gen.c has for SGL values. Each returns 0, or
+ * -1 with a message. */
+typedef struct {
+    RtGenParams *p;
+    const char *key;
+    const char **stops;
+    int nstop;
+    char *err;
+    size_t errcap;
+} JsonOpt;
+
+static int j_num(JsonOpt *o, json_t *v, double lo, double hi, int open_lo, double *out)
 {
-    struct { const char *name; char kind; void *field; double lo, hi; } num[] = {
-        {"max_tokens", 'i', &p->max_tokens, 0, 1 << 30},
-        {"min_tokens", 'i', &p->min_tokens, 0, 1 << 30},
-        {"top_k", 'i', &p->top_k, -1, 1 << 30},
-        {"temperature", 'd', &p->temperature, 0, 1e9},
-        {"top_p", 'd', &p->top_p, 0, 1},
-        {"min_p", 'd', &p->min_p, 0, 1},
-        {"frequency_penalty", 'd', &p->frequency_penalty, -2, 2},
-        {"presence_penalty", 'd', &p->presence_penalty, -2, 2},
-        {"repetition_penalty", 'd', &p->repetition_penalty, 0, 1e9},
-    };
-    for (size_t i = 0; i < sizeof num / sizeof num[0]; i++) {
-        if (strcmp(key, num[i].name) != 0) continue;
-        if (!json_is_number(v)) return err_fmt(err, errcap, "option %s needs a number", key), -1;
-        double d = json_number_value(v);
-        if (d < num[i].lo || d > num[i].hi || (num[i].kind == 'i' && d != (double)(long long)d))
-            return err_fmt(err, errcap, "option %s out of range: %g", key, d), -1;
-        if (num[i].kind == 'i') *(int *)num[i].field = (int)d;
-        else *(double *)num[i].field = d;
-        return 0;
+    if (!json_is_number(v)) return err_fmt(o->err, o->errcap, "option %s needs a number", o->key);
+    double d = json_number_value(v);
+    if ((open_lo ? d <= lo : d < lo) || d > hi)
+        return err_fmt(o->err, o->errcap, "option %s must be in %s%g, %g], not %g", o->key, open_lo ? "(" : "[", lo,
+                       hi, d);
+    *out = d;
+    return 0;
+}
+
+static int j_int(JsonOpt *o, json_t *v, double lo, double hi, int *out)
+{
+    double d;
+    if (!json_is_integer(v)) return err_fmt(o->err, o->errcap, "option %s needs an integer", o->key);
+    if (j_num(o, v, lo, hi, 0, &d) < 0) return -1;
+    *out = (int)d;
+    return 0;
+}
+
+static int j_bool(JsonOpt *o, json_t *v, int *out)
+{
+    if (!json_is_boolean(v)) return err_fmt(o->err, o->errcap, "option %s needs true or false", o->key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int j_seed(JsonOpt *o, json_t *v)
+{
+    if (!json_is_integer(v)) return err_fmt(o->err, o->errcap, "option %s needs an integer", o->key);
+    o->p->has_seed = 1;
+    o->p->seed = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static int j_stop(JsonOpt *o, json_t *v)
+{
+    int one = json_is_string(v);
+    if (!one && !json_is_array(v)) return err_fmt(o->err, o->errcap, "option %s needs a string or a list", o->key);
+    size_t n = one ? 1 : json_array_size(v);
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = one ? v : json_array_get(v, i);
+        if (!json_is_string(x)) return err_fmt(o->err, o->errcap, "option %s needs strings", o->key);
+        if (o->nstop == 16) return err_fmt(o->err, o->errcap, "option %s: at most 16 strings", o->key);
+        o->stops[o->nstop++] = json_string_value(x);
     }
-    if (!strcmp(key, "ignore_eos") || !strcmp(key, "logprobs")) {
-        if (!json_is_boolean(v)) return err_fmt(err, errcap, "option %s needs true or false", key), -1;
-        *(key[0] == 'i' ? &p->ignore_eos : &p->logprobs) = json_is_true(v);
-        return 0;
+    return 0;
+}
+
+static int j_refused(JsonOpt *o)
+{
+    return err_fmt(o->err, o->errcap, "option %s is for programs (gen in SGL), not a plain completion", o->key);
+}
+
+#define JSET_INT(name, lo, hi) j_int(o, v, lo, hi, &o->p->name)
+#define JSET_NUM(name, lo, hi) j_num(o, v, lo, hi, 0, &o->p->name)
+#define JSET_NUM_GT(name, lo, hi) j_num(o, v, lo, hi, 1, &o->p->name)
+#define JSET_BOOL(name, lo, hi) j_bool(o, v, &o->p->name)
+#define JSET_SEED(name, lo, hi) j_seed(o, v)
+#define JSET_STOP(name, lo, hi) j_stop(o, v)
+#define JSET_NAME(name, lo, hi) j_refused(o)
+#define JSET_STOP_IDS(name, lo, hi) j_refused(o)
+#define JSET_REGEX(name, lo, hi) j_refused(o)
+#define JSET_JSON(name, lo, hi) j_refused(o)
+#define JSET_GRAMMAR(name, lo, hi) j_refused(o)
+#define JSET_CHOICES(name, lo, hi) j_refused(o)
+#define JSET_TYPE(name, lo, hi) j_refused(o)
+
+static int json_option(JsonOpt *o, json_t *v)
+{
+    switch (rt_gen_option_find(o->key)) {
+#define RT_GEN_OPT_JSON(name, kind, lo, hi, dflt, openai, sglang) \
+    case RT_GEN_OPT_##name: return JSET_##kind(name, lo, hi);
+        RT_GEN_OPTIONS(RT_GEN_OPT_JSON)
+#undef RT_GEN_OPT_JSON
+    default: return err_fmt(o->err, o->errcap, "unknown option %s", o->key);
     }
-    if (!strcmp(key, "seed")) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0)
-            return err_fmt(err, errcap, "option seed needs an integer >= 0"), -1;
-        p->has_seed = 1;
-        p->seed = (uint64_t)json_integer_value(v);
-        return 0;
-    }
-    if (!strcmp(key, "stop")) {
-        json_t *one = json_is_string(v) ? v : NULL;
-        size_t n = one ? 1 : json_is_array(v) ? json_array_size(v) : 0;
-        if (!one && !json_is_array(v)) return err_fmt(err, errcap, "option stop needs a string or a list"), -1;
-        for (size_t i = 0; i < n; i++) {
-            json_t *x = one ? one : json_array_get(v, i);
-            if (!json_is_string(x)) return err_fmt(err, errcap, "option stop needs strings"), -1;
-            if (*nstop == 16) return err_fmt(err, errcap, "option stop: at most 16 strings"), -1;
-            stops[(*nstop)++] = json_string_value(x);
-        }
-        return 0;
-    }
-    return err_fmt(err, errcap, "unknown option %s", key), -1;
 }
 
 int runtime_generate_json(Runtime *rt, const char *prompt, size_t len, const char *options_json,
@@ -405,7 +447,7 @@ int runtime_generate_json(Runtime *rt, const char *prompt, size_t len, const cha
     RtGenParams p;
     rt_gen_params_default(&p);
     const char *stops[16];
-    int nstop = 0;
+    JsonOpt jo = {&p, NULL, stops, 0, err, errcap};
     json_t *o = NULL;
     if (options_json && *options_json) {
         json_error_t je;
@@ -419,14 +461,15 @@ int runtime_generate_json(Runtime *rt, const char *prompt, size_t len, const cha
         const char *key;
         json_t *v;
         json_object_foreach(o, key, v) {
-            if (json_option(&p, key, v, stops, &nstop, err, errcap) < 0) {
+            jo.key = key;
+            if (json_option(&jo, v) < 0) {
                 json_decref(o);
                 return -1;
             }
         }
     }
     p.stop = stops;
-    p.nstop = nstop;
+    p.nstop = jo.nstop;
     int rc = runtime_generate(rt, prompt, len, &p, cb, err, errcap);
     json_decref(o);
     return rc;

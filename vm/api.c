@@ -2,11 +2,11 @@
  * vm/api.c — include/sgl.h: the embedding API over the compiler (compiler/)
  * and the VM (vm/vm.h).
  *
- * Owns: sgl_vm (a VM, its last error, the stdlib path) and sgl_program (a
- * compiled Program plus the heap holding its constants as values). Argument
- * JSON is decoded with vm/json.h onto the VM heap; results are written as
- * compact JSON here (values JSON cannot hold are written as their str()
- * text, a state as {"text", "vars"}).
+ * Owns: sgl_vm (a VM, its last error, the stdlib path, the last result's
+ * text), sgl_program (a compiled Program plus the heap holding its
+ * constants as values) and sgl_args (arguments as values on a heap of
+ * their own). All JSON goes through vm/json.h: argument texts are read by
+ * json_decode, results written by json_encode in JSON_RESULT mode.
  *
  * Before each run the VM is told the chat template to use (the embedder's
  * name, or NULL: the model's) and the stdlib directory to load it from
@@ -14,8 +14,10 @@
  */
 #include "include/sgl.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -79,6 +81,7 @@ void sgl_vm_free(sgl_vm *vm)
     free(vm->err);
     free(vm->stdlib_dir);
     free(vm->chat_template);
+    free(vm->result_text);
     free(vm);
 }
 
@@ -224,129 +227,156 @@ void sgl_program_free(sgl_program *prog)
     free(prog);
 }
 
-/* ---- result JSON ---- */
-
-static void json_quote(StrBuf *b, const char *s, size_t n)
-{
-    sb_appendc(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"': sb_append(b, "\\\"", 2); break;
-        case '\\': sb_append(b, "\\\\", 2); break;
-        case '\n': sb_append(b, "\\n", 2); break;
-        case '\r': sb_append(b, "\\r", 2); break;
-        case '\t': sb_append(b, "\\t", 2); break;
-        case '\b': sb_append(b, "\\b", 2); break;
-        case '\f': sb_append(b, "\\f", 2); break;
-        default:
-            if (c < 0x20) sb_printf(b, "\\u%04x", c);
-            else sb_appendc(b, (char)c);
-        }
-    }
-    sb_appendc(b, '"');
-}
-
-static void json_value(StrBuf *b, Value v, int depth);
-
-static void json_map(StrBuf *b, const ObjMap *m, int depth)
-{
-    sb_appendc(b, '{');
-    int first = 1;
-    for (size_t i = 0; i < m->nentries; i++) {
-        const MapEntry *e = &m->entries[i];
-        if (!e->live) continue;
-        if (!first) sb_appendc(b, ',');
-        first = 0;
-        if (VAL_IS_STRING(e->key)) {
-            json_quote(b, AS_STRING(e->key)->chars, AS_STRING(e->key)->len);
-        } else {
-            StrBuf k;
-            sb_init(&k);
-            val_to_text(&k, e->key);
-            json_quote(b, k.data ? k.data : "", k.len);
-            sb_free(&k);
-        }
-        sb_appendc(b, ':');
-        json_value(b, e->value, depth + 1);
-    }
-    sb_appendc(b, '}');
-}
-
-static void json_value(StrBuf *b, Value v, int depth)
-{
-    if (depth > 200) {
-        sb_append(b, "null", 4);
-        return;
-    }
-    if (v.type != V_OBJ) {
-        size_t mark = b->len;
-        if (val_to_json(b, v) == 0) return;
-        b->len = mark;   /* NaN / infinity: written as their text */
-        StrBuf t;
-        sb_init(&t);
-        val_to_text(&t, v);
-        json_quote(b, t.data ? t.data : "", t.len);
-        sb_free(&t);
-        return;
-    }
-    switch (v.as.obj->type) {
-    case OBJ_STRING: json_quote(b, AS_STRING(v)->chars, AS_STRING(v)->len); return;
-    case OBJ_LIST: {
-        const ObjList *l = AS_LIST(v);
-        sb_appendc(b, '[');
-        for (size_t i = 0; i < l->len; i++) {
-            if (i) sb_appendc(b, ',');
-            json_value(b, l->items[i], depth + 1);
-        }
-        sb_appendc(b, ']');
-        return;
-    }
-    case OBJ_MAP: json_map(b, AS_MAP(v), depth); return;
-    case OBJ_STATE: {
-        const ObjState *s = AS_STATE(v);
-        sb_append(b, "{\"text\":", 8);
-        json_quote(b, s->text ? s->text : "", s->len);
-        sb_append(b, ",\"vars\":", 8);
-        json_map(b, s->vars, depth + 1);
-        sb_appendc(b, '}');
-        return;
-    }
-    default: {
-        StrBuf t;
-        sb_init(&t);
-        val_to_text(&t, v);
-        json_quote(b, t.data ? t.data : "", t.len);
-        sb_free(&t);
-        return;
-    }
-    }
-}
+/* ---- result JSON (written by vm/json.h in JSON_RESULT mode) ---- */
 
 char *result_json(VmRun *r)
 {
     StrBuf b;
     sb_init(&b);
     ObjState *s = vm_run_state(r);
-    sb_append(&b, "{\"text\":", 8);
+    sb_appends(&b, "{\"text\":");
     json_quote(&b, s && s->text ? s->text : "", s ? s->len : 0);
-    sb_append(&b, ",\"vars\":", 8);
-    if (s) json_map(&b, s->vars, 1);
+    sb_appends(&b, ",\"vars\":");
+    if (s && s->vars) json_encode(&b, val_obj(s->vars), JSON_RESULT, NULL);
     else sb_append(&b, "{}", 2);
-    sb_append(&b, ",\"value\":", 9);
-    json_value(&b, vm_run_value(r), 1);
+    sb_appends(&b, ",\"value\":");
+    json_encode(&b, vm_run_value(r), JSON_RESULT, NULL);
     sb_appendc(&b, '}');
-    return b.data;
+    return sb_detach(&b);
 }
 
 char *error_json(const char *msg)
 {
     StrBuf b;
     sb_init(&b);
-    sb_append(&b, "{\"error\":", 9);
+    sb_appends(&b, "{\"error\":");
     json_quote(&b, msg, strlen(msg));
     sb_appendc(&b, '}');
-    return b.data;
+    return sb_detach(&b);
+}
+
+/* Keeps a copy of the final state's text for sgl_result_text. */
+static void keep_text(sgl_vm *vm, VmRun *r)
+{
+    ObjState *s = vm_run_state(r);
+    free(vm->result_text);
+    vm->result_len = s && s->text ? s->len : 0;
+    vm->result_text = malloc(vm->result_len + 1);
+    if (!vm->result_text) {
+        vm->result_len = 0;
+        return;
+    }
+    if (vm->result_len) memcpy(vm->result_text, s->text, vm->result_len);
+    vm->result_text[vm->result_len] = '\0';
+}
+
+const char *sgl_result_text(const sgl_vm *vm, size_t *len)
+{
+    if (len) *len = vm->result_text ? vm->result_len : 0;
+    return vm->result_text ? vm->result_text : "";
+}
+
+/* ---- arguments ---- */
+
+struct sgl_args {
+    Heap heap;       /* every value below (and garbage of failed loads); never
+                        collected, freed whole by sgl_args_free */
+    ObjMap *map;     /* name -> value, in the order first set */
+    char *err;       /* message of the last failed call, or NULL; malloc'd */
+};
+
+static sgl_status args_fail(sgl_args *a, sgl_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static sgl_status args_fail(sgl_args *a, sgl_status st, const char *fmt, ...)
+{
+    StrBuf b;
+    sb_init(&b);
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(&b, fmt, ap);
+    va_end(ap);
+    free(a->err);
+    a->err = sb_detach(&b);
+    return st;
+}
+
+sgl_args *sgl_args_new(void)
+{
+    sgl_args *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    heap_init(&a->heap);
+    a->map = map_new(&a->heap);
+    if (!a->map) {
+        sgl_args_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void sgl_args_free(sgl_args *args)
+{
+    if (!args) return;
+    heap_free_all(&args->heap);
+    free(args->err);
+    free(args);
+}
+
+const char *sgl_args_error(const sgl_args *args) { return args->err ? args->err : ""; }
+
+sgl_status sgl_args_set(sgl_args *args, const char *name, const char *value_text)
+{
+    size_t nlen = strlen(name), vlen = strlen(value_text);
+    if (!utf8_valid(name, nlen)) return args_fail(args, SGL_ERR_USAGE, "argument name is not valid UTF-8");
+    Value v;
+    JsonError jerr;
+    if (json_decode(&args->heap, value_text, vlen, &v, &jerr) < 0) {
+        /* not JSON: the text itself, as a string */
+        if (!utf8_valid(value_text, vlen))
+            return args_fail(args, SGL_ERR_USAGE, "argument '%s' is not valid UTF-8", name);
+        ObjString *s = str_new(&args->heap, value_text, vlen);
+        if (!s) return args_fail(args, SGL_ERR_USAGE, "out of memory");
+        v = val_obj(s);
+    }
+    ObjString *key = str_new(&args->heap, name, nlen);
+    if (!key) return args_fail(args, SGL_ERR_USAGE, "out of memory");
+    map_set(args->map, val_obj(key), v);
+    return SGL_OK;
+}
+
+sgl_status sgl_args_load_json(sgl_args *args, const char *name, const char *text, size_t len)
+{
+    Value v;
+    JsonError jerr;
+    if (json_decode(&args->heap, text, len, &v, &jerr) < 0)
+        return args_fail(args, SGL_ERR_USAGE, "%s:%d:%d: error: %s", name, jerr.line, jerr.col, jerr.msg);
+    if (!VAL_IS_MAP(v))
+        return args_fail(args, SGL_ERR_USAGE, "%s: error: arguments must be a JSON object, not %s", name,
+                         val_type_name(v));
+    const ObjMap *m = AS_MAP(v);
+    for (size_t i = 0; i < m->nentries; i++)
+        if (m->entries[i].live && !map_get(args->map, m->entries[i].key, NULL))
+            map_set(args->map, m->entries[i].key, m->entries[i].value);
+    return SGL_OK;
+}
+
+sgl_status sgl_args_load_file(sgl_args *args, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return args_fail(args, SGL_ERR_IO, "%s: error: %s", path, strerror(errno));
+    StrBuf b;
+    sb_init(&b);
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) sb_append(&b, chunk, n);
+    int bad = ferror(f) || b.oom;   /* a directory, say, fails here */
+    int saved = errno;
+    fclose(f);
+    if (bad) {
+        sb_free(&b);
+        return args_fail(args, SGL_ERR_IO, "%s: error: %s", path, strerror(saved ? saved : ENOMEM));
+    }
+    sgl_status st = sgl_args_load_json(args, path, b.data ? b.data : "", b.len);
+    sb_free(&b);
+    return st;
 }
 
 /* ---- running ---- */
@@ -379,41 +409,28 @@ sgl_status find_entry(sgl_vm *vm, const Program *p, const char *fn, int *slot, c
     return fail(vm, SGL_ERR_USAGE, "error: %s has no main function (pass --fn NAME to run another)", m->file);
 }
 
-/* Decodes args JSON into parameter order. On a usage error returns a
- * malloc'd message. */
-char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *args, uint64_t *mask)
+/* Binds the entries of m (name -> value, or NULL for none) to the
+ * parameters of proto. On a usage error returns a malloc'd message. */
+static char *bind_map(const Proto *proto, const ObjMap *m, Value *args, uint64_t *mask)
 {
     *mask = 0;
     int nparams = proto ? proto->nparams : 0;
     for (int i = 0; i < nparams; i++) args[i] = val_nil();
     const char *fname = proto ? proto->name : "the program";
     char err[512];
-    if (args_json && *args_json) {
-        Value v;
-        char jerr[256];
-        if (json_decode(vm_heap(vm->vm), args_json, strlen(args_json), &v, jerr, sizeof jerr) < 0) {
-            snprintf(err, sizeof err, "error: bad arguments JSON: %s", jerr);
+    for (size_t e = 0; m && e < m->nentries; e++) {
+        if (!m->entries[e].live) continue;
+        const char *key = AS_STRING(m->entries[e].key)->chars;
+        int idx = -1;
+        for (int i = 0; i < nparams; i++)
+            if (strcmp(proto->param_names[i], key) == 0) { idx = i; break; }
+        if (idx < 0) {
+            if (!proto) snprintf(err, sizeof err, "error: the program has no main function to take argument '%s'", key);
+            else snprintf(err, sizeof err, "error: %s() has no parameter '%s'", fname, key);
             return strdup(err);
         }
-        if (!VAL_IS_MAP(v)) {
-            snprintf(err, sizeof err, "error: arguments must be a JSON object, not %s", val_type_name(v));
-            return strdup(err);
-        }
-        ObjMap *m = AS_MAP(v);
-        for (size_t e = 0; e < m->nentries; e++) {
-            if (!m->entries[e].live) continue;
-            const char *key = AS_STRING(m->entries[e].key)->chars;
-            int idx = -1;
-            for (int i = 0; i < nparams; i++)
-                if (strcmp(proto->param_names[i], key) == 0) { idx = i; break; }
-            if (idx < 0) {
-                if (!proto) snprintf(err, sizeof err, "error: the program has no main function to take argument '%s'", key);
-                else snprintf(err, sizeof err, "error: %s() has no parameter '%s'", fname, key);
-                return strdup(err);
-            }
-            args[idx] = m->entries[e].value;
-            *mask |= (uint64_t)1 << idx;
-        }
+        args[idx] = m->entries[e].value;
+        *mask |= (uint64_t)1 << idx;
     }
     if (proto) {
         uint64_t missing = proto->required & ~*mask;
@@ -426,21 +443,83 @@ char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *ar
     return NULL;
 }
 
-sgl_status sgl_run(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json, char **result_json_out)
+/* Decodes args JSON (NULL or "" = none) onto the VM heap and binds it. */
+char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *args, uint64_t *mask)
 {
-    if (result_json_out) *result_json_out = NULL;
+    if (!args_json || !*args_json) return bind_map(proto, NULL, args, mask);
+    Value v;
+    JsonError jerr;
+    char err[512];
+    if (json_decode(vm_heap(vm->vm), args_json, strlen(args_json), &v, &jerr) < 0) {
+        snprintf(err, sizeof err, "error: bad arguments JSON at line %d, column %d: %s", jerr.line, jerr.col, jerr.msg);
+        return strdup(err);
+    }
+    if (!VAL_IS_MAP(v)) {
+        snprintf(err, sizeof err, "error: arguments must be a JSON object, not %s", val_type_name(v));
+        return strdup(err);
+    }
+    return bind_map(proto, AS_MAP(v), args, mask);
+}
+
+/* Runs one instance to its end; its arguments are bound already. */
+static sgl_status run_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args, uint64_t mask,
+                            char **result_json_out)
+{
     sgl_task *t;
-    sgl_status st = sgl_task_start(vm, prog, fn, args_json, NULL, NULL, &t);
+    sgl_status st = task_start_bound(vm, prog, slot, proto, args, mask, NULL, NULL, &t);
     if (st != SGL_OK) return st;
     drive(vm);
     char *res = NULL;
     st = sgl_task_result(t, &res);
-    if (st != SGL_OK) fail(vm, st, "%s", sgl_task_error(t));
-    else clear_err(vm);
+    if (st != SGL_OK) {
+        fail(vm, st, "%s", sgl_task_error(t));
+    } else {
+        clear_err(vm);
+        keep_text(vm, task_run(t));
+    }
     if (result_json_out) *result_json_out = res;
     else free(res);
     sgl_task_free(t);
     return st;
+}
+
+sgl_status sgl_run(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json, char **result_json_out)
+{
+    if (result_json_out) *result_json_out = NULL;
+    int slot;
+    const Proto *proto;
+    sgl_status st = find_entry(vm, prog->prog, fn, &slot, &proto);
+    if (st != SGL_OK) return st;
+    Value args[64];
+    uint64_t mask;
+    char *uerr = bind_args(vm, proto, args_json, args, &mask);
+    if (uerr) {
+        set_err(vm, uerr);
+        return SGL_ERR_USAGE;
+    }
+    return run_bound(vm, prog, slot, proto, args, mask, result_json_out);
+}
+
+sgl_status sgl_run_args(sgl_vm *vm, sgl_program *prog, const char *fn, const sgl_args *in, char **result_json_out)
+{
+    if (result_json_out) *result_json_out = NULL;
+    int slot;
+    const Proto *proto;
+    sgl_status st = find_entry(vm, prog->prog, fn, &slot, &proto);
+    if (st != SGL_OK) return st;
+    /* a copy on the VM heap: the program may change what it is given, and
+     * the same sgl_args may start another run */
+    Value copy = val_nil();
+    if (in && json_copy(vm_heap(vm->vm), val_obj(in->map), &copy) < 0)
+        return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
+    Value args[64];
+    uint64_t mask;
+    char *uerr = bind_map(proto, in ? AS_MAP(copy) : NULL, args, &mask);
+    if (uerr) {
+        set_err(vm, uerr);
+        return SGL_ERR_USAGE;
+    }
+    return run_bound(vm, prog, slot, proto, args, mask, result_json_out);
 }
 
 typedef struct {

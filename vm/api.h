@@ -30,6 +30,8 @@ struct sgl_vm {
     char *chat_template;       /* sgl_vm_set_chat_template, or NULL */
     void (*progress)(void *ud, int done, int total);
     void *progress_ud;
+    char *result_text;         /* final text of the last successful run; malloc'd */
+    size_t result_len;
 };
 
 struct sgl_program {
@@ -54,6 +56,10 @@ char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *ar
 /* {"text","vars","value"} of a finished run; {"error": msg}. malloc'd. */
 char *result_json(VmRun *r);
 char *error_json(const char *msg);
+/* A task over arguments already bound (sgl_task_start after parsing). */
+sgl_status task_start_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args,
+                            uint64_t mask, sgl_task_done_fn done, void *ud, sgl_task **out);
+VmRun *task_run(const sgl_task *t);
 /* The blocking driver: runs and waits on the backend until no fiber waits
  * on the model (every run finished, no call left in flight). */
 void drive(sgl_vm *vm);

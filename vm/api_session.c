@@ -51,21 +51,10 @@ static void task_finished(ApiRunHook *h, VmRun *r)
     vm->done_tail = t;
 }
 
-sgl_status sgl_task_start(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json,
-                          sgl_task_done_fn done, void *ud, sgl_task **out)
+sgl_status task_start_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args,
+                            uint64_t mask, sgl_task_done_fn done, void *ud, sgl_task **out)
 {
     *out = NULL;
-    int slot;
-    const Proto *proto;
-    sgl_status st = find_entry(vm, prog->prog, fn, &slot, &proto);
-    if (st != SGL_OK) return st;
-    Value args[64];
-    uint64_t mask;
-    char *uerr = bind_args(vm, proto, args_json, args, &mask);
-    if (uerr) {
-        set_err(vm, uerr);
-        return SGL_ERR_USAGE;
-    }
     sgl_task *t = calloc(1, sizeof *t);
     if (!t || configure_chat(vm) < 0) {
         free(t);
@@ -84,6 +73,26 @@ sgl_status sgl_task_start(sgl_vm *vm, sgl_program *prog, const char *fn, const c
     *out = t;
     return SGL_OK;
 }
+
+sgl_status sgl_task_start(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json,
+                          sgl_task_done_fn done, void *ud, sgl_task **out)
+{
+    *out = NULL;
+    int slot;
+    const Proto *proto;
+    sgl_status st = find_entry(vm, prog->prog, fn, &slot, &proto);
+    if (st != SGL_OK) return st;
+    Value args[64];
+    uint64_t mask;
+    char *uerr = bind_args(vm, proto, args_json, args, &mask);
+    if (uerr) {
+        set_err(vm, uerr);
+        return SGL_ERR_USAGE;
+    }
+    return task_start_bound(vm, prog, slot, proto, args, mask, done, ud, out);
+}
+
+VmRun *task_run(const sgl_task *t) { return t->run; }
 
 int sgl_task_finished(const sgl_task *t) { return vm_run_finished(t->run); }
 

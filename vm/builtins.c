@@ -573,7 +573,7 @@ static int bi_json_encode(struct VM *vm, int argc, Value *args, ObjMap *kwargs, 
     StrBuf b;
     sb_init(&b);
     Value bad = val_nil();
-    if (val_to_json_bad(&b, args[0], &bad) < 0) {
+    if (json_encode(&b, args[0], JSON_STRICT, &bad) < 0) {
         sb_free(&b);
         if (bad.type == V_FLOAT) {
             sb_init(&b);
@@ -585,6 +585,8 @@ static int bi_json_encode(struct VM *vm, int argc, Value *args, ObjMap *kwargs, 
         if (VAL_IS_LIST(bad) || VAL_IS_MAP(bad))
             return vm_raise(vm, "json_encode() cannot encode a %s nested this deeply (does it contain itself?)",
                             val_type_name(bad));
+        if (VAL_IS_STRING(bad) || VAL_IS_STATE(bad))
+            return vm_raise(vm, "json_encode() cannot encode a %s that is not valid UTF-8", val_type_name(bad));
         return vm_raise(vm, "json_encode() cannot encode a %s", val_type_name(bad));
     }
     if (!b.data) sb_append(&b, "", 0);
@@ -597,9 +599,9 @@ static int bi_json_decode(struct VM *vm, int argc, Value *args, ObjMap *kwargs, 
     if (check_args(vm, "json_decode", argc, kwargs, 1, 1) < 0 ||
         want_string(vm, "json_decode", "", args[0], &s) < 0)
         return -1;
-    char err[256];
-    if (json_decode(vm_heap(vm), s->chars, s->len, out, err, sizeof err) < 0)
-        return vm_raise(vm, "json_decode(): invalid JSON at %s", err);
+    JsonError err;
+    if (json_decode(vm_heap(vm), s->chars, s->len, out, &err) < 0)
+        return vm_raise(vm, "json_decode(): invalid JSON at line %d, column %d: %s", err.line, err.col, err.msg);
     return 0;
 }
 

@@ -6,16 +6,25 @@
  * callback needs later (the capture name, the choices) are values in the
  * waiting fiber's argument registers, which the collector sees as live for
  * as long as the fiber waits.
+ *
+ * gen()'s options are runtime/gen_options.h's RT_GEN_OPTIONS, the one list:
+ * a named argument is looked up there and read by the reader of its kind
+ * (READ_<kind> below), straight into the RtGenParams field of its name;
+ * the defaults come from the same table through rt_gen_params_default.
  */
 #include "vm/gen.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "compiler/grammar_syntax.h"
 #include "compiler/regex_syntax.h"
+#include "runtime/gen_options.h"
+#include "vm/json.h"
 #include "vm/vm.h"
 
 #define NO_MODEL "no model: pass --model or run make model"
@@ -256,224 +265,293 @@ static int want_name(VM *vm, const char *fn, Value v, Value *name)
     return 0;
 }
 
-static int gen_native_gen(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
-{
-    const char *fn = "gen";
-    Value name = val_nil();
-    if (argc > 1) return vm_raise(vm, "gen() takes at most one positional argument (the name), %d given", argc);
-    if (argc == 1 && want_name(vm, fn, args[0], &name) < 0) return -1;
+/* ---- gen's options: one reader per kind of runtime/gen_options.h ---- */
 
+/* A gen() call's options as they are read. Borrows the values it points at
+ * (they are the call's arguments); owns stop_ids and json. */
+typedef struct {
+    VM *vm;
+    int argc;                        /* positional arguments (1: the name was one) */
+    Value name;                      /* string or nil */
     RtGenParams p;
-    rt_gen_params_default(&p);
     const char *stops[MAX_STOPS + 1];
-    int nstops = 0;
-    int32_t *stop_ids = NULL;
-    StrBuf json;
-    sb_init(&json);
-    ObjList *choices = NULL;
-    Conv conv = CONV_NONE;
-    int nconstraints = 0;
-    int rc = -1;
+    int nstops;
+    int32_t *stop_ids;               /* malloc'd */
+    StrBuf json;                     /* a map or bool schema written as text */
+    ObjList *choices;
+    Conv conv;
+    int nconstraints;
+} GenCall;
 
+static int read_int(GenCall *c, const char *opt, Value v, int64_t lo, int64_t hi, int *field)
+{
+    int64_t iv = 0;
+    if (want_int(c->vm, "gen", opt, v, lo, hi, &iv) < 0) return -1;
+    *field = (int)iv;
+    return 0;
+}
+
+/* A number in [lo, hi], or (lo, hi] when lo_open; an infinite bound is none. */
+static int read_num(GenCall *c, const char *opt, Value v, double lo, bool lo_open, double hi, double *field)
+{
+    double dv = 0;
+    if (want_num(c->vm, "gen", opt, v, &dv) < 0) return -1;
+    if (lo_open ? dv <= lo : dv < lo) {
+        if (!isinf(hi)) goto range;
+        return vm_raise(c->vm, "gen(): %s must be %s %g, not %g", opt, lo_open ? "greater than" : "at least", lo, dv);
+    }
+    if (dv > hi) {
+        if (!isinf(lo)) goto range;
+        return vm_raise(c->vm, "gen(): %s must be at most %g, not %g", opt, hi, dv);
+    }
+    *field = dv;
+    return 0;
+range:
+    return vm_raise(c->vm, "gen(): %s must be in %c%g, %g], not %g", opt, lo_open ? '(' : '[', lo, hi, dv);
+}
+
+static int read_bool(GenCall *c, const char *opt, Value v, int *field) { return want_bool(c->vm, "gen", opt, v, field); }
+
+static int read_seed(GenCall *c, Value v)
+{
+    int64_t iv;
+    if (want_int(c->vm, "gen", "seed", v, INT64_MIN, INT64_MAX, &iv) < 0) return -1;
+    c->p.has_seed = 1;
+    c->p.seed = (uint64_t)iv;
+    return 0;
+}
+
+static int read_name(GenCall *c, Value v)
+{
+    if (c->argc == 1) return vm_raise(c->vm, "gen(): the name is given twice");
+    return want_name(c->vm, "gen", v, &c->name);
+}
+
+static int read_stop(GenCall *c, Value v)
+{
+    if (VAL_IS_STRING(v)) {
+        c->stops[c->nstops++] = AS_STRING(v)->chars;
+    } else if (VAL_IS_LIST(v)) {
+        ObjList *l = AS_LIST(v);
+        if (l->len > MAX_STOPS) return vm_raise(c->vm, "gen(): at most %d stop strings", MAX_STOPS);
+        for (size_t i = 0; i < l->len; i++) {
+            if (!VAL_IS_STRING(l->items[i]))
+                return vm_raise(c->vm, "gen(): stop must be a string or a list of strings; item %zu is %s", i,
+                                val_type_name(l->items[i]));
+            c->stops[c->nstops++] = AS_STRING(l->items[i])->chars;
+        }
+    } else if (v.type != V_NIL) {
+        return vm_raise(c->vm, "gen(): stop must be a string or a list of strings, not %s", val_type_name(v));
+    }
+    return 0;
+}
+
+static int read_stop_ids(GenCall *c, Value v, int64_t lo, int64_t hi)
+{
+    if (!VAL_IS_LIST(v)) return vm_raise(c->vm, "gen(): stop_token_ids must be a list of ints, not %s", val_type_name(v));
+    ObjList *l = AS_LIST(v);
+    free(c->stop_ids);
+    c->stop_ids = malloc((l->len ? l->len : 1) * sizeof(int32_t));
+    if (!c->stop_ids) return vm_raise(c->vm, "out of memory");
+    for (size_t i = 0; i < l->len; i++) {
+        int64_t iv;
+        if (want_int(c->vm, "gen", "stop_token_ids item", l->items[i], lo, hi, &iv) < 0) return -1;
+        c->stop_ids[i] = (int32_t)iv;
+    }
+    c->p.stop_token_ids = c->stop_ids;
+    c->p.nstop_token_ids = (int)l->len;
+    return 0;
+}
+
+static int read_regex(GenCall *c, Value v)
+{
+    ObjString *src;
+    if (val_is_obj_type(v, OBJ_REGEX)) {
+        src = ((ObjRegex *)v.as.obj)->source;
+    } else if (VAL_IS_STRING(v)) {
+        src = AS_STRING(v);
+        int col = 0;
+        char msg[200] = "";
+        if (rx_check(src->chars, src->len, &col, msg, sizeof msg) != 0)
+            return vm_raise(c->vm, "gen(): bad regex (column %d): %s", col, msg);
+    } else {
+        return vm_raise(c->vm, "gen(): regex must be a re\"...\" literal or a string, not %s", val_type_name(v));
+    }
+    c->p.constraint = RT_CONSTRAINT_REGEX;
+    c->p.constraint_src = src->chars;
+    c->p.constraint_len = src->len;
+    return 0;
+}
+
+static int read_json(GenCall *c, Value v)
+{
+    if (VAL_IS_STRING(v)) {
+        c->p.constraint_src = AS_STRING(v)->chars;
+        c->p.constraint_len = AS_STRING(v)->len;
+    } else if (VAL_IS_MAP(v) || v.type == V_BOOL) {
+        sb_truncate(&c->json, 0);
+        if (json_encode(&c->json, v, JSON_STRICT, NULL) < 0)
+            return vm_raise(c->vm, "gen(): the json schema cannot be written as JSON");
+        c->p.constraint_src = c->json.data ? c->json.data : "";
+        c->p.constraint_len = c->json.len;
+    } else {
+        return vm_raise(c->vm, "gen(): json must be a schema (a map or a string), not %s", val_type_name(v));
+    }
+    c->p.constraint = RT_CONSTRAINT_JSON;
+    return 0;
+}
+
+static int read_grammar(GenCall *c, Value v)
+{
+    ObjString *src;
+    if (val_is_obj_type(v, OBJ_GRAMMAR)) {
+        src = ((ObjGrammar *)v.as.obj)->source;
+    } else if (VAL_IS_STRING(v)) {
+        src = AS_STRING(v);
+        int line = 0, col = 0;
+        char msg[200] = "";
+        if (gbnf_check(src->chars, src->len, &line, &col, msg, sizeof msg) != 0)
+            return vm_raise(c->vm, "gen(): bad grammar (line %d, column %d): %s", line, col, msg);
+    } else {
+        return vm_raise(c->vm, "gen(): grammar must be a grammar block or a string, not %s", val_type_name(v));
+    }
+    c->p.constraint = RT_CONSTRAINT_GRAMMAR;
+    c->p.constraint_src = src->chars;
+    c->p.constraint_len = src->len;
+    return 0;
+}
+
+static int read_choices(GenCall *c, Value v) { return want_choices(c->vm, "gen", v, &c->choices); }
+
+static int read_type(GenCall *c, Value v)
+{
+    if (!VAL_IS_STRING(v)) return vm_raise(c->vm, "gen(): type must be \"int\", \"float\" or \"bool\"");
+    const char *t = AS_STRING(v)->chars;
+    if (strcmp(t, "int") == 0) c->conv = CONV_INT;
+    else if (strcmp(t, "float") == 0) c->conv = CONV_FLOAT;
+    else if (strcmp(t, "bool") == 0) c->conv = CONV_BOOL;
+    else return vm_raise(c->vm, "gen(): type must be \"int\", \"float\" or \"bool\", not \"%s\"", t);
+    c->p.constraint = RT_CONSTRAINT_TYPE;
+    c->p.constraint_src = t;
+    c->p.constraint_len = strlen(t);
+    return 0;
+}
+
+/* READ_<kind>(name, lo, hi): the reader of one kind, for option `name`. */
+#define READ_INT(name, lo, hi) read_int(c, #name, v, lo, hi, &c->p.name)
+#define READ_NUM(name, lo, hi) read_num(c, #name, v, lo, false, hi, &c->p.name)
+#define READ_NUM_GT(name, lo, hi) read_num(c, #name, v, lo, true, hi, &c->p.name)
+#define READ_BOOL(name, lo, hi) read_bool(c, #name, v, &c->p.name)
+#define READ_SEED(name, lo, hi) read_seed(c, v)
+#define READ_NAME(name, lo, hi) read_name(c, v)
+#define READ_STOP(name, lo, hi) read_stop(c, v)
+#define READ_STOP_IDS(name, lo, hi) read_stop_ids(c, v, lo, hi)
+#define READ_REGEX(name, lo, hi) read_regex(c, v)
+#define READ_JSON(name, lo, hi) read_json(c, v)
+#define READ_GRAMMAR(name, lo, hi) read_grammar(c, v)
+#define READ_CHOICES(name, lo, hi) read_choices(c, v)
+#define READ_TYPE(name, lo, hi) read_type(c, v)
+
+static int read_option(GenCall *c, RtGenOptionId id, Value v)
+{
+    switch (id) {
+#define READ_CASE(name, kind, lo, hi, dflt, openai, sglang) \
+    case RT_GEN_OPT_##name: return READ_##kind(name, lo, hi);
+        RT_GEN_OPTIONS(READ_CASE)
+#undef READ_CASE
+    case RT_GEN_OPTION_COUNT: break;
+    }
+    return vm_raise(c->vm, "gen(): no such option");
+}
+
+/* "gen(): at most one of regex, json, grammar, choices and type may be given",
+ * the names from the table. */
+static int too_many_constraints(VM *vm)
+{
+    StrBuf b;
+    sb_init(&b);
+    int n = 0, total = 0;
+    for (int i = 0; i < RT_GEN_OPTION_COUNT; i++) total += rt_gen_kind_is_constraint(rt_gen_options[i].kind);
+    for (int i = 0; i < RT_GEN_OPTION_COUNT; i++) {
+        if (!rt_gen_kind_is_constraint(rt_gen_options[i].kind)) continue;
+        if (n++) sb_appends(&b, n == total ? " and " : ", ");
+        sb_appends(&b, rt_gen_options[i].name);
+    }
+    int rc = vm_raise(vm, "gen(): at most one of %s may be given", b.data ? b.data : "");
+    sb_free(&b);
+    return rc;
+}
+
+/* Reads every named argument of the call into c. 0, or -1 after vm_raise. */
+static int read_options(GenCall *c, ObjMap *kwargs)
+{
     for (size_t e = 0; kwargs && e < kwargs->nentries; e++) {
         if (!kwargs->entries[e].live) continue;
         const char *opt = AS_STRING(kwargs->entries[e].key)->chars;
-        Value v = kwargs->entries[e].value;
-        int64_t iv = 0;
-        double dv = 0;
-        int bv = 0;
-        if (strcmp(opt, "name") == 0) {
-            if (argc == 1) { vm_raise(vm, "gen(): the name is given twice"); goto done; }
-            if (want_name(vm, fn, v, &name) < 0) goto done;
-        } else if (strcmp(opt, "max_tokens") == 0) {
-            if (want_int(vm, fn, opt, v, 0, 1 << 30, &iv) < 0) goto done;
-            p.max_tokens = (int)iv;
-        } else if (strcmp(opt, "min_tokens") == 0) {
-            if (want_int(vm, fn, opt, v, 0, 1 << 30, &iv) < 0) goto done;
-            p.min_tokens = (int)iv;
-        } else if (strcmp(opt, "stop") == 0) {
-            if (VAL_IS_STRING(v)) {
-                stops[nstops++] = AS_STRING(v)->chars;
-            } else if (VAL_IS_LIST(v)) {
-                ObjList *l = AS_LIST(v);
-                if (l->len > MAX_STOPS) { vm_raise(vm, "gen(): at most %d stop strings", MAX_STOPS); goto done; }
-                for (size_t i = 0; i < l->len; i++) {
-                    if (!VAL_IS_STRING(l->items[i])) {
-                        vm_raise(vm, "gen(): stop must be a string or a list of strings; item %zu is %s", i,
-                                 val_type_name(l->items[i]));
-                        goto done;
-                    }
-                    stops[nstops++] = AS_STRING(l->items[i])->chars;
-                }
-            } else if (v.type != V_NIL) {
-                vm_raise(vm, "gen(): stop must be a string or a list of strings, not %s", val_type_name(v));
-                goto done;
-            }
-        } else if (strcmp(opt, "stop_token_ids") == 0) {
-            if (!VAL_IS_LIST(v)) { vm_raise(vm, "gen(): stop_token_ids must be a list of ints, not %s", val_type_name(v)); goto done; }
-            ObjList *l = AS_LIST(v);
-            free(stop_ids);
-            stop_ids = malloc((l->len ? l->len : 1) * sizeof(int32_t));
-            if (!stop_ids) { vm_raise(vm, "out of memory"); goto done; }
-            for (size_t i = 0; i < l->len; i++) {
-                if (want_int(vm, fn, "stop_token_ids item", l->items[i], 0, INT32_MAX, &iv) < 0) goto done;
-                stop_ids[i] = (int32_t)iv;
-            }
-            p.stop_token_ids = stop_ids;
-            p.nstop_token_ids = (int)l->len;
-        } else if (strcmp(opt, "temperature") == 0) {
-            if (want_num(vm, fn, opt, v, &dv) < 0) goto done;
-            if (dv < 0) { vm_raise(vm, "gen(): temperature must not be negative"); goto done; }
-            p.temperature = dv;
-        } else if (strcmp(opt, "top_p") == 0) {
-            if (want_num(vm, fn, opt, v, &dv) < 0) goto done;
-            if (dv <= 0 || dv > 1) { vm_raise(vm, "gen(): top_p must be in (0, 1]"); goto done; }
-            p.top_p = dv;
-        } else if (strcmp(opt, "top_k") == 0) {
-            if (want_int(vm, fn, opt, v, -1, 1 << 30, &iv) < 0) goto done;
-            p.top_k = (int)iv;
-        } else if (strcmp(opt, "min_p") == 0) {
-            if (want_num(vm, fn, opt, v, &dv) < 0) goto done;
-            if (dv < 0 || dv > 1) { vm_raise(vm, "gen(): min_p must be in [0, 1]"); goto done; }
-            p.min_p = dv;
-        } else if (strcmp(opt, "frequency_penalty") == 0) {
-            if (want_num(vm, fn, opt, v, &p.frequency_penalty) < 0) goto done;
-        } else if (strcmp(opt, "presence_penalty") == 0) {
-            if (want_num(vm, fn, opt, v, &p.presence_penalty) < 0) goto done;
-        } else if (strcmp(opt, "repetition_penalty") == 0) {
-            if (want_num(vm, fn, opt, v, &dv) < 0) goto done;
-            if (dv <= 0) { vm_raise(vm, "gen(): repetition_penalty must be positive"); goto done; }
-            p.repetition_penalty = dv;
-        } else if (strcmp(opt, "seed") == 0) {
-            if (v.type != V_INT) { vm_raise(vm, "gen(): seed must be an int, not %s", val_type_name(v)); goto done; }
-            p.has_seed = 1;
-            p.seed = (uint64_t)v.as.i;
-        } else if (strcmp(opt, "ignore_eos") == 0) {
-            if (want_bool(vm, fn, opt, v, &bv) < 0) goto done;
-            p.ignore_eos = bv;
-        } else if (strcmp(opt, "logprobs") == 0) {
-            if (want_bool(vm, fn, opt, v, &bv) < 0) goto done;
-            p.logprobs = bv;
-        } else if (strcmp(opt, "regex") == 0) {
-            nconstraints++;
-            ObjString *src;
-            if (val_is_obj_type(v, OBJ_REGEX)) {
-                src = ((ObjRegex *)v.as.obj)->source;
-            } else if (VAL_IS_STRING(v)) {
-                src = AS_STRING(v);
-                int col = 0;
-                char msg[200] = "";
-                if (rx_check(src->chars, src->len, &col, msg, sizeof msg) != 0) {
-                    vm_raise(vm, "gen(): bad regex (column %d): %s", col, msg);
-                    goto done;
-                }
-            } else {
-                vm_raise(vm, "gen(): regex must be a re\"...\" literal or a string, not %s", val_type_name(v));
-                goto done;
-            }
-            p.constraint = RT_CONSTRAINT_REGEX;
-            p.constraint_src = src->chars;
-            p.constraint_len = src->len;
-        } else if (strcmp(opt, "json") == 0) {
-            nconstraints++;
-            if (VAL_IS_STRING(v)) {
-                p.constraint_src = AS_STRING(v)->chars;
-                p.constraint_len = AS_STRING(v)->len;
-            } else if (VAL_IS_MAP(v) || v.type == V_BOOL) {
-                if (val_to_json(&json, v) < 0) { vm_raise(vm, "gen(): the json schema cannot be written as JSON"); goto done; }
-                p.constraint_src = json.data ? json.data : "";
-                p.constraint_len = json.len;
-            } else {
-                vm_raise(vm, "gen(): json must be a schema (a map or a string), not %s", val_type_name(v));
-                goto done;
-            }
-            p.constraint = RT_CONSTRAINT_JSON;
-        } else if (strcmp(opt, "grammar") == 0) {
-            nconstraints++;
-            ObjString *src;
-            if (val_is_obj_type(v, OBJ_GRAMMAR)) {
-                src = ((ObjGrammar *)v.as.obj)->source;
-            } else if (VAL_IS_STRING(v)) {
-                src = AS_STRING(v);
-                int line = 0, col = 0;
-                char msg[200] = "";
-                if (gbnf_check(src->chars, src->len, &line, &col, msg, sizeof msg) != 0) {
-                    vm_raise(vm, "gen(): bad grammar (line %d, column %d): %s", line, col, msg);
-                    goto done;
-                }
-            } else {
-                vm_raise(vm, "gen(): grammar must be a grammar block or a string, not %s", val_type_name(v));
-                goto done;
-            }
-            p.constraint = RT_CONSTRAINT_GRAMMAR;
-            p.constraint_src = src->chars;
-            p.constraint_len = src->len;
-        } else if (strcmp(opt, "choices") == 0) {
-            nconstraints++;
-            if (want_choices(vm, fn, v, &choices) < 0) goto done;
-        } else if (strcmp(opt, "type") == 0) {
-            nconstraints++;
-            if (!VAL_IS_STRING(v)) { vm_raise(vm, "gen(): type must be \"int\", \"float\" or \"bool\""); goto done; }
-            const char *t = AS_STRING(v)->chars;
-            if (strcmp(t, "int") == 0) conv = CONV_INT;
-            else if (strcmp(t, "float") == 0) conv = CONV_FLOAT;
-            else if (strcmp(t, "bool") == 0) conv = CONV_BOOL;
-            else { vm_raise(vm, "gen(): type must be \"int\", \"float\" or \"bool\", not \"%s\"", t); goto done; }
-            p.constraint = RT_CONSTRAINT_TYPE;
-            p.constraint_src = t;
-            p.constraint_len = strlen(t);
-        } else {
-            vm_raise(vm, "gen() has no option '%s'", opt);
-            goto done;
-        }
+        int id = rt_gen_option_find(opt);
+        if (id < 0) return vm_raise(c->vm, "gen() has no option '%s'", opt);
+        if (read_option(c, (RtGenOptionId)id, kwargs->entries[e].value) < 0) return -1;
+        c->nconstraints += rt_gen_kind_is_constraint(rt_gen_options[id].kind);
     }
-    if (nconstraints > 1) {
-        vm_raise(vm, "gen(): at most one of regex, json, grammar, choices and type may be given");
-        goto done;
-    }
+    if (c->nconstraints > 1) return too_many_constraints(c->vm);
+    return 0;
+}
+
+static int submit_gen(GenCall *c, Value *out)
+{
+    VM *vm = c->vm;
     RtBackend *be = vm_backend(vm);
-    if (!be || !be->gen) { vm_raise(vm, NO_MODEL); goto done; }
-    if (choices) {
-        rc = submit_select(vm, fn, name, choices, RT_SELECT_TOKEN_LENGTH_NORMALIZED, out);
-        goto done;
-    }
+    if (!be || !be->gen) return vm_raise(vm, NO_MODEL);
+    if (c->choices) return submit_select(vm, "gen", c->name, c->choices, RT_SELECT_TOKEN_LENGTH_NORMALIZED, out);
 
     ObjState *st = vm_current_state(vm);
     if (in_assistant(st)) {
         /* the chat template's end of turn is a default stop (§7) */
         const char *eot = vm_chat_end_of_turn(vm);
-        if (eot && nstops < MAX_STOPS + 1) stops[nstops++] = eot;
+        if (eot && c->nstops < MAX_STOPS + 1) c->stops[c->nstops++] = eot;
     }
-    p.stop = nstops ? stops : NULL;
-    p.nstop = nstops;
+    c->p.stop = c->nstops ? c->stops : NULL;
+    c->p.nstop = c->nstops;
 
     RtPrompt pr;
     RtSegment *segs;
     Pending *pd = calloc(1, sizeof(Pending));
     if (!pd || make_prompt(st, &pr, &segs) < 0) {
         free(pd);
-        vm_raise(vm, "out of memory");
-        goto done;
+        return vm_raise(vm, "out of memory");
     }
     pd->vm = vm;
-    pd->name = name;
-    pd->conv = conv;
-    pd->append_text = conv != CONV_NONE && vm_native_result_appended(vm);
-    pd->logprobs = p.logprobs;
-    pd->fn = fn;
+    pd->name = c->name;
+    pd->conv = c->conv;
+    pd->append_text = c->conv != CONV_NONE && vm_native_result_appended(vm);
+    pd->logprobs = c->p.logprobs;
+    pd->fn = "gen";
     pd->f = vm_wait_begin(vm, out);
-    int sub = be->gen(be->ctx, &pr, &p, on_gen, pd);
+    int sub = be->gen(be->ctx, &pr, &c->p, on_gen, pd);
     free(segs);
     if (sub != 0) {
         vm_wait_cancel(vm, pd->f);
         free(pd);
-        vm_raise(vm, "gen(): the model refused the request: %s", be->last_error ? be->last_error : "unknown error");
-        goto done;
+        return vm_raise(vm, "gen(): the model refused the request: %s", be->last_error ? be->last_error : "unknown error");
     }
-    rc = VM_NATIVE_WAIT;
-done:
-    free(stop_ids);
-    sb_free(&json);
+    return VM_NATIVE_WAIT;
+}
+
+static int gen_native_gen(VM *vm, int argc, Value *args, ObjMap *kwargs, Value *out)
+{
+    if (argc > 1) return vm_raise(vm, "gen() takes at most one positional argument (the name), %d given", argc);
+    GenCall c;
+    memset(&c, 0, sizeof c);
+    c.vm = vm;
+    c.argc = argc;
+    c.name = val_nil();
+    rt_gen_params_default(&c.p);
+    sb_init(&c.json);
+    if (argc == 1 && want_name(vm, "gen", args[0], &c.name) < 0) return -1;
+    int rc = read_options(&c, kwargs);
+    if (rc == 0) rc = submit_gen(&c, out);
+    free(c.stop_ids);
+    sb_free(&c.json);
     return rc;
 }
 

@@ -15,6 +15,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "vm/value.h"
 
+#include "vm/json.h"
+
 #include <math.h>
 #include <pcre2.h>
 #include <stdarg.h>
@@ -23,10 +25,6 @@
 #include <string.h>
 
 #define GC_MIN_NEXT ((size_t)1 << 20)
-/* Nesting depth beyond which printing shows [...] / {...}, equality falls
- * back to identity and JSON encoding fails: lists and maps can hold
- * themselves, and this keeps every walk finite. */
-#define VAL_MAX_DEPTH 200
 /* How many objects ahead the sweep (and the marking of a list) prefetches. */
 #define SWEEP_AHEAD 8
 
@@ -755,32 +753,6 @@ void fmt_double(StrBuf *b, double d)
     }
 }
 
-static void append_quoted(StrBuf *b, const char *s, size_t len)
-{
-    sb_appendc(b, '"');
-    size_t run = 0;  /* bytes copied as-is are flushed in runs */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        default: if (c >= 0x20) continue;
-        }
-        sb_append(b, s + run, i - run);
-        run = i + 1;
-        if (esc) sb_append(b, esc, strlen(esc));
-        else sb_printf(b, "\\u%04x", c);
-    }
-    sb_append(b, s + run, len - run);
-    sb_appendc(b, '"');
-}
-
 static void closure_name(StrBuf *b, const ObjClosure *c)
 {
     const char *name = proto_namer && c->proto ? proto_namer(c->proto) : NULL;
@@ -806,7 +778,7 @@ static void render(StrBuf *b, Value v, bool top, int depth)
     case OBJ_STRING: {
         ObjString *s = (ObjString *)o;
         if (top) sb_append(b, s->chars, s->len);
-        else append_quoted(b, s->chars, s->len);
+        else json_quote(b, s->chars, s->len);
         return;
     }
     case OBJ_LIST: {
@@ -837,7 +809,7 @@ static void render(StrBuf *b, Value v, bool top, int depth)
                 StrBuf k;
                 sb_init(&k);
                 render(&k, e->key, true, depth + 1);
-                append_quoted(b, k.data ? k.data : "", k.len);
+                json_quote(b, k.data ? k.data : "", k.len);
                 sb_free(&k);
             }
             sb_append(b, ": ", 2);
@@ -853,7 +825,7 @@ static void render(StrBuf *b, Value v, bool top, int depth)
         /* a state shows as its text, like the string it stands for */
         ObjState *s = (ObjState *)o;
         if (top) sb_append(b, s->text ? s->text : "", s->len);
-        else append_quoted(b, s->text ? s->text : "", s->len);
+        else json_quote(b, s->text ? s->text : "", s->len);
         return;
     }
     case OBJ_REGEX: {
@@ -882,72 +854,6 @@ static void render(StrBuf *b, Value v, bool top, int depth)
 void val_to_text(StrBuf *b, Value v) { render(b, v, true, 0); }
 
 void val_to_repr(StrBuf *b, Value v) { render(b, v, false, 0); }
-
-static int json_depth(StrBuf *b, Value v, int depth, Value *bad)
-{
-    switch (v.type) {
-    case V_NIL: sb_append(b, "null", 4); return 0;
-    case V_BOOL: case V_INT: render(b, v, false, 0); return 0;
-    case V_FLOAT:
-        if (!isfinite(v.as.f)) break;
-        fmt_double(b, v.as.f);
-        return 0;
-    case V_OBJ: {
-        Obj *o = v.as.obj;
-        if (depth >= VAL_MAX_DEPTH) break;
-        if (o->type == OBJ_STRING) {
-            append_quoted(b, ((ObjString *)o)->chars, ((ObjString *)o)->len);
-            return 0;
-        }
-        if (o->type == OBJ_STATE) {
-            ObjState *s = (ObjState *)o;
-            append_quoted(b, s->text ? s->text : "", s->len);
-            return 0;
-        }
-        if (o->type == OBJ_LIST) {
-            ObjList *l = (ObjList *)o;
-            sb_appendc(b, '[');
-            for (size_t i = 0; i < l->len; i++) {
-                if (i) sb_appendc(b, ',');
-                if (json_depth(b, l->items[i], depth + 1, bad) < 0) return -1;
-            }
-            sb_appendc(b, ']');
-            return 0;
-        }
-        if (o->type == OBJ_MAP) {
-            ObjMap *m = (ObjMap *)o;
-            sb_appendc(b, '{');
-            bool first = true;
-            for (size_t i = 0; i < m->nentries; i++) {
-                MapEntry *e = &m->entries[i];
-                if (!e->live) continue;
-                if (!first) sb_appendc(b, ',');
-                first = false;
-                if (VAL_IS_STRING(e->key)) {
-                    append_quoted(b, AS_STRING(e->key)->chars, AS_STRING(e->key)->len);
-                } else {
-                    StrBuf k;
-                    sb_init(&k);
-                    if (json_depth(&k, e->key, depth + 1, bad) < 0) { sb_free(&k); return -1; }
-                    append_quoted(b, k.data ? k.data : "", k.len);
-                    sb_free(&k);
-                }
-                sb_appendc(b, ':');
-                if (json_depth(b, e->value, depth + 1, bad) < 0) return -1;
-            }
-            sb_appendc(b, '}');
-            return 0;
-        }
-        break;
-    }
-    }
-    if (bad) *bad = v;
-    return -1;
-}
-
-int val_to_json(StrBuf *b, Value v) { return json_depth(b, v, 0, NULL); }
-
-int val_to_json_bad(StrBuf *b, Value v, Value *bad) { return json_depth(b, v, 0, bad); }
 
 /* ------------------------------------------------------------------ */
 /* states                                                              */

@@ -3,7 +3,8 @@
  *
  * Owns: the Value representation, every heap object type, the heap (a
  * mark-and-sweep collector over a table of objects), strings, lists,
- * ordered maps, equality, hashing, printing (str/print/JSON rules of §3).
+ * ordered maps, equality, hashing, printing (the str/print rules of §3).
+ * JSON reading and writing is vm/json.h.
  * Does not own: the interpreter, fibers, or how roots are found (the VM
  * passes a root-marking callback to heap_collect).
  *
@@ -31,6 +32,12 @@
 #include "base/role.h"
 #include "base/strbuf.h"
 #include "base/utf8.h"
+
+/* The one nesting limit of lists and maps for every walk of a value:
+ * printing shows [...] / {...} past it, equality falls back to identity,
+ * and JSON reading and writing (vm/json.h) refuse it. Lists and maps can
+ * hold themselves; this keeps every walk finite. */
+#define VAL_MAX_DEPTH 200
 
 typedef enum { V_NIL, V_BOOL, V_INT, V_FLOAT, V_OBJ } VType;
 
@@ -238,14 +245,11 @@ bool val_equal(Value a, Value b);       /* §3: by value for nil/bool/num/str/li
 const char *val_type_name(Value v);     /* "nil", "bool", "int", "float", "string", "list", "map", "function", "state", "regex", "grammar", "module" */
 /* str(v): top-level strings as themselves, everything else as in §3. */
 void val_to_text(StrBuf *b, Value v);
-/* The §3 rendering used inside lists/maps: strings JSON-quoted. */
+/* The §3 rendering used inside lists/maps: strings JSON-quoted (by
+ * json_quote, vm/json.h; JSON itself is written by json_encode there). */
 void val_to_repr(StrBuf *b, Value v);
 /* Shortest text that reads back as the same double, JavaScript style. */
 void fmt_double(StrBuf *b, double d);
-/* Compact JSON (json_encode). Returns -1 for values JSON cannot hold. */
-int val_to_json(StrBuf *b, Value v);
-/* val_to_json that also reports, in *bad, the first value it could not encode. */
-int val_to_json_bad(StrBuf *b, Value v, Value *bad);
 /* How a closure prints (`<fn name>`): the VM installs a function that names a
  * prototype (process-wide, set once at start-up; without it closures print `<fn>`). */
 void val_set_proto_namer(const char *(*fn)(const struct Proto *proto));

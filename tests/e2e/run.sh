@@ -9,7 +9,8 @@
 #   d  --batch: results in input order (an error in its place)
 #   e  examples/*.sgl run to completion; their structure is checked (the
 #      content is the model's)
-#   f  sgl generate refuses bad option values with status 64
+#   f  sgl generate refuses bad option values with status 64, and streams a
+#      greedy continuation that stops at --stop, with its --stats line
 # (b, select against scoring each choice alone, is tests/unit/test_select_e2e.c.)
 #
 # Each case prints "ok NAME (seconds)" or "FAIL NAME: why"; the last line is
@@ -152,6 +153,11 @@ case_generate_options() {
         [ $st = 64 ] || { bad generate_options "$opts: exit status $st, expected 64"; return; }
     done
     "$SGL" generate --max-tokens 0 "Hello" >"$tmp/out" 2>"$tmp/err" || { bad generate_options "--max-tokens 0: exit status $?"; return; }
+    "$SGL" generate --temperature 0 --max-tokens 8 --stop . --stats "The capital of France is" >"$tmp/out" 2>"$tmp/err" ||
+        { bad generate_options "a greedy completion: exit status $?"; return; }
+    grep -q '^ Paris$' "$tmp/out" || { bad generate_options "expected ' Paris' (stopped at '.'), got: $(cat "$tmp/out")"; return; }
+    [ "$(stat "generated tokens" "$tmp/err")" -ge 1 ] 2>/dev/null && grep -q "finish stop" "$tmp/err" ||
+        { bad generate_options "stats: $(cat "$tmp/err")"; return; }
     ok generate_options
 }
 

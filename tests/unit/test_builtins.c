@@ -321,15 +321,15 @@ Test(builtins, json_decode_depth_and_round_trip)
     memset(deep, '[', 1000);
     memset(deep + 1000, ']', 1000);
     Value v;
-    char err[256];
-    cr_expect_eq(json_decode(&vm.heap, deep, sizeof deep, &v, err, sizeof err), -1);
-    cr_expect(strstr(err, "nesting deeper than 512") != NULL, "%s", err);
+    JsonError err;
+    cr_expect_eq(json_decode(&vm.heap, deep, sizeof deep, &v, &err), -1);
+    cr_expect(strstr(err.msg, "nesting deeper than 200") != NULL, "%s", err.msg);
 
     const char *doc = "{\"name\":\"x\",\"n\":[1,2.5,-3e-7,1e+21],\"o\":{\"z\":null,\"a\":true}}";
-    cr_assert_eq(json_decode(&vm.heap, doc, strlen(doc), &v, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(json_decode(&vm.heap, doc, strlen(doc), &v, &err), 0, "%s", err.msg);
     StrBuf b;
     sb_init(&b);
-    cr_assert_eq(val_to_json(&b, v), 0);
+    cr_assert_eq(json_encode(&b, v, JSON_STRICT, NULL), 0);
     cr_expect_str_eq(b.data, "{\"name\":\"x\",\"n\":[1,2.5,-3e-7,1e+21],\"o\":{\"z\":null,\"a\":true}}");
     sb_free(&b);
 }

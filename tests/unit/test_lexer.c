@@ -1,10 +1,13 @@
 /* tests/unit/test_lexer.c — the tokenizer, table-driven: source in, token
- * names out (with their text where it matters), or the error and where. */
+ * names out (with their text where it matters), or the error and where.
+ * Also checks that the copies of the keyword list that cannot include
+ * lang/keywords.h (lang/parser.y, LANGUAGE.md §2) agree with it. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lang/keywords.h"
 #include "lang/lexer.h"
 #include "parser.h"
 
@@ -15,9 +18,10 @@ static const char *token_name(int code) {
     N(LBRACKET_INDEX) N(RBRACKET) N(COMMA) N(COLON) N(DOT) N(DOTDOT) N(QUESTION) N(ASSIGN)
     N(PLUS_ASSIGN) N(MINUS_ASSIGN) N(STAR_ASSIGN) N(SLASH_ASSIGN) N(PLUS) N(MINUS) N(STAR)
     N(SLASH) N(PERCENT) N(EQ) N(NE) N(LT) N(LE) N(GT) N(GE) N(IDENT) N(INT) N(FLOAT)
-    N(STRING) N(REGEX) N(STR_HEAD) N(STR_MID) N(STR_TAIL) N(GRAMMAR_BODY) N(FN) N(LET) N(IF)
-    N(ELSE) N(FOR) N(IN) N(WHILE) N(BREAK) N(CONTINUE) N(RETURN) N(FORK) N(IMPORT) N(AS)
-    N(TRUE) N(FALSE) N(NIL) N(AND) N(OR) N(NOT) N(SYSTEM) N(USER) N(ASSISTANT) N(GRAMMAR)
+    N(STRING) N(REGEX) N(STR_HEAD) N(STR_MID) N(STR_TAIL) N(GRAMMAR_BODY)
+#define KW_NAME(text, tok, as_name) N(tok)
+    SGL_KEYWORDS(KW_NAME)
+#undef KW_NAME
 #undef N
     default: return "?";
     }
@@ -79,10 +83,6 @@ Test(lexer, basic_tokens) {
         {"", ""},
         {"x", "IDENT(x)"},
         {"_a9 b", "IDENT(_a9) IDENT(b)"},
-        {"fn let if else for in while break continue return fork import as",
-         "FN LET IF ELSE FOR IN WHILE BREAK CONTINUE RETURN FORK IMPORT AS"},
-        {"true false nil and or not system user assistant grammar x",
-         "TRUE FALSE NIL AND OR NOT SYSTEM USER ASSISTANT GRAMMAR IDENT(x)"},
         {"fnord iffy", "IDENT(fnord) IDENT(iffy)"},
         {"+ - * / % == != < <= > >= = += -= *= /= .. . , : ; ?",
          "PLUS MINUS STAR SLASH PERCENT EQ NE LT LE GT GE ASSIGN PLUS_ASSIGN MINUS_ASSIGN "
@@ -90,6 +90,99 @@ Test(lexer, basic_tokens) {
         {"a.user", "IDENT(a) DOT IDENT(user)"},
     };
     RUN(cases);
+}
+
+/* ---- keywords: lang/keywords.h and its copies ---- */
+
+static const struct {
+    const char *text, *token;
+    int as_name;
+} keyword_list[] = {
+#define KW_ROW(text, tok, as_name) {text, #tok, as_name},
+    SGL_KEYWORDS(KW_ROW)
+#undef KW_ROW
+};
+
+Test(lexer, every_keyword) {
+    char src[64], want[96];
+    for (int i = 0; i < SGL_KEYWORD_COUNT; i++) {
+        const char *kw = keyword_list[i].text;
+        snprintf(src, sizeof src, "%s x.%s %sx", kw, kw, kw);
+        snprintf(want, sizeof want, "%s IDENT(x) DOT IDENT(%s) IDENT(%sx)", keyword_list[i].token, kw, kw);
+        char *got = lex_all(src);
+        cr_expect_str_eq(got, want, "source: %s", src);
+        free(got);
+    }
+}
+
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s (tests run from the repository root)", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
+    s[n] = '\0';
+    fclose(f);
+    return s;
+}
+
+static int word_char(char c) { return c == '_' || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+
+/* Appends the words of s[0..n) (runs of [A-Za-z_]) to out, space-separated. */
+static void words(const char *s, size_t n, char *out, size_t cap) {
+    for (size_t i = 0; i < n;) {
+        if (!word_char(s[i])) { i++; continue; }
+        size_t j = i;
+        while (j < n && word_char(s[j])) j++;
+        size_t len = strlen(out);
+        snprintf(out + len, cap - len, "%s%.*s", len ? " " : "", (int)(j - i), s + i);
+        i = j;
+    }
+}
+
+Test(lexer, parser_and_reference_list_the_same_keywords) {
+    char want_tokens[512] = "", want_names[512] = "", want_text[512] = "";
+    for (int i = 0; i < SGL_KEYWORD_COUNT; i++) {
+        words(keyword_list[i].token, strlen(keyword_list[i].token), want_tokens, sizeof want_tokens);
+        if (keyword_list[i].as_name)
+            words(keyword_list[i].token, strlen(keyword_list[i].token), want_names, sizeof want_names);
+        words(keyword_list[i].text, strlen(keyword_list[i].text), want_text, sizeof want_text);
+    }
+
+    /* parser.y: the %token statements, in order; the keywords follow GRAMMAR_BODY */
+    char *y = read_file("lang/parser.y");
+    char tokens[2048] = "";
+    for (char *p = y; (p = strstr(p, "\n%token ")) != NULL;) {
+        p += 8;
+        char *end = strchr(p, '.');
+        cr_assert_not_null(end);
+        words(p, (size_t)(end - p), tokens, sizeof tokens);
+        p = end;
+    }
+    char *after = strstr(tokens, "GRAMMAR_BODY ");
+    cr_assert_not_null(after, "parser.y: no GRAMMAR_BODY token");
+    cr_expect_str_eq(after + strlen("GRAMMAR_BODY "), want_tokens, "parser.y's keyword %%token line");
+
+    /* parser.y: `keyword(A) ::= TOKEN(T).`, the keywords that stand for names */
+    char names[1024] = "";
+    for (char *p = y; (p = strstr(p, "\nkeyword(A) ::= ")) != NULL;) {
+        p += strlen("\nkeyword(A) ::= ");
+        words(p, strcspn(p, "("), names, sizeof names);
+    }
+    cr_expect_str_eq(names, want_names, "parser.y's keyword nonterminal");
+    free(y);
+
+    /* LANGUAGE.md §2: "Keywords: `fn let ...`." */
+    char *md = read_file("lang/LANGUAGE.md");
+    char *k = strstr(md, "Keywords: `");
+    cr_assert_not_null(k, "LANGUAGE.md: no keyword list");
+    k += strlen("Keywords: `");
+    char text[512] = "";
+    words(k, strcspn(k, "`"), text, sizeof text);
+    cr_expect_str_eq(text, want_text, "LANGUAGE.md §2's keyword list");
+    free(md);
 }
 
 Test(lexer, numbers) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vm/json.h"
 #include "vm/value.h"
 
 static Heap heap;
@@ -32,7 +33,7 @@ static char *json_of(Value v)
     static char out[4096];
     StrBuf b;
     sb_init(&b);
-    int rc = val_to_json(&b, v);
+    int rc = json_encode(&b, v, JSON_STRICT, NULL);
     snprintf(out, sizeof out, "%s", rc < 0 ? "<error>" : b.data ? b.data : "");
     sb_free(&b);
     return out;
@@ -612,7 +613,7 @@ Test(value, json_bad_reports_the_value)
     StrBuf b;
     sb_init(&b);
     Value bad = val_nil();
-    cr_expect_eq(val_to_json_bad(&b, val_obj(l), &bad), -1);
+    cr_expect_eq(json_encode(&b, val_obj(l), JSON_STRICT, &bad), -1);
     cr_expect_eq(bad.as.obj, (Obj *)n);
     sb_free(&b);
 }
