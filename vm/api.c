@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/err.h"
 #include "compiler/compile.h"
 #include "compiler/disasm.h"
 #include "compiler/sglc.h"
@@ -37,7 +38,7 @@ sgl_status fail(sgl_vm *vm, sgl_status st, const char *fmt, ...)
     char buf[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    err_vfmt(buf, sizeof buf, fmt, ap);
     va_end(ap);
     free(vm->err);
     vm->err = strdup(buf);

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/err.h"
+
 /* ------------------------------------------------------------------ */
 /* reader                                                              */
 
@@ -48,7 +50,7 @@ static int fail(Parser *ps, const char *fmt, ...)
     ps->err->col = col;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ps->err->msg, sizeof ps->err->msg, fmt, ap);
+    err_vfmt(ps->err->msg, sizeof ps->err->msg, fmt, ap);
     va_end(ap);
     return -1;
 }
