@@ -1577,12 +1577,12 @@ void eng_free(Engine *e)
 
 /* ---- select's methods ---------------------------------------------------------------- */
 
-int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *scores)
+int eng_select_scores(const EngScoreResult *r, EngSelectMethod method, double *scores)
 {
     if (!r || r->n_choices <= 0 || !scores) return ERR_ARG;
     int n = r->n_choices, best = 0;
     switch (method) {
-    case RT_SELECT_TOKEN_LENGTH_NORMALIZED:
+    case ENG_SELECT_TOKEN_LENGTH_NORMALIZED:
         for (int i = 0; i < n; i++) {
             double sum = 0;
             for (int j = 0; j < r->n_tokens[i]; j++) sum += r->logprobs[i][j];
@@ -1590,7 +1590,7 @@ int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *sc
             if (scores[i] > scores[best]) best = i;
         }
         return best;
-    case RT_SELECT_GREEDY_TOKEN: {
+    case ENG_SELECT_GREEDY_TOKEN: {
         /* Column by column over the choices still tied; a choice shorter
          * than the column stands in with its mean (SGLang's matrix). */
         int width = 0;
@@ -1623,7 +1623,7 @@ int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *sc
         free(alive);
         return best;
     }
-    case RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED:
+    case ENG_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED:
         if (!r->unconditional) return ERR_ARG;
         for (int i = 0; i < n; i++) {
             double sum = 0;
@@ -1632,6 +1632,8 @@ int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *sc
             if (scores[i] > scores[best]) best = i;
         }
         return best;
+    case ENG_SELECT_COUNT_:
+        break;
     }
     return ERR_ARG;
 }

@@ -301,15 +301,27 @@ typedef struct {
 /* A snapshot (any thread). */
 void eng_stats(Engine *e, EngStats *out);
 
-/* select's three methods over a score result (the logic of SGLang's
- * choices.py): fills scores[0..n_choices) and returns the best index, or
- * ERR_ARG (the unconditional method needs r->unconditional).
+/* ---- select's scoring methods --------------------------------------------- */
+
+/* The three ways select turns a score result into a choice (the logic of
+ * SGLang's choices.py):
  *   TOKEN_LENGTH_NORMALIZED: mean logprob of the choice's tokens
  *   GREEDY_TOKEN: compare first tokens' logprobs, ties broken by the
  *     next token (a shorter choice's missing positions take its mean);
  *     scores[] are the first-token logprobs
  *   UNCONDITIONAL_LIKELIHOOD_NORMALIZED: mean of (conditional -
- *     unconditional) logprob over the choice's tokens */
-int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *scores);
+ *     unconditional) logprob over the choice's tokens; the score request
+ *     must have asked for `unconditional` */
+typedef enum {
+    ENG_SELECT_TOKEN_LENGTH_NORMALIZED,
+    ENG_SELECT_GREEDY_TOKEN,
+    ENG_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED,
+    ENG_SELECT_COUNT_
+} EngSelectMethod;
+
+/* Fills scores[0..n_choices) by `method` and returns the best index, or
+ * ERR_ARG (an unknown method, or the unconditional one without
+ * r->unconditional), or ERR_NOMEM. */
+int eng_select_scores(const EngScoreResult *r, EngSelectMethod method, double *scores);
 
 #endif

@@ -37,7 +37,7 @@ typedef enum { P_GEN, P_SELECT, P_GEN_CHOICES } PendKind;
 typedef struct {
     RtEngine *r;
     PendKind kind;
-    RtSelectMethod method;
+    EngSelectMethod method;
     rt_gen_cb gen_cb;
     rt_select_cb sel_cb;
     void *ud;
@@ -69,6 +69,41 @@ static int fail(RtEngine *r, const char *msg)
 {
     snprintf(r->err, sizeof r->err, "%s", msg);
     r->be.last_error = r->err;
+    return -1;
+}
+
+/* ---- the VM's request types -> the engine's ---------------------------------- */
+
+void rt_engine_sampling(SampParams *p, const RtGenParams *rt)
+{
+    p->temperature = (float)rt->temperature;
+    p->top_k = rt->top_k > 0 ? rt->top_k : 0;
+    p->top_p = (float)rt->top_p;
+    p->min_p = (float)rt->min_p;
+    p->repetition_penalty = (float)rt->repetition_penalty;
+    p->frequency_penalty = (float)rt->frequency_penalty;
+    p->presence_penalty = (float)rt->presence_penalty;
+    p->has_seed = rt->has_seed;
+    p->seed = rt->seed;
+    p->logprobs = rt->logprobs;
+    p->top_logprobs = rt->top_logprobs;
+    p->max_tokens = rt->max_tokens;
+    p->min_tokens = rt->min_tokens;
+    p->ignore_eos = rt->ignore_eos;
+    p->stop_ids = rt->stop_token_ids;
+    p->n_stop = rt->nstop_token_ids;
+}
+
+/* 0 and the engine's method, or -1 for a value outside RtSelectMethod. */
+static int select_method(RtSelectMethod m, EngSelectMethod *out)
+{
+    switch (m) {
+    case RT_SELECT_TOKEN_LENGTH_NORMALIZED: *out = ENG_SELECT_TOKEN_LENGTH_NORMALIZED; return 0;
+    case RT_SELECT_GREEDY_TOKEN: *out = ENG_SELECT_GREEDY_TOKEN; return 0;
+    case RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED:
+        *out = ENG_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED;
+        return 0;
+    }
     return -1;
 }
 
@@ -250,7 +285,7 @@ static int submit_score(RtEngine *r, Pending *p, const RtPrompt *pr, const char 
         .n_prompt_ids = nids,
         .choices = choices,
         .n_choices = n,
-        .unconditional = p->method == RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED,
+        .unconditional = p->method == ENG_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED,
         .on_done = on_score_done,
         .ud = p,
     };
@@ -272,14 +307,13 @@ static int be_select(void *ctx, const RtPrompt *pr, const char *const *choices, 
     if (!pr || !cb || nchoices <= 0 || !choices) return fail(r, "select needs a prompt, choices and a callback");
     for (int i = 0; i < nchoices; i++)
         if (!choices[i] || !choices[i][0]) return fail(r, "select: a choice is empty");
-    if (method != RT_SELECT_TOKEN_LENGTH_NORMALIZED && method != RT_SELECT_GREEDY_TOKEN &&
-        method != RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED)
-        return fail(r, "select: unknown method");
+    EngSelectMethod em;
+    if (select_method(method, &em)) return fail(r, "select: unknown method");
     Pending *p = calloc(1, sizeof *p);
     if (!p) return fail(r, "out of memory");
     p->r = r;
     p->kind = P_SELECT;
-    p->method = method;
+    p->method = em;
     p->sel_cb = cb;
     p->ud = ud;
     if (submit_score(r, p, pr, choices, nchoices)) {
@@ -308,7 +342,7 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
             return fail(r, "gen: choices is empty");
         }
         p->kind = P_GEN_CHOICES;
-        p->method = RT_SELECT_TOKEN_LENGTH_NORMALIZED;
+        p->method = ENG_SELECT_TOKEN_LENGTH_NORMALIZED;
         p->choices = calloc((size_t)params->nchoices, sizeof *p->choices);
         if (!p->choices) {
             pending_free(p);
@@ -354,7 +388,7 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
     }
     EngGenParams gp;
     eng_gen_params_default(&gp);
-    samp_params_from_rt(&gp.sampling, params);
+    rt_engine_sampling(&gp.sampling, params);
     gp.prompt_ids = ids;
     gp.n_prompt_ids = nids;
     gp.stop = params->stop;

@@ -52,4 +52,10 @@ RtBackend *rt_engine_backend(RtEngine *r);
 /* Requests submitted through this backend whose callback has not run. */
 int rt_engine_pending(const RtEngine *r);
 
+/* The sampling fields of a VM request as the engine's SampParams (what gen
+ * submits; public for tests). Stop strings stay with the caller; EOS ids
+ * come from the model, so eos_ids/n_eos are left as they were; the
+ * stop_token_ids pointer is borrowed as SampParams says. */
+void rt_engine_sampling(SampParams *p, const RtGenParams *rt);
+
 #endif

@@ -46,7 +46,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/rt.h"
 
 
 /* ---- RNG: xoshiro256**, seeded through splitmix64 ---------------------- */
@@ -169,11 +168,6 @@ typedef struct {
 /* temperature 1, no truncation, no penalties, unseeded, no logprobs,
  * max_tokens -1, min_tokens 0. */
 void samp_params_default(SampParams *p);
-
-/* Sampling fields from the VM's request (stop strings stay with the caller;
- * EOS ids come from the model, so eos_ids/n_eos are left as they were). The
- * stop_token_ids pointer is borrowed like in SampParams. */
-void samp_params_from_rt(SampParams *p, const RtGenParams *rt);
 
 typedef struct Sampler Sampler;
 

@@ -337,7 +337,7 @@ static void on_score(void *ud, const EngScoreResult *r)
     }
     s->has_u = r->unconditional != NULL;
     for (int m = 0; m < 3; m++) {
-        s->best[m] = eng_select_scores(r, (RtSelectMethod)m, s->scores[m]);
+        s->best[m] = eng_select_scores(r, (EngSelectMethod)m, s->scores[m]);
         if (m == 2 && !r->unconditional) cr_assert_eq(s->best[m], ERR_ARG);
     }
 }
@@ -473,11 +473,11 @@ Test(engine, greedy_token_breaks_ties_on_later_tokens)
     int n[3] = {3, 3, 1};
     EngScoreResult r = {.n_choices = 3, .n_tokens = n, .logprobs = lps};
     double sc[3];
-    cr_assert_eq(eng_select_scores(&r, RT_SELECT_GREEDY_TOKEN, sc), 2, "c's mean -1 beats -1.5 at column 2");
+    cr_assert_eq(eng_select_scores(&r, ENG_SELECT_GREEDY_TOKEN, sc), 2, "c's mean -1 beats -1.5 at column 2");
     c[0] = -1.6f;
-    cr_assert_eq(eng_select_scores(&r, RT_SELECT_GREEDY_TOKEN, sc), 1);
+    cr_assert_eq(eng_select_scores(&r, ENG_SELECT_GREEDY_TOKEN, sc), 1);
     cr_assert_float_eq(sc[0], -1.0, 1e-9);
-    cr_assert_eq(eng_select_scores(&r, RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED, sc), ERR_ARG);
+    cr_assert_eq(eng_select_scores(&r, ENG_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED, sc), ERR_ARG);
 }
 
 /* ---- stops, streaming, cancel, errors ----------------------------------------- */
@@ -839,4 +839,30 @@ Test(engine, rt_backend_gen_select_and_token_reuse)
     rt_engine_free(r);
     check_idle_accounting(e);
     eng_free(e);
+}
+
+/* ---- the VM's request types as the engine's (no model needed) ------------------- */
+
+Test(rt_engine, sampling_params_from_the_vm_request)
+{
+    RtGenParams rt;
+    memset(&rt, 0, sizeof rt);
+    rt.temperature = 0.7;
+    rt.top_p = 0.9;
+    rt.top_k = -1;
+    rt.min_p = 0.05;
+    rt.repetition_penalty = 1.1;
+    rt.has_seed = 1;
+    rt.seed = 17;
+    rt.max_tokens = 32;
+    rt.top_logprobs = 3;
+    SampParams p;
+    samp_params_default(&p);
+    rt_engine_sampling(&p, &rt);
+    cr_assert_eq(p.top_k, 0);
+    cr_assert_float_eq(p.top_p, 0.9f, 1e-7);
+    cr_assert_float_eq(p.temperature, 0.7f, 1e-7);
+    cr_assert_eq(p.seed, 17);
+    cr_assert_eq(p.max_tokens, 32);
+    cr_assert_eq(p.top_logprobs, 3);
 }
