@@ -22,7 +22,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "kernels/cpu/cpu.h"
 #include "runtime/engine.h"
 #include "runtime/rt_engine.h"
 #include "engine_helper.h"
