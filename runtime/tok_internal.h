@@ -1,8 +1,9 @@
 /*
  * runtime/tok_internal.h — the Tokenizer's insides, shared by the files of
- * the tokenizer module only: tokenizer.c (tables, encode, decode),
- * tok_load.c (GGUF and Hugging Face loaders) and tok_nfc.c (Unicode NFC).
- * Nothing outside runtime/tok*.c includes this.
+ * the tokenizer module only: tokenizer.c (tables, encode, decode) and
+ * tok_load.c (GGUF and Hugging Face loaders). Nothing outside
+ * runtime/tok*.c includes this; tok_nfc.c (Unicode NFC, below the
+ * tokenizer) does not either: it has its own header, runtime/tok_nfc.h.
  *
  * A loader allocates a Tokenizer with tok_alloc, fills the vocabulary
  * (tok_set_vocab + tok_set_token), merges (tok_add_merge), the
@@ -28,7 +29,7 @@ typedef enum {
 typedef enum {
     TOK_NORM_PREPEND,   /* a = text prepended to a non-empty segment */
     TOK_NORM_REPLACE,   /* every a -> b (literal) */
-    TOK_NORM_NFC,       /* Unicode NFC (tok_nfc.c) */
+    TOK_NORM_NFC,       /* Unicode NFC (runtime/tok_nfc.h) */
 } TokNormKind;
 
 typedef struct {
@@ -211,13 +212,6 @@ bool tok_llama_control_name(const char *s, size_t n);
 uint32_t tok_byte_to_cp(uint8_t b);
 /* Byte for a GPT-2 byte-level code point, or -1. */
 int tok_cp_to_byte(uint32_t cp);
-
-/* tok_nfc.c: true when NFC(s) == s is guaranteed: no character in s has
- * NFC_Quick_Check != Yes or a non-zero canonical combining class. */
-bool tok_nfc_stable(const char *s, size_t len);
-/* NFC of s into a malloc'd buffer (*out, *out_len; NUL-terminated).
- * Invalid UTF-8 bytes pass through unchanged. 0 or ERR_NOMEM. */
-int tok_nfc(const char *s, size_t len, char **out, size_t *out_len);
 
 
 #endif

@@ -20,6 +20,7 @@
  */
 #include "base/err.h"
 #include "runtime/tok_internal.h"
+#include "runtime/tok_nfc.h"
 
 #include <ctype.h>
 #include <math.h>
