@@ -1,7 +1,8 @@
 /*
  * runtime/engine.h — the inference engine: one thread that owns a model's
  * KV pool, its radix prefix cache and the running batch, and the C request
- * API that the VM (through runtime/rt_engine.h) and the HTTP server use.
+ * API that the VM (through runtime/rt_engine.h) and, later, the HTTP server
+ * use.
  *
  * Owns: the engine thread, the KV pool and radix tree it creates, requests
  * from submission to completion, the scheduler, the incoming and outgoing
@@ -115,10 +116,14 @@ typedef struct {
     KDtype kv_dtype;         /* K_DTYPE_F16 (default) or K_DTYPE_F32 */
     int check_each_step;     /* tests: radix_check after every step; failures
                                 are counted in EngStats.check_failures */
+    /* eng_new sets these two on the model (model_set_threads /
+     * model_set_batch_invariant); the backend kind stays the one its
+     * opener chose (ModelOptions). */
     int n_threads;           /* model worker threads, 0: one per core */
-    int batch_invariant;     /* 1 (default): Model.batch_invariant (greedy output
-                                independent of batching and chunking); 0: sgemm
-                                prefill, faster but batch-dependent rounding */
+    int batch_invariant;     /* 1 (default): ModelOptions.batch_invariant (greedy
+                                output independent of batching and chunking);
+                                0: sgemm prefill, faster but batch-dependent
+                                rounding */
     uint64_t seed;           /* seed of unseeded requests' samplers are
                                 drawn from this (default 0x5eed) */
     /* Where completions are delivered. With `loop`, eng_new (and eng_free)

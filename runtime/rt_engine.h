@@ -3,11 +3,14 @@
  * engine (runtime/engine.h).
  *
  * Owns: the RtBackend table and its context, the conversion of the VM's
- * requests and results, select's scoring methods applied to the engine's
- * score results, and a small cache of tokenizations (below). Does not own:
- * the Engine (borrowed; it must outlive this backend), chat templates (the
- * caller passes the role markers it chose, or none; chat_template() hands
- * the VM the tokenizer's Jinja template so that it can pick one).
+ * requests and results to and from the engine's types (RtGenParams ->
+ * SampParams, RtSelectMethod -> EngSelectMethod, whose scoring
+ * eng_select_scores does), and a small cache of tokenizations (below). Does
+ * not own: the Engine (borrowed; it must outlive this backend), chat
+ * templates (the VM renders roles into the prompt text itself, with an SGL
+ * template from stdlib/chat/; chat_template() only hands it the
+ * tokenizer's Jinja template so that it can pick one; RtPrompt.segs is not
+ * read here).
  *
  *   VM fiber ── gen/select ──► rt_engine ── eng_submit / eng_score ──► engine thread
  *   VM wait() ◄── callback ◄── eng_wait (pumps completions on the VM thread)
