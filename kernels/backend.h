@@ -20,14 +20,21 @@
  *     skips its work and the failure is reported by the `error` op, which
  *     the caller checks once per forward pass.
  *
- * Ownership: a KBackend is created by its constructor (cpu_backend_new in
- * kernels/cpu/cpu.h) and freed by its own `destroy` op. KTensor data is
- * borrowed (from a mapping or a loader's buffer).
+ * Choosing one: a caller names the kind it wants in a KBackendConfig and
+ * calls k_backend_new (kernels/backend.c, the list of backends this build
+ * has), so that code above kernels/ (runtime/model.c) depends on this header
+ * only and never on a backend's own. Tests that need a backend's private
+ * switches still call its constructor (cpu_backend_new) directly.
+ *
+ * Ownership: a KBackend is created by k_backend_new or its own constructor
+ * and freed by its own `destroy` op. KTensor data is borrowed (from a
+ * mapping or a loader's buffer).
  */
 #ifndef SGL_KERNELS_BACKEND_H
 #define SGL_KERNELS_BACKEND_H
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -205,6 +212,45 @@ enum {
 
 static_assert(sizeof(KBackend) == 2 * sizeof(void *) + K_N_OPS * sizeof(void (*)(void)),
               "KBackend must be name, ctx, then exactly one pointer per K_OPS entry");
+
+/* ---- choosing a backend --------------------------------------------------- */
+
+/* name, string (for messages and flags) */
+#define K_BACKEND_KINDS(X)      \
+    X(CPU,     "cpu")           \
+    X(CPU_REF, "cpu-ref")       \
+    X(CUDA,    "cuda")
+
+/* CPU: the fast backend (kernels/cpu/cpu.c). CPU_REF: the one-thread
+ * reference (kernels/cpu/ref.c), for tests. CUDA: kernels/cuda, in builds
+ * that have it. */
+typedef enum {
+#define X(name, str) K_BACKEND_##name,
+    K_BACKEND_KINDS(X)
+#undef X
+    K_BACKEND_COUNT_
+} KBackendKind;
+
+typedef struct {
+    KBackendKind kind;
+    int n_threads;              /* CPU worker threads; <= 0: one per online core */
+    /* Every row's numbers independent of what else is in the batch (the CPU
+     * backend then never uses sgemm: CPU_NO_BLAS). */
+    bool batch_invariant;
+    unsigned flags;             /* the backend's own switches (CPU_NO_SIMD...), 0 normally */
+} KBackendConfig;
+
+/* A new backend of c->kind. NULL with a message in err when the kind is not
+ * in this build or cannot start. Free it with its destroy op. */
+KBackend *k_backend_new(const KBackendConfig *c, char *err, size_t errcap);
+
+/* "cpu", "cpu-ref", "cuda"; "?" for a value outside the list. */
+const char *k_backend_kind_name(KBackendKind k);
+
+/* Dequantizes n elements (a whole number of blocks) of dtype t from host
+ * memory to f32, on the calling thread. For loaders: the small vectors
+ * (norm weights, biases) that every backend's ops take as f32. */
+void k_dequant_row_host(KDtype t, const void *src, float *dst, int64_t n);
 
 /* 1 when every op is filled (a backend under construction checks itself). */
 static inline int k_backend_complete(const KBackend *b)

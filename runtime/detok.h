@@ -49,7 +49,7 @@ enum {
     DETOK_KEEP_STOP = 1 << 2,           /* include the matched stop string */
 };
 
-/* detok_feed / detok_flush results (errors are negative TOK_ERR_*). */
+/* detok_feed / detok_flush results (errors are negative ERR_*). */
 enum { DETOK_MORE = 0, DETOK_STOPPED = 1 };
 
 /* stops: nstops NUL-terminated strings (empty ones are ignored); may be NULL

@@ -1,43 +1,23 @@
 /*
- * runtime/engine.c — the engine thread, its scheduler and the request API
- * (see engine.h for the picture).
+ * runtime/engine.c — the engine's request API and the queues around the
+ * engine thread (see engine.h for the picture, engine_internal.h for the
+ * types and how the module's files divide the work).
  *
- * Owns the data of three kinds, each on one side of the queues:
- *   - shared (mutexes): the incoming message list, the outgoing event list,
- *     the ids in flight, the stats snapshot, the last error message;
- *   - engine thread only: the KV pool, the radix tree, the waiting and
- *     running sequences, the sampler scratch;
- *   - handed over: a finished request (Req) is pushed in a DONE event and
- *     from then on belongs to the consumer, which builds the result from
- *     it, calls back and frees it.
- *
- * A request is one or more sequences (Seq): a generation is one; a score
- * request is a prompt prefill, then one sequence per choice (the prompt plus
- * the choice) and, for the unconditional method, one per choice alone.
- *
- * A sequence's context:
- *
- *     toks   [0 ............ n_prompt ........................ n_toks)
- *     slots  [0 .. tree_len)[tree_len .. n_kv)[n_kv .. n_alloc)
- *             from the tree   held, computed   held, being computed
- *             (locked: node)                   this step
- *
- * n_kv tokens have K/V in their slots. The last token of a generating
- * sequence (the one just sampled) has none until the next step computes it.
+ * Owns: submit / score / cancel (turning parameters into a Req and its
+ * sequences, on the caller's thread), the in-queue of messages, the
+ * out-queue of events and the ids in flight, delivery on the consumer
+ * thread (eng_poll / eng_wait, the uv_async hand-off), the engine thread's
+ * loop and the engine's lifetime. Does not own: scheduling
+ * (engine_sched.c), the step (engine_step.c), select's scoring
+ * (engine_select.c).
  */
-#include "runtime/engine.h"
+#include "runtime/engine_internal.h"
 
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <uv.h>
-
-#include "runtime/detok.h"
-
-
 
 static const char *const finish_names[] = {
 #define ENG_FINISH_STR(name, str) str,
@@ -51,161 +31,7 @@ const char *eng_finish_name(EngFinish f)
     return (unsigned)f < ENG_FINISH_COUNT_ ? finish_names[f] : "?";
 }
 
-/* ---- types ----------------------------------------------------------------- */
-
-typedef enum { SEQ_GEN, SEQ_PROMPT, SEQ_CHOICE, SEQ_UNCOND } SeqKind;
-typedef enum { SEQ_NEW, SEQ_WAITING, SEQ_RUNNING, SEQ_DONE } SeqState;
-typedef enum { REQ_GEN, REQ_SCORE } ReqKind;
-
-typedef struct Req Req;
-
-typedef enum { EV_DELTA, EV_DONE } EvKind;
-
-typedef struct Event {
-    struct Event *next;
-    EvKind kind;
-    Req *req;                   /* EV_DONE: handed over */
-    /* EV_DELTA */
-    eng_delta_fn on_delta;
-    void *ud;
-    uint64_t id;
-    int32_t *ids;
-    float *lp;
-    int n_ids;
-    char *text;
-    size_t len;
-} Event;
-
-typedef struct {
-    Req *req;
-    SeqKind kind;
-    SeqState state;
-    int choice;                 /* SEQ_CHOICE / SEQ_UNCOND */
-    int32_t *toks;
-    int32_t *slots;
-    int n_toks, cap;
-    int n_prompt;
-    int n_alloc, n_kv, tree_len;
-    RadixNode *node;            /* locked while running (cache on) */
-    int admitted;               /* admitted at least once (stats) */
-    uint64_t arrival, admit_order;
-    int max_new;                /* < 0 unlimited, 0 none */
-    int lp_from;                /* input logprobs from this position, -1 none */
-    float *in_lp;               /* [n_prompt], valid at [lp_from, n_prompt) */
-    Sampler *samp;
-    Detok *dt;
-    int n_gen;                  /* == n_toks - n_prompt */
-    float *out_lp;              /* [cap] when logprobs are asked */
-    SampTokLogprob *top;        /* [cap * top_n] */
-    int top_n;
-    int want_lp;
-    int streamed;               /* generated ids already sent as deltas */
-    EngFinish finish;
-    int stopped_text;           /* the detokenizer matched a stop string */
-} Seq;
-
-struct Req {
-    uint64_t id;
-    ReqKind kind;
-    int cancelled;
-    int status;                 /* 0 or ERR_* */
-    char error[512];
-    eng_delta_fn on_delta;
-    eng_done_fn on_done;
-    eng_score_fn on_score;
-    void *ud;
-    int32_t *prompt;
-    int n_prompt;
-    Seq **seqs;                 /* gen: 1; score: prompt, choices, unconditionals */
-    int n_seqs;
-    int seqs_left;              /* not yet done */
-    int prompt_tokens, cached_tokens;
-    /* score */
-    int n_choices;
-    int32_t **ctoks;
-    int *clen;
-    float **clp, **culp;
-    int unconditional;
-    int spawned;                /* choice sequences queued */
-    int complete;               /* on the engine's completed list */
-    Req *next_complete;
-    Event done_ev;              /* preallocated: completion cannot fail */
-};
-
-typedef enum { MSG_REQ, MSG_CANCEL } MsgKind;
-
-typedef struct Msg {
-    struct Msg *next;
-    MsgKind kind;
-    Req *req;
-    uint64_t id;
-} Msg;
-
-typedef struct {
-    uv_async_t handle;
-} AsyncBox;
-
-struct Engine {
-    Model *model;
-    Tokenizer *tok;
-    EngOptions opt;
-    int vocab;
-    const int32_t *eog;
-    int n_eog;
-
-    pthread_t thread;
-    int thread_started;
-
-    /* incoming */
-    pthread_mutex_t in_mu;
-    pthread_cond_t in_cv;
-    Msg *in_head, *in_tail;
-    int stopping;
-
-    /* outgoing */
-    pthread_mutex_t out_mu;
-    pthread_cond_t out_cv;
-    Event *out_head, *out_tail;
-    uint64_t *live;             /* ids submitted and not yet delivered */
-    int n_live, cap_live;
-    uint64_t next_id;
-    AsyncBox *async;
-
-    /* stats snapshot */
-    pthread_mutex_t st_mu;
-    EngStats snap;
-
-    pthread_mutex_t err_mu;
-    char last_error[512];
-
-    /* ---- engine thread only ---- */
-    KvPool *kv;
-    RadixTree *tree;
-    SampWork *work;
-    SampRng seed_rng;
-    Seq **waiting;
-    int n_waiting, cap_waiting;
-    Seq **running;
-    int n_running, cap_running;
-    Req **active;
-    int n_active, cap_active;
-    Req *done_head, *done_tail;  /* complete, published at the end of the iteration */
-    uint64_t arrivals, admissions;
-    ModelSeq *mseqs;
-    Seq **bseqs;
-    int cap_batch;
-    EngStats st;
-    char ferr[512];
-};
-
 /* ---- small helpers ------------------------------------------------------------ */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void set_last_error(Engine *e, const char *fmt, ...)
 {
@@ -220,18 +46,6 @@ static void set_last_error(Engine *e, const char *fmt, ...)
 const char *eng_last_error(Engine *e)
 {
     return e->last_error;
-}
-
-static int grow_ptrs(void ***arr, int *cap, int need)
-{
-    if (need <= *cap) return 0;
-    int nc = *cap ? *cap * 2 : 16;
-    while (nc < need) nc *= 2;
-    void **p = realloc(*arr, (size_t)nc * sizeof *p);
-    if (!p) return ERR_NOMEM;
-    *arr = p;
-    *cap = nc;
-    return 0;
 }
 
 void eng_options_default(EngOptions *o)
@@ -259,7 +73,7 @@ const Model *eng_model(const Engine *e) { return e->model; }
 
 /* ---- sequences and requests (any thread until queued) ------------------------- */
 
-static int seq_reserve(Seq *s, int need)
+int eng_seq_reserve(Seq *s, int need)
 {
     if (need <= s->cap) return 0;
     int nc = s->cap ? s->cap : 16;
@@ -304,7 +118,7 @@ static Seq *seq_new(Req *r, SeqKind kind, const int32_t *a, int na, const int32_
     s->req = r;
     s->kind = kind;
     s->lp_from = -1;
-    if (seq_reserve(s, na + nb + 1)) {
+    if (eng_seq_reserve(s, na + nb + 1)) {
         seq_free(s);
         return NULL;
     }
@@ -499,7 +313,7 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
     if (s->want_lp) {
         int c = s->cap;
         s->cap = 0;
-        if (seq_reserve(s, c)) goto fail;
+        if (eng_seq_reserve(s, c)) goto fail;
     }
     if (p->input_logprobs_from > 0) {
         s->lp_from = p->input_logprobs_from;
@@ -664,7 +478,7 @@ static void wake_consumer(Engine *e)
 
 /* Sends the ids generated since the last delta and the text released now.
  * A failed allocation drops the delta (the final result still has it all). */
-static void publish_delta(Engine *e, Seq *s, const char *text, size_t len)
+void eng_publish_delta(Engine *e, Seq *s, const char *text, size_t len)
 {
     Req *r = s->req;
     int n = s->n_gen - s->streamed;
@@ -707,7 +521,7 @@ static void remove_active(Engine *e, Req *r)
 /* The request is complete. It is handed to the consumer only at the end of
  * the loop iteration (flush_complete): after that the engine thread must
  * not touch it, and code that finished it may still be looking at it. */
-static void mark_complete(Engine *e, Req *r)
+void eng_mark_complete(Engine *e, Req *r)
 {
     if (r->complete) return;
     r->complete = 1;
@@ -731,509 +545,6 @@ static void flush_complete(Engine *e)
     }
 }
 
-/* ---- the tree side of a sequence (engine thread) ------------------------------ */
-
-static int list_remove(Seq **arr, int *n, Seq *s)
-{
-    for (int i = 0; i < *n; i++)
-        if (arr[i] == s) {
-            memmove(arr + i, arr + i + 1, (size_t)(*n - i - 1) * sizeof *arr);
-            (*n)--;
-            return 1;
-        }
-    return 0;
-}
-
-/* Gives the sequence's slots back: with the cache on, the computed tokens
- * go into the tree (so a retried or later request finds them) and the lock
- * is dropped; the rest is freed. Leaves the sequence with no slots. */
-static void seq_release(Engine *e, Seq *s)
-{
-    if (e->opt.prefix_cache) {
-        if (s->n_kv > 0) {
-            RadixNode *last;
-            if (radix_insert(e->tree, s->toks, s->slots, s->n_kv, &last) < 0) {
-                /* No memory for the tree: free what we hold instead. */
-                radix_free_slots(e->tree, s->slots + s->tree_len, s->n_kv - s->tree_len);
-            }
-        }
-        if (s->n_alloc > s->n_kv) radix_free_slots(e->tree, s->slots + s->n_kv, s->n_alloc - s->n_kv);
-        if (s->node) radix_unlock(e->tree, s->node);
-    } else {
-        radix_free_slots(e->tree, s->slots, s->n_alloc);
-    }
-    s->node = NULL;
-    s->n_alloc = s->n_kv = s->tree_len = 0;
-}
-
-/* After a prefill chunk: put the computed prefix in the tree and move the
- * lock to its end, so that other sequences can share it right away. */
-static void seq_checkpoint(Engine *e, Seq *s)
-{
-    if (!e->opt.prefix_cache || s->n_kv <= s->tree_len) return;
-    RadixNode *last;
-    if (radix_insert(e->tree, s->toks, s->slots, s->n_kv, &last) < 0) return;   /* stays held */
-    radix_lock(e->tree, last);
-    if (s->node) radix_unlock(e->tree, s->node);
-    s->node = last;
-    s->tree_len = s->n_kv;
-}
-
-static int seq_samples(const Seq *s) { return s->kind == SEQ_GEN && s->max_new != 0; }
-
-/* How much of the sequence the cache may provide: all but the tokens whose
- * logits are needed. */
-static int seq_match_cap(const Seq *s)
-{
-    int cap = s->n_toks;
-    if (seq_samples(s)) cap = s->n_toks - 1;
-    if (s->lp_from >= 1 && s->lp_from - 1 < cap) cap = s->lp_from - 1;
-    return cap;
-}
-
-/* ---- finishing ------------------------------------------------------------------ */
-
-static void spawn_choices(Engine *e, Req *r);
-
-static void seq_finish(Engine *e, Seq *s, EngFinish why)
-{
-    Req *r = s->req;
-    if (s->state == SEQ_RUNNING) {
-        seq_release(e, s);
-        list_remove(e->running, &e->n_running, s);
-    } else if (s->state == SEQ_WAITING) {
-        list_remove(e->waiting, &e->n_waiting, s);
-    }
-    s->state = SEQ_DONE;
-    s->finish = why;
-    r->seqs_left--;
-    if (r->kind == REQ_GEN) {
-        const char *text;
-        size_t len;
-        if (!s->stopped_text && detok_flush(s->dt, &text, &len) >= 0) publish_delta(e, s, text, len);
-        mark_complete(e, r);
-        return;
-    }
-    /* score: collect the sequence's logprobs */
-    if (why == ENG_FINISH_ERROR || why == ENG_FINISH_CANCELLED) {
-        if (!r->status) {
-            r->status = why == ENG_FINISH_CANCELLED ? ERR_CANCELLED : ERR_MODEL;
-            if (why == ENG_FINISH_CANCELLED) snprintf(r->error, sizeof r->error, "request cancelled");
-        }
-    } else if (s->kind == SEQ_CHOICE) {
-        for (int j = 0; j < r->clen[s->choice]; j++) r->clp[s->choice][j] = s->in_lp[r->n_prompt + j];
-    } else if (s->kind == SEQ_UNCOND) {
-        r->culp[s->choice][0] = 0;
-        for (int j = 1; j < r->clen[s->choice]; j++) r->culp[s->choice][j] = s->in_lp[j];
-    }
-    if (s->kind == SEQ_PROMPT && !r->status) spawn_choices(e, r);
-    if (r->status && !r->cancelled) {
-        /* one failed: the others will not be looked at */
-        r->cancelled = 1;
-        for (int i = 0; i < r->n_seqs; i++) {
-            Seq *o = r->seqs[i];
-            if (o->state == SEQ_WAITING || o->state == SEQ_RUNNING) seq_finish(e, o, ENG_FINISH_CANCELLED);
-            else if (o->state == SEQ_NEW) {
-                o->state = SEQ_DONE;
-                r->seqs_left--;
-            }
-        }
-    }
-    if (r->seqs_left == 0) mark_complete(e, r);
-}
-
-static void fail_seq(Engine *e, Seq *s, int code, const char *msg)
-{
-    Req *r = s->req;
-    if (!r->status) {
-        r->status = code;
-        snprintf(r->error, sizeof r->error, "%s", msg);
-    }
-    seq_finish(e, s, ENG_FINISH_ERROR);
-}
-
-static int enqueue_waiting(Engine *e, Seq *s, int front)
-{
-    if (grow_ptrs((void ***)&e->waiting, &e->cap_waiting, e->n_waiting + 1)) return ERR_NOMEM;
-    if (front) {
-        memmove(e->waiting + 1, e->waiting, (size_t)e->n_waiting * sizeof *e->waiting);
-        e->waiting[0] = s;
-    } else {
-        e->waiting[e->n_waiting] = s;
-    }
-    e->n_waiting++;
-    s->state = SEQ_WAITING;
-    if (!s->arrival) s->arrival = ++e->arrivals;
-    return 0;
-}
-
-static void spawn_choices(Engine *e, Req *r)
-{
-    if (r->spawned) return;
-    r->spawned = 1;
-    for (int i = 0; i < r->n_seqs; i++) {
-        Seq *s = r->seqs[i];
-        if (s->state != SEQ_NEW) continue;
-        if (enqueue_waiting(e, s, 0)) {
-            fail_seq(e, s, ERR_NOMEM, "out of memory");
-            return;
-        }
-    }
-}
-
-static void start_req(Engine *e, Req *r)
-{
-    if (grow_ptrs((void ***)&e->active, &e->cap_active, e->n_active + 1)) {
-        r->status = ERR_NOMEM;
-        snprintf(r->error, sizeof r->error, "out of memory");
-        for (int i = 0; i < r->n_seqs; i++) r->seqs[i]->finish = ENG_FINISH_ERROR;
-        mark_complete(e, r);
-        return;
-    }
-    e->active[e->n_active++] = r;
-    for (int i = 0; i < r->n_seqs; i++) {
-        Seq *s = r->seqs[i];
-        /* a score request's choices wait for its prompt when there is one */
-        if (r->kind == REQ_SCORE && s->kind != SEQ_PROMPT && r->seqs[0]->kind == SEQ_PROMPT) continue;
-        if (enqueue_waiting(e, s, 0)) {
-            fail_seq(e, s, ERR_NOMEM, "out of memory");
-            return;
-        }
-    }
-    if (r->kind == REQ_SCORE && r->seqs[0]->kind != SEQ_PROMPT) r->spawned = 1;
-}
-
-static void cancel_req(Engine *e, Req *r)
-{
-    if (r->cancelled) return;
-    r->cancelled = 1;
-    if (r->kind == REQ_SCORE && !r->status) {
-        r->status = ERR_CANCELLED;
-        snprintf(r->error, sizeof r->error, "request cancelled");
-    }
-    for (int i = 0; i < r->n_seqs; i++) {
-        Seq *s = r->seqs[i];
-        if (s->state == SEQ_WAITING || s->state == SEQ_RUNNING) {
-            seq_finish(e, s, ENG_FINISH_CANCELLED);
-        } else if (s->state == SEQ_NEW) {
-            s->state = SEQ_DONE;
-            r->seqs_left--;
-        }
-    }
-    if (r->seqs_left == 0) mark_complete(e, r);
-}
-
-/* ---- admission ------------------------------------------------------------------- */
-
-static int lcp(const int32_t *a, int na, const int32_t *b, int nb)
-{
-    int n = na < nb ? na : nb, i = 0;
-    while (i < n && a[i] == b[i]) i++;
-    return i;
-}
-
-/* What a running sequence may still need from the pool: its uncomputed
- * tokens and a share of its remaining output (underestimates are caught by
- * retraction). */
-static long seq_outstanding(const Engine *e, const Seq *s)
-{
-    long need = s->n_toks - s->n_alloc;
-    if (seq_samples(s)) {
-        long reserve = e->opt.decode_reserve;
-        long left = s->max_new < 0 ? reserve : s->max_new - s->n_gen;
-        if (left > reserve) left = reserve;
-        if (left > 0) need += left;
-    }
-    return need;
-}
-
-typedef struct {
-    Seq *s;
-    int m;
-} Cand;
-
-static int cand_cmp(const void *a, const void *b)
-{
-    const Cand *x = a, *y = b;
-    if (x->m != y->m) return x->m > y->m ? -1 : 1;
-    return x->s->arrival < y->s->arrival ? -1 : x->s->arrival > y->s->arrival;
-}
-
-static void admit(Engine *e)
-{
-    if (!e->n_waiting || e->n_running >= e->opt.max_running) return;
-    Cand *c = malloc((size_t)e->n_waiting * sizeof *c);
-    if (!c) return;   /* try again next step */
-    int nc = e->n_waiting;
-    for (int i = 0; i < nc; i++) {
-        Seq *s = e->waiting[i];
-        c[i].s = s;
-        c[i].m = 0;
-        if (e->opt.prefix_cache) {
-            /* scratch: the match's slots are written again at admission */
-            int m = radix_match_prefix(e->tree, s->toks, seq_match_cap(s), s->slots, NULL);
-            c[i].m = m > 0 ? m : 0;
-        }
-    }
-    qsort(c, (size_t)nc, sizeof *c, cand_cmp);
-
-    long reserved = 0;
-    for (int i = 0; i < e->n_running; i++) reserved += seq_outstanding(e, e->running[i]);
-
-    for (int i = 0; i < nc && e->n_running < e->opt.max_running; i++) {
-        Seq *s = c[i].s;
-        int cap = seq_match_cap(s);
-        if (e->opt.prefix_cache) {
-            /* In-batch sharing: wait for a prefilling sequence that will
-             * compute part of our uncached prefix. */
-            int defer = 0;
-            for (int j = 0; j < e->n_running && !defer; j++) {
-                Seq *o = e->running[j];
-                if (o->n_kv >= o->n_prompt) continue;
-                if (lcp(s->toks, cap, o->toks, o->n_prompt) > c[i].m) defer = 1;
-            }
-            if (defer) continue;
-        }
-        RadixNode *node = NULL;
-        int m = 0;
-        if (e->opt.prefix_cache) {
-            m = radix_match_prefix(e->tree, s->toks, cap, s->slots, &node);
-            if (m < 0) break;   /* out of memory for a split: retry next step */
-            radix_lock(e->tree, node);
-        }
-        s->n_kv = s->n_alloc = s->tree_len = m;
-        s->node = node;
-        long need = seq_outstanding(e, s);
-        long avail = (long)kv_n_free(e->kv) + radix_evictable(e->tree) - reserved;
-        /* With nothing running, everything unlocked is evictable: admit
-         * whenever the prompt itself fits (check_fits made sure it can). */
-        if (need > avail && (e->n_running > 0 || s->n_toks - m > kv_n_free(e->kv) + radix_evictable(e->tree))) {
-            if (node) radix_unlock(e->tree, node);
-            s->n_kv = s->n_alloc = s->tree_len = 0;
-            s->node = NULL;
-            break;   /* strict priority order: later ones wait too */
-        }
-        reserved += need;
-        list_remove(e->waiting, &e->n_waiting, s);
-        if (grow_ptrs((void ***)&e->running, &e->cap_running, e->n_running + 1)) {
-            if (node) radix_unlock(e->tree, node);
-            s->n_kv = s->n_alloc = s->tree_len = 0;
-            s->node = NULL;
-            enqueue_waiting(e, s, 1);
-            break;
-        }
-        e->running[e->n_running++] = s;
-        s->state = SEQ_RUNNING;
-        s->admit_order = ++e->admissions;
-        int fully_cached = s->n_kv == s->n_toks;
-        if (!s->admitted) {
-            s->admitted = 1;
-            e->st.prompt_tokens += (uint64_t)s->n_prompt;
-            e->st.cached_tokens += (uint64_t)(m < s->n_prompt ? m : s->n_prompt);
-            if (s->kind == SEQ_GEN || s->kind == SEQ_PROMPT || (s->kind == SEQ_CHOICE && !s->req->prompt_tokens)) {
-                s->req->prompt_tokens = s->n_prompt;
-                s->req->cached_tokens = m;
-            }
-        }
-        /* nothing to compute (a prefill-only prompt already cached) */
-        if (fully_cached) seq_finish(e, s, ENG_FINISH_LENGTH);
-    }
-    free(c);
-}
-
-/* Takes a running sequence out of the batch: its computed tokens go to the
- * cache and it waits again at the head of the queue. */
-static void retract(Engine *e, Seq *s)
-{
-    if (grow_ptrs((void ***)&e->waiting, &e->cap_waiting, e->n_waiting + 1)) {
-        fail_seq(e, s, ERR_NOMEM, "out of memory while retracting");
-        return;
-    }
-    seq_release(e, s);
-    list_remove(e->running, &e->n_running, s);
-    enqueue_waiting(e, s, 1);   /* cannot fail now */
-    e->st.retractions++;
-}
-
-static Seq *newest_running(Engine *e, const Seq *except)
-{
-    Seq *best = NULL;
-    for (int i = 0; i < e->n_running; i++) {
-        Seq *s = e->running[i];
-        if (s != except && (!best || s->admit_order > best->admit_order)) best = s;
-    }
-    return best;
-}
-
-/* ---- one step ------------------------------------------------------------------- */
-
-static int is_decode(const Seq *s) { return s->n_kv >= s->n_prompt && s->n_toks - s->n_kv == 1; }
-
-static long kv_available(Engine *e) { return (long)kv_n_free(e->kv) + radix_evictable(e->tree); }
-
-/* Sample the next token of s from a row of logits; finish it if it stops. */
-static void sample_next(Engine *e, Seq *s, const float *row)
-{
-    if (seq_reserve(s, s->n_toks + 1)) {
-        fail_seq(e, s, ERR_NOMEM, "out of memory");
-        return;
-    }
-    SampOut out = {.top = s->top_n ? s->top + (size_t)s->n_gen * s->top_n : NULL, .top_cap = s->top_n};
-    int32_t tok = samp_sample(s->samp, e->work, row, NULL, &out);
-    if (tok < 0) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "sampling: %s", err_str(tok));
-        fail_seq(e, s, ERR_SAMPLER, msg);
-        return;
-    }
-    int fin = samp_accept(s->samp, tok);
-    if (fin < 0) {
-        fail_seq(e, s, ERR_SAMPLER, err_str(fin));
-        return;
-    }
-    s->toks[s->n_toks++] = tok;
-    if (s->want_lp) s->out_lp[s->n_gen] = out.logprob;
-    s->n_gen++;
-    e->st.generated_tokens++;
-    if (fin == SAMP_FINISH_EOS) {
-        seq_finish(e, s, ENG_FINISH_EOS);
-        return;
-    }
-    if (fin == SAMP_FINISH_STOP) {
-        seq_finish(e, s, ENG_FINISH_STOP);
-        return;
-    }
-    const char *text = NULL;
-    size_t len = 0;
-    int drc = detok_feed(s->dt, tok, &text, &len);
-    if (drc < 0) {
-        fail_seq(e, s, ERR_NOMEM, "detokenizer: out of memory");
-        return;
-    }
-    if (drc == DETOK_STOPPED) {
-        s->stopped_text = 1;
-        publish_delta(e, s, text, len);
-        seq_finish(e, s, ENG_FINISH_STOP);
-        return;
-    }
-    if (fin == SAMP_FINISH_LENGTH || s->n_toks >= e->model->cfg.max_ctx) {
-        publish_delta(e, s, text, len);
-        seq_finish(e, s, ENG_FINISH_LENGTH);
-        return;
-    }
-    publish_delta(e, s, text, len);
-}
-
-static void step(Engine *e)
-{
-    admit(e);
-    if (!e->n_running) return;
-
-    /* Decode tokens first: each needs one slot. Retract the newest
-     * sequences until they fit. */
-    for (;;) {
-        long need = 0;
-        for (int i = 0; i < e->n_running; i++) need += is_decode(e->running[i]);
-        if (need <= kv_available(e)) break;
-        Seq *v = newest_running(e, NULL);
-        if (e->n_running == 1) {
-            /* alone and still out of room: the pool is its limit */
-            seq_finish(e, v, ENG_FINISH_LENGTH);
-            return;
-        }
-        retract(e, v);
-    }
-
-    if (grow_ptrs((void ***)&e->bseqs, &e->cap_batch, e->n_running)) return;
-    ModelSeq *ms = realloc(e->mseqs, (size_t)e->cap_batch * sizeof *ms);
-    if (!ms) return;
-    e->mseqs = ms;
-
-    int nb = 0, budget = e->opt.chunk_size;
-    /* Pass 0: decode tokens (their room was made above). Pass 1: prompt
-     * chunks, in admission order (running[] is), within the budget. */
-    for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; i < e->n_running; i++) {
-        Seq *s = e->running[i];
-        int take;
-        if (is_decode(s) != (pass == 0)) continue;
-        if (pass == 0) {
-            take = 1;
-        } else {
-            take = s->n_toks - s->n_kv;
-            if (take > budget) take = budget;
-            long avail = kv_available(e);
-            if (take > avail) take = (int)avail;
-            if (take <= 0) continue;
-        }
-        if (radix_alloc_slots(e->tree, take, s->slots + s->n_alloc) != 0) continue;
-        if (pass == 1) budget -= take;
-        s->n_alloc += take;
-        ModelSeq *m = &e->mseqs[nb];
-        m->tokens = s->toks + s->n_kv;
-        m->n_new = take;
-        m->slots = s->slots;
-        m->n_ctx = s->n_kv + take;
-        m->pos = NULL;
-        if (s->lp_from >= 1 && s->n_kv + take >= s->lp_from) m->logits = MODEL_LOGITS_ALL;
-        else if (s->n_kv + take == s->n_toks && seq_samples(s)) m->logits = MODEL_LOGITS_LAST;
-        else m->logits = MODEL_LOGITS_NONE;
-        e->bseqs[nb++] = s;
-    }
-    if (nb == 0) {
-        /* Prompts cannot progress (the pool is locked up by partial
-         * prefills): let the newest go so the others can. */
-        Seq *v = newest_running(e, NULL);
-        if (e->n_running == 1) seq_finish(e, v, ENG_FINISH_LENGTH);
-        else retract(e, v);
-        return;
-    }
-
-    double t0 = now_s();
-    ModelBatch batch = {.seqs = e->mseqs, .n_seqs = nb};
-    if (model_forward(e->model, e->kv, &batch, e->ferr, sizeof e->ferr) != 0) {
-        for (int i = 0; i < nb; i++) {
-            Seq *s = e->bseqs[i];
-            /* the new slots hold nothing valid: drop them before finishing */
-            radix_free_slots(e->tree, s->slots + s->n_kv, s->n_alloc - s->n_kv);
-            s->n_alloc = s->n_kv;
-            fail_seq(e, s, ERR_MODEL, e->ferr);
-        }
-        return;
-    }
-    e->st.steps++;
-    int V = e->vocab;
-    for (int i = 0; i < nb; i++) {
-        Seq *s = e->bseqs[i];
-        ModelSeq *m = &e->mseqs[i];
-        e->st.computed_tokens += (uint64_t)m->n_new;
-        const float *rows = m->logits_row >= 0 ? batch.logits + (size_t)m->logits_row * V : NULL;
-        int was_prefill = s->n_kv < s->n_prompt;
-        if (m->logits == MODEL_LOGITS_ALL) {
-            int lim = s->kind == SEQ_GEN ? s->n_prompt : s->n_toks;
-            for (int q = 0; q < m->n_new; q++) {
-                int p = s->n_kv + q + 1;
-                if (p >= s->lp_from && p < lim)
-                    s->in_lp[p] = samp_logprob_of(rows + (size_t)q * V, (size_t)V, s->toks[p]);
-            }
-        }
-        s->n_kv += m->n_new;
-        if (s->n_kv < s->n_toks) {
-            seq_checkpoint(e, s);
-            continue;
-        }
-        if (!seq_samples(s)) {
-            seq_finish(e, s, ENG_FINISH_LENGTH);
-            continue;
-        }
-        /* the whole prompt is in: let others share it while this decodes */
-        if (was_prefill) seq_checkpoint(e, s);
-        const float *last = m->logits == MODEL_LOGITS_ALL ? rows + (size_t)(m->n_new - 1) * V : rows;
-        sample_next(e, s, last);
-    }
-    e->st.busy_seconds += now_s() - t0;
-}
-
 /* ---- the thread ------------------------------------------------------------------- */
 
 static void take_messages(Engine *e, Msg *m)
@@ -1241,11 +552,11 @@ static void take_messages(Engine *e, Msg *m)
     while (m) {
         Msg *next = m->next;
         if (m->kind == MSG_REQ) {
-            start_req(e, m->req);
+            sched_start_req(e, m->req);
         } else {
             for (int i = 0; i < e->n_active; i++)
                 if (e->active[i]->id == m->id) {
-                    cancel_req(e, e->active[i]);
+                    sched_cancel_req(e, e->active[i]);
                     break;
                 }
         }
@@ -1283,13 +594,13 @@ static void *engine_main(void *arg)
 
         take_messages(e, m);
         if (stopping) {
-            for (int i = 0; i < e->n_active; i++) cancel_req(e, e->active[i]);
+            for (int i = 0; i < e->n_active; i++) sched_cancel_req(e, e->active[i]);
             snapshot(e);
             flush_complete(e);
             wake_consumer(e);
             return NULL;
         }
-        step(e);
+        eng_step(e);
         if (e->opt.check_each_step) {
             char msg[256];
             if (radix_check(e->tree, msg, sizeof msg) != 0 && e->st.check_failures++ == 0)
@@ -1573,65 +884,4 @@ void eng_free(Engine *e)
     pthread_mutex_destroy(&e->st_mu);
     pthread_mutex_destroy(&e->err_mu);
     free(e);
-}
-
-/* ---- select's methods ---------------------------------------------------------------- */
-
-int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *scores)
-{
-    if (!r || r->n_choices <= 0 || !scores) return ERR_ARG;
-    int n = r->n_choices, best = 0;
-    switch (method) {
-    case RT_SELECT_TOKEN_LENGTH_NORMALIZED:
-        for (int i = 0; i < n; i++) {
-            double sum = 0;
-            for (int j = 0; j < r->n_tokens[i]; j++) sum += r->logprobs[i][j];
-            scores[i] = sum / r->n_tokens[i];
-            if (scores[i] > scores[best]) best = i;
-        }
-        return best;
-    case RT_SELECT_GREEDY_TOKEN: {
-        /* Column by column over the choices still tied; a choice shorter
-         * than the column stands in with its mean (SGLang's matrix). */
-        int width = 0;
-        for (int i = 0; i < n; i++) {
-            scores[i] = r->logprobs[i][0];
-            if (r->n_tokens[i] > width) width = r->n_tokens[i];
-        }
-        int *alive = malloc((size_t)n * sizeof *alive);
-        if (!alive) return ERR_NOMEM;
-        int na = n;
-        for (int i = 0; i < n; i++) alive[i] = i;
-        for (int j = 0; j < width && na > 1; j++) {
-            double col[n > 0 ? n : 1], mx = -1e300;
-            for (int k = 0; k < na; k++) {
-                int i = alive[k];
-                if (j < r->n_tokens[i]) col[k] = r->logprobs[i][j];
-                else {
-                    double sum = 0;
-                    for (int t = 0; t < r->n_tokens[i]; t++) sum += r->logprobs[i][t];
-                    col[k] = sum / r->n_tokens[i];
-                }
-                if (col[k] > mx) mx = col[k];
-            }
-            int keep = 0;
-            for (int k = 0; k < na; k++)
-                if (col[k] == mx) alive[keep++] = alive[k];
-            na = keep;
-        }
-        best = alive[0];
-        free(alive);
-        return best;
-    }
-    case RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED:
-        if (!r->unconditional) return ERR_ARG;
-        for (int i = 0; i < n; i++) {
-            double sum = 0;
-            for (int j = 0; j < r->n_tokens[i]; j++) sum += r->logprobs[i][j] - r->unconditional[i][j];
-            scores[i] = sum / r->n_tokens[i];
-            if (scores[i] > scores[best]) best = i;
-        }
-        return best;
-    }
-    return ERR_ARG;
 }

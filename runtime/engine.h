@@ -1,7 +1,8 @@
 /*
  * runtime/engine.h — the inference engine: one thread that owns a model's
  * KV pool, its radix prefix cache and the running batch, and the C request
- * API that the VM (through runtime/rt_engine.h) and the HTTP server use.
+ * API that the VM (through runtime/rt_engine.h) and, later, the HTTP server
+ * use.
  *
  * Owns: the engine thread, the KV pool and radix tree it creates, requests
  * from submission to completion, the scheduler, the incoming and outgoing
@@ -115,10 +116,14 @@ typedef struct {
     KDtype kv_dtype;         /* K_DTYPE_F16 (default) or K_DTYPE_F32 */
     int check_each_step;     /* tests: radix_check after every step; failures
                                 are counted in EngStats.check_failures */
+    /* eng_new sets these two on the model (model_set_threads /
+     * model_set_batch_invariant); the backend kind stays the one its
+     * opener chose (ModelOptions). */
     int n_threads;           /* model worker threads, 0: one per core */
-    int batch_invariant;     /* 1 (default): Model.batch_invariant (greedy output
-                                independent of batching and chunking); 0: sgemm
-                                prefill, faster but batch-dependent rounding */
+    int batch_invariant;     /* 1 (default): ModelOptions.batch_invariant (greedy
+                                output independent of batching and chunking);
+                                0: sgemm prefill, faster but batch-dependent
+                                rounding */
     uint64_t seed;           /* seed of unseeded requests' samplers are
                                 drawn from this (default 0x5eed) */
     /* Where completions are delivered. With `loop`, eng_new (and eng_free)
@@ -301,15 +306,27 @@ typedef struct {
 /* A snapshot (any thread). */
 void eng_stats(Engine *e, EngStats *out);
 
-/* select's three methods over a score result (the logic of SGLang's
- * choices.py): fills scores[0..n_choices) and returns the best index, or
- * ERR_ARG (the unconditional method needs r->unconditional).
+/* ---- select's scoring methods --------------------------------------------- */
+
+/* The three ways select turns a score result into a choice (the logic of
+ * SGLang's choices.py):
  *   TOKEN_LENGTH_NORMALIZED: mean logprob of the choice's tokens
  *   GREEDY_TOKEN: compare first tokens' logprobs, ties broken by the
  *     next token (a shorter choice's missing positions take its mean);
  *     scores[] are the first-token logprobs
  *   UNCONDITIONAL_LIKELIHOOD_NORMALIZED: mean of (conditional -
- *     unconditional) logprob over the choice's tokens */
-int eng_select_scores(const EngScoreResult *r, RtSelectMethod method, double *scores);
+ *     unconditional) logprob over the choice's tokens; the score request
+ *     must have asked for `unconditional` */
+typedef enum {
+    ENG_SELECT_TOKEN_LENGTH_NORMALIZED,
+    ENG_SELECT_GREEDY_TOKEN,
+    ENG_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED,
+    ENG_SELECT_COUNT_
+} EngSelectMethod;
+
+/* Fills scores[0..n_choices) by `method` and returns the best index, or
+ * ERR_ARG (an unknown method, or the unconditional one without
+ * r->unconditional), or ERR_NOMEM. */
+int eng_select_scores(const EngScoreResult *r, EngSelectMethod method, double *scores);
 
 #endif

@@ -13,8 +13,10 @@
  *     h = rmsnorm(x) ; x += (silu(h·Wgᵀ) * h·Wuᵀ)·Wdᵀ
  *   logits = rmsnorm(x[rows asked for]) · Woutᵀ
  *
- * Every op goes through the KBackend table; this file only plans the batch
- * and owns the scratch buffers (allocated for the largest batch seen).
+ * Every op goes through the KBackend table (kernels/backend.h); this file
+ * only plans the batch, owns the scratch buffers (allocated for the largest
+ * batch seen) and makes the backend its opener chose (ModelOptions) through
+ * k_backend_new, knowing no backend by name.
  */
 #include "base/err.h"
 #include "runtime/model.h"
@@ -24,8 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "kernels/cpu/cpu.h"
 
 /* ---- names ---------------------------------------------------------------- */
 
@@ -276,7 +276,7 @@ Model *model_new(const ModelConfig *cfg, char *err, size_t errcap)
     Model *m = calloc(1, sizeof *m);
     Owned *o = calloc(1, sizeof *o);
     if (m) m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
-    if (m) m->batch_invariant = true;
+
     if (!m || !o || !m->layers) {
         if (m) free(m->layers);
         free(m);
@@ -286,6 +286,9 @@ Model *model_new(const ModelConfig *cfg, char *err, size_t errcap)
     }
     m->cfg = *cfg;
     m->owned_ = o;
+    ModelOptions def;
+    model_options_default(&def);
+    model_set_options(m, &def);
     return m;
 }
 
@@ -332,24 +335,68 @@ void model_free(Model *m)
     free(m);
 }
 
-void model_set_threads(Model *m, int n_threads)
+/* ---- options and the backend ------------------------------------------------------ */
+
+void model_options_default(ModelOptions *o)
 {
-    if (n_threads == m->n_threads) return;
-    m->n_threads = n_threads;
+    memset(o, 0, sizeof *o);
+    o->backend = K_BACKEND_CPU;
+    o->batch_invariant = true;
+}
+
+void model_get_options(const Model *m, ModelOptions *out)
+{
+    memset(out, 0, sizeof *out);
+    out->backend = m->backend_kind;
+    out->n_threads = m->n_threads;
+    out->batch_invariant = m->batch_invariant;
+    out->backend_flags = m->backend_flags;
+}
+
+void model_set_options(Model *m, const ModelOptions *o)
+{
+    if (o->backend == m->backend_kind && o->n_threads == m->n_threads && o->batch_invariant == m->batch_invariant &&
+        o->backend_flags == m->backend_flags)
+        return;
+    m->backend_kind = o->backend;
+    m->n_threads = o->n_threads;
+    m->batch_invariant = o->batch_invariant;
+    m->backend_flags = o->backend_flags;
     if (m->backend) {
         m->backend->destroy(m->backend->ctx);
         m->backend = NULL;
     }
 }
 
+void model_set_threads(Model *m, int n_threads)
+{
+    ModelOptions o;
+    model_get_options(m, &o);
+    o.n_threads = n_threads;
+    model_set_options(m, &o);
+}
+
 void model_set_batch_invariant(Model *m, bool on)
 {
-    if (on == m->batch_invariant) return;
-    m->batch_invariant = on;
-    if (m->backend) {
-        m->backend->destroy(m->backend->ctx);
-        m->backend = NULL;
-    }
+    ModelOptions o;
+    model_get_options(m, &o);
+    o.batch_invariant = on;
+    model_set_options(m, &o);
+}
+
+const float *model_inv_freq(const Model *m) { return m->rope_inv_freq; }
+
+const char *model_backend_name(const Model *m) { return m->backend ? m->backend->name : NULL; }
+
+/* The backend the options name, made if there is none (n_threads may have
+ * been written directly since: it is read here). */
+static int ensure_backend(Model *m, char *err, size_t errcap)
+{
+    if (m->backend) return 0;
+    KBackendConfig c = {.kind = m->backend_kind, .n_threads = m->n_threads, .batch_invariant = m->batch_invariant,
+                        .flags = m->backend_flags};
+    m->backend = k_backend_new(&c, err, errcap);
+    return m->backend ? 0 : -1;
 }
 
 /* ---- validation ------------------------------------------------------------------ */
@@ -384,7 +431,7 @@ static int check_tensor(Model *m, KTensor *t, const char *name, int64_t ne0, int
             err_fmt(err, errcap, "model: out of memory");
             return -1;
         }
-        cpu_dequant_row(t->dtype, t->data, f, ne0);
+        k_dequant_row_host(t->dtype, t->data, f, ne0);
         t->dtype = K_DTYPE_F32;
         t->data = f;
     }
@@ -583,7 +630,7 @@ int model_reserve(Model *m, int max_tokens, int max_logit_rows, char *err, size_
         GROW(s->logits, (size_t)max_logit_rows * c->vocab);
         s->max_rows = max_logit_rows;
     }
-    return 0;
+    return ensure_backend(m, err, errcap);
 oom:
     err_fmt(err, errcap, "model: out of memory for a batch of %d tokens / %d logit rows", max_tokens, max_logit_rows);
     return -1;
@@ -652,10 +699,7 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
         sc->aseqs = a;
         sc->max_seqs = b->n_seqs;
     }
-    if (!m->backend) {
-        m->backend = cpu_backend_new(m->n_threads, m->batch_invariant ? CPU_NO_BLAS : 0, err, errcap);
-        if (!m->backend) return -1;
-    }
+    if (ensure_backend(m, err, errcap)) return -1;
     const KBackend *be = m->backend;
     void *bx = be->ctx;
 

@@ -32,8 +32,15 @@
  * GGUF files. A loader sets cfg.rope_style to match its weights; an HF loader
  * uses K_ROPE_NEOX for every architecture and must not permute.
  *
+ * Compute backend: chosen by whoever opens the model, through ModelOptions
+ * (model_set_options after loading, before the first forward; the default
+ * is the fast CPU backend): its kind (kernels/backend.h KBackendKind),
+ * worker threads and batch invariance. The model makes it with
+ * k_backend_new on first use (model_reserve or model_forward) and owns it;
+ * this file and model.c know backends only through kernels/backend.h.
+ *
  * Threads: a Model is used by one thread (the engine thread); the forward
- * pass fans out internally to the CPU backend's worker pool.
+ * pass fans out internally to the backend's workers.
  */
 #ifndef SGL_RUNTIME_MODEL_H
 #define SGL_RUNTIME_MODEL_H
@@ -135,15 +142,27 @@ typedef struct Model {
     GgufFile *gguf;             /* the open file for GGUF-loaded models (borrowed
                                    by users, e.g. the tokenizer), else NULL */
 
-    /* Set by model_finish; internal to model.c. */
-    float *rope_inv_freq;       /* [rope_dim/2] */
-    /* The compute backend, owned by the model (destroyed by model_free or
-     * model_set_threads). NULL until the first forward creates the CPU
-     * backend; a caller may install another one before that (tests install
-     * cpu_ref_backend_new or a flagged cpu_backend_new). */
+    /* ---- internal to model.c: everything below is read and written
+     * through the functions of this header (model_set_options,
+     * model_inv_freq, ...), never directly. ---- */
+    float *rope_inv_freq;       /* [rope_dim/2], by model_finish */
+    /* The compute backend, owned: made from the options below on first use,
+     * destroyed by model_free or when the options change. */
     const KBackend *backend;
     ModelScratch *scratch;
-    int n_threads;              /* 0 = one per core */
+    /* The backend's options (see ModelOptions), set by model_set_options
+     * (runtime/runtime.c, the engine's model_set_threads/batch_invariant). */
+    KBackendKind backend_kind;
+    unsigned backend_flags;
+    int n_threads;
+    bool batch_invariant;
+    void *owned_;               /* f32 copies made by model_finish */
+} Model;
+
+/* How the model computes: which backend, and how the backend runs. */
+typedef struct {
+    KBackendKind backend;       /* default K_BACKEND_CPU */
+    int n_threads;              /* worker threads; 0 (default): one per core */
     /* true (the default): every token's logits depend only on its own
      * context, never on what else is in the batch or how the prompt was
      * chunked, so greedy output is the same alone, batched, cached or not.
@@ -151,8 +170,10 @@ typedef struct Model {
      * size. false lets prefill use OpenBLAS sgemm (about 2x faster prefill,
      * but 8-bit activation rounding then differs between batch shapes). */
     bool batch_invariant;
-    void *owned_;               /* f32 copies made by model_finish */
-} Model;
+    unsigned backend_flags;     /* the backend's own switches (tests: CPU_NO_SIMD...); default 0 */
+} ModelOptions;
+
+void model_options_default(ModelOptions *o);
 
 /* Loads a GGUF file (any dtype in kernels/backend.h). On success *out is a
  * ready model (free with model_free); on failure returns -1, *out is NULL and
@@ -173,12 +194,23 @@ void model_free(Model *m);
  * divided by freq_factors[p] when given (GGUF rope_freqs.weight). */
 void model_rope_inv_freq(const ModelConfig *cfg, const float *freq_factors, float *out);
 
-/* Worker threads for the CPU backend (0 = one per online core). Takes effect
- * at the next forward; call before the first one to avoid a pool restart. */
-void model_set_threads(Model *m, int n_threads);
+/* Chooses how the model computes. Takes effect at the next model_reserve or
+ * model_forward, which make the new backend (a change drops the old one:
+ * call it before the first forward to avoid a restart). A new model has
+ * model_options_default's. */
+void model_set_options(Model *m, const ModelOptions *o);
+void model_get_options(const Model *m, ModelOptions *out);
 
-/* See Model.batch_invariant. Takes effect at the next forward. */
+/* model_set_options with only n_threads / batch_invariant changed. */
+void model_set_threads(Model *m, int n_threads);
 void model_set_batch_invariant(Model *m, bool on);
+
+/* The rope_dim/2 inverse frequencies model_finish derived (model_rope_inv_freq
+ * of the config and rope_freqs); owned by the model. */
+const float *model_inv_freq(const Model *m);
+
+/* The backend's name ("cpu-avx2", "cpu-ref", ...), or NULL before it is made. */
+const char *model_backend_name(const Model *m);
 
 /* ---- forward ----------------------------------------------------------
  *
@@ -221,8 +253,9 @@ typedef struct {
 } ModelBatch;
 
 /* Makes room for batches of up to max_tokens new tokens and max_logit_rows
- * rows of logits (allocations happen here, not per forward). model_forward
- * grows the buffers itself when a batch exceeds them. */
+ * rows of logits (allocations happen here, not per forward), and makes the
+ * backend if there is none yet. model_forward grows the buffers itself when
+ * a batch exceeds them. */
 int model_reserve(Model *m, int max_tokens, int max_logit_rows, char *err, size_t errcap);
 
 /* Runs the batch. The pool must have been made for this model (kv_new with

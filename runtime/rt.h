@@ -14,9 +14,9 @@
  * only; a backend copies what it keeps. Result fields are owned by the
  * backend and valid only during the callback.
  *
- * Implementations: runtime/engine (the real model, issue 4), tests' scripted
- * backend (tests/unit), and none at all: with no backend the VM raises
- * "no model: pass --model or run make model".
+ * Implementations: runtime/rt_engine (the real model, over runtime/engine),
+ * tests' scripted backend (tests/unit), and none at all: with no backend the
+ * VM raises "no model: pass --model or run make model".
  */
 #ifndef SGL_RUNTIME_RT_H
 #define SGL_RUNTIME_RT_H
@@ -33,12 +33,25 @@ typedef struct {
     size_t start, end;
 } RtSegment;
 
+/* A backend's record of the token ids it used for a prompt state's text,
+ * opaque to the VM, which only keeps it: a backend may return one in
+ * RtGenResult.tokens; the VM then keeps it on the state (retain), passes it
+ * back in RtPrompt.tokens for that state's later requests, shares it with
+ * a copy of the state (fork: retain) and lets go of it (release) when it
+ * takes a newer one or frees the state. A backend embeds this as the first
+ * member of its own record and must ignore records it did not make. VM
+ * thread only. */
+typedef struct RtTokens {
+    void (*retain)(struct RtTokens *t);
+    void (*release)(struct RtTokens *t);
+} RtTokens;
+
 typedef struct {
     const char *text;
     size_t len;
     const RtSegment *segs;
     int nsegs;
-    void *tokens;               /* opaque token cache the runtime attached to the state, or NULL */
+    RtTokens *tokens;           /* the state's token record, or NULL (borrowed) */
 } RtPrompt;
 
 typedef enum {
@@ -84,6 +97,8 @@ typedef struct {
     int n_logprobs;
     const char *finish_reason;  /* "stop", "length", "eos" */
     int prompt_tokens, cached_tokens, completion_tokens;
+    RtTokens *tokens;           /* the prompt state's new token record (its text
+                                   plus this text), or NULL; retain to keep it */
 } RtGenResult;
 
 typedef enum {

@@ -3,54 +3,59 @@
  *
  * Each VM request becomes one Pending record that lives from submit to its
  * callback; the engine's callbacks arrive on the VM thread inside wait()
- * (eng_wait), so nothing here needs a lock.
+ * (eng_wait), so nothing here needs a lock. Token records (TokRecord,
+ * below) live on the VM's prompt states, by reference count, on the same
+ * thread.
  */
 #include "runtime/rt_engine.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_CACHE_ENTRIES 256
-
-typedef struct {
-    char *text;
-    size_t len;
-    int32_t *ids;
-    int n;
-    uint64_t used;
-} CacheEntry;
+#define DEFAULT_MARKS 256
 
 struct RtEngine {
     Engine *e;
     RtBackend be;
-    CacheEntry *cache;
-    int n_cache, cap_cache;
-    uint64_t tick;
+    uint64_t serial;    /* names this RtEngine in the token records it makes */
+    int max_marks;      /* RtEngineOptions.token_cache_entries */
     int pending;
     int fired;          /* callbacks run during the current wait() */
     char err[512];
 };
 
+/* RtEngine serials: unique for the process, so that a record can never be
+ * taken for another (freed) RtEngine's. */
+static atomic_uint_fast64_t serials;
+
 typedef enum { P_GEN, P_SELECT, P_GEN_CHOICES } PendKind;
+
+typedef struct TokRecord TokRecord;
 
 typedef struct {
     RtEngine *r;
     PendKind kind;
-    RtSelectMethod method;
+    EngSelectMethod method;
     rt_gen_cb gen_cb;
     rt_select_cb sel_cb;
     void *ud;
-    char *prompt;       /* the prompt text, for the token cache (P_GEN) */
+    char *prompt;       /* the prompt text, for the new token record (P_GEN) */
     size_t prompt_len;
+    TokRecord *base;    /* P_GEN: the state's record its ids came from (held), or NULL */
+    int kept;           /* how many of base's marks the prompt starts with */
     char **choices;     /* P_GEN_CHOICES: texts to return */
     int n_choices;
 } Pending;
+
+static void record_release(RtTokens *t);
 
 static void pending_free(Pending *p)
 {
     if (!p) return;
     free(p->prompt);
+    if (p->base) record_release((RtTokens *)p->base);
     for (int i = 0; i < p->n_choices; i++) free(p->choices[i]);
     free(p->choices);
     free(p);
@@ -72,77 +77,176 @@ static int fail(RtEngine *r, const char *msg)
     return -1;
 }
 
-/* ---- the token cache --------------------------------------------------------- */
+/* ---- the VM's request types -> the engine's ---------------------------------- */
 
-/* Longest recorded text that starts the prompt, or NULL. */
-static CacheEntry *cache_lookup(RtEngine *r, const char *text, size_t len)
+void rt_engine_sampling(SampParams *p, const RtGenParams *rt)
 {
-    CacheEntry *best = NULL;
-    for (int i = 0; i < r->n_cache; i++) {
-        CacheEntry *c = &r->cache[i];
-        if (c->len <= len && (!best || c->len > best->len) && memcmp(c->text, text, c->len) == 0) best = c;
-    }
-    if (best) best->used = ++r->tick;
-    return best;
+    p->temperature = (float)rt->temperature;
+    p->top_k = rt->top_k > 0 ? rt->top_k : 0;
+    p->top_p = (float)rt->top_p;
+    p->min_p = (float)rt->min_p;
+    p->repetition_penalty = (float)rt->repetition_penalty;
+    p->frequency_penalty = (float)rt->frequency_penalty;
+    p->presence_penalty = (float)rt->presence_penalty;
+    p->has_seed = rt->has_seed;
+    p->seed = rt->seed;
+    p->logprobs = rt->logprobs;
+    p->top_logprobs = rt->top_logprobs;
+    p->max_tokens = rt->max_tokens;
+    p->min_tokens = rt->min_tokens;
+    p->ignore_eos = rt->ignore_eos;
+    p->stop_ids = rt->stop_token_ids;
+    p->n_stop = rt->nstop_token_ids;
 }
 
-/* Records text[0..len) = a ++ b. Silently skipped when out of memory: the
- * cache only saves work. */
-static void cache_put(RtEngine *r, const char *t1, size_t l1, const char *t2, size_t l2, const int32_t *a, int na,
-                      const int32_t *b, int nb)
+/* 0 and the engine's method, or -1 for a value outside RtSelectMethod. */
+static int select_method(RtSelectMethod m, EngSelectMethod *out)
 {
-    if (r->cap_cache == 0) return;
-    CacheEntry *slot = NULL;
-    for (int i = 0; i < r->n_cache; i++)
-        if (r->cache[i].len == l1 + l2 && memcmp(r->cache[i].text, t1, l1) == 0 &&
-            memcmp(r->cache[i].text + l1, t2, l2) == 0) {
-            r->cache[i].used = ++r->tick;
-            return;   /* same text: keep the first tokenization */
-        }
-    char *text = malloc(l1 + l2 + 1);
-    int32_t *ids = malloc((size_t)(na + nb + 1) * sizeof *ids);
-    if (!text || !ids) {
-        free(text);
-        free(ids);
-        return;
+    switch (m) {
+    case RT_SELECT_TOKEN_LENGTH_NORMALIZED: *out = ENG_SELECT_TOKEN_LENGTH_NORMALIZED; return 0;
+    case RT_SELECT_GREEDY_TOKEN: *out = ENG_SELECT_GREEDY_TOKEN; return 0;
+    case RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED:
+        *out = ENG_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED;
+        return 0;
     }
-    memcpy(text, t1, l1);
-    memcpy(text + l1, t2, l2);
-    text[l1 + l2] = 0;
-    memcpy(ids, a, (size_t)na * sizeof *ids);
-    if (nb) memcpy(ids + na, b, (size_t)nb * sizeof *ids);
-    if (r->n_cache < r->cap_cache) {
-        slot = &r->cache[r->n_cache++];
-    } else {
-        slot = &r->cache[0];
-        for (int i = 1; i < r->n_cache; i++)
-            if (r->cache[i].used < slot->used) slot = &r->cache[i];
-        free(slot->text);
-        free(slot->ids);
-    }
-    slot->text = text;
-    slot->len = l1 + l2;
-    slot->ids = ids;
-    slot->n = na + nb;
-    slot->used = ++r->tick;
+    return -1;
 }
 
-/* The prompt's ids (malloc'd into *out): a recorded prefix's ids plus the
- * rest tokenized, or the whole text tokenized with the model's BOS. */
-static int prompt_ids(RtEngine *r, const RtPrompt *pr, int32_t **out, int *n)
+/* ---- the prompt state's token record -------------------------------------------
+ *
+ * What the VM keeps on a prompt state (RtTokens): the ids this backend sent
+ * for a prefix of the state's text, with a mark where each gen ended.
+ *
+ *   text   [0 .............. m0 ..................... m1)
+ *   ids    [0 .......... n0)[n0 .................. n1)
+ *   marks  (m0, n0) prompt 1 + its generated text, (m1, n1) prompt 2 + ...
+ *
+ * text[0..marks[i].len) went to the engine as ids[0..marks[i].n), the
+ * generated part as the ids the model generated (only those wholly inside
+ * the returned text). A prompt that starts with text[0..m) for a mark m
+ * reuses those ids and tokenizes only the rest (without BOS), exactly as
+ * the engine saw it before: so the radix cache matches from there on, and
+ * model-generated text is not re-tokenized differently. A prompt that
+ * starts with no mark is tokenized whole (with the model's BOS).
+ *
+ * A record is immutable; a finished gen makes a new one (the marks that
+ * start its prompt plus one for prompt + generated text) for the VM to put
+ * on the state, which shares it with its forks. Marks that do not start a
+ * state's prompt are dropped: the state's text only grows, so they never
+ * will again. At most max_marks marks are kept (the oldest go first).
+ */
+typedef struct {
+    size_t len;         /* text[0..len) */
+    int n;              /* went to the engine as ids[0..n) */
+} TokMark;
+
+struct TokRecord {
+    RtTokens base;      /* first: all the VM sees */
+    int refs;
+    uint64_t owner;     /* the serial of the RtEngine that made it */
+    char *text;         /* [len]: the last mark's text */
+    size_t len;
+    int32_t *ids;       /* [n]: the last mark's ids */
+    int n;
+    TokMark *marks;     /* len and n increasing */
+    int n_marks;
+};
+
+static void record_retain(RtTokens *t) { ((TokRecord *)t)->refs++; }
+
+static void record_release(RtTokens *t)
+{
+    TokRecord *rec = (TokRecord *)t;
+    if (--rec->refs > 0) return;
+    free(rec->text);
+    free(rec->ids);
+    free(rec->marks);
+    free(rec);
+}
+
+/* t as one of this RtEngine's records, or NULL: none, another backend's, or
+ * another RtEngine's (its ids may be another vocabulary's). */
+static TokRecord *record_of(const RtEngine *r, RtTokens *t)
+{
+    if (!t || t->release != record_release) return NULL;
+    TokRecord *rec = (TokRecord *)t;
+    return rec->owner == r->serial ? rec : NULL;
+}
+
+/* How many marks start text[0..len): marks[0..k) do, the others do not. */
+static int record_prefix_marks(const TokRecord *rec, const char *text, size_t len)
+{
+    size_t lim = rec->len < len ? rec->len : len, same = 0;
+    while (same < lim && rec->text[same] == text[same]) same++;
+    int k = 0;
+    while (k < rec->n_marks && rec->marks[k].len <= same) k++;
+    return k;
+}
+
+/* The record for prompt + the text its gen produced: base's first `kept`
+ * marks (at most max_marks - 1 of them, the newest) and a new last one.
+ * NULL when out of memory: the record only saves work. */
+static TokRecord *record_after_gen(RtEngine *r, const Pending *p, const EngResult *res)
+{
+    size_t covered = 0;     /* bytes of the ids wholly inside the text */
+    for (int i = 0; i < res->text_ids; i++) {
+        size_t pl;
+        tok_token_piece(eng_tokenizer(r->e), res->ids[i], &pl);
+        covered += pl;
+    }
+    int first = p->kept + 1 > r->max_marks ? p->kept + 1 - r->max_marks : 0;
+    TokRecord *rec = calloc(1, sizeof *rec);
+    if (!rec) return NULL;
+    rec->len = p->prompt_len + covered;
+    rec->n = res->n_prompt + res->text_ids;
+    rec->text = malloc(rec->len + 1);
+    rec->ids = malloc((size_t)(rec->n + 1) * sizeof *rec->ids);
+    rec->marks = malloc((size_t)(p->kept - first + 1) * sizeof *rec->marks);
+    if (!rec->text || !rec->ids || !rec->marks) {
+        free(rec->text);
+        free(rec->ids);
+        free(rec->marks);
+        free(rec);
+        return NULL;
+    }
+    memcpy(rec->text, p->prompt, p->prompt_len);
+    memcpy(rec->text + p->prompt_len, res->text, covered);
+    rec->text[rec->len] = 0;
+    memcpy(rec->ids, res->prompt_ids, (size_t)res->n_prompt * sizeof *rec->ids);
+    if (res->text_ids) memcpy(rec->ids + res->n_prompt, res->ids, (size_t)res->text_ids * sizeof *rec->ids);
+    for (int i = first; i < p->kept; i++) rec->marks[rec->n_marks++] = p->base->marks[i];
+    /* the same text as the last kept mark: keep the first tokenization */
+    if (rec->n_marks == 0 || rec->marks[rec->n_marks - 1].len != rec->len)
+        rec->marks[rec->n_marks++] = (TokMark){.len = rec->len, .n = rec->n};
+    rec->len = rec->marks[rec->n_marks - 1].len;
+    rec->n = rec->marks[rec->n_marks - 1].n;
+    rec->refs = 1;
+    rec->owner = r->serial;
+    rec->base.retain = record_retain;
+    rec->base.release = record_release;
+    return rec;
+}
+
+/* The prompt's ids (malloc'd into *out): the ids of the longest marked
+ * prefix in the state's record plus the rest tokenized, or the whole text
+ * tokenized with the model's BOS. *base / *kept (may be NULL) receive the
+ * record used and how many of its marks start the prompt (NULL / 0: none). */
+static int prompt_ids(RtEngine *r, const RtPrompt *pr, int32_t **out, int *n, TokRecord **base, int *kept)
 {
     const Tokenizer *tk = eng_tokenizer(r->e);
     const char *text = pr->text ? pr->text : "";
-    CacheEntry *c = cache_lookup(r, text, pr->len);
+    TokRecord *rec = record_of(r, pr->tokens);
+    int k = rec ? record_prefix_marks(rec, text, pr->len) : 0;
     TokIds v = {0};
     int rc;
-    if (c) {
-        v.ids = malloc((size_t)(c->n + 16) * sizeof *v.ids);
+    if (k > 0) {
+        const TokMark *m = &rec->marks[k - 1];
+        v.ids = malloc((size_t)(m->n + 16) * sizeof *v.ids);
         if (!v.ids) return fail(r, "out of memory");
-        v.cap = (size_t)c->n + 16;
-        memcpy(v.ids, c->ids, (size_t)c->n * sizeof *v.ids);
-        v.n = (size_t)c->n;
-        rc = tok_encode((Tokenizer *)tk, text + c->len, pr->len - c->len, TOK_ENC_PARSE_SPECIAL, &v);
+        v.cap = (size_t)m->n + 16;
+        memcpy(v.ids, rec->ids, (size_t)m->n * sizeof *v.ids);
+        v.n = (size_t)m->n;
+        rc = tok_encode((Tokenizer *)tk, text + m->len, pr->len - m->len, TOK_ENC_PARSE_SPECIAL, &v);
     } else {
         rc = tok_encode((Tokenizer *)tk, text, pr->len, TOK_ENC_ADD_SPECIAL | TOK_ENC_PARSE_SPECIAL, &v);
     }
@@ -158,6 +262,8 @@ static int prompt_ids(RtEngine *r, const RtPrompt *pr, int32_t **out, int *n)
     }
     *out = v.ids;
     *n = (int)v.n;
+    if (base) *base = k > 0 ? rec : NULL;
+    if (kept) *kept = k;
     return 0;
 }
 
@@ -185,20 +291,13 @@ static void on_gen_done(void *ud, const EngResult *res)
         .cached_tokens = res->cached_tokens,
         .completion_tokens = res->completion_tokens,
     };
-    if (res->status == 0 && res->finish != ENG_FINISH_CANCELLED) {
-        /* prompt text + the generated ids' text -> their ids */
-        size_t covered = 0;
-        for (int i = 0; i < res->text_ids; i++) {
-            size_t pl;
-            tok_token_piece(eng_tokenizer(r->e), res->ids[i], &pl);
-            covered += pl;
-        }
-        cache_put(r, p->prompt, p->prompt_len, res->text, covered, res->prompt_ids, res->n_prompt, res->ids,
-                  res->text_ids);
-    }
+    /* prompt text + the generated ids' text -> their ids, for the state */
+    TokRecord *rec = res->status == 0 && res->finish != ENG_FINISH_CANCELLED ? record_after_gen(r, p, res) : NULL;
+    out.tokens = rec ? &rec->base : NULL;
     r->pending--;
     r->fired++;
     p->gen_cb(p->ud, &out);
+    if (rec) record_release(&rec->base);   /* the VM holds it now, if it kept it */
     free(lp);
     pending_free(p);
 }
@@ -244,13 +343,13 @@ static int submit_score(RtEngine *r, Pending *p, const RtPrompt *pr, const char 
 {
     int32_t *ids;
     int nids;
-    if (prompt_ids(r, pr, &ids, &nids)) return -1;
+    if (prompt_ids(r, pr, &ids, &nids, NULL, NULL)) return -1;
     EngScoreParams sp = {
         .prompt_ids = ids,
         .n_prompt_ids = nids,
         .choices = choices,
         .n_choices = n,
-        .unconditional = p->method == RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED,
+        .unconditional = p->method == ENG_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED,
         .on_done = on_score_done,
         .ud = p,
     };
@@ -272,14 +371,13 @@ static int be_select(void *ctx, const RtPrompt *pr, const char *const *choices, 
     if (!pr || !cb || nchoices <= 0 || !choices) return fail(r, "select needs a prompt, choices and a callback");
     for (int i = 0; i < nchoices; i++)
         if (!choices[i] || !choices[i][0]) return fail(r, "select: a choice is empty");
-    if (method != RT_SELECT_TOKEN_LENGTH_NORMALIZED && method != RT_SELECT_GREEDY_TOKEN &&
-        method != RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED)
-        return fail(r, "select: unknown method");
+    EngSelectMethod em;
+    if (select_method(method, &em)) return fail(r, "select: unknown method");
     Pending *p = calloc(1, sizeof *p);
     if (!p) return fail(r, "out of memory");
     p->r = r;
     p->kind = P_SELECT;
-    p->method = method;
+    p->method = em;
     p->sel_cb = cb;
     p->ud = ud;
     if (submit_score(r, p, pr, choices, nchoices)) {
@@ -308,7 +406,7 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
             return fail(r, "gen: choices is empty");
         }
         p->kind = P_GEN_CHOICES;
-        p->method = RT_SELECT_TOKEN_LENGTH_NORMALIZED;
+        p->method = ENG_SELECT_TOKEN_LENGTH_NORMALIZED;
         p->choices = calloc((size_t)params->nchoices, sizeof *p->choices);
         if (!p->choices) {
             pending_free(p);
@@ -348,13 +446,14 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
 
     int32_t *ids;
     int nids;
-    if (prompt_ids(r, pr, &ids, &nids)) {
+    if (prompt_ids(r, pr, &ids, &nids, &p->base, &p->kept)) {
         pending_free(p);
         return -1;
     }
+    if (p->base) record_retain(&p->base->base);   /* read again when the gen is done */
     EngGenParams gp;
     eng_gen_params_default(&gp);
-    samp_params_from_rt(&gp.sampling, params);
+    rt_engine_sampling(&gp.sampling, params);
     gp.prompt_ids = ids;
     gp.n_prompt_ids = nids;
     gp.stop = params->stop;
@@ -403,13 +502,8 @@ RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t e
         return NULL;
     }
     r->e = e;
-    r->cap_cache = o && o->token_cache_entries > 0 ? o->token_cache_entries : DEFAULT_CACHE_ENTRIES;
-    r->cache = calloc((size_t)r->cap_cache, sizeof *r->cache);
-    if (!r->cache) {
-        rt_engine_free(r);
-        if (err) snprintf(err, errcap, "out of memory");
-        return NULL;
-    }
+    r->serial = atomic_fetch_add(&serials, 1) + 1;
+    r->max_marks = o && o->token_cache_entries > 0 ? o->token_cache_entries : DEFAULT_MARKS;
     r->be.ctx = r;
     r->be.gen = be_gen;
     r->be.select = be_select;
@@ -420,13 +514,7 @@ RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t e
 
 void rt_engine_free(RtEngine *r)
 {
-    if (!r) return;
-    for (int i = 0; i < r->n_cache; i++) {
-        free(r->cache[i].text);
-        free(r->cache[i].ids);
-    }
-    free(r->cache);
-    free(r);
+    free(r);   /* its token records live on with the VM's states, and need nothing of it */
 }
 
 RtBackend *rt_engine_backend(RtEngine *r) { return &r->be; }

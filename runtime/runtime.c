@@ -121,7 +121,12 @@ static int load(Runtime *rt)
         return -1;
     }
     const RuntimeOptions *o = &rt->opt;
-    if (o->threads > 0) rt->model->n_threads = o->threads;
+    /* the opener chooses the backend (the CPU, until issue 11's CUDA) */
+    ModelOptions mo;
+    model_options_default(&mo);
+    mo.n_threads = o->threads;
+    mo.batch_invariant = !o->blas_prefill;
+    model_set_options(rt->model, &mo);
     EngOptions eo;
     eng_options_default(&eo);
     eo.prefix_cache = o->prefix_cache;
@@ -334,7 +339,7 @@ int runtime_generate(Runtime *rt, const char *prompt, size_t len, const RtGenPar
     s->cb = *cb;
     EngGenParams gp;
     eng_gen_params_default(&gp);
-    samp_params_from_rt(&gp.sampling, params);
+    rt_engine_sampling(&gp.sampling, params);
     gp.prompt_text = prompt;
     gp.prompt_len = len;
     gp.stop = params->stop;

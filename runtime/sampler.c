@@ -555,26 +555,6 @@ void samp_params_default(SampParams *p)
     p->max_tokens = -1;
 }
 
-void samp_params_from_rt(SampParams *p, const RtGenParams *rt)
-{
-    p->temperature = (float)rt->temperature;
-    p->top_k = rt->top_k > 0 ? rt->top_k : 0;
-    p->top_p = (float)rt->top_p;
-    p->min_p = (float)rt->min_p;
-    p->repetition_penalty = (float)rt->repetition_penalty;
-    p->frequency_penalty = (float)rt->frequency_penalty;
-    p->presence_penalty = (float)rt->presence_penalty;
-    p->has_seed = rt->has_seed;
-    p->seed = rt->seed;
-    p->logprobs = rt->logprobs;
-    p->top_logprobs = rt->top_logprobs;
-    p->max_tokens = rt->max_tokens;
-    p->min_tokens = rt->min_tokens;
-    p->ignore_eos = rt->ignore_eos;
-    p->stop_ids = rt->stop_token_ids;
-    p->n_stop = rt->nstop_token_ids;
-}
-
 static int32_t *dup_ids(const int32_t *ids, int n)
 {
     int32_t *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);

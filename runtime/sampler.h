@@ -13,8 +13,9 @@
  * that a request's SampParams describe.
  *
  * Does not own: the logits (borrowed, never written), the allow-mask (a
- * bitset built by the constraint code of a later issue), detokenisation and
- * stop *strings* (text-level, the engine's job).
+ * bitset for constrained generation, built outside; the engine has no
+ * constraints yet and passes NULL), detokenisation and stop *strings*
+ * (text-level, the engine's job).
  *
  * Conventions, chosen to match vLLM's OpenAI server:
  *  - repetition_penalty (HF / llama.cpp style: a positive logit is divided by
@@ -46,7 +47,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/rt.h"
 
 
 /* ---- RNG: xoshiro256**, seeded through splitmix64 ---------------------- */
@@ -170,11 +170,6 @@ typedef struct {
  * max_tokens -1, min_tokens 0. */
 void samp_params_default(SampParams *p);
 
-/* Sampling fields from the VM's request (stop strings stay with the caller;
- * EOS ids come from the model, so eos_ids/n_eos are left as they were). The
- * stop_token_ids pointer is borrowed like in SampParams. */
-void samp_params_from_rt(SampParams *p, const RtGenParams *rt);
-
 typedef struct Sampler Sampler;
 
 /* A sampler for a vocabulary of n_vocab tokens. NULL on a bad parameter or
@@ -196,7 +191,8 @@ typedef enum {
 /* Record a generated token (sampled or appended by jump-forward) and say
  * whether to stop. Before min_tokens, EOS/stop ids cannot be sampled, but a
  * caller that appends one anyway still gets its finish reason. Returns a
- * negative SAMP_ERR_* for an id outside the vocabulary. */
+ * SampFinish (>= 0), or ERR_VOCAB for an id outside the vocabulary (ERR_ARG
+ * for no sampler, ERR_NOMEM). */
 int samp_accept(Sampler *s, int32_t id);
 
 int samp_n_generated(const Sampler *s);
@@ -223,7 +219,7 @@ typedef struct {
  * `allow` is an optional bitset of n_vocab bits (NULL: every token). Does
  * not record the token: call samp_accept() with it (the engine may still
  * replace it, e.g. by jump-forward). Returns the token id (>= 0) or a
- * negative SAMP_ERR_*. `out` may be NULL.
+ * negative ERR_* (base/err.h). `out` may be NULL.
  */
 int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t *allow,
                     SampOut *out);

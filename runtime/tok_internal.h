@@ -1,8 +1,17 @@
 /*
  * runtime/tok_internal.h — the Tokenizer's insides, shared by the files of
- * the tokenizer module only: tokenizer.c (tables, encode, decode),
- * tok_load.c (GGUF and Hugging Face loaders) and tok_nfc.c (Unicode NFC).
- * Nothing outside runtime/tok*.c includes this.
+ * the tokenizer module only:
+ *
+ *   tokenizer.c    the tables and building them (tok_finish), freeing,
+ *                  decoding and the accessors
+ *   tok_bpe.c      the BPE merge of one piece, with the word cache
+ *   tok_pretok.c   tok_encode: added tokens, the normalizer and the
+ *                  pre-tokenizer, each piece handed to tok_bpe.c
+ *   tok_load.c     the GGUF and Hugging Face loaders
+ *
+ * Nothing outside runtime/tok*.c includes this; tok_nfc.c (Unicode NFC,
+ * below the tokenizer) does not either: it has its own header,
+ * runtime/tok_nfc.h.
  *
  * A loader allocates a Tokenizer with tok_alloc, fills the vocabulary
  * (tok_set_vocab + tok_set_token), merges (tok_add_merge), the
@@ -16,6 +25,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "base/utf8.h"
 #include "runtime/tokenizer.h"
@@ -28,7 +39,7 @@ typedef enum {
 typedef enum {
     TOK_NORM_PREPEND,   /* a = text prepended to a non-empty segment */
     TOK_NORM_REPLACE,   /* every a -> b (literal) */
-    TOK_NORM_NFC,       /* Unicode NFC (tok_nfc.c) */
+    TOK_NORM_NFC,       /* Unicode NFC (runtime/tok_nfc.h) */
 } TokNormKind;
 
 typedef struct {
@@ -212,12 +223,110 @@ uint32_t tok_byte_to_cp(uint8_t b);
 /* Byte for a GPT-2 byte-level code point, or -1. */
 int tok_cp_to_byte(uint32_t cp);
 
-/* tok_nfc.c: true when NFC(s) == s is guaranteed: no character in s has
- * NFC_Quick_Check != Yes or a non-zero canonical combining class. */
-bool tok_nfc_stable(const char *s, size_t len);
-/* NFC of s into a malloc'd buffer (*out, *out_len; NUL-terminated).
- * Invalid UTF-8 bytes pass through unchanged. 0 or ERR_NOMEM. */
-int tok_nfc(const char *s, size_t len, char **out, size_t *out_len);
+/* ---- shared by tokenizer.c, tok_bpe.c and tok_pretok.c ----------------------
+ * Small helpers and the table lookups the merge loop calls per pair: inline
+ * here, as they were static in one file before the split. */
 
+static inline uint64_t hash_bytes(const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ ((uint64_t)n * 0xff51afd7ed558ccdull);
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, s, 8);
+        h ^= v * 0xbf58476d1ce4e5b9ull;
+        h = ((h << 31) | (h >> 33)) * 0x94d049bb133111ebull;
+        s += 8;
+        n -= 8;
+    }
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)s[i] << (8 * i);
+    h ^= v * 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 31;
+    h *= 0xd6e8feb86659fd93ull;
+    h ^= h >> 32;
+    return h;
+}
+
+static inline int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap : 16;
+    while (nc < need)
+        nc *= 2;
+    void *q = realloc(*p, nc * elem);
+    if (!q)
+        return ERR_NOMEM;
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
+/* Length of the UTF-8 sequence at s (n bytes left) if valid, else 1 (an
+ * invalid byte is a piece of its own). */
+static inline int utf8_len(const uint8_t *s, size_t n)
+{
+    uint32_t cp;
+    int len = utf8_decode((const char *)s, n, &cp);
+    return len ? len : 1;
+}
+
+static inline int ids_push(TokIds *v, int32_t id)
+{
+    if (v->n == v->cap && grow((void **)&v->ids, &v->cap, v->n + 1, sizeof *v->ids))
+        return ERR_NOMEM;
+    v->ids[v->n++] = id;
+    return 0;
+}
+
+/* The vocabulary map and the pair map (built by tok_finish in tokenizer.c). */
+
+static inline const char *ttext(const Tokenizer *t, int32_t id) { return t->text_pool + t->text_off[id]; }
+
+static inline int32_t vocab_get(const Tokenizer *t, const char *s, size_t n)
+{
+    const TokStrMap *m = &t->vocab;
+    if (!m->slots)
+        return -1;
+    uint64_t h = hash_bytes(s, n);
+    uint32_t h32 = (uint32_t)(h >> 32);
+    for (uint32_t i = (uint32_t)h & m->mask;; i = (i + 1) & m->mask) {
+        int32_t id = m->slots[i];
+        if (id < 0)
+            return -1;
+        if (m->hashes[i] == h32 && t->text_len[id] == n && memcmp(ttext(t, id), s, n) == 0)
+            return id;
+    }
+}
+
+static inline uint32_t pair_hash(uint64_t key)
+{
+    key ^= key >> 31; /* splitmix64's finalizer: every key bit reaches the low bits */
+    key *= 0x7fb5d329728ea185ull;
+    key ^= key >> 27;
+    key *= 0x81dadef4bc2dd44dull;
+    key ^= key >> 33;
+    return (uint32_t)key;
+}
+
+static inline const TokPair *pair_get(const TokPairMap *m, int32_t l, int32_t r)
+{
+    if (!m->slots)
+        return NULL;
+    uint64_t key = ((uint64_t)(uint32_t)l << 32) | (uint32_t)r;
+    for (uint32_t i = pair_hash(key) & m->mask;; i = (i + 1) & m->mask) {
+        const TokPair *p = &m->slots[i];
+        if (p->key == key)
+            return p;
+        if (p->key == UINT64_MAX)
+            return NULL;
+    }
+}
+
+/* tok_bpe.c: ids of one pre-tokenized piece (word cache, then symbols and
+ * merges), appended to out. 0 or ERR_NOMEM. Called with t->mu held. */
+int tok_encode_word(Tokenizer *t, const char *w, size_t n, TokIds *out);
 
 #endif

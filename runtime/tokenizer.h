@@ -65,9 +65,9 @@
  * scratch and word cache, which a mutex guards: any thread may call any
  * function. Encoding from several threads at once serializes.
  *
- * Errors: functions return 0 (or a count) on success and a negative TOK_ERR_*
- * on failure; loaders also write a one-line message into err (errcap bytes,
- * err may be NULL).
+ * Errors: functions return 0 (or a count) on success and a negative ERR_*
+ * (base/err.h) on failure; loaders also write a one-line message into err
+ * (errcap bytes, err may be NULL).
  */
 #ifndef SGL_RUNTIME_TOKENIZER_H
 #define SGL_RUNTIME_TOKENIZER_H

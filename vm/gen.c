@@ -155,6 +155,8 @@ static void on_gen(void *ud, const RtGenResult *res)
         free(pd);
         return;
     }
+    ObjState *st = vm_fiber_state(pd->f);
+    if (st && res->tokens) state_set_tokens(st, res->tokens);   /* for the state's next prompt */
     ObjString *text = str_new(h, res->text ? res->text : "", res->text ? res->len : 0);
     if (!text) {
         vm_wait_fail(vm, pd->f, "out of memory");
@@ -170,7 +172,6 @@ static void on_gen(void *ud, const RtGenResult *res)
     /* `s += gen(..., dtype=int)` in SGLang: appended, the model's text goes
      * into the prompt, while the captured variable holds the value */
     Value result = pd->append_text ? val_obj(text) : v;
-    ObjState *st = vm_fiber_state(pd->f);
     if (st && VAL_IS_STRING(pd->name)) {
         map_set(st->vars, pd->name, v);
         if (pd->logprobs) {

@@ -5,8 +5,8 @@
  * Owns every heap object's memory (and what hangs off it: list items, map
  * tables, state text/segments, compiled PCRE2 code). Does not own the
  * function prototypes a closure points at (the program owns those), nor the
- * runtime's token cache on a state (freed through the hook the runtime
- * installs with state_set_tokens_free).
+ * backend's token record on a state (kept by reference count through its
+ * own retain/release, runtime/rt.h).
  *
  * Accounting: heap->bytes_allocated grows by every object's size and by the
  * payload it is created with; growth of a list/map/state afterwards is not
@@ -15,6 +15,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "vm/value.h"
 
+#include "runtime/rt.h"
 #include "vm/json.h"
 
 #include <math.h>
@@ -32,10 +33,8 @@
 /* hooks                                                               */
 
 static const char *(*proto_namer)(const struct Proto *);
-static void (*tokens_free)(void *);
 
 void val_set_proto_namer(const char *(*fn)(const struct Proto *proto)) { proto_namer = fn; }
-void state_set_tokens_free(void (*fn)(void *tokens)) { tokens_free = fn; }
 
 /* ------------------------------------------------------------------ */
 /* heap                                                                */
@@ -128,7 +127,7 @@ static void obj_free(Obj *o)
         ObjState *s = (ObjState *)o;
         free(s->text);
         free(s->segs);
-        if (s->tokens && tokens_free) tokens_free(s->tokens);
+        if (s->tokens) s->tokens->release(s->tokens);
         break;
     }
     case OBJ_REGEX:
@@ -914,8 +913,15 @@ ObjState *state_copy(Heap *h, const ObjState *src)
     s->vars = map_clone(h, src->vars);
     s->meta = map_clone(h, src->meta);
     s->logprobs = map_clone(h, src->logprobs);
-    s->tokens = NULL;  /* the runtime's cache belongs to the source; the copy rebuilds its own */
+    state_set_tokens(s, src->tokens);   /* the same text so far: the same ids */
     return s;
+}
+
+void state_set_tokens(ObjState *s, RtTokens *t)
+{
+    if (t) t->retain(t);
+    if (s->tokens) s->tokens->release(s->tokens);
+    s->tokens = t;
 }
 
 void state_append(ObjState *s, const char *text, size_t len)

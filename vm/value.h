@@ -149,6 +149,8 @@ typedef struct {
     size_t start, end;
 } StateSegment;
 
+struct RtTokens;                /* runtime/rt.h */
+
 typedef struct {
     Obj obj;
     char *text;                 /* malloc'd, NUL-terminated */
@@ -158,7 +160,7 @@ typedef struct {
     ObjMap *logprobs;           /* name -> list of per-token log-probabilities */
     StateSegment *segs;
     int nsegs, cap_segs;
-    void *tokens;               /* runtime-owned token cache for this text, or NULL */
+    struct RtTokens *tokens;    /* the backend's token record for this text, or NULL (runtime/rt.h) */
 } ObjState;
 
 typedef struct {
@@ -258,8 +260,8 @@ void val_set_proto_namer(const char *(*fn)(const struct Proto *proto));
 ObjState *state_new(Heap *h);
 ObjState *state_copy(Heap *h, const ObjState *s);   /* fork: deep-copies text/segs, shallow-copies maps */
 void state_append(ObjState *s, const char *text, size_t len);
-/* The runtime installs how a state's `tokens` cache is freed when the state
- * is swept (process-wide, set once at start-up). state_copy does not copy it. */
-void state_set_tokens_free(void (*fn)(void *tokens));
+/* Keeps t (retained; may be NULL) as the state's token record, releasing the
+ * one it had. state_copy shares the record; sweeping a state releases it. */
+void state_set_tokens(ObjState *s, struct RtTokens *t);
 
 #endif

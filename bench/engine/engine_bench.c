@@ -10,6 +10,7 @@
  * Token ids are synthetic (id_i = (i * 7919 + 13) % vocab): timing does not
  * depend on the text. Each figure is the best of --reps runs.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,7 @@ int main(int argc, char **argv)
 {
     const char *path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     int threads = 0, prompt = 128, gen = 64, batch = 8, reps = 3;
-    unsigned flags = 0;
+    bool no_blas = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) path = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -44,7 +45,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--gen") && i + 1 < argc) gen = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--no-blas")) flags |= CPU_NO_BLAS;
+        else if (!strcmp(argv[i], "--no-blas")) no_blas = true;
         else {
             fprintf(stderr, "usage: engine_bench [--model PATH] [--threads N] [--prompt N] [--gen N] [--batch N] "
                             "[--reps N] [--no-blas]\n");
@@ -55,8 +56,12 @@ int main(int argc, char **argv)
     char err[512];
     Model *m;
     if (model_load_gguf(path, &m, err, sizeof err)) die("load", err);
-    m->backend = cpu_backend_new(threads, flags, err, sizeof err);
-    if (!m->backend) die("backend", err);
+    ModelOptions mo;
+    model_options_default(&mo);
+    mo.backend = K_BACKEND_CPU;
+    mo.n_threads = threads;
+    mo.batch_invariant = no_blas;   /* no sgemm: the CPU backend's CPU_NO_BLAS */
+    model_set_options(m, &mo);
     const ModelConfig *c = &m->cfg;
     int ctx = prompt + gen;
     KvPool *kv = kv_new(c->n_layer, ctx * batch, c->n_head_kv * c->head_dim, K_DTYPE_F16, err, sizeof err);
@@ -104,7 +109,7 @@ int main(int argc, char **argv)
     }
     printf("sgl        threads=%-2d prefill(%d) %8.1f tok/s   decode(1) %7.1f tok/s   decode(%d) %7.1f tok/s%s\n",
            threads, prompt, prompt / best_pf, gen / best_d1, batch, gen * batch / best_d8,
-           flags & CPU_NO_BLAS ? "  [batch-invariant, the default]" : "  [--blas-prefill]");
+           no_blas ? "  [batch-invariant, the default]" : "  [--blas-prefill]");
     free(seqs);
     free(ids);
     free(slots);

@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define BLAS_MIN_ROWS 16        /* x rows from which sgemm beats quantized dots */
 #define TILE_ROWS 64            /* weight rows dequantized per sgemm call */
@@ -78,12 +77,6 @@ int cpu_has_avx2(void)
 #else
     return 0;
 #endif
-}
-
-int cpu_n_cores(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
 }
 
 cpu_dot_fn cpu_dot_avx2(KDtype w) { return cpu_has_avx2() ? cpu_avx2_dot(w) : NULL; }

@@ -7,7 +7,8 @@
  * Files:
  *   quant.c        scalar fp16/bf16, dequantize/quantize rows, scalar dots
  *   quant_avx2.c   AVX2/FMA/F16C dots and vector helpers (chosen at run time)
- *   pool.c         worker pool (pthreads), parallel-for over task indices
+ *   pool.c         worker pool (pthreads), parallel-for over task indices,
+ *                  core count (kernels/cpu/pool.h: it needs nothing above)
  *   ref.c          reference backend: one thread, plain loops, f32 math
  *   cpu.c          fast backend: quantized dots for small batches, OpenBLAS
  *                  sgemm over dequantized tiles for large ones, threaded ops
@@ -22,6 +23,7 @@
 #include <stdint.h>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/pool.h"   /* the worker pool and cpu_n_cores, re-exported */
 
 /* ---- backends ------------------------------------------------------------ */
 
@@ -36,21 +38,6 @@ KBackend *cpu_ref_backend_new(char *err, size_t errcap);
 
 /* 1 when this CPU runs the *_avx2.c kernels (AVX2 + FMA + F16C). */
 int cpu_has_avx2(void);
-int cpu_n_cores(void);
-
-/* ---- worker pool ------------------------------------------------------- */
-
-typedef struct CpuPool CpuPool;
-
-/* fn(arg, task, thread) runs once per task in [0, n_tasks); `thread` is the
- * worker's index in [0, cpu_pool_size) (0 is the calling thread). */
-typedef void (*cpu_task_fn)(void *arg, int task, int thread);
-
-CpuPool *cpu_pool_new(int n_threads);
-void cpu_pool_free(CpuPool *p);
-int cpu_pool_size(const CpuPool *p);
-/* Runs every task and returns when all are done. Not reentrant. */
-void cpu_pool_run(CpuPool *p, int n_tasks, cpu_task_fn fn, void *arg);
 
 /* ---- numbers and rows -------------------------------------------------- */
 

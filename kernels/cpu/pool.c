@@ -17,13 +17,15 @@
  * spin briefly before sleeping on the condition variable (a futex wake per
  * op would cost more than many of the ops).
  */
-#include "kernels/cpu/cpu.h"
+#include "kernels/cpu/pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define cpu_relax() _mm_pause()
@@ -109,6 +111,12 @@ static void *worker_loop(void *varg)
         seen = (uint32_t)(v >> 32);
         run_tasks(p, seen, index);
     }
+}
+
+int cpu_n_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 CpuPool *cpu_pool_new(int n_threads)

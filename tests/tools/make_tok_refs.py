@@ -35,11 +35,11 @@ What it writes, and from what:
                                     them; the unit test skips them when absent
 
   python tests/tools/make_tok_refs.py refs [--vocab-dir DIR]
-  python tests/tools/make_tok_refs.py nfc-table > runtime/tok_nfc.c
   python tests/tools/make_tok_refs.py fetch-vocab DIR   # pip download the sdist, extract ggml-vocab-*.gguf
 
 Run with the project venv (.dev/venv/bin/python: tokenizers, gguf, numpy,
-llama-cpp-python).
+llama-cpp-python). The Unicode NFC tables of runtime/tok_nfc.c come from
+tools/gen_nfc.py.
 """
 import argparse
 import glob
@@ -50,7 +50,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import unicodedata
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OUT = os.path.join(ROOT, "tests", "data", "tok")
@@ -431,306 +430,6 @@ def cmd_fetch_vocab(args):
     print(f"vocabularies in {args.dir}", file=sys.stderr)
 
 
-NFC_C = r"""
-/* Hangul syllables compose and decompose algorithmically. */
-enum { SBASE = 0xAC00, LBASE = 0x1100, VBASE = 0x1161, TBASE = 0x11A7, LCOUNT = 19, VCOUNT = 21, TCOUNT = 28,
-       NCOUNT = VCOUNT * TCOUNT, SCOUNT = LCOUNT * NCOUNT };
-
-/* Invalid UTF-8 bytes travel through as this marker | byte: a starter
- * that never composes. */
-#define RAW_BYTE 0x80000000u
-
-static bool in_ranges(const uint32_t (*r)[2], size_t n, uint32_t cp)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cp < r[mid][0])
-            hi = mid;
-        else if (cp > r[mid][1])
-            lo = mid + 1;
-        else
-            return true;
-    }
-    return false;
-}
-
-static unsigned ccc_of(uint32_t cp)
-{
-    size_t lo = 0, hi = sizeof nfc_ccc / sizeof nfc_ccc[0];
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cp < nfc_ccc[mid][0])
-            hi = mid;
-        else if (cp > nfc_ccc[mid][1])
-            lo = mid + 1;
-        else
-            return nfc_ccc[mid][2];
-    }
-    return 0;
-}
-
-static const uint32_t *decomp_of(uint32_t cp)
-{
-    size_t lo = 0, hi = sizeof nfc_decomp / sizeof nfc_decomp[0];
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cp < nfc_decomp[mid][0])
-            hi = mid;
-        else if (cp > nfc_decomp[mid][0])
-            lo = mid + 1;
-        else
-            return nfc_decomp[mid];
-    }
-    return NULL;
-}
-
-static uint32_t compose_pair(uint32_t a, uint32_t b)
-{
-    if (a >= LBASE && a < LBASE + LCOUNT && b >= VBASE && b < VBASE + VCOUNT)
-        return SBASE + ((a - LBASE) * VCOUNT + (b - VBASE)) * TCOUNT;
-    if (a >= SBASE && a < SBASE + SCOUNT && (a - SBASE) % TCOUNT == 0 && b > TBASE && b < TBASE + TCOUNT)
-        return a + (b - TBASE);
-    size_t lo = 0, hi = sizeof nfc_comp / sizeof nfc_comp[0];
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        const uint32_t *e = nfc_comp[mid];
-        if (a < e[0] || (a == e[0] && b < e[1]))
-            hi = mid;
-        else if (a > e[0] || b > e[1])
-            lo = mid + 1;
-        else
-            return e[2];
-    }
-    return 0;
-}
-
-bool tok_nfc_stable(const char *s, size_t len)
-{
-    const uint8_t *p = (const uint8_t *)s;
-    for (size_t i = 0; i < len;) {
-        uint8_t c = p[i];
-        if (c < 0xCC) { /* below U+0300 every character is NFC-stable */
-            i++;
-            continue;
-        }
-        uint32_t cp;
-        int n;
-        if (c < 0xE0) {
-            cp = c & 0x1Fu;
-            n = 2;
-        } else if (c < 0xF0) {
-            cp = c & 0x0Fu;
-            n = 3;
-        } else {
-            cp = c & 0x07u;
-            n = 4;
-        }
-        if (i + (size_t)n > len)
-            return true; /* truncated: not a character NFC would touch */
-        for (int k = 1; k < n; k++)
-            cp = (cp << 6) | (p[i + (size_t)k] & 0x3Fu);
-        if (in_ranges(nfc_unsafe, sizeof nfc_unsafe / sizeof nfc_unsafe[0], cp))
-            return false;
-        i += (size_t)n;
-    }
-    return true;
-}
-
-typedef struct {
-    uint32_t *v;
-    size_t n, cap;
-} CpBuf;
-
-static int cp_push(CpBuf *b, uint32_t cp)
-{
-    if (b->n == b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 64;
-        uint32_t *q = realloc(b->v, nc * sizeof *q);
-        if (!q)
-            return -1;
-        b->v = q;
-        b->cap = nc;
-    }
-    b->v[b->n++] = cp;
-    return 0;
-}
-
-static int decompose(CpBuf *b, uint32_t cp)
-{
-    if (cp >= SBASE && cp < SBASE + SCOUNT) {
-        uint32_t si = cp - SBASE;
-        if (cp_push(b, LBASE + si / NCOUNT) || cp_push(b, VBASE + (si % NCOUNT) / TCOUNT))
-            return -1;
-        return si % TCOUNT ? cp_push(b, TBASE + si % TCOUNT) : 0;
-    }
-    const uint32_t *d = decomp_of(cp);
-    if (!d)
-        return cp_push(b, cp);
-    if (decompose(b, d[1]))
-        return -1;
-    return d[2] ? decompose(b, d[2]) : 0;
-}
-
-/* UTF-8 decoding that keeps invalid bytes (see RAW_BYTE). */
-static uint32_t next_cp(const uint8_t *p, size_t len, size_t *i)
-{
-    uint8_t c = p[*i];
-    int n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    if (n == 1) {
-        (*i)++;
-        return c;
-    }
-    if (n == 0 || *i + (size_t)n > len) {
-        (*i)++;
-        return RAW_BYTE | c;
-    }
-    uint32_t cp = c & (n == 2 ? 0x1Fu : n == 3 ? 0x0Fu : 0x07u);
-    for (int k = 1; k < n; k++) {
-        uint8_t b = p[*i + (size_t)k];
-        if ((b & 0xC0) != 0x80) {
-            (*i)++;
-            return RAW_BYTE | c;
-        }
-        cp = (cp << 6) | (b & 0x3Fu);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))) {
-        (*i)++;
-        return RAW_BYTE | c;
-    }
-    *i += (size_t)n;
-    return cp;
-}
-
-int tok_nfc(const char *s, size_t len, char **out, size_t *out_len)
-{
-    CpBuf d = { 0 };
-    const uint8_t *p = (const uint8_t *)s;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp = next_cp(p, len, &i);
-        if ((cp & RAW_BYTE) ? cp_push(&d, cp) : decompose(&d, cp)) {
-            free(d.v);
-            return TOK_ERR_NOMEM;
-        }
-    }
-    /* canonical ordering: a stable insertion sort of each run of non-starters by class */
-    for (size_t i = 1; i < d.n; i++) {
-        uint32_t c = d.v[i];
-        unsigned ci = (c & RAW_BYTE) ? 0 : ccc_of(c);
-        if (!ci)
-            continue;
-        size_t j = i;
-        while (j > 0) {
-            uint32_t prev = d.v[j - 1];
-            unsigned cj = (prev & RAW_BYTE) ? 0 : ccc_of(prev);
-            if (cj <= ci) /* a starter (0) or an equal/lower class stops it */
-                break;
-            d.v[j] = prev;
-            j--;
-        }
-        d.v[j] = c;
-    }
-    /* canonical composition */
-    size_t w = 0;
-    long starter = -1;
-    unsigned last = 0;
-    for (size_t i = 0; i < d.n; i++) {
-        uint32_t c = d.v[i];
-        unsigned cc = (c & RAW_BYTE) ? 0 : ccc_of(c);
-        if (starter >= 0 && !(c & RAW_BYTE) && !(d.v[starter] & RAW_BYTE) &&
-            (last < cc || (last == 0 && (size_t)starter == w - 1))) {
-            uint32_t comp = compose_pair(d.v[starter], c);
-            if (comp) {
-                d.v[starter] = comp;
-                continue;
-            }
-        }
-        if (cc == 0) {
-            starter = (long)w;
-            last = 0;
-        } else
-            last = cc;
-        d.v[w++] = c;
-    }
-    char *o = malloc(w * 4 + 1);
-    if (!o) {
-        free(d.v);
-        return TOK_ERR_NOMEM;
-    }
-    size_t m = 0;
-    for (size_t i = 0; i < w; i++) {
-        if (d.v[i] & RAW_BYTE)
-            o[m++] = (char)(d.v[i] & 0xFF);
-        else
-            m += (size_t)utf8_encode(d.v[i], o + m);
-    }
-    o[m] = 0;
-    free(d.v);
-    *out = o;
-    *out_len = m;
-    return 0;
-}
-"""
-
-
-def cmd_nfc_table(args):
-    """Unicode NFC: quick-check ranges (NFC_Quick_Check No/Maybe or a
-    non-zero combining class), combining classes, canonical decompositions
-    and primary compositions, from Python's unicodedata."""
-    def ranges_of(cps):
-        out = []
-        for cp in cps:
-            if out and out[-1][1] == cp - 1:
-                out[-1][1] = cp
-            else:
-                out.append([cp, cp])
-        return out
-
-    second, dec, comp, ccc = set(), [], [], []
-    for cp in range(0x110000):
-        if 0xD800 <= cp <= 0xDFFF:
-            continue
-        c = chr(cp)
-        d = unicodedata.decomposition(c)
-        if d and not d.startswith("<"):
-            parts = [int(x, 16) for x in d.split()]
-            dec.append((cp, parts[0], parts[1] if len(parts) > 1 else 0))
-            if len(parts) == 2:
-                second.add(parts[1])
-                if unicodedata.normalize("NFC", chr(parts[0]) + chr(parts[1])) == c:
-                    comp.append((parts[0], parts[1], cp))
-        k = unicodedata.combining(c)
-        if k:
-            if ccc and ccc[-1][1] == cp - 1 and ccc[-1][2] == k:
-                ccc[-1][1] = cp
-            else:
-                ccc.append([cp, cp, k])
-    unsafe = ranges_of([cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF and (
-        unicodedata.combining(chr(cp)) or not unicodedata.is_normalized("NFC", chr(cp)) or cp in second
-        or 0x1161 <= cp <= 0x1175 or 0x11A8 <= cp <= 0x11C2)])
-    comp.sort()
-    w = sys.stdout.write
-    w("/*\n * runtime/tok_nfc.c — Unicode NFC for tokenizers whose normalizer is NFC\n")
-    w(" * (Qwen2). Owns the Unicode tables and the three steps of UAX #15:\n")
-    w(" * canonical decomposition, canonical ordering, canonical composition.\n")
-    w(" * tok_nfc_stable is the quick check that lets almost all text skip them.\n *\n")
-    w(f" * Generated by tests/tools/make_tok_refs.py nfc-table from Unicode\n")
-    w(f" * {unicodedata.unidata_version} (Python's unicodedata). Do not edit by hand.\n */\n")
-    w('#include "runtime/tok_internal.h"\n\n#include <stdlib.h>\n\n')
-
-    def table(name, typ, rows, per):
-        w(f"static const {typ} {name}[][{len(rows[0])}] = {{\n")
-        for i in range(0, len(rows), per):
-            w("    " + " ".join("{ " + ", ".join("0x%X" % x for x in r) + " }," for r in rows[i:i + per]) + "\n")
-        w("};\n\n")
-
-    table("nfc_unsafe", "uint32_t", unsafe, 4)
-    table("nfc_ccc", "uint32_t", ccc, 4)
-    table("nfc_decomp", "uint32_t", dec, 4)
-    table("nfc_comp", "uint32_t", comp, 4)
-    w(NFC_C.lstrip("\n"))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -738,9 +437,8 @@ def main():
     r.add_argument("--vocab-dir", default=os.path.join(ROOT, "build", "vocab"))
     f = sub.add_parser("fetch-vocab")
     f.add_argument("dir")
-    sub.add_parser("nfc-table")
     args = ap.parse_args()
-    {"refs": cmd_refs, "fetch-vocab": cmd_fetch_vocab, "nfc-table": cmd_nfc_table}[args.cmd](args)
+    {"refs": cmd_refs, "fetch-vocab": cmd_fetch_vocab}[args.cmd](args)
 
 
 if __name__ == "__main__":

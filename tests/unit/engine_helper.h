@@ -12,14 +12,13 @@
 #include <stddef.h>
 #include <unistd.h>
 
-#include "kernels/cpu/cpu.h"
 #include "runtime/engine.h"
 
 #define MODEL_PATH "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 #define THREADS 2
 
 /* A suite's .init: loads MODEL_PATH and its tokenizer on the CPU backend
- * with THREADS threads and CPU_NO_BLAS (rows are then computed
+ * with THREADS threads, batch-invariant (no sgemm: rows are then computed
  * independently of what shares their batch); skips the test when the
  * model file is absent. */
 static inline void engine_model_load(Model **model, Tokenizer **tok)
@@ -28,9 +27,13 @@ static inline void engine_model_load(Model **model, Tokenizer **tok)
     char err[512];
     cr_assert_eq(model_load_gguf(MODEL_PATH, model, err, sizeof err), 0, "%s", err);
     cr_assert_eq(tok_load_gguf((*model)->gguf, tok, err, sizeof err), 0, "%s", err);
-    model_set_threads(*model, THREADS);
-    (*model)->backend = cpu_backend_new(THREADS, CPU_NO_BLAS, err, sizeof err);
-    cr_assert_not_null((*model)->backend, "%s", err);
+    ModelOptions mo;
+    model_options_default(&mo);
+    mo.backend = K_BACKEND_CPU;
+    mo.n_threads = THREADS;
+    mo.batch_invariant = true;
+    model_set_options(*model, &mo);
+    cr_assert_eq(model_reserve(*model, 1, 1, err, sizeof err), 0, "%s", err);
 }
 
 /* A suite's .fini: frees what engine_model_load made and clears both. */

@@ -22,7 +22,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "kernels/cpu/cpu.h"
 #include "runtime/engine.h"
 #include "runtime/rt_engine.h"
 #include "engine_helper.h"
@@ -337,7 +336,7 @@ static void on_score(void *ud, const EngScoreResult *r)
     }
     s->has_u = r->unconditional != NULL;
     for (int m = 0; m < 3; m++) {
-        s->best[m] = eng_select_scores(r, (RtSelectMethod)m, s->scores[m]);
+        s->best[m] = eng_select_scores(r, (EngSelectMethod)m, s->scores[m]);
         if (m == 2 && !r->unconditional) cr_assert_eq(s->best[m], ERR_ARG);
     }
 }
@@ -473,11 +472,11 @@ Test(engine, greedy_token_breaks_ties_on_later_tokens)
     int n[3] = {3, 3, 1};
     EngScoreResult r = {.n_choices = 3, .n_tokens = n, .logprobs = lps};
     double sc[3];
-    cr_assert_eq(eng_select_scores(&r, RT_SELECT_GREEDY_TOKEN, sc), 2, "c's mean -1 beats -1.5 at column 2");
+    cr_assert_eq(eng_select_scores(&r, ENG_SELECT_GREEDY_TOKEN, sc), 2, "c's mean -1 beats -1.5 at column 2");
     c[0] = -1.6f;
-    cr_assert_eq(eng_select_scores(&r, RT_SELECT_GREEDY_TOKEN, sc), 1);
+    cr_assert_eq(eng_select_scores(&r, ENG_SELECT_GREEDY_TOKEN, sc), 1);
     cr_assert_float_eq(sc[0], -1.0, 1e-9);
-    cr_assert_eq(eng_select_scores(&r, RT_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED, sc), ERR_ARG);
+    cr_assert_eq(eng_select_scores(&r, ENG_SELECT_UNCONDITIONAL_LIKELIHOOD_NORMALIZED, sc), ERR_ARG);
 }
 
 /* ---- stops, streaming, cancel, errors ----------------------------------------- */
@@ -723,6 +722,16 @@ Test(engine, completions_arrive_on_the_uv_loop)
 
 /* ---- the VM's backend ---------------------------------------------------------- */
 
+static void rt_params(RtGenParams *p, int max_tokens)
+{
+    memset(p, 0, sizeof *p);
+    p->max_tokens = max_tokens;
+    p->temperature = 0;
+    p->top_p = 1;
+    p->top_k = -1;
+    p->repetition_penalty = 1;
+}
+
 typedef struct {
     int done, status;
     char text[1024];
@@ -730,6 +739,7 @@ typedef struct {
     int best;
     double scores[4];
     const char *finish;
+    RtTokens *tokens;       /* what the VM would keep on the state (held) */
 } RtOut;
 
 static void rt_on_gen(void *ud, const RtGenResult *r)
@@ -742,6 +752,36 @@ static void rt_on_gen(void *ud, const RtGenResult *r)
     o->prompt = r->prompt_tokens;
     o->completion = r->completion_tokens;
     o->finish = r->finish_reason;
+    o->tokens = r->tokens;
+    if (o->tokens) o->tokens->retain(o->tokens);
+}
+
+static void rt_out_free(RtOut *o)
+{
+    if (o->tokens) o->tokens->release(o->tokens);
+    o->tokens = NULL;
+}
+
+/* Runs one gen through the backend to completion. */
+static void rt_gen(RtBackend *be, const char *text, RtTokens *tokens, int max_tokens, RtOut *o)
+{
+    RtGenParams gp;
+    rt_params(&gp, max_tokens);
+    RtPrompt pr = {.text = text, .len = strlen(text), .tokens = tokens};
+    memset(o, 0, sizeof *o);
+    cr_assert_eq(be->gen(be->ctx, &pr, &gp, rt_on_gen, o), 0, "%s", be->last_error);
+    while (!o->done) cr_assert_eq(be->wait(be->ctx), 0);
+    cr_assert_eq(o->status, 0);
+}
+
+/* Tokens of text as the backend tokenizes a prompt's rest (no BOS). */
+static int n_tokens(const char *text, unsigned flags)
+{
+    TokIds v = {0};
+    cr_assert(tok_encode(tok, text, strlen(text), flags, &v) >= 0);
+    int n = (int)v.n;
+    tok_ids_free(&v);
+    return n;
 }
 
 static void rt_on_select(void *ud, const RtSelectResult *r)
@@ -751,16 +791,6 @@ static void rt_on_select(void *ud, const RtSelectResult *r)
     o->status = r->status;
     o->best = r->best;
     for (int i = 0; i < r->nscores && i < 4; i++) o->scores[i] = r->scores[i];
-}
-
-static void rt_params(RtGenParams *p, int max_tokens)
-{
-    memset(p, 0, sizeof *p);
-    p->max_tokens = max_tokens;
-    p->temperature = 0;
-    p->top_p = 1;
-    p->top_k = -1;
-    p->repetition_penalty = 1;
 }
 
 Test(engine, rt_backend_gen_select_and_token_reuse)
@@ -787,18 +817,22 @@ Test(engine, rt_backend_gen_select_and_token_reuse)
     while (!a.done) cr_assert_eq(be->wait(be->ctx), 0);
     cr_assert_eq(a.status, 0);
     cr_assert_eq(a.completion, 10);
+    cr_assert_not_null(a.tokens, "a finished gen hands the state a token record");
 
-    /* the VM appends the text and continues: the prompt's tokens are the
-     * previous prompt's plus the generated ones, all cached but the last
-     * generated token (never computed) */
+    /* the VM appends the text and continues with the state's record: the
+     * prompt's tokens are the previous prompt's plus the generated ones, all
+     * cached but the last generated token (never computed) */
     strncat(state, a.text, sizeof state - strlen(state) - 1);
     RtOut b = {0};
     pr.text = state;
     pr.len = strlen(state);
+    pr.tokens = a.tokens;
     cr_assert_eq(be->gen(be->ctx, &pr, &gp, rt_on_gen, &b), 0, "%s", be->last_error);
     while (!b.done) cr_assert_eq(be->wait(be->ctx), 0);
     cr_assert_eq(b.prompt, a.prompt + 10, "prompt %d = %d + 10 generated ids", b.prompt, a.prompt);
     cr_assert_eq(b.cached, a.prompt + 9);
+    rt_out_free(&a);
+    rt_out_free(&b);
 
     /* select: best is " Paris" */
     RtOut s = {0};
@@ -839,4 +873,80 @@ Test(engine, rt_backend_gen_select_and_token_reuse)
     rt_engine_free(r);
     check_idle_accounting(e);
     eng_free(e);
+}
+
+/* The state's token record: which prompts reuse which recorded ids, and
+ * which are tokenized whole. */
+Test(engine, rt_backend_token_records_follow_the_state)
+{
+    Engine *e = start(opts(1, 512, 4096));
+    char err[256];
+    RtEngine *r = rt_engine_new(e, NULL, err, sizeof err);
+    cr_assert_not_null(r, "%s", err);
+    RtBackend *be = rt_engine_backend(r);
+    const unsigned whole = TOK_ENC_ADD_SPECIAL | TOK_ENC_PARSE_SPECIAL, rest = TOK_ENC_PARSE_SPECIAL;
+
+    /* p0 -> record A: mark at p0 + g0 */
+    char p0[1024], s1[4096], s2[4096], s3[4096];
+    snprintf(p0, sizeof p0, "%s", prompts[3]);
+    RtOut a, b, c, d;
+    rt_gen(be, p0, NULL, 6, &a);
+    cr_assert_eq(a.prompt, n_tokens(p0, whole));
+    /* p0 + g0 + q -> record B: marks at p0 + g0 and at s1 + g1 */
+    snprintf(s1, sizeof s1, "%s%s The end.", p0, a.text);
+    rt_gen(be, s1, a.tokens, 6, &b);
+    cr_assert_eq(b.prompt, a.prompt + a.completion + n_tokens(" The end.", rest));
+    /* the state was not appended to after the second gen (`let x = gen()`),
+     * and goes on from p0 + g0: the first mark is reused, not the second */
+    snprintf(s2, sizeof s2, "%s%s Then", p0, a.text);
+    rt_gen(be, s2, b.tokens, 4, &c);
+    cr_assert_eq(c.prompt, a.prompt + a.completion + n_tokens(" Then", rest));
+    /* a text that no mark starts is tokenized whole */
+    snprintf(s3, sizeof s3, "%sX", p0);
+    rt_gen(be, s3, c.tokens, 4, &d);
+    cr_assert_eq(d.prompt, n_tokens(s3, whole));
+    rt_out_free(&d);
+
+    /* another RtEngine over the same engine does not trust this one's records */
+    RtEngine *r2 = rt_engine_new(e, NULL, err, sizeof err);
+    cr_assert_not_null(r2, "%s", err);
+    snprintf(s2, sizeof s2, "%s%s", p0, a.text);
+    rt_gen(rt_engine_backend(r2), s2, a.tokens, 2, &d);
+    cr_assert_eq(d.prompt, n_tokens(s2, whole));
+    rt_out_free(&d);
+    rt_engine_free(r2);
+
+    /* a record outlives its RtEngine (the VM frees states later) */
+    rt_engine_free(r);
+    rt_out_free(&a);
+    rt_out_free(&b);
+    rt_out_free(&c);
+    check_idle_accounting(e);
+    eng_free(e);
+}
+
+/* ---- the VM's request types as the engine's (no model needed) ------------------- */
+
+Test(rt_engine, sampling_params_from_the_vm_request)
+{
+    RtGenParams rt;
+    memset(&rt, 0, sizeof rt);
+    rt.temperature = 0.7;
+    rt.top_p = 0.9;
+    rt.top_k = -1;
+    rt.min_p = 0.05;
+    rt.repetition_penalty = 1.1;
+    rt.has_seed = 1;
+    rt.seed = 17;
+    rt.max_tokens = 32;
+    rt.top_logprobs = 3;
+    SampParams p;
+    samp_params_default(&p);
+    rt_engine_sampling(&p, &rt);
+    cr_assert_eq(p.top_k, 0);
+    cr_assert_float_eq(p.top_p, 0.9f, 1e-7);
+    cr_assert_float_eq(p.temperature, 0.7f, 1e-7);
+    cr_assert_eq(p.seed, 17);
+    cr_assert_eq(p.max_tokens, 32);
+    cr_assert_eq(p.top_logprobs, 3);
 }

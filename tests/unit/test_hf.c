@@ -815,8 +815,8 @@ Test(hf_forward, logits_match_transformers)
         cr_assert_eq(json_array_size(inv), (size_t)m->cfg.rope_dim / 2);
         for (int i = 0; i < m->cfg.rope_dim / 2; i++) {
             double want = json_number_value(json_array_get(inv, (size_t)i));
-            cr_assert(fabs(m->rope_inv_freq[i] - want) <= 1e-5 * want, "%s inv_freq[%d] %g vs %g",
-                      models[mi], i, m->rope_inv_freq[i], want);
+            cr_assert(fabs(model_inv_freq(m)[i] - want) <= 1e-5 * want, "%s inv_freq[%d] %g vs %g",
+                      models[mi], i, model_inv_freq(m)[i], want);
         }
         for (int ci = 0; ci < 2; ci++) {
             RefCase rc;

@@ -87,6 +87,19 @@ static void load_refs(void)
 static Model *model;
 static KvPool *pool;
 
+/* The CPU backend of `kind` with its kernels/cpu/cpu.h switches (CPU_NO_BLAS
+ * is the model's batch_invariant), threads as they were, from the next
+ * forward on. */
+static void set_backend(Model *m, KBackendKind kind, unsigned cpu_flags)
+{
+    ModelOptions o;
+    model_get_options(m, &o);
+    o.backend = kind;
+    o.batch_invariant = (cpu_flags & CPU_NO_BLAS) != 0;
+    o.backend_flags = cpu_flags & ~(unsigned)CPU_NO_BLAS;
+    model_set_options(m, &o);
+}
+
 static void need_model(void)
 {
     if (access(MODEL_PATH, R_OK) != 0) cr_skip_test("%s not found: run `make model` to fetch it", MODEL_PATH);
@@ -213,10 +226,7 @@ Test(model, logits_match_llama_cpp)
     const unsigned variants[] = {0, CPU_NO_SIMD | CPU_NO_BLAS};
     const char *vnames[] = {"fast", "scalar"};
     for (int v = 0; v < 2; v++) {
-        char err[256];
-        if (model->backend) model->backend->destroy(model->backend->ctx);
-        model->backend = cpu_backend_new(2, variants[v], err, sizeof err);
-        cr_assert(model->backend, "%s", err);
+        set_backend(model, K_BACKEND_CPU, variants[v]);
         double worst = 0, worst_mean = 0;
         for (int p = 0; p < n_refs; p++) {
             RefPrompt *rp = &refs[p];
@@ -257,10 +267,7 @@ Test(model, logits_match_llama_cpp)
 
 static void use_backend(unsigned flags)
 {
-    char err[256];
-    if (model->backend) model->backend->destroy(model->backend->ctx);
-    model->backend = cpu_backend_new(2, flags, err, sizeof err);
-    cr_assert(model->backend, "%s", err);
+    set_backend(model, K_BACKEND_CPU, flags);
 }
 
 /* The same prompt through different batch shapes gives the same logits.
@@ -603,9 +610,9 @@ Test(loader, tiny_handmade_llama_loads_and_runs)
     /* same numbers from the reference backend */
     float fast[24];
     memcpy(fast, bt.logits, sizeof fast);
-    m->backend->destroy(m->backend->ctx);
-    m->backend = cpu_ref_backend_new(err, sizeof err);
+    set_backend(m, K_BACKEND_CPU_REF, 0);
     cr_assert_eq(model_forward(m, kv, &bt, err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(model_backend_name(m), "cpu-ref");
     for (int i = 0; i < 24; i++) cr_assert(fabsf(bt.logits[i] - fast[i]) < 1e-4f, "%d: %g vs %g", i, bt.logits[i], fast[i]);
     kv_free(kv);
     model_free(m);

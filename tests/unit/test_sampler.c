@@ -483,30 +483,6 @@ Test(sampler, bad_parameters_are_rejected_with_a_message)
     cr_assert_null(samp_new(&p, 0, err, sizeof err));
 }
 
-Test(sampler, params_from_rt)
-{
-    RtGenParams rt;
-    memset(&rt, 0, sizeof rt);
-    rt.temperature = 0.7;
-    rt.top_p = 0.9;
-    rt.top_k = -1;
-    rt.min_p = 0.05;
-    rt.repetition_penalty = 1.1;
-    rt.has_seed = 1;
-    rt.seed = 17;
-    rt.max_tokens = 32;
-    rt.top_logprobs = 3;
-    SampParams p;
-    samp_params_default(&p);
-    samp_params_from_rt(&p, &rt);
-    cr_assert_eq(p.top_k, 0);
-    cr_assert_float_eq(p.top_p, 0.9f, 1e-7);
-    cr_assert_float_eq(p.temperature, 0.7f, 1e-7);
-    cr_assert_eq(p.seed, 17);
-    cr_assert_eq(p.max_tokens, 32);
-    cr_assert_eq(p.top_logprobs, 3);
-}
-
 Test(sampler, unseeded_samplers_work_on_a_big_vocab)
 {
     enum { V = 151936 };

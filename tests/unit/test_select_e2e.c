@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #include "include/sgl.h"
-#include "kernels/cpu/cpu.h"
 #include "runtime/engine.h"
 #include "runtime/rt_engine.h"
 #include "engine_helper.h"

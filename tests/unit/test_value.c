@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/rt.h"
 #include "vm/json.h"
 #include "vm/value.h"
 
@@ -585,23 +586,32 @@ Test(value, closure_prints_with_its_name)
     cr_expect_str_eq(text_of(val_obj(c), false), "<fn>");
 }
 
-static int tokens_freed;
-static void free_tokens(void *t)
+typedef struct {
+    RtTokens base;
+    int refs, released;
+} CountedTokens;
+static void ct_retain(RtTokens *t) { ((CountedTokens *)t)->refs++; }
+static void ct_release(RtTokens *t)
 {
-    free(t);
-    tokens_freed++;
+    ((CountedTokens *)t)->refs--;
+    ((CountedTokens *)t)->released++;
 }
 
-Test(value, state_tokens_freed_through_hook)
+Test(value, state_tokens_shared_by_copies_and_released)
 {
-    state_set_tokens_free(free_tokens);
+    CountedTokens a = {{ct_retain, ct_release}, 0, 0}, b = {{ct_retain, ct_release}, 0, 0};
     ObjState *s = state_new(&heap);
-    s->tokens = malloc(16);
+    state_set_tokens(s, &a.base);
     ObjState *c = state_copy(&heap, s);
-    cr_expect_null(c->tokens);
+    cr_expect_eq(c->tokens, &a.base, "a fork starts with the same text, so the same record");
+    cr_expect_eq(a.refs, 2);
+    state_set_tokens(c, &b.base);
+    cr_expect_eq(a.refs, 1);
+    cr_expect_eq(b.refs, 1);
     heap_collect(&heap, NULL, NULL);
-    cr_expect_eq(tokens_freed, 1);
-    state_set_tokens_free(NULL);
+    cr_expect_eq(a.refs, 0);
+    cr_expect_eq(b.refs, 0);
+    cr_expect_eq(a.released, 2);
 }
 
 Test(value, json_bad_reports_the_value)

@@ -1,0 +1,258 @@
+/*
+ * runtime/engine_internal.h — the engine's insides, shared by the files of
+ * the engine module only; nothing outside runtime/engine*.c includes this.
+ *
+ *   engine.c         the request API (submit, score, cancel), the queues
+ *                    between the threads, delivery on the consumer side,
+ *                    the engine thread's loop, lifetime
+ *   engine_sched.c   the scheduler: waiting and running sequences,
+ *                    admission by longest prefix match, retraction, the
+ *                    radix-tree side of a sequence, finishing
+ *   engine_step.c    one step: build the batch, run the forward pass, turn
+ *                    logits into sampled tokens and input logprobs
+ *   engine_select.c  select's scoring methods over a score result
+ *
+ * The data is of three kinds, each on one side of the queues:
+ *   - shared (mutexes): the incoming message list, the outgoing event list,
+ *     the ids in flight, the stats snapshot, the last error message;
+ *   - engine thread only: the KV pool, the radix tree, the waiting and
+ *     running sequences, the sampler scratch;
+ *   - handed over: a finished request (Req) is pushed in a DONE event and
+ *     from then on belongs to the consumer, which builds the result from
+ *     it, calls back and frees it.
+ *
+ * A request is one or more sequences (Seq): a generation is one; a score
+ * request is a prompt prefill, then one sequence per choice (the prompt plus
+ * the choice) and, for the unconditional method, one per choice alone.
+ *
+ * A sequence's context:
+ *
+ *     toks   [0 ............ n_prompt ........................ n_toks)
+ *     slots  [0 .. tree_len)[tree_len .. n_kv)[n_kv .. n_alloc)
+ *             from the tree   held, computed   held, being computed
+ *             (locked: node)                   this step
+ *
+ * n_kv tokens have K/V in their slots. The last token of a generating
+ * sequence (the one just sampled) has none until the next step computes it.
+ *
+ * Function prefixes: eng_ (engine.c, engine_step.c) and sched_
+ * (engine_sched.c); every sched_ function and eng_step run on the engine
+ * thread only.
+ */
+#ifndef SGL_RUNTIME_ENGINE_INTERNAL_H
+#define SGL_RUNTIME_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#include <uv.h>
+
+#include "runtime/detok.h"
+#include "runtime/engine.h"
+
+/* ---- types ----------------------------------------------------------------- */
+
+typedef enum { SEQ_GEN, SEQ_PROMPT, SEQ_CHOICE, SEQ_UNCOND } SeqKind;
+typedef enum { SEQ_NEW, SEQ_WAITING, SEQ_RUNNING, SEQ_DONE } SeqState;
+typedef enum { REQ_GEN, REQ_SCORE } ReqKind;
+
+typedef struct Req Req;
+
+typedef enum { EV_DELTA, EV_DONE } EvKind;
+
+typedef struct Event {
+    struct Event *next;
+    EvKind kind;
+    Req *req;                   /* EV_DONE: handed over */
+    /* EV_DELTA */
+    eng_delta_fn on_delta;
+    void *ud;
+    uint64_t id;
+    int32_t *ids;
+    float *lp;
+    int n_ids;
+    char *text;
+    size_t len;
+} Event;
+
+typedef struct {
+    Req *req;
+    SeqKind kind;
+    SeqState state;
+    int choice;                 /* SEQ_CHOICE / SEQ_UNCOND */
+    int32_t *toks;
+    int32_t *slots;
+    int n_toks, cap;
+    int n_prompt;
+    int n_alloc, n_kv, tree_len;
+    RadixNode *node;            /* locked while running (cache on) */
+    int admitted;               /* admitted at least once (stats) */
+    uint64_t arrival, admit_order;
+    int max_new;                /* < 0 unlimited, 0 none */
+    int lp_from;                /* input logprobs from this position, -1 none */
+    float *in_lp;               /* [n_prompt], valid at [lp_from, n_prompt) */
+    Sampler *samp;
+    Detok *dt;
+    int n_gen;                  /* == n_toks - n_prompt */
+    float *out_lp;              /* [cap] when logprobs are asked */
+    SampTokLogprob *top;        /* [cap * top_n] */
+    int top_n;
+    int want_lp;
+    int streamed;               /* generated ids already sent as deltas */
+    EngFinish finish;
+    int stopped_text;           /* the detokenizer matched a stop string */
+} Seq;
+
+struct Req {
+    uint64_t id;
+    ReqKind kind;
+    int cancelled;
+    int status;                 /* 0 or ERR_* */
+    char error[512];
+    eng_delta_fn on_delta;
+    eng_done_fn on_done;
+    eng_score_fn on_score;
+    void *ud;
+    int32_t *prompt;
+    int n_prompt;
+    Seq **seqs;                 /* gen: 1; score: prompt, choices, unconditionals */
+    int n_seqs;
+    int seqs_left;              /* not yet done */
+    int prompt_tokens, cached_tokens;
+    /* score */
+    int n_choices;
+    int32_t **ctoks;
+    int *clen;
+    float **clp, **culp;
+    int unconditional;
+    int spawned;                /* choice sequences queued */
+    int complete;               /* on the engine's completed list */
+    Req *next_complete;
+    Event done_ev;              /* preallocated: completion cannot fail */
+};
+
+typedef enum { MSG_REQ, MSG_CANCEL } MsgKind;
+
+typedef struct Msg {
+    struct Msg *next;
+    MsgKind kind;
+    Req *req;
+    uint64_t id;
+} Msg;
+
+typedef struct {
+    uv_async_t handle;
+} AsyncBox;
+
+struct Engine {
+    Model *model;
+    Tokenizer *tok;
+    EngOptions opt;
+    int vocab;
+    const int32_t *eog;
+    int n_eog;
+
+    pthread_t thread;
+    int thread_started;
+
+    /* incoming */
+    pthread_mutex_t in_mu;
+    pthread_cond_t in_cv;
+    Msg *in_head, *in_tail;
+    int stopping;
+
+    /* outgoing */
+    pthread_mutex_t out_mu;
+    pthread_cond_t out_cv;
+    Event *out_head, *out_tail;
+    uint64_t *live;             /* ids submitted and not yet delivered */
+    int n_live, cap_live;
+    uint64_t next_id;
+    AsyncBox *async;
+
+    /* stats snapshot */
+    pthread_mutex_t st_mu;
+    EngStats snap;
+
+    pthread_mutex_t err_mu;
+    char last_error[512];
+
+    /* ---- engine thread only ---- */
+    KvPool *kv;
+    RadixTree *tree;
+    SampWork *work;
+    SampRng seed_rng;
+    Seq **waiting;
+    int n_waiting, cap_waiting;
+    Seq **running;
+    int n_running, cap_running;
+    Req **active;
+    int n_active, cap_active;
+    Req *done_head, *done_tail;  /* complete, published at the end of the iteration */
+    uint64_t arrivals, admissions;
+    ModelSeq *mseqs;
+    Seq **bseqs;
+    int cap_batch;
+    EngStats st;
+    char ferr[512];
+};
+
+/* ---- small helpers ------------------------------------------------------------ */
+
+static inline double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static inline int grow_ptrs(void ***arr, int *cap, int need)
+{
+    if (need <= *cap) return 0;
+    int nc = *cap ? *cap * 2 : 16;
+    while (nc < need) nc *= 2;
+    void **p = realloc(*arr, (size_t)nc * sizeof *p);
+    if (!p) return ERR_NOMEM;
+    *arr = p;
+    *cap = nc;
+    return 0;
+}
+
+static inline int seq_samples(const Seq *s) { return s->kind == SEQ_GEN && s->max_new != 0; }
+
+/* ---- engine.c ----------------------------------------------------------------- */
+
+/* Room for `need` tokens (and their slots, logprobs) in s. 0 or ERR_NOMEM. */
+int eng_seq_reserve(Seq *s, int need);
+/* Streams the ids generated since the last delta and `text` (engine thread). */
+void eng_publish_delta(Engine *e, Seq *s, const char *text, size_t len);
+/* Queues a complete request for delivery at the end of the iteration. */
+void eng_mark_complete(Engine *e, Req *r);
+
+/* ---- engine_sched.c (engine thread) -------------------------------------------- */
+
+/* A request taken from the in-queue: its sequences start waiting. */
+void sched_start_req(Engine *e, Req *r);
+/* Finishes every live sequence of r as cancelled. */
+void sched_cancel_req(Engine *e, Req *r);
+/* Moves waiting sequences to running, longest cached prefix first, while
+ * the KV budget allows. */
+void sched_admit(Engine *e);
+/* Takes s out of the batch; its computed tokens go to the cache and it
+ * waits again at the head of the queue. */
+void sched_retract(Engine *e, Seq *s);
+/* The running sequence admitted last (not `except`), or NULL. */
+Seq *sched_newest_running(Engine *e, const Seq *except);
+/* Puts the computed prefix of s into the tree and moves its lock there. */
+void sched_checkpoint(Engine *e, Seq *s);
+/* Ends s (releasing its slots) and, when it was the last, its request. */
+void sched_finish(Engine *e, Seq *s, EngFinish why);
+/* sched_finish with an error for the request. */
+void sched_fail(Engine *e, Seq *s, int code, const char *msg);
+
+/* ---- engine_step.c (engine thread) ---------------------------------------------- */
+
+/* Admits, builds one batch, runs the forward pass and consumes its logits. */
+void eng_step(Engine *e);
+
+#endif

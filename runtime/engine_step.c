@@ -1,0 +1,184 @@
+/*
+ * runtime/engine_step.c — one step of the engine thread: one forward pass
+ * over a batch of decode tokens and prompt chunks.
+ *
+ * Owns: making room for decode tokens (retracting the newest sequences when
+ * the pool is short), the batch (decode tokens first, then prompt chunks in
+ * admission order within chunk_size), the forward pass, and what its logits
+ * become: input logprobs, prefill checkpoints into the cache, the next
+ * sampled token, detokenization and stop checks. Does not own: admission
+ * and finishing (engine_sched.c), publishing (engine.c).
+ */
+#include "runtime/engine_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- one step ------------------------------------------------------------------- */
+
+static int is_decode(const Seq *s) { return s->n_kv >= s->n_prompt && s->n_toks - s->n_kv == 1; }
+
+static long kv_available(Engine *e) { return (long)kv_n_free(e->kv) + radix_evictable(e->tree); }
+
+/* Sample the next token of s from a row of logits; finish it if it stops. */
+static void sample_next(Engine *e, Seq *s, const float *row)
+{
+    if (eng_seq_reserve(s, s->n_toks + 1)) {
+        sched_fail(e, s, ERR_NOMEM, "out of memory");
+        return;
+    }
+    SampOut out = {.top = s->top_n ? s->top + (size_t)s->n_gen * s->top_n : NULL, .top_cap = s->top_n};
+    int32_t tok = samp_sample(s->samp, e->work, row, NULL, &out);
+    if (tok < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "sampling: %s", err_str(tok));
+        sched_fail(e, s, ERR_SAMPLER, msg);
+        return;
+    }
+    int fin = samp_accept(s->samp, tok);
+    if (fin < 0) {
+        sched_fail(e, s, ERR_SAMPLER, err_str(fin));
+        return;
+    }
+    s->toks[s->n_toks++] = tok;
+    if (s->want_lp) s->out_lp[s->n_gen] = out.logprob;
+    s->n_gen++;
+    e->st.generated_tokens++;
+    if (fin == SAMP_FINISH_EOS) {
+        sched_finish(e, s, ENG_FINISH_EOS);
+        return;
+    }
+    if (fin == SAMP_FINISH_STOP) {
+        sched_finish(e, s, ENG_FINISH_STOP);
+        return;
+    }
+    const char *text = NULL;
+    size_t len = 0;
+    int drc = detok_feed(s->dt, tok, &text, &len);
+    if (drc < 0) {
+        sched_fail(e, s, ERR_NOMEM, "detokenizer: out of memory");
+        return;
+    }
+    if (drc == DETOK_STOPPED) {
+        s->stopped_text = 1;
+        eng_publish_delta(e, s, text, len);
+        sched_finish(e, s, ENG_FINISH_STOP);
+        return;
+    }
+    if (fin == SAMP_FINISH_LENGTH || s->n_toks >= e->model->cfg.max_ctx) {
+        eng_publish_delta(e, s, text, len);
+        sched_finish(e, s, ENG_FINISH_LENGTH);
+        return;
+    }
+    eng_publish_delta(e, s, text, len);
+}
+
+void eng_step(Engine *e)
+{
+    sched_admit(e);
+    if (!e->n_running) return;
+
+    /* Decode tokens first: each needs one slot. Retract the newest
+     * sequences until they fit. */
+    for (;;) {
+        long need = 0;
+        for (int i = 0; i < e->n_running; i++) need += is_decode(e->running[i]);
+        if (need <= kv_available(e)) break;
+        Seq *v = sched_newest_running(e, NULL);
+        if (e->n_running == 1) {
+            /* alone and still out of room: the pool is its limit */
+            sched_finish(e, v, ENG_FINISH_LENGTH);
+            return;
+        }
+        sched_retract(e, v);
+    }
+
+    if (grow_ptrs((void ***)&e->bseqs, &e->cap_batch, e->n_running)) return;
+    ModelSeq *ms = realloc(e->mseqs, (size_t)e->cap_batch * sizeof *ms);
+    if (!ms) return;
+    e->mseqs = ms;
+
+    int nb = 0, budget = e->opt.chunk_size;
+    /* Pass 0: decode tokens (their room was made above). Pass 1: prompt
+     * chunks, in admission order (running[] is), within the budget. */
+    for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < e->n_running; i++) {
+        Seq *s = e->running[i];
+        int take;
+        if (is_decode(s) != (pass == 0)) continue;
+        if (pass == 0) {
+            take = 1;
+        } else {
+            take = s->n_toks - s->n_kv;
+            if (take > budget) take = budget;
+            long avail = kv_available(e);
+            if (take > avail) take = (int)avail;
+            if (take <= 0) continue;
+        }
+        if (radix_alloc_slots(e->tree, take, s->slots + s->n_alloc) != 0) continue;
+        if (pass == 1) budget -= take;
+        s->n_alloc += take;
+        ModelSeq *m = &e->mseqs[nb];
+        m->tokens = s->toks + s->n_kv;
+        m->n_new = take;
+        m->slots = s->slots;
+        m->n_ctx = s->n_kv + take;
+        m->pos = NULL;
+        if (s->lp_from >= 1 && s->n_kv + take >= s->lp_from) m->logits = MODEL_LOGITS_ALL;
+        else if (s->n_kv + take == s->n_toks && seq_samples(s)) m->logits = MODEL_LOGITS_LAST;
+        else m->logits = MODEL_LOGITS_NONE;
+        e->bseqs[nb++] = s;
+    }
+    if (nb == 0) {
+        /* Prompts cannot progress (the pool is locked up by partial
+         * prefills): let the newest go so the others can. */
+        Seq *v = sched_newest_running(e, NULL);
+        if (e->n_running == 1) sched_finish(e, v, ENG_FINISH_LENGTH);
+        else sched_retract(e, v);
+        return;
+    }
+
+    double t0 = now_s();
+    ModelBatch batch = {.seqs = e->mseqs, .n_seqs = nb};
+    if (model_forward(e->model, e->kv, &batch, e->ferr, sizeof e->ferr) != 0) {
+        for (int i = 0; i < nb; i++) {
+            Seq *s = e->bseqs[i];
+            /* the new slots hold nothing valid: drop them before finishing */
+            radix_free_slots(e->tree, s->slots + s->n_kv, s->n_alloc - s->n_kv);
+            s->n_alloc = s->n_kv;
+            sched_fail(e, s, ERR_MODEL, e->ferr);
+        }
+        return;
+    }
+    e->st.steps++;
+    int V = e->vocab;
+    for (int i = 0; i < nb; i++) {
+        Seq *s = e->bseqs[i];
+        ModelSeq *m = &e->mseqs[i];
+        e->st.computed_tokens += (uint64_t)m->n_new;
+        const float *rows = m->logits_row >= 0 ? batch.logits + (size_t)m->logits_row * V : NULL;
+        int was_prefill = s->n_kv < s->n_prompt;
+        if (m->logits == MODEL_LOGITS_ALL) {
+            int lim = s->kind == SEQ_GEN ? s->n_prompt : s->n_toks;
+            for (int q = 0; q < m->n_new; q++) {
+                int p = s->n_kv + q + 1;
+                if (p >= s->lp_from && p < lim)
+                    s->in_lp[p] = samp_logprob_of(rows + (size_t)q * V, (size_t)V, s->toks[p]);
+            }
+        }
+        s->n_kv += m->n_new;
+        if (s->n_kv < s->n_toks) {
+            sched_checkpoint(e, s);
+            continue;
+        }
+        if (!seq_samples(s)) {
+            sched_finish(e, s, ENG_FINISH_LENGTH);
+            continue;
+        }
+        /* the whole prompt is in: let others share it while this decodes */
+        if (was_prefill) sched_checkpoint(e, s);
+        const float *last = m->logits == MODEL_LOGITS_ALL ? rows + (size_t)(m->n_new - 1) * V : rows;
+        sample_next(e, s, last);
+    }
+    e->st.busy_seconds += now_s() - t0;
+}
