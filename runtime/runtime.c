@@ -53,6 +53,8 @@ void runtime_options_default(RuntimeOptions *o)
     o->prefix_cache = 1;
 }
 
+void sgl_runtime_options_init(sgl_runtime_options *o) { runtime_options_default(o); }
+
 static int exists(const char *p)
 {
     struct stat st;
@@ -136,7 +138,7 @@ static int load(Runtime *rt)
     if (o->threads) eo.n_threads = o->threads;
     if (o->has_seed) eo.seed = o->seed;
     eo.batch_invariant = !o->blas_prefill;
-    eo.loop = o->loop;
+    eo.loop = o->uv_loop;
     rt->eng = eng_new(rt->model, rt->tok, &eo, msg, sizeof msg);
     if (!rt->eng) {
         err_fmt(rt->err, sizeof rt->err, "%s", msg);
@@ -168,7 +170,7 @@ int runtime_load(Runtime *rt)
 
 const char *runtime_error(const Runtime *rt) { return rt->err; }
 const char *runtime_model_path(const Runtime *rt) { return rt->path ? rt->path : ""; }
-struct uv_loop_s *runtime_loop(const Runtime *rt) { return rt->opt.loop; }
+struct uv_loop_s *runtime_loop(const Runtime *rt) { return rt->opt.uv_loop; }
 
 /* ---- the backend VMs hold ---- */
 
@@ -197,9 +199,9 @@ static int be_wait(void *ctx)
     if (!rt->inner || eng_in_flight(rt->eng) == 0) return -1;
     /* any completion of the engine: the VM's (through rt_engine) and
      * runtime_generate's alike */
-    if (!rt->opt.loop) return eng_wait(rt->eng) < 0 ? -1 : 0;
+    if (!rt->opt.uv_loop) return eng_wait(rt->eng) < 0 ? -1 : 0;
     /* completions arrive through the engine's uv_async on this loop */
-    uv_run(rt->opt.loop, UV_RUN_ONCE);
+    uv_run(rt->opt.uv_loop, UV_RUN_ONCE);
     return 0;
 }
 
@@ -207,7 +209,7 @@ static int be_poll(void *ctx)
 {
     Runtime *rt = ctx;
     if (!rt->inner || eng_in_flight(rt->eng) == 0) return -1;
-    if (rt->opt.loop) return 0;     /* the loop delivers */
+    if (rt->opt.uv_loop) return 0;     /* the loop delivers */
     return eng_poll(rt->eng);
 }
 
@@ -229,7 +231,8 @@ int runtime_open(const RuntimeOptions *o, Runtime **out, char *err, size_t errca
         return -1;
     }
     rt->opt = *o;
-    rt->opt.model = NULL;
+    rt->opt.model = NULL;           /* borrowed: resolved into path */
+    rt->opt.chat_template = NULL;   /* the sgl_runtime keeps its copy */
     rt->path = model_path(o);
     rt->backend.ctx = rt;
     rt->backend.gen = be_gen;
@@ -497,10 +500,10 @@ static void waker_fire(uv_idle_t *h)
 
 RuntimeWaker *runtime_waker_new(Runtime *rt, void (*fn)(void *ud), void *ud)
 {
-    if (!rt->opt.loop) return NULL;
+    if (!rt->opt.uv_loop) return NULL;
     RuntimeWaker *w = calloc(1, sizeof *w);
     if (!w) return NULL;
-    uv_idle_init(rt->opt.loop, &w->idle);
+    uv_idle_init(rt->opt.uv_loop, &w->idle);
     w->idle.data = w;
     w->fn = fn;
     w->ud = ud;

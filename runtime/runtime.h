@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "include/sgl.h"
 #include "runtime/rt.h"
 
 #define RUNTIME_DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -28,16 +29,10 @@
 struct uv_loop_s;
 typedef struct Runtime Runtime;
 
-typedef struct {
-    const char *model;          /* NULL: $SGL_MODEL, else the default model */
-    int threads, kv_tokens, chunk_size, max_running;   /* 0: defaults */
-    int prefix_cache;           /* default 1 */
-    int blas_prefill;
-    int has_seed;
-    uint64_t seed;
-    struct uv_loop_s *loop;     /* completions delivered on this loop, or NULL */
-    int lazy;                   /* load at the first gen/select */
-} RuntimeOptions;
+/* The options and statistics are include/sgl.h's (a header of plain
+ * declarations): the runtime is what sgl_runtime is, field for field. */
+typedef sgl_runtime_options RuntimeOptions;
+typedef sgl_runtime_stats RuntimeStats;
 
 void runtime_options_default(RuntimeOptions *o);
 /* 0 and *out, or -1 with a message ("no model: ...", "cannot load model
@@ -57,11 +52,6 @@ struct uv_loop_s *runtime_loop(const Runtime *rt);
  * runs the loop once (not from inside a loop callback). */
 RtBackend *runtime_backend(Runtime *rt);
 
-typedef struct {
-    int loaded;
-    uint64_t requests, prompt_tokens, cached_tokens, computed_tokens, generated_tokens;
-    double hit_rate, gen_tokens_per_s, seconds;
-} RuntimeStats;
 void runtime_stats(Runtime *rt, RuntimeStats *out);
 
 /* Token ids of text (flags: TOK_ENC_*, runtime/tokenizer.h). 0 and a
@@ -72,12 +62,7 @@ int runtime_tokenize(Runtime *rt, const char *text, size_t len, int add_special,
 /* Streams one completion of a prompt (no program): text pieces as they are
  * decoded, then done. With no loop the caller pumps runtime_backend's
  * wait(). 0, or -1 with a message (a bad request: nothing fires). */
-typedef struct {
-    void (*on_text)(void *ud, const char *text, size_t len, double logprob);
-    void (*on_done)(void *ud, const char *finish, const char *error, int prompt_tokens,
-                    int completion_tokens);
-    void *ud;
-} RuntimeStream;
+typedef sgl_stream RuntimeStream;
 int runtime_generate(Runtime *rt, const char *prompt, size_t len, const RtGenParams *params,
                      const RuntimeStream *cb, char *err, size_t errcap);
 

@@ -484,20 +484,28 @@ static sgl_status run_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto
     return st;
 }
 
+sgl_status bind_call(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json, int *slot,
+                     const Proto **proto, Value *args, uint64_t *mask)
+{
+    sgl_status st = find_entry(vm, prog->prog, fn, slot, proto);
+    if (st != SGL_OK) return st;
+    char *uerr = bind_args(vm, *proto, args_json, args, mask);
+    if (uerr) {
+        set_err(vm, uerr);
+        return SGL_ERR_USAGE;
+    }
+    return SGL_OK;
+}
+
 sgl_status sgl_run(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json, char **result_json_out)
 {
     if (result_json_out) *result_json_out = NULL;
     int slot;
     const Proto *proto;
-    sgl_status st = find_entry(vm, prog->prog, fn, &slot, &proto);
-    if (st != SGL_OK) return st;
     Value args[64];
     uint64_t mask;
-    char *uerr = bind_args(vm, proto, args_json, args, &mask);
-    if (uerr) {
-        set_err(vm, uerr);
-        return SGL_ERR_USAGE;
-    }
+    sgl_status st = bind_call(vm, prog, fn, args_json, &slot, &proto, args, &mask);
+    if (st != SGL_OK) return st;
     return run_bound(vm, prog, slot, proto, args, mask, result_json_out);
 }
 

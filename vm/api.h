@@ -53,6 +53,9 @@ int configure_chat(sgl_vm *vm);
 sgl_status find_entry(sgl_vm *vm, const Program *p, const char *fn, int *slot, const Proto **proto);
 /* Decodes args JSON into parameter order; a malloc'd message on a usage error. */
 char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *args, uint64_t *mask);
+/* find_entry, then bind_args: SGL_OK, or the error set on the VM. */
+sgl_status bind_call(sgl_vm *vm, sgl_program *prog, const char *fn, const char *args_json, int *slot,
+                     const Proto **proto, Value *args, uint64_t *mask);
 /* {"text","vars","value"} of a finished run; {"error": msg}. malloc'd. */
 char *result_json(VmRun *r);
 char *error_json(const char *msg);

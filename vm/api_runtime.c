@@ -17,12 +17,6 @@ struct sgl_runtime {
     char *chat_template;
 };
 
-void sgl_runtime_options_init(sgl_runtime_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->prefix_cache = 1;
-}
-
 sgl_status sgl_runtime_open(const sgl_runtime_options *o, sgl_runtime **out, char *err, size_t errcap)
 {
     *out = NULL;
@@ -31,25 +25,12 @@ sgl_status sgl_runtime_open(const sgl_runtime_options *o, sgl_runtime **out, cha
         err_fmt(err, errcap, "out of memory");
         return SGL_ERR_IO;
     }
-    RuntimeOptions ro;
-    runtime_options_default(&ro);
-    ro.model = o->model;
-    ro.threads = o->threads;
-    ro.kv_tokens = o->kv_tokens;
-    ro.chunk_size = o->chunk_size;
-    ro.max_running = o->max_running;
-    ro.prefix_cache = o->prefix_cache;
-    ro.blas_prefill = o->blas_prefill;
-    ro.has_seed = o->has_seed;
-    ro.seed = o->seed;
-    ro.loop = o->uv_loop;
-    ro.lazy = o->lazy;
     if (o->chat_template && !(r->chat_template = strdup(o->chat_template))) {
         free(r);
         err_fmt(err, errcap, "out of memory");
         return SGL_ERR_IO;
     }
-    if (runtime_open(&ro, &r->rt, err, errcap) != 0) {
+    if (runtime_open(o, &r->rt, err, errcap) != 0) {
         free(r->chat_template);
         free(r);
         return SGL_ERR_IO;
@@ -93,21 +74,7 @@ void sgl_vm_set_runtime(sgl_vm *vm, sgl_runtime *r)
     }
 }
 
-void sgl_runtime_get_stats(sgl_runtime *r, sgl_runtime_stats *out)
-{
-    RuntimeStats s;
-    runtime_stats(r->rt, &s);
-    memset(out, 0, sizeof *out);
-    out->loaded = s.loaded;
-    out->requests = s.requests;
-    out->prompt_tokens = s.prompt_tokens;
-    out->cached_tokens = s.cached_tokens;
-    out->computed_tokens = s.computed_tokens;
-    out->generated_tokens = s.generated_tokens;
-    out->hit_rate = s.hit_rate;
-    out->gen_tokens_per_s = s.gen_tokens_per_s;
-    out->seconds = s.seconds;
-}
+void sgl_runtime_get_stats(sgl_runtime *r, sgl_runtime_stats *out) { runtime_stats(r->rt, out); }
 
 sgl_status sgl_tokenize(sgl_runtime *r, const char *text, size_t len, int add_special, int parse_special,
                         int **ids, size_t *n, char *err, size_t errcap)
@@ -133,6 +100,5 @@ sgl_status sgl_generate(sgl_runtime *r, const char *prompt, size_t len, const ch
         err_fmt(err, errcap, "%s", runtime_error(r->rt));
         return SGL_ERR_IO;
     }
-    RuntimeStream cb = {stream->on_text, stream->on_done, stream->ud};
-    return runtime_generate_json(r->rt, prompt, len, options_json, &cb, err, errcap) ? SGL_ERR_USAGE : SGL_OK;
+    return runtime_generate_json(r->rt, prompt, len, options_json, stream, err, errcap) ? SGL_ERR_USAGE : SGL_OK;
 }

@@ -80,15 +80,10 @@ sgl_status sgl_task_start(sgl_vm *vm, sgl_program *prog, const char *fn, const c
     *out = NULL;
     int slot;
     const Proto *proto;
-    sgl_status st = find_entry(vm, prog->prog, fn, &slot, &proto);
-    if (st != SGL_OK) return st;
     Value args[64];
     uint64_t mask;
-    char *uerr = bind_args(vm, proto, args_json, args, &mask);
-    if (uerr) {
-        set_err(vm, uerr);
-        return SGL_ERR_USAGE;
-    }
+    sgl_status st = bind_call(vm, prog, fn, args_json, &slot, &proto, args, &mask);
+    if (st != SGL_OK) return st;
     return task_start_bound(vm, prog, slot, proto, args, mask, done, ud, out);
 }
 
