@@ -472,6 +472,14 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
     return 0;
 }
 
+/* Never blocks: what has arrived for anyone on the engine is delivered. */
+static int be_poll(void *ctx)
+{
+    RtEngine *r = ctx;
+    if (r->pending == 0) return -1;
+    return eng_poll(r->e);
+}
+
 static int be_wait(void *ctx)
 {
     RtEngine *r = ctx;
@@ -508,6 +516,7 @@ RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t e
     r->be.gen = be_gen;
     r->be.select = be_select;
     r->be.wait = be_wait;
+    r->be.poll = be_poll;
     r->be.chat_template = be_chat_template;
     return r;
 }

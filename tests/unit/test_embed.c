@@ -65,6 +65,43 @@ Test(embed, runtime_runs_a_program_with_gen)
     sgl_runtime_close(rt);
 }
 
+/* The non-blocking driver without a loop: run what is ready, wait for a
+ * completion, again. */
+Test(embed, tasks_driven_by_hand_without_a_loop)
+{
+    sgl_runtime *rt = open_runtime(NULL);
+    if (!rt) return;
+    sgl_vm *vm = sgl_vm_new();
+    sgl_vm_set_runtime(vm, rt);
+    sgl_program *p = compile(vm, capital_src);
+    sgl_task *t[3];
+    const char *args[3] = {"{\"country\": \"Italy\"}", "{\"country\": \"Spain\"}", "{\"nope\": 1}"};
+    for (int i = 0; i < 2; i++) cr_assert_eq(sgl_task_start(vm, p, NULL, args[i], NULL, NULL, &t[i]), SGL_OK);
+    cr_assert_eq(sgl_task_start(vm, p, NULL, args[2], NULL, NULL, &t[2]), SGL_ERR_USAGE);
+    cr_assert(strstr(sgl_last_error(vm), "no parameter 'nope'"), "%s", sgl_last_error(vm));
+    int waits = 0, most = 0;
+    for (;;) {
+        int waiting = sgl_vm_run_ready(vm);
+        if (waiting > most) most = waiting;
+        if (waiting == 0) break;
+        cr_assert_geq(sgl_runtime_wait(rt), 0);
+        waits++;
+    }
+    cr_assert_eq(most, 2, "both gens were in flight at once");
+    cr_assert(waits >= 1);
+    for (int i = 0; i < 2; i++) {
+        char *res;
+        cr_assert_eq(sgl_task_result(t[i], &res), SGL_OK, "%s", sgl_task_error(t[i]));
+        cr_assert(strstr(res, i ? "Spain is" : "Italy is"), "%s", res);
+        free(res);
+        sgl_task_free(t[i]);
+    }
+    cr_assert_eq(sgl_runtime_wait(rt), -1, "nothing is left in flight");
+    sgl_program_free(p);
+    sgl_vm_free(vm);
+    sgl_runtime_close(rt);
+}
+
 /* ---- two programs at once on our own loop ---- */
 
 typedef struct {
