@@ -6,7 +6,9 @@
 #   make run     deps + build + model, then run examples/agent.sgl
 #   make test    deps + build + model, then every test
 #   make asan    the tests under AddressSanitizer + UBSan
-#   make fuzz    libFuzzer over lexer+parser+compiler (FUZZ_SECONDS, default 60)
+#   make fuzz    both libFuzzer targets below, FUZZ_SECONDS each (default 60)
+#   make fuzz-compile   libFuzzer over lexer+parser+compiler
+#   make fuzz-sglc      libFuzzer over the .sglc loader+verifier and the VM
 #   make bench   benchmarks (bench/)
 #   make clean
 #
@@ -54,7 +56,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
             python3 python3-pip python3-venv pkg-config valgrind unzip bc
 
-.PHONY: all deps model vocab run test unit lang-test e2e-test asan fuzz bench clean
+.PHONY: all deps model vocab run test unit lang-test e2e-test asan fuzz fuzz-compile fuzz-sglc bench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so
@@ -162,14 +164,34 @@ $(FUZZ_DICT): tests/fuzz/gen_dict.c lang/keywords.h tests/fuzz/syntax.dict
 	{ $(BUILD)/gen/tools/gen_dict && cat tests/fuzz/syntax.dict; } > $@
 
 FUZZ_SECONDS ?= 60
-fuzz: $(GEN_SRCS) $(FUZZ_DICT)
+FUZZ_CC := clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -Wno-unused-command-line-argument
+fuzz: fuzz-compile fuzz-sglc
+
+fuzz-compile: $(GEN_SRCS) $(FUZZ_DICT)
 	@mkdir -p $(BUILD)/fuzz/corpus
-	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -Wno-unused-command-line-argument \
-	  -o $(BUILD)/fuzz/fuzz_compile tests/fuzz/fuzz_compile.c \
+	$(FUZZ_CC) -o $(BUILD)/fuzz/fuzz_compile tests/fuzz/fuzz_compile.c \
 	  $(filter base/%.c lang/%.c compiler/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
 	cp tests/lang/*.sgl tests/lang/compile/*.sgl examples/*.sgl stdlib/chat/*.sgl $(BUILD)/fuzz/corpus/ 2>/dev/null || true
 	$(BUILD)/fuzz/fuzz_compile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=$(FUZZ_DICT) \
 	  -print_final_stats=1 $(BUILD)/fuzz/corpus
+
+# Input: a .sglc body (the harness writes the header and CRC). Seeds: every
+# program of the tree, and of fuzz-compile's corpus when it has one,
+# compiled by build/sgl with the header stripped, and the reproducers in
+# tests/fuzz/sglc_regress/. UB is fatal here.
+FUZZ_SGLC_SRCS := $(filter-out vm/api%.c,$(filter base/%.c lang/%.c compiler/%.c vm/%.c runtime/rt.c,$(LIB_SRCS))) $(GEN_SRCS)
+FUZZ_SGLC_SEEDS := tests/lang/*.sgl tests/lang/compile/*.sgl tests/e2e/*.sgl examples/*.sgl stdlib/*/*.sgl \
+                   bench/programs/*.sgl
+fuzz-sglc: $(GEN_SRCS) $(BUILD)/sgl
+	@mkdir -p $(BUILD)/fuzz/sglc_corpus
+	$(FUZZ_CC) -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_sglc tests/fuzz/fuzz_sglc.c \
+	  $(FUZZ_SGLC_SRCS) $(PKG_LIBS)
+	@for f in $(wildcard $(FUZZ_SGLC_SEEDS)) $(BUILD)/fuzz/corpus/*; do \
+	  [ -f "$$f" ] && $(BUILD)/sgl compile $$f -o $(BUILD)/fuzz/seed.sglc >/dev/null 2>&1 && \
+	  tail -c +21 $(BUILD)/fuzz/seed.sglc > $(BUILD)/fuzz/sglc_corpus/$$(echo $$f | tr / _); \
+	done; rm -f $(BUILD)/fuzz/seed.sglc
+	$(BUILD)/fuzz/fuzz_sglc -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 \
+	  -print_final_stats=1 $(BUILD)/fuzz/sglc_corpus tests/fuzz/sglc_regress
 
 bench: all
 	@sh bench/vm/run.sh $(BUILD)/sgl

@@ -41,7 +41,8 @@
     X(ERR_SYSTEM, -18, "thread or event-loop call failed")                                \
     X(ERR_CANCELLED, -19, "request cancelled")                                            \
     X(ERR_CONSTRAINT, -20, "invalid constraint")                                          \
-    X(ERR_LIMIT, -21, "limit exceeded")
+    X(ERR_LIMIT, -21, "limit exceeded")                                                   \
+    X(ERR_BYTECODE, -22, "bad bytecode (fails verification)")
 
 typedef enum {
     ERR_OK = 0,

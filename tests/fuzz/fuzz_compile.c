@@ -3,7 +3,9 @@
  * lexer and parser (parse_source), the constraint regex and EBNF checkers on
  * every re"..." and grammar block the program holds, and the compiler
  * (cmp_compile_tree) on whatever parses. Everything allocated is freed, so
- * ASan's leak check covers the error paths too.
+ * ASan's leak check covers the error paths too. What the compiler writes
+ * must pass the bytecode verifier (sglc_verify): a program it refuses is
+ * reported as a crash, since sgl could not load its own .sglc file.
  *
  * Build and run: `make fuzz` (FUZZ_SECONDS=N).
  * The input is also fed, as a pattern and as a grammar, straight to
@@ -12,6 +14,7 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +25,7 @@
 
 #if __has_include("compiler/compile.h")
 #include "compiler/compile.h"
+#include "compiler/sglc.h"
 #define FUZZ_COMPILER 1
 #endif
 
@@ -90,8 +94,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                               .nbuiltins = (int)(sizeof builtins / sizeof builtins[0])};
             Program *prog = NULL;
             char *cerr = NULL;
-            if (cmp_compile_tree(&opt, &tree, src, size, &prog, &cerr) == 0)
+            if (cmp_compile_tree(&opt, &tree, src, size, &prog, &cerr) == 0) {
+                char verr[512];
+                if (sglc_verify(prog, verr, sizeof verr) != 0) {
+                    fprintf(stderr, "fuzz_compile: the compiler's output fails verification: %s\n", verr);
+                    abort();
+                }
                 chunk_program_free(prog);
+            }
             free(cerr);
         }
     }
