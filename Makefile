@@ -28,7 +28,7 @@ CFLAGS   := -std=c11 $(OPT) -g -fPIC -Wall -Wextra -Werror -Wno-unused-parameter
             -Wno-missing-field-initializers $(SAN)
 LDFLAGS  := $(SAN)
 
-LIB_DIRS := base lang compiler vm runtime kernels kernels/cpu server
+LIB_DIRS := base lang compiler constrain vm runtime kernels kernels/cpu server
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 GEN_SRCS := $(BUILD)/gen/lexer.c $(BUILD)/gen/parser.c
 CLI_SRCS := $(wildcard cli/*.c)
