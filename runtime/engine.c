@@ -12,6 +12,7 @@
  * (engine_select.c).
  */
 #include "runtime/engine_internal.h"
+#include "runtime/rt_constrain.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -58,6 +59,7 @@ void eng_options_default(EngOptions *o)
     o->seed = 0x5eed;
     o->kv_dtype = K_DTYPE_F16;
     o->batch_invariant = 1;
+    o->jump_forward = 1;
 }
 
 void eng_gen_params_default(EngGenParams *p)
@@ -69,6 +71,18 @@ void eng_gen_params_default(EngGenParams *p)
 }
 
 const Tokenizer *eng_tokenizer(const Engine *e) { return e->tok; }
+
+CVocab *eng_constraint_vocab(Engine *e)
+{
+    pthread_mutex_lock(&e->cv_mu);
+    if (!e->cvocab) {
+        char err[256];
+        if (rtc_vocab_new(e->tok, &e->cvocab, err, sizeof err) != 0) e->cvocab = NULL;
+    }
+    CVocab *v = e->cvocab;
+    pthread_mutex_unlock(&e->cv_mu);
+    return v;
+}
 const Model *eng_model(const Engine *e) { return e->model; }
 
 /* ---- sequences and requests (any thread until queued) ------------------------- */
@@ -108,6 +122,8 @@ static void seq_free(Seq *s)
     free(s->top);
     samp_free(s->samp);
     detok_free(s->dt);
+    cm_free(s->cm);
+    free(s->mask);
     free(s);
 }
 
@@ -319,6 +335,19 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
         s->lp_from = p->input_logprobs_from;
         s->in_lp = calloc((size_t)r->n_prompt, sizeof *s->in_lp);
         if (!s->in_lp) goto fail;
+    }
+    if (p->constraint) {
+        CVocab *v = eng_constraint_vocab(e);
+        if (!v) {
+            rc = ERR_NOMEM;
+            goto fail;
+        }
+        rc = cm_new(p->constraint, v, &s->cm);
+        if (!rc && !(s->mask = malloc(cv_mask_words(v) * sizeof *s->mask))) rc = ERR_NOMEM;
+        if (rc) {
+            set_last_error(e, "constraint: %s", err_str(rc));
+            goto fail;
+        }
     }
     rc = queue_req(e, r, id);
     if (rc) goto fail;
@@ -796,6 +825,7 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
     pthread_cond_init(&e->out_cv, NULL);
     pthread_mutex_init(&e->st_mu, NULL);
     pthread_mutex_init(&e->err_mu, NULL);
+    pthread_mutex_init(&e->cv_mu, NULL);
     samp_rng_seed(&e->seed_rng, o->seed);
 
     int kv_dim = c->n_head_kv * c->head_dim;
@@ -883,5 +913,7 @@ void eng_free(Engine *e)
     pthread_cond_destroy(&e->out_cv);
     pthread_mutex_destroy(&e->st_mu);
     pthread_mutex_destroy(&e->err_mu);
+    pthread_mutex_destroy(&e->cv_mu);
+    cv_unref(e->cvocab);
     free(e);
 }

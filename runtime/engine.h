@@ -131,6 +131,12 @@ typedef struct {
      * `notify` (may be NULL) is called from the engine thread whenever
      * events are ready, and the consumer calls eng_poll / eng_wait. */
     struct uv_loop_s *loop;
+    /* Exact jump-forward for constrained requests (default 1): when the
+     * constraint's mask allows exactly one token, it is appended without
+     * sampling and a run of such tokens is computed as one prefill chunk.
+     * Greedy outputs are the same either way (the forward pass is
+     * batch-invariant); requests that ask for logprobs never jump. */
+    int jump_forward;
     void (*notify)(void *ud);
     void *notify_ud;
 } EngOptions;
@@ -205,12 +211,20 @@ typedef struct {
     /* Report logprobs of prompt tokens at positions >= this (>= 1; each
      * given the tokens before it); -1: none (SGLang's logprob_start_len). */
     int input_logprobs_from;
+    /* The output's shape (constrain/constrain.h), or NULL: every sampled
+     * token is masked by it, end-of-generation only where it accepts. The
+     * engine takes its own reference; the caller keeps theirs. */
+    struct CGrammar *constraint;
     eng_delta_fn on_delta;   /* optional streaming */
     eng_done_fn on_done;     /* required */
     void *ud;
 } EngGenParams;
 
 void eng_gen_params_default(EngGenParams *p);
+
+/* The tokenizer's vocabulary as constrain/ sees it (built on first use,
+ * owned by the engine; NULL when out of memory). Any thread. */
+struct CVocab *eng_constraint_vocab(Engine *e);
 
 /* Queues a generation. Returns 0 and the request's id in *id (may be NULL),
  * or a negative ERR_* (callbacks never fire; eng_last_error says why). */
@@ -293,6 +307,7 @@ typedef struct {
     uint64_t cached_tokens;      /* of those, found in the radix cache */
     uint64_t computed_tokens;    /* tokens run through the model */
     uint64_t generated_tokens;   /* sampled tokens */
+    uint64_t forced_tokens;      /* of those, taken by constraint jump-forward */
     uint64_t steps;              /* forward passes */
     uint64_t retractions;
     double busy_seconds;         /* time spent in steps that ran a forward */

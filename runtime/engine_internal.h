@@ -47,6 +47,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "constrain/constrain.h"
 #include "runtime/detok.h"
 #include "runtime/engine.h"
 
@@ -101,6 +102,8 @@ typedef struct {
     int streamed;               /* generated ids already sent as deltas */
     EngFinish finish;
     int stopped_text;           /* the detokenizer matched a stop string */
+    CMatcher *cm;               /* the constraint's position, or NULL */
+    uint32_t *mask;             /* [cv_mask_words] scratch for cm */
 } Seq;
 
 struct Req {
@@ -147,6 +150,10 @@ typedef struct {
 struct Engine {
     Model *model;
     Tokenizer *tok;
+    /* the vocabulary as bytes for constraints: built by the first
+     * constrained submit (under cv_mu), read-only afterwards */
+    pthread_mutex_t cv_mu;
+    CVocab *cvocab;
     EngOptions opt;
     int vocab;
     const int32_t *eog;

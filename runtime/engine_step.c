@@ -20,57 +20,109 @@ static int is_decode(const Seq *s) { return s->n_kv >= s->n_prompt && s->n_toks 
 
 static long kv_available(Engine *e) { return (long)kv_n_free(e->kv) + radix_evictable(e->tree); }
 
-/* Sample the next token of s from a row of logits; finish it if it stops. */
-static void sample_next(Engine *e, Seq *s, const float *row)
+/* Appends tok (sampled, or forced by the constraint) to s: counts,
+ * detokenizes, checks stops. Returns 1 while s goes on, 0 once finished. */
+static int take_token(Engine *e, Seq *s, int32_t tok, float logprob)
 {
     if (eng_seq_reserve(s, s->n_toks + 1)) {
         sched_fail(e, s, ERR_NOMEM, "out of memory");
-        return;
+        return 0;
     }
-    SampOut out = {.top = s->top_n ? s->top + (size_t)s->n_gen * s->top_n : NULL, .top_cap = s->top_n};
-    int32_t tok = samp_sample(s->samp, e->work, row, NULL, &out);
-    if (tok < 0) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "sampling: %s", err_str(tok));
-        sched_fail(e, s, ERR_SAMPLER, msg);
-        return;
+    if (s->cm && cm_accept_token(s->cm, tok) != 0) {
+        sched_fail(e, s, ERR_CORRUPT, "constraint: the sampled token is not allowed");
+        return 0;
     }
     int fin = samp_accept(s->samp, tok);
     if (fin < 0) {
         sched_fail(e, s, ERR_SAMPLER, err_str(fin));
-        return;
+        return 0;
     }
     s->toks[s->n_toks++] = tok;
-    if (s->want_lp) s->out_lp[s->n_gen] = out.logprob;
+    if (s->want_lp) s->out_lp[s->n_gen] = logprob;
     s->n_gen++;
     e->st.generated_tokens++;
     if (fin == SAMP_FINISH_EOS) {
         sched_finish(e, s, ENG_FINISH_EOS);
-        return;
+        return 0;
     }
     if (fin == SAMP_FINISH_STOP) {
         sched_finish(e, s, ENG_FINISH_STOP);
-        return;
+        return 0;
     }
     const char *text = NULL;
     size_t len = 0;
     int drc = detok_feed(s->dt, tok, &text, &len);
     if (drc < 0) {
         sched_fail(e, s, ERR_NOMEM, "detokenizer: out of memory");
-        return;
+        return 0;
     }
     if (drc == DETOK_STOPPED) {
         s->stopped_text = 1;
         eng_publish_delta(e, s, text, len);
         sched_finish(e, s, ENG_FINISH_STOP);
-        return;
+        return 0;
     }
     if (fin == SAMP_FINISH_LENGTH || s->n_toks >= e->model->cfg.max_ctx) {
         eng_publish_delta(e, s, text, len);
         sched_finish(e, s, ENG_FINISH_LENGTH);
-        return;
+        return 0;
     }
     eng_publish_delta(e, s, text, len);
+    if (s->cm && cm_is_finished(s->cm)) {
+        /* the constraint is complete and nothing may follow: the end token
+         * would be the only choice, so stop here without another step */
+        sched_finish(e, s, ENG_FINISH_STOP);
+        return 0;
+    }
+    return 1;
+}
+
+/* Sample the next token of s from a row of logits (masked by its
+ * constraint); finish it if it stops. Then, with jump-forward, take the
+ * tokens the constraint forces: they are computed together in the next
+ * step as one chunk. */
+static void sample_next(Engine *e, Seq *s, const float *row)
+{
+    const uint64_t *allow = NULL;
+    if (s->cm) {
+        int k = cm_fill_mask(s->cm, s->mask);
+        if (k < 0) {
+            sched_fail(e, s, k, "constraint: cannot compute the token mask");
+            return;
+        }
+        allow = (const uint64_t *)(const void *)s->mask;
+    }
+    SampOut out = {.top = s->top_n ? s->top + (size_t)s->n_gen * s->top_n : NULL, .top_cap = s->top_n};
+    if (eng_seq_reserve(s, s->n_toks + 1)) {
+        sched_fail(e, s, ERR_NOMEM, "out of memory");
+        return;
+    }
+    int32_t tok = samp_sample(s->samp, e->work, row, allow, &out);
+    if (tok == ERR_ALL_MASKED && s->cm && cm_can_end(s->cm)) {
+        /* only the end was allowed and ignore_eos/min_tokens forbid it:
+         * the constrained output is complete */
+        sched_finish(e, s, ENG_FINISH_STOP);
+        return;
+    }
+    if (tok < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "sampling: %s", err_str(tok));
+        sched_fail(e, s, ERR_SAMPLER, msg);
+        return;
+    }
+    if (!take_token(e, s, tok, out.logprob)) return;
+    if (!s->cm || !e->opt.jump_forward || s->want_lp) return;
+    int32_t forced[64];
+    int room = s->max_new < 0 ? 64 : s->max_new - s->n_gen;
+    if (room > 64) room = 64;
+    int nf = room > 0 ? cm_forced(s->cm, forced, room) : 0;
+    if (nf <= 0) return;
+    /* cm_forced accepted them already; take_token accepts again */
+    cm_rollback(s->cm, nf);
+    for (int i = 0; i < nf; i++) {
+        if (!take_token(e, s, forced[i], 0.0f)) return;
+        e->st.forced_tokens++;
+    }
 }
 
 void eng_step(Engine *e)

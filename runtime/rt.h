@@ -56,7 +56,7 @@ typedef struct {
 
 typedef enum {
     RT_CONSTRAINT_NONE, RT_CONSTRAINT_REGEX, RT_CONSTRAINT_JSON,
-    RT_CONSTRAINT_GRAMMAR, RT_CONSTRAINT_CHOICES, RT_CONSTRAINT_TYPE
+    RT_CONSTRAINT_GRAMMAR, RT_CONSTRAINT_CHOICES, RT_CONSTRAINT_TYPE, RT_CONSTRAINT_EBNF
 } RtConstraintKind;
 
 /* One gen call's parameters. The scalar fields are gen()'s options of the
