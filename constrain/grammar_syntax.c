@@ -480,6 +480,12 @@ static GbNode *parse_term(Parser *p) {
         return n;
     }
     if (c == '(') {
+        size_t k = p->i + 1;
+        while (k < p->len && (p->s[k] == ' ' || p->s[k] == '\t')) k++;
+        if (k < p->len && p->s[k] == '=' && p->dialect == GB_EBNF) {
+            unsupported(p, start, "lookahead assertions '(= ...)' are");
+            return NULL;
+        }
         p->i++;
         if (++p->depth > RX_MAX_DEPTH) {
             fail(p, start, "groups nested too deeply (the limit is %d)", RX_MAX_DEPTH);
@@ -495,10 +501,6 @@ static GbNode *parse_term(Parser *p) {
         }
         p->i++;
         return inner;
-    }
-    if (c == '(' && p->i + 1 < p->len && p->s[p->i + 1] == '=' && p->dialect == GB_EBNF) {
-        unsupported(p, start, "lookahead assertions '(= ...)' are");
-        return NULL;
     }
     if (c == '<' || (c == '!' && p->i + 1 < p->len && p->s[p->i + 1] == '<')) {
         unsupported(p, start, "token references ('<[id]>', '<token>', '!<...>') are");

@@ -914,3 +914,185 @@ Test(constrain_grammar, random, .timeout = 300) {
     cr_log_info("%d random grammars compiled, %d empty", ok, empty);
     cr_expect(ok > 300);
 }
+
+/* ---- front ends: errors, EBNF, type, choices ------------------------------------ */
+
+Test(constrain_grammar, errors) {
+    static const struct {
+        const char *src;
+        int code, line, col;
+        const char *msg;
+    } cases[] = {
+        {"root ::= a", ERR_CONSTRAINT, 1, 10, "undefined rule 'a'"},
+        {"root ::= \"a\" x\nx ::= x \"b\"", ERR_CONSTRAINT, 1, 1, "matches nothing"},
+        {"root ::= \"a\"{2000}", ERR_CONSTRAINT, 1, 13, "too large"},
+        {"root ::= <[1000]>", ERR_UNSUPPORTED, 1, 10, "token references"},
+        {"root ::= [b-a]", ERR_CONSTRAINT, 1, 11, "out of order"},
+        {"root ::= []", ERR_CONSTRAINT, 1, 10, "empty character class"},
+        {"root ::= \"\\q\"", ERR_CONSTRAINT, 1, 11, "unknown escape"},
+        {"x ::= \"a\"", ERR_CONSTRAINT, 1, 1, "root"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        CGrammar *g = NULL;
+        int line = 0, col = 0;
+        char err[256] = "";
+        int rc = cg_compile_gbnf(cases[i].src, strlen(cases[i].src), NULL, &g, &line, &col, err, sizeof err);
+        cr_expect_eq(rc, cases[i].code, "%s: rc %d (%s)", cases[i].src, rc, err);
+        cr_expect_null(g);
+        cr_expect(strstr(err, cases[i].msg), "%s: \"%s\" names \"%s\"", cases[i].src, err, cases[i].msg);
+        cr_expect(line == cases[i].line && col == cases[i].col, "%s: at %d:%d, want %d:%d (%s)", cases[i].src, line,
+                  col, cases[i].line, cases[i].col, err);
+    }
+    /* a cap of the caller, reported at the node */
+    CgLimits lim = {.max_repeat = 5};
+    CGrammar *g = NULL;
+    int line, col;
+    char err[256];
+    const char *src = "root ::= \"x\"\n  \"a\"{6}";
+    cr_expect_eq(cg_compile_gbnf(src, strlen(src), &lim, &g, &line, &col, err, sizeof err), ERR_LIMIT, "%s", err);
+    cr_expect(line == 2 && col == 3, "at %d:%d", line, col);
+}
+
+Test(constrain_grammar, ebnf) {
+    static const struct {
+        const char *src, *yes[3], *no[3];
+    } cases[] = {
+        {"root ::= a.b\na.b ::= [\\x41-\\x5A]+ \"\\e\"", {"AB\x1b", "Z\x1b"}, {"AB", "a\x1b"}},
+        {"root ::= ( ) \"a\" | \"\\?\\/\"", {"a", "?/"}, {"", "b"}},
+        {"root ::= [^]{2}", {"\n\n", "ab", "é中"}, {"a", "abc"}},
+        {"root ::= root \"a\" | \"a\"", {"a", "aaa"}, {"", "b"}},
+        {"root ::= [\\^\\$\\.\\*]+", {"^$.*"}, {"a"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        CGrammar *g = NULL;
+        int line, col;
+        char err[256];
+        int rc = cg_compile_ebnf(cases[i].src, strlen(cases[i].src), NULL, &g, &line, &col, err, sizeof err);
+        cr_assert_eq(rc, 0, "%s: %d:%d %s", cases[i].src, line, col, err);
+        check_invariants(g);
+        for (int j = 0; j < 3 && cases[i].yes[j]; j++) {
+            cr_expect(earley_cg(g, cases[i].yes[j], strlen(cases[i].yes[j]), NULL), "%s accepts \"%s\"", cases[i].src,
+                      cases[i].yes[j]);
+        }
+        for (int j = 0; j < 3 && cases[i].no[j]; j++) {
+            cr_expect(!earley_cg(g, cases[i].no[j], strlen(cases[i].no[j]), NULL), "%s rejects \"%s\"", cases[i].src,
+                      cases[i].no[j]);
+        }
+        cg_unref(g);
+    }
+    static const struct {
+        const char *src, *msg;
+    } refused[] = {
+        {"root ::= Regex(\"[0-9]+\")", "macro 'Regex(...)'"},
+        {"root[lazy] ::= \"a\"", "rule options"},
+        {"root ::= \"a\" (= \"b\")", "lookahead"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        CGrammar *g = NULL;
+        int line, col;
+        char err[256];
+        int rc = cg_compile_ebnf(refused[i].src, strlen(refused[i].src), NULL, &g, &line, &col, err, sizeof err);
+        cr_expect_eq(rc, ERR_UNSUPPORTED, "%s: %d (%s)", refused[i].src, rc, err);
+        cr_expect(strstr(err, refused[i].msg) && strstr(err, "not supported"), "%s: %s", refused[i].src, err);
+    }
+}
+
+Test(constrain_front, types_and_choices) {
+    static const struct {
+        const char *type, *yes[4], *no[4];
+    } cases[] = {
+        {"int", {"42", "-7", "+0 \n"}, {"", "4.2", "a", " 1"}},
+        {"float", {"1.5", "-.5", "3", "7.25 "}, {"1.", ".", "1e5", "--1"}},
+        {"bool", {"True", "False"}, {"true", "1", "TrueFalse"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        CGrammar *g = NULL;
+        char err[128];
+        cr_assert_eq(cg_compile_type(cases[i].type, &g, err, sizeof err), 0, "%s", err);
+        for (int j = 0; j < 4 && cases[i].yes[j]; j++) {
+            cr_expect(run_dfa(g, cases[i].yes[j], strlen(cases[i].yes[j]), NULL), "%s \"%s\"", cases[i].type,
+                      cases[i].yes[j]);
+        }
+        for (int j = 0; j < 4 && cases[i].no[j]; j++) {
+            cr_expect(!run_dfa(g, cases[i].no[j], strlen(cases[i].no[j]), NULL), "%s \"%s\"", cases[i].type,
+                      cases[i].no[j]);
+        }
+        cg_unref(g);
+    }
+    CGrammar *g = NULL;
+    char err[128];
+    cr_expect_eq(cg_compile_type("str", &g, err, sizeof err), ERR_CONSTRAINT);
+    cr_expect(strstr(err, "'str'"), "%s", err);
+
+    const char *ch[] = {"yes", "no", "maybe", "no", ""};
+    size_t lens[] = {3, 2, 5, 2, 0};
+    cr_assert_eq(cg_compile_choices(ch, lens, 5, &g, err, sizeof err), 0, "%s", err);
+    check_invariants(g);
+    cr_expect(run_dfa(g, "yes", 3, NULL) && run_dfa(g, "maybe", 5, NULL) && run_dfa(g, "", 0, NULL));
+    cr_expect(!run_dfa(g, "ye", 2, NULL) && !run_dfa(g, "nono", 4, NULL));
+    cg_unref(g);
+    cr_expect_eq(cg_compile_choices(ch, lens, 0, &g, err, sizeof err), ERR_CONSTRAINT);
+    const char *bad[] = {"ok", "\xff"};
+    size_t blens[] = {2, 1};
+    cr_expect_eq(cg_compile_choices(bad, blens, 2, &g, err, sizeof err), ERR_CONSTRAINT);
+    cr_expect(strstr(err, "choice 1"), "%s", err);
+}
+
+/* ---- the builder ------------------------------------------------------------------ */
+
+Test(constrain_builder, sharing_failures_and_inlining) {
+    CgBuilder *b = cgb_new(NULL);
+    CgExpr a1 = cgb_lit(b, "abc", 3), a2 = cgb_lit(b, "abc", 3);
+    cr_expect_eq(a1, a2, "equal literals are one handle");
+    CgExpr x = cgb_alt2(b, a1, cgb_lit(b, "d", 1)), y = cgb_alt2(b, cgb_lit(b, "d", 1), a2);
+    cr_expect_eq(x, y, "alternation is order-free");
+    cr_expect_eq(cgb_seq2(b, cgb_empty(b), a1), a1);
+    cr_expect_eq(cgb_seq2(b, cgb_nothing(b), a1), cgb_nothing(b));
+    cr_expect_eq(cgb_alt2(b, cgb_nothing(b), a1), a1);
+    /* small non-recursive rules are inlined: no calls remain */
+    int root = cgb_rule(b, "root"), digit = cgb_rule(b, "digit"), num = cgb_rule(b, "number");
+    CgRange d = {'0', '9'};
+    cgb_define(b, digit, cgb_class(b, &d, 1, false));
+    cgb_define(b, num, cgb_repeat(b, cgb_ref(b, digit), 1, CG_INF));
+    cgb_define(b, root, cgb_seq2(b, cgb_ref(b, num), cgb_repeat(b, cgb_seq2(b, cgb_lit(b, ",", 1), cgb_ref(b, num)), 0,
+                                                                CG_INF)));
+    CGrammar *g = NULL;
+    char err[128];
+    cr_assert_eq(cgb_build(b, root, &g, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(g->nrules, 1, "inlined to one rule, %d left", g->nrules);
+    cr_expect(run_dfa(g, "1,23,456", 8, NULL) && !run_dfa(g, "1,", 2, NULL));
+    char *dump = cg_dump(g);
+    cr_expect(strstr(dump, "rule 0 'root'") && strstr(dump, "'0'-'9' -> s"), "%s", dump);
+    free(dump);
+    cg_unref(g);
+    /* the first failure is remembered and reported by cgb_build */
+    cr_expect_eq(cgb_lit(b, "\xc3", 1), -1);
+    cr_expect_eq(cgb_lit(b, "ok", 2), -1, "later calls fail at once");
+    cr_expect_eq(cgb_build(b, root, &g, err, sizeof err), ERR_CONSTRAINT);
+    cr_expect(strstr(err, "UTF-8"), "%s", err);
+    cgb_free(b);
+
+    /* recursion keeps calls; refcounts */
+    b = cgb_new(NULL);
+    int list = cgb_rule(b, "list");
+    CgExpr item = cgb_alt2(b, cgb_lit(b, "x", 1), cgb_ref(b, list));
+    cgb_define(b, list, cgb_seq(b, (CgExpr[]){cgb_lit(b, "[", 1), cgb_repeat(b, item, 0, CG_INF), cgb_lit(b, "]", 1)}, 3));
+    cr_assert_eq(cgb_build(b, list, &g, err, sizeof err), 0, "%s", err);
+    cgb_free(b);
+    check_invariants(g);
+    cr_expect(earley_cg(g, "[x[x[]]x]", 9, NULL) && !earley_cg(g, "[x[]", 4, NULL));
+    cr_expect(cg_ref(g) == g);
+    cg_unref(g);
+    cg_unref(g);
+
+    /* undefined rule, empty language */
+    b = cgb_new(NULL);
+    int r0 = cgb_rule(b, "r0"), r1 = cgb_rule(b, "r1");
+    cgb_define(b, r0, cgb_ref(b, r1));
+    cr_expect_eq(cgb_build(b, r0, &g, err, sizeof err), ERR_CONSTRAINT);
+    cr_expect(strstr(err, "'r1' is used but never defined"), "%s", err);
+    cgb_define(b, r1, cgb_seq2(b, cgb_lit(b, "a", 1), cgb_ref(b, r1)));
+    cr_expect_eq(cgb_build(b, r0, &g, err, sizeof err), ERR_CONSTRAINT);
+    cr_expect(strstr(err, "matches nothing"), "%s", err);
+    cgb_free(b);
+}
