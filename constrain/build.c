@@ -1034,7 +1034,7 @@ static int32_t set_find(SetTab *t, const int32_t *v, int32_t n, int *added) {
     uint32_t j = h & (t->hcap - 1);
     for (; t->htab[j] >= 0; j = (j + 1) & (t->hcap - 1)) {
         int32_t i = t->htab[j];
-        if (t->shash[i] == h && t->slen[i] == n && memcmp(t->pool + t->soff[i], v, (size_t)n * sizeof *v) == 0) {
+        if (t->shash[i] == h && t->slen[i] == n && (n == 0 || memcmp(t->pool + t->soff[i], v, (size_t)n * sizeof *v) == 0)) {
             *added = 0;
             return i;
         }
@@ -1052,7 +1052,7 @@ static int32_t set_find(SetTab *t, const int32_t *v, int32_t n, int *added) {
         t->shash = sh;
         t->cap = cap;
     }
-    if (t->npool + (size_t)n > t->cappool) {
+    if (t->npool + (size_t)n >= t->cappool) {
         size_t cap = t->cappool ? t->cappool : 1024;
         while (cap < t->npool + (size_t)n) cap *= 2;
         int32_t *p = realloc(t->pool, cap * sizeof *p);
@@ -1060,7 +1060,7 @@ static int32_t set_find(SetTab *t, const int32_t *v, int32_t n, int *added) {
         t->pool = p;
         t->cappool = cap;
     }
-    memcpy(t->pool + t->npool, v, (size_t)n * sizeof *v);
+    if (n) memcpy(t->pool + t->npool, v, (size_t)n * sizeof *v);
     t->soff[t->n] = (int32_t)t->npool;
     t->slen[t->n] = n;
     t->shash[t->n] = h;
@@ -1095,7 +1095,7 @@ static int32_t closure(const Nfa *a, const uint8_t *important, int32_t *seeds, i
             if (e->lo == E_EPS && mark[e->to] != stamp) mark[e->to] = stamp, stack[sp++] = e->to;
         }
     }
-    qsort(out, (size_t)m, sizeof *out, i32_cmp);
+    if (m > 1) qsort(out, (size_t)m, sizeof *out, i32_cmp);
     return m;
 }
 

@@ -159,7 +159,9 @@ CgBuilder *cgb_new(const CgLimits *limits) {
     if (!b) return NULL;
     cx_limits(&b->lim, limits);
     b->fail_rule = -1;
-    if (intern(b, (CxNode){.kind = CX_EMPTY, .depth = 1}) != CX_ID_EMPTY ||
+    /* the pools are never NULL, so a node's kids pointer always is one */
+    if (reserve_kids(b, 1) || reserve_ranges(b, 1) ||
+        intern(b, (CxNode){.kind = CX_EMPTY, .depth = 1}) != CX_ID_EMPTY ||
         intern(b, (CxNode){.kind = CX_NOTHING, .depth = 1}) != CX_ID_NOTHING) {
         cgb_free(b);
         return NULL;
@@ -223,7 +225,7 @@ CgExpr cgb_class(CgBuilder *b, const CgRange *r, int n, bool negate) {
         if (t[m].hi > 0x10FFFF) t[m].hi = 0x10FFFF;
         m++;
     }
-    qsort(t, (size_t)m, sizeof *t, range_cmp);
+    if (m > 1) qsort(t, (size_t)m, sizeof *t, range_cmp);
     int k = 0;
     for (int i = 0; i < m; i++) {
         if (k > 0 && t[i].lo <= t[k - 1].hi + 1) {
@@ -342,7 +344,7 @@ CgExpr cgb_alt(CgBuilder *b, const CgExpr *xs, int n) {
     }
     int32_t *k = b->kids + off;
     int32_t cnt = (int32_t)(b->nkids - off);
-    qsort(k, (size_t)cnt, sizeof *k, id_cmp);
+    if (cnt > 1) qsort(k, (size_t)cnt, sizeof *k, id_cmp);
     int32_t m = 0;
     for (int32_t i = 0; i < cnt; i++) {
         if (m == 0 || k[m - 1] != k[i]) k[m++] = k[i];

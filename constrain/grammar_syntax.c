@@ -296,7 +296,7 @@ static int range_cmp(const void *x, const void *y) {
 
 /* Sorted, merged, surrogates cut out, complemented when `negate`. */
 static int ranges_finish(Parser *p, Ranges *s, int negate) {
-    qsort(s->r, (size_t)s->n, sizeof *s->r, range_cmp);
+    if (s->n) qsort(s->r, (size_t)s->n, sizeof *s->r, range_cmp);
     int k = 0;
     for (int i = 0; i < s->n; i++) {
         if (k && s->r[i].lo <= s->r[k - 1].hi + 1) {
