@@ -6,9 +6,10 @@
 #   make run     deps + build + model, then run examples/agent.sgl
 #   make test    deps + build + model, then every test
 #   make asan    the tests under AddressSanitizer + UBSan
-#   make fuzz    both libFuzzer targets below, FUZZ_SECONDS each (default 60)
+#   make fuzz    the libFuzzer targets below, FUZZ_SECONDS each (default 60)
 #   make fuzz-compile   libFuzzer over lexer+parser+compiler
 #   make fuzz-sglc      libFuzzer over the .sglc loader+verifier and the VM
+#   make fuzz-constrain libFuzzer over the regex/GBNF/EBNF compilers (constrain/)
 #   make bench   benchmarks (bench/)
 #   make clean
 #
@@ -56,7 +57,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
             python3 python3-pip python3-venv pkg-config valgrind unzip bc
 
-.PHONY: all deps model vocab run test unit lang-test e2e-test asan fuzz fuzz-compile fuzz-sglc bench clean
+.PHONY: all deps model vocab run test unit lang-test e2e-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so
@@ -165,12 +166,12 @@ $(FUZZ_DICT): tests/fuzz/gen_dict.c lang/keywords.h tests/fuzz/syntax.dict
 
 FUZZ_SECONDS ?= 60
 FUZZ_CC := clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -Wno-unused-command-line-argument
-fuzz: fuzz-compile fuzz-sglc
+fuzz: fuzz-compile fuzz-sglc fuzz-constrain
 
 fuzz-compile: $(GEN_SRCS) $(FUZZ_DICT)
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(FUZZ_CC) -o $(BUILD)/fuzz/fuzz_compile tests/fuzz/fuzz_compile.c \
-	  $(filter base/%.c lang/%.c compiler/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
+	  $(filter base/%.c lang/%.c compiler/%.c constrain/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
 	cp tests/lang/*.sgl tests/lang/compile/*.sgl examples/*.sgl stdlib/chat/*.sgl $(BUILD)/fuzz/corpus/ 2>/dev/null || true
 	$(BUILD)/fuzz/fuzz_compile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=$(FUZZ_DICT) \
 	  -print_final_stats=1 $(BUILD)/fuzz/corpus
@@ -179,7 +180,7 @@ fuzz-compile: $(GEN_SRCS) $(FUZZ_DICT)
 # program of the tree, and of fuzz-compile's corpus when it has one,
 # compiled by build/sgl with the header stripped, and the reproducers in
 # tests/fuzz/sglc_regress/. UB is fatal here.
-FUZZ_SGLC_SRCS := $(filter-out vm/api%.c,$(filter base/%.c lang/%.c compiler/%.c vm/%.c runtime/rt.c,$(LIB_SRCS))) $(GEN_SRCS)
+FUZZ_SGLC_SRCS := $(filter-out vm/api%.c,$(filter base/%.c lang/%.c compiler/%.c constrain/%.c vm/%.c runtime/rt.c,$(LIB_SRCS))) $(GEN_SRCS)
 FUZZ_SGLC_SEEDS := tests/lang/*.sgl tests/lang/compile/*.sgl tests/e2e/*.sgl examples/*.sgl stdlib/*/*.sgl \
                    bench/programs/*.sgl
 fuzz-sglc: $(GEN_SRCS) $(BUILD)/sgl
@@ -192,6 +193,15 @@ fuzz-sglc: $(GEN_SRCS) $(BUILD)/sgl
 	done; rm -f $(BUILD)/fuzz/seed.sglc
 	$(BUILD)/fuzz/fuzz_sglc -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 \
 	  -print_final_stats=1 $(BUILD)/fuzz/sglc_corpus tests/fuzz/sglc_regress
+
+# Input: a front-end letter (r regex, g GBNF, e EBNF, c GBNF under small
+# caps, else all three) and the text. Seeds: tests/fuzz/constrain_seeds/.
+fuzz-constrain:
+	@mkdir -p $(BUILD)/fuzz/constrain_corpus
+	$(FUZZ_CC) -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_constrain tests/fuzz/fuzz_constrain.c \
+	  $(filter base/%.c constrain/%.c,$(LIB_SRCS)) $(PKG_LIBS)
+	$(BUILD)/fuzz/fuzz_constrain -max_total_time=$(FUZZ_SECONDS) -max_len=2048 -timeout=10 \
+	  -print_final_stats=1 $(BUILD)/fuzz/constrain_corpus tests/fuzz/constrain_seeds
 
 bench: all
 	@sh bench/vm/run.sh $(BUILD)/sgl
