@@ -170,7 +170,7 @@ fuzz: fuzz-compile fuzz-sglc
 fuzz-compile: $(GEN_SRCS) $(FUZZ_DICT)
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(FUZZ_CC) -o $(BUILD)/fuzz/fuzz_compile tests/fuzz/fuzz_compile.c \
-	  $(filter base/%.c lang/%.c compiler/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
+	  $(filter base/%.c lang/%.c compiler/%.c constrain/%.c,$(LIB_SRCS)) $(GEN_SRCS) $(PKG_LIBS)
 	cp tests/lang/*.sgl tests/lang/compile/*.sgl examples/*.sgl stdlib/chat/*.sgl $(BUILD)/fuzz/corpus/ 2>/dev/null || true
 	$(BUILD)/fuzz/fuzz_compile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=$(FUZZ_DICT) \
 	  -print_final_stats=1 $(BUILD)/fuzz/corpus
@@ -179,7 +179,7 @@ fuzz-compile: $(GEN_SRCS) $(FUZZ_DICT)
 # program of the tree, and of fuzz-compile's corpus when it has one,
 # compiled by build/sgl with the header stripped, and the reproducers in
 # tests/fuzz/sglc_regress/. UB is fatal here.
-FUZZ_SGLC_SRCS := $(filter-out vm/api%.c,$(filter base/%.c lang/%.c compiler/%.c vm/%.c runtime/rt.c,$(LIB_SRCS))) $(GEN_SRCS)
+FUZZ_SGLC_SRCS := $(filter-out vm/api%.c,$(filter base/%.c lang/%.c compiler/%.c constrain/%.c vm/%.c runtime/rt.c,$(LIB_SRCS))) $(GEN_SRCS)
 FUZZ_SGLC_SEEDS := tests/lang/*.sgl tests/lang/compile/*.sgl tests/e2e/*.sgl examples/*.sgl stdlib/*/*.sgl \
                    bench/programs/*.sgl
 fuzz-sglc: $(GEN_SRCS) $(BUILD)/sgl

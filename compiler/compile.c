@@ -27,8 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compiler/grammar_syntax.h"
-#include "compiler/regex_syntax.h"
+#include "constrain/grammar_syntax.h"
+#include "constrain/regex_syntax.h"
 
 #define MAX_REGS 250      /* registers per function (A fits 8 bits; headroom for calls) */
 #define MAX_UPVALS 255

@@ -11,7 +11,7 @@
  * error, reported at the name.
  *
  * Does not own: parsing (lang/), regex and grammar syntax (compiler/
- * regex_syntax.h, compiler/grammar_syntax.h), running anything.
+ * regex_syntax.h, constrain/grammar_syntax.h), running anything.
  */
 #ifndef SGL_COMPILER_COMPILE_H
 #define SGL_COMPILER_COMPILE_H

@@ -102,8 +102,8 @@
 #include "base/err.h"
 #include "base/role.h"
 #include "base/utf8.h"
-#include "compiler/grammar_syntax.h"
-#include "compiler/regex_syntax.h"
+#include "constrain/grammar_syntax.h"
+#include "constrain/regex_syntax.h"
 
 /* The dataflow keeps one state (a byte per register) per basic block;
  * a function needing more than this is refused rather than verified. */

@@ -131,7 +131,7 @@ int cgb_build(CgBuilder *b, int start, CGrammar **out, char *err, size_t errcap)
 
 /* ---- compiled grammars -------------------------------------------------- */
 
-/* The §9 regex subset (compiler/regex_syntax.h's syntax; the pattern
+/* The §9 regex subset (constrain/regex_syntax.h's syntax; the pattern
  * matches the whole output). *err_pos: 0-based byte offset of the problem. */
 int cg_compile_regex(const char *re, size_t n, const CgLimits *lim, CGrammar **out,
                      int *err_pos, char *err, size_t errcap);

@@ -21,8 +21,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "compiler/grammar_syntax.h"
-#include "compiler/regex_syntax.h"
+#include "constrain/grammar_syntax.h"
+#include "constrain/regex_syntax.h"
 #include "runtime/gen_options.h"
 #include "vm/json.h"
 #include "vm/vm.h"

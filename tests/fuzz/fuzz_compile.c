@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compiler/grammar_syntax.h"
-#include "compiler/regex_syntax.h"
+#include "constrain/grammar_syntax.h"
+#include "constrain/regex_syntax.h"
 #include "lang/ast.h"
 #include "lang/ast_util.h"
 

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compiler/grammar_syntax.h"
-#include "compiler/regex_syntax.h"
+#include "constrain/grammar_syntax.h"
+#include "constrain/regex_syntax.h"
 
 typedef struct {
     const char *src, *want;
@@ -159,7 +159,7 @@ Test(regex, positions) {
     rx_free(&re);
 }
 
-/* ---- grammars (compiler/grammar_syntax) ---------------------------------------- */
+/* ---- grammars (constrain/grammar_syntax) ---------------------------------------- */
 
 static char *gbnf_result(const char *src) {
     GbnfGrammar g;

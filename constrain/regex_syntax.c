@@ -1,6 +1,6 @@
 /*
- * compiler/regex_syntax.c — recursive-descent parser for the constraint
- * regex subset (the syntax and the tree: compiler/regex_syntax.h).
+ * constrain/regex_syntax.c — recursive-descent parser for the constraint
+ * regex subset (the syntax and the tree: constrain/regex_syntax.h).
  *
  *   alt    := concat ('|' concat)*
  *   concat := repeat*
@@ -10,7 +10,7 @@
  * Recursion is bounded by RX_MAX_DEPTH open groups. Nodes are malloc'd and
  * chained on RxRegex.nodes so that a failed parse frees what it built.
  */
-#include "compiler/regex_syntax.h"
+#include "constrain/regex_syntax.h"
 #include "base/err.h"
 
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /*
- * compiler/grammar_syntax.c — recursive-descent parser and checker for the
- * GBNF-style EBNF (syntax and tree: compiler/grammar_syntax.h).
+ * constrain/grammar_syntax.c — recursive-descent parser and checker for the
+ * GBNF-style EBNF (syntax and tree: constrain/grammar_syntax.h).
  *
  * Character classes are handed to the regex parser (regex_syntax.c), so a
  * class means the same in `re"..."` and in a grammar. References are
@@ -8,7 +8,7 @@
  * undefined name is the one reported. Hex digits and the dump's text and
  * class ranges come from regex_syntax.h too.
  */
-#include "compiler/grammar_syntax.h"
+#include "constrain/grammar_syntax.h"
 #include "base/err.h"
 
 #include <stdarg.h>

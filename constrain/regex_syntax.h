@@ -1,5 +1,5 @@
 /*
- * compiler/regex_syntax.h — the constraint regex subset (LANGUAGE.md §9):
+ * constrain/regex_syntax.h — the constraint regex subset (LANGUAGE.md §9):
  * a parser from pattern text to a small regex AST, ready to be lowered to a
  * byte-level DFA. Not the PCRE2 syntax of the built-in regex functions (§10).
  *
@@ -37,8 +37,8 @@
  * construct starts. Ownership: an RxRegex owns all its nodes; rx_free
  * releases them.
  */
-#ifndef SGL_COMPILER_REGEX_SYNTAX_H
-#define SGL_COMPILER_REGEX_SYNTAX_H
+#ifndef SGL_CONSTRAIN_REGEX_SYNTAX_H
+#define SGL_CONSTRAIN_REGEX_SYNTAX_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * compiler/grammar_syntax.h — the EBNF of `grammar` blocks and `grammar:`
+ * constrain/grammar_syntax.h — the EBNF of `grammar` blocks and `grammar:`
  * strings (LANGUAGE.md §9, GBNF style): parser, checker, and the tree that
  * the grammar-automaton builder consumes.
  *
@@ -14,7 +14,7 @@
  * tokens, so rules span lines freely: a rule ends where the next `NAME ::=`
  * begins. Literals take the escapes \n \t \r \\ \" \' \xHH \uHHHH \u{H..}
  * \UHHHHHHHH; classes are the classes of the constraint regex syntax
- * (compiler/regex_syntax.h: ranges, `^`, escapes, \d \w \s). `.` is any
+ * (constrain/regex_syntax.h: ranges, `^`, escapes, \d \w \s). `.` is any
  * character but a line break. Every referenced rule must be defined, no
  * rule twice, and `root` is the start rule. Counts are at most
  * RX_MAX_REPEAT; parentheses nest at most RX_MAX_DEPTH deep.
@@ -33,12 +33,12 @@
  * Ownership: a GbnfGrammar owns every node, name and string; gbnf_free
  * releases them.
  */
-#ifndef SGL_COMPILER_GRAMMAR_SYNTAX_H
-#define SGL_COMPILER_GRAMMAR_SYNTAX_H
+#ifndef SGL_CONSTRAIN_GRAMMAR_SYNTAX_H
+#define SGL_CONSTRAIN_GRAMMAR_SYNTAX_H
 
 #include <stddef.h>
 
-#include "compiler/regex_syntax.h"
+#include "constrain/regex_syntax.h"
 
 typedef enum { GB_ALT, GB_SEQ, GB_STR, GB_CLASS, GB_REF, GB_REPEAT } GbKind;
 
