@@ -404,6 +404,18 @@ static int merge_into(Sc *s, JdValue *o, const JdValue *b, int depth) {
         return 0;
     }
     if (b->kind != JD_OBJECT) return fail(s, ERR_CONSTRAINT, "allOf: a member is not a schema"), -1;
+    const JdValue *bref = jd_get(b, "$ref");
+    if (bref) {
+        /* the target is merged in; its siblings too from 2019-09 on */
+        const JdValue *t = deref(s, b, depth + 1);
+        if (!t || merge_into(s, o, t, depth + 1) < 0) return -1;
+        if (s->draft < 2019) return 0;
+        JdValue *rest = made(s, JD_OBJECT);
+        if (!rest) return -1;
+        for (int i = 0; i < b->n; i++)
+            if (strcmp(b->keys[i], "$ref")) add_item(rest, b->keys[i], b->key_lens[i], b->items[i]);
+        return merge_into(s, o, rest, depth + 1);
+    }
     b = flatten(s, b, depth + 1);
     if (!b) return -1;
     for (int i = 0; i < b->n; i++) {
@@ -494,10 +506,6 @@ static int merge_into(Sc *s, JdValue *o, const JdValue *b, int depth) {
                 for (int j = 0; j < rest->n; j++) add_item(arr, NULL, 0, rest->items[j]);
             add_item(arr, NULL, 0, wrap);
             set_item(o, "allOf", arr);
-        } else if (!strcmp(k, "$ref")) {
-            const JdValue *t = deref(s, b, depth + 1);
-            if (!t) return -1;
-            if (merge_into(s, o, t, depth + 1) < 0) return -1;
         } else if (in_list(handled, k) || in_list(refused, k)) {
             return fail(s, ERR_UNSUPPORTED, "allOf: cannot merge two different \"%s\"", k), -1;
         }
@@ -1086,7 +1094,8 @@ static int check_keywords(Sc *s, const JdValue *v) {
 /* Expression of v without its enum/const (for filtering them). */
 static CgExpr lower_types(Sc *s, const JdValue *v, int types);
 
-static bool value_ok(Sc *s, const JdValue *v, const JdValue *value);
+static CGrammar *rest_grammar(Sc *s, const JdValue *v, bool *none);
+static bool value_ok(CGrammar *g, const JdValue *value);
 
 static CgExpr lower_enum(Sc *s, const JdValue *v) {
     const JdValue *en = jd_get(v, "enum"), *co = jd_get(v, "const");
@@ -1107,8 +1116,18 @@ static CgExpr lower_enum(Sc *s, const JdValue *v) {
         const char *k = v->keys[i];
         if (strcmp(k, "enum") && strcmp(k, "const") && in_list(handled, k)) others = true;
     }
+    CGrammar *rest = NULL;
+    bool none = false;
+    if (others) {
+        rest = rest_grammar(s, v, &none);
+        if (s->rc) return -1;
+        if (none) return cgb_nothing(s->b);
+    }
     CgExpr *alts = malloc((size_t)(n + 1) * sizeof *alts);
-    if (!alts) return fail(s, ERR_NOMEM, "out of memory");
+    if (!alts) {
+        cg_unref(rest);
+        return fail(s, ERR_NOMEM, "out of memory");
+    }
     int k = 0;
     for (int i = 0; i < n; i++) {
         if (co && en) {
@@ -1116,12 +1135,12 @@ static CgExpr lower_enum(Sc *s, const JdValue *v) {
             for (int j = 0; j < en->n; j++) in |= jd_equal(en->items[j], co);
             if (!in) continue;
         }
-        if (others && !value_ok(s, v, vals[i])) continue;
-        if (s->rc) break;
+        if (rest && !value_ok(rest, vals[i])) continue;
         alts[k++] = value_lit(s, vals[i]);
     }
     CgExpr e = cgb_alt(s->b, alts, k);
     free(alts);
+    cg_unref(rest);
     return e;
 }
 
@@ -1355,9 +1374,10 @@ static char *value_text(const JdValue *v, size_t *len) {
 static int compile_root(const JdValue *root, const JdValue *sch, const CgJsonOptions *opt, const CgLimits *lim,
                         CGrammar **out, char *err, size_t errcap);
 
-static bool value_ok(Sc *s, const JdValue *v, const JdValue *value) {
+static CGrammar *rest_grammar(Sc *s, const JdValue *v, bool *none) {
+    *none = false;
     JdValue *rest = made(s, JD_OBJECT);
-    if (!rest) return false;
+    if (!rest) return NULL;
     for (int i = 0; i < v->n; i++)
         if (strcmp(v->keys[i], "enum") && strcmp(v->keys[i], "const"))
             add_item(rest, v->keys[i], v->key_lens[i], v->items[i]);
@@ -1365,16 +1385,22 @@ static bool value_ok(Sc *s, const JdValue *v, const JdValue *value) {
     char msg[300];
     CgJsonOptions o = {0};
     int rc = compile_root(s->root, rest, &o, &s->lim, &g, msg, sizeof msg);
-    if (rc == ERR_CONSTRAINT) return false;   /* nothing satisfies the rest */
+    if (rc == ERR_CONSTRAINT) {   /* nothing satisfies the rest */
+        *none = true;
+        return NULL;
+    }
     if (rc) {
         fail(s, rc, "enum/const with sibling keywords: %s", msg);
-        return false;
+        return NULL;
     }
+    return g;
+}
+
+static bool value_ok(CGrammar *g, const JdValue *value) {
     size_t len;
     char *t = value_text(value, &len);
     bool ok = t && cg_match(g, t, len, NULL) == 1;
     free(t);
-    cg_unref(g);
     return ok;
 }
 
