@@ -152,8 +152,7 @@ static const char *const annotations[] = {
     NULL};
 
 static const char *const refused[] = {
-    "not", "if", "then", "else", "dependencies", "dependentRequired", "dependentSchemas",
-    "propertyNames", "contains", "minContains", "maxContains", "unevaluatedProperties",
+    "not", "if", "then", "else", "propertyNames", "contains", "minContains", "maxContains", "unevaluatedProperties",
     "unevaluatedItems", "$dynamicRef", "$recursiveRef", "$dynamicAnchor", "$recursiveAnchor",
     NULL};
 
@@ -169,7 +168,8 @@ static const char *const handled[] = {
     "patternProperties", "minProperties", "maxProperties", "items", "prefixItems",
     "additionalItems", "minItems", "maxItems", "uniqueItems", "minLength", "maxLength",
     "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-    "multipleOf", "anyOf", "oneOf", "allOf", "$ref", NULL};
+    "multipleOf", "anyOf", "oneOf", "allOf", "$ref", "dependencies", "dependentRequired",
+    "dependentSchemas", NULL};
 
 static bool is_true_schema(const JdValue *v) {
     if (v->kind == JD_TRUE) return true;
@@ -397,10 +397,7 @@ static bool num_kw(const char *k) {
 static int merge_into(Sc *s, JdValue *o, const JdValue *b, int depth) {
     if (b->kind == JD_TRUE) return 0;
     if (b->kind == JD_FALSE) {
-        set_item(o, "not", b);   /* a false member: nothing matches */
-        JdValue *f = made(s, JD_FALSE);
-        if (!f) return -1;
-        set_item(o, "type", type_node(s, 0));
+        set_item(o, "type", type_node(s, 0));   /* a false member: nothing matches */
         return 0;
     }
     if (b->kind != JD_OBJECT) return fail(s, ERR_CONSTRAINT, "allOf: a member is not a schema"), -1;
@@ -560,6 +557,17 @@ static const JdValue *flatten(Sc *s, const JdValue *v, int depth) {
         }
         for (int i = 0; i < all->n; i++)
             if (merge_into(s, o, all->items[i], depth) < 0) return NULL;
+    }
+    /* anyOf lists beyond the first wait in allOf until lower distributes
+     * the first; folding them again here would go round in circles */
+    const JdValue *na = jd_get(o, "allOf");
+    if (na && (jd_get(o, "anyOf") || jd_get(o, "oneOf"))) {
+        bool deferred_only = true;
+        for (int i = 0; i < na->n; i++) {
+            const JdValue *w = na->items[i];
+            deferred_only &= w->kind == JD_OBJECT && w->n == 1 && (!strcmp(w->keys[0], "anyOf") || !strcmp(w->keys[0], "oneOf"));
+        }
+        if (deferred_only) return o;
     }
     return flatten(s, o, depth + 1);
 }
@@ -893,7 +901,9 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
     int nreq = 0;
     for (int i = 0; i < n; i++) nreq += required[i];
     bool extra_possible = !addl_none;
-    if (minp > nreq && (extra_possible || minp > n)) {
+    if (minp == 1 && nreq == 0) {
+        /* handled below: the members may not all be absent */
+    } else if (minp > nreq && (extra_possible || minp > n)) {
         if (!extra_possible && minp > n) {
             free(names);
             free(nlens);
@@ -910,6 +920,8 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
             return fail(s, ERR_UNSUPPORTED, "minProperties with optional or additional properties");
         }
     }
+    bool at_least_one = minp == 1 && nreq == 0;
+    if (at_least_one) minp = 0;
     if (minp > nreq && !extra_possible) {
         free(names);
         free(nlens);
@@ -982,7 +994,8 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
      * C_i are built back to front as rules, so every S_i is small. */
     CgExpr comma = punct(s, ",");
     CgExpr c_next = extra >= 0 ? cgb_repeat(b, cgb_seq2(b, comma, extra), 0, CG_INF) : cgb_empty(b);
-    CgExpr s_next = extra >= 0 ? cgb_repeat(b, cgb_seq2(b, extra, c_next), 0, 1) : cgb_empty(b);
+    CgExpr s_next = extra >= 0 ? cgb_repeat(b, cgb_seq2(b, extra, c_next), at_least_one ? 1 : 0, 1)
+                               : (at_least_one ? cgb_nothing(b) : cgb_empty(b));
     c_next = as_rule(s, c_next, "members");
     for (int i = n - 1; i >= 0; i--) {
         CgExpr with = cgb_seq2(b, mem[i], c_next);
@@ -1031,7 +1044,7 @@ static CgExpr lower_array(Sc *s, const JdValue *v) {
     bool rest_none = rest->kind == JD_FALSE;
     if (rest_none && (mx < 0 || mx > np)) mx = np;
     if (mn > mx && mx >= 0) return fail(s, ERR_CONSTRAINT, "minItems %ld: only %ld items are allowed", mn, mx);
-    if (mn > 100000 || mx > 100000) return fail(s, ERR_LIMIT, "minItems/maxItems past 100000");
+    if (mn > 1000000 || mx > 1000000) return fail(s, ERR_LIMIT, "minItems/maxItems past 1000000");
     CgExpr comma = punct(s, ",");
     CgExpr r = rest_none ? -1 : as_rule(s, lower(s, rest), "items");
     /* tail(i): what follows after i elements */
@@ -1041,8 +1054,8 @@ static CgExpr lower_array(Sc *s, const JdValue *v) {
         tail = cgb_empty(b);
     } else {
         long lo = mn > start_rest ? mn - start_rest : 0;
-        long hi = mx < 0 ? CG_INF : mx - start_rest;
-        tail = cgb_repeat(b, cgb_seq2(b, comma, r), (int)lo, (int)hi);
+        long hi = mx < 0 ? -1 : mx - start_rest;
+        tail = sx_repeat(b, cgb_seq2(b, comma, r), lo, hi, s->lim.max_repeat, "items");
     }
     long last = np;
     if (mx >= 0 && mx < last) last = mx;
@@ -1060,8 +1073,8 @@ static CgExpr lower_array(Sc *s, const JdValue *v) {
     } else {
         /* no prefix: (r (, r){mn-1..mx-1})? */
         long lo = mn > 0 ? mn - 1 : 0;
-        long hi = mx < 0 ? CG_INF : mx - 1;
-        CgExpr seq = cgb_seq2(b, r, cgb_repeat(b, cgb_seq2(b, comma, r), (int)lo, (int)hi));
+        long hi = mx < 0 ? -1 : mx - 1;
+        CgExpr seq = cgb_seq2(b, r, sx_repeat(b, cgb_seq2(b, comma, r), lo, hi, s->lim.max_repeat, "items"));
         body = mn > 0 ? seq : cgb_alt2(b, seq, cgb_empty(b));
     }
     return cgb_seq(b, (CgExpr[]){open_tok(s, "["), body, close_tok(s, "]")}, 3);
@@ -1074,9 +1087,7 @@ static int check_keywords(Sc *s, const JdValue *v) {
     for (int i = 0; i < v->n; i++) {
         const char *k = v->keys[i];
         if (in_list(refused, k)) {
-            const JdValue *x = v->items[i];
             if ((!strcmp(k, "then") || !strcmp(k, "else")) && !jd_get(v, "if")) continue;
-            if (!strcmp(k, "dependencies") && x->kind == JD_OBJECT && x->n == 0) continue;
             fail(s, ERR_UNSUPPORTED, "keyword \"%s\" is not supported", k);
             return -1;
         }
@@ -1089,6 +1100,66 @@ static int check_keywords(Sc *s, const JdValue *v) {
         }
     }
     return 0;
+}
+
+/* dependencies / dependentRequired / dependentSchemas as allOf members
+ * anyOf[{name absent}, {name present, and what it needs}]. */
+static const JdValue *rewrite_dependencies(Sc *s, const JdValue *v) {
+    static const char *const kws[] = {"dependencies", "dependentRequired", "dependentSchemas"};
+    int count = 0;
+    for (int k = 0; k < 3; k++) {
+        const JdValue *d = jd_get(v, kws[k]);
+        if (d && d->kind == JD_OBJECT) count += d->n;
+    }
+    if (count == 0) return v;
+    if (count > 4) {
+        fail(s, ERR_UNSUPPORTED, "dependencies: more than 4 entries");
+        return NULL;
+    }
+    JdValue *o = made(s, JD_OBJECT), *all = made(s, JD_ARRAY);
+    if (!o || !all) return NULL;
+    const JdValue *prev = jd_get(v, "allOf");
+    if (prev)
+        for (int i = 0; i < prev->n; i++) add_item(all, NULL, 0, prev->items[i]);
+    for (int i = 0; i < v->n; i++) {
+        const char *k = v->keys[i];
+        if (!strcmp(k, "allOf") || !strcmp(k, kws[0]) || !strcmp(k, kws[1]) || !strcmp(k, kws[2])) continue;
+        add_item(o, k, v->key_lens[i], v->items[i]);
+    }
+    static const JdValue false_schema = {.kind = JD_FALSE};
+    for (int q = 0; q < 3; q++) {
+        const JdValue *d = jd_get(v, kws[q]);
+        if (!d || d->kind != JD_OBJECT) continue;
+        for (int i = 0; i < d->n; i++) {
+            const char *name = d->keys[i];
+            size_t nl = d->key_lens[i];
+            const JdValue *need = d->items[i];
+            JdValue *absent = made(s, JD_OBJECT), *props = made(s, JD_OBJECT);
+            JdValue *req = made(s, JD_ARRAY), *present = made(s, JD_OBJECT), *self = made(s, JD_STRING);
+            JdValue *pair = made(s, JD_ARRAY), *alt = made(s, JD_OBJECT);
+            if (!absent || !props || !req || !present || !self || !pair || !alt) return NULL;
+            add_item(props, name, nl, &false_schema);
+            add_item(absent, "properties", 10, props);
+            self->str = strndup(name, nl);
+            self->len = nl;
+            add_item(req, NULL, 0, self);
+            if (need->kind == JD_ARRAY) {
+                for (int j = 0; j < need->n; j++) add_item(req, NULL, 0, need->items[j]);
+                add_item(present, "required", 8, req);
+            } else {
+                JdValue *r = made(s, JD_OBJECT);
+                if (!r) return NULL;
+                add_item(r, "required", 8, req);
+                present = allof2(s, r, need);
+            }
+            add_item(pair, NULL, 0, absent);
+            add_item(pair, NULL, 0, present);
+            add_item(alt, "anyOf", 5, pair);
+            add_item(all, NULL, 0, alt);
+        }
+    }
+    add_item(o, "allOf", 5, all);
+    return o;
 }
 
 /* Expression of v without its enum/const (for filtering them). */
@@ -1221,6 +1292,11 @@ static CgExpr lower(Sc *s, const JdValue *v) {
             return out;
         }
     }
+    v = rewrite_dependencies(s, v);
+    if (!v) {
+        s->depth--;
+        return -1;
+    }
     const JdValue *f = flatten(s, v, 0);
     if (!f) {
         s->depth--;
@@ -1239,16 +1315,19 @@ static CgExpr lower(Sc *s, const JdValue *v) {
             return fail(s, ERR_CONSTRAINT, "%s: expected a non-empty list", any ? "anyOf" : "oneOf");
         }
         if (any && one) {
-            /* keep one here, the other inside allOf */
+            /* distribute anyOf here; oneOf waits inside allOf */
             JdValue *o = made(s, JD_OBJECT), *w = made(s, JD_OBJECT), *arr = made(s, JD_ARRAY);
+            const JdValue *prev = jd_get(v, "allOf");
             for (int i = 0; i < v->n; i++)
-                if (strcmp(v->keys[i], "oneOf")) add_item(o, v->keys[i], v->key_lens[i], v->items[i]);
+                if (strcmp(v->keys[i], "oneOf") && strcmp(v->keys[i], "allOf"))
+                    add_item(o, v->keys[i], v->key_lens[i], v->items[i]);
             add_item(w, "oneOf", 5, one);
+            if (prev)
+                for (int i = 0; i < prev->n; i++) add_item(arr, NULL, 0, prev->items[i]);
             add_item(arr, NULL, 0, w);
             add_item(o, "allOf", 5, arr);
-            out = lower(s, o);
-            s->depth--;
-            return out;
+            v = o;
+            one = NULL;
         }
         if (one) {
             for (int i = 0; i < list->n; i++)
@@ -1422,6 +1501,7 @@ static int compile_root(const JdValue *root, const JdValue *sch, const CgJsonOpt
     if (opt) s.opt = *opt;
     if (lim) s.lim = *lim;
     if (s.lim.max_depth <= 0) s.lim.max_depth = 100;
+    if (s.lim.max_repeat <= 0) s.lim.max_repeat = 1000;
     s.draft = draft_of(root);
     if (s.opt.indent > 0) {
         err_fmt(err, errcap, "JSON indent option is not supported");

@@ -48,6 +48,12 @@ typedef struct {
  * it cannot express. Writes the message to err. */
 int sn_number(CgBuilder *b, const NumSpec *spec, CgExpr *out, char *err, size_t errcap);
 
+/* x{min,max} (max CG_INF = none) for counts past the builder's repeat cap
+ * (cap): blocks of k copies as a rule, counted by the caller, so
+ * x{0,65535} costs ~2*sqrt(65535) states instead of 65535. x must always
+ * match exactly one unit (a character, a ", item"). */
+CgExpr sx_repeat(CgBuilder *b, CgExpr x, long min, long max, int cap, const char *name);
+
 /* ---- strings ----------------------------------------------------------- */
 
 /* One character of a JSON string body: code points in the ranges, each

@@ -482,3 +482,28 @@ int sn_number(CgBuilder *b, const NumSpec *s, CgExpr *out, char *err, size_t err
     *out = cgb_alt(b, alts, n);
     return 0;
 }
+
+/* ---- long repeats ------------------------------------------------------- */
+
+CgExpr sx_repeat(CgBuilder *b, CgExpr x, long mn, long mx, int cap, const char *name) {
+    if (cap <= 0) cap = 1000;
+    long top = mx < 0 ? mn : mx;
+    if (top <= cap) return cgb_repeat(b, x, (int)mn, mx < 0 ? CG_INF : (int)mx);
+    long k = 1;
+    while (k * k < top) k++;
+    if (k > cap) return -1;
+    int blk = cgb_rule(b, name);
+    if (blk < 0 || cgb_define(b, blk, cgb_repeat(b, x, (int)k, (int)k)) < 0) return -1;
+    CgExpr B = cgb_ref(b, blk);
+    long amin = mn / k, rmin = mn % k;
+    if (mx < 0) return cgb_seq2(b, cgb_repeat(b, B, (int)amin, (int)amin), cgb_repeat(b, x, (int)rmin, CG_INF));
+    long A = mx / k, R = mx % k;
+    if (amin == A) return cgb_seq2(b, cgb_repeat(b, B, (int)A, (int)A), cgb_repeat(b, x, (int)rmin, (int)R));
+    CgExpr alts[3];
+    int n = 0;
+    alts[n++] = cgb_seq2(b, cgb_repeat(b, B, (int)amin, (int)amin), cgb_repeat(b, x, (int)rmin, (int)k - 1));
+    if (A - 1 >= amin + 1)
+        alts[n++] = cgb_seq2(b, cgb_repeat(b, B, (int)amin + 1, (int)A - 1), cgb_repeat(b, x, 0, (int)k - 1));
+    alts[n++] = cgb_seq2(b, cgb_repeat(b, B, (int)A, (int)A), cgb_repeat(b, x, 0, (int)R));
+    return cgb_alt(b, alts, n);
+}

@@ -995,11 +995,11 @@ int ss_string(CgBuilder *b, long min_len, long max_len, const char *pattern, siz
             return rc;
         }
     } else {
-        if (min_len > 100000 || max_len > 100000) {
-            err_fmt(err, errcap, "minLength/maxLength past 100000");
+        if (min_len > 1000000 || max_len > 1000000) {
+            err_fmt(err, errcap, "minLength/maxLength past 1000000");
             return ERR_LIMIT;
         }
-        body = cgb_repeat(b, ss_any_char(b), (int)min_len, max_len < 0 ? CG_INF : (int)max_len);
+        body = sx_repeat(b, ss_any_char(b), min_len, max_len, 1000, "string-chars");
     }
     *out = cgb_seq(b, (CgExpr[]){cgb_lit(b, "\"", 1), body, cgb_lit(b, "\"", 1)}, 3);
     return 0;

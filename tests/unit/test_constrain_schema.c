@@ -83,9 +83,43 @@ Test(schema, objects) {
     check("{\"type\": \"object\", \"minProperties\": 1, \"properties\": {\"a\": {}}, \"required\": [\"a\"], "
           "\"additionalProperties\": false}",
           L("{\"a\": 1}"), L("{}"));
+    check("{\"type\": \"object\", \"minProperties\": 1, \"properties\": {\"a\": {}, \"b\": {}}, \"additionalProperties\": false}",
+          L("{\"a\": 1}", "{\"b\": 1}", "{\"a\": 1, \"b\": 2}"), L("{}"));
+    check("{\"type\": \"object\", \"minProperties\": 1}", L("{\"z\": 1}"), L("{}"));
     refused("{\"type\": \"object\", \"patternProperties\": {\"^x\": {}}}", ERR_UNSUPPORTED, "patternProperties");
     refused("{\"type\": \"object\", \"minProperties\": 2}", ERR_UNSUPPORTED, "minProperties");
     refused("{\"type\": \"object\", \"maxProperties\": 2}", ERR_UNSUPPORTED, "maxProperties");
+}
+
+static char *repeated(const char *open, const char *unit, const char *sep, int n, const char *close) {
+    size_t cap = strlen(open) + strlen(close) + (size_t)n * (strlen(unit) + strlen(sep)) + 1;
+    char *s = malloc(cap);
+    strcpy(s, open);
+    for (int i = 0; i < n; i++) {
+        if (i) strcat(s, sep);
+        strcat(s, unit);
+    }
+    strcat(s, close);
+    return s;
+}
+
+Test(schema, counts_past_the_repeat_cap) {
+    CGrammar *g = compile("{\"type\": \"string\", \"minLength\": 2500, \"maxLength\": 5000}");
+    int ns[] = {2499, 2500, 3777, 4999, 5000, 5001};
+    for (int i = 0; i < 6; i++) {
+        char *t = repeated("\"", "é", "", ns[i], "\"");
+        cr_expect_eq(matches(g, t), ns[i] >= 2500 && ns[i] <= 5000, "length %d", ns[i]);
+        free(t);
+    }
+    cg_unref(g);
+    g = compile("{\"type\": \"array\", \"items\": {\"type\": \"integer\"}, \"maxItems\": 2000}");
+    int ms[] = {0, 1, 1999, 2000, 2001};
+    for (int i = 0; i < 5; i++) {
+        char *t = repeated("[", "7", ", ", ms[i], "]");
+        cr_expect_eq(matches(g, t), ms[i] <= 2000, "items %d", ms[i]);
+        free(t);
+    }
+    cg_unref(g);
 }
 
 Test(schema, arrays) {
@@ -127,9 +161,20 @@ Test(schema, combinators) {
     check("{\"properties\": {\"a\": {}}, \"additionalProperties\": false, \"anyOf\": [{\"required\": [\"a\"]}, "
           "{\"type\": \"string\"}]}",
           L("{\"a\": 1}", "\"s\"", "1"), L("{}", "{\"b\": 1}"));
+    /* dependencies: a present member needs others */
+    check("{\"type\": \"object\", \"properties\": {\"a\": {}, \"b\": {}, \"c\": {}}, \"dependencies\": {\"a\": [\"b\"], "
+          "\"c\": {\"required\": [\"a\"]}}}",
+          L("{}", "{\"b\": 1}", "{\"a\": 1, \"b\": 2}", "{\"a\": 1, \"b\": 2, \"c\": 3}"),
+          L("{\"a\": 1}", "{\"c\": 3}", "{\"b\": 1, \"c\": 3}"));
+    check("{\"dependentRequired\": {\"x\": [\"y\"]}}", L("{\"y\": 1}", "{\"x\": 1, \"y\": 2}", "3"), L("{\"x\": 1}"));
+    /* two anyOf lists (through allOf) and anyOf beside oneOf */
+    check("{\"allOf\": [{\"anyOf\": [{\"type\": \"integer\"}, {\"type\": \"string\"}]}, "
+          "{\"anyOf\": [{\"type\": \"integer\", \"minimum\": 5}, {\"type\": \"string\", \"maxLength\": 1}]}]}",
+          L("5", "\"a\""), L("4", "null", "\"ab\""));
+    check("{\"anyOf\": [{\"type\": \"integer\"}, {\"type\": \"string\"}], \"oneOf\": [{\"type\": \"string\"}, {\"type\": \"null\"}]}",
+          L("\"a\""), L("4", "null"));
     refused("{\"not\": {\"type\": \"string\"}}", ERR_UNSUPPORTED, "\"not\"");
     refused("{\"if\": {\"type\": \"string\"}, \"then\": {\"minLength\": 1}}", ERR_UNSUPPORTED, "\"if\"");
-    refused("{\"dependencies\": {\"a\": [\"b\"]}}", ERR_UNSUPPORTED, "dependencies");
     refused("{\"propertyNames\": {\"maxLength\": 3}}", ERR_UNSUPPORTED, "propertyNames");
     refused("{\"contains\": {\"type\": \"integer\"}}", ERR_UNSUPPORTED, "contains");
 }
