@@ -819,22 +819,96 @@ static CgExpr member(Sc *s, CgExpr key, CgExpr value) {
     return cgb_seq(s->b, (CgExpr[]){key, punct(s, ":"), value}, 3);
 }
 
+/* Members whose names are not declared, by region of the patterns: a
+ * name matching the patterns in set m (and no others) takes all their
+ * schemas; one matching none takes additionalProperties. -1: none. */
+static CgExpr pattern_members(Sc *s, const JdValue *pprops, CGrammar *const *pg, int npat, const JdValue *addl,
+                              const char *const *names, const size_t *nlens, int n) {
+    CgBuilder *b = s->b;
+    static const JdValue true_schema = {.kind = JD_TRUE};
+    CGrammar *ug = NULL, *dg = NULL;
+    char msg[300];
+    int rc = ss_names_grammar(NULL, NULL, 0, true, &ug, msg, sizeof msg);
+    if (!rc && n > 0) rc = ss_names_grammar(names, nlens, n, false, &dg, msg, sizeof msg);
+    if (rc) {
+        cg_unref(ug);
+        return fail(s, rc, "patternProperties: %s", msg);
+    }
+    CgExpr alts[8];
+    int k = 0;
+    for (int m = 0; m < (1 << npat) && !s->rc; m++) {
+        if (m == 0 && addl && addl->kind == JD_FALSE) continue;
+        CGrammar *gs[5];
+        bool neg[5];
+        int ng = 0;
+        gs[ng] = ug;
+        neg[ng++] = false;
+        for (int i = 0; i < npat; i++) {
+            gs[ng] = pg[i];
+            neg[ng++] = !((m >> i) & 1);
+        }
+        if (dg) {
+            gs[ng] = dg;
+            neg[ng++] = true;
+        }
+        CgExpr body;
+        bool empty;
+        rc = sk_region(b, gs, neg, ng, "pattern-names", &body, &empty, msg, sizeof msg);
+        if (rc) {
+            fail(s, rc, "%s", msg);
+            break;
+        }
+        if (empty) continue;
+        const JdValue *val = NULL;
+        for (int i = 0; i < npat; i++)
+            if ((m >> i) & 1) val = val ? allof2(s, val, pprops->items[i]) : pprops->items[i];
+        if (!val) val = addl ? addl : &true_schema;
+        CgExpr key = cgb_seq(b, (CgExpr[]){cgb_lit(b, "\"", 1), body, cgb_lit(b, "\"", 1)}, 3);
+        alts[k++] = member(s, key, as_rule(s, lower(s, val), "patternProperties"));
+    }
+    cg_unref(ug);
+    cg_unref(dg);
+    if (s->rc) return -1;
+    return k ? cgb_alt(b, alts, k) : -1;
+}
+
 static CgExpr lower_object(Sc *s, const JdValue *v) {
     CgBuilder *b = s->b;
     const JdValue *props = jd_get(v, "properties");
     const JdValue *req = jd_get(v, "required");
     const JdValue *addl = jd_get(v, "additionalProperties");
     const JdValue *pprops = jd_get(v, "patternProperties");
+    const JdValue *pat_all = NULL;   /* what every member must satisfy */
     if (props && props->kind != JD_OBJECT) return fail(s, ERR_CONSTRAINT, "properties: expected an object");
     if (req && req->kind != JD_ARRAY) return fail(s, ERR_CONSTRAINT, "required: expected a list");
     if (pprops && pprops->kind != JD_OBJECT) return fail(s, ERR_CONSTRAINT, "patternProperties: expected an object");
     if (pprops && pprops->n == 0) pprops = NULL;
+    /* patternProperties: a pattern every name matches folds into
+     * additionalProperties; others split the names into regions */
+    int npat = 0;
+    CGrammar *pg[3] = {0};
     if (pprops) {
-        if (!addl || addl->kind != JD_FALSE)
-            return fail(s, ERR_UNSUPPORTED, "patternProperties without \"additionalProperties\": false");
-        if (pprops->n > 1) return fail(s, ERR_UNSUPPORTED, "patternProperties with more than one pattern");
-        if (props && props->n)
-            return fail(s, ERR_UNSUPPORTED, "patternProperties together with properties");
+        npat = pprops->n;
+        if (npat > 3) return fail(s, ERR_UNSUPPORTED, "patternProperties with more than 3 patterns");
+        bool universal = true;
+        for (int i = 0; i < npat; i++) universal &= ss_pattern_universal(pprops->keys[i], pprops->key_lens[i]);
+        if (universal) {
+            const JdValue *all = pprops->items[0];
+            for (int i = 1; i < npat; i++) all = allof2(s, all, pprops->items[i]);
+            pat_all = all;
+            addl = all;
+            pprops = NULL;
+            npat = 0;
+        } else {
+            for (int i = 0; i < npat; i++) {
+                char msg[300];
+                int rc = ss_pattern_grammar(pprops->keys[i], pprops->key_lens[i], &pg[i], msg, sizeof msg);
+                if (rc) {
+                    for (int j = 0; j < i; j++) cg_unref(pg[j]);
+                    return fail(s, rc, "patternProperties: %s", msg);
+                }
+            }
+        }
     }
     bool addl_any = !addl || is_true_schema(addl);
     bool addl_none = addl && addl->kind == JD_FALSE && !pprops;
@@ -856,6 +930,7 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
         free(nlens);
         free(schemas);
         free(required);
+        for (int q = 0; q < npat; q++) cg_unref(pg[q]);
         return fail(s, ERR_NOMEM, "out of memory");
     }
     int n = 0;
@@ -864,7 +939,9 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
         if (jd_get(props, props->keys[i]) != props->items[i]) continue;
         names[n] = props->keys[i];
         nlens[n] = props->key_lens[i];
-        schemas[n] = props->items[i];
+        schemas[n] = pat_all ? allof2(s, props->items[i], pat_all) : props->items[i];
+        for (int q = 0; q < npat; q++)
+            if (ss_name_matches(pg[q], names[n], nlens[n]) == 1) schemas[n] = allof2(s, schemas[n], pprops->items[q]);
         required[n] = str_in(req, props->keys[i]);
         n++;
     }
@@ -876,23 +953,21 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
             bool dup = false;
             for (int j = 0; j < n; j++) dup |= !strcmp(names[j], k);
             if (dup) continue;
-            if (addl_none) {
+            const JdValue *sch = NULL;
+            for (int q = 0; q < npat; q++)
+                if (ss_name_matches(pg[q], k, req->items[i]->len) == 1)
+                    sch = sch ? allof2(s, sch, pprops->items[q]) : pprops->items[q];
+            if (!sch && addl && addl->kind == JD_FALSE) {
                 free(names);
                 free(nlens);
                 free(schemas);
                 free(required);
+                for (int q = 0; q < npat; q++) cg_unref(pg[q]);
                 return fail(s, ERR_CONSTRAINT, "required: \"%s\" is not allowed by additionalProperties: false", k);
-            }
-            if (pprops) {
-                free(names);
-                free(nlens);
-                free(schemas);
-                free(required);
-                return fail(s, ERR_UNSUPPORTED, "required \"%s\" together with patternProperties", k);
             }
             names[n] = k;
             nlens[n] = req->items[i]->len;
-            schemas[n] = addl ? addl : &true_schema;
+            schemas[n] = sch ? sch : addl ? addl : &true_schema;
             required[n] = true;
             n++;
         }
@@ -909,6 +984,7 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
             free(nlens);
             free(schemas);
             free(required);
+            for (int q = 0; q < npat; q++) cg_unref(pg[q]);
             return fail(s, ERR_CONSTRAINT, "minProperties %ld: only %d properties are allowed", minp, n);
         }
         /* all declared optional members but at least minp present */
@@ -917,6 +993,7 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
             free(nlens);
             free(schemas);
             free(required);
+            for (int q = 0; q < npat; q++) cg_unref(pg[q]);
             return fail(s, ERR_UNSUPPORTED, "minProperties with optional or additional properties");
         }
     }
@@ -927,6 +1004,7 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
         free(nlens);
         free(schemas);
         free(required);
+        for (int q = 0; q < npat; q++) cg_unref(pg[q]);
         return fail(s, ERR_UNSUPPORTED, "minProperties with optional properties");
     }
     if (maxp >= 0 && (extra_possible || maxp < n)) {
@@ -935,6 +1013,7 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
             free(nlens);
             free(schemas);
             free(required);
+            for (int q = 0; q < npat; q++) cg_unref(pg[q]);
             return fail(s, ERR_CONSTRAINT, "maxProperties %ld < %d required properties", maxp, nreq);
         }
         if (!(maxp == 0 && nreq == 0 && n == 0 && false)) {
@@ -942,6 +1021,7 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
             free(nlens);
             free(schemas);
             free(required);
+            for (int q = 0; q < npat; q++) cg_unref(pg[q]);
             return fail(s, ERR_UNSUPPORTED, "maxProperties with optional or additional properties");
         }
     }
@@ -952,6 +1032,7 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
         free(nlens);
         free(schemas);
         free(required);
+        for (int q = 0; q < npat; q++) cg_unref(pg[q]);
         return fail(s, ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < n; i++) {
@@ -963,19 +1044,8 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
     if (!addl_none) {
         CgExpr key, val;
         if (pprops) {
-            CgExpr body;
-            char msg[300];
-            int rc = ss_pattern_body(b, pprops->keys[0], pprops->key_lens[0], &body, msg, sizeof msg);
-            if (rc) {
-                free(mem);
-                free(names);
-                free(nlens);
-                free(schemas);
-                free(required);
-                return fail(s, rc, "patternProperties: %s", msg);
-            }
-            key = cgb_seq(b, (CgExpr[]){cgb_lit(b, "\"", 1), body, cgb_lit(b, "\"", 1)}, 3);
-            val = as_rule(s, lower(s, pprops->items[0]), "patternProperties");
+            extra = pattern_members(s, pprops, pg, npat, addl, names, nlens, n);
+            key = val = -1;
         } else {
             Trie *t = NULL;
             for (int i = 0; i < n; i++) trie_add(&t, names[i], nlens[i]);
@@ -986,8 +1056,9 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
             val = addl_any ? as_rule(s, lower(s, &true_schema), "value")
                            : as_rule(s, lower(s, addl), "additionalProperties");
         }
-        extra = member(s, key, val);
+        if (key >= 0) extra = member(s, key, val);
     }
+    for (int q = 0; q < npat; q++) cg_unref(pg[q]);
     /* Sequence with optional members and commas between present ones:
      *   S_i = m_i C_{i+1} | S_{i+1} (m_i optional)    S_n = (x (, x)*)?
      *   C_i = (, m_i)? C_{i+1}                        C_n = (, x)*

@@ -79,6 +79,24 @@ int ss_string(CgBuilder *b, long min_len, long max_len, const char *pattern, siz
 int ss_pattern_body(CgBuilder *b, const char *pattern, size_t n, CgExpr *out, char *err,
                     size_t errcap);
 
+/* Names (encoded string bodies) accepted by gs[i]'s start rule where
+ * neg[i] is false and rejected where it is true, as right-linear rules in b
+ * (n <= 16; each grammar call-free). *empty when there are none. */
+int sk_region(CgBuilder *b, CGrammar *const *gs, const bool *neg, int n, const char *name, CgExpr *out,
+              bool *empty, char *err, size_t errcap);
+
+/* 1 when the decoded name matches the pattern (unanchored), 0 when not,
+ * negative with a message on a bad pattern. *g (if not NULL) receives the
+ * pattern's body grammar for sk_region. */
+int ss_pattern_grammar(const char *pattern, size_t n, CGrammar **g, char *err, size_t errcap);
+int ss_name_matches(const CGrammar *g, const char *s, size_t n);
+/* Grammars of all encoded names and of exactly the given names. */
+int ss_names_grammar(const char *const *names, const size_t *lens, int n, bool universe, CGrammar **g,
+                     char *err, size_t errcap);
+/* Whether the pattern matches every string (unanchored with a branch that
+ * matches the empty string, e.g. ".*", ""). */
+bool ss_pattern_universal(const char *pattern, size_t n);
+
 /* Whether a format name is one this room enforces; *known_unenforced set
  * when it is a format the JSON Schema vocabulary defines but this room
  * does not enforce (the caller refuses it); unknown names are annotations. */

@@ -882,6 +882,72 @@ int ss_pattern_body(CgBuilder *b, const char *pattern, size_t n, CgExpr *out, ch
     return pattern_expr(b, pattern, n, 0, -1, out, err, errcap);
 }
 
+int ss_pattern_grammar(const char *pattern, size_t n, CGrammar **g, char *err, size_t errcap) {
+    CgBuilder *b = cgb_new(NULL);
+    if (!b) return err_fmt(err, errcap, "out of memory"), ERR_NOMEM;
+    CgExpr body;
+    int rc = pattern_expr(b, pattern, n, 0, -1, &body, err, errcap);
+    if (!rc) {
+        int r = cgb_rule(b, "pattern");
+        cgb_define(b, r, body);
+        rc = cgb_build(b, r, g, err, errcap);
+    }
+    cgb_free(b);
+    return rc;
+}
+
+int ss_name_matches(const CGrammar *g, const char *s, size_t n) {
+    size_t len;
+    char *e = ss_encode(s, n, &len);
+    if (!e) return ERR_NOMEM;
+    int m = cg_match(g, e + 1, len - 2, NULL);   /* the body, without quotes */
+    free(e);
+    return m;
+}
+
+int ss_names_grammar(const char *const *names, const size_t *lens, int n, bool universe, CGrammar **g,
+                     char *err, size_t errcap) {
+    CgBuilder *b = cgb_new(NULL);
+    if (!b) return err_fmt(err, errcap, "out of memory"), ERR_NOMEM;
+    CgExpr body;
+    if (universe) {
+        body = cgb_repeat(b, ss_any_char(b), 0, CG_INF);
+    } else {
+        CgExpr *alts = malloc((size_t)(n + 1) * sizeof *alts);
+        if (!alts) {
+            cgb_free(b);
+            return err_fmt(err, errcap, "out of memory"), ERR_NOMEM;
+        }
+        for (int i = 0; i < n; i++) {
+            size_t len;
+            char *e = ss_encode(names[i], lens[i], &len);
+            alts[i] = e ? cgb_lit(b, e + 1, len - 2) : -1;
+            free(e);
+        }
+        body = cgb_alt(b, alts, n);
+        free(alts);
+    }
+    int r = cgb_rule(b, "names");
+    cgb_define(b, r, body);
+    int rc = cgb_build(b, r, g, err, errcap);
+    cgb_free(b);
+    return rc;
+}
+
+bool ss_pattern_universal(const char *pattern, size_t n) {
+    Pat t;
+    char err[64];
+    if (pat_parse(pattern, n, &t, err, sizeof err)) return false;
+    bool u = false;
+    for (int i = 0; i < t.body->n; i++) {
+        long a, mx;
+        rx_len(t.body->kids[i], &a, &mx);
+        if (a == 0 && !(t.start_anchored[i] && t.end_anchored[i])) u = true;
+    }
+    pat_free(&t);
+    return u;
+}
+
 /* ---- formats ------------------------------------------------------------ */
 
 #define D2 "[0-9]{2}"

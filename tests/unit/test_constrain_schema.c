@@ -86,7 +86,17 @@ Test(schema, objects) {
     check("{\"type\": \"object\", \"minProperties\": 1, \"properties\": {\"a\": {}, \"b\": {}}, \"additionalProperties\": false}",
           L("{\"a\": 1}", "{\"b\": 1}", "{\"a\": 1, \"b\": 2}"), L("{}"));
     check("{\"type\": \"object\", \"minProperties\": 1}", L("{\"z\": 1}"), L("{}"));
-    refused("{\"type\": \"object\", \"patternProperties\": {\"^x\": {}}}", ERR_UNSUPPORTED, "patternProperties");
+    /* patterns beside declared and additional members */
+    check("{\"type\": \"object\", \"properties\": {\"xa\": {\"type\": \"string\"}, \"b\": {}}, "
+          "\"patternProperties\": {\"^x\": {\"maxLength\": 1}, \"\\\\d\": {\"type\": \"string\"}}, "
+          "\"additionalProperties\": {\"type\": \"null\"}}",
+          L("{\"xa\": \"s\"}", "{\"xb\": 5}", "{\"x1\": \"s\"}", "{\"q\": null}", "{\"b\": 3, \"z9\": \"long\"}"),
+          L("{\"xa\": \"long\"}", "{\"xa\": 1}", "{\"xb\": \"long\"}", "{\"x1\": 5}", "{\"q\": 1}", "{\"z9\": null}"));
+    /* a pattern every name matches */
+    check("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}}, \"patternProperties\": {\".*\": {\"minimum\": 2}}}",
+          L("{\"a\": 2}", "{\"b\": 3}", "{\"b\": \"s\"}"), L("{\"a\": 1}", "{\"b\": 1}"));
+    check("{\"type\": \"object\", \"patternProperties\": {\"^[a-z]+$\": {\"type\": \"integer\"}}, \"required\": [\"k\", \"K\"]}",
+          L("{\"k\": 1, \"K\": \"s\"}", "{\"k\": 1, \"K\": 2, \"z\": 3, \"Z\": null}"), L("{\"k\": \"s\", \"K\": 1}", "{\"k\": 1, \"K\": 1, \"z\": null}"));
     refused("{\"type\": \"object\", \"minProperties\": 2}", ERR_UNSUPPORTED, "minProperties");
     refused("{\"type\": \"object\", \"maxProperties\": 2}", ERR_UNSUPPORTED, "maxProperties");
 }
@@ -426,6 +436,8 @@ static const char *const sound_schemas[] = {
     "{\"allOf\": [{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\", \"minimum\": 3}}}, "
     "{\"required\": [\"a\"], \"properties\": {\"a\": {\"maximum\": 9}}}]}",
     "{\"type\": \"object\", \"patternProperties\": {\"^[a-c]+$\": {\"type\": \"integer\"}}, \"additionalProperties\": false}",
+    "{\"type\": \"object\", \"properties\": {\"ab\": {\"type\": \"null\"}}, \"patternProperties\": {\"^a\": {\"type\": \"integer\"}, \"b$\": {\"type\": \"integer\", \"minimum\": 3}}, "
+    "\"additionalProperties\": {\"type\": \"string\", \"maxLength\": 2}}",
     "{\"type\": \"object\", \"properties\": {\"x\": {\"type\": \"string\"}}, \"additionalProperties\": false, \"required\": [\"x\"]}",
     "{}",
 };
