@@ -574,11 +574,36 @@ static const JdValue *flatten(Sc *s, const JdValue *v, int depth) {
 
 /* ---- oneOf: disjointness ------------------------------------------------ */
 
+static int kind_type(const JdValue *v) {
+    switch (v->kind) {
+    case JD_NULL: return T_NULL;
+    case JD_TRUE:
+    case JD_FALSE: return T_BOOL;
+    case JD_NUMBER: return T_NUM | T_INT;
+    case JD_STRING: return T_STR;
+    case JD_ARRAY: return T_ARR;
+    case JD_OBJECT: return T_OBJ;
+    }
+    return 0;
+}
+
+/* The types an enum / const leaves (T_ALL without them). */
+static int value_types(const JdValue *c, const JdValue *e) {
+    if (c) return kind_type(c);
+    if (!e) return T_ALL;
+    int m = 0;
+    for (int i = 0; i < e->n; i++) m |= kind_type(e->items[i]);
+    return m;
+}
+
 /* Whether no value satisfies both a and b (false when unsure). */
 static bool disjoint(Sc *s, const JdValue *a, const JdValue *b, int depth) {
     if (depth > 8) return false;
     if (a->kind == JD_FALSE || b->kind == JD_FALSE) return true;
     if (a->kind != JD_OBJECT || b->kind != JD_OBJECT) return false;
+    if (jd_get(a, "allOf")) a = flatten(s, a, 0);
+    if (jd_get(b, "allOf")) b = flatten(s, b, 0);
+    if (!a || !b) return false;
     if (jd_get(a, "$ref") && !jd_get(a, "type")) {
         const JdValue *t = resolve(s, jd_get(a, "$ref")->str);
         if (!t || t == a) return false;
@@ -592,6 +617,10 @@ static bool disjoint(Sc *s, const JdValue *a, const JdValue *b, int depth) {
     int ta = type_mask(s, jd_get(a, "type")), tb = type_mask(s, jd_get(b, "type"));
     const JdValue *ea = jd_get(a, "enum"), *eb = jd_get(b, "enum");
     const JdValue *ca = jd_get(a, "const"), *cb = jd_get(b, "const");
+    if (ea && ea->kind != JD_ARRAY) ea = NULL;
+    if (eb && eb->kind != JD_ARRAY) eb = NULL;
+    ta &= value_types(ca, ea);
+    tb &= value_types(cb, eb);
     if (!(ta & tb)) return true;
     /* enum / const sets */
     if ((ea || ca) && (eb || cb)) {
@@ -1173,6 +1202,93 @@ static int check_keywords(Sc *s, const JdValue *v) {
     return 0;
 }
 
+/* The negation of a schema, where it has one as a schema: only `type`,
+ * or only `required` (some named member absent); NULL otherwise. */
+static const JdValue *negate(Sc *s, const JdValue *a) {
+    static const JdValue false_schema = {.kind = JD_FALSE};
+    if (a->kind == JD_FALSE) {
+        static const JdValue t = {.kind = JD_TRUE};
+        return &t;
+    }
+    if (a->kind != JD_OBJECT) return NULL;
+    a = flatten(s, a, 0);
+    if (!a) return NULL;
+    const JdValue *type = NULL, *req = NULL;
+    for (int i = 0; i < a->n; i++) {
+        const char *k = a->keys[i];
+        if (!strcmp(k, "type")) type = a->items[i];
+        else if (!strcmp(k, "required")) req = a->items[i];
+        else if (in_list(handled, k) || in_list(refused, k)) return NULL;
+    }
+    if (type && req) return NULL;
+    if (type) {
+        int m = type_mask(s, type);
+        JdValue *o = made(s, JD_OBJECT);
+        if (!o) return NULL;
+        int c = T_ALL & ~m;
+        if ((m & T_INT) && !(m & T_NUM)) return NULL;   /* "not integer" is not a type list */
+        add_item(o, "type", 4, type_node(s, c));
+        return o;
+    }
+    if (!req || req->kind != JD_ARRAY || req->n == 0) return &false_schema;
+    JdValue *alts = made(s, JD_ARRAY), *o = made(s, JD_OBJECT);
+    if (!alts || !o) return NULL;
+    for (int i = 0; i < req->n; i++) {
+        if (req->items[i]->kind != JD_STRING) return NULL;
+        JdValue *alt = made(s, JD_OBJECT), *props = made(s, JD_OBJECT), *t = made(s, JD_STRING);
+        if (!alt || !props || !t) return NULL;
+        t->str = strdup("object");
+        t->len = 6;
+        add_item(alt, "type", 4, t);
+        add_item(props, req->items[i]->str, req->items[i]->len, &false_schema);
+        add_item(alt, "properties", 10, props);
+        add_item(alts, NULL, 0, alt);
+    }
+    add_item(o, "anyOf", 5, alts);
+    return o;
+}
+
+/* oneOf as an anyOf of disjoint alternatives: each alternative that may
+ * overlap another (checked with the rest of the schema merged in) gets the
+ * negation of the other; refused where no negation is available. */
+static const JdValue *one_of_exact(Sc *s, const JdValue *v, const JdValue *list) {
+    int n = list->n;
+    JdValue *base = made(s, JD_OBJECT);
+    if (!base) return NULL;
+    bool base_empty = true;
+    for (int i = 0; i < v->n; i++) {
+        if (v->items[i] == list) continue;
+        add_item(base, v->keys[i], v->key_lens[i], v->items[i]);
+        if (in_list(handled, v->keys[i])) base_empty = false;
+    }
+    const JdValue **merged = calloc((size_t)n, sizeof *merged);
+    JdValue *out = made(s, JD_ARRAY);
+    if (!merged || !out) {
+        free(merged);
+        fail(s, ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < n && !s->rc; i++)
+        merged[i] = base_empty ? list->items[i] : flatten(s, allof2(s, base, list->items[i]), 0);
+    for (int i = 0; i < n && !s->rc; i++) {
+        const JdValue *alt = list->items[i];
+        for (int j = 0; j < n && !s->rc; j++) {
+            if (j == i || !merged[i] || !merged[j] || disjoint(s, merged[i], merged[j], 0)) continue;
+            const JdValue *neg = n <= 6 ? negate(s, list->items[j]) : NULL;
+            if (!neg) {
+                free(merged);
+                fail(s, ERR_UNSUPPORTED, "oneOf: alternatives %d and %d may overlap (only disjoint oneOf is exact)",
+                     i < j ? i : j, i < j ? j : i);
+                return NULL;
+            }
+            alt = allof2(s, alt, neg);
+        }
+        add_item(out, NULL, 0, alt);
+    }
+    free(merged);
+    return s->rc ? NULL : out;
+}
+
 /* dependencies / dependentRequired / dependentSchemas as allOf members
  * anyOf[{name absent}, {name present, and what it needs}]. */
 static const JdValue *rewrite_dependencies(Sc *s, const JdValue *v) {
@@ -1400,14 +1516,13 @@ static CgExpr lower(Sc *s, const JdValue *v) {
             v = o;
             one = NULL;
         }
+        const char *list_key = any ? "anyOf" : "oneOf";
         if (one) {
-            for (int i = 0; i < list->n; i++)
-                for (int j = i + 1; j < list->n; j++)
-                    if (!disjoint(s, list->items[i], list->items[j], 0)) {
-                        s->depth--;
-                        return fail(s, ERR_UNSUPPORTED,
-                                    "oneOf: alternatives %d and %d may overlap (only disjoint oneOf is exact)", i, j);
-                    }
+            list = one_of_exact(s, v, list);
+            if (!list) {
+                s->depth--;
+                return -1;
+            }
         }
         /* base ∧ (a1 ∨ a2 ...) = (base ∧ a1) ∨ (base ∧ a2) ... */
         JdValue *base = made(s, JD_OBJECT);
@@ -1417,7 +1532,7 @@ static CgExpr lower(Sc *s, const JdValue *v) {
         }
         bool base_empty = true;
         for (int i = 0; i < v->n; i++) {
-            if (v->items[i] == list) continue;
+            if (!strcmp(v->keys[i], list_key)) continue;
             add_item(base, v->keys[i], v->key_lens[i], v->items[i]);
             if (in_list(handled, v->keys[i])) base_empty = false;
         }

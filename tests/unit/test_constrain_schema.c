@@ -162,7 +162,15 @@ Test(schema, combinators) {
     check("{\"oneOf\": [{\"type\": \"object\", \"properties\": {\"k\": {\"const\": \"a\"}}, \"required\": [\"k\"]}, "
           "{\"type\": \"object\", \"properties\": {\"k\": {\"const\": \"b\"}, \"v\": {\"type\": \"integer\"}}, \"required\": [\"k\"]}]}",
           L("{\"k\": \"a\"}", "{\"k\": \"b\", \"v\": 1}"), L("{\"k\": \"c\"}"));
-    refused("{\"oneOf\": [{\"type\": \"integer\"}, {\"type\": \"number\"}]}", ERR_UNSUPPORTED, "oneOf");
+    refused("{\"oneOf\": [{\"type\": \"integer\"}, {\"maximum\": 3}]}", ERR_UNSUPPORTED, "oneOf");
+    /* overlapping alternatives made disjoint by negation */
+    check("{\"type\": \"object\", \"oneOf\": [{\"required\": [\"a\"]}, {\"required\": [\"b\"]}]}",
+          L("{\"a\": 1}", "{\"b\": 1}"), L("{}", "{\"a\": 1, \"b\": 2}", "1"));
+    refused("{\"oneOf\": [{\"type\": \"number\"}, {\"type\": \"integer\", \"maximum\": 3}]}", ERR_UNSUPPORTED, "oneOf");
+    check("{\"oneOf\": [{\"type\": \"null\"}, {\"enum\": [\"GET\", \"POST\"]}]}", L("null", "\"GET\""), L("\"PUT\""));
+    check("{\"type\": \"object\", \"properties\": {\"k\": {\"type\": \"string\"}}, \"required\": [\"k\"], \"oneOf\": [{\"properties\": "
+          "{\"k\": {\"enum\": [\"a\"]}}}, {\"properties\": {\"k\": {\"enum\": [\"b\"]}}}]}",
+          L("{\"k\": \"a\"}", "{\"k\": \"b\"}"), L("{\"k\": \"c\"}", "{}"));
     check("{\"allOf\": [{\"type\": \"integer\", \"minimum\": 0}, {\"maximum\": 5}, {\"type\": [\"integer\", \"null\"]}]}",
           L("0", "5"), L("6", "-1", "null"));
     check("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}}, \"allOf\": [{\"required\": [\"a\"]}, "
@@ -431,6 +439,8 @@ static const char *const sound_schemas[] = {
     "{\"type\": \"array\", \"prefixItems\": [{\"const\": 1}], \"items\": {\"type\": \"string\", \"maxLength\": 2}, \"maxItems\": 3}",
     "{\"anyOf\": [{\"type\": \"null\"}, {\"type\": \"object\", \"properties\": {\"k\": {\"type\": \"string\"}}, \"additionalProperties\": false}]}",
     "{\"oneOf\": [{\"type\": \"integer\", \"maximum\": 0}, {\"type\": \"string\", \"format\": \"email\"}]}",
+    "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"null\"}, \"b\": {\"type\": \"null\"}, \"c\": {\"type\": \"null\"}}, "
+    "\"additionalProperties\": false, \"oneOf\": [{\"required\": [\"a\"]}, {\"required\": [\"b\", \"c\"]}, {\"type\": \"object\"}]}",
     "{\"$defs\": {\"n\": {\"type\": \"object\", \"properties\": {\"c\": {\"type\": \"array\", \"items\": {\"$ref\": \"#/$defs/n\"}, "
     "\"maxItems\": 2}}, \"additionalProperties\": false}}, \"$ref\": \"#/$defs/n\"}",
     "{\"allOf\": [{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\", \"minimum\": 3}}}, "
