@@ -393,6 +393,127 @@ static bool num_kw(const char *k) {
            !strcmp(k, "exclusiveMaximum");
 }
 
+static bool is_object_word(const char *k) {
+    return !strcmp(k, "properties") || !strcmp(k, "additionalProperties") || !strcmp(k, "patternProperties");
+}
+
+static bool is_array_word(const char *k) {
+    return !strcmp(k, "items") || !strcmp(k, "prefixItems") || !strcmp(k, "additionalItems");
+}
+
+static void remove_item(JdValue *v, const char *key) {
+    int k = 0;
+    for (int i = 0; i < v->n; i++) {
+        if (!strcmp(v->keys[i], key)) continue;
+        v->keys[k] = v->keys[i];
+        v->key_lens[k] = v->key_lens[i];
+        v->items[k] = v->items[i];
+        k++;
+    }
+    v->n = k;
+}
+
+static const JdValue *nontrivial(const JdValue *x) { return x && !is_true_schema(x) ? x : NULL; }
+
+/* What side x (properties p, patternProperties pp, additionalProperties
+ * add) asks of member `name`; NULL: nothing. */
+static const JdValue *member_rule(Sc *s, const JdValue *p, const JdValue *pp, const JdValue *add, const char *name,
+                                  size_t nl) {
+    const JdValue *x = p ? jd_get(p, name) : NULL;
+    if (x) return x;
+    const JdValue *acc = NULL;
+    bool matched = false;
+    for (int i = 0; pp && i < pp->n; i++) {
+        CGrammar *g = NULL;
+        char msg[200];
+        int rc = ss_pattern_grammar(pp->keys[i], pp->key_lens[i], &g, msg, sizeof msg);
+        if (rc) {
+            fail(s, rc, "patternProperties: %s", msg);
+            return NULL;
+        }
+        if (ss_name_matches(g, name, nl) == 1) {
+            matched = true;
+            acc = acc ? allof2(s, acc, pp->items[i]) : pp->items[i];
+        }
+        cg_unref(g);
+    }
+    return matched ? acc : nontrivial(add);
+}
+
+/* allOf of two object schemas: a member named by one side's properties
+ * still answers to the other side's patternProperties or
+ * additionalProperties. */
+static int merge_object_words(Sc *s, JdValue *o, const JdValue *b) {
+    const JdValue *ap = jd_get(o, "properties"), *aadd = nontrivial(jd_get(o, "additionalProperties")),
+                  *app = jd_get(o, "patternProperties");
+    const JdValue *bp = jd_get(b, "properties"), *badd = nontrivial(jd_get(b, "additionalProperties")),
+                  *bpp = jd_get(b, "patternProperties");
+    if (!bp && !badd && !bpp) return 0;
+    if ((ap && ap->kind != JD_OBJECT) || (bp && bp->kind != JD_OBJECT) || (app && app->kind != JD_OBJECT) ||
+        (bpp && bpp->kind != JD_OBJECT))
+        return fail(s, ERR_CONSTRAINT, "properties: expected an object"), -1;
+    if ((app && app->n && (bpp && bpp->n)) || (app && app->n && badd) || (bpp && bpp->n && aadd))
+        return fail(s, ERR_UNSUPPORTED, "allOf: patternProperties beside another member's patternProperties or additionalProperties"), -1;
+    static const JdValue true_schema = {.kind = JD_TRUE};
+    JdValue *props = made(s, JD_OBJECT);
+    if (!props) return -1;
+    for (int side = 0; side < 2; side++) {
+        const JdValue *p = side ? bp : ap;
+        for (int i = 0; p && i < p->n; i++) {
+            const char *name = p->keys[i];
+            size_t nl = p->key_lens[i];
+            if (jd_get(props, name)) continue;
+            const JdValue *x = member_rule(s, ap, app, aadd, name, nl), *y = member_rule(s, bp, bpp, badd, name, nl);
+            if (s->rc) return -1;
+            add_item(props, name, nl, x && y ? allof2(s, x, y) : x ? x : y ? y : &true_schema);
+        }
+    }
+    remove_item(o, "properties");
+    remove_item(o, "additionalProperties");
+    remove_item(o, "patternProperties");
+    if (props->n) add_item(o, "properties", 10, props);
+    const JdValue *add = aadd && badd ? allof2(s, aadd, badd) : aadd ? aadd : badd;
+    if (add) add_item(o, "additionalProperties", 20, add);
+    const JdValue *pp = app && app->n ? app : bpp && bpp->n ? bpp : NULL;
+    if (pp) add_item(o, "patternProperties", 17, pp);
+    return 0;
+}
+
+/* Tuple and rest of an array schema, whatever the draft's spelling. */
+static void array_parts(const JdValue *v, const JdValue **tuple, const JdValue **rest) {
+    const JdValue *items = jd_get(v, "items");
+    if (items && items->kind == JD_ARRAY) {
+        *tuple = items;
+        *rest = nontrivial(jd_get(v, "additionalItems"));
+    } else {
+        *tuple = jd_get(v, "prefixItems");
+        *rest = nontrivial(items);
+    }
+    if (*tuple && (*tuple)->kind != JD_ARRAY) *tuple = NULL;
+}
+
+static int merge_array_words(Sc *s, JdValue *o, const JdValue *b) {
+    const JdValue *ta, *ra, *tb, *rb;
+    array_parts(b, &tb, &rb);
+    if (!tb && !rb) return 0;
+    array_parts(o, &ta, &ra);
+    static const JdValue true_schema = {.kind = JD_TRUE};
+    int na = ta ? ta->n : 0, nb = tb ? tb->n : 0, n = na > nb ? na : nb;
+    JdValue *tuple = made(s, JD_ARRAY);
+    if (!tuple) return -1;
+    for (int i = 0; i < n; i++) {
+        const JdValue *x = i < na ? ta->items[i] : ra, *y = i < nb ? tb->items[i] : rb;
+        add_item(tuple, NULL, 0, x && y ? allof2(s, x, y) : x ? x : y ? y : &true_schema);
+    }
+    remove_item(o, "items");
+    remove_item(o, "prefixItems");
+    remove_item(o, "additionalItems");
+    if (n) add_item(o, "prefixItems", 11, tuple);
+    const JdValue *rest = ra && rb ? allof2(s, ra, rb) : ra ? ra : rb;
+    if (rest) add_item(o, "items", 5, rest);
+    return 0;
+}
+
 /* Folds schema b into the object o (a synthetic copy being built). */
 static int merge_into(Sc *s, JdValue *o, const JdValue *b, int depth) {
     if (b->kind == JD_TRUE) return 0;
@@ -415,8 +536,10 @@ static int merge_into(Sc *s, JdValue *o, const JdValue *b, int depth) {
     }
     b = flatten(s, b, depth + 1);
     if (!b) return -1;
+    if (merge_object_words(s, o, b) < 0 || merge_array_words(s, o, b) < 0) return -1;
     for (int i = 0; i < b->n; i++) {
         const char *k = b->keys[i];
+        if (is_object_word(k) || is_array_word(k)) continue;
         const JdValue *bv = b->items[i];
         if (in_list(annotations, k) || !strcmp(k, "allOf")) continue;
         const JdValue *av = jd_get(o, k);

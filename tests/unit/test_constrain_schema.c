@@ -179,6 +179,17 @@ Test(schema, combinators) {
     check("{\"properties\": {\"a\": {}}, \"additionalProperties\": false, \"anyOf\": [{\"required\": [\"a\"]}, "
           "{\"type\": \"string\"}]}",
           L("{\"a\": 1}", "\"s\"", "1"), L("{}", "{\"b\": 1}"));
+    /* allOf of objects: one side's additionalProperties: false binds the
+     * other side's members */
+    check("{\"$schema\": \"http://json-schema.org/draft-04/schema#\", \"definitions\": {\"p\": {\"type\": \"object\", "
+          "\"properties\": {\"w\": {\"type\": \"number\"}}, \"additionalProperties\": false}}, "
+          "\"allOf\": [{\"$ref\": \"#/definitions/p\"}], \"properties\": {\"id\": {\"type\": \"string\"}}, \"additionalProperties\": false}",
+          L("{}"), L("{\"w\": 1}", "{\"id\": \"a\"}", "{\"w\": 1, \"id\": \"a\"}"));
+    check("{\"allOf\": [{\"properties\": {\"a\": {\"type\": \"integer\"}}, \"additionalProperties\": {\"type\": \"string\"}}, "
+          "{\"properties\": {\"b\": {\"maxLength\": 2}}}]}",
+          L("{\"a\": 1, \"b\": \"xy\"}", "{\"c\": \"s\"}"), L("{\"b\": 1}", "{\"b\": \"xyz\"}", "{\"c\": 1}"));
+    check("{\"allOf\": [{\"type\": \"array\", \"items\": {\"type\": \"integer\"}}, {\"prefixItems\": [{\"minimum\": 5}]}]}",
+          L("[5, 1]", "[]"), L("[4]", "[\"a\"]", "[5, \"a\"]"));
     /* dependencies: a present member needs others */
     check("{\"type\": \"object\", \"properties\": {\"a\": {}, \"b\": {}, \"c\": {}}, \"dependencies\": {\"a\": [\"b\"], "
           "\"c\": {\"required\": [\"a\"]}}}",
