@@ -15,7 +15,8 @@
  * that runner, which stops after the last token, a valid instance must also
  * leave end-of-generation allowed (sgl check's rule).
  *
- * Usage: maskbench [--bytes] [--model M] [--verbose] [DIR [NAME-SUBSTRING]]
+ * Usage: maskbench [--bytes] [--model M] [--verbose] [--shard K/N] [DIR [NAME-SUBSTRING]]
+ *   --shard K/N: only the files whose index (sorted by name) is K mod N.
  *   DIR: the unpacked data/ folder (default /tmp/data; `make maskbench`
  *   unpacks the shared tarball). --bytes judges the serialized bytes with
  *   cg_match instead of tokens. Prints the number passing of all files, the
@@ -229,11 +230,12 @@ int main(int argc, char **argv) {
     const char *dir = "/tmp/data", *filter = NULL;
     const char *model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     bool bytes = false, verbose = false;
-    int pos = 0;
+    int pos = 0, shard = 0, nshards = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bytes")) bytes = true;
         else if (!strcmp(argv[i], "--verbose")) verbose = true;
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--shard") && i + 1 < argc) sscanf(argv[++i], "%d/%d", &shard, &nshards);
         else if (pos == 0) dir = argv[i], pos++;
         else filter = argv[i];
     }
@@ -296,7 +298,10 @@ int main(int argc, char **argv) {
     TokIds ids = {0};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    int nmine = 0;
     for (int fi = 0; fi < nnames; fi++) {
+        if (fi % nshards != shard) continue;
+        nmine++;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[fi]);
         size_t n;
@@ -384,7 +389,7 @@ int main(int argc, char **argv) {
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     printf("maskbench (%s): %d of %d schemas pass; %d compile; tests right %d of %d; "
            "invalid accepted %d; valid rejected %d; %ld tokens; %.1f s\n",
-           bytes ? "bytes" : "tokens", passing, nnames, compiled, tests_right, ntests, invalid_accepted,
+           bytes ? "bytes" : "tokens", passing, nmine, compiled, tests_right, ntests, invalid_accepted,
            valid_rejected, ntokens, secs);
     qsort(reasons, (size_t)nreasons, sizeof *reasons, by_count);
     printf("refusals (most common):\n");
