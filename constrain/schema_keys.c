@@ -11,8 +11,9 @@
  *
  *      R(q1,q2,..) = "" (if final) | [lo-hi] R(next...) | ...
  *
- * so the builder re-minimises it with everything else. Complement is what
- * the builder's expressions cannot say; this is the one place that needs it.
+ * so the builder re-minimises it with everything else. Complement and
+ * intersection (a pattern with a length bound) are what the builder's
+ * expressions cannot say; this is the one place that does them.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@
 #include "constrain/grammar.h"
 #include "constrain/schema_int.h"
 
-enum { MAX_PRODUCT = 4000 };
+enum { MAX_PRODUCT = 20000 };
 
 static int step(const CgRule *r, int q, int byte) {
     if (q < 0) return -1;

@@ -1026,6 +1026,38 @@ bool ss_format_known(const char *format, bool *known_unenforced) {
     return false;
 }
 
+/* A pattern and a length bound together: the product of their DFAs. */
+static int length_product(CgBuilder *b, const char *pattern, size_t n, long min_len, long max_len, CgExpr *out,
+                          char *err, size_t errcap) {
+    if (min_len > 1000 || max_len > 1000) {
+        err_fmt(err, errcap, "pattern together with minLength/maxLength past 1000");
+        return ERR_UNSUPPORTED;
+    }
+    CGrammar *gs[2] = {NULL, NULL};
+    int rc = ss_pattern_grammar(pattern, n, &gs[0], err, errcap);
+    if (rc) return rc;
+    CgBuilder *lb = cgb_new(NULL);
+    if (!lb) {
+        cg_unref(gs[0]);
+        return err_fmt(err, errcap, "out of memory"), ERR_NOMEM;
+    }
+    int r = cgb_rule(lb, "length");
+    cgb_define(lb, r, cgb_repeat(lb, ss_any_char(lb), (int)min_len, max_len < 0 ? CG_INF : (int)max_len));
+    rc = cgb_build(lb, r, &gs[1], err, errcap);
+    cgb_free(lb);
+    if (!rc) {
+        bool neg[2] = {false, false}, empty;
+        rc = sk_region(b, gs, neg, 2, "pattern-length", out, &empty, err, errcap);
+        if (!rc && empty) {
+            err_fmt(err, errcap, "pattern with minLength/maxLength: no string satisfies both");
+            rc = ERR_CONSTRAINT;
+        }
+    }
+    cg_unref(gs[0]);
+    cg_unref(gs[1]);
+    return rc;
+}
+
 int ss_string(CgBuilder *b, long min_len, long max_len, const char *pattern, size_t pattern_len,
               const char *format, CgExpr *out, char *err, size_t errcap) {
     if (max_len >= 0 && max_len < min_len) {
@@ -1055,6 +1087,8 @@ int ss_string(CgBuilder *b, long min_len, long max_len, const char *pattern, siz
     if (pattern) {
         char perr[256];
         int rc = pattern_expr(b, pattern, pattern_len, min_len, max_len, &body, perr, sizeof perr);
+        if (rc == ERR_UNSUPPORTED && strstr(perr, "minLength/maxLength"))
+            rc = length_product(b, pattern, pattern_len, min_len, max_len, &body, perr, sizeof perr);
         if (rc) {
             if (fre) err_fmt(err, errcap, "format \"%s\": %s", format, perr);
             else err_fmt(err, errcap, "%s", perr);

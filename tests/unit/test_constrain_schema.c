@@ -241,7 +241,11 @@ Test(schema, strings) {
           L("\"ab\"", "\"a12\""), L("\"a\"", "\"abcd\"", "\"1a\""));
     refused("{\"type\": \"string\", \"pattern\": \"(a)\\\\1\"}", ERR_UNSUPPORTED, "back-reference");
     refused("{\"type\": \"string\", \"pattern\": \"(?=a)\"}", ERR_UNSUPPORTED, "look-around");
-    refused("{\"type\": \"string\", \"pattern\": \"a\", \"maxLength\": 4}", ERR_UNSUPPORTED, "minLength/maxLength");
+    /* a pattern and a length bound intersected */
+    check("{\"type\": \"string\", \"pattern\": \"a\\\\d\", \"minLength\": 3, \"maxLength\": 4}",
+          L("\"xa1\"", "\"a1xx\"", "\"\\\"a1\\n\""), L("\"a1\"", "\"xxa1x\"", "\"abcd\""));
+    check("{\"type\": \"string\", \"format\": \"email\", \"maxLength\": 5}", L("\"a@b\"", "\"@\""), L("\"ab\"", "\"abc@de\""));
+    refused("{\"type\": \"string\", \"pattern\": \"^a+$\", \"maxLength\": 0}", ERR_CONSTRAINT, "");
     refused("{\"type\": \"string\", \"minLength\": 3, \"maxLength\": 2}", ERR_CONSTRAINT, "minLength");
 }
 
