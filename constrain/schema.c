@@ -58,6 +58,7 @@ typedef struct {
     int nmade, capmade;
     int depth;
     long work;
+    char why[200];          /* the first reason a part can hold no value */
 } Sc;
 
 static CgExpr lower(Sc *s, const JdValue *sch);
@@ -72,6 +73,20 @@ static CgExpr fail(Sc *s, int code, const char *fmt, ...) {
         s->rc = code;
     }
     return -1;
+}
+
+/* A part of the schema no value satisfies: nothing, not an error (an
+ * anyOf may have other branches); the reason is kept for the message if
+ * the whole language ends up empty. */
+static CgExpr unsat(Sc *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static CgExpr unsat(Sc *s, const char *fmt, ...) {
+    if (!s->why[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(s->why, sizeof s->why, fmt, ap);
+        va_end(ap);
+    }
+    return cgb_nothing(s->b);
 }
 
 /* ---- synthetic nodes ---------------------------------------------------- */
@@ -852,6 +867,7 @@ static CgExpr lower_number(Sc *s, const JdValue *v, bool integer) {
     char msg[256];
     int rc = sn_number(s->b, &ns, &e, msg, sizeof msg);
     num_spec_free(&ns);
+    if (rc == ERR_CONSTRAINT) return unsat(s, "%s", msg);
     if (rc) return fail(s, rc, "%s", msg);
     return e;
 }
@@ -885,6 +901,7 @@ static CgExpr lower_string(Sc *s, const JdValue *v) {
     CgExpr e;
     char msg[300];
     int rc = ss_string(s->b, mn, mx, pat ? pat->str : NULL, pat ? pat->len : 0, f, &e, msg, sizeof msg);
+    if (rc == ERR_CONSTRAINT && strstr(msg, "pattern:") != msg) return unsat(s, "%s", msg);
     if (rc) return fail(s, rc, "%s", msg);
     return e;
 }
@@ -1115,7 +1132,7 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
                 free(schemas);
                 free(required);
                 for (int q = 0; q < npat; q++) cg_unref(pg[q]);
-                return fail(s, ERR_CONSTRAINT, "required: \"%s\" is not allowed by additionalProperties: false", k);
+                return unsat(s, "required: \"%s\" is not allowed by additionalProperties: false", k);
             }
             names[n] = k;
             nlens[n] = req->items[i]->len;
@@ -1137,7 +1154,7 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
             free(schemas);
             free(required);
             for (int q = 0; q < npat; q++) cg_unref(pg[q]);
-            return fail(s, ERR_CONSTRAINT, "minProperties %ld: only %d properties are allowed", minp, n);
+            return unsat(s, "minProperties %ld: only %d properties are allowed", minp, n);
         }
         /* all declared optional members but at least minp present */
         if (extra_possible) {
@@ -1166,7 +1183,7 @@ static CgExpr lower_object(Sc *s, const JdValue *v) {
             free(schemas);
             free(required);
             for (int q = 0; q < npat; q++) cg_unref(pg[q]);
-            return fail(s, ERR_CONSTRAINT, "maxProperties %ld < %d required properties", maxp, nreq);
+            return unsat(s, "maxProperties %ld < %d required properties", maxp, nreq);
         }
         if (!(maxp == 0 && nreq == 0 && n == 0 && false)) {
             free(names);
@@ -1261,12 +1278,12 @@ static CgExpr lower_array(Sc *s, const JdValue *v) {
             np = prefix->n;
         }
     }
-    if (mx >= 0 && mx < mn) return fail(s, ERR_CONSTRAINT, "minItems %ld > maxItems %ld", mn, mx);
+    if (mx >= 0 && mx < mn) return unsat(s, "minItems %ld > maxItems %ld", mn, mx);
     if (uniq && uniq->kind == JD_TRUE && !(mx >= 0 && mx <= 1))
         return fail(s, ERR_UNSUPPORTED, "uniqueItems: true (not expressible exactly)");
     bool rest_none = rest->kind == JD_FALSE;
     if (rest_none && (mx < 0 || mx > np)) mx = np;
-    if (mn > mx && mx >= 0) return fail(s, ERR_CONSTRAINT, "minItems %ld: only %ld items are allowed", mn, mx);
+    if (mn > mx && mx >= 0) return unsat(s, "minItems %ld: only %ld items are allowed", mn, mx);
     if (mn > 1000000 || mx > 1000000) return fail(s, ERR_LIMIT, "minItems/maxItems past 1000000");
     CgExpr comma = punct(s, ",");
     CgExpr r = rest_none ? -1 : as_rule(s, lower(s, rest), "items");
@@ -1827,6 +1844,7 @@ static int compile_root(const JdValue *root, const JdValue *sch, const CgJsonOpt
     if (!rc) {
         cgb_define(s.b, start, e);
         rc = cgb_build(s.b, start, out, err, errcap);
+        if (rc == ERR_CONSTRAINT && s.why[0]) err_fmt(err, errcap, "no value satisfies the schema: %s", s.why);
     }
     cgb_free(s.b);
     free(s.memo);

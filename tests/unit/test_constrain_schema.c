@@ -146,6 +146,10 @@ Test(schema, arrays) {
     check("{\"type\": \"array\", \"uniqueItems\": true, \"maxItems\": 1}", L("[]", "[1]"), L("[1, 2]"));
     refused("{\"type\": \"array\", \"uniqueItems\": true}", ERR_UNSUPPORTED, "uniqueItems");
     refused("{\"type\": \"array\", \"minItems\": 3, \"maxItems\": 2}", ERR_CONSTRAINT, "minItems");
+    /* an impossible branch is only a branch */
+    check("{\"type\": [\"array\", \"null\"], \"minItems\": 3, \"maxItems\": 2}", L("null"), L("[]"));
+    check("{\"anyOf\": [{\"type\": \"object\", \"required\": [\"a\"], \"additionalProperties\": false}, {\"type\": \"integer\"}]}",
+          L("1"), L("{}", "{\"a\": 1}"));
 }
 
 Test(schema, enum_and_const) {
