@@ -629,6 +629,14 @@ static int merge_into(Sc *s, JdValue *o, const JdValue *b, int depth) {
             } else {
                 set_item(o, "enum", arr);
             }
+        } else if (!strcmp(k, "not")) {
+            /* not A and not B = not (A or B): keep both as anyOf under not */
+            JdValue *any = made(s, JD_OBJECT), *pair = made(s, JD_ARRAY);
+            if (!any || !pair) return -1;
+            add_item(pair, NULL, 0, av);
+            add_item(pair, NULL, 0, bv);
+            add_item(any, "anyOf", 5, pair);
+            set_item(o, "not", any);
         } else if (!strcmp(k, "anyOf") || !strcmp(k, "oneOf")) {
             /* two lists: keep one here, the other as a nested allOf member */
             JdValue *wrap = made(s, JD_OBJECT);
@@ -1353,14 +1361,44 @@ static const JdValue *negate(Sc *s, const JdValue *a) {
     if (a->kind != JD_OBJECT) return NULL;
     a = flatten(s, a, 0);
     if (!a) return NULL;
-    const JdValue *type = NULL, *req = NULL;
+    const JdValue *type = NULL, *req = NULL, *any = NULL;
+    int others = 0;
+    for (int i = 0; i < a->n; i++) {
+        const char *k = a->keys[i];
+        if (in_list(handled, k) || in_list(refused, k)) others++;
+        if (!strcmp(k, "anyOf") && a->items[i]->kind == JD_ARRAY) any = a->items[i];
+    }
+    if (any && others == 1) {
+        /* not (A or B ...) = not A and not B ... */
+        JdValue *o = made(s, JD_OBJECT), *all = made(s, JD_ARRAY);
+        if (!o || !all) return NULL;
+        for (int i = 0; i < any->n; i++) {
+            const JdValue *n = negate(s, any->items[i]);
+            if (!n) return NULL;
+            add_item(all, NULL, 0, n);
+        }
+        add_item(o, "allOf", 5, all);
+        return o;
+    }
     for (int i = 0; i < a->n; i++) {
         const char *k = a->keys[i];
         if (!strcmp(k, "type")) type = a->items[i];
         else if (!strcmp(k, "required")) req = a->items[i];
         else if (in_list(handled, k) || in_list(refused, k)) return NULL;
     }
-    if (type && req) return NULL;
+    if (type && req) {
+        /* not (T and R) = (not T) or (not R) */
+        JdValue *t = made(s, JD_OBJECT), *r = made(s, JD_OBJECT), *pair = made(s, JD_ARRAY), *o = made(s, JD_OBJECT);
+        if (!t || !r || !pair || !o) return NULL;
+        add_item(t, "type", 4, type);
+        add_item(r, "required", 8, req);
+        const JdValue *nt = negate(s, t), *nr = negate(s, r);
+        if (!nt || !nr) return NULL;
+        add_item(pair, NULL, 0, nt);
+        add_item(pair, NULL, 0, nr);
+        add_item(o, "anyOf", 5, pair);
+        return o;
+    }
     if (type) {
         int m = type_mask(s, type);
         JdValue *o = made(s, JD_OBJECT);
@@ -1630,6 +1668,29 @@ static CgExpr lower(Sc *s, const JdValue *v) {
         return -1;
     }
     v = f;
+    const JdValue *nt = jd_get(v, "not");
+    if (nt) {
+        /* not S, where S has a negation as a schema: allOf with it */
+        const JdValue *neg = negate(s, nt);
+        if (s->rc) {
+            s->depth--;
+            return -1;
+        }
+        if (neg) {
+            JdValue *o = made(s, JD_OBJECT), *all = made(s, JD_ARRAY);
+            if (!o || !all) {
+                s->depth--;
+                return fail(s, ERR_NOMEM, "out of memory");
+            }
+            for (int i = 0; i < v->n; i++)
+                if (strcmp(v->keys[i], "not")) add_item(o, v->keys[i], v->key_lens[i], v->items[i]);
+            add_item(all, NULL, 0, neg);
+            add_item(o, "allOf", 5, all);
+            out = lower(s, o);
+            s->depth--;
+            return out;
+        }
+    }
     if (check_keywords(s, v) < 0) {
         s->depth--;
         return -1;

@@ -882,8 +882,13 @@ int ss_pattern_body(CgBuilder *b, const char *pattern, size_t n, CgExpr *out, ch
     return pattern_expr(b, pattern, n, 0, -1, out, err, errcap);
 }
 
+/* Grammars built only to be read back (matching names, products): a
+ * smaller state cap, so a pattern whose search DFA explodes is refused
+ * quickly rather than built slowly. */
+static const CgLimits aux_limits = {.max_dfa_states = 20000};
+
 int ss_pattern_grammar(const char *pattern, size_t n, CGrammar **g, char *err, size_t errcap) {
-    CgBuilder *b = cgb_new(NULL);
+    CgBuilder *b = cgb_new(&aux_limits);
     if (!b) return err_fmt(err, errcap, "out of memory"), ERR_NOMEM;
     CgExpr body;
     int rc = pattern_expr(b, pattern, n, 0, -1, &body, err, errcap);
@@ -907,7 +912,7 @@ int ss_name_matches(const CGrammar *g, const char *s, size_t n) {
 
 int ss_names_grammar(const char *const *names, const size_t *lens, int n, bool universe, CGrammar **g,
                      char *err, size_t errcap) {
-    CgBuilder *b = cgb_new(NULL);
+    CgBuilder *b = cgb_new(&aux_limits);
     if (!b) return err_fmt(err, errcap, "out of memory"), ERR_NOMEM;
     CgExpr body;
     if (universe) {
@@ -1036,7 +1041,7 @@ static int length_product(CgBuilder *b, const char *pattern, size_t n, long min_
     CGrammar *gs[2] = {NULL, NULL};
     int rc = ss_pattern_grammar(pattern, n, &gs[0], err, errcap);
     if (rc) return rc;
-    CgBuilder *lb = cgb_new(NULL);
+    CgBuilder *lb = cgb_new(&aux_limits);
     if (!lb) {
         cg_unref(gs[0]);
         return err_fmt(err, errcap, "out of memory"), ERR_NOMEM;

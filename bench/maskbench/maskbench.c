@@ -17,6 +17,8 @@
  *
  * Usage: maskbench [--bytes] [--model M] [--verbose] [--shard K/N] [DIR [NAME-SUBSTRING]]
  *   --shard K/N: only the files whose index (sorted by name) is K mod N.
+ *   --timeout S: each schema in a child process, given S seconds (default
+ *   60; 0 = in process); past it the schema fails as a timeout.
  *   DIR: the unpacked data/ folder (default /tmp/data; `make maskbench`
  *   unpacks the shared tarball). --bytes judges the serialized bytes with
  *   cg_match instead of tokens. Prints the number passing of all files, the
@@ -29,7 +31,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "constrain/constrain.h"
 #include "constrain/jdoc.h"
@@ -226,21 +231,116 @@ static int by_count(const void *a, const void *b) {
 
 static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+typedef struct {
+    int compiled, passing, invalid_accepted, valid_rejected, ntests, tests_right;
+    long ntokens;
+    char reason[512];
+} Result;
+
+static bool bytes, verbose;
+static Tokenizer *tok;
+static CVocab *vocab;
+static uint32_t *mask;
+static TokIds ids;
+
+static void judge_file(const char *dir, const char *name, Result *r) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t n;
+    char *text = read_file(path, &n);
+    JdValue *doc;
+    char err[512];
+    if (!text || jd_parse(text, n, 0, &doc, err, sizeof err)) {
+        fprintf(stderr, "maskbench: %s: unreadable\n", name);
+        free(text);
+        return;
+    }
+    free(text);
+    const JdValue *schema = jd_get(doc, "schema"), *tests = jd_get(doc, "tests");
+    Buf sb = {0};
+    dump(&sb, schema, false);
+    CGrammar *g = NULL;
+    CgLimits lim = {0};
+    int rc = cg_compile_json(sb.s, sb.n, NULL, &lim, &g, err, sizeof err);
+    free(sb.s);
+    if (rc) {
+        snprintf(r->reason, sizeof r->reason, "%s", err);
+        if (verbose) printf("REFUSED %s: %s\n", name, err);
+        jd_free(doc);
+        return;
+    }
+    r->compiled++;
+    bool all_right = true;
+    for (int ti = 0; tests && ti < tests->n; ti++) {
+        const JdValue *t = tests->items[ti];
+        const JdValue *valid = jd_get(t, "valid"), *data = jd_get(t, "data");
+        if (!valid || !data) return;
+        Buf ib = {0};
+        dump(&ib, data, true);
+        bool accepted;
+        size_t bad_at = 0;
+        if (bytes) {
+            accepted = cg_match(g, ib.s, ib.n, NULL) == 1;
+        } else {
+            ids.n = 0;
+            accepted = false;
+            if (tok_encode(tok, ib.s, ib.n, 0, &ids) == 0) {
+                CMatcher *m;
+                if (cm_new(g, vocab, &m) == 0) {
+                    accepted = true;
+                    size_t at = 0;
+                    for (size_t k = 0; k < ids.n; k++) {
+                        int32_t id = ids.ids[k];
+                        int allowed = cm_fill_mask(m, mask);
+                        r->ntokens++;
+                        if (allowed < 0 || !((mask[id >> 5] >> (id & 31)) & 1) || cm_accept_token(m, id) < 0) {
+                            accepted = false;
+                            bad_at = at;
+                            break;
+                        }
+                        size_t pl;
+                        tok_token_piece(tok, id, &pl);
+                        at += pl;
+                    }
+                    if (accepted) accepted = cm_can_end(m);
+                    cm_free(m);
+                }
+            }
+        }
+        r->ntests++;
+        bool want = valid->kind == JD_TRUE;
+        if (accepted == want) {
+            r->tests_right++;
+        } else {
+            all_right = false;
+            if (accepted) {
+                r->invalid_accepted++;
+                printf("INVALID ACCEPTED %s test %d: %s\n", name, ti, ib.s);
+            } else {
+                r->valid_rejected++;
+                if (verbose) printf("VALID REJECTED %s test %d at byte %zu: %.300s\n", name, ti, bad_at, ib.s);
+            }
+        }
+        free(ib.s);
+    }
+    if (all_right) r->passing++;
+    cg_unref(g);
+    jd_free(doc);
+}
+
 int main(int argc, char **argv) {
     const char *dir = "/tmp/data", *filter = NULL;
     const char *model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    bool bytes = false, verbose = false;
-    int pos = 0, shard = 0, nshards = 1;
+    int pos = 0, shard = 0, nshards = 1, timeout_s = 60;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--bytes")) bytes = true;
         else if (!strcmp(argv[i], "--verbose")) verbose = true;
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) timeout_s = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--shard") && i + 1 < argc) sscanf(argv[++i], "%d/%d", &shard, &nshards);
         else if (pos == 0) dir = argv[i], pos++;
         else filter = argv[i];
     }
-    Tokenizer *tok = NULL;
-    CVocab *vocab = NULL;
     if (!bytes) {
         char err[256];
         GgufFile *f = gguf_open(model, err, sizeof err);
@@ -294,96 +394,56 @@ int main(int argc, char **argv) {
 
     int passing = 0, compiled = 0, invalid_accepted = 0, valid_rejected = 0, ntests = 0, tests_right = 0;
     long ntokens = 0;
-    uint32_t *mask = vocab ? malloc(cv_mask_words(vocab) * sizeof *mask) : NULL;
-    TokIds ids = {0};
+    mask = vocab ? malloc(cv_mask_words(vocab) * sizeof *mask) : NULL;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int nmine = 0;
     for (int fi = 0; fi < nnames; fi++) {
         if (fi % nshards != shard) continue;
         nmine++;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, names[fi]);
-        size_t n;
-        char *text = read_file(path, &n);
-        JdValue *doc;
-        char err[512];
-        if (!text || jd_parse(text, n, 0, &doc, err, sizeof err)) {
-            fprintf(stderr, "maskbench: %s: unreadable\n", names[fi]);
-            free(text);
-            continue;
-        }
-        free(text);
-        const JdValue *schema = jd_get(doc, "schema"), *tests = jd_get(doc, "tests");
-        Buf sb = {0};
-        dump(&sb, schema, false);
-        CGrammar *g = NULL;
-        CgLimits lim = {0};
-        int rc = cg_compile_json(sb.s, sb.n, NULL, &lim, &g, err, sizeof err);
-        free(sb.s);
-        if (rc) {
-            add_reason(err, names[fi]);
-            if (verbose) printf("REFUSED %s: %s\n", names[fi], err);
-            jd_free(doc);
-            continue;
-        }
-        compiled++;
-        bool all_right = true;
-        for (int ti = 0; tests && ti < tests->n; ti++) {
-            const JdValue *t = tests->items[ti];
-            const JdValue *valid = jd_get(t, "valid"), *data = jd_get(t, "data");
-            if (!valid || !data) continue;
-            Buf ib = {0};
-            dump(&ib, data, true);
-            bool accepted;
-            size_t bad_at = 0;
-            if (bytes) {
-                accepted = cg_match(g, ib.s, ib.n, NULL) == 1;
-            } else {
-                ids.n = 0;
-                accepted = false;
-                if (tok_encode(tok, ib.s, ib.n, 0, &ids) == 0) {
-                    CMatcher *m;
-                    if (cm_new(g, vocab, &m) == 0) {
-                        accepted = true;
-                        size_t at = 0;
-                        for (size_t k = 0; k < ids.n; k++) {
-                            int32_t id = ids.ids[k];
-                            int allowed = cm_fill_mask(m, mask);
-                            ntokens++;
-                            if (allowed < 0 || !((mask[id >> 5] >> (id & 31)) & 1) || cm_accept_token(m, id) < 0) {
-                                accepted = false;
-                                bad_at = at;
-                                break;
-                            }
-                            size_t pl;
-                            tok_token_piece(tok, id, &pl);
-                            at += pl;
-                        }
-                        if (accepted) accepted = cm_can_end(m);
-                        cm_free(m);
-                    }
+        Result r;
+        memset(&r, 0, sizeof r);
+        fflush(stdout);
+        int fds[2];
+        pid_t pid = -1;
+        if (timeout_s > 0 && pipe(fds) == 0) pid = fork();
+        if (pid == 0) {
+            close(fds[0]);
+            judge_file(dir, names[fi], &r);
+            fflush(stdout);
+            if (write(fds[1], &r, sizeof r) != (ssize_t)sizeof r) _exit(1);
+            _exit(0);
+        } else if (pid > 0) {
+            close(fds[1]);
+            int status = 0;
+            double waited = 0;
+            while (waitpid(pid, &status, WNOHANG) == 0) {
+                if (waited > timeout_s) {
+                    kill(pid, SIGKILL);
+                    waitpid(pid, &status, 0);
+                    break;
                 }
+                struct timespec ts = {0, 2000000};
+                nanosleep(&ts, NULL);
+                waited += 0.002;
             }
-            ntests++;
-            bool want = valid->kind == JD_TRUE;
-            if (accepted == want) {
-                tests_right++;
-            } else {
-                all_right = false;
-                if (accepted) {
-                    invalid_accepted++;
-                    printf("INVALID ACCEPTED %s test %d: %s\n", names[fi], ti, ib.s);
-                } else {
-                    valid_rejected++;
-                    if (verbose) printf("VALID REJECTED %s test %d at byte %zu: %.300s\n", names[fi], ti, bad_at, ib.s);
-                }
+            if (read(fds[0], &r, sizeof r) != (ssize_t)sizeof r) {
+                memset(&r, 0, sizeof r);
+                snprintf(r.reason, sizeof r.reason, "timeout: past %d s (compile or masks)", timeout_s);
+                if (verbose) printf("TIMEOUT %s\n", names[fi]);
             }
-            free(ib.s);
+            close(fds[0]);
+        } else {
+            judge_file(dir, names[fi], &r);
         }
-        if (all_right) passing++;
-        cg_unref(g);
-        jd_free(doc);
+        if (r.reason[0]) add_reason(r.reason, names[fi]);
+        compiled += r.compiled;
+        passing += r.passing;
+        invalid_accepted += r.invalid_accepted;
+        valid_rejected += r.valid_rejected;
+        ntests += r.ntests;
+        tests_right += r.tests_right;
+        ntokens += r.ntokens;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;

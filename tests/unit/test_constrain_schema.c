@@ -206,7 +206,11 @@ Test(schema, combinators) {
           L("5", "\"a\""), L("4", "null", "\"ab\""));
     check("{\"anyOf\": [{\"type\": \"integer\"}, {\"type\": \"string\"}], \"oneOf\": [{\"type\": \"string\"}, {\"type\": \"null\"}]}",
           L("\"a\""), L("4", "null"));
-    refused("{\"not\": {\"type\": \"string\"}}", ERR_UNSUPPORTED, "\"not\"");
+    check("{\"not\": {\"type\": \"string\"}}", L("1", "null", "[]"), L("\"s\""));
+    check("{\"type\": \"object\", \"properties\": {\"a\": {\"not\": {}}}}", L("{}", "{\"b\": 1}"), L("{\"a\": 1}"));
+    check("{\"type\": \"object\", \"not\": {\"required\": [\"a\"]}, \"allOf\": [{\"not\": {\"type\": \"null\"}}]}",
+          L("{}", "{\"b\": 1}"), L("{\"a\": 1}", "null"));
+    refused("{\"not\": {\"minimum\": 3}}", ERR_UNSUPPORTED, "\"not\"");
     refused("{\"if\": {\"type\": \"string\"}, \"then\": {\"minLength\": 1}}", ERR_UNSUPPORTED, "\"if\"");
     refused("{\"propertyNames\": {\"maxLength\": 3}}", ERR_UNSUPPORTED, "propertyNames");
     refused("{\"contains\": {\"type\": \"integer\"}}", ERR_UNSUPPORTED, "contains");
@@ -468,6 +472,7 @@ static const char *const sound_schemas[] = {
     "{\"type\": \"object\", \"properties\": {\"ab\": {\"type\": \"null\"}}, \"patternProperties\": {\"^a\": {\"type\": \"integer\"}, \"b$\": {\"type\": \"integer\", \"minimum\": 3}}, "
     "\"additionalProperties\": {\"type\": \"string\", \"maxLength\": 2}}",
     "{\"type\": \"object\", \"properties\": {\"x\": {\"type\": \"string\"}}, \"additionalProperties\": false, \"required\": [\"x\"]}",
+    "{\"not\": {\"anyOf\": [{\"type\": \"string\"}, {\"type\": \"object\", \"required\": [\"z\"]}]}, \"properties\": {\"q\": {\"not\": {}}}}",
     "{}",
 };
 
