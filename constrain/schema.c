@@ -22,9 +22,25 @@
  *   - integers without fraction or exponent and without "-0"; bounded
  *     numbers without exponent.
  *
- * Keywords: assertions not enforced exactly are refused (ERR_UNSUPPORTED
- * naming them); annotations and unknown keywords are ignored, as
- * validators ignore them.
+ * Keywords enforced: type (and lists), enum, const, properties, required,
+ * additionalProperties, patternProperties (name regions: schema_keys.c),
+ * minProperties (1, or where `required` decides it), maxProperties (where
+ * nothing optional is left), items / prefixItems / additionalItems (both
+ * spellings), minItems, maxItems, uniqueItems (with maxItems <= 1),
+ * minLength, maxLength, pattern, format, minimum, maximum, exclusive
+ * bounds (both drafts' forms), multipleOf (1 and 10^-k), anyOf, allOf,
+ * oneOf (disjoint, or made disjoint by negation), not (of type / required /
+ * anyOf of those), dependencies / dependentRequired / dependentSchemas
+ * (up to 4), $ref / $defs / definitions (JSON pointers, "#", the root's
+ * $id; recursion through rules), boolean schemas.
+ *
+ * Refused (ERR_UNSUPPORTED naming them): if/then/else, propertyNames,
+ * contains, unevaluated*, $dynamicRef, anchors, other overlapping oneOf,
+ * other multipleOf, formats the vocabulary defines but this room does not
+ * enforce (hostname, uri-reference, iri, regex, ...). Annotations and
+ * unknown keywords are ignored, as validators ignore them; unknown format
+ * names likewise. An unsatisfiable part is an empty branch; an empty whole
+ * is ERR_CONSTRAINT with the reason.
  */
 #include <stdarg.h>
 #include <stdio.h>
