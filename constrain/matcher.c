@@ -81,16 +81,18 @@ enum { SF_BYTES = 1, SF_CALLS = 2, SF_FINAL = 4 };     /* per rule state */
 enum { LF_ACC = 1, LF_POP = 2 };                       /* per stack set */
 #define SCRIPT_RANGE 0x80000000u
 
+/* `row` names the state by its row in the grammar-wide transition table
+ * (MCache.next): the state's index is rstate[row]. */
 typedef struct {
-    int32_t rule, state, parent;
+    int32_t rule, row, parent;
 } Stk;
 
-static inline bool stk_eq(Stk a, Stk b) { return a.rule == b.rule && a.state == b.state && a.parent == b.parent; }
+static inline bool stk_eq(Stk a, Stk b) { return a.rule == b.rule && a.row == b.row && a.parent == b.parent; }
 
 /* ---- interned frame nodes ----------------------------------------------- */
 
 typedef struct {
-    Stk *node;              /* node i = (rule, state, parent) */
+    Stk *node;              /* node i = (rule, row, parent) */
     int32_t n, cap;
     int32_t *hash;          /* open addressing: node index or -1 */
     uint32_t hcap;          /* power of two */
@@ -125,7 +127,7 @@ static int frames_rehash(Frames *f, uint32_t hcap)
         return ERR_NOMEM;
     memset(h, 0xff, hcap * sizeof *h);
     for (int32_t i = 0; i < f->n; i++) {
-        uint32_t k = stk_hash(f->node[i].rule, f->node[i].state, f->node[i].parent) & (hcap - 1);
+        uint32_t k = stk_hash(f->node[i].rule, f->node[i].row, f->node[i].parent) & (hcap - 1);
         while (h[k] >= 0)
             k = (k + 1) & (hcap - 1);
         h[k] = i;
@@ -146,7 +148,7 @@ static int32_t frames_intern(Frames *f, int32_t r, int32_t s, int32_t p)
         int32_t i = f->hash[k];
         if (i < 0)
             break;
-        if (f->node[i].rule == r && f->node[i].state == s && f->node[i].parent == p)
+        if (f->node[i].rule == r && f->node[i].row == s && f->node[i].parent == p)
             return i;
         k = (k + 1) & (f->hcap - 1);
     }
@@ -171,6 +173,7 @@ typedef struct {
     int32_t nids;
     uint32_t *script;       /* trie nodes to re-walk with the real stack */
     int32_t nscript;
+    int32_t count;          /* accepted tokens */
 } MEntry;
 
 typedef struct VCache {
@@ -179,13 +182,55 @@ typedef struct VCache {
     struct VCache *next;
 } VCache;
 
+/* The grammar's tables re-laid for walks: one transition table for all
+ * rules, a state named by its row (row_base[rule] + state * width), so one
+ * step is next[row + cmap[rule][byte]] with no per-rule indirection, and
+ * the target's flags sit beside it (eflags) instead of behind it. */
 typedef struct {
     pthread_mutex_t mu;     /* taken to add a VCache */
     _Atomic(VCache *) head;
     int32_t total;          /* states over all rules */
     int32_t *base;          /* nrules: index of the rule's state 0 */
-    uint8_t *sflags;        /* total: SF_* */
+    int32_t *row_base;      /* nrules: row of the rule's state 0 */
+    int32_t *width;         /* nrules: row width (nclasses, at least 1) */
+    int32_t total_rows;
+    int32_t *next;          /* total_rows: target row, or -1 */
+    uint8_t *eflags;        /* total_rows: SF_* of the target */
+    uint8_t *rflags;        /* total_rows: SF_* of the state whose row starts here */
+    int32_t *rstate;        /* total_rows: that state's index */
+    uint8_t *cmap;          /* nrules * 256: byte classes */
+    /* Per state (base[rule] + state), filled on first use for the subtree
+     * shortcut: ready[] 0 = not yet, 2 = being written, 1 = chain[] valid. */
+    _Atomic uint8_t *ready;
+    struct Chain *chain;
+    _Atomic int32_t *run;   /* per state: chain states from it alike (0 = not yet) */
+    /* Per rule, the distinct byte classes of the byte ranges UTF-8 cares
+     * about (lists in cls_pool, list k of rule r at cls_off[r * CL_N + k]
+     * .. [+ 1]), so a chain step checks classes, not bytes. */
+    int32_t *cls_off;
+    uint8_t *cls_pool;
 } MCache;
+
+/* The byte ranges of cls_off: lead bytes of 2-, 3- and 4-byte characters
+ * (grouped by the range their first continuation byte must be in), and
+ * those continuation ranges. */
+enum { CL_LEAD0 = 0, CL_NLEAD = 8, CL_CONT0 = 8, CL_NCONT = 5, CL_N = 13 };
+static const struct {
+    uint8_t lo, hi, need, cont;     /* cont: index of the first continuation range */
+} utf8_leads[CL_NLEAD] = {
+    { 0xc2, 0xdf, 1, 0 }, { 0xe0, 0xe0, 2, 1 }, { 0xe1, 0xec, 2, 0 }, { 0xed, 0xed, 2, 2 },
+    { 0xee, 0xef, 2, 0 }, { 0xf0, 0xf0, 3, 3 }, { 0xf1, 0xf3, 3, 0 }, { 0xf4, 0xf4, 3, 4 },
+};
+static const uint8_t utf8_conts[CL_NCONT][2] = { { 0x80, 0xbf }, { 0xa0, 0xbf }, { 0x80, 0x9f }, { 0x90, 0xbf }, { 0x80, 0x8f } };
+
+/* A state's "character step" (subtree shortcut): succ is the row most ASCII
+ * bytes lead to, ascii[] the ASCII bytes that lead there, utf8 whether every
+ * valid multi-byte character leads there too (through defined edges). */
+typedef struct Chain {
+    uint32_t ascii[4];
+    int32_t succ;
+    uint8_t utf8;
+} Chain;
 
 static void entry_free(MEntry *e)
 {
@@ -214,7 +259,18 @@ static void mcache_free(void *p)
     }
     pthread_mutex_destroy(&mc->mu);
     free(mc->base);
-    free(mc->sflags);
+    free(mc->row_base);
+    free(mc->width);
+    free(mc->next);
+    free(mc->eflags);
+    free(mc->rflags);
+    free(mc->rstate);
+    free(mc->cmap);
+    free((void *)mc->ready);
+    free((void *)mc->run);
+    free(mc->cls_off);
+    free(mc->cls_pool);
+    free(mc->chain);
     free(mc);
 }
 
@@ -225,39 +281,100 @@ static MCache *mcache_build(const CGrammar *g)
         return NULL;
     pthread_mutex_init(&mc->mu, NULL);
     atomic_init(&mc->head, NULL);
-    mc->base = malloc(((size_t)g->nrules + 1) * sizeof *mc->base);
-    if (!mc->base) {
-        mcache_free(mc);
-        return NULL;
-    }
-    int32_t total = 0;
-    for (int32_t r = 0; r < g->nrules; r++) {
-        mc->base[r] = total;
-        total += g->rules[r].nstates;
-    }
-    mc->total = total;
-    mc->sflags = calloc((size_t)total + 1, 1);
-    if (!mc->sflags) {
-        mcache_free(mc);
-        return NULL;
-    }
+    size_t nr = (size_t)g->nrules + 1;
+    mc->base = malloc(nr * sizeof *mc->base);
+    mc->row_base = malloc(nr * sizeof *mc->row_base);
+    mc->width = malloc(nr * sizeof *mc->width);
+    mc->cmap = malloc(nr * 256);
+    if (!mc->base || !mc->row_base || !mc->width || !mc->cmap)
+        goto nomem;
+    int64_t total = 0, rows = 0;
     for (int32_t r = 0; r < g->nrules; r++) {
         const CgRule *R = &g->rules[r];
-        for (int32_t s = 0; s < R->nstates; s++) {
+        mc->base[r] = (int32_t)total;
+        mc->row_base[r] = (int32_t)rows;
+        mc->width[r] = R->nclasses > 0 ? R->nclasses : 1;
+        total += R->nstates;
+        rows += (int64_t)R->nstates * mc->width[r];
+        for (int b = 0; b < 256; b++)
+            mc->cmap[(size_t)r * 256 + b] = R->nclasses > 0 ? R->classmap[b] : 0;
+    }
+    if (rows >= INT32_MAX / 2)
+        goto nomem;
+    mc->total = (int32_t)total;
+    mc->total_rows = (int32_t)rows;
+    size_t nrow = (size_t)rows + 1;
+    mc->next = malloc(nrow * sizeof *mc->next);
+    mc->eflags = calloc(nrow, 1);
+    mc->rflags = calloc(nrow, 1);
+    mc->rstate = calloc(nrow, sizeof *mc->rstate);
+    mc->ready = calloc((size_t)total + 1, 1);
+    mc->chain = malloc(((size_t)total + 1) * sizeof *mc->chain);
+    mc->run = calloc((size_t)total + 1, sizeof *mc->run);
+    if (!mc->run || !mc->next || !mc->eflags || !mc->rflags || !mc->rstate || !mc->ready || !mc->chain)
+        goto nomem;
+    for (int32_t r = 0; r < g->nrules; r++) {
+        const CgRule *R = &g->rules[r];
+        for (int32_t st = 0; st < R->nstates; st++) {
             uint8_t f = 0;
             for (int32_t c = 0; c < R->nclasses; c++)
-                if (R->next[(size_t)s * R->nclasses + c] >= 0) {
+                if (R->next[(size_t)st * R->nclasses + c] >= 0) {
                     f |= SF_BYTES;
                     break;
                 }
-            if (R->call_off[s + 1] > R->call_off[s])
+            if (R->call_off[st + 1] > R->call_off[st])
                 f |= SF_CALLS;
-            if (R->final[s])
+            if (R->final[st])
                 f |= SF_FINAL;
-            mc->sflags[mc->base[r] + s] = f;
+            int32_t row = mc->row_base[r] + st * mc->width[r];
+            mc->rflags[row] = f;
+            mc->rstate[row] = st;
         }
     }
+    mc->cls_off = malloc(((size_t)g->nrules * CL_N + 1) * sizeof *mc->cls_off);
+    size_t pool_cap = 1024, pool_n = 0;
+    mc->cls_pool = malloc(pool_cap);
+    if (!mc->cls_off || !mc->cls_pool)
+        goto nomem;
+    for (int32_t r = 0; r < g->nrules; r++) {
+        const uint8_t *cm = mc->cmap + (size_t)r * 256;
+        for (int k = 0; k < CL_N; k++) {
+            int lo = k < CL_NLEAD ? utf8_leads[k].lo : utf8_conts[k - CL_CONT0][0];
+            int hi = k < CL_NLEAD ? utf8_leads[k].hi : utf8_conts[k - CL_CONT0][1];
+            mc->cls_off[(size_t)r * CL_N + k] = (int32_t)pool_n;
+            uint32_t seen[8] = { 0 };
+            for (int b = lo; b <= hi; b++) {
+                uint8_t c = cm[b];
+                if (seen[c >> 5] >> (c & 31) & 1)
+                    continue;
+                seen[c >> 5] |= 1u << (c & 31);
+                if (pool_n == pool_cap) {
+                    uint8_t *np = realloc(mc->cls_pool, pool_cap * 2);
+                    if (!np)
+                        goto nomem;
+                    mc->cls_pool = np;
+                    pool_cap *= 2;
+                }
+                mc->cls_pool[pool_n++] = c;
+            }
+        }
+    }
+    mc->cls_off[(size_t)g->nrules * CL_N] = (int32_t)pool_n;
+    for (int32_t r = 0; r < g->nrules; r++) {
+        const CgRule *R = &g->rules[r];
+        int32_t w = mc->width[r];
+        for (int32_t st = 0; st < R->nstates; st++)
+            for (int32_t c = 0; c < w; c++) {
+                int32_t row = mc->row_base[r] + st * w + c;
+                int32_t t = c < R->nclasses ? R->next[(size_t)st * R->nclasses + c] : -1;
+                mc->next[row] = t < 0 ? -1 : mc->row_base[r] + t * w;
+                mc->eflags[row] = t < 0 ? 0 : mc->rflags[mc->row_base[r] + t * w];
+            }
+    }
     return mc;
+nomem:
+    mcache_free(mc);
+    return NULL;
 }
 
 /* The grammar's cache, created on first use (lock-free publication). */
@@ -306,6 +423,175 @@ static VCache *vcache_of(MCache *mc, CVocab *v)
     return vc;
 }
 
+/* ---- the subtree shortcut ---------------------------------------------- *
+ *
+ * Most of a full trie walk is spent where the automaton accepts nearly
+ * everything: inside a string, under `[^\n]{0,300}`. There, a whole subtree
+ * of the trie is alive when, along the chain of states the text goes
+ * through one character at a time (succ), each state sends every ASCII byte
+ * of the subtree (CvSum.ascii) and every multi-byte character (when the
+ * subtree has any, and its strings are valid UTF-8 prefixes) to the next
+ * state of the chain, for as many characters as the subtree's strings have
+ * bytes at most. Then every token below is accepted and the walk sets them
+ * from the pre-order token list without stepping. A self-loop (succ == the
+ * state) ends the check at once.
+ */
+
+/* Every run of `need` continuation bytes from `row`, the first in range
+ * `cont`, the others in 80-BF, ends in `target` through defined edges. */
+static bool conts_reach(const MCache *mc, int32_t rule, int32_t row, int need, int cont, int32_t target)
+{
+    const int32_t *off = mc->cls_off + (size_t)rule * CL_N + CL_CONT0 + cont;
+    for (int32_t k = off[0]; k < off[1]; k++) {
+        int32_t t = mc->next[row + mc->cls_pool[k]];
+        if (t < 0)
+            return false;
+        if (need == 1 ? t != target : !conts_reach(mc, rule, t, need - 1, 0, target))
+            return false;
+    }
+    return true;
+}
+
+static void chain_compute(const MCache *mc, int32_t rule, int32_t row, Chain *out)
+{
+    const uint8_t *cm = mc->cmap + (size_t)rule * 256;
+    int32_t tgt[128];
+    for (int b = 0; b < 128; b++)
+        tgt[b] = mc->next[row + cm[b]];
+    /* succ: the target of the most ASCII bytes (a majority vote over runs
+     * of equal targets is enough in practice; ties keep the first) */
+    int32_t succ = -1;
+    int best = 0;
+    int32_t cand[8];
+    int ncand = 0;
+    for (int b = 0; b < 128 && ncand < 8; b++) {
+        if (tgt[b] < 0)
+            continue;
+        bool have = false;
+        for (int k = 0; k < ncand; k++)
+            have |= cand[k] == tgt[b];
+        if (!have)
+            cand[ncand++] = tgt[b];
+    }
+    for (int k = 0; k < ncand; k++) {
+        int n = 0;
+        for (int b = 0; b < 128; b++)
+            n += tgt[b] == cand[k];
+        if (n > best) {
+            best = n;
+            succ = cand[k];
+        }
+    }
+    memset(out, 0, sizeof *out);
+    out->succ = succ;
+    if (succ < 0)
+        return;
+    for (int b = 0; b < 128; b++)
+        if (tgt[b] == succ)
+            out->ascii[b >> 5] |= 1u << (b & 31);
+    const int32_t *off = mc->cls_off + (size_t)rule * CL_N;
+    for (int g = 0; g < CL_NLEAD; g++)
+        for (int32_t k = off[CL_LEAD0 + g]; k < off[CL_LEAD0 + g + 1]; k++) {
+            int32_t t = mc->next[row + mc->cls_pool[k]];
+            if (t < 0 || !conts_reach(mc, rule, t, utf8_leads[g].need, utf8_leads[g].cont, succ))
+                return;
+        }
+    out->utf8 = 1;
+}
+
+/* The chain step of (rule, row), computed once per grammar: the first
+ * thread to claim it writes it; one that finds it being written computes
+ * its own copy. */
+static const Chain *chain_of(const MCache *mc, int32_t rule, int32_t row, Chain *local)
+{
+    int32_t gi = mc->base[rule] + mc->rstate[row];
+    uint8_t st = atomic_load_explicit(&mc->ready[gi], memory_order_acquire);
+    if (st == 1)
+        return &mc->chain[gi];
+    uint8_t expected = 0;
+    if (st == 0 && atomic_compare_exchange_strong_explicit(&mc->ready[gi], &expected, 2, memory_order_acq_rel,
+                                                           memory_order_acquire)) {
+        chain_compute(mc, rule, row, &mc->chain[gi]);
+        atomic_store_explicit(&mc->ready[gi], 1, memory_order_release);
+        return &mc->chain[gi];
+    }
+    if (expected == 1)
+        return &mc->chain[gi];
+    chain_compute(mc, rule, row, local);
+    return local;
+}
+
+enum { RUN_CAP = 1 << 20 };
+
+static bool chain_alike(const Chain *a, const Chain *b)
+{
+    return a->utf8 == b->utf8 && !memcmp(a->ascii, b->ascii, sizeof a->ascii);
+}
+
+/* How many states of the chain from (rule, row) on have the same step as
+ * it (RUN_CAP when it ends in a self-loop): a subtree no deeper than that
+ * needs one check. Counted repetitions ({0,300}) make such chains. Values
+ * are deterministic, so concurrent writers store the same number. */
+static int32_t chain_run(const MCache *mc, int32_t rule, int32_t row)
+{
+    int32_t gi = mc->base[rule] + mc->rstate[row];
+    int32_t r = atomic_load_explicit(&mc->run[gi], memory_order_relaxed);
+    if (r)
+        return r;
+    Chain l0, l1;
+    const Chain *c0 = chain_of(mc, rule, row, &l0);
+    int32_t k = 1, t = row;
+    for (;;) {
+        const Chain *c = chain_of(mc, rule, t, &l1);
+        if (c->succ == t) {
+            k = RUN_CAP;
+            break;
+        }
+        if (c->succ < 0 || k >= RUN_CAP)
+            break;
+        const Chain *cn = chain_of(mc, rule, c->succ, &l1);
+        if (!chain_alike(c0, cn))
+            break;
+        int32_t known = atomic_load_explicit(&mc->run[mc->base[rule] + mc->rstate[c->succ]], memory_order_relaxed);
+        if (known) {
+            k = known >= RUN_CAP - k ? RUN_CAP : k + known;
+            break;
+        }
+        t = c->succ;
+        k++;
+    }
+    atomic_store_explicit(&mc->run[gi], k, memory_order_relaxed);
+    return k;
+}
+
+/* Every string below the summarised node is alive from (rule, row). */
+static bool subtree_alive(const MCache *mc, int32_t rule, int32_t row, const CvSum *s)
+{
+    if (s->nonascii && !s->utf8ok)
+        return false;
+    Chain local;
+    const Chain *c0 = chain_of(mc, rule, row, &local);
+    if ((s->ascii[0] & ~c0->ascii[0]) | (s->ascii[1] & ~c0->ascii[1]) | (s->ascii[2] & ~c0->ascii[2]) |
+        (s->ascii[3] & ~c0->ascii[3]))
+        return false;
+    if (s->nonascii && !c0->utf8)
+        return false;
+    if (c0->succ == row || s->depth <= 1 || (int64_t)s->depth <= chain_run(mc, rule, row))
+        return true;
+    for (uint32_t j = 0; j < s->depth; j++) {
+        const Chain *c = chain_of(mc, rule, row, &local);
+        if ((s->ascii[0] & ~c->ascii[0]) | (s->ascii[1] & ~c->ascii[1]) | (s->ascii[2] & ~c->ascii[2]) |
+            (s->ascii[3] & ~c->ascii[3]))
+            return false;
+        if (s->nonascii && !c->utf8)
+            return false;
+        if (c->succ == row || j + 1 == s->depth)
+            return true;
+        row = c->succ;
+    }
+    return true;
+}
+
 /* ---- walks -------------------------------------------------------------- */
 
 /* Buffers for stepping stack sets: level d of a walk is the set after d
@@ -313,8 +599,9 @@ static VCache *vcache_of(MCache *mc, CVocab *v)
  * contiguous, so writing level d overwrites only deeper ones. */
 typedef struct {
     const CGrammar *g;
-    const int32_t *base;
-    const uint8_t *sflags;
+    const MCache *mc;
+    const int32_t *next;
+    const uint8_t *eflags, *rflags, *cmap;
     Frames *fr;             /* where pushes intern their nodes */
     Stk *arena;
     size_t acap;
@@ -340,8 +627,11 @@ static int walk_init(Walk *w, const CGrammar *g, const MCache *mc, Frames *fr, i
 {
     memset(w, 0, sizeof *w);
     w->g = g;
-    w->base = mc->base;
-    w->sflags = mc->sflags;
+    w->mc = mc;
+    w->next = mc->next;
+    w->eflags = mc->eflags;
+    w->rflags = mc->rflags;
+    w->cmap = mc->cmap;
     w->fr = fr;
     w->nlevels = levels + 2;
     w->acap = 1024;
@@ -406,7 +696,7 @@ static void closure(Walk *w, int32_t d, Stk s)
     const CGrammar *g = w->g;
     while (nwork > 0) {
         Stk x = w->work[--nwork];
-        uint8_t f = w->sflags[w->base[x.rule] + x.state];
+        uint8_t f = w->rflags[x.row];
         if (f & SF_BYTES) {
             size_t at = (size_t)w->lstart[d] + (size_t)w->lcount[d];
             if (!arena_reserve(w, at + 1))
@@ -437,14 +727,17 @@ static void closure(Walk *w, int32_t d, Stk s)
         }
         if (f & SF_CALLS) {
             const CgRule *R = &g->rules[x.rule];
-            for (int32_t c = R->call_off[x.state]; c < R->call_off[x.state + 1]; c++) {
-                int32_t p = frames_intern(w->fr, x.rule, R->calls[c].to, x.parent);
+            const MCache *mc = w->mc;
+            int32_t st = mc->rstate[x.row];
+            for (int32_t c = R->call_off[st]; c < R->call_off[st + 1]; c++) {
+                int32_t to = mc->row_base[x.rule] + R->calls[c].to * mc->width[x.rule];
+                int32_t p = frames_intern(w->fr, x.rule, to, x.parent);
                 if (p < 0) {
                     w->err = ERR_NOMEM;
                     return;
                 }
                 int32_t callee = R->calls[c].rule;
-                Stk y = { callee, g->rules[callee].start, p };
+                Stk y = { callee, mc->row_base[callee] + g->rules[callee].start * mc->width[callee], p };
                 if (vis_add(w, y)) {
                     if (nwork == w->wcap) {
                         Stk *nw = realloc(w->work, (size_t)w->wcap * 2 * sizeof *nw);
@@ -462,46 +755,73 @@ static void closure(Walk *w, int32_t d, Stk s)
     }
 }
 
-/* Level d = level d - 1 stepped on byte b. */
-static inline void step(Walk *w, int32_t d, uint8_t b)
+/* Level d = level d - 1 stepped on byte b: the general case. */
+static __attribute__((noinline)) void step_slow(Walk *w, int32_t d, uint8_t b)
 {
     int32_t from = w->lstart[d - 1], n = w->lcount[d - 1];
     w->lstart[d] = from + n;
     w->lcount[d] = 0;
     w->lflags[d] = 0;
-    const CGrammar *g = w->g;
-    if (n == 1) {
-        /* the common case: one stack, and a plain byte edge */
-        Stk x = w->arena[from];
-        const CgRule *R = &g->rules[x.rule];
-        int32_t t = R->next[(size_t)x.state * R->nclasses + R->classmap[b]];
-        if (t < 0)
-            return;
-        if (w->sflags[w->base[x.rule] + t] == SF_BYTES) {
-            if (!arena_reserve(w, (size_t)from + 2))
-                return;
-            w->arena[from + 1] = (Stk){ x.rule, t, x.parent };
-            w->lcount[d] = 1;
-            return;
-        }
-        w->nvis = 0;
-        closure(w, d, (Stk){ x.rule, t, x.parent });
-        return;
-    }
     w->nvis = 0;
     for (int32_t i = 0; i < n; i++) {
         Stk x = w->arena[from + i];
-        const CgRule *R = &g->rules[x.rule];
-        int32_t t = R->next[(size_t)x.state * R->nclasses + R->classmap[b]];
+        int32_t t = w->next[x.row + w->cmap[(size_t)x.rule * 256 + b]];
         if (t >= 0)
             closure(w, d, (Stk){ x.rule, t, x.parent });
     }
 }
 
-static inline void set_token(const CVocab *v, uint32_t *mask, int32_t tok)
+/* Level d = level d - 1 stepped on byte b. Inline for the case that makes
+ * up most of every walk: one stack whose byte edge leads to a state without
+ * calls that does not need its parent (not final, or final over BOTTOM or
+ * UNKNOWN, which only set a flag). */
+static inline __attribute__((always_inline)) void step(Walk *w, int32_t d, uint8_t b)
 {
-    for (; tok >= 0; tok = v->dup_next[tok])
-        mask[tok >> 5] |= 1u << (tok & 31);
+    int32_t from = w->lstart[d - 1];
+    if (w->lcount[d - 1] == 1 && (size_t)from + 2 <= w->acap) {
+        Stk x = w->arena[from];
+        int32_t e = x.row + w->cmap[(size_t)x.rule * 256 + b];
+        int32_t t = w->next[e];
+        uint8_t f = w->eflags[e];
+        w->lstart[d] = from + 1;
+        if (t < 0) {
+            w->lcount[d] = 0;
+            w->lflags[d] = 0;
+            return;
+        }
+        if (!(f & SF_CALLS) && (!(f & SF_FINAL) || x.parent < 0)) {
+            w->lflags[d] = !(f & SF_FINAL) ? 0 : x.parent == BOTTOM ? LF_ACC : LF_POP;
+            if (f & SF_BYTES) {
+                w->arena[from + 1] = (Stk){ x.rule, t, x.parent };
+                w->lcount[d] = 1;
+            } else
+                w->lcount[d] = 0;
+            return;
+        }
+    }
+    step_slow(w, d, b);
+}
+
+static inline void set_token(const CVocab *v, const CvNode *nd, uint32_t *mask)
+{
+    int32_t tok = nd->tok;
+    mask[tok >> 5] |= 1u << (tok & 31);
+    if (nd->bd & CV_NODE_DUP)
+        for (tok = v->dup_next[tok]; tok >= 0; tok = v->dup_next[tok])
+            mask[tok >> 5] |= 1u << (tok & 31);
+}
+
+/* Sets the tokens below a summarised node. */
+static void set_subtree(const CVocab *v, const CvSum *sm, uint32_t *mask)
+{
+    if (sm->bits >= 0) {
+        const uint32_t *bs = v->bitsets + (size_t)sm->bits * v->words;
+        for (size_t k = 0; k < v->words; k++)
+            mask[k] |= bs[k];
+        return;
+    }
+    for (int32_t k = sm->tok_lo; k < sm->tok_hi; k++)
+        mask[v->order[k] >> 5] |= 1u << (v->order[k] & 31);
 }
 
 /* Real walk of the trie nodes [lo, hi): a run of whole subtrees whose
@@ -516,12 +836,21 @@ static void walk_real(Walk *w, const CVocab *v, int32_t lo, int32_t hi, uint32_t
         step(w, d, CV_NODE_BYTE(nd));
         if (w->lcount[d] == 0) {
             if ((w->lflags[d] & LF_ACC) && nd->tok >= 0)
-                set_token(v, mask, nd->tok);
+                set_token(v, nd, mask);
             i += (int32_t)nd->sub;
             continue;
         }
         if (nd->tok >= 0)
-            set_token(v, mask, nd->tok);
+            set_token(v, nd, mask);
+        if (nd->sum >= 0 && w->lcount[d] == 1) {
+            Stk x = w->arena[w->lstart[d]];
+            const CvSum *sm = &v->sums[nd->sum];
+            if (subtree_alive(w->mc, x.rule, x.row, sm)) {
+                set_subtree(v, sm, mask);
+                i += (int32_t)nd->sub;
+                continue;
+            }
+        }
         i++;
     }
 }
@@ -544,7 +873,7 @@ static void run_script(Walk *w, const CVocab *v, const MEntry *e, uint32_t *mask
             continue;
         }
         if (nd->tok >= 0)
-            set_token(v, mask, nd->tok);
+            set_token(v, nd, mask);
         if (!live)
             skip_until = i + (int32_t)nd->sub;
         else if (e->script[k] & SCRIPT_RANGE)
@@ -581,7 +910,8 @@ static MEntry *entry_build(Walk *w, const CVocab *v, Stk top, uint32_t *tmp)
     int32_t maxd = v->max_depth + 1;
     uint8_t *popd = calloc((size_t)maxd + 1, 1);          /* a pop on the path at depth <= d */
     int32_t *path = calloc((size_t)maxd + 1, sizeof *path);
-    U32s acc = { 0 }, script = { 0 };
+    U32s script = { 0 };
+    int32_t nacc = 0;
     MEntry *e = calloc(1, sizeof *e);
     if (!popd || !path || !e)
         goto nomem;
@@ -604,13 +934,23 @@ static MEntry *entry_build(Walk *w, const CVocab *v, Stk top, uint32_t *tmp)
         bool live = w->lcount[d] > 0;
         popd[d] = popd[d - 1] | ((lf & LF_POP) != 0);
         if (nd->tok >= 0 && (live || lf)) {
-            for (int32_t t = nd->tok; t >= 0; t = v->dup_next[t]) {
-                tmp[t >> 5] |= 1u << (t & 31);
-                if (!u32_push(&acc, (uint32_t)t))
-                    goto nomem;
-            }
+            set_token(v, nd, tmp);
+            nacc++;
+            if (nd->bd & CV_NODE_DUP)
+                for (int32_t t = v->dup_next[nd->tok]; t >= 0; t = v->dup_next[t])
+                    nacc++;
         }
         if (live) {
+            if (nd->sum >= 0 && w->lcount[d] == 1) {
+                Stk x = w->arena[w->lstart[d]];
+                const CvSum *sm = &v->sums[nd->sum];
+                if (subtree_alive(w->mc, x.rule, x.row, sm)) {
+                    set_subtree(v, sm, tmp);
+                    nacc += sm->tok_hi - sm->tok_lo;
+                    i += (int32_t)nd->sub;
+                    continue;
+                }
+            }
             i++;
             continue;
         }
@@ -624,10 +964,13 @@ static MEntry *entry_build(Walk *w, const CVocab *v, Stk top, uint32_t *tmp)
         }
         i += (int32_t)nd->sub;
     }
-    if ((size_t)acc.n * 4 < words) {
-        e->ids = (int32_t *)acc.u;
-        e->nids = acc.n;
-        acc.u = NULL;
+    if ((size_t)nacc * 4 < words) {
+        e->ids = malloc(((size_t)nacc + 1) * sizeof *e->ids);
+        if (!e->ids)
+            goto nomem;
+        for (size_t k = 0; k < words; k++)
+            for (uint32_t x = tmp[k]; x; x &= x - 1)
+                e->ids[e->nids++] = (int32_t)(k * 32 + (size_t)__builtin_ctz(x));
     } else {
         e->bits = malloc(words * sizeof *e->bits);
         if (!e->bits)
@@ -636,13 +979,14 @@ static MEntry *entry_build(Walk *w, const CVocab *v, Stk top, uint32_t *tmp)
     }
     e->script = script.u;
     e->nscript = script.n;
-    free(acc.u);
+    e->count = nacc;
     free(popd);
     free(path);
     return e;
 nomem:
-    free(acc.u);
     free(script.u);
+    if (e)
+        free(e->ids);
     free(popd);
     free(path);
     free(e);
@@ -750,7 +1094,8 @@ static int start_set(Walk *w, const CGrammar *g)
     w->lcount[1] = 0;
     w->lflags[1] = 0;
     w->nvis = 0;
-    closure(w, 1, (Stk){ g->start, g->rules[g->start].start, BOTTOM });
+    const MCache *mc = w->mc;
+    closure(w, 1, (Stk){ g->start, mc->row_base[g->start] + g->rules[g->start].start * mc->width[g->start], BOTTOM });
     return w->err;
 }
 
@@ -807,14 +1152,14 @@ int cm_history(const CMatcher *m) { return m ? m->nhist : 0; }
 static const MEntry *entry_get(CMatcher *m, Stk top)
 {
     int32_t bottom = top.parent == BOTTOM;
-    size_t idx = (size_t)(m->mc->base[top.rule] + top.state) * 2 + (size_t)bottom;
+    size_t idx = (size_t)(m->mc->base[top.rule] + m->mc->rstate[top.row]) * 2 + (size_t)bottom;
     MEntry *e = atomic_load_explicit(&m->vc->e[idx], memory_order_acquire);
     if (e)
         return e;
     frames_reset(&m->scratch);
     m->w.fr = &m->scratch;
     m->w.err = 0;
-    MEntry *mine = entry_build(&m->w, m->v, (Stk){ top.rule, top.state, bottom ? BOTTOM : UNKNOWN }, m->tmp);
+    MEntry *mine = entry_build(&m->w, m->v, (Stk){ top.rule, top.row, bottom ? BOTTOM : UNKNOWN }, m->tmp);
     m->w.fr = &m->fr;
     if (!mine)
         return NULL;
@@ -824,6 +1169,24 @@ static const MEntry *entry_get(CMatcher *m, Stk top)
         return mine;
     entry_free(mine);
     return expected;
+}
+
+__attribute__((target("popcnt"))) static int popcount_words_hw(const uint32_t *w, size_t n)
+{
+    int c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += __builtin_popcount(w[i]);
+    return c;
+}
+
+static int popcount_words(const uint32_t *w, size_t n)
+{
+    if (__builtin_cpu_supports("popcnt"))
+        return popcount_words_hw(w, n);
+    int c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += __builtin_popcount(w[i]);
+    return c;
 }
 
 int cm_fill_mask(CMatcher *m, uint32_t *mask)
@@ -838,11 +1201,15 @@ int cm_fill_mask(CMatcher *m, uint32_t *mask)
     if (m->acc)
         for (int i = 0; i < v->neog; i++)
             mask[v->eog[i] >> 5] |= 1u << (v->eog[i] & 31);
+    int32_t single_count = 0;
+    bool single_script = false;
     for (int32_t k = 0; k < m->ncur; k++) {
         Stk top = m->cur[k];
         const MEntry *e = entry_get(m, top);
         if (!e)
             return ERR_NOMEM;
+        single_count = e->count;
+        single_script = e->nscript > 0;
         if (e->bits) {
             const uint32_t *s = e->bits;
             for (size_t i = 0; i < words; i++)
@@ -862,10 +1229,9 @@ int cm_fill_mask(CMatcher *m, uint32_t *mask)
                 return m->w.err;
         }
     }
-    int count = 0;
-    for (size_t i = 0; i < words; i++)
-        count += __builtin_popcount(mask[i]);
-    return count;
+    if (m->ncur == 1 && !single_script)
+        return single_count + (m->acc ? v->neog : 0);
+    return popcount_words(mask, words);
 }
 
 /* Steps cur through s[0..n) without touching history; on failure cur is
