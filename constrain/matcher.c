@@ -1271,10 +1271,12 @@ int cm_accept_bytes(CMatcher *m, const char *s, size_t n, size_t *bad_at)
     size_t bad = 0;
     if (!m || (!s && n))
         return ERR_ARG;
+    if (n == 0)
+        return 0;
     if (m->finished) {
         if (bad_at)
             *bad_at = 0;
-        return n ? ERR_CONSTRAINT : 0;
+        return ERR_CONSTRAINT;
     }
     int rc = hist_push(m);
     if (rc < 0)
