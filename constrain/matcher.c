@@ -178,7 +178,8 @@ typedef struct {
 
 typedef struct VCache {
     CVocab *v;              /* a reference */
-    _Atomic(MEntry *) *e;   /* 2 * total: (base[rule] + state) * 2 + bottom */
+    _Atomic(MEntry *) *e;   /* 2 * total: (rep[base[rule] + state]) * 2 + bottom */
+    int32_t *rep;           /* total: the state whose entry a state uses */
     struct VCache *next;
 } VCache;
 
@@ -204,6 +205,7 @@ typedef struct {
     _Atomic uint8_t *ready;
     struct Chain *chain;
     _Atomic int32_t *run;   /* per state: chain states from it alike (0 = not yet) */
+    _Atomic int32_t *run_end; /* per state: the row where that run ends, or -1 */
     /* Per rule, the distinct byte classes of the byte ranges UTF-8 cares
      * about (lists in cls_pool, list k of rule r at cls_off[r * CL_N + k]
      * .. [+ 1]), so a chain step checks classes, not bytes. */
@@ -253,6 +255,7 @@ static void mcache_free(void *p)
         for (int32_t i = 0; i < 2 * mc->total; i++)
             entry_free(atomic_load(&vc->e[i]));
         free(vc->e);
+        free(vc->rep);
         cv_unref(vc->v);
         free(vc);
         vc = next;
@@ -268,6 +271,7 @@ static void mcache_free(void *p)
     free(mc->cmap);
     free((void *)mc->ready);
     free((void *)mc->run);
+    free((void *)mc->run_end);
     free(mc->cls_off);
     free(mc->cls_pool);
     free(mc->chain);
@@ -311,7 +315,8 @@ static MCache *mcache_build(const CGrammar *g)
     mc->ready = calloc((size_t)total + 1, 1);
     mc->chain = malloc(((size_t)total + 1) * sizeof *mc->chain);
     mc->run = calloc((size_t)total + 1, sizeof *mc->run);
-    if (!mc->run || !mc->next || !mc->eflags || !mc->rflags || !mc->rstate || !mc->ready || !mc->chain)
+    mc->run_end = calloc((size_t)total + 1, sizeof *mc->run_end);
+    if (!mc->run || !mc->run_end || !mc->next || !mc->eflags || !mc->rflags || !mc->rstate || !mc->ready || !mc->chain)
         goto nomem;
     for (int32_t r = 0; r < g->nrules; r++) {
         const CgRule *R = &g->rules[r];
@@ -395,7 +400,352 @@ static MCache *mcache_of(CGrammar *g)
     return expected;
 }
 
-static VCache *vcache_of(MCache *mc, CVocab *v)
+/* States that no token can tell apart share a cache entry. A token has at
+ * most D = the vocabulary's longest token bytes, so two states of a rule
+ * whose behaviour agrees on every string of D bytes or fewer (Moore's
+ * refinement stopped after D rounds: same finality, and after each byte
+ * class states that agree on D - 1 bytes) accept and reject the same
+ * tokens, pop at the same places, and so have equal entries. States with
+ * calls stay alone (their callees and return states would have to be
+ * compared too). This is what lets `[^\n]{0,300}` or a string's
+ * maxLength share masks across most of their counted states. A rule past
+ * the work budget keeps one entry per state. */
+enum { REFINE_BUDGET = 20 * 1000 * 1000 };
+
+/* Moore's refinement of one rule's states, `depth` rounds, done
+ * incrementally: a round re-examines only the predecessors of states that
+ * changed class in the round before (a counted repetition splits one state
+ * off its chain per round, so a round costs a few states, not all of
+ * them). Rounds stay synchronous: every signature of a round is read
+ * before any class of that round changes. Writes rep[s] = the smallest
+ * state of s's class. */
+typedef struct {
+    int32_t *cls, *elems, *pos, *cstart, *csize, *caff;
+    int32_t *poff, *preds, *mark, *aff, *aidx, *changed, *nchanged_buf, *grp, *gcls, *order;
+    int32_t *sig;           /* affected-state signatures, (m + 1) each */
+    int32_t *ref;           /* per touched class: the unaffected members' signature */
+    int32_t *touched, *refrow;
+    int32_t *htab, *hstamp; /* hstamp[h] == round + 1: htab[h] is set this round */
+} Refine;
+
+static int32_t *sig_row(const Refine *rf, int32_t m, int32_t k) { return rf->sig + (size_t)k * (m + 1); }
+
+static void sig_of(const CgRule *R, const int32_t *cls, int32_t st, int32_t *out)
+{
+    int32_t m = R->nclasses;
+    const int32_t *nx = R->next + (size_t)st * m;
+    out[0] = cls[st];
+    for (int32_t c = 0; c < m; c++)
+        out[1 + c] = nx[c] < 0 ? -1 : cls[nx[c]];
+}
+
+static uint32_t sig_hash(const int32_t *x, int32_t len)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (int32_t i = 0; i < len; i++)
+        h = (h ^ (uint64_t)(uint32_t)x[i]) * 0x100000001B3ull;
+    return (uint32_t)(h ^ h >> 29);
+}
+
+static _Thread_local const int32_t *cmp_grp;
+static int cmp_by_group(const void *a, const void *b)
+{
+    int32_t x = cmp_grp[*(const int32_t *)a], y = cmp_grp[*(const int32_t *)b];
+    return x < y ? -1 : x > y;
+}
+
+static bool refine_rule(const CgRule *R, int32_t depth, int32_t *rep)
+{
+    int32_t n = R->nstates, m = R->nclasses;
+    Refine rf = { 0 };
+    size_t N = (size_t)n + 1;
+    rf.cls = malloc(N * sizeof(int32_t));
+    rf.elems = malloc(N * sizeof(int32_t));
+    rf.pos = malloc(N * sizeof(int32_t));
+    rf.cstart = malloc(N * sizeof(int32_t));
+    rf.csize = calloc(N, sizeof(int32_t));
+    rf.caff = calloc(N, sizeof(int32_t));
+    rf.poff = calloc(N + 1, sizeof(int32_t));
+    rf.mark = malloc(N * sizeof(int32_t));
+    rf.aff = malloc(N * sizeof(int32_t));
+    rf.aidx = malloc(N * sizeof(int32_t));
+    rf.changed = malloc(N * sizeof(int32_t));
+    rf.nchanged_buf = malloc(N * sizeof(int32_t));
+    rf.grp = malloc(N * sizeof(int32_t));
+    rf.gcls = malloc(N * sizeof(int32_t));
+    rf.order = malloc(N * sizeof(int32_t));
+    rf.touched = malloc(N * sizeof(int32_t));
+    rf.refrow = malloc(N * sizeof(int32_t));
+    rf.sig = malloc(N * (size_t)(m + 1) * sizeof(int32_t));
+    rf.ref = malloc(N * (size_t)(m + 1) * sizeof(int32_t));
+    uint32_t hcap = 16;
+    while (hcap < (uint32_t)n * 2)
+        hcap *= 2;
+    rf.htab = malloc((size_t)hcap * sizeof(int32_t));
+    rf.hstamp = calloc((size_t)hcap, sizeof(int32_t));
+    bool ok = rf.cls && rf.elems && rf.pos && rf.cstart && rf.csize && rf.caff && rf.poff && rf.mark && rf.aff &&
+              rf.aidx && rf.changed && rf.nchanged_buf && rf.grp && rf.gcls && rf.order && rf.touched && rf.refrow &&
+              rf.sig && rf.ref && rf.htab && rf.hstamp;
+    if (ok) {
+        /* predecessors (CSR), each once per target */
+        for (int32_t st = 0; st < n; st++)
+            rf.mark[st] = -1;
+        for (int32_t st = 0; st < n; st++)
+            for (int32_t c = 0; c < m; c++) {
+                int32_t t = R->next[(size_t)st * m + c];
+                if (t >= 0 && rf.mark[t] != st) {
+                    rf.mark[t] = st;
+                    rf.poff[t + 1]++;
+                }
+            }
+        for (int32_t st = 0; st < n; st++)
+            rf.poff[st + 1] += rf.poff[st];
+        rf.preds = malloc(((size_t)rf.poff[n] + 1) * sizeof(int32_t));
+        ok = rf.preds != NULL;
+    }
+    if (ok) {
+        int32_t *fill = rf.aidx;     /* scratch */
+        for (int32_t st = 0; st < n; st++) {
+            fill[st] = rf.poff[st];
+            rf.mark[st] = -1;
+        }
+        for (int32_t st = 0; st < n; st++)
+            for (int32_t c = 0; c < m; c++) {
+                int32_t t = R->next[(size_t)st * m + c];
+                if (t >= 0 && rf.mark[t] != st) {
+                    rf.mark[t] = st;
+                    rf.preds[fill[t]++] = st;
+                }
+            }
+        /* the initial partition: states with calls alone, then final / not */
+        int32_t ncls = 0, cf = -1, cn = -1;
+        for (int32_t st = 0; st < n; st++) {
+            if (R->call_off[st + 1] > R->call_off[st])
+                rf.cls[st] = ncls++;
+            else if (R->final[st])
+                rf.cls[st] = cf >= 0 ? cf : (cf = ncls++);
+            else
+                rf.cls[st] = cn >= 0 ? cn : (cn = ncls++);
+            rf.csize[rf.cls[st]]++;
+        }
+        int32_t at = 0;
+        for (int32_t c = 0; c < ncls; c++) {
+            rf.cstart[c] = at;
+            at += rf.csize[c];
+            rf.caff[c] = 0;
+        }
+        for (int32_t c = 0; c < ncls; c++)
+            rf.csize[c] = 0;
+        for (int32_t st = 0; st < n; st++) {
+            int32_t c = rf.cls[st];
+            rf.pos[st] = rf.cstart[c] + rf.csize[c]++;
+            rf.elems[rf.pos[st]] = st;
+        }
+        for (int32_t st = 0; st < n; st++)
+            rf.mark[st] = -1;
+        int32_t nchanged = 0;
+        for (int32_t round = 0; round < depth; round++) {
+            /* affected: every state in round 0, then the predecessors of
+             * the states that changed class */
+            int32_t na = 0;
+            if (round == 0)
+                for (int32_t st = 0; st < n; st++)
+                    rf.aff[na++] = st;
+            else
+                for (int32_t k = 0; k < nchanged; k++) {
+                    int32_t x = rf.changed[k];
+                    for (int32_t e = rf.poff[x]; e < rf.poff[x + 1]; e++) {
+                        int32_t p = rf.preds[e];
+                        if (rf.mark[p] != round) {
+                            rf.mark[p] = round;
+                            rf.aff[na++] = p;
+                        }
+                    }
+                }
+            if (na == 0)
+                break;
+            /* signatures (all read before anything changes) */
+            for (int32_t k = 0; k < na; k++) {
+                sig_of(R, rf.cls, rf.aff[k], sig_row(&rf, m, k));
+                rf.aidx[rf.aff[k]] = k;
+            }
+            /* move affected members to the end of their class's block */
+            int32_t nt = 0;
+            for (int32_t k = 0; k < na; k++) {
+                int32_t a = rf.aff[k], c = rf.cls[a];
+                if (rf.caff[c] == 0)
+                    rf.touched[nt++] = c;
+                rf.caff[c]++;
+                int32_t to = rf.cstart[c] + rf.csize[c] - rf.caff[c];
+                int32_t other = rf.elems[to];
+                rf.elems[rf.pos[a]] = other;
+                rf.pos[other] = rf.pos[a];
+                rf.elems[to] = a;
+                rf.pos[a] = to;
+            }
+            for (int32_t t = 0; t < nt; t++) {
+                int32_t c = rf.touched[t];
+                rf.refrow[t] = -1;
+                if (rf.caff[c] < rf.csize[c]) {
+                    sig_of(R, rf.cls, rf.elems[rf.cstart[c]], rf.ref + (size_t)t * (m + 1));
+                    rf.refrow[t] = t;
+                }
+            }
+            /* group the affected states by signature */
+            int32_t ng = 0;
+            for (int32_t k = 0; k < na; k++) {
+                const int32_t *sg = sig_row(&rf, m, k);
+                uint32_t h = sig_hash(sg, m + 1) & (hcap - 1);
+                for (;;) {
+                    int32_t o = rf.hstamp[h] == round + 1 ? rf.htab[h] : -1;
+                    if (o < 0) {
+                        rf.hstamp[h] = round + 1;
+                        rf.htab[h] = k;
+                        rf.grp[k] = ng;
+                        rf.gcls[ng++] = -1;
+                        break;
+                    }
+                    if (!memcmp(sig_row(&rf, m, o), sg, (size_t)(m + 1) * sizeof(int32_t))) {
+                        rf.grp[k] = rf.grp[o];
+                        break;
+                    }
+                    h = (h + 1) & (hcap - 1);
+                }
+            }
+            /* split each touched class into segments: the unaffected
+             * members with the affected group of their signature, then
+             * each other affected group. The largest segment keeps the
+             * class id (so only the smaller parts count as changed, and a
+             * round touches few states: Hopcroft's "smaller half"); every
+             * other segment becomes a new class. */
+            int32_t nc2 = 0;
+            for (int32_t t = 0; t < nt; t++) {
+                int32_t c = rf.touched[t];
+                int32_t lo = rf.cstart[c] + rf.csize[c] - rf.caff[c], hi = rf.cstart[c] + rf.csize[c];
+                for (int32_t i = lo; i < hi; i++) {
+                    int32_t st = rf.elems[i], k = rf.aidx[st];
+                    bool with_ref = rf.refrow[t] >= 0 &&
+                                    !memcmp(sig_row(&rf, m, k), rf.ref + (size_t)t * (m + 1), (size_t)(m + 1) * sizeof(int32_t));
+                    rf.order[st] = with_ref ? -1 : rf.grp[k];
+                }
+                cmp_grp = rf.order;
+                qsort(rf.elems + lo, (size_t)(hi - lo), sizeof(int32_t), cmp_by_group);
+                /* segments: [cstart, seg_end0) is the unaffected part plus
+                 * the matching group (may be empty); then one per group */
+                int32_t i = lo;
+                while (i < hi && rf.order[rf.elems[i]] == -1)
+                    i++;
+                int32_t best_lo = rf.cstart[c], best_n = i - rf.cstart[c];
+                for (int32_t j = i; j < hi;) {
+                    int32_t g = rf.order[rf.elems[j]], e = j;
+                    while (e < hi && rf.order[rf.elems[e]] == g)
+                        e++;
+                    if (e - j > best_n) {
+                        best_n = e - j;
+                        best_lo = j;
+                    }
+                    j = e;
+                }
+                /* walk the segments again, assigning ids: the first is
+                 * [cstart, i) (possibly empty), then one per group */
+                int32_t cstart0 = rf.cstart[c];
+                for (int32_t j = cstart0; j < hi;) {
+                    int32_t e;
+                    if (j == cstart0 && i > cstart0)
+                        e = i;
+                    else {
+                        if (j == cstart0)
+                            j = i;
+                        int32_t g = rf.order[rf.elems[j]];
+                        e = j;
+                        while (e < hi && rf.order[rf.elems[e]] == g)
+                            e++;
+                    }
+                    int32_t id = j == best_lo ? c : ncls++;
+                    rf.cstart[id] = j;
+                    rf.csize[id] = e - j;
+                    rf.caff[id] = 0;
+                    for (int32_t x = j; x < e; x++) {
+                        int32_t st = rf.elems[x];
+                        rf.pos[st] = x;
+                        if (id != c) {
+                            rf.cls[st] = id;
+                            rf.nchanged_buf[nc2++] = st;
+                        }
+                    }
+                    j = e;
+                }
+                rf.caff[c] = 0;
+            }
+            int32_t *tmp = rf.changed;
+            rf.changed = rf.nchanged_buf;
+            rf.nchanged_buf = tmp;
+            nchanged = nc2;
+            if (nchanged == 0)
+                break;
+        }
+        for (int32_t c = 0; c < ncls; c++) {
+            int32_t lo = rf.cstart[c], best = INT32_MAX;
+            for (int32_t i = lo; i < lo + rf.csize[c]; i++)
+                if (rf.elems[i] < best)
+                    best = rf.elems[i];
+            for (int32_t i = lo; i < lo + rf.csize[c]; i++)
+                rep[rf.elems[i]] = best;
+        }
+    }
+    free(rf.cls);
+    free(rf.elems);
+    free(rf.pos);
+    free(rf.cstart);
+    free(rf.csize);
+    free(rf.caff);
+    free(rf.poff);
+    free(rf.preds);
+    free(rf.mark);
+    free(rf.aff);
+    free(rf.aidx);
+    free(rf.changed);
+    free(rf.nchanged_buf);
+    free(rf.grp);
+    free(rf.gcls);
+    free(rf.order);
+    free(rf.touched);
+    free(rf.refrow);
+    free(rf.sig);
+    free(rf.ref);
+    free(rf.htab);
+    free(rf.hstamp);
+    return ok;
+}
+
+static int32_t *bounded_classes(const CGrammar *g, const MCache *mc, int32_t depth)
+{
+    int32_t *rep = malloc(((size_t)mc->total + 1) * sizeof *rep);
+    if (!rep)
+        return NULL;
+    for (int32_t i = 0; i < mc->total; i++)
+        rep[i] = i;
+    int32_t maxn = 0;
+    for (int32_t r = 0; r < g->nrules; r++)
+        if (g->rules[r].nstates > maxn)
+            maxn = g->rules[r].nstates;
+    int32_t *local = malloc(((size_t)maxn + 1) * sizeof *local);
+    if (!local)
+        return rep;     /* identity: correct, only less sharing */
+    for (int32_t r = 0; r < g->nrules; r++) {
+        const CgRule *R = &g->rules[r];
+        if (R->nstates <= 1 || (int64_t)R->nstates * (R->nclasses + 1) > REFINE_BUDGET)
+            continue;
+        if (!refine_rule(R, depth, local))
+            continue;
+        for (int32_t st = 0; st < R->nstates; st++)
+            rep[mc->base[r] + st] = mc->base[r] + local[st];
+    }
+    free(local);
+    return rep;
+}
+
+static VCache *vcache_of(const CGrammar *g, MCache *mc, CVocab *v)
 {
     for (VCache *vc = atomic_load(&mc->head); vc; vc = vc->next)
         if (vc->v == v)
@@ -409,7 +759,9 @@ static VCache *vcache_of(MCache *mc, CVocab *v)
         vc = calloc(1, sizeof *vc);
         if (vc) {
             vc->e = calloc((size_t)mc->total * 2 + 1, sizeof *vc->e);
-            if (!vc->e) {
+            vc->rep = vc->e ? bounded_classes(g, mc, v->max_depth) : NULL;
+            if (!vc->e || !vc->rep) {
+                free(vc->e);
                 free(vc);
                 vc = NULL;
             } else {
@@ -532,15 +884,17 @@ static bool chain_alike(const Chain *a, const Chain *b)
  * it (RUN_CAP when it ends in a self-loop): a subtree no deeper than that
  * needs one check. Counted repetitions ({0,300}) make such chains. Values
  * are deterministic, so concurrent writers store the same number. */
-static int32_t chain_run(const MCache *mc, int32_t rule, int32_t row)
+static int32_t chain_run(const MCache *mc, int32_t rule, int32_t row, int32_t *end)
 {
     int32_t gi = mc->base[rule] + mc->rstate[row];
-    int32_t r = atomic_load_explicit(&mc->run[gi], memory_order_relaxed);
-    if (r)
+    int32_t r = atomic_load_explicit(&mc->run[gi], memory_order_acquire);
+    if (r) {
+        *end = atomic_load_explicit(&mc->run_end[gi], memory_order_relaxed);
         return r;
+    }
     Chain l0, l1;
     const Chain *c0 = chain_of(mc, rule, row, &l0);
-    int32_t k = 1, t = row;
+    int32_t k = 1, t = row, e = -1;
     for (;;) {
         const Chain *c = chain_of(mc, rule, t, &l1);
         if (c->succ == t) {
@@ -550,18 +904,32 @@ static int32_t chain_run(const MCache *mc, int32_t rule, int32_t row)
         if (c->succ < 0 || k >= RUN_CAP)
             break;
         const Chain *cn = chain_of(mc, rule, c->succ, &l1);
-        if (!chain_alike(c0, cn))
+        if (!chain_alike(c0, cn)) {
+            e = c->succ;
             break;
-        int32_t known = atomic_load_explicit(&mc->run[mc->base[rule] + mc->rstate[c->succ]], memory_order_relaxed);
+        }
+        int32_t gs = mc->base[rule] + mc->rstate[c->succ];
+        int32_t known = atomic_load_explicit(&mc->run[gs], memory_order_acquire);
         if (known) {
+            e = atomic_load_explicit(&mc->run_end[gs], memory_order_relaxed);
             k = known >= RUN_CAP - k ? RUN_CAP : k + known;
             break;
         }
         t = c->succ;
         k++;
     }
-    atomic_store_explicit(&mc->run[gi], k, memory_order_relaxed);
+    atomic_store_explicit(&mc->run_end[gi], e, memory_order_relaxed);
+    atomic_store_explicit(&mc->run[gi], k, memory_order_release);
+    *end = e;
     return k;
+}
+
+static bool chain_admits(const Chain *c, const CvSum *s)
+{
+    if ((s->ascii[0] & ~c->ascii[0]) | (s->ascii[1] & ~c->ascii[1]) | (s->ascii[2] & ~c->ascii[2]) |
+        (s->ascii[3] & ~c->ascii[3]))
+        return false;
+    return !s->nonascii || c->utf8;
 }
 
 /* Every string below the summarised node is alive from (rule, row). */
@@ -571,22 +939,26 @@ static bool subtree_alive(const MCache *mc, int32_t rule, int32_t row, const CvS
         return false;
     Chain local;
     const Chain *c0 = chain_of(mc, rule, row, &local);
-    if ((s->ascii[0] & ~c0->ascii[0]) | (s->ascii[1] & ~c0->ascii[1]) | (s->ascii[2] & ~c0->ascii[2]) |
-        (s->ascii[3] & ~c0->ascii[3]))
+    if (!chain_admits(c0, s))
         return false;
-    if (s->nonascii && !c0->utf8)
-        return false;
-    if (c0->succ == row || s->depth <= 1 || (int64_t)s->depth <= chain_run(mc, rule, row))
+    if (c0->succ == row || s->depth <= 1)
         return true;
-    for (uint32_t j = 0; j < s->depth; j++) {
+    /* positions 0 .. run - 1 of the chain step alike: checked at once */
+    int32_t end;
+    int32_t run = chain_run(mc, rule, row, &end);
+    if ((int64_t)s->depth <= run)
+        return true;
+    if (end < 0)
+        return false;
+    row = end;
+    for (uint32_t j = (uint32_t)run; j < s->depth; j++) {
         const Chain *c = chain_of(mc, rule, row, &local);
-        if ((s->ascii[0] & ~c->ascii[0]) | (s->ascii[1] & ~c->ascii[1]) | (s->ascii[2] & ~c->ascii[2]) |
-            (s->ascii[3] & ~c->ascii[3]))
-            return false;
-        if (s->nonascii && !c->utf8)
+        if (!chain_admits(c, s))
             return false;
         if (c->succ == row || j + 1 == s->depth)
             return true;
+        if (c->succ < 0)
+            return false;
         row = c->succ;
     }
     return true;
@@ -1105,7 +1477,7 @@ int cm_new(CGrammar *g, CVocab *v, CMatcher **out)
         return ERR_ARG;
     *out = NULL;
     MCache *mc = mcache_of(g);
-    VCache *vc = mc ? vcache_of(mc, v) : NULL;
+    VCache *vc = mc ? vcache_of(g, mc, v) : NULL;
     CMatcher *m = calloc(1, sizeof *m);
     if (!vc || !m) {
         free(m);
@@ -1152,7 +1524,7 @@ int cm_history(const CMatcher *m) { return m ? m->nhist : 0; }
 static const MEntry *entry_get(CMatcher *m, Stk top)
 {
     int32_t bottom = top.parent == BOTTOM;
-    size_t idx = (size_t)(m->mc->base[top.rule] + m->mc->rstate[top.row]) * 2 + (size_t)bottom;
+    size_t idx = (size_t)m->vc->rep[m->mc->base[top.rule] + m->mc->rstate[top.row]] * 2 + (size_t)bottom;
     MEntry *e = atomic_load_explicit(&m->vc->e[idx], memory_order_acquire);
     if (e)
         return e;
