@@ -230,6 +230,7 @@ static const uint8_t utf8_conts[CL_NCONT][2] = { { 0x80, 0xbf }, { 0xa0, 0xbf },
  * valid multi-byte character leads there too (through defined edges). */
 typedef struct Chain {
     uint32_t ascii[4];
+    uint32_t anydef[4];     /* ASCII bytes with any edge */
     int32_t succ;
     uint8_t utf8;
 } Chain;
@@ -836,6 +837,9 @@ static void chain_compute(const MCache *mc, int32_t rule, int32_t row, Chain *ou
     }
     memset(out, 0, sizeof *out);
     out->succ = succ;
+    for (int b = 0; b < 128; b++)
+        if (tgt[b] >= 0)
+            out->anydef[b >> 5] |= 1u << (b & 31);
     if (succ < 0)
         return;
     for (int b = 0; b < 128; b++)
@@ -932,9 +936,16 @@ static bool chain_admits(const Chain *c, const CvSum *s)
     return !s->nonascii || c->utf8;
 }
 
-/* Every string below the summarised node is alive from (rule, row). */
-static bool subtree_alive(const MCache *mc, int32_t rule, int32_t row, const CvSum *s)
+/* Whether the strings below the summarised node are alive from (rule, row):
+ * true with *limit = -1 when all are; true with *limit = L when exactly
+ * those of L bytes or fewer are (allowed only where nothing can pop: the
+ * subtree is ASCII, the chain steps alike for L positions and then has no
+ * edge for any of its bytes — `[^\n]{0,300}` near its end); false when
+ * the walk must look. */
+static bool subtree_alive(const MCache *mc, int32_t rule, int32_t row, const CvSum *s, bool allow_prefix,
+                          int32_t *limit)
 {
+    *limit = -1;
     if (s->nonascii && !s->utf8ok)
         return false;
     Chain local;
@@ -950,6 +961,14 @@ static bool subtree_alive(const MCache *mc, int32_t rule, int32_t row, const CvS
         return true;
     if (end < 0)
         return false;
+    if (allow_prefix && s->bylen >= 0) {
+        const Chain *ce = chain_of(mc, rule, end, &local);
+        if (!((s->ascii[0] & ce->anydef[0]) | (s->ascii[1] & ce->anydef[1]) | (s->ascii[2] & ce->anydef[2]) |
+              (s->ascii[3] & ce->anydef[3]))) {
+            *limit = run;
+            return true;
+        }
+    }
     row = end;
     for (uint32_t j = (uint32_t)run; j < s->depth; j++) {
         const Chain *c = chain_of(mc, rule, row, &local);
@@ -1183,17 +1202,27 @@ static inline void set_token(const CVocab *v, const CvNode *nd, uint32_t *mask)
             mask[tok >> 5] |= 1u << (tok & 31);
 }
 
-/* Sets the tokens below a summarised node. */
-static void set_subtree(const CVocab *v, const CvSum *sm, uint32_t *mask)
+/* Sets the tokens below a summarised node at depth `depth` (those of
+ * `limit` bytes below it or fewer when limit >= 0); returns how many. */
+static int32_t set_subtree(const CVocab *v, const CvSum *sm, int32_t depth, int32_t limit, uint32_t *mask)
 {
+    if (limit >= 0) {
+        const int32_t *lst = v->bylen + sm->bylen;
+        int32_t n = sm->tok_hi - sm->tok_lo, k = 0;
+        uint32_t maxlen = (uint32_t)(depth + limit);
+        for (; k < n && v->off[lst[k] + 1] - v->off[lst[k]] <= maxlen; k++)
+            mask[lst[k] >> 5] |= 1u << (lst[k] & 31);
+        return k;
+    }
     if (sm->bits >= 0) {
         const uint32_t *bs = v->bitsets + (size_t)sm->bits * v->words;
         for (size_t k = 0; k < v->words; k++)
             mask[k] |= bs[k];
-        return;
+        return sm->tok_hi - sm->tok_lo;
     }
     for (int32_t k = sm->tok_lo; k < sm->tok_hi; k++)
         mask[v->order[k] >> 5] |= 1u << (v->order[k] & 31);
+    return sm->tok_hi - sm->tok_lo;
 }
 
 /* Real walk of the trie nodes [lo, hi): a run of whole subtrees whose
@@ -1217,8 +1246,9 @@ static void walk_real(Walk *w, const CVocab *v, int32_t lo, int32_t hi, uint32_t
         if (nd->sum >= 0 && w->lcount[d] == 1) {
             Stk x = w->arena[w->lstart[d]];
             const CvSum *sm = &v->sums[nd->sum];
-            if (subtree_alive(w->mc, x.rule, x.row, sm)) {
-                set_subtree(v, sm, mask);
+            int32_t limit;
+            if (subtree_alive(w->mc, x.rule, x.row, sm, x.parent == BOTTOM, &limit)) {
+                set_subtree(v, sm, d, limit, mask);
                 i += (int32_t)nd->sub;
                 continue;
             }
@@ -1316,9 +1346,9 @@ static MEntry *entry_build(Walk *w, const CVocab *v, Stk top, uint32_t *tmp)
             if (nd->sum >= 0 && w->lcount[d] == 1) {
                 Stk x = w->arena[w->lstart[d]];
                 const CvSum *sm = &v->sums[nd->sum];
-                if (subtree_alive(w->mc, x.rule, x.row, sm)) {
-                    set_subtree(v, sm, tmp);
-                    nacc += sm->tok_hi - sm->tok_lo;
+                int32_t limit;
+                if (subtree_alive(w->mc, x.rule, x.row, sm, x.parent == BOTTOM, &limit)) {
+                    nacc += set_subtree(v, sm, d, limit, tmp);
                     i += (int32_t)nd->sub;
                     continue;
                 }

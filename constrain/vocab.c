@@ -43,6 +43,7 @@ static void vocab_free(CVocab *v)
     free(v->sums);
     free(v->order);
     free(v->bitsets);
+    free(v->bylen);
     free(v);
 }
 
@@ -173,6 +174,47 @@ static int build_sums(CVocab *v)
         free(before);
         return ERR_NOMEM;
     }
+    /* length-sorted lists of ASCII-only subtrees (counting sort by length) */
+    size_t nbylen = 0;
+    for (int32_t k = 0; k < nsums; k++)
+        if (!v->sums[k].nonascii)
+            nbylen += (size_t)(v->sums[k].tok_hi - v->sums[k].tok_lo);
+    v->bylen = malloc((nbylen + 1) * sizeof *v->bylen);
+    int32_t *hist = calloc((size_t)v->max_depth + 2, sizeof *hist);
+    if (!v->bylen || !hist) {
+        free(hist);
+        free(t);
+        free(before);
+        return ERR_NOMEM;
+    }
+    size_t at2 = 0;
+    for (int32_t k = 0; k < nsums; k++) {
+        CvSum *s = &v->sums[k];
+        s->bylen = -1;
+        if (s->nonascii)
+            continue;
+        s->bylen = (int32_t)at2;
+        int32_t maxl = 0;
+        for (int32_t j = s->tok_lo; j < s->tok_hi; j++) {
+            int32_t l = (int32_t)(v->off[v->order[j] + 1] - v->off[v->order[j]]);
+            hist[l]++;
+            if (l > maxl)
+                maxl = l;
+        }
+        int32_t sum = 0;
+        for (int32_t l = 0; l <= maxl; l++) {
+            int32_t c = hist[l];
+            hist[l] = sum;
+            sum += c;
+        }
+        for (int32_t j = s->tok_lo; j < s->tok_hi; j++) {
+            int32_t l = (int32_t)(v->off[v->order[j] + 1] - v->off[v->order[j]]);
+            v->bylen[at2 + (size_t)hist[l]++] = v->order[j];
+        }
+        memset(hist, 0, ((size_t)maxl + 1) * sizeof *hist);
+        at2 += (size_t)(s->tok_hi - s->tok_lo);
+    }
+    free(hist);
     for (int32_t k = 0; k < nsums; k++) {
         const CvSum *s = &v->sums[k];
         if (s->bits < 0)

@@ -63,6 +63,8 @@ typedef struct {
     int32_t tok_lo, tok_hi; /* their tokens: order[tok_lo .. tok_hi) */
     int32_t bits;           /* when there are CV_BITS_MIN or more: their mask is
                                bitsets[bits * words ..], else -1 */
+    int32_t bylen;          /* ASCII-only subtrees: the same tokens sorted by
+                               length are bylen[bylen .. + tok_hi - tok_lo); else -1 */
 } CvSum;
 
 enum { CV_SUM_MIN = 2, CV_BITS_MIN = 2048 };
@@ -88,6 +90,7 @@ struct CVocab {
     int32_t norder;
     uint32_t *bitsets;      /* masks of big subtrees (CvSum.bits) */
     int32_t nbitsets;
+    int32_t *bylen;         /* CvSum.bylen lists */
     int32_t max_depth;      /* longest text token in bytes */
     size_t words;           /* cv_mask_words */
 };
