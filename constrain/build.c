@@ -508,16 +508,17 @@ static int split(Ctx *c, CgExpr e, int A, CgExpr *alpha, CgExpr *beta) {
         n = &b->nodes[e];
         CgExpr x = n->a;
         int min = n->b, max = n->c;
-        CgExpr y = x;
-        if (nullable(c, x)) {
+        CgExpr y = x, ay = ax, by = bx;
+        if (nullable(c, bx)) {
+            /* x's β is nullable: x{m,n} = (x⁺){0,n}, and x⁺'s β is not */
             y = nonempty(c, x);
             min = 0;
             if (y < 0) return -1;
+            if (split(c, y, A, &ay, &by)) return -1;
         }
-        /* e = [min == 0] ε ∪ y · y{min-1, max-1}; y is not nullable, so its β is not */
+        /* e = [min == 0] ε ∪ y · y{min-1, max-1} */
         CgExpr rest = cgb_repeat(b, y, min > 0 ? min - 1 : 0, max == CG_INF ? CG_INF : max - 1);
-        CgExpr ay, by;
-        if (rest < 0 || split(c, y, A, &ay, &by)) return c->code ? -1 : from_builder(c);
+        if (rest < 0) return from_builder(c);
         al = cgb_seq2(b, ay, rest);
         be = cgb_seq2(b, by, rest);
         if (min == 0) be = cgb_alt2(b, be, CX_ID_EMPTY);
@@ -679,6 +680,27 @@ static int lr_round(Ctx *c) {
         rewrote = 1;
         const int32_t *mem = members + cstart[k];
         int32_t nmem = cstart[k + 1] - cstart[k];
+        /* ε out first: a nullable A becomes ε | A+ (A+ = its non-empty
+         * part, whose leading references are all to non-nullable rules),
+         * so the split below never meets a nullable β; the graph is
+         * recomputed next round. */
+        int converted = 0;
+        for (int32_t i = 0; i < nmem && !rc; i++) {
+            int32_t A = mem[i];
+            if (!c->rule_nul[A] || c->plus[A] == A) continue;
+            CgExpr pr = plus_ref(c, A);
+            if (pr < 0) {
+                rc = -1;
+                break;
+            }
+            CgExpr want = cgb_alt2(b, CX_ID_EMPTY, pr);
+            if (want < 0) {
+                rc = from_builder(c);
+                break;
+            }
+            if (b->rules[A].body != want) b->rules[A].body = want, converted = 1;
+        }
+        if (converted || rc) continue;
         for (int32_t i = 0; i < nmem; i++) rank[mem[i]] = i;
         for (int32_t i = 0; i < nmem && !rc; i++) {
             int32_t A = mem[i];
@@ -1510,6 +1532,7 @@ int cgb_build(CgBuilder *b, int start, CGrammar **out, char *err, size_t errcap)
     if (!b || !out) return err_fmt(err, errcap, "cgb_build: no builder or no output"), ERR_ARG;
     if (b->err) return err_fmt(err, errcap, "%s", b->msg), b->err;
     if (start < 0 || start >= b->nrules) return err_fmt(err, errcap, "start rule %d was not declared", start), ERR_ARG;
+    b->fail_rule = -1;
     Ctx cx = {.b = b, .err = err, .errcap = errcap};
     Ctx *c = &cx;
     CGrammar *g = NULL;
@@ -1521,6 +1544,7 @@ int cgb_build(CgBuilder *b, int start, CGrammar **out, char *err, size_t errcap)
     for (int32_t r = 0; r < b->nrules; r++) {
         if (c->reach[r] && b->rules[r].body < 0) {
             fail(c, ERR_CONSTRAINT, "rule '%s' is used but never defined", rname(c, r));
+            b->fail_rule = r;
             goto out;
         }
     }
@@ -1536,6 +1560,7 @@ int cgb_build(CgBuilder *b, int start, CGrammar **out, char *err, size_t errcap)
         free(prod);
         if (!c->rule_prod[start]) {
             fail(c, ERR_CONSTRAINT, "rule '%s' matches nothing: the language is empty", rname(c, start));
+            b->fail_rule = start;
             goto out;
         }
         int any_dead = 0;
@@ -1567,7 +1592,31 @@ int cgb_build(CgBuilder *b, int start, CGrammar **out, char *err, size_t errcap)
             goto out;
         }
     }
-    if (rules_fit(c)) goto out;
+    if (rules_fit(c) || nodes_fit(c)) goto out;
+    /* the rewrite may leave rules that derive nothing (the non-empty part
+     * of a rule that only derives ε): prune them again */
+    {
+        uint8_t *prod = calloc((size_t)b->nnodes + 1, 1);
+        if (!prod) {
+            nomem(c);
+            goto out;
+        }
+        memset(c->rule_prod, 0, (size_t)c->nrules_cap);
+        rule_fixpoint(c, prod, c->rule_prod, 1);
+        free(prod);
+        int any_dead = 0;
+        for (int32_t r = 0; r < b->nrules; r++) any_dead |= c->reach[r] && !c->rule_prod[r];
+        if (any_dead) {
+            memo_reset(c);
+            for (int32_t r = 0; r < b->nrules; r++) {
+                if (!c->reach[r] || !c->rule_prod[r]) continue;
+                CgExpr nb = prune(c, b->rules[r].body);
+                if (nb < 0) goto out;
+                b->rules[r].body = nb;
+            }
+            if (mark_reachable(c, start)) goto out;
+        }
+    }
 
     /* call graph over reachable rules; components callees first */
     int32_t nr = b->nrules;
@@ -1638,7 +1687,10 @@ int cgb_build(CgBuilder *b, int start, CGrammar **out, char *err, size_t errcap)
         }
         free(cstart), free(csize);
         for (int32_t i = 0; i < norder; i++) {
-            if (build_rule(c, order[i])) goto out;
+            if (build_rule(c, order[i])) {
+                b->fail_rule = order[i];
+                goto out;
+            }
         }
     }
 

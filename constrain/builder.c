@@ -158,6 +158,7 @@ CgBuilder *cgb_new(const CgLimits *limits) {
     CgBuilder *b = calloc(1, sizeof *b);
     if (!b) return NULL;
     cx_limits(&b->lim, limits);
+    b->fail_rule = -1;
     if (intern(b, (CxNode){.kind = CX_EMPTY, .depth = 1}) != CX_ID_EMPTY ||
         intern(b, (CxNode){.kind = CX_NOTHING, .depth = 1}) != CX_ID_NOTHING) {
         cgb_free(b);

@@ -67,6 +67,7 @@ struct CgBuilder {
     int32_t nrules, caprules;
     int err;                /* first failure (0 = none) */
     char msg[256];
+    int32_t fail_rule;      /* the rule cgb_build's last failure names, or -1 */
 };
 
 /* Remembers the first failure (code, message); returns -1. */

@@ -32,6 +32,8 @@ typedef struct {
     int depth;
     GbNode **refs;          /* GB_REF nodes in source order */
     int nrefs, refcap;
+    GbDialect dialect;
+    int code;               /* ERR_CONSTRAINT, or ERR_UNSUPPORTED */
 } Parser;
 
 static void fail(Parser *p, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -89,9 +91,17 @@ static int peek(const Parser *p) {
     return p->i < p->len ? (unsigned char)p->s[p->i] : -1;
 }
 
-static int is_name_char(int c) {
+static int is_name_char(const Parser *p, int c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
+           c == '_' || c == '-' || (c == '.' && p->dialect == GB_EBNF);
+}
+
+/* A valid construct of the dialect that this parser does not enforce:
+ * "<what> not supported" with ERR_UNSUPPORTED. */
+static void unsupported(Parser *p, size_t pos, const char *what) {
+    if (p->failed) return;
+    fail(p, pos, "%s not supported", what);
+    p->code = ERR_UNSUPPORTED;
 }
 
 static void skip_space(Parser *p) {
@@ -110,14 +120,120 @@ static void skip_space(Parser *p) {
 /* Is there `NAME ::=` at p->i? (the start of the next rule) */
 static int rule_starts_here(const Parser *p) {
     size_t i = p->i;
-    while (i < p->len && is_name_char((unsigned char)p->s[i])) i++;
+    while (i < p->len && is_name_char(p, (unsigned char)p->s[i])) i++;
     if (i == p->i) return 0;
     while (i < p->len && (p->s[i] == ' ' || p->s[i] == '\t')) i++;
+    if (p->dialect == GB_EBNF && i < p->len && p->s[i] == '[') {
+        /* XGrammar's rule options: name[...] ::= */
+        while (i < p->len && p->s[i] != ']' && p->s[i] != '\n') i++;
+        if (i < p->len && p->s[i] == ']') i++;
+        while (i < p->len && (p->s[i] == ' ' || p->s[i] == '\t')) i++;
+    }
     return p->len - i >= 3 && memcmp(p->s + i, "::=", 3) == 0;
 }
 
-/* ---- literals -------------------------------------------------------------- */
+/* ---- literals and classes ------------------------------------------------------ */
 
+/* The escape at p->s[p->i] == '\\' (end: where the literal or class ends).
+ * Returns 1 with *cp for a character, 2 with *cls = 'd' 'w' 's' 'D' 'W' 'S'
+ * (classes only), 0 after a failure. In a class, regex punctuation may be
+ * escaped too. */
+static int decode_escape(Parser *p, size_t end, int in_class, uint32_t *cp, int *cls) {
+    size_t esc = p->i;
+    if (p->i + 1 >= end) {
+        fail(p, esc, "trailing backslash");
+        return 0;
+    }
+    char e = p->s[p->i + 1];
+    p->i += 2;
+    int digits = 0;
+    switch (e) {
+    case 'n': *cp = '\n'; return 1;
+    case 't': *cp = '\t'; return 1;
+    case 'r': *cp = '\r'; return 1;
+    case 'f': *cp = '\f'; return 1;
+    case 'v': *cp = '\v'; return 1;
+    case 'a': *cp = '\a'; return 1;
+    case 'b': *cp = '\b'; return 1;
+    case 'e': *cp = 0x1B; return 1;
+    case '0': *cp = 0; return 1;
+    case '\\': case '"': case '\'': case '[': case ']': case '-': case '/': case '?':
+        *cp = (uint32_t)e;
+        return 1;
+    case 'x': digits = p->dialect == GB_EBNF ? -1 : 2; break;
+    case 'u': digits = 4; break;
+    case 'U': digits = 8; break;
+    case 'd': case 'w': case 's': case 'D': case 'W': case 'S':
+        if (in_class) {
+            *cls = e;
+            return 2;
+        }
+        break;
+    case '^': case '$': case '.': case '*': case '+': case '(': case ')': case '{': case '}': case '|':
+        if (in_class) {
+            *cp = (uint32_t)e;
+            return 1;
+        }
+        break;
+    default: break;
+    }
+    if (!digits) {
+        fail(p, esc, "unknown escape '\\%c'", e >= 0x20 && e < 0x7F ? e : '?');
+        return 0;
+    }
+    uint32_t v = 0;
+    if (e == 'u' && p->i < end && p->s[p->i] == '{') {
+        size_t k = p->i + 1;
+        int nd = 0;
+        while (k < end && rx_hexval((unsigned char)p->s[k]) >= 0) {
+            if (nd < 8) v = v * 16 + (uint32_t)rx_hexval((unsigned char)p->s[k]);
+            nd++, k++;
+        }
+        if (k >= end || p->s[k] != '}' || nd == 0 || nd > 6) {
+            fail(p, esc, "malformed escape '\\u{...}'");
+            return 0;
+        }
+        p->i = k + 1;
+    } else if (digits < 0) {
+        /* XGrammar's \x: one or more hex digits */
+        int nd = 0;
+        while (p->i < end && rx_hexval((unsigned char)p->s[p->i]) >= 0) {
+            if (nd < 8) v = v * 16 + (uint32_t)rx_hexval((unsigned char)p->s[p->i]);
+            nd++, p->i++;
+        }
+        if (nd == 0 || nd > 8) {
+            fail(p, esc, "malformed escape '\\x' (expected hex digits)");
+            return 0;
+        }
+    } else {
+        for (int d = 0; d < digits; d++, p->i++) {
+            int h = p->i < end ? rx_hexval((unsigned char)p->s[p->i]) : -1;
+            if (h < 0) {
+                fail(p, esc, "malformed escape '\\%c' (expected %d hex digits)", e, digits);
+                return 0;
+            }
+            v = v * 16 + (uint32_t)h;
+        }
+    }
+    if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) {
+        fail(p, esc, "escape is not a Unicode scalar value");
+        return 0;
+    }
+    *cp = v;
+    return 1;
+}
+
+/* One character of the text at p->i (raw UTF-8 or an escape); see decode_escape. */
+static int next_char(Parser *p, size_t end, int in_class, uint32_t *cp, int *cls) {
+    if (p->s[p->i] == '\\') return decode_escape(p, end, in_class, cp, cls);
+    int n = utf8_decode(p->s + p->i, end - p->i, cp);
+    if (n <= 0) {
+        fail(p, p->i, "invalid UTF-8");
+        return 0;
+    }
+    p->i += (size_t)n;
+    return 1;
+}
 
 /* "..." or '...': each escape becomes at most 4 bytes and takes at least 2
  * source bytes, so the literal's source length bounds its decoded length. */
@@ -135,65 +251,16 @@ static GbNode *parse_string(Parser *p) {
     }
     GbNode *n = node(p, GB_STR, start);
     if (!n) return NULL;
-    n->str = malloc(2 * (end - p->i) + 1);
+    n->str = malloc(2 * (end - p->i) + 4);
     if (!n->str) {
         fail(p, 0, "out of memory");
         return NULL;
     }
     size_t len = 0;
     while (p->i < end) {
-        char c = p->s[p->i];
-        if (c != '\\') {
-            n->str[len++] = c;
-            p->i++;
-            continue;
-        }
-        size_t esc = p->i;
-        char e = p->s[p->i + 1];
-        p->i += 2;
         uint32_t cp;
-        int digits = 0;
-        switch (e) {
-        case 'n': n->str[len++] = '\n'; continue;
-        case 't': n->str[len++] = '\t'; continue;
-        case 'r': n->str[len++] = '\r'; continue;
-        case '\\': case '"': case '\'': case '[': case ']': case '-': case '/':
-            n->str[len++] = e;
-            continue;
-        case 'x': digits = 2; break;
-        case 'u': digits = 4; break;
-        case 'U': digits = 8; break;
-        default:
-            fail(p, esc, "unknown escape '\\%c'", e >= 0x20 && e < 0x7F ? e : '?');
-            return NULL;
-        }
-        cp = 0;
-        if (e == 'u' && p->i < end && p->s[p->i] == '{') {
-            size_t k = p->i + 1;
-            int nd = 0;
-            while (k < end && rx_hexval((unsigned char)p->s[k]) >= 0) {
-                if (nd < 8) cp = cp * 16 + (uint32_t)rx_hexval((unsigned char)p->s[k]);
-                nd++, k++;
-            }
-            if (k >= end || p->s[k] != '}' || nd == 0 || nd > 6) {
-                fail(p, esc, "malformed escape '\\u{...}'");
-                return NULL;
-            }
-            p->i = k + 1;
-        } else {
-            for (int d = 0; d < digits; d++, p->i++) {
-                int v = p->i < end ? rx_hexval((unsigned char)p->s[p->i]) : -1;
-                if (v < 0) {
-                    fail(p, esc, "malformed escape '\\%c' (expected %d hex digits)", e, digits);
-                    return NULL;
-                }
-                cp = cp * 16 + (uint32_t)v;
-            }
-        }
-        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            fail(p, esc, "escape is not a Unicode scalar value");
-            return NULL;
-        }
+        int cls;
+        if (!next_char(p, end, 0, &cp, &cls)) return NULL;
         len += (size_t)utf8_encode(cp, n->str + len);
     }
     n->str[len] = '\0';
@@ -202,39 +269,145 @@ static GbNode *parse_string(Parser *p) {
     return n;
 }
 
-/* [...]: find its end, then let the regex parser read it. */
+typedef struct {
+    RxRange *r;
+    int n, cap;
+} Ranges;
+
+static int ranges_add(Parser *p, Ranges *s, uint32_t lo, uint32_t hi) {
+    if (s->n == s->cap) {
+        int cap = s->cap ? s->cap * 2 : 8;
+        RxRange *r = realloc(s->r, (size_t)cap * sizeof *r);
+        if (!r) {
+            fail(p, 0, "out of memory");
+            return -1;
+        }
+        s->r = r;
+        s->cap = cap;
+    }
+    s->r[s->n++] = (RxRange){lo, hi};
+    return 0;
+}
+
+static int range_cmp(const void *x, const void *y) {
+    const RxRange *a = x, *b = y;
+    return a->lo < b->lo ? -1 : a->lo > b->lo;
+}
+
+/* Sorted, merged, surrogates cut out, complemented when `negate`. */
+static int ranges_finish(Parser *p, Ranges *s, int negate) {
+    qsort(s->r, (size_t)s->n, sizeof *s->r, range_cmp);
+    int k = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (k && s->r[i].lo <= s->r[k - 1].hi + 1) {
+            if (s->r[i].hi > s->r[k - 1].hi) s->r[k - 1].hi = s->r[i].hi;
+        } else {
+            s->r[k++] = s->r[i];
+        }
+    }
+    s->n = k;
+    Ranges out = {0};
+    if (negate) {
+        uint32_t from = 0;
+        for (int i = 0; i < s->n; i++) {
+            if (s->r[i].lo > from && ranges_add(p, &out, from, s->r[i].lo - 1)) return -1;
+            from = s->r[i].hi + 1;
+        }
+        if (from <= 0x10FFFF && ranges_add(p, &out, from, 0x10FFFF)) return -1;
+    } else {
+        for (int i = 0; i < s->n; i++) {
+            if (ranges_add(p, &out, s->r[i].lo, s->r[i].hi)) return -1;
+        }
+    }
+    /* cut out the surrogates */
+    Ranges cut = {0};
+    for (int i = 0; i < out.n; i++) {
+        uint32_t lo = out.r[i].lo, hi = out.r[i].hi;
+        if (lo < 0xD800 && hi > 0xDFFF) {
+            if (ranges_add(p, &cut, lo, 0xD7FF) || ranges_add(p, &cut, 0xE000, hi)) return -1;
+        } else if (hi >= 0xD800 && lo <= 0xDFFF) {
+            if (lo < 0xD800 && ranges_add(p, &cut, lo, 0xD7FF)) return -1;
+            if (hi > 0xDFFF && ranges_add(p, &cut, 0xE000, hi)) return -1;
+        } else if (ranges_add(p, &cut, lo, hi)) {
+            return -1;
+        }
+    }
+    free(out.r);
+    free(s->r);
+    *s = cut;
+    return 0;
+}
+
+static int add_class_escape(Parser *p, Ranges *set, int c) {
+    Ranges tmp = {0};
+    int lower = c | 0x20, rc;
+    if (lower == 'd') rc = ranges_add(p, &tmp, '0', '9');
+    else if (lower == 'w') rc = ranges_add(p, &tmp, '0', '9') || ranges_add(p, &tmp, 'A', 'Z') ||
+                                ranges_add(p, &tmp, '_', '_') || ranges_add(p, &tmp, 'a', 'z');
+    else rc = ranges_add(p, &tmp, '\t', '\r') || ranges_add(p, &tmp, ' ', ' ');
+    if (!rc && c != lower) rc = ranges_finish(p, &tmp, 1);
+    for (int k = 0; !rc && k < tmp.n; k++) rc = ranges_add(p, set, tmp.r[k].lo, tmp.r[k].hi);
+    free(tmp.r);
+    return rc;
+}
+
+/* [...]: ranges, `^`, escapes, \d \w \s. `[^]` is any character; a `]`
+ * right after `[` or `[^` closes the class (llama.cpp's reading). */
 static GbNode *parse_class(Parser *p) {
     size_t start = p->i;
-    size_t i = p->i + 1;
-    if (i < p->len && p->s[i] == '^') i++;
-    if (i < p->len && p->s[i] == ']') i++;     /* a leading ] is a member */
-    while (i < p->len && p->s[i] != ']' && p->s[i] != '\n') {
-        if (p->s[i] == '\\' && i + 1 < p->len) i++;
-        i++;
+    size_t end = p->i + 1;
+    while (end < p->len && p->s[end] != ']' && p->s[end] != '\n') {
+        if (p->s[end] == '\\' && end + 1 < p->len && p->s[end + 1] != '\n') end++;
+        end++;
     }
-    if (i >= p->len || p->s[i] != ']') {
+    if (end >= p->len || p->s[end] != ']') {
         fail(p, start, "unterminated character class");
         return NULL;
     }
-    size_t end = i + 1;
-    RxRegex re;
-    int col;
-    char msg[160];
-    if (rx_parse(p->s + start, end - start, &re, &col, msg, sizeof msg)) {
-        fail(p, start + (size_t)col - 1, "%s", msg);
+    p->i++;
+    int negate = 0;
+    if (p->i < end && p->s[p->i] == '^') negate = 1, p->i++;
+    if (p->i == end && !negate) {
+        fail(p, start, "empty character class '[]'");
         return NULL;
     }
-    GbNode *n = node(p, GB_CLASS, start);
-    if (n && re.root && re.root->kind == RX_CLASS) {
-        n->ranges = re.root->ranges;     /* take them over */
-        n->nranges = re.root->nranges;
-        re.root->ranges = NULL;
-    } else if (n) {
-        fail(p, start, "invalid character class");
+    Ranges set = {0};
+    while (p->i < end) {
+        uint32_t lo, hi;
+        int cls;
+        size_t at = p->i;
+        int k = next_char(p, end, 1, &lo, &cls);
+        if (!k) goto bad;
+        if (k == 2) {
+            if (add_class_escape(p, &set, cls)) goto bad;
+            continue;
+        }
+        hi = lo;
+        if (p->i + 1 < end && p->s[p->i] == '-') {
+            p->i++;
+            k = next_char(p, end, 1, &hi, &cls);
+            if (!k) goto bad;
+            if (k == 2) {
+                fail(p, at, "a class escape cannot end a range");
+                goto bad;
+            }
+            if (hi < lo) {
+                fail(p, at, "range out of order in class");
+                goto bad;
+            }
+        }
+        if (ranges_add(p, &set, lo, hi)) goto bad;
     }
-    rx_free(&re);
-    p->i = end;
+    if (ranges_finish(p, &set, negate)) goto bad;
+    GbNode *n = node(p, GB_CLASS, start);
+    if (!n) goto bad;
+    n->ranges = set.r;
+    n->nranges = set.n;
+    p->i = end + 1;
     return n;
+bad:
+    free(set.r);
+    return NULL;
 }
 
 /* ---- the grammar ------------------------------------------------------------ */
@@ -295,15 +468,15 @@ static GbNode *parse_term(Parser *p) {
         p->i++;
         GbNode *n = node(p, GB_CLASS, start);
         if (!n) return NULL;
-        n->ranges = malloc(3 * sizeof *n->ranges);
+        /* any character, line breaks included (llama.cpp's `.`) */
+        n->ranges = malloc(2 * sizeof *n->ranges);
         if (!n->ranges) {
             fail(p, 0, "out of memory");
             return NULL;
         }
-        n->ranges[0] = (RxRange){0, 9};
-        n->ranges[1] = (RxRange){11, 0xD7FF};
-        n->ranges[2] = (RxRange){0xE000, 0x10FFFF};
-        n->nranges = 3;
+        n->ranges[0] = (RxRange){0, 0xD7FF};
+        n->ranges[1] = (RxRange){0xE000, 0x10FFFF};
+        n->nranges = 2;
         return n;
     }
     if (c == '(') {
@@ -323,8 +496,23 @@ static GbNode *parse_term(Parser *p) {
         p->i++;
         return inner;
     }
-    if (is_name_char(c)) {
-        while (p->i < p->len && is_name_char((unsigned char)p->s[p->i])) p->i++;
+    if (c == '(' && p->i + 1 < p->len && p->s[p->i + 1] == '=' && p->dialect == GB_EBNF) {
+        unsupported(p, start, "lookahead assertions '(= ...)' are");
+        return NULL;
+    }
+    if (c == '<' || (c == '!' && p->i + 1 < p->len && p->s[p->i + 1] == '<')) {
+        unsupported(p, start, "token references ('<[id]>', '<token>', '!<...>') are");
+        return NULL;
+    }
+    if (is_name_char(p, c)) {
+        while (p->i < p->len && is_name_char(p, (unsigned char)p->s[p->i])) p->i++;
+        if (p->i < p->len && p->s[p->i] == '(' && p->dialect == GB_EBNF) {
+            char what[96];
+            snprintf(what, sizeof what, "the macro '%.*s(...)' is", (int)(p->i - start > 40 ? 40 : p->i - start),
+                     p->s + start);
+            unsupported(p, start, what);
+            return NULL;
+        }
         GbNode *n = node(p, GB_REF, start);
         if (!n) return NULL;
         n->len = p->i - start;
@@ -426,14 +614,18 @@ static void parse_rules(Parser *p) {
         skip_space(p);
         if (p->i >= p->len) break;
         size_t start = p->i;
-        if (!is_name_char(peek(p))) {
+        if (!is_name_char(p, peek(p))) {
             if (peek(p) == ')') fail(p, start, "unexpected ')'");
             else fail(p, start, "expected a rule name");
             return;
         }
-        while (p->i < p->len && is_name_char((unsigned char)p->s[p->i])) p->i++;
+        while (p->i < p->len && is_name_char(p, (unsigned char)p->s[p->i])) p->i++;
         size_t name_end = p->i;
         skip_space(p);
+        if (peek(p) == '[' && p->dialect == GB_EBNF) {
+            unsupported(p, p->i, "rule options ('name[max_tokens=..., capture, lazy, ...] ::=') are");
+            return;
+        }
         if (p->len - p->i < 3 || memcmp(p->s + p->i, "::=", 3) != 0) {
             fail(p, p->i, "expected '::=' after the rule name");
             return;
@@ -491,8 +683,16 @@ void gbnf_free(GbnfGrammar *g) {
 
 int gbnf_parse(const char *src, size_t len, GbnfGrammar *out, int *line, int *col, char *msg,
                size_t msgcap) {
+    return gbnf_parse_dialect(src, len, GB_GBNF, out, line, col, NULL, msg, msgcap);
+}
+
+int gbnf_parse_dialect(const char *src, size_t len, GbDialect dialect, GbnfGrammar *out, int *line,
+                       int *col, int *code, char *msg, size_t msgcap) {
     memset(out, 0, sizeof *out);
+    if (code) *code = ERR_CONSTRAINT;
     Parser p = {0};
+    p.dialect = dialect;
+    p.code = ERR_CONSTRAINT;
     p.s = src;
     p.len = len;
     p.g = out;
@@ -537,6 +737,7 @@ int gbnf_parse(const char *src, size_t len, GbnfGrammar *out, int *line, int *co
         if (out->root < 0) fail(&p, 0, "no 'root' rule");
     }
     free(p.refs);
+    if (code) *code = p.code;
     if (p.failed) {
         int l, c;
         position(&p, p.err_pos, &l, &c);

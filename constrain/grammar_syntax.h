@@ -1,7 +1,8 @@
 /*
  * constrain/grammar_syntax.h — the EBNF of `grammar` blocks and `grammar:`
- * strings (LANGUAGE.md §9, GBNF style): parser, checker, and the tree that
- * the grammar-automaton builder consumes.
+ * strings (LANGUAGE.md §9: llama.cpp's GBNF) and of SGLang's `ebnf` field
+ * (XGrammar's dialect): parser, checker, and the tree that the front end
+ * (constrain/front.c) lowers to the builder.
  *
  * Syntax:
  *   grammar  := rule*
@@ -12,10 +13,12 @@
  *   quant    := '*' | '+' | '?' | '{m}' | '{m,}' | '{m,n}' | '{,n}'
  * Whitespace, line breaks and `#` comments may stand between any two
  * tokens, so rules span lines freely: a rule ends where the next `NAME ::=`
- * begins. Literals take the escapes \n \t \r \\ \" \' \xHH \uHHHH \u{H..}
- * \UHHHHHHHH; classes are the classes of the constraint regex syntax
- * (constrain/regex_syntax.h: ranges, `^`, escapes, \d \w \s). `.` is any
- * character but a line break. Every referenced rule must be defined, no
+ * begins. Literals take the escapes \n \t \r \f \v \a \b \e \0 \\ \" \'
+ * \[ \] \- \/ \? \xHH \uHHHH \u{H..} \UHHHHHHHH. Classes `[...]`: ranges
+ * `a-z`, `^` negation, the same escapes, regex punctuation escaped, and
+ * \d \w \s \D \W \S (ASCII, as in regexes); `[^]` is any character, `[]` an
+ * error. `.` is any character, line breaks included (llama.cpp). Token
+ * references (`<[id]>`, `<tok>`) are refused as unsupported. Every referenced rule must be defined, no
  * rule twice, and `root` is the start rule. Counts are at most
  * RX_MAX_REPEAT; parentheses nest at most RX_MAX_DEPTH deep.
  *
@@ -41,6 +44,12 @@
 #include "constrain/regex_syntax.h"
 
 typedef enum { GB_ALT, GB_SEQ, GB_STR, GB_CLASS, GB_REF, GB_REPEAT } GbKind;
+
+/* GB_GBNF: llama.cpp's GBNF (and `grammar` blocks). GB_EBNF: XGrammar's
+ * EBNF (SGLang's `ebnf` field): names may contain '.', `\x` takes any
+ * number of hex digits; its rule options `name[...]`, macros `Name(...)`
+ * and lookahead `(= ...)` are refused as unsupported. */
+typedef enum { GB_GBNF, GB_EBNF } GbDialect;
 
 typedef struct GbNode GbNode;
 struct GbNode {
@@ -71,11 +80,17 @@ typedef struct {
     GbNode *nodes;          /* internal: allocation list */
 } GbnfGrammar;
 
-/* Parse and check. Returns 0 and fills *out (free with gbnf_free), or -1
- * with *line and *col (1-based, in src) and a message in msg (msgcap bytes);
- * *out is then empty. */
+/* Parse and check (GB_GBNF). Returns 0 and fills *out (free with
+ * gbnf_free), or -1 with *line and *col (1-based, in src) and a message in
+ * msg (msgcap bytes); *out is then empty. */
 int gbnf_parse(const char *src, size_t len, GbnfGrammar *out, int *line, int *col, char *msg,
                size_t msgcap);
+
+/* As gbnf_parse, in a dialect; on failure *code (if not NULL) is
+ * ERR_CONSTRAINT (invalid text) or ERR_UNSUPPORTED (valid syntax of the
+ * dialect that is not enforced; the message names it). */
+int gbnf_parse_dialect(const char *src, size_t len, GbDialect dialect, GbnfGrammar *out, int *line,
+                       int *col, int *code, char *msg, size_t msgcap);
 
 void gbnf_free(GbnfGrammar *g);
 
