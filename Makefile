@@ -10,6 +10,7 @@
 #   make fuzz-compile   libFuzzer over lexer+parser+compiler
 #   make fuzz-sglc      libFuzzer over the .sglc loader+verifier and the VM
 #   make bench   benchmarks (bench/)
+#   make maskbench   the MaskBench corpus judged token by token (bench/maskbench)
 #   make clean
 #
 # Sources are found by wildcard: a new .c in a room's folder is built and
@@ -56,7 +57,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
             python3 python3-pip python3-venv pkg-config valgrind unzip bc
 
-.PHONY: all deps model vocab run test unit lang-test e2e-test asan fuzz fuzz-compile fuzz-sglc bench clean
+.PHONY: all deps model vocab venv run test unit lang-test e2e-test asan fuzz fuzz-compile fuzz-sglc bench maskbench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so
@@ -131,7 +132,16 @@ $(VOCAB_DIR)/.done:
 	@touch $@
 
 # ---- tests --------------------------------------------------------------
-test: deps all model vocab $(FUZZ_DICT)
+# The Python the tests run as an independent reference (JSON Schema
+# validation with format checks: test_constrain_schema), pinned.
+VENV := build/venv
+venv: $(VENV)/.done
+$(VENV)/.done: tests/tools/requirements-schema.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r $<
+	@touch $@
+
+test: deps all model vocab venv $(FUZZ_DICT)
 	@$(MAKE) --no-print-directory unit lang-test e2e-test
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libsgl.a
@@ -197,6 +207,17 @@ bench: all
 	@sh bench/vm/run.sh $(BUILD)/sgl
 	@sh bench/tokenizer/run.sh $(BUILD)
 	@sh bench/engine/run.sh $(BUILD)
+
+# MaskBench (issue 8): the shared corpus, unpacked into build/ (never into
+# the tree), every schema compiled and every instance judged token by token.
+MASKBENCH_TAR ?= ../shared/data/maskbench-schemas.tar.xz
+$(BUILD)/bench/maskbench: bench/maskbench/maskbench.c $(BUILD)/libsgl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
+
+maskbench: $(BUILD)/bench/maskbench model
+	@[ -d $(BUILD)/maskbench/data ] || { mkdir -p $(BUILD)/maskbench && tar xJf $(MASKBENCH_TAR) -C $(BUILD)/maskbench; }
+	$(BUILD)/bench/maskbench $(MASKBENCH_ARGS) $(BUILD)/maskbench/data
 
 clean:
 	rm -rf build
