@@ -27,8 +27,9 @@
  * top are not known; reaching a final state there sets flag POP.
  *
  * One step on a byte: every stack takes its top's byte edge (or dies), then
- * the closure runs: a state with calls pushes (caller returns to `to`) and
- * continues in the callee's start state, a final state pops (continues in
+ * the closure runs: a state with calls pushes (caller returns to `to`;
+ * no frame when `to` can only end: a tail call) and continues in the
+ * callee's start state, a final state pops (continues in
  * the parent frame). Only stacks whose top has byte edges are kept; G2 (no
  * call of a rule to itself without a byte between) bounds the pushes, a
  * visited list the pops, so the closure terminates. A text is alive when a
@@ -1122,10 +1123,19 @@ static void closure(Walk *w, int32_t d, Stk s)
             int32_t st = mc->rstate[x.row];
             for (int32_t c = R->call_off[st]; c < R->call_off[st + 1]; c++) {
                 int32_t to = mc->row_base[x.rule] + R->calls[c].to * mc->width[x.rule];
-                int32_t p = frames_intern(w->fr, x.rule, to, x.parent);
-                if (p < 0) {
-                    w->err = ERR_NOMEM;
-                    return;
+                /* a tail call (the caller returns to a state that can only
+                 * end) needs no frame: the callee returns straight to the
+                 * caller's parent. Right-recursive rules (a JSON Schema
+                 * name pattern as right-linear rules, `list ::= item list
+                 * | item`) then run in constant stack instead of one frame
+                 * per byte or item. */
+                int32_t p = x.parent;
+                if (w->rflags[to] != SF_FINAL) {
+                    p = frames_intern(w->fr, x.rule, to, x.parent);
+                    if (p < 0) {
+                        w->err = ERR_NOMEM;
+                        return;
+                    }
                 }
                 int32_t callee = R->calls[c].rule;
                 Stk y = { callee, mc->row_base[callee] + g->rules[callee].start * mc->width[callee], p };

@@ -210,6 +210,24 @@ static CGrammar *list_grammar(void)
     return g;
 }
 
+/* The same language, right-recursive: items ::= item | item "," items, so
+ * every item but the last is a tail call (matcher.c pushes no frame). */
+static CGrammar *list_grammar_right(void)
+{
+    char err[256] = "";
+    CgBuilder *b = cgb_new(NULL);
+    int list = cgb_rule(b, "list"), item = cgb_rule(b, "item"), items = cgb_rule(b, "items");
+    CgExpr word = cgb_regex(b, "[a-z]{1,3}", 10, NULL, err, sizeof err);
+    cgb_define(b, item, cgb_alt2(b, word, cgb_ref(b, list)));
+    cgb_define(b, items, cgb_alt2(b, cgb_ref(b, item), cgb_seq(b, (CgExpr[]){ cgb_ref(b, item), cgb_lit(b, ",", 1), cgb_ref(b, items) }, 3)));
+    cgb_define(b, list, cgb_seq(b, (CgExpr[]){ cgb_lit(b, "[", 1), cgb_repeat(b, cgb_ref(b, items), 0, 1), cgb_lit(b, "]", 1) }, 3));
+    CGrammar *g = NULL;
+    int rc = cgb_build(b, list, &g, err, sizeof err);
+    cgb_free(b);
+    cr_assert_eq(rc, 0, "right-recursive list grammar: %s", err);
+    return g;
+}
+
 static bool ref_list(const char *s, size_t n, size_t *i);
 static bool ref_item(const char *s, size_t n, size_t *i)
 {
@@ -418,10 +436,9 @@ static Voc small_vocab(void)
     return voc_from_strings(toks, n, flags);
 }
 
-Test(constrain_mask, brute_force_nested_lists)
+static void brute_lists(CGrammar *g)
 {
     Voc vc = small_vocab();
-    CGrammar *g = list_grammar();
     uint32_t mask[8];
     char text[4096];
     rng_state = 12345;
@@ -442,6 +459,9 @@ Test(constrain_mask, brute_force_nested_lists)
     cg_unref(g);
     voc_free(&vc);
 }
+
+Test(constrain_mask, brute_force_nested_lists) { brute_lists(list_grammar()); }
+Test(constrain_mask, brute_force_right_recursive_lists) { brute_lists(list_grammar_right()); }
 
 Test(constrain_mask, brute_force_json_small_vocab)
 {
@@ -500,9 +520,9 @@ static void brute_real(const char *path, int walks, int steps)
     uint32_t *mask = malloc(vc.words * sizeof *mask);
     char text[8192];
     rng_state = 4242;
-    CGrammar *gs[] = { regex("[A-Z][a-z]+( [a-z]+){0,3}\\."), json_grammar(), list_grammar() };
-    const char *names[] = { "sentence", "json", "lists" };
-    for (int k = 0; k < 3; k++) {
+    CGrammar *gs[] = { regex("[A-Z][a-z]+( [a-z]+){0,3}\\."), json_grammar(), list_grammar(), list_grammar_right() };
+    const char *names[] = { "sentence", "json", "lists", "right-recursive lists" };
+    for (int k = 0; k < 4; k++) {
         for (int walk = 0; walk < walks; walk++) {
             CMatcher *m;
             cr_assert_eq(cm_new(gs[k], vc.v, &m), 0);
