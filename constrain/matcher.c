@@ -71,6 +71,7 @@
  * Threads: a CMatcher belongs to one thread at a time; the cache is shared.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,6 +182,7 @@ typedef struct VCache {
     CVocab *v;              /* a reference */
     _Atomic(MEntry *) *e;   /* 2 * total: (rep[base[rule] + state]) * 2 + bottom */
     int32_t *rep;           /* total: the state whose entry a state uses */
+    _Atomic uint8_t *rdone; /* nrules: 1 = rep[] of the rule is final (refine_lazily) */
     struct VCache *next;
 } VCache;
 
@@ -212,6 +214,8 @@ typedef struct {
      * .. [+ 1]), so a chain step checks classes, not bytes. */
     int32_t *cls_off;
     uint8_t *cls_pool;
+    const CGrammar *g;      /* the owner */
+    _Atomic uint8_t *rinit; /* nrules: 1 = the rule's rows are filled, 2 = being filled */
 } MCache;
 
 /* The byte ranges of cls_off: lead bytes of 2-, 3- and 4-byte characters
@@ -258,6 +262,7 @@ static void mcache_free(void *p)
             entry_free(atomic_load(&vc->e[i]));
         free(vc->e);
         free(vc->rep);
+        free((void *)vc->rdone);
         cv_unref(vc->v);
         free(vc);
         vc = next;
@@ -276,6 +281,7 @@ static void mcache_free(void *p)
     free((void *)mc->run_end);
     free(mc->cls_off);
     free(mc->cls_pool);
+    free((void *)mc->rinit);
     free(mc->chain);
     free(mc);
 }
@@ -310,6 +316,8 @@ static MCache *mcache_build(const CGrammar *g)
     mc->total = (int32_t)total;
     mc->total_rows = (int32_t)rows;
     size_t nrow = (size_t)rows + 1;
+    /* the row tables are filled per rule on first entry (rule_ready):
+     * untouched pages of a big grammar's rules cost nothing */
     mc->next = malloc(nrow * sizeof *mc->next);
     mc->eflags = calloc(nrow, 1);
     mc->rflags = calloc(nrow, 1);
@@ -320,24 +328,6 @@ static MCache *mcache_build(const CGrammar *g)
     mc->run_end = calloc((size_t)total + 1, sizeof *mc->run_end);
     if (!mc->run || !mc->run_end || !mc->next || !mc->eflags || !mc->rflags || !mc->rstate || !mc->ready || !mc->chain)
         goto nomem;
-    for (int32_t r = 0; r < g->nrules; r++) {
-        const CgRule *R = &g->rules[r];
-        for (int32_t st = 0; st < R->nstates; st++) {
-            uint8_t f = 0;
-            for (int32_t c = 0; c < R->nclasses; c++)
-                if (R->next[(size_t)st * R->nclasses + c] >= 0) {
-                    f |= SF_BYTES;
-                    break;
-                }
-            if (R->call_off[st + 1] > R->call_off[st])
-                f |= SF_CALLS;
-            if (R->final[st])
-                f |= SF_FINAL;
-            int32_t row = mc->row_base[r] + st * mc->width[r];
-            mc->rflags[row] = f;
-            mc->rstate[row] = st;
-        }
-    }
     mc->cls_off = malloc(((size_t)g->nrules * CL_N + 1) * sizeof *mc->cls_off);
     size_t pool_cap = 1024, pool_n = 0;
     mc->cls_pool = malloc(pool_cap);
@@ -367,21 +357,62 @@ static MCache *mcache_build(const CGrammar *g)
         }
     }
     mc->cls_off[(size_t)g->nrules * CL_N] = (int32_t)pool_n;
-    for (int32_t r = 0; r < g->nrules; r++) {
-        const CgRule *R = &g->rules[r];
-        int32_t w = mc->width[r];
-        for (int32_t st = 0; st < R->nstates; st++)
-            for (int32_t c = 0; c < w; c++) {
-                int32_t row = mc->row_base[r] + st * w + c;
-                int32_t t = c < R->nclasses ? R->next[(size_t)st * R->nclasses + c] : -1;
-                mc->next[row] = t < 0 ? -1 : mc->row_base[r] + t * w;
-                mc->eflags[row] = t < 0 ? 0 : mc->rflags[mc->row_base[r] + t * w];
-            }
-    }
+    mc->g = g;
+    mc->rinit = calloc((size_t)g->nrules + 1, 1);
+    if (!mc->rinit)
+        goto nomem;
     return mc;
 nomem:
     mcache_free(mc);
     return NULL;
+}
+
+/* Fills the rows of rule r (flags, transitions, target flags), once; a
+ * thread that finds another filling them waits (a rule takes microseconds
+ * to milliseconds). Every way into a rule goes through here: the start
+ * rule in start_set, callees in closure(). */
+static void rule_fill(MCache *mc, int32_t r)
+{
+    const CgRule *R = &mc->g->rules[r];
+    int32_t w = mc->width[r];
+    for (int32_t st = 0; st < R->nstates; st++) {
+        uint8_t f = 0;
+        for (int32_t c = 0; c < R->nclasses; c++)
+            if (R->next[(size_t)st * R->nclasses + c] >= 0) {
+                f |= SF_BYTES;
+                break;
+            }
+        if (R->call_off[st + 1] > R->call_off[st])
+            f |= SF_CALLS;
+        if (R->final[st])
+            f |= SF_FINAL;
+        int32_t row = mc->row_base[r] + st * w;
+        mc->rflags[row] = f;
+        mc->rstate[row] = st;
+    }
+    for (int32_t st = 0; st < R->nstates; st++)
+        for (int32_t c = 0; c < w; c++) {
+            int32_t row = mc->row_base[r] + st * w + c;
+            int32_t t = c < R->nclasses ? R->next[(size_t)st * R->nclasses + c] : -1;
+            mc->next[row] = t < 0 ? -1 : mc->row_base[r] + t * w;
+            mc->eflags[row] = t < 0 ? 0 : mc->rflags[mc->row_base[r] + t * w];
+        }
+}
+
+static inline void rule_ready(const MCache *cmc, int32_t r)
+{
+    MCache *mc = (MCache *)cmc;
+    if (atomic_load_explicit(&mc->rinit[r], memory_order_acquire) == 1)
+        return;
+    uint8_t expected = 0;
+    if (atomic_compare_exchange_strong_explicit(&mc->rinit[r], &expected, 2, memory_order_acq_rel,
+                                                memory_order_acquire)) {
+        rule_fill(mc, r);
+        atomic_store_explicit(&mc->rinit[r], 1, memory_order_release);
+        return;
+    }
+    while (atomic_load_explicit(&mc->rinit[r], memory_order_acquire) != 1)
+        sched_yield();
 }
 
 /* The grammar's cache, created on first use (lock-free publication). */
@@ -720,31 +751,25 @@ static bool refine_rule(const CgRule *R, int32_t depth, int32_t *rep)
     return ok;
 }
 
-static int32_t *bounded_classes(const CGrammar *g, const MCache *mc, int32_t depth)
+/* A rule's sharing, computed the first time one of its states needs an
+ * entry: the thread that claims the rule writes its rep[] slice, then
+ * publishes it; until then (and for a thread that finds the rule being
+ * refined) a state uses its own entry, which is always correct. */
+static void refine_lazily(const CGrammar *g, const MCache *mc, VCache *vc, int32_t rule)
 {
-    int32_t *rep = malloc(((size_t)mc->total + 1) * sizeof *rep);
-    if (!rep)
-        return NULL;
-    for (int32_t i = 0; i < mc->total; i++)
-        rep[i] = i;
-    int32_t maxn = 0;
-    for (int32_t r = 0; r < g->nrules; r++)
-        if (g->rules[r].nstates > maxn)
-            maxn = g->rules[r].nstates;
-    int32_t *local = malloc(((size_t)maxn + 1) * sizeof *local);
-    if (!local)
-        return rep;     /* identity: correct, only less sharing */
-    for (int32_t r = 0; r < g->nrules; r++) {
-        const CgRule *R = &g->rules[r];
-        if (R->nstates <= 1 || (int64_t)R->nstates * (R->nclasses + 1) > REFINE_BUDGET)
-            continue;
-        if (!refine_rule(R, depth, local))
-            continue;
-        for (int32_t st = 0; st < R->nstates; st++)
-            rep[mc->base[r] + st] = mc->base[r] + local[st];
+    uint8_t expected = 0;
+    if (!atomic_compare_exchange_strong_explicit(&vc->rdone[rule], &expected, 2, memory_order_acq_rel,
+                                                 memory_order_acquire))
+        return;
+    const CgRule *R = &g->rules[rule];
+    if (R->nstates > 1 && (int64_t)R->nstates * (R->nclasses + 1) <= REFINE_BUDGET) {
+        int32_t *local = malloc(((size_t)R->nstates + 1) * sizeof *local);
+        if (local && refine_rule(R, vc->v->max_depth, local))
+            for (int32_t st = 0; st < R->nstates; st++)
+                vc->rep[mc->base[rule] + st] = mc->base[rule] + local[st];
+        free(local);
     }
-    free(local);
-    return rep;
+    atomic_store_explicit(&vc->rdone[rule], 1, memory_order_release);
 }
 
 static VCache *vcache_of(const CGrammar *g, MCache *mc, CVocab *v)
@@ -761,9 +786,15 @@ static VCache *vcache_of(const CGrammar *g, MCache *mc, CVocab *v)
         vc = calloc(1, sizeof *vc);
         if (vc) {
             vc->e = calloc((size_t)mc->total * 2 + 1, sizeof *vc->e);
-            vc->rep = vc->e ? bounded_classes(g, mc, v->max_depth) : NULL;
-            if (!vc->e || !vc->rep) {
+            vc->rep = malloc(((size_t)mc->total + 1) * sizeof *vc->rep);
+            vc->rdone = calloc((size_t)g->nrules + 1, 1);
+            if (vc->rep)
+                for (int32_t i = 0; i < mc->total; i++)
+                    vc->rep[i] = i;
+            if (!vc->e || !vc->rep || !vc->rdone) {
                 free(vc->e);
+                free(vc->rep);
+                free((void *)vc->rdone);
                 free(vc);
                 vc = NULL;
             } else {
@@ -1138,6 +1169,7 @@ static void closure(Walk *w, int32_t d, Stk s)
                     }
                 }
                 int32_t callee = R->calls[c].rule;
+                rule_ready(mc, callee);
                 Stk y = { callee, mc->row_base[callee] + g->rules[callee].start * mc->width[callee], p };
                 if (vis_add(w, y)) {
                     if (nwork == w->wcap) {
@@ -1507,6 +1539,7 @@ static int start_set(Walk *w, const CGrammar *g)
     w->lflags[1] = 0;
     w->nvis = 0;
     const MCache *mc = w->mc;
+    rule_ready(mc, g->start);
     closure(w, 1, (Stk){ g->start, mc->row_base[g->start] + g->rules[g->start].start * mc->width[g->start], BOTTOM });
     return w->err;
 }
@@ -1564,7 +1597,13 @@ int cm_history(const CMatcher *m) { return m ? m->nhist : 0; }
 static const MEntry *entry_get(CMatcher *m, Stk top)
 {
     int32_t bottom = top.parent == BOTTOM;
-    size_t idx = (size_t)m->vc->rep[m->mc->base[top.rule] + m->mc->rstate[top.row]] * 2 + (size_t)bottom;
+    int32_t gi = m->mc->base[top.rule] + m->mc->rstate[top.row];
+    uint8_t done = atomic_load_explicit(&m->vc->rdone[top.rule], memory_order_acquire);
+    if (done == 0) {
+        refine_lazily(m->g, m->mc, m->vc, top.rule);
+        done = atomic_load_explicit(&m->vc->rdone[top.rule], memory_order_acquire);
+    }
+    size_t idx = (size_t)(done == 1 ? m->vc->rep[gi] : gi) * 2 + (size_t)bottom;
     MEntry *e = atomic_load_explicit(&m->vc->e[idx], memory_order_acquire);
     if (e)
         return e;
