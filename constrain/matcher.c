@@ -57,6 +57,20 @@
  *               ∪ for each stack σ: cache(top σ).accepted
  *                                  ∪ real walk of cache(top σ).script from σ
  *
+ * What makes the walks and the cache cheap (each has its comment below):
+ *   - one transition table for all rules, a state named by its row, the
+ *     single-stack step inline (the common case); rows filled per rule the
+ *     first time a stack enters it;
+ *   - the subtree shortcut: summaries of the bytes below trie nodes and
+ *     per-state character chains let a walk accept a whole subtree (or
+ *     exactly its short tokens at the end of a counted repetition) in one
+ *     loop over a token list or an OR of a bitset;
+ *   - states no token can tell apart (bounded Moore refinement, depth = the
+ *     longest token) share one entry: `[^"]{0,500}` has a few hundred
+ *     states but most of them one mask;
+ *   - tail calls push no frame, so right-recursive rules run in constant
+ *     stack.
+ *
  * The cache is filled lazily (the first mask of a state pays its walk),
  * entries are published with a compare-and-swap (concurrent matchers may
  * both compute one; the loser frees its copy), and they are immutable once
@@ -64,8 +78,9 @@
  * taken only to add one; each holds a reference to its vocabulary, so a
  * vocabulary lives as long as a grammar that cached masks for it.
  *
- * History: every accepted token (or cm_accept_bytes call) pushes the stack
- * set it left; cm_rollback restores one. Frame nodes are never freed, so old
+ * History: every accepted token (or non-empty cm_accept_bytes call) pushes
+ * the stack set it left; cm_rollback restores one, so cm_history counts
+ * cm_accept_bytes calls as one step each. Frame nodes are never freed, so old
  * sets stay valid.
  *
  * Threads: a CMatcher belongs to one thread at a time; the cache is shared.
