@@ -40,7 +40,192 @@ static void vocab_free(CVocab *v)
     free(v->eog);
     free(v->dup_next);
     free(v->nodes);
+    free(v->sums);
+    free(v->order);
+    free(v->bitsets);
+    free(v->bylen);
     free(v);
+}
+
+/* UTF-8 decoding states for "is a prefix of valid UTF-8": 0 at a
+ * character boundary; 1: one continuation byte due; 2-4: two due, the
+ * first in 80-BF, A0-BF (after E0), 80-9F (after ED); 5-7: three due, the
+ * first in 80-BF, 90-BF (after F0), 80-8F (after F4). */
+static int utf8_step(int q, uint8_t b)
+{
+    switch (q) {
+    case 0:
+        if (b < 0x80)
+            return 0;
+        if (b >= 0xc2 && b <= 0xdf)
+            return 1;
+        if (b == 0xe0)
+            return 3;
+        if (b == 0xed)
+            return 4;
+        if (b >= 0xe1 && b <= 0xef)
+            return 2;
+        if (b == 0xf0)
+            return 6;
+        if (b >= 0xf1 && b <= 0xf3)
+            return 5;
+        if (b == 0xf4)
+            return 7;
+        return -1;
+    case 1:
+        return b >= 0x80 && b <= 0xbf ? 0 : -1;
+    case 2:
+        return b >= 0x80 && b <= 0xbf ? 1 : -1;
+    case 3:
+        return b >= 0xa0 && b <= 0xbf ? 1 : -1;
+    case 4:
+        return b >= 0x80 && b <= 0x9f ? 1 : -1;
+    case 5:
+        return b >= 0x80 && b <= 0xbf ? 2 : -1;
+    case 6:
+        return b >= 0x90 && b <= 0xbf ? 2 : -1;
+    case 7:
+        return b >= 0x80 && b <= 0x8f ? 2 : -1;
+    }
+    return -1;
+}
+
+/* Summaries of the subtrees below big nodes, computed bottom-up (a node's
+ * children follow it, so a reverse scan sees children first), and the
+ * pre-order token list. */
+static int build_sums(CVocab *v)
+{
+    int32_t nn = v->nnodes;
+    typedef struct {
+        uint32_t ascii[4];
+        uint8_t nonascii, valid;    /* valid: bit q = every suffix is valid from UTF-8 state q */
+        uint32_t depth;
+    } Tmp;
+    Tmp *t = malloc((size_t)nn * sizeof *t);
+    int32_t *before = malloc(((size_t)nn + 1) * sizeof *before);   /* tokens before node i in pre-order */
+    int32_t ntok = 0;
+    for (int32_t i = 0; i < nn; i++)
+        for (int32_t k = v->nodes[i].tok; k >= 0; k = v->dup_next[k])
+            ntok++;
+    v->order = malloc(((size_t)ntok + 1) * sizeof *v->order);
+    if (!t || !before || !v->order) {
+        free(t);
+        free(before);
+        return ERR_NOMEM;
+    }
+    int32_t at = 0, nsums = 0;
+    for (int32_t i = 0; i < nn; i++) {
+        before[i] = at;
+        for (int32_t k = v->nodes[i].tok; k >= 0; k = v->dup_next[k])
+            v->order[at++] = k;
+        if (v->nodes[i].sub >= CV_SUM_MIN)
+            nsums++;
+    }
+    before[nn] = at;
+    v->norder = at;
+    v->sums = malloc(((size_t)nsums + 1) * sizeof *v->sums);
+    if (!v->sums) {
+        free(t);
+        free(before);
+        return ERR_NOMEM;
+    }
+    for (int32_t i = nn - 1; i >= 0; i--) {
+        Tmp x = { { 0, 0, 0, 0 }, 0, 0xff, 0 };
+        int32_t end = i + (int32_t)v->nodes[i].sub;
+        for (int32_t c = i + 1; c < end; c += (int32_t)v->nodes[c].sub) {
+            uint8_t b = CV_NODE_BYTE(&v->nodes[c]);
+            if (b < 0x80)
+                x.ascii[b >> 5] |= 1u << (b & 31);
+            else
+                x.nonascii = 1;
+            for (int k = 0; k < 4; k++)
+                x.ascii[k] |= t[c].ascii[k];
+            x.nonascii |= t[c].nonascii;
+            if (t[c].depth + 1 > x.depth)
+                x.depth = t[c].depth + 1;
+            for (int q = 0; q < 8; q++) {
+                int q2 = utf8_step(q, b);
+                if (q2 < 0 || !(t[c].valid >> q2 & 1))
+                    x.valid &= (uint8_t)~(1u << q);
+            }
+        }
+        t[i] = x;
+    }
+    nsums = 0;
+    for (int32_t i = 0; i < nn; i++) {
+        if (v->nodes[i].sub < CV_SUM_MIN)
+            continue;
+        CvSum *s = &v->sums[nsums];
+        memcpy(s->ascii, t[i].ascii, sizeof s->ascii);
+        s->nonascii = t[i].nonascii;
+        s->utf8ok = t[i].valid & 1;
+        s->depth = t[i].depth;
+        s->tok_lo = before[i + 1];
+        s->tok_hi = before[i + (int32_t)v->nodes[i].sub];
+        s->bits = s->tok_hi - s->tok_lo >= CV_BITS_MIN ? v->nbitsets++ : -1;
+        v->nodes[i].sum = nsums++;
+    }
+    v->nsums = nsums;
+    size_t words = ((size_t)v->n + 31) / 32;
+    words += words & 1;
+    v->bitsets = calloc((size_t)v->nbitsets * words + 1, sizeof *v->bitsets);
+    if (!v->bitsets) {
+        free(t);
+        free(before);
+        return ERR_NOMEM;
+    }
+    /* length-sorted lists of ASCII-only subtrees (counting sort by length) */
+    size_t nbylen = 0;
+    for (int32_t k = 0; k < nsums; k++)
+        if (!v->sums[k].nonascii)
+            nbylen += (size_t)(v->sums[k].tok_hi - v->sums[k].tok_lo);
+    v->bylen = malloc((nbylen + 1) * sizeof *v->bylen);
+    int32_t *hist = calloc((size_t)v->max_depth + 2, sizeof *hist);
+    if (!v->bylen || !hist) {
+        free(hist);
+        free(t);
+        free(before);
+        return ERR_NOMEM;
+    }
+    size_t at2 = 0;
+    for (int32_t k = 0; k < nsums; k++) {
+        CvSum *s = &v->sums[k];
+        s->bylen = -1;
+        if (s->nonascii)
+            continue;
+        s->bylen = (int32_t)at2;
+        int32_t maxl = 0;
+        for (int32_t j = s->tok_lo; j < s->tok_hi; j++) {
+            int32_t l = (int32_t)(v->off[v->order[j] + 1] - v->off[v->order[j]]);
+            hist[l]++;
+            if (l > maxl)
+                maxl = l;
+        }
+        int32_t sum = 0;
+        for (int32_t l = 0; l <= maxl; l++) {
+            int32_t c = hist[l];
+            hist[l] = sum;
+            sum += c;
+        }
+        for (int32_t j = s->tok_lo; j < s->tok_hi; j++) {
+            int32_t l = (int32_t)(v->off[v->order[j] + 1] - v->off[v->order[j]]);
+            v->bylen[at2 + (size_t)hist[l]++] = v->order[j];
+        }
+        memset(hist, 0, ((size_t)maxl + 1) * sizeof *hist);
+        at2 += (size_t)(s->tok_hi - s->tok_lo);
+    }
+    free(hist);
+    for (int32_t k = 0; k < nsums; k++) {
+        const CvSum *s = &v->sums[k];
+        if (s->bits < 0)
+            continue;
+        uint32_t *bs = v->bitsets + (size_t)s->bits * words;
+        for (int32_t j = s->tok_lo; j < s->tok_hi; j++)
+            bs[v->order[j] >> 5] |= 1u << (v->order[j] & 31);
+    }
+    free(t);
+    free(before);
+    return 0;
 }
 
 /* Builds the trie from the text tokens sorted by bytes: each token adds one
@@ -59,7 +244,7 @@ static int build_trie(CVocab *v, int32_t *order, int32_t m)
         return ERR_NOMEM;
     }
     int32_t nn = 0;
-    v->nodes[nn++] = (CvNode){ .bd = 0, .sub = 0, .tok = -1 };
+    v->nodes[nn++] = (CvNode){ .bd = 0, .sub = 0, .tok = -1, .sum = -1 };
     open[0] = 0;
     int depth_open = 0;             /* open[0..depth_open] is the current path */
     const char *prev = NULL;
@@ -77,6 +262,7 @@ static int build_trie(CVocab *v, int32_t *order, int32_t m)
             while (v->dup_next[at] >= 0)
                 at = v->dup_next[at];
             v->dup_next[at] = id;
+            v->nodes[open[depth_open]].bd |= CV_NODE_DUP;
             continue;
         }
         while (depth_open > (int)l) {
@@ -84,7 +270,7 @@ static int build_trie(CVocab *v, int32_t *order, int32_t m)
             depth_open--;
         }
         for (size_t d = l; d < len; d++) {
-            v->nodes[nn] = (CvNode){ .bd = (uint8_t)p[d] | (uint32_t)(d + 1) << 8, .sub = 0, .tok = -1 };
+            v->nodes[nn] = (CvNode){ .bd = (uint8_t)p[d] | (uint32_t)(d + 1) << 8, .sub = 0, .tok = -1, .sum = -1 };
             open[++depth_open] = nn++;
         }
         v->nodes[open[depth_open]].tok = id;
@@ -97,7 +283,7 @@ static int build_trie(CVocab *v, int32_t *order, int32_t m)
     }
     free(open);
     v->nnodes = nn;
-    return 0;
+    return build_sums(v);
 }
 
 int cv_new(int32_t n, const char *const *bytes, const size_t *lens, const uint8_t *flags, CVocab **out)
@@ -149,7 +335,7 @@ int cv_new(int32_t n, const char *const *bytes, const size_t *lens, const uint8_
     v->off[n] = (uint32_t)at;
     v->words = ((size_t)n + 31) / 32;
     v->words += v->words & 1;
-    if (v->max_depth >= (1 << 24)) {
+    if (v->max_depth >= (1 << 23)) {
         free(order);
         vocab_free(v);
         return ERR_LIMIT;

@@ -18,13 +18,14 @@
  *
  * Constraints: real-world regexes (cg_compile_regex), grammars built with
  * the builder (JSON values, arithmetic), GBNF texts through cg_compile_gbnf
- * and JSON Schemas through cg_compile_json when those front ends are linked
- * (weak references: rows say "skipped" otherwise), and the MaskBench schemas
- * when SGL_MASKBENCH_DIR names a folder of its unpacked *.json schemas.
+ * and JSON Schemas through cg_compile_json, and a sample of the MaskBench schemas when SGL_MASKBENCH_DIR
+ * names the unpacked data/ folder (bench/structured/run.sh sets it to
+ * build/maskbench/data when that exists; one aggregate row).
  *
  * Usage: bench_structured [NAME-SUBSTRING]
  */
 #include <dirent.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +34,6 @@
 #include "constrain/constrain.h"
 #include "runtime/gguf.h"
 #include "runtime/tokenizer.h"
-
-/* Front ends other branches write; NULL until they are linked. */
-extern int cg_compile_gbnf(const char *src, size_t n, const CgLimits *lim, CGrammar **out, int *line, int *col,
-                           char *err, size_t errcap) __attribute__((weak));
-extern int cg_compile_json(const char *schema, size_t n, const CgJsonOptions *opt, const CgLimits *lim,
-                           CGrammar **out, char *err, size_t errcap) __attribute__((weak));
 
 enum { WALK_MAX = 300, RANDOM_WALKS = 8 };
 
@@ -115,7 +110,7 @@ typedef struct {
     const char *src;                /* regex / GBNF / schema text */
     int (*build)(CGrammar **out, char *err, size_t errcap);    /* K_BUILT */
     const char *inst[6];            /* valid instances */
-    char *owned_src;                /* MaskBench: malloc'd */
+    char *owned_src;                /* MaskBench: malloc'd (so are name and inst[]) */
 } Case;
 
 /* JSON values: value ::= object | array | string | number | true | false | null */
@@ -223,38 +218,60 @@ static void add_cases(void)
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         cases[ncases++] = fixed[i];
-    /* MaskBench schemas: SGL_MASKBENCH_DIR=dir of *.json (one schema each,
-     * or MaskBench's {"schema": ..., "tests": ...} objects: the schema text
-     * is passed as is and cg_compile_json is expected to take either). */
+    /* MaskBench schemas: SGL_MASKBENCH_DIR = the unpacked data/ folder
+     * (`make maskbench` unpacks it into build/maskbench/data). Each file is
+     * {"schema": ..., "tests": [{"data": ..., "valid": ...}]}; the valid
+     * tests, serialized as json.dumps does (", " and ": "), are the
+     * instances. SGL_MASKBENCH_LIMIT (default 400) takes that many files,
+     * evenly spaced in name order. */
     const char *dir = getenv("SGL_MASKBENCH_DIR");
-    DIR *d = dir ? opendir(dir) : NULL;
-    struct dirent *de;
-    while (d && (de = readdir(d)) && ncases < (int)(sizeof cases / sizeof cases[0])) {
-        size_t l = strlen(de->d_name);
-        if (l < 6 || strcmp(de->d_name + l - 5, ".json"))
+    const char *lim = getenv("SGL_MASKBENCH_LIMIT");
+    int limit = lim ? atoi(lim) : 400;
+    struct dirent **names = NULL;
+    int nn = dir ? scandir(dir, &names, NULL, alphasort) : 0;
+    int njson = 0;
+    for (int i = 0; i < nn; i++)
+        njson += strlen(names[i]->d_name) > 5 && !strcmp(names[i]->d_name + strlen(names[i]->d_name) - 5, ".json");
+    int taken = 0, seen = 0;
+    for (int i = 0; i < nn; i++) {
+        const char *nm = names[i]->d_name;
+        size_t l = strlen(nm);
+        if (l <= 5 || strcmp(nm + l - 5, ".json"))
+            continue;
+        int k = seen++;
+        /* evenly spaced: take file k when it crosses the next multiple */
+        if (limit <= 0 || (long)taken * njson > (long)k * limit || taken >= limit ||
+            ncases >= (int)(sizeof cases / sizeof cases[0]))
             continue;
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        FILE *f = fopen(path, "rb");
-        if (!f)
+        snprintf(path, sizeof path, "%s/%s", dir, nm);
+        json_error_t je;
+        json_t *doc = json_load_file(path, JSON_DECODE_ANY, &je);
+        json_t *schema = doc ? json_object_get(doc, "schema") : NULL;
+        if (!schema) {
+            json_decref(doc);
             continue;
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *buf = malloc((size_t)n + 1);
-        if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-            n = 0;
-        buf[n] = 0;
-        fclose(f);
+        }
         Case c = { 0 };
-        c.name = strdup(path);
+        c.name = strdup(nm);
         c.kind = K_JSON;
-        c.src = buf;
-        c.owned_src = buf;
+        c.owned_src = json_dumps(schema, JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+        c.src = c.owned_src;
+        json_t *tests = json_object_get(doc, "tests");
+        int ni = 0;
+        for (size_t t = 0; t < json_array_size(tests) && ni < 2; t++) {
+            json_t *tc = json_array_get(tests, t);
+            if (json_is_true(json_object_get(tc, "valid")))
+                c.inst[ni++] = json_dumps(json_object_get(tc, "data"),
+                                          JSON_PRESERVE_ORDER | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+        }
+        json_decref(doc);
         cases[ncases++] = c;
+        taken++;
     }
-    if (d)
-        closedir(d);
+    for (int i = 0; i < nn; i++)
+        free(names[i]);
+    free(names);
 }
 
 static int compile_case(const Case *c, CGrammar **g, char *err, size_t errcap)
@@ -264,16 +281,8 @@ static int compile_case(const Case *c, CGrammar **g, char *err, size_t errcap)
     case K_REGEX:
         return cg_compile_regex(c->src, strlen(c->src), NULL, g, &pos, err, errcap);
     case K_GBNF:
-        if (!cg_compile_gbnf) {
-            snprintf(err, errcap, "cg_compile_gbnf not linked yet");
-            return ERR_UNSUPPORTED;
-        }
         return cg_compile_gbnf(c->src, strlen(c->src), NULL, g, &line, &col, err, errcap);
     case K_JSON:
-        if (!cg_compile_json) {
-            snprintf(err, errcap, "cg_compile_json not linked yet");
-            return ERR_UNSUPPORTED;
-        }
         return cg_compile_json(c->src, strlen(c->src), NULL, NULL, g, err, errcap);
     case K_BUILT:
         return c->build(g, err, errcap);
@@ -327,6 +336,9 @@ static void summary(const char *label, Samples *s, Samples *first, Samples *comp
 
 /* Times masks along one walk: ids (a valid tokenization) or, when ids is
  * NULL, random allowed tokens. */
+static bool quiet;      /* MaskBench cases: count problems, do not print them */
+static int n_refused;   /* instance tokens refused / empty masks seen */
+
 static void walk(CMatcher *m, const Vocab *vb, uint32_t *mask, const int32_t *ids, size_t nids, Samples *s)
 {
     for (size_t k = 0; k < (ids ? nids + 1 : WALK_MAX); k++) {
@@ -335,7 +347,9 @@ static void walk(CMatcher *m, const Vocab *vb, uint32_t *mask, const int32_t *id
         double t1 = now_us();
         push(s, t1 - t0);
         if (c <= 0) {
-            printf("  !! empty mask at step %zu\n", k);
+            n_refused++;
+            if (!quiet)
+                printf("  !! empty mask at step %zu\n", k);
             return;
         }
         int32_t pick;
@@ -371,7 +385,9 @@ static void walk(CMatcher *m, const Vocab *vb, uint32_t *mask, const int32_t *id
                 pick = text[rnd((uint32_t)nt)];
         }
         if (cm_accept_token(m, pick) < 0) {
-            printf("  !! allowed token %d refused\n", pick);
+            n_refused++;
+            if (!quiet)
+                printf("  !! token %d refused\n", pick);
             return;
         }
         if (cm_is_finished(m) && !cm_can_end(m))
@@ -381,21 +397,32 @@ static void walk(CMatcher *m, const Vocab *vb, uint32_t *mask, const int32_t *id
     }
 }
 
+static void merge(Samples *to, const Samples *from)
+{
+    for (size_t i = 0; i < from->n; i++)
+        push(to, from->t[i]);
+}
+
 static void bench_vocab(const Vocab *vb, const char *filter)
 {
     uint32_t *mask = malloc(vb->words * sizeof *mask);
     Samples all = { 0 }, all_first = { 0 }, all_comp = { 0 };
-    int ran = 0;
+    Samples mb = { 0 }, mb_first = { 0 }, mb_comp = { 0 };
+    int ran = 0, mb_ran = 0, mb_refused = 0;
+    n_refused = 0;
     for (int ci = 0; ci < ncases; ci++) {
         const Case *c = &cases[ci];
         if (filter && !strstr(c->name, filter))
             continue;
+        bool maskbench = c->owned_src != NULL;
+        quiet = maskbench;
         char err[512];
         Samples s = { 0 }, first = { 0 }, comp = { 0 };
         CGrammar *g = NULL;
         int rc = 0;
-        /* compile and first mask: three fresh compiles */
-        for (int rep = 0; rep < 3; rep++) {
+        /* compile and first mask: fresh compiles (three, one for MaskBench) */
+        int reps = maskbench ? 1 : 3;
+        for (int rep = 0; rep < reps; rep++) {
             double t0 = now_us();
             rc = compile_case(c, &g, err, sizeof err);
             double t1 = now_us();
@@ -409,11 +436,14 @@ static void bench_vocab(const Vocab *vb, const char *filter)
             push(&comp, t1 - t0);
             push(&first, t3 - t2);
             cm_free(m);
-            if (rep < 2)
+            if (rep < reps - 1)
                 cg_unref(g);
         }
         if (rc < 0) {
-            printf("%-28s skipped: %s\n", c->name, err);
+            if (maskbench)
+                mb_refused++;
+            else
+                printf("%-28s skipped: %s\n", c->name, err);
             continue;
         }
         for (int i = 0; i < 6 && c->inst[i]; i++) {
@@ -421,38 +451,63 @@ static void bench_vocab(const Vocab *vb, const char *filter)
             tok_encode(vb->tok, c->inst[i], strlen(c->inst[i]), 0, &ids);
             CMatcher *m;
             cm_new(g, vb->v, &m);
+            int before = n_refused;
             walk(m, vb, mask, ids.ids, ids.n, &s);
-            if (!cm_can_end(m))
-                printf("  !! %s: instance %d not accepted at its end\n", c->name, i);
+            if (n_refused == before && !cm_can_end(m)) {
+                n_refused++;
+                if (!quiet)
+                    printf("  !! %s: instance %d not accepted at its end\n", c->name, i);
+            }
             cm_free(m);
             tok_ids_free(&ids);
         }
-        for (int r = 0; r < RANDOM_WALKS; r++) {
+        for (int r = 0; r < (maskbench ? 2 : RANDOM_WALKS); r++) {
             CMatcher *m;
             cm_new(g, vb->v, &m);
             walk(m, vb, mask, NULL, 0, &s);
             cm_free(m);
         }
-        if (!(c->kind == K_JSON && c->owned_src))
+        if (maskbench) {
+            double worst = 0;
+            for (size_t i = 0; i < s.n; i++)
+                worst = s.t[i] > worst ? s.t[i] : worst;
+            if (first.t[0] > 10000 || worst > 10000)
+                printf("  slow: %s: compile %.0f us, first mask %.0f us, worst mask %.0f us\n", c->name, comp.t[0],
+                       first.t[0], worst);
+            merge(&mb, &s);
+            merge(&mb_first, &first);
+            merge(&mb_comp, &comp);
+            mb_ran++;
+        } else {
             summary(c->name, &s, &first, &comp);
-        for (size_t i = 0; i < s.n; i++)
-            push(&all, s.t[i]);
-        for (size_t i = 0; i < first.n; i++)
-            push(&all_first, first.t[i]);
-        for (size_t i = 0; i < comp.n; i++)
-            push(&all_comp, comp.t[i]);
-        ran++;
+            merge(&all, &s);
+            merge(&all_first, &first);
+            merge(&all_comp, &comp);
+            ran++;
+        }
         free(s.t);
         free(first.t);
         free(comp.t);
         cg_unref(g);
     }
     char label[64];
-    snprintf(label, sizeof label, "ALL (%d constraints)", ran);
-    summary(label, &all, &all_first, &all_comp);
+    if (ran) {
+        snprintf(label, sizeof label, "ALL (%d constraints)", ran);
+        summary(label, &all, &all_first, &all_comp);
+    }
+    if (mb_ran || mb_refused) {
+        snprintf(label, sizeof label, "MaskBench (%d schemas)", mb_ran);
+        summary(label, &mb, &mb_first, &mb_comp);
+        printf("  MaskBench sample: %d compiled, %d refused by cg_compile_json; %d walks stopped early "
+               "(instance token refused, e.g. a float serialized unlike Python)\n",
+               mb_ran, mb_refused, n_refused);
+    }
     free(all.t);
     free(all_first.t);
     free(all_comp.t);
+    free(mb.t);
+    free(mb_first.t);
+    free(mb_comp.t);
     free(mask);
 }
 
@@ -485,6 +540,8 @@ int main(int argc, char **argv)
         if (cases[i].owned_src) {
             free(cases[i].owned_src);
             free((char *)cases[i].name);
+            for (int k = 0; k < 6; k++)
+                free((char *)cases[i].inst[k]);
         }
     return 0;
 }

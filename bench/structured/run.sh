@@ -12,4 +12,5 @@ out="$BUILD/bench/bench_structured"
 mkdir -p "$BUILD/bench"
 ${CC:-cc} -std=c11 -O2 -g -I. -Iinclude -D_GNU_SOURCE -o "$out" bench/structured/bench_structured.c "$BUILD/libsgl.a" \
    -lpcre2-8 -luv -ljansson -ledit -lhttp_parser -lopenblas -lm -lpthread -ldl
+[ -z "$SGL_MASKBENCH_DIR" ] && [ -d "$BUILD/maskbench/data" ] && export SGL_MASKBENCH_DIR="$BUILD/maskbench/data"
 "$out" $2
