@@ -14,7 +14,8 @@
 /* Subcommands that need the inference engine, added to main's table. */
 #define CLI_ENGINE_COMMANDS(X)                                                        \
     X(generate, "continue a prompt with the model: sgl generate [options] \"prompt\"") \
-    X(tokenize, "print the token ids of a text: sgl tokenize [--model M] \"text\"")
+    X(tokenize, "print the token ids of a text: sgl tokenize [--model M] \"text\"")                      \
+    X(check, "judge a text against a constraint: sgl check --regex RE \"text\"")
 
 /* Lines added to `sgl run --help` (and used by generate's help). */
 #define CLI_ENGINE_RUN_HELP                                                          \

@@ -216,6 +216,36 @@ typedef struct {
 sgl_status sgl_generate(sgl_runtime *rt, const char *prompt, size_t len, const char *options_json,
                         const sgl_stream *stream, char *err, size_t errcap);
 
+/* ---- constraints as a tool (sgl check) -----------------------------------
+ * A checker judges texts against one constraint exactly as generation
+ * would: the text is tokenized with the model's tokenizer (canonically, or
+ * a random valid tokenization), fed through the token masks one token at a
+ * time, and then end-of-generation must be allowed. Only the tokenizer is
+ * loaded (a vocabulary-only GGUF will do). */
+typedef enum {
+    SGL_CHECK_REGEX,          /* the constraint regex subset (LANGUAGE.md §9) */
+    SGL_CHECK_JSON_SCHEMA,    /* a JSON Schema as JSON text */
+    SGL_CHECK_GRAMMAR,        /* GBNF (LANGUAGE.md §9) */
+    SGL_CHECK_EBNF            /* SGLang's `ebnf` dialect */
+} sgl_check_kind;
+typedef struct sgl_checker sgl_checker;
+/* Compiles the constraint. SGL_ERR_USAGE with the message when it is
+ * invalid or uses an unsupported feature (named); SGL_ERR_IO when there is
+ * no tokenizer. */
+sgl_status sgl_checker_new(sgl_runtime *rt, sgl_check_kind kind, const char *src, size_t len,
+                           sgl_checker **out, char *err, size_t errcap);
+/* 1 accept, 0 reject (*reject_at: byte offset of the first refused token,
+ * or len when only the end was refused), -1 error (message in err).
+ * random_segment: a random valid tokenization from seed. */
+int sgl_checker_run(sgl_checker *c, const char *text, size_t len, int random_segment,
+                    unsigned long long seed, size_t *reject_at, char *err, size_t errcap);
+void sgl_checker_free(sgl_checker *c);
+
+/* A JSON text that is one string (surrounding whitespace allowed) decoded
+ * by the library's JSON reader: 0 and a malloc'd *out (NUL-terminated,
+ * may hold NULs: *len), or -1 with a message. */
+int sgl_json_string(const char *json, size_t n, char **out, size_t *len, char *err, size_t errcap);
+
 /* ---- non-blocking runs: tasks ---------------------------------------------
  * A task is one instance of a program in flight. Nothing runs until the
  * driver does: sgl_vm_run_ready runs every fiber that is ready (program

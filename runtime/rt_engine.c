@@ -8,6 +8,7 @@
  * thread.
  */
 #include "runtime/rt_engine.h"
+#include "runtime/rt_constrain.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 #include <string.h>
 
 #define DEFAULT_MARKS 256
+
+enum { CONSTRAINT_CACHE = 32 };
 
 struct RtEngine {
     Engine *e;
@@ -24,6 +27,15 @@ struct RtEngine {
     int pending;
     int fired;          /* callbacks run during the current wait() */
     char err[512];
+    /* compiled constraints by (kind, source), most recent first: a gen in
+     * a loop compiles its regex or schema once */
+    struct {
+        RtConstraintKind kind;
+        char *src;
+        size_t len;
+        CGrammar *g;
+    } cons[CONSTRAINT_CACHE];
+    int n_cons;
 };
 
 /* RtEngine serials: unique for the process, so that a record can never be
@@ -387,6 +399,51 @@ static int be_select(void *ctx, const RtPrompt *pr, const char *const *choices, 
     return 0;
 }
 
+/* The compiled form of a gen's constraint, from the cache or compiled now
+ * (and cached). NULL with r->err set on a bad constraint. Borrowed. */
+static CGrammar *constraint_of(RtEngine *r, const RtGenParams *p)
+{
+    for (int i = 0; i < r->n_cons; i++) {
+        if (r->cons[i].kind != p->constraint || r->cons[i].len != p->constraint_len ||
+            memcmp(r->cons[i].src, p->constraint_src, p->constraint_len) != 0)
+            continue;
+        if (i > 0) {   /* move to the front */
+            __typeof__(r->cons[0]) hit = r->cons[i];
+            memmove(&r->cons[1], &r->cons[0], (size_t)i * sizeof r->cons[0]);
+            r->cons[0] = hit;
+        }
+        return r->cons[0].g;
+    }
+    CGrammar *g = NULL;
+    char msg[480];
+    if (rtc_compile(p->constraint, p->constraint_src, p->constraint_len, &g, msg, sizeof msg) != 0) {
+        snprintf(r->err, sizeof r->err, "gen: %s", msg);
+        r->be.last_error = r->err;
+        return NULL;
+    }
+    char *src = malloc(p->constraint_len + 1);
+    if (!src) {
+        cg_unref(g);
+        snprintf(r->err, sizeof r->err, "out of memory");
+        r->be.last_error = r->err;
+        return NULL;
+    }
+    memcpy(src, p->constraint_src, p->constraint_len);
+    src[p->constraint_len] = 0;
+    if (r->n_cons == CONSTRAINT_CACHE) {
+        r->n_cons--;
+        free(r->cons[r->n_cons].src);
+        cg_unref(r->cons[r->n_cons].g);
+    }
+    memmove(&r->cons[1], &r->cons[0], (size_t)r->n_cons * sizeof r->cons[0]);
+    r->cons[0].kind = p->constraint;
+    r->cons[0].src = src;
+    r->cons[0].len = p->constraint_len;
+    r->cons[0].g = g;
+    r->n_cons++;
+    return g;
+}
+
 static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_gen_cb cb, void *ud)
 {
     RtEngine *r = ctx;
@@ -397,6 +454,7 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
     p->gen_cb = cb;
     p->ud = ud;
 
+    CGrammar *cons = NULL;
     switch (params->constraint) {
     case RT_CONSTRAINT_NONE:
         break;
@@ -429,9 +487,11 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
         }
         return 0;
     default:
-        pending_free(p);
-        return fail(r, "gen: regex, json, grammar and type constraints need structured generation, "
-                       "which this runtime does not have yet");
+        if (!(cons = constraint_of(r, params))) {
+            pending_free(p);
+            return -1;
+        }
+        break;
     }
 
     p->kind = P_GEN;
@@ -458,6 +518,7 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
     gp.n_prompt_ids = nids;
     gp.stop = params->stop;
     gp.n_stop = params->nstop;
+    gp.constraint = cons;
     gp.on_done = on_gen_done;
     gp.ud = p;
     int rc = eng_submit(r->e, &gp, NULL);
@@ -523,6 +584,11 @@ RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t e
 
 void rt_engine_free(RtEngine *r)
 {
+    if (!r) return;
+    for (int i = 0; i < r->n_cons; i++) {
+        free(r->cons[i].src);
+        cg_unref(r->cons[i].g);
+    }
     free(r);   /* its token records live on with the VM's states, and need nothing of it */
 }
 

@@ -31,8 +31,9 @@
  *
  * gen's `choices` constraint runs as a select (token_length_normalized) and
  * returns the best choice's text; the other constraints (regex, json,
- * grammar, type) are refused with a message until structured generation
- * lands.
+ * grammar, ebnf, type) are compiled by runtime/rt_constrain.c (the last 32
+ * kept by source text) and every token of the gen is masked by them in the
+ * engine. A bad constraint fails that gen with a message naming it.
  *
  * Threads: the backend is used from one thread (the VM's), which is also
  * where the callbacks run (inside wait()).

@@ -20,7 +20,9 @@
 #include "runtime/gen_options.h"
 #include "runtime/hf.h"
 #include "runtime/model.h"
+#include "runtime/rt_constrain.h"
 #include "runtime/rt_engine.h"
+#include "runtime/gguf.h"
 #include "runtime/sampler.h"
 #include "runtime/tokenizer.h"
 
@@ -37,6 +39,8 @@ struct Runtime {
     Engine *eng;
     RtEngine *rt;
     RtBackend *inner;           /* the RtEngine's table, once loaded */
+    GgufFile *tok_gguf;         /* runtime_check's tokenizer-only load */
+    CVocab *cvocab;             /* runtime_check's vocabulary */
     double t_loaded;
 };
 
@@ -111,6 +115,8 @@ static int load(Runtime *rt)
     }
     char msg[768];
     int rc;
+    tok_free(rt->tok);
+    rt->tok = NULL;
     if (S_ISDIR(st.st_mode)) {
         rc = hf_load(rt->path, &rt->model, NULL, msg, sizeof msg);
         if (rc == 0) rc = tok_load_hf(rt->path, &rt->tok, msg, sizeof msg);
@@ -118,6 +124,9 @@ static int load(Runtime *rt)
         rc = model_load_gguf(rt->path, &rt->model, msg, sizeof msg);
         if (rc == 0) rc = tok_load_gguf(rt->model->gguf, &rt->tok, msg, sizeof msg);
     }
+    /* a tokenizer-only load for runtime_check gives way to the model's */
+    gguf_close(rt->tok_gguf);
+    rt->tok_gguf = NULL;
     if (rc != 0) {
         err_fmt(rt->err, sizeof rt->err, "cannot load model %s: %s", rt->path, msg);
         return -1;
@@ -254,7 +263,9 @@ void runtime_close(Runtime *rt)
     if (!rt) return;
     rt_engine_free(rt->rt);
     eng_free(rt->eng);
+    cv_unref(rt->cvocab);
     tok_free(rt->tok);
+    gguf_close(rt->tok_gguf);
     model_free(rt->model);
     free(rt->path);
     free(rt);
@@ -522,4 +533,54 @@ void runtime_waker_free(RuntimeWaker *w)
     if (!w) return;
     uv_idle_stop(&w->idle);
     uv_close((uv_handle_t *)&w->idle, waker_closed);
+}
+
+/* ---- constraints as a tool (sgl check) ---- */
+
+/* The tokenizer alone (a vocabulary-only GGUF has no weights): the
+ * model's when loaded, else loaded here. 0 or -1 with rt->err. */
+static int load_tokenizer(Runtime *rt)
+{
+    if (rt->tok) return 0;
+    if (!rt->path) {
+        err_fmt(rt->err, sizeof rt->err, "no model: " NO_MODEL_HINT);
+        return -1;
+    }
+    struct stat st;
+    if (stat(rt->path, &st) != 0) {
+        err_fmt(rt->err, sizeof rt->err, "no model at %s: " NO_MODEL_HINT, rt->path);
+        return -1;
+    }
+    char msg[768];
+    int rc;
+    if (S_ISDIR(st.st_mode)) {
+        rc = tok_load_hf(rt->path, &rt->tok, msg, sizeof msg);
+    } else {
+        rt->tok_gguf = gguf_open(rt->path, msg, sizeof msg);
+        rc = rt->tok_gguf ? tok_load_gguf(rt->tok_gguf, &rt->tok, msg, sizeof msg) : -1;
+    }
+    if (rc != 0) {
+        err_fmt(rt->err, sizeof rt->err, "cannot load the tokenizer of %s: %s", rt->path, msg);
+        return -1;
+    }
+    return 0;
+}
+
+int runtime_check(Runtime *rt, RtConstraintKind kind, const char *src, size_t len, const char *text,
+                  size_t tlen, unsigned flags, uint64_t seed, CGrammar **cache, size_t *reject_at,
+                  char *err, size_t errcap)
+{
+    if (load_tokenizer(rt) != 0) {
+        err_fmt(err, errcap, "%s", rt->err);
+        return ERR_IO;
+    }
+    if (!rt->cvocab) {
+        int rc = rtc_vocab_new(rt->tok, &rt->cvocab, err, errcap);
+        if (rc) return rc;
+    }
+    if (!*cache) {
+        int rc = rtc_compile(kind, src, len, cache, err, errcap);
+        if (rc) return rc;
+    }
+    return rtc_check(rt->tok, rt->cvocab, *cache, text, tlen, flags, seed, reject_at, err, errcap);
 }

@@ -27,6 +27,7 @@
 #define RUNTIME_DEFAULT_MODEL_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 struct uv_loop_s;
+struct CGrammar;
 typedef struct Runtime Runtime;
 
 /* The options and statistics are include/sgl.h's (a header of plain
@@ -70,6 +71,18 @@ int runtime_generate(Runtime *rt, const char *prompt, size_t len, const RtGenPar
  * (NULL: defaults); a bad option is an error naming it. */
 int runtime_generate_json(Runtime *rt, const char *prompt, size_t len, const char *options_json,
                           const RuntimeStream *cb, char *err, size_t errcap);
+
+/* `sgl check`: judges text against a constraint (kind + source, compiled
+ * into *cache on the first call, which the caller frees with cg_unref)
+ * with the model's tokenizer, loading only the tokenizer when the model is
+ * not loaded. Returns 1 accept, 0 reject (*reject_at: the byte where the
+ * first refused token starts), or a negative ERR_* with a message
+ * (ERR_CONSTRAINT / ERR_UNSUPPORTED / ERR_LIMIT: the constraint is bad;
+ * ERR_IO: no tokenizer). rtc_check (runtime/rt_constrain.h) does the work;
+ * flags are its RTC_*. */
+int runtime_check(Runtime *rt, RtConstraintKind kind, const char *src, size_t len, const char *text,
+                  size_t tlen, unsigned flags, uint64_t seed, struct CGrammar **cache,
+                  size_t *reject_at, char *err, size_t errcap);
 
 /* A wake-up on the runtime's loop: poke() (loop thread) makes fn(ud) run
  * once on the next loop iteration, however often it was poked. */

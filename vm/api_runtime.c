@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "runtime/rt_constrain.h"
+#include "vm/json.h"
 #include "runtime/runtime.h"
 
 struct sgl_runtime {
@@ -101,4 +103,85 @@ sgl_status sgl_generate(sgl_runtime *r, const char *prompt, size_t len, const ch
         return SGL_ERR_IO;
     }
     return runtime_generate_json(r->rt, prompt, len, options_json, stream, err, errcap) ? SGL_ERR_USAGE : SGL_OK;
+}
+
+/* ---- sgl check ---- */
+
+struct sgl_checker {
+    sgl_runtime *r;
+    RtConstraintKind kind;
+    CGrammar *g;
+};
+
+sgl_status sgl_checker_new(sgl_runtime *r, sgl_check_kind kind, const char *src, size_t len,
+                           sgl_checker **out, char *err, size_t errcap)
+{
+    static const RtConstraintKind kinds[] = {
+        [SGL_CHECK_REGEX] = RT_CONSTRAINT_REGEX,
+        [SGL_CHECK_JSON_SCHEMA] = RT_CONSTRAINT_JSON,
+        [SGL_CHECK_GRAMMAR] = RT_CONSTRAINT_GRAMMAR,
+        [SGL_CHECK_EBNF] = RT_CONSTRAINT_EBNF,
+    };
+    *out = NULL;
+    if ((unsigned)kind > SGL_CHECK_EBNF) {
+        err_fmt(err, errcap, "unknown constraint kind");
+        return SGL_ERR_USAGE;
+    }
+    sgl_checker *c = calloc(1, sizeof *c);
+    if (!c) {
+        err_fmt(err, errcap, "out of memory");
+        return SGL_ERR_IO;
+    }
+    c->r = r;
+    c->kind = kinds[kind];
+    size_t at;
+    int rc = runtime_check(r->rt, c->kind, src, len, "", 0, 0, 0, &c->g, &at, err, errcap);
+    if (rc < 0) {
+        sgl_checker_free(c);
+        return rc == ERR_IO ? SGL_ERR_IO : SGL_ERR_USAGE;
+    }
+    *out = c;
+    return SGL_OK;
+}
+
+int sgl_checker_run(sgl_checker *c, const char *text, size_t len, int random_segment,
+                    unsigned long long seed, size_t *reject_at, char *err, size_t errcap)
+{
+    int rc = runtime_check(c->r->rt, c->kind, NULL, 0, text, len, random_segment ? RTC_SEGMENT_RANDOM : 0,
+                           seed, &c->g, reject_at, err, errcap);
+    return rc < 0 ? -1 : rc;
+}
+
+void sgl_checker_free(sgl_checker *c)
+{
+    if (!c) return;
+    cg_unref(c->g);
+    free(c);
+}
+
+int sgl_json_string(const char *json, size_t n, char **out, size_t *len, char *err, size_t errcap)
+{
+    *out = NULL;
+    *len = 0;
+    Heap h;
+    heap_init(&h);
+    Value v;
+    JsonError je;
+    int rc = -1;
+    if (json_decode(&h, json, n, &v, &je) != 0) {
+        err_fmt(err, errcap, "line %d, column %d: %s", je.line, je.col, je.msg);
+    } else if (!VAL_IS_STRING(v)) {
+        err_fmt(err, errcap, "not a JSON string");
+    } else {
+        ObjString *s = AS_STRING(v);
+        if ((*out = malloc(s->len + 1))) {
+            memcpy(*out, s->chars, s->len + 1);
+            *len = s->len;
+            rc = 0;
+        } else {
+            err_fmt(err, errcap, "out of memory");
+        }
+    }
+    heap_free_all(&h);
+    return rc;
 }
