@@ -11,6 +11,11 @@
 #      content is the model's)
 #   f  sgl generate refuses bad option values with status 64, and streams a
 #      greedy continuation that stops at --stop, with its --stats line
+#   g  sgl check: accept / reject at BYTE / exit 2 for a refused feature,
+#      --jsonl, --segment random, a vocabulary-only GGUF
+#   h  constrained gen in a program: regex, type, json and grammar outputs
+#      have their shape; a bad constraint is a runtime error with its line
+#      while the other instances of the batch still finish
 # (b, select against scoring each choice alone, is tests/unit/test_select_e2e.c.)
 #
 # Each case prints "ok NAME (seconds)" or "FAIL NAME: why"; the last line is
@@ -161,9 +166,66 @@ case_generate_options() {
     ok generate_options
 }
 
+# ---- g: sgl check --------------------------------------------------------------
+case_check() {
+    start
+    out=$("$SGL" check --regex '(19|20)\d\d' 1969 2>"$tmp/err"); st=$?
+    [ "$st:$out" = "0:accept" ] || { bad check "1969: $st $out"; return; }
+    out=$("$SGL" check --regex '(19|20)\d\d' 19691 2>"$tmp/err"); st=$?
+    [ "$st:$out" = "1:reject at 4" ] || { bad check "19691: $st $out"; return; }
+    "$SGL" check --regex '(a)\1' a >"$tmp/out" 2>"$tmp/err"; st=$?
+    [ $st = 2 ] && grep -q backreference "$tmp/err" || { bad check "backreference: exit $st"; return; }
+    printf '%s' '{"type":"object","properties":{"n":{"type":"integer","minimum":3,"maximum":250}},"required":["n"],"additionalProperties":false}' >"$tmp/s.json"
+    printf '%s\n' '"{\"n\": 3}"' '"{\"n\": 251}"' '"{\"n\":250}"' '"{\"m\": 4}"' >"$tmp/in.jsonl"
+    "$SGL" check --json-schema "$tmp/s.json" --jsonl "$tmp/in.jsonl" >"$tmp/out" 2>"$tmp/err"; st=$?
+    [ $st = 1 ] && [ "$(tr '\n' '|' <"$tmp/out")" = "accept|reject at 8|accept|reject at 2|" ] ||
+        { bad check "jsonl: exit $st: $(cat "$tmp/out")"; return; }
+    out=$("$SGL" check --model build/vocab/ggml-vocab-llama-bpe.gguf --segment random --seed 5 \
+        --json-schema "$tmp/s.json" '{"n": 199}' 2>"$tmp/err"); st=$?
+    [ "$st:$out" = "0:accept" ] || { bad check "random segmentation, llama-3 vocabulary: $st $out"; return; }
+    printf 'root ::= "(" root ")" | ""\n' >"$tmp/g.gbnf"
+    out=$("$SGL" check --grammar "$tmp/g.gbnf" '((()))' 2>"$tmp/err"); st=$?
+    [ "$st:$out" = "0:accept" ] || { bad check "grammar: $st $out"; return; }
+    ok check
+}
+
+# ---- h: constrained gen in programs -------------------------------------------------
+case_constrained_program() {
+    start
+    cat >"$tmp/c.sgl" <<'SGL'
+"The first Moon landing was in the year " gen("year", regex: re"(19|20)\d\d")
+"\nIs the sky blue? " gen("yes", type: "bool")
+"\nHow many legs has a cat? " gen("legs", type: "int")
+"\nA person as JSON: " gen("p", json: {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}}, "required": ["name"], "additionalProperties": false})
+grammar yn {
+    root ::= ("yes" | "no") "."
+}
+"\nAnswer yes or no: " gen("g", grammar: yn)
+SGL
+    "$SGL" run --json "$tmp/c.sgl" >"$tmp/out" 2>"$tmp/err" || { bad constrained_program "exit status $?"; return; }
+    py "$tmp/out" '
+res = js[-1]
+v = res["vars"]
+assert re.fullmatch(r"(19|20)\d\d", v["year"]), v
+assert isinstance(v["yes"], bool) and isinstance(v["legs"], int), v
+p = json.loads(v["p"]); assert set(p) == {"name"} and len(p["name"]) <= 12, v
+assert v["g"] in ("yes.", "no."), v' || { bad constrained_program "shapes: $(cat "$tmp/out")"; return; }
+    printf '%s\n' 'fn main(x) {' '    "Value: " gen("v", regex: "[" + x, max_tokens: 4)' '}' >"$tmp/bad.sgl"
+    printf '%s\n' '{"x": "0-9]"}' '{"x": "(("}' '{"x": "0-9]+"}' >"$tmp/in.jsonl"
+    "$SGL" run --batch "$tmp/in.jsonl" "$tmp/bad.sgl" >"$tmp/out" 2>"$tmp/err"
+    py "$tmp/out" '
+assert len(js) == 3, js
+assert "error" not in js[0] and "error" not in js[2], js
+assert "regex" in js[1]["error"] and ":2:" in js[1]["error"], js[1]' ||
+        { bad constrained_program "bad constraint in a batch: $(cat "$tmp/out") $(cat "$tmp/err")"; return; }
+    ok constrained_program
+}
+
 case_fork_shared
 case_greedy
 case_generate_options
+case_check
+case_constrained_program
 case_batch
 example tips '
 t = res["text"]
