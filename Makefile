@@ -10,7 +10,7 @@
 #   make fuzz-compile   libFuzzer over lexer+parser+compiler
 #   make fuzz-sglc      libFuzzer over the .sglc loader+verifier and the VM
 #   make fuzz-constrain libFuzzer over the regex/GBNF/EBNF compilers (constrain/)
-#   make bench   benchmarks (bench/)
+#   make bench   benchmarks (bench/; bench/structured: token-mask cost)
 #   make maskbench   the MaskBench corpus judged token by token (bench/maskbench)
 #   make clean
 #
@@ -217,6 +217,7 @@ bench: all
 	@sh bench/vm/run.sh $(BUILD)/sgl
 	@sh bench/tokenizer/run.sh $(BUILD)
 	@sh bench/engine/run.sh $(BUILD)
+	@sh bench/structured/run.sh $(BUILD)
 
 # MaskBench (issue 8): the shared corpus, unpacked into build/ (never into
 # the tree), every schema compiled and every instance judged token by token.

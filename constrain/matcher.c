@@ -95,6 +95,7 @@
 
 enum { BOTTOM = -1, UNKNOWN = -2 };
 enum { SF_BYTES = 1, SF_CALLS = 2, SF_FINAL = 4 };     /* per rule state */
+enum { SF_XRULE = 8 };  /* eflags only: the edge lands in another rule (erule[]) */
 enum { LF_ACC = 1, LF_POP = 2 };                       /* per stack set */
 #define SCRIPT_RANGE 0x80000000u
 
@@ -230,7 +231,11 @@ typedef struct {
     int32_t *cls_off;
     uint8_t *cls_pool;
     const CGrammar *g;      /* the owner */
-    _Atomic uint8_t *rinit; /* nrules: 1 = the rule's rows are filled, 2 = being filled */
+    _Atomic uint8_t *rinit; /* nrules: 1 = the rule's rows are filled */
+    int32_t *erule;         /* total_rows: the target's rule, read when eflags has SF_XRULE */
+    pthread_mutex_t fill_mu;    /* serialises rule_fill; guards fill_todo, fill_mark */
+    int32_t *fill_todo;     /* nrules */
+    uint8_t *fill_mark;     /* nrules, all 0 between fills */
 } MCache;
 
 /* The byte ranges of cls_off: lead bytes of 2-, 3- and 4-byte characters
@@ -297,6 +302,10 @@ static void mcache_free(void *p)
     free(mc->cls_off);
     free(mc->cls_pool);
     free((void *)mc->rinit);
+    free(mc->erule);
+    free(mc->fill_todo);
+    free(mc->fill_mark);
+    pthread_mutex_destroy(&mc->fill_mu);
     free(mc->chain);
     free(mc);
 }
@@ -307,6 +316,7 @@ static MCache *mcache_build(const CGrammar *g)
     if (!mc)
         return NULL;
     pthread_mutex_init(&mc->mu, NULL);
+    pthread_mutex_init(&mc->fill_mu, NULL);
     atomic_init(&mc->head, NULL);
     size_t nr = (size_t)g->nrules + 1;
     mc->base = malloc(nr * sizeof *mc->base);
@@ -374,7 +384,10 @@ static MCache *mcache_build(const CGrammar *g)
     mc->cls_off[(size_t)g->nrules * CL_N] = (int32_t)pool_n;
     mc->g = g;
     mc->rinit = calloc((size_t)g->nrules + 1, 1);
-    if (!mc->rinit)
+    mc->erule = malloc(nrow * sizeof *mc->erule);
+    mc->fill_todo = malloc(((size_t)g->nrules + 1) * sizeof *mc->fill_todo);
+    mc->fill_mark = calloc((size_t)g->nrules + 1, 1);
+    if (!mc->rinit || !mc->erule || !mc->fill_todo || !mc->fill_mark)
         goto nomem;
     return mc;
 nomem:
@@ -382,52 +395,105 @@ nomem:
     return NULL;
 }
 
-/* Fills the rows of rule r (flags, transitions, target flags), once; a
- * thread that finds another filling them waits (a rule takes microseconds
- * to milliseconds). Every way into a rule goes through here: the start
- * rule in start_set, callees in closure(). */
-static void rule_fill(MCache *mc, int32_t r)
+static uint8_t state_flags(const CgRule *R, int32_t st)
 {
-    const CgRule *R = &mc->g->rules[r];
+    uint8_t f = 0;
+    for (int32_t c = 0; c < R->nclasses; c++)
+        if (R->next[(size_t)st * R->nclasses + c] >= 0) {
+            f |= SF_BYTES;
+            break;
+        }
+    if (R->call_off[st + 1] > R->call_off[st])
+        f |= SF_CALLS;
+    if (R->final[st])
+        f |= SF_FINAL;
+    return f;
+}
+
+/* A state that only tail-calls one rule (no bytes, not final, one call
+ * whose return state can only end) is a jump: the frame it would push is
+ * never needed (closure() pushes none). rule_fill folds such targets into
+ * the edges that reach them, so a right-linear rule set (one rule per
+ * state of a name pattern) steps like one DFA, on the inline path. */
+static bool tail_jump(const CgRule *R, int32_t st, int32_t *callee)
+{
+    if (state_flags(R, st) != SF_CALLS || R->call_off[st + 1] - R->call_off[st] != 1)
+        return false;
+    const CgCall *c = &R->calls[R->call_off[st]];
+    if (state_flags(R, c->to) != SF_FINAL)
+        return false;
+    *callee = c->rule;
+    return true;
+}
+
+/* Fills the rows of rule r (flags, transitions, target flags), and of every
+ * rule its folded edges land in, under fill_mu; publishes them together
+ * (rinit = 1, release) once all are written, so a thread that sees a rule
+ * ready may follow any of its edges. Every way into a rule goes through
+ * rule_ready: the start rule in start_set, callees in closure(). */
+static void rule_fill(MCache *mc, int32_t r, int32_t *todo, int32_t *ntodo, uint8_t *mark)
+{
+    const CGrammar *g = mc->g;
+    const CgRule *R = &g->rules[r];
     int32_t w = mc->width[r];
     for (int32_t st = 0; st < R->nstates; st++) {
-        uint8_t f = 0;
-        for (int32_t c = 0; c < R->nclasses; c++)
-            if (R->next[(size_t)st * R->nclasses + c] >= 0) {
-                f |= SF_BYTES;
-                break;
-            }
-        if (R->call_off[st + 1] > R->call_off[st])
-            f |= SF_CALLS;
-        if (R->final[st])
-            f |= SF_FINAL;
         int32_t row = mc->row_base[r] + st * w;
-        mc->rflags[row] = f;
+        mc->rflags[row] = state_flags(R, st);
         mc->rstate[row] = st;
     }
     for (int32_t st = 0; st < R->nstates; st++)
         for (int32_t c = 0; c < w; c++) {
             int32_t row = mc->row_base[r] + st * w + c;
             int32_t t = c < R->nclasses ? R->next[(size_t)st * R->nclasses + c] : -1;
-            mc->next[row] = t < 0 ? -1 : mc->row_base[r] + t * w;
-            mc->eflags[row] = t < 0 ? 0 : mc->rflags[mc->row_base[r] + t * w];
+            if (t < 0) {
+                mc->next[row] = -1;
+                mc->eflags[row] = 0;
+                continue;
+            }
+            int32_t tr = r, ts = t, callee, hops = 0;
+            while (hops < 64 && tail_jump(&g->rules[tr], ts, &callee)) {
+                tr = callee;
+                ts = g->rules[callee].start;
+                hops++;
+            }
+            if (hops == 64) {
+                tr = r;
+                ts = t;
+            }
+            mc->next[row] = mc->row_base[tr] + ts * mc->width[tr];
+            mc->eflags[row] = (uint8_t)(state_flags(&g->rules[tr], ts) | (tr != r ? SF_XRULE : 0));
+            mc->erule[row] = tr;
+            if (tr != r && !mark[tr] && atomic_load_explicit(&mc->rinit[tr], memory_order_relaxed) != 1) {
+                mark[tr] = 1;
+                todo[(*ntodo)++] = tr;
+            }
         }
+}
+
+static __attribute__((noinline)) void rule_ready_slow(MCache *mc, int32_t r)
+{
+    pthread_mutex_lock(&mc->fill_mu);
+    if (atomic_load_explicit(&mc->rinit[r], memory_order_acquire) != 1) {
+        int32_t *todo = mc->fill_todo;
+        uint8_t *mark = mc->fill_mark;
+        int32_t ntodo = 0, done = 0;
+        mark[r] = 1;
+        todo[ntodo++] = r;
+        while (done < ntodo)
+            rule_fill(mc, todo[done++], todo, &ntodo, mark);
+        for (int32_t k = 0; k < ntodo; k++) {
+            mark[todo[k]] = 0;
+            atomic_store_explicit(&mc->rinit[todo[k]], 1, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&mc->fill_mu);
 }
 
 static inline void rule_ready(const MCache *cmc, int32_t r)
 {
     MCache *mc = (MCache *)cmc;
-    if (atomic_load_explicit(&mc->rinit[r], memory_order_acquire) == 1)
-        return;
-    uint8_t expected = 0;
-    if (atomic_compare_exchange_strong_explicit(&mc->rinit[r], &expected, 2, memory_order_acq_rel,
-                                                memory_order_acquire)) {
-        rule_fill(mc, r);
-        atomic_store_explicit(&mc->rinit[r], 1, memory_order_release);
-        return;
-    }
-    while (atomic_load_explicit(&mc->rinit[r], memory_order_acquire) != 1)
-        sched_yield();
+    if (atomic_load_explicit(&mc->rinit[r], memory_order_acquire) != 1)
+        rule_ready_slow(mc, r);
 }
 
 /* The grammar's cache, created on first use (lock-free publication). */
@@ -844,7 +910,7 @@ static bool conts_reach(const MCache *mc, int32_t rule, int32_t row, int need, i
     const int32_t *off = mc->cls_off + (size_t)rule * CL_N + CL_CONT0 + cont;
     for (int32_t k = off[0]; k < off[1]; k++) {
         int32_t t = mc->next[row + mc->cls_pool[k]];
-        if (t < 0)
+        if (t < 0 || (mc->eflags[row + mc->cls_pool[k]] & SF_XRULE))
             return false;
         if (need == 1 ? t != target : !conts_reach(mc, rule, t, need - 1, 0, target))
             return false;
@@ -855,9 +921,14 @@ static bool conts_reach(const MCache *mc, int32_t rule, int32_t row, int need, i
 static void chain_compute(const MCache *mc, int32_t rule, int32_t row, Chain *out)
 {
     const uint8_t *cm = mc->cmap + (size_t)rule * 256;
+    /* targets in another rule (folded tail jumps) are never the chain's
+     * successor (the chain stays in the rule) but do count as edges */
     int32_t tgt[128];
-    for (int b = 0; b < 128; b++)
+    bool xr[128];
+    for (int b = 0; b < 128; b++) {
         tgt[b] = mc->next[row + cm[b]];
+        xr[b] = (mc->eflags[row + cm[b]] & SF_XRULE) != 0;
+    }
     /* succ: the target of the most ASCII bytes (a majority vote over runs
      * of equal targets is enough in practice; ties keep the first) */
     int32_t succ = -1;
@@ -865,7 +936,7 @@ static void chain_compute(const MCache *mc, int32_t rule, int32_t row, Chain *ou
     int32_t cand[8];
     int ncand = 0;
     for (int b = 0; b < 128 && ncand < 8; b++) {
-        if (tgt[b] < 0)
+        if (tgt[b] < 0 || xr[b])
             continue;
         bool have = false;
         for (int k = 0; k < ncand; k++)
@@ -876,7 +947,7 @@ static void chain_compute(const MCache *mc, int32_t rule, int32_t row, Chain *ou
     for (int k = 0; k < ncand; k++) {
         int n = 0;
         for (int b = 0; b < 128; b++)
-            n += tgt[b] == cand[k];
+            n += tgt[b] == cand[k] && !xr[b];
         if (n > best) {
             best = n;
             succ = cand[k];
@@ -890,13 +961,13 @@ static void chain_compute(const MCache *mc, int32_t rule, int32_t row, Chain *ou
     if (succ < 0)
         return;
     for (int b = 0; b < 128; b++)
-        if (tgt[b] == succ)
+        if (tgt[b] == succ && !xr[b])
             out->ascii[b >> 5] |= 1u << (b & 31);
     const int32_t *off = mc->cls_off + (size_t)rule * CL_N;
     for (int g = 0; g < CL_NLEAD; g++)
         for (int32_t k = off[CL_LEAD0 + g]; k < off[CL_LEAD0 + g + 1]; k++) {
             int32_t t = mc->next[row + mc->cls_pool[k]];
-            if (t < 0 || !conts_reach(mc, rule, t, utf8_leads[g].need, utf8_leads[g].cont, succ))
+            if (t < 0 || (mc->eflags[row + mc->cls_pool[k]] & SF_XRULE) || !conts_reach(mc, rule, t, utf8_leads[g].need, utf8_leads[g].cont, succ))
                 return;
         }
     out->utf8 = 1;
@@ -1038,7 +1109,7 @@ static bool subtree_alive(const MCache *mc, int32_t rule, int32_t row, const CvS
 typedef struct {
     const CGrammar *g;
     const MCache *mc;
-    const int32_t *next;
+    const int32_t *next, *erule;
     const uint8_t *eflags, *rflags, *cmap;
     Frames *fr;             /* where pushes intern their nodes */
     Stk *arena;
@@ -1067,6 +1138,7 @@ static int walk_init(Walk *w, const CGrammar *g, const MCache *mc, Frames *fr, i
     w->g = g;
     w->mc = mc;
     w->next = mc->next;
+    w->erule = mc->erule;
     w->eflags = mc->eflags;
     w->rflags = mc->rflags;
     w->cmap = mc->cmap;
@@ -1213,9 +1285,10 @@ static __attribute__((noinline)) void step_slow(Walk *w, int32_t d, uint8_t b)
     w->nvis = 0;
     for (int32_t i = 0; i < n; i++) {
         Stk x = w->arena[from + i];
-        int32_t t = w->next[x.row + w->cmap[(size_t)x.rule * 256 + b]];
+        int32_t e = x.row + w->cmap[(size_t)x.rule * 256 + b];
+        int32_t t = w->next[e];
         if (t >= 0)
-            closure(w, d, (Stk){ x.rule, t, x.parent });
+            closure(w, d, (Stk){ w->eflags[e] & SF_XRULE ? w->erule[e] : x.rule, t, x.parent });
     }
 }
 
@@ -1237,10 +1310,15 @@ static inline __attribute__((always_inline)) void step(Walk *w, int32_t d, uint8
             w->lflags[d] = 0;
             return;
         }
+        int32_t nr = x.rule;
+        if (f & SF_XRULE) {
+            nr = w->erule[e];
+            f &= (uint8_t)~SF_XRULE;
+        }
         if (!(f & SF_CALLS) && (!(f & SF_FINAL) || x.parent < 0)) {
             w->lflags[d] = !(f & SF_FINAL) ? 0 : x.parent == BOTTOM ? LF_ACC : LF_POP;
             if (f & SF_BYTES) {
-                w->arena[from + 1] = (Stk){ x.rule, t, x.parent };
+                w->arena[from + 1] = (Stk){ nr, t, x.parent };
                 w->lcount[d] = 1;
             } else
                 w->lcount[d] = 0;
