@@ -39,6 +39,12 @@
  * is built again with calls. */
 enum { INLINE_MAX = 512, INLINE_CALLER_MAX = 20000, LR_ROUNDS = 16 };
 
+/* Steps of subset-construction work (NFA states visited in closures) for
+ * one rule: with inlined callees (past it: built again with calls), and in
+ * all (past it: ERR_LIMIT). About 5 ns a step. */
+#define WORK_INLINE ((int64_t)20 * 1000 * 1000)
+#define WORK_MAX ((int64_t)400 * 1000 * 1000)
+
 /* Expression nodes the left-recursion rewrite may create before it gives up. */
 enum { LR_MAX_NODES = 4 << 20 };
 
@@ -1103,13 +1109,15 @@ static void settab_free(SetTab *t) {
 /* ε-closure of seeds[0..n) into out (unsorted, important states only:
  * those with a byte or call edge, and the accepting state). */
 static int32_t closure(const Nfa *a, const uint8_t *important, int32_t *seeds, int32_t n, int32_t *out,
-                       uint32_t *mark, uint32_t stamp, int32_t *stack) {
+                       uint32_t *mark, uint32_t stamp, int32_t *stack, int64_t *work) {
     int32_t sp = 0, m = 0;
+    *work += n;
     for (int32_t i = 0; i < n; i++) {
         if (mark[seeds[i]] != stamp) mark[seeds[i]] = stamp, stack[sp++] = seeds[i];
     }
     while (sp) {
         int32_t q = stack[--sp];
+        (*work)++;
         if (important[q]) out[m++] = q;
         for (int32_t i = a->off[q]; i < a->eps_end[q]; i++) {
             int32_t t = a->sorted[i].to;
@@ -1119,9 +1127,11 @@ static int32_t closure(const Nfa *a, const uint8_t *important, int32_t *seeds, i
     return m;
 }
 
-/* The DFA of NFA a (start 0, accepting `acc`), at most `limit` states
- * (*over set past it). callsym: rule -> call symbol scratch (all -1, left so). */
-static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, Dfa *d, int *over) {
+/* The DFA of NFA a (start 0, accepting `acc`), at most `limit` states and
+ * `budget` steps of closure work (*over set past either: compile time on
+ * the request path stays bounded). */
+static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, int64_t budget, Dfa *d, int *over) {
+    int64_t work = 0;
     memset(d, 0, sizeof *d);
     *over = 0;
     /* Byte classes: bytes covered by exactly the same edge ranges. The
@@ -1230,7 +1240,7 @@ static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, Dfa *d,
     if (!bucket || !touched || !out || !stack || !mark || !touched_mark) rc = nomem(c);
     if (!rc) {
         int32_t seed = 0, added;
-        int32_t m = closure(a, important, &seed, 1, out, mark, ++stamp, stack);
+        int32_t m = closure(a, important, &seed, 1, out, mark, ++stamp, stack, &work);
         if (set_find(&tab, out, m, mark, stamp, &added) < 0) rc = nomem(c);
     }
     for (int32_t ds = 0; !rc && ds < tab.n; ds++) {
@@ -1273,7 +1283,7 @@ static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, Dfa *d,
         for (int32_t t = 0; t < nt && !rc; t++) {
             int32_t k = touched[t];
             touched_mark[k] = 0;
-            int32_t m = closure(a, important, bucket[k].v, bucket[k].n, out, mark, ++stamp, stack);
+            int32_t m = closure(a, important, bucket[k].v, bucket[k].n, out, mark, ++stamp, stack, &work);
             bucket[k].n = 0;
             int added;
             int32_t id = set_find(&tab, out, m, mark, stamp, &added);
@@ -1282,6 +1292,7 @@ static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, Dfa *d,
             d->next[(size_t)ds * (size_t)K + (size_t)k] = id;
             /* the set pool may have moved: so/sl are re-read below */
         }
+        if (work > budget) *over = 1;
         if (*over) break;
     }
     d->n = *over ? 0 : tab.n;
@@ -1523,7 +1534,7 @@ static int build_rule(Ctx *c, int r) {
         }
         Dfa d;
         int over;
-        int rc = determinize(c, &a, acc, limit * 2, &d, &over);
+        int rc = determinize(c, &a, acc, limit * 2, c->inline_ok ? WORK_INLINE : WORK_MAX, &d, &over);
         nfa_free(&a);
         if (rc) {
             dfa_free(&d);
@@ -1544,8 +1555,8 @@ static int build_rule(Ctx *c, int r) {
         if (over) {
             dfa_free(&d);
             if (c->inline_ok) continue;
-            return fail(c, ERR_LIMIT, "rule '%s' needs more than %d automaton states (max_dfa_states)",
-                        rname(c, r), cap);
+            return fail(c, ERR_LIMIT, "rule '%s' needs more than %d automaton states (max_dfa_states) or "
+                        "too much work to build", rname(c, r), cap);
         }
         rc = to_rule(c, &d, rname(c, r), &c->built[r]);
         dfa_free(&d);
