@@ -39,6 +39,12 @@
  * is built again with calls. */
 enum { INLINE_MAX = 512, INLINE_CALLER_MAX = 20000, LR_ROUNDS = 16 };
 
+/* Steps of subset-construction work (NFA states visited in closures) for
+ * one rule: with inlined callees (past it: built again with calls), and in
+ * all (past it: ERR_LIMIT). About 5 ns a step. */
+#define WORK_INLINE ((int64_t)20 * 1000 * 1000)
+#define WORK_MAX ((int64_t)400 * 1000 * 1000)
+
 /* Expression nodes the left-recursion rewrite may create before it gives up. */
 enum { LR_MAX_NODES = 4 << 20 };
 
@@ -773,6 +779,7 @@ enum { E_EPS = -1, E_CALL = -2 };
 typedef struct {
     int32_t from, to;
     int32_t lo, hi;             /* bytes lo..hi; lo == E_EPS; lo == E_CALL: hi = rule */
+    int32_t range;              /* byte edges, set by determinize: its distinct range */
 } NEdge;
 
 typedef struct {
@@ -781,8 +788,9 @@ typedef struct {
     int32_t ne, cap;
     int32_t limit;              /* most states before it gives up */
     int over;                   /* passed the limit */
-    /* CSR after nfa_index */
+    /* CSR after nfa_index: a state's ε edges first, up to eps_end[q] */
     int32_t *off;
+    int32_t *eps_end;
     NEdge *sorted;
 } Nfa;
 
@@ -803,7 +811,7 @@ static int nfa_edge(Nfa *a, int32_t from, int32_t to, int32_t lo, int32_t hi) {
         a->e = p;
         a->cap = cap;
     }
-    a->e[a->ne++] = (NEdge){from, to, lo, hi};
+    a->e[a->ne++] = (NEdge){from, to, lo, hi, -1};
     return 0;
 }
 
@@ -916,9 +924,9 @@ static int emit(Ctx *c, Nfa *a, CgExpr e, int32_t s) {
     case CX_ALT: {
         int32_t t = nfa_state(a);
         for (int32_t i = 0; i < n->b; i++) {
-            int32_t k = nfa_state(a);
-            if (nfa_edge(a, s, k, E_EPS, 0)) return -1;
-            int32_t end = emit(c, a, cx_kids(b, e)[i], k);
+            /* no construct adds an edge into its start state, so the
+             * kids may all start at s */
+            int32_t end = emit(c, a, cx_kids(b, e)[i], s);
             if (end < 0 || nfa_edge(a, end, t, E_EPS, 0)) return -1;
         }
         return t;
@@ -958,14 +966,27 @@ static int emit(Ctx *c, Nfa *a, CgExpr e, int32_t s) {
 
 static int nfa_index(Nfa *a) {
     a->off = calloc((size_t)a->n + 1, sizeof *a->off);
+    a->eps_end = calloc((size_t)a->n + 1, sizeof *a->eps_end);
     a->sorted = malloc(((size_t)a->ne + 1) * sizeof *a->sorted);
-    if (!a->off || !a->sorted) return -1;
-    for (int32_t i = 0; i < a->ne; i++) a->off[a->e[i].from + 1]++;
-    for (int32_t i = 0; i < a->n; i++) a->off[i + 1] += a->off[i];
     int32_t *pos = malloc(((size_t)a->n + 1) * sizeof *pos);
-    if (!pos) return -1;
-    memcpy(pos, a->off, ((size_t)a->n + 1) * sizeof *pos);
-    for (int32_t i = 0; i < a->ne; i++) a->sorted[pos[a->e[i].from]++] = a->e[i];
+    if (!a->off || !a->eps_end || !a->sorted || !pos) {
+        free(pos);
+        return -1;
+    }
+    for (int32_t i = 0; i < a->ne; i++) {
+        a->off[a->e[i].from + 1]++;
+        if (a->e[i].lo == E_EPS) a->eps_end[a->e[i].from]++;
+    }
+    for (int32_t i = 0; i < a->n; i++) a->off[i + 1] += a->off[i];
+    for (int32_t q = 0; q < a->n; q++) {
+        pos[q] = a->off[q] + a->eps_end[q];    /* the others after the ε edges */
+        a->eps_end[q] = a->off[q];             /* the ε edges' next slot, then their end */
+    }
+    for (int32_t i = 0; i < a->ne; i++) {
+        const NEdge *e = &a->e[i];
+        if (e->lo == E_EPS) a->sorted[a->eps_end[e->from]++] = *e;
+        else a->sorted[pos[e->from]++] = *e;
+    }
     free(pos);
     return 0;
 }
@@ -973,6 +994,7 @@ static int nfa_index(Nfa *a) {
 static void nfa_free(Nfa *a) {
     free(a->e);
     free(a->off);
+    free(a->eps_end);
     free(a->sorted);
 }
 
@@ -1008,14 +1030,20 @@ typedef struct {
     int32_t n, cap;
 } SetTab;
 
+/* Order-free: a set's elements come in closure order, unsorted. */
 static uint32_t set_hash(const int32_t *v, int32_t n) {
-    uint32_t h = 2166136261u;
-    for (int32_t i = 0; i < n; i++) h = (h ^ (uint32_t)v[i]) * 16777619u;
-    return h ^ (uint32_t)n;
+    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ull;
+    for (int32_t i = 0; i < n; i++) {
+        uint64_t x = (uint64_t)(uint32_t)v[i] * 0xBF58476D1CE4E5B9ull;
+        h += x ^ (x >> 31);
+    }
+    return (uint32_t)(h ^ (h >> 32));
 }
 
-/* The id of set v[0..n) (sorted), adding it when new (*added = 1). */
-static int32_t set_find(SetTab *t, const int32_t *v, int32_t n, int *added) {
+/* The id of set v[0..n) (the states with mark[q] == stamp among the
+ * important ones: equal-sized sets whose members are all marked are
+ * equal), adding it when new (*added = 1). */
+static int32_t set_find(SetTab *t, const int32_t *v, int32_t n, const uint32_t *mark, uint32_t stamp, int *added) {
     uint32_t h = set_hash(v, n);
     if ((uint32_t)(t->n + 1) * 2 > t->hcap) {
         uint32_t cap = t->hcap ? t->hcap * 2 : 256;
@@ -1034,7 +1062,11 @@ static int32_t set_find(SetTab *t, const int32_t *v, int32_t n, int *added) {
     uint32_t j = h & (t->hcap - 1);
     for (; t->htab[j] >= 0; j = (j + 1) & (t->hcap - 1)) {
         int32_t i = t->htab[j];
-        if (t->shash[i] == h && t->slen[i] == n && (n == 0 || memcmp(t->pool + t->soff[i], v, (size_t)n * sizeof *v) == 0)) {
+        if (t->shash[i] != h || t->slen[i] != n) continue;
+        const int32_t *w = t->pool + t->soff[i];
+        int32_t k = 0;
+        while (k < n && mark[w[k]] == stamp) k++;
+        if (k == n) {
             *added = 0;
             return i;
         }
@@ -1074,50 +1106,53 @@ static void settab_free(SetTab *t) {
     free(t->pool), free(t->soff), free(t->slen), free(t->shash), free(t->htab);
 }
 
-static int i32_cmp(const void *x, const void *y) {
-    int32_t p = *(const int32_t *)x, q = *(const int32_t *)y;
-    return p < q ? -1 : p > q;
-}
-
-/* ε-closure of seeds[0..n) into out (sorted, important states only:
+/* ε-closure of seeds[0..n) into out (unsorted, important states only:
  * those with a byte or call edge, and the accepting state). */
 static int32_t closure(const Nfa *a, const uint8_t *important, int32_t *seeds, int32_t n, int32_t *out,
-                       uint32_t *mark, uint32_t stamp, int32_t *stack) {
+                       uint32_t *mark, uint32_t stamp, int32_t *stack, int64_t *work) {
     int32_t sp = 0, m = 0;
+    *work += n;
     for (int32_t i = 0; i < n; i++) {
         if (mark[seeds[i]] != stamp) mark[seeds[i]] = stamp, stack[sp++] = seeds[i];
     }
     while (sp) {
         int32_t q = stack[--sp];
+        (*work)++;
         if (important[q]) out[m++] = q;
-        for (int32_t i = a->off[q]; i < a->off[q + 1]; i++) {
-            const NEdge *e = &a->sorted[i];
-            if (e->lo == E_EPS && mark[e->to] != stamp) mark[e->to] = stamp, stack[sp++] = e->to;
+        for (int32_t i = a->off[q]; i < a->eps_end[q]; i++) {
+            int32_t t = a->sorted[i].to;
+            if (mark[t] != stamp) mark[t] = stamp, stack[sp++] = t;
         }
     }
-    if (m > 1) qsort(out, (size_t)m, sizeof *out, i32_cmp);
     return m;
 }
 
-/* The DFA of NFA a (start 0, accepting `acc`), at most `limit` states
- * (*over set past it). callsym: rule -> call symbol scratch (all -1, left so). */
-static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, Dfa *d, int *over) {
+/* The DFA of NFA a (start 0, accepting `acc`), at most `limit` states and
+ * `budget` steps of closure work (*over set past either: compile time on
+ * the request path stays bounded). */
+static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, int64_t budget, Dfa *d, int *over) {
+    int64_t work = 0;
     memset(d, 0, sizeof *d);
     *over = 0;
-    uint8_t cut[257] = {0};
-    cut[0] = 1;
+    /* Byte classes: bytes covered by exactly the same edge ranges. The
+     * distinct ranges (few, however many edges share them) refine one
+     * class of all 256 bytes; each range then lists the classes it covers. */
     int32_t nrules = c->b->nrules;
     int32_t *callsym = malloc((size_t)nrules * sizeof *callsym);
     uint8_t *important = calloc((size_t)a->n, 1);
-    if (!callsym || !important) {
-        free(callsym), free(important);
+    uint32_t hcap = 1024, nr = 0;
+    uint32_t *rkey = calloc(hcap, sizeof *rkey);       /* (lo << 8 | hi) + 1, 0 empty */
+    int32_t *rid = malloc(hcap * sizeof *rid);
+    IVec rlist = {0};                                   /* range index -> key */
+    if (!callsym || !important || !rkey || !rid) {
+        free(callsym), free(important), free(rkey), free(rid);
         return nomem(c);
     }
     memset(callsym, 0xFF, (size_t)nrules * sizeof *callsym);
     IVec callees = {0};
     int rc = 0;
     for (int32_t i = 0; i < a->ne && !rc; i++) {
-        const NEdge *e = &a->e[i];
+        NEdge *e = &a->sorted[i];
         if (e->lo == E_EPS) continue;
         important[e->from] = 1;
         if (e->lo == E_CALL) {
@@ -1125,17 +1160,70 @@ static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, Dfa *d,
                 callsym[e->hi] = callees.n;
                 if (iv_push(&callees, e->hi)) rc = nomem(c);
             }
-        } else {
-            cut[e->lo] = 1;
-            cut[e->hi + 1] = 1;
+            continue;
+        }
+        uint32_t key = ((uint32_t)e->lo << 8 | (uint32_t)e->hi) + 1;
+        if ((nr + 1) * 2 > hcap) {
+            uint32_t ncap = hcap * 2;
+            uint32_t *nk = calloc(ncap, sizeof *nk);
+            int32_t *ni = malloc(ncap * sizeof *ni);
+            if (!nk || !ni) {
+                free(nk), free(ni);
+                rc = nomem(c);
+                break;
+            }
+            for (uint32_t j = 0; j < hcap; j++) {
+                if (!rkey[j]) continue;
+                uint32_t q = (rkey[j] * 2654435761u) & (ncap - 1);
+                while (nk[q]) q = (q + 1) & (ncap - 1);
+                nk[q] = rkey[j], ni[q] = rid[j];
+            }
+            free(rkey), free(rid);
+            rkey = nk, rid = ni, hcap = ncap;
+        }
+        uint32_t q = (key * 2654435761u) & (hcap - 1);
+        while (rkey[q] && rkey[q] != key) q = (q + 1) & (hcap - 1);
+        if (!rkey[q]) {
+            rkey[q] = key, rid[q] = (int32_t)nr++;
+            if (iv_push(&rlist, (int32_t)key)) rc = nomem(c);
+        }
+        e->range = rid[q];
+    }
+    free(rkey), free(rid);
+    important[acc] = 1;
+    int32_t ncls = 1, size[256], cnt[256], split_to[256];
+    uint8_t cls[256] = {0};
+    size[0] = 256;
+    for (int32_t r = 0; r < rlist.n && !rc; r++) {
+        int lo = (rlist.v[r] - 1) >> 8, hi = (rlist.v[r] - 1) & 0xFF;
+        for (int32_t k = 0; k < ncls; k++) cnt[k] = 0, split_to[k] = -1;
+        for (int b = lo; b <= hi; b++) cnt[cls[b]]++;
+        int32_t n0 = ncls;
+        for (int32_t k = 0; k < n0; k++) {
+            if (cnt[k] && cnt[k] < size[k]) split_to[k] = ncls, size[ncls++] = cnt[k], size[k] -= cnt[k];
+        }
+        for (int b = lo; b <= hi; b++) {
+            if (split_to[cls[b]] >= 0) cls[b] = (uint8_t)split_to[cls[b]];
         }
     }
-    important[acc] = 1;
-    int32_t ncls = 0;
-    for (int i = 0; i < 256; i++) {
-        if (cut[i]) ncls++;
-        d->bcls[i] = (uint8_t)(ncls - 1);
+    /* each range's classes */
+    int32_t *roff = calloc((size_t)rlist.n + 1, sizeof *roff);
+    IVec rcls = {0};
+    if (!roff) rc = nomem(c);
+    for (int32_t r = 0; r < rlist.n && !rc; r++) {
+        int lo = (rlist.v[r] - 1) >> 8, hi = (rlist.v[r] - 1) & 0xFF;
+        uint8_t seen[256] = {0};
+        roff[r] = rcls.n;
+        for (int b = lo; b <= hi && !rc; b++) {
+            if (!seen[cls[b]]) {
+                seen[cls[b]] = 1;
+                if (iv_push(&rcls, cls[b])) rc = nomem(c);
+            }
+        }
     }
+    if (roff) roff[rlist.n] = rcls.n;
+    free(rlist.v);
+    memcpy(d->bcls, cls, sizeof cls);
     d->ncls = ncls;
     d->ncall = callees.n;
     d->callee = callees.v;
@@ -1152,8 +1240,8 @@ static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, Dfa *d,
     if (!bucket || !touched || !out || !stack || !mark || !touched_mark) rc = nomem(c);
     if (!rc) {
         int32_t seed = 0, added;
-        int32_t m = closure(a, important, &seed, 1, out, mark, ++stamp, stack);
-        if (set_find(&tab, out, m, &added) < 0) rc = nomem(c);
+        int32_t m = closure(a, important, &seed, 1, out, mark, ++stamp, stack, &work);
+        if (set_find(&tab, out, m, mark, stamp, &added) < 0) rc = nomem(c);
     }
     for (int32_t ds = 0; !rc && ds < tab.n; ds++) {
         if (ds >= capd) {
@@ -1179,10 +1267,14 @@ static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, Dfa *d,
             for (int32_t j = a->off[q]; j < a->off[q + 1] && !rc; j++) {
                 const NEdge *e = &a->sorted[j];
                 if (e->lo == E_EPS) continue;
-                int32_t k0, k1;
-                if (e->lo == E_CALL) k0 = k1 = ncls + callsym[e->hi];
-                else k0 = d->bcls[e->lo], k1 = d->bcls[e->hi];
-                for (int32_t k = k0; k <= k1; k++) {
+                if (e->lo == E_CALL) {
+                    int32_t k = ncls + callsym[e->hi];
+                    if (!touched_mark[k]) touched_mark[k] = 1, touched[nt++] = k;
+                    if (iv_push(&bucket[k], e->to)) rc = nomem(c);
+                    continue;
+                }
+                for (int32_t x = roff[e->range]; x < roff[e->range + 1]; x++) {
+                    int32_t k = rcls.v[x];
                     if (!touched_mark[k]) touched_mark[k] = 1, touched[nt++] = k;
                     if (iv_push(&bucket[k], e->to)) rc = nomem(c);
                 }
@@ -1191,19 +1283,21 @@ static int determinize(Ctx *c, const Nfa *a, int32_t acc, int32_t limit, Dfa *d,
         for (int32_t t = 0; t < nt && !rc; t++) {
             int32_t k = touched[t];
             touched_mark[k] = 0;
-            int32_t m = closure(a, important, bucket[k].v, bucket[k].n, out, mark, ++stamp, stack);
+            int32_t m = closure(a, important, bucket[k].v, bucket[k].n, out, mark, ++stamp, stack, &work);
             bucket[k].n = 0;
             int added;
-            int32_t id = set_find(&tab, out, m, &added);
+            int32_t id = set_find(&tab, out, m, mark, stamp, &added);
             if (id < 0) rc = nomem(c);
             else if (added && tab.n > limit) *over = 1;
             d->next[(size_t)ds * (size_t)K + (size_t)k] = id;
             /* the set pool may have moved: so/sl are re-read below */
         }
+        if (work > budget) *over = 1;
         if (*over) break;
     }
     d->n = *over ? 0 : tab.n;
     d->start = 0;
+    free(roff), free(rcls.v);
     for (int32_t k = 0; bucket && k < K; k++) free(bucket[k].v);
     free(bucket), free(touched), free(out), free(stack), free(mark), free(touched_mark);
     settab_free(&tab);
@@ -1440,7 +1534,7 @@ static int build_rule(Ctx *c, int r) {
         }
         Dfa d;
         int over;
-        int rc = determinize(c, &a, acc, limit * 2, &d, &over);
+        int rc = determinize(c, &a, acc, limit * 2, c->inline_ok ? WORK_INLINE : WORK_MAX, &d, &over);
         nfa_free(&a);
         if (rc) {
             dfa_free(&d);
@@ -1461,8 +1555,8 @@ static int build_rule(Ctx *c, int r) {
         if (over) {
             dfa_free(&d);
             if (c->inline_ok) continue;
-            return fail(c, ERR_LIMIT, "rule '%s' needs more than %d automaton states (max_dfa_states)",
-                        rname(c, r), cap);
+            return fail(c, ERR_LIMIT, "rule '%s' needs more than %d automaton states (max_dfa_states) or "
+                        "too much work to build", rname(c, r), cap);
         }
         rc = to_rule(c, &d, rname(c, r), &c->built[r]);
         dfa_free(&d);
