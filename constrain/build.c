@@ -11,6 +11,11 @@
  *   byte intervals ─► Hopcroft minimisation (the dead sink dropped: G3)
  *   ─► byte classes ─► the rules still called, renumbered, start first.
  *
+ * Bounded work (cgb_build runs on the request path): NFA states, raw and
+ * minimised DFA states and subset-construction steps per rule are capped;
+ * a rule that passes a cap with inlined callees is built again with calls,
+ * and one that passes it with calls fails with ERR_LIMIT naming it.
+ *
  * Left recursion (G2). The leading graph has an edge A → B when body(A)
  * can reach a reference to B without consuming a byte (after nullable
  * prefixes). Its cyclic strongly connected components are rewritten in

@@ -51,22 +51,42 @@ static void check_grammar(const CGrammar *g) {
             }
         }
         CHECK(g->nullable[r] == R->final[R->start]);
-        /* every state live: backwards from the final states */
-        uint8_t *live = calloc((size_t)R->nstates, 1);
-        CHECK(live);
-        for (int changed = 1; changed;) {
-            changed = 0;
-            for (int32_t s = 0; s < R->nstates; s++) {
-                if (live[s]) continue;
-                int l = R->final[s];
-                for (int32_t k = 0; k < R->nclasses && !l; k++) {
-                    int32_t t = R->next[(size_t)s * R->nclasses + k];
-                    l = t >= 0 && live[t];
-                }
-                for (int32_t j = R->call_off[s]; j < R->call_off[s + 1] && !l; j++) l = live[R->calls[j].to];
-                if (l) live[s] = 1, changed = 1;
+        /* every state live: a search backwards from the final states over
+         * reversed byte and call edges (callees all finish: their own check) */
+        int32_t ns = R->nstates;
+        size_t ne = (size_t)ns * (size_t)R->nclasses + (size_t)R->call_off[ns];
+        int32_t *off = calloc((size_t)ns + 1, sizeof *off), *src = malloc((ne + 1) * sizeof *src);
+        int32_t *stack = malloc(((size_t)ns + 1) * sizeof *stack), sp = 0;
+        uint8_t *live = calloc((size_t)ns, 1);
+        CHECK(off && src && stack && live);
+        for (int32_t s = 0; s < ns; s++) {
+            for (int32_t k = 0; k < R->nclasses; k++) {
+                int32_t t = R->next[(size_t)s * R->nclasses + k];
+                if (t >= 0) off[t + 1]++;
+            }
+            for (int32_t j = R->call_off[s]; j < R->call_off[s + 1]; j++) off[R->calls[j].to + 1]++;
+        }
+        for (int32_t s = 0; s < ns; s++) off[s + 1] += off[s];
+        int32_t *pos = malloc(((size_t)ns + 1) * sizeof *pos);
+        CHECK(pos);
+        memcpy(pos, off, ((size_t)ns + 1) * sizeof *pos);
+        for (int32_t s = 0; s < ns; s++) {
+            for (int32_t k = 0; k < R->nclasses; k++) {
+                int32_t t = R->next[(size_t)s * R->nclasses + k];
+                if (t >= 0) src[pos[t]++] = s;
+            }
+            for (int32_t j = R->call_off[s]; j < R->call_off[s + 1]; j++) src[pos[R->calls[j].to]++] = s;
+        }
+        for (int32_t s = 0; s < ns; s++) {
+            if (R->final[s]) live[s] = 1, stack[sp++] = s;
+        }
+        while (sp) {
+            int32_t t = stack[--sp];
+            for (int32_t j = off[t]; j < off[t + 1]; j++) {
+                if (!live[src[j]]) live[src[j]] = 1, stack[sp++] = src[j];
             }
         }
+        free(off), free(src), free(stack), free(pos);
         for (int32_t s = 0; s < R->nstates; s++) CHECK(live[s]);
         free(live);
     }
