@@ -860,15 +860,22 @@ Test(engine, rt_backend_gen_select_and_token_reuse)
     while (!c.done) cr_assert_eq(be->wait(be->ctx), 0);
     cr_assert_str_eq(c.text, " Paris");
 
-    /* unsupported constraints are refused with a message, no callback */
+    /* a regex constraint shapes the output; a bad one is refused with a
+     * message naming it, and no callback fires */
     RtOut d = {0};
     gp.constraint = RT_CONSTRAINT_REGEX;
-    gp.constraint_src = "[0-9]+";
-    gp.constraint_len = 6;
-    cr_assert_neq(be->gen(be->ctx, &sp, &gp, rt_on_gen, &d), 0);
-    cr_assert(strstr(be->last_error, "structured generation"), "%s", be->last_error);
+    gp.constraint_src = "[0-9]{1,3}";
+    gp.constraint_len = strlen(gp.constraint_src);
+    cr_assert_eq(be->gen(be->ctx, &sp, &gp, rt_on_gen, &d), 0, "%s", be->last_error);
+    while (!d.done) cr_assert_eq(be->wait(be->ctx), 0);
+    cr_assert(strlen(d.text) >= 1 && strlen(d.text) <= 3 && strspn(d.text, "0123456789") == strlen(d.text), "%s", d.text);
+    RtOut d2 = {0};
+    gp.constraint_src = "(a)\\1";
+    gp.constraint_len = strlen(gp.constraint_src);
+    cr_assert_neq(be->gen(be->ctx, &sp, &gp, rt_on_gen, &d2), 0);
+    cr_assert(strstr(be->last_error, "backreference"), "%s", be->last_error);
     cr_assert_eq(be->wait(be->ctx), -1);
-    cr_assert_eq(d.done, 0);
+    cr_assert_eq(d2.done, 0);
 
     rt_engine_free(r);
     check_idle_accounting(e);
