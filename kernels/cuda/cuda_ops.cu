@@ -523,7 +523,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attention(const bf16 *q, int
         for (int g = 0; g < ATT_MAXG; g++) s[g] = 0.0f;
         if (ok) {
             const uint4 *kr = (const uint4 *)(kp + (size_t)slot * kv_dim + kvh * HD);
-#pragma unroll 4
+#pragma unroll
             for (int v8 = 0; v8 < HD / 8; v8++) {
                 uint4 kv = kr[v8];
                 const bf16 *kb = (const bf16 *)&kv;
@@ -557,26 +557,34 @@ __global__ void __launch_bounds__(ATT_WARPS * 32) k_attention(const bf16 *q, int
                 for (int d = 0; d < DPL; d++) acc[g][d] *= corr;
             }
         }
-        int nk = min(32, k1 - base);
-        for (int j = 0; j < nk; j++) {
-            int sj = __shfl_sync(0xffffffffu, slot, j);
-            const bf16 *vr = vp + (size_t)sj * kv_dim + kvh * HD + lane * DPL;
-            float vf[DPL];
-            if (DPL == 4) {
-                uint2 vv = *(const uint2 *)vr;
-                const bf16 *vb = (const bf16 *)&vv;
+        /* all 32 keys, 8 at a time with their loads issued first (a key past
+         * the end has p = 0 and reads slot 0, which exists): no load waits on
+         * the previous key's arithmetic */
+        for (int j0 = 0; j0 < 32; j0 += 8) {
+            float vf[8][DPL];
 #pragma unroll
-                for (int d = 0; d < DPL; d++) vf[d] = __bfloat162float(vb[d]);
-            } else {
+            for (int jj = 0; jj < 8; jj++) {
+                int sj = __shfl_sync(0xffffffffu, slot, j0 + jj);
+                const bf16 *vr = vp + (size_t)sj * kv_dim + kvh * HD + lane * DPL;
+                if (DPL == 4) {
+                    uint2 vv = *(const uint2 *)vr;
+                    const bf16 *vb = (const bf16 *)&vv;
 #pragma unroll
-                for (int d = 0; d < DPL; d++) vf[d] = __bfloat162float(vr[d]);
+                    for (int d = 0; d < DPL; d++) vf[jj][d] = __bfloat162float(vb[d]);
+                } else {
+#pragma unroll
+                    for (int d = 0; d < DPL; d++) vf[jj][d] = __bfloat162float(vr[d]);
+                }
             }
 #pragma unroll
-            for (int g = 0; g < ATT_MAXG; g++) {
-                if (g < G) {
-                    float pj = __shfl_sync(0xffffffffu, p[g], j);
+            for (int jj = 0; jj < 8; jj++) {
 #pragma unroll
-                    for (int d = 0; d < DPL; d++) acc[g][d] += pj * vf[d];
+                for (int g = 0; g < ATT_MAXG; g++) {
+                    if (g < G) {
+                        float pj = __shfl_sync(0xffffffffu, p[g], j0 + jj);
+#pragma unroll
+                        for (int d = 0; d < DPL; d++) acc[g][d] += pj * vf[jj][d];
+                    }
                 }
             }
         }
