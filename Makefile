@@ -46,7 +46,9 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CU_OBJS  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
 LIB_OBJS += $(CU_OBJS)
 CPPFLAGS += -DSGL_CUDA
-PKG_LIBS += -L$(CUDA_HOME)/lib64 -lcudart -lcublas
+PKG_LIBS += -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -lrt -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+# GPU programs (run on the GPU machine: tests/gpu/run.sh, bench/gpu/run.sh)
+GPU_BINS := $(BUILD)/gpu/test_cuda_ops $(BUILD)/gpu/bench_gpu
 endif
 endif
 
@@ -61,7 +63,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
 .PHONY: all deps model vocab venv run test unit lang-test e2e-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
 .DELETE_ON_ERROR:
 
-all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so
+all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so $(GPU_BINS)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -96,7 +98,7 @@ $(BUILD)/obj/%.o: %.c | $(GEN_SRCS)
 
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 -arch=sm_90a -Xcompiler -fPIC -I. -Iinclude -c $< -o $@
+	$(NVCC) -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xcompiler -fPIC -Xptxas -v -I. -Iinclude -c $< -o $@ 2>$(BUILD)/obj/$*.ptxas || { cat $(BUILD)/obj/$*.ptxas; exit 1; }
 
 $(BUILD)/libsgl.a: $(LIB_OBJS)
 	@rm -f $@
@@ -107,6 +109,14 @@ $(BUILD)/libsgl.so: $(LIB_OBJS)
 
 $(BUILD)/sgl: $(CLI_OBJS) $(BUILD)/libsgl.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libsgl.a $(PKG_LIBS)
+
+$(BUILD)/gpu/test_cuda_ops: tests/gpu/test_cuda_ops.c $(BUILD)/libsgl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
+
+$(BUILD)/gpu/bench_gpu: bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c bench/gpu/llama_gpu.h $(BUILD)/libsgl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
 
 # ---- models -------------------------------------------------------------
 MODEL_DIR := models

@@ -169,6 +169,15 @@ typedef struct {
  *   kv_store   write k[i], v[i] (f32 rows of kv_dim) into slot slots[i] of
  *              the pools, converting to kv_dtype
  *   attention  see KAttnArgs
+ *   buf_alloc  `bytes` of the backend's memory (host for the CPU, device for
+ *              CUDA: plain allocations, never managed memory); NULL when none
+ *              is left. Freed by buf_free (NULL is a no-op).
+ *   upload     copy `bytes` from host src to backend dst (ordered before the
+ *              ops issued after it; the host buffer may be reused on return)
+ *   download   copy `bytes` from backend src to host dst; on return dst holds
+ *              the result of every op issued before it
+ *   sync       wait until every op issued so far has finished; 0, or -1 when
+ *              the device reported a failure (the `error` op then names it)
  *   error      NULL if every op since the last call ran, else a message for
  *              the first one that could not (the flag is cleared)
  *   destroy    frees the backend (table included)
@@ -193,6 +202,11 @@ typedef struct {
                        int kv_dim, const float *k, const float *v,                      \
                        const int32_t *slots, int n))                                    \
     X(attention, void, (void *ctx, const KAttnArgs *a))                                \
+    X(buf_alloc, void *, (void *ctx, size_t bytes))                                     \
+    X(buf_free, void, (void *ctx, void *p))                                             \
+    X(upload, void, (void *ctx, void *dst, const void *src, size_t bytes))             \
+    X(download, void, (void *ctx, void *dst, const void *src, size_t bytes))           \
+    X(sync, int, (void *ctx))                                                           \
     X(error, const char *, (void *ctx))                                                 \
     X(destroy, void, (void *ctx))
 

@@ -765,6 +765,33 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
     }
 }
 
+/* Host memory: the CPU backends' buffers are malloc'ed and their copies are
+ * memcpy; every op has finished when it returns, so sync has nothing to wait for. */
+static void *cpu_buf_alloc(void *ctx, size_t bytes)
+{
+    return malloc(bytes ? bytes : 1);
+}
+
+static void cpu_buf_free(void *ctx, void *p)
+{
+    free(p);
+}
+
+static void cpu_upload(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    if (bytes) memcpy(dst, src, bytes);
+}
+
+static void cpu_download(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    if (bytes) memcpy(dst, src, bytes);
+}
+
+static int cpu_sync(void *ctx)
+{
+    return 0;
+}
+
 static const char *cpu_error(void *ctx)
 {
     Cpu *c = ctx;

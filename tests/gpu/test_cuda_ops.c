@@ -1,0 +1,334 @@
+/*
+ * tests/gpu/test_cuda_ops.c — every CUDA op (kernels/cuda/cuda_ops.h) against
+ * the CPU reference backend (kernels/cpu/ref.c) on the same bf16 inputs, on
+ * the GPU machine (tests/gpu/run.sh). Fresh random inputs each run (the seed
+ * is printed); outputs are poisoned (0xffff, a NaN) before each op so an
+ * unwritten element fails. Error measure: ‖gpu − ref‖ / ‖ref‖ over the
+ * output, bf16 outputs pass under 1e-2 (bf16 rounding of the output alone is
+ * ~2e-3); integer outputs must be equal.
+ *
+ * Exit status: 0 when every case passes, 1 otherwise; one line per case.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu.h"
+#include "kernels/cuda/cuda_ops.h"
+
+static CuCtx *cu;
+static KBackend *ref;
+static int failures;
+static uint64_t rng_state;
+
+static double urand(void)
+{
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+
+/* n bf16 values uniform in [-s, s), and their f32 copy. */
+static uint16_t *rand_bf16(size_t n, float s, float **f32)
+{
+    uint16_t *b = malloc(n * 2);
+    float *f = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        b[i] = cu_f32_to_bf16((float)((2 * urand() - 1) * s));
+        f[i] = cu_bf16_to_f32(b[i]);
+    }
+    *f32 = f;
+    return b;
+}
+
+static void *dev_copy(const void *h, size_t bytes)
+{
+    void *d = cu_alloc(cu, bytes);
+    cu_upload(cu, d, h, bytes);
+    return d;
+}
+
+static uint16_t *dev_poisoned(size_t n)
+{
+    uint16_t *d = cu_alloc(cu, n * 2), *h = malloc(n * 2);
+    memset(h, 0xff, n * 2);
+    cu_upload(cu, d, h, n * 2);
+    free(h);
+    return d;
+}
+
+static float *back_f32(const uint16_t *d, size_t n)
+{
+    uint16_t *h = malloc(n * 2);
+    float *f = malloc(n * 4);
+    cu_download(cu, h, d, n * 2);
+    for (size_t i = 0; i < n; i++) f[i] = cu_bf16_to_f32(h[i]);
+    free(h);
+    return f;
+}
+
+static void report(const char *what, const float *got, const float *want, size_t n, double tol)
+{
+    double num = 0, den = 0;
+    int nan = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) nan = 1;
+        double d = (double)got[i] - want[i];
+        num += d * d, den += (double)want[i] * want[i];
+    }
+    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    const char *e = cu_sync(cu) ? cu_error(cu) : NULL;
+    int ok = !nan && !e && rel < tol;
+    if (!ok) failures++;
+    printf("%-4s %-44s rel %.2e (tol %.0e)%s%s\n", ok ? "ok" : "FAIL", what, rel, tol, nan ? " non-finite output" : "",
+           e ? e : "");
+}
+
+static void test_gemm(int n, int in, int out, int ldx)
+{
+    float *xf, *wf;
+    uint16_t *x = rand_bf16((size_t)n * ldx, 1.0f, &xf), *w = rand_bf16((size_t)out * in, 0.05f, &wf);
+    uint16_t *dx = dev_copy(x, (size_t)n * ldx * 2), *dw = dev_copy(w, (size_t)out * in * 2);
+    uint16_t *dy = dev_poisoned((size_t)n * out);
+    cu_gemm_bf16(cu, dx, ldx, n, in, dw, out, dy, out);
+    float *got = back_f32(dy, (size_t)n * out), *want = malloc((size_t)n * out * 4), *xc = malloc((size_t)n * in * 4);
+    for (int t = 0; t < n; t++) memcpy(xc + (size_t)t * in, xf + (size_t)t * ldx, (size_t)in * 4);
+    KTensor kw = {.dtype = K_DTYPE_BF16, .ne = {in, out, 1, 1}, .data = w};
+    ref->matmul(ref->ctx, &kw, NULL, xc, n, want);
+    char name[96];
+    snprintf(name, sizeof name, "gemm n=%d in=%d out=%d ldx=%d", n, in, out, ldx);
+    report(name, got, want, (size_t)n * out, 1e-2);
+    cu_free(cu, dx), cu_free(cu, dw), cu_free(cu, dy);
+    free(x), free(w), free(xf), free(wf), free(got), free(want), free(xc);
+}
+
+static void test_embed(void)
+{
+    int v = 1000, dim = 512, n = 37;
+    float *ef;
+    uint16_t *e = rand_bf16((size_t)v * dim, 1.0f, &ef);
+    int32_t tok[37];
+    for (int i = 0; i < n; i++) tok[i] = (int32_t)(urand() * v);
+    uint16_t *de = dev_copy(e, (size_t)v * dim * 2), *dout = dev_poisoned((size_t)n * dim);
+    int32_t *dt = dev_copy(tok, sizeof tok);
+    cu_embed(cu, de, dim, dt, n, dout);
+    float *got = back_f32(dout, (size_t)n * dim), *want = malloc((size_t)n * dim * 4);
+    KTensor ke = {.dtype = K_DTYPE_BF16, .ne = {dim, v, 1, 1}, .data = e};
+    ref->embed(ref->ctx, &ke, tok, n, want);
+    int same = memcmp(got, want, (size_t)n * dim * 4) == 0;
+    report(same ? "embed (bit-exact)" : "embed NOT bit-exact", got, want, (size_t)n * dim, same ? 1e-30 : 0);
+    cu_free(cu, de), cu_free(cu, dout), cu_free(cu, dt);
+    free(e), free(ef), free(got), free(want);
+}
+
+static void test_rmsnorm(int n, int dim, int with_delta)
+{
+    float *hf, *df, *wf;
+    uint16_t *h = rand_bf16((size_t)n * dim, 2.0f, &hf), *d = rand_bf16((size_t)n * dim, 1.0f, &df);
+    uint16_t *w = rand_bf16(dim, 1.5f, &wf);
+    uint16_t *dh = dev_copy(h, (size_t)n * dim * 2), *dd = dev_copy(d, (size_t)n * dim * 2), *dw = dev_copy(w, dim * 2);
+    uint16_t *dy = dev_poisoned((size_t)n * dim);
+    cu_add_rmsnorm(cu, dh, with_delta ? dd : NULL, dw, dy, n, dim, 1e-5f);
+    float *got = back_f32(dy, (size_t)n * dim), *goth = back_f32(dh, (size_t)n * dim);
+    float *want = malloc((size_t)n * dim * 4);
+    if (with_delta) ref->add(ref->ctx, hf, df, (size_t)n * dim);
+    ref->rmsnorm(ref->ctx, hf, wf, want, n, dim, 1e-5f);
+    char name[96];
+    snprintf(name, sizeof name, "%s n=%d dim=%d", with_delta ? "add+rmsnorm" : "rmsnorm", n, dim);
+    report(name, got, want, (size_t)n * dim, 1e-2);
+    if (with_delta) report("add+rmsnorm: residual written back", goth, hf, (size_t)n * dim, 1e-2);
+    cu_free(cu, dh), cu_free(cu, dd), cu_free(cu, dw), cu_free(cu, dy);
+    free(h), free(d), free(w), free(hf), free(df), free(wf), free(got), free(goth), free(want);
+}
+
+static void test_rope_kv(int n, int nh, int nkv, int hd, float theta)
+{
+    int row = (nh + 2 * nkv) * hd, kvd = nkv * hd, n_slots = 3 * n + 5;
+    float *qf;
+    uint16_t *qkv = rand_bf16((size_t)n * row, 1.0f, &qf);
+    int32_t *pos = malloc(n * 4), *ws = malloc(n * 4);
+    for (int i = 0; i < n; i++) {
+        pos[i] = (int32_t)(urand() * 5000);
+        ws[i] = 3 * i + 1 + (int32_t)(urand() * 2); /* distinct slots, not in row order of a pool */
+    }
+    uint16_t *dq = dev_copy(qkv, (size_t)n * row * 2);
+    uint16_t *dk = dev_poisoned((size_t)n_slots * kvd), *dv = dev_poisoned((size_t)n_slots * kvd);
+    int32_t *dp = dev_copy(pos, n * 4), *dws = dev_copy(ws, n * 4);
+    cu_rope_kv_write(cu, dq, n, nh, nkv, hd, theta, dp, dws, dk, dv);
+    float *gq = back_f32(dq, (size_t)n * row), *gk = back_f32(dk, (size_t)n_slots * kvd);
+    float *gv = back_f32(dv, (size_t)n_slots * kvd);
+    /* reference: q and k rows rotated with a cos/sin table, then kv_store */
+    float *cs = malloc((size_t)n * hd * 4);
+    for (int t = 0; t < n; t++)
+        for (int p = 0; p < hd / 2; p++) {
+            double a = pos[t] * pow(theta, -2.0 * p / hd);
+            cs[(size_t)t * hd + 2 * p] = (float)cos(a), cs[(size_t)t * hd + 2 * p + 1] = (float)sin(a);
+        }
+    float *q = malloc((size_t)n * nh * hd * 4), *k = malloc((size_t)n * kvd * 4), *v = malloc((size_t)n * kvd * 4);
+    for (int t = 0; t < n; t++) {
+        memcpy(q + (size_t)t * nh * hd, qf + (size_t)t * row, (size_t)nh * hd * 4);
+        memcpy(k + (size_t)t * kvd, qf + (size_t)t * row + nh * hd, (size_t)kvd * 4);
+        memcpy(v + (size_t)t * kvd, qf + (size_t)t * row + (nh + nkv) * hd, (size_t)kvd * 4);
+    }
+    ref->rope(ref->ctx, q, n, nh, hd, hd, cs, K_ROPE_NEOX);
+    ref->rope(ref->ctx, k, n, nkv, hd, hd, cs, K_ROPE_NEOX);
+    float *pk = calloc((size_t)n_slots * kvd, 4), *pv = calloc((size_t)n_slots * kvd, 4);
+    ref->kv_store(ref->ctx, pk, pv, K_DTYPE_F32, kvd, k, v, ws, n);
+    float *gq2 = malloc((size_t)n * nh * hd * 4), *gk2 = malloc((size_t)n * kvd * 4), *gv2 = malloc((size_t)n * kvd * 4);
+    float *wk2 = malloc((size_t)n * kvd * 4), *wv2 = malloc((size_t)n * kvd * 4);
+    for (int t = 0; t < n; t++) {
+        memcpy(gq2 + (size_t)t * nh * hd, gq + (size_t)t * row, (size_t)nh * hd * 4);
+        memcpy(gk2 + (size_t)t * kvd, gk + (size_t)ws[t] * kvd, (size_t)kvd * 4);
+        memcpy(gv2 + (size_t)t * kvd, gv + (size_t)ws[t] * kvd, (size_t)kvd * 4);
+        memcpy(wk2 + (size_t)t * kvd, pk + (size_t)ws[t] * kvd, (size_t)kvd * 4);
+        memcpy(wv2 + (size_t)t * kvd, pv + (size_t)ws[t] * kvd, (size_t)kvd * 4);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "rope q n=%d heads=%d/%d hd=%d", n, nh, nkv, hd);
+    report(name, gq2, q, (size_t)n * nh * hd, 1e-2);
+    report("rope k -> slot pool", gk2, wk2, (size_t)n * kvd, 1e-2);
+    int vsame = memcmp(gv2, wv2, (size_t)n * kvd * 4) == 0;
+    report(vsame ? "v -> slot pool (bit-exact)" : "v -> slot pool NOT bit-exact", gv2, wv2, (size_t)n * kvd,
+           vsame ? 1e-30 : 0);
+    cu_free(cu, dq), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, dp), cu_free(cu, dws);
+    free(qkv), free(qf), free(pos), free(ws), free(gq), free(gk), free(gv), free(cs), free(q), free(k), free(v);
+    free(pk), free(pv), free(gq2), free(gk2), free(gv2), free(wk2), free(wv2);
+}
+
+static void test_swiglu(int n, int ff)
+{
+    float *gf;
+    uint16_t *gu = rand_bf16((size_t)n * 2 * ff, 4.0f, &gf);
+    uint16_t *dg = dev_copy(gu, (size_t)n * 2 * ff * 2), *dout = dev_poisoned((size_t)n * ff);
+    cu_swiglu(cu, dg, n, ff, dout);
+    float *got = back_f32(dout, (size_t)n * ff), *want = malloc((size_t)n * ff * 4);
+    for (int t = 0; t < n; t++)
+        ref->swiglu(ref->ctx, gf + (size_t)t * 2 * ff, gf + (size_t)t * 2 * ff + ff, want + (size_t)t * ff, ff);
+    char name[96];
+    snprintf(name, sizeof name, "swiglu n=%d ff=%d", n, ff);
+    report(name, got, want, (size_t)n * ff, 1e-2);
+    cu_free(cu, dg), cu_free(cu, dout);
+    free(gu), free(gf), free(got), free(want);
+}
+
+/* Sequences with a cached prefix plus new rows, context slots scattered over
+ * the pool (a random permutation), q inside a wider qkv-like row. */
+static void test_attention(int nh, int nkv, int hd, int n_seqs, const int *prefix, const int *n_new, int n_split)
+{
+    int kvd = nkv * hd, ldq = (nh + 2 * nkv) * hd;
+    int total_ctx = 0, n_rows = 0, max_len = 0;
+    for (int s = 0; s < n_seqs; s++) total_ctx += prefix[s] + n_new[s], n_rows += n_new[s];
+    int n_slots = total_ctx + 17;
+    int32_t *perm = malloc(n_slots * 4);
+    for (int i = 0; i < n_slots; i++) perm[i] = i;
+    for (int i = n_slots - 1; i > 0; i--) {
+        int j = (int)(urand() * (i + 1));
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    int32_t *slots = malloc(total_ctx * 4), *roff = malloc(n_rows * 4), *rlen = malloc(n_rows * 4);
+    KAttnSeq *seqs = malloc(n_seqs * sizeof *seqs);
+    int so = 0, r = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        int nc = prefix[s] + n_new[s];
+        for (int t = 0; t < nc; t++) slots[so + t] = perm[so + t];
+        seqs[s] = (KAttnSeq){.slots = slots + so, .n_ctx = nc, .n_new = n_new[s], .row0 = r};
+        for (int j = 0; j < n_new[s]; j++, r++) {
+            roff[r] = so, rlen[r] = prefix[s] + j + 1;
+            if (rlen[r] > max_len) max_len = rlen[r];
+        }
+        so += nc;
+    }
+    float *qf, *kf, *vf;
+    uint16_t *q = rand_bf16((size_t)n_rows * ldq, 2.0f, &qf);
+    uint16_t *k = rand_bf16((size_t)n_slots * kvd, 2.0f, &kf), *v = rand_bf16((size_t)n_slots * kvd, 1.0f, &vf);
+    uint16_t *dq = dev_copy(q, (size_t)n_rows * ldq * 2), *dk = dev_copy(k, (size_t)n_slots * kvd * 2);
+    uint16_t *dv = dev_copy(v, (size_t)n_slots * kvd * 2), *dout = dev_poisoned((size_t)n_rows * nh * hd);
+    int32_t *ds = dev_copy(slots, total_ctx * 4), *dro = dev_copy(roff, n_rows * 4), *drl = dev_copy(rlen, n_rows * 4);
+    int chunk = (max_len + n_split - 1) / n_split;
+    float *ws = n_split > 1 ? cu_alloc(cu, cu_attn_ws_bytes(n_rows, nh, hd, n_split)) : NULL;
+    float scale = 1.0f / sqrtf((float)hd);
+    cu_attention(cu, dq, ldq, n_rows, nh, nkv, hd, scale, dk, dv, ds, dro, drl, n_split, chunk, ws, dout);
+    float *got = back_f32(dout, (size_t)n_rows * nh * hd), *want = malloc((size_t)n_rows * nh * hd * 4);
+    float *qc = malloc((size_t)n_rows * nh * hd * 4);
+    for (int i = 0; i < n_rows; i++) memcpy(qc + (size_t)i * nh * hd, qf + (size_t)i * ldq, (size_t)nh * hd * 4);
+    KAttnArgs a = {.q = qc, .out = want, .k_pool = kf, .v_pool = vf, .kv_dtype = K_DTYPE_F32, .n_head = nh,
+                   .n_head_kv = nkv, .head_dim = hd, .scale = scale, .seqs = seqs, .n_seqs = n_seqs};
+    ref->attention(ref->ctx, &a);
+    char name[96];
+    snprintf(name, sizeof name, "attention heads=%d/%d hd=%d seqs=%d rows=%d split=%d", nh, nkv, hd, n_seqs, n_rows,
+             n_split);
+    report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+    cu_free(cu, dq), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, dout), cu_free(cu, ds), cu_free(cu, dro);
+    cu_free(cu, drl), cu_free(cu, ws);
+    free(perm), free(slots), free(roff), free(rlen), free(seqs), free(q), free(qf), free(k), free(kf), free(v);
+    free(vf), free(got), free(want), free(qc);
+}
+
+static void test_argmax(int n, int v)
+{
+    float *lf;
+    uint16_t *l = rand_bf16((size_t)n * v, 10.0f, &lf);
+    for (int t = 0; t < n; t++) l[(size_t)t * v + (size_t)(urand() * v)] = cu_f32_to_bf16(11.0f); /* one max per row */
+    uint16_t *dl = dev_copy(l, (size_t)n * v * 2);
+    int32_t *di = cu_alloc(cu, n * 4), *got = malloc(n * 4);
+    cu_argmax(cu, dl, n, v, di);
+    cu_download(cu, got, di, n * 4);
+    int bad = 0;
+    for (int t = 0; t < n; t++) {
+        int best = 0;
+        for (int i = 1; i < v; i++)
+            if (cu_bf16_to_f32(l[(size_t)t * v + i]) > cu_bf16_to_f32(l[(size_t)t * v + best])) best = i;
+        bad += got[t] != best;
+    }
+    const char *e = cu_sync(cu) ? cu_error(cu) : NULL;
+    if (bad || e) failures++;
+    printf("%-4s argmax n=%d v=%d: %d rows differ%s\n", bad || e ? "FAIL" : "ok", n, v, bad, e ? e : "");
+    cu_free(cu, dl), cu_free(cu, di);
+    free(l), free(lf), free(got);
+}
+
+int main(int argc, char **argv)
+{
+    char err[256];
+    uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
+    rng_state = seed * 2654435761u + 1;
+    cu = cu_ctx_new(err, sizeof err);
+    if (!cu) {
+        fprintf(stderr, "test_cuda_ops: %s\n", err);
+        return 1;
+    }
+    ref = cpu_ref_backend_new(err, sizeof err);
+    if (!ref) {
+        fprintf(stderr, "test_cuda_ops: %s\n", err);
+        return 1;
+    }
+    printf("test_cuda_ops on %s, seed %llu\n", cu_device_name(cu), (unsigned long long)seed);
+    test_gemm(1, 4096, 1024, 4096);
+    test_gemm(7, 1024, 3072, 1024);
+    test_gemm(130, 512, 768, 1536); /* x rows inside a wider buffer */
+    test_embed();
+    test_rmsnorm(5, 4096, 0);
+    test_rmsnorm(9, 896, 1);
+    test_rope_kv(13, 32, 8, 128, 500000.0f);
+    test_rope_kv(6, 14, 2, 64, 1000000.0f);
+    test_swiglu(3, 14336);
+    test_swiglu(17, 4864);
+    int p1[] = {0}, n1[] = {64};
+    test_attention(32, 8, 128, 1, p1, n1, 1); /* prefill, no cache */
+    int p2[] = {100, 0, 37}, n2[] = {5, 33, 1};
+    test_attention(32, 8, 128, 3, p2, n2, 1); /* cached prefix + new rows, mixed */
+    int p3[] = {1500, 700}, n3[] = {1, 1};
+    test_attention(32, 8, 128, 2, p3, n3, 6); /* decode, split-K */
+    int p4[] = {300, 9}, n4[] = {2, 40};
+    test_attention(28, 4, 128, 2, p4, n4, 3); /* Qwen2.5-7B's 7 query heads per kv head, split */
+    int p5[] = {77}, n5[] = {19};
+    test_attention(14, 2, 64, 1, p5, n5, 1); /* head_dim 64 */
+    test_argmax(4, 128256);
+    printf("test_cuda_ops: %d failure(s)\n", failures);
+    ref->destroy(ref->ctx);
+    cu_ctx_free(cu);
+    return failures ? 1 : 0;
+}
