@@ -269,73 +269,19 @@ static GbNode *parse_string(Parser *p) {
     return n;
 }
 
-typedef struct {
-    RxRange *r;
-    int n, cap;
-} Ranges;
+typedef RxRangeSet Ranges;
 
 static int ranges_add(Parser *p, Ranges *s, uint32_t lo, uint32_t hi) {
-    if (s->n == s->cap) {
-        int cap = s->cap ? s->cap * 2 : 8;
-        RxRange *r = realloc(s->r, (size_t)cap * sizeof *r);
-        if (!r) {
-            fail(p, 0, "out of memory");
-            return -1;
-        }
-        s->r = r;
-        s->cap = cap;
-    }
-    s->r[s->n++] = (RxRange){lo, hi};
-    return 0;
-}
-
-static int range_cmp(const void *x, const void *y) {
-    const RxRange *a = x, *b = y;
-    return a->lo < b->lo ? -1 : a->lo > b->lo;
+    if (rx_set_add(s, lo, hi) == 0) return 0;
+    fail(p, 0, "out of memory");
+    return -1;
 }
 
 /* Sorted, merged, surrogates cut out, complemented when `negate`. */
 static int ranges_finish(Parser *p, Ranges *s, int negate) {
-    if (s->n) qsort(s->r, (size_t)s->n, sizeof *s->r, range_cmp);
-    int k = 0;
-    for (int i = 0; i < s->n; i++) {
-        if (k && s->r[i].lo <= s->r[k - 1].hi + 1) {
-            if (s->r[i].hi > s->r[k - 1].hi) s->r[k - 1].hi = s->r[i].hi;
-        } else {
-            s->r[k++] = s->r[i];
-        }
-    }
-    s->n = k;
-    Ranges out = {0};
-    if (negate) {
-        uint32_t from = 0;
-        for (int i = 0; i < s->n; i++) {
-            if (s->r[i].lo > from && ranges_add(p, &out, from, s->r[i].lo - 1)) return -1;
-            from = s->r[i].hi + 1;
-        }
-        if (from <= 0x10FFFF && ranges_add(p, &out, from, 0x10FFFF)) return -1;
-    } else {
-        for (int i = 0; i < s->n; i++) {
-            if (ranges_add(p, &out, s->r[i].lo, s->r[i].hi)) return -1;
-        }
-    }
-    /* cut out the surrogates */
-    Ranges cut = {0};
-    for (int i = 0; i < out.n; i++) {
-        uint32_t lo = out.r[i].lo, hi = out.r[i].hi;
-        if (lo < 0xD800 && hi > 0xDFFF) {
-            if (ranges_add(p, &cut, lo, 0xD7FF) || ranges_add(p, &cut, 0xE000, hi)) return -1;
-        } else if (hi >= 0xD800 && lo <= 0xDFFF) {
-            if (lo < 0xD800 && ranges_add(p, &cut, lo, 0xD7FF)) return -1;
-            if (hi > 0xDFFF && ranges_add(p, &cut, 0xE000, hi)) return -1;
-        } else if (ranges_add(p, &cut, lo, hi)) {
-            return -1;
-        }
-    }
-    free(out.r);
-    free(s->r);
-    *s = cut;
-    return 0;
+    if (rx_set_finish(s, negate) == 0) return 0;
+    fail(p, 0, "out of memory");
+    return -1;
 }
 
 static int add_class_escape(Parser *p, Ranges *set, int c) {

@@ -233,8 +233,8 @@ typedef struct {
     const CGrammar *g;      /* the owner */
     _Atomic uint8_t *rinit; /* nrules: 1 = the rule's rows are filled */
     int32_t *erule;         /* total_rows: the target's rule, read when eflags has SF_XRULE */
-    pthread_mutex_t fill_mu;    /* serialises rule_fill; guards fill_todo, fill_mark */
-    int32_t *fill_todo;     /* nrules */
+    pthread_mutex_t fill_mu;    /* serialises rule_fill; guards fill_work, fill_mark */
+    int32_t *fill_work;     /* nrules */
     uint8_t *fill_mark;     /* nrules, all 0 between fills */
 } MCache;
 
@@ -303,7 +303,7 @@ static void mcache_free(void *p)
     free(mc->cls_pool);
     free((void *)mc->rinit);
     free(mc->erule);
-    free(mc->fill_todo);
+    free(mc->fill_work);
     free(mc->fill_mark);
     pthread_mutex_destroy(&mc->fill_mu);
     free(mc->chain);
@@ -385,9 +385,9 @@ static MCache *mcache_build(const CGrammar *g)
     mc->g = g;
     mc->rinit = calloc((size_t)g->nrules + 1, 1);
     mc->erule = malloc(nrow * sizeof *mc->erule);
-    mc->fill_todo = malloc(((size_t)g->nrules + 1) * sizeof *mc->fill_todo);
+    mc->fill_work = malloc(((size_t)g->nrules + 1) * sizeof *mc->fill_work);
     mc->fill_mark = calloc((size_t)g->nrules + 1, 1);
-    if (!mc->rinit || !mc->erule || !mc->fill_todo || !mc->fill_mark)
+    if (!mc->rinit || !mc->erule || !mc->fill_work || !mc->fill_mark)
         goto nomem;
     return mc;
 nomem:
@@ -431,7 +431,7 @@ static bool tail_jump(const CgRule *R, int32_t st, int32_t *callee)
  * (rinit = 1, release) once all are written, so a thread that sees a rule
  * ready may follow any of its edges. Every way into a rule goes through
  * rule_ready: the start rule in start_set, callees in closure(). */
-static void rule_fill(MCache *mc, int32_t r, int32_t *todo, int32_t *ntodo, uint8_t *mark)
+static void rule_fill(MCache *mc, int32_t r, int32_t *work, int32_t *nwork, uint8_t *mark)
 {
     const CGrammar *g = mc->g;
     const CgRule *R = &g->rules[r];
@@ -465,7 +465,7 @@ static void rule_fill(MCache *mc, int32_t r, int32_t *todo, int32_t *ntodo, uint
             mc->erule[row] = tr;
             if (tr != r && !mark[tr] && atomic_load_explicit(&mc->rinit[tr], memory_order_relaxed) != 1) {
                 mark[tr] = 1;
-                todo[(*ntodo)++] = tr;
+                work[(*nwork)++] = tr;
             }
         }
 }
@@ -474,16 +474,16 @@ static __attribute__((noinline)) void rule_ready_slow(MCache *mc, int32_t r)
 {
     pthread_mutex_lock(&mc->fill_mu);
     if (atomic_load_explicit(&mc->rinit[r], memory_order_acquire) != 1) {
-        int32_t *todo = mc->fill_todo;
+        int32_t *work = mc->fill_work;
         uint8_t *mark = mc->fill_mark;
-        int32_t ntodo = 0, done = 0;
+        int32_t nwork = 0, done = 0;
         mark[r] = 1;
-        todo[ntodo++] = r;
-        while (done < ntodo)
-            rule_fill(mc, todo[done++], todo, &ntodo, mark);
-        for (int32_t k = 0; k < ntodo; k++) {
-            mark[todo[k]] = 0;
-            atomic_store_explicit(&mc->rinit[todo[k]], 1, memory_order_release);
+        work[nwork++] = r;
+        while (done < nwork)
+            rule_fill(mc, work[done++], work, &nwork, mark);
+        for (int32_t k = 0; k < nwork; k++) {
+            mark[work[k]] = 0;
+            atomic_store_explicit(&mc->rinit[work[k]], 1, memory_order_release);
         }
     }
     pthread_mutex_unlock(&mc->fill_mu);

@@ -18,10 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    RxRange *r;
-    int n, cap;
-} RangeSet;
+typedef RxRangeSet RangeSet;
 
 typedef struct {
     const unsigned char *s;
@@ -77,13 +74,16 @@ static int add_kid(Parser *p, RxNode *parent, RxNode *kid) {
 /* ---- character sets ------------------------------------------------------ */
 
 static int set_add(Parser *p, RangeSet *set, uint32_t lo, uint32_t hi) {
+    if (rx_set_add(set, lo, hi) == 0) return 0;
+    fail(p, 0, "out of memory");
+    return -1;
+}
+
+int rx_set_add(RxRangeSet *set, uint32_t lo, uint32_t hi) {
     if (set->n == set->cap) {
         int cap = set->cap ? set->cap * 2 : 8;
         RxRange *r = realloc(set->r, (size_t)cap * sizeof *r);
-        if (!r) {
-            fail(p, 0, "out of memory");
-            return -1;
-        }
+        if (!r) return -1;
         set->r = r;
         set->cap = cap;
     }
@@ -96,10 +96,9 @@ static int range_cmp(const void *a, const void *b) {
     return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
-/* Sort, merge overlapping/adjacent ranges, and drop surrogates. */
-static void set_normalize(RangeSet *set) {
-    if (set->n == 0) return;
-    qsort(set->r, (size_t)set->n, sizeof *set->r, range_cmp);
+int rx_set_finish(RxRangeSet *set, int negate) {
+    /* sort, merge overlapping/adjacent ranges */
+    if (set->n) qsort(set->r, (size_t)set->n, sizeof *set->r, range_cmp);
     int out = 0;
     for (int i = 0; i < set->n; i++) {
         RxRange r = set->r[i];
@@ -110,12 +109,9 @@ static void set_normalize(RangeSet *set) {
         }
     }
     set->n = out;
-}
-
-/* The scalar values not in the (normalized) set; also removes surrogates. */
-static int set_complement(Parser *p, RangeSet *set, int negate) {
+    /* intersect with (or complement within) the scalar values */
     static const RxRange scalars[] = {{0, 0xD7FF}, {0xE000, 0x10FFFF}};
-    RangeSet res = {0};
+    RxRangeSet res = {0};
     for (int k = 0; k < 2; k++) {
         uint32_t lo = scalars[k].lo, hi = scalars[k].hi;
         if (negate) {
@@ -123,15 +119,15 @@ static int set_complement(Parser *p, RangeSet *set, int negate) {
             for (int i = 0; i < set->n; i++) {
                 RxRange r = set->r[i];
                 if (r.hi < lo || r.lo > hi) continue;
-                if (r.lo > next && set_add(p, &res, next, r.lo - 1)) goto oom;
+                if (r.lo > next && rx_set_add(&res, next, r.lo - 1)) goto oom;
                 if (r.hi + 1 > next) next = r.hi + 1;
             }
-            if (next <= hi && set_add(p, &res, next, hi)) goto oom;
+            if (next <= hi && rx_set_add(&res, next, hi)) goto oom;
         } else {
             for (int i = 0; i < set->n; i++) {
                 RxRange r = set->r[i];
                 if (r.hi < lo || r.lo > hi) continue;
-                if (set_add(p, &res, r.lo < lo ? lo : r.lo, r.hi > hi ? hi : r.hi)) goto oom;
+                if (rx_set_add(&res, r.lo < lo ? lo : r.lo, r.hi > hi ? hi : r.hi)) goto oom;
             }
         }
     }
@@ -143,9 +139,15 @@ oom:
     return -1;
 }
 
+/* rx_set_finish, reporting out of memory through the parser. */
+static int set_finish(Parser *p, RangeSet *set, int negate) {
+    if (rx_set_finish(set, negate) == 0) return 0;
+    fail(p, 0, "out of memory");
+    return -1;
+}
+
 static RxNode *class_node(Parser *p, RangeSet *set, int negate, size_t pos) {
-    set_normalize(set);
-    if (set_complement(p, set, negate)) {
+    if (set_finish(p, set, negate)) {
         free(set->r);
         return NULL;
     }
@@ -266,8 +268,7 @@ static int add_class_escape(Parser *p, RangeSet *set, int c) {
         rc = set_add(p, &tmp, '\t', '\r') || set_add(p, &tmp, ' ', ' ');   /* \t\n\v\f\r */
     }
     if (!rc && c != lower) {   /* \D \W \S */
-        set_normalize(&tmp);
-        rc = set_complement(p, &tmp, 1);
+        rc = set_finish(p, &tmp, 1);
     }
     for (int k = 0; !rc && k < tmp.n; k++) rc = set_add(p, set, tmp.r[k].lo, tmp.r[k].hi);
     free(tmp.r);

@@ -94,6 +94,22 @@ char *rx_dump(const RxNode *node);
 /* The value of one hex digit, or -1 when c is not one. */
 int rx_hexval(int c);
 
+/* A set of code points under construction, shared by both parsers'
+ * classes. Start it zeroed; r is malloc'd (the owner frees it). */
+typedef struct {
+    RxRange *r;
+    int n, cap;
+} RxRangeSet;
+
+/* Appends [lo, hi]. 0, or -1 when out of memory (the set is unchanged). */
+int rx_set_add(RxRangeSet *set, uint32_t lo, uint32_t hi);
+
+/* Sorts and merges the ranges, keeps only Unicode scalar values (cuts out
+ * the surrogates and anything above U+10FFFF) and, when `negate`, takes
+ * the complement within the scalar values: the RX_CLASS form. 0, or -1
+ * when out of memory (the set is then as it was after sorting). */
+int rx_set_finish(RxRangeSet *set, int negate);
+
 /* A growing text for the dumps. Start it zeroed; p is malloc'd (the caller
  * frees it) and NUL-terminated once anything was put. After an out-of-memory
  * `failed` is set and later puts do nothing. */
