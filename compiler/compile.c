@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "constrain/constrain.h"
 #include "constrain/grammar_syntax.h"
 #include "constrain/regex_syntax.h"
 
@@ -234,6 +235,20 @@ static int k_float(FuncState *fs, double v, const AstNode *at)
     return add_const(fs, &k, at);
 }
 
+/* A constraint literal compiled once, here, for the .sglc (NULL when it
+ * does not compile: the gen reports why when it runs). The same calls and
+ * limits as the runtime's (runtime/rt_constrain.c), so the automaton is
+ * the one the runtime would build. */
+static struct CGrammar *compile_automaton(ConstKind kind, const char *s, size_t len)
+{
+    CGrammar *g = NULL;
+    char msg[256];
+    int pos, line, col;
+    if (kind == KC_REGEX) cg_compile_regex(s, len, NULL, &g, &pos, msg, sizeof msg);
+    else cg_compile_gbnf(s, len, NULL, &g, &line, &col, msg, sizeof msg);
+    return g;
+}
+
 static int k_strkind(FuncState *fs, ConstKind kind, const char *s, size_t len, const AstNode *at)
 {
     for (int i = 0; i < fs->p->nconsts; i++) {
@@ -242,6 +257,7 @@ static int k_strkind(FuncState *fs, ConstKind kind, const char *s, size_t len, c
     }
     Const k = {.kind = kind, .len = len};
     k.s = xstrndup(fs, s, len);
+    if (kind == KC_REGEX) k.automaton = compile_automaton(kind, s, len);
     return add_const(fs, &k, at);
 }
 
@@ -257,6 +273,7 @@ static int k_grammar(FuncState *fs, const char *name, const char *src, size_t le
     k.name = malloc(strlen(name) + 1);
     if (!k.name) { free(k.s); oom(fs, at); }
     strcpy(k.name, name);
+    k.automaton = compile_automaton(KC_GRAMMAR, src, len);
     return add_const(fs, &k, at);
 }
 

@@ -82,6 +82,11 @@ typedef struct {
     RtConstraintKind constraint;
     const char *constraint_src; /* regex / JSON Schema text / EBNF / type name */
     size_t constraint_len;
+    /* The constraint already compiled (a program's literal, compiled into
+     * its .sglc), or NULL; when set the backend uses it and compiles
+     * nothing. It describes constraint_src, which stays set. Borrowed for
+     * the call; the backend takes its own reference. */
+    struct CGrammar *compiled;
     const char *const *choices; /* RT_CONSTRAINT_CHOICES */
     int nchoices;
 } RtGenParams;

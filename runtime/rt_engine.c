@@ -487,6 +487,10 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
         }
         return 0;
     default:
+        if (params->compiled) {   /* compiled with the program: nothing to build */
+            cons = params->compiled;
+            break;
+        }
         if (!(cons = constraint_of(r, params))) {
             pending_free(p);
             return -1;

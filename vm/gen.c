@@ -369,6 +369,7 @@ static int read_regex(GenCall *c, Value v)
     ObjString *src;
     if (val_is_obj_type(v, OBJ_REGEX)) {
         src = ((ObjRegex *)v.as.obj)->source;
+        c->p.compiled = ((ObjRegex *)v.as.obj)->automaton;
     } else if (VAL_IS_STRING(v)) {
         src = AS_STRING(v);
         int col = 0;
@@ -407,6 +408,7 @@ static int read_grammar(GenCall *c, Value v)
     ObjString *src;
     if (val_is_obj_type(v, OBJ_GRAMMAR)) {
         src = ((ObjGrammar *)v.as.obj)->source;
+        c->p.compiled = ((ObjGrammar *)v.as.obj)->automaton;
     } else if (VAL_IS_STRING(v)) {
         src = AS_STRING(v);
         int line = 0, col = 0;
