@@ -227,7 +227,7 @@ bench: all
 	@sh bench/vm/run.sh $(BUILD)/sgl
 	@sh bench/tokenizer/run.sh $(BUILD)
 	@sh bench/engine/run.sh $(BUILD)
-	@sh bench/structured/run.sh $(BUILD)
+	@LIBS="$(PKG_LIBS)" sh bench/structured/run.sh $(BUILD)
 
 # MaskBench (issue 8): the shared corpus, unpacked into build/ (never into
 # the tree), every schema compiled and every instance judged token by token.
