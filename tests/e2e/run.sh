@@ -261,6 +261,13 @@ assert steps == ["step 1: look up japan -> Japan: capital Tokyo; population abou
 assert res["value"] == "248", "answer: %r" % res["value"]
 assert res["text"].startswith("<|im_start|>system\n"), "no chat template: %r" % res["text"][:40]'
 case_agent_questions
+example extract '
+v = res["value"]
+assert isinstance(v, dict) and sorted(v) == ["age", "city", "job", "name", "tone"], "record: %r" % v
+assert isinstance(v["age"], int) and 0 <= v["age"] <= 120 and v["tone"] in ("positive", "neutral", "negative"), "%r" % v
+# what the default model gets right on the default text, greedy
+assert v == {"name": "Maria Lopez", "age": 34, "job": "teacher", "city": "Madrid", "tone": "positive"}, "%r" % v
+assert printed[-1] == "Maria Lopez (34) works as a teacher in Madrid; tone: positive", "printed: %r" % printed'
 example tree_of_thought '
 rows = [l for l in printed if re.match(r"plan [12] \| score [1-5] \| ", l)]
 assert len(rows) == 4, "4 scored solutions expected: %r" % printed
