@@ -77,6 +77,9 @@ typedef struct {
     int has_seed;
     uint64_t seed;
     int ignore_eos;
+    int any_whitespace;         /* json: any JSON whitespace between tokens
+                                   (default: none, or one space where
+                                   json.dumps puts one) */
     int logprobs;               /* record per-token logprobs */
     int top_logprobs;           /* how many alternatives per token */
     RtConstraintKind constraint;

@@ -313,6 +313,29 @@ Test(constrained, jump_forward_same_greedy, .init = setup, .fini = teardown, .ti
     cr_assert_gt(forced[1], 0, "jump-forward never jumped");
 }
 
+/* any_whitespace: JSON with newlines and indentation is in the language
+ * only with the flag; other kinds refuse the flag by name. */
+Test(constrained, any_whitespace_flag)
+{
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\"}},\"required\":[\"a\"]}";
+    const char *pretty = "{\n  \"a\" : [\n\t1,\r\n 2 ]\n}";
+    const char *dumps = "{\"a\": [1, 2]}";
+    CGrammar *tight = NULL, *loose = NULL, *g = NULL;
+    char err[256];
+    cr_assert_eq(rtc_compile_flags(RT_CONSTRAINT_JSON, schema, strlen(schema), 0, &tight, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(rtc_compile_flags(RT_CONSTRAINT_JSON, schema, strlen(schema), RTC_ANY_WHITESPACE, &loose, err,
+                                   sizeof err), 0, "%s", err);
+    cr_assert(cg_match(loose, pretty, strlen(pretty), NULL));
+    cr_assert(cg_match(loose, dumps, strlen(dumps), NULL));
+    cr_assert(!cg_match(tight, pretty, strlen(pretty), NULL));
+    cr_assert(cg_match(tight, dumps, strlen(dumps), NULL));
+    cr_assert_neq(rtc_compile_flags(RT_CONSTRAINT_REGEX, "a+", 2, RTC_ANY_WHITESPACE, &g, err, sizeof err), 0);
+    cr_assert_null(g);
+    cr_assert(strstr(err, "any_whitespace"), "%s", err);
+    cg_unref(tight);
+    cg_unref(loose);
+}
+
 /* Masks computed on the mask thread during the forward pass are the masks
  * computed inline after it: greedy and seeded outputs are the same. */
 Test(constrained, mask_overlap_same_outputs, .init = setup, .fini = teardown, .timeout = 300)
