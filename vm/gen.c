@@ -275,7 +275,7 @@ typedef struct {
     int argc;                        /* positional arguments (1: the name was one) */
     Value name;                      /* string or nil */
     RtGenParams p;
-    const char *stops[MAX_STOPS + 1];
+    const char *stops[MAX_STOPS + 3];   /* the user's, the end of turn, a number's two ends */
     int nstops;
     int32_t *stop_ids;               /* malloc'd */
     StrBuf json;                     /* a map or bool schema written as text */
@@ -512,6 +512,12 @@ static int submit_gen(GenCall *c, Value *out)
         /* the chat template's end of turn is a default stop (§7) */
         const char *eot = vm_chat_end_of_turn(vm);
         if (eot && c->nstops < MAX_STOPS + 1) c->stops[c->nstops++] = eot;
+    }
+    if (c->conv == CONV_INT || c->conv == CONV_FLOAT) {
+        /* SGLang's number regexes end in [ \n]*: the number ends at the
+         * first space or newline, which is not kept (the value is the same) */
+        c->stops[c->nstops++] = " ";
+        c->stops[c->nstops++] = "\n";
     }
     c->p.stop = c->nstops ? c->stops : NULL;
     c->p.nstop = c->nstops;
