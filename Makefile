@@ -60,7 +60,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
             python3 python3-pip python3-venv pkg-config valgrind unzip bc
 
-.PHONY: all deps model vocab venv run test unit lang-test e2e-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
+.PHONY: all deps model vocab venv run test unit lang-test e2e-test docs-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so $(GPU_BINS)
@@ -165,6 +165,11 @@ unit: $(UNIT_BINS)
 
 lang-test: $(BUILD)/sgl
 	@SGL=$(BUILD)/sgl sh tests/lang/run.sh
+
+# The guides in docs/, run as a user would (tests/docs/run.py): every sh
+# block runs, every shown output is checked.
+docs-test: $(BUILD)/sgl
+	@python3 tests/docs/run.py
 
 # End-to-end on the default model (skips without it): tests/e2e/run.sh.
 e2e-test: $(BUILD)/sgl
