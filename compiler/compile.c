@@ -19,6 +19,7 @@
  */
 #include "compiler/compile_internal.h"
 #include "base/err.h"
+#include "base/suggest.h"
 
 #include <limits.h>
 #include <setjmp.h>
@@ -366,6 +367,25 @@ static int find_builtin(FuncState *fs, const char *name)
     return -1;
 }
 
+/* "undefined name 'x'", with the closest name in scope (locals of this
+ * and the enclosing functions, the module's globals, the built-ins). */
+static void undefined_name(FuncState *fs, const char *name, const AstNode *at) __attribute__((noreturn));
+static void undefined_name(FuncState *fs, const char *name, const AstNode *at)
+{
+    const CmpOptions *o = fs->c->opt;
+    const Module *m = cur_module(fs);
+    const char *small[256];
+    size_t n = 0, cap = sizeof small / sizeof small[0];
+    for (const FuncState *f = fs; f; f = f->prev)
+        for (int i = 0; i < f->nactive && n < cap; i++) small[n++] = f->locals[i].name;
+    for (int i = 0; i < m->nglobals && n < cap; i++) small[n++] = m->globals[i];
+    for (int i = 0; i < o->nbuiltins && n < cap; i++) small[n++] = o->builtins[i];
+    if (n < cap) small[n++] = "state";
+    const char *s = suggest(name, small, n);
+    if (s) error_at(fs, at, "undefined name '%s' (did you mean '%s'?)", name, s);
+    error_at(fs, at, "undefined name '%s'", name);
+}
+
 static VarKind resolve(FuncState *fs, const char *name, int *idx, const AstNode *at)
 {
     int l = find_local(fs, name);
@@ -376,7 +396,7 @@ static VarKind resolve(FuncState *fs, const char *name, int *idx, const AstNode 
     if (g >= 0) { *idx = g; return VAR_GLOBAL; }
     if (find_builtin(fs, name) >= 0) { *idx = 0; return VAR_BUILTIN; }
     if (strcmp(name, "state") == 0) { *idx = 0; return VAR_STATE; }
-    error_at(fs, at, "undefined name '%s'", name);
+    undefined_name(fs, name, at);
 }
 
 /* ------------------------------------------------------------------ */

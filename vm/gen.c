@@ -23,6 +23,7 @@
 
 #include "constrain/grammar_syntax.h"
 #include "constrain/regex_syntax.h"
+#include "base/suggest.h"
 #include "runtime/gen_options.h"
 #include "vm/json.h"
 #include "vm/vm.h"
@@ -492,7 +493,13 @@ static int read_options(GenCall *c, ObjMap *kwargs)
         if (!kwargs->entries[e].live) continue;
         const char *opt = AS_STRING(kwargs->entries[e].key)->chars;
         int id = rt_gen_option_find(opt);
-        if (id < 0) return vm_raise(c->vm, "gen() has no option '%s'", opt);
+        if (id < 0) {
+            const char *names[RT_GEN_OPTION_COUNT];
+            for (int i = 0; i < RT_GEN_OPTION_COUNT; i++) names[i] = rt_gen_options[i].name;
+            const char *s = suggest(opt, names, RT_GEN_OPTION_COUNT);
+            if (s) return vm_raise(c->vm, "gen() has no option '%s' (did you mean '%s'?)", opt, s);
+            return vm_raise(c->vm, "gen() has no option '%s'", opt);
+        }
         if (read_option(c, (RtGenOptionId)id, kwargs->entries[e].value) < 0) return -1;
         c->nconstraints += rt_gen_kind_is_constraint(rt_gen_options[id].kind);
     }
@@ -598,6 +605,9 @@ static int gen_native_select(VM *vm, int argc, Value *args, ObjMap *kwargs, Valu
             if (name.type != V_NIL) return vm_raise(vm, "select(): the name is given twice");
             if (want_name(vm, fn, v, &name) < 0) return -1;
         } else {
+            static const char *const names[] = {"method", "choices", "name"};
+            const char *s = suggest(opt, names, 3);
+            if (s) return vm_raise(vm, "select() has no option '%s' (did you mean '%s'?)", opt, s);
             return vm_raise(vm, "select() has no option '%s'", opt);
         }
     }
