@@ -60,7 +60,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
             python3 python3-pip python3-venv pkg-config valgrind unzip bc
 
-.PHONY: all deps model vocab venv run test unit lang-test e2e-test docs-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
+.PHONY: all deps model vocab venv run test unit lang-test e2e-test docs-test cli-test cli-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so $(GPU_BINS)
@@ -170,6 +170,10 @@ lang-test: $(BUILD)/sgl
 # block runs, every shown output is checked.
 docs-test: $(BUILD)/sgl
 	@python3 tests/docs/run.py
+
+# The man page and the shell completions (tests/cli/run.sh).
+cli-test: $(BUILD)/sgl
+	@SGL=$(BUILD)/sgl sh tests/cli/run.sh
 
 # End-to-end on the default model (skips without it): tests/e2e/run.sh.
 e2e-test: $(BUILD)/sgl
