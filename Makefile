@@ -60,7 +60,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
             python3 python3-pip python3-venv pkg-config valgrind unzip bc
 
-.PHONY: all deps model vocab venv run test unit lang-test e2e-test docs-test cli-test cli-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
+.PHONY: all deps model vocab venv run test unit lang-test e2e-test docs-test cli-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so $(GPU_BINS)
