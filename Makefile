@@ -58,7 +58,7 @@ TEST_SUPPORT := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 
 DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev \
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
-            python3 python3-pip python3-venv pkg-config valgrind unzip bc
+            python3 python3-pip python3-venv pkg-config valgrind unzip bc man-db groff-base zsh
 
 .PHONY: all deps model vocab venv run test unit lang-test e2e-test docs-test cli-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
 .DELETE_ON_ERROR:
