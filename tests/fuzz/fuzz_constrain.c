@@ -112,6 +112,41 @@ static void check_roundtrip(const CGrammar *g) {
     sb_free(&b);
 }
 
+/* A vocabulary of every single byte plus an end token: with it, every live
+ * state of a grammar that keeps G3 has a non-empty mask. */
+static CVocab *byte_vocab(void) {
+    static CVocab *v;
+    if (v) return v;
+    static char bytes[256];
+    const char *ptrs[257];
+    size_t lens[257];
+    uint8_t flags[257] = {0};
+    for (int i = 0; i < 256; i++) bytes[i] = (char)i, ptrs[i] = &bytes[i], lens[i] = 1;
+    ptrs[256] = "", lens[256] = 0, flags[256] = CV_EOG;
+    CHECK(cv_new(257, ptrs, lens, flags, &v) == 0);
+    return v;
+}
+
+/* Walks a decoded grammar's masks: never empty before the end, and the
+ * first allowed token is always accepted. */
+static void walk(CGrammar *g) {
+    CVocab *v = byte_vocab();
+    CMatcher *m = NULL;
+    CHECK(cm_new(g, v, &m) == 0);
+    uint32_t mask[16];
+    CHECK(cv_mask_words(v) <= 16);
+    for (int step = 0; step < 24 && !cm_is_finished(m); step++) {
+        int k = cm_fill_mask(m, mask);
+        CHECK(k >= 1);
+        int32_t pick = -1;
+        for (int32_t t = (step * 37) % 257, i = 0; i < 257 && pick < 0; i++, t = (t + 1) % 257)
+            if (mask[t / 32] >> (t % 32) & 1) pick = t;
+        CHECK(pick >= 0);
+        CHECK(cm_accept_token(m, pick) == 0);
+    }
+    cm_free(m);
+}
+
 static void decode(const uint8_t *p, size_t n) {
     CGrammar *g = (CGrammar *)&g;
     char err[256];
@@ -120,6 +155,7 @@ static void decode(const uint8_t *p, size_t n) {
         CHECK(g);
         check_grammar(g);
         cg_match(g, "{\"a\": [1, 2]}", 14, NULL);
+        walk(g);
         cg_unref(g);
     } else {
         CHECK(!g && memchr(err, '\0', sizeof err));
