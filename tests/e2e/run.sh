@@ -148,6 +148,18 @@ $check" >"$tmp/why" || { bad "example $name" "$(cat "$tmp/why")"; return; }
     ok "example $name"
 }
 
+# ---- examples/serve/ticket.sgl run locally (the server test serves it) ------------
+case_serve_ticket() {
+    start
+    "$SGL" run examples/serve/ticket.sgl --json ticket="The app crashes every time I open a photo." >"$tmp/out" 2>"$tmp/err" ||
+        { bad serve_ticket "exit status $?: $(cat "$tmp/err")"; return; }
+    py "$tmp/out" 'v = js[-1]["value"]
+assert v["category"] in ("billing", "bug", "account", "feature request", "other"), v
+assert isinstance(v["urgent"], bool) and re.fullmatch(r"[A-Z][A-Za-z0-9 ,\x27]{10,120}[.!]", v["reply"]), v
+assert v["category"] == "bug", v' >"$tmp/why" || { bad serve_ticket "$(cat "$tmp/why")"; return; }
+    ok serve_ticket
+}
+
 # ---- the agent's other header questions, in one --batch run ----------------------
 case_agent_questions() {
     start
@@ -268,6 +280,7 @@ assert isinstance(v["age"], int) and 0 <= v["age"] <= 120 and v["tone"] in ("pos
 # what the default model gets right on the default text, greedy
 assert v == {"name": "Maria Lopez", "age": 34, "job": "teacher", "city": "Madrid", "tone": "positive"}, "%r" % v
 assert printed[-1] == "Maria Lopez (34) works as a teacher in Madrid; tone: positive", "printed: %r" % printed'
+case_serve_ticket
 example tree_of_thought '
 rows = [l for l in printed if re.match(r"plan [12] \| score [1-5] \| ", l)]
 assert len(rows) == 4, "4 scored solutions expected: %r" % printed
