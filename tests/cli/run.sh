@@ -35,6 +35,45 @@ check llama3 sgl run --chat-template ll
 check run sgl help r
 rm -rf "$bindir"
 
+# the errors a new user meets first, word for word (stderr and exit status)
+work=$(mktemp -d)
+expect() {   # expect STATUS FILE-CONTENT ARGS... ; the wanted stderr on stdin
+    status=$1; src=$2; shift 2
+    printf '%b' "$src" > "$work/prog.sgl"
+    cat > "$work/want"
+    (cd "$work" && SGL_MODEL=/nonexistent/model.gguf "$SGL" "$@" >/dev/null 2>"$work/got" </dev/null)
+    st=$?
+    if [ "$st" != "$status" ]; then bad "error $*" "exit status $st, expected $status: $(cat "$work/got")"
+    elif ! cmp -s "$work/want" "$work/got"; then bad "error $*" "$(diff "$work/want" "$work/got")"
+    else ok; fi
+}
+expect 1 'fn main() {\n    let = 3\n}\n' run prog.sgl <<'EOM'
+prog.sgl:2:9: error: unexpected '='
+    let = 3
+        ^
+EOM
+expect 1 'fn main() {\n    let count = 1\n    print(cuont)\n}\n' run prog.sgl <<'EOM'
+prog.sgl:3:11: error: undefined name 'cuont' (did you mean 'count'?)
+    print(cuont)
+          ^
+EOM
+expect 2 'fn main() {\n    "Q: "\n    gen(max_token: 8)\n}\n' run prog.sgl <<'EOM'
+prog.sgl:3:8: error: gen() has no option 'max_token' (did you mean 'max_tokens'?)
+  at main (prog.sgl:3:8)
+EOM
+expect 2 'fn main() {\n    "The capital of France is"\n    gen(max_tokens: 4)\n}\n' run prog.sgl <<'EOM'
+prog.sgl:3:8: error: gen(): the model refused the request: no model at /nonexistent/model.gguf: pass --model or run make model
+  at main (prog.sgl:3:8)
+EOM
+expect 2 'fn main() {\n    let xs = [1, 2]\n    print(xs[5])\n}\n' run prog.sgl <<'EOM'
+prog.sgl:3:11: error: list index 5 out of range (length 2)
+  at main (prog.sgl:3:11)
+EOM
+expect 64 'fn main() {}\n' run prog.sgl oops <<'EOM'
+sgl run: argument 'oops' is not name=value
+EOM
+rm -rf "$work"
+
 # zsh completion parses
 if command -v zsh >/dev/null 2>&1; then
     if zsh -n cli/completions/_sgl; then ok; else bad zsh "syntax"; fi
