@@ -153,7 +153,7 @@ $(VENV)/.done: tests/tools/requirements-schema.txt
 	@touch $@
 
 test: deps all model vocab venv $(FUZZ_DICT)
-	@$(MAKE) --no-print-directory unit lang-test e2e-test
+	@$(MAKE) --no-print-directory unit lang-test e2e-test docs-test cli-test
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)
