@@ -18,6 +18,7 @@
 #define SGL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -275,8 +276,56 @@ void sgl_task_free(sgl_task *t);
  * every task has finished). */
 int sgl_vm_run_ready(sgl_vm *vm);
 /* Blocks until at least one completion of rt has been delivered (its fiber
- * is then ready). 0, or -1 when nothing is in flight. Not with a uv loop. */
+ * is then ready), or, with events on (sgl_vm_set_events), a piece of
+ * streamed text. 0, or -1 when nothing is in flight. Not with a uv loop. */
 int sgl_runtime_wait(sgl_runtime *rt);
+
+/* ---- events: streaming a run's progress ---------------------------------- */
+/* TEXT: a gen's text as the model produces it (select and gen with choices
+ * stream nothing); the pieces of one gen concatenate to a prefix of its
+ * result (a stop string is held back). VAR: a variable a gen or select
+ * captured into the prompt state, once it is set. Events of a task or run
+ * that was cancelled or freed are not reported. */
+typedef enum { SGL_EV_TEXT = 1, SGL_EV_VAR = 2 } sgl_event_kind;
+typedef struct {
+    sgl_event_kind kind;
+    struct sgl_task *task;  /* the task it belongs to; NULL for sgl_run / a session */
+    int branch;             /* 0: the root fiber; fork branches 1, 2, ... in creation order within the run */
+    const char *name;       /* TEXT: the variable the gen captures into, or NULL; VAR: the variable's name */
+    const char *data;       /* TEXT: text that became final this step (complete UTF-8); VAR: the value as compact JSON */
+    size_t len;
+} sgl_event;
+typedef void (*sgl_event_fn)(void *ud, const sgl_event *ev);
+/* Every run on this VM reports to fn (on the VM's thread, while it runs fibers or
+ * receives completions); NULL turns it off. The event's pointers live for the call. */
+void sgl_vm_set_events(sgl_vm *vm, sgl_event_fn fn, void *ud);
+
+/* Cancels a task: its in-flight model calls are cancelled in the engine (KV slots
+ * freed, computed prefix stays cached) and the task finishes (its done callback fires)
+ * with sgl_task_error "cancelled". No-op on a finished task. */
+void sgl_task_cancel(sgl_task *t);
+/* (The done callback fires inside sgl_task_cancel when no driver is running,
+ * else when the driver's ready fibers have run. The cancelled model calls'
+ * completions still arrive, in sgl_runtime_wait or the loop: sgl_vm_run_ready
+ * counts them as waiting until then.) */
+
+/* ---- limits for untrusted programs (sgl serve) --------------------------- */
+/* Per run: at most max_steps bytecode instructions (0: no limit) and max_heap bytes
+ * of live heap (0: no limit); past either the run fails with a runtime error naming
+ * the limit and the line. */
+void sgl_vm_set_limits(sgl_vm *vm, uint64_t max_steps, size_t max_heap);
+/* (They apply to runs started after the call; a session's each chunk is a
+ * run. The heap a run holds is what its fibers, modules, arguments and state
+ * reach, measured at the collector's safe points: a run is stopped at the
+ * first one after it passes max_heap, which the collector schedules for no
+ * later than max_heap bytes of allocation after the last.) */
+/* Program's functions and their parameters, as JSON owned by the caller (free()):
+ * {"functions":[{"name":"main","params":[{"name":"q"},{"name":"n","default":3}]}]}
+ * (a default is given as JSON when it is a literal; "default_expr": "source text" otherwise). */
+char *sgl_program_signature_json(const sgl_program *prog);
+/* (The functions are module 0's top-level `fn`s, in source order; a literal
+ * is nil, true, false, a number, a string without interpolation, or a list
+ * or map of literals. NULL when out of memory.) */
 
 /* ---- sessions: a live top level (the REPL) ---------------------------------
  * Each chunk of source is compiled as more top-level code of one module and
