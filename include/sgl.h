@@ -139,6 +139,62 @@ const char *sgl_result_text(const sgl_vm *vm, size_t *len);
 sgl_status sgl_run_batch(sgl_vm *vm, sgl_program *prog, const char *fn,
                          const char *const *args_json_list, int count, char **results_json);
 
+/* ---- values: arguments and results as C data -----------------------------
+ * A small tree of values that belongs to the caller, not to any VM (as
+ * SQLite's sqlite3_value or Lua's stack values, but owned): nil, bool, int
+ * (64-bit), float, string (bytes with a length, normally UTF-8), list and
+ * map (string keys, in insertion order). Each sgl_value_* constructor
+ * returns a new value (NULL when out of memory) that the caller frees with
+ * sgl_value_free, unless it hands it to a list or map: sgl_list_append and
+ * sgl_map_set take ownership of the item, also when they fail. Getters
+ * return borrowed pointers that live as long as their container. */
+typedef enum { SGL_NIL, SGL_BOOL, SGL_INT, SGL_FLOAT, SGL_STRING, SGL_LIST, SGL_MAP } sgl_type;
+typedef struct sgl_value sgl_value;
+
+sgl_value *sgl_value_nil(void);
+sgl_value *sgl_value_bool(int b);
+sgl_value *sgl_value_int(long long i);
+sgl_value *sgl_value_float(double f);
+sgl_value *sgl_value_string(const char *s, size_t len);   /* copies s[0..len) */
+sgl_value *sgl_value_cstring(const char *s);              /* a NUL-terminated s */
+sgl_value *sgl_value_list(void);                          /* empty */
+sgl_value *sgl_value_map(void);                           /* empty */
+void sgl_value_free(sgl_value *v);                        /* and everything in it; NULL: no-op */
+
+sgl_type sgl_value_type(const sgl_value *v);
+int sgl_value_as_bool(const sgl_value *v);                /* 0 unless a true bool */
+long long sgl_value_as_int(const sgl_value *v);           /* an int (a float truncated), else 0 */
+double sgl_value_as_float(const sgl_value *v);            /* a float or an int, else 0 */
+const char *sgl_value_as_string(const sgl_value *v, size_t *len);  /* NUL-terminated; NULL unless a string */
+size_t sgl_value_len(const sgl_value *v);                 /* items of a list, entries of a map, bytes of a string */
+
+/* Lists: append (SGL_ERR_USAGE when not a list) and index (NULL out of range). */
+sgl_status sgl_list_append(sgl_value *list, sgl_value *item);
+sgl_value *sgl_list_get(const sgl_value *list, size_t i);
+/* Maps: set (a key already there keeps its place and takes the new value),
+ * get by key (NULL when absent), and the i-th entry in insertion order. */
+sgl_status sgl_map_set(sgl_value *map, const char *key, sgl_value *value);
+sgl_value *sgl_map_get(const sgl_value *map, const char *key);
+const char *sgl_map_key(const sgl_value *map, size_t i);
+sgl_value *sgl_map_value(const sgl_value *map, size_t i);
+
+/* As compact JSON (malloc'd; NULL when out of memory, a float is NaN or
+ * infinite, or a string is not UTF-8; an integral float is written without
+ * a fraction, as in results), and from JSON by the library's reader (the
+ * rules of sgl_args: an integral number is an int). */
+char *sgl_value_to_json(const sgl_value *v);
+sgl_status sgl_value_from_json(const char *json, size_t len, sgl_value **out, char *err, size_t errcap);
+
+/* Runs fn (NULL: main) of prog as sgl_run does, with the arguments as a
+ * value: NULL (none), a map (by parameter name) or a list (positional, in
+ * parameter order). On SGL_OK *result (when not NULL) receives a map
+ * {"text": string, "vars": map, "value": ...}; the program's values become
+ * values as in JSON results (a function, regex or state is its str() text;
+ * a map key that is not a string is its text). Errors as sgl_run:
+ * SGL_ERR_USAGE (no such function, a bad argument), SGL_ERR_RUNTIME with
+ * "file:line:col: error: ..." in sgl_last_error. */
+sgl_status sgl_call(sgl_vm *vm, sgl_program *prog, const char *fn, const sgl_value *args, sgl_value **result);
+
 /* ---- the runtime: a model opened for serving ----------------------------
  * A model file (GGUF) or Hugging Face directory with its tokenizer, the
  * engine that batches every request to it (its own thread), the radix

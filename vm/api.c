@@ -477,7 +477,7 @@ sgl_status find_entry(sgl_vm *vm, const Program *p, const char *fn, int *slot, c
 
 /* Binds the entries of m (name -> value, or NULL for none) to the
  * parameters of proto. On a usage error returns a malloc'd message. */
-static char *bind_map(const Proto *proto, const ObjMap *m, Value *args, uint64_t *mask)
+char *bind_map_args(const Proto *proto, const ObjMap *m, Value *args, uint64_t *mask)
 {
     *mask = 0;
     int nparams = proto ? proto->nparams : 0;
@@ -512,7 +512,7 @@ static char *bind_map(const Proto *proto, const ObjMap *m, Value *args, uint64_t
 /* Decodes args JSON (NULL or "" = none) onto the VM heap and binds it. */
 char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *args, uint64_t *mask)
 {
-    if (!args_json || !*args_json) return bind_map(proto, NULL, args, mask);
+    if (!args_json || !*args_json) return bind_map_args(proto, NULL, args, mask);
     Value v;
     JsonError jerr;
     char err[512];
@@ -524,12 +524,18 @@ char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *ar
         snprintf(err, sizeof err, "error: arguments must be a JSON object, not %s", val_type_name(v));
         return strdup(err);
     }
-    return bind_map(proto, AS_MAP(v), args, mask);
+    return bind_map_args(proto, AS_MAP(v), args, mask);
 }
 
 /* Runs one instance to its end; its arguments are bound already. */
 static sgl_status run_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args, uint64_t mask,
                             char **result_json_out)
+{
+    return run_bound_with(vm, prog, slot, proto, args, mask, result_json_out, NULL, NULL);
+}
+
+sgl_status run_bound_with(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args, uint64_t mask,
+                          char **result_json_out, void (*finished)(void *ud, VmRun *r), void *ud)
 {
     sgl_task *t;
     sgl_status st = task_start_bound(vm, prog, slot, proto, args, mask, NULL, NULL, &t);
@@ -537,12 +543,13 @@ static sgl_status run_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto
     task_hide(t);
     drive(vm);
     char *res = NULL;
-    st = sgl_task_result(t, &res);
-    if (st != SGL_OK) {
-        fail(vm, st, "%s", sgl_task_error(t));
-    } else {
+    VmRun *run = task_run(t);
+    if (!sgl_task_finished(t) || vm_run_failed(run)) st = fail(vm, SGL_ERR_RUNTIME, "%s", sgl_task_error(t));
+    else if (result_json_out && !(res = result_json(run))) st = fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
+    if (st == SGL_OK) {
         clear_err(vm);
-        keep_text(vm, task_run(t));
+        keep_text(vm, run);
+        if (finished) finished(ud, run);
     }
     if (result_json_out) *result_json_out = res;
     else free(res);
@@ -589,7 +596,7 @@ sgl_status sgl_run_args(sgl_vm *vm, sgl_program *prog, const char *fn, const sgl
         return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
     Value args[64];
     uint64_t mask;
-    char *uerr = bind_map(proto, in ? AS_MAP(copy) : NULL, args, &mask);
+    char *uerr = bind_map_args(proto, in ? AS_MAP(copy) : NULL, args, &mask);
     if (uerr) {
         set_err(vm, uerr);
         return SGL_ERR_USAGE;

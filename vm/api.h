@@ -55,6 +55,9 @@ int configure_chat(sgl_vm *vm);
 /* The entry of a run: the global slot of `fn` (NULL: main) in module 0 and
  * its prototype, or slot -1 for "top level only". */
 sgl_status find_entry(sgl_vm *vm, const Program *p, const char *fn, int *slot, const Proto **proto);
+/* Binds name -> value entries (m may be NULL) to proto's parameters; a
+ * malloc'd message on a usage error. */
+char *bind_map_args(const Proto *proto, const ObjMap *m, Value *args, uint64_t *mask);
 /* Decodes args JSON into parameter order; a malloc'd message on a usage error. */
 char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *args, uint64_t *mask);
 /* find_entry, then bind_args: SGL_OK, or the error set on the VM. */
@@ -63,6 +66,11 @@ sgl_status bind_call(sgl_vm *vm, sgl_program *prog, const char *fn, const char *
 /* {"text","vars","value"} of a finished run; {"error": msg}. malloc'd. */
 char *result_json(VmRun *r);
 char *error_json(const char *msg);
+/* Runs one instance of bound arguments to its end (sgl_run): *result_json
+ * (when not NULL) as sgl_run's; finished (when not NULL) sees the run
+ * before it is freed, on success. */
+sgl_status run_bound_with(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args, uint64_t mask,
+                          char **result_json, void (*finished)(void *ud, VmRun *r), void *ud);
 /* A task over arguments already bound (sgl_task_start after parsing). */
 sgl_status task_start_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args,
                             uint64_t mask, sgl_task_done_fn done, void *ud, sgl_task **out);
