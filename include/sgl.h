@@ -247,8 +247,14 @@ typedef struct {
     double hit_rate;                          /* cached / prompt tokens */
     double gen_tokens_per_s;                  /* decode throughput of the forward passes */
     double seconds;                           /* since the model was loaded */
+    unsigned long long in_flight;             /* requests submitted and not finished (0: idle) */
 } sgl_runtime_stats;
 void sgl_runtime_get_stats(sgl_runtime *rt, sgl_runtime_stats *out);
+
+/* The text of token id (its bytes, maybe not whole UTF-8; owned by the
+ * runtime), or NULL when there is no model or no such id. Loads a lazy
+ * runtime's model. */
+const char *sgl_token_text(sgl_runtime *rt, int id, size_t *len);
 
 /* Token ids of text (add_special: BOS/EOS as the model adds them;
  * parse_special: special-token markers in the text are read as tokens).
@@ -403,6 +409,34 @@ sgl_status sgl_session_eval(sgl_session *s, const char *src, size_t len, int *in
 char *sgl_session_state_json(sgl_session *s);
 /* The prompt text so far (valid until the next eval). */
 const char *sgl_session_text(const sgl_session *s, size_t *len);
+
+/* The state's role segments: bytes [start, end) of the text were written
+ * inside a role block (the chat template's markers lie outside them). Up
+ * to cap of them into out (out may be NULL); returns how many there are. */
+typedef enum { SGL_ROLE_SYSTEM = 0, SGL_ROLE_USER = 1, SGL_ROLE_ASSISTANT = 2 } sgl_role;
+typedef struct {
+    sgl_role role;
+    size_t start, end;
+} sgl_segment;
+size_t sgl_session_segments(const sgl_session *s, sgl_segment *out, size_t cap);
+/* Cuts the prompt text back to its first len bytes (:undo): segments past
+ * it go, one across it ends there; variables stay. A later gen's prompt
+ * shares the cut text's prefix with the model's cache. SGL_ERR_USAGE when
+ * len is past the end or not at a UTF-8 character boundary. */
+sgl_status sgl_session_truncate(sgl_session *s, size_t len);
+/* Completion candidates that start with prefix[0..len): the session's
+ * top-level names, the built-ins and the keywords, each passed to add once
+ * (in that order). */
+void sgl_session_complete(const sgl_session *s, const char *prefix, size_t len,
+                          void (*add)(void *ud, const char *word), void *ud);
+
+/* Asks the runs on vm to stop now, each failing with "interrupted" as a
+ * cancelled task does (sgl_task_cancel: model calls cancelled in the
+ * engine). Only sets a flag, so it may be called from a signal handler
+ * (Ctrl-C): the drivers act on it between waits (sgl_run, sgl_session_eval
+ * and the others that block, within a few milliseconds while a gen
+ * streams) or at the next sgl_vm_run_ready. */
+void sgl_vm_interrupt(sgl_vm *vm);
 
 #ifdef __cplusplus
 }

@@ -278,6 +278,13 @@ void runtime_close(Runtime *rt)
     free(rt);
 }
 
+const char *runtime_token_text(Runtime *rt, int id, size_t *len)
+{
+    *len = 0;
+    if (runtime_load(rt) != 0) return NULL;
+    return tok_token_piece(rt->tok, id, len);
+}
+
 void runtime_stats(Runtime *rt, RuntimeStats *out)
 {
     memset(out, 0, sizeof *out);
@@ -290,6 +297,7 @@ void runtime_stats(Runtime *rt, RuntimeStats *out)
     out->cached_tokens = s.cached_tokens;
     out->computed_tokens = s.computed_tokens;
     out->generated_tokens = s.generated_tokens;
+    out->in_flight = (unsigned long long)eng_in_flight(rt->eng);
     out->hit_rate = s.hit_rate;
     out->gen_tokens_per_s = s.gen_tokens_per_s;
     out->seconds = now_s() - rt->t_loaded;

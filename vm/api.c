@@ -14,6 +14,7 @@
  */
 #include "include/sgl.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -138,9 +139,34 @@ void sgl_vm_set_stdlib_path(sgl_vm *vm, const char *dir)
 
 const char *sgl_last_error(const sgl_vm *vm) { return vm->err ? vm->err : ""; }
 
-/* SGL_STDLIB, else the first stdlib/ found walking up from the executable's
- * directory (build/sgl and build/asan/sgl both find the source tree's), else
- * ./stdlib. */
+/* The first stdlib/ (or share/sgl/stdlib/, an installed layout) found
+ * walking up from the directory of file `path` (up to 4 levels), into
+ * vm->stdlib_dir; 0 when none. */
+static int stdlib_near(sgl_vm *vm, const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (int up = 0; up < 4; up++) {
+        char *slash = strrchr(dir, '/');
+        if (!slash) break;
+        *slash = '\0';
+        static const char *const under[] = {"stdlib", "share/sgl/stdlib"};
+        for (int k = 0; k < 2; k++) {
+            char cand[PATH_MAX + 32];
+            snprintf(cand, sizeof cand, "%s/%s/chat.sgl", dir, under[k]);
+            if (access(cand, R_OK) != 0) continue;
+            cand[strlen(cand) - strlen("/chat.sgl")] = '\0';
+            vm->stdlib_dir = strdup(cand);
+            return vm->stdlib_dir != NULL;
+        }
+    }
+    return 0;
+}
+
+/* SGL_STDLIB, else the one near the executable (build/sgl and build/asan/sgl
+ * both find the source tree's; an installed PREFIX/bin/sgl finds
+ * PREFIX/share/sgl/stdlib), else the one near this library (an embedder
+ * linked to an installed PREFIX/lib/libsgl.so), else ./stdlib. */
 const char *stdlib_dir(sgl_vm *vm)
 {
     if (vm->stdlib_dir) return vm->stdlib_dir;
@@ -150,21 +176,15 @@ const char *stdlib_dir(sgl_vm *vm)
         return vm->stdlib_dir;
     }
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = '\0';
-        for (int up = 0; up < 4; up++) {
-            char *slash = strrchr(exe, '/');
-            if (!slash) break;
-            *slash = '\0';
-            char cand[PATH_MAX + 16];
-            snprintf(cand, sizeof cand, "%s/stdlib", exe);
-            if (access(cand, R_OK) == 0) {
-                vm->stdlib_dir = strdup(cand);
-                return vm->stdlib_dir;
-            }
-        }
+        if (stdlib_near(vm, exe)) return vm->stdlib_dir;
     }
+    Dl_info info;
+    if (dladdr((void *)stdlib_dir, &info) && info.dli_fname && info.dli_fname[0] == '/' &&
+        stdlib_near(vm, info.dli_fname))
+        return vm->stdlib_dir;
     vm->stdlib_dir = strdup("./stdlib");
     return vm->stdlib_dir;
 }

@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
+#include "lang/keywords.h"
+
 struct sgl_task {
     ApiRunHook hook;            /* first: the run's ud */
     sgl_vm *vm;
@@ -138,10 +141,21 @@ static void run_done_callbacks(sgl_vm *vm)
     }
 }
 
+void sgl_vm_interrupt(sgl_vm *vm) { vm->interrupted = 1; }
+
+/* An interrupt is acted on: every run in progress is cancelled. */
+static void take_interrupt(sgl_vm *vm)
+{
+    if (!vm->interrupted) return;
+    vm->interrupted = 0;
+    vm_cancel_all(vm->vm, "interrupted");
+}
+
 int sgl_vm_run_ready(sgl_vm *vm)
 {
     int waiting;
     vm->driving++;
+    take_interrupt(vm);
     for (;;) {
         waiting = vm_run_ready(vm->vm);
         if (!vm->done_head) break;
@@ -170,6 +184,7 @@ void drive(sgl_vm *vm)
         RtBackend *be = vm_backend(vm->vm);
         vm->driving++;   /* a task cancelled from an event: its done waits for the driver */
         int rc = be && be->wait ? be->wait(be->ctx) : -1;
+        take_interrupt(vm);
         vm->driving--;
         if (rc < 0) {
             /* nothing will complete: the waiting runs fail */
@@ -235,6 +250,46 @@ char *sgl_session_state_json(sgl_session *s)
 {
     char *full = result_json(s->run);
     return full;
+}
+
+size_t sgl_session_segments(const sgl_session *s, sgl_segment *out, size_t cap)
+{
+    ObjState *st = vm_run_state(s->run);
+    size_t n = st ? (size_t)st->nsegs : 0;
+    for (size_t i = 0; out && i < n && i < cap; i++) {
+        out[i].role = st->segs[i].role == ROLE_SYSTEM ? SGL_ROLE_SYSTEM
+                      : st->segs[i].role == ROLE_USER ? SGL_ROLE_USER
+                                                      : SGL_ROLE_ASSISTANT;
+        out[i].start = st->segs[i].start;
+        out[i].end = st->segs[i].end == SIZE_MAX ? st->len : st->segs[i].end;
+    }
+    return n;
+}
+
+sgl_status sgl_session_truncate(sgl_session *s, size_t len)
+{
+    ObjState *st = vm_run_state(s->run);
+    size_t have = st ? st->len : 0;
+    if (len > have) return fail(s->vm, SGL_ERR_USAGE, "error: the state has %zu bytes, not %zu", have, len);
+    if (len < have && (((unsigned char)st->text[len]) & 0xC0) == 0x80)
+        return fail(s->vm, SGL_ERR_USAGE, "error: byte %zu is inside a UTF-8 character", len);
+    if (st) vm_state_truncate(st, len);
+    clear_err(s->vm);
+    return SGL_OK;
+}
+
+static const char *const keywords[] = {
+#define KW_TEXT(text, tok, as_name) text,
+    SGL_KEYWORDS(KW_TEXT)
+#undef KW_TEXT
+};
+
+void sgl_session_complete(const sgl_session *s, const char *prefix, size_t len,
+                          void (*add)(void *ud, const char *word), void *ud)
+{
+    vm_complete(s->vm->vm, s->run, prefix, len, add, ud);
+    for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
+        if (strncmp(keywords[i], prefix, len) == 0) add(ud, keywords[i]);
 }
 
 const char *sgl_session_text(const sgl_session *s, size_t *len)

@@ -312,6 +312,38 @@ void vm_run_cancel(VM *vm, VmRun *r, const char *msg)
     run_notify(r);
 }
 
+void vm_cancel_all(VM *vm, const char *msg)
+{
+    /* a cancel's run-done hook may not free runs (vm.h), so the list holds */
+    for (VmRun *r = vm->runs; r; r = r->next)
+        if (!r->finished) vm_run_cancel(vm, r, msg);
+}
+
+void vm_state_truncate(ObjState *s, size_t len)
+{
+    if (len >= s->len) return;
+    s->len = len;
+    s->text[len] = '\0';
+    int n = 0;
+    for (int i = 0; i < s->nsegs; i++) {
+        if (s->segs[i].start >= len) continue;
+        s->segs[n] = s->segs[i];
+        if (s->segs[n].end > len) s->segs[n].end = len;
+        n++;
+    }
+    s->nsegs = n;
+}
+
+void vm_complete(VM *vm, const VmRun *r, const char *prefix, size_t len, void (*add)(void *ud, const char *w),
+                 void *ud)
+{
+    const Module *m = r && r->prog->nmods > 0 ? &r->prog->mods[0] : NULL;
+    for (int g = 0; m && g < m->nglobals; g++)
+        if (strncmp(m->globals[g], prefix, len) == 0) add(ud, m->globals[g]);
+    for (int i = 0; i < vm->nnatives; i++)
+        if (strncmp(vm->native_names[i], prefix, len) == 0) add(ud, vm->native_names[i]);
+}
+
 int vm_run_ready(VM *vm)
 {
     int outer = vm->driving;

@@ -206,12 +206,22 @@ void vm_wait_request(VM *vm, Fiber *f, void *req);
  * while one of its fibers runs (from an event of its own), it takes effect
  * as soon as that fiber stops. */
 void vm_run_cancel(VM *vm, VmRun *r, const char *msg);
+/* vm_run_cancel of every unfinished run (not the auxiliary ones). */
+void vm_cancel_all(VM *vm, const char *msg);
+/* A session's state text cut back to len bytes (segments past it dropped,
+ * one across it ended there). */
+void vm_state_truncate(ObjState *s, size_t len);
 /* For runs started from now on (sessions: each chunk): at most max_steps
  * instructions (0: no limit) and max_heap bytes of live heap held by the
  * run (0: no limit), checked at the collector's safe points; past either
  * the run fails with a runtime error naming the limit, at the instruction
  * that passed it. */
 void vm_set_limits(VM *vm, uint64_t max_steps, size_t max_heap);
+
+/* Top-level names of module 0 of r's program (a session's), then the
+ * built-ins, starting with prefix[0..len). */
+void vm_complete(VM *vm, const VmRun *r, const char *prefix, size_t len, void (*add)(void *ud, const char *w),
+                 void *ud);
 
 /* Statistics, for tests and --stats. */
 typedef struct {
