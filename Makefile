@@ -290,7 +290,7 @@ embed-test: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so model
 	@cd /tmp && SGL_STDLIB= $(abspath $(BUILD))/embed-example $(abspath $(DEFAULT_MODEL)) > $(abspath $(BUILD))/embed-example.out \
 	  || { cat $(abspath $(BUILD))/embed-example.out; echo "embed-test: the example failed"; exit 1; }
 	@grep -q "runtime error, as expected" $(BUILD)/embed-example.out
-	@cd /tmp && SGL_STDLIB= $(EMBED_PREFIX)/bin/sgl -e 'import "std/chat"' \
+	@cd /tmp && printf 'import "std/chat"\nprint("stdlib found")\n' | SGL_STDLIB= $(EMBED_PREFIX)/bin/sgl run - >/dev/null \
 	  || { echo "embed-test: the installed sgl does not find its stdlib"; exit 1; }
 	@echo "embed-test: installed into $(EMBED_PREFIX), examples/embed built with pkg-config and run"
 
@@ -304,9 +304,11 @@ embed-run: $(BUILD)/libsgl.a model
 repl-test: $(BUILD)/sgl venv
 	SGL=$(abspath $(BUILD))/sgl $(VENV)/bin/python -m pytest -q tests/repl
 
+# py-test installs the binding into build/venv with pip, as a user would.
 py-test: $(BUILD)/libsgl.so venv model
-	SGL_LIBRARY=$(abspath $(BUILD))/libsgl.so SGL_STDLIB=$(CURDIR)/stdlib PYTHONPATH=bindings/python \
-	  $(VENV)/bin/python -m pytest -q tests/python
+	$(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
+	cd tests/python && SGL_LIBRARY=$(abspath $(BUILD))/libsgl.so SGL_STDLIB=$(CURDIR)/stdlib \
+	  $(abspath $(VENV))/bin/python -m pytest -q -p no:cacheprovider .
 
 clean:
 	rm -rf build

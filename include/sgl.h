@@ -66,6 +66,11 @@ void sgl_vm_set_progress(sgl_vm *vm, void (*progress)(void *ud, int done, int to
 /* The message of the last failed call on this VM ("" when none). */
 const char *sgl_last_error(const sgl_vm *vm);
 
+/* Frees memory the library handed over (the strings returned through
+ * char **, sgl_program_signature_json's, sgl_tokenize's ids): free() does
+ * the same, this is for bindings that cannot reach the C library's. */
+void sgl_free(void *p);
+
 /* Compile a source file / buffer (imports are resolved and compiled too and
  * belong to the program). */
 sgl_status sgl_compile_file(sgl_vm *vm, const char *path, sgl_program **out);

@@ -139,6 +139,8 @@ void sgl_vm_set_stdlib_path(sgl_vm *vm, const char *dir)
 
 const char *sgl_last_error(const sgl_vm *vm) { return vm->err ? vm->err : ""; }
 
+void sgl_free(void *p) { free(p); }
+
 /* The first stdlib/ (or share/sgl/stdlib/, an installed layout) found
  * walking up from the directory of file `path` (up to 4 levels), into
  * vm->stdlib_dir; 0 when none. */
