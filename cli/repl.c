@@ -80,8 +80,13 @@ struct Repl {
     size_t nundo, capundo;
     char **decls;               /* entries that only declare (fn, import, grammar), for :save */
     size_t ndecls, capdecls;
-    int streamed;               /* text was streamed during this entry */
-    int streamed_nl;            /* ... and it ended with a newline */
+    /* While an entry runs (interactive): the state's bytes [0, shown) are
+     * on the screen, and the text streamed since (unseen, unseen_len) is
+     * too, so that when the state grows by it, it is not shown twice. */
+    size_t shown;
+    char *unseen;
+    size_t unseen_len, unseen_cap;
+    int line_start;             /* the screen's cursor is at the start of a line */
     char *model_path;           /* :model's path (r->eng.model points here), malloc'd */
 };
 
@@ -113,16 +118,50 @@ static void color_off(Repl *r)
 
 /* ---- events: generated text as it comes ------------------------------------ */
 
+static void show_text(Repl *r, size_t from, size_t to);
+
+/* Shows what the state got since the last time, less the streamed text it
+ * starts with (already on the screen). */
+static void catch_up(Repl *r)
+{
+    size_t len;
+    const char *text = sgl_session_text(r->s, &len);
+    if (len > r->shown) {
+        size_t n = len - r->shown, skip = 0;
+        if (r->unseen_len <= n && memcmp(text + r->shown, r->unseen, r->unseen_len) == 0) skip = r->unseen_len;
+        if (skip < n) show_text(r, r->shown + skip, len);
+    }
+    if (len >= r->shown) r->unseen_len = 0;
+    r->shown = len;
+}
+
 static void on_event(void *ud, const sgl_event *ev)
 {
     Repl *r = ud;
     if (ev->kind != SGL_EV_TEXT || !r->interactive || ev->len == 0) return;
+    catch_up(r);   /* the prompt text before this gen first */
     color_on(r, C_GEN);
     fwrite(ev->data, 1, ev->len, stdout);
     color_off(r);
     fflush(stdout);
-    r->streamed = 1;
-    r->streamed_nl = ev->data[ev->len - 1] == '\n';
+    r->line_start = ev->data[ev->len - 1] == '\n';
+    if (r->unseen_len + ev->len > r->unseen_cap) {
+        size_t cap = (r->unseen_len + ev->len) * 2;
+        char *u = realloc(r->unseen, cap);
+        if (!u) return;
+        r->unseen = u;
+        r->unseen_cap = cap;
+    }
+    memcpy(r->unseen + r->unseen_len, ev->data, ev->len);
+    r->unseen_len += ev->len;
+}
+
+/* Ends the line the output is on. */
+static void end_line(Repl *r)
+{
+    if (!r->line_start) fputc('\n', stdout);
+    r->line_start = 1;
+    fflush(stdout);
 }
 
 /* ---- showing the state ------------------------------------------------------ */
@@ -139,7 +178,7 @@ static const char *role_label(sgl_role role)
 
 /* Text [from, to) of the state, role segments each on lines of their own
  * under a [role] label; text outside segments between two of them (the
- * chat template's markers) dimmed. */
+ * chat template's markers) dimmed. The line is left open (end_line). */
 static void show_text(Repl *r, size_t from, size_t to)
 {
     size_t len;
@@ -150,7 +189,7 @@ static void show_text(Repl *r, size_t from, size_t to)
     if (segs) sgl_session_segments(r->s, segs, nseg);
     else nseg = 0;
     size_t at = from;
-    int at_line_start = 1;
+    int at_line_start = r->line_start;
     for (size_t i = 0; i < nseg && at < to; i++) {
         if (segs[i].end <= at || segs[i].start >= to) continue;
         if (segs[i].start > at) {
@@ -178,7 +217,7 @@ static void show_text(Repl *r, size_t from, size_t to)
         color_off(r);
         at_line_start = text[to - 1] == '\n';
     }
-    if (!at_line_start) fputc('\n', stdout);
+    r->line_start = at_line_start;
     fflush(stdout);
     free(segs);
 }
@@ -239,7 +278,9 @@ static int run_entry(Repl *r, const char *src)
     char *copy = malloc(before + 1);
     if (copy) memcpy(copy, old, before + 1);
     int incomplete = 0;
-    r->streamed = r->streamed_nl = 0;
+    r->shown = before;
+    r->unseen_len = 0;
+    r->line_start = 1;
     g_sigint = 0;
     g_evaluating = 1;
     sgl_status st = sgl_session_eval(r->s, src, strlen(src), &incomplete);
@@ -248,17 +289,17 @@ static int run_entry(Repl *r, const char *src)
         free(copy);
         return 1;
     }
-    if (r->streamed && !r->streamed_nl) fputc('\n', stdout);
     size_t after;
     const char *now = sgl_session_text(r->s, &after);
     int changed = !copy || after != before || memcmp(copy, now, before) != 0;
     if (changed && copy && after >= before && memcmp(copy, now, before) == 0) {
         push_undo(r, before);
-        show_text(r, before, after);
+        catch_up(r);
     } else if (changed) {
         push_undo(r, 0);   /* not a growth (cannot happen today): undo clears it */
         show_text(r, 0, after);
     }
+    end_line(r);
     free(copy);
     if (st == SGL_OK) {
         if (declares_only(src)) keep_decl(r, src);
@@ -311,8 +352,13 @@ static void cmd_state(Repl *r, const char *arg)
     (void)arg;
     size_t len;
     sgl_session_text(r->s, &len);
-    if (len == 0) printf("(the state is empty)\n");
-    else show_text(r, 0, len);
+    if (len == 0) {
+        printf("(the state is empty)\n");
+        return;
+    }
+    r->line_start = 1;
+    show_text(r, 0, len);
+    end_line(r);
 }
 
 static void cmd_vars(Repl *r, const char *arg)
@@ -851,6 +897,7 @@ int cmd_repl(int argc, char **argv)
         stifle_history(1000);
         if (r.history) read_history(r.history);
         rl_attempted_completion_function = complete;
+        rl_completion_append_character = '\0';   /* `gen(` and `max_tokens:` follow without a space */
         rl_basic_word_break_characters = " \t\n\"\\'`@><=;|&{([,+-*/%!)}]";
         rl_completer_word_break_characters = (char *)rl_basic_word_break_characters;
         printf("sgl %s: SGL programs, one entry at a time (:help; Ctrl-D leaves)\n", SGL_VERSION_STRING);
@@ -863,6 +910,7 @@ int cmd_repl(int argc, char **argv)
     for (size_t i = 0; i < r.ndecls; i++) free(r.decls[i]);
     free(r.decls);
     free(r.undo);
+    free(r.unseen);
     free(r.history);
     sgl_session_free(r.s);
     sgl_vm_free(r.vm);
