@@ -412,9 +412,6 @@ void sgl_session_free(sgl_session *s);
 sgl_status sgl_session_eval(sgl_session *s, const char *src, size_t len, int *incomplete);
 /* The prompt state so far: {"text": ..., "vars": {...}} (malloc'd). */
 char *sgl_session_state_json(sgl_session *s);
-/* The prompt text so far (valid until the next eval). */
-const char *sgl_session_text(const sgl_session *s, size_t *len);
-
 /* The state's role segments: bytes [start, end) of the text were written
  * inside a role block (the chat template's markers lie outside them). Up
  * to cap of them into out (out may be NULL); returns how many there are. */
@@ -442,6 +439,8 @@ void sgl_session_complete(const sgl_session *s, const char *prefix, size_t len,
  * and the others that block, within a few milliseconds while a gen
  * streams) or at the next sgl_vm_run_ready. */
 void sgl_vm_interrupt(sgl_vm *vm);
+/* The prompt text so far (valid until the next eval). */
+const char *sgl_session_text(const sgl_session *s, size_t *len);
 
 #ifdef __cplusplus
 }
