@@ -60,7 +60,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
             python3 python3-pip python3-venv pkg-config valgrind unzip bc
 
-.PHONY: all deps model vocab venv run test unit lang-test e2e-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
+.PHONY: all deps model vocab venv run test unit lang-test e2e-test docs-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so $(GPU_BINS)
@@ -166,6 +166,11 @@ unit: $(UNIT_BINS)
 lang-test: $(BUILD)/sgl
 	@SGL=$(BUILD)/sgl sh tests/lang/run.sh
 
+# The guides in docs/, run as a user would (tests/docs/run.py): every sh
+# block runs, every shown output is checked.
+docs-test: $(BUILD)/sgl
+	@python3 tests/docs/run.py
+
 # End-to-end on the default model (skips without it): tests/e2e/run.sh.
 e2e-test: $(BUILD)/sgl
 	@SGL=$(BUILD)/sgl sh tests/e2e/run.sh
@@ -227,7 +232,7 @@ bench: all
 	@sh bench/vm/run.sh $(BUILD)/sgl
 	@sh bench/tokenizer/run.sh $(BUILD)
 	@sh bench/engine/run.sh $(BUILD)
-	@sh bench/structured/run.sh $(BUILD)
+	@LIBS="$(PKG_LIBS)" sh bench/structured/run.sh $(BUILD)
 
 # MaskBench (issue 8): the shared corpus, unpacked into build/ (never into
 # the tree), every schema compiled and every instance judged token by token.

@@ -5,6 +5,8 @@
  */
 #include "compiler/chunk.h"
 
+#include "constrain/constrain.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +43,7 @@ void chunk_const_clear(Const *k)
     free(k->name);
     for (int i = 0; i < k->nnames; i++) free(k->names[i]);
     free(k->names);
+    cg_unref(k->automaton);
     memset(k, 0, sizeof *k);
 }
 

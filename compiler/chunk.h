@@ -48,6 +48,11 @@ typedef struct {
     char *name;
     char **names;
     int nnames;
+    /* KC_REGEX, KC_GRAMMAR: the constraint compiled by constrain/ (one
+     * reference, owned), stored in the .sglc so the VM never compiles a
+     * literal again; NULL when it does not compile (the gen then reports
+     * why at run time, as for a constraint built at run time). */
+    struct CGrammar *automaton;
 } Const;
 
 typedef struct {

@@ -19,6 +19,7 @@
  */
 #include "compiler/compile_internal.h"
 #include "base/err.h"
+#include "base/suggest.h"
 
 #include <limits.h>
 #include <setjmp.h>
@@ -29,6 +30,7 @@
 
 #include "base/strbuf.h"
 #include "base/utf8.h"
+#include "constrain/constrain.h"
 #include "constrain/grammar_syntax.h"
 #include "constrain/regex_syntax.h"
 
@@ -386,6 +388,20 @@ static int k_float(FuncState *fs, double v, const AstNode *at)
     return add_const(fs, &k, at);
 }
 
+/* A constraint literal compiled once, here, for the .sglc (NULL when it
+ * does not compile: the gen reports why when it runs). The same calls and
+ * limits as the runtime's (runtime/rt_constrain.c), so the automaton is
+ * the one the runtime would build. */
+static struct CGrammar *compile_automaton(ConstKind kind, const char *s, size_t len)
+{
+    CGrammar *g = NULL;
+    char msg[256];
+    int pos, line, col;
+    if (kind == KC_REGEX) cg_compile_regex(s, len, NULL, &g, &pos, msg, sizeof msg);
+    else cg_compile_gbnf(s, len, NULL, &g, &line, &col, msg, sizeof msg);
+    return g;
+}
+
 static int k_strkind(FuncState *fs, ConstKind kind, const char *s, size_t len, const AstNode *at)
 {
     for (int i = 0; i < fs->p->nconsts; i++) {
@@ -394,6 +410,7 @@ static int k_strkind(FuncState *fs, ConstKind kind, const char *s, size_t len, c
     }
     Const k = {.kind = kind, .len = len};
     k.s = xstrndup(fs, s, len);
+    if (kind == KC_REGEX) k.automaton = compile_automaton(kind, s, len);
     return add_const(fs, &k, at);
 }
 
@@ -409,6 +426,7 @@ static int k_grammar(FuncState *fs, const char *name, const char *src, size_t le
     k.name = malloc(strlen(name) + 1);
     if (!k.name) { free(k.s); oom(fs, at); }
     strcpy(k.name, name);
+    k.automaton = compile_automaton(KC_GRAMMAR, src, len);
     return add_const(fs, &k, at);
 }
 
@@ -501,6 +519,25 @@ static int find_builtin(FuncState *fs, const char *name)
     return -1;
 }
 
+/* "undefined name 'x'", with the closest name in scope (locals of this
+ * and the enclosing functions, the module's globals, the built-ins). */
+static void undefined_name(FuncState *fs, const char *name, const AstNode *at) __attribute__((noreturn));
+static void undefined_name(FuncState *fs, const char *name, const AstNode *at)
+{
+    const CmpOptions *o = fs->c->opt;
+    const Module *m = cur_module(fs);
+    const char *small[256];
+    size_t n = 0, cap = sizeof small / sizeof small[0];
+    for (const FuncState *f = fs; f; f = f->prev)
+        for (int i = 0; i < f->nactive && n < cap; i++) small[n++] = f->locals[i].name;
+    for (int i = 0; i < m->nglobals && n < cap; i++) small[n++] = m->globals[i];
+    for (int i = 0; i < o->nbuiltins && n < cap; i++) small[n++] = o->builtins[i];
+    if (n < cap) small[n++] = "state";
+    const char *s = suggest(name, small, n);
+    if (s) error_at(fs, at, "undefined name '%s' (did you mean '%s'?)", name, s);
+    error_at(fs, at, "undefined name '%s'", name);
+}
+
 static VarKind resolve(FuncState *fs, const char *name, int *idx, const AstNode *at)
 {
     int l = find_local(fs, name);
@@ -511,7 +548,7 @@ static VarKind resolve(FuncState *fs, const char *name, int *idx, const AstNode 
     if (g >= 0) { *idx = g; return VAR_GLOBAL; }
     if (find_builtin(fs, name) >= 0) { *idx = 0; return VAR_BUILTIN; }
     if (strcmp(name, "state") == 0) { *idx = 0; return VAR_STATE; }
-    error_at(fs, at, "undefined name '%s'", name);
+    undefined_name(fs, name, at);
 }
 
 /* ------------------------------------------------------------------ */

@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/strbuf.h"
+#include "constrain/constrain.h"
 
 #define HEADER_LEN 20   /* magic 4 + version 4 + body length 8 + crc 4 */
 #define MAX_FUNCS 1000000
@@ -88,6 +90,16 @@ static void w_str(W *w, const char *s, size_t n)
 
 static void w_cstr(W *w, const char *s) { w_str(w, s ? s : "", s ? strlen(s) : 0); }
 
+/* A constraint literal's compiled automaton: u32 length (0: none) + the
+ * bytes of cg_encode (constrain/serial.c). */
+static void w_automaton(W *w, const struct CGrammar *g)
+{
+    StrBuf b = {0};
+    if (g && cg_encode(g, &b) != 0) w->oom = 1;
+    w_str(w, b.data ? b.data : "", b.len);
+    sb_free(&b);
+}
+
 static void w_const(W *w, const Const *k)
 {
     w_u8(w, k->kind);
@@ -99,8 +111,9 @@ static void w_const(W *w, const Const *k)
         w_u64(w, bits);
         break;
     }
-    case KC_STRING: case KC_REGEX: case KC_BUILTIN: w_str(w, k->s, k->len); break;
-    case KC_GRAMMAR: w_cstr(w, k->name); w_str(w, k->s, k->len); break;
+    case KC_STRING: case KC_BUILTIN: w_str(w, k->s, k->len); break;
+    case KC_REGEX: w_str(w, k->s, k->len); w_automaton(w, k->automaton); break;
+    case KC_GRAMMAR: w_cstr(w, k->name); w_str(w, k->s, k->len); w_automaton(w, k->automaton); break;
     case KC_NAMES:
         w_u32(w, (uint32_t)k->nnames);
         for (int i = 0; i < k->nnames; i++) w_cstr(w, k->names[i]);
@@ -278,6 +291,21 @@ static char *r_name(R *r)
     return s;
 }
 
+/* cg_decode checks the automaton as sglc_verify checks code: whatever the
+ * bytes, the matcher can walk what it returns. */
+static struct CGrammar *r_automaton(R *r)
+{
+    uint32_t n = r_u32(r);
+    if (!r_need(r, n) || n == 0) return NULL;
+    CGrammar *g = NULL;
+    char msg[200];
+    int rc = cg_decode(r->p, n, &g, msg, sizeof msg);
+    if (rc == ERR_NOMEM) r_nomem(r);
+    else if (rc) r_fail(r, "bad .sglc file: %s", msg);
+    r->p += n;
+    return g;
+}
+
 static void r_const(R *r, Const *k)
 {
     unsigned kind = r_u8(r);
@@ -291,11 +319,16 @@ static void r_const(R *r, Const *k)
         memcpy(&k->f, &bits, sizeof bits);
         break;
     }
-    case KC_STRING: case KC_REGEX: k->s = r_str(r, &k->len); break;
+    case KC_STRING: k->s = r_str(r, &k->len); break;
+    case KC_REGEX:
+        k->s = r_str(r, &k->len);
+        k->automaton = r_automaton(r);
+        break;
     case KC_BUILTIN: k->s = r_name(r); if (k->s) k->len = strlen(k->s); break;
     case KC_GRAMMAR:
         k->name = r_name(r);
         if (k->name) k->s = r_str(r, &k->len);
+        k->automaton = r_automaton(r);
         break;
     case KC_NAMES: {
         int n = r_count(r, 4, 255, "argument name");

@@ -1572,10 +1572,43 @@ static int build_rule(Ctx *c, int r) {
     return fail(c, ERR_LIMIT, "rule '%s' needs more than %d automaton states", rname(c, r), cap);
 }
 
+/* G5: a rule is nullable when a byte-free path through calls of nullable
+ * rules leads from its start to a final state (least fixpoint). */
+int cg_compute_nullable(CGrammar *g) {
+    int32_t maxn = 1;
+    for (int32_t r = 0; r < g->nrules; r++) maxn = g->rules[r].nstates > maxn ? g->rules[r].nstates : maxn;
+    uint8_t *seen = malloc((size_t)maxn);
+    int32_t *stack = malloc((size_t)maxn * sizeof *stack);
+    if (!seen || !stack) return free(seen), free(stack), ERR_NOMEM;
+    memset(g->nullable, 0, (size_t)g->nrules);
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int32_t r = 0; r < g->nrules; r++) {
+            if (g->nullable[r]) continue;
+            const CgRule *R = &g->rules[r];
+            memset(seen, 0, (size_t)R->nstates);
+            int32_t n = 0;
+            stack[n++] = R->start;
+            seen[R->start] = 1;
+            while (n && !g->nullable[r]) {
+                int32_t s = stack[--n];
+                if (R->final[s]) g->nullable[r] = 1;
+                for (int32_t j = R->call_off[s]; j < R->call_off[s + 1]; j++) {
+                    int32_t to = R->calls[j].to;
+                    if (g->nullable[R->calls[j].rule] && !seen[to]) seen[to] = 1, stack[n++] = to;
+                }
+            }
+            changed |= g->nullable[r];
+        }
+    }
+    free(seen), free(stack);
+    return 0;
+}
+
 /* ---- G2 check -------------------------------------------------------------------------- */
 
 /* Fails when some rule can reach a call of itself without a byte. */
-static int check_g2(Ctx *c, CGrammar *g) {
+int cg_check_g2(const CGrammar *g, char *err, size_t errcap) {
     int32_t nr = g->nrules;
     IVec adj = {0}, stack = {0};
     int32_t *off = calloc((size_t)nr + 1, sizeof *off);
@@ -1607,17 +1640,17 @@ static int check_g2(Ctx *c, CGrammar *g) {
     }
     if (rc) {
         free(off), free(act), free(adj.v), free(stack.v);
-        return nomem(c);
+        return err_fmt(err, errcap, "out of memory"), ERR_NOMEM;
     }
     off[nr] = adj.n;
     int32_t *comp = malloc((size_t)nr * sizeof *comp), ncomp = 0;
     int32_t *size = calloc((size_t)nr + 1, sizeof *size);
-    if (!comp || !size || tarjan(nr, off, adj.v, act, comp, &ncomp)) rc = nomem(c);
+    if (!comp || !size || tarjan(nr, off, adj.v, act, comp, &ncomp)) rc = ERR_NOMEM, err_fmt(err, errcap, "out of memory");
     for (int32_t r = 0; r < nr && !rc; r++) size[comp[r]]++;
     for (int32_t r = 0; r < nr && !rc; r++) {
         int bad = size[comp[r]] > 1;
         for (int32_t i = off[r]; i < off[r + 1]; i++) bad |= adj.v[i] == r;
-        if (bad) rc = fail(c, ERR_CORRUPT, "left recursion remains through rule '%s'", g->rules[r].name);
+        if (bad) rc = ERR_CORRUPT, err_fmt(err, errcap, "left recursion remains through rule '%s'", g->rules[r].name);
     }
     free(off), free(act), free(adj.v), free(stack.v), free(comp), free(size);
     return rc;
@@ -1834,9 +1867,15 @@ int cgb_build(CgBuilder *b, int start, CGrammar **out, char *err, size_t errcap)
         c->is_built[keep.v[i]] = 0;
         CgRule *G = &g->rules[i];
         for (int32_t j = 0; j < G->call_off[G->nstates]; j++) G->calls[j].rule = newidx[G->calls[j].rule];
-        g->nullable[i] = G->final[G->start];
     }
-    if (check_g2(c, g)) goto out;
+    if (cg_compute_nullable(g)) {
+        nomem(c);
+        goto out;
+    }
+    if ((rc = cg_check_g2(g, c->err, c->errcap)) != 0) {
+        c->code = rc;
+        goto out;
+    }
 
 out:
     if (c->code) {

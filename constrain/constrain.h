@@ -56,6 +56,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "base/strbuf.h"
 
 typedef struct CGrammar CGrammar;   /* a compiled constraint */
 typedef struct CVocab CVocab;       /* a tokenizer's vocabulary as bytes */
@@ -176,6 +177,15 @@ void cg_unref(CGrammar *g);
  * byte report): 1 when s[0..n) is in the language, 0 when not; *prefix_ok
  * (if not NULL) = whether it is a prefix of some string in the language. */
 int cg_match(const CGrammar *g, const char *s, size_t n, bool *prefix_ok);
+
+/* A compiled grammar as bytes and back (constrain/serial.c has the layout):
+ * how the compiler stores a program's constraint literals in its .sglc.
+ * cg_encode appends to *out: 0 or ERR_NOMEM. cg_decode trusts nothing: it
+ * checks every count and index and proves the invariants the matcher relies
+ * on before returning the grammar (refcount 1); ERR_FORMAT with a message
+ * ("bad compiled constraint: ...") otherwise. */
+int cg_encode(const CGrammar *g, StrBuf *out);
+int cg_decode(const void *buf, size_t n, CGrammar **out, char *err, size_t errcap);
 
 /* The rules as text, for tests and `sgl compile --disasm`. Malloc'd. */
 char *cg_dump(const CGrammar *g);

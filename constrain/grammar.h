@@ -40,6 +40,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "constrain/constrain.h"
@@ -70,6 +71,15 @@ struct CGrammar {
     void *mcache;           /* the matcher's per-grammar mask cache, or NULL */
     void (*mcache_free)(void *);
 };
+
+/* G5: fills g->nullable from the rules (a byte-free path from the start to
+ * a final state through calls of nullable rules). 0 or ERR_NOMEM. */
+int cg_compute_nullable(CGrammar *g);
+
+/* G2 for a finished grammar: 0, ERR_CORRUPT (message names a rule that can
+ * reach a call of itself without a byte) or ERR_NOMEM. cgb_build and
+ * cg_decode (constrain/serial.c) both prove it with this one check. */
+int cg_check_g2(const CGrammar *g, char *err, size_t errcap);
 
 /* Frees a grammar whatever its refcount (cg_unref calls it at zero). */
 void cg_destroy(CGrammar *g);

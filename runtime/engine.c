@@ -60,6 +60,7 @@ void eng_options_default(EngOptions *o)
     o->kv_dtype = K_DTYPE_F16;
     o->batch_invariant = 1;
     o->jump_forward = 1;
+    o->mask_overlap = 1;
 }
 
 void eng_gen_params_default(EngGenParams *p)
@@ -885,6 +886,7 @@ void eng_free(Engine *e)
         pthread_cond_signal(&e->in_cv);
         pthread_mutex_unlock(&e->in_mu);
         pthread_join(e->thread, NULL);
+        eng_mask_free(e);
         eng_poll(e);   /* the cancellations, delivered here */
     }
     if (e->async) {
@@ -906,6 +908,7 @@ void eng_free(Engine *e)
     free(e->active);
     free(e->mseqs);
     free(e->bseqs);
+    free(e->mseq_jobs);
     free(e->live);
     pthread_mutex_destroy(&e->in_mu);
     pthread_cond_destroy(&e->in_cv);

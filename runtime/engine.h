@@ -137,6 +137,10 @@ typedef struct {
      * Greedy outputs are the same either way (the forward pass is
      * batch-invariant); requests that ask for logprobs never jump. */
     int jump_forward;
+    /* Constrained sequences' token masks computed on a thread of their own
+     * while the forward pass runs (default 1); outputs are the same either
+     * way. */
+    int mask_overlap;
     void (*notify)(void *ud);
     void *notify_ud;
 } EngOptions;

@@ -11,6 +11,8 @@
  *   engine_step.c    one step: build the batch, run the forward pass, turn
  *                    logits into sampled tokens and input logprobs
  *   engine_select.c  select's scoring methods over a score result
+ *   engine_mask.c    constrained sequences' masks on a thread of their own
+ *                    while the forward pass runs
  *
  * The data is of three kinds, each on one side of the queues:
  *   - shared (mutexes): the incoming message list, the outgoing event list,
@@ -104,6 +106,9 @@ typedef struct {
     int stopped_text;           /* the detokenizer matched a stop string */
     CMatcher *cm;               /* the constraint's position, or NULL */
     uint32_t *mask;             /* [cv_mask_words] scratch for cm */
+    int mask_ready;             /* mask holds cm's mask for this step (the
+                                   mask thread filled it, engine_mask.c) */
+    int mask_rc;                /* then: cm_fill_mask's result */
 } Seq;
 
 struct Req {
@@ -199,7 +204,9 @@ struct Engine {
     uint64_t arrivals, admissions;
     ModelSeq *mseqs;
     Seq **bseqs;
+    Seq **mseq_jobs;            /* constrained sequences sampling this step */
     int cap_batch;
+    struct MaskWorker *mask;    /* engine_mask.c, started on first use */
     EngStats st;
     char ferr[512];
 };
@@ -261,5 +268,16 @@ void sched_fail(Engine *e, Seq *s, int code, const char *msg);
 
 /* Admits, builds one batch, runs the forward pass and consumes its logits. */
 void eng_step(Engine *e);
+
+/* ---- engine_mask.c (engine thread) ---------------------------------------------- */
+
+/* Hands the n sequences' masks to the mask thread (EngOptions.mask_overlap;
+ * they are the mask thread's until eng_mask_wait). Returns how many were
+ * handed over (0: none, sample_next fills them itself). */
+int eng_mask_start(Engine *e, Seq *const *seqs, int n);
+/* Waits until every mask handed over is filled (mask_ready, mask_rc). */
+void eng_mask_wait(Engine *e);
+/* Stops the mask thread (eng_free, after the engine thread has stopped). */
+void eng_mask_free(Engine *e);
 
 #endif

@@ -85,7 +85,8 @@ static void sample_next(Engine *e, Seq *s, const float *row)
 {
     const uint64_t *allow = NULL;
     if (s->cm) {
-        int k = cm_fill_mask(s->cm, s->mask);
+        int k = s->mask_ready ? s->mask_rc : cm_fill_mask(s->cm, s->mask);
+        s->mask_ready = 0;
         if (k < 0) {
             sched_fail(e, s, k, "constraint: cannot compute the token mask");
             return;
@@ -145,10 +146,18 @@ void eng_step(Engine *e)
         sched_retract(e, v);
     }
 
+    int cap = e->cap_batch;
     if (grow_ptrs((void ***)&e->bseqs, &e->cap_batch, e->n_running)) return;
-    ModelSeq *ms = realloc(e->mseqs, (size_t)e->cap_batch * sizeof *ms);
-    if (!ms) return;
-    e->mseqs = ms;
+    if (e->cap_batch != cap || !e->mseq_jobs) {
+        ModelSeq *ms = realloc(e->mseqs, (size_t)e->cap_batch * sizeof *ms);
+        if (ms) e->mseqs = ms;
+        Seq **jobs = realloc(e->mseq_jobs, (size_t)e->cap_batch * sizeof *jobs);
+        if (jobs) e->mseq_jobs = jobs;
+        if (!ms || !jobs) {
+            e->cap_batch = cap;   /* try again next step */
+            return;
+        }
+    }
 
     int nb = 0, budget = e->opt.chunk_size;
     /* Pass 0: decode tokens (their room was made above). Pass 1: prompt
@@ -190,14 +199,28 @@ void eng_step(Engine *e)
         return;
     }
 
+    /* the masks of the constrained sequences that sample this step are
+     * computed beside the forward pass */
+    int nj = 0;
+    for (int i = 0; i < nb; i++) {
+        Seq *s = e->bseqs[i];
+        if (s->cm && e->mseqs[i].logits != MODEL_LOGITS_NONE && s->n_kv + e->mseqs[i].n_new == s->n_toks &&
+            seq_samples(s))
+            e->mseq_jobs[nj++] = s;
+    }
+    if (nj) eng_mask_start(e, e->mseq_jobs, nj);
+
     double t0 = now_s();
     ModelBatch batch = {.seqs = e->mseqs, .n_seqs = nb};
-    if (model_forward(e->model, e->kv, &batch, e->ferr, sizeof e->ferr) != 0) {
+    int frc = model_forward(e->model, e->kv, &batch, e->ferr, sizeof e->ferr);
+    if (nj) eng_mask_wait(e);
+    if (frc != 0) {
         for (int i = 0; i < nb; i++) {
             Seq *s = e->bseqs[i];
             /* the new slots hold nothing valid: drop them before finishing */
             radix_free_slots(e->tree, s->slots + s->n_kv, s->n_alloc - s->n_kv);
             s->n_alloc = s->n_kv;
+            s->mask_ready = 0;
             sched_fail(e, s, ERR_MODEL, e->ferr);
         }
         return;

@@ -47,6 +47,7 @@
     X(seed,               SEED,     0,         0,         0,    "seed",              "sampling_seed")   \
     X(ignore_eos,         BOOL,     0,         1,         0,    NULL,                "ignore_eos")      \
     X(logprobs,           BOOL,     0,         1,         0,    "logprobs",          NULL)              \
+    X(any_whitespace,     BOOL,     0,         1,         0,    NULL,                NULL)              \
     X(regex,              REGEX,    0,         0,         0,    NULL,                "regex")           \
     X(json,               JSON,     0,         0,         0,    "response_format",   "json_schema")     \
     X(grammar,            GRAMMAR,  0,         0,         0,    NULL,                "ebnf")            \

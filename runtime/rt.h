@@ -77,11 +77,19 @@ typedef struct {
     int has_seed;
     uint64_t seed;
     int ignore_eos;
+    int any_whitespace;         /* json: any JSON whitespace between tokens
+                                   (default: none, or one space where
+                                   json.dumps puts one) */
     int logprobs;               /* record per-token logprobs */
     int top_logprobs;           /* how many alternatives per token */
     RtConstraintKind constraint;
     const char *constraint_src; /* regex / JSON Schema text / EBNF / type name */
     size_t constraint_len;
+    /* The constraint already compiled (a program's literal, compiled into
+     * its .sglc), or NULL; when set the backend uses it and compiles
+     * nothing. It describes constraint_src, which stays set. Borrowed for
+     * the call; the backend takes its own reference. */
+    struct CGrammar *compiled;
     const char *const *choices; /* RT_CONSTRAINT_CHOICES */
     int nchoices;
     /* Streaming (NULL: none): called with the gen's callback ud for each

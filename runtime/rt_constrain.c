@@ -38,9 +38,20 @@ done:
 int rtc_compile(RtConstraintKind kind, const char *src, size_t len, CGrammar **out, char *err,
                 size_t errcap)
 {
+    return rtc_compile_flags(kind, src, len, 0, out, err, errcap);
+}
+
+int rtc_compile_flags(RtConstraintKind kind, const char *src, size_t len, unsigned flags, CGrammar **out,
+                      char *err, size_t errcap)
+{
     *out = NULL;
     char msg[512] = "";
     int rc = 0, pos = 0, line = 0, col = 0;
+    CgJsonOptions jo = {.any_whitespace = (flags & RTC_ANY_WHITESPACE) != 0};
+    if ((flags & RTC_ANY_WHITESPACE) && kind != RT_CONSTRAINT_JSON) {
+        err_fmt(err, errcap, "any_whitespace applies to a json constraint only");
+        return ERR_ARG;
+    }
     switch (kind) {
     case RT_CONSTRAINT_NONE:
     case RT_CONSTRAINT_CHOICES:
@@ -50,8 +61,8 @@ int rtc_compile(RtConstraintKind kind, const char *src, size_t len, CGrammar **o
         if (rc) err_fmt(err, errcap, "regex: %s (at byte %d)", msg, pos);
         return rc;
     case RT_CONSTRAINT_JSON:
-        rc = len ? cg_compile_json(src, len, NULL, NULL, out, msg, sizeof msg)
-                 : cg_compile_json_any(NULL, out, msg, sizeof msg);
+        rc = len ? cg_compile_json(src, len, &jo, NULL, out, msg, sizeof msg)
+                 : cg_compile_json_any(&jo, out, msg, sizeof msg);
         if (rc) err_fmt(err, errcap, "json schema: %s", msg);
         return rc;
     case RT_CONSTRAINT_GRAMMAR:

@@ -33,6 +33,13 @@ int rtc_vocab_new(const Tokenizer *t, CVocab **out, char *err, size_t errcap);
 int rtc_compile(RtConstraintKind kind, const char *src, size_t len, CGrammar **out, char *err,
                 size_t errcap);
 
+/* rtc_compile with flags: RTC_ANY_WHITESPACE lets a JSON constraint take
+ * any JSON whitespace between tokens (gen's any_whitespace); other kinds
+ * refuse it by name. */
+enum { RTC_ANY_WHITESPACE = 1 };
+int rtc_compile_flags(RtConstraintKind kind, const char *src, size_t len, unsigned flags, CGrammar **out,
+                      char *err, size_t errcap);
+
 enum { RTC_SEGMENT_RANDOM = 1 };
 
 /* Feeds text through the masks one token at a time (the canonical

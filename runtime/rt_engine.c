@@ -29,10 +29,11 @@ struct RtEngine {
     struct Pending *inflight;   /* every Pending from submit to its callback */
     int fired;          /* callbacks run during the current wait() */
     char err[512];
-    /* compiled constraints by (kind, source), most recent first: a gen in
-     * a loop compiles its regex or schema once */
+    /* compiled constraints by (kind, flags, source), most recent first: a
+     * gen in a loop compiles its regex or schema once */
     struct {
         RtConstraintKind kind;
+        unsigned flags;         /* rtc_compile_flags' */
         char *src;
         size_t len;
         CGrammar *g;
@@ -435,8 +436,9 @@ static int be_select(void *ctx, const RtPrompt *pr, const char *const *choices, 
  * (and cached). NULL with r->err set on a bad constraint. Borrowed. */
 static CGrammar *constraint_of(RtEngine *r, const RtGenParams *p)
 {
+    unsigned flags = p->any_whitespace ? RTC_ANY_WHITESPACE : 0;
     for (int i = 0; i < r->n_cons; i++) {
-        if (r->cons[i].kind != p->constraint || r->cons[i].len != p->constraint_len ||
+        if (r->cons[i].kind != p->constraint || r->cons[i].flags != flags || r->cons[i].len != p->constraint_len ||
             memcmp(r->cons[i].src, p->constraint_src, p->constraint_len) != 0)
             continue;
         if (i > 0) {   /* move to the front */
@@ -448,7 +450,7 @@ static CGrammar *constraint_of(RtEngine *r, const RtGenParams *p)
     }
     CGrammar *g = NULL;
     char msg[480];
-    if (rtc_compile(p->constraint, p->constraint_src, p->constraint_len, &g, msg, sizeof msg) != 0) {
+    if (rtc_compile_flags(p->constraint, p->constraint_src, p->constraint_len, flags, &g, msg, sizeof msg) != 0) {
         snprintf(r->err, sizeof r->err, "gen: %s", msg);
         r->be.last_error = r->err;
         return NULL;
@@ -469,6 +471,7 @@ static CGrammar *constraint_of(RtEngine *r, const RtGenParams *p)
     }
     memmove(&r->cons[1], &r->cons[0], (size_t)r->n_cons * sizeof r->cons[0]);
     r->cons[0].kind = p->constraint;
+    r->cons[0].flags = flags;
     r->cons[0].src = src;
     r->cons[0].len = p->constraint_len;
     r->cons[0].g = g;
@@ -519,6 +522,10 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
         }
         return 0;
     default:
+        if (params->compiled && !params->any_whitespace) {   /* compiled with the program: nothing to build */
+            cons = params->compiled;
+            break;
+        }
         if (!(cons = constraint_of(r, params))) {
             pending_free(p);
             return -1;

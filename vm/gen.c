@@ -23,6 +23,7 @@
 
 #include "constrain/grammar_syntax.h"
 #include "constrain/regex_syntax.h"
+#include "base/suggest.h"
 #include "runtime/gen_options.h"
 #include "vm/json.h"
 #include "vm/vm.h"
@@ -285,7 +286,7 @@ typedef struct {
     int argc;                        /* positional arguments (1: the name was one) */
     Value name;                      /* string or nil */
     RtGenParams p;
-    const char *stops[MAX_STOPS + 1];
+    const char *stops[MAX_STOPS + 3];   /* the user's, the end of turn, a number's two ends */
     int nstops;
     int32_t *stop_ids;               /* malloc'd */
     StrBuf json;                     /* a map or bool schema written as text */
@@ -379,6 +380,7 @@ static int read_regex(GenCall *c, Value v)
     ObjString *src;
     if (val_is_obj_type(v, OBJ_REGEX)) {
         src = ((ObjRegex *)v.as.obj)->source;
+        c->p.compiled = ((ObjRegex *)v.as.obj)->automaton;
     } else if (VAL_IS_STRING(v)) {
         src = AS_STRING(v);
         int col = 0;
@@ -417,6 +419,7 @@ static int read_grammar(GenCall *c, Value v)
     ObjString *src;
     if (val_is_obj_type(v, OBJ_GRAMMAR)) {
         src = ((ObjGrammar *)v.as.obj)->source;
+        c->p.compiled = ((ObjGrammar *)v.as.obj)->automaton;
     } else if (VAL_IS_STRING(v)) {
         src = AS_STRING(v);
         int line = 0, col = 0;
@@ -500,7 +503,13 @@ static int read_options(GenCall *c, ObjMap *kwargs)
         if (!kwargs->entries[e].live) continue;
         const char *opt = AS_STRING(kwargs->entries[e].key)->chars;
         int id = rt_gen_option_find(opt);
-        if (id < 0) return vm_raise(c->vm, "gen() has no option '%s'", opt);
+        if (id < 0) {
+            const char *names[RT_GEN_OPTION_COUNT];
+            for (int i = 0; i < RT_GEN_OPTION_COUNT; i++) names[i] = rt_gen_options[i].name;
+            const char *s = suggest(opt, names, RT_GEN_OPTION_COUNT);
+            if (s) return vm_raise(c->vm, "gen() has no option '%s' (did you mean '%s'?)", opt, s);
+            return vm_raise(c->vm, "gen() has no option '%s'", opt);
+        }
         if (read_option(c, (RtGenOptionId)id, kwargs->entries[e].value) < 0) return -1;
         c->nconstraints += rt_gen_kind_is_constraint(rt_gen_options[id].kind);
     }
@@ -520,6 +529,12 @@ static int submit_gen(GenCall *c, Value *out)
         /* the chat template's end of turn is a default stop (§7) */
         const char *eot = vm_chat_end_of_turn(vm);
         if (eot && c->nstops < MAX_STOPS + 1) c->stops[c->nstops++] = eot;
+    }
+    if (c->conv == CONV_INT || c->conv == CONV_FLOAT) {
+        /* SGLang's number regexes end in [ \n]*: the number ends at the
+         * first space or newline, which is not kept (the value is the same) */
+        c->stops[c->nstops++] = " ";
+        c->stops[c->nstops++] = "\n";
     }
     c->p.stop = c->nstops ? c->stops : NULL;
     c->p.nstop = c->nstops;
@@ -602,6 +617,9 @@ static int gen_native_select(VM *vm, int argc, Value *args, ObjMap *kwargs, Valu
             if (name.type != V_NIL) return vm_raise(vm, "select(): the name is given twice");
             if (want_name(vm, fn, v, &name) < 0) return -1;
         } else {
+            static const char *const names[] = {"method", "choices", "name"};
+            const char *s = suggest(opt, names, 3);
+            if (s) return vm_raise(vm, "select() has no option '%s' (did you mean '%s'?)", opt, s);
             return vm_raise(vm, "select() has no option '%s'", opt);
         }
     }

@@ -16,6 +16,7 @@
 #include "vm/value.h"
 
 #include "runtime/rt.h"
+#include "constrain/constrain.h"
 #include "vm/json.h"
 
 #include <math.h>
@@ -132,7 +133,9 @@ static void obj_free(Obj *o)
     }
     case OBJ_REGEX:
         if (((ObjRegex *)o)->code) pcre2_code_free((pcre2_code *)((ObjRegex *)o)->code);
+        cg_unref(((ObjRegex *)o)->automaton);
         break;
+    case OBJ_GRAMMAR: cg_unref(((ObjGrammar *)o)->automaton); break;
     default: break;
     }
     free(o);

@@ -167,12 +167,15 @@ typedef struct {
     Obj obj;
     ObjString *source;
     void *code;                 /* pcre2_code *, compiled on first use */
+    struct CGrammar *automaton; /* the literal's compiled constraint from the
+                                   program (one reference), or NULL */
 } ObjRegex;
 
 typedef struct {
     Obj obj;
     ObjString *name;
     ObjString *source;          /* EBNF text */
+    struct CGrammar *automaton; /* as ObjRegex's */
 } ObjGrammar;
 
 typedef struct {

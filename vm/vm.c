@@ -6,6 +6,7 @@
  */
 #include "vm/vm_internal.h"
 #include "base/err.h"
+#include "constrain/constrain.h"
 #include "vm/json.h"
 
 #include <stdarg.h>
@@ -166,6 +167,7 @@ int vm_link_from(VM *vm, Program *p, int first, Heap *kheap, char *err, size_t e
                 if (!r) goto oom;
                 r->source = str_new(kheap, c->s, c->len);
                 if (!r->source) goto oom;
+                r->automaton = cg_ref(c->automaton);
                 v = val_obj(r);
                 break;
             }
@@ -175,6 +177,7 @@ int vm_link_from(VM *vm, Program *p, int first, Heap *kheap, char *err, size_t e
                 g->name = str_cstr(kheap, c->name);
                 g->source = str_new(kheap, c->s, c->len);
                 if (!g->name || !g->source) goto oom;
+                g->automaton = cg_ref(c->automaton);
                 v = val_obj(g);
                 break;
             }

@@ -14,3 +14,8 @@ ${CC:-cc} -std=c11 -O2 -g -I. -Iinclude -D_GNU_SOURCE -o "$out" bench/structured
    -lpcre2-8 -luv -ljansson -ledit -lhttp_parser -lopenblas -lm -lpthread -ldl
 [ -z "$SGL_MASKBENCH_DIR" ] && [ -d "$BUILD/maskbench/data" ] && export SGL_MASKBENCH_DIR="$BUILD/maskbench/data"
 "$out" $2
+# the end-to-end cost on the default model (constrained vs unconstrained tok/s)
+gen="$BUILD/bench/bench_gen"
+${CC:-cc} -std=c11 -O2 -g -I. -Iinclude -D_GNU_SOURCE -o "$gen" bench/structured/bench_gen.c "$BUILD/libsgl.a" \
+   ${LIBS:--lpcre2-8 -luv -ljansson -ledit -lhttp_parser -lopenblas -lm -lpthread -ldl}
+[ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ] && "$gen"

@@ -148,6 +148,20 @@ $check" >"$tmp/why" || { bad "example $name" "$(cat "$tmp/why")"; return; }
     ok "example $name"
 }
 
+# ---- the agent's other header questions, in one --batch run ----------------------
+case_agent_questions() {
+    start
+    printf '%s\n' '{"question": "How high is Mount Everest in km?"}' \
+        '{"question": "What is the population of France in millions, times 3?"}' \
+        '{"question": "What is the population of Kenya in millions, times 2?"}' >"$tmp/q.jsonl"
+    "$SGL" run examples/agent.sgl --batch "$tmp/q.jsonl" >"$tmp/out" 2>"$tmp/err" ||
+        { bad agent_questions "exit status $?: $(cat "$tmp/err")"; return; }
+    py "$tmp/out" 'vals = [j["value"] for j in js if isinstance(j, dict) and "value" in j]
+assert vals == ["8.849", "204", "110"], "answers: %r" % vals' >"$tmp/why" ||
+        { bad agent_questions "$(cat "$tmp/why")"; return; }
+    ok agent_questions
+}
+
 # ---- f: sgl generate refuses bad option values (status 64) -------------------
 case_generate_options() {
     start
@@ -242,10 +256,18 @@ assert len([l for l in printed if l.startswith("user: ")]) == 3, "printed: %r" %
 assert "<|im_start|>user\nName three fruits.<|im_end|>\n<|im_start|>assistant\n" in res["text"]'
 example agent '
 steps = [l for l in printed if re.match(r"step [0-9]+: ", l)]
-assert 1 <= len(steps) <= 4, "steps: %r" % printed
-assert " finish -> " in steps[-1], "last step: %r" % steps[-1]
-assert res["text"].startswith("<|im_start|>system\n"), "no chat template: %r" % res["text"][:40]
-assert isinstance(res["value"], str)'
+assert steps == ["step 1: look up japan -> Japan: capital Tokyo; population about 124 million; currency yen.",
+                 "step 2: calculate 124 * 2 -> 248", "step 3: answer -> 248"], "steps: %r" % printed
+assert res["value"] == "248", "answer: %r" % res["value"]
+assert res["text"].startswith("<|im_start|>system\n"), "no chat template: %r" % res["text"][:40]'
+case_agent_questions
+example extract '
+v = res["value"]
+assert isinstance(v, dict) and sorted(v) == ["age", "city", "job", "name", "tone"], "record: %r" % v
+assert isinstance(v["age"], int) and 0 <= v["age"] <= 120 and v["tone"] in ("positive", "neutral", "negative"), "%r" % v
+# what the default model gets right on the default text, greedy
+assert v == {"name": "Maria Lopez", "age": 34, "job": "teacher", "city": "Madrid", "tone": "positive"}, "%r" % v
+assert printed[-1] == "Maria Lopez (34) works as a teacher in Madrid; tone: positive", "printed: %r" % printed'
 example tree_of_thought '
 rows = [l for l in printed if re.match(r"plan [12] \| score [1-5] \| ", l)]
 assert len(rows) == 4, "4 scored solutions expected: %r" % printed

@@ -4,6 +4,8 @@
  */
 #include "script_backend.h"
 
+#include "constrain/constrain.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +100,7 @@ static int s_gen(void *ctx, const RtPrompt *pr, const RtGenParams *p, rt_gen_cb 
     for (int i = 0; i < r->nstop; i++) r->stop[i] = dupz(p->stop[i]);
     r->constraint = p->constraint;
     if (p->constraint_src) r->constraint_src = dup(p->constraint_src, p->constraint_len);
+    if (p->compiled) r->compiled_dump = cg_dump(p->compiled);
     r->logprobs = p->logprobs;
     return enqueue(sb, cb, NULL, ud);
 }
@@ -195,6 +198,7 @@ void script_free(ScriptBackend *sb)
         ScriptRequest *r = &sb->reqs[i];
         free(r->prompt);
         free(r->constraint_src);
+        free(r->compiled_dump);
         for (int j = 0; j < r->nstop; j++) free(r->stop[j]);
         for (int j = 0; j < r->nchoices; j++) free(r->choices[j]);
     }

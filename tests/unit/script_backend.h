@@ -39,6 +39,7 @@ typedef struct {
     char *stop[8];
     RtConstraintKind constraint;
     char *constraint_src;
+    char *compiled_dump;        /* cg_dump of RtGenParams.compiled, or NULL */
     int logprobs;
     int nchoices;
     char *choices[8];

@@ -7,6 +7,7 @@
 #include "base/err.h"
 #include "base/role.h"
 #include "base/strbuf.h"
+#include "base/suggest.h"
 #include "base/utf8.h"
 
 /* Reference: decode by the bit pattern alone, then reject what Unicode
@@ -135,4 +136,25 @@ Test(role, names)
     cr_assert_eq(role_from_name("user", 4), ROLE_USER);
     cr_assert_eq(role_from_name("tool", 4), -1);
     cr_assert_null(role_name(ROLE_COUNT));
+}
+
+Test(suggest, closest_known_name)
+{
+    const char *opts[] = {"max_tokens", "min_tokens", "temperature", "top_p", "top_k", "stop", NULL, "regex"};
+    size_t n = sizeof opts / sizeof opts[0];
+    cr_assert_str_eq(suggest("tempreature", opts, n), "temperature");   /* a transposition */
+    cr_assert_str_eq(suggest("max_token", opts, n), "max_tokens");
+    cr_assert_str_eq(suggest("Max_Tokens", opts, n), "max_tokens");      /* case ignored */
+    cr_assert_str_eq(suggest("top_q", opts, n), "top_p");                /* first among equals */
+    cr_assert_str_eq(suggest("temp", opts, n), "temperature");           /* a prefix */
+    cr_assert_null(suggest("seed", opts, n));
+    cr_assert_null(suggest("stop", opts, n));                            /* itself: nothing to suggest */
+    cr_assert_null(suggest("", opts, n));
+    cr_assert_null(suggest("xyzzy_plugh", opts, n));
+    char buf[128] = "gen() has no option 'regx'";
+    cr_assert_str_eq(suggest_append(buf, sizeof buf, "regx", opts, n),
+                     "gen() has no option 'regx' (did you mean 'regex'?)");
+    char small[8] = "abc";
+    suggest_append(small, sizeof small, "regx", opts, n);   /* truncated, still a C string */
+    cr_assert_eq(strlen(small), 7);
 }

@@ -69,7 +69,10 @@ static int run_dfa(const CGrammar *g, const char *s, size_t n, bool *live) {
 }
 
 /* G1-G5 as far as they can be checked on the tables. */
+static void check_roundtrip(const CGrammar *g);
+
 static void check_invariants(const CGrammar *g) {
+    check_roundtrip(g);
     cr_assert(g->start >= 0 && g->start < g->nrules);
     for (int32_t r = 0; r < g->nrules; r++) {
         const CgRule *R = &g->rules[r];
@@ -85,7 +88,7 @@ static void check_invariants(const CGrammar *g) {
                 cr_assert(R->calls[j].to >= 0 && R->calls[j].to < R->nstates);
             }
         }
-        cr_assert_eq(g->nullable[r], R->final[R->start], "G5");
+        if (R->final[R->start]) cr_assert(g->nullable[r], "G5");
         /* G3: every state reaches a final state (callees can all finish) */
         uint8_t *live = calloc((size_t)R->nstates, 1);
         int changed = 1;
@@ -105,6 +108,29 @@ static void check_invariants(const CGrammar *g) {
         for (int32_t s = 0; s < R->nstates; s++) cr_assert(live[s], "G3: rule %d state %d is dead", r, s);
         free(live);
     }
+}
+
+/* cg_encode → cg_decode gives the same rules (cg_dump), and the decoder's
+ * proof of G2-G5 accepts every grammar cgb_build makes. */
+static void check_roundtrip(const CGrammar *g) {
+    StrBuf b = {0};
+    cr_assert_eq(cg_encode(g, &b), 0);
+    CGrammar *d = NULL;
+    char err[256];
+    int rc = cg_decode(b.data, b.len, &d, err, sizeof err);
+    char *want = cg_dump(g);
+    cr_assert_eq(rc, 0, "%s\n%s", err, want);
+    char *got = cg_dump(d);
+    cr_assert_str_eq(got, want);
+    /* truncations never decode */
+    for (size_t cut = 0; cut < b.len; cut += 1 + b.len / 7) {
+        CGrammar *t = NULL;
+        cr_assert_neq(cg_decode(b.data, cut, &t, err, sizeof err), 0);
+        cr_assert_null(t);
+    }
+    free(want), free(got);
+    cg_unref(d);
+    sb_free(&b);
 }
 
 /* ---- PCRE2 -------------------------------------------------------------------- */
@@ -1095,4 +1121,91 @@ Test(constrain_builder, sharing_failures_and_inlining) {
     cr_expect_eq(cgb_build(b, r0, &g, err, sizeof err), ERR_CONSTRAINT);
     cr_expect(strstr(err, "matches nothing"), "%s", err);
     cgb_free(b);
+}
+
+/* ---- compiled constraints as bytes (constrain/serial.c) ------------------------- */
+
+/* One rule "r" of two states over two classes (class 1 = byte `b1`, the
+ * rest class 0): s0 --b1--> s1 (final), plus an optional call of rule 0
+ * from s0 to s1; every number below 128, so each varint is one byte. */
+static size_t tiny_rule(unsigned char *o, int b1, int call, int extra_dead) {
+    size_t n = 0;
+    int ns = 2 + extra_dead;
+    o[n++] = 'C', o[n++] = 'G', o[n++] = 1;
+    o[n++] = 1, o[n++] = 0;                     /* nrules, start */
+    o[n++] = 1, o[n++] = 'r';                   /* name */
+    o[n++] = (unsigned char)ns, o[n++] = 0, o[n++] = 2;
+    for (int b = 0; b < 256; b++) o[n++] = b == b1;
+    o[n++] = 0, o[n++] = 2;                     /* s0: class 0 none, class 1 -> s1 */
+    for (int s = 1; s < ns; s++) o[n++] = 0, o[n++] = 0;
+    o[n++] = 0, o[n++] = 1;                     /* final */
+    for (int s = 2; s < ns; s++) o[n++] = 0;
+    if (call) o[n++] = 1, o[n++] = 0, o[n++] = 1;
+    else o[n++] = 0;
+    for (int s = 1; s < ns; s++) o[n++] = 0;
+    return n;
+}
+
+Test(constrain_serial, hostile_tables) {
+    unsigned char buf[400];
+    char err[256];
+    CGrammar *g = NULL;
+    size_t n = tiny_rule(buf, 'a', 0, 0);
+    cr_assert_eq(cg_decode(buf, n, &g, err, sizeof err), 0, "%s", err);
+    cr_assert(cg_match(g, "a", 1, NULL) && !cg_match(g, "b", 1, NULL));
+    cg_unref(g);
+    struct {
+        int b1, call, dead;
+        const char *msg;
+    } bad[] = {
+        {0xFF, 0, 0, "invalid UTF-8"},
+        {0xC3, 0, 0, "inside a UTF-8 sequence"},     /* final after a lead byte */
+        {'a', 1, 0, "left recursion"},
+        {'a', 0, 1, "cannot reach an end"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        n = tiny_rule(buf, bad[i].b1, bad[i].call, bad[i].dead);
+        cr_assert_eq(cg_decode(buf, n, &g, err, sizeof err), ERR_FORMAT, "case %zu", i);
+        cr_assert_null(g);
+        cr_assert(strstr(err, bad[i].msg), "case %zu: %s", i, err);
+    }
+    n = tiny_rule(buf, 'a', 0, 0);
+    buf[n++] = 0;
+    cr_assert_eq(cg_decode(buf, n, &g, err, sizeof err), ERR_FORMAT);
+    cr_assert(strstr(err, "trailing bytes"), "%s", err);
+}
+
+/* Random damage to real encodings: decoding either fails cleanly or yields
+ * a grammar that keeps every invariant (under ASan in `make asan`). */
+Test(constrain_serial, mutations, .timeout = 120) {
+    const char *src = "root ::= obj\nobj ::= \"{\" (pair (\",\" pair)*)? \"}\"\n"
+                      "pair ::= [a-zé]+ \":\" (obj | [0-9]+ | \"\\\"\" [^\"]* \"\\\"\")\n";
+    CGrammar *g = NULL;
+    int line, col;
+    char err[256];
+    cr_assert_eq(cg_compile_gbnf(src, strlen(src), NULL, &g, &line, &col, err, sizeof err), 0, "%s", err);
+    StrBuf b = {0};
+    cr_assert_eq(cg_encode(g, &b), 0);
+    rng_state = 0x51A11;
+    int decoded = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        unsigned char *m = malloc(b.len);
+        memcpy(m, b.data, b.len);
+        int k = 1 + rn(3);
+        for (int j = 0; j < k; j++) m[rn((int)b.len)] = (unsigned char)rnd();
+        CGrammar *d = NULL;
+        if (cg_decode(m, b.len, &d, err, sizeof err) == 0) {
+            decoded++;
+            check_invariants(d);
+            cg_match(d, "{a:{b:\"x\"},c:12}", 17, NULL);
+            cg_unref(d);
+        } else {
+            cr_assert_null(d);
+            cr_assert(err[0]);
+        }
+        free(m);
+    }
+    cr_log_info("%d of 3000 mutated encodings decoded", decoded);
+    sb_free(&b);
+    cg_unref(g);
 }

@@ -41,17 +41,20 @@ static void on_done(void *ud, const EngResult *r)
     o->text[o->len] = 0;
 }
 
-static Engine *engine(int jump_forward)
+static Engine *engine_with(int jump_forward, int mask_overlap)
 {
     EngOptions eo;
     eng_options_default(&eo);
     eo.n_threads = THREADS;
     eo.jump_forward = jump_forward;
+    eo.mask_overlap = mask_overlap;
     char err[256];
     Engine *e = eng_new(model, tok, &eo, err, sizeof err);
     cr_assert_not_null(e, "%s", err);
     return e;
 }
+
+static Engine *engine(int jump_forward) { return engine_with(jump_forward, 1); }
 
 static CGrammar *compile(RtConstraintKind kind, const char *src)
 {
@@ -308,6 +311,54 @@ Test(constrained, jump_forward_same_greedy, .init = setup, .fini = teardown, .ti
     for (int i = 0; i < N; i++) cr_assert_str_eq(a[i].text, b[i].text, "jump-forward changed a greedy output");
     cr_assert_eq(forced[0], 0);
     cr_assert_gt(forced[1], 0, "jump-forward never jumped");
+}
+
+/* any_whitespace: JSON with newlines and indentation is in the language
+ * only with the flag; other kinds refuse the flag by name. */
+Test(constrained, any_whitespace_flag)
+{
+    const char *schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\"}},\"required\":[\"a\"]}";
+    const char *pretty = "{\n  \"a\" : [\n\t1,\r\n 2 ]\n}";
+    const char *dumps = "{\"a\": [1, 2]}";
+    CGrammar *tight = NULL, *loose = NULL, *g = NULL;
+    char err[256];
+    cr_assert_eq(rtc_compile_flags(RT_CONSTRAINT_JSON, schema, strlen(schema), 0, &tight, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(rtc_compile_flags(RT_CONSTRAINT_JSON, schema, strlen(schema), RTC_ANY_WHITESPACE, &loose, err,
+                                   sizeof err), 0, "%s", err);
+    cr_assert(cg_match(loose, pretty, strlen(pretty), NULL));
+    cr_assert(cg_match(loose, dumps, strlen(dumps), NULL));
+    cr_assert(!cg_match(tight, pretty, strlen(pretty), NULL));
+    cr_assert(cg_match(tight, dumps, strlen(dumps), NULL));
+    cr_assert_neq(rtc_compile_flags(RT_CONSTRAINT_REGEX, "a+", 2, RTC_ANY_WHITESPACE, &g, err, sizeof err), 0);
+    cr_assert_null(g);
+    cr_assert(strstr(err, "any_whitespace"), "%s", err);
+    cg_unref(tight);
+    cg_unref(loose);
+}
+
+/* Masks computed on the mask thread during the forward pass are the masks
+ * computed inline after it: greedy and seeded outputs are the same. */
+Test(constrained, mask_overlap_same_outputs, .init = setup, .fini = teardown, .timeout = 300)
+{
+    enum { N = 8 };
+    Out a[N], b[N];
+    memset(a, 0, sizeof a);
+    memset(b, 0, sizeof b);
+    for (int ov = 0; ov < 2; ov++) {
+        Engine *e = engine_with(1, ov);
+        Out *o = ov ? b : a;
+        for (int i = 0; i < N; i++) {
+            CGrammar *g = compile(RT_CONSTRAINT_REGEX, regexes[i]);
+            submit(e, "Answer: ", g, i % 2 ? 0.8 : 0, 7 + (uint64_t)i, 24, &o[i]);
+            cg_unref(g);
+        }
+        wait_all(e, o, N);
+        eng_free(e);
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(a[i].status, 0);
+        cr_assert_str_eq(a[i].text, b[i].text, "the mask thread changed output %d", i);
+    }
 }
 
 /* A constraint the mask cannot satisfy is refused before it reaches the

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "run_helper.h"
+#include "constrain/constrain.h"
 #include "script_backend.h"
 
 static Run R;
@@ -457,6 +458,19 @@ Test(vm, gen_options_and_constraints)
     cr_assert_eq(script_request(sb, 5)->constraint, RT_CONSTRAINT_GRAMMAR);
     cr_assert_str_eq(script_request(sb, 5)->constraint_src, " root ::= \"a\" ");
     cr_assert(script_request(sb, 5)->logprobs);
+    /* literals arrive compiled (by the compiler, as stored in .sglc); a
+     * schema built at run time does not */
+    CGrammar *g = NULL;
+    int pos;
+    char err[200];
+    cr_assert_eq(cg_compile_regex("[0-9]{3}-[0-9]{4}", 17, NULL, &g, &pos, err, sizeof err), 0);
+    char *want = cg_dump(g);
+    cr_assert_not_null(script_request(sb, 0)->compiled_dump);
+    cr_assert_str_eq(script_request(sb, 0)->compiled_dump, want);
+    free(want);
+    cg_unref(g);
+    cr_assert_null(script_request(sb, 1)->compiled_dump);
+    cr_assert_not_null(script_request(sb, 5)->compiled_dump);
     cr_assert(script_request(sb, 6)->is_select);
     cr_assert_eq(script_request(sb, 7)->method, RT_SELECT_GREEDY_TOKEN);
     cr_assert(strstr(R.result, "\"vars\":{\"r\":\"555-1234\",\"j\":\"{\\\"a\\\": 1}\",\"n\":17,\"f\":2.5,\"b\":true,"
