@@ -48,8 +48,10 @@ static void usage(FILE *out)
                  "a language model through gen, select and fork.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(out, "\n`sgl COMMAND --help` describes each command. Also:\n"
-                 "  sgl FILE [name=value ...]     as sgl run FILE (a script: #!/usr/bin/env sgl)\n"
+    fprintf(out, "\n`sgl COMMAND --help` describes each command.\n");
+
+    fprintf(out, "\nalso:\n"
+                 "  sgl FILE.sgl [name=value ...]   sgl run FILE.sgl (a script: #!/usr/bin/env sgl)\n"
                  "  sgl -e 'CODE' [name=value ...]  run CODE as a program\n");
 }
 
@@ -446,10 +448,6 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
-    if (!strcmp(argv[1], "--version")) {
-        printf("sgl %s\n", SGL_VERSION_STRING);
-        return 0;
-    }
     if (!strcmp(argv[1], "-e")) {
         if (argc < 3) {
             fprintf(stderr, "sgl: -e needs the code to run\n");
@@ -457,13 +455,18 @@ int main(int argc, char **argv)
         }
         return run_main(argc - 3, argv + 3, argv[2]);
     }
+    /* a script: `sgl FILE args...` (what #!/usr/bin/env sgl runs: the
+     * kernel passes the script's path) is sgl run; no command's name has a
+     * '/' or a .sgl/.sglc ending */
+    if (argv[1][0] != '-' && (strchr(argv[1], '/') || has_suffix(argv[1], ".sgl") || has_suffix(argv[1], ".sglc")))
+        return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "--version")) {
+        printf("sgl %s\n", SGL_VERSION_STRING);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].fn(argc - 2, argv + 2);
-    /* a script: `sgl FILE args...` (what #!/usr/bin/env sgl runs) */
-    if (argv[1][0] != '-' && (has_suffix(argv[1], ".sgl") || has_suffix(argv[1], ".sglc") || strchr(argv[1], '/') ||
-                              access(argv[1], R_OK) == 0))
-        return cmd_run(argc - 1, argv + 1);
     fprintf(stderr, "sgl: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;
