@@ -147,13 +147,13 @@ $(VOCAB_DIR)/.done:
 # validation with format checks: test_constrain_schema), pinned.
 VENV := build/venv
 venv: $(VENV)/.done
-$(VENV)/.done: tests/tools/requirements-schema.txt $(VENV_MORE)
+$(VENV)/.done: tests/tools/requirements-schema.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -r $<$(foreach r,$(VENV_MORE), -r $(r))
+	$(VENV)/bin/pip install -q -r $<
 	@touch $@
 
 test: deps all model vocab venv $(FUZZ_DICT)
-	@$(MAKE) --no-print-directory unit lang-test e2e-test $(TEST_MORE)
+	@$(MAKE) --no-print-directory unit lang-test e2e-test
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)
@@ -260,10 +260,17 @@ SO_DEPS := include/libsgl.map
 SO_FLAGS := -Wl,--version-script=include/libsgl.map -Wl,-soname,libsgl.so
 SGL_VERSION := $(shell sed -n 's/.*SGL_VERSION_STRING "\(.*\)".*/\1/p' cli/cli.h)
 EMBED_PREFIX := $(abspath $(BUILD))/embed-prefix
-VENV_MORE := tests/python/requirements.txt
-TEST_MORE := so-exports-test embed-test repl-test py-test
 ASAN_MORE := embed-run
-.PHONY: install so-exports-test embed-test embed-run repl-test py-test
+.PHONY: install so-exports-test embed-test embed-run repl-test py-test embed-venv
+
+# make test runs these too (after, or beside, its own recipe's tests)
+test: so-exports-test embed-test repl-test py-test
+
+# pytest and pexpect (tests/python/requirements.txt) in build/venv
+embed-venv: $(VENV)/.embed-done
+$(VENV)/.embed-done: tests/python/requirements.txt $(VENV)/.done
+	$(VENV)/bin/pip install -q -r $<
+	@touch $@
 
 install: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
@@ -306,11 +313,11 @@ embed-run: $(BUILD)/libsgl.a model
 	@grep -q "runtime error, as expected" $(BUILD)/embed-example-static.out && echo "embed-run: ok"
 
 # The REPL through a pseudo-terminal (pexpect) and the Python binding (pytest).
-repl-test: $(BUILD)/sgl venv
+repl-test: $(BUILD)/sgl embed-venv
 	SGL=$(abspath $(BUILD))/sgl $(VENV)/bin/python -m pytest -q tests/repl
 
 # py-test installs the binding into build/venv with pip, as a user would.
-py-test: $(BUILD)/libsgl.so venv model
+py-test: $(BUILD)/libsgl.so embed-venv model
 	$(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
 	cd tests/python && SGL_LIBRARY=$(abspath $(BUILD))/libsgl.so SGL_STDLIB=$(CURDIR)/stdlib \
 	  $(abspath $(VENV))/bin/python -m pytest -q -p no:cacheprovider .
