@@ -214,3 +214,26 @@ def test_without_a_model_everything_else_works_and_gen_says_how(tmp_path):
     out = entry(p, 'gen("a", max_tokens: 3)')
     assert "make model" in out
     finish(p)
+
+
+def test_role_segments_are_set_apart(tmp_path):
+    # no model, so role blocks add no template markers: the segments are the text
+    r = subprocess.run([SGL, "repl", "--model", "/nonexistent/m.gguf"],
+                       input='system {\n  "Be brief."\n}\nuser {\n  "Hi!"\n}\n"tail"\n',
+                       text=True, capture_output=True, env=dict(os.environ, HOME=str(tmp_path)))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "[system]\nBe brief.\n[user]\nHi!\ntail\n", r.stdout
+
+
+def test_colour_on_a_terminal_unless_no_color(tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path), TERM="xterm")
+    env.pop("NO_COLOR", None)
+    p = pexpect.spawn(SGL, ["repl", "--model", "/nonexistent/m.gguf"], env=env, encoding="utf-8", timeout=30)
+    prompt(p)
+    out = entry(p, 'user {\n"x"\n}')
+    assert "\x1b[1;35m[user]\x1b[0m" in out, repr(out)
+    finish(p)
+    q = spawn(tmp_path, model=False)   # NO_COLOR=1
+    out = entry(q, 'user {\n"x"\n}')
+    assert "[user]" in out and "\x1b[1;35m" not in out and "\x1b[0m" not in out, repr(out)
+    finish(q)
