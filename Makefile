@@ -260,8 +260,8 @@ SO_DEPS := include/libsgl.map
 SO_FLAGS := -Wl,--version-script=include/libsgl.map -Wl,-soname,libsgl.so
 SGL_VERSION := $(shell sed -n 's/.*SGL_VERSION_STRING "\(.*\)".*/\1/p' cli/cli.h)
 EMBED_PREFIX := $(abspath $(BUILD))/embed-prefix
-ASAN_MORE := embed-run
-.PHONY: install so-exports-test embed-test embed-run repl-test py-test embed-venv
+ASAN_MORE := embed-run py-asan-run
+.PHONY: install so-exports-test embed-test embed-run py-asan-run repl-test py-test embed-venv
 
 # make test runs these too (after, or beside, its own recipe's tests)
 test: so-exports-test embed-test repl-test py-test
@@ -311,6 +311,14 @@ embed-run: $(BUILD)/libsgl.a model
 	  $(PKG_LIBS) $(LDFLAGS)
 	$(BUILD)/embed-example-static $(DEFAULT_MODEL) > $(BUILD)/embed-example-static.out
 	@grep -q "runtime error, as expected" $(BUILD)/embed-example-static.out && echo "embed-run: ok"
+
+# In make asan: the binding's tests on this build's libsgl.so with the
+# sanitizer preloaded into Python; a leak at exit fails the run (exit 23).
+py-asan-run: $(BUILD)/libsgl.so embed-venv model
+	$(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
+	cd tests/python && LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=1 \
+	  PYTHONMALLOC=malloc SGL_LIBRARY=$(abspath $(BUILD))/libsgl.so SGL_STDLIB=$(CURDIR)/stdlib \
+	  $(abspath $(VENV))/bin/python -m pytest -q -p no:cacheprovider .
 
 # The REPL through a pseudo-terminal (pexpect) and the Python binding (pytest).
 repl-test: $(BUILD)/sgl embed-venv
