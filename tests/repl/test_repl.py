@@ -237,3 +237,19 @@ def test_colour_on_a_terminal_unless_no_color(tmp_path):
     out = entry(q, 'user {\n"x"\n}')
     assert "[user]" in out and "\x1b[1;35m" not in out and "\x1b[0m" not in out, repr(out)
     finish(q)
+
+
+def test_tokens_and_model_commands(tmp_path):
+    needs_model()
+    r = subprocess.run([SGL, "repl", "--model", "/nonexistent/m.gguf"],
+                       input=':tokens\n:model %s\n"Hello world"\n:tokens\n:model\n' % MODEL,
+                       text=True, capture_output=True, env=dict(os.environ, HOME=str(tmp_path)))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "/nonexistent/m.gguf" in r.stderr     # the first :tokens: the model cannot be loaded
+    assert "(model: %s)" % MODEL in out
+    rows = re.findall(r"^\s+(\d+)  (\".*\")$", out, re.M)
+    assert len(rows) >= 2, out
+    assert "".join(eval(t) for _, t in rows).endswith("Hello world"), rows
+    assert re.search(r"\((\d+) tokens\)", out).group(1) == str(len(rows))
+    assert out.rstrip().endswith(MODEL)
