@@ -25,6 +25,7 @@
 #include <editline/readline.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,7 +306,7 @@ static int run_entry(Repl *r, const char *src)
         if (declares_only(src)) keep_decl(r, src);
     } else {
         const char *msg = sgl_last_error(r->vm);
-        if (strstr(msg, "interrupted") && !strchr(msg, ':')) print_error(r, "interrupted (the gen was cancelled)");
+        if (!strcmp(msg, "interrupted")) print_error(r, "interrupted (the gen was cancelled)");
         else print_error(r, msg);
     }
     return 0;
@@ -878,6 +879,7 @@ int cmd_repl(int argc, char **argv)
     if (!r.vm || new_session(&r) < 0) return 1;
     g_repl = &r;
     sgl_vm_set_events(r.vm, on_event, &r);
+    sgl_vm_set_limits(r.vm, UINT64_MAX, 0);   /* steps counted: Ctrl-C stops a busy loop too */
     open_model(&r, 1, !r.interactive);
 
     struct sigaction sa;

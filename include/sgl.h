@@ -437,7 +437,10 @@ void sgl_session_complete(const sgl_session *s, const char *prefix, size_t len,
  * engine). Only sets a flag, so it may be called from a signal handler
  * (Ctrl-C): the drivers act on it between waits (sgl_run, sgl_session_eval
  * and the others that block, within a few milliseconds while a gen
- * streams) or at the next sgl_vm_run_ready. */
+ * streams) or at the next sgl_vm_run_ready. A run busy computing stops at
+ * its next instruction ("file:line:col: error: interrupted") when its steps
+ * are counted: with a step limit set (sgl_vm_set_limits; UINT64_MAX
+ * counts without limiting, as sgl repl does). */
 void sgl_vm_interrupt(sgl_vm *vm);
 /* The prompt text so far (valid until the next eval). */
 const char *sgl_session_text(const sgl_session *s, size_t *len);

@@ -70,6 +70,7 @@ sgl_vm *sgl_vm_new(void)
         return NULL;
     }
     vm_set_role_hooks(v->vm, &chat_role_hooks, v->chat);
+    vm_set_interrupt_flag(v->vm, &v->interrupted);
     vm_set_run_done(v->vm, api_run_done, v);
     return v;
 }

@@ -6,8 +6,6 @@
 #ifndef SGL_VM_API_H
 #define SGL_VM_API_H
 
-#include <signal.h>
-
 #include "compiler/compile.h"
 #include "include/sgl.h"
 #include "vm/chat.h"
@@ -38,7 +36,8 @@ struct sgl_vm {
     sgl_event_fn events;       /* sgl_vm_set_events */
     void *events_ud;
     int driving;               /* inside sgl_vm_run_ready (done callbacks then wait for it) */
-    volatile sig_atomic_t interrupted;   /* sgl_vm_interrupt, not acted on yet */
+    volatile int interrupted;  /* sgl_vm_interrupt, not acted on yet (also the VM's
+                                  interrupt flag: counted runs stop at once) */
 };
 
 struct sgl_program {

@@ -180,7 +180,12 @@ void drive(sgl_vm *vm)
     for (;;) {
         /* to the end of every model call, those of cancelled fibers too:
          * nothing of the run is left in flight when it returns */
-        if (sgl_vm_run_ready(vm) == 0) return;
+        if (sgl_vm_run_ready(vm) == 0) {
+            /* a run stopped by the flag at an instruction leaves it set:
+             * it is spent (the other runs, if any, are cancelled too) */
+            take_interrupt(vm);
+            return;
+        }
         RtBackend *be = vm_backend(vm->vm);
         vm->driving++;   /* a task cancelled from an event: its done waits for the driver */
         int rc = be && be->wait ? be->wait(be->ctx) : -1;

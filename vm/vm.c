@@ -306,9 +306,15 @@ int vm_heap_over(VM *vm, Fiber *f)
     return 1;
 }
 
+void vm_set_interrupt_flag(VM *vm, volatile int *flag) { vm->interrupt = flag; }
+
 int vm_step_over(VM *vm, Fiber *f)
 {
     VmRun *r = f->run;
+    if (vm->interrupt && *vm->interrupt) {
+        vm_raise(vm, "interrupted");
+        return 1;
+    }
     if (r->steps >= r->max_steps) {
         vm_raise(vm, "step limit exceeded: the run executed %llu instructions (max_steps %llu)",
                  (unsigned long long)r->steps, (unsigned long long)r->max_steps);

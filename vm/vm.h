@@ -217,6 +217,10 @@ void vm_state_truncate(ObjState *s, size_t len);
  * the run fails with a runtime error naming the limit, at the instruction
  * that passed it. */
 void vm_set_limits(VM *vm, uint64_t max_steps, size_t max_heap);
+/* A flag (set from a signal handler, say) that stops a run whose steps are
+ * counted (max_steps set; UINT64_MAX counts without limiting) at its next
+ * instruction, with the runtime error "interrupted". Borrowed; NULL: none. */
+void vm_set_interrupt_flag(VM *vm, volatile int *flag);
 
 /* Top-level names of module 0 of r's program (a session's), then the
  * built-ins, starting with prefix[0..len). */

@@ -129,6 +129,7 @@ struct VM {
     void (*events)(void *ud, const VmEvent *ev);   /* vm_set_events */
     void *events_ud;
     uint64_t max_steps;     /* vm_set_limits: for runs started from now on */
+    volatile int *interrupt;   /* vm_set_interrupt_flag, or NULL */
     size_t max_heap;
 };
 

@@ -253,3 +253,24 @@ def test_tokens_and_model_commands(tmp_path):
     assert "".join(eval(t) for _, t in rows).endswith("Hello world"), rows
     assert re.search(r"\((\d+) tokens\)", out).group(1) == str(len(rows))
     assert out.rstrip().endswith(MODEL)
+
+
+def test_ctrl_c_stops_a_busy_loop(tmp_path):
+    p = spawn(tmp_path, model=False)
+    entry(p, "let n = 0")
+    p.sendline("fn spin() {")
+    prompt(p, MORE)
+    p.sendline('  print("spinning")')
+    prompt(p, MORE)
+    p.sendline("  while true { n = n + 1 }")
+    prompt(p, MORE)
+    p.sendline("}")
+    prompt(p)
+    p.sendline("spin()")
+    p.expect("spinning")               # the loop runs now
+    p.sendintr()
+    p.expect(r"<repl>:\d+:\d+: error: interrupted")
+    prompt(p)
+    out = entry(p, '"counted: " + str(n > 0)')
+    assert "counted: true" in out
+    finish(p)
