@@ -104,8 +104,8 @@ $(BUILD)/libsgl.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libsgl.so: $(LIB_OBJS)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+$(BUILD)/libsgl.so: $(LIB_OBJS) $(SO_DEPS)
+	$(CC) -shared $(LDFLAGS) $(SO_FLAGS) -o $@ $(LIB_OBJS) $(PKG_LIBS)
 
 $(BUILD)/sgl: $(CLI_OBJS) $(BUILD)/libsgl.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(BUILD)/libsgl.a $(PKG_LIBS)
@@ -182,7 +182,7 @@ e2e-test: $(BUILD)/sgl
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  all vocab unit lang-test e2e-test
+	  all vocab unit lang-test e2e-test $(ASAN_MORE)
 
 # The fuzzing dictionary: the keywords of lang/keywords.h (the one list)
 # followed by tests/fuzz/syntax.dict. `make test` builds it too, so it cannot
@@ -248,6 +248,91 @@ $(BUILD)/bench/maskbench: bench/maskbench/maskbench.c $(BUILD)/libsgl.a
 maskbench: $(BUILD)/bench/maskbench model
 	@[ -d $(BUILD)/maskbench/data ] || { mkdir -p $(BUILD)/maskbench && tar xJf $(MASKBENCH_TAR) -C $(BUILD)/maskbench; }
 	$(BUILD)/bench/maskbench $(MASKBENCH_ARGS) $(BUILD)/maskbench/data
+
+# ---- embedding (issue 10): libsgl.so's exports, install, pkg-config, ------
+# ---- examples/embed, the REPL's and the Python binding's tests -----------
+# libsgl.so exports sgl_* only (include/libsgl.map, checked by nm in
+# so-exports-test). `make install PREFIX=DIR` puts bin/sgl, lib/libsgl.so,
+# lib/libsgl.a, include/sgl.h, share/sgl/stdlib/ and lib/pkgconfig/sgl.pc
+# under DIR (DESTDIR as usual). embed-test installs into a fresh prefix
+# under build/, builds examples/embed with `pkg-config --cflags --libs sgl`
+# alone and runs it on the default model; embed-run (in make asan) links it
+# to this build's libsgl.a and runs it, so ASan sees its leaks.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SO_DEPS := include/libsgl.map
+SO_FLAGS := -Wl,--version-script=include/libsgl.map -Wl,-soname,libsgl.so
+SGL_VERSION := $(shell sed -n 's/.*SGL_VERSION_STRING "\(.*\)".*/\1/p' cli/cli.h)
+EMBED_PREFIX := $(abspath $(BUILD))/embed-prefix
+ASAN_MORE := embed-run py-asan-run
+.PHONY: install so-exports-test embed-test embed-run py-asan-run repl-test py-test embed-venv
+
+# make test runs these too (after, or beside, its own recipe's tests)
+test: so-exports-test embed-test repl-test py-test
+
+# pytest and pexpect (tests/python/requirements.txt) in build/venv
+embed-venv: $(VENV)/.embed-done
+$(VENV)/.embed-done: tests/python/requirements.txt $(VENV)/.done
+	$(VENV)/bin/pip install -q -r $<
+	@touch $@
+
+install: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/share/sgl
+	install -m 755 $(BUILD)/sgl $(DESTDIR)$(PREFIX)/bin/sgl
+	install -m 755 $(BUILD)/libsgl.so $(DESTDIR)$(PREFIX)/lib/libsgl.so
+	install -m 644 $(BUILD)/libsgl.a $(DESTDIR)$(PREFIX)/lib/libsgl.a
+	install -m 644 include/sgl.h $(DESTDIR)$(PREFIX)/include/sgl.h
+	rm -rf $(DESTDIR)$(PREFIX)/share/sgl/stdlib
+	cp -R stdlib $(DESTDIR)$(PREFIX)/share/sgl/stdlib
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(SGL_VERSION)|' -e 's|@LIBS@|$(PKG_LIBS)|' \
+	  include/sgl.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sgl.pc
+
+# Every defined dynamic symbol is sgl_*, and every function sgl.h declares is one.
+so-exports-test: $(BUILD)/libsgl.so
+	@syms=$$(nm -D --defined-only $(BUILD)/libsgl.so | awk '{print $$3}'); \
+	bad=$$(echo "$$syms" | grep -v '^sgl_' | grep -v '^_init$$' | grep -v '^_fini$$'); \
+	if [ -n "$$bad" ]; then echo "libsgl.so exports more than sgl_*:"; echo "$$bad" | head -20; exit 1; fi; \
+	for f in $$(grep -o '^[a-z_ *]*[ *]\(sgl_[a-z0-9_]*\)(' include/sgl.h | grep -o 'sgl_[a-z0-9_]*(' | tr -d '('); do \
+	  echo "$$syms" | grep -qx "$$f" || { echo "libsgl.so lacks $$f (declared in sgl.h)"; exit 1; }; done; \
+	echo "so-exports-test: libsgl.so exports $$(echo "$$syms" | wc -l) symbols, all sgl_*, every sgl.h function among them"
+
+embed-test: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so model
+	@rm -rf $(EMBED_PREFIX)
+	@$(MAKE) --no-print-directory install PREFIX=$(EMBED_PREFIX) >/dev/null
+	@cd $(BUILD) && PKG_CONFIG_PATH=$(EMBED_PREFIX)/lib/pkgconfig \
+	  $(CC) -std=c11 -Wall -Wextra -Werror -o embed-example $(CURDIR)/examples/embed/embed.c \
+	  $$(PKG_CONFIG_PATH=$(EMBED_PREFIX)/lib/pkgconfig pkg-config --cflags --libs sgl)
+	@cd /tmp && SGL_STDLIB= $(abspath $(BUILD))/embed-example $(abspath $(DEFAULT_MODEL)) > $(abspath $(BUILD))/embed-example.out \
+	  || { cat $(abspath $(BUILD))/embed-example.out; echo "embed-test: the example failed"; exit 1; }
+	@grep -q "runtime error, as expected" $(BUILD)/embed-example.out
+	@cd /tmp && printf 'import "std/chat"\nprint("stdlib found")\n' | SGL_STDLIB= $(EMBED_PREFIX)/bin/sgl run - >/dev/null \
+	  || { echo "embed-test: the installed sgl does not find its stdlib"; exit 1; }
+	@echo "embed-test: installed into $(EMBED_PREFIX), examples/embed built with pkg-config and run"
+
+embed-run: $(BUILD)/libsgl.a model
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $(BUILD)/embed-example-static examples/embed/embed.c $(BUILD)/libsgl.a \
+	  $(PKG_LIBS) $(LDFLAGS)
+	$(BUILD)/embed-example-static $(DEFAULT_MODEL) > $(BUILD)/embed-example-static.out
+	@grep -q "runtime error, as expected" $(BUILD)/embed-example-static.out && echo "embed-run: ok"
+
+# In make asan: the binding's tests on this build's libsgl.so with the
+# sanitizer preloaded into Python; a leak at exit fails the run (exit 23).
+py-asan-run: $(BUILD)/libsgl.so embed-venv model
+	$(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
+	cd tests/python && LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=1 \
+	  PYTHONMALLOC=malloc SGL_LIBRARY=$(abspath $(BUILD))/libsgl.so SGL_STDLIB=$(CURDIR)/stdlib \
+	  $(abspath $(VENV))/bin/python -m pytest -q -p no:cacheprovider .
+
+# The REPL through a pseudo-terminal (pexpect) and the Python binding (pytest).
+repl-test: $(BUILD)/sgl embed-venv
+	SGL=$(abspath $(BUILD))/sgl $(VENV)/bin/python -m pytest -q tests/repl
+
+# py-test installs the binding into build/venv with pip, as a user would.
+py-test: $(BUILD)/libsgl.so embed-venv model
+	$(VENV)/bin/pip install -q --force-reinstall --no-deps ./bindings/python
+	cd tests/python && SGL_LIBRARY=$(abspath $(BUILD))/libsgl.so SGL_STDLIB=$(CURDIR)/stdlib \
+	  $(abspath $(VENV))/bin/python -m pytest -q -p no:cacheprovider .
 
 clean:
 	rm -rf build

@@ -20,7 +20,8 @@
 /* ---- subcommand table (declared once) ---------------------------------- */
 
 #define SGL_COMMANDS(X)                                                           \
-    X(run, "run a program: sgl run FILE [name=value ...]")                      \
+    X(run, "run a program: sgl run FILE [name=value ...] (FILE - reads stdin)")  \
+    X(repl, "the interactive prompt: sgl repl [--model M]")                      \
     X(compile, "compile to bytecode: sgl compile FILE [-o OUT.sglc] [--disasm]") \
     CLI_ENGINE_COMMANDS(X)
 
@@ -48,6 +49,10 @@ static void usage(FILE *out)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(out, "\n`sgl COMMAND --help` describes each command.\n");
+
+    fprintf(out, "\nalso:\n"
+                 "  sgl FILE.sgl [name=value ...]   sgl run FILE.sgl (a script: #!/usr/bin/env sgl)\n"
+                 "  sgl -e 'CODE' [name=value ...]  run CODE as a program\n");
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -58,17 +63,62 @@ static int has_suffix(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Loads a program from source or from a .sglc file. Prints the error and
- * returns the exit status on failure, 0 on success. */
-static int load_program(sgl_vm *vm, const char *path, sgl_program **prog)
+/* All of stdin, malloc'd (NULL on a read error). */
+static char *read_stdin(size_t *len)
 {
-    sgl_status st = has_suffix(path, ".sglc") ? sgl_program_load(vm, path, prog)
-                                              : sgl_compile_file(vm, path, prog);
+    size_t cap = 8192, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *more = realloc(buf, cap * 2);
+            if (!more) {
+                free(buf);
+                return NULL;
+            }
+            buf = more;
+            cap *= 2;
+        }
+    }
+    if (buf && ferror(stdin)) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+/* Loads a program from source, from a .sglc file, from stdin ("-") or
+ * from the text of -e (code, named "<-e>"). Prints the error and returns
+ * the exit status on failure, 0 on success. */
+static int load_program_or_code(sgl_vm *vm, const char *path, const char *code, sgl_program **prog)
+{
+    sgl_status st;
+    if (code) {
+        st = sgl_compile_source(vm, "<-e>", code, strlen(code), prog);
+    } else if (!strcmp(path, "-")) {
+        size_t len = 0;
+        char *src = read_stdin(&len);
+        if (!src) {
+            fprintf(stderr, "sgl: cannot read the program from stdin: %s\n", strerror(errno));
+            return 1;
+        }
+        st = sgl_compile_source(vm, "<stdin>", src, len, prog);
+        free(src);
+    } else {
+        st = has_suffix(path, ".sglc") ? sgl_program_load(vm, path, prog) : sgl_compile_file(vm, path, prog);
+    }
     if (st == SGL_OK)
         return 0;
     const char *msg = sgl_last_error(vm);
     fprintf(stderr, "%s%s", msg, (*msg && msg[strlen(msg) - 1] == '\n') ? "" : "\n");
     return 1;
+}
+
+static int load_program(sgl_vm *vm, const char *path, sgl_program **prog)
+{
+    return load_program_or_code(vm, path, NULL, prog);
 }
 
 static void print_error(sgl_vm *vm)
@@ -91,10 +141,14 @@ static int status_exit(sgl_status st)
 
 static const char run_help[] =
     "usage: sgl run FILE [name=value ...] [options]\n"
+    "       sgl FILE [name=value ...] [options]     (FILE is not a command's name)\n"
+    "       sgl -e CODE [name=value ...] [options]\n"
     "\n"
-    "Runs fn main (or --fn NAME) of FILE (.sgl source or .sglc bytecode) and\n"
-    "prints the final prompt state's text. name=value arguments are parsed as\n"
-    "JSON when they parse, else taken as strings.\n"
+    "Runs fn main (or --fn NAME) of FILE (.sgl source or .sglc bytecode; -\n"
+    "reads the source from stdin) or of CODE, and prints the final prompt\n"
+    "state's text. A source file may start with #!/usr/bin/env sgl and run as\n"
+    "a script. name=value arguments are parsed as JSON when they parse, else\n"
+    "taken as strings.\n"
     "\n"
     "options:\n"
     "  --fn NAME          entry point (default: main)\n"
@@ -170,7 +224,13 @@ static void progress_bar(void *ud, int done, int total)
     fflush(stderr);
 }
 
-int cmd_run(int argc, char **argv)
+static int run_main(int argc, char **argv, const char *code);
+
+int cmd_run(int argc, char **argv) { return run_main(argc, argv, NULL); }
+
+/* sgl run, or with code (sgl -e CODE): no FILE then, every other word is an
+ * argument or an option. */
+static int run_main(int argc, char **argv, const char *code)
 {
     const char *file = NULL, *fn = NULL, *args_file = NULL, *batch_file = NULL;
     int as_json = 0;
@@ -211,7 +271,7 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "sgl run: unknown option %s (see sgl run --help)\n", a);
             rc = EXIT_USAGE;
             goto out;
-        } else if (!file) {
+        } else if (!file && !code) {
             file = a;
         } else {
             const char *eq = strchr(a, '=');
@@ -230,7 +290,7 @@ int cmd_run(int argc, char **argv)
             }
         }
     }
-    if (!file) {
+    if (!file && !code) {
         fputs(run_help, stderr);
         rc = EXIT_USAGE;
         goto out;
@@ -244,7 +304,7 @@ int cmd_run(int argc, char **argv)
     sgl_vm *vm = sgl_vm_new();
     sgl_program *prog = NULL;
     CliEngine *engine = NULL;
-    if ((rc = load_program(vm, file, &prog)) != 0)
+    if ((rc = load_program_or_code(vm, file, code, &prog)) != 0)
         goto out_vm;
     if ((rc = cli_engine_start(&eng, vm, &engine)) != 0)
         goto out_vm;
@@ -388,6 +448,18 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
+    if (!strcmp(argv[1], "-e")) {
+        if (argc < 3) {
+            fprintf(stderr, "sgl: -e needs the code to run\n");
+            return EXIT_USAGE;
+        }
+        return run_main(argc - 3, argv + 3, argv[2]);
+    }
+    /* a script: `sgl FILE args...` (what #!/usr/bin/env sgl runs: the
+     * kernel passes the script's path) is sgl run; no command's name has a
+     * '/' or a .sgl/.sglc ending */
+    if (argv[1][0] != '-' && (strchr(argv[1], '/') || has_suffix(argv[1], ".sgl") || has_suffix(argv[1], ".sglc")))
+        return cmd_run(argc - 1, argv + 1);
     if (!strcmp(argv[1], "--version")) {
         printf("sgl %s\n", SGL_VERSION_STRING);
         return 0;

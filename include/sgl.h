@@ -18,6 +18,7 @@
 #define SGL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -64,6 +65,11 @@ void sgl_vm_set_progress(sgl_vm *vm, void (*progress)(void *ud, int done, int to
 
 /* The message of the last failed call on this VM ("" when none). */
 const char *sgl_last_error(const sgl_vm *vm);
+
+/* Frees memory the library handed over (the strings returned through
+ * char **, sgl_program_signature_json's, sgl_tokenize's ids): free() does
+ * the same, this is for bindings that cannot reach the C library's. */
+void sgl_free(void *p);
 
 /* Compile a source file / buffer (imports are resolved and compiled too and
  * belong to the program). */
@@ -138,6 +144,62 @@ const char *sgl_result_text(const sgl_vm *vm, size_t *len);
 sgl_status sgl_run_batch(sgl_vm *vm, sgl_program *prog, const char *fn,
                          const char *const *args_json_list, int count, char **results_json);
 
+/* ---- values: arguments and results as C data -----------------------------
+ * A small tree of values that belongs to the caller, not to any VM (as
+ * SQLite's sqlite3_value or Lua's stack values, but owned): nil, bool, int
+ * (64-bit), float, string (bytes with a length, normally UTF-8), list and
+ * map (string keys, in insertion order). Each sgl_value_* constructor
+ * returns a new value (NULL when out of memory) that the caller frees with
+ * sgl_value_free, unless it hands it to a list or map: sgl_list_append and
+ * sgl_map_set take ownership of the item, also when they fail. Getters
+ * return borrowed pointers that live as long as their container. */
+typedef enum { SGL_NIL, SGL_BOOL, SGL_INT, SGL_FLOAT, SGL_STRING, SGL_LIST, SGL_MAP } sgl_type;
+typedef struct sgl_value sgl_value;
+
+sgl_value *sgl_value_nil(void);
+sgl_value *sgl_value_bool(int b);
+sgl_value *sgl_value_int(long long i);
+sgl_value *sgl_value_float(double f);
+sgl_value *sgl_value_string(const char *s, size_t len);   /* copies s[0..len) */
+sgl_value *sgl_value_cstring(const char *s);              /* a NUL-terminated s */
+sgl_value *sgl_value_list(void);                          /* empty */
+sgl_value *sgl_value_map(void);                           /* empty */
+void sgl_value_free(sgl_value *v);                        /* and everything in it; NULL: no-op */
+
+sgl_type sgl_value_type(const sgl_value *v);
+int sgl_value_as_bool(const sgl_value *v);                /* 0 unless a true bool */
+long long sgl_value_as_int(const sgl_value *v);           /* an int (a float truncated), else 0 */
+double sgl_value_as_float(const sgl_value *v);            /* a float or an int, else 0 */
+const char *sgl_value_as_string(const sgl_value *v, size_t *len);  /* NUL-terminated; NULL unless a string */
+size_t sgl_value_len(const sgl_value *v);                 /* items of a list, entries of a map, bytes of a string */
+
+/* Lists: append (SGL_ERR_USAGE when not a list) and index (NULL out of range). */
+sgl_status sgl_list_append(sgl_value *list, sgl_value *item);
+sgl_value *sgl_list_get(const sgl_value *list, size_t i);
+/* Maps: set (a key already there keeps its place and takes the new value),
+ * get by key (NULL when absent), and the i-th entry in insertion order. */
+sgl_status sgl_map_set(sgl_value *map, const char *key, sgl_value *value);
+sgl_value *sgl_map_get(const sgl_value *map, const char *key);
+const char *sgl_map_key(const sgl_value *map, size_t i);
+sgl_value *sgl_map_value(const sgl_value *map, size_t i);
+
+/* As compact JSON (malloc'd; NULL when out of memory, a float is NaN or
+ * infinite, or a string is not UTF-8; an integral float is written without
+ * a fraction, as in results), and from JSON by the library's reader (the
+ * rules of sgl_args: an integral number is an int). */
+char *sgl_value_to_json(const sgl_value *v);
+sgl_status sgl_value_from_json(const char *json, size_t len, sgl_value **out, char *err, size_t errcap);
+
+/* Runs fn (NULL: main) of prog as sgl_run does, with the arguments as a
+ * value: NULL (none), a map (by parameter name) or a list (positional, in
+ * parameter order). On SGL_OK *result (when not NULL) receives a map
+ * {"text": string, "vars": map, "value": ...}; the program's values become
+ * values as in JSON results (a function, regex or state is its str() text;
+ * a map key that is not a string is its text). Errors as sgl_run:
+ * SGL_ERR_USAGE (no such function, a bad argument), SGL_ERR_RUNTIME with
+ * "file:line:col: error: ..." in sgl_last_error. */
+sgl_status sgl_call(sgl_vm *vm, sgl_program *prog, const char *fn, const sgl_value *args, sgl_value **result);
+
 /* ---- the runtime: a model opened for serving ----------------------------
  * A model file (GGUF) or Hugging Face directory with its tokenizer, the
  * engine that batches every request to it (its own thread), the radix
@@ -190,8 +252,14 @@ typedef struct {
     double hit_rate;                          /* cached / prompt tokens */
     double gen_tokens_per_s;                  /* decode throughput of the forward passes */
     double seconds;                           /* since the model was loaded */
+    unsigned long long in_flight;             /* requests submitted and not finished (0: idle) */
 } sgl_runtime_stats;
 void sgl_runtime_get_stats(sgl_runtime *rt, sgl_runtime_stats *out);
+
+/* The text of token id (its bytes, maybe not whole UTF-8; owned by the
+ * runtime), or NULL when there is no model or no such id. Loads a lazy
+ * runtime's model. */
+const char *sgl_token_text(sgl_runtime *rt, int id, size_t *len);
 
 /* Token ids of text (add_special: BOS/EOS as the model adds them;
  * parse_special: special-token markers in the text are read as tokens).
@@ -275,8 +343,56 @@ void sgl_task_free(sgl_task *t);
  * every task has finished). */
 int sgl_vm_run_ready(sgl_vm *vm);
 /* Blocks until at least one completion of rt has been delivered (its fiber
- * is then ready). 0, or -1 when nothing is in flight. Not with a uv loop. */
+ * is then ready), or, with events on (sgl_vm_set_events), a piece of
+ * streamed text. 0, or -1 when nothing is in flight. Not with a uv loop. */
 int sgl_runtime_wait(sgl_runtime *rt);
+
+/* ---- events: streaming a run's progress ---------------------------------- */
+/* TEXT: a gen's text as the model produces it (select and gen with choices
+ * stream nothing); the pieces of one gen concatenate to a prefix of its
+ * result (a stop string is held back). VAR: a variable a gen or select
+ * captured into the prompt state, once it is set. Events of a task or run
+ * that was cancelled or freed are not reported. */
+typedef enum { SGL_EV_TEXT = 1, SGL_EV_VAR = 2 } sgl_event_kind;
+typedef struct {
+    sgl_event_kind kind;
+    struct sgl_task *task;  /* the task it belongs to; NULL for sgl_run / a session */
+    int branch;             /* 0: the root fiber; fork branches 1, 2, ... in creation order within the run */
+    const char *name;       /* TEXT: the variable the gen captures into, or NULL; VAR: the variable's name */
+    const char *data;       /* TEXT: text that became final this step (complete UTF-8); VAR: the value as compact JSON */
+    size_t len;
+} sgl_event;
+typedef void (*sgl_event_fn)(void *ud, const sgl_event *ev);
+/* Every run on this VM reports to fn (on the VM's thread, while it runs fibers or
+ * receives completions); NULL turns it off. The event's pointers live for the call. */
+void sgl_vm_set_events(sgl_vm *vm, sgl_event_fn fn, void *ud);
+
+/* Cancels a task: its in-flight model calls are cancelled in the engine (KV slots
+ * freed, computed prefix stays cached) and the task finishes (its done callback fires)
+ * with sgl_task_error "cancelled". No-op on a finished task. */
+void sgl_task_cancel(sgl_task *t);
+/* (The done callback fires inside sgl_task_cancel when no driver is running,
+ * else when the driver's ready fibers have run. The cancelled model calls'
+ * completions still arrive, in sgl_runtime_wait or the loop: sgl_vm_run_ready
+ * counts them as waiting until then.) */
+
+/* ---- limits for untrusted programs (sgl serve) --------------------------- */
+/* Per run: at most max_steps bytecode instructions (0: no limit) and max_heap bytes
+ * of live heap (0: no limit); past either the run fails with a runtime error naming
+ * the limit and the line. */
+void sgl_vm_set_limits(sgl_vm *vm, uint64_t max_steps, size_t max_heap);
+/* (They apply to runs started after the call; a session's each chunk is a
+ * run. The heap a run holds is what its fibers, modules, arguments and state
+ * reach, measured at the collector's safe points: a run is stopped at the
+ * first one after it passes max_heap, which the collector schedules for no
+ * later than max_heap bytes of allocation after the last.) */
+/* Program's functions and their parameters, as JSON owned by the caller (free()):
+ * {"functions":[{"name":"main","params":[{"name":"q"},{"name":"n","default":3}]}]}
+ * (a default is given as JSON when it is a literal; "default_expr": "source text" otherwise). */
+char *sgl_program_signature_json(const sgl_program *prog);
+/* (The functions are module 0's top-level `fn`s, in source order; a literal
+ * is nil, true, false, a number, a string without interpolation, or a list
+ * or map of literals. NULL when out of memory.) */
 
 /* ---- sessions: a live top level (the REPL) ---------------------------------
  * Each chunk of source is compiled as more top-level code of one module and
@@ -296,6 +412,36 @@ void sgl_session_free(sgl_session *s);
 sgl_status sgl_session_eval(sgl_session *s, const char *src, size_t len, int *incomplete);
 /* The prompt state so far: {"text": ..., "vars": {...}} (malloc'd). */
 char *sgl_session_state_json(sgl_session *s);
+/* The state's role segments: bytes [start, end) of the text were written
+ * inside a role block (the chat template's markers lie outside them). Up
+ * to cap of them into out (out may be NULL); returns how many there are. */
+typedef enum { SGL_ROLE_SYSTEM = 0, SGL_ROLE_USER = 1, SGL_ROLE_ASSISTANT = 2 } sgl_role;
+typedef struct {
+    sgl_role role;
+    size_t start, end;
+} sgl_segment;
+size_t sgl_session_segments(const sgl_session *s, sgl_segment *out, size_t cap);
+/* Cuts the prompt text back to its first len bytes (:undo): segments past
+ * it go, one across it ends there; variables stay. A later gen's prompt
+ * shares the cut text's prefix with the model's cache. SGL_ERR_USAGE when
+ * len is past the end or not at a UTF-8 character boundary. */
+sgl_status sgl_session_truncate(sgl_session *s, size_t len);
+/* Completion candidates that start with prefix[0..len): the session's
+ * top-level names, the built-ins and the keywords, each passed to add once
+ * (in that order). */
+void sgl_session_complete(const sgl_session *s, const char *prefix, size_t len,
+                          void (*add)(void *ud, const char *word), void *ud);
+
+/* Asks the runs on vm to stop now, each failing with "interrupted" as a
+ * cancelled task does (sgl_task_cancel: model calls cancelled in the
+ * engine). Only sets a flag, so it may be called from a signal handler
+ * (Ctrl-C): the drivers act on it between waits (sgl_run, sgl_session_eval
+ * and the others that block, within a few milliseconds while a gen
+ * streams) or at the next sgl_vm_run_ready. A run busy computing stops at
+ * its next instruction ("file:line:col: error: interrupted") when its steps
+ * are counted: with a step limit set (sgl_vm_set_limits; UINT64_MAX
+ * counts without limiting, as sgl repl does). */
+void sgl_vm_interrupt(sgl_vm *vm);
 /* The prompt text so far (valid until the next eval). */
 const char *sgl_session_text(const sgl_session *s, size_t *len);
 

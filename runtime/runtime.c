@@ -208,7 +208,7 @@ static int be_wait(void *ctx)
     if (!rt->inner || eng_in_flight(rt->eng) == 0) return -1;
     /* any completion of the engine: the VM's (through rt_engine) and
      * runtime_generate's alike */
-    if (!rt->opt.uv_loop) return eng_wait(rt->eng) < 0 ? -1 : 0;
+    if (!rt->opt.uv_loop) return rt_engine_wait_any(rt->rt);
     /* completions arrive through the engine's uv_async on this loop */
     uv_run(rt->opt.uv_loop, UV_RUN_ONCE);
     return 0;
@@ -220,6 +220,12 @@ static int be_poll(void *ctx)
     if (!rt->inner || eng_in_flight(rt->eng) == 0) return -1;
     if (rt->opt.uv_loop) return 0;     /* the loop delivers */
     return eng_poll(rt->eng);
+}
+
+static void be_cancel(void *ctx, void *ud)
+{
+    Runtime *rt = ctx;
+    if (rt->inner && rt->inner->cancel) rt->inner->cancel(rt->inner->ctx, ud);
 }
 
 static const char *be_chat_template(void *ctx)
@@ -249,6 +255,7 @@ int runtime_open(const RuntimeOptions *o, Runtime **out, char *err, size_t errca
     rt->backend.wait = be_wait;
     rt->backend.poll = be_poll;
     rt->backend.chat_template = be_chat_template;
+    rt->backend.cancel = be_cancel;
     if (!o->lazy && runtime_load(rt) != 0) {
         err_fmt(err, errcap, "%s", rt->err);
         runtime_close(rt);
@@ -271,6 +278,13 @@ void runtime_close(Runtime *rt)
     free(rt);
 }
 
+const char *runtime_token_text(Runtime *rt, int id, size_t *len)
+{
+    *len = 0;
+    if (runtime_load(rt) != 0) return NULL;
+    return tok_token_piece(rt->tok, id, len);
+}
+
 void runtime_stats(Runtime *rt, RuntimeStats *out)
 {
     memset(out, 0, sizeof *out);
@@ -283,6 +297,7 @@ void runtime_stats(Runtime *rt, RuntimeStats *out)
     out->cached_tokens = s.cached_tokens;
     out->computed_tokens = s.computed_tokens;
     out->generated_tokens = s.generated_tokens;
+    out->in_flight = (unsigned long long)eng_in_flight(rt->eng);
     out->hit_rate = s.hit_rate;
     out->gen_tokens_per_s = s.gen_tokens_per_s;
     out->seconds = now_s() - rt->t_loaded;

@@ -59,6 +59,9 @@ void runtime_stats(Runtime *rt, RuntimeStats *out);
  * malloc'd *ids, or -1 with a message. */
 int runtime_tokenize(Runtime *rt, const char *text, size_t len, int add_special, int parse_special,
                      int **ids, size_t *n, char *err, size_t errcap);
+/* The bytes token id stands for (tok_token_piece), loading the model of
+ * a lazy runtime; NULL for no model or an id outside the vocabulary. */
+const char *runtime_token_text(Runtime *rt, int id, size_t *len);
 
 /* Streams one completion of a prompt (no program): text pieces as they are
  * decoded, then done. With no loop the caller pumps runtime_backend's

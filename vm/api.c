@@ -14,6 +14,7 @@
  */
 #include "include/sgl.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -69,6 +70,7 @@ sgl_vm *sgl_vm_new(void)
         return NULL;
     }
     vm_set_role_hooks(v->vm, &chat_role_hooks, v->chat);
+    vm_set_interrupt_flag(v->vm, &v->interrupted);
     vm_set_run_done(v->vm, api_run_done, v);
     return v;
 }
@@ -87,6 +89,31 @@ void sgl_vm_free(sgl_vm *vm)
 }
 
 void sgl_vm_set_backend(sgl_vm *vm, struct RtBackend *backend) { vm_set_backend(vm->vm, backend); }
+
+void sgl_vm_set_events(sgl_vm *vm, sgl_event_fn fn, void *ud)
+{
+    vm->events = fn;
+    vm->events_ud = fn ? ud : NULL;
+    vm_set_events(vm->vm, fn ? api_event : NULL, vm);
+}
+
+void api_event(void *ud, const VmEvent *ev)
+{
+    sgl_vm *vm = ud;
+    if (!vm->events) return;
+    ApiRunHook *h = vm_run_ud(ev->run);
+    sgl_event out = {
+        .kind = ev->kind == VM_EV_TEXT ? SGL_EV_TEXT : SGL_EV_VAR,
+        .task = h ? h->task : NULL,
+        .branch = ev->branch,
+        .name = ev->name,
+        .data = ev->data,
+        .len = ev->len,
+    };
+    vm->events(vm->events_ud, &out);
+}
+
+void sgl_vm_set_limits(sgl_vm *vm, uint64_t max_steps, size_t max_heap) { vm_set_limits(vm->vm, max_steps, max_heap); }
 
 void sgl_vm_set_output(sgl_vm *vm, void (*write)(void *ud, const char *s, size_t n), void *ud)
 {
@@ -113,9 +140,36 @@ void sgl_vm_set_stdlib_path(sgl_vm *vm, const char *dir)
 
 const char *sgl_last_error(const sgl_vm *vm) { return vm->err ? vm->err : ""; }
 
-/* SGL_STDLIB, else the first stdlib/ found walking up from the executable's
- * directory (build/sgl and build/asan/sgl both find the source tree's), else
- * ./stdlib. */
+void sgl_free(void *p) { free(p); }
+
+/* The first stdlib/ (or share/sgl/stdlib/, an installed layout) found
+ * walking up from the directory of file `path` (up to 4 levels), into
+ * vm->stdlib_dir; 0 when none. */
+static int stdlib_near(sgl_vm *vm, const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (int up = 0; up < 4; up++) {
+        char *slash = strrchr(dir, '/');
+        if (!slash) break;
+        *slash = '\0';
+        static const char *const under[] = {"stdlib", "share/sgl/stdlib"};
+        for (int k = 0; k < 2; k++) {
+            char cand[PATH_MAX + 32];
+            snprintf(cand, sizeof cand, "%s/%s/chat.sgl", dir, under[k]);
+            if (access(cand, R_OK) != 0) continue;
+            cand[strlen(cand) - strlen("/chat.sgl")] = '\0';
+            vm->stdlib_dir = strdup(cand);
+            return vm->stdlib_dir != NULL;
+        }
+    }
+    return 0;
+}
+
+/* SGL_STDLIB, else the one near the executable (build/sgl and build/asan/sgl
+ * both find the source tree's; an installed PREFIX/bin/sgl finds
+ * PREFIX/share/sgl/stdlib), else the one near this library (an embedder
+ * linked to an installed PREFIX/lib/libsgl.so), else ./stdlib. */
 const char *stdlib_dir(sgl_vm *vm)
 {
     if (vm->stdlib_dir) return vm->stdlib_dir;
@@ -125,21 +179,15 @@ const char *stdlib_dir(sgl_vm *vm)
         return vm->stdlib_dir;
     }
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = '\0';
-        for (int up = 0; up < 4; up++) {
-            char *slash = strrchr(exe, '/');
-            if (!slash) break;
-            *slash = '\0';
-            char cand[PATH_MAX + 16];
-            snprintf(cand, sizeof cand, "%s/stdlib", exe);
-            if (access(cand, R_OK) == 0) {
-                vm->stdlib_dir = strdup(cand);
-                return vm->stdlib_dir;
-            }
-        }
+        if (stdlib_near(vm, exe)) return vm->stdlib_dir;
     }
+    Dl_info info;
+    if (dladdr((void *)stdlib_dir, &info) && info.dli_fname && info.dli_fname[0] == '/' &&
+        stdlib_near(vm, info.dli_fname))
+        return vm->stdlib_dir;
     vm->stdlib_dir = strdup("./stdlib");
     return vm->stdlib_dir;
 }
@@ -219,6 +267,46 @@ sgl_status sgl_program_load(sgl_vm *vm, const char *path, sgl_program **out)
 }
 
 void sgl_program_disasm(const sgl_program *prog, FILE *out) { disasm_program(prog->prog, out); }
+
+char *sgl_program_signature_json(const sgl_program *prog)
+{
+    const Program *p = prog->prog;
+    const Module *m = &p->mods[0];
+    StrBuf b;
+    sb_init(&b);
+    sb_appends(&b, "{\"functions\":[");
+    int nfn = 0;
+    for (int g = 0; g < m->nglobals; g++) {
+        if (m->global_fn[g] < 0) continue;
+        const Proto *f = p->protos[m->global_fn[g]];
+        if (nfn++) sb_appendc(&b, ',');
+        sb_appends(&b, "{\"name\":");
+        json_quote(&b, m->globals[g], strlen(m->globals[g]));
+        sb_appends(&b, ",\"params\":[");
+        for (int i = 0; i < f->nparams; i++) {
+            if (i) sb_appendc(&b, ',');
+            sb_appends(&b, "{\"name\":");
+            json_quote(&b, f->param_names[i], strlen(f->param_names[i]));
+            const char *d = f->param_defaults ? f->param_defaults[i] : NULL;
+            /* the compiler's "J" + JSON of a literal, or "E" + source text */
+            if (!(f->required >> i & 1) && d && d[0] == 'J') {
+                sb_appends(&b, ",\"default\":");
+                sb_appends(&b, d + 1);
+            } else if (!(f->required >> i & 1) && d && d[0] == 'E') {
+                sb_appends(&b, ",\"default_expr\":");
+                json_quote(&b, d + 1, strlen(d + 1));
+            }
+            sb_appendc(&b, '}');
+        }
+        sb_appends(&b, "]}");
+    }
+    sb_appends(&b, "]}");
+    if (b.oom) {
+        sb_free(&b);
+        return NULL;
+    }
+    return sb_detach(&b);
+}
 
 void sgl_program_free(sgl_program *prog)
 {
@@ -412,7 +500,7 @@ sgl_status find_entry(sgl_vm *vm, const Program *p, const char *fn, int *slot, c
 
 /* Binds the entries of m (name -> value, or NULL for none) to the
  * parameters of proto. On a usage error returns a malloc'd message. */
-static char *bind_map(const Proto *proto, const ObjMap *m, Value *args, uint64_t *mask)
+char *bind_map_args(const Proto *proto, const ObjMap *m, Value *args, uint64_t *mask)
 {
     *mask = 0;
     int nparams = proto ? proto->nparams : 0;
@@ -447,7 +535,7 @@ static char *bind_map(const Proto *proto, const ObjMap *m, Value *args, uint64_t
 /* Decodes args JSON (NULL or "" = none) onto the VM heap and binds it. */
 char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *args, uint64_t *mask)
 {
-    if (!args_json || !*args_json) return bind_map(proto, NULL, args, mask);
+    if (!args_json || !*args_json) return bind_map_args(proto, NULL, args, mask);
     Value v;
     JsonError jerr;
     char err[512];
@@ -459,24 +547,32 @@ char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *ar
         snprintf(err, sizeof err, "error: arguments must be a JSON object, not %s", val_type_name(v));
         return strdup(err);
     }
-    return bind_map(proto, AS_MAP(v), args, mask);
+    return bind_map_args(proto, AS_MAP(v), args, mask);
 }
 
 /* Runs one instance to its end; its arguments are bound already. */
 static sgl_status run_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args, uint64_t mask,
                             char **result_json_out)
 {
+    return run_bound_with(vm, prog, slot, proto, args, mask, result_json_out, NULL, NULL);
+}
+
+sgl_status run_bound_with(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args, uint64_t mask,
+                          char **result_json_out, void (*finished)(void *ud, VmRun *r), void *ud)
+{
     sgl_task *t;
     sgl_status st = task_start_bound(vm, prog, slot, proto, args, mask, NULL, NULL, &t);
     if (st != SGL_OK) return st;
+    task_hide(t);
     drive(vm);
     char *res = NULL;
-    st = sgl_task_result(t, &res);
-    if (st != SGL_OK) {
-        fail(vm, st, "%s", sgl_task_error(t));
-    } else {
+    VmRun *run = task_run(t);
+    if (!sgl_task_finished(t) || vm_run_failed(run)) st = fail(vm, SGL_ERR_RUNTIME, "%s", sgl_task_error(t));
+    else if (result_json_out && !(res = result_json(run))) st = fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
+    if (st == SGL_OK) {
         clear_err(vm);
-        keep_text(vm, task_run(t));
+        keep_text(vm, run);
+        if (finished) finished(ud, run);
     }
     if (result_json_out) *result_json_out = res;
     else free(res);
@@ -523,7 +619,7 @@ sgl_status sgl_run_args(sgl_vm *vm, sgl_program *prog, const char *fn, const sgl
         return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
     Value args[64];
     uint64_t mask;
-    char *uerr = bind_map(proto, in ? AS_MAP(copy) : NULL, args, &mask);
+    char *uerr = bind_map_args(proto, in ? AS_MAP(copy) : NULL, args, &mask);
     if (uerr) {
         set_err(vm, uerr);
         return SGL_ERR_USAGE;

@@ -17,6 +17,7 @@
  * driver; it must not call into the VM). */
 typedef struct ApiRunHook {
     void (*finished)(struct ApiRunHook *h, VmRun *r);
+    sgl_task *task;    /* what the run's events name: the embedder's task, or NULL */
 } ApiRunHook;
 
 struct sgl_vm {
@@ -32,6 +33,11 @@ struct sgl_vm {
     void *progress_ud;
     char *result_text;         /* final text of the last successful run; malloc'd */
     size_t result_len;
+    sgl_event_fn events;       /* sgl_vm_set_events */
+    void *events_ud;
+    int driving;               /* inside sgl_vm_run_ready (done callbacks then wait for it) */
+    volatile int interrupted;  /* sgl_vm_interrupt, not acted on yet (also the VM's
+                                  interrupt flag: counted runs stop at once) */
 };
 
 struct sgl_program {
@@ -51,6 +57,9 @@ int configure_chat(sgl_vm *vm);
 /* The entry of a run: the global slot of `fn` (NULL: main) in module 0 and
  * its prototype, or slot -1 for "top level only". */
 sgl_status find_entry(sgl_vm *vm, const Program *p, const char *fn, int *slot, const Proto **proto);
+/* Binds name -> value entries (m may be NULL) to proto's parameters; a
+ * malloc'd message on a usage error. */
+char *bind_map_args(const Proto *proto, const ObjMap *m, Value *args, uint64_t *mask);
 /* Decodes args JSON into parameter order; a malloc'd message on a usage error. */
 char *bind_args(sgl_vm *vm, const Proto *proto, const char *args_json, Value *args, uint64_t *mask);
 /* find_entry, then bind_args: SGL_OK, or the error set on the VM. */
@@ -59,15 +68,24 @@ sgl_status bind_call(sgl_vm *vm, sgl_program *prog, const char *fn, const char *
 /* {"text","vars","value"} of a finished run; {"error": msg}. malloc'd. */
 char *result_json(VmRun *r);
 char *error_json(const char *msg);
+/* Runs one instance of bound arguments to its end (sgl_run): *result_json
+ * (when not NULL) as sgl_run's; finished (when not NULL) sees the run
+ * before it is freed, on success. */
+sgl_status run_bound_with(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args, uint64_t mask,
+                          char **result_json, void (*finished)(void *ud, VmRun *r), void *ud);
 /* A task over arguments already bound (sgl_task_start after parsing). */
 sgl_status task_start_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args,
                             uint64_t mask, sgl_task_done_fn done, void *ud, sgl_task **out);
 VmRun *task_run(const sgl_task *t);
+/* The task is the library's own (sgl_run): its events name no task. */
+void task_hide(sgl_task *t);
 /* The blocking driver: runs and waits on the backend until no fiber waits
  * on the model (every run finished, no call left in flight). */
 void drive(sgl_vm *vm);
 /* The VM's run-done hook: calls the run's ApiRunHook. */
 void api_run_done(void *ud, VmRun *r);
+/* The VM's event hook: the event as an sgl_event, to the embedder's fn. */
+void api_event(void *ud, const VmEvent *ev);
 
 #pragma GCC visibility pop
 

@@ -89,6 +89,14 @@ sgl_status sgl_tokenize(sgl_runtime *r, const char *text, size_t len, int add_sp
                                                                                                  : SGL_OK;
 }
 
+const char *sgl_token_text(sgl_runtime *r, int id, size_t *len)
+{
+    size_t n = 0;
+    const char *s = runtime_token_text(r->rt, id, &n);
+    if (len) *len = n;
+    return s;
+}
+
 int sgl_runtime_wait(sgl_runtime *r)
 {
     RtBackend *be = runtime_backend(r->rt);

@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
+#include "lang/keywords.h"
+
 struct sgl_task {
     ApiRunHook hook;            /* first: the run's ud */
     sgl_vm *vm;
@@ -61,6 +64,7 @@ sgl_status task_start_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto
         return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
     }
     t->hook.finished = task_finished;
+    t->hook.task = t;
     t->vm = vm;
     t->done = done;
     t->ud = ud;
@@ -88,6 +92,7 @@ sgl_status sgl_task_start(sgl_vm *vm, sgl_program *prog, const char *fn, const c
 }
 
 VmRun *task_run(const sgl_task *t) { return t->run; }
+void task_hide(sgl_task *t) { t->hook.task = NULL; }
 
 int sgl_task_finished(const sgl_task *t) { return vm_run_finished(t->run); }
 
@@ -124,22 +129,50 @@ void sgl_task_free(sgl_task *t)
     free(t);
 }
 
+/* Calls the done callbacks of the finished tasks queued so far. */
+static void run_done_callbacks(sgl_vm *vm)
+{
+    while (vm->done_head) {
+        sgl_task *t = vm->done_head;
+        vm->done_head = t->next_done;
+        if (!vm->done_head) vm->done_tail = NULL;
+        t->queued = 0;
+        t->done(t->ud, t);
+    }
+}
+
+void sgl_vm_interrupt(sgl_vm *vm) { vm->interrupted = 1; }
+
+/* An interrupt is acted on: every run in progress is cancelled. */
+static void take_interrupt(sgl_vm *vm)
+{
+    if (!vm->interrupted) return;
+    vm->interrupted = 0;
+    vm_cancel_all(vm->vm, "interrupted");
+}
+
 int sgl_vm_run_ready(sgl_vm *vm)
 {
     int waiting;
+    vm->driving++;
+    take_interrupt(vm);
     for (;;) {
         waiting = vm_run_ready(vm->vm);
         if (!vm->done_head) break;
         /* a done callback may start tasks: run those too */
-        while (vm->done_head) {
-            sgl_task *t = vm->done_head;
-            vm->done_head = t->next_done;
-            if (!vm->done_head) vm->done_tail = NULL;
-            t->queued = 0;
-            t->done(t->ud, t);
-        }
+        run_done_callbacks(vm);
     }
+    vm->driving--;
     return waiting;
+}
+
+void sgl_task_cancel(sgl_task *t)
+{
+    if (!t || vm_run_finished(t->run)) return;
+    sgl_vm *vm = t->vm;
+    vm_run_cancel(vm->vm, t->run, "cancelled");
+    /* outside the driver nothing else would call the done callback now */
+    if (!vm->driving) run_done_callbacks(vm);
 }
 
 void drive(sgl_vm *vm)
@@ -147,9 +180,18 @@ void drive(sgl_vm *vm)
     for (;;) {
         /* to the end of every model call, those of cancelled fibers too:
          * nothing of the run is left in flight when it returns */
-        if (sgl_vm_run_ready(vm) == 0) return;
+        if (sgl_vm_run_ready(vm) == 0) {
+            /* a run stopped by the flag at an instruction leaves it set:
+             * it is spent (the other runs, if any, are cancelled too) */
+            take_interrupt(vm);
+            return;
+        }
         RtBackend *be = vm_backend(vm->vm);
-        if (!be || !be->wait || be->wait(be->ctx) < 0) {
+        vm->driving++;   /* a task cancelled from an event: its done waits for the driver */
+        int rc = be && be->wait ? be->wait(be->ctx) : -1;
+        take_interrupt(vm);
+        vm->driving--;
+        if (rc < 0) {
             /* nothing will complete: the waiting runs fail */
             vm_run_all(vm->vm);
             return;
@@ -213,6 +255,46 @@ char *sgl_session_state_json(sgl_session *s)
 {
     char *full = result_json(s->run);
     return full;
+}
+
+size_t sgl_session_segments(const sgl_session *s, sgl_segment *out, size_t cap)
+{
+    ObjState *st = vm_run_state(s->run);
+    size_t n = st ? (size_t)st->nsegs : 0;
+    for (size_t i = 0; out && i < n && i < cap; i++) {
+        out[i].role = st->segs[i].role == ROLE_SYSTEM ? SGL_ROLE_SYSTEM
+                      : st->segs[i].role == ROLE_USER ? SGL_ROLE_USER
+                                                      : SGL_ROLE_ASSISTANT;
+        out[i].start = st->segs[i].start;
+        out[i].end = st->segs[i].end == SIZE_MAX ? st->len : st->segs[i].end;
+    }
+    return n;
+}
+
+sgl_status sgl_session_truncate(sgl_session *s, size_t len)
+{
+    ObjState *st = vm_run_state(s->run);
+    size_t have = st ? st->len : 0;
+    if (len > have) return fail(s->vm, SGL_ERR_USAGE, "error: the state has %zu bytes, not %zu", have, len);
+    if (len < have && (((unsigned char)st->text[len]) & 0xC0) == 0x80)
+        return fail(s->vm, SGL_ERR_USAGE, "error: byte %zu is inside a UTF-8 character", len);
+    if (st) vm_state_truncate(st, len);
+    clear_err(s->vm);
+    return SGL_OK;
+}
+
+static const char *const keywords[] = {
+#define KW_TEXT(text, tok, as_name) text,
+    SGL_KEYWORDS(KW_TEXT)
+#undef KW_TEXT
+};
+
+void sgl_session_complete(const sgl_session *s, const char *prefix, size_t len,
+                          void (*add)(void *ud, const char *word), void *ud)
+{
+    vm_complete(s->vm->vm, s->run, prefix, len, add, ud);
+    for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
+        if (strncmp(keywords[i], prefix, len) == 0) add(ud, keywords[i]);
 }
 
 const char *sgl_session_text(const sgl_session *s, size_t *len)
