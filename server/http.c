@@ -81,6 +81,7 @@ struct HttpParse {
     int status;                  /* a refused request's status */
     const char *why;             /* and why */
     int expect_continue;
+    size_t consumed;             /* bytes the last http_parse_feed used */
 };
 
 static void req_free(HttpRequest *r)
@@ -259,12 +260,14 @@ int http_parse_feed(HttpParse *ps, const char *data, size_t len, int *status, co
         *status = ps->status;
         return -1;
     }
+    ps->consumed = 0;
     if (ps->complete) {       /* the next pipelined request */
         ps->complete = 0;
         req_free(ps->req);
         ps->req = NULL;
     }
-    parse_feed(ps, data, len);
+    if (!len) return 0;       /* (http-parser reads no bytes as the end of the stream) */
+    ps->consumed = parse_feed(ps, data, len);
     if (ps->status) {
         *status = ps->status;
         return -1;
@@ -275,6 +278,8 @@ int http_parse_feed(HttpParse *ps, const char *data, size_t len, int *status, co
     }
     return 0;
 }
+
+size_t http_parse_consumed(const HttpParse *ps) { return ps->consumed; }
 
 void http_parse_free(HttpParse *ps)
 {

@@ -119,6 +119,9 @@ const char *http_status_text(int status);
 typedef struct HttpParse HttpParse;
 HttpParse *http_parse_new(const HttpLimits *lim);
 int http_parse_feed(HttpParse *p, const char *data, size_t len, int *status, const HttpRequest **req);
+/* Bytes of the last feed that were parsed (the rest belongs to a later
+ * request: feed it again). */
+size_t http_parse_consumed(const HttpParse *p);
 void http_parse_free(HttpParse *p);
 
 #endif
