@@ -201,7 +201,10 @@ static int rd_response_format(Rd *d, json_t *v)
     }
     const char *type = json_string_value(t);
     if (!strcmp(type, "text")) return 0;
-    if (!strcmp(type, "json_object")) return set_constraint(d, RT_CONSTRAINT_JSON, "", 0);
+    if (!strcmp(type, "json_object")) {   /* OpenAI's JSON mode: an object, of any shape */
+        static const char object[] = "{\"type\":\"object\"}";
+        return set_constraint(d, RT_CONSTRAINT_JSON, object, sizeof object - 1);
+    }
     if (!strcmp(type, "json_schema")) {
         json_t *js = json_object_get(v, "json_schema");
         json_t *schema = json_is_object(js) ? json_object_get(js, "schema") : NULL;
@@ -680,6 +683,24 @@ static int decode_generate(ApiReq *r, json_t *body, ApiError *e)
     return 0;
 }
 
+/* The object key whose value ends near byte pos ("max_tokens" of
+ * {"max_tokens": 99999999999999999999}), for jansson's "too big integer". */
+static int key_before(const char *body, size_t pos, char *key, size_t cap)
+{
+    size_t i = pos;
+    while (i > 0 && body[i - 1] != ':') i--;
+    if (i == 0) return 0;
+    i--;
+    while (i > 0 && (body[i - 1] == ' ' || body[i - 1] == '\t' || body[i - 1] == '\n' || body[i - 1] == '\r')) i--;
+    if (i == 0 || body[i - 1] != '"') return 0;
+    size_t end = --i;
+    while (i > 0 && body[i - 1] != '"') i--;
+    if (i == 0 || end - i >= cap) return 0;
+    memcpy(key, body + i, end - i);
+    key[end - i] = '\0';
+    return 1;
+}
+
 int api_req_decode(ApiKind kind, const char *body, size_t len, ApiReq **out, ApiError *e)
 {
     *out = NULL;
@@ -687,7 +708,11 @@ int api_req_decode(ApiKind kind, const char *body, size_t len, ApiReq **out, Api
     json_error_t je;
     json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!doc) {
-        api_error_set(e, 400, NULL, "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+        char key[64];
+        if (strstr(je.text, "too big integer") && key_before(body, (size_t)je.position, key, sizeof key))
+            api_error_set(e, 400, key, "%s: integer out of range (%s, line %d, column %d)", key, je.text, je.line, je.column);
+        else
+            api_error_set(e, 400, NULL, "the body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
         return -1;
     }
     if (!json_is_object(doc)) {

@@ -313,6 +313,16 @@ int job_start(GenJob *j)
     Server *s = j->s;
     ApiReq *a = j->api;
     const RtGenParams *g = &a->gen;
+    int ctx = eng_model(s->eng)->cfg.max_ctx;
+    if (g->max_tokens > ctx) {
+        const char *param = a->kind == API_GENERATE ? "max_new_tokens"
+                            : json_object_get(a->doc, "max_completion_tokens") ? "max_completion_tokens"
+                                                                                 : "max_tokens";
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s is %d, more than the model's context of %d tokens", param, g->max_tokens, ctx);
+        fail(j, 400, param, msg);
+        return -1;
+    }
     if (g->constraint != RT_CONSTRAINT_NONE) {
         char err[1024];
         int rc = rtc_compile(g->constraint, g->constraint_src, g->constraint_len, &j->constraint, err, sizeof err);
@@ -352,7 +362,7 @@ int job_start(GenJob *j)
             gp.stop = g->stop;
             gp.n_stop = g->nstop;
             gp.constraint = j->constraint;
-            if (a->kind == API_GENERATE && a->return_logprob && a->logprob_start_len >= 0)
+            if (a->kind == API_GENERATE && a->return_logprob)   /* -1: the last prompt token, known after tokenizing */
                 q->input_from = a->logprob_start_len < 1 ? 1 : a->logprob_start_len;
             else if (a->kind == API_COMPLETIONS && a->echo && a->logprobs)
                 q->input_from = 1;

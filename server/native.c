@@ -6,7 +6,9 @@
  * /flush_cache, /abort_request, /concate_and_append_request.
  *
  * Logprob triples are [logprob, token_id, text-or-null]; the prompt's
- * first token has no logprob (null), as in SGLang.
+ * first token has no logprob (null), as in SGLang. The engine reports no
+ * alternatives for prompt positions: input_top_logprobs holds null for
+ * each (output_top_logprobs has top_logprobs_num alternatives per token).
  */
 #include "server/server.h"
 
@@ -55,7 +57,8 @@ static json_t *meta_info(GenJob *j, const GenSeq *q, int final)
     int wt = a->return_text_in_logprobs;
     json_t *in = json_array(), *in_top = json_array();
     if (q->input_from >= 1) {
-        int start = a->logprob_start_len;
+        /* SGLang: -1 (the default) reports the last prompt token only */
+        int start = a->logprob_start_len >= 0 ? a->logprob_start_len : q->n_prompt - 1;
         for (int p = start; p < q->n_prompt; p++) {
             int k = p - q->input_from;
             json_t *lp = p >= q->input_from && k < q->n_input_logprobs ? json_real(q->input_logprobs[k]) : json_null();
@@ -179,12 +182,6 @@ void native_generate(Server *s, HttpRequest *r)
     ApiError e;
     if (api_req_decode(API_GENERATE, r->body, r->body_len, &a, &e)) {
         server_error(r, &e);
-        return;
-    }
-    if (a->return_logprob && a->top_logprobs && a->logprob_start_len >= 0) {
-        api_req_free(a);
-        server_errorf(r, 400, "top_logprobs_num",
-                      "top_logprobs_num with logprob_start_len: alternatives of prompt tokens are not available");
         return;
     }
     start_generate(s, r, a, generate_finish);

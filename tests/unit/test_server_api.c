@@ -94,7 +94,7 @@ Test(api_req, chat_response_format_and_max_completion_tokens)
     cr_assert_str_eq(r->messages[0].content, "ab");
     cr_assert_eq(r->gen.max_tokens, 5);
     cr_assert_eq(r->gen.constraint, RT_CONSTRAINT_JSON);
-    cr_assert_eq(r->gen.constraint_len, 0);      /* any JSON */
+    cr_assert_str_eq(r->gen.constraint_src, "{\"type\":\"object\"}");     /* JSON mode: an object */
     api_req_free(r);
     r = ok(API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}], \"response_format\": {\"type\": \"json_schema\","
                      " \"json_schema\": {\"name\": \"x\", \"strict\": true, \"schema\": {\"type\": \"integer\"}}}}");
