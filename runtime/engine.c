@@ -487,6 +487,16 @@ int eng_cancel(Engine *e, uint64_t id)
     return 0;
 }
 
+int eng_flush_cache(Engine *e)
+{
+    if (!e) return ERR_ARG;
+    Msg *m = calloc(1, sizeof *m);
+    if (!m) return ERR_NOMEM;
+    m->kind = MSG_FLUSH;
+    push_msg(e, m);
+    return 0;
+}
+
 /* ---- publishing (engine thread) ----------------------------------------------- */
 
 static void publish(Engine *e, Event *ev)
@@ -582,6 +592,8 @@ static void take_messages(Engine *e, Msg *m)
         Msg *next = m->next;
         if (m->kind == MSG_REQ) {
             sched_start_req(e, m->req);
+        } else if (m->kind == MSG_FLUSH) {
+            radix_evict(e->tree, radix_evictable(e->tree));   /* locked prefixes of running requests stay */
         } else {
             for (int i = 0; i < e->n_active; i++)
                 if (e->active[i]->id == m->id) {

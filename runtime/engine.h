@@ -237,6 +237,11 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id);
  * that is unknown or already delivered. */
 int eng_cancel(Engine *e, uint64_t id);
 
+/* Empties the prefix cache: every cached slot that no running request has
+ * locked is evicted, on the engine thread, before it takes the messages
+ * queued after this one (SGLang's /flush_cache). 0 or ERR_NOMEM. */
+int eng_flush_cache(Engine *e);
+
 /* ---- scoring continuations (select) -------------------------------------- */
 
 typedef struct {

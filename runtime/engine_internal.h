@@ -134,7 +134,7 @@ struct Req {
     Event done_ev;              /* preallocated: completion cannot fail */
 };
 
-typedef enum { MSG_REQ, MSG_CANCEL } MsgKind;
+typedef enum { MSG_REQ, MSG_CANCEL, MSG_FLUSH } MsgKind;
 
 typedef struct Msg {
     struct Msg *next;

@@ -233,8 +233,18 @@ void native_server_info(Server *s, HttpRequest *r)
 
 void native_flush_cache(Server *s, HttpRequest *r)
 {
-    (void)s;
-    server_errorf(r, 400, NULL, "flush_cache is not supported: the engine has no cache flush (the radix cache evicts LRU)");
+    /* as SGLang: only when idle, so that no request loses its prefix midway */
+    int busy = eng_in_flight(s->eng);
+    if (busy) {
+        server_errorf(r, 400, NULL, "cache not flushed: %d requests are in flight", busy);
+        return;
+    }
+    if (eng_flush_cache(s->eng)) {
+        server_errorf(r, 500, NULL, "out of memory");
+        return;
+    }
+    static const char msg[] = "Cache flushed.\n";
+    http_respond(r, 200, "text/plain", msg, sizeof msg - 1, NULL);
 }
 
 void native_abort_request(Server *s, HttpRequest *r)
