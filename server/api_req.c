@@ -366,7 +366,6 @@ static int refuse_if(json_t *obj, const char *field, int (*is_off)(json_t *), Ap
 }
 
 static int empty_string(json_t *v) { return json_is_string(v) && json_string_length(v) == 0; }
-static int empty_object(json_t *v) { return json_is_object(v) && json_object_size(v) == 0; }
 static int is_false(json_t *v) { return json_is_false(v); }
 static int is_true(json_t *v) { return json_is_true(v); }
 
@@ -403,6 +402,42 @@ static int get_string(json_t *obj, const char *field, const char **out, ApiError
         return -1;
     }
     *out = json_string_value(v);
+    return 0;
+}
+
+/* OpenAI's logit_bias: {"token id": bias in [-100, 100]} (the ids are
+ * checked against the vocabulary when the job starts). */
+static int read_logit_bias(ApiReq *r, json_t *v, ApiError *e)
+{
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_object(v)) {
+        api_error_set(e, 400, "logit_bias", "logit_bias must be an object of token id -> bias");
+        return -1;
+    }
+    size_t n = json_object_size(v);
+    if (n > 1024) {
+        api_error_set(e, 400, "logit_bias", "logit_bias: at most 1024 tokens");
+        return -1;
+    }
+    r->bias = calloc(n ? n : 1, sizeof *r->bias);
+    if (!r->bias) return -1;
+    const char *key;
+    json_t *b;
+    json_object_foreach(v, key, b) {
+        char *end;
+        long id = strtol(key, &end, 10);
+        if (!*key || *end || id < 0 || id > INT32_MAX) {
+            api_error_set(e, 400, "logit_bias", "logit_bias: '%s' is not a token id", key);
+            return -1;
+        }
+        if (!json_is_number(b) || json_number_value(b) < -100 || json_number_value(b) > 100) {
+            api_error_set(e, 400, "logit_bias", "logit_bias[%s] must be a number in [-100, 100]", key);
+            return -1;
+        }
+        r->bias[r->n_bias].id = (int32_t)id;
+        r->bias[r->n_bias].bias = (float)json_number_value(b);
+        r->n_bias++;
+    }
     return 0;
 }
 
@@ -578,7 +613,7 @@ static int decode_openai(ApiReq *r, json_t *body, ApiError *e)
         if (get_bool(so, "include_usage", &r->include_usage, e)) return -1;
     }
     if (get_bool(body, "no_stop_trim", &r->no_stop_trim, e)) return -1;
-    if (refuse_if(body, "logit_bias", empty_object, e, "the sampler has no per-token bias")) return -1;
+    if (read_logit_bias(r, json_object_get(body, "logit_bias"), e)) return -1;
     if (get_string(body, "user", &r->user, e)) return -1;
     if (chat) {
         if (get_bool(body, "logprobs", &r->logprobs, e)) return -1;
@@ -646,7 +681,7 @@ static int decode_generate(ApiReq *r, json_t *body, ApiError *e)
         if (refuse_if(sp, "skip_special_tokens", is_true, e, "special tokens are always skipped in output text"))
             return -1;
         if (refuse_if(sp, "spaces_between_special_tokens", is_true, e, NULL)) return -1;
-        if (refuse_if(sp, "logit_bias", empty_object, e, "the sampler has no per-token bias")) return -1;
+        if (read_logit_bias(r, json_object_get(sp, "logit_bias"), e)) return -1;
         if (refuse_if(sp, "custom_params", NULL, e, NULL)) return -1;
         if (refuse_if(sp, "structural_tag", NULL, e, NULL)) return -1;
         if (refuse_if(sp, "stream_interval", NULL, e, NULL)) return -1;
@@ -749,6 +784,7 @@ void api_req_free(ApiReq *r)
     free(r->messages);
     free(r->stops);
     free(r->stop_ids);
+    free(r->bias);
     free(r->constraint_owned);
     json_decref(r->doc);
     free(r);

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "runtime/rt.h"
+#include "runtime/sampler.h"
 
 typedef enum { API_COMPLETIONS, API_CHAT, API_GENERATE } ApiKind;
 
@@ -56,6 +57,8 @@ typedef struct {
     const char **stops;
     int32_t *stop_ids;
     char *constraint_owned;      /* a schema serialised from an object */
+    SampBias *bias;              /* logit_bias: token id -> added to its logit */
+    int n_bias;
     int n;                       /* choices per prompt (n / sampling_params.n) */
     int stream;
     int include_usage;           /* stream_options.include_usage */

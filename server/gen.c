@@ -323,6 +323,14 @@ int job_start(GenJob *j)
         fail(j, 400, param, msg);
         return -1;
     }
+    int vocab = tok_vocab_size(eng_tokenizer(s->eng));
+    for (int i = 0; i < a->n_bias; i++)
+        if (a->bias[i].id >= vocab) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "logit_bias: %d is not a token id of this model (0..%d)", a->bias[i].id, vocab - 1);
+            fail(j, 400, "logit_bias", msg);
+            return -1;
+        }
     if (g->constraint != RT_CONSTRAINT_NONE) {
         char err[1024];
         int rc = rtc_compile(g->constraint, g->constraint_src, g->constraint_len, &j->constraint, err, sizeof err);
@@ -349,6 +357,8 @@ int job_start(GenJob *j)
             eng_gen_params_default(&gp);
             rt_engine_sampling(&gp.sampling, g);
             if (g->has_seed) gp.sampling.seed = g->seed + (uint64_t)c;   /* n choices differ */
+            gp.sampling.bias = a->bias;
+            gp.sampling.n_bias = a->n_bias;
             if (j->prompt_text) {
                 gp.prompt_text = j->prompt_text;
                 gp.prompt_len = j->prompt_len;

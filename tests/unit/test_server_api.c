@@ -62,7 +62,8 @@ Test(api_req, refusals_name_the_field)
     refused(API_COMPLETIONS, "{\"prompt\": \"a\", \"max_tokens\": 1e12}", 400, "max_tokens", "integer");
     refused(API_COMPLETIONS, "{\"prompt\": \"a\", \"temperature\": \"hot\"}", 400, "temperature", "number");
     refused(API_COMPLETIONS, "{\"prompt\": \"a\", \"suffix\": \"z\"}", 400, "suffix", "suffix");
-    refused(API_COMPLETIONS, "{\"prompt\": \"a\", \"logit_bias\": {\"5\": 1}}", 400, "logit_bias", "logit_bias");
+    refused(API_COMPLETIONS, "{\"prompt\": \"a\", \"logit_bias\": {\"x\": 1}}", 400, "logit_bias", "token id");
+    refused(API_COMPLETIONS, "{\"prompt\": \"a\", \"logit_bias\": {\"5\": 101}}", 400, "logit_bias", "[-100, 100]");
     refused(API_COMPLETIONS, "{\"prompt\": \"a\", \"best_of\": 3}", 400, "best_of", "best_of");
     refused(API_COMPLETIONS, "{\"prompt\": \"a\", \"regex\": \"a\", \"json_schema\": \"{}\"}", 400, "json_schema", "at most one");
     refused(API_COMPLETIONS, "{\"max_tokens\": 3}", 400, "prompt", "required");
