@@ -92,11 +92,12 @@ static void sample_next(Engine *e, Seq *s, const float *row)
         }
         allow = (const uint64_t *)(const void *)s->mask;
     }
-    SampOut out = {.top = s->top_n ? s->top + (size_t)s->n_gen * s->top_n : NULL, .top_cap = s->top_n};
     if (eng_seq_reserve(s, s->n_toks + 1)) {
         sched_fail(e, s, ERR_NOMEM, "out of memory");
         return;
     }
+    /* after the reserve, which may move s->top */
+    SampOut out = {.top = s->top_n ? s->top + (size_t)s->n_gen * s->top_n : NULL, .top_cap = s->top_n};
     int32_t tok = samp_sample(s->samp, e->work, row, allow, &out);
     if (tok == ERR_ALL_MASKED && s->cm && cm_can_end(s->cm)) {
         /* only the end was allowed and ignore_eos/min_tokens forbid it:

@@ -103,7 +103,7 @@ void job_free(GenJob *j)
         HttpRequest *r = j->req;
         j->req = NULL;
         r->on_abort = NULL;
-        if (!r->finished) http_request_done(r);
+        http_request_done(r);
     }
     job_cancel(j);
     maybe_destroy(j);

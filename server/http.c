@@ -660,7 +660,9 @@ static void finish(HttpRequest *r)
 {
     HttpConn *c = r->conn;
     r->finished = 1;
-    r->done_by_handler = 1;
+    /* a handler that keeps state on the request (on_abort set) lets go of
+     * it with http_request_done; a plain one is done with its response */
+    if (!r->on_abort) r->done_by_handler = 1;
     if (c->srv->log) c->srv->log(c->srv->ud, r);
     release_request(c);
     conn_continue(c);

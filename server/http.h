@@ -19,6 +19,10 @@
  * answered, so a pipelining client waits its turn and a fast sender cannot
  * make the server buffer more than one request's limits.
  *
+ * Lifetime: a request whose handler set no on_abort is freed once its
+ * response is finished (do not touch it after http_respond/http_stream_end);
+ * one with on_abort set lives until http_request_done as well.
+ *
  * Disconnects: when the peer goes away while its request is being answered,
  * the request's on_abort (set by the handler) is called once, on the loop;
  * after it the handler must not touch the request again (its later

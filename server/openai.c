@@ -498,9 +498,9 @@ void openai_chat(Server *s, HttpRequest *r)
         j->on_finish = chat_finish;
     }
     if (chat_render(s, a, &cs->plan, chat_prompt_ready, j, &e)) {
-        server_error(r, &e);
         j->req = NULL;
         r->on_abort = NULL;
+        server_error(r, &e);
         job_free(j);
     }
 }
