@@ -32,6 +32,7 @@ static void job_destroy(GenJob *j)
     for (int i = 0; i < j->n_seqs; i++) {
         GenSeq *q = &j->seqs[i];
         sb_free(&q->text);
+        free(q->stream_ids);
         free(q->error);
         free(q->prompt_ids);
         free(q->ids);
@@ -180,6 +181,20 @@ static void on_delta(void *ud, const EngDelta *d)
     if (d->n_ids > 0) q->t_last = now;
     q->n_tokens += d->n_ids;
     sb_append(&q->text, d->text, d->len);
+    if (j->kind == JOB_GENERATE && j->streaming && d->n_ids) {
+        if (q->n_stream_ids + d->n_ids > q->cap_stream_ids) {
+            int cap = (q->n_stream_ids + d->n_ids) * 2;
+            int32_t *grown = realloc(q->stream_ids, (size_t)cap * sizeof *grown);
+            if (grown) {
+                q->stream_ids = grown;
+                q->cap_stream_ids = cap;
+            }
+        }
+        if (q->n_stream_ids + d->n_ids <= q->cap_stream_ids) {
+            memcpy(q->stream_ids + q->n_stream_ids, d->ids, (size_t)d->n_ids * sizeof *d->ids);
+            q->n_stream_ids += d->n_ids;
+        }
+    }
     if (j->req && j->on_delta) j->on_delta(j, q, d);
 }
 

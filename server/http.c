@@ -171,6 +171,7 @@ static int on_headers_complete(http_parser *p)
     end_header(ps);
     HttpRequest *r = ps->req;
     r->method = http_method_str((enum http_method)p->method);
+    r->http10 = p->http_major == 1 && p->http_minor == 0;
     const char *u = ps->url.data ? ps->url.data : "";
     const char *q = strchr(u, '?');
     r->path = q ? strndup(u, (size_t)(q - u)) : strdup(u);
@@ -700,7 +701,9 @@ void http_stream_begin(HttpRequest *r, int status, const char *content_type, con
 {
     if (!writable(r) || r->streaming) return;
     r->streaming = 1;
-    head(r, status, content_type, extra_headers, "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n");
+    if (r->http10) r->conn->keep_alive = 0;   /* HTTP/1.0 has no chunks: the close ends the body */
+    head(r, status, content_type, extra_headers,
+         r->http10 ? "Cache-Control: no-cache\r\n\r\n" : "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n");
 }
 
 void http_stream_write(HttpRequest *r, const char *data, size_t len)
@@ -711,18 +714,22 @@ void http_stream_write(HttpRequest *r, const char *data, size_t len)
         conn_close(c);
         return;
     }
-    char size[24];
-    int n = snprintf(size, sizeof size, "%zx\r\n", len);
-    write_raw(c, size, (size_t)n);
-    write_raw(c, data, len);
-    write_raw(c, "\r\n", 2);
+    if (r->http10) {
+        write_raw(c, data, len);
+    } else {
+        char size[24];
+        int n = snprintf(size, sizeof size, "%zx\r\n", len);
+        write_raw(c, size, (size_t)n);
+        write_raw(c, data, len);
+        write_raw(c, "\r\n", 2);
+    }
     r->bytes_out += len;
 }
 
 void http_stream_end(HttpRequest *r)
 {
     if (!writable(r) || !r->streaming) return;
-    write_raw(r->conn, "0\r\n\r\n", 5);
+    if (!r->http10) write_raw(r->conn, "0\r\n\r\n", 5);
     if (r->conn) finish(r);
 }
 

@@ -66,6 +66,7 @@ struct HttpRequest {
     size_t body_len;
     char peer[64];               /* "127.0.0.1:5555" */
     double t_start;              /* monotonic seconds at the first byte */
+    int http10;                  /* an HTTP/1.0 client: no chunked framing (a stream ends with the connection) */
     /* set by the handler */
     void (*on_abort)(void *ud, HttpRequest *r);
     void *ud;

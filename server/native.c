@@ -143,7 +143,7 @@ static void generate_delta(GenJob *j, GenSeq *q, const EngDelta *d)
 {
     if (!d->len) return;
     sse(j->req, json_pack("{s:o, s:o, s:o}", "text", json_text(q->text.data ? q->text.data : "", q->text.len),
-                          "output_ids", json_array(), "meta_info", meta_info(j, q, 0)));
+                          "output_ids", ids_json(q->stream_ids, q->n_stream_ids), "meta_info", meta_info(j, q, 0)));
 }
 
 static void generate_stream_finish(GenJob *j)

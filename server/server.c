@@ -242,8 +242,8 @@ static void access_log(void *ud, const HttpRequest *r)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    server_log(s, "%s %s \"%s %s\" %d %zu %.3fs", when, r->peer, r->method, r->path, r->status, r->bytes_out,
-               server_now() - r->t_start);
+    server_log(s, "%s %s \"%s %s\" %d %zu %.3fs%s", when, r->peer, r->method, r->path, r->status, r->bytes_out,
+               server_now() - r->t_start, r->aborted ? " (client went away)" : "");
 }
 
 /* ---- signals and drain ---- */

@@ -139,6 +139,8 @@ typedef struct {
     /* streamed so far */
     StrBuf text;
     int n_tokens;
+    int32_t *stream_ids;         /* the ids so far (native streams report them) */
+    int n_stream_ids, cap_stream_ids;
     /* the result, copied at on_done */
     EngFinish finish;
     char *error;
