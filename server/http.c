@@ -345,8 +345,12 @@ static void on_write(uv_write_t *w, int status)
     else if (c->close_after_write && c->writes == 0) conn_close(c);
 }
 
-static void write_raw(HttpConn *c, const char *data, size_t len)
+/* One uv_write of the pieces, copied into one buffer (one syscall, and
+ * with TCP_NODELAY one segment, per SSE event). */
+static void write_pieces(HttpConn *c, const char *const *data, const size_t *lens, int n)
 {
+    size_t len = 0;
+    for (int i = 0; i < n; i++) len += lens[i];
     if (c->closing || !len) return;
     WriteReq *wr = malloc(sizeof *wr + len);
     if (!wr) {
@@ -355,7 +359,11 @@ static void write_raw(HttpConn *c, const char *data, size_t len)
     }
     wr->c = c;
     wr->len = len;
-    memcpy(wr->data, data, len);
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(wr->data + at, data[i], lens[i]);
+        at += lens[i];
+    }
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)len);
     if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
         free(wr);
@@ -365,6 +373,8 @@ static void write_raw(HttpConn *c, const char *data, size_t len)
     c->writes++;
     c->queued += len;
 }
+
+static void write_raw(HttpConn *c, const char *data, size_t len) { write_pieces(c, &data, &len, 1); }
 
 static void conn_freed(uv_handle_t *h)
 {
@@ -669,7 +679,9 @@ static void finish(HttpRequest *r)
     conn_continue(c);
 }
 
-static void head(HttpRequest *r, int status, const char *ctype, const char *extra, const char *framing)
+/* The status line and headers, then body[0..len) in the same write. */
+static void head(HttpRequest *r, int status, const char *ctype, const char *extra, const char *framing,
+                 const char *body, size_t len)
 {
     HttpConn *c = r->conn;
     StrBuf h = {0};
@@ -680,7 +692,11 @@ static void head(HttpRequest *r, int status, const char *ctype, const char *extr
     else sb_appends(&h, "Connection: keep-alive\r\n");
     sb_appends(&h, framing);
     if (h.oom) conn_close(c);
-    else write_raw(c, h.data, h.len);
+    else {
+        const char *pieces[2] = {h.data, body ? body : ""};
+        size_t lens[2] = {h.len, body ? len : 0};
+        write_pieces(c, pieces, lens, 2);
+    }
     sb_free(&h);
     r->status = status;
 }
@@ -691,8 +707,7 @@ void http_respond(HttpRequest *r, int status, const char *content_type, const ch
     if (!writable(r) || r->streaming) return;
     char framing[64];
     snprintf(framing, sizeof framing, "Content-Length: %zu\r\n\r\n", len);
-    head(r, status, content_type, extra_headers, framing);
-    if (r->conn) write_raw(r->conn, body, len);
+    head(r, status, content_type, extra_headers, framing, body, len);
     r->bytes_out += len;
     if (r->conn) finish(r);
 }
@@ -703,7 +718,8 @@ void http_stream_begin(HttpRequest *r, int status, const char *content_type, con
     r->streaming = 1;
     if (r->http10) r->conn->keep_alive = 0;   /* HTTP/1.0 has no chunks: the close ends the body */
     head(r, status, content_type, extra_headers,
-         r->http10 ? "Cache-Control: no-cache\r\n\r\n" : "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n");
+         r->http10 ? "Cache-Control: no-cache\r\n\r\n" : "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n",
+         NULL, 0);
 }
 
 void http_stream_write(HttpRequest *r, const char *data, size_t len)
@@ -719,9 +735,9 @@ void http_stream_write(HttpRequest *r, const char *data, size_t len)
     } else {
         char size[24];
         int n = snprintf(size, sizeof size, "%zx\r\n", len);
-        write_raw(c, size, (size_t)n);
-        write_raw(c, data, len);
-        write_raw(c, "\r\n", 2);
+        const char *pieces[3] = {size, data, "\r\n"};
+        size_t lens[3] = {(size_t)n, len, 2};
+        write_pieces(c, pieces, lens, 3);
     }
     r->bytes_out += len;
 }
