@@ -6,8 +6,10 @@
  * body decoder of its route (all three when the path is another), and a
  * chat request's tools through the tool planner and the reply parser.
  *
- * Input: one byte (the split point, as a fraction of the rest), then raw
- * request bytes. Seeds: tests/fuzz/http_seeds/. Properties: no crash, no
+ * Input: one byte, then the bytes. An odd first byte: the bytes are a
+ * body, decoded as each of the three routes' bodies (the decoder's own
+ * coverage); an even one: they are raw request bytes, split where the
+ * byte says (as a fraction of the rest). Seeds: tests/fuzz/http_seeds/. Properties: no crash, no
  * leak, no undefined behaviour; a refused request has a 4xx/5xx status; a
  * decoded request has a sane shape (checked below).
  */
@@ -72,6 +74,12 @@ static void on_request(const HttpRequest *req)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
+    if (data[0] & 1) {
+        decode(API_COMPLETIONS, (const char *)data + 1, size - 1);
+        decode(API_CHAT, (const char *)data + 1, size - 1);
+        decode(API_GENERATE, (const char *)data + 1, size - 1);
+        return 0;
+    }
     size_t split = (size_t)data[0] * (size - 1) / 255;
     const char *bytes = (const char *)data + 1;
     size_t n = size - 1;
