@@ -120,6 +120,28 @@ json_t *tools_parse(const ToolPlan *p, const char *text, size_t len, uint64_t se
             s = b ? b + sizeof close - 1 : end;
         }
     }
+    if (json_array_size(calls) == 0 && p->mode == TOOLS_AUTO) {
+        /* Mistral's form: [TOOL_CALLS] [{"name", "arguments"}, ...] */
+        static const char tag[] = "[TOOL_CALLS]";
+        const char *a = memmem(text, len, tag, sizeof tag - 1);
+        if (a) {
+            const char *body = a + sizeof tag - 1;
+            json_t *arr = json_loadb(body, (size_t)(end - body), JSON_DISABLE_EOF_CHECK, NULL);
+            for (size_t i = 0; json_is_array(arr) && i < json_array_size(arr); i++) {
+                json_t *c = as_call(json_array_get(arr, i), serial, index, (int)i);
+                if (!c) {
+                    json_array_clear(calls);
+                    break;
+                }
+                json_array_append_new(calls, c);
+            }
+            json_decref(arr);
+            if (json_array_size(calls)) {
+                sb_append(&rest, text, (size_t)(a - text));
+                s = end;
+            }
+        }
+    }
     if (json_array_size(calls) == 0) {
         /* the reply is exactly one call object (required / named, or Llama 3's JSON form) */
         json_t *o = json_loadb(text, len, 0, NULL);

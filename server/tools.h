@@ -13,9 +13,10 @@
  *
  * tool_choice:
  *   none      tools are not shown; plain chat
- *   auto      tools shown; the reply is parsed: <tool_call> blocks (or a reply
- *             that is exactly {"name", "arguments"|"parameters"}, Llama 3's
- *             JSON form) become tool_calls, anything else is content
+ *   auto      tools shown; the reply is parsed: <tool_call> blocks, Mistral's
+ *             [TOOL_CALLS] [...] list, or a reply that is exactly {"name",
+ *             "arguments"|"parameters"} (Llama 3's JSON form) become
+ *             tool_calls, anything else is content
  *   required  the reply is constrained (JSON Schema) to one call of any tool:
  *   named     {"name": <const>, "arguments": <the function's parameters schema>}
  *

@@ -196,6 +196,14 @@ Test(tools, parse_replies)
     cr_assert(calls && json_array_size(calls) == 1);
     json_decref(calls);
     free(content);
+    /* Mistral's list form */
+    const char *mistral = "[TOOL_CALLS] [{\"name\": \"get_time\", \"arguments\": {}}, {\"name\": \"get_weather\","
+                          " \"arguments\": {\"city\": \"Oslo\"}}]";
+    calls = tools_parse(&p, mistral, strlen(mistral), 7, 0, &content);
+    cr_assert(calls && json_array_size(calls) == 2);
+    cr_assert_str_eq(content, "");
+    json_decref(calls);
+    free(content);
     /* plain text is no call */
     calls = tools_parse(&p, "It is sunny.", 12, 7, 0, &content);
     cr_assert_null(calls);
