@@ -351,6 +351,14 @@ void programs_run(Server *s, HttpRequest *r, const char *name)
         server_errorf(r, 404, NULL, "no program named '%s'%s", name, ps && ps->dir ? "" : " (the server has no --programs)");
         return;
     }
+    /* a program run holds model calls too: the same queue limit */
+    int cap = (s->opt.runtime.max_running ? s->opt.runtime.max_running : 64) + s->opt.max_queued;
+    if (ps->n_runs >= cap) {
+        s->metrics.rejected_queue_full++;
+        server_errorf(r, 429, NULL, "too many program runs in flight (%d); retry later", ps->n_runs);
+        return;
+    }
+    if (job_admit(s, r, 1)) return;
     json_error_t je;
     json_t *args = r->body_len ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je) : json_object();
     if (!args) {
