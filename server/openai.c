@@ -497,7 +497,7 @@ void openai_chat(Server *s, HttpRequest *r)
     } else {
         j->on_finish = chat_finish;
     }
-    if (chat_render(s, a, &cs->plan, chat_prompt_ready, j, &e)) {
+    if (chatmsg_render(s, a, &cs->plan, chat_prompt_ready, j, &e)) {
         j->req = NULL;
         r->on_abort = NULL;
         server_error(r, &e);

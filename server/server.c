@@ -321,7 +321,7 @@ sgl_status sgl_serve(const sgl_serve_options *o, char *err, size_t errcap)
              o->served_model_name ? o->served_model_name : base && base[1] ? base + 1 : path);
     uv_check_init(loop, &s->vm_check);
     s->vm_check.data = s;
-    if (chat_init(s, err, errcap) != 0) goto out;
+    if (chatmsg_init(s, err, errcap) != 0) goto out;
     if (programs_init(s, err, errcap) != 0) {
         st = SGL_ERR_USAGE;
         goto out;
@@ -352,7 +352,7 @@ sgl_status sgl_serve(const sgl_serve_options *o, char *err, size_t errcap)
 out:
     if (s->http) http_server_free(s->http);
     programs_fini(s);
-    chat_fini(s);
+    chatmsg_fini(s);
     runtime_close(s->rt);    /* remaining requests' on_done fire here */
     uv_walk(loop, close_walk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);

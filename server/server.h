@@ -6,7 +6,7 @@
  *   HttpServer ──request──► route (SERVER_ROUTES) ──► handler
  *        openai.c / native.c: api_req_decode ─► GenJob ─► eng_submit × (prompts × n)
  *                      on_delta / on_done on the loop ─► SSE chunks / the response
- *        chat.c: messages ─► the VM's chat template (a role-block program) ─► prompt text
+ *        chatmsg.c: messages ─► the VM's chat template (a role-block program) ─► prompt text
  *        programs.c: POST /v1/programs/NAME ─► sgl_task on the programs VM
  *        metrics.c: counters and histograms ─► GET /metrics
  *
@@ -223,13 +223,13 @@ void native_abort_request(Server *s, HttpRequest *r);
 void native_concate_and_append(Server *s, HttpRequest *r);
 void native_health_generate(Server *s, HttpRequest *r);
 
-/* ---- chat prompts (chat.c) ---- */
-typedef void (*chat_prompt_fn)(void *ud, const char *prompt, size_t len, const char *error);
-int chat_init(Server *s, char *err, size_t errcap);
-void chat_fini(Server *s);
+/* ---- chat prompts (chatmsg.c) ---- */
+typedef void (*chatmsg_fn)(void *ud, const char *prompt, size_t len, const char *error);
+int chatmsg_init(Server *s, char *err, size_t errcap);
+void chatmsg_fini(Server *s);
 /* Renders api's messages (and tools) through the chat template; cb runs
  * later on the loop (once). 0, or -1 with e set (cb never runs). */
-int chat_render(Server *s, const ApiReq *api, const ToolPlan *plan, chat_prompt_fn cb, void *ud, ApiError *e);
+int chatmsg_render(Server *s, const ApiReq *api, const ToolPlan *plan, chatmsg_fn cb, void *ud, ApiError *e);
 
 /* ---- programs (programs.c) ---- */
 int programs_init(Server *s, char *err, size_t errcap);

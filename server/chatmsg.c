@@ -1,5 +1,5 @@
 /*
- * server/chat.c — chat messages to a prompt through the VM's one template
+ * server/chatmsg.c — chat messages to a prompt through the VM's one template
  * path: the messages become role blocks of a small SGL program, and the
  * VM applies the chat template in effect (stdlib/chat/, picked from the
  * model's Jinja template or by --chat-template) exactly as it does for
@@ -10,7 +10,7 @@
  *      ──done──► cb(prompt)
  *
  * The render program never calls the model, so its task finishes inside
- * the sgl_vm_run_ready that chat_render calls: cb runs before chat_render
+ * the sgl_vm_run_ready that chatmsg_render calls: cb runs before chatmsg_render
  * returns.
  */
 #include "server/server.h"
@@ -21,7 +21,7 @@
 #include "server/tools.h"
 
 static const char render_src[] =
-    "# sgl serve: OpenAI chat messages as role blocks (server/chat.c)\n"
+    "# sgl serve: OpenAI chat messages as role blocks (server/chatmsg.c)\n"
     "fn main(messages) {\n"
     "    let prompt = \"\"\n"
     "    for m in messages {\n"
@@ -34,7 +34,7 @@ static const char render_src[] =
     "    return prompt\n"
     "}\n";
 
-int chat_init(Server *s, char *err, size_t errcap)
+int chatmsg_init(Server *s, char *err, size_t errcap)
 {
     s->chat_vm = sgl_vm_new();
     if (!s->chat_vm) {
@@ -50,7 +50,7 @@ int chat_init(Server *s, char *err, size_t errcap)
     return 0;
 }
 
-void chat_fini(Server *s)
+void chatmsg_fini(Server *s)
 {
     sgl_program_free(s->chat_prog);
     s->chat_prog = NULL;
@@ -59,7 +59,7 @@ void chat_fini(Server *s)
 }
 
 typedef struct {
-    chat_prompt_fn cb;
+    chatmsg_fn cb;
     void *ud;
 } Render;
 
@@ -87,7 +87,7 @@ static json_t *msg(const char *role, const char *content)
     return json_pack("{s:s, s:s}", "role", role, "content", content);
 }
 
-int chat_render(Server *s, const ApiReq *a, const ToolPlan *plan, chat_prompt_fn cb, void *ud, ApiError *e)
+int chatmsg_render(Server *s, const ApiReq *a, const ToolPlan *plan, chatmsg_fn cb, void *ud, ApiError *e)
 {
     json_t *list = json_array();
     int first_system = a->n_messages && !strcmp(a->messages[0].role, "system");
