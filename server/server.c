@@ -124,6 +124,9 @@ static const char *const route_names[ROUTE_COUNT + 1] = {
     "not_found",
 };
 
+_Static_assert(sizeof routes / sizeof routes[0] == ROUTE_COUNT, "one routes entry per SERVER_ROUTES line");
+_Static_assert(sizeof route_names / sizeof route_names[0] == ROUTE_COUNT + 1, "a name per route, and not_found");
+
 const char *server_route_name(int id) { return route_names[id]; }
 
 /* The route for a path; *method_ok 0 when only the method is wrong. */
