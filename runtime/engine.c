@@ -118,6 +118,7 @@ static void seq_free(Seq *s)
     free(s->toks);
     free(s->slots);
     free(s->in_lp);
+    free(s->in_top);
     free(s->out_lp);
     free(s->top);
     samp_free(s->samp);
@@ -335,6 +336,11 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
         s->lp_from = p->input_logprobs_from;
         s->in_lp = calloc((size_t)r->n_prompt, sizeof *s->in_lp);
         if (!s->in_lp) goto fail;
+        if (p->input_top_logprobs > 0) {
+            s->in_top_n = p->input_top_logprobs;
+            s->in_top = calloc((size_t)r->n_prompt * (size_t)s->in_top_n, sizeof *s->in_top);
+            if (!s->in_top) goto fail;
+        }
     }
     if (p->constraint) {
         CVocab *v = eng_constraint_vocab(e);
@@ -696,6 +702,8 @@ static void deliver_done(Engine *e, Req *r)
             .top_per_token = s->top_n,
             .input_logprobs = s->in_lp && s->lp_from >= 1 ? s->in_lp + s->lp_from : NULL,
             .n_input_logprobs = s->in_lp && s->lp_from >= 1 ? r->n_prompt - s->lp_from : 0,
+            .input_top = s->in_top && s->lp_from >= 1 ? s->in_top + (size_t)s->lp_from * (size_t)s->in_top_n : NULL,
+            .input_top_per_token = s->in_top ? s->in_top_n : 0,
             .prompt_tokens = r->prompt_tokens ? r->prompt_tokens : r->n_prompt,
             .cached_tokens = r->cached_tokens,
             .completion_tokens = s->n_gen,

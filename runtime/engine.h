@@ -190,6 +190,8 @@ typedef struct {
     int top_per_token;
     const float *input_logprobs; /* prompt logprobs from input_logprobs_from */
     int n_input_logprobs;
+    const SampTokLogprob *input_top; /* n_input_logprobs * input_top_per_token alternatives */
+    int input_top_per_token;
     int prompt_tokens, cached_tokens, completion_tokens;
 } EngResult;
 
@@ -211,6 +213,9 @@ typedef struct {
     /* Report logprobs of prompt tokens at positions >= this (>= 1; each
      * given the tokens before it); -1: none (SGLang's logprob_start_len). */
     int input_logprobs_from;
+    /* With input logprobs: also this many most likely alternatives at each
+     * of those prompt positions (SGLang's input_top_logprobs); 0: none. */
+    int input_top_logprobs;
     /* The output's shape (constrain/constrain.h), or NULL: every sampled
      * token is masked by it, end-of-generation only where it accepts. The
      * engine takes its own reference; the caller keeps theirs. */

@@ -92,6 +92,8 @@ typedef struct {
     int max_new;                /* < 0 unlimited, 0 none */
     int lp_from;                /* input logprobs from this position, -1 none */
     float *in_lp;               /* [n_prompt], valid at [lp_from, n_prompt) */
+    SampTokLogprob *in_top;     /* [n_prompt * in_top_n], likewise (or NULL) */
+    int in_top_n;
     Sampler *samp;
     Detok *dt;
     int n_gen;                  /* == n_toks - n_prompt */

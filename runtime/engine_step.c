@@ -215,8 +215,17 @@ void eng_step(Engine *e)
             int lim = s->kind == SEQ_GEN ? s->n_prompt : s->n_toks;
             for (int q = 0; q < m->n_new; q++) {
                 int p = s->n_kv + q + 1;
-                if (p >= s->lp_from && p < lim)
-                    s->in_lp[p] = samp_logprob_of(rows + (size_t)q * V, (size_t)V, s->toks[p]);
+                if (p < s->lp_from || p >= lim) continue;
+                const float *row = rows + (size_t)q * V;
+                if (s->in_top) {
+                    double lse = samp_logsumexp(row, (size_t)V);
+                    s->in_lp[p] = (float)((double)row[s->toks[p]] - lse);
+                    SampTokLogprob *t = s->in_top + (size_t)p * (size_t)s->in_top_n;
+                    int got = samp_top_logprobs(row, (size_t)V, lse, s->in_top_n, t);
+                    for (int k = got; k < s->in_top_n; k++) t[k] = (SampTokLogprob){-1, 0.0f};
+                } else {
+                    s->in_lp[p] = samp_logprob_of(row, (size_t)V, s->toks[p]);
+                }
             }
         }
         s->n_kv += m->n_new;

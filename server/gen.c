@@ -40,6 +40,7 @@ static void job_destroy(GenJob *j)
         free(q->logprobs);
         free(q->top);
         free(q->input_logprobs);
+        free(q->input_top);
         free(q->matched_stop);
     }
     free(j->seqs);
@@ -273,6 +274,8 @@ static void on_done(void *ud, const EngResult *r)
     q->top = dup_mem(r->top, (size_t)r->n_ids * (size_t)r->top_per_token * sizeof *r->top);
     q->input_logprobs = dup_mem(r->input_logprobs, (size_t)r->n_input_logprobs * sizeof *r->input_logprobs);
     q->n_input_logprobs = r->n_input_logprobs;
+    q->input_top_per_token = r->input_top_per_token;
+    q->input_top = dup_mem(r->input_top, (size_t)r->n_input_logprobs * (size_t)r->input_top_per_token * sizeof *r->input_top);
     q->prompt_tokens = r->prompt_tokens;
     q->cached_tokens = r->cached_tokens;
     q->completion_tokens = r->completion_tokens;
@@ -394,6 +397,7 @@ int job_start(GenJob *j)
             else
                 q->input_from = -1;
             gp.input_logprobs_from = q->input_from;
+            if (q->input_from >= 1 && a->kind == API_GENERATE) gp.input_top_logprobs = a->top_logprobs;
             gp.on_delta = on_delta;
             gp.on_done = on_done;
             gp.ud = q;

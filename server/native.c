@@ -6,9 +6,9 @@
  * /flush_cache, /abort_request, /concate_and_append_request.
  *
  * Logprob triples are [logprob, token_id, text-or-null]; the prompt's
- * first token has no logprob (null), as in SGLang. The engine reports no
- * alternatives for prompt positions: input_top_logprobs holds null for
- * each (output_top_logprobs has top_logprobs_num alternatives per token).
+ * first token has no logprob (null), as in SGLang; with top_logprobs_num,
+ * input_top_logprobs and output_top_logprobs hold that many alternatives
+ * per position (null for the first prompt token).
  */
 #include "server/server.h"
 
@@ -61,9 +61,19 @@ static json_t *meta_info(GenJob *j, const GenSeq *q, int final)
         int start = a->logprob_start_len >= 0 ? a->logprob_start_len : q->n_prompt - 1;
         for (int p = start; p < q->n_prompt; p++) {
             int k = p - q->input_from;
-            json_t *lp = p >= q->input_from && k < q->n_input_logprobs ? json_real(q->input_logprobs[k]) : json_null();
+            int have = p >= q->input_from && k < q->n_input_logprobs;
+            json_t *lp = have ? json_real(q->input_logprobs[k]) : json_null();
             json_array_append_new(in, triple(s, lp, q->prompt_ids[p], wt));
-            json_array_append_new(in_top, json_null());
+            json_t *alts = json_null();
+            if (have && q->input_top && a->top_logprobs) {
+                json_decref(alts);
+                alts = json_array();
+                for (int t = 0; t < q->input_top_per_token; t++) {
+                    const SampTokLogprob *x = &q->input_top[(size_t)k * (size_t)q->input_top_per_token + (size_t)t];
+                    if (x->id >= 0) json_array_append_new(alts, triple(s, json_real(x->logprob), x->id, wt));
+                }
+            }
+            json_array_append_new(in_top, alts);
         }
     }
     json_t *out = json_array(), *out_top = json_array();

@@ -156,6 +156,8 @@ typedef struct {
     int top_per_token;
     float *input_logprobs;
     int n_input_logprobs;
+    SampTokLogprob *input_top;   /* n_input_logprobs * input_top_per_token */
+    int input_top_per_token;
     int input_from;
     int prompt_tokens, cached_tokens, completion_tokens;
     char *matched_stop;          /* the stop string that ended it, or NULL */
