@@ -538,15 +538,22 @@ void eng_publish_delta(Engine *e, Seq *s, const char *text, size_t len)
     ev->ids = malloc((size_t)(n ? n : 1) * sizeof *ev->ids);
     ev->text = malloc(len + 1);
     if (s->want_lp) ev->lp = malloc((size_t)(n ? n : 1) * sizeof *ev->lp);
-    if (!ev->ids || !ev->text || (s->want_lp && !ev->lp)) {
+    if (s->top_n) {
+        ev->top_n = s->top_n;
+        ev->top = malloc((size_t)(n ? n : 1) * (size_t)s->top_n * sizeof *ev->top);
+    }
+    if (!ev->ids || !ev->text || (s->want_lp && !ev->lp) || (s->top_n && !ev->top)) {
         free(ev->ids);
         free(ev->text);
         free(ev->lp);
+        free(ev->top);
         free(ev);
         return;
     }
     memcpy(ev->ids, s->toks + s->n_prompt + s->streamed, (size_t)n * sizeof *ev->ids);
     if (s->want_lp) memcpy(ev->lp, s->out_lp + s->streamed, (size_t)n * sizeof *ev->lp);
+    if (s->top_n)
+        memcpy(ev->top, s->top + (size_t)s->streamed * (size_t)s->top_n, (size_t)n * (size_t)s->top_n * sizeof *ev->top);
     memcpy(ev->text, text, len);
     ev->text[len] = 0;
     ev->len = len;
@@ -738,11 +745,12 @@ int eng_poll(Engine *e)
     while (ev) {
         Event *next = ev->next;
         if (ev->kind == EV_DELTA) {
-            EngDelta d = {.id = ev->id, .ids = ev->ids, .n_ids = ev->n_ids, .logprobs = ev->lp,
-                          .text = ev->text, .len = ev->len};
+            EngDelta d = {.id = ev->id, .ids = ev->ids, .n_ids = ev->n_ids, .logprobs = ev->lp, .top = ev->top,
+                          .top_per_token = ev->top_n, .text = ev->text, .len = ev->len};
             ev->on_delta(ev->ud, &d);
             free(ev->ids);
             free(ev->lp);
+            free(ev->top);
             free(ev->text);
         } else {
             Req *r = ev->req;

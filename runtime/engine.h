@@ -164,6 +164,8 @@ typedef struct {
     const int32_t *ids;
     int n_ids;
     const float *logprobs;   /* one per id when logprobs were asked, else NULL */
+    const SampTokLogprob *top;   /* n_ids * top_per_token alternatives, or NULL */
+    int top_per_token;
     const char *text;
     size_t len;
 } EngDelta;

@@ -71,6 +71,8 @@ typedef struct Event {
     uint64_t id;
     int32_t *ids;
     float *lp;
+    SampTokLogprob *top;        /* n_ids * top_n, when top logprobs were asked */
+    int top_n;
     int n_ids;
     char *text;
     size_t len;

@@ -650,10 +650,6 @@ static int decode_openai(ApiReq *r, json_t *body, ApiError *e)
         }
         if (read_prompts(r, p, "prompt", 1, 1, e)) return -1;
     }
-    if (r->stream && r->top_logprobs) {
-        api_error_set(e, 400, "top_logprobs", "top_logprobs is not supported with stream (logprobs alone is)");
-        return -1;
-    }
     r->gen.logprobs = r->logprobs;
     r->gen.top_logprobs = r->top_logprobs;
     return 0;

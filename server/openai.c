@@ -190,7 +190,20 @@ static void completions_delta(GenJob *j, GenSeq *q, const EngDelta *d)
             const char *p = job_token_piece(j->s, d->ids[i], &len);
             json_array_append_new(tokens, json_text(p, len));
             json_array_append_new(lps, d->logprobs ? json_real(d->logprobs[i]) : json_null());
-            json_array_append_new(tops, json_null());
+            json_t *alt = json_null();
+            if (j->api->top_logprobs && d->top) {
+                json_decref(alt);
+                alt = json_object();
+                for (int k = 0; k < d->top_per_token; k++) {
+                    const SampTokLogprob *t = &d->top[(size_t)i * (size_t)d->top_per_token + (size_t)k];
+                    size_t tl;
+                    const char *tp = job_token_piece(j->s, t->id, &tl);
+                    json_t *key = json_text(tp, tl);
+                    json_object_set_new(alt, json_string_value(key), json_real(t->logprob));
+                    json_decref(key);
+                }
+            }
+            json_array_append_new(tops, alt);
         }
         json_decref(lp);
         lp = json_pack("{s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops);
@@ -333,7 +346,9 @@ static void chat_delta(GenJob *j, GenSeq *q, const EngDelta *d)
     if (cs->plan.mode != TOOLS_OFF) return;     /* tool calls go out whole, at the end */
     if (!d->len && !j->api->logprobs) return;
     json_t *c = chunk_base(j, "chat.completion.chunk");
-    json_t *lp = j->api->logprobs && d->n_ids ? chat_logprobs(j->s, d->ids, d->logprobs, NULL, 0, d->n_ids) : json_null();
+    json_t *lp = j->api->logprobs && d->n_ids ? chat_logprobs(j->s, d->ids, d->logprobs, j->api->top_logprobs ? d->top : NULL,
+                                                              d->top_per_token, d->n_ids)
+                                              : json_null();
     json_object_set_new(c, "choices", json_pack("[{s:i, s:{s:o}, s:o, s:n}]", "index", q->index, "delta", "content",
                                                 json_text(d->text, d->len), "logprobs", lp, "finish_reason"));
     sse(j->req, c);
