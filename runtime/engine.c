@@ -323,7 +323,7 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
             set_last_error(e, "stop string %d is NULL", i);
             goto fail;
         }
-    if (detok_new(e->tok, p->stop, p->n_stop, DETOK_SKIP_SPECIAL, &s->dt) != 0) goto fail;
+    if (detok_new(e->tok, p->stop, p->n_stop, p->keep_special_tokens ? 0 : DETOK_SKIP_SPECIAL, &s->dt) != 0) goto fail;
     s->max_new = sp.max_tokens;
     s->want_lp = sp.logprobs || sp.top_logprobs > 0;
     s->top_n = sp.top_logprobs > 0 ? sp.top_logprobs : 0;

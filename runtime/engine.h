@@ -218,6 +218,10 @@ typedef struct {
     /* With input logprobs: also this many most likely alternatives at each
      * of those prompt positions (SGLang's input_top_logprobs); 0: none. */
     int input_top_logprobs;
+    /* 1: control tokens (other than the end-of-generation and stop ids
+     * that end it) are kept in the text (SGLang's skip_special_tokens:
+     * false); 0 (default): they add no text. */
+    int keep_special_tokens;
     /* The output's shape (constrain/constrain.h), or NULL: every sampled
      * token is masked by it, end-of-generation only where it accepts. The
      * engine takes its own reference; the caller keeps theirs. */

@@ -635,6 +635,9 @@ static int decode_openai(ApiReq *r, json_t *body, ApiError *e)
         if (get_bool(so, "include_usage", &r->include_usage, e)) return -1;
     }
     if (get_bool(body, "no_stop_trim", &r->no_stop_trim, e)) return -1;
+    int skip = 1;   /* SGLang's OpenAI-side extra */
+    if (get_bool(body, "skip_special_tokens", &skip, e)) return -1;
+    r->keep_special_tokens = !skip;
     if (read_logit_bias(r, json_object_get(body, "logit_bias"), e)) return -1;
     if (get_string(body, "user", &r->user, e)) return -1;
     if (chat) {
@@ -696,8 +699,9 @@ static int decode_generate(ApiReq *r, json_t *body, ApiError *e)
         if (read_options(&d, sp, 1)) return -1;
         if (get_int(sp, "n", 1, MAX_N, &r->n, e)) return -1;
         if (get_bool(sp, "no_stop_trim", &r->no_stop_trim, e)) return -1;
-        if (refuse_if(sp, "skip_special_tokens", is_true, e, "special tokens are always skipped in output text"))
-            return -1;
+        int skip = 1;
+        if (get_bool(sp, "skip_special_tokens", &skip, e)) return -1;
+        r->keep_special_tokens = !skip;
         if (refuse_if(sp, "spaces_between_special_tokens", is_true, e, NULL)) return -1;
         if (read_logit_bias(r, json_object_get(sp, "logit_bias"), e)) return -1;
         if (refuse_if(sp, "custom_params", NULL, e, NULL)) return -1;

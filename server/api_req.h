@@ -66,6 +66,7 @@ typedef struct {
     int logprobs;                /* chat: logprobs; completions: logprobs > 0 */
     int top_logprobs;            /* chat: top_logprobs; completions: logprobs N; native: top_logprobs_num */
     int no_stop_trim;
+    int keep_special_tokens;     /* skip_special_tokens: false */
     int list_in;                 /* native: text/input_ids was a list (list out) */
     int return_logprob;          /* native */
     int logprob_start_len;       /* native: -1 none */

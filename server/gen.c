@@ -375,6 +375,7 @@ int job_start(GenJob *j)
             eng_gen_params_default(&gp);
             rt_engine_sampling(&gp.sampling, g);
             if (g->has_seed) gp.sampling.seed = g->seed + (uint64_t)c;   /* n choices differ */
+            gp.keep_special_tokens = a->keep_special_tokens;
             gp.sampling.bias = a->bias;
             gp.sampling.n_bias = a->n_bias;
             if (j->prompt_text) {

@@ -80,8 +80,8 @@ Test(api_req, refusals_name_the_field)
     refused(API_CHAT, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"tool_choice\": \"required\"}", 400,
             "tool_choice", "needs tools");
     refused(API_GENERATE, "{\"text\": \"a\", \"input_ids\": [1]}", 400, "input_ids", "exactly one");
-    refused(API_GENERATE, "{\"text\": \"a\", \"sampling_params\": {\"skip_special_tokens\": false}}", 400,
-            "skip_special_tokens", "skipped");
+    refused(API_GENERATE, "{\"text\": \"a\", \"sampling_params\": {\"skip_special_tokens\": 0}}", 400,
+            "skip_special_tokens", "true or false");
     refused(API_GENERATE, "{\"text\": \"a\", \"image_data\": \"x\"}", 400, "image_data", "text only");
 }
 
@@ -120,6 +120,10 @@ Test(api_req, generate_sampling_params_by_sglang_keys)
     cr_assert_eq(r->gen.nstop, 0);
     cr_assert(r->return_logprob && r->gen.logprobs && r->logprob_start_len == 0 && r->return_text_in_logprobs);
     cr_assert_str_eq(r->rid, "r1");
+    cr_assert(!r->keep_special_tokens);
+    api_req_free(r);
+    r = ok(API_GENERATE, "{\"text\": \"a\", \"sampling_params\": {\"skip_special_tokens\": false}}");
+    cr_assert(r->keep_special_tokens);
     api_req_free(r);
     r = ok(API_GENERATE, "{\"input_ids\": [[1, 2], [3]], \"sampling_params\": {\"ebnf\": \"root ::= \\\"a\\\"\"}}");
     cr_assert_eq(r->n_prompts, 2);
