@@ -445,6 +445,38 @@ void sgl_vm_interrupt(sgl_vm *vm);
 /* The prompt text so far (valid until the next eval). */
 const char *sgl_session_text(const sgl_session *s, size_t *len);
 
+/* ---- sgl serve: the HTTP server (server/) ----------------------------------
+ * One process serving the OpenAI-compatible API, SGLang's native API and
+ * compiled programs (programs_dir) over one runtime. sgl_serve opens the
+ * model, listens, prints "sgl serve: listening on http://HOST:PORT (model
+ * PATH)" through log, and runs until SIGINT/SIGTERM: it then stops
+ * accepting, lets requests in flight finish (drain_timeout_s at most, then
+ * cancels them) and returns SGL_OK. SGL_ERR_IO (no model, cannot listen)
+ * or SGL_ERR_USAGE (a bad option) with the message in err. */
+typedef struct {
+    sgl_runtime_options runtime;    /* the model and engine (uv_loop and lazy are the server's) */
+    const char *host;               /* default "127.0.0.1" */
+    int port;                       /* default 30000; 0: any free port */
+    const char *programs_dir;       /* *.sgl / *.sglc served under /v1/programs, or NULL */
+    const char *api_key;            /* Authorization: Bearer KEY on every route but /health */
+    const char *served_model_name;  /* the model id in /v1/models; default: the file's name */
+    int quiet;                      /* 1: no access log */
+    int max_connections;            /* default 1024 */
+    int max_queued;                 /* generation requests waiting beyond max_running; over it 429 (default 256) */
+    size_t max_header_bytes;        /* default 16 KiB */
+    size_t max_body_bytes;          /* default 8 MiB */
+    double read_timeout_s;          /* to receive a whole request (default 30) */
+    double idle_timeout_s;          /* keep-alive connection with no request (default 60) */
+    double drain_timeout_s;         /* on SIGINT/SIGTERM (default 30) */
+    unsigned long long program_max_steps;   /* per program run (default 100M) */
+    size_t program_max_heap;        /* bytes per program run (default 256 MiB) */
+    void (*log)(void *ud, const char *line);    /* startup and access-log lines (no newline); NULL: stderr */
+    void *log_ud;
+} sgl_serve_options;
+
+void sgl_serve_options_init(sgl_serve_options *o);
+sgl_status sgl_serve(const sgl_serve_options *o, char *err, size_t errcap);
+
 #ifdef __cplusplus
 }
 #endif

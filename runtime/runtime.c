@@ -237,6 +237,8 @@ static const char *be_chat_template(void *ctx)
 
 RtBackend *runtime_backend(Runtime *rt) { return &rt->backend; }
 
+Engine *runtime_engine(Runtime *rt) { return rt->eng; }
+
 int runtime_open(const RuntimeOptions *o, Runtime **out, char *err, size_t errcap)
 {
     *out = NULL;
