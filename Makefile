@@ -43,7 +43,8 @@ CU_SRCS  := $(wildcard kernels/cuda/*.cu)
 ifneq ($(strip $(NVCC)),)
 ifneq ($(strip $(CU_SRCS)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-CU_OBJS  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
+CU_OBJS  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS)) \
+            $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard kernels/cuda/*.c))
 LIB_OBJS += $(CU_OBJS)
 CPPFLAGS += -DSGL_CUDA
 PKG_LIBS += -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -lrt -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64

@@ -19,10 +19,10 @@
 
 typedef __nv_bfloat16 bf16;
 
-enum { PLAN_CACHE = 64 };
+enum { PLAN_CACHE = 512 };
 
 typedef struct {
-    int m, n, k, lda, ldb, ldc;
+    int m, n, k, lda, ldb, ldc, f32_out;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -105,6 +105,15 @@ extern "C" void cu_ctx_free(CuCtx *c)
 
 extern "C" const char *cu_device_name(CuCtx *c) { return c->prop.name; }
 
+extern "C" int cu_sm_count(CuCtx *c) { return c->prop.multiProcessorCount; }
+
+extern "C" int cu_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+    return n;
+}
+
 extern "C" void cu_mem_info(CuCtx *c, size_t *free_b, size_t *total_b)
 {
     if (cudaMemGetInfo(free_b, total_b) != cudaSuccess) *free_b = *total_b = 0;
@@ -133,6 +142,23 @@ extern "C" void cu_download(CuCtx *c, void *dst, const void *src, size_t bytes)
 {
     if (!check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "download"))
         check(c, cudaStreamSynchronize(c->stream), "download");
+}
+
+extern "C" void cu_memset(CuCtx *c, void *p, int value, size_t bytes)
+{
+    check(c, cudaMemsetAsync(p, value, bytes, c->stream), "memset");
+}
+
+extern "C" void *cu_host_alloc(CuCtx *c, size_t bytes)
+{
+    void *p = NULL;
+    if (check(c, cudaMallocHost(&p, bytes ? bytes : 1), "cudaMallocHost")) return NULL;
+    return p;
+}
+
+extern "C" void cu_host_free(CuCtx *c, void *p)
+{
+    if (p) check(c, cudaFreeHost(p), "cudaFreeHost");
 }
 
 extern "C" void cu_copy_d2d(CuCtx *c, void *dst, const void *src, size_t bytes)
@@ -257,23 +283,36 @@ extern "C" void cu_fill_bf16(CuCtx *c, uint16_t *p, size_t n, float value)
  * out × n matrix Wᵀ' · X': A = W seen as in × out (lda = in) transposed, B =
  * x seen as in × n (ldb = ldx), C = y as out × n (ldc = ldy). */
 
-static Plan *plan_for(CuCtx *c, int m, int n, int k, int lda, int ldb, int ldc)
+static Plan *plan_for(CuCtx *c, int m, int n, int k, int lda, int ldb, int ldc, int f32_out)
 {
     for (int i = 0; i < c->n_plans; i++) {
         Plan *p = &c->plans[i];
-        if (p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldb == ldb && p->ldc == ldc) return p;
+        if (p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldb == ldb && p->ldc == ldc &&
+            p->f32_out == f32_out)
+            return p;
+    }
+    if (c->n_plans == PLAN_CACHE) {
+        /* a full cache starts over (shapes of a serving engine's steps vary) */
+        for (int i = 0; i < c->n_plans; i++) {
+            Plan *q = &c->plans[i];
+            cublasLtMatrixLayoutDestroy(q->a);
+            cublasLtMatrixLayoutDestroy(q->b);
+            cublasLtMatrixLayoutDestroy(q->c);
+            cublasLtMatmulDescDestroy(q->op);
+        }
+        c->n_plans = 0;
     }
     Plan tmp;
     memset(&tmp, 0, sizeof tmp);
     Plan *p = c->n_plans < PLAN_CACHE ? &c->plans[c->n_plans] : &tmp;
-    p->m = m, p->n = n, p->k = k, p->lda = lda, p->ldb = ldb, p->ldc = ldc;
+    p->m = m, p->n = n, p->k = k, p->lda = lda, p->ldb = ldb, p->ldc = ldc, p->f32_out = f32_out;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     if (cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) return NULL;
     cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, k, m, lda);
     cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, k, n, ldb);
-    cublasLtMatrixLayoutCreate(&p->c, CUDA_R_16BF, m, n, ldc);
+    cublasLtMatrixLayoutCreate(&p->c, f32_out ? CUDA_R_32F : CUDA_R_16BF, m, n, ldc);
     cublasLtMatmulPreference_t pref;
     cublasLtMatmulPreferenceCreate(&pref);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->ws_bytes,
@@ -295,12 +334,38 @@ static Plan *plan_for(CuCtx *c, int m, int n, int k, int lda, int ldb, int ldc)
 extern "C" void cu_gemm_bf16(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
                              uint16_t *y, int ldy)
 {
-    Plan *p = plan_for(c, out, n, in, in, ldx, ldy);
+    Plan *p = plan_for(c, out, n, in, in, ldx, ldy, 0);
     if (!p) return;
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, w, p->a, x, p->b, &zero, y, p->c, y, p->c, &p->algo,
                                        c->ws, c->ws_bytes, c->stream);
     if (st != CUBLAS_STATUS_SUCCESS) fail(c, "gemm", cublasLtGetStatusString(st));
+}
+
+extern "C" void cu_gemm_bf16_f32(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
+                                 float *y, int ldy)
+{
+    if (n <= 0) return;
+    Plan *p = plan_for(c, out, n, in, in, ldx, ldy, 1);
+    if (!p) return;
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, w, p->a, x, p->b, &zero, y, p->c, y, p->c, &p->algo,
+                                       c->ws, c->ws_bytes, c->stream);
+    if (st != CUBLAS_STATUS_SUCCESS) fail(c, "gemm", cublasLtGetStatusString(st));
+}
+
+__global__ void k_add_bias(bf16 *y, int ldy, int cols, const bf16 *bias)
+{
+    bf16 *row = y + (size_t)blockIdx.y * ldy;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x)
+        row[i] = __float2bfloat16(__bfloat162float(row[i]) + __bfloat162float(bias[i]));
+}
+
+extern "C" void cu_add_bias(CuCtx *c, uint16_t *y, int ldy, int n, int cols, const uint16_t *bias)
+{
+    if (n <= 0) return;
+    k_add_bias<<<dim3((cols + 255) / 256, n), 256, 0, c->stream>>>((bf16 *)y, ldy, cols, (const bf16 *)bias);
+    LAUNCHED(c, "bias");
 }
 
 /* ---- elementwise -------------------------------------------------------------- */
@@ -439,6 +504,60 @@ extern "C" void cu_rope_kv_write(CuCtx *c, uint16_t *qkv, int n, int n_head, int
     if (n <= 0) return;
     k_rope_kv<<<n, 256, 0, c->stream>>>((bf16 *)qkv, n_head, n_head_kv, head_dim, theta, pos, wslot,
                                         (bf16 *)k_pool, (bf16 *)v_pool);
+    LAUNCHED(c, "rope");
+}
+
+/* RoPE from the model's inv_freq (rot_dim/2 values: scaling already folded
+ * in), pairing NEOX (x[i], x[i + rot/2]) or NORM (x[2i], x[2i+1]); dims past
+ * rot_dim are kept. Rounding as the theta form above (HF's bf16 cos/sin). */
+__global__ void k_rope_kv_f(bf16 *qkv, int n_head, int n_head_kv, int hd, int rot, const float *inv_freq, int neox,
+                            const int32_t *pos, const int32_t *wslot, bf16 *kp, bf16 *vp)
+{
+    int r = blockIdx.x, half = rot / 2, kv_dim = n_head_kv * hd;
+    bf16 *row = qkv + (size_t)r * (n_head + 2 * n_head_kv) * hd;
+    float p = (float)pos[r];
+    size_t so = (size_t)wslot[r] * kv_dim;
+    int n_pairs = (n_head + n_head_kv) * half;
+    for (int idx = threadIdx.x; idx < n_pairs; idx += blockDim.x) {
+        int head = idx / half, i = idx % half;
+        float s, cs;
+        sincosf(p * inv_freq[i], &s, &cs);
+        float cb = __bfloat162float(__float2bfloat16(cs)), sb = __bfloat162float(__float2bfloat16(s));
+        bf16 *x = row + head * hd;
+        int i1 = neox ? i : 2 * i, i2 = neox ? i + half : 2 * i + 1;
+        float x1 = __bfloat162float(x[i1]), x2 = __bfloat162float(x[i2]);
+        float a = __bfloat162float(__float2bfloat16(x1 * cb)), b = __bfloat162float(__float2bfloat16(-x2 * sb));
+        float e = __bfloat162float(__float2bfloat16(x2 * cb)), f = __bfloat162float(__float2bfloat16(x1 * sb));
+        bf16 lo = __float2bfloat16(a + b), hi = __float2bfloat16(e + f);
+        if (head < n_head) {
+            x[i1] = lo;
+            x[i2] = hi;
+        } else {
+            int kh = head - n_head;
+            kp[so + kh * hd + i1] = lo;
+            kp[so + kh * hd + i2] = hi;
+        }
+    }
+    /* k dims past rot_dim, then v */
+    for (int i = threadIdx.x; i < n_head_kv * (hd - rot); i += blockDim.x) {
+        int kh = i / (hd - rot), d = rot + i % (hd - rot);
+        kp[so + kh * hd + d] = row[(n_head + kh) * hd + d];
+    }
+    const bf16 *v = row + (n_head + n_head_kv) * hd;
+    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) vp[so + i] = v[i];
+}
+
+extern "C" void cu_rope_kv_write_f(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim,
+                                   int rot_dim, const float *inv_freq, int neox, const int32_t *pos,
+                                   const int32_t *wslot, uint16_t *k_pool, uint16_t *v_pool)
+{
+    if (n <= 0) return;
+    if (rot_dim <= 0 || rot_dim > head_dim || rot_dim % 2) {
+        fail(c, "rope", "rot_dim must be even and within head_dim");
+        return;
+    }
+    k_rope_kv_f<<<n, 256, 0, c->stream>>>((bf16 *)qkv, n_head, n_head_kv, head_dim, rot_dim, inv_freq, neox, pos,
+                                          wslot, (bf16 *)k_pool, (bf16 *)v_pool);
     LAUNCHED(c, "rope");
 }
 

@@ -47,15 +47,22 @@ typedef struct CuCtx CuCtx;
  * no usable GPU or cuBLASLt cannot start. */
 CuCtx *cu_ctx_new(char *err, size_t errcap);
 void cu_ctx_free(CuCtx *c);
+/* GPUs visible (0 without a driver or device); needs no context. */
+int cu_device_count(void);
 /* Device name, memory free/total in bytes, multiprocessor count. */
 const char *cu_device_name(CuCtx *c);
 void cu_mem_info(CuCtx *c, size_t *free_b, size_t *total_b);
+int cu_sm_count(CuCtx *c);
 
 void *cu_alloc(CuCtx *c, size_t bytes);            /* cudaMalloc; NULL on failure */
 void cu_free(CuCtx *c, void *p);
 void cu_upload(CuCtx *c, void *dst, const void *src, size_t bytes);
 void cu_download(CuCtx *c, void *dst, const void *src, size_t bytes);
 void cu_copy_d2d(CuCtx *c, void *dst, const void *src, size_t bytes);
+void cu_memset(CuCtx *c, void *p, int value, size_t bytes);  /* stream-ordered */
+/* Page-locked host memory (fast downloads); NULL on failure. */
+void *cu_host_alloc(CuCtx *c, size_t bytes);
+void cu_host_free(CuCtx *c, void *p);
 int cu_sync(CuCtx *c);                             /* 0, or -1 (cu_error says why) */
 const char *cu_error(CuCtx *c);                    /* first failure, or NULL; clears it */
 
@@ -87,6 +94,13 @@ void cu_fill_bf16(CuCtx *c, uint16_t *p, size_t n, float value);
 void cu_gemm_bf16(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
                   uint16_t *y, int ldy);
 
+/* cu_gemm_bf16 with f32 y (logits). */
+void cu_gemm_bf16_f32(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out, float *y,
+                      int ldy);
+
+/* y[r][i] += bias[i] for r < n, i < cols (row stride ldy), rounded to bf16. */
+void cu_add_bias(CuCtx *c, uint16_t *y, int ldy, int n, int cols, const uint16_t *bias);
+
 /* out[i] = table[tokens[i]] (rows of dim; dim a multiple of 8). */
 void cu_embed(CuCtx *c, const uint16_t *table, int dim, const int32_t *tokens, int n, uint16_t *out);
 
@@ -102,6 +116,13 @@ void cu_add_rmsnorm(CuCtx *c, uint16_t *h, const uint16_t *delta, const uint16_t
 void cu_rope_kv_write(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim,
                       float theta, const int32_t *pos, const int32_t *wslot, uint16_t *k_pool,
                       uint16_t *v_pool);
+
+/* cu_rope_kv_write with the model's inv_freq (rot_dim/2 f32 values in device
+ * memory, scaling folded in) for the first rot_dim dims of each head, paired
+ * NEOX (x[i], x[i + rot/2]) when neox, else NORM (x[2i], x[2i+1]). */
+void cu_rope_kv_write_f(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim, int rot_dim,
+                        const float *inv_freq, int neox, const int32_t *pos, const int32_t *wslot,
+                        uint16_t *k_pool, uint16_t *v_pool);
 
 /* out[r][i] = silu(gu[r][i]) * gu[r][ff + i]  (gu rows are [gate | up]). */
 void cu_swiglu(CuCtx *c, const uint16_t *gu, int n, int ff, uint16_t *out);
