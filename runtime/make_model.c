@@ -396,7 +396,9 @@ static int write_tokenizer(const Arch *a, uint64_t seed, const char *dir, char *
     }
     /* specials: the architecture's names at their ids, reserved ones after */
     int is_llama = !strcmp(a->model_type, "llama");
-    int n_special = (is_llama ? a->vocab : 151665) - nr;
+    /* every id of the embedding is a token (Qwen2.5's own tokenizer stops at
+     * 151665 of 152064; random weights may pick the rest) */
+    int n_special = a->vocab - nr;
     char bos_name[64] = "", eos_name[64] = "";
     for (int k = 0; k < n_special; k++) {
         int id = nr + k;
