@@ -245,6 +245,7 @@ typedef struct {
  *   zero       bytes of backend memory set to 0 (stream-ordered)
  *   host_alloc page-locked host memory for downloads (NULL when none);
  *              freed by host_free
+ *   argmax     ids[r] = the first maximum of f32 row r of logits (n rows of v)
  */
 typedef struct {
     const void *q;              /* rows of stride ldq (q heads first) */
@@ -255,7 +256,16 @@ typedef struct {
     float scale;
     const int32_t *slots, *row_off, *row_len;
     int max_len;                /* the longest row_len (the backend splits long rows) */
+    /* Batches with prompt chunks: the same rows as tiles of consecutive
+     * rows of one sequence, n_tiles int32 quadruples (row0, rows, slot_off,
+     * len0) with rows <= K_ATTN_TILE_ROWS: row row0 + i attends to
+     * slots[slot_off .. slot_off + len0 + i). The backend may then run its
+     * tiled (tensor-core) kernel; n_tiles 0: rows only. */
+    const int32_t *tiles;
+    int n_tiles;
 } KDevAttn;
+
+enum { K_ATTN_TILE_ROWS = 64 };
 
 #define K_DEV_OPS(X)                                                                        \
     X(gather, void, (void *ctx, const void *table, int dim, const int32_t *idx, int n,      \
@@ -273,7 +283,8 @@ typedef struct {
     X(mem_info, void, (void *ctx, size_t *free_b, size_t *total_b))                         \
     X(zero, void, (void *ctx, void *p, size_t bytes))                                      \
     X(host_alloc, void *, (void *ctx, size_t bytes))                                       \
-    X(host_free, void, (void *ctx, void *p))
+    X(host_free, void, (void *ctx, void *p))                                               \
+    X(argmax, void, (void *ctx, const float *logits, int n, int v, int32_t *ids))
 
 typedef struct KDevOps {
     KDtype act_dtype;           /* BF16 */

@@ -810,6 +810,17 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
         err_fmt(err, errcap, "model_forward: %s", e);
         return -1;
     }
+    /* device_argmax rows: the first maximum of the row, picked here */
+    for (int i = 0; i < b->n_seqs; i++) {
+        ModelSeq *s = &b->seqs[i];
+        if (!s->device_argmax || s->logits != MODEL_LOGITS_LAST) continue;
+        const float *lr = sc->logits + (size_t)s->logits_row * c->vocab;
+        int best = 0;
+        for (int j = 1; j < c->vocab; j++)
+            if (lr[j] > lr[best]) best = j;
+        s->argmax = best;
+        s->logits_row = -1;
+    }
     b->logits = sc->logits;
     b->n_rows = R;
     return 0;

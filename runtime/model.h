@@ -272,7 +272,12 @@ typedef struct {
     int n_ctx;
     const int32_t *pos;
     ModelLogits logits;
+    /* With logits LAST: return only the row's argmax (the first maximum) in
+     * `argmax`, not the row (logits_row = -1). On a device backend it is
+     * computed there, so the row never crosses to the host (greedy decode). */
+    bool device_argmax;
     int logits_row;             /* out */
+    int32_t argmax;             /* out, with device_argmax */
 } ModelSeq;
 
 typedef struct {

@@ -329,9 +329,12 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     ModelDevice *d = m->device;
     size_t S = 0;
     for (int i = 0; i < b->n_seqs; i++) S += (size_t)b->seqs[i].n_ctx;
-    size_t need = 5 * (size_t)N + (size_t)R + S;
-    if (need > d->idx_cap) {
-        size_t cap = need + need / 2;
+    int prefill = 0;
+    for (int i = 0; i < b->n_seqs; i++) prefill |= b->seqs[i].n_new > 1;
+    size_t max_tiles = prefill ? (size_t)N / K_ATTN_TILE_ROWS + (size_t)b->n_seqs + 1 : 0;
+    size_t need = 5 * (size_t)N + (size_t)R + 4 * max_tiles + S;
+    if (need + (size_t)R > d->idx_cap) {
+        size_t cap = need + (size_t)R + need / 2;
         int32_t *h = realloc(d->idx_host, cap * sizeof *h);
         if (!h) {
             err_fmt(err, errcap, "model: out of memory");
@@ -346,8 +349,15 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
             return -1;
         }
     }
-    int32_t *tok = d->idx_host, *pos = tok + N, *wslot = pos + N, *roff = wslot + N, *rlen = roff + N;
-    int32_t *rows = rlen + N, *slots = rows + R;
+    /* tiles first: the kernel reads them as int4 (16-byte aligned) */
+    int32_t *tiles = d->idx_host, *tok = tiles + 4 * max_tiles, *pos = tok + N, *wslot = pos + N;
+    int32_t *roff = wslot + N, *rlen = roff + N, *rows = rlen + N, *slots = rows + R;
+    int n_tiles = 0;
+    /* logit rows: the ones that go to the host first (R_host of them), then
+     * the device_argmax ones (only their ids come back) */
+    int R_arg = 0;
+    for (int i = 0; i < b->n_seqs; i++) R_arg += b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST;
+    int R_host = R - R_arg, ra = R_host;
     int row = 0, r = 0, max_len = 0;
     size_t off = 0;
     for (int i = 0; i < b->n_seqs; i++) {
@@ -361,11 +371,20 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
             roff[row + j] = (int32_t)off;
             rlen[row + j] = past + j + 1;
         }
+        for (int t0 = 0; prefill && t0 < s->n_new; t0 += K_ATTN_TILE_ROWS) {
+            int32_t *t = tiles + 4 * n_tiles++;
+            t[0] = row + t0;
+            t[1] = s->n_new - t0 < K_ATTN_TILE_ROWS ? s->n_new - t0 : K_ATTN_TILE_ROWS;
+            t[2] = (int32_t)off;
+            t[3] = past + t0 + 1;
+        }
         if (s->n_ctx > max_len) max_len = s->n_ctx;
         s->logits_row = -1;
         if (s->logits == MODEL_LOGITS_ALL) {
             s->logits_row = r;
             for (int j = 0; j < s->n_new; j++) rows[r++] = row + j;
+        } else if (s->logits == MODEL_LOGITS_LAST && s->device_argmax) {
+            rows[ra++] = row + s->n_new - 1;
         } else if (s->logits == MODEL_LOGITS_LAST) {
             s->logits_row = r;
             rows[r++] = row + s->n_new - 1;
@@ -374,14 +393,16 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         off += (size_t)s->n_ctx;
     }
     be->upload(bx, d->idx_dev, d->idx_host, need * sizeof(int32_t));
-    const int32_t *D_tok = d->idx_dev, *D_pos = D_tok + N, *D_wslot = D_pos + N, *D_roff = D_wslot + N;
-    const int32_t *D_rlen = D_roff + N, *D_rows = D_rlen + N, *D_slots = D_rows + R;
+    const int32_t *D_tiles = d->idx_dev, *D_tok = D_tiles + 4 * max_tiles, *D_pos = D_tok + N;
+    const int32_t *D_wslot = D_pos + N, *D_roff = D_wslot + N, *D_rlen = D_roff + N, *D_rows = D_rlen + N;
+    const int32_t *D_slots = D_rows + R;
 
     int E = c->n_embd, Q = c->n_head * c->head_dim, KVd = c->n_head_kv * c->head_dim, F = c->n_ff;
     int ldqkv = Q + 2 * KVd;
     KDevAttn aa = {.q = d->qkv, .ldq = ldqkv, .out = d->att, .n_rows = N, .n_head = c->n_head,
                    .n_head_kv = c->n_head_kv, .head_dim = c->head_dim, .scale = 1.0f / sqrtf((float)c->head_dim),
-                   .slots = D_slots, .row_off = D_roff, .row_len = D_rlen, .max_len = max_len};
+                   .slots = D_slots, .row_off = D_roff, .row_len = D_rlen, .max_len = max_len,
+                   .tiles = n_tiles ? D_tiles : NULL, .n_tiles = n_tiles};
     op->gather(bx, d->emb, E, D_tok, N, d->h);
     for (int l = 0; l < c->n_layer; l++) {
         const DevLayer *L = &d->layers[l];
@@ -403,7 +424,19 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         op->gather(bx, d->d, E, D_rows, R, d->dsel);
         op->add_rmsnorm(bx, d->hsel, d->dsel, d->out_norm, d->x, R, E, c->rms_eps);
         op->logits(bx, &d->head, d->x, R, d->logits_dev);
-        be->download(bx, d->logits_host, d->logits_dev, (size_t)R * c->vocab * sizeof(float));
+        if (R_arg) {
+            int32_t *ids = d->idx_dev + need; /* room kept after the index arrays */
+            op->argmax(bx, d->logits_dev + (size_t)R_host * c->vocab, R_arg, c->vocab, ids);
+            be->download(bx, d->idx_host + need, ids, (size_t)R_arg * sizeof(int32_t));
+            int k = 0;
+            for (int i = 0; i < b->n_seqs; i++)
+                if (b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST)
+                    b->seqs[i].argmax = d->idx_host[need + k++];
+        }
+        if (R_host) be->download(bx, d->logits_host, d->logits_dev, (size_t)R_host * c->vocab * sizeof(float));
+        else if (be->sync(bx)) {
+            /* the error below names it */
+        }
     } else if (be->sync(bx)) {
         /* the error below names it */
     }
@@ -413,6 +446,6 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         return -1;
     }
     b->logits = d->logits_host;
-    b->n_rows = R;
+    b->n_rows = R_host;
     return 0;
 }

@@ -167,6 +167,11 @@ static void d_attention(void *ctx, const KDevAttn *a)
 {
     Cuda *c = ctx;
     if (a->n_rows <= 0) return;
+    if (a->n_tiles > 0) {
+        cu_attention_prefill(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale, a->k_pool,
+                             a->v_pool, a->slots, a->tiles, a->n_tiles, a->out);
+        return;
+    }
     /* split long rows until the grid has ~2 blocks per SM (flash-decoding),
      * chunks of at least ATTN_MIN_CHUNK keys, within the work space */
     int blocks = a->n_rows * a->n_head_kv, want = 2 * c->n_sm;
@@ -199,6 +204,11 @@ static void *d_host_alloc(void *ctx, size_t bytes)
 
 static void d_host_free(void *ctx, void *p) { cu_host_free(((Cuda *)ctx)->cu, p); }
 
+static void d_argmax(void *ctx, const float *logits, int n, int v, int32_t *ids)
+{
+    cu_argmax_f32(((Cuda *)ctx)->cu, logits, n, v, ids);
+}
+
 int cuda_backend_usable(void) { return cu_device_count() > 0; }
 
 KBackend *cuda_backend_new(char *err, size_t errcap)
@@ -221,6 +231,12 @@ KBackend *cuda_backend_new(char *err, size_t errcap)
         return NULL;
     }
     c->n_sm = cu_sm_count(c->cu);
+    if (cu_attn_tile_rows() != K_ATTN_TILE_ROWS) {
+        if (err) snprintf(err, errcap, "cuda backend: attention tiles of %d rows, backend.h says %d",
+                          cu_attn_tile_rows(), K_ATTN_TILE_ROWS);
+        b_destroy(c);
+        return NULL;
+    }
     snprintf(c->name, sizeof c->name, "cuda (%s)", cu_device_name(c->cu));
     c->be.name = c->name;
     c->be.ctx = c;

@@ -11,6 +11,7 @@
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>
+#include <mma.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -793,17 +794,185 @@ extern "C" void cu_attention(CuCtx *c, const uint16_t *q, int ldq, int n_rows, i
     }
 }
 
+/* ---- prefill attention on the tensor cores ---------------------------------
+ * FlashAttention-2's loop over the token-granular pool: a block takes one
+ * tile of up to FA_BM consecutive query rows of one sequence and one query
+ * head; 4 warps own 16 rows each. Per key tile of FA_BN slots (gathered from
+ * the pool into shared memory): S = Q·Kᵀ on the tensor cores (WMMA bf16,
+ * f32 accumulate), the online softmax in f32 (two lanes a row), P rounded to
+ * bf16, O += P·V on the tensor cores (O kept in shared memory as f32, so the
+ * softmax can rescale it). Causality: row i of a tile whose first row has
+ * context length len0 sees keys [0, len0 + i). */
+
+enum { FA_BM = 64, FA_BN = 64, FA_WARPS = 4 };
+
+template <int HD> struct FaSmem {
+    static constexpr int LDQ = HD + 8, LDS = FA_BN + 4, LDP = FA_BN + 8, LDO = HD + 4;
+    static constexpr size_t Q = (size_t)FA_BM * LDQ * 2, K = (size_t)FA_BN * LDQ * 2, S = (size_t)FA_BM * LDS * 4,
+                            P = (size_t)FA_BM * LDP * 2, O = (size_t)FA_BM * LDO * 4;
+    static constexpr size_t bytes = Q + 2 * K + S + P + O;
+};
+
+template <int HD>
+__global__ void __launch_bounds__(FA_WARPS * 32) k_attn_prefill(const bf16 *q, int ldq, int n_head, int n_head_kv,
+                                                                float scale_log2, const bf16 *kp, const bf16 *vp,
+                                                                const int32_t *slots, const int4 *tiles, bf16 *out)
+{
+    using namespace nvcuda;
+    typedef FaSmem<HD> L;
+    extern __shared__ __align__(128) unsigned char fa_smem[];
+    bf16 *Qs = (bf16 *)fa_smem, *Ks = (bf16 *)(fa_smem + L::Q), *Vs = (bf16 *)(fa_smem + L::Q + L::K);
+    float *Ss = (float *)(fa_smem + L::Q + 2 * L::K);
+    bf16 *Ps = (bf16 *)(fa_smem + L::Q + 2 * L::K + L::S);
+    float *Os = (float *)(fa_smem + L::Q + 2 * L::K + L::S + L::P);
+    const int4 tile = tiles[blockIdx.x]; /* row0, rows, slot offset, len0 */
+    const int h = blockIdx.y, G = n_head / n_head_kv, kvh = h / G, kv_dim = n_head_kv * HD;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int nq = tile.y, off = tile.z, len0 = tile.w, kmax = len0 + nq - 1;
+
+    for (int i = tid; i < FA_BM * (HD / 8); i += blockDim.x) {
+        int r = i / (HD / 8), c8 = i % (HD / 8);
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (r < nq) v = *(const uint4 *)(q + (size_t)(tile.x + r) * ldq + h * HD + c8 * 8);
+        *(uint4 *)(Qs + r * L::LDQ + c8 * 8) = v;
+    }
+    for (int i = tid; i < FA_BM * HD; i += blockDim.x) Os[(i / HD) * L::LDO + i % HD] = 0.0f;
+    const int row = lane >> 1, half = lane & 1; /* softmax: two lanes a row */
+    const int grow = warp * 16 + row;          /* row within the tile */
+    const int rlen = grow < nq ? len0 + grow : 0;
+    float m = -INFINITY, l = 0.0f;
+    bf16 *Qw = Qs + warp * 16 * L::LDQ;
+    float *Sw = Ss + warp * 16 * L::LDS, *Ow = Os + warp * 16 * L::LDO;
+    bf16 *Pw = Ps + warp * 16 * L::LDP;
+
+    for (int k0 = 0; k0 < kmax; k0 += FA_BN) {
+        __syncthreads(); /* the previous tile's K/V are no longer read */
+        for (int i = tid; i < FA_BN * (HD / 8); i += blockDim.x) {
+            int j = i / (HD / 8), c8 = i % (HD / 8), t = k0 + j;
+            uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
+            if (t < kmax) {
+                size_t so = (size_t)slots[off + t] * kv_dim + kvh * HD + c8 * 8;
+                kv4 = *(const uint4 *)(kp + so);
+                vv4 = *(const uint4 *)(vp + so);
+            }
+            *(uint4 *)(Ks + j * L::LDQ + c8 * 8) = kv4;
+            *(uint4 *)(Vs + j * L::LDQ + c8 * 8) = vv4;
+        }
+        __syncthreads();
+        /* S = Q Kᵀ for this warp's 16 rows */
+#pragma unroll
+        for (int n0 = 0; n0 < FA_BN; n0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < HD; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
+                wmma::load_matrix_sync(a, Qw + kk, L::LDQ);
+                wmma::load_matrix_sync(b, Ks + n0 * L::LDQ + kk, L::LDQ);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(Sw + n0, acc, L::LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        /* online softmax: this lane's 32 columns of its row */
+        float sv[32], mx = -INFINITY;
+#pragma unroll
+        for (int c = 0; c < 32; c++) {
+            int col = half * 32 + c;
+            bool ok = k0 + col < rlen;
+            sv[c] = ok ? Sw[row * L::LDS + col] * scale_log2 : -INFINITY;
+            mx = fmaxf(mx, sv[c]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        float mn = fmaxf(m, mx);
+        float corr = mn == -INFINITY ? 1.0f : exp2f(m - mn);
+        float ps = 0.0f;
+#pragma unroll
+        for (int c = 0; c < 32; c++) {
+            float p = sv[c] == -INFINITY ? 0.0f : exp2f(sv[c] - mn);
+            ps += p;
+            Pw[row * L::LDP + half * 32 + c] = __float2bfloat16(p);
+        }
+        ps += __shfl_xor_sync(0xffffffffu, ps, 1);
+        l = l * corr + ps;
+        m = mn;
+        for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++) Ow[row * L::LDO + d] *= corr;
+        __syncwarp();
+        /* O += P V */
+#pragma unroll
+        for (int n0 = 0; n0 < HD; n0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::load_matrix_sync(acc, Ow + n0, L::LDO, wmma::mem_row_major);
+#pragma unroll
+            for (int kk = 0; kk < FA_BN; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
+                wmma::load_matrix_sync(a, Pw + kk, L::LDP);
+                wmma::load_matrix_sync(b, Vs + kk * L::LDQ + n0, L::LDQ);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(Ow + n0, acc, L::LDO, wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+    if (grow < nq) {
+        float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        bf16 *o = out + (size_t)(tile.x + grow) * n_head * HD + h * HD;
+        for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++)
+            o[d] = __float2bfloat16(Ow[row * L::LDO + d] * inv);
+    }
+}
+
+extern "C" int cu_attn_tile_rows(void) { return FA_BM; }
+
+extern "C" void cu_attention_prefill(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv, int head_dim,
+                                     float scale, const uint16_t *k_pool, const uint16_t *v_pool,
+                                     const int32_t *slots, const int32_t *tiles, int n_tiles, uint16_t *out)
+{
+    if (n_tiles <= 0) return;
+    if (n_head % n_head_kv || (head_dim != 64 && head_dim != 128)) {
+        fail(c, "attention", "unsupported shape (head_dim 64 or 128)");
+        return;
+    }
+    dim3 grid(n_tiles, n_head);
+    float sl2 = scale * 1.4426950408889634f;
+    if (head_dim == 128) {
+        static int set = 0;
+        if (!set && !check(c, cudaFuncSetAttribute(k_attn_prefill<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)FaSmem<128>::bytes), "attention smem"))
+            set = 1;
+        k_attn_prefill<128><<<grid, FA_WARPS * 32, FaSmem<128>::bytes, c->stream>>>(
+            (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool, (const bf16 *)v_pool, slots,
+            (const int4 *)tiles, (bf16 *)out);
+    } else {
+        static int set = 0;
+        if (!set && !check(c, cudaFuncSetAttribute(k_attn_prefill<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)FaSmem<64>::bytes), "attention smem"))
+            set = 1;
+        k_attn_prefill<64><<<grid, FA_WARPS * 32, FaSmem<64>::bytes, c->stream>>>(
+            (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool, (const bf16 *)v_pool, slots,
+            (const int4 *)tiles, (bf16 *)out);
+    }
+    LAUNCHED(c, "attention prefill");
+}
+
 /* ---- argmax, counters ------------------------------------------------------------ */
 
-__global__ void k_argmax(const bf16 *logits, int v, int32_t *ids)
+template <typename T> __device__ __forceinline__ float to_f(T x);
+template <> __device__ __forceinline__ float to_f<bf16>(bf16 x) { return __bfloat162float(x); }
+template <> __device__ __forceinline__ float to_f<float>(float x) { return x; }
+
+template <typename T>
+__global__ void k_argmax(const T *logits, int v, int32_t *ids)
 {
     __shared__ float sv[32];
     __shared__ int si[32];
-    const bf16 *row = logits + (size_t)blockIdx.x * v;
+    const T *row = logits + (size_t)blockIdx.x * v;
     float best = -INFINITY;
     int bi = 0x7fffffff;
     for (int i = threadIdx.x; i < v; i += blockDim.x) {
-        float x = __bfloat162float(row[i]);
+        float x = to_f<T>(row[i]);
         if (x > best) best = x, bi = i; /* i increases: the first max is kept */
     }
     for (int o = 16; o > 0; o >>= 1) {
@@ -830,7 +999,14 @@ __global__ void k_argmax(const bf16 *logits, int v, int32_t *ids)
 extern "C" void cu_argmax(CuCtx *c, const uint16_t *logits, int n, int v, int32_t *ids)
 {
     if (n <= 0) return;
-    k_argmax<<<n, 1024, 0, c->stream>>>((const bf16 *)logits, v, ids);
+    k_argmax<bf16><<<n, 1024, 0, c->stream>>>((const bf16 *)logits, v, ids);
+    LAUNCHED(c, "argmax");
+}
+
+extern "C" void cu_argmax_f32(CuCtx *c, const float *logits, int n, int v, int32_t *ids)
+{
+    if (n <= 0) return;
+    k_argmax<float><<<n, 1024, 0, c->stream>>>(logits, v, ids);
     LAUNCHED(c, "argmax");
 }
 

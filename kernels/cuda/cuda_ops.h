@@ -139,8 +139,20 @@ void cu_attention(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, 
                   const int32_t *slots, const int32_t *row_off, const int32_t *row_len, int n_split,
                   int chunk, float *ws, uint16_t *out);
 
+/* Prefill attention on the tensor cores (FlashAttention-2 style). tiles is
+ * n_tiles int32 quadruples (row0, rows, slot_off, len0), rows <=
+ * cu_attn_tile_rows(): rows row0 .. row0 + rows of one sequence whose
+ * context slots start at slots[slot_off]; row row0 + i attends to the first
+ * len0 + i of them (its own k/v written already). Same shapes as
+ * cu_attention. */
+int cu_attn_tile_rows(void);
+void cu_attention_prefill(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv, int head_dim,
+                          float scale, const uint16_t *k_pool, const uint16_t *v_pool, const int32_t *slots,
+                          const int32_t *tiles, int n_tiles, uint16_t *out);
+
 /* ids[r] = argmax over logits row r (length v; the lowest index on ties). */
 void cu_argmax(CuCtx *c, const uint16_t *logits, int n, int v, int32_t *ids);
+void cu_argmax_f32(CuCtx *c, const float *logits, int n, int v, int32_t *ids);
 
 /* p[i] += by for i < n (decode-step counters kept on the device). */
 void cu_add_i32(CuCtx *c, int32_t *p, int n, int by);

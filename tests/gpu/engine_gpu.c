@@ -101,6 +101,9 @@ static void on_done(void *ud, const EngResult *r)
     o->n = r->n_ids;
 }
 
+static Engine *engine(Model *m, Tokenizer *tok, int max_running, int chunk);
+static Engine *engine_chunked(Model *m, Tokenizer *tok, int chunk) { return engine(m, tok, 0, chunk); }
+
 static Engine *engine(Model *m, Tokenizer *tok, int max_running, int chunk)
 {
     EngOptions eo;
@@ -144,7 +147,7 @@ static void wait_all(Engine *e, Out *o, int n)
 
 /* ---- check ---- */
 
-enum { NREQ = 6, PLEN = 40, GEN = 32 };
+enum { NREQ = 6, PLEN = 160, GEN = 32 };
 
 static void run_requests(Engine *e, int32_t (*prompts)[PLEN], const int *plen, Out *o, int together)
 {
@@ -180,7 +183,7 @@ static int check(const char *dir, const char *out_dir)
     int32_t prompts[NREQ][PLEN];
     int plen[NREQ];
     for (int i = 0; i < NREQ; i++) {
-        plen[i] = PLEN - 4 * (i % 3);
+        plen[i] = i == 0 ? 150 : 40 - 4 * (i % 3); /* 150: three attention tiles */
         prompt_ids(prompts[i], PLEN, 100 + (uint64_t)i, reg);
         if (i >= 3) memcpy(prompts[i], prompts[0], 24 * sizeof(int32_t)); /* a shared 24-token prefix */
     }
@@ -191,9 +194,12 @@ static int check(const char *dir, const char *out_dir)
     Engine *eg = engine(gpu, tok, 0, 0);
     printf("{\"backend\": \"%s\"}\n", model_backend_name(gpu));
     run_requests(eg, prompts, plen, og1, 0);
-    run_requests(eg, prompts, plen, ogb, 1);
     EngStats st;
     eng_stats(eg, &st);
+    eng_free(eg);
+    /* all at once, prompts in chunks of 24 (prefill tiles over cached context) */
+    eg = engine_chunked(gpu, tok, 24);
+    run_requests(eg, prompts, plen, ogb, 1);
     eng_free(eg);
     int same_alone = 0, same_batch = 0;
     for (int i = 0; i < NREQ; i++) {
@@ -202,10 +208,10 @@ static int check(const char *dir, const char *out_dir)
         same_alone += d1 < 0;
         same_batch += d2 < 0;
         printf("{\"request\": %d, \"prompt\": %d, \"generated\": %d, \"cpu_vs_gpu_first_diff\": %d, "
-               "\"gpu_alone_vs_batched_first_diff\": %d}\n",
+               "\"gpu_alone_vs_batched_chunked_first_diff\": %d}\n",
                i, plen[i], og1[i].n, d1, d2);
     }
-    printf("{\"greedy_ids_identical_cpu_gpu\": \"%d/%d\", \"gpu_alone_eq_batched\": \"%d/%d\", "
+    printf("{\"greedy_ids_identical_cpu_gpu\": \"%d/%d\", \"gpu_alone_eq_batched_chunk24\": \"%d/%d\", "
            "\"gpu_cached_tokens\": %llu}\n",
            same_alone, NREQ, same_batch, NREQ, (unsigned long long)st.cached_tokens);
 
@@ -285,12 +291,31 @@ static void forward_bench(Model *m, int in, int outn)
     {
         int ctx = in + outn / 2;
         int Bs[] = {1, 16, 64, 128};
-        KvPool *kv = model_kv_new(m, 128 * ctx + 8, K_DTYPE_F16, err, sizeof err);
+        int fit = model_kv_slots(m) / ctx;
+        if (fit > 128) fit = 128;
+        KvPool *kv = model_kv_new(m, fit * ctx + 8, K_DTYPE_F16, err, sizeof err);
         if (!kv) die("kv", err);
-        int32_t *slots = malloc((size_t)128 * ctx * sizeof *slots), tokv[128];
+        {
+            /* one prompt of `in` tokens as one prefill */
+            int32_t *pt = malloc((size_t)in * sizeof *pt), *ps = malloc((size_t)in * sizeof *ps);
+            prompt_ids(pt, in, 3, 100000 < m->cfg.vocab ? 100000 : m->cfg.vocab);
+            for (int i = 0; i < in; i++) ps[i] = i;
+            ModelSeq q = {.tokens = pt, .n_new = in, .slots = ps, .n_ctx = in, .logits = MODEL_LOGITS_LAST};
+            ModelBatch pb = {.seqs = &q, .n_seqs = 1};
+            if (model_forward(m, kv, &pb, err, sizeof err)) die("prefill", err);
+            double tp = now();
+            for (int r = 0; r < 3; r++)
+                if (model_forward(m, kv, &pb, err, sizeof err)) die("prefill", err);
+            double ms = (now() - tp) / 3 * 1e3;
+            printf("{\"bench\": \"forward prefill\", \"tokens\": %d, \"ms\": %.1f, \"tok_s\": %.0f}\n", in, ms,
+                   in / ms * 1e3);
+            free(pt);
+            free(ps);
+        }
+        int32_t *slots = malloc((size_t)fit * ctx * sizeof *slots), tokv[128];
         ModelSeq sq[128];
-        for (int i = 0; i < 128 * ctx; i++) slots[i] = i;
-        for (int bi = 0; bi < 4; bi++) {
+        for (int i = 0; i < fit * ctx; i++) slots[i] = i;
+        for (int bi = 0; bi < 4 && Bs[bi] <= fit; bi++) {
             int B = Bs[bi];
             for (int i = 0; i < B; i++) {
                 tokv[i] = (int32_t)(i * 31 + 7);
