@@ -329,8 +329,13 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     ModelDevice *d = m->device;
     size_t S = 0;
     for (int i = 0; i < b->n_seqs; i++) S += (size_t)b->seqs[i].n_ctx;
-    int prefill = 0;
-    for (int i = 0; i < b->n_seqs; i++) prefill |= b->seqs[i].n_new > 1;
+    /* attention: the leading decode rows (the engine puts decode tokens
+     * first) go to the row kernel, every sequence after them to the tiled
+     * one when any of those brings a prompt chunk */
+    int n_dec_seqs = 0, prefill = 0;
+    while (n_dec_seqs < b->n_seqs && b->seqs[n_dec_seqs].n_new == 1) n_dec_seqs++;
+    for (int i = n_dec_seqs; i < b->n_seqs; i++) prefill |= b->seqs[i].n_new > 1;
+    if (!prefill) n_dec_seqs = b->n_seqs;
     size_t max_tiles = prefill ? (size_t)N / K_ATTN_TILE_ROWS + (size_t)b->n_seqs + 1 : 0;
     size_t need = 5 * (size_t)N + (size_t)R + 4 * max_tiles + S;
     if (need + (size_t)R > d->idx_cap) {
@@ -358,7 +363,7 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     int R_arg = 0;
     for (int i = 0; i < b->n_seqs; i++) R_arg += b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST;
     int R_host = R - R_arg, ra = R_host;
-    int row = 0, r = 0, max_len = 0;
+    int row = 0, r = 0, max_len = 0, max_dec = 0;
     size_t off = 0;
     for (int i = 0; i < b->n_seqs; i++) {
         ModelSeq *s = &b->seqs[i];
@@ -371,7 +376,7 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
             roff[row + j] = (int32_t)off;
             rlen[row + j] = past + j + 1;
         }
-        for (int t0 = 0; prefill && t0 < s->n_new; t0 += K_ATTN_TILE_ROWS) {
+        for (int t0 = 0; i >= n_dec_seqs && t0 < s->n_new; t0 += K_ATTN_TILE_ROWS) {
             int32_t *t = tiles + 4 * n_tiles++;
             t[0] = row + t0;
             t[1] = s->n_new - t0 < K_ATTN_TILE_ROWS ? s->n_new - t0 : K_ATTN_TILE_ROWS;
@@ -379,6 +384,7 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
             t[3] = past + t0 + 1;
         }
         if (s->n_ctx > max_len) max_len = s->n_ctx;
+        if (i < n_dec_seqs && s->n_ctx > max_dec) max_dec = s->n_ctx;
         s->logits_row = -1;
         if (s->logits == MODEL_LOGITS_ALL) {
             s->logits_row = r;
@@ -399,10 +405,15 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
 
     int E = c->n_embd, Q = c->n_head * c->head_dim, KVd = c->n_head_kv * c->head_dim, F = c->n_ff;
     int ldqkv = Q + 2 * KVd;
-    KDevAttn aa = {.q = d->qkv, .ldq = ldqkv, .out = d->att, .n_rows = N, .n_head = c->n_head,
+    /* decode rows [0, n_dec_seqs) by rows; the rest by tiles */
+    KDevAttn aa = {.q = d->qkv, .ldq = ldqkv, .out = d->att, .n_rows = n_dec_seqs, .n_head = c->n_head,
                    .n_head_kv = c->n_head_kv, .head_dim = c->head_dim, .scale = 1.0f / sqrtf((float)c->head_dim),
-                   .slots = D_slots, .row_off = D_roff, .row_len = D_rlen, .max_len = max_len,
-                   .tiles = n_tiles ? D_tiles : NULL, .n_tiles = n_tiles};
+                   .slots = D_slots, .row_off = D_roff, .row_len = D_rlen, .max_len = max_dec};
+    KDevAttn at = aa;
+    at.n_rows = N - n_dec_seqs;
+    at.max_len = max_len;
+    at.tiles = D_tiles;
+    at.n_tiles = n_tiles;
     op->gather(bx, d->emb, E, D_tok, N, d->h);
     for (int l = 0; l < c->n_layer; l++) {
         const DevLayer *L = &d->layers[l];
@@ -410,9 +421,10 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         op->matmul(bx, &L->qkv, L->bqkv, d->x, E, N, d->qkv, ldqkv);
         op->rope_kv(bx, d->qkv, N, c->n_head, c->n_head_kv, c->head_dim, c->rope_dim, d->inv_freq, c->rope_style,
                     D_pos, D_wslot, kv->k[l], kv->v[l]);
-        aa.k_pool = kv->k[l];
-        aa.v_pool = kv->v[l];
-        op->attention(bx, &aa);
+        aa.k_pool = at.k_pool = kv->k[l];
+        aa.v_pool = at.v_pool = kv->v[l];
+        if (aa.n_rows) op->attention(bx, &aa);
+        if (at.n_tiles) op->attention(bx, &at);
         op->matmul(bx, &L->o, NULL, d->att, Q, N, d->d, E);
         op->add_rmsnorm(bx, d->h, d->d, L->n2, d->x, N, E, c->rms_eps);
         op->matmul(bx, &L->gu, NULL, d->x, E, N, d->gu, 2 * F);

@@ -47,7 +47,7 @@ bench)
         "${BENCH_CHUNK:-8192}" || fail=1
     if [ -n "$BENCH2" ]; then
         set -- $BENCH2
-        "$B/engine_gpu" bench "$d" "$1" "$2" "$3" "$4" "$5" | grep offline || fail=1
+        "$B/engine_gpu" bench "$d" "$1" "$2" "$3" "$4" "$5" | grep -E "offline|prefill" || fail=1
     fi
     rm -rf "$d"
     echo "--- peer: gpu_peer_fast.py (same call)"
