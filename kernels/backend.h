@@ -3,11 +3,18 @@
  * the weight-tensor descriptor, and the backend table of ops.
  *
  * Owns: the dtype list (numbered as ggml numbers them, so GGUF type ids map
- * 1:1), block layouts' sizes, the KBackend function-pointer table. Does not
- * own: any implementation (kernels/cpu fills the table for the CPU; a CUDA
- * backend fills it in kernels/cuda), model structure (runtime/model.h).
+ * 1:1), block layouts' sizes, the KBackend and KDevOps function-pointer
+ * tables. Does not own: any implementation (kernels/cpu fills the table for
+ * the CPU; kernels/cuda/cuda_backend.c fills both for CUDA), model structure
+ * (runtime/model.h).
  *
- * Conventions shared by every op:
+ * Two tables: K_OPS, which every backend fills (the CPU backends compute
+ * with it; a device backend fills its buffer ops and refuses the host-f32
+ * compute ops by name), and K_DEV_OPS (KDevOps, below), which a backend
+ * whose activations live in its own memory fills and points KBackend.dev
+ * at: runtime/model.c runs one or the other.
+ *
+ * Conventions shared by every K_OPS op:
  *   - Activations are f32, row-major, one row per token: x[n][dim].
  *   - A weight matrix W is a KTensor with ne[0] = in (row length) and
  *     ne[1] = out (number of rows), stored row by row in its dtype (quantized
