@@ -42,6 +42,8 @@ KBackend *k_backend_new(const KBackendConfig *c, char *err, size_t errcap)
         if (err) snprintf(err, errcap, "backend: this build has no CUDA backend (built without nvcc)");
         return NULL;
 #endif
+    case K_BACKEND_DEV_REF:
+        return cpu_devref_backend_new(err, errcap);
     case K_BACKEND_COUNT_:
         break;
     }
@@ -54,6 +56,7 @@ int k_backend_usable(KBackendKind k)
     switch (k) {
     case K_BACKEND_CPU:
     case K_BACKEND_CPU_REF:
+    case K_BACKEND_DEV_REF:
         return 1;
     case K_BACKEND_CUDA:
 #ifdef SGL_CUDA

@@ -324,11 +324,14 @@ static_assert(sizeof(KBackend) == 3 * sizeof(void *) + K_N_OPS * sizeof(void (*)
 #define K_BACKEND_KINDS(X)      \
     X(CPU,     "cpu")           \
     X(CPU_REF, "cpu-ref")       \
-    X(CUDA,    "cuda")
+    X(CUDA,    "cuda")          \
+    X(DEV_REF, "dev-ref")
 
 /* CPU: the fast backend (kernels/cpu/cpu.c). CPU_REF: the one-thread
  * reference (kernels/cpu/ref.c), for tests. CUDA: kernels/cuda, in builds
- * that have it. */
+ * that have it. DEV_REF: the device table (KDevOps) on the host with the
+ * CUDA kernels' bf16 rounding (kernels/cpu/devref.c), so the device path of
+ * runtime/model.c is tested without a GPU; slow, for tests. */
 typedef enum {
 #define X(name, str) K_BACKEND_##name,
     K_BACKEND_KINDS(X)
