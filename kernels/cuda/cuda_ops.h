@@ -1,8 +1,9 @@
 /*
  * kernels/cuda/cuda_ops.h — the CUDA backend's ops on device memory, bf16
  * activations, for one Hopper GPU (sm_90a). A C interface over
- * kernels/cuda/cuda_ops.cu, so C callers (tests/gpu, bench/gpu, and the
- * KBackend table once model.c drives device buffers) need no CUDA headers.
+ * kernels/cuda/cuda_ops.cu, so C callers (kernels/cuda/cuda_backend.c, which
+ * fills the KBackend tables with these, tests/gpu, bench/gpu) need no CUDA
+ * headers.
  *
  *   host ── cu_* call ──> CuCtx (one stream, one cuBLASLt handle, workspace)
  *                               │ launches, in issue order, on the stream
