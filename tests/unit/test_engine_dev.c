@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "constrain/constrain.h"
 #include "runtime/engine.h"
 #include "engine_helper.h"
 
@@ -34,6 +35,7 @@ typedef struct {
     int done, status, n;
     int32_t ids[64];
     int cached;
+    char text[256];
 } Out;
 
 static void on_done(void *ud, const EngResult *r)
@@ -44,6 +46,9 @@ static void on_done(void *ud, const EngResult *r)
     o->n = r->n_ids < 64 ? r->n_ids : 64;
     memcpy(o->ids, r->ids, (size_t)o->n * sizeof *o->ids);
     o->cached = r->cached_tokens;
+    size_t len = r->len < sizeof o->text - 1 ? r->len : sizeof o->text - 1;
+    memcpy(o->text, r->text, len);
+    o->text[len] = 0;
 }
 
 static const char *prompts[] = {
@@ -103,4 +108,50 @@ Test(engine_dev, greedy_is_the_same_alone_batched_chunked_and_cached)
         for (int j = 0; j < MAXT; j++)
             cr_assert_eq(alone[i].ids[j], mixed[i].ids[j], "prompt %d token %d", i, j);
     cr_assert_eq(st.check_failures, 0, "%s", st.check_error);
+}
+
+/* Rows that are not plain greedy take the host route from device logits:
+ * a regex-constrained request (the mask needs the row) and a seeded sampled
+ * one (the same seed gives the same ids). */
+Test(engine_dev, constrained_and_sampled_requests_take_device_logits)
+{
+    EngOptions eo;
+    eng_options_default(&eo);
+    char err[512] = "";
+    Engine *e = eng_new(model, tok, &eo, err, sizeof err);
+    cr_assert_not_null(e, "eng_new: %s", err);
+    CGrammar *g = NULL;
+    int pos = 0;
+    cr_assert_eq(cg_compile_regex("[0-9]{1,3}", 10, NULL, &g, &pos, err, sizeof err), 0, "%s", err);
+    Out o[3];
+    memset(o, 0, sizeof o);
+    for (int i = 0; i < 3; i++) {
+        EngGenParams p;
+        eng_gen_params_default(&p);
+        p.prompt_text = prompts[0];
+        p.prompt_len = strlen(prompts[0]);
+        p.sampling.max_tokens = MAXT;
+        if (i == 0) {
+            p.sampling.temperature = 0;
+            p.constraint = g;
+        } else {
+            p.sampling.temperature = 0.8f;
+            p.sampling.has_seed = 1;
+            p.sampling.seed = 42;
+            p.sampling.ignore_eos = 1;
+        }
+        p.on_done = on_done;
+        p.ud = &o[i];
+        cr_assert_eq(eng_submit(e, &p, NULL), 0, "%s", eng_last_error(e));
+    }
+    for (int i = 0; i < 3; i++)
+        while (!o[i].done) eng_wait(e);
+    eng_free(e);
+    cg_unref(g);
+    for (int i = 0; i < 3; i++) cr_assert_eq(o[i].status, 0);
+    size_t n = strlen(o[0].text);
+    cr_assert(n >= 1 && n <= 3 && strspn(o[0].text, "0123456789") == n, "constrained output '%s'", o[0].text);
+    cr_assert_eq(o[1].n, MAXT);
+    cr_assert_eq(o[2].n, MAXT);
+    for (int j = 0; j < MAXT; j++) cr_assert_eq(o[1].ids[j], o[2].ids[j], "seeded sampling, token %d", j);
 }
