@@ -173,9 +173,11 @@ static void d_attention(void *ctx, const KDevAttn *a)
         return;
     }
     /* split long rows until the grid has ~2 blocks per SM (flash-decoding),
-     * chunks of at least ATTN_MIN_CHUNK keys, within the work space (16
-     * blocks per SM and 256-key chunks measured 5-9% slower at 1152 keys:
-     * bench/gpu/results/h100-engine-v3-run.log) */
+     * chunks of at least ATTN_MIN_CHUNK keys, within the work space. Measured
+     * alternatives (bench/gpu/results): 16 blocks/SM with 256-key chunks was
+     * 5-9% slower at 1152 keys (v3); cu_attention_decode_tc (one warp per
+     * row, kv head and split on the tensor cores) was correct but slower at
+     * 4096 keys, offline 778 vs 1255 out tok/s (v5), so the row kernel stays */
     int blocks = a->n_rows * a->n_head_kv, want = 2 * c->n_sm;
     int n_split = 1;
     if (blocks < want && a->max_len > ATTN_MIN_CHUNK) {

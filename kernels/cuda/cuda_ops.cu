@@ -924,6 +924,169 @@ __global__ void __launch_bounds__(FA_WARPS * 32) k_attn_prefill(const bf16 *q, i
     }
 }
 
+/* ---- decode attention on the tensor cores ------------------------------------
+ * One warp per (query row, kv head, split): the G query heads of the group
+ * are the 16 rows of one WMMA tile (rows past G are zero), so each K/V row
+ * is read once for the whole group, by coalesced 16-byte loads into shared
+ * memory (64 keys a tile, every lane 2 x HD/8 loads in flight); S = Q·Kᵀ
+ * and O += P·V on the tensor cores, the online softmax as in the prefill
+ * kernel. With splits, partials go to ws in k_attn_merge's layout. */
+
+template <int HD> struct FdSmem {
+    static constexpr int LDQ = HD + 8, LDS = FA_BN + 4, LDP = FA_BN + 8, LDO = HD + 4;
+    static constexpr size_t Q = (size_t)16 * LDQ * 2, K = (size_t)FA_BN * LDQ * 2, S = (size_t)16 * LDS * 4,
+                            P = (size_t)16 * LDP * 2, O = (size_t)16 * LDO * 4;
+    static constexpr size_t bytes = Q + 2 * K + S + P + O;
+};
+
+template <int HD>
+__global__ void __launch_bounds__(32) k_attn_decode_tc(const bf16 *q, int ldq, int n_head, int n_head_kv,
+                                                       float scale_log2, const bf16 *kp, const bf16 *vp,
+                                                       const int32_t *slots, const int32_t *row_off,
+                                                       const int32_t *row_len, int n_split, int chunk, float *ws,
+                                                       bf16 *out)
+{
+    using namespace nvcuda;
+    typedef FdSmem<HD> L;
+    extern __shared__ __align__(128) unsigned char fd_smem[];
+    bf16 *Qs = (bf16 *)fd_smem, *Ks = (bf16 *)(fd_smem + L::Q), *Vs = (bf16 *)(fd_smem + L::Q + L::K);
+    float *Ss = (float *)(fd_smem + L::Q + 2 * L::K);
+    bf16 *Ps = (bf16 *)(fd_smem + L::Q + 2 * L::K + L::S);
+    float *Os = (float *)(fd_smem + L::Q + 2 * L::K + L::S + L::P);
+    const int r = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
+    const int G = n_head / n_head_kv, kv_dim = n_head_kv * HD, lane = threadIdx.x;
+    const int len = row_len[r], off = row_off[r];
+    const int k0 = split * chunk, k1 = min(len, k0 + chunk);
+
+    for (int i = lane; i < 16 * (HD / 8); i += 32) {
+        int g = i / (HD / 8), c8 = i % (HD / 8);
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (g < G) v = *(const uint4 *)(q + (size_t)r * ldq + (kvh * G + g) * HD + c8 * 8);
+        *(uint4 *)(Qs + g * L::LDQ + c8 * 8) = v;
+    }
+    for (int i = lane; i < 16 * HD; i += 32) Os[(i / HD) * L::LDO + i % HD] = 0.0f;
+    const int row = lane >> 1, half = lane & 1;
+    float m = -INFINITY, l = 0.0f;
+    for (int kt = k0; kt < k1; kt += FA_BN) {
+        __syncwarp();
+        for (int i = lane; i < FA_BN * (HD / 8); i += 32) {
+            int j = i / (HD / 8), c8 = i % (HD / 8), t = kt + j;
+            uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
+            if (t < k1) {
+                size_t so = (size_t)slots[off + t] * kv_dim + kvh * HD + c8 * 8;
+                kv4 = *(const uint4 *)(kp + so);
+                vv4 = *(const uint4 *)(vp + so);
+            }
+            *(uint4 *)(Ks + j * L::LDQ + c8 * 8) = kv4;
+            *(uint4 *)(Vs + j * L::LDQ + c8 * 8) = vv4;
+        }
+        __syncwarp();
+#pragma unroll
+        for (int n0 = 0; n0 < FA_BN; n0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < HD; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
+                wmma::load_matrix_sync(a, Qs + kk, L::LDQ);
+                wmma::load_matrix_sync(b, Ks + n0 * L::LDQ + kk, L::LDQ);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(Ss + n0, acc, L::LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        float sv[32], mx = -INFINITY;
+#pragma unroll
+        for (int c = 0; c < 32; c++) {
+            int col = half * 32 + c;
+            bool ok = row < G && kt + col < k1;
+            sv[c] = ok ? Ss[row * L::LDS + col] * scale_log2 : -INFINITY;
+            mx = fmaxf(mx, sv[c]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        float mn = fmaxf(m, mx);
+        float corr = mn == -INFINITY ? 1.0f : exp2f(m - mn);
+        float ps = 0.0f;
+#pragma unroll
+        for (int c = 0; c < 32; c++) {
+            float p = sv[c] == -INFINITY ? 0.0f : exp2f(sv[c] - mn);
+            ps += p;
+            Ps[row * L::LDP + half * 32 + c] = __float2bfloat16(p);
+        }
+        ps += __shfl_xor_sync(0xffffffffu, ps, 1);
+        l = l * corr + ps;
+        m = mn;
+        for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++) Os[row * L::LDO + d] *= corr;
+        __syncwarp();
+#pragma unroll
+        for (int n0 = 0; n0 < HD; n0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::load_matrix_sync(acc, Os + n0, L::LDO, wmma::mem_row_major);
+#pragma unroll
+            for (int kk = 0; kk < FA_BN; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
+                wmma::load_matrix_sync(a, Ps + kk, L::LDP);
+                wmma::load_matrix_sync(b, Vs + kk * L::LDQ + n0, L::LDQ);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(Os + n0, acc, L::LDO, wmma::mem_row_major);
+        }
+    }
+    __syncwarp();
+    if (row < G) {
+        int h = kvh * G + row;
+        if (n_split == 1) {
+            float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            bf16 *o = out + (size_t)r * n_head * HD + h * HD;
+            for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++) o[d] = __float2bfloat16(Os[row * L::LDO + d] * inv);
+        } else {
+            float *part = ws + (((size_t)r * n_head + h) * n_split + split) * (HD + 2);
+            for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++) part[d] = Os[row * L::LDO + d];
+            if (half == 0) part[HD] = m, part[HD + 1] = l;
+        }
+    }
+}
+
+extern "C" void cu_attention_decode_tc(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv,
+                                       int head_dim, float scale, const uint16_t *k_pool, const uint16_t *v_pool,
+                                       const int32_t *slots, const int32_t *row_off, const int32_t *row_len,
+                                       int n_split, int chunk, float *ws, uint16_t *out)
+{
+    if (n_rows <= 0) return;
+    if (n_head % n_head_kv || n_head / n_head_kv > 16 || (head_dim != 64 && head_dim != 128) || n_split < 1 ||
+        (n_split > 1 && !ws)) {
+        fail(c, "attention", "unsupported shape (head_dim 64 or 128, at most 16 query heads per kv head)");
+        return;
+    }
+    if (n_split == 1) chunk = 1 << 30;
+    dim3 grid(n_rows, n_head_kv, n_split);
+    float sl2 = scale * 1.4426950408889634f;
+    if (head_dim == 128) {
+        static int set = 0;
+        if (!set && !check(c, cudaFuncSetAttribute(k_attn_decode_tc<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)FdSmem<128>::bytes), "attention smem"))
+            set = 1;
+        k_attn_decode_tc<128><<<grid, 32, FdSmem<128>::bytes, c->stream>>>(
+            (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool, (const bf16 *)v_pool, slots, row_off,
+            row_len, n_split, chunk, ws, (bf16 *)out);
+    } else {
+        static int set = 0;
+        if (!set && !check(c, cudaFuncSetAttribute(k_attn_decode_tc<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)FdSmem<64>::bytes), "attention smem"))
+            set = 1;
+        k_attn_decode_tc<64><<<grid, 32, FdSmem<64>::bytes, c->stream>>>(
+            (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool, (const bf16 *)v_pool, slots, row_off,
+            row_len, n_split, chunk, ws, (bf16 *)out);
+    }
+    if (LAUNCHED(c, "attention decode")) return;
+    if (n_split > 1) {
+        k_attn_merge<<<dim3(n_rows, n_head), head_dim, 0, c->stream>>>(ws, n_head, head_dim, n_split, (bf16 *)out);
+        LAUNCHED(c, "attention merge");
+    }
+}
+
 extern "C" int cu_attn_tile_rows(void) { return FA_BM; }
 
 extern "C" void cu_attention_prefill(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv, int head_dim,

@@ -140,6 +140,18 @@ void cu_attention(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, 
                   const int32_t *slots, const int32_t *row_off, const int32_t *row_len, int n_split,
                   int chunk, float *ws, uint16_t *out);
 
+/* cu_attention on the tensor cores: one warp per (row, kv head, split) with
+ * the group's query heads as the rows of one 16-row tile (at most 16 per kv
+ * head); same arguments and work space. Correct (test_cuda_ops) but slower
+ * than cu_attention at long contexts on an H100 (one warp a block hides too
+ * little latency: bench/gpu/results/h100-engine-v5-tcdecode.log), so the
+ * backend does not use it; kept as the starting point of a multi-warp
+ * version. */
+void cu_attention_decode_tc(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv,
+                            int head_dim, float scale, const uint16_t *k_pool, const uint16_t *v_pool,
+                            const int32_t *slots, const int32_t *row_off, const int32_t *row_len, int n_split,
+                            int chunk, float *ws, uint16_t *out);
+
 /* Prefill attention on the tensor cores (FlashAttention-2 style). tiles is
  * n_tiles int32 quadruples (row0, rows, slot_off, len0), rows <=
  * cu_attn_tile_rows(): rows row0 .. row0 + rows of one sequence whose
