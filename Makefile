@@ -44,12 +44,13 @@ CU_SRCS  := $(wildcard kernels/cuda/*.cu)
 ifneq ($(strip $(NVCC)),)
 ifneq ($(strip $(CU_SRCS)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-CU_OBJS  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
+CU_OBJS  := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS)) \
+            $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard kernels/cuda/*.c))
 LIB_OBJS += $(CU_OBJS)
 CPPFLAGS += -DSGL_CUDA
 PKG_LIBS += -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -lrt -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 # GPU programs (run on the GPU machine: tests/gpu/run.sh, bench/gpu/run.sh)
-GPU_BINS := $(BUILD)/gpu/test_cuda_ops $(BUILD)/gpu/bench_gpu
+GPU_BINS := $(BUILD)/gpu/test_cuda_ops $(BUILD)/gpu/bench_gpu $(BUILD)/gpu/engine_gpu
 endif
 endif
 
@@ -114,6 +115,29 @@ $(BUILD)/sgl: $(CLI_OBJS) $(BUILD)/libsgl.a
 $(BUILD)/gpu/test_cuda_ops: tests/gpu/test_cuda_ops.c $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
+
+$(BUILD)/gpu/engine_gpu: tests/gpu/engine_gpu.c $(BUILD)/libsgl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
+
+# The GPU programs with the libraries the GPU machine lacks linked in
+# statically (cudart too; cuBLASLt from its CUDA install; jansson, whose utf8_encode
+# clashes with base/utf8.c in a static link, and gfortran stay shared), for carrying there:
+# bench/gpu/pack.sh DIR.
+GPU_STATIC_LIBS := -Wl,-Bstatic -lpcre2-8 -luv_a -ledit -ltinfo -lbsd -lmd -lhttp_parser -lopenblas \
+                   -Wl,-Bdynamic -ljansson -lgfortran -lm -lpthread -ldl -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -lrt \
+                   -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+$(BUILD)/gpu-static/%: $(BUILD)/libsgl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $(GPU_STATIC_SRC) $(BUILD)/libsgl.a $(GPU_STATIC_LIBS) $(LDFLAGS)
+$(BUILD)/gpu-static/sgl: GPU_STATIC_SRC = $(CLI_OBJS)
+$(BUILD)/gpu-static/sgl: $(CLI_OBJS)
+$(BUILD)/gpu-static/engine_gpu: GPU_STATIC_SRC = tests/gpu/engine_gpu.c
+$(BUILD)/gpu-static/engine_gpu: tests/gpu/engine_gpu.c
+$(BUILD)/gpu-static/test_cuda_ops: GPU_STATIC_SRC = tests/gpu/test_cuda_ops.c
+$(BUILD)/gpu-static/test_cuda_ops: tests/gpu/test_cuda_ops.c
+$(BUILD)/gpu-static/bench_gpu: GPU_STATIC_SRC = bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c
+$(BUILD)/gpu-static/bench_gpu: bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c
 
 $(BUILD)/gpu/bench_gpu: bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c bench/gpu/llama_gpu.h $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)

@@ -16,13 +16,18 @@
     X(generate, "continue a prompt with the model: sgl generate [options] \"prompt\"") \
     X(tokenize, "print the token ids of a text: sgl tokenize [--model M] \"text\"")                      \
     X(check, "judge a text against a constraint: sgl check --regex RE \"text\"")           \
-    X(serve, "HTTP server: OpenAI and SGLang APIs, programs as endpoints: sgl serve [--port N]")
+    X(serve, "HTTP server: OpenAI and SGLang APIs, programs as endpoints: sgl serve [--port N]") \
+    X(make_model, "write a random-weight HF checkpoint: sgl make-model --arch A --out DIR")
 
 /* Lines added to `sgl run --help` (and used by generate's help). */
 #define CLI_ENGINE_RUN_HELP                                                          \
     "  --model PATH       a GGUF file or Hugging Face directory (default: the\n"     \
     "                     model `make model` fetches; also $SGL_MODEL)\n"            \
     "  --threads N        compute threads (default: one per core)\n"                 \
+    "  --device D         cpu or cuda (default: cuda when this build has it and a\n" \
+    "                     GPU is visible)\n"                                        \
+    "  --mem-fraction F   share of free GPU memory for weights + activations +\n"   \
+    "                     KV cache (default 0.88)\n"                                \
     "  --chunk-size N     prompt tokens prefilled per step at most (default 512)\n"  \
     "  --kv-tokens N      KV cache size in tokens\n"                                 \
     "  --max-running N    sequences in one batch at most\n"                          \
@@ -38,6 +43,8 @@
 typedef struct {
     const char *model;          /* --model, or NULL for the default */
     const char *chat_template;  /* --chat-template, or NULL for the model's */
+    const char *device;         /* --device, or NULL: auto */
+    double mem_fraction;        /* --mem-fraction, 0: default */
     int threads, chunk_size, kv_tokens, max_running;
     int prefix_cache;           /* 1 unless --no-prefix-cache */
     int blas_prefill;           /* --blas-prefill */

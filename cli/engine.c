@@ -53,8 +53,9 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
         o->blas_prefill = 1;
         return 1;
     }
-    static const char *const with_value[] = {"--model", "--threads", "--chunk-size", "--kv-tokens",
-                                             "--seed", "--max-running", "--chat-template", NULL};
+    static const char *const with_value[] = {"--model", "--threads", "--chunk-size", "--kv-tokens", "--seed",
+                                             "--max-running", "--chat-template", "--device", "--mem-fraction",
+                                             NULL};
     int k = 0;
     while (with_value[k] && strcmp(a, with_value[k]) != 0)
         k++;
@@ -78,12 +79,24 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
         return r;
     }
     case 5: return int_value(a, v, 1, &o->max_running);
+    case 7: o->device = v; return 1;
+    case 8: {
+        char *end;
+        double f = strtod(v, &end);
+        if (*v == 0 || *end != 0 || !(f > 0 && f <= 1)) {
+            fprintf(stderr, "sgl: --mem-fraction needs a number in (0, 1], not '%s'\n", v);
+            return -1;
+        }
+        o->mem_fraction = f;
+        return 1;
+    }
     default: o->chat_template = v; return 1;
     }
 }
 
 int cli_runtime_open(const CliEngineOptions *o, int lazy, sgl_runtime **out, char *err, size_t errcap)
 {
+    if (sgl_set_device(o->device, o->mem_fraction, err, errcap) != SGL_OK) return -1;
     sgl_runtime_options ro;
     sgl_runtime_options_init(&ro);
     ro.model = o->model;

@@ -46,8 +46,13 @@ static void usage(FILE *out)
     fprintf(out, "usage: sgl COMMAND [options]\n\n"
                  "sgl compiles and runs SGL programs: prompts with control flow that call\n"
                  "a language model through gen, select and fork.\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].help);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%s", commands[i].name);
+        for (char *p = name; *p; p++)
+            if (*p == '_') *p = '-';
+        fprintf(out, "  %-10s %s\n", name, commands[i].help);
+    }
     fprintf(out, "\n`sgl COMMAND --help` describes each command.\n");
 
     fprintf(out, "\nalso:\n"
@@ -464,9 +469,13 @@ int main(int argc, char **argv)
         printf("sgl %s\n", SGL_VERSION_STRING);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        /* C names take '_' where the command has '-' (make_model: make-model) */
+        const char *a = argv[1], *n = commands[i].name;
+        while (*a && (*a == *n || (*a == '-' && *n == '_'))) a++, n++;
+        if (!*a && !*n)
             return commands[i].fn(argc - 2, argv + 2);
+    }
     fprintf(stderr, "sgl: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;

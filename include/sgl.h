@@ -477,6 +477,28 @@ typedef struct {
 void sgl_serve_options_init(sgl_serve_options *o);
 sgl_status sgl_serve(const sgl_serve_options *o, char *err, size_t errcap);
 
+/* ---- the compute device and test checkpoints (issue 11; runtime/device.c) --
+ * Runtimes opened after sgl_set_device compute where it says: device "cpu",
+ * "cuda", or NULL / "auto" (cuda when this build has it and a GPU is
+ * visible, else cpu, the default); mem_fraction: the share of the device's
+ * free memory for weights, activations and the KV pool (0: 0.88; ignored on
+ * the cpu). Process-wide. SGL_ERR_USAGE with a message for an unknown
+ * device, "cuda" in a build or on a machine without it, or a fraction
+ * outside (0, 1]. */
+sgl_status sgl_set_device(const char *device, double mem_fraction, char *err, size_t errcap);
+/* The device runtimes opened now get ("cpu" or "cuda"), after "auto". */
+const char *sgl_device_name(void);
+
+/* `sgl make-model`: writes a random-weight Hugging Face checkpoint of a real
+ * architecture to out_dir (created): config.json, generation_config.json,
+ * model.safetensors (bf16) and tokenizer.json (a byte-level BPE built from
+ * the seed, with the architecture's special tokens). arch: "llama-3-8b",
+ * "llama-3.2-1b", "qwen2.5-7b" (q/k/v biases); layers > 0 keeps only that
+ * many decoder layers. The same seed writes the same bytes on any machine.
+ * SGL_OK, or SGL_ERR_USAGE (unknown arch) / SGL_ERR_IO with a message. */
+sgl_status sgl_make_model(const char *arch, const char *out_dir, unsigned long long seed, int layers, char *err,
+                          size_t errcap);
+
 #ifdef __cplusplus
 }
 #endif

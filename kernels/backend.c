@@ -12,6 +12,9 @@
 #include <stdio.h>
 
 #include "kernels/cpu/cpu.h"
+#ifdef SGL_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 static const char *const kind_names[] = {
 #define X(name, str) str,
@@ -33,14 +36,38 @@ KBackend *k_backend_new(const KBackendConfig *c, char *err, size_t errcap)
     case K_BACKEND_CPU_REF:
         return cpu_ref_backend_new(err, errcap);
     case K_BACKEND_CUDA:
-        /* kernels/cuda adds its constructor here (under SGL_CUDA) */
-        if (err) snprintf(err, errcap, "backend: this build has no CUDA backend");
+#ifdef SGL_CUDA
+        return cuda_backend_new(err, errcap);
+#else
+        if (err) snprintf(err, errcap, "backend: this build has no CUDA backend (built without nvcc)");
         return NULL;
+#endif
+    case K_BACKEND_DEV_REF:
+        return cpu_devref_backend_new(err, errcap);
     case K_BACKEND_COUNT_:
         break;
     }
     if (err) snprintf(err, errcap, "backend: unknown kind %d", (int)c->kind);
     return NULL;
+}
+
+int k_backend_usable(KBackendKind k)
+{
+    switch (k) {
+    case K_BACKEND_CPU:
+    case K_BACKEND_CPU_REF:
+    case K_BACKEND_DEV_REF:
+        return 1;
+    case K_BACKEND_CUDA:
+#ifdef SGL_CUDA
+        return cuda_backend_usable();
+#else
+        return 0;
+#endif
+    case K_BACKEND_COUNT_:
+        break;
+    }
+    return 0;
 }
 
 void k_dequant_row_host(KDtype t, const void *src, float *dst, int64_t n)

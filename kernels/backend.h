@@ -3,11 +3,18 @@
  * the weight-tensor descriptor, and the backend table of ops.
  *
  * Owns: the dtype list (numbered as ggml numbers them, so GGUF type ids map
- * 1:1), block layouts' sizes, the KBackend function-pointer table. Does not
- * own: any implementation (kernels/cpu fills the table for the CPU; a CUDA
- * backend fills it in kernels/cuda), model structure (runtime/model.h).
+ * 1:1), block layouts' sizes, the KBackend and KDevOps function-pointer
+ * tables. Does not own: any implementation (kernels/cpu fills the table for
+ * the CPU; kernels/cuda/cuda_backend.c fills both for CUDA), model structure
+ * (runtime/model.h).
  *
- * Conventions shared by every op:
+ * Two tables: K_OPS, which every backend fills (the CPU backends compute
+ * with it; a device backend fills its buffer ops and refuses the host-f32
+ * compute ops by name), and K_DEV_OPS (KDevOps, below), which a backend
+ * whose activations live in its own memory fills and points KBackend.dev
+ * at: runtime/model.c runs one or the other.
+ *
+ * Conventions shared by every K_OPS op:
  *   - Activations are f32, row-major, one row per token: x[n][dim].
  *   - A weight matrix W is a KTensor with ne[0] = in (row length) and
  *     ne[1] = out (number of rows), stored row by row in its dtype (quantized
@@ -210,12 +217,96 @@ typedef struct {
     X(error, const char *, (void *ctx))                                                 \
     X(destroy, void, (void *ctx))
 
+/* ---- device-resident ops ---------------------------------------------------
+ *
+ * A backend whose activations live in its own memory (CUDA) fills a second
+ * table, KDevOps, and points KBackend.dev at it; host backends leave dev
+ * NULL and model.c then runs the f32 ops above. On the device path:
+ *
+ *   - Activations, weights, norm weights, biases and the KV pool are in
+ *     act_dtype (BF16 for CUDA), in the backend's memory (buf_alloc).
+ *     Weight matrices are KTensors of that dtype, laid out as above.
+ *   - Index arrays (tokens, positions, write slots, context slots, per-row
+ *     offsets and lengths, logit rows) are int32 arrays in backend memory,
+ *     uploaded once per forward: a step's shape is its sizes alone.
+ *   - Attention reads flat arrays: query row r attends to the slots
+ *     slots[row_off[r] .. row_off[r] + row_len[r]), which already hold its
+ *     own k/v; causality is the caller's choice of row_len.
+ *   - RoPE takes positions and the model's inv_freq (rot_dim/2 f32 values in
+ *     backend memory), no cos/sin table.
+ *   - Only the logit rows asked for are computed, as f32.
+ *
+ *   gather     out[i] = row idx[i] of table (rows of dim values): embedding
+ *              lookup and the choice of logit rows
+ *   add_rmsnorm  per row: h += delta when delta (the residual stream, in
+ *              place), then y = rmsnorm(h) * w
+ *   matmul     y[n][W.ne[1]] (row stride ldy) = x[n][W.ne[0]] (stride ldx)
+ *              · Wᵀ (+ bias[W.ne[1]] when bias)
+ *   logits     y[n][W.ne[1]] f32 = x[n][W.ne[0]] · Wᵀ (rows packed)
+ *   rope_kv    qkv rows are [q: n_head*hd | k: n_head_kv*hd | v: n_head_kv*hd]
+ *              (stride (n_head + 2*n_head_kv)*hd): rotates q in place and k
+ *              by pos[r], writes k and v into slot wslot[r] of the pools
+ *   attention  see KDevAttn
+ *   swiglu     out[r][i] = silu(gu[r][i]) * gu[r][ff + i]
+ *   mem_info   free and total bytes of the backend's memory
+ *   zero       bytes of backend memory set to 0 (stream-ordered)
+ *   host_alloc page-locked host memory for downloads (NULL when none);
+ *              freed by host_free
+ *   argmax     ids[r] = the first maximum of f32 row r of logits (n rows of v)
+ */
+typedef struct {
+    const void *q;              /* rows of stride ldq (q heads first) */
+    int ldq;
+    void *out;                  /* [n_rows][n_head * head_dim] */
+    const void *k_pool, *v_pool;/* [n_slots][n_head_kv * head_dim] */
+    int n_rows, n_head, n_head_kv, head_dim;
+    float scale;
+    const int32_t *slots, *row_off, *row_len;
+    int max_len;                /* the longest row_len (the backend splits long rows) */
+    /* Batches with prompt chunks: the same rows as tiles of consecutive
+     * rows of one sequence, n_tiles int32 quadruples (row0, rows, slot_off,
+     * len0) with rows <= K_ATTN_TILE_ROWS: row row0 + i attends to
+     * slots[slot_off .. slot_off + len0 + i). The backend may then run its
+     * tiled (tensor-core) kernel; n_tiles 0: rows only. */
+    const int32_t *tiles;
+    int n_tiles;
+} KDevAttn;
+
+enum { K_ATTN_TILE_ROWS = 64 };
+
+#define K_DEV_OPS(X)                                                                        \
+    X(gather, void, (void *ctx, const void *table, int dim, const int32_t *idx, int n,      \
+                     void *out))                                                            \
+    X(add_rmsnorm, void, (void *ctx, void *h, const void *delta, const void *w, void *y,   \
+                          int n, int dim, float eps))                                       \
+    X(matmul, void, (void *ctx, const KTensor *w, const void *bias, const void *x, int ldx, \
+                     int n, void *y, int ldy))                                              \
+    X(logits, void, (void *ctx, const KTensor *w, const void *x, int n, float *y))         \
+    X(rope_kv, void, (void *ctx, void *qkv, int n, int n_head, int n_head_kv, int head_dim, \
+                      int rot_dim, const float *inv_freq, KRopeStyle style,                 \
+                      const int32_t *pos, const int32_t *wslot, void *k_pool, void *v_pool))\
+    X(attention, void, (void *ctx, const KDevAttn *a))                                     \
+    X(swiglu, void, (void *ctx, const void *gu, int n, int ff, void *out))                 \
+    X(mem_info, void, (void *ctx, size_t *free_b, size_t *total_b))                         \
+    X(zero, void, (void *ctx, void *p, size_t bytes))                                      \
+    X(host_alloc, void *, (void *ctx, size_t bytes))                                       \
+    X(host_free, void, (void *ctx, void *p))                                               \
+    X(argmax, void, (void *ctx, const float *logits, int n, int v, int32_t *ids))
+
+typedef struct KDevOps {
+    KDtype act_dtype;           /* BF16 */
+#define X(op, ret, params) ret (*op) params;
+    K_DEV_OPS(X)
+#undef X
+} KDevOps;
+
 typedef struct KBackend {
     const char *name;
     void *ctx;
 #define X(op, ret, params) ret (*op) params;
     K_OPS(X)
 #undef X
+    const KDevOps *dev;         /* NULL for host backends */
 } KBackend;
 
 enum {
@@ -224,8 +315,8 @@ enum {
 #undef X
 };
 
-static_assert(sizeof(KBackend) == 2 * sizeof(void *) + K_N_OPS * sizeof(void (*)(void)),
-              "KBackend must be name, ctx, then exactly one pointer per K_OPS entry");
+static_assert(sizeof(KBackend) == 3 * sizeof(void *) + K_N_OPS * sizeof(void (*)(void)),
+              "KBackend must be name, ctx, exactly one pointer per K_OPS entry, then dev");
 
 /* ---- choosing a backend --------------------------------------------------- */
 
@@ -233,11 +324,14 @@ static_assert(sizeof(KBackend) == 2 * sizeof(void *) + K_N_OPS * sizeof(void (*)
 #define K_BACKEND_KINDS(X)      \
     X(CPU,     "cpu")           \
     X(CPU_REF, "cpu-ref")       \
-    X(CUDA,    "cuda")
+    X(CUDA,    "cuda")          \
+    X(DEV_REF, "dev-ref")
 
 /* CPU: the fast backend (kernels/cpu/cpu.c). CPU_REF: the one-thread
  * reference (kernels/cpu/ref.c), for tests. CUDA: kernels/cuda, in builds
- * that have it. */
+ * that have it. DEV_REF: the device table (KDevOps) on the host with the
+ * CUDA kernels' bf16 rounding (kernels/cpu/devref.c), so the device path of
+ * runtime/model.c is tested without a GPU; slow, for tests. */
 typedef enum {
 #define X(name, str) K_BACKEND_##name,
     K_BACKEND_KINDS(X)
@@ -266,13 +360,38 @@ const char *k_backend_kind_name(KBackendKind k);
  * (norm weights, biases) that every backend's ops take as f32. */
 void k_dequant_row_host(KDtype t, const void *src, float *dst, int64_t n);
 
-/* 1 when every op is filled (a backend under construction checks itself). */
+/* 1 when every op is filled, the device table's too when there is one (a
+ * backend under construction checks itself). */
 static inline int k_backend_complete(const KBackend *b)
 {
 #define X(op, ret, params) if (!b->op) return 0;
     K_OPS(X)
 #undef X
+    if (b->dev) {
+#define X(op, ret, params) if (!b->dev->op) return 0;
+        K_DEV_OPS(X)
+#undef X
+    }
     return 1;
+}
+
+/* 1 when this build has kind k and it can start here (CUDA: a GPU is
+ * visible); for choosing a default device without making a backend. */
+int k_backend_usable(KBackendKind k);
+
+/* f32 -> bf16, round to nearest even (NaN stays NaN), and back. */
+static inline uint16_t k_f32_to_bf16(float f)
+{
+    union { float f; uint32_t u; } v = {f};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40);
+    v.u += 0x7fffu + ((v.u >> 16) & 1u);
+    return (uint16_t)(v.u >> 16);
+}
+
+static inline float k_bf16_to_f32(uint16_t b)
+{
+    union { uint32_t u; float f; } v = {(uint32_t)b << 16};
+    return v.f;
 }
 
 #endif

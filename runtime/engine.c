@@ -857,6 +857,11 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
     pthread_mutex_init(&e->cv_mu, NULL);
     samp_rng_seed(&e->seed_rng, o->seed);
 
+    /* the model's backend and activations first: on a device backend they
+     * come before the KV pool in the memory plan (model.h) */
+    model_set_threads(model, o->n_threads);
+    model_set_batch_invariant(model, o->batch_invariant != 0);
+    if (model_reserve(model, o->chunk_size + o->max_running, o->max_running + 64, err, errcap)) goto fail;
     int kv_dim = c->n_head_kv * c->head_dim;
     int n_slots = o->n_slots;
     if (n_slots == 0) {
@@ -864,6 +869,8 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
             size_t per = kv_bytes(c->n_layer, 1, kv_dim, o->kv_dtype);
             size_t n = per ? o->kv_bytes / per : 0;
             n_slots = n > INT32_MAX / 2 ? INT32_MAX / 2 : (int)n;
+        } else if (model_on_device(model)) {
+            n_slots = model_kv_slots(model);
         } else {
             n_slots = c->max_ctx < 16384 ? c->max_ctx : 16384;
         }
@@ -872,7 +879,7 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
         if (err) snprintf(err, errcap, "engine: KV cache of %d slots is too small", n_slots);
         goto fail;
     }
-    e->kv = kv_new(c->n_layer, n_slots, kv_dim, o->kv_dtype, err, errcap);
+    e->kv = model_kv_new(model, n_slots, o->kv_dtype, err, errcap);
     if (!e->kv) goto fail;
     e->tree = radix_new(e->kv);
     e->work = samp_work_new(e->vocab);
@@ -880,9 +887,6 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
         if (err) snprintf(err, errcap, "engine: out of memory");
         goto fail;
     }
-    model_set_threads(model, o->n_threads);
-    model_set_batch_invariant(model, o->batch_invariant != 0);
-    if (model_reserve(model, o->chunk_size + o->max_running, o->max_running + 64, err, errcap)) goto fail;
     if (o->loop) {
         e->async = calloc(1, sizeof *e->async);
         if (!e->async || uv_async_init(o->loop, &e->async->handle, on_async) != 0) {

@@ -52,7 +52,9 @@
  * cache, and however its prompt was chunked; so its output is too when
  * model_forward computes each row independently of the batch (the CPU
  * backend does with CPU_NO_BLAS; its sgemm path for batches of 16+ rows
- * sums in another order, which moves greedy picks on small models).
+ * sums in another order, which moves greedy picks on small models; the
+ * CUDA backend's cuBLASLt GEMMs pick their kernel by row count, so there a
+ * token's logits can move in the last bf16 bits with its batch).
  * Unseeded requests get seeds drawn from EngOptions.seed in submission
  * order.
  *
@@ -105,7 +107,9 @@ typedef struct Engine Engine;
 typedef struct {
     int n_slots;             /* KV pool size in tokens; 0: from kv_bytes */
     size_t kv_bytes;         /* KV memory budget when n_slots is 0; 0: room
-                                for min(model context, 16384) tokens */
+                                for min(model context, 16384) tokens, or on
+                                a device backend what its memory plan leaves
+                                (model_kv_slots: --mem-fraction) */
     int chunk_size;          /* prompt tokens per step at most (default 512) */
     int max_running;         /* sequences in one batch at most (default 64) */
     int prefix_cache;        /* 1 (default): radix cache on; 0: off */
@@ -113,7 +117,8 @@ typedef struct {
                                 its remaining max_tokens) that admission
                                 keeps room for (default 32); lower admits
                                 more and retracts more often */
-    KDtype kv_dtype;         /* K_DTYPE_F16 (default) or K_DTYPE_F32 */
+    KDtype kv_dtype;         /* K_DTYPE_F16 (default) or K_DTYPE_F32; a
+                                device backend keeps bf16 (model_kv_new) */
     int check_each_step;     /* tests: radix_check after every step; failures
                                 are counted in EngStats.check_failures */
     /* eng_new sets these two on the model (model_set_threads /

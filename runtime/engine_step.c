@@ -189,6 +189,10 @@ void eng_step(Engine *e)
         if (s->lp_from >= 1 && s->n_kv + take >= s->lp_from) m->logits = MODEL_LOGITS_ALL;
         else if (s->n_kv + take == s->n_toks && seq_samples(s)) m->logits = MODEL_LOGITS_LAST;
         else m->logits = MODEL_LOGITS_NONE;
+        /* a plain greedy pick is made where the logits are (issue 11: on a
+         * device backend the row then never crosses to the host) */
+        m->device_argmax = m->logits == MODEL_LOGITS_LAST && !s->cm && !s->want_lp && model_on_device(e->model) &&
+                           samp_plain_argmax(s->samp);
         e->bseqs[nb++] = s;
     }
     if (nb == 0) {
@@ -262,6 +266,10 @@ void eng_step(Engine *e)
         }
         /* the whole prompt is in: let others share it while this decodes */
         if (was_prefill) sched_checkpoint(e, s);
+        if (m->device_argmax) {
+            take_token(e, s, m->argmax, 0.0f);
+            continue;
+        }
         const float *last = m->logits == MODEL_LOGITS_ALL ? rows + (size_t)(m->n_new - 1) * V : rows;
         sample_next(e, s, last);
     }

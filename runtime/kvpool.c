@@ -12,14 +12,17 @@ size_t kv_bytes(int n_layer, int n_slots, int kv_dim, KDtype dtype)
     return 2 * (size_t)n_layer * (size_t)n_slots * k_row_bytes(dtype, kv_dim);
 }
 
-KvPool *kv_new(int n_layer, int n_slots, int kv_dim, KDtype dtype, char *err, size_t errcap)
+static KvPool *pool_new(const KBackend *b, int n_layer, int n_slots, int kv_dim, KDtype dtype, char *err,
+                        size_t errcap)
 {
     if (n_layer <= 0 || n_slots <= 0 || kv_dim <= 0) {
         if (err) snprintf(err, errcap, "kv pool: bad sizes (%d layers, %d slots, kv_dim %d)", n_layer, n_slots, kv_dim);
         return NULL;
     }
-    if (dtype != K_DTYPE_F16 && dtype != K_DTYPE_F32) {
-        if (err) snprintf(err, errcap, "kv pool: dtype %s not supported (F16 or F32)", k_dtype_name(dtype));
+    if (dtype != K_DTYPE_F16 && dtype != K_DTYPE_F32 && !(b && dtype == K_DTYPE_BF16)) {
+        if (err)
+            snprintf(err, errcap, "kv pool: dtype %s not supported (F16 or F32%s)", k_dtype_name(dtype),
+                     b ? ", BF16 on a device" : "");
         return NULL;
     }
     KvPool *p = calloc(1, sizeof *p);
@@ -33,7 +36,26 @@ KvPool *kv_new(int n_layer, int n_slots, int kv_dim, KDtype dtype, char *err, si
     p->free_slots = malloc((size_t)n_slots * sizeof *p->free_slots);
     if (!p->k || !p->v || !p->free_slots) goto oom;
     size_t layer_bytes = (size_t)n_slots * k_row_bytes(dtype, kv_dim);
-    for (int l = 0; l < n_layer; l++) {
+    if (b) {
+        p->mem = b;
+        p->k_base = b->buf_alloc(b->ctx, layer_bytes * (size_t)n_layer);
+        p->v_base = p->k_base ? b->buf_alloc(b->ctx, layer_bytes * (size_t)n_layer) : NULL;
+        if (!p->v_base) goto oom;
+        /* zeroed: attention may read a never-written slot with weight 0 */
+        b->dev->zero(b->ctx, p->k_base, layer_bytes * (size_t)n_layer);
+        b->dev->zero(b->ctx, p->v_base, layer_bytes * (size_t)n_layer);
+        if (b->sync(b->ctx)) {
+            const char *e = b->error(b->ctx);
+            if (err) snprintf(err, errcap, "kv pool: %s", e ? e : "device failure");
+            kv_free(p);
+            return NULL;
+        }
+        for (int l = 0; l < n_layer; l++) {
+            p->k[l] = (char *)p->k_base + (size_t)l * layer_bytes;
+            p->v[l] = (char *)p->v_base + (size_t)l * layer_bytes;
+        }
+    }
+    for (int l = 0; !b && l < n_layer; l++) {
         /* zeroed so that reading a never-written slot is harmless */
         p->k[l] = calloc(1, layer_bytes);
         p->v[l] = calloc(1, layer_bytes);
@@ -51,9 +73,29 @@ oom:
     return NULL;
 }
 
+KvPool *kv_new(int n_layer, int n_slots, int kv_dim, KDtype dtype, char *err, size_t errcap)
+{
+    return pool_new(NULL, n_layer, n_slots, kv_dim, dtype, err, errcap);
+}
+
+KvPool *kv_new_on(const KBackend *b, int n_layer, int n_slots, int kv_dim, KDtype dtype, char *err, size_t errcap)
+{
+    if (!b->dev) return pool_new(NULL, n_layer, n_slots, kv_dim, dtype, err, errcap);
+    return pool_new(b, n_layer, n_slots, kv_dim, dtype, err, errcap);
+}
+
 void kv_free(KvPool *p)
 {
     if (!p) return;
+    if (p->mem) {
+        p->mem->buf_free(p->mem->ctx, p->k_base);
+        p->mem->buf_free(p->mem->ctx, p->v_base);
+        free(p->k);
+        free(p->v);
+        free(p->free_slots);
+        free(p);
+        return;
+    }
     for (int l = 0; l < p->n_layer; l++) {
         if (p->k) free(p->k[l]);
         if (p->v) free(p->v[l]);

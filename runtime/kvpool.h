@@ -11,8 +11,13 @@
  *   layer l:  k[l] ──► | slot 0 | slot 1 | ... | slot n_slots-1 |   kv_dim each
  *             v[l] ──► | slot 0 | slot 1 | ... | slot n_slots-1 |
  *
- * Ownership: kv_new returns a pool freed by kv_free. Threads: used by the
- * engine thread only.
+ * Placement: kv_new puts K/V in host memory; kv_new_on in a backend's own
+ * memory (a device backend's KBackend.buf_alloc: the model computes there
+ * and k[l] / v[l] are device pointers, never read by the host). The free
+ * list is on the host either way.
+ *
+ * Ownership: kv_new / kv_new_on return a pool freed by kv_free. Threads:
+ * used by the engine thread only.
  */
 #ifndef SGL_RUNTIME_KVPOOL_H
 #define SGL_RUNTIME_KVPOOL_H
@@ -26,15 +31,20 @@ typedef struct KvPool {
     int n_layer;
     int n_slots;
     int kv_dim;
-    KDtype dtype;               /* K_DTYPE_F16 or K_DTYPE_F32 */
+    KDtype dtype;               /* F16 or F32 on the host; BF16 on a device */
     void **k;                   /* [n_layer] -> [n_slots][kv_dim] */
     void **v;
+    const KBackend *mem;        /* whose memory k/v are in; NULL: the host's */
+    void *k_base, *v_base;      /* kv_new_on: one allocation each for all layers */
     int32_t *free_slots;        /* stack of free slot ids (internal) */
     int n_free;
 } KvPool;
 
 /* dtype must be F16 or F32. All slots start free. */
 KvPool *kv_new(int n_layer, int n_slots, int kv_dim, KDtype dtype, char *err, size_t errcap);
+/* The same in backend b's memory (zeroed there), dtype F16, F32 or BF16.
+ * The backend must outlive the pool. */
+KvPool *kv_new_on(const KBackend *b, int n_layer, int n_slots, int kv_dim, KDtype dtype, char *err, size_t errcap);
 void kv_free(KvPool *p);
 
 /* Bytes of K+V memory for these sizes (to size a pool from a memory budget). */

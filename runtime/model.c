@@ -20,6 +20,7 @@
  */
 #include "base/err.h"
 #include "runtime/model.h"
+#include "runtime/model_dev.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -321,6 +322,7 @@ static void scratch_free(ModelScratch *s)
 void model_free(Model *m)
 {
     if (!m) return;
+    mdev_free(m);
     if (m->backend) m->backend->destroy(m->backend->ctx);
     scratch_free(m->scratch);
     Owned *o = m->owned_;
@@ -351,18 +353,24 @@ void model_get_options(const Model *m, ModelOptions *out)
     out->n_threads = m->n_threads;
     out->batch_invariant = m->batch_invariant;
     out->backend_flags = m->backend_flags;
+    out->mem_fraction = m->mem_fraction;
 }
 
 void model_set_options(Model *m, const ModelOptions *o)
 {
+    m->mem_fraction = o->mem_fraction;
     if (o->backend == m->backend_kind && o->n_threads == m->n_threads && o->batch_invariant == m->batch_invariant &&
         o->backend_flags == m->backend_flags)
         return;
+    /* threads and batch invariance do not concern a device backend: it
+     * keeps its uploaded weights */
+    bool keep = m->backend && m->backend->dev && o->backend == m->backend_kind && o->backend_flags == m->backend_flags;
     m->backend_kind = o->backend;
     m->n_threads = o->n_threads;
     m->batch_invariant = o->batch_invariant;
     m->backend_flags = o->backend_flags;
-    if (m->backend) {
+    if (m->backend && !keep) {
+        mdev_free(m);
         m->backend->destroy(m->backend->ctx);
         m->backend = NULL;
     }
@@ -396,7 +404,31 @@ static int ensure_backend(Model *m, char *err, size_t errcap)
     KBackendConfig c = {.kind = m->backend_kind, .n_threads = m->n_threads, .batch_invariant = m->batch_invariant,
                         .flags = m->backend_flags};
     m->backend = k_backend_new(&c, err, errcap);
-    return m->backend ? 0 : -1;
+    if (!m->backend) return -1;
+    if (m->backend->dev && mdev_open(m, err, errcap)) {
+        m->backend->destroy(m->backend->ctx);
+        m->backend = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int model_on_device(const Model *m) { return m->backend && m->backend->dev; }
+
+int model_kv_slots(const Model *m) { return model_on_device(m) ? mdev_kv_slots(m) : 0; }
+
+KvPool *model_kv_new(Model *m, int n_slots, KDtype dtype, char *err, size_t errcap)
+{
+    const ModelConfig *c = &m->cfg;
+    if (ensure_backend(m, err, errcap)) return NULL;
+    int kv_dim = c->n_head_kv * c->head_dim;
+    if (!m->backend->dev) return kv_new(c->n_layer, n_slots, kv_dim, dtype, err, errcap);
+    if (dtype == K_DTYPE_F32) {
+        err_fmt(err, errcap, "kv pool: the %s backend keeps K/V in %s; an F32 pool is not supported", m->backend->name,
+                k_dtype_name(m->backend->dev->act_dtype));
+        return NULL;
+    }
+    return kv_new_on(m->backend, c->n_layer, n_slots, kv_dim, m->backend->dev->act_dtype, err, errcap);
 }
 
 /* ---- validation ------------------------------------------------------------------ */
@@ -605,6 +637,8 @@ fail:
 int model_reserve(Model *m, int max_tokens, int max_logit_rows, char *err, size_t errcap)
 {
     const ModelConfig *c = &m->cfg;
+    if (ensure_backend(m, err, errcap)) return -1;
+    if (m->backend->dev) return mdev_reserve(m, max_tokens, max_logit_rows, err, errcap);
     if (!m->scratch && !(m->scratch = calloc(1, sizeof *m->scratch))) goto oom;
     ModelScratch *s = m->scratch;
     if (max_tokens > s->max_tokens) {
@@ -682,6 +716,13 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
         }
         N += s->n_new;
         R += s->logits == MODEL_LOGITS_ALL ? s->n_new : s->logits == MODEL_LOGITS_LAST ? 1 : 0;
+    }
+    if (ensure_backend(m, err, errcap)) return -1;
+    if (m->backend->dev) return mdev_forward(m, kv, b, N, R, err, errcap);
+    if (kv->mem) {
+        err_fmt(err, errcap, "model_forward: the KV pool is in %s's memory but the model computes on %s",
+                kv->mem->name, m->backend->name);
+        return -1;
     }
     ModelScratch *sc = m->scratch;
     if (!sc || N > sc->max_tokens || R > sc->max_rows) {
@@ -768,6 +809,17 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
     if (e) {
         err_fmt(err, errcap, "model_forward: %s", e);
         return -1;
+    }
+    /* device_argmax rows: the first maximum of the row, picked here */
+    for (int i = 0; i < b->n_seqs; i++) {
+        ModelSeq *s = &b->seqs[i];
+        if (!s->device_argmax || s->logits != MODEL_LOGITS_LAST) continue;
+        const float *lr = sc->logits + (size_t)s->logits_row * c->vocab;
+        int best = 0;
+        for (int j = 1; j < c->vocab; j++)
+            if (lr[j] > lr[best]) best = j;
+        s->argmax = best;
+        s->logits_row = -1;
     }
     b->logits = sc->logits;
     b->n_rows = R;

@@ -39,6 +39,15 @@
  * k_backend_new on first use (model_reserve or model_forward) and owns it;
  * this file and model.c know backends only through kernels/backend.h.
  *
+ * Device backends (KBackend.dev, e.g. CUDA): making the backend uploads the
+ * weights as bf16 (any loaded dtype is converted; q/k/v and gate/up fused),
+ * model_reserve plans the activations, and the KV pool must be made by
+ * model_kv_new (in the backend's memory, bf16) with at most model_kv_slots
+ * slots. model_forward then runs runtime/model_dev.c's pass; batch->logits
+ * is still host f32, for the asked-for rows only. Greedy outputs are
+ * batch-invariant on the CPU only: cuBLASLt picks its kernel (and so its
+ * summation order) by the batch's row count.
+ *
  * Threads: a Model is used by one thread (the engine thread); the forward
  * pass fans out internally to the backend's workers.
  */
@@ -156,6 +165,8 @@ typedef struct Model {
     unsigned backend_flags;
     int n_threads;
     bool batch_invariant;
+    double mem_fraction;        /* ModelOptions.mem_fraction */
+    struct ModelDevice *device; /* weights/activations on a device backend (model_dev.c) */
     void *owned_;               /* f32 copies made by model_finish */
 } Model;
 
@@ -171,6 +182,10 @@ typedef struct {
      * but 8-bit activation rounding then differs between batch shapes). */
     bool batch_invariant;
     unsigned backend_flags;     /* the backend's own switches (tests: CPU_NO_SIMD...); default 0 */
+    /* Device backends: the share of the device memory free when the
+     * backend is made that the model may take (weights, then activations
+     * for the largest step, then the KV pool: model_kv_slots); 0: 0.88. */
+    double mem_fraction;
 } ModelOptions;
 
 void model_options_default(ModelOptions *o);
@@ -209,8 +224,23 @@ void model_set_batch_invariant(Model *m, bool on);
  * of the config and rope_freqs); owned by the model. */
 const float *model_inv_freq(const Model *m);
 
-/* The backend's name ("cpu-avx2", "cpu-ref", ...), or NULL before it is made. */
+/* The backend's name ("cpu-avx2", "cpu-ref", "cuda (NVIDIA H100 ...)"), or
+ * NULL before it is made. */
 const char *model_backend_name(const Model *m);
+
+/* 1 when the model computes on a device backend (made by now). */
+int model_on_device(const Model *m);
+
+/* KV slots the memory plan leaves after weights and activations (device
+ * backends; call after model_reserve); 0 for host backends, whose pool size
+ * is the caller's choice. */
+int model_kv_slots(const Model *m);
+
+/* A KV pool where the model computes: host memory (kv_new, dtype F16/F32)
+ * for host backends; the device's memory in bf16 for device backends (which
+ * hold K/V in their activation dtype: F16, the engine's default, is taken
+ * as bf16 there; F32 is refused). Makes the backend if needed. */
+KvPool *model_kv_new(Model *m, int n_slots, KDtype dtype, char *err, size_t errcap);
 
 /* ---- forward ----------------------------------------------------------
  *
@@ -242,7 +272,12 @@ typedef struct {
     int n_ctx;
     const int32_t *pos;
     ModelLogits logits;
+    /* With logits LAST: return only the row's argmax (the first maximum) in
+     * `argmax`, not the row (logits_row = -1). On a device backend it is
+     * computed there, so the row never crosses to the host (greedy decode). */
+    bool device_argmax;
     int logits_row;             /* out */
+    int32_t argmax;             /* out, with device_argmax */
 } ModelSeq;
 
 typedef struct {

@@ -4,6 +4,7 @@
  * hold; statistics; direct generation and tokenization; loop wake-ups.
  */
 #include "runtime/runtime.h"
+#include "runtime/device.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -132,9 +133,10 @@ static int load(Runtime *rt)
         return -1;
     }
     const RuntimeOptions *o = &rt->opt;
-    /* the opener chooses the backend (the CPU, until issue 11's CUDA) */
+    /* the opener chooses the backend: sgl_set_device's choice (runtime/device.h) */
     ModelOptions mo;
     model_options_default(&mo);
+    runtime_device_options(&mo);
     mo.n_threads = o->threads;
     mo.batch_invariant = !o->blas_prefill;
     model_set_options(rt->model, &mo);

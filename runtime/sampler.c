@@ -715,6 +715,16 @@ void samp_work_free(SampWork *w)
     free(w);
 }
 
+int samp_plain_argmax(const Sampler *s)
+{
+    if (!s) return 0;
+    const SampParams *p = &s->p;
+    int greedy = p->temperature < 1e-5f || p->top_k == 1;
+    int banning = s->n_generated < p->min_tokens && (p->n_stop || (!p->ignore_eos && p->n_eos));
+    int penalties = p->repetition_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
+    return greedy && !banning && !penalties && !p->logprobs && p->top_logprobs <= 0;
+}
+
 int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t *allow,
                     SampOut *out)
 {

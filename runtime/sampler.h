@@ -204,6 +204,13 @@ typedef enum {
 int samp_accept(Sampler *s, int32_t id);
 
 int samp_n_generated(const Sampler *s);
+
+/* 1 when the next samp_sample without a mask or logprobs is just the row's
+ * argmax (the first maximum): greedy, no penalties, nothing banned by
+ * min_tokens, no logprobs asked. A device backend may then pick the token
+ * where the logits are (ModelSeq.device_argmax) and the engine takes it with
+ * samp_accept as usual (issue 11's hook). */
+int samp_plain_argmax(const Sampler *s);
 const SampParams *samp_params(const Sampler *s);   /* eos/stop point into the sampler */
 
 /* Vocabulary-sized scratch (a candidate list and a row of floats, ~16

@@ -1,9 +1,10 @@
 /*
  * bench/gpu/llama_gpu.h — a Llama-architecture forward pass on one GPU built
  * only from kernels/cuda/cuda_ops.h, with random bf16 weights generated on
- * the device from a seed. It is what bench/gpu times and what tests/gpu
- * checks against `transformers`, until runtime/model.c drives the CUDA
- * backend itself (issue 11).
+ * the device from a seed: bench_gpu's kernel-level figures (roofline, GEMM
+ * peak, graph-captured decode) and a second check against `transformers`.
+ * The engine's own model on the GPU is runtime/model_dev.c (timed by
+ * tests/gpu/engine_gpu.c bench).
  *
  *   tokens ─ embed ─> h ─┬─ rmsnorm ─ qkv GEMM ─ rope+kv write ─ attention ─ o GEMM ─┐
  *                        │<──────────────────────── h += ───────────────────────────┘

@@ -12,6 +12,8 @@
  *   ref.c          reference backend: one thread, plain loops, f32 math
  *   cpu.c          fast backend: quantized dots for small batches, OpenBLAS
  *                  sgemm over dequantized tiles for large ones, threaded ops
+ *   devref.c       reference *device* backend: KDevOps on the host (bf16
+ *                  activations as kernels/cuda rounds them), for tests
  *
  * Ownership: cpu_backend_new / cpu_ref_backend_new return a KBackend freed by
  * its destroy op. cpu_pool_new / cpu_pool_free pair up.
@@ -35,6 +37,8 @@ enum {
 /* n_threads <= 0: one per online core. */
 KBackend *cpu_backend_new(int n_threads, unsigned flags, char *err, size_t errcap);
 KBackend *cpu_ref_backend_new(char *err, size_t errcap);
+/* The reference device backend (devref.c): KBackend.dev on the host. */
+KBackend *cpu_devref_backend_new(char *err, size_t errcap);
 
 /* 1 when this CPU runs the *_avx2.c kernels (AVX2 + FMA + F16C). */
 int cpu_has_avx2(void);

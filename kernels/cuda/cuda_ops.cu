@@ -11,6 +11,7 @@
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>
+#include <mma.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,10 +20,10 @@
 
 typedef __nv_bfloat16 bf16;
 
-enum { PLAN_CACHE = 64 };
+enum { PLAN_CACHE = 512 };
 
 typedef struct {
-    int m, n, k, lda, ldb, ldc;
+    int m, n, k, lda, ldb, ldc, f32_out;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -105,6 +106,15 @@ extern "C" void cu_ctx_free(CuCtx *c)
 
 extern "C" const char *cu_device_name(CuCtx *c) { return c->prop.name; }
 
+extern "C" int cu_sm_count(CuCtx *c) { return c->prop.multiProcessorCount; }
+
+extern "C" int cu_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+    return n;
+}
+
 extern "C" void cu_mem_info(CuCtx *c, size_t *free_b, size_t *total_b)
 {
     if (cudaMemGetInfo(free_b, total_b) != cudaSuccess) *free_b = *total_b = 0;
@@ -133,6 +143,23 @@ extern "C" void cu_download(CuCtx *c, void *dst, const void *src, size_t bytes)
 {
     if (!check(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "download"))
         check(c, cudaStreamSynchronize(c->stream), "download");
+}
+
+extern "C" void cu_memset(CuCtx *c, void *p, int value, size_t bytes)
+{
+    check(c, cudaMemsetAsync(p, value, bytes, c->stream), "memset");
+}
+
+extern "C" void *cu_host_alloc(CuCtx *c, size_t bytes)
+{
+    void *p = NULL;
+    if (check(c, cudaMallocHost(&p, bytes ? bytes : 1), "cudaMallocHost")) return NULL;
+    return p;
+}
+
+extern "C" void cu_host_free(CuCtx *c, void *p)
+{
+    if (p) check(c, cudaFreeHost(p), "cudaFreeHost");
 }
 
 extern "C" void cu_copy_d2d(CuCtx *c, void *dst, const void *src, size_t bytes)
@@ -257,23 +284,36 @@ extern "C" void cu_fill_bf16(CuCtx *c, uint16_t *p, size_t n, float value)
  * out × n matrix Wᵀ' · X': A = W seen as in × out (lda = in) transposed, B =
  * x seen as in × n (ldb = ldx), C = y as out × n (ldc = ldy). */
 
-static Plan *plan_for(CuCtx *c, int m, int n, int k, int lda, int ldb, int ldc)
+static Plan *plan_for(CuCtx *c, int m, int n, int k, int lda, int ldb, int ldc, int f32_out)
 {
     for (int i = 0; i < c->n_plans; i++) {
         Plan *p = &c->plans[i];
-        if (p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldb == ldb && p->ldc == ldc) return p;
+        if (p->m == m && p->n == n && p->k == k && p->lda == lda && p->ldb == ldb && p->ldc == ldc &&
+            p->f32_out == f32_out)
+            return p;
+    }
+    if (c->n_plans == PLAN_CACHE) {
+        /* a full cache starts over (shapes of a serving engine's steps vary) */
+        for (int i = 0; i < c->n_plans; i++) {
+            Plan *q = &c->plans[i];
+            cublasLtMatrixLayoutDestroy(q->a);
+            cublasLtMatrixLayoutDestroy(q->b);
+            cublasLtMatrixLayoutDestroy(q->c);
+            cublasLtMatmulDescDestroy(q->op);
+        }
+        c->n_plans = 0;
     }
     Plan tmp;
     memset(&tmp, 0, sizeof tmp);
     Plan *p = c->n_plans < PLAN_CACHE ? &c->plans[c->n_plans] : &tmp;
-    p->m = m, p->n = n, p->k = k, p->lda = lda, p->ldb = ldb, p->ldc = ldc;
+    p->m = m, p->n = n, p->k = k, p->lda = lda, p->ldb = ldb, p->ldc = ldc, p->f32_out = f32_out;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     if (cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) return NULL;
     cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
     cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, k, m, lda);
     cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, k, n, ldb);
-    cublasLtMatrixLayoutCreate(&p->c, CUDA_R_16BF, m, n, ldc);
+    cublasLtMatrixLayoutCreate(&p->c, f32_out ? CUDA_R_32F : CUDA_R_16BF, m, n, ldc);
     cublasLtMatmulPreference_t pref;
     cublasLtMatmulPreferenceCreate(&pref);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->ws_bytes,
@@ -295,12 +335,38 @@ static Plan *plan_for(CuCtx *c, int m, int n, int k, int lda, int ldb, int ldc)
 extern "C" void cu_gemm_bf16(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
                              uint16_t *y, int ldy)
 {
-    Plan *p = plan_for(c, out, n, in, in, ldx, ldy);
+    Plan *p = plan_for(c, out, n, in, in, ldx, ldy, 0);
     if (!p) return;
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, w, p->a, x, p->b, &zero, y, p->c, y, p->c, &p->algo,
                                        c->ws, c->ws_bytes, c->stream);
     if (st != CUBLAS_STATUS_SUCCESS) fail(c, "gemm", cublasLtGetStatusString(st));
+}
+
+extern "C" void cu_gemm_bf16_f32(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
+                                 float *y, int ldy)
+{
+    if (n <= 0) return;
+    Plan *p = plan_for(c, out, n, in, in, ldx, ldy, 1);
+    if (!p) return;
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t st = cublasLtMatmul(c->lt, p->op, &one, w, p->a, x, p->b, &zero, y, p->c, y, p->c, &p->algo,
+                                       c->ws, c->ws_bytes, c->stream);
+    if (st != CUBLAS_STATUS_SUCCESS) fail(c, "gemm", cublasLtGetStatusString(st));
+}
+
+__global__ void k_add_bias(bf16 *y, int ldy, int cols, const bf16 *bias)
+{
+    bf16 *row = y + (size_t)blockIdx.y * ldy;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < cols; i += gridDim.x * blockDim.x)
+        row[i] = __float2bfloat16(__bfloat162float(row[i]) + __bfloat162float(bias[i]));
+}
+
+extern "C" void cu_add_bias(CuCtx *c, uint16_t *y, int ldy, int n, int cols, const uint16_t *bias)
+{
+    if (n <= 0) return;
+    k_add_bias<<<dim3((cols + 255) / 256, n), 256, 0, c->stream>>>((bf16 *)y, ldy, cols, (const bf16 *)bias);
+    LAUNCHED(c, "bias");
 }
 
 /* ---- elementwise -------------------------------------------------------------- */
@@ -439,6 +505,60 @@ extern "C" void cu_rope_kv_write(CuCtx *c, uint16_t *qkv, int n, int n_head, int
     if (n <= 0) return;
     k_rope_kv<<<n, 256, 0, c->stream>>>((bf16 *)qkv, n_head, n_head_kv, head_dim, theta, pos, wslot,
                                         (bf16 *)k_pool, (bf16 *)v_pool);
+    LAUNCHED(c, "rope");
+}
+
+/* RoPE from the model's inv_freq (rot_dim/2 values: scaling already folded
+ * in), pairing NEOX (x[i], x[i + rot/2]) or NORM (x[2i], x[2i+1]); dims past
+ * rot_dim are kept. Rounding as the theta form above (HF's bf16 cos/sin). */
+__global__ void k_rope_kv_f(bf16 *qkv, int n_head, int n_head_kv, int hd, int rot, const float *inv_freq, int neox,
+                            const int32_t *pos, const int32_t *wslot, bf16 *kp, bf16 *vp)
+{
+    int r = blockIdx.x, half = rot / 2, kv_dim = n_head_kv * hd;
+    bf16 *row = qkv + (size_t)r * (n_head + 2 * n_head_kv) * hd;
+    float p = (float)pos[r];
+    size_t so = (size_t)wslot[r] * kv_dim;
+    int n_pairs = (n_head + n_head_kv) * half;
+    for (int idx = threadIdx.x; idx < n_pairs; idx += blockDim.x) {
+        int head = idx / half, i = idx % half;
+        float s, cs;
+        sincosf(p * inv_freq[i], &s, &cs);
+        float cb = __bfloat162float(__float2bfloat16(cs)), sb = __bfloat162float(__float2bfloat16(s));
+        bf16 *x = row + head * hd;
+        int i1 = neox ? i : 2 * i, i2 = neox ? i + half : 2 * i + 1;
+        float x1 = __bfloat162float(x[i1]), x2 = __bfloat162float(x[i2]);
+        float a = __bfloat162float(__float2bfloat16(x1 * cb)), b = __bfloat162float(__float2bfloat16(-x2 * sb));
+        float e = __bfloat162float(__float2bfloat16(x2 * cb)), f = __bfloat162float(__float2bfloat16(x1 * sb));
+        bf16 lo = __float2bfloat16(a + b), hi = __float2bfloat16(e + f);
+        if (head < n_head) {
+            x[i1] = lo;
+            x[i2] = hi;
+        } else {
+            int kh = head - n_head;
+            kp[so + kh * hd + i1] = lo;
+            kp[so + kh * hd + i2] = hi;
+        }
+    }
+    /* k dims past rot_dim, then v */
+    for (int i = threadIdx.x; i < n_head_kv * (hd - rot); i += blockDim.x) {
+        int kh = i / (hd - rot), d = rot + i % (hd - rot);
+        kp[so + kh * hd + d] = row[(n_head + kh) * hd + d];
+    }
+    const bf16 *v = row + (n_head + n_head_kv) * hd;
+    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) vp[so + i] = v[i];
+}
+
+extern "C" void cu_rope_kv_write_f(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim,
+                                   int rot_dim, const float *inv_freq, int neox, const int32_t *pos,
+                                   const int32_t *wslot, uint16_t *k_pool, uint16_t *v_pool)
+{
+    if (n <= 0) return;
+    if (rot_dim <= 0 || rot_dim > head_dim || rot_dim % 2) {
+        fail(c, "rope", "rot_dim must be even and within head_dim");
+        return;
+    }
+    k_rope_kv_f<<<n, 256, 0, c->stream>>>((bf16 *)qkv, n_head, n_head_kv, head_dim, rot_dim, inv_freq, neox, pos,
+                                          wslot, (bf16 *)k_pool, (bf16 *)v_pool);
     LAUNCHED(c, "rope");
 }
 
@@ -674,17 +794,348 @@ extern "C" void cu_attention(CuCtx *c, const uint16_t *q, int ldq, int n_rows, i
     }
 }
 
+/* ---- prefill attention on the tensor cores ---------------------------------
+ * FlashAttention-2's loop over the token-granular pool: a block takes one
+ * tile of up to FA_BM consecutive query rows of one sequence and one query
+ * head; 4 warps own 16 rows each. Per key tile of FA_BN slots (gathered from
+ * the pool into shared memory): S = Q·Kᵀ on the tensor cores (WMMA bf16,
+ * f32 accumulate), the online softmax in f32 (two lanes a row), P rounded to
+ * bf16, O += P·V on the tensor cores (O kept in shared memory as f32, so the
+ * softmax can rescale it). Causality: row i of a tile whose first row has
+ * context length len0 sees keys [0, len0 + i). */
+
+enum { FA_BM = 64, FA_BN = 64, FA_WARPS = 4 };
+
+template <int HD> struct FaSmem {
+    static constexpr int LDQ = HD + 8, LDS = FA_BN + 4, LDP = FA_BN + 8, LDO = HD + 4;
+    static constexpr size_t Q = (size_t)FA_BM * LDQ * 2, K = (size_t)FA_BN * LDQ * 2, S = (size_t)FA_BM * LDS * 4,
+                            P = (size_t)FA_BM * LDP * 2, O = (size_t)FA_BM * LDO * 4;
+    static constexpr size_t bytes = Q + 2 * K + S + P + O;
+};
+
+template <int HD>
+__global__ void __launch_bounds__(FA_WARPS * 32) k_attn_prefill(const bf16 *q, int ldq, int n_head, int n_head_kv,
+                                                                float scale_log2, const bf16 *kp, const bf16 *vp,
+                                                                const int32_t *slots, const int4 *tiles, bf16 *out)
+{
+    using namespace nvcuda;
+    typedef FaSmem<HD> L;
+    extern __shared__ __align__(128) unsigned char fa_smem[];
+    bf16 *Qs = (bf16 *)fa_smem, *Ks = (bf16 *)(fa_smem + L::Q), *Vs = (bf16 *)(fa_smem + L::Q + L::K);
+    float *Ss = (float *)(fa_smem + L::Q + 2 * L::K);
+    bf16 *Ps = (bf16 *)(fa_smem + L::Q + 2 * L::K + L::S);
+    float *Os = (float *)(fa_smem + L::Q + 2 * L::K + L::S + L::P);
+    const int4 tile = tiles[blockIdx.x]; /* row0, rows, slot offset, len0 */
+    const int h = blockIdx.y, G = n_head / n_head_kv, kvh = h / G, kv_dim = n_head_kv * HD;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int nq = tile.y, off = tile.z, len0 = tile.w, kmax = len0 + nq - 1;
+
+    for (int i = tid; i < FA_BM * (HD / 8); i += blockDim.x) {
+        int r = i / (HD / 8), c8 = i % (HD / 8);
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (r < nq) v = *(const uint4 *)(q + (size_t)(tile.x + r) * ldq + h * HD + c8 * 8);
+        *(uint4 *)(Qs + r * L::LDQ + c8 * 8) = v;
+    }
+    for (int i = tid; i < FA_BM * HD; i += blockDim.x) Os[(i / HD) * L::LDO + i % HD] = 0.0f;
+    const int row = lane >> 1, half = lane & 1; /* softmax: two lanes a row */
+    const int grow = warp * 16 + row;          /* row within the tile */
+    const int rlen = grow < nq ? len0 + grow : 0;
+    float m = -INFINITY, l = 0.0f;
+    bf16 *Qw = Qs + warp * 16 * L::LDQ;
+    float *Sw = Ss + warp * 16 * L::LDS, *Ow = Os + warp * 16 * L::LDO;
+    bf16 *Pw = Ps + warp * 16 * L::LDP;
+
+    for (int k0 = 0; k0 < kmax; k0 += FA_BN) {
+        __syncthreads(); /* the previous tile's K/V are no longer read */
+        for (int i = tid; i < FA_BN * (HD / 8); i += blockDim.x) {
+            int j = i / (HD / 8), c8 = i % (HD / 8), t = k0 + j;
+            uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
+            if (t < kmax) {
+                size_t so = (size_t)slots[off + t] * kv_dim + kvh * HD + c8 * 8;
+                kv4 = *(const uint4 *)(kp + so);
+                vv4 = *(const uint4 *)(vp + so);
+            }
+            *(uint4 *)(Ks + j * L::LDQ + c8 * 8) = kv4;
+            *(uint4 *)(Vs + j * L::LDQ + c8 * 8) = vv4;
+        }
+        __syncthreads();
+        /* S = Q Kᵀ for this warp's 16 rows */
+#pragma unroll
+        for (int n0 = 0; n0 < FA_BN; n0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < HD; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
+                wmma::load_matrix_sync(a, Qw + kk, L::LDQ);
+                wmma::load_matrix_sync(b, Ks + n0 * L::LDQ + kk, L::LDQ);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(Sw + n0, acc, L::LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        /* online softmax: this lane's 32 columns of its row */
+        float sv[32], mx = -INFINITY;
+#pragma unroll
+        for (int c = 0; c < 32; c++) {
+            int col = half * 32 + c;
+            bool ok = k0 + col < rlen;
+            sv[c] = ok ? Sw[row * L::LDS + col] * scale_log2 : -INFINITY;
+            mx = fmaxf(mx, sv[c]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        float mn = fmaxf(m, mx);
+        float corr = mn == -INFINITY ? 1.0f : exp2f(m - mn);
+        float ps = 0.0f;
+#pragma unroll
+        for (int c = 0; c < 32; c++) {
+            float p = sv[c] == -INFINITY ? 0.0f : exp2f(sv[c] - mn);
+            ps += p;
+            Pw[row * L::LDP + half * 32 + c] = __float2bfloat16(p);
+        }
+        ps += __shfl_xor_sync(0xffffffffu, ps, 1);
+        l = l * corr + ps;
+        m = mn;
+        for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++) Ow[row * L::LDO + d] *= corr;
+        __syncwarp();
+        /* O += P V */
+#pragma unroll
+        for (int n0 = 0; n0 < HD; n0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::load_matrix_sync(acc, Ow + n0, L::LDO, wmma::mem_row_major);
+#pragma unroll
+            for (int kk = 0; kk < FA_BN; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
+                wmma::load_matrix_sync(a, Pw + kk, L::LDP);
+                wmma::load_matrix_sync(b, Vs + kk * L::LDQ + n0, L::LDQ);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(Ow + n0, acc, L::LDO, wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+    if (grow < nq) {
+        float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        bf16 *o = out + (size_t)(tile.x + grow) * n_head * HD + h * HD;
+        for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++)
+            o[d] = __float2bfloat16(Ow[row * L::LDO + d] * inv);
+    }
+}
+
+/* ---- decode attention on the tensor cores ------------------------------------
+ * One warp per (query row, kv head, split): the G query heads of the group
+ * are the 16 rows of one WMMA tile (rows past G are zero), so each K/V row
+ * is read once for the whole group, by coalesced 16-byte loads into shared
+ * memory (64 keys a tile, every lane 2 x HD/8 loads in flight); S = Q·Kᵀ
+ * and O += P·V on the tensor cores, the online softmax as in the prefill
+ * kernel. With splits, partials go to ws in k_attn_merge's layout. */
+
+template <int HD> struct FdSmem {
+    static constexpr int LDQ = HD + 8, LDS = FA_BN + 4, LDP = FA_BN + 8, LDO = HD + 4;
+    static constexpr size_t Q = (size_t)16 * LDQ * 2, K = (size_t)FA_BN * LDQ * 2, S = (size_t)16 * LDS * 4,
+                            P = (size_t)16 * LDP * 2, O = (size_t)16 * LDO * 4;
+    static constexpr size_t bytes = Q + 2 * K + S + P + O;
+};
+
+template <int HD>
+__global__ void __launch_bounds__(32) k_attn_decode_tc(const bf16 *q, int ldq, int n_head, int n_head_kv,
+                                                       float scale_log2, const bf16 *kp, const bf16 *vp,
+                                                       const int32_t *slots, const int32_t *row_off,
+                                                       const int32_t *row_len, int n_split, int chunk, float *ws,
+                                                       bf16 *out)
+{
+    using namespace nvcuda;
+    typedef FdSmem<HD> L;
+    extern __shared__ __align__(128) unsigned char fd_smem[];
+    bf16 *Qs = (bf16 *)fd_smem, *Ks = (bf16 *)(fd_smem + L::Q), *Vs = (bf16 *)(fd_smem + L::Q + L::K);
+    float *Ss = (float *)(fd_smem + L::Q + 2 * L::K);
+    bf16 *Ps = (bf16 *)(fd_smem + L::Q + 2 * L::K + L::S);
+    float *Os = (float *)(fd_smem + L::Q + 2 * L::K + L::S + L::P);
+    const int r = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
+    const int G = n_head / n_head_kv, kv_dim = n_head_kv * HD, lane = threadIdx.x;
+    const int len = row_len[r], off = row_off[r];
+    const int k0 = split * chunk, k1 = min(len, k0 + chunk);
+
+    for (int i = lane; i < 16 * (HD / 8); i += 32) {
+        int g = i / (HD / 8), c8 = i % (HD / 8);
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (g < G) v = *(const uint4 *)(q + (size_t)r * ldq + (kvh * G + g) * HD + c8 * 8);
+        *(uint4 *)(Qs + g * L::LDQ + c8 * 8) = v;
+    }
+    for (int i = lane; i < 16 * HD; i += 32) Os[(i / HD) * L::LDO + i % HD] = 0.0f;
+    const int row = lane >> 1, half = lane & 1;
+    float m = -INFINITY, l = 0.0f;
+    for (int kt = k0; kt < k1; kt += FA_BN) {
+        __syncwarp();
+        for (int i = lane; i < FA_BN * (HD / 8); i += 32) {
+            int j = i / (HD / 8), c8 = i % (HD / 8), t = kt + j;
+            uint4 kv4 = make_uint4(0, 0, 0, 0), vv4 = make_uint4(0, 0, 0, 0);
+            if (t < k1) {
+                size_t so = (size_t)slots[off + t] * kv_dim + kvh * HD + c8 * 8;
+                kv4 = *(const uint4 *)(kp + so);
+                vv4 = *(const uint4 *)(vp + so);
+            }
+            *(uint4 *)(Ks + j * L::LDQ + c8 * 8) = kv4;
+            *(uint4 *)(Vs + j * L::LDQ + c8 * 8) = vv4;
+        }
+        __syncwarp();
+#pragma unroll
+        for (int n0 = 0; n0 < FA_BN; n0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+            for (int kk = 0; kk < HD; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> b;
+                wmma::load_matrix_sync(a, Qs + kk, L::LDQ);
+                wmma::load_matrix_sync(b, Ks + n0 * L::LDQ + kk, L::LDQ);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(Ss + n0, acc, L::LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        float sv[32], mx = -INFINITY;
+#pragma unroll
+        for (int c = 0; c < 32; c++) {
+            int col = half * 32 + c;
+            bool ok = row < G && kt + col < k1;
+            sv[c] = ok ? Ss[row * L::LDS + col] * scale_log2 : -INFINITY;
+            mx = fmaxf(mx, sv[c]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        float mn = fmaxf(m, mx);
+        float corr = mn == -INFINITY ? 1.0f : exp2f(m - mn);
+        float ps = 0.0f;
+#pragma unroll
+        for (int c = 0; c < 32; c++) {
+            float p = sv[c] == -INFINITY ? 0.0f : exp2f(sv[c] - mn);
+            ps += p;
+            Ps[row * L::LDP + half * 32 + c] = __float2bfloat16(p);
+        }
+        ps += __shfl_xor_sync(0xffffffffu, ps, 1);
+        l = l * corr + ps;
+        m = mn;
+        for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++) Os[row * L::LDO + d] *= corr;
+        __syncwarp();
+#pragma unroll
+        for (int n0 = 0; n0 < HD; n0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::load_matrix_sync(acc, Os + n0, L::LDO, wmma::mem_row_major);
+#pragma unroll
+            for (int kk = 0; kk < FA_BN; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> b;
+                wmma::load_matrix_sync(a, Ps + kk, L::LDP);
+                wmma::load_matrix_sync(b, Vs + kk * L::LDQ + n0, L::LDQ);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(Os + n0, acc, L::LDO, wmma::mem_row_major);
+        }
+    }
+    __syncwarp();
+    if (row < G) {
+        int h = kvh * G + row;
+        if (n_split == 1) {
+            float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            bf16 *o = out + (size_t)r * n_head * HD + h * HD;
+            for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++) o[d] = __float2bfloat16(Os[row * L::LDO + d] * inv);
+        } else {
+            float *part = ws + (((size_t)r * n_head + h) * n_split + split) * (HD + 2);
+            for (int d = half * (HD / 2); d < (half + 1) * (HD / 2); d++) part[d] = Os[row * L::LDO + d];
+            if (half == 0) part[HD] = m, part[HD + 1] = l;
+        }
+    }
+}
+
+extern "C" void cu_attention_decode_tc(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv,
+                                       int head_dim, float scale, const uint16_t *k_pool, const uint16_t *v_pool,
+                                       const int32_t *slots, const int32_t *row_off, const int32_t *row_len,
+                                       int n_split, int chunk, float *ws, uint16_t *out)
+{
+    if (n_rows <= 0) return;
+    if (n_head % n_head_kv || n_head / n_head_kv > 16 || (head_dim != 64 && head_dim != 128) || n_split < 1 ||
+        (n_split > 1 && !ws)) {
+        fail(c, "attention", "unsupported shape (head_dim 64 or 128, at most 16 query heads per kv head)");
+        return;
+    }
+    if (n_split == 1) chunk = 1 << 30;
+    dim3 grid(n_rows, n_head_kv, n_split);
+    float sl2 = scale * 1.4426950408889634f;
+    if (head_dim == 128) {
+        static int set = 0;
+        if (!set && !check(c, cudaFuncSetAttribute(k_attn_decode_tc<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)FdSmem<128>::bytes), "attention smem"))
+            set = 1;
+        k_attn_decode_tc<128><<<grid, 32, FdSmem<128>::bytes, c->stream>>>(
+            (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool, (const bf16 *)v_pool, slots, row_off,
+            row_len, n_split, chunk, ws, (bf16 *)out);
+    } else {
+        static int set = 0;
+        if (!set && !check(c, cudaFuncSetAttribute(k_attn_decode_tc<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)FdSmem<64>::bytes), "attention smem"))
+            set = 1;
+        k_attn_decode_tc<64><<<grid, 32, FdSmem<64>::bytes, c->stream>>>(
+            (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool, (const bf16 *)v_pool, slots, row_off,
+            row_len, n_split, chunk, ws, (bf16 *)out);
+    }
+    if (LAUNCHED(c, "attention decode")) return;
+    if (n_split > 1) {
+        k_attn_merge<<<dim3(n_rows, n_head), head_dim, 0, c->stream>>>(ws, n_head, head_dim, n_split, (bf16 *)out);
+        LAUNCHED(c, "attention merge");
+    }
+}
+
+extern "C" int cu_attn_tile_rows(void) { return FA_BM; }
+
+extern "C" void cu_attention_prefill(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv, int head_dim,
+                                     float scale, const uint16_t *k_pool, const uint16_t *v_pool,
+                                     const int32_t *slots, const int32_t *tiles, int n_tiles, uint16_t *out)
+{
+    if (n_tiles <= 0) return;
+    if (n_head % n_head_kv || (head_dim != 64 && head_dim != 128)) {
+        fail(c, "attention", "unsupported shape (head_dim 64 or 128)");
+        return;
+    }
+    dim3 grid(n_tiles, n_head);
+    float sl2 = scale * 1.4426950408889634f;
+    if (head_dim == 128) {
+        static int set = 0;
+        if (!set && !check(c, cudaFuncSetAttribute(k_attn_prefill<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)FaSmem<128>::bytes), "attention smem"))
+            set = 1;
+        k_attn_prefill<128><<<grid, FA_WARPS * 32, FaSmem<128>::bytes, c->stream>>>(
+            (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool, (const bf16 *)v_pool, slots,
+            (const int4 *)tiles, (bf16 *)out);
+    } else {
+        static int set = 0;
+        if (!set && !check(c, cudaFuncSetAttribute(k_attn_prefill<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)FaSmem<64>::bytes), "attention smem"))
+            set = 1;
+        k_attn_prefill<64><<<grid, FA_WARPS * 32, FaSmem<64>::bytes, c->stream>>>(
+            (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool, (const bf16 *)v_pool, slots,
+            (const int4 *)tiles, (bf16 *)out);
+    }
+    LAUNCHED(c, "attention prefill");
+}
+
 /* ---- argmax, counters ------------------------------------------------------------ */
 
-__global__ void k_argmax(const bf16 *logits, int v, int32_t *ids)
+template <typename T> __device__ __forceinline__ float to_f(T x);
+template <> __device__ __forceinline__ float to_f<bf16>(bf16 x) { return __bfloat162float(x); }
+template <> __device__ __forceinline__ float to_f<float>(float x) { return x; }
+
+template <typename T>
+__global__ void k_argmax(const T *logits, int v, int32_t *ids)
 {
     __shared__ float sv[32];
     __shared__ int si[32];
-    const bf16 *row = logits + (size_t)blockIdx.x * v;
+    const T *row = logits + (size_t)blockIdx.x * v;
     float best = -INFINITY;
     int bi = 0x7fffffff;
     for (int i = threadIdx.x; i < v; i += blockDim.x) {
-        float x = __bfloat162float(row[i]);
+        float x = to_f<T>(row[i]);
         if (x > best) best = x, bi = i; /* i increases: the first max is kept */
     }
     for (int o = 16; o > 0; o >>= 1) {
@@ -711,7 +1162,14 @@ __global__ void k_argmax(const bf16 *logits, int v, int32_t *ids)
 extern "C" void cu_argmax(CuCtx *c, const uint16_t *logits, int n, int v, int32_t *ids)
 {
     if (n <= 0) return;
-    k_argmax<<<n, 1024, 0, c->stream>>>((const bf16 *)logits, v, ids);
+    k_argmax<bf16><<<n, 1024, 0, c->stream>>>((const bf16 *)logits, v, ids);
+    LAUNCHED(c, "argmax");
+}
+
+extern "C" void cu_argmax_f32(CuCtx *c, const float *logits, int n, int v, int32_t *ids)
+{
+    if (n <= 0) return;
+    k_argmax<float><<<n, 1024, 0, c->stream>>>(logits, v, ids);
     LAUNCHED(c, "argmax");
 }
 

@@ -1,8 +1,9 @@
 /*
  * kernels/cuda/cuda_ops.h — the CUDA backend's ops on device memory, bf16
  * activations, for one Hopper GPU (sm_90a). A C interface over
- * kernels/cuda/cuda_ops.cu, so C callers (tests/gpu, bench/gpu, and the
- * KBackend table once model.c drives device buffers) need no CUDA headers.
+ * kernels/cuda/cuda_ops.cu, so C callers (kernels/cuda/cuda_backend.c, which
+ * fills the KBackend tables with these, tests/gpu, bench/gpu) need no CUDA
+ * headers.
  *
  *   host ── cu_* call ──> CuCtx (one stream, one cuBLASLt handle, workspace)
  *                               │ launches, in issue order, on the stream
@@ -47,15 +48,22 @@ typedef struct CuCtx CuCtx;
  * no usable GPU or cuBLASLt cannot start. */
 CuCtx *cu_ctx_new(char *err, size_t errcap);
 void cu_ctx_free(CuCtx *c);
+/* GPUs visible (0 without a driver or device); needs no context. */
+int cu_device_count(void);
 /* Device name, memory free/total in bytes, multiprocessor count. */
 const char *cu_device_name(CuCtx *c);
 void cu_mem_info(CuCtx *c, size_t *free_b, size_t *total_b);
+int cu_sm_count(CuCtx *c);
 
 void *cu_alloc(CuCtx *c, size_t bytes);            /* cudaMalloc; NULL on failure */
 void cu_free(CuCtx *c, void *p);
 void cu_upload(CuCtx *c, void *dst, const void *src, size_t bytes);
 void cu_download(CuCtx *c, void *dst, const void *src, size_t bytes);
 void cu_copy_d2d(CuCtx *c, void *dst, const void *src, size_t bytes);
+void cu_memset(CuCtx *c, void *p, int value, size_t bytes);  /* stream-ordered */
+/* Page-locked host memory (fast downloads); NULL on failure. */
+void *cu_host_alloc(CuCtx *c, size_t bytes);
+void cu_host_free(CuCtx *c, void *p);
 int cu_sync(CuCtx *c);                             /* 0, or -1 (cu_error says why) */
 const char *cu_error(CuCtx *c);                    /* first failure, or NULL; clears it */
 
@@ -87,6 +95,13 @@ void cu_fill_bf16(CuCtx *c, uint16_t *p, size_t n, float value);
 void cu_gemm_bf16(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
                   uint16_t *y, int ldy);
 
+/* cu_gemm_bf16 with f32 y (logits). */
+void cu_gemm_bf16_f32(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out, float *y,
+                      int ldy);
+
+/* y[r][i] += bias[i] for r < n, i < cols (row stride ldy), rounded to bf16. */
+void cu_add_bias(CuCtx *c, uint16_t *y, int ldy, int n, int cols, const uint16_t *bias);
+
 /* out[i] = table[tokens[i]] (rows of dim; dim a multiple of 8). */
 void cu_embed(CuCtx *c, const uint16_t *table, int dim, const int32_t *tokens, int n, uint16_t *out);
 
@@ -103,6 +118,13 @@ void cu_rope_kv_write(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv,
                       float theta, const int32_t *pos, const int32_t *wslot, uint16_t *k_pool,
                       uint16_t *v_pool);
 
+/* cu_rope_kv_write with the model's inv_freq (rot_dim/2 f32 values in device
+ * memory, scaling folded in) for the first rot_dim dims of each head, paired
+ * NEOX (x[i], x[i + rot/2]) when neox, else NORM (x[2i], x[2i+1]). */
+void cu_rope_kv_write_f(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim, int rot_dim,
+                        const float *inv_freq, int neox, const int32_t *pos, const int32_t *wslot,
+                        uint16_t *k_pool, uint16_t *v_pool);
+
 /* out[r][i] = silu(gu[r][i]) * gu[r][ff + i]  (gu rows are [gate | up]). */
 void cu_swiglu(CuCtx *c, const uint16_t *gu, int n, int ff, uint16_t *out);
 
@@ -118,8 +140,32 @@ void cu_attention(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, 
                   const int32_t *slots, const int32_t *row_off, const int32_t *row_len, int n_split,
                   int chunk, float *ws, uint16_t *out);
 
+/* cu_attention on the tensor cores: one warp per (row, kv head, split) with
+ * the group's query heads as the rows of one 16-row tile (at most 16 per kv
+ * head); same arguments and work space. Correct (test_cuda_ops) but slower
+ * than cu_attention at long contexts on an H100 (one warp a block hides too
+ * little latency: bench/gpu/results/h100-engine-v5-tcdecode.log), so the
+ * backend does not use it; kept as the starting point of a multi-warp
+ * version. */
+void cu_attention_decode_tc(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv,
+                            int head_dim, float scale, const uint16_t *k_pool, const uint16_t *v_pool,
+                            const int32_t *slots, const int32_t *row_off, const int32_t *row_len, int n_split,
+                            int chunk, float *ws, uint16_t *out);
+
+/* Prefill attention on the tensor cores (FlashAttention-2 style). tiles is
+ * n_tiles int32 quadruples (row0, rows, slot_off, len0), rows <=
+ * cu_attn_tile_rows(): rows row0 .. row0 + rows of one sequence whose
+ * context slots start at slots[slot_off]; row row0 + i attends to the first
+ * len0 + i of them (its own k/v written already). Same shapes as
+ * cu_attention. */
+int cu_attn_tile_rows(void);
+void cu_attention_prefill(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv, int head_dim,
+                          float scale, const uint16_t *k_pool, const uint16_t *v_pool, const int32_t *slots,
+                          const int32_t *tiles, int n_tiles, uint16_t *out);
+
 /* ids[r] = argmax over logits row r (length v; the lowest index on ties). */
 void cu_argmax(CuCtx *c, const uint16_t *logits, int n, int v, int32_t *ids);
+void cu_argmax_f32(CuCtx *c, const float *logits, int n, int v, int32_t *ids);
 
 /* p[i] += by for i < n (decode-step counters kept on the device). */
 void cu_add_i32(CuCtx *c, int32_t *p, int n, int by);

@@ -261,6 +261,37 @@ static void test_attention(int nh, int nkv, int hd, int n_seqs, const int *prefi
     snprintf(name, sizeof name, "attention heads=%d/%d hd=%d seqs=%d rows=%d split=%d", nh, nkv, hd, n_seqs, n_rows,
              n_split);
     report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+    /* the tensor-core row kernel, same arguments */
+    free(got);
+    cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+    cu_attention_decode_tc(cu, dq, ldq, n_rows, nh, nkv, hd, scale, dk, dv, ds, dro, drl, n_split, chunk, ws, dout);
+    got = back_f32(dout, (size_t)n_rows * nh * hd);
+    snprintf(name, sizeof name, "attention tc-rows heads=%d/%d hd=%d seqs=%d rows=%d split=%d", nh, nkv, hd, n_seqs,
+             n_rows, n_split);
+    report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+    /* the tiled prefill kernel: each sequence's rows in tiles of cu_attn_tile_rows() */
+    int tr = cu_attn_tile_rows(), n_tiles = 0;
+    int32_t *tiles = malloc(((size_t)n_rows + n_seqs) * 4 * sizeof *tiles);
+    for (int sq = 0, so2 = 0, r0 = 0; sq < n_seqs; sq++) {
+        for (int t0 = 0; t0 < n_new[sq]; t0 += tr, n_tiles++) {
+            tiles[4 * n_tiles] = r0 + t0;
+            tiles[4 * n_tiles + 1] = n_new[sq] - t0 < tr ? n_new[sq] - t0 : tr;
+            tiles[4 * n_tiles + 2] = so2;
+            tiles[4 * n_tiles + 3] = prefix[sq] + t0 + 1;
+        }
+        so2 += prefix[sq] + n_new[sq];
+        r0 += n_new[sq];
+    }
+    int32_t *dt = dev_copy(tiles, (size_t)n_tiles * 4 * sizeof *tiles);
+    free(got);
+    cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+    cu_attention_prefill(cu, dq, ldq, nh, nkv, hd, scale, dk, dv, ds, dt, n_tiles, dout);
+    got = back_f32(dout, (size_t)n_rows * nh * hd);
+    snprintf(name, sizeof name, "attention tiles heads=%d/%d hd=%d seqs=%d rows=%d tiles=%d", nh, nkv, hd, n_seqs,
+             n_rows, n_tiles);
+    report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+    cu_free(cu, dt);
+    free(tiles);
     cu_free(cu, dq), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, dout), cu_free(cu, ds), cu_free(cu, dro);
     cu_free(cu, drl), cu_free(cu, ws);
     free(perm), free(slots), free(roff), free(rlen), free(seqs), free(q), free(qf), free(k), free(kf), free(v);

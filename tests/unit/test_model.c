@@ -734,3 +734,66 @@ Test(kvpool, alloc_release_and_check)
     cr_assert_null(kv_new(2, 10, 64, K_DTYPE_Q4_0, err, sizeof err));
     cr_assert(strstr(err, "Q4_0 not supported"), "%s", err);
 }
+
+/* ModelSeq.device_argmax on a host backend: the id is the first maximum of
+ * the row a plain forward returns, and no row is handed out for it. */
+Test(loader, device_argmax_is_the_first_maximum_of_the_row)
+{
+    char err[512];
+    Buf b = tiny_llama("llama", -1, -1);
+    char *path = write_tmp(&b);
+    Model *m;
+    cr_assert_eq(model_load_gguf(path, &m, err, sizeof err), 0, "%s", err);
+    model_set_threads(m, 1);
+    /* a host backend: model_kv_new gives a host pool, no device plan */
+    KvPool *kv = model_kv_new(m, 32, K_DTYPE_F32, err, sizeof err);
+    cr_assert(kv, "%s", err);
+    cr_assert_null(kv->mem);
+    cr_assert_eq(model_on_device(m), 0);
+    cr_assert_eq(model_kv_slots(m), 0);
+    int V = m->cfg.vocab;
+    int32_t ta[] = {1, 2, 3}, tb[] = {4, 5}, sa[] = {0, 1, 2}, sb[] = {3, 4};
+    ModelSeq s[2] = {{.tokens = ta, .n_new = 3, .slots = sa, .n_ctx = 3, .logits = MODEL_LOGITS_LAST},
+                     {.tokens = tb, .n_new = 2, .slots = sb, .n_ctx = 2, .logits = MODEL_LOGITS_LAST}};
+    ModelBatch bt = {.seqs = s, .n_seqs = 2};
+    cr_assert_eq(model_forward(m, kv, &bt, err, sizeof err), 0, "%s", err);
+    int want[2];
+    for (int q = 0; q < 2; q++) {
+        const float *row = bt.logits + (size_t)s[q].logits_row * V;
+        want[q] = 0;
+        for (int i = 1; i < V; i++)
+            if (row[i] > row[want[q]]) want[q] = i;
+    }
+    s[1].device_argmax = true;
+    s[1].argmax = -7;
+    cr_assert_eq(model_forward(m, kv, &bt, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(s[1].logits_row, -1);
+    cr_assert_eq(s[1].argmax, want[1]);
+    cr_assert_eq(s[0].logits_row, 0);
+    const float *row0 = bt.logits;
+    int got0 = 0;
+    for (int i = 1; i < V; i++)
+        if (row0[i] > row0[got0]) got0 = i;
+    cr_assert_eq(got0, want[0]);
+    kv_free(kv);
+    model_free(m);
+    unlink(path);
+    free(b.b);
+}
+
+/* kv_new_on with a host backend places the pool in host memory, as kv_new. */
+Test(kvpool, new_on_a_host_backend_is_a_host_pool)
+{
+    char err[256];
+    KBackendConfig c = {.kind = K_BACKEND_CPU_REF};
+    KBackend *be = k_backend_new(&c, err, sizeof err);
+    cr_assert(be, "%s", err);
+    KvPool *p = kv_new_on(be, 2, 8, 4, K_DTYPE_F16, err, sizeof err);
+    cr_assert(p, "%s", err);
+    cr_assert_null(p->mem);
+    cr_assert_eq(kv_n_free(p), 8);
+    cr_assert_null(kv_new_on(be, 2, 8, 4, K_DTYPE_BF16, err, sizeof err), "BF16 is for device pools");
+    cr_assert(strstr(err, "BF16"), "%s", err);
+    kv_free(p);
+    be->destroy(be->ctx);
+}

@@ -1,0 +1,289 @@
+/*
+ * kernels/cpu/devref.c — the reference device backend: KDevOps filled on the
+ * host, one thread, bf16 activations rounded where kernels/cuda rounds, so
+ * that runtime/model_dev.c (upload, memory plan, flat index arrays, tiles,
+ * device argmax) runs and is tested on machines without a GPU. Not fast; not
+ * a serving backend (k_backend_new kind DEV_REF, tests only).
+ *
+ *   KBackend buffer ops ── malloc'd "device" memory (a 1 GiB budget that
+ *   mem_info reports, minus what is allocated)
+ *   KDevOps ── plain loops over bf16 rows, f32 accumulation
+ *   K_OPS host-f32 compute ops ── refused by name, as on CUDA
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu.h"
+
+enum { DEVREF_BUDGET = 1 << 30 };
+
+typedef struct {
+    KBackend be;
+    KDevOps dev;
+    size_t used;
+    char error[160];
+} DevRef;
+
+typedef uint16_t bf;
+
+static float f(bf x) { return k_bf16_to_f32(x); }
+static bf b(float x) { return k_f32_to_bf16(x); }
+static float rb(float x) { return f(b(x)); } /* round through bf16 */
+
+static void refuse(void *ctx, const char *op)
+{
+    DevRef *d = ctx;
+    if (!d->error[0]) snprintf(d->error, sizeof d->error, "dev-ref backend: op '%s' takes host f32 activations", op);
+}
+
+static void h_matmul(void *ctx, const KTensor *w, const float *bias, const float *x, int n, float *y)
+{
+    refuse(ctx, "matmul");
+}
+static void h_matmul_multi(void *ctx, int count, const KTensor *const *w, const float *const *bias, const float *x,
+                           int n, float *const *y)
+{
+    refuse(ctx, "matmul_multi");
+}
+static void h_embed(void *ctx, const KTensor *e, const int32_t *tokens, int n, float *out) { refuse(ctx, "embed"); }
+static void h_rmsnorm(void *ctx, const float *x, const float *w, float *y, int n, int dim, float eps)
+{
+    refuse(ctx, "rmsnorm");
+}
+static void h_rope(void *ctx, float *x, int n, int n_heads, int head_dim, int rot_dim, const float *cs,
+                   KRopeStyle style)
+{
+    refuse(ctx, "rope");
+}
+static void h_swiglu(void *ctx, const float *gate, const float *up, float *out, size_t count) { refuse(ctx, "swiglu"); }
+static void h_add(void *ctx, float *y, const float *x, size_t count) { refuse(ctx, "add"); }
+static void h_softmax(void *ctx, float *x, int n, int dim) { refuse(ctx, "softmax"); }
+static void h_kv_store(void *ctx, void *k_pool, void *v_pool, KDtype kv_dtype, int kv_dim, const float *k,
+                       const float *v, const int32_t *slots, int n)
+{
+    refuse(ctx, "kv_store");
+}
+static void h_attention(void *ctx, const KAttnArgs *a) { refuse(ctx, "attention"); }
+
+/* ---- memory: a size word before each block ---- */
+
+static void *b_buf_alloc(void *ctx, size_t bytes)
+{
+    DevRef *d = ctx;
+    if (bytes > DEVREF_BUDGET - d->used) return NULL;
+    size_t *p = malloc(bytes + 16);
+    if (!p) return NULL;
+    p[0] = bytes;
+    d->used += bytes;
+    return (char *)p + 16;
+}
+static void b_buf_free(void *ctx, void *p)
+{
+    DevRef *d = ctx;
+    if (!p) return;
+    size_t *h = (size_t *)(void *)((char *)p - 16);
+    d->used -= h[0];
+    free(h);
+}
+static void b_upload(void *ctx, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void b_download(void *ctx, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static int b_sync(void *ctx) { return ((DevRef *)ctx)->error[0] ? -1 : 0; }
+static const char *b_error(void *ctx)
+{
+    DevRef *d = ctx;
+    static __thread char last[160];
+    if (!d->error[0]) return NULL;
+    memcpy(last, d->error, sizeof last);
+    d->error[0] = 0;
+    return last;
+}
+static void b_destroy(void *ctx) { free(ctx); }
+
+/* ---- device ops ---- */
+
+static void d_gather(void *ctx, const void *table, int dim, const int32_t *idx, int n, void *out)
+{
+    for (int i = 0; i < n; i++)
+        memcpy((bf *)out + (size_t)i * dim, (const bf *)table + (size_t)idx[i] * dim, (size_t)dim * sizeof(bf));
+}
+
+static void d_add_rmsnorm(void *ctx, void *hp, const void *dp, const void *wp, void *yp, int n, int dim, float eps)
+{
+    bf *h = hp, *y = yp;
+    const bf *delta = dp, *w = wp;
+    for (int r = 0; r < n; r++) {
+        bf *hr = h + (size_t)r * dim;
+        double ss = 0;
+        for (int i = 0; i < dim; i++) {
+            if (delta) hr[i] = b(f(hr[i]) + f(delta[(size_t)r * dim + i]));
+            ss += (double)f(hr[i]) * f(hr[i]);
+        }
+        float inv = 1.0f / sqrtf((float)(ss / dim) + eps);
+        for (int i = 0; i < dim; i++) y[(size_t)r * dim + i] = b(rb(f(hr[i]) * inv) * f(w[i]));
+    }
+}
+
+static void d_matmul(void *ctx, const KTensor *w, const void *bias, const void *xp, int ldx, int n, void *yp, int ldy)
+{
+    if (w->dtype != K_DTYPE_BF16) {
+        refuse(ctx, "matmul of a non-BF16 weight");
+        return;
+    }
+    const bf *x = xp, *W = w->data, *bs = bias;
+    bf *y = yp;
+    int in = (int)w->ne[0], out = (int)w->ne[1];
+    for (int t = 0; t < n; t++)
+        for (int o = 0; o < out; o++) {
+            float acc = 0;
+            for (int i = 0; i < in; i++) acc += f(x[(size_t)t * ldx + i]) * f(W[(size_t)o * in + i]);
+            float v = rb(acc);
+            y[(size_t)t * ldy + o] = b(bs ? v + f(bs[o]) : v);
+        }
+}
+
+static void d_logits(void *ctx, const KTensor *w, const void *xp, int n, float *y)
+{
+    const bf *x = xp, *W = w->data;
+    int in = (int)w->ne[0], out = (int)w->ne[1];
+    for (int t = 0; t < n; t++)
+        for (int o = 0; o < out; o++) {
+            float acc = 0;
+            for (int i = 0; i < in; i++) acc += f(x[(size_t)t * in + i]) * f(W[(size_t)o * in + i]);
+            y[(size_t)t * out + o] = acc;
+        }
+}
+
+static void d_rope_kv(void *ctx, void *qkvp, int n, int n_head, int n_head_kv, int hd, int rot, const float *inv_freq,
+                      KRopeStyle style, const int32_t *pos, const int32_t *wslot, void *kp, void *vp)
+{
+    bf *qkv = qkvp, *K = kp, *V = vp;
+    int kv_dim = n_head_kv * hd, half = rot / 2;
+    for (int r = 0; r < n; r++) {
+        bf *row = qkv + (size_t)r * (n_head + 2 * n_head_kv) * hd;
+        size_t so = (size_t)wslot[r] * kv_dim;
+        for (int hh = 0; hh < n_head + n_head_kv; hh++) {
+            bf *x = row + hh * hd;
+            bf tmp[512];
+            memcpy(tmp, x, (size_t)hd * sizeof(bf));
+            for (int i = 0; i < half; i++) {
+                float cs = rb(cosf(pos[r] * inv_freq[i])), sn = rb(sinf(pos[r] * inv_freq[i]));
+                int i1 = style == K_ROPE_NEOX ? i : 2 * i, i2 = style == K_ROPE_NEOX ? i + half : 2 * i + 1;
+                float x1 = f(x[i1]), x2 = f(x[i2]);
+                tmp[i1] = b(rb(x1 * cs) + rb(-x2 * sn));
+                tmp[i2] = b(rb(x2 * cs) + rb(x1 * sn));
+            }
+            if (hh < n_head) memcpy(x, tmp, (size_t)hd * sizeof(bf));
+            else memcpy(K + so + (size_t)(hh - n_head) * hd, tmp, (size_t)hd * sizeof(bf));
+        }
+        memcpy(V + so, row + (size_t)(n_head + n_head_kv) * hd, (size_t)kv_dim * sizeof(bf));
+    }
+}
+
+/* one query row of one head over ctx slots */
+static void attend(const KDevAttn *a, int r, int h, const int32_t *slots, int len)
+{
+    const bf *q = (const bf *)a->q + (size_t)r * a->ldq + (size_t)h * a->head_dim;
+    const bf *K = a->k_pool, *V = a->v_pool;
+    int hd = a->head_dim, kvh = h / (a->n_head / a->n_head_kv), kv_dim = a->n_head_kv * hd;
+    float *s = malloc((size_t)(len ? len : 1) * sizeof *s), acc[512] = {0};
+    float mx = -INFINITY, sum = 0;
+    for (int t = 0; t < len; t++) {
+        const bf *k = K + (size_t)slots[t] * kv_dim + (size_t)kvh * hd;
+        float d = 0;
+        for (int i = 0; i < hd; i++) d += f(q[i]) * f(k[i]);
+        s[t] = d * a->scale;
+        if (s[t] > mx) mx = s[t];
+    }
+    for (int t = 0; t < len; t++) {
+        float p = expf(s[t] - mx);
+        sum += p;
+        const bf *v = V + (size_t)slots[t] * kv_dim + (size_t)kvh * hd;
+        for (int i = 0; i < hd; i++) acc[i] += p * f(v[i]);
+    }
+    bf *o = (bf *)a->out + (size_t)r * a->n_head * hd + (size_t)h * hd;
+    for (int i = 0; i < hd; i++) o[i] = b(sum > 0 ? acc[i] / sum : 0);
+    free(s);
+}
+
+static void d_attention(void *ctx, const KDevAttn *a)
+{
+    if (a->head_dim > 512) {
+        refuse(ctx, "attention with head_dim > 512");
+        return;
+    }
+    if (a->n_tiles > 0) {
+        for (int t = 0; t < a->n_tiles; t++) {
+            const int32_t *tl = a->tiles + 4 * t;
+            if (tl[1] > K_ATTN_TILE_ROWS) refuse(ctx, "attention tile of more than K_ATTN_TILE_ROWS rows");
+            for (int i = 0; i < tl[1]; i++)
+                for (int h = 0; h < a->n_head; h++) attend(a, tl[0] + i, h, a->slots + tl[2], tl[3] + i);
+        }
+        return;
+    }
+    for (int r = 0; r < a->n_rows; r++) {
+        if (a->row_len[r] > a->max_len) refuse(ctx, "attention row longer than max_len");
+        for (int h = 0; h < a->n_head; h++) attend(a, r, h, a->slots + a->row_off[r], a->row_len[r]);
+    }
+}
+
+static void d_swiglu(void *ctx, const void *gup, int n, int ff, void *outp)
+{
+    const bf *gu = gup;
+    bf *out = outp;
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < ff; i++) {
+            float g = f(gu[(size_t)r * 2 * ff + i]), u = f(gu[(size_t)r * 2 * ff + ff + i]);
+            out[(size_t)r * ff + i] = b(rb(g / (1.0f + expf(-g))) * u);
+        }
+}
+
+static void d_mem_info(void *ctx, size_t *free_b, size_t *total_b)
+{
+    DevRef *d = ctx;
+    *total_b = DEVREF_BUDGET;
+    *free_b = DEVREF_BUDGET - d->used;
+}
+
+static void d_zero(void *ctx, void *p, size_t bytes) { memset(p, 0, bytes); }
+static void *d_host_alloc(void *ctx, size_t bytes) { return malloc(bytes ? bytes : 1); }
+static void d_host_free(void *ctx, void *p) { free(p); }
+
+static void d_argmax(void *ctx, const float *logits, int n, int v, int32_t *ids)
+{
+    for (int r = 0; r < n; r++) {
+        const float *row = logits + (size_t)r * v;
+        int best = 0;
+        for (int i = 1; i < v; i++)
+            if (row[i] > row[best]) best = i;
+        ids[r] = best;
+    }
+}
+
+KBackend *cpu_devref_backend_new(char *err, size_t errcap)
+{
+    DevRef *d = calloc(1, sizeof *d);
+    if (!d) {
+        if (err) snprintf(err, errcap, "dev-ref backend: out of memory");
+        return NULL;
+    }
+    d->be.name = "dev-ref";
+    d->be.ctx = d;
+#define X(op) d->be.op = h_##op;
+    X(matmul) X(matmul_multi) X(embed) X(rmsnorm) X(rope) X(swiglu) X(add) X(softmax) X(kv_store) X(attention)
+#undef X
+    d->be.buf_alloc = b_buf_alloc;
+    d->be.buf_free = b_buf_free;
+    d->be.upload = b_upload;
+    d->be.download = b_download;
+    d->be.sync = b_sync;
+    d->be.error = b_error;
+    d->be.destroy = b_destroy;
+    d->dev.act_dtype = K_DTYPE_BF16;
+#define X(op, ret, params) d->dev.op = d_##op;
+    K_DEV_OPS(X)
+#undef X
+    d->be.dev = &d->dev;
+    return &d->be;
+}

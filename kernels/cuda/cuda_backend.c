@@ -1,0 +1,268 @@
+/*
+ * kernels/cuda/cuda_backend.c — the CUDA KBackend: kernels/backend.h's
+ * tables filled with kernels/cuda/cuda_ops.h.
+ *
+ *   KBackend (buffer ops: device memory, one stream) ──dev──► KDevOps
+ *       │                                                   (bf16 activations,
+ *       └─ host f32 ops: refused by name                     flat index arrays)
+ *
+ * The host ops of K_OPS take host f32 activations, which this backend never
+ * holds: each one records an error naming itself (model.c runs the device
+ * table whenever KBackend.dev is set, so only a caller that ignores dev meets
+ * it). Attention owns a fixed work space for split-K decode; the split is
+ * chosen per call from the rows and the longest context.
+ *
+ * Threads: one host thread at a time (the engine thread), as CuCtx.
+ */
+#include "kernels/cuda/cuda_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_ops.h"
+
+enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128 };
+
+typedef struct {
+    KBackend be;
+    KDevOps dev;
+    CuCtx *cu;
+    float *attn_ws;
+    int n_sm;
+    char name[96];
+    char refused[128];
+} Cuda;
+
+/* ---- host f32 ops: not this backend's ---- */
+
+static void refuse(void *ctx, const char *op)
+{
+    Cuda *c = ctx;
+    if (!c->refused[0])
+        snprintf(c->refused, sizeof c->refused, "cuda backend: op '%s' takes host f32 activations; use KBackend.dev",
+                 op);
+}
+
+#define HOST_OPS(X) X(matmul) X(matmul_multi) X(embed) X(rmsnorm) X(rope) X(swiglu) X(add) X(softmax) \
+    X(kv_store) X(attention)
+
+static void h_matmul(void *ctx, const KTensor *w, const float *bias, const float *x, int n, float *y)
+{
+    refuse(ctx, "matmul");
+}
+static void h_matmul_multi(void *ctx, int count, const KTensor *const *w, const float *const *bias, const float *x,
+                           int n, float *const *y)
+{
+    refuse(ctx, "matmul_multi");
+}
+static void h_embed(void *ctx, const KTensor *e, const int32_t *tokens, int n, float *out) { refuse(ctx, "embed"); }
+static void h_rmsnorm(void *ctx, const float *x, const float *w, float *y, int n, int dim, float eps)
+{
+    refuse(ctx, "rmsnorm");
+}
+static void h_rope(void *ctx, float *x, int n, int n_heads, int head_dim, int rot_dim, const float *cs,
+                   KRopeStyle style)
+{
+    refuse(ctx, "rope");
+}
+static void h_swiglu(void *ctx, const float *gate, const float *up, float *out, size_t count)
+{
+    refuse(ctx, "swiglu");
+}
+static void h_add(void *ctx, float *y, const float *x, size_t count) { refuse(ctx, "add"); }
+static void h_softmax(void *ctx, float *x, int n, int dim) { refuse(ctx, "softmax"); }
+static void h_kv_store(void *ctx, void *k_pool, void *v_pool, KDtype kv_dtype, int kv_dim, const float *k,
+                       const float *v, const int32_t *slots, int n)
+{
+    refuse(ctx, "kv_store");
+}
+static void h_attention(void *ctx, const KAttnArgs *a) { refuse(ctx, "attention"); }
+
+/* ---- buffers ---- */
+
+static void *b_buf_alloc(void *ctx, size_t bytes)
+{
+    Cuda *c = ctx;
+    void *p = cu_alloc(c->cu, bytes);
+    if (!p) (void)cu_error(c->cu); /* NULL is the answer, not a failed op */
+    return p;
+}
+static void b_buf_free(void *ctx, void *p) { cu_free(((Cuda *)ctx)->cu, p); }
+static void b_upload(void *ctx, void *dst, const void *src, size_t bytes) { cu_upload(((Cuda *)ctx)->cu, dst, src, bytes); }
+static void b_download(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    cu_download(((Cuda *)ctx)->cu, dst, src, bytes);
+}
+static int b_sync(void *ctx) { return cu_sync(((Cuda *)ctx)->cu); }
+
+static const char *b_error(void *ctx)
+{
+    Cuda *c = ctx;
+    static __thread char last[160];
+    if (c->refused[0]) {
+        memcpy(last, c->refused, sizeof c->refused);
+        c->refused[0] = 0;
+        (void)cu_error(c->cu);
+        return last;
+    }
+    return cu_error(c->cu);
+}
+
+static void b_destroy(void *ctx)
+{
+    Cuda *c = ctx;
+    cu_free(c->cu, c->attn_ws);
+    cu_ctx_free(c->cu);
+    free(c);
+}
+
+/* ---- device ops ---- */
+
+static void d_gather(void *ctx, const void *table, int dim, const int32_t *idx, int n, void *out)
+{
+    cu_embed(((Cuda *)ctx)->cu, table, dim, idx, n, out);
+}
+
+static void d_add_rmsnorm(void *ctx, void *h, const void *delta, const void *w, void *y, int n, int dim, float eps)
+{
+    cu_add_rmsnorm(((Cuda *)ctx)->cu, h, delta, w, y, n, dim, eps);
+}
+
+static int bf16_matrix(Cuda *c, const KTensor *w)
+{
+    if (w->dtype == K_DTYPE_BF16) return 0;
+    if (!c->refused[0])
+        snprintf(c->refused, sizeof c->refused, "cuda backend: matmul weights must be BF16, not %s",
+                 k_dtype_name(w->dtype));
+    return -1;
+}
+
+static void d_matmul(void *ctx, const KTensor *w, const void *bias, const void *x, int ldx, int n, void *y, int ldy)
+{
+    Cuda *c = ctx;
+    if (n <= 0 || bf16_matrix(c, w)) return;
+    int in = (int)w->ne[0], out = (int)w->ne[1];
+    cu_gemm_bf16(c->cu, x, ldx, n, in, w->data, out, y, ldy);
+    if (bias) cu_add_bias(c->cu, y, ldy, n, out, bias);
+}
+
+static void d_logits(void *ctx, const KTensor *w, const void *x, int n, float *y)
+{
+    Cuda *c = ctx;
+    if (n <= 0 || bf16_matrix(c, w)) return;
+    int in = (int)w->ne[0], out = (int)w->ne[1];
+    cu_gemm_bf16_f32(c->cu, x, in, n, in, w->data, out, y, out);
+}
+
+static void d_rope_kv(void *ctx, void *qkv, int n, int n_head, int n_head_kv, int head_dim, int rot_dim,
+                      const float *inv_freq, KRopeStyle style, const int32_t *pos, const int32_t *wslot,
+                      void *k_pool, void *v_pool)
+{
+    cu_rope_kv_write_f(((Cuda *)ctx)->cu, qkv, n, n_head, n_head_kv, head_dim, rot_dim, inv_freq,
+                       style == K_ROPE_NEOX, pos, wslot, k_pool, v_pool);
+}
+
+static void d_attention(void *ctx, const KDevAttn *a)
+{
+    Cuda *c = ctx;
+    if (a->n_rows <= 0) return;
+    if (a->n_tiles > 0) {
+        cu_attention_prefill(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale, a->k_pool,
+                             a->v_pool, a->slots, a->tiles, a->n_tiles, a->out);
+        return;
+    }
+    /* split long rows until the grid has ~2 blocks per SM (flash-decoding),
+     * chunks of at least ATTN_MIN_CHUNK keys, within the work space. Measured
+     * alternatives (bench/gpu/results): 16 blocks/SM with 256-key chunks was
+     * 5-9% slower at 1152 keys (v3); cu_attention_decode_tc (one warp per
+     * row, kv head and split on the tensor cores) was correct but slower at
+     * 4096 keys, offline 778 vs 1255 out tok/s (v5), so the row kernel stays */
+    int blocks = a->n_rows * a->n_head_kv, want = 2 * c->n_sm;
+    int n_split = 1;
+    if (blocks < want && a->max_len > ATTN_MIN_CHUNK) {
+        n_split = (want + blocks - 1) / blocks;
+        int most = (a->max_len + ATTN_MIN_CHUNK - 1) / ATTN_MIN_CHUNK;
+        if (n_split > most) n_split = most;
+        while (n_split > 1 && cu_attn_ws_bytes(a->n_rows, a->n_head, a->head_dim, n_split) > ATTN_WS_BYTES) n_split--;
+    }
+    int chunk = (a->max_len + n_split - 1) / n_split;
+    cu_attention(c->cu, a->q, a->ldq, a->n_rows, a->n_head, a->n_head_kv, a->head_dim, a->scale, a->k_pool,
+                 a->v_pool, a->slots, a->row_off, a->row_len, n_split, chunk, n_split > 1 ? c->attn_ws : NULL,
+                 a->out);
+}
+
+static void d_swiglu(void *ctx, const void *gu, int n, int ff, void *out) { cu_swiglu(((Cuda *)ctx)->cu, gu, n, ff, out); }
+
+static void d_mem_info(void *ctx, size_t *free_b, size_t *total_b) { cu_mem_info(((Cuda *)ctx)->cu, free_b, total_b); }
+
+static void d_zero(void *ctx, void *p, size_t bytes) { cu_memset(((Cuda *)ctx)->cu, p, 0, bytes); }
+
+static void *d_host_alloc(void *ctx, size_t bytes)
+{
+    Cuda *c = ctx;
+    void *p = cu_host_alloc(c->cu, bytes);
+    if (!p) (void)cu_error(c->cu);
+    return p;
+}
+
+static void d_host_free(void *ctx, void *p) { cu_host_free(((Cuda *)ctx)->cu, p); }
+
+static void d_argmax(void *ctx, const float *logits, int n, int v, int32_t *ids)
+{
+    cu_argmax_f32(((Cuda *)ctx)->cu, logits, n, v, ids);
+}
+
+int cuda_backend_usable(void) { return cu_device_count() > 0; }
+
+KBackend *cuda_backend_new(char *err, size_t errcap)
+{
+    Cuda *c = calloc(1, sizeof *c);
+    if (!c) {
+        if (err) snprintf(err, errcap, "cuda backend: out of memory");
+        return NULL;
+    }
+    c->cu = cu_ctx_new(err, errcap);
+    if (!c->cu) {
+        free(c);
+        return NULL;
+    }
+    c->attn_ws = cu_alloc(c->cu, ATTN_WS_BYTES);
+    if (!c->attn_ws) {
+        if (err) snprintf(err, errcap, "cuda backend: cannot allocate the attention work space");
+        cu_ctx_free(c->cu);
+        free(c);
+        return NULL;
+    }
+    c->n_sm = cu_sm_count(c->cu);
+    if (cu_attn_tile_rows() != K_ATTN_TILE_ROWS) {
+        if (err) snprintf(err, errcap, "cuda backend: attention tiles of %d rows, backend.h says %d",
+                          cu_attn_tile_rows(), K_ATTN_TILE_ROWS);
+        b_destroy(c);
+        return NULL;
+    }
+    snprintf(c->name, sizeof c->name, "cuda (%s)", cu_device_name(c->cu));
+    c->be.name = c->name;
+    c->be.ctx = c;
+#define X(op) c->be.op = h_##op;
+    HOST_OPS(X)
+#undef X
+    c->be.buf_alloc = b_buf_alloc;
+    c->be.buf_free = b_buf_free;
+    c->be.upload = b_upload;
+    c->be.download = b_download;
+    c->be.sync = b_sync;
+    c->be.error = b_error;
+    c->be.destroy = b_destroy;
+    c->dev.act_dtype = K_DTYPE_BF16;
+#define X(op, ret, params) c->dev.op = d_##op;
+    K_DEV_OPS(X)
+#undef X
+    c->be.dev = &c->dev;
+    if (!k_backend_complete(&c->be)) {
+        if (err) snprintf(err, errcap, "cuda backend: an op is missing");
+        b_destroy(c);
+        return NULL;
+    }
+    return &c->be;
+}

@@ -1,0 +1,23 @@
+/*
+ * kernels/cuda/cuda_backend.h — the CUDA backend's constructor, for
+ * kernels/backend.c (k_backend_new with K_BACKEND_CUDA) and GPU tests.
+ *
+ * The backend fills KBackend's buffer ops (device memory on one stream) and
+ * the device table KBackend.dev (bf16 activations); see cuda_backend.c.
+ * Built only when nvcc is present (SGL_CUDA).
+ */
+#ifndef SGL_KERNELS_CUDA_BACKEND_H
+#define SGL_KERNELS_CUDA_BACKEND_H
+
+#include <stddef.h>
+
+#include "kernels/backend.h"
+
+/* A backend on GPU 0; NULL with a message when there is none or it cannot
+ * start. Freed by its destroy op. */
+KBackend *cuda_backend_new(char *err, size_t errcap);
+
+/* 1 when a GPU is visible. */
+int cuda_backend_usable(void);
+
+#endif

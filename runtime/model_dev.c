@@ -1,0 +1,463 @@
+/*
+ * runtime/model_dev.c — the model on a device backend (see model_dev.h).
+ *
+ * The layer loop (llama: pre-norm, GQA attention, SwiGLU), per layer:
+ *
+ *   x = rmsnorm(h += d)            (d: the previous sublayer's output)
+ *   qkv = x · [Wq; Wk; Wv]ᵀ (+ b)  rope(q, k) by position, k/v -> slots
+ *   att = attention(q, pool, flat slot lists)
+ *   d = att · Woᵀ ; x = rmsnorm(h += d)
+ *   gu = x · [Wg; Wu]ᵀ ; d = (silu(g) * u) · Wdᵀ
+ *
+ * then, for the logit rows only: rmsnorm(h + d) · Woutᵀ as f32.
+ */
+#include "runtime/model_dev.h"
+
+#include "base/err.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    KTensor qkv, o, gu, down;   /* bf16 in device memory */
+    void *bqkv;                 /* [Q + 2 KV] or NULL */
+    void *n1, *n2;              /* [E] */
+} DevLayer;
+
+struct ModelDevice {
+    DevLayer *layers;
+    void *emb, *out_norm;
+    KTensor head;
+    float *inv_freq;
+    void **allocs;              /* every device allocation, for mdev_free */
+    int n_allocs, cap_allocs;
+    size_t weight_bytes, free0;
+    /* activations */
+    int max_tokens, max_rows;
+    void *h, *x, *qkv, *att, *d, *gu, *act, *hsel, *dsel;
+    float *logits_dev, *logits_host;
+    int32_t *idx_dev, *idx_host;
+    size_t idx_cap;             /* int32 entries of both */
+};
+
+static const KBackend *be_of(const Model *m) { return m->backend; }
+
+static void *dalloc(Model *m, size_t bytes)
+{
+    ModelDevice *d = m->device;
+    if (d->n_allocs == d->cap_allocs) {
+        int cap = d->cap_allocs ? 2 * d->cap_allocs : 64;
+        void **a = realloc(d->allocs, (size_t)cap * sizeof *a);
+        if (!a) return NULL;
+        d->allocs = a;
+        d->cap_allocs = cap;
+    }
+    void *p = be_of(m)->buf_alloc(be_of(m)->ctx, bytes);
+    if (p) d->allocs[d->n_allocs++] = p;
+    return p;
+}
+
+static void dfree(Model *m, void *p)
+{
+    ModelDevice *d = m->device;
+    if (!p) return;
+    for (int i = 0; i < d->n_allocs; i++)
+        if (d->allocs[i] == p) {
+            d->allocs[i] = d->allocs[--d->n_allocs];
+            break;
+        }
+    be_of(m)->buf_free(be_of(m)->ctx, p);
+}
+
+void mdev_free(Model *m)
+{
+    ModelDevice *d = m->device;
+    if (!d) return;
+    const KBackend *b = be_of(m);
+    for (int i = 0; b && i < d->n_allocs; i++) b->buf_free(b->ctx, d->allocs[i]);
+    if (b && d->logits_host) b->dev->host_free(b->ctx, d->logits_host);
+    free(d->allocs);
+    free(d->layers);
+    free(d->idx_host);
+    free(d);
+    m->device = NULL;
+}
+
+size_t mdev_weight_bytes(const Model *m) { return m->device ? m->device->weight_bytes : 0; }
+
+/* ---- weights ---------------------------------------------------------------- */
+
+enum { STAGE_BYTES = 64 << 20 };
+
+typedef struct {
+    uint16_t *stage;            /* STAGE_BYTES of host bf16 */
+    float *row;                 /* one dequantized row */
+    int64_t row_cap;
+} Stager;
+
+/* Rows [0, t->ne[1]) of t as bf16 into dst (device), through the stager. */
+static int put_matrix(Model *m, Stager *s, const KTensor *t, uint16_t *dst, char *err, size_t errcap)
+{
+    const KBackend *b = be_of(m);
+    int64_t cols = t->ne[0], rows = t->ne[1];
+    size_t rb = k_row_bytes(t->dtype, cols);
+    if (t->dtype == K_DTYPE_BF16) {
+        /* straight from the mapping */
+        b->upload(b->ctx, dst, t->data, (size_t)rows * cols * 2);
+        return 0;
+    }
+    if (cols > s->row_cap) {
+        float *r = realloc(s->row, (size_t)cols * sizeof *r);
+        if (!r) goto oom;
+        s->row = r;
+        s->row_cap = cols;
+    }
+    int64_t per = (int64_t)(STAGE_BYTES / 2) / cols;
+    if (per < 1) goto oom;
+    for (int64_t r0 = 0; r0 < rows; r0 += per) {
+        int64_t n = rows - r0 < per ? rows - r0 : per;
+        for (int64_t r = 0; r < n; r++) {
+            const void *src = (const char *)t->data + (size_t)(r0 + r) * rb;
+            uint16_t *o = s->stage + (size_t)r * cols;
+            const float *f = src;
+            if (t->dtype != K_DTYPE_F32) {
+                k_dequant_row_host(t->dtype, src, s->row, cols);
+                f = s->row;
+            }
+            for (int64_t i = 0; i < cols; i++) o[i] = k_f32_to_bf16(f[i]);
+        }
+        b->upload(b->ctx, dst + (size_t)r0 * cols, s->stage, (size_t)n * cols * 2);
+    }
+    return 0;
+oom:
+    err_fmt(err, errcap, "model: out of host memory converting weights");
+    return -1;
+}
+
+/* A device copy of the f32 vector v (n values) as bf16. */
+static void *put_vector(Model *m, Stager *s, const float *v, int64_t n)
+{
+    uint16_t *p = dalloc(m, (size_t)n * 2);
+    if (!p) return NULL;
+    for (int64_t i = 0; i < n; i++) s->stage[i] = k_f32_to_bf16(v[i]);
+    be_of(m)->upload(be_of(m)->ctx, p, s->stage, (size_t)n * 2);
+    return p;
+}
+
+/* parts[0..count) stacked by rows into one bf16 matrix. */
+static int fuse(Model *m, Stager *s, const KTensor *const *parts, int count, KTensor *out, char *err, size_t errcap)
+{
+    int64_t cols = parts[0]->ne[0], rows = 0;
+    for (int i = 0; i < count; i++) rows += parts[i]->ne[1];
+    uint16_t *p = dalloc(m, (size_t)rows * cols * 2);
+    if (!p) {
+        err_fmt(err, errcap, "model: device memory ran out uploading the weights (%.2f GB so far)",
+                m->device->weight_bytes / 1e9);
+        return -1;
+    }
+    int64_t r = 0;
+    for (int i = 0; i < count; i++) {
+        if (put_matrix(m, s, parts[i], p + (size_t)r * cols, err, errcap)) return -1;
+        r += parts[i]->ne[1];
+    }
+    *out = (KTensor){.dtype = K_DTYPE_BF16, .ne = {cols, rows, 1, 1}, .data = p};
+    m->device->weight_bytes += (size_t)rows * cols * 2;
+    return 0;
+}
+
+int mdev_open(Model *m, char *err, size_t errcap)
+{
+    const ModelConfig *c = &m->cfg;
+    const KBackend *b = be_of(m);
+    if (c->head_dim != 64 && c->head_dim != 128) {
+        err_fmt(err, errcap, "model: the %s backend runs head_dim 64 or 128, not %d", b->name, c->head_dim);
+        return -1;
+    }
+    if (c->n_head / c->n_head_kv > 8) {
+        err_fmt(err, errcap, "model: the %s backend runs at most 8 query heads per kv head, not %d", b->name,
+                c->n_head / c->n_head_kv);
+        return -1;
+    }
+    if (c->n_embd % 8 || c->n_embd > 8192 || c->n_ff % 8) {
+        err_fmt(err, errcap, "model: the %s backend needs hidden size (%d) and ff (%d) multiples of 8, hidden <= 8192",
+                b->name, c->n_embd, c->n_ff);
+        return -1;
+    }
+    ModelDevice *d = calloc(1, sizeof *d);
+    if (!d || !(d->layers = calloc((size_t)c->n_layer, sizeof *d->layers))) {
+        free(d);
+        err_fmt(err, errcap, "model: out of memory");
+        return -1;
+    }
+    m->device = d;
+    size_t total;
+    b->dev->mem_info(b->ctx, &d->free0, &total);
+    Stager s = {0};
+    s.stage = b->dev->host_alloc(b->ctx, STAGE_BYTES);
+    int rc = -1;
+    if (!s.stage) {
+        err_fmt(err, errcap, "model: cannot allocate the upload staging buffer");
+        goto out;
+    }
+    int64_t E = c->n_embd, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
+    for (int l = 0; l < c->n_layer; l++) {
+        const ModelLayer *L = &m->layers[l];
+        DevLayer *D = &d->layers[l];
+        const KTensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
+        const KTensor *o[1] = {&L->wo}, *dn[1] = {&L->w_down};
+        if (fuse(m, &s, qkv, 3, &D->qkv, err, errcap) || fuse(m, &s, o, 1, &D->o, err, errcap) ||
+            fuse(m, &s, gu, 2, &D->gu, err, errcap) || fuse(m, &s, dn, 1, &D->down, err, errcap))
+            goto out;
+        D->n1 = put_vector(m, &s, L->attn_norm.data, E);
+        D->n2 = put_vector(m, &s, L->ffn_norm.data, E);
+        if (!D->n1 || !D->n2) goto nomem;
+        if (c->qkv_bias) {
+            float *bias = malloc((size_t)(Q + 2 * KV) * sizeof *bias);
+            if (!bias) goto nomem;
+            memcpy(bias, L->bq.data, (size_t)Q * sizeof *bias);
+            memcpy(bias + Q, L->bk.data, (size_t)KV * sizeof *bias);
+            memcpy(bias + Q + KV, L->bv.data, (size_t)KV * sizeof *bias);
+            D->bqkv = put_vector(m, &s, bias, Q + 2 * KV);
+            free(bias);
+            if (!D->bqkv) goto nomem;
+        }
+    }
+    const KTensor *emb[1] = {&m->tok_embd}, *head[1] = {&m->output};
+    KTensor et;
+    if (fuse(m, &s, emb, 1, &et, err, errcap)) goto out;
+    d->emb = (void *)et.data;
+    if (c->tied_embeddings) d->head = et;
+    else if (fuse(m, &s, head, 1, &d->head, err, errcap)) goto out;
+    d->out_norm = put_vector(m, &s, m->out_norm.data, E);
+    d->inv_freq = dalloc(m, (size_t)(c->rope_dim / 2) * sizeof(float));
+    if (!d->out_norm || !d->inv_freq) goto nomem;
+    b->upload(b->ctx, d->inv_freq, model_inv_freq(m), (size_t)(c->rope_dim / 2) * sizeof(float));
+    if (b->sync(b->ctx)) {
+        const char *e = b->error(b->ctx);
+        err_fmt(err, errcap, "model: uploading the weights: %s", e ? e : "device failure");
+        goto out;
+    }
+    rc = 0;
+    goto out;
+nomem:
+    err_fmt(err, errcap, "model: device memory ran out uploading the weights");
+out:
+    if (s.stage) b->dev->host_free(b->ctx, s.stage);
+    free(s.row);
+    if (rc) mdev_free(m);
+    return rc;
+}
+
+/* ---- activations -------------------------------------------------------------- */
+
+int mdev_reserve(Model *m, int max_tokens, int max_rows, char *err, size_t errcap)
+{
+    ModelDevice *d = m->device;
+    const ModelConfig *c = &m->cfg;
+    const KBackend *b = be_of(m);
+    size_t E = (size_t)c->n_embd, Q = (size_t)c->n_head * c->head_dim, KV = (size_t)c->n_head_kv * c->head_dim;
+    size_t F = (size_t)c->n_ff;
+    if (max_tokens > d->max_tokens) {
+        size_t T = (size_t)max_tokens;
+        void **bufs[] = {&d->h, &d->x, &d->qkv, &d->att, &d->d, &d->gu, &d->act};
+        size_t sizes[] = {T * E, T * E, T * (Q + 2 * KV), T * Q, T * E, T * 2 * F, T * F};
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            dfree(m, *bufs[i]);
+            *bufs[i] = dalloc(m, sizes[i] * 2);
+            if (!*bufs[i]) goto nomem;
+        }
+        d->max_tokens = max_tokens;
+    }
+    if (max_rows > d->max_rows) {
+        size_t R = (size_t)max_rows;
+        dfree(m, d->hsel);
+        dfree(m, d->dsel);
+        dfree(m, d->logits_dev);
+        if (d->logits_host) b->dev->host_free(b->ctx, d->logits_host);
+        d->logits_host = NULL;
+        d->hsel = dalloc(m, R * E * 2);
+        d->dsel = dalloc(m, R * E * 2);
+        d->logits_dev = dalloc(m, R * (size_t)c->vocab * sizeof(float));
+        d->logits_host = b->dev->host_alloc(b->ctx, R * (size_t)c->vocab * sizeof(float));
+        if (!d->hsel || !d->dsel || !d->logits_dev || !d->logits_host) goto nomem;
+        d->max_rows = max_rows;
+    }
+    return 0;
+nomem:
+    d->max_tokens = d->max_rows = 0;
+    err_fmt(err, errcap, "model: device memory ran out for activations of %d tokens / %d logit rows", max_tokens,
+            max_rows);
+    return -1;
+}
+
+int mdev_kv_slots(const Model *m)
+{
+    const ModelDevice *d = m->device;
+    const ModelConfig *c = &m->cfg;
+    if (!d) return 0;
+    size_t free_now, total;
+    be_of(m)->dev->mem_info(be_of(m)->ctx, &free_now, &total);
+    double frac = m->mem_fraction > 0 ? m->mem_fraction : 0.88;
+    double used = (double)d->free0 - (double)free_now;
+    double left = frac * (double)d->free0 - used;
+    double per = 2.0 * c->n_layer * c->n_head_kv * c->head_dim * 2.0;
+    double n = left > 0 ? left / per : 0;
+    if (n > INT32_MAX / 2) n = INT32_MAX / 2;
+    return n < 1 ? 1 : (int)n;
+}
+
+/* ---- forward ---------------------------------------------------------------------- */
+
+int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, size_t errcap)
+{
+    const ModelConfig *c = &m->cfg;
+    const KBackend *be = be_of(m);
+    const KDevOps *op = be->dev;
+    void *bx = be->ctx;
+    if (kv->mem != be || kv->dtype != op->act_dtype) {
+        err_fmt(err, errcap, "model_forward: the model computes on %s but the KV pool is %s (%s): make it with "
+                "model_kv_new", be->name, kv->mem ? kv->mem->name : "in host memory", k_dtype_name(kv->dtype));
+        return -1;
+    }
+    if (N > m->device->max_tokens || R > m->device->max_rows) {
+        int mt = m->device->max_tokens > N ? m->device->max_tokens : N;
+        int mr = m->device->max_rows > R ? m->device->max_rows : R;
+        if (mdev_reserve(m, mt, mr, err, errcap)) return -1;
+    }
+    ModelDevice *d = m->device;
+    size_t S = 0;
+    for (int i = 0; i < b->n_seqs; i++) S += (size_t)b->seqs[i].n_ctx;
+    /* attention: the leading decode rows (the engine puts decode tokens
+     * first) go to the row kernel, every sequence after them to the tiled
+     * one when any of those brings a prompt chunk */
+    int n_dec_seqs = 0, prefill = 0;
+    while (n_dec_seqs < b->n_seqs && b->seqs[n_dec_seqs].n_new == 1) n_dec_seqs++;
+    for (int i = n_dec_seqs; i < b->n_seqs; i++) prefill |= b->seqs[i].n_new > 1;
+    if (!prefill) n_dec_seqs = b->n_seqs;
+    size_t max_tiles = prefill ? (size_t)N / K_ATTN_TILE_ROWS + (size_t)b->n_seqs + 1 : 0;
+    size_t need = 5 * (size_t)N + (size_t)R + 4 * max_tiles + S;
+    if (need + (size_t)R > d->idx_cap) {
+        size_t cap = need + (size_t)R + need / 2;
+        int32_t *h = realloc(d->idx_host, cap * sizeof *h);
+        if (!h) {
+            err_fmt(err, errcap, "model: out of memory");
+            return -1;
+        }
+        d->idx_host = h;
+        dfree(m, d->idx_dev);
+        d->idx_dev = dalloc(m, cap * sizeof(int32_t));
+        d->idx_cap = d->idx_dev ? cap : 0;
+        if (!d->idx_dev) {
+            err_fmt(err, errcap, "model: device memory ran out for the step's index arrays");
+            return -1;
+        }
+    }
+    /* tiles first: the kernel reads them as int4 (16-byte aligned) */
+    int32_t *tiles = d->idx_host, *tok = tiles + 4 * max_tiles, *pos = tok + N, *wslot = pos + N;
+    int32_t *roff = wslot + N, *rlen = roff + N, *rows = rlen + N, *slots = rows + R;
+    int n_tiles = 0;
+    /* logit rows: the ones that go to the host first (R_host of them), then
+     * the device_argmax ones (only their ids come back) */
+    int R_arg = 0;
+    for (int i = 0; i < b->n_seqs; i++) R_arg += b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST;
+    int R_host = R - R_arg, ra = R_host;
+    int row = 0, r = 0, max_len = 0, max_dec = 0;
+    size_t off = 0;
+    for (int i = 0; i < b->n_seqs; i++) {
+        ModelSeq *s = &b->seqs[i];
+        memcpy(slots + off, s->slots, (size_t)s->n_ctx * sizeof *slots);
+        int past = s->n_ctx - s->n_new;
+        for (int j = 0; j < s->n_new; j++) {
+            tok[row + j] = s->tokens[j];
+            pos[row + j] = s->pos ? s->pos[j] : past + j;
+            wslot[row + j] = s->slots[past + j];
+            roff[row + j] = (int32_t)off;
+            rlen[row + j] = past + j + 1;
+        }
+        for (int t0 = 0; i >= n_dec_seqs && t0 < s->n_new; t0 += K_ATTN_TILE_ROWS) {
+            int32_t *t = tiles + 4 * n_tiles++;
+            t[0] = row + t0;
+            t[1] = s->n_new - t0 < K_ATTN_TILE_ROWS ? s->n_new - t0 : K_ATTN_TILE_ROWS;
+            t[2] = (int32_t)off;
+            t[3] = past + t0 + 1;
+        }
+        if (s->n_ctx > max_len) max_len = s->n_ctx;
+        if (i < n_dec_seqs && s->n_ctx > max_dec) max_dec = s->n_ctx;
+        s->logits_row = -1;
+        if (s->logits == MODEL_LOGITS_ALL) {
+            s->logits_row = r;
+            for (int j = 0; j < s->n_new; j++) rows[r++] = row + j;
+        } else if (s->logits == MODEL_LOGITS_LAST && s->device_argmax) {
+            rows[ra++] = row + s->n_new - 1;
+        } else if (s->logits == MODEL_LOGITS_LAST) {
+            s->logits_row = r;
+            rows[r++] = row + s->n_new - 1;
+        }
+        row += s->n_new;
+        off += (size_t)s->n_ctx;
+    }
+    be->upload(bx, d->idx_dev, d->idx_host, need * sizeof(int32_t));
+    const int32_t *D_tiles = d->idx_dev, *D_tok = D_tiles + 4 * max_tiles, *D_pos = D_tok + N;
+    const int32_t *D_wslot = D_pos + N, *D_roff = D_wslot + N, *D_rlen = D_roff + N, *D_rows = D_rlen + N;
+    const int32_t *D_slots = D_rows + R;
+
+    int E = c->n_embd, Q = c->n_head * c->head_dim, KVd = c->n_head_kv * c->head_dim, F = c->n_ff;
+    int ldqkv = Q + 2 * KVd;
+    /* decode rows [0, n_dec_seqs) by rows; the rest by tiles */
+    KDevAttn aa = {.q = d->qkv, .ldq = ldqkv, .out = d->att, .n_rows = n_dec_seqs, .n_head = c->n_head,
+                   .n_head_kv = c->n_head_kv, .head_dim = c->head_dim, .scale = 1.0f / sqrtf((float)c->head_dim),
+                   .slots = D_slots, .row_off = D_roff, .row_len = D_rlen, .max_len = max_dec};
+    KDevAttn at = aa;
+    at.n_rows = N - n_dec_seqs;
+    at.max_len = max_len;
+    at.tiles = D_tiles;
+    at.n_tiles = n_tiles;
+    op->gather(bx, d->emb, E, D_tok, N, d->h);
+    for (int l = 0; l < c->n_layer; l++) {
+        const DevLayer *L = &d->layers[l];
+        op->add_rmsnorm(bx, d->h, l ? d->d : NULL, L->n1, d->x, N, E, c->rms_eps);
+        op->matmul(bx, &L->qkv, L->bqkv, d->x, E, N, d->qkv, ldqkv);
+        op->rope_kv(bx, d->qkv, N, c->n_head, c->n_head_kv, c->head_dim, c->rope_dim, d->inv_freq, c->rope_style,
+                    D_pos, D_wslot, kv->k[l], kv->v[l]);
+        aa.k_pool = at.k_pool = kv->k[l];
+        aa.v_pool = at.v_pool = kv->v[l];
+        if (aa.n_rows) op->attention(bx, &aa);
+        if (at.n_tiles) op->attention(bx, &at);
+        op->matmul(bx, &L->o, NULL, d->att, Q, N, d->d, E);
+        op->add_rmsnorm(bx, d->h, d->d, L->n2, d->x, N, E, c->rms_eps);
+        op->matmul(bx, &L->gu, NULL, d->x, E, N, d->gu, 2 * F);
+        op->swiglu(bx, d->gu, N, F, d->act);
+        op->matmul(bx, &L->down, NULL, d->act, F, N, d->d, E);
+    }
+    if (R > 0) {
+        op->gather(bx, d->h, E, D_rows, R, d->hsel);
+        op->gather(bx, d->d, E, D_rows, R, d->dsel);
+        op->add_rmsnorm(bx, d->hsel, d->dsel, d->out_norm, d->x, R, E, c->rms_eps);
+        op->logits(bx, &d->head, d->x, R, d->logits_dev);
+        if (R_arg) {
+            int32_t *ids = d->idx_dev + need; /* room kept after the index arrays */
+            op->argmax(bx, d->logits_dev + (size_t)R_host * c->vocab, R_arg, c->vocab, ids);
+            be->download(bx, d->idx_host + need, ids, (size_t)R_arg * sizeof(int32_t));
+            int k = 0;
+            for (int i = 0; i < b->n_seqs; i++)
+                if (b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST)
+                    b->seqs[i].argmax = d->idx_host[need + k++];
+        }
+        if (R_host) be->download(bx, d->logits_host, d->logits_dev, (size_t)R_host * c->vocab * sizeof(float));
+        else if (be->sync(bx)) {
+            /* the error below names it */
+        }
+    } else if (be->sync(bx)) {
+        /* the error below names it */
+    }
+    const char *e = be->error(bx);
+    if (e) {
+        err_fmt(err, errcap, "model_forward: %s", e);
+        return -1;
+    }
+    b->logits = d->logits_host;
+    b->n_rows = R_host;
+    return 0;
+}

@@ -1,0 +1,408 @@
+/*
+ * tests/gpu/engine_gpu.c — the engine on the CUDA backend, on the GPU machine.
+ *
+ *   engine_gpu check DIR [OUT]   correctness on a (small) HF checkpoint:
+ *     1. teacher-forced logits: a prompt plus the CPU engine's greedy
+ *        continuation through model_forward on both backends (every row's
+ *        logits); per-row ||gpu - cpu|| / ||cpu|| and argmax agreement.
+ *        With OUT, the GPU rows are written to OUT/sgl_out.bin for
+ *        e2e_logits.py (transformers on the same ids).
+ *     2. engine greedy ids, CPU vs CUDA: 6 requests (3 share a prefix), each
+ *        alone and all at once, cache on; where they first differ.
+ *     Exit 1 when a GPU row's logits differ from the CPU's by more than
+ *     CHECK_TOL or a request fails.
+ *   engine_gpu bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK]
+ *     batch-1 decode (one request of IN prompt tokens, OUT output tokens,
+ *     greedy, ignore_eos) then N_REQ such requests submitted at once
+ *     (offline throughput); prints JSON lines.
+ *
+ * Prompts are token ids drawn from a fixed hash (no tokenizer text), below
+ * the regular vocabulary's size.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/engine.h"
+#include "runtime/hf.h"
+#include "runtime/model.h"
+#include "runtime/tokenizer.h"
+
+#define CHECK_TOL 0.05
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, const char *err)
+{
+    fprintf(stderr, "engine_gpu: %s: %s\n", what, err);
+    exit(2);
+}
+
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void prompt_ids(int32_t *out, int n, uint64_t seed, int vocab)
+{
+    for (int i = 0; i < n; i++) out[i] = (int32_t)(mix(seed * 7919 + (uint64_t)i) % (uint64_t)vocab);
+}
+
+static Model *open_model(const char *dir, KBackendKind kind)
+{
+    char err[1024];
+    Model *m;
+    if (hf_load(dir, &m, NULL, err, sizeof err)) die("load", err);
+    ModelOptions o;
+    model_options_default(&o);
+    o.backend = kind;
+    model_set_options(m, &o);
+    return m;
+}
+
+/* ---- requests ---- */
+
+typedef struct {
+    int32_t *ids;
+    int n;
+    int done;
+    int failed;
+    double t_first, t_last;
+} Out;
+
+static void on_delta(void *ud, const EngDelta *d)
+{
+    Out *o = ud;
+    double t = now();
+    if (o->t_first == 0) o->t_first = t;
+    o->t_last = t;
+}
+
+static void on_done(void *ud, const EngResult *r)
+{
+    Out *o = ud;
+    o->done = 1;
+    if (r->status) {
+        fprintf(stderr, "request failed: %s\n", r->error ? r->error : "?");
+        o->failed = 1;
+        return;
+    }
+    o->ids = malloc((size_t)(r->n_ids ? r->n_ids : 1) * sizeof *o->ids);
+    memcpy(o->ids, r->ids, (size_t)r->n_ids * sizeof *o->ids);
+    o->n = r->n_ids;
+}
+
+static Engine *engine(Model *m, Tokenizer *tok, int max_running, int chunk);
+static Engine *engine_chunked(Model *m, Tokenizer *tok, int chunk) { return engine(m, tok, 0, chunk); }
+
+static Engine *engine(Model *m, Tokenizer *tok, int max_running, int chunk)
+{
+    EngOptions eo;
+    eng_options_default(&eo);
+    if (max_running) eo.max_running = max_running;
+    if (chunk) eo.chunk_size = chunk;
+    ModelOptions mo;
+    model_get_options(m, &mo);
+    if (mo.backend != K_BACKEND_CUDA) eo.n_slots = 32768; /* the GPU's is its memory plan */
+    char err[1024];
+    Engine *e = eng_new(m, tok, &eo, err, sizeof err);
+    if (!e) die("engine", err);
+    return e;
+}
+
+static void submit(Engine *e, const int32_t *p, int np, int max_tokens, Out *o)
+{
+    EngGenParams g;
+    eng_gen_params_default(&g);
+    g.prompt_ids = p;
+    g.n_prompt_ids = np;
+    g.sampling.temperature = 0;
+    g.sampling.max_tokens = max_tokens;
+    g.sampling.ignore_eos = 1;
+    g.on_delta = on_delta;
+    g.on_done = on_done;
+    g.ud = o;
+    memset(o, 0, sizeof *o);
+    if (eng_submit(e, &g, NULL)) die("submit", eng_last_error(e));
+}
+
+static void wait_all(Engine *e, Out *o, int n)
+{
+    for (;;) {
+        int left = 0;
+        for (int i = 0; i < n; i++) left += !o[i].done;
+        if (!left) return;
+        eng_wait(e);
+    }
+}
+
+/* ---- check ---- */
+
+enum { NREQ = 6, PLEN = 160, GEN = 32 };
+
+static void run_requests(Engine *e, int32_t (*prompts)[PLEN], const int *plen, Out *o, int together)
+{
+    if (together) {
+        for (int i = 0; i < NREQ; i++) submit(e, prompts[i], plen[i], GEN, &o[i]);
+        wait_all(e, o, NREQ);
+    } else {
+        for (int i = 0; i < NREQ; i++) {
+            submit(e, prompts[i], plen[i], GEN, &o[i]);
+            wait_all(e, &o[i], 1);
+        }
+    }
+}
+
+static int first_diff(const Out *a, const Out *b)
+{
+    int n = a->n < b->n ? a->n : b->n;
+    for (int i = 0; i < n; i++)
+        if (a->ids[i] != b->ids[i]) return i;
+    return a->n == b->n ? -1 : n;
+}
+
+static int check(const char *dir, const char *out_dir)
+{
+    char err[1024];
+    Tokenizer *tok;
+    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
+    Model *cpu = open_model(dir, K_BACKEND_CPU), *gpu = open_model(dir, K_BACKEND_CUDA);
+    int V = cpu->cfg.vocab, reg = V < 100000 ? V : 100000; /* below every special id */
+    int fail = 0;
+
+    /* 2. engine greedy ids (first, so that 1 can reuse the CPU continuation) */
+    int32_t prompts[NREQ][PLEN];
+    int plen[NREQ];
+    for (int i = 0; i < NREQ; i++) {
+        plen[i] = i == 0 ? 150 : 40 - 4 * (i % 3); /* 150: three attention tiles */
+        prompt_ids(prompts[i], PLEN, 100 + (uint64_t)i, reg);
+        if (i >= 3) memcpy(prompts[i], prompts[0], 24 * sizeof(int32_t)); /* a shared 24-token prefix */
+    }
+    Out oc[NREQ], og1[NREQ], ogb[NREQ];
+    Engine *ec = engine(cpu, tok, 0, 0);
+    run_requests(ec, prompts, plen, oc, 0);
+    eng_free(ec);
+    Engine *eg = engine(gpu, tok, 0, 0);
+    printf("{\"backend\": \"%s\"}\n", model_backend_name(gpu));
+    run_requests(eg, prompts, plen, og1, 0);
+    EngStats st;
+    eng_stats(eg, &st);
+    eng_free(eg);
+    /* all at once, prompts in chunks of 24 (prefill tiles over cached context) */
+    eg = engine_chunked(gpu, tok, 24);
+    run_requests(eg, prompts, plen, ogb, 1);
+    eng_free(eg);
+    int same_alone = 0, same_batch = 0;
+    for (int i = 0; i < NREQ; i++) {
+        if (oc[i].failed || og1[i].failed || ogb[i].failed) fail = 1;
+        int d1 = first_diff(&oc[i], &og1[i]), d2 = first_diff(&og1[i], &ogb[i]);
+        same_alone += d1 < 0;
+        same_batch += d2 < 0;
+        printf("{\"request\": %d, \"prompt\": %d, \"generated\": %d, \"cpu_vs_gpu_first_diff\": %d, "
+               "\"gpu_alone_vs_batched_chunked_first_diff\": %d}\n",
+               i, plen[i], og1[i].n, d1, d2);
+    }
+    printf("{\"greedy_ids_identical_cpu_gpu\": \"%d/%d\", \"gpu_alone_eq_batched_chunk24\": \"%d/%d\", "
+           "\"gpu_cached_tokens\": %llu}\n",
+           same_alone, NREQ, same_batch, NREQ, (unsigned long long)st.cached_tokens);
+
+    /* 1. teacher-forced logits on prompt 0 + the CPU's continuation */
+    int P = plen[0], N = oc[0].n, T = P + N;
+    int32_t *ids = malloc((size_t)T * sizeof *ids), *slots = malloc((size_t)T * sizeof *slots);
+    memcpy(ids, prompts[0], (size_t)P * sizeof *ids);
+    memcpy(ids + P, oc[0].ids, (size_t)N * sizeof *ids);
+    for (int i = 0; i < T; i++) slots[i] = i;
+    float *lc = malloc((size_t)T * V * sizeof *lc), *lg = malloc((size_t)T * V * sizeof *lg);
+    for (int which = 0; which < 2; which++) {
+        Model *m = which ? gpu : cpu;
+        KvPool *kv = model_kv_new(m, T + 8, K_DTYPE_F16, err, sizeof err);
+        if (!kv) die("kv", err);
+        /* prompt as one prefill, the rest one decode step at a time (both
+         * attention paths) */
+        ModelSeq s = {.tokens = ids, .n_new = P, .slots = slots, .n_ctx = P, .logits = MODEL_LOGITS_ALL};
+        ModelBatch b = {.seqs = &s, .n_seqs = 1};
+        if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
+        memcpy(which ? lg : lc, b.logits, (size_t)P * V * sizeof(float));
+        for (int t = P; t < T; t++) {
+            ModelSeq d = {.tokens = ids + t, .n_new = 1, .slots = slots, .n_ctx = t + 1, .logits = MODEL_LOGITS_LAST};
+            ModelBatch db = {.seqs = &d, .n_seqs = 1};
+            if (model_forward(m, kv, &db, err, sizeof err)) die("forward", err);
+            memcpy((which ? lg : lc) + (size_t)t * V, db.logits, (size_t)V * sizeof(float));
+        }
+        kv_free(kv);
+    }
+    double worst = 0, sum = 0;
+    int agree = 0;
+    for (int t = 0; t < T; t++) {
+        double num = 0, den = 0;
+        int ac = 0, ag = 0;
+        for (int i = 0; i < V; i++) {
+            double a = lc[(size_t)t * V + i], g = lg[(size_t)t * V + i];
+            num += (g - a) * (g - a);
+            den += a * a;
+            if (a > lc[(size_t)t * V + ac]) ac = i;
+            if (g > lg[(size_t)t * V + ag]) ag = i;
+        }
+        double rel = sqrt(num / (den > 0 ? den : 1));
+        if (!(rel <= worst)) worst = rel;
+        sum += rel;
+        agree += ac == ag;
+    }
+    int ok = worst <= CHECK_TOL;
+    printf("{\"teacher_forced_rows\": %d, \"gpu_vs_cpu_rel_max\": %.5f, \"gpu_vs_cpu_rel_mean\": %.5f, "
+           "\"argmax_agree\": \"%d/%d\", \"tol\": %.3f, \"pass\": %s}\n",
+           T, worst, sum / T, agree, T, CHECK_TOL, ok ? "true" : "false");
+    if (!ok) fail = 1;
+    if (out_dir) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/sgl_out.bin", out_dir);
+        FILE *f = fopen(path, "wb");
+        if (!f) die("write", path);
+        int32_t hdr[3] = {P, N, V};
+        fwrite(hdr, 4, 3, f);
+        fwrite(ids, 4, (size_t)T, f);
+        fwrite(lg, 4, (size_t)T * V, f);
+        fclose(f);
+    }
+    model_free(cpu);
+    model_free(gpu);
+    tok_free(tok);
+    printf("{\"check\": \"%s\"}\n", fail ? "FAILED" : "passed");
+    return fail;
+}
+
+/* ---- bench ---- */
+
+static void forward_bench(Model *m, int in, int outn)
+{
+    char err[1024];
+    if (model_reserve(m, 8192, 192, err, sizeof err)) die("reserve", err);
+    /* the forward alone: B decode rows of context ctx each (logits of every
+     * row come back to the host, as the engine asks) */
+    {
+        int ctx = in + outn / 2;
+        int Bs[] = {1, 16, 64, 128};
+        int fit = model_kv_slots(m) / ctx;
+        if (fit > 128) fit = 128;
+        KvPool *kv = model_kv_new(m, fit * ctx + 8, K_DTYPE_F16, err, sizeof err);
+        if (!kv) die("kv", err);
+        {
+            /* one prompt of `in` tokens as one prefill */
+            int32_t *pt = malloc((size_t)in * sizeof *pt), *ps = malloc((size_t)in * sizeof *ps);
+            prompt_ids(pt, in, 3, 100000 < m->cfg.vocab ? 100000 : m->cfg.vocab);
+            for (int i = 0; i < in; i++) ps[i] = i;
+            ModelSeq q = {.tokens = pt, .n_new = in, .slots = ps, .n_ctx = in, .logits = MODEL_LOGITS_LAST};
+            ModelBatch pb = {.seqs = &q, .n_seqs = 1};
+            if (model_forward(m, kv, &pb, err, sizeof err)) die("prefill", err);
+            double tp = now();
+            for (int r = 0; r < 3; r++)
+                if (model_forward(m, kv, &pb, err, sizeof err)) die("prefill", err);
+            double ms = (now() - tp) / 3 * 1e3;
+            printf("{\"bench\": \"forward prefill\", \"tokens\": %d, \"ms\": %.1f, \"tok_s\": %.0f}\n", in, ms,
+                   in / ms * 1e3);
+            free(pt);
+            free(ps);
+        }
+        int32_t *slots = malloc((size_t)fit * ctx * sizeof *slots), tokv[128];
+        ModelSeq sq[128];
+        for (int i = 0; i < fit * ctx; i++) slots[i] = i;
+        for (int bi = 0; bi < 4 && Bs[bi] <= fit; bi++) {
+            int B = Bs[bi];
+            for (int i = 0; i < B; i++) {
+                tokv[i] = (int32_t)(i * 31 + 7);
+                sq[i] = (ModelSeq){.tokens = &tokv[i], .n_new = 1, .slots = slots + (size_t)i * ctx, .n_ctx = ctx,
+                                   .logits = MODEL_LOGITS_LAST};
+            }
+            ModelBatch b = {.seqs = sq, .n_seqs = B};
+            if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
+            int reps = 10;
+            double tf = now();
+            for (int r = 0; r < reps; r++)
+                if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
+            double ms = (now() - tf) / reps * 1e3;
+            printf("{\"bench\": \"forward decode\", \"batch\": %d, \"ctx\": %d, \"ms\": %.2f, \"tok_s\": %.1f}\n", B,
+                   ctx, ms, B / ms * 1e3);
+        }
+        kv_free(kv);
+        free(slots);
+        fflush(stdout);
+    }
+}
+
+static int bench(const char *dir, int n_req, int in, int outn, int max_running, int chunk)
+{
+    char err[1024];
+    Tokenizer *tok;
+    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
+    double t0 = now();
+    Model *m = open_model(dir, K_BACKEND_CUDA);
+    forward_bench(m, in, outn);
+    Engine *e = engine(m, tok, max_running, chunk);
+    double t_load = now() - t0;
+    EngStats st;
+    eng_stats(e, &st);
+    int V = m->cfg.vocab < 100000 ? m->cfg.vocab : 100000;
+    printf("{\"backend\": \"%s\", \"load_s\": %.1f, \"kv_slots\": %d}\n", model_backend_name(m), t_load,
+           st.kv.total);
+    fflush(stdout);
+    int32_t *p = malloc((size_t)in * sizeof *p);
+    /* warm-up (plans, first launches) */
+    Out w;
+    prompt_ids(p, in, 1, V);
+    submit(e, p, in, 8, &w);
+    wait_all(e, &w, 1);
+    /* batch 1 */
+    Out o;
+    prompt_ids(p, in, 2, V);
+    double ts = now();
+    submit(e, p, in, outn, &o);
+    wait_all(e, &o, 1);
+    double ttft = o.t_first - ts, dec = o.t_last - o.t_first;
+    printf("{\"bench\": \"batch-1\", \"in\": %d, \"out\": %d, \"ttft_ms\": %.1f, \"decode_tok_s\": %.1f}\n", in, o.n,
+           ttft * 1e3, dec > 0 ? (o.n - 1) / dec : 0.0);
+    fflush(stdout);
+    /* offline: all at once */
+    Out *os = calloc((size_t)n_req, sizeof *os);
+    int32_t *ps = malloc((size_t)n_req * in * sizeof *ps);
+    for (int i = 0; i < n_req; i++) prompt_ids(ps + (size_t)i * in, in, 1000 + (uint64_t)i, V);
+    EngStats s0;
+    eng_stats(e, &s0);
+    ts = now();
+    for (int i = 0; i < n_req; i++) submit(e, ps + (size_t)i * in, in, outn, &os[i]);
+    wait_all(e, os, n_req);
+    double wall = now() - ts;
+    EngStats s1;
+    eng_stats(e, &s1);
+    long gen = 0;
+    int failed = 0;
+    for (int i = 0; i < n_req; i++) gen += os[i].n, failed += os[i].failed;
+    printf("{\"bench\": \"offline\", \"requests\": %d, \"in\": %d, \"out\": %d, \"wall_s\": %.1f, "
+           "\"output_tok_s\": %.1f, \"total_tok_s\": %.1f, \"steps\": %llu, \"busy_s\": %.1f, \"retractions\": %llu, "
+           "\"failed\": %d}\n",
+           n_req, in, outn, wall, gen / wall, (gen + (double)n_req * in) / wall,
+           (unsigned long long)(s1.steps - s0.steps), s1.busy_seconds - s0.busy_seconds,
+           (unsigned long long)(s1.retractions - s0.retractions), failed);
+    eng_free(e);
+    model_free(m);
+    tok_free(tok);
+    return failed != 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && !strcmp(argv[1], "check")) return check(argv[2], argc > 3 ? argv[3] : NULL);
+    if (argc >= 6 && !strcmp(argv[1], "bench"))
+        return bench(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argc > 6 ? atoi(argv[6]) : 0,
+                     argc > 7 ? atoi(argv[7]) : 0);
+    fprintf(stderr, "usage: engine_gpu check DIR [OUT] | bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK]\n");
+    return 64;
+}

@@ -1,0 +1,227 @@
+/*
+ * tests/unit/test_model_dev.c — the model's device path (runtime/model_dev.c)
+ * on the reference device backend (kernels/cpu/devref.c: KDevOps on the
+ * host), so it runs where there is no GPU: weight upload and fusion, the
+ * memory plan, the flat index arrays, attention tiles, device argmax. The
+ * CUDA kernels themselves are checked on the GPU machine (tests/gpu).
+ *
+ * The model is built in memory (model_new + model_finish, as a loader
+ * would): llama layout with q/k/v biases, 2 layers, head_dim 64, GQA 2:1.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/model.h"
+
+enum { E = 128, NH = 2, NKV = 1, HD = 64, FF = 256, V = 96, NL = 2 };
+
+typedef struct {
+    Model *m;
+    void *bufs[64];
+    int n;
+} Built;
+
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static KTensor tensor(Built *bt, int64_t cols, int64_t rows, float scale, float center, uint64_t key)
+{
+    uint16_t *p = malloc((size_t)(cols * rows) * 2);
+    for (int64_t i = 0; i < cols * rows; i++) {
+        float u = (float)(mix(key * 1000003u + (uint64_t)i) >> 40) / 16777216.0f;
+        p[i] = k_f32_to_bf16(center + (2 * u - 1) * scale);
+    }
+    bt->bufs[bt->n++] = p;
+    return (KTensor){.dtype = K_DTYPE_BF16, .ne = {cols, rows, 1, 1}, .data = p};
+}
+
+static void release(void *ctx)
+{
+    Built *bt = ctx;
+    for (int i = 0; i < bt->n; i++) free(bt->bufs[i]);
+    free(bt);
+}
+
+static Model *build(KBackendKind kind)
+{
+    ModelConfig c = {.arch = MODEL_ARCH_QWEN2, .n_layer = NL, .n_embd = E, .n_head = NH, .n_head_kv = NKV,
+                     .head_dim = HD, .rope_dim = HD, .n_ff = FF, .vocab = V, .max_ctx = 512,
+                     .rope_theta = 10000.0f, .rope_style = K_ROPE_NEOX, .rms_eps = 1e-5f, .qkv_bias = true,
+                     .bos_id = -1, .eos_id = -1};
+    char err[256];
+    Model *m = model_new(&c, err, sizeof err);
+    cr_assert(m, "%s", err);
+    Built *bt = calloc(1, sizeof *bt);
+    uint64_t k = 1;
+    m->tok_embd = tensor(bt, E, V, 1.0f, 0, k++);
+    m->output = tensor(bt, E, V, sqrtf(3.0f / E), 0, k++);
+    m->out_norm = tensor(bt, E, 1, 0.2f, 1.0f, k++);
+    for (int l = 0; l < NL; l++) {
+        ModelLayer *L = &m->layers[l];
+        L->attn_norm = tensor(bt, E, 1, 0.2f, 1.0f, k++);
+        L->ffn_norm = tensor(bt, E, 1, 0.2f, 1.0f, k++);
+        L->wq = tensor(bt, E, NH * HD, sqrtf(3.0f / E), 0, k++);
+        L->wk = tensor(bt, E, NKV * HD, sqrtf(3.0f / E), 0, k++);
+        L->wv = tensor(bt, E, NKV * HD, sqrtf(3.0f / E), 0, k++);
+        L->bq = tensor(bt, NH * HD, 1, 0.5f, 0, k++);
+        L->bk = tensor(bt, NKV * HD, 1, 0.5f, 0, k++);
+        L->bv = tensor(bt, NKV * HD, 1, 0.5f, 0, k++);
+        L->wo = tensor(bt, NH * HD, E, sqrtf(3.0f / (NH * HD)), 0, k++);
+        L->w_gate = tensor(bt, E, FF, sqrtf(3.0f / E), 0, k++);
+        L->w_up = tensor(bt, E, FF, sqrtf(3.0f / E), 0, k++);
+        L->w_down = tensor(bt, FF, E, sqrtf(3.0f / FF), 0, k++);
+    }
+    m->release = release;
+    m->release_ctx = bt;
+    cr_assert_eq(model_finish(m, err, sizeof err), 0, "%s", err);
+    ModelOptions o;
+    model_options_default(&o);
+    o.backend = kind;
+    o.n_threads = 1;
+    model_set_options(m, &o);
+    return m;
+}
+
+static int32_t tokens[200];
+
+static void init_tokens(void)
+{
+    for (int i = 0; i < 200; i++) tokens[i] = (int32_t)(mix(7u + (uint64_t)i) % V);
+}
+
+/* logits of every position of tokens[0..n) run as chunks of `chunk` (the
+ * first chunk a prefill, 1 = token by token); malloc'd n x V */
+static float *run(Model *m, int n, int chunk)
+{
+    char err[256];
+    KvPool *kv = model_kv_new(m, 256, K_DTYPE_F16, err, sizeof err);
+    cr_assert(kv, "%s", err);
+    int32_t slots[200];
+    for (int i = 0; i < n; i++) slots[i] = (i * 37 + 11) % 256; /* scattered, distinct */
+    float *out = malloc((size_t)n * V * sizeof *out);
+    for (int p = 0; p < n; p += chunk) {
+        int take = n - p < chunk ? n - p : chunk;
+        ModelSeq s = {.tokens = tokens + p, .n_new = take, .slots = slots, .n_ctx = p + take,
+                      .logits = MODEL_LOGITS_ALL};
+        ModelBatch b = {.seqs = &s, .n_seqs = 1};
+        cr_assert_eq(model_forward(m, kv, &b, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(b.n_rows, take);
+        memcpy(out + (size_t)p * V, b.logits, (size_t)take * V * sizeof *out);
+    }
+    kv_free(kv);
+    return out;
+}
+
+static double rel(const float *a, const float *b, int n)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) num += (double)(a[i] - b[i]) * (a[i] - b[i]), den += (double)b[i] * b[i];
+    return sqrt(num / den);
+}
+
+Test(model_dev, matches_the_host_path_within_bf16_rounding, .init = init_tokens)
+{
+    Model *dev = build(K_BACKEND_DEV_REF), *ref = build(K_BACKEND_CPU_REF);
+    int n = 150; /* three attention tiles */
+    float *a = run(dev, n, n), *b = run(ref, n, n);
+    cr_assert(model_on_device(dev));
+    cr_assert_str_eq(model_backend_name(dev), "dev-ref");
+    for (int t = 0; t < n; t++) {
+        double r = rel(a + (size_t)t * V, b + (size_t)t * V, V);
+        cr_assert(r < 0.03, "row %d: rel %g", t, r);
+    }
+    free(a);
+    free(b);
+    model_free(dev);
+    model_free(ref);
+}
+
+Test(model_dev, chunks_tiles_and_decode_steps_give_the_same_logits, .init = init_tokens)
+{
+    /* the reference device backend computes each row alone, so any split
+     * of the same positions gives identical numbers: tiles over cached
+     * context, 1-row decode steps and one prefill agree bit for bit */
+    Model *m = build(K_BACKEND_DEV_REF);
+    int n = 140;
+    float *one = run(m, n, n), *chunked = run(m, n, 37), *steps = run(m, n, 1);
+    cr_assert_eq(memcmp(one, chunked, (size_t)n * V * sizeof *one), 0);
+    cr_assert_eq(memcmp(one, steps, (size_t)n * V * sizeof *one), 0);
+    free(one);
+    free(chunked);
+    free(steps);
+    model_free(m);
+}
+
+Test(model_dev, mixed_batch_and_device_argmax, .init = init_tokens)
+{
+    char err[256];
+    Model *m = build(K_BACKEND_DEV_REF);
+    float *alone = run(m, 80, 80);
+    KvPool *kv = model_kv_new(m, 256, K_DTYPE_F16, err, sizeof err);
+    cr_assert(kv, "%s", err);
+    /* seq A: 40 tokens prefilled, then its 41st as a decode row; seq B: a
+     * 80-token prompt in the same batch (decode row first, as the engine
+     * orders them) */
+    int32_t sa[41], sb[80];
+    for (int i = 0; i < 41; i++) sa[i] = i;
+    for (int i = 0; i < 80; i++) sb[i] = 100 + i;
+    ModelSeq pre = {.tokens = tokens, .n_new = 40, .slots = sa, .n_ctx = 40, .logits = MODEL_LOGITS_NONE};
+    ModelBatch pb = {.seqs = &pre, .n_seqs = 1};
+    cr_assert_eq(model_forward(m, kv, &pb, err, sizeof err), 0, "%s", err);
+    ModelSeq s[2] = {{.tokens = tokens + 40, .n_new = 1, .slots = sa, .n_ctx = 41, .logits = MODEL_LOGITS_LAST,
+                      .device_argmax = true},
+                     {.tokens = tokens, .n_new = 80, .slots = sb, .n_ctx = 80, .logits = MODEL_LOGITS_ALL}};
+    ModelBatch b = {.seqs = s, .n_seqs = 2};
+    cr_assert_eq(model_forward(m, kv, &b, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(b.n_rows, 80, "the argmax row does not come back");
+    cr_assert_eq(s[0].logits_row, -1);
+    cr_assert_eq(s[1].logits_row, 0);
+    cr_assert_eq(memcmp(b.logits, alone, (size_t)80 * V * sizeof(float)), 0);
+    const float *row40 = alone + (size_t)40 * V;
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (row40[i] > row40[best]) best = i;
+    cr_assert_eq(s[0].argmax, best);
+    kv_free(kv);
+    free(alone);
+    model_free(m);
+}
+
+Test(model_dev, memory_plan_and_pool_placement)
+{
+    char err[256];
+    Model *m = build(K_BACKEND_DEV_REF);
+    cr_assert_eq(model_reserve(m, 64, 8, err, sizeof err), 0, "%s", err);
+    /* the reference device has 1 GiB; 0.5 of it after weights and
+     * activations, at 2 layers x 2 (k, v) x 64 bf16 = 512 bytes a slot */
+    ModelOptions o;
+    model_get_options(m, &o);
+    o.mem_fraction = 0.5;
+    model_set_options(m, &o);
+    cr_assert(model_on_device(m), "a fraction change keeps the backend and its weights");
+    int slots = model_kv_slots(m);
+    cr_assert(slots > 900000 && slots < (1 << 20), "%d slots", slots);
+    KvPool *kv = model_kv_new(m, 1000, K_DTYPE_F16, err, sizeof err);
+    cr_assert(kv, "%s", err);
+    cr_assert_not_null(kv->mem);
+    cr_assert_eq(kv->dtype, K_DTYPE_BF16);
+    cr_assert_lt(model_kv_slots(m), slots, "the pool came out of the plan");
+    cr_assert_null(model_kv_new(m, 1000, K_DTYPE_F32, err, sizeof err));
+    cr_assert(strstr(err, "F32"), "%s", err);
+    /* a host pool is refused by name */
+    KvPool *host = kv_new(NL, 16, NKV * HD, K_DTYPE_F16, err, sizeof err);
+    int32_t t = 1, sl = 0;
+    ModelSeq s = {.tokens = &t, .n_new = 1, .slots = &sl, .n_ctx = 1, .logits = MODEL_LOGITS_LAST};
+    ModelBatch b = {.seqs = &s, .n_seqs = 1};
+    cr_assert_neq(model_forward(m, host, &b, err, sizeof err), 0);
+    cr_assert(strstr(err, "model_kv_new"), "%s", err);
+    kv_free(host);
+    kv_free(kv);
+    model_free(m);
+}
