@@ -128,8 +128,7 @@ int cmd_check(int argc, char **argv)
                 }
             }
         } else if (a[0] == '-' && a[1] == '-') {
-            fprintf(stderr, "sgl check: unknown option %s\n", a);
-            return EXIT_USAGE;
+            return cli_unknown_option("check", a, check_help);
         } else if (!text) {
             text = a;
         } else {

@@ -76,4 +76,9 @@ void cli_engine_report(CliEngine *e);
 /* Closes the runtime; call after the VM is freed. */
 void cli_engine_stop(CliEngine *e);
 
+/* "sgl CMD: unknown option OPT (did you mean '--X'?) (see sgl CMD --help)"
+ * on stderr: the candidates are the flags that CMD's help text names, so
+ * the help is the one list of a command's options. Returns 64 (usage). */
+int cli_unknown_option(const char *cmd, const char *opt, const char *help);
+
 #endif

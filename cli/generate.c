@@ -142,8 +142,7 @@ int cmd_generate(int argc, char **argv)
             while (numeric[k] && strcmp(a, numeric[k]) != 0)
                 k++;
             if (!numeric[k]) {
-                fprintf(stderr, "sgl generate: unknown option %s (see sgl generate --help)\n", a);
-                return EXIT_USAGE;
+                return cli_unknown_option("generate", a, generate_help);
             }
             int iv;
             float fv;
@@ -240,8 +239,7 @@ int cmd_tokenize(int argc, char **argv)
         } else if (!strcmp(argv[i], "--no-special")) {
             special = 0;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
-            fprintf(stderr, "sgl tokenize: unknown option %s\n", argv[i]);
-            return EXIT_USAGE;
+            return cli_unknown_option("tokenize", argv[i], tokenize_help);
         } else if (!text) {
             text = argv[i];
         } else {

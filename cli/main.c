@@ -273,8 +273,7 @@ static int run_main(int argc, char **argv, const char *code)
             else if (!strcmp(a, "--args")) args_file = v;
             else batch_file = v;
         } else if (a[0] == '-' && a[1] == '-') {
-            fprintf(stderr, "sgl run: unknown option %s (see sgl run --help)\n", a);
-            rc = EXIT_USAGE;
+            rc = cli_unknown_option("run", a, run_help);
             goto out;
         } else if (!file && !code) {
             file = a;
@@ -405,8 +404,7 @@ int cmd_compile(int argc, char **argv)
             }
             out_path = argv[++i];
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "sgl compile: unknown option %s\n", argv[i]);
-            return EXIT_USAGE;
+            return cli_unknown_option("compile", argv[i], compile_help);
         } else if (!file) {
             file = argv[i];
         } else {
@@ -475,6 +473,20 @@ int main(int argc, char **argv)
         while (*a && (*a == *n || (*a == '-' && *n == '_'))) a++, n++;
         if (!*a && !*n)
             return commands[i].fn(argc - 2, argv + 2);
+    }
+    const char *names[sizeof commands / sizeof commands[0] + 1];
+    char dashed[sizeof commands / sizeof commands[0]][24];
+    size_t nn = 0;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        snprintf(dashed[i], sizeof dashed[i], "%s", commands[i].name);
+        for (char *c = dashed[i]; *c; c++) if (*c == '_') *c = '-';
+        names[nn++] = dashed[i];
+    }
+    names[nn++] = "help";
+    const char *guess = sgl_suggest(argv[1], names, nn);
+    if (guess) {
+        fprintf(stderr, "sgl: unknown command '%s' (did you mean '%s'?)\n", argv[1], guess);
+        return EXIT_USAGE;
     }
     fprintf(stderr, "sgl: unknown command '%s'\n\n", argv[1]);
     usage(stderr);

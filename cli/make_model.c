@@ -56,8 +56,7 @@ int cmd_make_model(int argc, char **argv)
             }
             layers = (int)n;
         } else {
-            fprintf(stderr, "sgl make-model: unknown option %s (see --help)\n", a);
-            return EXIT_USAGE;
+            return cli_unknown_option("make-model", a, make_model_help);
         }
     }
     if (!arch || !out) {

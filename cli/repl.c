@@ -869,8 +869,7 @@ int cmd_repl(int argc, char **argv)
             fputs(repl_help, stdout);
             return 0;
         }
-        fprintf(stderr, "sgl repl: unknown argument %s (see sgl repl --help)\n", argv[i]);
-        return EXIT_USAGE;
+        return cli_unknown_option("repl", argv[i], repl_help);
     }
     r.interactive = isatty(STDIN_FILENO);
     const char *nc = getenv("NO_COLOR");

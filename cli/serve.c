@@ -74,8 +74,7 @@ int cmd_serve(int argc, char **argv)
         int k = 0;
         while (opts[k] && strcmp(a, opts[k])) k++;
         if (!opts[k]) {
-            fprintf(stderr, "sgl serve: unknown option %s (sgl serve --help)\n", a);
-            return 64;
+            return cli_unknown_option("serve", a, serve_help);
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "sgl serve: %s needs a value\n", a);

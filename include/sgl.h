@@ -314,6 +314,12 @@ void sgl_checker_free(sgl_checker *c);
  * may hold NULs: *len), or -1 with a message. */
 int sgl_json_string(const char *json, size_t n, char **out, size_t *len, char *err, size_t errcap);
 
+/* "Did you mean": the closest of cands[0..n) to a misspelt word (edit
+ * distance with transpositions, ASCII case ignored, a prefix of at least
+ * three bytes counts), or NULL when none is close. The pointer is one of
+ * cands. What the library's own messages use (base/suggest.h). */
+const char *sgl_suggest(const char *word, const char *const *cands, size_t n);
+
 /* ---- non-blocking runs: tasks ---------------------------------------------
  * A task is one instance of a program in flight. Nothing runs until the
  * driver does: sgl_vm_run_ready runs every fiber that is ready (program

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/suggest.h"
 #include "runtime/rt_constrain.h"
 #include "vm/json.h"
 #include "runtime/runtime.h"
@@ -192,4 +193,9 @@ int sgl_json_string(const char *json, size_t n, char **out, size_t *len, char *e
     }
     heap_free_all(&h);
     return rc;
+}
+
+const char *sgl_suggest(const char *word, const char *const *cands, size_t n)
+{
+    return suggest(word, cands, n);
 }

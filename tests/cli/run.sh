@@ -72,6 +72,15 @@ EOM
 expect 64 'fn main() {}\n' run prog.sgl oops <<'EOM'
 sgl run: argument 'oops' is not name=value
 EOM
+expect 64 'fn main() {}\n' rn prog.sgl <<'EOM'
+sgl: unknown command 'rn' (did you mean 'run'?)
+EOM
+expect 64 'fn main() {}\n' run prog.sgl --stat <<'EOM'
+sgl run: unknown option --stat (did you mean '--stats'?)
+EOM
+expect 64 'fn main() {}\n' generate --temprature 0.5 hi <<'EOM'
+sgl generate: unknown option --temprature (did you mean '--temperature'?)
+EOM
 rm -rf "$work"
 
 # zsh completion parses
