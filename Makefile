@@ -322,6 +322,11 @@ install: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so
 	cp -R stdlib $(DESTDIR)$(PREFIX)/share/sgl/stdlib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(SGL_VERSION)|' -e 's|@LIBS@|$(PKG_LIBS)|' \
 	  include/sgl.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/sgl.pc
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+	install -m 644 cli/sgl.1 $(DESTDIR)$(PREFIX)/share/man/man1/sgl.1
+	install -m 644 cli/completions/sgl.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/sgl
+	install -m 644 cli/completions/_sgl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_sgl
 
 # Every defined dynamic symbol is sgl_*, and every function sgl.h declares is one.
 so-exports-test: $(BUILD)/libsgl.so

@@ -15,6 +15,14 @@ if [ -n "$out" ]; then bad man "warnings: $out"
 elif MANWIDTH=80 man -l cli/sgl.1 2>/dev/null | grep -q "sgl - compile, run and serve"; then ok
 else bad man "does not render"; fi
 
+# make install puts the page and the completions under the prefix
+prefix=$(mktemp -d)
+if make --no-print-directory -s install PREFIX="$prefix" >/dev/null 2>&1 &&
+   [ -f "$prefix/share/bash-completion/completions/sgl" ] && [ -f "$prefix/share/zsh/site-functions/_sgl" ] &&
+   MANWIDTH=80 man -l "$prefix/share/man/man1/sgl.1" 2>/dev/null | grep -q "SGL(1)"; then ok
+else bad install "man page or completions missing under $prefix"; fi
+rm -rf "$prefix"
+
 # bash completion, driven as bash's completer would
 bindir=$(mktemp -d)
 ln -s "$SGL" "$bindir/sgl"
