@@ -311,7 +311,7 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
         sp.has_seed = 1;
     }
     char serr[256] = "";
-    s->samp = samp_new(&sp, e->vocab, serr, sizeof serr);
+    s->samp = samp_new(&sp, e->n_sample, serr, sizeof serr);
     if (!s->samp) {
         set_last_error(e, "sampling parameters: %s", serr);
         rc = ERR_ARG;
@@ -847,6 +847,8 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
     e->opt = *o;
     const ModelConfig *c = &model->cfg;
     e->vocab = c->vocab;
+    int32_t tv = tok_vocab_size(tok);
+    e->n_sample = tv > 0 && tv < c->vocab ? tv : c->vocab;
     e->eog = tok_eog_ids(tok, &e->n_eog);
     pthread_mutex_init(&e->in_mu, NULL);
     pthread_cond_init(&e->in_cv, NULL);

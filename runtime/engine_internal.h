@@ -164,7 +164,9 @@ struct Engine {
     pthread_mutex_t cv_mu;
     CVocab *cvocab;
     EngOptions opt;
-    int vocab;
+    int vocab;                  /* logits per row (the model's) */
+    int n_sample;               /* ids a sampler may pick: the model's rows that the
+                                   tokenizer has (checkpoints often pad the embedding) */
     const int32_t *eog;
     int n_eog;
 

@@ -192,7 +192,7 @@ void eng_step(Engine *e)
         /* a plain greedy pick is made where the logits are (issue 11: on a
          * device backend the row then never crosses to the host) */
         m->device_argmax = m->logits == MODEL_LOGITS_LAST && !s->cm && !s->want_lp && model_on_device(e->model) &&
-                           samp_plain_argmax(s->samp);
+                           e->n_sample == e->vocab && samp_plain_argmax(s->samp);
         e->bseqs[nb++] = s;
     }
     if (nb == 0) {

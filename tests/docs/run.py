@@ -2,19 +2,20 @@
 """tests/docs/run.py — runs the guides in docs/ as a user would.
 
 For each docs/*.md (or the files given), in a fresh temporary directory:
-  ```sgl file=NAME     the block is written to NAME
+  ```LANG file=NAME    the block is written to NAME (sgl, python, c, ...)
   ```sh                the block runs in bash -e there, with build/ first on
                        PATH and SGL_MODEL set to the default model; it must
                        exit 0 (```sh status=N: exit N)
   ```text              right after a sh block: each of its lines must be a
                        line of that block's output (stdout and stderr), in
-                       order; a line "..." skips; a line ending in "..."
-                       matches any line that starts with what precedes it
+                       order; a line "..." skips; "..." inside a line
+                       matches anything there
 Other fences (```c, ```python, ...) are shown, not run, unless a sh block
 runs them. Prints one line per guide and exits 1 if any block failed.
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,9 +50,8 @@ def lines_match(want, got):
     for w in want.splitlines():
         if w == "..." or not w.strip():
             continue
-        prefix = w.endswith("...")
-        stem = w[:-3].rstrip() if prefix else w
-        while i < len(got) and not (got[i].startswith(stem) if prefix else got[i] == w):
+        pat = re.compile(".*".join(re.escape(part) for part in w.split("...")) + "$", re.S)
+        while i < len(got) and not pat.match(got[i].rstrip()):
             i += 1
         if i == len(got):
             return w
@@ -61,19 +61,28 @@ def lines_match(want, got):
 
 def run_guide(path, env):
     failures = 0
+    groups = []
     with tempfile.TemporaryDirectory(prefix="sgl-docs.") as wd:
         last = None
         for lang, attrs, text, line in blocks(path):
             where = "%s:%d" % (os.path.relpath(path, ROOT), line)
-            if lang == "sgl" and "file" in attrs:
+            if "file" in attrs:
                 with open(os.path.join(wd, attrs["file"]), "w", encoding="utf-8") as f:
                     f.write(text)
                 last = None
             elif lang == "sh":
-                p = subprocess.run(["bash", "-e", "-c", text], cwd=wd, env=env, capture_output=True,
-                                   text=True, timeout=600)
+                # each block in a session of its own, so what it leaves
+                # running in the background (a server) is stopped at the end
+                p = subprocess.Popen(["bash", "-e", "-c", text], cwd=wd, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+                groups.append(p.pid)
+                try:
+                    out, err = p.communicate(timeout=600)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    out, err = p.communicate()
                 want = int(attrs.get("status", "0"))
-                last = p.stdout + p.stderr
+                last = out + err
                 if p.returncode != want:
                     print("FAIL %s: exit status %d, expected %d\n%s" % (where, p.returncode, want, last[-2000:]))
                     failures += 1
@@ -85,6 +94,11 @@ def run_guide(path, env):
                 last = None
             else:
                 last = None
+        for g in groups:
+            try:
+                os.killpg(g, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
     return failures
 
 
@@ -92,7 +106,9 @@ def main():
     guides = sys.argv[1:] or sorted(
         os.path.join(ROOT, "docs", f) for f in os.listdir(os.path.join(ROOT, "docs")) if f.endswith(".md"))
     env = dict(os.environ)
-    env["PATH"] = os.path.join(ROOT, "build") + os.pathsep + env.get("PATH", "")
+    # build/ for sgl; build/venv/bin for the pinned Python clients (make venv)
+    env["PATH"] = os.pathsep.join([os.path.join(ROOT, "build"), os.path.join(ROOT, "build", "venv", "bin"),
+                                   env.get("PATH", "")])
     env.setdefault("SGL_MODEL", os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
     env["SGL_ROOT"] = ROOT
     total = 0
