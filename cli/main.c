@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "runtime/gen_options.h"
 #include "sgl.h"
 
 #define EXIT_USAGE 64
@@ -53,7 +54,8 @@ static void usage(FILE *out)
             if (*p == '_') *p = '-';
         fprintf(out, "  %-10s %s\n", name, commands[i].help);
     }
-    fprintf(out, "\n`sgl COMMAND --help` describes each command.\n");
+    fprintf(out, "\n`sgl COMMAND --help` (or `sgl help COMMAND`) describes each command;\n"
+                 "`sgl help gen` lists gen's options, `sgl help exit` the exit statuses.\n");
 
     fprintf(out, "\nalso:\n"
                  "  sgl FILE.sgl [name=value ...]   sgl run FILE.sgl (a script: #!/usr/bin/env sgl)\n"
@@ -445,8 +447,54 @@ int cmd_compile(int argc, char **argv)
 
 /* ---- main --------------------------------------------------------------- */
 
+/* `sgl help TOPIC`: a command's --help, or one of the topics below. */
+static const char *const help_topics[] = {"gen", "exit", NULL};
+
+static int help_topic(const char *topic)
+{
+    if (!strcmp(topic, "gen")) {
+        /* the option table itself (runtime/gen_options.h) */
+        printf("gen(name?, ...options) options (LANGUAGE.md section 6), with their OpenAI and SGLang names:\n\n");
+        printf("  %-20s %-22s %s\n", "option", "OpenAI field", "SGLang sampling_params");
+        for (int i = 0; i < RT_GEN_OPTION_COUNT; i++) {
+            const RtGenOption *o = &rt_gen_options[i];
+            if (!strcmp(o->name, "name")) continue;
+            printf("  %-20s %-22s %s\n", o->name, o->openai ? o->openai : "-", o->sglang ? o->sglang : "-");
+        }
+        printf("\nAt most one of regex, json, grammar, choices and type per call.\n");
+        return 0;
+    }
+    if (!strcmp(topic, "exit")) {
+        printf("exit status: 0 ok; 1 a compile error (sgl check: rejected); 2 a runtime error (sgl check:\n"
+               "invalid constraint); 64 bad usage. Errors are file:line:col: error: message.\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const char *a = topic, *n = commands[i].name;
+        while (*a && (*a == *n || (*a == '-' && *n == '_'))) a++, n++;
+        if (!*a && !*n) {
+            char *argv1[] = {(char *)"--help", NULL};
+            return commands[i].fn(1, argv1);
+        }
+    }
+    const char *names[sizeof commands / sizeof commands[0] + 2];
+    char dashed[sizeof commands / sizeof commands[0]][24];
+    size_t nn = 0;
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        snprintf(dashed[i], sizeof dashed[i], "%s", commands[i].name);
+        for (char *c = dashed[i]; *c; c++) if (*c == '_') *c = '-';
+        names[nn++] = dashed[i];
+    }
+    for (int i = 0; help_topics[i]; i++) names[nn++] = help_topics[i];
+    const char *guess = sgl_suggest(topic, names, nn);
+    fprintf(stderr, "sgl help: no topic '%s'%s%s%s (topics: the commands, gen, exit)\n", topic,
+            guess ? " (did you mean '" : "", guess ? guess : "", guess ? "'?)" : "");
+    return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && !strcmp(argv[1], "help")) return help_topic(argv[2]);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;

@@ -89,6 +89,11 @@ EOM
 expect 64 'fn main() {}\n' generate --temprature 0.5 hi <<'EOM'
 sgl generate: unknown option --temprature (did you mean '--temperature'?)
 EOM
+expect 64 'fn main() {}\n' help srve <<'EOM'
+sgl help: no topic 'srve' (did you mean 'serve'?) (topics: the commands, gen, exit)
+EOM
+if "$SGL" help gen | grep -q "^  max_tokens  *max_tokens  *max_new_tokens$" && "$SGL" help run | grep -q "^usage: sgl run"; then ok
+else bad help "sgl help gen / sgl help run"; fi
 rm -rf "$work"
 
 # zsh completion parses
