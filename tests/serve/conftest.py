@@ -61,7 +61,8 @@ class Server:
                                      stderr=subprocess.STDOUT, cwd=ROOT)
 
     def log_text(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
@@ -88,7 +89,7 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(2)  # SIGINT: a graceful stop, exit 0
             try:
-                self.proc.wait(30)
+                self.proc.wait(45)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -111,7 +112,10 @@ def server():
     _need_binary()
     # --read-timeout 5: a slowloris client is cut after 5 s (test_slowloris);
     # --max-queued: test_load's 200 streams are all accepted.
-    s = Server(["--programs", PROGRAMS, "--read-timeout", "5", "--max-queued", "1024"]).wait_ready()
+    # --program-max-steps: spin.sgl hits the step limit quickly.
+    # --drain-timeout 10: SIGINT at the end lets requests finish for 10 s at most.
+    s = Server(["--programs", PROGRAMS, "--read-timeout", "5", "--max-queued", "1024",
+                "--program-max-steps", "2000000", "--drain-timeout", "10"]).wait_ready()
     yield s
     rc = s.stop()
     assert rc == 0, f"sgl serve exited with {rc} on SIGINT:\n{s.log_text()[-3000:]}"
@@ -138,6 +142,14 @@ def model_id(server):
 def client(server):
     import openai
     return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the item (rep_call), so that a fixture's
+    teardown check can skip itself when the test already failed."""
+    outcome = yield
+    setattr(item, "rep_" + call.when, outcome.get_result())
 
 
 def alive(server, model="default"):

@@ -214,7 +214,9 @@ def test_invalid_response_format(server, model_id):
 def test_bad_max_tokens(server, model_id, mt):
     r = post(server, "/v1/completions", {"model": model_id, "prompt": "x", "max_tokens": mt})
     assert r.status_code == 400, r.text
-    assert "max_tokens" in error_body(r)["message"]
+    msg = error_body(r)["message"]
+    # 2**63 does not fit the JSON reader's integers: refused as such
+    assert "max_tokens" in msg or (mt >= 2 ** 63 and "integer" in msg), msg
     r = post(server, "/v1/chat/completions", {"model": model_id, "max_completion_tokens": mt,
                                               "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 400, r.text

@@ -18,6 +18,19 @@ def backend(server):
     yield be
 
 
+@pytest.fixture(autouse=True)
+def no_executor_errors(recwarn, request):
+    """The frontend's interpreter turns an exception in a program (a failed
+    HTTP request included) into a warning: any such warning fails the test
+    (unless it failed already)."""
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is None or rep.failed:
+        return
+    errs = [str(w.message) for w in recwarn.list if "Error in stream_executor" in str(w.message)]
+    assert not errs, errs[0][-1500:]
+
+
 def test_endpoint_info(backend, server):
     assert backend.get_model_name() == requests.get(server.url + "/get_model_info").json()["model_path"]
     assert isinstance(backend.get_server_info(), dict)
@@ -93,7 +106,9 @@ def test_select(backend):
         s += "Is water wet? Answer:"
         s += sgl.select("ans", ["Yes", "No"], choices_method=unconditional_likelihood_normalized)
 
-    assert g.run()["ans"] in ("Yes", "No")
+    st = g.run()
+    assert st.error() is None, st.error()
+    assert st["ans"] in ("Yes", "No")
 
 
 def test_fork(backend):
@@ -170,6 +185,7 @@ def test_logprobs(backend):
                      logprob_start_len=0, return_text_in_logprobs=True)
 
     st = f.run()
+    assert st.error() is None, st.error()
     mi = st.get_meta_info("x")
     assert len(mi["output_token_logprobs"]) == mi["completion_tokens"]
     assert "".join(t[2] for t in mi["output_token_logprobs"]) == st["x"]
@@ -191,7 +207,10 @@ def test_json_schema_gen(backend):
 # ---- sglang/test/test_programs.py, the functions that check structure ----
 # (the others assert a large model's knowledge: capitals, arithmetic, HellaSwag
 # accuracy; test_image_qa needs a vision model; the speculative ones need an
-# API backend; test_gen_min_new_tokens needs a Hugging Face tokenizer).
+# API backend; test_gen_min_new_tokens needs a Hugging Face tokenizer, so it
+# is rewritten below with the server's tokenizer; test_parallel_decoding is
+# left out for time only: its 512-token summary alone takes ~30 s on the
+# 2-core box, and test_fork / test_fork_concate_and_append cover fork+join).
 
 @pytest.fixture(scope="module")
 def tp(backend):
@@ -217,10 +236,6 @@ def test_programs_decode_json(tp):
 
 def test_programs_expert_answer(tp):
     tp.test_expert_answer(check_answer=False)
-
-
-def test_programs_parallel_decoding(tp):
-    tp.test_parallel_decoding()
 
 
 def test_programs_parallel_encoding(tp):

@@ -76,8 +76,7 @@ def test_n_native(server):
 def test_logprobs_native(server):
     text = "The cat sat on the"
     out = gen(server, {"text": text, "sampling_params": {"max_new_tokens": 4, "temperature": 0},
-                       "return_logprob": True, "logprob_start_len": 0, "top_logprobs_num": 2,
-                       "return_text_in_logprobs": True})
+                       "return_logprob": True, "logprob_start_len": 0, "return_text_in_logprobs": True})
     mi = out["meta_info"]
     inp, outp = mi["input_token_logprobs"], mi["output_token_logprobs"]
     assert len(inp) == mi["prompt_tokens"]
@@ -88,10 +87,16 @@ def test_logprobs_native(server):
         assert lp <= 0.0 and isinstance(tid, int) and isinstance(tt, str)
     assert [t[1] for t in outp] == out["output_ids"]
     assert "".join(t[2] for t in outp) == out["text"]
-    assert len(mi["output_top_logprobs"]) == 4 and all(len(x) == 2 for x in mi["output_top_logprobs"])
-    for top, chosen in zip(mi["output_top_logprobs"], outp):
-        assert top[0][1] == chosen[1]  # greedy picks the top token
-    assert len(mi["input_top_logprobs"]) == mi["prompt_tokens"]
+    # top alternatives of the output tokens
+    top = gen(server, {"text": text, "sampling_params": {"max_new_tokens": 4, "temperature": 0},
+                       "return_logprob": True, "top_logprobs_num": 2})["meta_info"]
+    assert len(top["output_top_logprobs"]) == 4 and all(len(x) == 2 for x in top["output_top_logprobs"])
+    for alts, chosen in zip(top["output_top_logprobs"], outp):
+        assert alts[0][1] == chosen[1]  # greedy picks the top token
+        assert alts[0][0] >= alts[1][0]
+    # no logprob_start_len: SGLang's default, the last prompt token only
+    assert len(top["input_token_logprobs"]) == 1
+    assert top["input_token_logprobs"][0][1] == inp[-1][1]
     # logprob_start_len trims the input logprobs
     out2 = gen(server, {"text": text, "sampling_params": {"max_new_tokens": 0}, "return_logprob": True,
                         "logprob_start_len": mi["prompt_tokens"] - 2})
@@ -99,6 +104,16 @@ def test_logprobs_native(server):
     assert [x[1] for x in out2["meta_info"]["input_token_logprobs"]] == [x[1] for x in inp[-2:]]
     for a, b in zip(out2["meta_info"]["input_token_logprobs"][1:], inp[-1:]):
         assert abs(a[0] - b[0]) < 1e-3
+
+
+def test_input_top_logprobs(server):
+    """top_logprobs_num with logprob_start_len: alternatives of the prompt's
+    tokens too (the frontend's gen(top_logprobs_num, logprob_start_len))."""
+    out = gen(server, {"text": "The cat sat on the", "sampling_params": {"max_new_tokens": 2, "temperature": 0},
+                       "return_logprob": True, "logprob_start_len": 0, "top_logprobs_num": 2})
+    mi = out["meta_info"]
+    assert len(mi["input_top_logprobs"]) == mi["prompt_tokens"]
+    assert all(len(x) == 2 for x in mi["input_top_logprobs"][1:])
 
 
 def test_stream_native(server):

@@ -212,11 +212,13 @@ def test_response_format_json_schema_strict(client, model_id):
 
 
 def test_response_format_json_object(client, model_id):
-    r = client.chat.completions.create(model=model_id, max_tokens=60, temperature=0,
-                                       messages=[{"role": "user", "content": "Give me a JSON object about a cat."}],
-                                       response_format={"type": "json_object"})
-    assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
-    assert isinstance(json.loads(r.choices[0].message.content), dict)
+    for ask in ('Reply with a JSON object with one key, "ok", set to true.',
+                "Give a JSON object with the keys name and age for a cat."):
+        r = client.chat.completions.create(model=model_id, max_tokens=100, temperature=0,
+                                           messages=[{"role": "user", "content": ask}],
+                                           response_format={"type": "json_object"})
+        assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+        assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 
 def test_sglang_json_schema_extra(client, model_id):
@@ -245,17 +247,24 @@ def test_ebnf_extra(client, model_id):
 
 
 def test_sampling_extras_accepted(client, model_id):
-    r = client.completions.create(model=model_id, prompt="Once", max_tokens=6, temperature=0.9, top_p=0.9, seed=11,
-                                  frequency_penalty=0.5, presence_penalty=0.5, logit_bias={"0": -100},
-                                  extra_body={"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1,
-                                              "min_tokens": 4, "ignore_eos": False})
+    kw = dict(model=model_id, prompt="Once", max_tokens=6, temperature=0.9, top_p=0.9, seed=11,
+              frequency_penalty=0.5, presence_penalty=0.5,
+              extra_body={"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1, "min_tokens": 4,
+                          "ignore_eos": False})
+    r = client.completions.create(**kw)
     assert r.usage.completion_tokens >= 4
     # the same seed gives the same sample
-    r2 = client.completions.create(model=model_id, prompt="Once", max_tokens=6, temperature=0.9, top_p=0.9, seed=11,
-                                   frequency_penalty=0.5, presence_penalty=0.5, logit_bias={"0": -100},
-                                   extra_body={"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1,
-                                               "min_tokens": 4, "ignore_eos": False})
-    assert r2.choices[0].text == r.choices[0].text
+    assert client.completions.create(**kw).choices[0].text == r.choices[0].text
+
+
+def test_logit_bias(client, model_id, server):
+    """A +100 bias on one token makes greedy decoding pick it every step."""
+    tid = requests.post(server.url + "/v1/tokenize", timeout=10,
+                        json={"model": model_id, "prompt": " banana", "add_special_tokens": False}).json()["tokens"]
+    assert len(tid) == 1, tid
+    r = client.completions.create(model=model_id, prompt="My favourite colour is", max_tokens=3, temperature=0,
+                                  logit_bias={str(tid[0]): 100}, extra_body={"ignore_eos": True})
+    assert r.choices[0].text == " banana" * 3, r.choices[0].text
 
 
 def test_stop_token_ids(client, model_id, server):
@@ -332,7 +341,7 @@ def test_tool_choice_named(client, model_id):
 
 def test_tool_choice_auto(client, model_id):
     r = client.chat.completions.create(model=model_id, messages=ASK, tools=[WEATHER, TIME], tool_choice="auto",
-                                       max_tokens=80, temperature=0)
+                                       max_tokens=48, temperature=0)
     m = r.choices[0].message
     if m.tool_calls:
         for c in m.tool_calls:
