@@ -10,6 +10,7 @@
 #   make fuzz-compile   libFuzzer over lexer+parser+compiler
 #   make fuzz-sglc      libFuzzer over the .sglc loader+verifier and the VM
 #   make fuzz-constrain libFuzzer over the regex/GBNF/EBNF compilers (constrain/)
+#   make fuzz-http      libFuzzer over sgl serve's HTTP parser and body decoder (server/)
 #   make bench   benchmarks (bench/; bench/structured: token-mask cost)
 #   make bench-serving   sgl serve beside llama.cpp's llama-server (bench/serving)
 #   make maskbench   the MaskBench corpus judged token by token (bench/maskbench)
@@ -61,7 +62,7 @@ DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
             python3 python3-pip python3-venv pkg-config valgrind unzip bc cmake g++
 
-.PHONY: all deps model vocab venv run test unit lang-test e2e-test serve-test bench-serving asan fuzz fuzz-compile fuzz-sglc fuzz-constrain bench maskbench clean
+.PHONY: all deps model vocab venv run test unit lang-test e2e-test serve-test bench-serving asan fuzz fuzz-compile fuzz-sglc fuzz-constrain fuzz-http bench maskbench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so $(GPU_BINS)
@@ -203,7 +204,7 @@ $(FUZZ_DICT): tests/fuzz/gen_dict.c lang/keywords.h tests/fuzz/syntax.dict
 
 FUZZ_SECONDS ?= 60
 FUZZ_CC := clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) -Wno-unused-command-line-argument
-fuzz: fuzz-compile fuzz-sglc fuzz-constrain
+fuzz: fuzz-compile fuzz-sglc fuzz-constrain fuzz-http
 
 fuzz-compile: $(GEN_SRCS) $(FUZZ_DICT)
 	@mkdir -p $(BUILD)/fuzz/corpus
@@ -239,6 +240,16 @@ fuzz-constrain:
 	  $(filter base/%.c constrain/%.c,$(LIB_SRCS)) $(PKG_LIBS)
 	$(BUILD)/fuzz/fuzz_constrain -max_total_time=$(FUZZ_SECONDS) -max_len=2048 -timeout=10 \
 	  -print_final_stats=1 $(BUILD)/fuzz/constrain_corpus tests/fuzz/constrain_seeds
+
+# Input: a split byte, then raw request bytes (fuzz_http.c). Seeds:
+# tests/fuzz/http_seeds/.
+FUZZ_HTTP_SRCS := server/http.c server/api_req.c server/tools.c runtime/rt.c $(filter base/%.c,$(LIB_SRCS))
+fuzz-http:
+	@mkdir -p $(BUILD)/fuzz/http_corpus
+	$(FUZZ_CC) -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_http tests/fuzz/fuzz_http.c \
+	  $(FUZZ_HTTP_SRCS) $(PKG_LIBS)
+	$(BUILD)/fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
+	  -print_final_stats=1 $(BUILD)/fuzz/http_corpus tests/fuzz/http_seeds
 
 bench: all
 	@sh bench/vm/run.sh $(BUILD)/sgl

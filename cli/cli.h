@@ -15,7 +15,8 @@
 #define CLI_ENGINE_COMMANDS(X)                                                        \
     X(generate, "continue a prompt with the model: sgl generate [options] \"prompt\"") \
     X(tokenize, "print the token ids of a text: sgl tokenize [--model M] \"text\"")                      \
-    X(check, "judge a text against a constraint: sgl check --regex RE \"text\"")
+    X(check, "judge a text against a constraint: sgl check --regex RE \"text\"")           \
+    X(serve, "HTTP server: OpenAI and SGLang APIs, programs as endpoints: sgl serve [--port N]")
 
 /* Lines added to `sgl run --help` (and used by generate's help). */
 #define CLI_ENGINE_RUN_HELP                                                          \

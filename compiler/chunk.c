@@ -51,6 +51,9 @@ static void proto_free(Proto *f)
     if (f->param_names)
         for (int i = 0; i < f->nparams; i++) free(f->param_names[i]);
     free(f->param_names);
+    if (f->param_defaults)
+        for (int i = 0; i < f->nparams; i++) free(f->param_defaults[i]);
+    free(f->param_defaults);
     free(f->code);
     free(f->lines);
     for (int i = 0; i < f->nconsts; i++) chunk_const_clear(&f->consts[i]);

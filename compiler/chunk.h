@@ -69,6 +69,10 @@ typedef struct Proto {
     int nparams;            /* parameters live in R[0..nparams) */
     int maxstack;           /* registers used */
     char **param_names;
+    char **param_defaults;  /* [nparams] or NULL: parameter i's default, for
+                               sgl_program_signature_json: "J" + JSON for a
+                               literal, "E" + its source text otherwise; NULL
+                               for a required one */
     uint64_t required;      /* bit i: parameter i has no default */
     Instr *code;
     LineCol *lines;         /* one per instruction */

@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/strbuf.h"
+#include "base/utf8.h"
 #include "constrain/grammar_syntax.h"
 #include "constrain/regex_syntax.h"
 
@@ -119,6 +121,156 @@ static char *xstrndup(FuncState *fs, const char *s, size_t n)
     if (n) memcpy(d, s, n);
     d[n] = '\0';
     return d;
+}
+
+/* ---- a default's source text (the lexer's rules, lang/lexer.re, in
+ * miniature: strings with their ${ } pieces, # comments, brackets) ---- */
+
+static const char *skip_code(const char *p, const char *e, int nested);
+
+/* p at the opening quote (after an r/re prefix): past the closing one. */
+static const char *skip_string(const char *p, const char *e)
+{
+    int triple = e - p >= 3 && p[1] == '"' && p[2] == '"';
+    p += triple ? 3 : 1;
+    while (p < e) {
+        if (*p == '\\' && p + 1 < e) p += 2;
+        else if (*p == '$' && p + 1 < e && p[1] == '{') p = skip_code(p + 2, e, 1) + 1;
+        else if (*p == '"' && (!triple || (e - p >= 3 && p[1] == '"' && p[2] == '"'))) return p + (triple ? 3 : 1);
+        else p++;
+    }
+    return e;
+}
+
+/* Past an expression: at the ',' or ')' that ends it (nested: the '}' that
+ * closes a ${ }), brackets balanced. */
+static const char *skip_code(const char *p, const char *e, int nested)
+{
+    int depth = 0;
+    while (p < e) {
+        char ch = *p;
+        if (ch == '"') { p = skip_string(p, e); continue; }
+        if (ch == '#') { while (p < e && *p != '\n') p++; continue; }
+        if (ch == '(' || ch == '[' || ch == '{') depth++;
+        else if (ch == ')' || ch == ']' || ch == '}') {
+            if (depth == 0) return p;
+            depth--;
+        } else if (ch == ',' && depth == 0 && !nested) return p;
+        p++;
+    }
+    return e;
+}
+
+static void json_str(StrBuf *b, const char *s, size_t n)
+{
+    sb_appendc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            sb_appendc(b, '\\');
+            sb_appendc(b, (char)ch);
+        } else if (ch < 0x20) {
+            sb_printf(b, "\\u%04x", ch);
+        } else {
+            sb_appendc(b, (char)ch);
+        }
+    }
+    sb_appendc(b, '"');
+}
+
+/* A literal default as JSON: 1 with it appended to b, or 0 (not a literal:
+ * names, calls, operators, interpolation, a non-string map key, a float
+ * JSON cannot hold). */
+static int literal_json(StrBuf *b, const AstNode *n)
+{
+    switch (n->kind) {
+    case AST_NIL: sb_appends(b, "null"); return 1;
+    case AST_TRUE: sb_appends(b, "true"); return 1;
+    case AST_FALSE: sb_appends(b, "false"); return 1;
+    case AST_INT: sb_printf(b, "%lld", (long long)n->ival); return 1;
+    case AST_FLOAT: {
+        double v = n->fval;
+        if (v != v || v > 1.7976931348623157e308 || v < -1.7976931348623157e308) return 0;
+        char buf[40];
+        for (int prec = 15; prec <= 17; prec++) {   /* the shortest that reads back */
+            snprintf(buf, sizeof buf, "%.*g", prec, v);
+            if (strtod(buf, NULL) == v) break;
+        }
+        sb_appends(b, buf);
+        if (!strpbrk(buf, ".eE")) sb_appends(b, ".0");   /* still a float when read */
+        return 1;
+    }
+    case AST_STRING:
+        if (!utf8_valid(n->str, n->str_len)) return 0;
+        json_str(b, n->str, n->str_len);
+        return 1;
+    case AST_UNARY:
+        if (n->op != AST_OP_NEG || !n->a || (n->a->kind != AST_INT && n->a->kind != AST_FLOAT)) return 0;
+        if (n->a->kind == AST_INT && n->a->ival == INT64_MIN) return 0;
+        sb_appendc(b, '-');
+        return literal_json(b, n->a);
+    case AST_LIST:
+        sb_appendc(b, '[');
+        for (int i = 0; i < n->list.len; i++) {
+            if (i) sb_appendc(b, ',');
+            if (!literal_json(b, n->list.items[i])) return 0;
+        }
+        sb_appendc(b, ']');
+        return 1;
+    case AST_MAP:
+        sb_appendc(b, '{');
+        for (int i = 0; i < n->list.len; i++) {
+            const AstNode *pair = n->list.items[i];
+            if (!pair->a || pair->a->kind != AST_STRING || !pair->b) return 0;
+            if (i) sb_appendc(b, ',');
+            if (!literal_json(b, pair->a)) return 0;
+            sb_appendc(b, ':');
+            if (!literal_json(b, pair->b)) return 0;
+        }
+        sb_appendc(b, '}');
+        return 1;
+    default: return 0;
+    }
+}
+
+/* The text after `NAME =` of parameter pn, trimmed; NULL when it cannot be
+ * found (a source that is not the one parsed). */
+static char *source_text(FuncState *fs, const AstNode *pn)
+{
+    const char *s = fs->mc->src, *e = s + fs->mc->len, *p = s;
+    if (!s) return NULL;
+    for (int line = 1; line < pn->line && p < e; p++)
+        if (*p == '\n') line++;
+    p += pn->col - 1;
+    size_t nlen = strlen(pn->name);
+    if (p + nlen > e || memcmp(p, pn->name, nlen) != 0) return NULL;
+    p += nlen;
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    if (p >= e || *p != '=') return NULL;
+    p++;
+    const char *end = skip_code(p, e, 0);
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n')) end--;
+    return xstrndup(fs, p, (size_t)(end - p));
+}
+
+/* Proto.param_defaults[i]: "J" + JSON for a literal, else "E" + its source
+ * text; NULL when neither can be had. */
+static char *default_text(FuncState *fs, const AstNode *pn)
+{
+    StrBuf b;
+    sb_init(&b);
+    sb_appendc(&b, 'J');
+    if (literal_json(&b, pn->a) && !b.oom) return sb_detach(&b);
+    sb_free(&b);
+    char *src = source_text(fs, pn);
+    if (!src) return NULL;
+    size_t n = strlen(src);
+    char *tagged = xstrndup(fs, src, n + 1);
+    memmove(tagged + 1, src, n + 1);
+    tagged[0] = 'E';
+    free(src);
+    return tagged;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1206,7 +1358,8 @@ static int function(FuncState *fs, const char *name, AstList *params, const char
     p->nparams = n;
     if (n) {
         p->param_names = calloc((size_t)n, sizeof(char *));
-        if (!p->param_names) oom(fs, at);
+        p->param_defaults = calloc((size_t)n, sizeof(char *));
+        if (!p->param_names || !p->param_defaults) oom(fs, at);
     }
     reg_alloc(&nfs, n, at);
     for (int i = 0; i < n; i++) {
@@ -1218,6 +1371,7 @@ static int function(FuncState *fs, const char *name, AstList *params, const char
         if (pn && pn->a) {
             /* default: computed in the callee when the argument is absent;
              * it sees the parameters before it */
+            p->param_defaults[i] = default_text(fs, pn);
             int skip = emit_asbx(&nfs, OP_ARGDEF, i, 0, pn);
             expr_to(&nfs, pn->a, i);
             fix_sbx(&nfs, skip, pc_here(&nfs), pn);

@@ -141,6 +141,9 @@ int sglc_encode(const Program *p, unsigned char **out, size_t *out_len)
         w_u32(&w, (uint32_t)f->maxstack);
         w_u64(&w, f->required);
         for (int j = 0; j < f->nparams; j++) w_cstr(&w, f->param_names[j]);
+        /* each default's source text (for signatures), optional params only */
+        for (int j = 0; j < f->nparams; j++)
+            if (!(f->required >> j & 1)) w_cstr(&w, f->param_defaults ? f->param_defaults[j] : NULL);
         w_u32(&w, (uint32_t)f->ncode);
         for (int j = 0; j < f->ncode; j++) w_u32(&w, f->code[j]);
         for (int j = 0; j < f->ncode; j++) {
@@ -374,6 +377,10 @@ static Program *decode_body(R *r)
             f->param_names = calloc((size_t)f->nparams, sizeof(char *));
             if (!f->param_names) { r_nomem(r); break; }
             for (int j = 0; j < f->nparams && !r->failed; j++) f->param_names[j] = r_name(r);
+            f->param_defaults = calloc((size_t)f->nparams, sizeof(char *));
+            if (!f->param_defaults) { r_nomem(r); break; }
+            for (int j = 0; j < f->nparams && !r->failed; j++)
+                if (!(f->required >> j & 1)) f->param_defaults[j] = r_str(r, NULL);
         }
         int n = r_count(r, 12, 1 << 24, "instruction");
         if (n <= 0) { if (n == 0) r_fail(r, "bad .sglc file: empty function"); break; }

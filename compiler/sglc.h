@@ -3,8 +3,9 @@
  *
  * Layout: "SGLC" | u32 version | u64 body length | u32 CRC-32 of the body |
  * body; all integers little-endian. The body holds the modules (path, file,
- * globals) and every function (name, positions, parameters, code, lines,
- * constants, children by index, upvalue descriptors).
+ * globals) and every function (name, positions, parameters and their
+ * defaults' texts, code, lines, constants, children by index, upvalue
+ * descriptors).
  *
  * The reader checks every count against the bytes left, the checksum, and
  * then verifies the bytecode (sglc_verify, compiler/sglc_verify.c), so that
@@ -25,7 +26,7 @@
 #include "compiler/chunk.h"
 
 #define SGLC_MAGIC "SGLC"
-#define SGLC_VERSION 1
+#define SGLC_VERSION 2   /* 2: parameters' default texts */
 
 /* Encodes into a malloc'd buffer (caller frees). 0, or ERR_NOMEM. */
 int sglc_encode(const Program *p, unsigned char **out, size_t *out_len);

@@ -18,6 +18,7 @@
 #define SGL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -275,8 +276,56 @@ void sgl_task_free(sgl_task *t);
  * every task has finished). */
 int sgl_vm_run_ready(sgl_vm *vm);
 /* Blocks until at least one completion of rt has been delivered (its fiber
- * is then ready). 0, or -1 when nothing is in flight. Not with a uv loop. */
+ * is then ready), or, with events on (sgl_vm_set_events), a piece of
+ * streamed text. 0, or -1 when nothing is in flight. Not with a uv loop. */
 int sgl_runtime_wait(sgl_runtime *rt);
+
+/* ---- events: streaming a run's progress ---------------------------------- */
+/* TEXT: a gen's text as the model produces it (select and gen with choices
+ * stream nothing); the pieces of one gen concatenate to a prefix of its
+ * result (a stop string is held back). VAR: a variable a gen or select
+ * captured into the prompt state, once it is set. Events of a task or run
+ * that was cancelled or freed are not reported. */
+typedef enum { SGL_EV_TEXT = 1, SGL_EV_VAR = 2 } sgl_event_kind;
+typedef struct {
+    sgl_event_kind kind;
+    struct sgl_task *task;  /* the task it belongs to; NULL for sgl_run / a session */
+    int branch;             /* 0: the root fiber; fork branches 1, 2, ... in creation order within the run */
+    const char *name;       /* TEXT: the variable the gen captures into, or NULL; VAR: the variable's name */
+    const char *data;       /* TEXT: text that became final this step (complete UTF-8); VAR: the value as compact JSON */
+    size_t len;
+} sgl_event;
+typedef void (*sgl_event_fn)(void *ud, const sgl_event *ev);
+/* Every run on this VM reports to fn (on the VM's thread, while it runs fibers or
+ * receives completions); NULL turns it off. The event's pointers live for the call. */
+void sgl_vm_set_events(sgl_vm *vm, sgl_event_fn fn, void *ud);
+
+/* Cancels a task: its in-flight model calls are cancelled in the engine (KV slots
+ * freed, computed prefix stays cached) and the task finishes (its done callback fires)
+ * with sgl_task_error "cancelled". No-op on a finished task. */
+void sgl_task_cancel(sgl_task *t);
+/* (The done callback fires inside sgl_task_cancel when no driver is running,
+ * else when the driver's ready fibers have run. The cancelled model calls'
+ * completions still arrive, in sgl_runtime_wait or the loop: sgl_vm_run_ready
+ * counts them as waiting until then.) */
+
+/* ---- limits for untrusted programs (sgl serve) --------------------------- */
+/* Per run: at most max_steps bytecode instructions (0: no limit) and max_heap bytes
+ * of live heap (0: no limit); past either the run fails with a runtime error naming
+ * the limit and the line. */
+void sgl_vm_set_limits(sgl_vm *vm, uint64_t max_steps, size_t max_heap);
+/* (They apply to runs started after the call; a session's each chunk is a
+ * run. The heap a run holds is what its fibers, modules, arguments and state
+ * reach, measured at the collector's safe points: a run is stopped at the
+ * first one after it passes max_heap, which the collector schedules for no
+ * later than max_heap bytes of allocation after the last.) */
+/* Program's functions and their parameters, as JSON owned by the caller (free()):
+ * {"functions":[{"name":"main","params":[{"name":"q"},{"name":"n","default":3}]}]}
+ * (a default is given as JSON when it is a literal; "default_expr": "source text" otherwise). */
+char *sgl_program_signature_json(const sgl_program *prog);
+/* (The functions are module 0's top-level `fn`s, in source order; a literal
+ * is nil, true, false, a number, a string without interpolation, or a list
+ * or map of literals. NULL when out of memory.) */
 
 /* ---- sessions: a live top level (the REPL) ---------------------------------
  * Each chunk of source is compiled as more top-level code of one module and
@@ -298,6 +347,38 @@ sgl_status sgl_session_eval(sgl_session *s, const char *src, size_t len, int *in
 char *sgl_session_state_json(sgl_session *s);
 /* The prompt text so far (valid until the next eval). */
 const char *sgl_session_text(const sgl_session *s, size_t *len);
+
+/* ---- sgl serve: the HTTP server (server/) ----------------------------------
+ * One process serving the OpenAI-compatible API, SGLang's native API and
+ * compiled programs (programs_dir) over one runtime. sgl_serve opens the
+ * model, listens, prints "sgl serve: listening on http://HOST:PORT (model
+ * PATH)" through log, and runs until SIGINT/SIGTERM: it then stops
+ * accepting, lets requests in flight finish (drain_timeout_s at most, then
+ * cancels them) and returns SGL_OK. SGL_ERR_IO (no model, cannot listen)
+ * or SGL_ERR_USAGE (a bad option) with the message in err. */
+typedef struct {
+    sgl_runtime_options runtime;    /* the model and engine (uv_loop and lazy are the server's) */
+    const char *host;               /* default "127.0.0.1" */
+    int port;                       /* default 30000; 0: any free port */
+    const char *programs_dir;       /* *.sgl / *.sglc served under /v1/programs, or NULL */
+    const char *api_key;            /* Authorization: Bearer KEY on every route but /health */
+    const char *served_model_name;  /* the model id in /v1/models; default: the file's name */
+    int quiet;                      /* 1: no access log */
+    int max_connections;            /* default 1024 */
+    int max_queued;                 /* generation requests waiting beyond max_running; over it 429 (default 256) */
+    size_t max_header_bytes;        /* default 16 KiB */
+    size_t max_body_bytes;          /* default 8 MiB */
+    double read_timeout_s;          /* to receive a whole request (default 30) */
+    double idle_timeout_s;          /* keep-alive connection with no request (default 60) */
+    double drain_timeout_s;         /* on SIGINT/SIGTERM (default 30) */
+    unsigned long long program_max_steps;   /* per program run (default 100M) */
+    size_t program_max_heap;        /* bytes per program run (default 256 MiB) */
+    void (*log)(void *ud, const char *line);    /* startup and access-log lines (no newline); NULL: stderr */
+    void *log_ud;
+} sgl_serve_options;
+
+void sgl_serve_options_init(sgl_serve_options *o);
+sgl_status sgl_serve(const sgl_serve_options *o, char *err, size_t errcap);
 
 #ifdef __cplusplus
 }

@@ -118,6 +118,7 @@ static void seq_free(Seq *s)
     free(s->toks);
     free(s->slots);
     free(s->in_lp);
+    free(s->in_top);
     free(s->out_lp);
     free(s->top);
     samp_free(s->samp);
@@ -322,7 +323,7 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
             set_last_error(e, "stop string %d is NULL", i);
             goto fail;
         }
-    if (detok_new(e->tok, p->stop, p->n_stop, DETOK_SKIP_SPECIAL, &s->dt) != 0) goto fail;
+    if (detok_new(e->tok, p->stop, p->n_stop, p->keep_special_tokens ? 0 : DETOK_SKIP_SPECIAL, &s->dt) != 0) goto fail;
     s->max_new = sp.max_tokens;
     s->want_lp = sp.logprobs || sp.top_logprobs > 0;
     s->top_n = sp.top_logprobs > 0 ? sp.top_logprobs : 0;
@@ -335,6 +336,11 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id)
         s->lp_from = p->input_logprobs_from;
         s->in_lp = calloc((size_t)r->n_prompt, sizeof *s->in_lp);
         if (!s->in_lp) goto fail;
+        if (p->input_top_logprobs > 0) {
+            s->in_top_n = p->input_top_logprobs;
+            s->in_top = calloc((size_t)r->n_prompt * (size_t)s->in_top_n, sizeof *s->in_top);
+            if (!s->in_top) goto fail;
+        }
     }
     if (p->constraint) {
         CVocab *v = eng_constraint_vocab(e);
@@ -487,6 +493,16 @@ int eng_cancel(Engine *e, uint64_t id)
     return 0;
 }
 
+int eng_flush_cache(Engine *e)
+{
+    if (!e) return ERR_ARG;
+    Msg *m = calloc(1, sizeof *m);
+    if (!m) return ERR_NOMEM;
+    m->kind = MSG_FLUSH;
+    push_msg(e, m);
+    return 0;
+}
+
 /* ---- publishing (engine thread) ----------------------------------------------- */
 
 static void publish(Engine *e, Event *ev)
@@ -522,15 +538,22 @@ void eng_publish_delta(Engine *e, Seq *s, const char *text, size_t len)
     ev->ids = malloc((size_t)(n ? n : 1) * sizeof *ev->ids);
     ev->text = malloc(len + 1);
     if (s->want_lp) ev->lp = malloc((size_t)(n ? n : 1) * sizeof *ev->lp);
-    if (!ev->ids || !ev->text || (s->want_lp && !ev->lp)) {
+    if (s->top_n) {
+        ev->top_n = s->top_n;
+        ev->top = malloc((size_t)(n ? n : 1) * (size_t)s->top_n * sizeof *ev->top);
+    }
+    if (!ev->ids || !ev->text || (s->want_lp && !ev->lp) || (s->top_n && !ev->top)) {
         free(ev->ids);
         free(ev->text);
         free(ev->lp);
+        free(ev->top);
         free(ev);
         return;
     }
     memcpy(ev->ids, s->toks + s->n_prompt + s->streamed, (size_t)n * sizeof *ev->ids);
     if (s->want_lp) memcpy(ev->lp, s->out_lp + s->streamed, (size_t)n * sizeof *ev->lp);
+    if (s->top_n)
+        memcpy(ev->top, s->top + (size_t)s->streamed * (size_t)s->top_n, (size_t)n * (size_t)s->top_n * sizeof *ev->top);
     memcpy(ev->text, text, len);
     ev->text[len] = 0;
     ev->len = len;
@@ -582,6 +605,8 @@ static void take_messages(Engine *e, Msg *m)
         Msg *next = m->next;
         if (m->kind == MSG_REQ) {
             sched_start_req(e, m->req);
+        } else if (m->kind == MSG_FLUSH) {
+            radix_evict(e->tree, radix_evictable(e->tree));   /* locked prefixes of running requests stay */
         } else {
             for (int i = 0; i < e->n_active; i++)
                 if (e->active[i]->id == m->id) {
@@ -684,6 +709,8 @@ static void deliver_done(Engine *e, Req *r)
             .top_per_token = s->top_n,
             .input_logprobs = s->in_lp && s->lp_from >= 1 ? s->in_lp + s->lp_from : NULL,
             .n_input_logprobs = s->in_lp && s->lp_from >= 1 ? r->n_prompt - s->lp_from : 0,
+            .input_top = s->in_top && s->lp_from >= 1 ? s->in_top + (size_t)s->lp_from * (size_t)s->in_top_n : NULL,
+            .input_top_per_token = s->in_top ? s->in_top_n : 0,
             .prompt_tokens = r->prompt_tokens ? r->prompt_tokens : r->n_prompt,
             .cached_tokens = r->cached_tokens,
             .completion_tokens = s->n_gen,
@@ -718,11 +745,12 @@ int eng_poll(Engine *e)
     while (ev) {
         Event *next = ev->next;
         if (ev->kind == EV_DELTA) {
-            EngDelta d = {.id = ev->id, .ids = ev->ids, .n_ids = ev->n_ids, .logprobs = ev->lp,
-                          .text = ev->text, .len = ev->len};
+            EngDelta d = {.id = ev->id, .ids = ev->ids, .n_ids = ev->n_ids, .logprobs = ev->lp, .top = ev->top,
+                          .top_per_token = ev->top_n, .text = ev->text, .len = ev->len};
             ev->on_delta(ev->ud, &d);
             free(ev->ids);
             free(ev->lp);
+            free(ev->top);
             free(ev->text);
         } else {
             Req *r = ev->req;

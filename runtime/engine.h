@@ -164,6 +164,8 @@ typedef struct {
     const int32_t *ids;
     int n_ids;
     const float *logprobs;   /* one per id when logprobs were asked, else NULL */
+    const SampTokLogprob *top;   /* n_ids * top_per_token alternatives, or NULL */
+    int top_per_token;
     const char *text;
     size_t len;
 } EngDelta;
@@ -190,6 +192,8 @@ typedef struct {
     int top_per_token;
     const float *input_logprobs; /* prompt logprobs from input_logprobs_from */
     int n_input_logprobs;
+    const SampTokLogprob *input_top; /* n_input_logprobs * input_top_per_token alternatives */
+    int input_top_per_token;
     int prompt_tokens, cached_tokens, completion_tokens;
 } EngResult;
 
@@ -211,6 +215,13 @@ typedef struct {
     /* Report logprobs of prompt tokens at positions >= this (>= 1; each
      * given the tokens before it); -1: none (SGLang's logprob_start_len). */
     int input_logprobs_from;
+    /* With input logprobs: also this many most likely alternatives at each
+     * of those prompt positions (SGLang's input_top_logprobs); 0: none. */
+    int input_top_logprobs;
+    /* 1: control tokens (other than the end-of-generation and stop ids
+     * that end it) are kept in the text (SGLang's skip_special_tokens:
+     * false); 0 (default): they add no text. */
+    int keep_special_tokens;
     /* The output's shape (constrain/constrain.h), or NULL: every sampled
      * token is masked by it, end-of-generation only where it accepts. The
      * engine takes its own reference; the caller keeps theirs. */
@@ -236,6 +247,11 @@ int eng_submit(Engine *e, const EngGenParams *p, uint64_t *id);
  * already computed stay in the prefix cache. ERR_NOT_FOUND for an id
  * that is unknown or already delivered. */
 int eng_cancel(Engine *e, uint64_t id);
+
+/* Empties the prefix cache: every cached slot that no running request has
+ * locked is evicted, on the engine thread, before it takes the messages
+ * queued after this one (SGLang's /flush_cache). 0 or ERR_NOMEM. */
+int eng_flush_cache(Engine *e);
 
 /* ---- scoring continuations (select) -------------------------------------- */
 

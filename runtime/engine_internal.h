@@ -71,6 +71,8 @@ typedef struct Event {
     uint64_t id;
     int32_t *ids;
     float *lp;
+    SampTokLogprob *top;        /* n_ids * top_n, when top logprobs were asked */
+    int top_n;
     int n_ids;
     char *text;
     size_t len;
@@ -92,6 +94,8 @@ typedef struct {
     int max_new;                /* < 0 unlimited, 0 none */
     int lp_from;                /* input logprobs from this position, -1 none */
     float *in_lp;               /* [n_prompt], valid at [lp_from, n_prompt) */
+    SampTokLogprob *in_top;     /* [n_prompt * in_top_n], likewise (or NULL) */
+    int in_top_n;
     Sampler *samp;
     Detok *dt;
     int n_gen;                  /* == n_toks - n_prompt */
@@ -134,7 +138,7 @@ struct Req {
     Event done_ev;              /* preallocated: completion cannot fail */
 };
 
-typedef enum { MSG_REQ, MSG_CANCEL } MsgKind;
+typedef enum { MSG_REQ, MSG_CANCEL, MSG_FLUSH } MsgKind;
 
 typedef struct Msg {
     struct Msg *next;

@@ -92,11 +92,12 @@ static void sample_next(Engine *e, Seq *s, const float *row)
         }
         allow = (const uint64_t *)(const void *)s->mask;
     }
-    SampOut out = {.top = s->top_n ? s->top + (size_t)s->n_gen * s->top_n : NULL, .top_cap = s->top_n};
     if (eng_seq_reserve(s, s->n_toks + 1)) {
         sched_fail(e, s, ERR_NOMEM, "out of memory");
         return;
     }
+    /* after the reserve, which may move s->top */
+    SampOut out = {.top = s->top_n ? s->top + (size_t)s->n_gen * s->top_n : NULL, .top_cap = s->top_n};
     int32_t tok = samp_sample(s->samp, e->work, row, allow, &out);
     if (tok == ERR_ALL_MASKED && s->cm && cm_can_end(s->cm)) {
         /* only the end was allowed and ignore_eos/min_tokens forbid it:
@@ -214,8 +215,17 @@ void eng_step(Engine *e)
             int lim = s->kind == SEQ_GEN ? s->n_prompt : s->n_toks;
             for (int q = 0; q < m->n_new; q++) {
                 int p = s->n_kv + q + 1;
-                if (p >= s->lp_from && p < lim)
-                    s->in_lp[p] = samp_logprob_of(rows + (size_t)q * V, (size_t)V, s->toks[p]);
+                if (p < s->lp_from || p >= lim) continue;
+                const float *row = rows + (size_t)q * V;
+                if (s->in_top) {
+                    double lse = samp_logsumexp(row, (size_t)V);
+                    s->in_lp[p] = (float)((double)row[s->toks[p]] - lse);
+                    SampTokLogprob *t = s->in_top + (size_t)p * (size_t)s->in_top_n;
+                    int got = samp_top_logprobs(row, (size_t)V, lse, s->in_top_n, t);
+                    for (int k = got; k < s->in_top_n; k++) t[k] = (SampTokLogprob){-1, 0.0f};
+                } else {
+                    s->in_lp[p] = samp_logprob_of(row, (size_t)V, s->toks[p]);
+                }
             }
         }
         s->n_kv += m->n_new;

@@ -84,6 +84,11 @@ typedef struct {
     size_t constraint_len;
     const char *const *choices; /* RT_CONSTRAINT_CHOICES */
     int nchoices;
+    /* Streaming (NULL: none): called with the gen's callback ud for each
+     * piece of text that became final (complete UTF-8, stop strings held
+     * back), on the VM's thread, before the completion callback; the pieces
+     * concatenate to a prefix of the result's text. Not for choices. */
+    void (*on_delta)(void *ud, const char *text, size_t len);
 } RtGenParams;
 
 void rt_gen_params_default(RtGenParams *p);
@@ -124,8 +129,9 @@ typedef struct RtBackend {
                rt_gen_cb cb, void *ud);
     int (*select)(void *ctx, const RtPrompt *prompt, const char *const *choices, int nchoices,
                   RtSelectMethod method, rt_select_cb cb, void *ud);
-    /* Blocks until at least one completion callback has fired (it fires
-     * inside this call). Returns 0, or -1 if nothing is in flight. */
+    /* Blocks until at least one completion callback (or a streamed piece,
+     * RtGenParams.on_delta) has fired (it fires inside this call). Returns
+     * 0, or -1 if nothing is in flight. */
     int (*wait)(void *ctx);
     /* Never blocks: delivers the completions that have already arrived
      * (their callbacks fire inside this call) and returns how many fired,
@@ -138,6 +144,13 @@ typedef struct RtBackend {
      * unless the embedder named a template (sgl_vm_set_chat_template). May
      * be NULL. */
     const char *(*chat_template)(void *ctx);
+    /* Asks the backend to stop the request submitted with callback data ud
+     * (a gen's or a select's): its model work stops (a gen's KV slots are
+     * freed, the prefix it computed stays cached) and its callback still
+     * fires exactly once, later (never inside this call), with a non-zero
+     * status or the text so far. A no-op for an unknown or finished ud.
+     * May be NULL: requests then run to their end. */
+    void (*cancel)(void *ctx, void *ud);
     const char *last_error;     /* message for a non-zero submit return */
 } RtBackend;
 

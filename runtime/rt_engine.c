@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_MARKS 256
 
@@ -25,6 +26,7 @@ struct RtEngine {
     uint64_t serial;    /* names this RtEngine in the token records it makes */
     int max_marks;      /* RtEngineOptions.token_cache_entries */
     int pending;
+    struct Pending *inflight;   /* every Pending from submit to its callback */
     int fired;          /* callbacks run during the current wait() */
     char err[512];
     /* compiled constraints by (kind, source), most recent first: a gen in
@@ -46,8 +48,11 @@ typedef enum { P_GEN, P_SELECT, P_GEN_CHOICES } PendKind;
 
 typedef struct TokRecord TokRecord;
 
-typedef struct {
+typedef struct Pending {
     RtEngine *r;
+    struct Pending *prev, *next;   /* RtEngine.inflight, once submitted */
+    uint64_t id;        /* the engine's request id */
+    void (*on_delta)(void *ud, const char *text, size_t len);
     PendKind kind;
     EngSelectMethod method;
     rt_gen_cb gen_cb;
@@ -62,6 +67,26 @@ typedef struct {
 } Pending;
 
 static void record_release(RtTokens *t);
+
+static void inflight_add(RtEngine *r, Pending *p)
+{
+    p->prev = NULL;
+    p->next = r->inflight;
+    if (r->inflight) r->inflight->prev = p;
+    r->inflight = p;
+    r->pending++;
+}
+
+/* The callback is about to run: p leaves the in-flight list. */
+static void inflight_remove(RtEngine *r, Pending *p)
+{
+    if (p->prev) p->prev->next = p->next;
+    else r->inflight = p->next;
+    if (p->next) p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    r->pending--;
+    r->fired++;
+}
 
 static void pending_free(Pending *p)
 {
@@ -306,12 +331,20 @@ static void on_gen_done(void *ud, const EngResult *res)
     /* prompt text + the generated ids' text -> their ids, for the state */
     TokRecord *rec = res->status == 0 && res->finish != ENG_FINISH_CANCELLED ? record_after_gen(r, p, res) : NULL;
     out.tokens = rec ? &rec->base : NULL;
-    r->pending--;
-    r->fired++;
+    inflight_remove(r, p);
     p->gen_cb(p->ud, &out);
     if (rec) record_release(&rec->base);   /* the VM holds it now, if it kept it */
     free(lp);
     pending_free(p);
+}
+
+/* Streamed text: handed on as it is (complete UTF-8, before any stop). */
+static void on_gen_delta(void *ud, const EngDelta *d)
+{
+    Pending *p = ud;
+    if (d->len == 0) return;
+    p->r->fired++;   /* wait() returns after streamed text too: the embedder may act on it */
+    p->on_delta(p->ud, d->text, d->len);
 }
 
 static void on_score_done(void *ud, const EngScoreResult *res)
@@ -332,8 +365,7 @@ static void on_score_done(void *ud, const EngScoreResult *res)
             error = msg;
         }
     }
-    r->pending--;
-    r->fired++;
+    inflight_remove(r, p);
     if (p->kind == P_SELECT) {
         RtSelectResult out = {.status = status, .error = error, .best = best, .scores = scores,
                               .nscores = status ? 0 : res->n_choices};
@@ -365,14 +397,14 @@ static int submit_score(RtEngine *r, Pending *p, const RtPrompt *pr, const char 
         .on_done = on_score_done,
         .ud = p,
     };
-    int rc = eng_score(r->e, &sp, NULL);
+    int rc = eng_score(r->e, &sp, &p->id);
     free(ids);
     if (rc) {
         snprintf(r->err, sizeof r->err, "%s", eng_last_error(r->e));
         r->be.last_error = r->err;
         return -1;
     }
-    r->pending++;
+    inflight_add(r, p);
     return 0;
 }
 
@@ -520,8 +552,12 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
     gp.n_stop = params->nstop;
     gp.constraint = cons;
     gp.on_done = on_gen_done;
+    if (params->on_delta) {
+        p->on_delta = params->on_delta;
+        gp.on_delta = on_gen_delta;
+    }
     gp.ud = p;
-    int rc = eng_submit(r->e, &gp, NULL);
+    int rc = eng_submit(r->e, &gp, &p->id);
     free(ids);
     if (rc) {
         snprintf(r->err, sizeof r->err, "%s", eng_last_error(r->e));
@@ -529,7 +565,7 @@ static int be_gen(void *ctx, const RtPrompt *pr, const RtGenParams *params, rt_g
         pending_free(p);
         return -1;
     }
-    r->pending++;
+    inflight_add(r, p);
     return 0;
 }
 
@@ -541,17 +577,67 @@ static int be_poll(void *ctx)
     return eng_poll(r->e);
 }
 
+/* 1 when a request in flight streams its text. */
+static int streaming(const RtEngine *r)
+{
+    for (const Pending *p = r->inflight; p; p = p->next)
+        if (p->on_delta) return 1;
+    return 0;
+}
+
+/* eng_wait returns on completions only: while a request streams, poll
+ * instead, so that a streamed piece returns too (the engine publishes one
+ * per decode step), sleeping 50 us doubling to 2 ms between polls. 1 when
+ * something of ours or a completion of anyone's came, 0 when nothing is in
+ * flight in the engine. */
+static int poll_streaming(RtEngine *r)
+{
+    long ns = 50000;
+    r->fired = 0;
+    for (;;) {
+        if (eng_poll(r->e) > 0 || r->fired) return 1;
+        if (eng_in_flight(r->e) == 0) return 0;
+        struct timespec ts = {0, ns};
+        nanosleep(&ts, NULL);
+        if (ns < 2000000) ns *= 2;
+    }
+}
+
+int rt_engine_wait_any(RtEngine *r)
+{
+    if (eng_in_flight(r->e) == 0) return -1;
+    if (streaming(r)) return poll_streaming(r) ? 0 : -1;
+    return eng_wait(r->e) < 0 ? -1 : 0;
+}
+
 static int be_wait(void *ctx)
 {
     RtEngine *r = ctx;
     if (r->pending == 0) return -1;
     r->fired = 0;
+    while (streaming(r) && r->fired == 0) {
+        /* a piece streamed counts as fired: keep on while only others' came */
+        if (!poll_streaming(r)) return r->fired ? 0 : -1;
+        if (r->pending == 0) return 0;
+    }
     while (r->fired == 0) {
         /* other users of the engine may own what arrives; keep pumping
          * until one of ours has run */
         if (eng_wait(r->e) < 0) return r->fired ? 0 : -1;
     }
     return 0;
+}
+
+/* The engine fires the request's on_done later (ENG_FINISH_CANCELLED, or
+ * its result if it finished first), inside a wait or poll. */
+static void be_cancel(void *ctx, void *ud)
+{
+    RtEngine *r = ctx;
+    for (Pending *p = r->inflight; p; p = p->next)
+        if (p->ud == ud) {
+            (void)eng_cancel(r->e, p->id);   /* not found: its result is on its way */
+            return;
+        }
 }
 
 static const char *be_chat_template(void *ctx)
@@ -579,6 +665,7 @@ RtEngine *rt_engine_new(Engine *e, const RtEngineOptions *o, char *err, size_t e
     r->be.wait = be_wait;
     r->be.poll = be_poll;
     r->be.chat_template = be_chat_template;
+    r->be.cancel = be_cancel;
     return r;
 }
 

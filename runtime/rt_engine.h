@@ -64,6 +64,13 @@ RtBackend *rt_engine_backend(RtEngine *r);
 /* Requests submitted through this backend whose callback has not run. */
 int rt_engine_pending(const RtEngine *r);
 
+/* Blocks until any completion of the engine (anyone's: this backend's or
+ * another user's) has been delivered or, while a request of this backend
+ * streams (RtGenParams.on_delta), a piece of its text. 0, or -1 when
+ * nothing is in flight in the engine. The lazy runtime's wait
+ * (runtime/runtime.c) is this. */
+int rt_engine_wait_any(RtEngine *r);
+
 /* The sampling fields of a VM request as the engine's SampParams (what gen
  * submits; public for tests). Stop strings stay with the caller; EOS ids
  * come from the model, so eos_ids/n_eos are left as they were; the

@@ -208,7 +208,7 @@ static int be_wait(void *ctx)
     if (!rt->inner || eng_in_flight(rt->eng) == 0) return -1;
     /* any completion of the engine: the VM's (through rt_engine) and
      * runtime_generate's alike */
-    if (!rt->opt.uv_loop) return eng_wait(rt->eng) < 0 ? -1 : 0;
+    if (!rt->opt.uv_loop) return rt_engine_wait_any(rt->rt);
     /* completions arrive through the engine's uv_async on this loop */
     uv_run(rt->opt.uv_loop, UV_RUN_ONCE);
     return 0;
@@ -222,6 +222,12 @@ static int be_poll(void *ctx)
     return eng_poll(rt->eng);
 }
 
+static void be_cancel(void *ctx, void *ud)
+{
+    Runtime *rt = ctx;
+    if (rt->inner && rt->inner->cancel) rt->inner->cancel(rt->inner->ctx, ud);
+}
+
 static const char *be_chat_template(void *ctx)
 {
     Runtime *rt = ctx;
@@ -230,6 +236,8 @@ static const char *be_chat_template(void *ctx)
 }
 
 RtBackend *runtime_backend(Runtime *rt) { return &rt->backend; }
+
+Engine *runtime_engine(Runtime *rt) { return rt->eng; }
 
 int runtime_open(const RuntimeOptions *o, Runtime **out, char *err, size_t errcap)
 {
@@ -249,6 +257,7 @@ int runtime_open(const RuntimeOptions *o, Runtime **out, char *err, size_t errca
     rt->backend.wait = be_wait;
     rt->backend.poll = be_poll;
     rt->backend.chat_template = be_chat_template;
+    rt->backend.cancel = be_cancel;
     if (!o->lazy && runtime_load(rt) != 0) {
         err_fmt(err, errcap, "%s", rt->err);
         runtime_close(rt);

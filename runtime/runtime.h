@@ -55,6 +55,10 @@ RtBackend *runtime_backend(Runtime *rt);
 
 void runtime_stats(Runtime *rt, RuntimeStats *out);
 
+/* The engine of a loaded runtime (NULL before it is loaded), for the HTTP
+ * server, which submits its requests to the engine directly. */
+struct Engine *runtime_engine(Runtime *rt);
+
 /* Token ids of text (flags: TOK_ENC_*, runtime/tokenizer.h). 0 and a
  * malloc'd *ids, or -1 with a message. */
 int runtime_tokenize(Runtime *rt, const char *text, size_t len, int add_special, int parse_special,

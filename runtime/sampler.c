@@ -147,6 +147,7 @@ struct Sampler {
     SampRng rng;
     int n_generated;
     int32_t *eos, *stop;     /* owned copies of p.eos_ids / p.stop_ids */
+    SampBias *bias;          /* owned copy of p.bias */
     PenSlot *slots;          /* capacity cap (power of two), used entries n_used */
     size_t cap, n_used;
 };
@@ -594,6 +595,16 @@ Sampler *samp_new(const SampParams *p, int n_vocab, char *err, size_t errlen)
         err_fmt(err, errlen, "sampler: frequency/presence penalties must be finite");
         return NULL;
     }
+    if (p->n_bias < 0 || (p->n_bias > 0 && !p->bias)) {
+        err_fmt(err, errlen, "sampler: negative count or missing logit_bias list");
+        return NULL;
+    }
+    for (int i = 0; i < p->n_bias; i++)
+        if (p->bias[i].id < 0 || p->bias[i].id >= n_vocab || !isfinite(p->bias[i].bias)) {
+            err_fmt(err, errlen, "sampler: logit_bias for token %d: the id must be in [0, %d) and the bias finite",
+                    p->bias[i].id, n_vocab);
+            return NULL;
+        }
     if (p->top_logprobs < 0 || p->min_tokens < 0 || p->n_eos < 0 || p->n_stop < 0 ||
         (p->n_eos > 0 && !p->eos_ids) || (p->n_stop > 0 && !p->stop_ids)) {
         err_fmt(err, errlen, "sampler: negative count or missing id list");
@@ -605,9 +616,12 @@ Sampler *samp_new(const SampParams *p, int n_vocab, char *err, size_t errlen)
     s->n_vocab = n_vocab;
     s->eos = dup_ids(p->eos_ids, p->n_eos);
     s->stop = dup_ids(p->stop_ids, p->n_stop);
-    if (!s->eos || !s->stop) goto nomem;
+    s->bias = malloc((size_t)(p->n_bias ? p->n_bias : 1) * sizeof *s->bias);
+    if (!s->eos || !s->stop || !s->bias) goto nomem;
+    if (p->n_bias) memcpy(s->bias, p->bias, (size_t)p->n_bias * sizeof *s->bias);
     s->p.eos_ids = s->eos;
     s->p.stop_ids = s->stop;
+    s->p.bias = s->bias;
     samp_rng_seed(&s->rng, p->has_seed ? p->seed : unseeded_seed());
     return s;
 nomem:
@@ -621,6 +635,7 @@ void samp_free(Sampler *s)
     if (!s) return;
     free(s->eos);
     free(s->stop);
+    free(s->bias);
     free(s->slots);
     free(s);
 }
@@ -726,6 +741,7 @@ int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t
             const PenSlot *sl = &s->slots[i];
             if (sl->id >= 0 && (size_t)sl->id < n) w->row[sl->id] = penalize(p, sl, w->row[sl->id]);
         }
+        for (int i = 0; i < p->n_bias; i++) w->row[p->bias[i].id] += p->bias[i].bias;
         size_t best = 0;
         for (size_t i = 1; i < n; i++)
             if (w->row[i] > w->row[best]) best = i;
@@ -747,6 +763,10 @@ int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t
     samp_cands_init(&c, w->cands, logits, n);
     int rc = samp_step_penalties(&c, s);
     if (rc < 0) return rc;
+    if (p->n_bias) {   /* the list is still the identity: data[id] is token id */
+        for (int i = 0; i < p->n_bias; i++) c.data[p->bias[i].id].logit += p->bias[i].bias;
+        c.sorted = c.has_p = 0;
+    }
     if (s->n_generated < p->min_tokens) {
         samp_step_ban(&c, s->stop, p->n_stop);
         if (!p->ignore_eos) samp_step_ban(&c, s->eos, p->n_eos);

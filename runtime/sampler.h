@@ -5,7 +5,7 @@
  * counts that penalties need, the stop conditions) and the chain of small
  * steps that turn logits into a token, in this order:
  *
- *     logits ─► penalties ─► min_tokens mask ─► allow-mask ─► temperature
+ *     logits ─► penalties ─► logit bias ─► min_tokens mask ─► allow-mask ─► temperature
  *            ─► top-k ─► top-p ─► min-p ─► pick (greedy or random draw)
  *
  * Each step is a public function over a candidate list (SampCands), so a
@@ -143,6 +143,12 @@ int samp_top_logprobs(const float *logits, size_t size, double lse, int n,
 
 typedef enum { SAMP_LOGPROBS_RAW, SAMP_LOGPROBS_PROCESSED } SampLogprobMode;
 
+/* OpenAI's logit_bias: added to one token's logit (after the penalties). */
+typedef struct {
+    int32_t id;
+    float bias;
+} SampBias;
+
 typedef struct {
     float temperature;           /* < 1e-5: greedy. Default 1 */
     int top_k;                   /* <= 0: off */
@@ -164,6 +170,8 @@ typedef struct {
     int n_eos;
     const int32_t *stop_ids;     /* likewise */
     int n_stop;
+    const SampBias *bias;        /* logit_bias (borrowed for samp_new only: it copies) */
+    int n_bias;
 } SampParams;
 
 /* temperature 1, no truncation, no penalties, unseeded, no logprobs,

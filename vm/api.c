@@ -88,6 +88,31 @@ void sgl_vm_free(sgl_vm *vm)
 
 void sgl_vm_set_backend(sgl_vm *vm, struct RtBackend *backend) { vm_set_backend(vm->vm, backend); }
 
+void sgl_vm_set_events(sgl_vm *vm, sgl_event_fn fn, void *ud)
+{
+    vm->events = fn;
+    vm->events_ud = fn ? ud : NULL;
+    vm_set_events(vm->vm, fn ? api_event : NULL, vm);
+}
+
+void api_event(void *ud, const VmEvent *ev)
+{
+    sgl_vm *vm = ud;
+    if (!vm->events) return;
+    ApiRunHook *h = vm_run_ud(ev->run);
+    sgl_event out = {
+        .kind = ev->kind == VM_EV_TEXT ? SGL_EV_TEXT : SGL_EV_VAR,
+        .task = h ? h->task : NULL,
+        .branch = ev->branch,
+        .name = ev->name,
+        .data = ev->data,
+        .len = ev->len,
+    };
+    vm->events(vm->events_ud, &out);
+}
+
+void sgl_vm_set_limits(sgl_vm *vm, uint64_t max_steps, size_t max_heap) { vm_set_limits(vm->vm, max_steps, max_heap); }
+
 void sgl_vm_set_output(sgl_vm *vm, void (*write)(void *ud, const char *s, size_t n), void *ud)
 {
     vm_set_output(vm->vm, write, ud);
@@ -219,6 +244,46 @@ sgl_status sgl_program_load(sgl_vm *vm, const char *path, sgl_program **out)
 }
 
 void sgl_program_disasm(const sgl_program *prog, FILE *out) { disasm_program(prog->prog, out); }
+
+char *sgl_program_signature_json(const sgl_program *prog)
+{
+    const Program *p = prog->prog;
+    const Module *m = &p->mods[0];
+    StrBuf b;
+    sb_init(&b);
+    sb_appends(&b, "{\"functions\":[");
+    int nfn = 0;
+    for (int g = 0; g < m->nglobals; g++) {
+        if (m->global_fn[g] < 0) continue;
+        const Proto *f = p->protos[m->global_fn[g]];
+        if (nfn++) sb_appendc(&b, ',');
+        sb_appends(&b, "{\"name\":");
+        json_quote(&b, m->globals[g], strlen(m->globals[g]));
+        sb_appends(&b, ",\"params\":[");
+        for (int i = 0; i < f->nparams; i++) {
+            if (i) sb_appendc(&b, ',');
+            sb_appends(&b, "{\"name\":");
+            json_quote(&b, f->param_names[i], strlen(f->param_names[i]));
+            const char *d = f->param_defaults ? f->param_defaults[i] : NULL;
+            /* the compiler's "J" + JSON of a literal, or "E" + source text */
+            if (!(f->required >> i & 1) && d && d[0] == 'J') {
+                sb_appends(&b, ",\"default\":");
+                sb_appends(&b, d + 1);
+            } else if (!(f->required >> i & 1) && d && d[0] == 'E') {
+                sb_appends(&b, ",\"default_expr\":");
+                json_quote(&b, d + 1, strlen(d + 1));
+            }
+            sb_appendc(&b, '}');
+        }
+        sb_appends(&b, "]}");
+    }
+    sb_appends(&b, "]}");
+    if (b.oom) {
+        sb_free(&b);
+        return NULL;
+    }
+    return sb_detach(&b);
+}
 
 void sgl_program_free(sgl_program *prog)
 {
@@ -469,6 +534,7 @@ static sgl_status run_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto
     sgl_task *t;
     sgl_status st = task_start_bound(vm, prog, slot, proto, args, mask, NULL, NULL, &t);
     if (st != SGL_OK) return st;
+    task_hide(t);
     drive(vm);
     char *res = NULL;
     st = sgl_task_result(t, &res);

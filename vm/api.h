@@ -17,6 +17,7 @@
  * driver; it must not call into the VM). */
 typedef struct ApiRunHook {
     void (*finished)(struct ApiRunHook *h, VmRun *r);
+    sgl_task *task;    /* what the run's events name: the embedder's task, or NULL */
 } ApiRunHook;
 
 struct sgl_vm {
@@ -32,6 +33,9 @@ struct sgl_vm {
     void *progress_ud;
     char *result_text;         /* final text of the last successful run; malloc'd */
     size_t result_len;
+    sgl_event_fn events;       /* sgl_vm_set_events */
+    void *events_ud;
+    int driving;               /* inside sgl_vm_run_ready (done callbacks then wait for it) */
 };
 
 struct sgl_program {
@@ -63,11 +67,15 @@ char *error_json(const char *msg);
 sgl_status task_start_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto *proto, Value *args,
                             uint64_t mask, sgl_task_done_fn done, void *ud, sgl_task **out);
 VmRun *task_run(const sgl_task *t);
+/* The task is the library's own (sgl_run): its events name no task. */
+void task_hide(sgl_task *t);
 /* The blocking driver: runs and waits on the backend until no fiber waits
  * on the model (every run finished, no call left in flight). */
 void drive(sgl_vm *vm);
 /* The VM's run-done hook: calls the run's ApiRunHook. */
 void api_run_done(void *ud, VmRun *r);
+/* The VM's event hook: the event as an sgl_event, to the embedder's fn. */
+void api_event(void *ud, const VmEvent *ev);
 
 #pragma GCC visibility pop
 

@@ -61,6 +61,7 @@ sgl_status task_start_bound(sgl_vm *vm, sgl_program *prog, int slot, const Proto
         return fail(vm, SGL_ERR_RUNTIME, "error: out of memory");
     }
     t->hook.finished = task_finished;
+    t->hook.task = t;
     t->vm = vm;
     t->done = done;
     t->ud = ud;
@@ -88,6 +89,7 @@ sgl_status sgl_task_start(sgl_vm *vm, sgl_program *prog, const char *fn, const c
 }
 
 VmRun *task_run(const sgl_task *t) { return t->run; }
+void task_hide(sgl_task *t) { t->hook.task = NULL; }
 
 int sgl_task_finished(const sgl_task *t) { return vm_run_finished(t->run); }
 
@@ -124,22 +126,39 @@ void sgl_task_free(sgl_task *t)
     free(t);
 }
 
+/* Calls the done callbacks of the finished tasks queued so far. */
+static void run_done_callbacks(sgl_vm *vm)
+{
+    while (vm->done_head) {
+        sgl_task *t = vm->done_head;
+        vm->done_head = t->next_done;
+        if (!vm->done_head) vm->done_tail = NULL;
+        t->queued = 0;
+        t->done(t->ud, t);
+    }
+}
+
 int sgl_vm_run_ready(sgl_vm *vm)
 {
     int waiting;
+    vm->driving++;
     for (;;) {
         waiting = vm_run_ready(vm->vm);
         if (!vm->done_head) break;
         /* a done callback may start tasks: run those too */
-        while (vm->done_head) {
-            sgl_task *t = vm->done_head;
-            vm->done_head = t->next_done;
-            if (!vm->done_head) vm->done_tail = NULL;
-            t->queued = 0;
-            t->done(t->ud, t);
-        }
+        run_done_callbacks(vm);
     }
+    vm->driving--;
     return waiting;
+}
+
+void sgl_task_cancel(sgl_task *t)
+{
+    if (!t || vm_run_finished(t->run)) return;
+    sgl_vm *vm = t->vm;
+    vm_run_cancel(vm->vm, t->run, "cancelled");
+    /* outside the driver nothing else would call the done callback now */
+    if (!vm->driving) run_done_callbacks(vm);
 }
 
 void drive(sgl_vm *vm)
@@ -149,7 +168,10 @@ void drive(sgl_vm *vm)
          * nothing of the run is left in flight when it returns */
         if (sgl_vm_run_ready(vm) == 0) return;
         RtBackend *be = vm_backend(vm->vm);
-        if (!be || !be->wait || be->wait(be->ctx) < 0) {
+        vm->driving++;   /* a task cancelled from an event: its done waits for the driver */
+        int rc = be && be->wait ? be->wait(be->ctx) : -1;
+        vm->driving--;
+        if (rc < 0) {
             /* nothing will complete: the waiting runs fail */
             vm_run_all(vm->vm);
             return;

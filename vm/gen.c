@@ -174,6 +174,7 @@ static void on_gen(void *ud, const RtGenResult *res)
     Value result = pd->append_text ? val_obj(text) : v;
     if (st && VAL_IS_STRING(pd->name)) {
         map_set(st->vars, pd->name, v);
+        vm_event_var(vm, pd->f, pd->name, v);
         if (pd->logprobs) {
             ObjList *lp = list_new(h, (size_t)(res->n_logprobs > 0 ? res->n_logprobs : 0));
             if (lp) {
@@ -184,6 +185,13 @@ static void on_gen(void *ud, const RtGenResult *res)
     }
     vm_wait_done(vm, pd->f, result);
     free(pd);
+}
+
+/* Streamed text, as the event of the fiber whose gen it is. */
+static void on_gen_delta(void *ud, const char *text, size_t len)
+{
+    Pending *pd = ud;
+    vm_event_text(pd->vm, pd->f, pd->name, text, len);
 }
 
 static void on_select(void *ud, const RtSelectResult *res)
@@ -202,6 +210,7 @@ static void on_select(void *ud, const RtSelectResult *res)
     ObjState *st = vm_fiber_state(pd->f);
     if (st && VAL_IS_STRING(pd->name)) {
         map_set(st->vars, pd->name, choice);
+        vm_event_var(vm, pd->f, pd->name, choice);
         ObjList *scores = list_new(vm_heap(vm), (size_t)(res->nscores > 0 ? res->nscores : 0));
         if (scores) {
             for (int i = 0; i < res->nscores; i++) list_push(scores, val_float(res->scores[i]));
@@ -234,6 +243,7 @@ static int submit_select(VM *vm, const char *fn, Value name, ObjList *choices, R
     pd->choices = choices;
     pd->fn = fn;
     pd->f = vm_wait_begin(vm, out);
+    vm_wait_request(vm, pd->f, pd);
     int rc = be->select(be->ctx, &pr, texts, (int)choices->len, method, on_select, pd);
     free(texts);
     free(segs);
@@ -528,6 +538,8 @@ static int submit_gen(GenCall *c, Value *out)
     pd->logprobs = c->p.logprobs;
     pd->fn = "gen";
     pd->f = vm_wait_begin(vm, out);
+    vm_wait_request(vm, pd->f, pd);
+    if (vm_events_on(vm)) c->p.on_delta = on_gen_delta;
     int sub = be->gen(be->ctx, &pr, &c->p, on_gen, pd);
     free(segs);
     if (sub != 0) {

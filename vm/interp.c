@@ -30,12 +30,14 @@
 #define VM_COMPUTED_GOTO 1
 #endif
 
+/* dt is disptab, or with a step limit (max_steps) counttab, whose every
+ * entry counts the instruction first (L_count): no cost without a limit. */
 #ifdef VM_COMPUTED_GOTO
-#define vmdispatch(o) goto *disptab[o];
+#define vmdispatch(o) goto *dt[o];
 #define vmcase(l) L_##l:
 #define vmbreak \
     i = *pc++;  \
-    goto *disptab[GET_OP(i)]
+    goto *dt[GET_OP(i)]
 #else
 #define vmdispatch(o) switch ((int)(o))
 #define vmcase(l) case l:
@@ -67,6 +69,10 @@
         if (gc_due(&vm->heap)) {                   \
             savestate();                           \
             vm_collect(vm);                        \
+            if (vm_heap_over(vm, f)) {             \
+                savepc();                          \
+                goto on_error;                     \
+            }                                      \
         }                                          \
     } while (0)
 #define vmraise(...)                  \
@@ -156,6 +162,10 @@ void vm_execute(VM *vm, Fiber *f)
         OPCODES(OP_LABEL)
 #undef OP_LABEL
     };
+    static const void *const counttab[OP__COUNT] = {[0 ... OP__COUNT - 1] = &&L_count};
+    const void *const *dt = f->run->max_steps ? counttab : disptab;
+#else
+    const int counting = f->run->max_steps != 0;
 #endif
     CallFrame *fr;
     ObjClosure *cl;
@@ -174,6 +184,12 @@ void vm_execute(VM *vm, Fiber *f)
     load_frame();
     for (;;) {
         i = *pc++;
+#ifndef VM_COMPUTED_GOTO
+        if (counting && vm_step_over(vm, f)) {
+            savepc();
+            goto on_error;
+        }
+#endif
         vmdispatch(GET_OP(i)) {
             vmcase(OP_MOVE) {
                 *RA(i) = *RB(i);
@@ -752,6 +768,16 @@ void vm_execute(VM *vm, Fiber *f)
         prompt_branch_done(vm, f);
         return;
     }
+
+#ifdef VM_COMPUTED_GOTO
+    L_count: {
+        if (vm_step_over(vm, f)) {
+            savepc();
+            goto on_error;
+        }
+        goto *disptab[GET_OP(i)];
+    }
+#endif
 
     on_error: {
         const char *msg = vm->raise_msg ? vm->raise_msg : "unknown error";

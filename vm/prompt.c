@@ -103,6 +103,7 @@ int prompt_fork(VM *vm, Fiber *f, Value *base, int a, int b)
         }
         br->parent = f;
         br->branch = (int)i;
+        br->ev_branch = ++f->run->nbranches;
         br->state = state_copy(&vm->heap, f->state);
         if (!br->state || fiber_call_entry(vm, br, body, &item, 1, 1) < 0) {
             fiber_cancel_branches(vm, f);

@@ -25,16 +25,24 @@ Fiber *vm_wait_begin(VM *vm, Value *out)
     return f;
 }
 
+void vm_wait_request(VM *vm, Fiber *f, void *req)
+{
+    (void)vm;
+    if (f) f->wait_req = req;
+}
+
 void vm_wait_cancel(VM *vm, Fiber *f)
 {
     if (!f || f->status != FIB_WAIT_MODEL) return;
     f->status = FIB_RUNNING;
+    f->wait_req = NULL;
     vm->stats.waiting_model--;
 }
 
 void vm_wait_done(VM *vm, Fiber *f, Value result)
 {
     if (!f || f->status != FIB_WAIT_MODEL) return;
+    f->wait_req = NULL;
     vm->stats.waiting_model--;
     if (f->cancelled) {
         fiber_free(vm, f);
@@ -48,6 +56,7 @@ void vm_wait_done(VM *vm, Fiber *f, Value result)
 void vm_wait_fail(VM *vm, Fiber *f, const char *msg)
 {
     if (!f || f->status != FIB_WAIT_MODEL) return;
+    f->wait_req = NULL;
     vm->stats.waiting_model--;
     if (f->cancelled) {
         fiber_free(vm, f);
@@ -111,6 +120,8 @@ VmRun *vm_run_new(VM *vm, Program *p, int entry_slot, const Value *args, int nar
     r->argmask = argmask;
     r->ud = ud;
     r->value = val_nil();
+    r->max_steps = vm->max_steps;
+    r->max_heap = vm->max_heap;
     r->mods = calloc((size_t)p->nmods, sizeof(ObjModule *));
     r->nmods_cap = p->nmods;
     if (nargs > 0) r->args = malloc((size_t)nargs * sizeof(Value));
@@ -213,6 +224,10 @@ int vm_session_run(VM *vm, VmRun *r, Proto *init)
     }
     f->state = r->state;
     r->finished = r->failed = 0;
+    r->cancel_pending = 0;
+    r->max_steps = vm->max_steps;   /* each chunk is a run of its own */
+    r->steps = 0;
+    r->max_heap = vm->max_heap;
     free(r->error);
     r->error = NULL;
     r->value = val_nil();
@@ -256,11 +271,56 @@ static void fail_stuck(VM *vm)
     }
 }
 
+/* Frees or cancels the fibers of r (the run is going away or failing):
+ * those waiting on the model stay until their callback, their requests
+ * cancelled in the backend when cancel_requests. */
+static void release_fibers(VM *vm, VmRun *r, int cancel_requests)
+{
+    RtBackend *be = vm->backend;
+    for (Fiber *f = vm->all; f;) {
+        Fiber *next = f->next_all;
+        if (f->run == r) {
+            f->cancelled = 1;
+            f->parent = NULL;
+            if (f->status != FIB_WAIT_MODEL) fiber_free(vm, f);
+            else if (cancel_requests && f->wait_req && be && be->cancel) be->cancel(be->ctx, f->wait_req);
+        }
+        f = next;
+    }
+}
+
+/* 1 when a fiber of r is running now (inside an instruction or a native). */
+static int run_is_running(const VM *vm, const VmRun *r)
+{
+    for (const Fiber *f = vm->all; f; f = f->next_all)
+        if (f->run == r && f->status == FIB_RUNNING) return 1;
+    return 0;
+}
+
+void vm_run_cancel(VM *vm, VmRun *r, const char *msg)
+{
+    if (r->finished) return;
+    if (run_is_running(vm, r)) {
+        r->cancel_pending = 1;   /* vm_run_ready, when the fiber stops */
+        return;
+    }
+    r->cancel_pending = 0;
+    release_fibers(vm, r, 1);
+    r->finished = r->failed = 1;
+    free(r->error);
+    r->error = strdup(msg);
+    run_notify(r);
+}
+
 int vm_run_ready(VM *vm)
 {
     int outer = vm->driving;
     vm->driving = 1;
-    for (Fiber *f; (f = fiber_ready_pop(vm));) vm_execute(vm, f);
+    for (Fiber *f; (f = fiber_ready_pop(vm));) {
+        VmRun *r = f->run;
+        vm_execute(vm, f);
+        if (r->cancel_pending && !run_is_running(vm, r)) vm_run_cancel(vm, r, "cancelled");
+    }
     vm->driving = outer;
     if (vm->stats.waiting_model == 0 && !outer) fail_stuck(vm);
     return (int)vm->stats.waiting_model;
@@ -297,15 +357,7 @@ ObjState *vm_run_state(const VmRun *r) { return r->state; }
  * model are only cancelled; the backend's callback frees them later). */
 static void run_release(VM *vm, VmRun *r, VmRun **head)
 {
-    for (Fiber *f = vm->all; f;) {
-        Fiber *next = f->next_all;
-        if (f->run == r) {
-            f->cancelled = 1;
-            f->parent = NULL;
-            if (f->status != FIB_WAIT_MODEL) fiber_free(vm, f);
-        }
-        f = next;
-    }
+    release_fibers(vm, r, 1);
     if (r->prev) r->prev->next = r->next;
     else *head = r->next;
     if (r->next) r->next->prev = r->prev;

@@ -253,6 +253,22 @@ void heap_collect(Heap *h, void (*mark_roots)(void *ud, void *gray), void *ud)
     h->next_gc = live * 2 > GC_MIN_NEXT ? live * 2 : GC_MIN_NEXT;
 }
 
+size_t heap_measure(Heap *h, void (*mark_roots)(void *ud, void *gray), void *ud)
+{
+    GrayStack g = {0};
+    if (mark_roots) mark_roots(ud, &g);
+    while (g.len > 0) trace(g.items[--g.len], &g);
+    free(g.items);
+    size_t live = 0;
+    for (size_t i = 0; i < h->nobjects; i++) {
+        Obj *o = h->objects[i];
+        if (!o->marked) continue;
+        o->marked = false;
+        live += obj_size(o);
+    }
+    return live;
+}
+
 /* ------------------------------------------------------------------ */
 /* strings                                                             */
 

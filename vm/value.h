@@ -214,6 +214,9 @@ void heap_mark_obj(Obj *o, void *gray);
 /* Runs a full collection: calls mark_roots(ud, gray) which must call
  * heap_mark_value/heap_mark_obj for every root, then traces and sweeps. */
 void heap_collect(Heap *h, void (*mark_roots)(void *ud, void *gray), void *ud);
+/* The bytes of the objects reachable from the roots mark_roots marks,
+ * without collecting anything (the marks are cleared again). */
+size_t heap_measure(Heap *h, void (*mark_roots)(void *ud, void *gray), void *ud);
 static inline bool heap_should_collect(const Heap *h) { return h->bytes_allocated > h->next_gc; }
 
 /* ---- strings ---- */

@@ -6,6 +6,7 @@
  */
 #include "vm/vm_internal.h"
 #include "base/err.h"
+#include "vm/json.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -215,27 +216,46 @@ oom:
 /* ------------------------------------------------------------------ */
 /* garbage collection                                                  */
 
+static void mark_fiber(Fiber *f, void *gray)
+{
+    size_t top = f->top < f->stack_cap ? f->top : f->stack_cap;
+    for (size_t i = 0; i < top; i++) heap_mark_value(f->stack[i], gray);
+    for (int i = 0; i < f->nframes; i++) heap_mark_obj((Obj *)f->frames[i].cl, gray);
+    for (ObjUpvalue *uv = f->open; uv; uv = uv->next_open) heap_mark_obj((Obj *)uv, gray);
+    heap_mark_obj((Obj *)f->state, gray);
+    heap_mark_obj((Obj *)f->fork_results, gray);
+}
+
+static void mark_run(VmRun *r, void *gray)
+{
+    for (int i = 0; i < r->nmods_cap; i++) heap_mark_obj((Obj *)r->mods[i], gray);
+    for (int i = 0; i < r->nargs; i++) heap_mark_value(r->args[i], gray);
+    heap_mark_value(r->value, gray);
+    heap_mark_obj((Obj *)r->state, gray);
+}
+
 static void mark_roots(void *ud, void *gray)
 {
     VM *vm = ud;
     for (Fiber *f = vm->all; f; f = f->next_all) {
-        size_t top = f->top < f->stack_cap ? f->top : f->stack_cap;
-        for (size_t i = 0; i < top; i++) heap_mark_value(f->stack[i], gray);
+        mark_fiber(f, gray);
         /* dead slots above the top may hold values about to be swept */
+        size_t top = f->top < f->stack_cap ? f->top : f->stack_cap;
         for (size_t i = top; i < f->stack_cap; i++) f->stack[i] = val_nil();
-        for (int i = 0; i < f->nframes; i++) heap_mark_obj((Obj *)f->frames[i].cl, gray);
-        for (ObjUpvalue *uv = f->open; uv; uv = uv->next_open) heap_mark_obj((Obj *)uv, gray);
-        heap_mark_obj((Obj *)f->state, gray);
-        heap_mark_obj((Obj *)f->fork_results, gray);
     }
-    for (VmRun *r = vm->runs; r; r = r->next) {
-        for (int i = 0; i < r->nmods_cap; i++) heap_mark_obj((Obj *)r->mods[i], gray);
-        for (int i = 0; i < r->nargs; i++) heap_mark_value(r->args[i], gray);
-        heap_mark_value(r->value, gray);
-        heap_mark_obj((Obj *)r->state, gray);
-    }
+    for (VmRun *r = vm->runs; r; r = r->next) mark_run(r, gray);
     for (VmRun *r = vm->aux; r; r = r->next)
         for (int i = 0; i < r->nmods_cap; i++) heap_mark_obj((Obj *)r->mods[i], gray);
+}
+
+/* The roots of one run: what it alone keeps alive (an object it shares
+ * with another run counts for it too). */
+static void mark_run_roots(void *ud, void *gray)
+{
+    VmRun *r = ud;
+    for (Fiber *f = r->vm->all; f; f = f->next_all)
+        if (f->run == r) mark_fiber(f, gray);
+    mark_run(r, gray);
 }
 
 /* Pacing: a full collection costs a walk over every live object, so the
@@ -248,7 +268,82 @@ static void mark_roots(void *ud, void *gray)
 void vm_collect(VM *vm)
 {
     heap_collect(&vm->heap, mark_roots, vm);
-    size_t paced = vm->heap.bytes_allocated * GC_PAUSE;
+    size_t live = vm->heap.bytes_allocated;
+    size_t paced = live * GC_PAUSE;
     if (paced > vm->heap.next_gc) vm->heap.next_gc = paced;
+    /* with a heap limit, collect again once the heap has grown by
+     * max_heap at most (or passed it): a run cannot go far past its limit
+     * unseen */
+    size_t lim = 0;
+    for (VmRun *r = vm->runs; r; r = r->next)
+        if (r->max_heap && !r->finished && (!lim || r->max_heap < lim)) lim = r->max_heap;
+    if (lim) {
+        size_t next = live < lim ? lim : live + lim;
+        if (next < vm->heap.next_gc) vm->heap.next_gc = next;
+    }
     vm->stats.collections++;
+}
+
+/* ------------------------------------------------------------------ */
+/* limits                                                              */
+
+void vm_set_limits(VM *vm, uint64_t max_steps, size_t max_heap)
+{
+    vm->max_steps = max_steps;
+    vm->max_heap = max_heap;
+}
+
+int vm_heap_over(VM *vm, Fiber *f)
+{
+    VmRun *r = f->run;
+    if (!r->max_heap || vm->heap.bytes_allocated <= r->max_heap) return 0;
+    size_t held = heap_measure(&vm->heap, mark_run_roots, r);
+    if (held <= r->max_heap) return 0;
+    vm_raise(vm, "heap limit exceeded: the run holds %zu bytes of live heap (max_heap %zu)", held, r->max_heap);
+    return 1;
+}
+
+int vm_step_over(VM *vm, Fiber *f)
+{
+    VmRun *r = f->run;
+    if (r->steps >= r->max_steps) {
+        vm_raise(vm, "step limit exceeded: the run executed %llu instructions (max_steps %llu)",
+                 (unsigned long long)r->steps, (unsigned long long)r->max_steps);
+        return 1;
+    }
+    r->steps++;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* events                                                              */
+
+void vm_set_events(VM *vm, void (*fn)(void *ud, const VmEvent *ev), void *ud)
+{
+    vm->events = fn;
+    vm->events_ud = fn ? ud : NULL;
+}
+
+int vm_events_on(const VM *vm) { return vm->events != NULL; }
+
+void vm_event_text(VM *vm, Fiber *f, Value name, const char *text, size_t len)
+{
+    if (!vm->events || !f || f->cancelled) return;
+    VmEvent ev = {VM_EV_TEXT, f->run, f->ev_branch, VAL_IS_STRING(name) ? AS_STRING(name)->chars : NULL, text, len};
+    vm->events(vm->events_ud, &ev);
+}
+
+void vm_event_var(VM *vm, Fiber *f, Value name, Value v)
+{
+    if (!vm->events || !f || f->cancelled || !VAL_IS_STRING(name)) return;
+    StrBuf b;
+    sb_init(&b);
+    json_encode(&b, v, JSON_RESULT, NULL);
+    if (b.oom) {
+        sb_free(&b);
+        return;
+    }
+    VmEvent ev = {VM_EV_VAR, f->run, f->ev_branch, AS_STRING(name)->chars, b.data ? b.data : "", b.len};
+    vm->events(vm->events_ud, &ev);
+    sb_free(&b);
 }

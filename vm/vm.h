@@ -171,6 +171,48 @@ void vm_aux_free(VM *vm, VmRun *r);
  * (gen, select, fork): that is an error. */
 int vm_call_now(VM *vm, VmRun *r, ObjState *st, Value fn, const Value *args, int nargs, Value *out);
 
+/* ---- events: a run's progress as it happens (include/sgl.h's sgl_event) ----
+ * TEXT: a gen's text as the backend streams it (RtGenParams.on_delta), with
+ * the variable it captures into (or NULL); VAR: a variable a gen or select
+ * captured, its value as compact JSON (vm/json.h, JSON_RESULT). `branch`
+ * is the fiber's: 0 for a run's root, fork branches 1, 2, ... in creation
+ * order within the run. Delivered on the VM's thread from inside the
+ * backend's callbacks (in wait/poll, or in submit for a backend that
+ * completes at once); the pointers live for the call. */
+typedef enum { VM_EV_TEXT = 1, VM_EV_VAR = 2 } VmEventKind;
+typedef struct {
+    VmEventKind kind;
+    VmRun *run;
+    int branch;
+    const char *name;
+    const char *data;
+    size_t len;
+} VmEvent;
+/* NULL turns them off. */
+void vm_set_events(VM *vm, void (*fn)(void *ud, const VmEvent *ev), void *ud);
+int vm_events_on(const VM *vm);
+/* For vm/gen.c: fiber f's gen streamed text / captured a variable. */
+void vm_event_text(VM *vm, Fiber *f, Value name, const char *text, size_t len);
+void vm_event_var(VM *vm, Fiber *f, Value name, Value v);
+
+/* ---- cancel and limits ---- */
+/* Records the callback data of the request fiber f now waits on (after
+ * vm_wait_begin, before submitting): vm_run_cancel hands it to
+ * backend->cancel. */
+void vm_wait_request(VM *vm, Fiber *f, void *req);
+/* Ends an unfinished run now with error msg: its fibers are freed, those
+ * waiting on the model are cancelled in the backend (backend->cancel; they
+ * are freed when the callback comes). The run-done hook fires. Called
+ * while one of its fibers runs (from an event of its own), it takes effect
+ * as soon as that fiber stops. */
+void vm_run_cancel(VM *vm, VmRun *r, const char *msg);
+/* For runs started from now on (sessions: each chunk): at most max_steps
+ * instructions (0: no limit) and max_heap bytes of live heap held by the
+ * run (0: no limit), checked at the collector's safe points; past either
+ * the run fails with a runtime error naming the limit, at the instruction
+ * that passed it. */
+void vm_set_limits(VM *vm, uint64_t max_steps, size_t max_heap);
+
 /* Statistics, for tests and --stats. */
 typedef struct {
     size_t fibers_live;       /* fibers that exist now */

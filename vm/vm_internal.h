@@ -72,6 +72,8 @@ struct Fiber {
     ObjList *fork_results;  /* while waiting on a fork: branch states */
     int fork_pending;
     size_t wait_slot;       /* while waiting on the model: where the result goes */
+    void *wait_req;         /* ...and the request's callback data (vm_wait_request), for cancel */
+    int ev_branch;          /* events' branch number: 0 root, fork branches 1, 2, ... per run */
     HelperOut *helper;      /* FIB_HELPER: its caller's outcome slot (NULL once abandoned) */
 };
 
@@ -90,6 +92,11 @@ struct VmRun {
     Value value;
     ObjState *state;
     void *ud;               /* vm_run_set_ud */
+    int nbranches;          /* fork branches created so far (events number them) */
+    uint64_t max_steps;     /* vm_set_limits when it started (0: none) */
+    uint64_t steps;         /* instructions counted against max_steps */
+    size_t max_heap;        /* vm_set_limits when it started (0: none) */
+    int cancel_pending;     /* vm_run_cancel while one of its fibers ran: done after it */
 };
 
 typedef VmNative NativeEntry;
@@ -119,6 +126,10 @@ struct VM {
     void (*wake)(void *ud); /* vm_set_wake */
     void *wake_ud;
     int driving;            /* inside vm_run_ready: readiness needs no wake */
+    void (*events)(void *ud, const VmEvent *ev);   /* vm_set_events */
+    void *events_ud;
+    uint64_t max_steps;     /* vm_set_limits: for runs started from now on */
+    size_t max_heap;
 };
 
 /* ---- fiber.c ---- */
@@ -172,6 +183,13 @@ int prompt_role_end(VM *vm, Fiber *f, int role);
 /* 1 when f now waits on its branches, 0 when there were none, -1 on error. */
 int prompt_fork(VM *vm, Fiber *f, Value *base, int a, int b);
 void prompt_branch_done(VM *vm, Fiber *br);
+
+/* ---- vm.c: limits ---- */
+/* After a collection inside f's instruction: 1 when f's run holds more
+ * live heap than its max_heap (the message is raised). */
+int vm_heap_over(VM *vm, Fiber *f);
+/* Counts one instruction of f's run: 1 when it would pass max_steps (raised). */
+int vm_step_over(VM *vm, Fiber *f);
 
 /* ---- interp.c ---- */
 /* Runs f until it finishes, fails or waits. */

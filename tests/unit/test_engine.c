@@ -957,3 +957,57 @@ Test(rt_engine, sampling_params_from_the_vm_request)
     cr_assert_eq(p.max_tokens, 32);
     cr_assert_eq(p.top_logprobs, 3);
 }
+
+typedef struct {
+    int done, n, k;
+    float lp[256];
+    SampTokLogprob top[256 * 4];
+} InTop;
+
+static void on_intop(void *ud, const EngResult *r)
+{
+    InTop *x = ud;
+    x->done = 1;
+    cr_assert_eq(r->status, 0);
+    x->n = r->n_input_logprobs;
+    x->k = r->input_top_per_token;
+    memcpy(x->lp, r->input_logprobs, (size_t)x->n * sizeof(float));
+    if (r->input_top) memcpy(x->top, r->input_top, (size_t)x->n * (size_t)x->k * sizeof *x->top);
+}
+
+Test(engine, input_top_logprobs_rank_the_prompt_positions)
+{
+    Engine *e = start(opts(1, 512, 2048));
+    int np;
+    int32_t *pt = encode(score_prompt, &np);
+    cr_assert_leq(np, 256);
+    InLp plain;
+    input_logprobs(e, pt, np, 1, &plain);
+    EngGenParams p;
+    eng_gen_params_default(&p);
+    p.prompt_ids = pt;
+    p.n_prompt_ids = np;
+    p.sampling.max_tokens = 0;
+    p.input_logprobs_from = 1;
+    p.input_top_logprobs = 4;
+    p.on_done = on_intop;
+    static InTop x;
+    memset(&x, 0, sizeof x);
+    p.ud = &x;
+    cr_assert_eq(eng_submit(e, &p, NULL), 0, "%s", eng_last_error(e));
+    while (!x.done) cr_assert_geq(eng_wait(e), 0);
+    cr_assert_eq(x.n, np - 1);
+    cr_assert_eq(x.k, 4);
+    for (int i = 0; i < x.n; i++) {
+        cr_assert_float_eq(x.lp[i], plain.lp[i], 0, "position %d: the same logprob with alternatives asked", i + 1);
+        const SampTokLogprob *t = &x.top[i * 4];
+        for (int j = 0; j < 4; j++) {
+            cr_assert_leq(t[j].logprob, 0.0f);
+            if (j) cr_assert_geq(t[j - 1].logprob, t[j].logprob);
+            if (t[j].id == pt[i + 1]) cr_assert_float_eq(t[j].logprob, x.lp[i], 1e-6);
+        }
+        cr_assert_geq(t[0].logprob, x.lp[i] - 1e-6f, "the best alternative is at least the actual token");
+    }
+    free(pt);
+    eng_free(e);
+}

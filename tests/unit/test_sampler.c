@@ -504,3 +504,31 @@ Test(sampler, unseeded_samplers_work_on_a_big_vocab)
     samp_work_free(w);
     free(l);
 }
+
+Test(sampler, logit_bias_moves_the_pick_on_both_paths)
+{
+    float l[6] = { 0.5f, 3.0f, -1.0f, 3.0f, 2.0f, 3.0f };
+    SampBias b[2] = {{4, 1.5f}, {1, -100.0f}};
+    SampParams p;
+    samp_params_default(&p);
+    p.temperature = 0;
+    p.bias = b;
+    p.n_bias = 2;
+    Sampler *s = mk(&p, 6);
+    SampWork *w = samp_work_new(6);
+    cr_assert_eq(samp_sample(s, w, l, NULL, NULL), 4);          /* greedy fast path: 2 + 1.5 wins */
+    uint64_t allow = 0x3f;                                       /* the candidate-list path */
+    cr_assert_eq(samp_sample(s, w, l, &allow, NULL), 4);
+    samp_free(s);
+    b[0].bias = -100.0f;                                         /* copied at samp_new: s2 sees the new value */
+    Sampler *s2 = mk(&p, 6);
+    cr_assert_eq(samp_sample(s2, w, l, NULL, NULL), 3);          /* 1 and 4 pushed down: first of the 3.0 ties left */
+    samp_free(s2);
+    SampBias bad = {6, 1.0f};
+    p.bias = &bad;
+    p.n_bias = 1;
+    char err[128];
+    cr_assert_null(samp_new(&p, 6, err, sizeof err));
+    cr_assert(strstr(err, "logit_bias"));
+    samp_work_free(w);
+}
