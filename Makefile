@@ -191,7 +191,7 @@ e2e-test: $(BUILD)/sgl
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  all vocab unit lang-test e2e-test
+	  all vocab unit lang-test e2e-test serve-test
 
 # The fuzzing dictionary: the keywords of lang/keywords.h (the one list)
 # followed by tests/fuzz/syntax.dict. `make test` builds it too, so it cannot

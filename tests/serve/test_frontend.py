@@ -208,9 +208,7 @@ def test_json_schema_gen(backend):
 # (the others assert a large model's knowledge: capitals, arithmetic, HellaSwag
 # accuracy; test_image_qa needs a vision model; the speculative ones need an
 # API backend; test_gen_min_new_tokens needs a Hugging Face tokenizer, so it
-# is rewritten below with the server's tokenizer; test_parallel_decoding is
-# left out for time only: its 512-token summary alone takes ~30 s on the
-# 2-core box, and test_fork / test_fork_concate_and_append cover fork+join).
+# is rewritten below with the server's tokenizer).
 
 @pytest.fixture(scope="module")
 def tp(backend):
@@ -236,6 +234,10 @@ def test_programs_decode_json(tp):
 
 def test_programs_expert_answer(tp):
     tp.test_expert_answer(check_answer=False)
+
+
+def test_programs_parallel_decoding(tp):
+    tp.test_parallel_decoding()
 
 
 def test_programs_parallel_encoding(tp):
