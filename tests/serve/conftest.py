@@ -126,7 +126,8 @@ def auth_server():
     _need_binary()
     s = Server(["--api-key", API_KEY], name="auth").wait_ready()
     yield s
-    s.stop()
+    rc = s.stop()
+    assert rc == 0, f"sgl serve --api-key exited with {rc} on SIGINT:\n{s.log_text()[-3000:]}"
 
 
 @pytest.fixture(scope="session")
