@@ -39,7 +39,8 @@ def gauge(m, pattern):
 def load_state(server):
     m = metrics(server)
     return {"running": gauge(m, r"running"), "queued": gauge(m, r"(queued|waiting)"),
-            "kv_used": gauge(m, r"kv.*(used|use)")}
+            "kv_used": gauge(m, r"kv.*(used|use)"), "kv_total": m.get("sgl_kv_slots_total"),
+            "kv_free": m.get("sgl_kv_slots_free"), "kv_cached": m.get("sgl_kv_slots_cached")}
 
 
 async def one(session, url, prompt, hang_up):
@@ -108,5 +109,10 @@ def test_200_streams_with_disconnects(server):
     requests.post(server.url + "/flush_cache", timeout=30)
     after = load_state(server)
     assert after["running"] == 0 and after["queued"] == 0
-    assert after["kv_used"] == idle["kv_used"], (idle, after)
+    assert after["kv_used"] == idle["kv_used"] == 0, (idle, after)
+    # every KV slot is accounted for: free or in the (evictable) prefix cache
+    if after["kv_total"] is not None:
+        assert after["kv_free"] + after["kv_cached"] == after["kv_total"], after
+    info = requests.get(server.url + "/get_server_info", timeout=10).json()
+    assert isinstance(info, dict)
     alive(server)

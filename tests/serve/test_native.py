@@ -153,16 +153,47 @@ def test_info_routes(server):
     alive(server)
 
 
+def _samples(text):
+    out = {}
+    for l in text.splitlines():
+        if l and not l.startswith("#"):
+            k, v = l.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
 def test_metrics(server):
     alive(server)
     r = requests.get(server.url + "/metrics", timeout=10)
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("text/plain")
     text = r.text
-    samples = [l for l in text.splitlines() if l and not l.startswith("#")]
-    assert samples
-    for l in samples:  # every sample line is `name{labels} value`
-        name_labels, value = l.rsplit(" ", 1)
-        float(value)
-    assert "# TYPE" in text
-    assert "_bucket{" in text  # the latency histograms
+    before = _samples(text)  # every sample line is `name{labels} value`
+    names = {k.split("{")[0] for k in before}
+    # the families the issue names: requests by route and status, tokens,
+    # cache hit rate, running/queued, KV pool, TTFT / ITL / e2e histograms
+    for fam in ("sgl_requests_total", "sgl_prompt_tokens_total", "sgl_cached_tokens_total",
+                "sgl_generated_tokens_total", "sgl_cache_hit_rate", "sgl_running_requests",
+                "sgl_queued_requests", "sgl_kv_slots_total", "sgl_kv_slots_used"):
+        assert fam in names, fam
+    for h in ("sgl_time_to_first_token_seconds", "sgl_inter_token_latency_seconds",
+              "sgl_e2e_request_latency_seconds"):
+        assert f"# TYPE {h} histogram" in text, h
+        assert h + "_count" in names and h + "_sum" in names
+        assert any(k.startswith(h + '_bucket{le="+Inf"}') for k in before), h
+    # one more request moves the counters by exactly its own figures
+    done = alive(server)
+    key = 'sgl_requests_total{route="completions",status="2xx"}'
+    # the count is taken when the response is finished on the server's
+    # side, which may follow the client's read: wait for it (bounded)
+    import time
+    end = time.monotonic() + 10
+    while True:
+        after = _samples(requests.get(server.url + "/metrics", timeout=10).text)
+        if after.get(key, 0) >= before.get(key, 0) + 1 or time.monotonic() > end:
+            break
+        time.sleep(0.05)
+    assert after[key] == before.get(key, 0) + 1
+    assert after["sgl_generated_tokens_total"] == before["sgl_generated_tokens_total"] + \
+        done["usage"]["completion_tokens"]
+    assert after["sgl_prompt_tokens_total"] == before["sgl_prompt_tokens_total"] + done["usage"]["prompt_tokens"]

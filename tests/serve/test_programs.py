@@ -56,22 +56,65 @@ def test_run_no_model(server):
     assert run(server, "squares", {}).json()["value"] == [0, 1, 4]
 
 
+def sse_typed(lines):
+    """[(event, data)] of an SSE stream up to `data: [DONE]`, and whether it came."""
+    out, kind = [], "message"
+    for raw in lines:
+        line = raw.decode("utf-8")
+        if line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                return out, True
+            out.append((kind, json.loads(payload)))
+            kind = "message"
+    return out, False
+
+
 def test_stream(server):
-    ref = run(server, "greet", {"name": "Bo"}).json()
-    r = run(server, "greet", {"name": "Bo", "stream": True}, stream=True)
+    ref = run(server, "greet", {"name": "Bo", "n": 2}).json()
+    r = run(server, "greet", {"name": "Bo", "n": 2, "stream": True}, stream=True)
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"].startswith("text/event-stream")
-    events, done = sse_events(r.iter_lines())
-    assert events, "no events"
-    final = events[-1]
-    # the last event is the result
-    res = final.get("result", final)
-    assert res["value"] == ref["value"] and res["vars"] == ref["vars"] and res["text"] == ref["text"]
-    kinds = [next(iter(set(e) & {"text", "var", "delta", "event", "type"}), None) for e in events[:-1]]
-    assert any(k is not None for k in kinds), events[:5]
-    # variables arrive as they are set, before the end
-    seen_vars = json.dumps(events[:-1])
-    assert "greeting" in seen_vars and "count" in seen_vars
+    events, done = sse_typed(r.iter_lines())
+    assert done, "no data: [DONE]"
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "result" and set(kinds[:-1]) <= {"text", "var"}, kinds
+    # the last event is the whole result, equal to the unstreamed run
+    assert events[-1][1] == ref
+    # text arrives per (branch, variable) and adds up to the value set after it
+    texts, vals = {}, {}
+    for k, d in events[:-1]:
+        key = (d["branch"], d["name"])
+        if k == "text":
+            assert key not in vals, f"text after its variable was set: {key}"
+            texts[key] = texts.get(key, "") + d["text"]
+        else:
+            vals[key] = d["value"]
+    for key, t in texts.items():
+        assert vals.get(key) == t, (key, t, vals.get(key))
+    # the main state's variables (branch 0) are the result's vars; the fork's
+    # two branches are numbered apart from it
+    assert {n: v for (b, n), v in vals.items() if b == 0} == ref["vars"]
+    branches = {b for (b, n) in vals if n == "idea"}
+    assert len(branches) == 2 and 0 not in branches
+    assert ref["value"]["first"] in [vals[(b, "idea")] for b in branches]
+
+
+def test_stream_error(server):
+    r = run(server, "fails", {"x": 1, "stream": True}, stream=True)
+    if r.status_code == 422:  # refused before the stream began
+        assert re.search(r"fails\.sgl:7:\d+", error_body(r)["message"])
+        return
+    assert r.status_code == 200
+    events, done = sse_typed(r.iter_lines())
+    assert done
+    kind, data = events[-1]
+    assert kind == "error", events[-3:]
+    assert data["error"]["code"] == 422
+    assert re.search(r"fails\.sgl:7:\d+", data["error"]["message"])
+    assert "result" not in [k for k, _ in events]
 
 
 def test_bad_args(server):
