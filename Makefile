@@ -4,7 +4,7 @@
 #   make         build/sgl, build/libsgl.a, build/libsgl.so
 #   make model   fetch the default model into models/
 #   make run     deps + build + model, then run examples/agent.sgl
-#   make test    deps + build + model, then every test
+#   make test    deps + build + model, then every test (serve-test: tests/serve)
 #   make asan    the tests under AddressSanitizer + UBSan
 #   make fuzz    the libFuzzer targets below, FUZZ_SECONDS each (default 60)
 #   make fuzz-compile   libFuzzer over lexer+parser+compiler
@@ -12,6 +12,7 @@
 #   make fuzz-constrain libFuzzer over the regex/GBNF/EBNF compilers (constrain/)
 #   make fuzz-http      libFuzzer over sgl serve's HTTP parser and body decoder (server/)
 #   make bench   benchmarks (bench/; bench/structured: token-mask cost)
+#   make bench-serving   sgl serve beside llama.cpp's llama-server (bench/serving)
 #   make maskbench   the MaskBench corpus judged token by token (bench/maskbench)
 #   make clean
 #
@@ -60,9 +61,9 @@ TEST_SUPPORT := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 
 DEB_PKGS := re2c lemon libpcre2-dev libuv1-dev libhttp-parser-dev libjansson-dev \
             libedit-dev libopenblas-dev libcriterion-dev lua5.4 clang libclang-rt-14-dev \
-            python3 python3-pip python3-venv pkg-config valgrind unzip bc man-db groff-base zsh
+            python3 python3-pip python3-venv pkg-config valgrind unzip bc man-db groff-base zsh cmake g++
 
-.PHONY: all deps model vocab venv run test unit lang-test e2e-test docs-test cli-test asan fuzz fuzz-compile fuzz-sglc fuzz-constrain fuzz-http bench maskbench clean
+.PHONY: all deps model vocab venv run test unit lang-test e2e-test docs-test cli-test serve-test bench-serving asan fuzz fuzz-compile fuzz-sglc fuzz-constrain fuzz-http bench maskbench clean
 .DELETE_ON_ERROR:
 
 all: $(BUILD)/sgl $(BUILD)/libsgl.a $(BUILD)/libsgl.so $(GPU_BINS)
@@ -168,17 +169,33 @@ $(VOCAB_DIR)/.done:
 	@touch $@
 
 # ---- tests --------------------------------------------------------------
-# The Python the tests run as an independent reference (JSON Schema
-# validation with format checks: test_constrain_schema), pinned.
+# The Python the tests run, pinned: the independent JSON Schema validator
+# (with format checks: test_constrain_schema, tests/serve), then the clients
+# of tests/serve (openai, pytest, aiohttp, and SGLang's frontend without its
+# server's dependencies: --no-deps).
 VENV := build/venv
+SERVE_REQ := tests/serve/requirements.txt
 venv: $(VENV)/.done
-$(VENV)/.done: tests/tools/requirements-schema.txt
+$(VENV)/.done: tests/tools/requirements-schema.txt $(SERVE_REQ)
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -r $<
+	$(VENV)/bin/pip install -q -r tests/tools/requirements-schema.txt
+	grep -v '^sglang==' $(SERVE_REQ) > $(VENV)/serve-requirements.txt
+	$(VENV)/bin/pip install -q -r $(VENV)/serve-requirements.txt
+	$(VENV)/bin/pip install -q --no-deps $$(grep '^sglang==' $(SERVE_REQ))
 	@touch $@
 
 test: deps all model vocab venv $(FUZZ_DICT)
-	@$(MAKE) --no-print-directory unit lang-test e2e-test docs-test cli-test
+	@$(MAKE) --no-print-directory unit lang-test e2e-test docs-test cli-test serve-test
+
+# `sgl serve` end to end on loopback (tests/serve, pytest): the openai
+# client, SGLang's frontend, bad input, served programs, load.
+serve-test: $(BUILD)/sgl venv
+	@SGL=$(BUILD)/sgl $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/serve
+
+# Serving benchmark beside llama.cpp's llama-server (built into build/ from
+# the pinned llama-cpp-python sdist on first use): bench/serving/run.sh.
+bench-serving: $(BUILD)/sgl venv model
+	@BUILD=$(BUILD) sh bench/serving/run.sh
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)
@@ -207,7 +224,7 @@ e2e-test: $(BUILD)/sgl
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  all vocab unit lang-test e2e-test $(ASAN_MORE)
+	  all vocab unit lang-test e2e-test serve-test $(ASAN_MORE)
 
 # The fuzzing dictionary: the keywords of lang/keywords.h (the one list)
 # followed by tests/fuzz/syntax.dict. `make test` builds it too, so it cannot
