@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 static const char *const finish_names[] = {
@@ -60,7 +61,7 @@ void eng_options_default(EngOptions *o)
     o->kv_dtype = K_DTYPE_F16;
     o->batch_invariant = 1;
     o->jump_forward = 1;
-    o->mask_overlap = 1;
+    o->mask_overlap = -1;
 }
 
 void eng_gen_params_default(EngGenParams *p)
@@ -845,6 +846,10 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
     e->model = model;
     e->tok = tok;
     e->opt = *o;
+    if (e->opt.mask_overlap < 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        e->opt.mask_overlap = model_on_device(model) || (o->n_threads > 0 && o->n_threads < cores);
+    }
     const ModelConfig *c = &model->cfg;
     e->vocab = c->vocab;
     int32_t tv = tok_vocab_size(tok);

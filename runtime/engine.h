@@ -143,8 +143,11 @@ typedef struct {
      * batch-invariant); requests that ask for logprobs never jump. */
     int jump_forward;
     /* Constrained sequences' token masks computed on a thread of their own
-     * while the forward pass runs (default 1); outputs are the same either
-     * way. */
+     * while the forward pass runs; outputs are the same either way. 1 on,
+     * 0 off, -1 (default) where the cores allow: on when the model runs on
+     * a device or the CPU pool leaves a core free (on 2 cores running a
+     * 2-thread forward pass the mask thread only takes a core from it:
+     * bench/structured/bench_gen). */
     int mask_overlap;
     void (*notify)(void *ud);
     void *notify_ud;
