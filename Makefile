@@ -222,7 +222,7 @@ e2e-test: $(BUILD)/sgl
 	@SGL=$(BUILD)/sgl sh tests/e2e/run.sh
 
 asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	@LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  all vocab unit lang-test e2e-test serve-test $(ASAN_MORE)
 

@@ -876,6 +876,8 @@ Test(engine, rt_backend_gen_select_and_token_reuse)
     cr_assert(strstr(be->last_error, "backreference"), "%s", be->last_error);
     cr_assert_eq(be->wait(be->ctx), -1);
     cr_assert_eq(d2.done, 0);
+    rt_out_free(&c);
+    rt_out_free(&d);
 
     rt_engine_free(r);
     check_idle_accounting(e);
