@@ -42,18 +42,49 @@ static const Command commands[] = {
 #undef ENTRY
 };
 
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+/* The commands' names as typed: the C names with '-' for '_'
+ * (make_model: make-model), built once. */
+static const char *const *command_names(void)
+{
+    static char dashed[N_COMMANDS][24];
+    static const char *names[N_COMMANDS];
+    if (!names[0])
+        for (size_t i = 0; i < N_COMMANDS; i++) {
+            snprintf(dashed[i], sizeof dashed[i], "%s", commands[i].name);
+            for (char *c = dashed[i]; *c; c++)
+                if (*c == '_') *c = '-';
+            names[i] = dashed[i];
+        }
+    return names;
+}
+
+/* The command called `word`, or NULL. */
+static const Command *find_command(const char *word)
+{
+    const char *const *names = command_names();
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(word, names[i])) return &commands[i];
+    return NULL;
+}
+
+/* The closest of the commands and the extra names to a misspelt word. */
+static const char *suggest_command(const char *word, const char *const *extra, size_t nextra)
+{
+    const char *names[N_COMMANDS + 8];
+    size_t nn = 0;
+    for (; nn < N_COMMANDS; nn++) names[nn] = command_names()[nn];
+    for (size_t i = 0; i < nextra && nn < sizeof names / sizeof names[0]; i++) names[nn++] = extra[i];
+    return sgl_suggest(word, names, nn);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: sgl COMMAND [options]\n\n"
                  "sgl compiles and runs SGL programs: prompts with control flow that call\n"
                  "a language model through gen, select and fork.\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "%s", commands[i].name);
-        for (char *p = name; *p; p++)
-            if (*p == '_') *p = '-';
-        fprintf(out, "  %-10s %s\n", name, commands[i].help);
-    }
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-10s %s\n", command_names()[i], commands[i].help);
     fprintf(out, "\n`sgl COMMAND --help` (or `sgl help COMMAND`) describes each command;\n"
                  "`sgl help gen` lists gen's options, `sgl help exit` the exit statuses.\n");
 
@@ -469,24 +500,12 @@ static int help_topic(const char *topic)
                "invalid constraint); 64 bad usage. Errors are file:line:col: error: message.\n");
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        const char *a = topic, *n = commands[i].name;
-        while (*a && (*a == *n || (*a == '-' && *n == '_'))) a++, n++;
-        if (!*a && !*n) {
-            char *argv1[] = {(char *)"--help", NULL};
-            return commands[i].fn(1, argv1);
-        }
+    const Command *cmd = find_command(topic);
+    if (cmd) {
+        char *argv1[] = {(char *)"--help", NULL};
+        return cmd->fn(1, argv1);
     }
-    const char *names[sizeof commands / sizeof commands[0] + 2];
-    char dashed[sizeof commands / sizeof commands[0]][24];
-    size_t nn = 0;
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        snprintf(dashed[i], sizeof dashed[i], "%s", commands[i].name);
-        for (char *c = dashed[i]; *c; c++) if (*c == '_') *c = '-';
-        names[nn++] = dashed[i];
-    }
-    for (int i = 0; help_topics[i]; i++) names[nn++] = help_topics[i];
-    const char *guess = sgl_suggest(topic, names, nn);
+    const char *guess = suggest_command(topic, help_topics, sizeof help_topics / sizeof help_topics[0] - 1);
     fprintf(stderr, "sgl help: no topic '%s'%s%s%s (topics: the commands, gen, exit)\n", topic,
             guess ? " (did you mean '" : "", guess ? guess : "", guess ? "'?)" : "");
     return EXIT_USAGE;
@@ -515,23 +534,10 @@ int main(int argc, char **argv)
         printf("sgl %s\n", SGL_VERSION_STRING);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        /* C names take '_' where the command has '-' (make_model: make-model) */
-        const char *a = argv[1], *n = commands[i].name;
-        while (*a && (*a == *n || (*a == '-' && *n == '_'))) a++, n++;
-        if (!*a && !*n)
-            return commands[i].fn(argc - 2, argv + 2);
-    }
-    const char *names[sizeof commands / sizeof commands[0] + 1];
-    char dashed[sizeof commands / sizeof commands[0]][24];
-    size_t nn = 0;
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        snprintf(dashed[i], sizeof dashed[i], "%s", commands[i].name);
-        for (char *c = dashed[i]; *c; c++) if (*c == '_') *c = '-';
-        names[nn++] = dashed[i];
-    }
-    names[nn++] = "help";
-    const char *guess = sgl_suggest(argv[1], names, nn);
+    const Command *cmd = find_command(argv[1]);
+    if (cmd) return cmd->fn(argc - 2, argv + 2);
+    static const char *const help[] = {"help"};
+    const char *guess = suggest_command(argv[1], help, 1);
     if (guess) {
         fprintf(stderr, "sgl: unknown command '%s' (did you mean '%s'?)\n", argv[1], guess);
         return EXIT_USAGE;

@@ -1656,6 +1656,39 @@ int cg_check_g2(const CGrammar *g, char *err, size_t errcap) {
     return rc;
 }
 
+/* Productive rules (c->rule_prod, computed afresh); references to the
+ * reachable rules that derive nothing become NOTHING and reachability is
+ * recomputed. An unproductive start rule is the empty-language error.
+ * 0, or -1 with c->code set. */
+static int prune_unproductive(Ctx *c, int start) {
+    CgBuilder *b = c->b;
+    uint8_t *prod = calloc((size_t)b->nnodes + 1, 1);
+    if (!prod || nodes_fit(c)) {
+        free(prod);
+        nomem(c);
+        return -1;
+    }
+    memset(c->rule_prod, 0, (size_t)c->nrules_cap);
+    rule_fixpoint(c, prod, c->rule_prod, 1);
+    free(prod);
+    if (!c->rule_prod[start]) {
+        fail(c, ERR_CONSTRAINT, "rule '%s' matches nothing: the language is empty", rname(c, start));
+        b->fail_rule = start;
+        return -1;
+    }
+    int any_dead = 0;
+    for (int32_t r = 0; r < b->nrules; r++) any_dead |= c->reach[r] && !c->rule_prod[r];
+    if (!any_dead) return 0;
+    memo_reset(c);
+    for (int32_t r = 0; r < b->nrules; r++) {
+        if (!c->reach[r] || !c->rule_prod[r]) continue;
+        CgExpr nb = prune(c, b->rules[r].body);
+        if (nb < 0) return -1;
+        b->rules[r].body = nb;
+    }
+    return mark_reachable(c, start) ? -1 : 0;
+}
+
 /* ---- cgb_build ------------------------------------------------------------------------- */
 
 int cgb_build(CgBuilder *b, int start, CGrammar **out, char *err, size_t errcap) {
@@ -1681,33 +1714,7 @@ int cgb_build(CgBuilder *b, int start, CGrammar **out, char *err, size_t errcap)
         }
     }
     /* productive rules; refs to the others become NOTHING */
-    {
-        uint8_t *prod = calloc((size_t)b->nnodes + 1, 1);
-        if (!prod || nodes_fit(c)) {
-            free(prod);
-            nomem(c);
-            goto out;
-        }
-        rule_fixpoint(c, prod, c->rule_prod, 1);
-        free(prod);
-        if (!c->rule_prod[start]) {
-            fail(c, ERR_CONSTRAINT, "rule '%s' matches nothing: the language is empty", rname(c, start));
-            b->fail_rule = start;
-            goto out;
-        }
-        int any_dead = 0;
-        for (int32_t r = 0; r < b->nrules; r++) any_dead |= c->reach[r] && !c->rule_prod[r];
-        if (any_dead) {
-            memo_reset(c);
-            for (int32_t r = 0; r < b->nrules; r++) {
-                if (!c->reach[r] || !c->rule_prod[r]) continue;
-                CgExpr nb = prune(c, b->rules[r].body);
-                if (nb < 0) goto out;
-                b->rules[r].body = nb;
-            }
-            if (mark_reachable(c, start)) goto out;
-        }
-    }
+    if (prune_unproductive(c, start)) goto out;
     if (nodes_fit(c) || rules_fit(c)) goto out;
     rule_fixpoint(c, c->nul, c->rule_nul, 0);
     c->nul_done = b->nnodes;
@@ -1727,28 +1734,7 @@ int cgb_build(CgBuilder *b, int start, CGrammar **out, char *err, size_t errcap)
     if (rules_fit(c) || nodes_fit(c)) goto out;
     /* the rewrite may leave rules that derive nothing (the non-empty part
      * of a rule that only derives ε): prune them again */
-    {
-        uint8_t *prod = calloc((size_t)b->nnodes + 1, 1);
-        if (!prod) {
-            nomem(c);
-            goto out;
-        }
-        memset(c->rule_prod, 0, (size_t)c->nrules_cap);
-        rule_fixpoint(c, prod, c->rule_prod, 1);
-        free(prod);
-        int any_dead = 0;
-        for (int32_t r = 0; r < b->nrules; r++) any_dead |= c->reach[r] && !c->rule_prod[r];
-        if (any_dead) {
-            memo_reset(c);
-            for (int32_t r = 0; r < b->nrules; r++) {
-                if (!c->reach[r] || !c->rule_prod[r]) continue;
-                CgExpr nb = prune(c, b->rules[r].body);
-                if (nb < 0) goto out;
-                b->rules[r].body = nb;
-            }
-            if (mark_reachable(c, start)) goto out;
-        }
-    }
+    if (prune_unproductive(c, start)) goto out;
 
     /* call graph over reachable rules; components callees first */
     int32_t nr = b->nrules;

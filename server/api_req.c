@@ -32,16 +32,13 @@ void api_error_set(ApiError *e, int status, const char *param, const char *fmt, 
     va_end(ap);
 }
 
-/* A JSON string of a message that may quote the client's bytes (a parse
- * error's context): invalid UTF-8 becomes U+FFFD. */
-static json_t *message_json(const char *m)
+json_t *json_text(const char *s, size_t n)
 {
-    size_t n = strlen(m);
-    if (utf8_valid(m, n)) return json_stringn(m, n);
+    if (utf8_valid(s, n)) return json_stringn(s, n);
     StrBuf b = {0};
     for (size_t i = 0; i < n;) {
-        size_t ok = utf8_invalid_at(m + i, n - i);
-        sb_append(&b, m + i, ok);
+        size_t ok = utf8_invalid_at(s + i, n - i);
+        sb_append(&b, s + i, ok);
         i += ok;
         if (i < n) {
             sb_appends(&b, "\xEF\xBF\xBD");
@@ -55,7 +52,7 @@ static json_t *message_json(const char *m)
 
 char *api_error_json(const ApiError *e)
 {
-    json_t *o = json_pack("{s:{s:o, s:s, s:o, s:i}}", "error", "message", message_json(e->message), "type",
+    json_t *o = json_pack("{s:{s:o, s:s, s:o, s:i}}", "error", "message", json_text(e->message, strlen(e->message)), "type",
                           e->type ? e->type : "invalid_request_error", "param",
                           e->param[0] ? json_string(e->param) : json_null(), "code", e->status);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;

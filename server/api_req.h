@@ -98,6 +98,10 @@ void api_req_free(ApiReq *r);
 
 /* {"error": {"message", "type", "param", "code"}} as a malloc'd string. */
 char *api_error_json(const ApiError *e);
+
+/* A JSON string of s[0..n), invalid UTF-8 bytes replaced by U+FFFD (an
+ * error message may quote the client's bytes; so may generated text). */
+json_t *json_text(const char *s, size_t n);
 void api_error_set(ApiError *e, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

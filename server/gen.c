@@ -137,25 +137,6 @@ const char *job_token_piece(Server *s, int32_t id, size_t *len)
     return p;
 }
 
-json_t *json_text(const char *s, size_t n)
-{
-    if (utf8_valid(s, n)) return json_stringn(s, n);
-    StrBuf b = {0};
-    size_t i = 0;
-    while (i < n) {
-        size_t bad = utf8_invalid_at(s + i, n - i);
-        sb_append(&b, s + i, bad);
-        i += bad;
-        if (i < n) {
-            sb_appends(&b, "\xEF\xBF\xBD");
-            i++;
-        }
-    }
-    json_t *v = json_stringn(b.data ? b.data : "", b.len);
-    sb_free(&b);
-    return v;
-}
-
 const char *job_finish_reason_openai(const GenSeq *q)
 {
     switch (q->finish) {

@@ -208,8 +208,6 @@ int job_admit(Server *s, HttpRequest *r, int sequences);
 const char *job_finish_reason_openai(const GenSeq *q);
 /* A token's bytes (its piece) and length. */
 const char *job_token_piece(Server *s, int32_t id, size_t *len);
-/* A JSON string of s[0..n), invalid UTF-8 bytes replaced by U+FFFD. */
-json_t *json_text(const char *s, size_t n);
 
 /* ---- the routes' handlers ---- */
 void openai_models(Server *s, HttpRequest *r);
