@@ -193,7 +193,9 @@ static const char run_help[] =
     "  --args FILE.json   arguments as a JSON object (command-line ones win)\n"
     "  --json             print {\"text\", \"vars\", \"value\"} on one line instead\n"
     "  --batch FILE.jsonl one instance per line (a JSON object of arguments), all\n"
-    "                     concurrently; one result object per line, in input order\n" CLI_ENGINE_RUN_HELP
+    "                     concurrently; one result object per line, in input order;\n"
+    "                     name=value and --args apply to every line (name=value\n"
+    "                     over the line's own, the line's over --args)\n" CLI_ENGINE_RUN_HELP
     "\n"
     "exit status: 0 ok, 1 compile error, 2 runtime error, 64 bad usage\n";
 
@@ -250,6 +252,89 @@ static char **read_jsonl(const char *path, int *count, char *err, size_t errcap)
     return lines;
 }
 
+/* The value of a name=value text, by sgl_args_set's rule: what it reads as
+ * when it is JSON, else the text as a string. */
+static sgl_value *pair_value(const char *text)
+{
+    sgl_value *v = NULL;
+    char e[8];
+    if (sgl_value_from_json(text, strlen(text), &v, e, sizeof e) == SGL_OK)
+        return v;
+    return sgl_value_cstring(text);
+}
+
+/* Gives every --batch line the command-line arguments: a name=value wins
+ * over the line's own member of that name, and the line's members win over
+ * the --args file's (the order sgl_args keeps for one run). Rewrites
+ * lines[i] in place. 0, or -1 with a message in err. */
+static int batch_apply_args(char **lines, int count, const char **pairs, int n_pairs, const char *args_file,
+                            char *err, size_t errcap)
+{
+    sgl_value *defaults = NULL;
+    if (!n_pairs && !args_file)
+        return 0;
+    if (args_file) {
+        FILE *f = fopen(args_file, "rb");
+        char *text = NULL;
+        size_t len = 0;
+        FILE *mem = f ? open_memstream(&text, &len) : NULL;
+        char buf[4096];
+        size_t got;
+        while (mem && (got = fread(buf, 1, sizeof buf, f)) > 0)
+            fwrite(buf, 1, got, mem);
+        if (mem)
+            fclose(mem);
+        if (f)
+            fclose(f);
+        if (!f || !text || sgl_value_from_json(text, len, &defaults, err, errcap) != SGL_OK ||
+            sgl_value_type(defaults) != SGL_MAP) {
+            if (!f || !text)
+                snprintf(err, errcap, "%s: %s", args_file, strerror(errno));
+            else if (defaults)
+                snprintf(err, errcap, "%s: error: the arguments must be a JSON object", args_file);
+            free(text);
+            sgl_value_free(defaults);
+            return -1;
+        }
+        free(text);
+    }
+    int rc = 0;
+    for (int i = 0; i < count && rc == 0; i++) {
+        sgl_value *line = NULL;
+        if (sgl_value_from_json(lines[i], strlen(lines[i]), &line, err, errcap) != SGL_OK) {
+            rc = -1;
+            break;
+        }
+        for (int k = 0; k < n_pairs; k++) {
+            const char *eq = strchr(pairs[k], '=');
+            char *name = strndup(pairs[k], (size_t)(eq - pairs[k]));
+            sgl_map_set(line, name, pair_value(eq + 1));
+            free(name);
+        }
+        for (size_t k = 0; defaults && k < sgl_value_len(defaults); k++) {
+            const char *key = sgl_map_key(defaults, k);
+            if (!sgl_map_get(line, key)) {
+                char *j = sgl_value_to_json(sgl_map_value(defaults, k));
+                sgl_value *copy = NULL;
+                if (j && sgl_value_from_json(j, strlen(j), &copy, err, errcap) == SGL_OK)
+                    sgl_map_set(line, key, copy);
+                free(j);
+            }
+        }
+        char *json = sgl_value_to_json(line);
+        sgl_value_free(line);
+        if (!json) {
+            snprintf(err, errcap, "out of memory");
+            rc = -1;
+            break;
+        }
+        free(lines[i]);
+        lines[i] = json;
+    }
+    sgl_value_free(defaults);
+    return rc;
+}
+
 /* --batch progress on stderr, when it is a terminal. */
 static void progress_bar(void *ud, int done, int total)
 {
@@ -271,6 +356,8 @@ int cmd_run(int argc, char **argv) { return run_main(argc, argv, NULL); }
 static int run_main(int argc, char **argv, const char *code)
 {
     const char *file = NULL, *fn = NULL, *args_file = NULL, *batch_file = NULL;
+    const char **pairs = calloc((size_t)argc + 1, sizeof *pairs);   /* the name=value texts, for --batch */
+    int n_pairs = 0;
     int as_json = 0;
     CliEngineOptions eng;
     cli_engine_options_init(&eng);
@@ -319,6 +406,8 @@ static int run_main(int argc, char **argv, const char *code)
             }
             char *name = strndup(a, (size_t)(eq - a));
             sgl_status st = sgl_args_set(args, name, eq + 1);
+            if (pairs)
+                pairs[n_pairs++] = a;
             free(name);
             if (st != SGL_OK) {
                 fprintf(stderr, "sgl run: %s\n", sgl_args_error(args));
@@ -352,6 +441,14 @@ static int run_main(int argc, char **argv, const char *code)
         char **lines = read_jsonl(batch_file, &count, err, sizeof err);
         if (!lines && count == 0 && err[0]) {
             fprintf(stderr, "sgl run: %s\n", err);
+            rc = EXIT_USAGE;
+            goto out_vm;
+        }
+        if (batch_apply_args(lines, count, pairs, n_pairs, args_file, err, sizeof err) != 0) {
+            fprintf(stderr, "sgl run: %s\n", err);
+            for (int i = 0; i < count; i++)
+                free(lines[i]);
+            free(lines);
             rc = EXIT_USAGE;
             goto out_vm;
         }
@@ -407,6 +504,7 @@ out_vm:
     cli_engine_stop(engine);
 out:
     sgl_args_free(args);
+    free(pairs);
     return rc;
 }
 

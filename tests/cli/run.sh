@@ -94,6 +94,14 @@ sgl help: no topic 'srve' (did you mean 'serve'?) (topics: the commands, gen, ex
 EOM
 if "$SGL" help gen | grep -q "^  max_tokens  *max_tokens  *max_new_tokens$" && "$SGL" help run | grep -q "^usage: sgl run"; then ok
 else bad help "sgl help gen / sgl help run"; fi
+# --batch lines get the command-line arguments: name=value over the line's
+# own, the line's over --args (no model call: no model is loaded)
+printf '{"a":1}\n{"a":2,"b":5}\n' > "$work/b.jsonl"
+echo '{"b":100,"c":7}' > "$work/a.json"
+prog='fn main(a, b = 1, c = 0) { return a * 1000 + b * 10 + c }'
+got=$("$SGL" -e "$prog" --batch "$work/b.jsonl" --args "$work/a.json" c=3 2>&1 | tr -d '\n')
+want='{"text":"","vars":{},"value":2003}{"text":"","vars":{},"value":2053}'
+if [ "$got" = "$want" ]; then ok; else bad batch-args "got $got"; fi
 rm -rf "$work"
 
 # zsh completion parses
