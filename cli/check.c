@@ -2,7 +2,7 @@
  * cli/check.c — `sgl check`: a constraint as a tool.
  *
  *   sgl check (--regex RE | --json-schema FILE | --grammar FILE | --ebnf FILE)
- *             [--model M] [--segment canonical|random] [--seed S]
+ *             [--any-whitespace] [--model M] [--segment canonical|random] [--seed S]
  *             [TEXT | --file F | --jsonl F]
  *
  * The text is tokenized with the model's tokenizer and fed through the
@@ -22,7 +22,7 @@
 
 static const char check_help[] =
     "usage: sgl check (--regex RE | --json-schema FILE | --grammar FILE | --ebnf FILE)\n"
-    "                 [--model M] [--segment canonical|random] [--seed S]\n"
+    "                 [--any-whitespace] [--model M] [--segment canonical|random] [--seed S]\n"
     "                 [TEXT | --file F | --jsonl F]\n"
     "\n"
     "Tokenizes the text with the model's tokenizer, feeds it through the\n"
@@ -31,6 +31,9 @@ static const char check_help[] =
     "(the first refused token; exit 1). An invalid constraint or one that uses\n"
     "an unsupported feature: exit 2 with the message.\n"
     "  --grammar FILE     GBNF (LANGUAGE.md 9); --ebnf FILE: SGLang's EBNF\n"
+    "  --any-whitespace   with --json-schema: any JSON whitespace between tokens\n"
+    "                     (gen's any_whitespace); without it, none or one space\n"
+    "                     where json.dumps writes one\n"
     "  --file F           the text is the file's contents\n"
     "  --jsonl F          every line of F is a JSON string: one result line each,\n"
     "                     exit 0 if all were accepted, 1 otherwise\n"
@@ -80,6 +83,7 @@ int cmd_check(int argc, char **argv)
     CliEngineOptions eo;
     cli_engine_options_init(&eo);
     int kind = -1, random_seg = 0;
+    unsigned flags = 0;
     unsigned long long seed = 1;
     const char *cons = NULL, *text = NULL, *file = NULL, *jsonl = NULL;
     for (int i = 0; i < argc; i++) {
@@ -94,6 +98,8 @@ int cmd_check(int argc, char **argv)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(check_help, stdout);
             return 0;
+        } else if (!strcmp(a, "--any-whitespace")) {
+            flags |= SGL_CHECK_ANY_WHITESPACE;
         } else if (k >= 0 || !strcmp(a, "--file") || !strcmp(a, "--jsonl") || !strcmp(a, "--segment") ||
                    !strcmp(a, "--seed")) {
             if (i + 1 >= argc) {
@@ -159,7 +165,7 @@ int cmd_check(int argc, char **argv)
         fprintf(stderr, "sgl check: %s\n", err);
         goto out;
     }
-    sgl_status st = sgl_checker_new(rt, (sgl_check_kind)kind, src, src_len, &ck, err, sizeof err);
+    sgl_status st = sgl_checker_new_opts(rt, (sgl_check_kind)kind, src, src_len, flags, &ck, err, sizeof err);
     if (st != SGL_OK) {
         fprintf(stderr, "sgl check: %s\n", err);
         goto out;

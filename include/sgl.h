@@ -302,6 +302,12 @@ typedef struct sgl_checker sgl_checker;
  * no tokenizer. */
 sgl_status sgl_checker_new(sgl_runtime *rt, sgl_check_kind kind, const char *src, size_t len,
                            sgl_checker **out, char *err, size_t errcap);
+/* sgl_checker_new with options (SGL_CHECK_* flags, 0: none):
+ * SGL_CHECK_ANY_WHITESPACE lets a JSON Schema take any JSON whitespace
+ * between tokens (gen's any_whitespace); other kinds refuse it by name. */
+enum { SGL_CHECK_ANY_WHITESPACE = 1 };
+sgl_status sgl_checker_new_opts(sgl_runtime *rt, sgl_check_kind kind, const char *src, size_t len,
+                                unsigned flags, sgl_checker **out, char *err, size_t errcap);
 /* 1 accept, 0 reject (*reject_at: byte offset of the first refused token,
  * or len when only the end was refused), -1 error (message in err).
  * random_segment: a random valid tokenization from seed. */

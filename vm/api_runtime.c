@@ -125,6 +125,12 @@ struct sgl_checker {
 sgl_status sgl_checker_new(sgl_runtime *r, sgl_check_kind kind, const char *src, size_t len,
                            sgl_checker **out, char *err, size_t errcap)
 {
+    return sgl_checker_new_opts(r, kind, src, len, 0, out, err, errcap);
+}
+
+sgl_status sgl_checker_new_opts(sgl_runtime *r, sgl_check_kind kind, const char *src, size_t len,
+                                unsigned flags, sgl_checker **out, char *err, size_t errcap)
+{
     static const RtConstraintKind kinds[] = {
         [SGL_CHECK_REGEX] = RT_CONSTRAINT_REGEX,
         [SGL_CHECK_JSON_SCHEMA] = RT_CONSTRAINT_JSON,
@@ -143,6 +149,18 @@ sgl_status sgl_checker_new(sgl_runtime *r, sgl_check_kind kind, const char *src,
     }
     c->r = r;
     c->kind = kinds[kind];
+    if (flags & ~(unsigned)SGL_CHECK_ANY_WHITESPACE) {
+        sgl_checker_free(c);
+        err_fmt(err, errcap, "unknown checker option 0x%x", flags);
+        return SGL_ERR_USAGE;
+    }
+    if (flags & SGL_CHECK_ANY_WHITESPACE) {   /* compiled here; runtime_check then compiles nothing */
+        int rc = rtc_compile_flags(c->kind, src, len, RTC_ANY_WHITESPACE, &c->g, err, errcap);
+        if (rc < 0) {
+            sgl_checker_free(c);
+            return SGL_ERR_USAGE;
+        }
+    }
     size_t at;
     int rc = runtime_check(r->rt, c->kind, src, len, "", 0, 0, 0, &c->g, &at, err, errcap);
     if (rc < 0) {

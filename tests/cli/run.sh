@@ -102,6 +102,16 @@ prog='fn main(a, b = 1, c = 0) { return a * 1000 + b * 10 + c }'
 got=$("$SGL" -e "$prog" --batch "$work/b.jsonl" --args "$work/a.json" c=3 2>&1 | tr -d '\n')
 want='{"text":"","vars":{},"value":2003}{"text":"","vars":{},"value":2053}'
 if [ "$got" = "$want" ]; then ok; else bad batch-args "got $got"; fi
+# sgl check --any-whitespace: a pretty-printed object is refused without it,
+# accepted with it (the default model's tokenizer; skipped without the model)
+if [ -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
+    echo '{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]}' > "$work/s.json"
+    pretty=$(printf '{\n  "a": 1\n}')
+    a=$("$SGL" check --model models/SmolLM2-135M-Instruct.Q4_1.gguf --json-schema "$work/s.json" "$pretty"); sa=$?
+    b=$("$SGL" check --model models/SmolLM2-135M-Instruct.Q4_1.gguf --json-schema "$work/s.json" --any-whitespace \
+        "$pretty"); sb=$?
+    if [ "$a $sa" = "reject at 1 1" ] && [ "$b $sb" = "accept 0" ]; then ok; else bad any-whitespace "got '$a' $sa / '$b' $sb"; fi
+fi
 rm -rf "$work"
 
 # zsh completion parses
