@@ -6,7 +6,10 @@
  *   bench_gpu                 roofline (device copy), bf16 GEMM peak, and for
  *                             a Llama-3-8B-shaped random bf16 model: batch-1
  *                             256 in / 256 out decode (CUDA graph per step) and
- *                             prefill of 4096 tokens (MFU vs the GEMM peak)
+ *                             prefill of 4096 tokens (MFU vs the GEMM peak);
+ *                             the standalone forward of bench/gpu/llama_gpu.c,
+ *                             not the engine (tests/gpu/engine_gpu.c bench)
+ *   bench_gpu --peaks         the roofline and GEMM peak lines only
  *   bench_gpu --e2e DIR SHAPE writes DIR/model.safetensors + config.json, the
  *                             prompt and generated ids and every position's
  *                             logits (f32) of a prefill + greedy decode
@@ -149,6 +152,10 @@ int main(int argc, char **argv)
     if (cu_sync(cu)) return die(cu, "roofline");
     printf("{\"device\":\"%s\",\"copy_TBps\":%.3f,\"gemm_bf16_TFLOPs\":%.1f}\n", dev, copy_tbps, gemm_tflops);
     fflush(stdout);
+    if (argc == 2 && !strcmp(argv[1], "--peaks")) {
+        cu_ctx_free(cu);
+        return 0;
+    }
 
     /* 3. Llama-3-8B-shaped model */
     const LlamaShape *s = shape_named("llama-3-8b");

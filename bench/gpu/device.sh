@@ -6,10 +6,15 @@
 #           `sgl make-model`): engine_gpu check (CPU vs CUDA engine: greedy ids,
 #           teacher-forced logits), transformers on the same ids
 #           (e2e_logits.py), `sgl generate` on both devices
-#   bench   the Llama-3-8B-shaped checkpoint (make-model, all 32 layers):
-#           engine_gpu bench (batch-1 decode, offline throughput), then the
-#           PyTorch peer in the same call
-# Env: BENCH_REQ BENCH_IN BENCH_OUT BENCH_RUN BENCH_CHUNK (offline workload).
+#   bench   every issue-11 figure (summary.py prints them beside the goals):
+#           roofline and GEMM peak (bench_gpu --peaks); on the Llama-3-8B-shaped
+#           checkpoint (make-model, all 32 layers): engine_gpu bench (batch-1
+#           256/256, prefill 256 and 4096, decode rows, offline 128 x 256/256),
+#           SGLang's offline CI workload (engine_gpu offline, 500 prompts),
+#           the program workload (fewshot_fork.sgl, cache on/off), the
+#           transformers generate peer and gpu_peer_fast.py, same call
+# Env: BENCH_REQ BENCH_IN BENCH_OUT BENCH_RUN BENCH_CHUNK (engine_gpu bench),
+#      OFFLINE_TIMEOUT, PROG_N, SKIP_PROGRAM / SKIP_HF / SKIP_PEER.
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -39,19 +44,47 @@ check)
     done
     ;;
 bench)
+    # every issue-11 figure in one run (bench/gpu/summary.py prints the table)
     d=/tmp/m8b
+    log=$OUT/bench.log
+    : > "$log"
+    "$B/bench_gpu" --peaks | tee -a "$log" || fail=1
     t0=$(date +%s%N)
     "$B/sgl" make-model --arch llama-3-8b --seed 1 --out "$d" || { fail=1; continue; }
     echo "make-model llama-3-8b: $(( ($(date +%s%N) - t0) / 1000000 )) ms, $(du -sh $d | cut -f1)"
-    "$B/engine_gpu" bench "$d" "${BENCH_REQ:-128}" "${BENCH_IN:-1024}" "${BENCH_OUT:-256}" "${BENCH_RUN:-128}" \
-        "${BENCH_CHUNK:-8192}" || fail=1
-    if [ -n "$BENCH2" ]; then
-        set -- $BENCH2
-        "$B/engine_gpu" bench "$d" "$1" "$2" "$3" "$4" "$5" | grep -E "offline|prefill" || fail=1
+    # batch-1 256 in / 256 out, the forward alone (prefill 256 and 4096, decode rows), offline 128 x 256/256
+    SGL_BENCH_PREFILL=4096 timeout 150 "$B/engine_gpu" bench "$d" "${BENCH_REQ:-128}" "${BENCH_IN:-256}" \
+        "${BENCH_OUT:-256}" "${BENCH_RUN:-0}" "${BENCH_CHUNK:-8192}" | tee -a "$log" || fail=1
+    # SGLang's CI offline workload: 500 prompts, bench_serving's random lengths (seed 0, range ratio 0)
+    python3 -c "
+import numpy as np
+np.random.seed(0)
+i = np.random.randint(1, 4096 + 1, size=500); o = np.random.randint(0, 2048 + 1, size=500)
+print('\\n'.join('%d %d' % t for t in zip(i, o)))" > /tmp/sglang-lens.txt
+    timeout ${OFFLINE_TIMEOUT:-330} "$B/engine_gpu" offline "$d" /tmp/sglang-lens.txt "${BENCH_RUN:-0}" \
+        "${BENCH_CHUNK:-8192}" | tee -a "$log" || fail=1
+    # the program workload, cache on and off
+    if [ -z "$SKIP_PROGRAM" ]; then
+        head -${PROG_N:-32} bench/programs/data/gsm.jsonl > /tmp/prog.jsonl
+        for cache in on off; do
+            fl=; [ $cache = off ] && fl=--no-prefix-cache
+            t0=$(date +%s%N)
+            timeout 120 "$B/sgl" run bench/gpu/fewshot_fork.sgl --model "$d" --device cuda --batch /tmp/prog.jsonl \
+                --stats $fl > /tmp/prog.out 2> /tmp/prog.err || fail=1
+            ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+            st=$(grep -i "generated tokens" /tmp/prog.err | tail -1)
+            gen=$(echo "$st" | sed -n 's/.*generated tokens \([0-9]*\).*/\1/p')
+            n=$(wc -l < /tmp/prog.jsonl)
+            awk -v c=$cache -v n=$n -v ms=$ms -v g=${gen:-0} -v st="$st" 'BEGIN { printf "{\"bench\": \"program\", \"cache\": \"%s\", \"programs\": %d, \"wall_ms\": %d, \"programs_s\": %.3f, \"gen_tok_s\": %.1f, \"stats\": \"%s\"}\n", c, n, ms, n * 1000 / ms, g * 1000 / ms, st }' | tee -a "$log"
+        done
     fi
+    # the in-house peer: transformers generate on the same checkpoint
+    [ -z "$SKIP_HF" ] && { timeout 150 python3 "$G/hf_generate_peer.py" "$d" --in 256 --out 256 --batch 64 2>&1 \
+        | grep -v -i warn | tee -a "$log" || fail=1; }
     rm -rf "$d"
     echo "--- peer: gpu_peer_fast.py (same call)"
-    PEER_BS=${PEER_BS:-64} python3 "$G/gpu_peer_fast.py" 2>&1 | tail -1
+    [ -z "$SKIP_PEER" ] && PEER_BS=${PEER_BS:-64} timeout 120 python3 "$G/gpu_peer_fast.py" 2>&1 | tail -1 | tee -a "$log"
+    python3 "$G/summary.py" "$log"
     ;;
 esac
 done

@@ -15,6 +15,11 @@
  *     batch-1 decode (one request of IN prompt tokens, OUT output tokens,
  *     greedy, ignore_eos) then N_REQ such requests submitted at once
  *     (offline throughput); prints JSON lines.
+ *   engine_gpu offline DIR LENS [MAX_RUNNING CHUNK]
+ *     SGLang's offline workload: every line of LENS is "IN OUT" (a request
+ *     of IN random prompt ids, OUT output tokens, greedy, ignore_eos); all
+ *     submitted at once; prints one JSON line (output tok/s over the wall
+ *     time from the first submit to the last token).
  *
  * Prompts are token ids drawn from a fixed hash (no tokenizer text), below
  * the regular vocabulary's size.
@@ -295,8 +300,10 @@ static void forward_bench(Model *m, int in, int outn)
         if (fit > 128) fit = 128;
         KvPool *kv = model_kv_new(m, fit * ctx + 8, K_DTYPE_F16, err, sizeof err);
         if (!kv) die("kv", err);
-        {
-            /* one prompt of `in` tokens as one prefill */
+        int pre_n[2] = {in, getenv("SGL_BENCH_PREFILL") ? atoi(getenv("SGL_BENCH_PREFILL")) : 0};
+        for (int pi = 0; pi < 2 && pre_n[pi] > 0 && pre_n[pi] <= 8192 && pre_n[pi] <= fit * ctx; pi++) {
+            /* one prompt of `in` tokens (then of $SGL_BENCH_PREFILL) as one prefill */
+            int in = pre_n[pi];
             int32_t *pt = malloc((size_t)in * sizeof *pt), *ps = malloc((size_t)in * sizeof *ps);
             prompt_ids(pt, in, 3, 100000 < m->cfg.vocab ? 100000 : m->cfg.vocab);
             for (int i = 0; i < in; i++) ps[i] = i;
@@ -397,12 +404,69 @@ static int bench(const char *dir, int n_req, int in, int outn, int max_running, 
     return failed != 0;
 }
 
+/* ---- offline workload from a lengths file ---- */
+
+static int offline(const char *dir, const char *lens, int max_running, int chunk)
+{
+    char err[1024];
+    FILE *f = fopen(lens, "r");
+    if (!f) die("lengths", lens);
+    int cap = 1024, n = 0, *in = malloc(cap * sizeof *in), *out = malloc(cap * sizeof *out);
+    while (n < cap && fscanf(f, "%d %d", &in[n], &out[n]) == 2) {
+        if (in[n] < 1) in[n] = 1;
+        if (out[n] < 1) out[n] = 1; /* SGLang may draw 0; the engine needs >= 1 */
+        n++;
+    }
+    fclose(f);
+    if (n == 0) die("lengths", "no \"IN OUT\" lines");
+    Tokenizer *tok;
+    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
+    Model *m = open_model(dir, K_BACKEND_CUDA);
+    Engine *e = engine(m, tok, max_running, chunk);
+    int V = m->cfg.vocab < 100000 ? m->cfg.vocab : 100000;
+    long sum_in = 0, sum_out = 0;
+    int32_t **ps = malloc((size_t)n * sizeof *ps);
+    for (int i = 0; i < n; i++) {
+        ps[i] = malloc((size_t)in[i] * sizeof **ps);
+        prompt_ids(ps[i], in[i], 5000 + (uint64_t)i, V);
+        sum_in += in[i];
+        sum_out += out[i];
+    }
+    Out w;
+    submit(e, ps[0], in[0] < 64 ? in[0] : 64, 8, &w); /* warm-up */
+    wait_all(e, &w, 1);
+    Out *os = calloc((size_t)n, sizeof *os);
+    EngStats s0, s1;
+    eng_stats(e, &s0);
+    double ts = now();
+    for (int i = 0; i < n; i++) submit(e, ps[i], in[i], out[i], &os[i]);
+    wait_all(e, os, n);
+    double wall = now() - ts;
+    eng_stats(e, &s1);
+    long gen = 0;
+    int failed = 0;
+    for (int i = 0; i < n; i++) gen += os[i].n, failed += os[i].failed;
+    printf("{\"bench\": \"offline-lens\", \"requests\": %d, \"sum_in\": %ld, \"sum_out\": %ld, \"kv_slots\": %d, "
+           "\"wall_s\": %.1f, \"output_tok_s\": %.1f, \"total_tok_s\": %.1f, \"steps\": %llu, \"busy_s\": %.1f, "
+           "\"retractions\": %llu, \"failed\": %d}\n",
+           n, sum_in, sum_out, s1.kv.total, wall, gen / wall, (gen + (double)sum_in) / wall,
+           (unsigned long long)(s1.steps - s0.steps), s1.busy_seconds - s0.busy_seconds,
+           (unsigned long long)(s1.retractions - s0.retractions), failed);
+    eng_free(e);
+    model_free(m);
+    tok_free(tok);
+    return failed != 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 4 && !strcmp(argv[1], "offline"))
+        return offline(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 0);
     if (argc >= 3 && !strcmp(argv[1], "check")) return check(argv[2], argc > 3 ? argv[3] : NULL);
     if (argc >= 6 && !strcmp(argv[1], "bench"))
         return bench(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argc > 6 ? atoi(argv[6]) : 0,
                      argc > 7 ? atoi(argv[7]) : 0);
-    fprintf(stderr, "usage: engine_gpu check DIR [OUT] | bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK]\n");
+    fprintf(stderr, "usage: engine_gpu check DIR [OUT] | bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK] | offline DIR LENS "
+                    "[MAX_RUNNING CHUNK]\n");
     return 64;
 }
