@@ -42,6 +42,13 @@ check)
         if cmp -s /tmp/gen-cpu.txt /tmp/gen-cuda.txt; then echo "sgl generate: cpu == cuda"
         else echo "sgl generate: cpu != cuda"; head -c 300 /tmp/gen-cpu.txt; echo; head -c 300 /tmp/gen-cuda.txt; echo; fi
     done
+    # constrained generation (regex, JSON Schema, grammar; sampled and greedy) on both devices
+    d=/tmp/mm-c
+    "$B/sgl" make-model --arch llama-3.2-1b --layers 2 --seed 11 --out "$d" > /dev/null || fail=1
+    for dev in cpu cuda; do
+        "$B/sgl" run tests/gpu/constrained.sgl --json --model "$d" --device $dev > "/tmp/constrained-$dev.json" 2>&1 || fail=1
+    done
+    python3 "$G/check_constrained.py" /tmp/constrained-cpu.json /tmp/constrained-cuda.json || fail=1
     ;;
 bench)
     # every issue-11 figure in one run (bench/gpu/summary.py prints the table)

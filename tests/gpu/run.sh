@@ -7,7 +7,9 @@
 #     batched / chunked with the prefix cache, teacher-forced logits within
 #     CHECK_TOL), then transformers on the same ids (e2e_logits.py: within
 #     bf16 tolerance of the f32 reference);
-#  3. bench_gpu's own Llama-shaped forward against transformers (--e2e).
+#  3. bench_gpu's own Llama-shaped forward against transformers (--e2e);
+#  4. constrained generation (tests/gpu/constrained.sgl) on the CPU and the
+#     GPU, every value checked against its constraint.
 # BINDIR holds sgl, engine_gpu, test_cuda_ops and bench_gpu (default build/gpu
 # plus build/sgl). bench/gpu/device.sh check runs 1-2 from the packed folder.
 # Exit 1 if any fails.
@@ -35,5 +37,14 @@ for shape in llama-3-8b-2l llama-3.2-1b-4l; do
     fi
     rm -rf "$d"
 done
+# constrained generation on both devices (regex, JSON Schema, grammar)
+d=$(mktemp -d)
+if "$SGL" make-model --arch llama-3.2-1b --layers 2 --seed 11 --out "$d" >/dev/null; then
+    for dev in cpu cuda; do "$SGL" run "$here/constrained.sgl" --json --model "$d" --device $dev > "$d/$dev.json" 2>&1; done
+    python3 "$here/check_constrained.py" "$d/cpu.json" "$d/cuda.json" || fail=1
+else
+    fail=1
+fi
+rm -rf "$d"
 [ $fail = 0 ] && echo "tests/gpu: all passed" || echo "tests/gpu: FAILED"
 exit $fail
