@@ -12,7 +12,7 @@
 #define EXIT_USAGE 64
 
 static const char make_model_help[] =
-    "usage: sgl make-model --arch ARCH --out DIR [--seed S] [--layers N]\n"
+    "usage: sgl make-model --arch ARCH --out DIR [--seed S] [--layers N] [--gguf TYPE]\n"
     "\n"
     "Writes a random-weight Hugging Face checkpoint (config.json, bf16\n"
     "model.safetensors, a byte-level BPE tokenizer.json) of a real\n"
@@ -21,11 +21,14 @@ static const char make_model_help[] =
     "  --arch ARCH   llama-3-8b, llama-3.2-1b or qwen2.5-7b\n"
     "  --out DIR     the directory to write (created)\n"
     "  --seed S      weights and merges seed (default 0)\n"
-    "  --layers N    keep N decoder layers (default: the architecture's)\n";
+    "  --layers N    keep N decoder layers (default: the architecture's)\n"
+    "  --gguf TYPE   also write DIR/model-TYPE.gguf, the same model in llama.cpp's\n"
+    "                GGUF layout with matrices in TYPE: f32, f16, bf16, q8_0,\n"
+    "                q4_0 or q4_1\n";
 
 int cmd_make_model(int argc, char **argv)
 {
-    const char *arch = NULL, *out = NULL;
+    const char *arch = NULL, *out = NULL, *gguf = NULL;
     unsigned long long seed = 0;
     int layers = 0;
     for (int i = 0; i < argc; i++) {
@@ -42,6 +45,7 @@ int cmd_make_model(int argc, char **argv)
         char *end;
         if (!strcmp(a, "--arch")) arch = v;
         else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--gguf")) gguf = v;
         else if (!strcmp(a, "--seed")) {
             seed = strtoull(v, &end, 10);
             if (!*v || *end) {
@@ -65,6 +69,11 @@ int cmd_make_model(int argc, char **argv)
     }
     char err[1024];
     sgl_status st = sgl_make_model(arch, out, seed, layers, err, sizeof err);
+    if (st == SGL_OK && gguf) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/model-%s.gguf", out, gguf);
+        st = sgl_make_gguf(out, gguf, path, err, sizeof err);
+    }
     if (st != SGL_OK) {
         fprintf(stderr, "sgl make-model: %s\n", err);
         return st == SGL_ERR_USAGE ? EXIT_USAGE : 1;

@@ -511,6 +511,14 @@ const char *sgl_device_name(void);
 sgl_status sgl_make_model(const char *arch, const char *out_dir, unsigned long long seed, int layers, char *err,
                           size_t errcap);
 
+/* `sgl make-model --gguf TYPE`: the checkpoint make-model wrote in hf_dir as
+ * one GGUF file (llama.cpp's layout: llama or qwen2, Q/K rows permuted for
+ * llama's rope, Llama 3 rope scaling as rope_freqs) at out_path, matrices
+ * in type ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), norms and biases
+ * f32. SGL_OK, or SGL_ERR_USAGE (an unknown type, a tokenizer that is not
+ * make-model's) / SGL_ERR_IO with a message. */
+sgl_status sgl_make_gguf(const char *hf_dir, const char *type, const char *out_path, char *err, size_t errcap);
+
 #ifdef __cplusplus
 }
 #endif

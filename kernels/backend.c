@@ -74,3 +74,9 @@ void k_dequant_row_host(KDtype t, const void *src, float *dst, int64_t n)
 {
     cpu_dequant_row(t, src, dst, n);
 }
+
+int k_quant_row_host(KDtype t, const float *src, void *dst, int64_t n)
+{
+    if (t == K_DTYPE_Q8_1 || t == K_DTYPE_Q8_K) return -1;   /* activation-only types */
+    return cpu_quant_row(t, src, dst, n);
+}

@@ -42,6 +42,15 @@ check)
         if cmp -s /tmp/gen-cpu.txt /tmp/gen-cuda.txt; then echo "sgl generate: cpu == cuda"
         else echo "sgl generate: cpu != cuda"; head -c 300 /tmp/gen-cpu.txt; echo; head -c 300 /tmp/gen-cuda.txt; echo; fi
     done
+    # GGUF weights (make-model --gguf: q8_0 and q4_0 matrices, dequantized to bf16 at load on the GPU)
+    d=/tmp/mm-g
+    "$B/sgl" make-model --arch llama-3.2-1b --layers 2 --seed 11 --out "$d" --gguf q8_0 > /dev/null &&
+        "$B/sgl" make-model --arch llama-3.2-1b --layers 2 --seed 11 --out "$d" --gguf q4_0 > /dev/null || fail=1
+    for q in q8_0 q4_0; do
+        echo "=== llama-3.2-1b (2 layers) as GGUF $q"
+        "$B/engine_gpu" check "$d/model-$q.gguf" || fail=1
+    done
+    rm -rf "$d"
     # constrained generation (regex, JSON Schema, grammar; sampled and greedy) on both devices
     d=/tmp/mm-c
     "$B/sgl" make-model --arch llama-3.2-1b --layers 2 --seed 11 --out "$d" > /dev/null || fail=1

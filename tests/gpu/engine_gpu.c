@@ -1,7 +1,8 @@
 /*
  * tests/gpu/engine_gpu.c — the engine on the CUDA backend, on the GPU machine.
  *
- *   engine_gpu check DIR [OUT]   correctness on a (small) HF checkpoint:
+ *   engine_gpu check DIR [OUT]   correctness on a (small) HF checkpoint
+ *     (or a .gguf file, e.g. from `sgl make-model --gguf`):
  *     1. teacher-forced logits: a prompt plus the CPU engine's greedy
  *        continuation through model_forward on both backends (every row's
  *        logits); per-row ||gpu - cpu|| / ||cpu|| and argmax agreement.
@@ -62,11 +63,19 @@ static void prompt_ids(int32_t *out, int n, uint64_t seed, int vocab)
     for (int i = 0; i < n; i++) out[i] = (int32_t)(mix(seed * 7919 + (uint64_t)i) % (uint64_t)vocab);
 }
 
+/* a Hugging Face directory, or a .gguf file */
+static int is_gguf(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 5 && !strcmp(path + n - 5, ".gguf");
+}
+
 static Model *open_model(const char *dir, KBackendKind kind)
 {
     char err[1024];
     Model *m;
-    if (hf_load(dir, &m, NULL, err, sizeof err)) die("load", err);
+    if (is_gguf(dir) ? model_load_gguf(dir, &m, err, sizeof err) : hf_load(dir, &m, NULL, err, sizeof err))
+        die("load", err);
     ModelOptions o;
     model_options_default(&o);
     o.backend = kind;
@@ -179,8 +188,9 @@ static int check(const char *dir, const char *out_dir)
 {
     char err[1024];
     Tokenizer *tok;
-    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
     Model *cpu = open_model(dir, K_BACKEND_CPU), *gpu = open_model(dir, K_BACKEND_CUDA);
+    if (is_gguf(dir) ? tok_load_gguf(cpu->gguf, &tok, err, sizeof err) : tok_load_hf(dir, &tok, err, sizeof err))
+        die("tokenizer", err);
     int V = cpu->cfg.vocab, reg = V < 100000 ? V : 100000; /* below every special id */
     int fail = 0;
 
