@@ -10,7 +10,7 @@
 #           roofline and GEMM peak (bench_gpu --peaks); on the Llama-3-8B-shaped
 #           checkpoint (make-model, all 32 layers): engine_gpu bench (batch-1
 #           256/256, prefill 256 and 4096, decode rows, offline 128 x 256/256),
-#           SGLang's offline CI workload (engine_gpu offline, 500 prompts),
+#           SGLang's offline CI workload (engine_gpu lens, 500 prompts),
 #           the program workload (fewshot_fork.sgl, cache on/off), the
 #           transformers generate peer and gpu_peer_fast.py, same call
 # Env: BENCH_REQ BENCH_IN BENCH_OUT BENCH_RUN BENCH_CHUNK (engine_gpu bench),
@@ -77,7 +77,7 @@ import numpy as np
 np.random.seed(0)
 i = np.random.randint(1, 4096 + 1, size=500); o = np.random.randint(0, 2048 + 1, size=500)
 print('\\n'.join('%d %d' % t for t in zip(i, o)))" > /tmp/sglang-lens.txt
-    timeout ${OFFLINE_TIMEOUT:-330} "$B/engine_gpu" offline "$d" /tmp/sglang-lens.txt "${BENCH_RUN:-0}" \
+    timeout ${OFFLINE_TIMEOUT:-330} "$B/engine_gpu" lens "$d" /tmp/sglang-lens.txt "${BENCH_RUN:-0}" \
         "${BENCH_CHUNK:-8192}" | tee -a "$log" || fail=1
     # the program workload, cache on and off
     if [ -z "$SKIP_PROGRAM" ]; then

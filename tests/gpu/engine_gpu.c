@@ -16,7 +16,7 @@
  *     batch-1 decode (one request of IN prompt tokens, OUT output tokens,
  *     greedy, ignore_eos) then N_REQ such requests submitted at once
  *     (offline throughput); prints JSON lines.
- *   engine_gpu offline DIR LENS [MAX_RUNNING CHUNK]
+ *   engine_gpu lens DIR LENS [MAX_RUNNING CHUNK]
  *     SGLang's offline workload: every line of LENS is "IN OUT" (a request
  *     of IN random prompt ids, OUT output tokens, greedy, ignore_eos); all
  *     submitted at once; prints one JSON line (output tok/s over the wall
@@ -416,7 +416,7 @@ static int bench(const char *dir, int n_req, int in, int outn, int max_running, 
 
 /* ---- offline workload from a lengths file ---- */
 
-static int offline(const char *dir, const char *lens, int max_running, int chunk)
+static int offline_lens(const char *dir, const char *lens, int max_running, int chunk)
 {
     char err[1024];
     FILE *f = fopen(lens, "r");
@@ -470,13 +470,13 @@ static int offline(const char *dir, const char *lens, int max_running, int chunk
 
 int main(int argc, char **argv)
 {
-    if (argc >= 4 && !strcmp(argv[1], "offline"))
-        return offline(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 0);
+    if (argc >= 4 && !strcmp(argv[1], "lens"))
+        return offline_lens(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 0);
     if (argc >= 3 && !strcmp(argv[1], "check")) return check(argv[2], argc > 3 ? argv[3] : NULL);
     if (argc >= 6 && !strcmp(argv[1], "bench"))
         return bench(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argc > 6 ? atoi(argv[6]) : 0,
                      argc > 7 ? atoi(argv[7]) : 0);
-    fprintf(stderr, "usage: engine_gpu check DIR [OUT] | bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK] | offline DIR LENS "
+    fprintf(stderr, "usage: engine_gpu check DIR [OUT] | bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK] | lens DIR LENS "
                     "[MAX_RUNNING CHUNK]\n");
     return 64;
 }
