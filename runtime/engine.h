@@ -343,6 +343,7 @@ typedef struct {
     uint64_t computed_tokens;    /* tokens run through the model */
     uint64_t generated_tokens;   /* sampled tokens */
     uint64_t forced_tokens;      /* of those, taken by constraint jump-forward */
+    uint64_t device_sampled;     /* of those, sampled on the device (EngOptions.device_sample) */
     uint64_t steps;              /* forward passes */
     uint64_t retractions;
     double busy_seconds;         /* time spent in steps that ran a forward */

@@ -242,6 +242,7 @@ static void device_pick(Engine *e, Seq *s, const ModelSample *ms)
         for (int k = 0; k < s->top_n; k++)
             t[k] = k < ms->n_top ? (SampTokLogprob){ms->top_id[k], ms->top_lp[k]} : (SampTokLogprob){-1, 0.0f};
     }
+    e->st.device_sampled++;
     took(e, s, ms->id, ms->logprob);
 }
 
