@@ -13,8 +13,8 @@
  * that a request's SampParams describe.
  *
  * Does not own: the logits (borrowed, never written), the allow-mask (a
- * bitset for constrained generation, built outside; the engine has no
- * constraints yet and passes NULL), detokenisation and stop *strings*
+ * bitset for constrained generation, built outside: the engine passes its
+ * constraint's mask), detokenisation and stop *strings*
  * (text-level, the engine's job).
  *
  * Conventions, chosen to match vLLM's OpenAI server:
@@ -27,6 +27,11 @@
  *    torch.argmax).
  *  - min-p is relative to the most likely token after temperature, top-k and
  *    top-p (HF order: temperature, top-k, top-p, min-p).
+ *  - a random draw takes one uniform u from the request's RNG and walks the
+ *    surviving tokens in id order: the first whose cumulative probability
+ *    exceeds u. It depends on the surviving set alone, not on the order a
+ *    step left the list in, so a device computes the same draw
+ *    (samp_device_row below).
  *  - logprobs: by default (SAMP_LOGPROBS_RAW) the log-softmax of the model's
  *    own logits, before penalties, masks, temperature and truncation — what
  *    vLLM reports by default and what `select` scoring needs. With
