@@ -253,6 +253,8 @@ typedef struct {
  *   host_alloc page-locked host memory for downloads (NULL when none);
  *              freed by host_free
  *   argmax     ids[r] = the first maximum of f32 row r of logits (n rows of v)
+ *   sample     see KDevSample: the sampling chain of runtime/sampler.h per
+ *              row; only ids and asked-for logprobs come back
  */
 typedef struct {
     const void *q;              /* rows of stride ldq (q heads first) */
@@ -274,6 +276,86 @@ typedef struct {
 
 enum { K_ATTN_TILE_ROWS = 64 };
 
+/*
+ * Sampling on the device: runtime/sampler.c's chain (its header states the
+ * conventions) over rows of f32 logits, one row per request:
+ *
+ *   logits ─► penalties ─► logit bias ─► allow ─► temperature ─► top-k ─► top-p ─► min-p ─► draw
+ *      │                                              │
+ *      └─ RAW logprobs (log-softmax of the row)       └─ PROCESSED logprobs (before truncation)
+ *
+ * Per row (KDevSampleRow), everything is in backend memory and uploaded in
+ * one piece per step; the kernels allocate nothing and never synchronise
+ * with the host, so a decode step with sampling can be captured whole.
+ *   - The first `n` entries of each row are candidates (the tokenizer's ids;
+ *     a padded vocabulary's tail is never picked); rows are `ld` apart.
+ *   - Penalties: entries pen[pen_off .. pen_off + n_pen) (distinct ids):
+ *     repetition divides a positive logit (multiplies a negative one) for
+ *     every listed id; frequency * generated + presence is subtracted where
+ *     generated > 0. Then bias[bias_off .. + n_bias) is added in order.
+ *   - allow: words allow[allow_off ..] of a bitset over the n ids (bit i of
+ *     32-bit word i / 32); allow_off < 0: every id. Bans (min_tokens) come
+ *     in it too.
+ *   - temperature: logits are multiplied by 1/temperature when it is not 1
+ *     (the host passes 1 where sampler.c does not scale: greedy shortcut).
+ *   - greedy: the highest processed logit among the allowed (ties: lower id).
+ *     Else top_k (<= 0 off), top_p (>= 1 off), min_p (<= 0 off) cut the
+ *     allowed ids ranked by processed logit (ties: lower id), each stage's
+ *     probabilities the softmax over what the stage before kept, and the
+ *     draw walks the survivors in id order: the first whose cumulative
+ *     probability exceeds u (the host's uniform in [0, 1), from the
+ *     request's RNG).
+ *   - Logprobs (lp_mode): RAW, of the model's row over all n ids; PROCESSED,
+ *     of the allowed ids after penalties, bias and temperature. The chosen
+ *     id's in out_lp, and n_top (<= K_SAMPLE_TOP_MAX) best, most likely
+ *     first (ties: lower id), at top_id/top_lp [r * K_SAMPLE_TOP_MAX ..];
+ *     out_n_top[r] says how many (fewer when fewer are allowed).
+ *   - out_id[r] = -1 when nothing is allowed (the host's ERR_ALL_MASKED).
+ *   - The logit rows are scratch: the op may overwrite them.
+ */
+enum { K_SAMPLE_TOP_MAX = 20 };
+enum { K_LP_NONE = 0, K_LP_RAW = 1, K_LP_PROCESSED = 2 };
+
+typedef struct {
+    double u;                   /* the draw, in [0, 1) (unused when greedy) */
+    float temperature;          /* the divisor applied (1: none) */
+    float top_p, min_p;
+    float repetition_penalty, frequency_penalty, presence_penalty;
+    int32_t greedy, top_k;
+    int32_t pen_off, n_pen, bias_off, n_bias;
+    int32_t allow_off;          /* in 32-bit words; -1: no bitset */
+    int32_t lp_mode, n_top;
+    int32_t pad_;
+} KDevSampleRow;
+
+/* `raw` in both is the op's scratch (it keeps the row's logit there before
+ * changing it, for RAW logprobs): the arrays are written by the op. */
+typedef struct {
+    int32_t id;                 /* seen in the prompt or generated */
+    int32_t generated;          /* times generated (frequency/presence) */
+    float raw;
+} KDevPenalty;
+
+typedef struct {
+    int32_t id;
+    float bias;
+    float raw;
+} KDevBias;
+
+typedef struct {
+    float *logits;              /* n_rows rows, ld apart (overwritten) */
+    int ld, n, n_rows;
+    const KDevSampleRow *rows;
+    KDevPenalty *pen;
+    KDevBias *bias;
+    const uint32_t *allow;
+    int32_t *out_id;            /* [n_rows] */
+    float *out_lp;              /* [n_rows] */
+    int32_t *out_n_top;         /* [n_rows] */
+    int32_t *top_id;            /* [n_rows * K_SAMPLE_TOP_MAX] */
+    float *top_lp;
+} KDevSample;
+
 #define K_DEV_OPS(X)                                                                        \
     X(gather, void, (void *ctx, const void *table, int dim, const int32_t *idx, int n,      \
                      void *out))                                                            \
@@ -291,7 +373,8 @@ enum { K_ATTN_TILE_ROWS = 64 };
     X(zero, void, (void *ctx, void *p, size_t bytes))                                      \
     X(host_alloc, void *, (void *ctx, size_t bytes))                                       \
     X(host_free, void, (void *ctx, void *p))                                               \
-    X(argmax, void, (void *ctx, const float *logits, int n, int v, int32_t *ids))
+    X(argmax, void, (void *ctx, const float *logits, int n, int v, int32_t *ids))           \
+    X(sample, void, (void *ctx, const KDevSample *s))
 
 typedef struct KDevOps {
     KDtype act_dtype;           /* BF16 */

@@ -62,6 +62,7 @@ void eng_options_default(EngOptions *o)
     o->batch_invariant = 1;
     o->jump_forward = 1;
     o->mask_overlap = -1;
+    o->device_sample = 1;
 }
 
 void eng_gen_params_default(EngGenParams *p)
@@ -948,6 +949,10 @@ void eng_free(Engine *e)
     free(e->mseqs);
     free(e->bseqs);
     free(e->mseq_jobs);
+    free(e->msamp);
+    free(e->dpen);
+    free(e->dbias);
+    free(e->dallow);
     free(e->live);
     pthread_mutex_destroy(&e->in_mu);
     pthread_cond_destroy(&e->in_cv);

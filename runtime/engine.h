@@ -149,6 +149,13 @@ typedef struct {
      * 2-thread forward pass the mask thread only takes a core from it:
      * bench/structured/bench_gen). */
     int mask_overlap;
+    /* On a device backend, rows are sampled where the logits are (only the
+     * ids and asked-for logprobs cross to the host; issue 11): 1 (default)
+     * or 0 (every row that is not plain greedy downloads its logits and
+     * runs runtime/sampler.c). Seeded outputs are the same either way but
+     * where a draw falls within float rounding of a cumulative boundary
+     * (kernels/cuda/cuda_sample.cu says why). */
+    int device_sample;
     void (*notify)(void *ud);
     void *notify_ud;
 } EngOptions;
@@ -336,6 +343,7 @@ typedef struct {
     uint64_t computed_tokens;    /* tokens run through the model */
     uint64_t generated_tokens;   /* sampled tokens */
     uint64_t forced_tokens;      /* of those, taken by constraint jump-forward */
+    uint64_t device_sampled;     /* of those, sampled on the device (EngOptions.device_sample) */
     uint64_t steps;              /* forward passes */
     uint64_t retractions;
     double busy_seconds;         /* time spent in steps that ran a forward */

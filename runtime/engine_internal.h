@@ -211,7 +211,13 @@ struct Engine {
     ModelSeq *mseqs;
     Seq **bseqs;
     Seq **mseq_jobs;            /* constrained sequences sampling this step */
+    ModelSample *msamp;         /* [cap_batch]: the rows sampled on the device */
     int cap_batch;
+    /* their penalty and bias entries and ban bitsets, for one step */
+    KDevPenalty *dpen;
+    KDevBias *dbias;
+    uint32_t *dallow;
+    size_t cap_dpen, cap_dbias, cap_dallow;
     struct MaskWorker *mask;    /* engine_mask.c, started on first use */
     EngStats st;
     char ferr[512];

@@ -6,13 +6,16 @@
  * the pool is short), the batch (decode tokens first, then prompt chunks in
  * admission order within chunk_size), the forward pass, and what its logits
  * become: input logprobs, prefill checkpoints into the cache, the next
- * sampled token, detokenization and stop checks. Does not own: admission
+ * sampled token (on the host, or on the device where the model is: one
+ * function, samples_on_device, decides per row), detokenization and stop
+ * checks. Does not own: admission
  * and finishing (engine_sched.c), publishing (engine.c).
  */
 #include "runtime/engine_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ---- one step ------------------------------------------------------------------- */
 
@@ -77,10 +80,10 @@ static int take_token(Engine *e, Seq *s, int32_t tok, float logprob)
     return 1;
 }
 
+static void took(Engine *e, Seq *s, int32_t tok, float logprob);
+
 /* Sample the next token of s from a row of logits (masked by its
- * constraint); finish it if it stops. Then, with jump-forward, take the
- * tokens the constraint forces: they are computed together in the next
- * step as one chunk. */
+ * constraint) and take it. */
 static void sample_next(Engine *e, Seq *s, const float *row)
 {
     const uint64_t *allow = NULL;
@@ -112,7 +115,15 @@ static void sample_next(Engine *e, Seq *s, const float *row)
         sched_fail(e, s, ERR_SAMPLER, msg);
         return;
     }
-    if (!take_token(e, s, tok, out.logprob)) return;
+    for (int k = out.n_top; out.top && k < s->top_n; k++) out.top[k] = (SampTokLogprob){-1, 0.0f};
+    took(e, s, tok, out.logprob);
+}
+
+/* The picked token of s: take it, then, with jump-forward, the tokens the
+ * constraint forces (computed together in the next step as one chunk). */
+static void took(Engine *e, Seq *s, int32_t tok, float logprob)
+{
+    if (!take_token(e, s, tok, logprob)) return;
     if (!s->cm || !e->opt.jump_forward || s->want_lp) return;
     int32_t forced[64];
     int room = s->max_new < 0 ? 64 : s->max_new - s->n_gen;
@@ -125,6 +136,114 @@ static void sample_next(Engine *e, Seq *s, const float *row)
         if (!take_token(e, s, forced[i], 0.0f)) return;
         e->st.forced_tokens++;
     }
+}
+
+/* ---- sampling on the device (issue 11) -------------------------------------------- */
+
+/* 1 when s's next token can be sampled where the logits are: a device
+ * model, a row the op can do (samp_device_ok), a mask over the ids the op
+ * samples. The one place that decides between the device and the host. */
+static int samples_on_device(const Engine *e, const Seq *s, const ModelSeq *m)
+{
+    return e->opt.device_sample && m->logits == MODEL_LOGITS_LAST && !m->device_argmax &&
+           model_on_device(e->model) && samp_device_ok(s->samp, s->top_n) &&
+           (!s->cm || (e->cvocab && cv_size(e->cvocab) >= e->n_sample));
+}
+
+static int grow_bytes(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap * 2 : 256;
+    while (nc < need) nc *= 2;
+    void *q = realloc(*p, nc * elem);
+    if (!q) return ERR_NOMEM;
+    *p = q;
+    *cap = nc;
+    return 0;
+}
+
+/* Describes s's next sample for the device: its row (drawing the uniform
+ * from s's RNG), penalty and bias entries appended to the step's lists at
+ * *n_pen / *n_bias (offsets kept in the row until the lists stop moving). */
+static int plan_device_sample(Engine *e, Seq *s, ModelSample *ms, size_t *n_pen, size_t *n_bias)
+{
+    size_t np = (size_t)samp_device_n_pen(s->samp), nb = (size_t)samp_params(s->samp)->n_bias;
+    if (grow_bytes((void **)&e->dpen, &e->cap_dpen, *n_pen + np, sizeof *e->dpen) ||
+        grow_bytes((void **)&e->dbias, &e->cap_dbias, *n_bias + nb, sizeof *e->dbias))
+        return ERR_NOMEM;
+    samp_device_row(s->samp, s->cm != NULL, s->top_n, &ms->row, e->dpen + *n_pen, e->dbias + *n_bias);
+    ms->row.pen_off = (int32_t)*n_pen;
+    ms->row.bias_off = (int32_t)*n_bias;
+    ms->allow = NULL;
+    *n_pen += np;
+    *n_bias += nb;
+    return 0;
+}
+
+/* After the masks are in: each device row's allow bitset (the
+ * constraint's, with min_tokens' bans cleared in a copy). */
+static int device_masks(Engine *e, int nb)
+{
+    size_t words = ((size_t)e->n_sample + 31) / 32, n_ban = 0;
+    for (int i = 0; i < nb; i++)
+        if (e->mseqs[i].sample && samp_device_bans(e->bseqs[i]->samp)) n_ban++;
+    if (grow_bytes((void **)&e->dallow, &e->cap_dallow, n_ban * words, sizeof *e->dallow)) return ERR_NOMEM;
+    size_t k = 0;
+    for (int i = 0; i < nb; i++) {
+        Seq *s = e->bseqs[i];
+        ModelSample *ms = e->mseqs[i].sample;
+        if (!ms) continue;
+        ms->pen = e->dpen + ms->row.pen_off;
+        ms->bias = e->dbias + ms->row.bias_off;
+        if (s->cm && !s->mask_ready) {
+            s->mask_rc = cm_fill_mask(s->cm, s->mask);
+            s->mask_ready = 1;
+        }
+        const uint32_t *mask = s->cm && s->mask_rc >= 0 ? s->mask : NULL;
+        if (samp_device_bans(s->samp)) {
+            uint32_t *a = e->dallow + k++ * words;
+            if (mask) memcpy(a, mask, words * sizeof *a);
+            else memset(a, 0xff, words * sizeof *a);
+            samp_device_ban(s->samp, a);
+            mask = a;
+        }
+        ms->allow = mask;
+    }
+    return 0;
+}
+
+/* What the device sampled for s: as sample_next does with a host pick. */
+static void device_pick(Engine *e, Seq *s, const ModelSample *ms)
+{
+    if (s->cm) {
+        int k = s->mask_rc;
+        s->mask_ready = 0;
+        if (k < 0) {
+            sched_fail(e, s, k, "constraint: cannot compute the token mask");
+            return;
+        }
+    }
+    if (ms->id < 0) {
+        if (s->cm && cm_can_end(s->cm)) {
+            sched_finish(e, s, ENG_FINISH_STOP);
+            return;
+        }
+        char msg[128];
+        snprintf(msg, sizeof msg, "sampling: %s", err_str(ERR_ALL_MASKED));
+        sched_fail(e, s, ERR_SAMPLER, msg);
+        return;
+    }
+    if (eng_seq_reserve(s, s->n_toks + 1)) {
+        sched_fail(e, s, ERR_NOMEM, "out of memory");
+        return;
+    }
+    if (s->top_n) {
+        SampTokLogprob *t = s->top + (size_t)s->n_gen * s->top_n;
+        for (int k = 0; k < s->top_n; k++)
+            t[k] = k < ms->n_top ? (SampTokLogprob){ms->top_id[k], ms->top_lp[k]} : (SampTokLogprob){-1, 0.0f};
+    }
+    e->st.device_sampled++;
+    took(e, s, ms->id, ms->logprob);
 }
 
 void eng_step(Engine *e)
@@ -149,18 +268,21 @@ void eng_step(Engine *e)
 
     int cap = e->cap_batch;
     if (grow_ptrs((void ***)&e->bseqs, &e->cap_batch, e->n_running)) return;
-    if (e->cap_batch != cap || !e->mseq_jobs) {
+    if (e->cap_batch != cap || !e->mseq_jobs || !e->msamp) {
         ModelSeq *ms = realloc(e->mseqs, (size_t)e->cap_batch * sizeof *ms);
         if (ms) e->mseqs = ms;
         Seq **jobs = realloc(e->mseq_jobs, (size_t)e->cap_batch * sizeof *jobs);
         if (jobs) e->mseq_jobs = jobs;
-        if (!ms || !jobs) {
+        ModelSample *smp = realloc(e->msamp, (size_t)e->cap_batch * sizeof *smp);
+        if (smp) e->msamp = smp;
+        if (!ms || !jobs || !smp) {
             e->cap_batch = cap;   /* try again next step */
             return;
         }
     }
 
-    int nb = 0, budget = e->opt.chunk_size;
+    int nb = 0, budget = e->opt.chunk_size, n_dev = 0;
+    size_t n_pen = 0, n_bias = 0;
     /* Pass 0: decode tokens (their room was made above). Pass 1: prompt
      * chunks, in admission order (running[] is), within the budget. */
     for (int pass = 0; pass < 2; pass++)
@@ -193,6 +315,11 @@ void eng_step(Engine *e)
          * device backend the row then never crosses to the host) */
         m->device_argmax = m->logits == MODEL_LOGITS_LAST && !s->cm && !s->want_lp && model_on_device(e->model) &&
                            e->n_sample == e->vocab && samp_plain_argmax(s->samp);
+        m->sample = NULL;
+        if (samples_on_device(e, s, m) && plan_device_sample(e, s, &e->msamp[nb], &n_pen, &n_bias) == 0) {
+            m->sample = &e->msamp[nb];
+            n_dev++;
+        }
         e->bseqs[nb++] = s;
     }
     if (nb == 0) {
@@ -216,9 +343,17 @@ void eng_step(Engine *e)
     if (nj) eng_mask_start(e, e->mseq_jobs, nj);
 
     double t0 = now_s();
-    ModelBatch batch = {.seqs = e->mseqs, .n_seqs = nb};
+    ModelBatch batch = {.seqs = e->mseqs, .n_seqs = nb, .n_sample = e->n_sample};
     int frc = model_forward(e->model, e->kv, &batch, e->ferr, sizeof e->ferr);
     if (nj) eng_mask_wait(e);
+    if (frc == 0 && n_dev) {
+        if (device_masks(e, nb)) {
+            snprintf(e->ferr, sizeof e->ferr, "out of memory for the sampling masks");
+            frc = -1;
+        } else {
+            frc = model_sample(e->model, &batch, e->ferr, sizeof e->ferr);
+        }
+    }
     if (frc != 0) {
         for (int i = 0; i < nb; i++) {
             Seq *s = e->bseqs[i];
@@ -268,6 +403,10 @@ void eng_step(Engine *e)
         if (was_prefill) sched_checkpoint(e, s);
         if (m->device_argmax) {
             take_token(e, s, m->argmax, 0.0f);
+            continue;
+        }
+        if (m->sample) {
+            device_pick(e, s, m->sample);
             continue;
         }
         const float *last = m->logits == MODEL_LOGITS_ALL ? rows + (size_t)(m->n_new - 1) * V : rows;

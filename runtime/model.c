@@ -670,6 +670,15 @@ oom:
     return -1;
 }
 
+int model_sample(Model *m, ModelBatch *b, char *err, size_t errcap)
+{
+    if (!m->backend || !m->backend->dev || !m->device) {
+        err_fmt(err, errcap, "model_sample: the model does not compute on a device backend");
+        return -1;
+    }
+    return mdev_sample(m, b, err, errcap);
+}
+
 int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
 {
     const ModelConfig *c = &m->cfg;
@@ -716,9 +725,24 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
         }
         N += s->n_new;
         R += s->logits == MODEL_LOGITS_ALL ? s->n_new : s->logits == MODEL_LOGITS_LAST ? 1 : 0;
+        if (s->sample && (s->logits != MODEL_LOGITS_LAST || s->device_argmax)) {
+            err_fmt(err, errcap, "model_forward: sequence %d: device sampling needs logits LAST and no device_argmax",
+                    i);
+            return -1;
+        }
+    }
+    if (b->n_sample < 0 || b->n_sample > c->vocab) {
+        err_fmt(err, errcap, "model_forward: n_sample %d outside [0, vocab %d]", b->n_sample, c->vocab);
+        return -1;
     }
     if (ensure_backend(m, err, errcap)) return -1;
     if (m->backend->dev) return mdev_forward(m, kv, b, N, R, err, errcap);
+    for (int i = 0; i < b->n_seqs; i++)
+        if (b->seqs[i].sample) {
+            err_fmt(err, errcap, "model_forward: device sampling (ModelSeq.sample) needs a device backend, not %s",
+                    m->backend->name);
+            return -1;
+        }
     if (kv->mem) {
         err_fmt(err, errcap, "model_forward: the KV pool is in %s's memory but the model computes on %s",
                 kv->mem->name, m->backend->name);

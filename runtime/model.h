@@ -265,6 +265,23 @@ KvPool *model_kv_new(Model *m, int n_slots, KDtype dtype, char *err, size_t errc
  */
 typedef enum { MODEL_LOGITS_LAST = 0, MODEL_LOGITS_ALL, MODEL_LOGITS_NONE } ModelLogits;
 
+/* One row of sampling on the device (issue 11; kernels/backend.h,
+ * KDevSample, says what it computes): the caller fills the inputs (row from
+ * samp_device_row; its offsets are the model's to set), model_sample the
+ * outputs. Borrowed arrays stay valid until model_sample returns. */
+typedef struct {
+    KDevSampleRow row;
+    const KDevPenalty *pen;     /* row.n_pen entries */
+    const KDevBias *bias;       /* row.n_bias entries */
+    const uint32_t *allow;      /* NULL, or a bitset over ModelBatch.n_sample ids */
+    /* out */
+    int32_t id;                 /* -1: no id was allowed */
+    float logprob;              /* with row.lp_mode */
+    int n_top;
+    int32_t top_id[K_SAMPLE_TOP_MAX];
+    float top_lp[K_SAMPLE_TOP_MAX];
+} ModelSample;
+
 typedef struct {
     const int32_t *tokens;
     int n_new;
@@ -276,6 +293,9 @@ typedef struct {
      * `argmax`, not the row (logits_row = -1). On a device backend it is
      * computed there, so the row never crosses to the host (greedy decode). */
     bool device_argmax;
+    /* With logits LAST on a device backend, and not device_argmax: the row
+     * stays on the device (logits_row = -1) for model_sample to sample. */
+    ModelSample *sample;
     int logits_row;             /* out */
     int32_t argmax;             /* out, with device_argmax */
 } ModelSeq;
@@ -283,6 +303,7 @@ typedef struct {
 typedef struct {
     ModelSeq *seqs;
     int n_seqs;
+    int n_sample;               /* ids model_sample may pick (the tokenizer's; <= vocab); 0: vocab */
     const float *logits;        /* out */
     int n_rows;                 /* out */
 } ModelBatch;
@@ -297,5 +318,12 @@ int model_reserve(Model *m, int max_tokens, int max_logit_rows, char *err, size_
  * n_layer and n_head_kv * head_dim). Fails (-1, message) on bad arguments:
  * token id out of range, slot out of range, n_new > n_ctx, empty batch. */
 int model_forward(Model *m, KvPool *kv, ModelBatch *batch, char *err, size_t errcap);
+
+/* After model_forward of the same batch (nothing in between): samples the
+ * rows of the sequences with `sample` set where their logits are, on the
+ * device, filling each ModelSample's outputs (only those cross to the
+ * host). 0, or -1 with a message (also for a host backend, which has no
+ * device rows). */
+int model_sample(Model *m, ModelBatch *batch, char *err, size_t errcap);
 
 #endif

@@ -40,6 +40,11 @@ struct ModelDevice {
     float *logits_dev, *logits_host;
     int32_t *idx_dev, *idx_host;
     size_t idx_cap;             /* int32 entries of both */
+    /* device sampling: the last forward's sample rows start at logit row
+     * samp_row0; the op's inputs and outputs, packed (see mdev_sample) */
+    int samp_row0, samp_rows;
+    void *samp_dev, *samp_host;
+    size_t samp_cap;            /* bytes of both */
 };
 
 static const KBackend *be_of(const Model *m) { return m->backend; }
@@ -78,6 +83,7 @@ void mdev_free(Model *m)
     const KBackend *b = be_of(m);
     for (int i = 0; b && i < d->n_allocs; i++) b->buf_free(b->ctx, d->allocs[i]);
     if (b && d->logits_host) b->dev->host_free(b->ctx, d->logits_host);
+    if (b && d->samp_host) b->dev->host_free(b->ctx, d->samp_host);
     free(d->allocs);
     free(d->layers);
     free(d->idx_host);
@@ -359,10 +365,16 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     int32_t *roff = wslot + N, *rlen = roff + N, *rows = rlen + N, *slots = rows + R;
     int n_tiles = 0;
     /* logit rows: the ones that go to the host first (R_host of them), then
-     * the device_argmax ones (only their ids come back) */
-    int R_arg = 0;
-    for (int i = 0; i < b->n_seqs; i++) R_arg += b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST;
-    int R_host = R - R_arg, ra = R_host;
+     * the device_argmax ones (only their ids come back), then the ones
+     * model_sample samples */
+    int R_arg = 0, R_smp = 0;
+    for (int i = 0; i < b->n_seqs; i++) {
+        R_arg += b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST;
+        R_smp += b->seqs[i].sample != NULL;
+    }
+    int R_host = R - R_arg - R_smp, ra = R_host, rs = R_host + R_arg;
+    d->samp_row0 = rs;
+    d->samp_rows = R_smp;
     int row = 0, r = 0, max_len = 0, max_dec = 0;
     size_t off = 0;
     for (int i = 0; i < b->n_seqs; i++) {
@@ -391,6 +403,8 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
             for (int j = 0; j < s->n_new; j++) rows[r++] = row + j;
         } else if (s->logits == MODEL_LOGITS_LAST && s->device_argmax) {
             rows[ra++] = row + s->n_new - 1;
+        } else if (s->sample) {
+            rows[rs++] = row + s->n_new - 1;
         } else if (s->logits == MODEL_LOGITS_LAST) {
             s->logits_row = r;
             rows[r++] = row + s->n_new - 1;
@@ -459,5 +473,108 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     }
     b->logits = d->logits_host;
     b->n_rows = R_host;
+    return 0;
+}
+
+/* ---- sampling ------------------------------------------------------------------ */
+
+static size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
+
+int mdev_sample(Model *m, ModelBatch *b, char *err, size_t errcap)
+{
+    ModelDevice *d = m->device;
+    const KBackend *be = be_of(m);
+    int V = m->cfg.vocab, n = b->n_sample > 0 ? b->n_sample : V, words = (n + 31) / 32;
+    int R = 0, n_pen = 0, n_bias = 0, n_allow = 0;
+    for (int i = 0; i < b->n_seqs; i++) {
+        const ModelSample *ms = b->seqs[i].sample;
+        if (!ms) continue;
+        if (ms->row.n_pen < 0 || ms->row.n_bias < 0 || (ms->row.n_pen && !ms->pen) ||
+            (ms->row.n_bias && !ms->bias) || ms->row.n_top < 0 || ms->row.n_top > K_SAMPLE_TOP_MAX ||
+            !(ms->row.temperature > 0)) {
+            err_fmt(err, errcap, "model_sample: sequence %d: bad sampling row", i);
+            return -1;
+        }
+        R++;
+        n_pen += ms->row.n_pen;
+        n_bias += ms->row.n_bias;
+        n_allow += ms->allow ? words : 0;
+    }
+    if (R == 0) return 0;
+    if (R != d->samp_rows) {
+        err_fmt(err, errcap, "model_sample: the batch has %d sampled rows, its forward kept %d", R, d->samp_rows);
+        return -1;
+    }
+    /* inputs: rows | pen | bias | allow ; outputs: id | lp | n_top | top ids | top lps */
+    size_t o_rows = 0, o_pen = align8(o_rows + (size_t)R * sizeof(KDevSampleRow));
+    size_t o_bias = align8(o_pen + (size_t)n_pen * sizeof(KDevPenalty));
+    size_t o_allow = align8(o_bias + (size_t)n_bias * sizeof(KDevBias));
+    size_t o_out = align8(o_allow + (size_t)n_allow * sizeof(uint32_t));
+    size_t o_lp = o_out + (size_t)R * 4, o_nt = o_lp + (size_t)R * 4, o_tid = o_nt + (size_t)R * 4;
+    size_t o_tlp = o_tid + (size_t)R * K_SAMPLE_TOP_MAX * 4, total = o_tlp + (size_t)R * K_SAMPLE_TOP_MAX * 4;
+    if (total > d->samp_cap) {
+        size_t cap = total + total / 2;
+        dfree(m, d->samp_dev);
+        if (d->samp_host) be->dev->host_free(be->ctx, d->samp_host);
+        d->samp_dev = dalloc(m, cap);
+        d->samp_host = be->dev->host_alloc(be->ctx, cap);
+        d->samp_cap = d->samp_dev && d->samp_host ? cap : 0;
+        if (!d->samp_cap) {
+            err_fmt(err, errcap, "model_sample: out of memory for %d sampled rows", R);
+            return -1;
+        }
+    }
+    char *h = d->samp_host, *dv = d->samp_dev;
+    KDevSampleRow *rows = (KDevSampleRow *)(void *)(h + o_rows);
+    KDevPenalty *pen = (KDevPenalty *)(void *)(h + o_pen);
+    KDevBias *bias = (KDevBias *)(void *)(h + o_bias);
+    uint32_t *allow = (uint32_t *)(void *)(h + o_allow);
+    int r = 0, po = 0, bo = 0, ao = 0;
+    for (int i = 0; i < b->n_seqs; i++) {
+        const ModelSample *ms = b->seqs[i].sample;
+        if (!ms) continue;
+        KDevSampleRow *w = &rows[r++];
+        *w = ms->row;
+        w->pen_off = po;
+        w->bias_off = bo;
+        w->allow_off = ms->allow ? ao : -1;
+        if (w->n_pen) memcpy(pen + po, ms->pen, (size_t)w->n_pen * sizeof *pen);
+        if (w->n_bias) memcpy(bias + bo, ms->bias, (size_t)w->n_bias * sizeof *bias);
+        if (ms->allow) memcpy(allow + ao, ms->allow, (size_t)words * sizeof *allow);
+        po += w->n_pen;
+        bo += w->n_bias;
+        ao += ms->allow ? words : 0;
+    }
+    be->upload(be->ctx, dv, h, o_out);
+    KDevSample ks = {
+        .logits = d->logits_dev + (size_t)d->samp_row0 * V, .ld = V, .n = n, .n_rows = R,
+        .rows = (const KDevSampleRow *)(void *)(dv + o_rows), .pen = (KDevPenalty *)(void *)(dv + o_pen),
+        .bias = (KDevBias *)(void *)(dv + o_bias), .allow = (const uint32_t *)(void *)(dv + o_allow),
+        .out_id = (int32_t *)(void *)(dv + o_out), .out_lp = (float *)(void *)(dv + o_lp),
+        .out_n_top = (int32_t *)(void *)(dv + o_nt), .top_id = (int32_t *)(void *)(dv + o_tid),
+        .top_lp = (float *)(void *)(dv + o_tlp),
+    };
+    be->dev->sample(be->ctx, &ks);
+    be->download(be->ctx, h + o_out, dv + o_out, total - o_out);
+    const char *e = be->error(be->ctx);
+    if (e) {
+        err_fmt(err, errcap, "model_sample: %s", e);
+        return -1;
+    }
+    const int32_t *ids = (const int32_t *)(void *)(h + o_out), *nt = (const int32_t *)(void *)(h + o_nt);
+    const float *lp = (const float *)(void *)(h + o_lp);
+    const int32_t *tid = (const int32_t *)(void *)(h + o_tid);
+    const float *tlp = (const float *)(void *)(h + o_tlp);
+    r = 0;
+    for (int i = 0; i < b->n_seqs; i++) {
+        ModelSample *ms = b->seqs[i].sample;
+        if (!ms) continue;
+        ms->id = ids[r];
+        ms->logprob = lp[r];
+        ms->n_top = nt[r] < ms->row.n_top ? nt[r] : ms->row.n_top;
+        memcpy(ms->top_id, tid + (size_t)r * K_SAMPLE_TOP_MAX, (size_t)ms->n_top * sizeof *tid);
+        memcpy(ms->top_lp, tlp + (size_t)r * K_SAMPLE_TOP_MAX, (size_t)ms->n_top * sizeof *tlp);
+        r++;
+    }
     return 0;
 }

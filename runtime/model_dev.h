@@ -45,6 +45,9 @@ int mdev_kv_slots(const Model *m);
  * (N new tokens, R logit rows). */
 int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, size_t errcap);
 
+/* model_sample on the device: the rows mdev_forward kept for it. */
+int mdev_sample(Model *m, ModelBatch *b, char *err, size_t errcap);
+
 /* Bytes of device memory the weights take. */
 size_t mdev_weight_bytes(const Model *m);
 

@@ -415,9 +415,24 @@ int32_t samp_pick_greedy(const SampCands *c)
     return c->data[best].id;
 }
 
+static int cand_cmp_id(const void *pa, const void *pb)
+{
+    const SampCand *a = pa, *b = pb;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
 int32_t samp_pick_dist(SampCands *c, SampRng *rng)
 {
     if (!c->has_p) samp_step_softmax(c);
+    /* the walk is in id order, whatever order truncation left: a draw is
+     * then a function of the surviving set and u alone, which a device
+     * computes the same way (KDevSample) */
+    size_t k = 1;
+    while (k < c->size && c->data[k - 1].id < c->data[k].id) k++;
+    if (k < c->size) {
+        qsort(c->data, c->size, sizeof *c->data, cand_cmp_id);
+        c->sorted = 0;
+    }
     double u = samp_rng_uniform(rng), cum = 0;
     for (size_t i = 0; i < c->size; i++) {
         cum += c->data[i].p;
@@ -725,6 +740,70 @@ int samp_plain_argmax(const Sampler *s)
     return greedy && !banning && !penalties && !p->logprobs && p->top_logprobs <= 0;
 }
 
+/* ---- the device op's row ------------------------------------------------------- */
+
+static int samp_banning(const Sampler *s)
+{
+    const SampParams *p = &s->p;
+    return s->n_generated < p->min_tokens && (p->n_stop || (!p->ignore_eos && p->n_eos));
+}
+
+int samp_device_ok(const Sampler *s, int top_cap)
+{
+    if (!s) return 0;
+    const SampParams *p = &s->p;
+    int want_lp = p->logprobs || p->top_logprobs > 0;
+    int ask = p->top_logprobs < top_cap ? p->top_logprobs : top_cap;
+    return !want_lp || ask <= K_SAMPLE_TOP_MAX;
+}
+
+int samp_device_n_pen(const Sampler *s) { return s && s->cap ? (int)s->n_used : 0; }
+
+int samp_device_bans(const Sampler *s) { return s && samp_banning(s); }
+
+void samp_device_ban(const Sampler *s, uint32_t *allow)
+{
+    if (!samp_banning(s)) return;
+    const SampParams *p = &s->p;
+    for (int pass = 0; pass < 2; pass++) {
+        const int32_t *ids = pass ? s->eos : s->stop;
+        int n = pass ? (p->ignore_eos ? 0 : p->n_eos) : p->n_stop;
+        for (int i = 0; i < n; i++)
+            if (ids[i] >= 0 && ids[i] < s->n_vocab) allow[ids[i] >> 5] &= ~(1u << (ids[i] & 31));
+    }
+}
+
+void samp_device_row(Sampler *s, int masked, int top_cap, KDevSampleRow *row, KDevPenalty *pen, KDevBias *bias)
+{
+    const SampParams *p = &s->p;
+    int greedy = p->temperature < 1e-5f || p->top_k == 1;
+    int want_lp = p->logprobs || p->top_logprobs > 0;
+    int processed = want_lp && p->logprob_mode == SAMP_LOGPROBS_PROCESSED;
+    masked = masked || samp_banning(s);
+    /* samp_sample's greedy shortcut leaves the temperature out */
+    int unscaled = p->temperature < 1e-5f || (greedy && !masked && !processed);
+    *row = (KDevSampleRow){
+        .u = greedy ? 0 : samp_rng_uniform(&s->rng),
+        .temperature = unscaled ? 1.0f : p->temperature,
+        .top_p = p->top_p,
+        .min_p = p->min_p,
+        .repetition_penalty = p->repetition_penalty,
+        .frequency_penalty = p->frequency_penalty,
+        .presence_penalty = p->presence_penalty,
+        .greedy = greedy,
+        .top_k = p->top_k,
+        .n_pen = samp_device_n_pen(s),
+        .n_bias = p->n_bias,
+        .allow_off = -1,
+        .lp_mode = !want_lp ? K_LP_NONE : processed ? K_LP_PROCESSED : K_LP_RAW,
+        .n_top = want_lp ? (p->top_logprobs < top_cap ? p->top_logprobs : top_cap) : 0,
+    };
+    int k = 0;
+    for (size_t i = 0; i < s->cap && k < row->n_pen; i++)
+        if (s->slots[i].id >= 0) pen[k++] = (KDevPenalty){s->slots[i].id, (int32_t)s->slots[i].generated, 0};
+    for (int i = 0; i < p->n_bias; i++) bias[i] = (KDevBias){p->bias[i].id, p->bias[i].bias, 0};
+}
+
 int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t *allow,
                     SampOut *out)
 {
@@ -817,6 +896,8 @@ int32_t samp_sample(Sampler *s, SampWork *w, const float *logits, const uint64_t
             float l = logits[id];
             const PenSlot *sl = pen_find(s, id);
             if (sl) l = penalize(&s->p, sl, l);
+            for (int i = 0; i < p->n_bias; i++)
+                if (p->bias[i].id == id) l += p->bias[i].bias;
             if (p->temperature >= 1e-5f && p->temperature != 1.0f) l *= 1.0f / p->temperature;
             chosen_logit = l;
         }

@@ -13,8 +13,8 @@
  * that a request's SampParams describe.
  *
  * Does not own: the logits (borrowed, never written), the allow-mask (a
- * bitset for constrained generation, built outside; the engine has no
- * constraints yet and passes NULL), detokenisation and stop *strings*
+ * bitset for constrained generation, built outside: the engine passes its
+ * constraint's mask), detokenisation and stop *strings*
  * (text-level, the engine's job).
  *
  * Conventions, chosen to match vLLM's OpenAI server:
@@ -27,6 +27,11 @@
  *    torch.argmax).
  *  - min-p is relative to the most likely token after temperature, top-k and
  *    top-p (HF order: temperature, top-k, top-p, min-p).
+ *  - a random draw takes one uniform u from the request's RNG and walks the
+ *    surviving tokens in id order: the first whose cumulative probability
+ *    exceeds u. It depends on the surviving set alone, not on the order a
+ *    step left the list in, so a device computes the same draw
+ *    (samp_device_row below).
  *  - logprobs: by default (SAMP_LOGPROBS_RAW) the log-softmax of the model's
  *    own logits, before penalties, masks, temperature and truncation — what
  *    vLLM reports by default and what `select` scoring needs. With
@@ -44,6 +49,7 @@
 #define SGL_RUNTIME_SAMPLER_H
 
 #include "base/err.h"   /* errors are negative ERR_* codes; err_str gives the message */
+#include "kernels/backend.h"   /* KDevSampleRow: the device op's row (samp_device_row) */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -117,7 +123,9 @@ void samp_step_min_p(SampCands *c, float min_p);
 /* Highest logit (ties: lowest id). The list must not be empty. */
 int32_t samp_pick_greedy(const SampCands *c);
 
-/* Draw from the list's p (computes it if has_p is unset). */
+/* Draw from the list's p (computes it if has_p is unset): the first token,
+ * walking the list in id order, whose cumulative probability exceeds a
+ * uniform u from rng (the list is reordered by id when it is not). */
 int32_t samp_pick_dist(SampCands *c, SampRng *rng);
 
 /* ---- log-probabilities -------------------------------------------------- */
@@ -212,6 +220,35 @@ int samp_n_generated(const Sampler *s);
  * samp_accept as usual (issue 11's hook). */
 int samp_plain_argmax(const Sampler *s);
 const SampParams *samp_params(const Sampler *s);   /* eos/stop point into the sampler */
+
+/* ---- sampling on a device (issue 11) ----------------------------------------
+ *
+ * The device op (kernels/backend.h, KDevSample) runs samp_sample's chain on
+ * the device; a row of it is described here so that the two agree: the
+ * same parameters, the temperature left out where samp_sample's greedy
+ * shortcut leaves it out, and the uniform drawn from this sampler's RNG
+ * exactly when samp_sample would draw one (seeds reproduce on either side).
+ *
+ *   samp_device_ok      1 when the op can do the next sample (it returns at
+ *                       most K_SAMPLE_TOP_MAX top logprobs); top_cap as
+ *                       SampOut.top_cap
+ *   samp_device_n_pen   penalty entries samp_device_row writes
+ *   samp_device_bans    1 when min_tokens bans EOS/stop ids now: the row
+ *                       then needs an allow bitset (all ones when there is
+ *                       no constraint) passed through samp_device_ban
+ *   samp_device_ban     clears the banned ids' bits (32-bit words)
+ *   samp_device_row     fills *row (its pen_off, bias_off and allow_off are
+ *                       left to the caller, allow_off -1), pen[0 ..
+ *                       samp_device_n_pen) and bias[0 .. n_bias); `masked`:
+ *                       the row will carry a constraint's bitset. Advances
+ *                       the RNG as samp_sample would: call it once per
+ *                       token, instead of samp_sample, then samp_accept. */
+
+int samp_device_ok(const Sampler *s, int top_cap);
+int samp_device_n_pen(const Sampler *s);
+int samp_device_bans(const Sampler *s);
+void samp_device_ban(const Sampler *s, uint32_t *allow);
+void samp_device_row(Sampler *s, int masked, int top_cap, KDevSampleRow *row, KDevPenalty *pen, KDevBias *bias);
 
 /* Vocabulary-sized scratch (a candidate list and a row of floats, ~16
  * bytes a token), shared by the samplers of one thread. */

@@ -2,7 +2,7 @@
  * kernels/cpu/devref.c — the reference device backend: KDevOps filled on the
  * host, one thread, bf16 activations rounded where kernels/cuda rounds, so
  * that runtime/model_dev.c (upload, memory plan, flat index arrays, tiles,
- * device argmax) runs and is tested on machines without a GPU. Not fast; not
+ * device argmax and sampling) runs and is tested on machines without a GPU. Not fast; not
  * a serving backend (k_backend_new kind DEV_REF, tests only).
  *
  *   KBackend buffer ops ── malloc'd "device" memory (a 1 GiB budget that
@@ -259,6 +259,185 @@ static void d_argmax(void *ctx, const float *logits, int n, int v, int32_t *ids)
             if (row[i] > row[best]) best = i;
         ids[r] = best;
     }
+}
+
+/* ---- sampling: the chain of KDevSample, spelled out plainly ----
+ *
+ * Every allowed id is put in one list sorted by processed logit (ties: lower
+ * id); each stage keeps a prefix of it, and the draw walks the survivors in
+ * id order. Each softmax is max-subtracted, expf per term, the sum in double
+ * and the scale (float)(1 / sum), the arithmetic of runtime/sampler.c. */
+
+typedef struct {
+    int32_t id;
+    float l;
+} SCand;
+
+static int scand_before(const SCand *a, const SCand *b)
+{
+    if (a->l != b->l) return a->l > b->l;
+    return a->id < b->id;
+}
+
+static int scand_cmp(const void *pa, const void *pb)
+{
+    const SCand *a = pa, *b = pb;
+    return scand_before(a, b) ? -1 : scand_before(b, a) ? 1 : 0;
+}
+
+static int scand_cmp_id(const void *pa, const void *pb)
+{
+    const SCand *a = pa, *b = pb;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+static double list_lse(const SCand *c, int m)
+{
+    float mx = c[0].l;
+    for (int i = 1; i < m; i++)
+        if (c[i].l > mx) mx = c[i].l;
+    if (isinf(mx)) return mx;
+    double sum = 0;
+    for (int i = 0; i < m; i++) sum += expf(c[i].l - mx);
+    return mx + log(sum);
+}
+
+/* The best k of c[0..m) by logit, most likely first, as (id, l - lse). */
+static int list_top(SCand *c, int m, int k, double lse, int32_t *ids, float *lps)
+{
+    if (k > m) k = m;
+    for (int j = 0; j < k; j++) {
+        int best = j;
+        for (int i = j + 1; i < m; i++)
+            if (scand_before(&c[i], &c[best])) best = i;
+        SCand t = c[j];
+        c[j] = c[best];
+        c[best] = t;
+    }
+    for (int j = 0; j < k; j++) {
+        ids[j] = c[j].id;
+        lps[j] = (float)((double)c[j].l - lse);
+    }
+    return k;
+}
+
+/* (float)(1 / sum of expf(l - mx)) over the first m of a sorted list, and
+ * the terms into e. */
+static float list_scale(const SCand *c, int m, float *e)
+{
+    double sum = 0;
+    for (int i = 0; i < m; i++) {
+        e[i] = expf(c[i].l - c[0].l);
+        sum += e[i];
+    }
+    return (float)(1.0 / sum);
+}
+
+static void sample_row(const KDevSample *s, int r, SCand *c, SCand *tmp, float *e, float *raw)
+{
+    const KDevSampleRow *p = &s->rows[r];
+    float *row = s->logits + (size_t)r * s->ld;
+    int n = s->n, nt = p->n_top < K_SAMPLE_TOP_MAX ? p->n_top : K_SAMPLE_TOP_MAX;
+    int32_t *top_id = s->top_id + (size_t)r * K_SAMPLE_TOP_MAX;
+    float *top_lp = s->top_lp + (size_t)r * K_SAMPLE_TOP_MAX;
+    double lse = 0;
+    s->out_lp[r] = 0;
+    s->out_n_top[r] = 0;
+    memcpy(raw, row, (size_t)n * sizeof *raw);
+    if (p->lp_mode == K_LP_RAW) {
+        for (int i = 0; i < n; i++) c[i] = (SCand){i, raw[i]};
+        lse = list_lse(c, n);
+        s->out_n_top[r] = nt > 0 ? list_top(c, n, nt, lse, top_id, top_lp) : 0;
+    }
+    for (int j = 0; j < p->n_pen; j++) {
+        const KDevPenalty *pe = &s->pen[p->pen_off + j];
+        if (pe->id < 0 || pe->id >= n) continue;
+        float l = row[pe->id];
+        if (p->repetition_penalty != 1.0f) l = l > 0 ? l / p->repetition_penalty : l * p->repetition_penalty;
+        if (pe->generated) l -= p->frequency_penalty * (float)pe->generated + p->presence_penalty;
+        row[pe->id] = l;
+    }
+    for (int j = 0; j < p->n_bias; j++) {
+        const KDevBias *bi = &s->bias[p->bias_off + j];
+        if (bi->id >= 0 && bi->id < n) row[bi->id] += bi->bias;
+    }
+    const uint32_t *allow = p->allow_off >= 0 ? s->allow + p->allow_off : NULL;
+    float inv_t = 1.0f / p->temperature;
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (!allow || (allow[i >> 5] >> (i & 31) & 1))
+            c[m++] = (SCand){i, p->temperature != 1.0f ? row[i] * inv_t : row[i]};
+    if (m == 0) {
+        s->out_id[r] = -1;
+        s->out_n_top[r] = 0;
+        return;
+    }
+    if (p->lp_mode == K_LP_PROCESSED) {
+        lse = list_lse(c, m);
+        memcpy(tmp, c, (size_t)m * sizeof *c);
+        s->out_n_top[r] = nt > 0 ? list_top(tmp, m, nt, lse, top_id, top_lp) : 0;
+    }
+    qsort(c, (size_t)m, sizeof *c, scand_cmp);
+    int32_t id;
+    float chosen = c[0].l;
+    if (p->greedy) {
+        id = c[0].id;
+    } else {
+        if (p->top_k > 0 && p->top_k < m) m = p->top_k;
+        if (p->top_p < 1.0f && m > 1) {
+            float inv = list_scale(c, m, e);
+            double cum = 0;
+            for (int i = 0; i < m; i++) {
+                cum += e[i] * inv;
+                if (cum >= p->top_p) {
+                    m = i + 1;
+                    break;
+                }
+            }
+        }
+        if (p->min_p > 0.0f && m > 1) {
+            float inv = list_scale(c, m, e), pmax = 0;
+            for (int i = 0; i < m; i++)
+                if (e[i] * inv > pmax) pmax = e[i] * inv;
+            float thr = p->min_p * pmax;
+            int o = 0;
+            while (o < m && e[o] * inv >= thr) o++;
+            m = o;
+        }
+        float inv = list_scale(c, m, e);
+        for (int i = 0; i < m; i++) tmp[i] = (SCand){c[i].id, e[i] * inv};   /* l: the probability */
+        qsort(tmp, (size_t)m, sizeof *tmp, scand_cmp_id);
+        double cum = 0;
+        int k = -1;
+        for (int i = 0; i < m && k < 0; i++) {
+            cum += tmp[i].l;
+            if (p->u < cum) k = i;
+        }
+        for (int i = m; k < 0 && i-- > 0;)   /* rounding left u above the total */
+            if (tmp[i].l > 0) k = i;
+        id = tmp[k < 0 ? m - 1 : k].id;
+        chosen = p->temperature != 1.0f ? row[id] * inv_t : row[id];
+    }
+    s->out_id[r] = id;
+    if (p->lp_mode == K_LP_RAW) s->out_lp[r] = (float)((double)raw[id] - lse);
+    else if (p->lp_mode == K_LP_PROCESSED) s->out_lp[r] = (float)((double)chosen - lse);
+}
+
+static void d_sample(void *ctx, const KDevSample *s)
+{
+    size_t n = (size_t)(s->n > 0 ? s->n : 1);
+    SCand *c = malloc(n * sizeof *c), *tmp = malloc(n * sizeof *tmp);
+    float *e = malloc(n * sizeof *e), *raw = malloc(n * sizeof *raw);
+    if (!c || !tmp || !e || !raw) {
+        DevRef *d = ctx;
+        if (!d->error[0]) snprintf(d->error, sizeof d->error, "dev-ref backend: sample: out of memory");
+    } else {
+        for (int r = 0; r < s->n_rows; r++) sample_row(s, r, c, tmp, e, raw);
+    }
+    free(c);
+    free(tmp);
+    free(e);
+    free(raw);
 }
 
 KBackend *cpu_devref_backend_new(char *err, size_t errcap)

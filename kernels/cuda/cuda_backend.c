@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_sample.h"
 
 enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128 };
 
@@ -212,6 +213,8 @@ static void d_argmax(void *ctx, const float *logits, int n, int v, int32_t *ids)
 {
     cu_argmax_f32(((Cuda *)ctx)->cu, logits, n, v, ids);
 }
+
+static void d_sample(void *ctx, const KDevSample *s) { cu_sample(((Cuda *)ctx)->cu, s); }
 
 int cuda_backend_usable(void) { return cu_device_count() > 0; }
 

@@ -1202,3 +1202,9 @@ extern "C" float cu_bf16_to_f32(uint16_t b)
     memcpy(&f, &u, 4);
     return f;
 }
+
+/* ---- for kernels in files of their own ------------------------------------------- */
+
+extern "C" void *cu_stream_of(CuCtx *c) { return c->stream; }
+
+extern "C" void cu_fail(CuCtx *c, const char *what, const char *why) { fail(c, what, why); }

@@ -174,6 +174,11 @@ void cu_add_i32(CuCtx *c, int32_t *p, int n, int by);
 uint16_t cu_f32_to_bf16(float f);
 float cu_bf16_to_f32(uint16_t b);
 
+/* For kernels in files of their own (cuda_sample.cu): the context's stream
+ * (a cudaStream_t) and the first-failure record that cu_error reports. */
+void *cu_stream_of(CuCtx *c);
+void cu_fail(CuCtx *c, const char *what, const char *why);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_sample.h"
 
 static CuCtx *cu;
 static KBackend *ref;
@@ -321,6 +322,211 @@ static void test_argmax(int n, int v)
     free(l), free(lf), free(got);
 }
 
+/* ---- sampling (kernels/cuda/cuda_sample.cu) vs the reference device backend --------
+ *
+ * The same rows and parameters through cu_sample and devref's sample op.
+ * Ids must be equal except where the reference itself moves to the GPU's id
+ * when u, top_p or min_p moves by 1e-6 (CUDA's expf is within 2 ulp of
+ * glibc's and the sums run in another order: a boundary within rounding);
+ * those are counted, not failed. Top-n ids equal, logprobs within 1e-4. */
+
+typedef struct {
+    int n_rows, ld, n;
+    float *logits;
+    KDevSampleRow *rows;
+    KDevPenalty *pen;
+    KDevBias *bias;
+    uint32_t *allow;
+    int n_pen, n_bias, n_allow;
+} SampleCase;
+
+static void sample_case(SampleCase *c, int n_rows, int n, int ld)
+{
+    static const float temps[] = {0.0f, 0.4f, 0.7f, 1.0f, 1.5f}, top_ps[] = {1.0f, 0.95f, 0.8f, 0.3f};
+    static const float min_ps[] = {0.0f, 0.0f, 0.02f, 0.2f};
+    static const int top_ks[] = {0, 0, 1, 20, 50, 1000};
+    int words = (n + 31) / 32;
+    c->n_rows = n_rows, c->n = n, c->ld = ld;
+    c->logits = malloc((size_t)n_rows * ld * sizeof *c->logits);
+    c->rows = calloc((size_t)n_rows, sizeof *c->rows);
+    c->pen = malloc((size_t)n_rows * 64 * sizeof *c->pen);
+    c->bias = malloc((size_t)n_rows * 4 * sizeof *c->bias);
+    c->allow = malloc((size_t)n_rows * words * sizeof *c->allow);
+    c->n_pen = c->n_bias = c->n_allow = 0;
+    for (int r = 0; r < n_rows; r++) {
+        float *l = c->logits + (size_t)r * ld;
+        int shape = (int)(urand() * 3);
+        for (int i = 0; i < ld; i++) {
+            double u = urand();
+            l[i] = shape == 0 ? (float)((u * 2 - 1) * 3) : shape == 1 ? (float)((u * 2 - 1) * 15)
+                                                                      : (float)floor(u * 8) * 0.25f;
+        }
+        KDevSampleRow *p = &c->rows[r];
+        p->u = urand();
+        p->temperature = temps[(int)(urand() * 5)];
+        p->greedy = p->temperature == 0.0f || urand() < 0.1;
+        if (p->temperature == 0.0f) p->temperature = 1.0f;
+        p->top_k = top_ks[(int)(urand() * 6)];
+        p->top_p = top_ps[(int)(urand() * 4)];
+        p->min_p = min_ps[(int)(urand() * 4)];
+        p->repetition_penalty = urand() < 0.5 ? 1.0f : 1.25f;
+        p->frequency_penalty = urand() < 0.3 ? 0.5f : 0.0f;
+        p->presence_penalty = urand() < 0.3 ? 0.3f : 0.0f;
+        p->pen_off = c->n_pen;
+        p->n_pen = urand() < 0.5 ? (int)(urand() * 64) : 0;
+        for (int j = 0; j < p->n_pen; j++)   /* distinct ids: j-th of a stride */
+            c->pen[c->n_pen + j] = (KDevPenalty){(int32_t)(((size_t)j * 7919 + r) % (size_t)n), (int32_t)(urand() * 3), 0};
+        c->n_pen += p->n_pen;
+        p->bias_off = c->n_bias;
+        p->n_bias = (int)(urand() * 4);
+        for (int j = 0; j < p->n_bias; j++)
+            c->bias[c->n_bias + j] = (KDevBias){(int32_t)(urand() * n), (float)(urand() * 8 - 3), 0};
+        c->n_bias += p->n_bias;
+        p->allow_off = -1;
+        if (urand() < 0.3) {
+            p->allow_off = c->n_allow;
+            double dens = urand() < 0.5 ? 0.5 : 0.02;
+            for (int w = 0; w < words; w++) {
+                uint32_t x = 0;
+                for (int b = 0; b < 32; b++) x |= (uint32_t)(urand() < dens) << b;
+                c->allow[c->n_allow + w] = x;
+            }
+            c->n_allow += words;
+        }
+        p->lp_mode = (int)(urand() * 3);
+        p->n_top = p->lp_mode ? (int)(urand() * (K_SAMPLE_TOP_MAX + 1)) : 0;
+    }
+}
+
+static void sample_case_free(SampleCase *c)
+{
+    free(c->logits), free(c->rows), free(c->pen), free(c->bias), free(c->allow);
+}
+
+typedef struct {
+    int32_t *id, *nt, *tid;
+    float *lp, *tlp;
+} SampleOut;
+
+static void sample_out_new(SampleOut *o, int n_rows)
+{
+    o->id = malloc((size_t)n_rows * 4), o->nt = malloc((size_t)n_rows * 4), o->lp = malloc((size_t)n_rows * 4);
+    o->tid = malloc((size_t)n_rows * K_SAMPLE_TOP_MAX * 4), o->tlp = malloc((size_t)n_rows * K_SAMPLE_TOP_MAX * 4);
+}
+
+static void sample_out_free(SampleOut *o) { free(o->id), free(o->nt), free(o->lp), free(o->tid), free(o->tlp); }
+
+/* The reference on rows [r0, r0 + nr) of c (copies: the op writes its inputs). */
+static void sample_ref(KBackend *dref, const SampleCase *c, int r0, int nr, const KDevSampleRow *rows, SampleOut *o)
+{
+    float *l = malloc((size_t)nr * c->ld * sizeof *l);
+    KDevPenalty *pen = malloc((size_t)(c->n_pen + 1) * sizeof *pen);
+    KDevBias *bias = malloc((size_t)(c->n_bias + 1) * sizeof *bias);
+    memcpy(l, c->logits + (size_t)r0 * c->ld, (size_t)nr * c->ld * sizeof *l);
+    memcpy(pen, c->pen, (size_t)c->n_pen * sizeof *pen);
+    memcpy(bias, c->bias, (size_t)c->n_bias * sizeof *bias);
+    KDevSample ks = {l, c->ld, c->n, nr, rows, pen, bias, c->allow, o->id, o->lp, o->nt, o->tid, o->tlp};
+    dref->dev->sample(dref->ctx, &ks);
+    free(l), free(pen), free(bias);
+}
+
+static void test_sample(int n_rows, int n, int ld)
+{
+    char err[256];
+    KBackend *dref = cpu_devref_backend_new(err, sizeof err);
+    SampleCase c;
+    sample_case(&c, n_rows, n, ld);
+    SampleOut g, w;
+    sample_out_new(&g, n_rows);
+    sample_out_new(&w, n_rows);
+    size_t lb = (size_t)n_rows * ld * 4;
+    float *dl = dev_copy(c.logits, lb);
+    KDevSampleRow *drows = dev_copy(c.rows, (size_t)n_rows * sizeof *drows);
+    KDevPenalty *dpen = dev_copy(c.pen, (size_t)(c.n_pen + 1) * sizeof *dpen);
+    KDevBias *dbias = dev_copy(c.bias, (size_t)(c.n_bias + 1) * sizeof *dbias);
+    uint32_t *dallow = dev_copy(c.allow, (size_t)(c.n_allow + 1) * 4);
+    int32_t *did = cu_alloc(cu, (size_t)n_rows * 4), *dnt = cu_alloc(cu, (size_t)n_rows * 4);
+    int32_t *dtid = cu_alloc(cu, (size_t)n_rows * K_SAMPLE_TOP_MAX * 4);
+    float *dlp = cu_alloc(cu, (size_t)n_rows * 4), *dtlp = cu_alloc(cu, (size_t)n_rows * K_SAMPLE_TOP_MAX * 4);
+    KDevSample ks = {dl, ld, n, n_rows, drows, dpen, dbias, dallow, did, dlp, dnt, dtid, dtlp};
+    cu_sample(cu, &ks);
+    cu_download(cu, g.id, did, (size_t)n_rows * 4);
+    cu_download(cu, g.nt, dnt, (size_t)n_rows * 4);
+    cu_download(cu, g.lp, dlp, (size_t)n_rows * 4);
+    cu_download(cu, g.tid, dtid, (size_t)n_rows * K_SAMPLE_TOP_MAX * 4);
+    cu_download(cu, g.tlp, dtlp, (size_t)n_rows * K_SAMPLE_TOP_MAX * 4);
+    const char *e = cu_sync(cu) ? cu_error(cu) : NULL;
+    sample_ref(dref, &c, 0, n_rows, c.rows, &w);
+    int bad = 0, boundary = 0, lp_bad = 0, top_bad = 0;
+    double lp_err = 0;
+    for (int r = 0; r < n_rows; r++) {
+        const KDevSampleRow *p = &c.rows[r];
+        if (g.id[r] != w.id[r]) {
+            /* a boundary within rounding: the reference itself moves there */
+            int moved = 0;
+            for (int k = 0; k < 6 && !moved; k++) {
+                KDevSampleRow q = *p;
+                double d = k % 2 ? 1e-6 : -1e-6;
+                if (k / 2 == 0) q.u = q.u + d < 0 ? 0 : q.u + d;
+                if (k / 2 == 1) q.top_p = (float)(q.top_p + d);
+                if (k / 2 == 2) q.min_p = (float)(q.min_p * (1 + d));
+                q.pen_off = p->pen_off, q.bias_off = p->bias_off;
+                SampleOut one;
+                sample_out_new(&one, 1);
+                sample_ref(dref, &c, r, 1, &q, &one);
+                moved = one.id[0] == g.id[r];
+                sample_out_free(&one);
+            }
+            if (moved) boundary++;
+            else bad++;
+            continue;
+        }
+        if (p->lp_mode && g.id[r] >= 0) {
+            double d = fabs((double)g.lp[r] - w.lp[r]);
+            if (d > lp_err) lp_err = d;
+            lp_bad += d > 1e-4;
+            if (g.nt[r] != w.nt[r]) top_bad++;
+            else
+                for (int k = 0; k < g.nt[r]; k++) {
+                    size_t at = (size_t)r * K_SAMPLE_TOP_MAX + k;
+                    top_bad += g.tid[at] != w.tid[at] || fabs((double)g.tlp[at] - w.tlp[at]) > 1e-4;
+                }
+        }
+    }
+    int fail = bad || lp_bad || top_bad || e;
+    if (fail) failures++;
+    printf("%-4s sample rows=%d n=%d ld=%d: %d ids differ, %d at a rounding boundary, logprob max err %.2g (%d over),"
+           " %d top lists differ%s%s\n",
+           fail ? "FAIL" : "ok", n_rows, n, ld, bad, boundary, lp_err, lp_bad, top_bad, e ? " " : "", e ? e : "");
+
+    /* speed: typical serving rows (temperature 0.7, top-p 0.9; none asks logprobs) */
+    for (int r = 0; r < n_rows; r++) {
+        KDevSampleRow *p = &c.rows[r];
+        *p = (KDevSampleRow){.u = urand(), .temperature = 0.7f, .top_p = 0.9f, .repetition_penalty = 1.0f,
+                             .allow_off = -1};
+    }
+    cu_upload(cu, drows, c.rows, (size_t)n_rows * sizeof *drows);
+    CuTimer *t0 = cu_timer_new(cu), *t1 = cu_timer_new(cu);
+    cu_sample(cu, &ks);
+    cu_timer_record(cu, t0);
+    for (int i = 0; i < 20; i++) cu_sample(cu, &ks);
+    cu_timer_record(cu, t1);
+    cu_sync(cu);
+    printf("     sample rows=%d n=%d (t 0.7, top-p 0.9): %.1f us a call\n", n_rows, n, 1000.0 * cu_timer_ms(t0, t1) / 20);
+    ks.n_rows = 1;
+    cu_timer_record(cu, t0);
+    for (int i = 0; i < 20; i++) cu_sample(cu, &ks);
+    cu_timer_record(cu, t1);
+    cu_sync(cu);
+    printf("     sample rows=1 n=%d (t 0.7, top-p 0.9): %.1f us a call\n", n, 1000.0 * cu_timer_ms(t0, t1) / 20);
+    cu_timer_free(t0), cu_timer_free(t1);
+    cu_free(cu, dl), cu_free(cu, drows), cu_free(cu, dpen), cu_free(cu, dbias), cu_free(cu, dallow);
+    cu_free(cu, did), cu_free(cu, dnt), cu_free(cu, dtid), cu_free(cu, dlp), cu_free(cu, dtlp);
+    sample_out_free(&g), sample_out_free(&w);
+    sample_case_free(&c);
+    dref->destroy(dref->ctx);
+}
+
 int main(int argc, char **argv)
 {
     char err[256];
@@ -358,6 +564,8 @@ int main(int argc, char **argv)
     int p5[] = {77}, n5[] = {19};
     test_attention(14, 2, 64, 1, p5, n5, 1); /* head_dim 64 */
     test_argmax(4, 128256);
+    test_sample(64, 128256, 128256);
+    test_sample(200, 3000, 3008);      /* a padded row: ids past n are never picked */
     printf("test_cuda_ops: %d failure(s)\n", failures);
     ref->destroy(ref->ctx);
     cu_ctx_free(cu);

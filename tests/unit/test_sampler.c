@@ -532,3 +532,46 @@ Test(sampler, logit_bias_moves_the_pick_on_both_paths)
     cr_assert(strstr(err, "logit_bias"));
     samp_work_free(w);
 }
+
+/* The draw depends on the surviving set and u only: the same list in any
+ * order picks the same token (it walks the ids in order). */
+Test(sampler, the_draw_does_not_depend_on_the_list_order)
+{
+    enum { N = 500 };
+    float l[N];
+    fill_logits(l, N, 31, 3.0f);
+    SampCand a[N], b[N];
+    SampRng shuf;
+    samp_rng_seed(&shuf, 5);
+    for (uint64_t seed = 1; seed <= 200; seed++) {
+        SampCands ca, cb;
+        samp_cands_init(&ca, a, l, N);
+        samp_cands_init(&cb, b, l, N);
+        samp_step_top_k(&ca, 60);   /* sorted by logit */
+        samp_step_top_k(&cb, 60);
+        for (size_t i = cb.size; i > 1; i--) {   /* b: shuffled */
+            size_t j = (size_t)(samp_rng_next(&shuf) % i);
+            SampCand t = cb.data[i - 1];
+            cb.data[i - 1] = cb.data[j];
+            cb.data[j] = t;
+        }
+        cb.sorted = 0;
+        SampRng ra, rb;
+        samp_rng_seed(&ra, seed);
+        samp_rng_seed(&rb, seed);
+        int32_t ia = samp_pick_dist(&ca, &ra), ib = samp_pick_dist(&cb, &rb);
+        cr_assert_eq(ia, ib, "seed %d: %d vs %d", (int)seed, ia, ib);
+        /* and it is the id-order walk */
+        SampRng rc;
+        samp_rng_seed(&rc, seed);
+        double u = samp_rng_uniform(&rc), cum = 0;
+        int32_t want = -1;
+        for (int id = 0; id < N && want < 0; id++)
+            for (size_t i = 0; i < ca.size; i++)
+                if (ca.data[i].id == id) {
+                    cum += ca.data[i].p;
+                    if (u < cum) want = id;
+                }
+        cr_assert_eq(ia, want);
+    }
+}
