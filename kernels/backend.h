@@ -253,6 +253,11 @@ typedef struct {
  *   host_alloc page-locked host memory for downloads (NULL when none);
  *              freed by host_free
  *   argmax     ids[r] = the first maximum of f32 row r of logits (n rows of v)
+ *   bind       makes the calling thread the one that drives this backend
+ *              (CUDA: its GPU becomes the thread's current device); a
+ *              thread calls it before its first op on a backend that
+ *              another thread made or last drove (tensor parallelism: one
+ *              thread per GPU)
  */
 typedef struct {
     const void *q;              /* rows of stride ldq (q heads first) */
@@ -291,7 +296,8 @@ enum { K_ATTN_TILE_ROWS = 64 };
     X(zero, void, (void *ctx, void *p, size_t bytes))                                      \
     X(host_alloc, void *, (void *ctx, size_t bytes))                                       \
     X(host_free, void, (void *ctx, void *p))                                               \
-    X(argmax, void, (void *ctx, const float *logits, int n, int v, int32_t *ids))
+    X(argmax, void, (void *ctx, const float *logits, int n, int v, int32_t *ids))                \
+    X(bind, void, (void *ctx))
 
 typedef struct KDevOps {
     KDtype act_dtype;           /* BF16 */
@@ -346,6 +352,7 @@ typedef struct {
      * backend then never uses sgemm: CPU_NO_BLAS). */
     bool batch_invariant;
     unsigned flags;             /* the backend's own switches (CPU_NO_SIMD...), 0 normally */
+    int device;                 /* device backends: which GPU (0-based), 0 normally */
 } KBackendConfig;
 
 /* A new backend of c->kind. NULL with a message in err when the kind is not

@@ -261,6 +261,9 @@ static void d_argmax(void *ctx, const float *logits, int n, int v, int32_t *ids)
     }
 }
 
+/* host memory: any thread may drive it */
+static void d_bind(void *ctx) {}
+
 KBackend *cpu_devref_backend_new(char *err, size_t errcap)
 {
     DevRef *d = calloc(1, sizeof *d);
