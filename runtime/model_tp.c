@@ -109,18 +109,18 @@ static void run_job(ModelTp *t, int r)
         k->rc = mdev_reserve(rm, t->job.a, t->job.b, k->err, sizeof k->err);
         break;
     case JOB_KV_SLOTS:
-        k->out = mdev_kv_slots(rm);
+        /* ranks 1.. count their pool as free: the next model_kv_new
+         * replaces it (rank 0's is the caller's to free; while it lives,
+         * rank 0's answer is the smallest) */
+        k->out = mdev_kv_slots(rm) + (r > 0 && k->kv ? k->kv->n_slots : 0);
         break;
     case JOB_KV_NEW: {
-        int kv_dim = c->n_head_kv / t->n * c->head_dim;
-        KvPool *p = kv_new_on(rm->backend, c->n_layer, t->job.a, kv_dim, rm->backend->dev->act_dtype, k->err,
-                              sizeof k->err);
-        if (!p) {
-            k->rc = -1;
-            break;
-        }
+        /* the old pool first: the new one takes its memory */
         if (r > 0) kv_free(k->kv);
-        k->kv = p;
+        int kv_dim = c->n_head_kv / t->n * c->head_dim;
+        k->kv = kv_new_on(rm->backend, c->n_layer, t->job.a, kv_dim, rm->backend->dev->act_dtype, k->err,
+                          sizeof k->err);
+        if (!k->kv) k->rc = -1;
         break;
     }
     case JOB_FORWARD:
