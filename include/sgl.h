@@ -510,7 +510,7 @@ sgl_status sgl_set_tensor_parallel(int tp, const char *comm, char *err, size_t e
  * architecture to out_dir (created): config.json, generation_config.json,
  * model.safetensors (bf16) and tokenizer.json (a byte-level BPE built from
  * the seed, with the architecture's special tokens). arch: "llama-3-8b",
- * "llama-3.2-1b", "qwen2.5-7b" (q/k/v biases); layers > 0 keeps only that
+ * "llama-3-70b" (140 GB), "llama-3.2-1b", "qwen2.5-7b" (q/k/v biases); layers > 0 keeps only that
  * many decoder layers. The same seed writes the same bytes on any machine.
  * SGL_OK, or SGL_ERR_USAGE (unknown arch) / SGL_ERR_IO with a message. */
 sgl_status sgl_make_model(const char *arch, const char *out_dir, unsigned long long seed, int layers, char *err,
