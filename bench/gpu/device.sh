@@ -9,6 +9,9 @@
 #   bench   the Llama-3-8B-shaped checkpoint (make-model, all 32 layers):
 #           engine_gpu bench (batch-1 decode, offline throughput), then the
 #           PyTorch peer in the same call
+#   tp      tensor parallelism (issue 12): bench/gpu/tp.sh check allreduce
+#           bench (tp N vs the plain path, all-reduce bus bandwidth, the 8B
+#           at tp 1 vs 2 and the 70B at tp 2/4/8, as the GPUs allow)
 # Env: BENCH_REQ BENCH_IN BENCH_OUT BENCH_RUN BENCH_CHUNK (offline workload).
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}
@@ -52,6 +55,9 @@ bench)
     rm -rf "$d"
     echo "--- peer: gpu_peer_fast.py (same call)"
     PEER_BS=${PEER_BS:-64} python3 "$G/gpu_peer_fast.py" 2>&1 | tail -1
+    ;;
+tp)
+    bash "$G/tp.sh" check allreduce bench || fail=1
     ;;
 esac
 done
