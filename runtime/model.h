@@ -187,8 +187,8 @@ typedef struct Model {
      * share its host tensors and own their backend and device state. */
     int tp_size;                /* ModelOptions.tp */
     KCommKind tp_comm_kind;     /* ModelOptions.tp_comm */
-    int tp_rank;                /* 0 here; r in rank r's copy */
-    const KComm *tp_comm;       /* this rank's communicator; NULL without tp */
+    const KComm *tp_comm;       /* this rank's communicator (its rank and the
+                                   count); NULL without tp */
     struct ModelTp *tp;         /* the ranks (model_tp.c); NULL without tp */
     void *owned_;               /* f32 copies made by model_finish */
 } Model;

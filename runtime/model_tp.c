@@ -253,7 +253,6 @@ int mtp_open(Model *m, char *err, size_t errcap)
         rm->release = NULL;
         rm->release_ctx = NULL;
         rm->gguf = NULL;
-        rm->tp_rank = r;
         t->ranks[r].m = rm;
         if (pthread_create(&t->ranks[r].th, NULL, rank_main, &t->ranks[r])) {
             err_fmt(err, errcap, "model: cannot start the thread of tp rank %d", r);
