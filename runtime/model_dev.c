@@ -358,6 +358,35 @@ int mdev_kv_slots(const Model *m)
 
 /* ---- forward ---------------------------------------------------------------------- */
 
+/* Tensor parallelism's two hooks (no-ops without tp). tp_sum: a sublayer's
+ * output d[N][E], a partial sum on each rank, summed over the ranks in
+ * place (after o and after down). tp_logits: the R logit rows of x into
+ * logits_dev [R][vocab] (rank 0's matters): each rank's vocabulary slice,
+ * all-gathered as [rank][row][vocab/N], then put in row order by a gather
+ * of byte rows (perm: R * N indices, row r of rank k is k * R + r). */
+static void tp_sum(Model *m, void *d, int N)
+{
+    const KComm *cm = m->tp_comm;
+    if (cm) cm->all_reduce(cm->ctx, d, (size_t)N * m->cfg.n_embd, K_DTYPE_BF16);
+}
+
+static void tp_logits(Model *m, const void *x, int R, const int32_t *perm)
+{
+    const KDevOps *op = be_of(m)->dev;
+    void *bx = be_of(m)->ctx;
+    ModelDevice *d = m->device;
+    const KComm *cm = m->tp_comm;
+    if (!cm) {
+        op->logits(bx, &d->head, x, R, d->logits_dev);
+        return;
+    }
+    int vn = d->sh.vocab, n = d->sh.n_ranks;
+    op->logits(bx, &d->head, x, R, d->logits_loc);
+    cm->all_gather(cm->ctx, d->logits_loc, n > 1 ? d->logits_all : d->logits_dev, (size_t)R * vn * sizeof(float));
+    /* an f32 row of vocab/N is 2 * vocab/N bf16-sized units */
+    if (n > 1 && d->sh.rank == 0) op->gather(bx, d->logits_all, 2 * vn, perm, R * n, d->logits_dev);
+}
+
 int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, size_t errcap)
 {
     const ModelConfig *c = &m->cfg;
@@ -460,7 +489,6 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     /* this rank's heads and ff columns (all of them without tp) */
     int nh = d->sh.n_head, nkv = d->sh.n_head_kv;
     int E = c->n_embd, Q = nh * c->head_dim, KVd = nkv * c->head_dim, F = d->sh.n_ff;
-    const KComm *cm = m->tp_comm;
     int ldqkv = Q + 2 * KVd;
     /* decode rows [0, n_dec_seqs) by rows; the rest by tiles */
     KDevAttn aa = {.q = d->qkv, .ldq = ldqkv, .out = d->att, .n_rows = n_dec_seqs, .n_head = nh,
@@ -483,30 +511,18 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         if (aa.n_rows) op->attention(bx, &aa);
         if (at.n_tiles) op->attention(bx, &at);
         op->matmul(bx, &L->o, NULL, d->att, Q, N, d->d, E);
-        if (cm) cm->all_reduce(cm->ctx, d->d, (size_t)N * E, K_DTYPE_BF16);
+        tp_sum(m, d->d, N);
         op->add_rmsnorm(bx, d->h, d->d, L->n2, d->x, N, E, c->rms_eps);
         op->matmul(bx, &L->gu, NULL, d->x, E, N, d->gu, 2 * F);
         op->swiglu(bx, d->gu, N, F, d->act);
         op->matmul(bx, &L->down, NULL, d->act, F, N, d->d, E);
-        if (cm) cm->all_reduce(cm->ctx, d->d, (size_t)N * E, K_DTYPE_BF16);
+        tp_sum(m, d->d, N);
     }
     if (R > 0) {
         op->gather(bx, d->h, E, D_rows, R, d->hsel);
         op->gather(bx, d->d, E, D_rows, R, d->dsel);
         op->add_rmsnorm(bx, d->hsel, d->dsel, d->out_norm, d->x, R, E, c->rms_eps);
-        if (cm) {
-            /* [rank][row][vocab/N] on every rank, then [row][vocab]: a
-             * gather of byte rows (an f32 row of vocab/N is 2 * vocab/N
-             * bf16-sized units) */
-            int vn = d->sh.vocab;
-            op->logits(bx, &d->head, d->x, R, d->logits_loc);
-            cm->all_gather(cm->ctx, d->logits_loc, n_ranks > 1 ? d->logits_all : d->logits_dev,
-                           (size_t)R * vn * sizeof(float));
-            if (n_ranks > 1 && d->sh.rank == 0)
-                op->gather(bx, d->logits_all, 2 * vn, D_perm, R * n_ranks, d->logits_dev);
-        } else {
-            op->logits(bx, &d->head, d->x, R, d->logits_dev);
-        }
+        tp_logits(m, d->x, R, D_perm);
         if (d->sh.rank > 0) {
             /* rank 0 returns the rows */
             if (be->sync(bx)) {
@@ -531,7 +547,7 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         /* the error below names it */
     }
     const char *e = be->error(bx);
-    if (!e && cm) e = cm->error(cm->ctx);
+    if (!e && m->tp_comm) e = m->tp_comm->error(m->tp_comm->ctx);
     if (e) {
         err_fmt(err, errcap, "model_forward: %s", e);
         return -1;
