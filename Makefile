@@ -52,6 +52,7 @@ CPPFLAGS += -DSGL_CUDA
 PKG_LIBS += -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -lrt -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 # GPU programs (run on the GPU machine: tests/gpu/run.sh, bench/gpu/run.sh)
 GPU_BINS := $(BUILD)/gpu/test_cuda_ops $(BUILD)/gpu/bench_gpu $(BUILD)/gpu/engine_gpu
+GPU_BINS += $(BUILD)/gpu/tp_gpu
 endif
 endif
 
@@ -117,6 +118,10 @@ $(BUILD)/gpu/test_cuda_ops: tests/gpu/test_cuda_ops.c $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
 
+$(BUILD)/gpu/tp_gpu: tests/gpu/tp_gpu.c $(BUILD)/libsgl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
+
 $(BUILD)/gpu/engine_gpu: tests/gpu/engine_gpu.c $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
@@ -135,6 +140,8 @@ $(BUILD)/gpu-static/sgl: GPU_STATIC_SRC = $(CLI_OBJS)
 $(BUILD)/gpu-static/sgl: $(CLI_OBJS)
 $(BUILD)/gpu-static/engine_gpu: GPU_STATIC_SRC = tests/gpu/engine_gpu.c
 $(BUILD)/gpu-static/engine_gpu: tests/gpu/engine_gpu.c
+$(BUILD)/gpu-static/tp_gpu: GPU_STATIC_SRC = tests/gpu/tp_gpu.c
+$(BUILD)/gpu-static/tp_gpu: tests/gpu/tp_gpu.c
 $(BUILD)/gpu-static/test_cuda_ops: GPU_STATIC_SRC = tests/gpu/test_cuda_ops.c
 $(BUILD)/gpu-static/test_cuda_ops: tests/gpu/test_cuda_ops.c
 $(BUILD)/gpu-static/bench_gpu: GPU_STATIC_SRC = bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c

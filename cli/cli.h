@@ -28,6 +28,11 @@
     "                     GPU is visible)\n"                                        \
     "  --mem-fraction F   share of free GPU memory for weights + activations +\n"   \
     "                     KV cache (default 0.88)\n"                                \
+    "  --tp N             tensor parallelism over N GPUs (0..N-1) of one host:\n"    \
+    "                     heads, MLP columns and vocabulary split, NCCL\n"         \
+    "                     all-reduce (default 1: one GPU)\n"                        \
+    "  --tp-comm C        nccl, host (dev-ref) or auto; naming one with --tp 1\n"  \
+    "                     runs the sharded path on one GPU\n"                       \
     "  --chunk-size N     prompt tokens prefilled per step at most (default 512)\n"  \
     "  --kv-tokens N      KV cache size in tokens\n"                                 \
     "  --max-running N    sequences in one batch at most\n"                          \
@@ -45,6 +50,8 @@ typedef struct {
     const char *chat_template;  /* --chat-template, or NULL for the model's */
     const char *device;         /* --device, or NULL: auto */
     double mem_fraction;        /* --mem-fraction, 0: default */
+    int tp;                     /* --tp, 0: one device */
+    const char *tp_comm;        /* --tp-comm, or NULL: auto */
     int threads, chunk_size, kv_tokens, max_running;
     int prefix_cache;           /* 1 unless --no-prefix-cache */
     int blas_prefill;           /* --blas-prefill */

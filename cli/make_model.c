@@ -18,7 +18,7 @@ static const char make_model_help[] =
     "model.safetensors, a byte-level BPE tokenizer.json) of a real\n"
     "architecture, the same bytes for the same seed on any machine.\n"
     "\n"
-    "  --arch ARCH   llama-3-8b, llama-3.2-1b or qwen2.5-7b\n"
+    "  --arch ARCH   llama-3-8b, llama-3-70b (140 GB), llama-3.2-1b or qwen2.5-7b\n"
     "  --out DIR     the directory to write (created)\n"
     "  --seed S      weights and merges seed (default 0)\n"
     "  --layers N    keep N decoder layers (default: the architecture's)\n"

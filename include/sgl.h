@@ -501,11 +501,22 @@ sgl_status sgl_set_device(const char *device, double mem_fraction, char *err, si
 /* The device runtimes opened now get ("cpu" or "cuda"), after "auto". */
 const char *sgl_device_name(void);
 
+/* Tensor parallelism for runtimes opened after it (issue 12): the model
+ * split over tp devices of the chosen kind (GPUs 0 .. tp-1), one thread
+ * each, joined by the communicator comm: "nccl" (CUDA; libnccl.so.2 is
+ * loaded then), "host" (the reference device backend), or NULL / "auto".
+ * tp 0 or 1 with comm NULL / "auto": one device, no communicator (the
+ * default); a named comm with tp 1 runs the sharded path on one device.
+ * Process-wide. SGL_ERR_USAGE for tp outside 0..64 or an unknown comm; a
+ * model whose shape does not divide by tp fails to open, naming the
+ * dimension. */
+sgl_status sgl_set_tensor_parallel(int tp, const char *comm, char *err, size_t errcap);
+
 /* `sgl make-model`: writes a random-weight Hugging Face checkpoint of a real
  * architecture to out_dir (created): config.json, generation_config.json,
  * model.safetensors (bf16) and tokenizer.json (a byte-level BPE built from
  * the seed, with the architecture's special tokens). arch: "llama-3-8b",
- * "llama-3.2-1b", "qwen2.5-7b" (q/k/v biases); layers > 0 keeps only that
+ * "llama-3-70b" (140 GB), "llama-3.2-1b", "qwen2.5-7b" (q/k/v biases); layers > 0 keeps only that
  * many decoder layers. The same seed writes the same bytes on any machine.
  * SGL_OK, or SGL_ERR_USAGE (unknown arch) / SGL_ERR_IO with a message. */
 sgl_status sgl_make_model(const char *arch, const char *out_dir, unsigned long long seed, int layers, char *err,

@@ -37,7 +37,7 @@ KBackend *k_backend_new(const KBackendConfig *c, char *err, size_t errcap)
         return cpu_ref_backend_new(err, errcap);
     case K_BACKEND_CUDA:
 #ifdef SGL_CUDA
-        return cuda_backend_new(err, errcap);
+        return cuda_backend_new_on(c->device, err, errcap);
 #else
         if (err) snprintf(err, errcap, "backend: this build has no CUDA backend (built without nvcc)");
         return NULL;

@@ -255,6 +255,11 @@ typedef struct {
  *   argmax     ids[r] = the first maximum of f32 row r of logits (n rows of v)
  *   sample     see KDevSample: the sampling chain of runtime/sampler.h per
  *              row; only ids and asked-for logprobs come back
+ *   bind       makes the calling thread the one that drives this backend
+ *              (CUDA: its GPU becomes the thread's current device); a
+ *              thread calls it before its first op on a backend that
+ *              another thread made or last drove (tensor parallelism: one
+ *              thread per GPU)
  */
 typedef struct {
     const void *q;              /* rows of stride ldq (q heads first) */
@@ -374,7 +379,8 @@ typedef struct {
     X(host_alloc, void *, (void *ctx, size_t bytes))                                       \
     X(host_free, void, (void *ctx, void *p))                                               \
     X(argmax, void, (void *ctx, const float *logits, int n, int v, int32_t *ids))           \
-    X(sample, void, (void *ctx, const KDevSample *s))
+    X(sample, void, (void *ctx, const KDevSample *s))                                       \
+    X(bind, void, (void *ctx))
 
 typedef struct KDevOps {
     KDtype act_dtype;           /* BF16 */
@@ -429,6 +435,7 @@ typedef struct {
      * backend then never uses sgemm: CPU_NO_BLAS). */
     bool batch_invariant;
     unsigned flags;             /* the backend's own switches (CPU_NO_SIMD...), 0 normally */
+    int device;                 /* device backends: which GPU (0-based), 0 normally */
 } KBackendConfig;
 
 /* A new backend of c->kind. NULL with a message in err when the kind is not

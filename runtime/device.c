@@ -13,6 +13,8 @@
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int chosen = -1;         /* a KBackendKind, or -1: auto */
 static double fraction;         /* 0: the default */
+static int tp_size;             /* sgl_set_tensor_parallel: 0, 1: none */
+static KCommKind tp_comm = K_COMM_AUTO;
 
 static KBackendKind resolve(int kind)
 {
@@ -26,6 +28,7 @@ sgl_status sgl_set_device(const char *device, double mem_fraction, char *err, si
     if (!device || !strcmp(device, "auto")) kind = -1;
     else if (!strcmp(device, "cpu")) kind = K_BACKEND_CPU;
     else if (!strcmp(device, "cuda")) kind = K_BACKEND_CUDA;
+    else if (!strcmp(device, "dev-ref")) kind = K_BACKEND_DEV_REF; /* the reference device backend: tests */
     else {
         if (err) snprintf(err, errcap, "unknown device '%s' (cpu, cuda or auto)", device);
         return SGL_ERR_USAGE;
@@ -57,12 +60,34 @@ const char *sgl_device_name(void)
     return k_backend_kind_name(resolve(k));
 }
 
+sgl_status sgl_set_tensor_parallel(int tp, const char *comm, char *err, size_t errcap)
+{
+    if (tp < 0 || tp > 64) {
+        if (err) snprintf(err, errcap, "tp %d is outside 0..64", tp);
+        return SGL_ERR_USAGE;
+    }
+    int kind = comm ? k_comm_kind_from_name(comm) : K_COMM_AUTO;
+    if (kind < 0) {
+        if (err) snprintf(err, errcap, "unknown communicator '%s' (nccl, host or auto)", comm);
+        return SGL_ERR_USAGE;
+    }
+    pthread_mutex_lock(&mu);
+    tp_size = tp;
+    tp_comm = (KCommKind)kind;
+    pthread_mutex_unlock(&mu);
+    return SGL_OK;
+}
+
 void runtime_device_options(ModelOptions *o)
 {
     pthread_mutex_lock(&mu);
     int k = chosen;
     double f = fraction;
+    int tp = tp_size;
+    KCommKind comm = tp_comm;
     pthread_mutex_unlock(&mu);
     o->backend = resolve(k);
     o->mem_fraction = f;
+    o->tp = tp;
+    o->tp_comm = comm;
 }

@@ -12,7 +12,8 @@
 
 #include "runtime/model.h"
 
-/* Fills o->backend and o->mem_fraction from the current choice. */
+/* Fills o->backend, o->mem_fraction, o->tp and o->tp_comm from the
+ * current choice (sgl_set_device, sgl_set_tensor_parallel). */
 void runtime_device_options(ModelOptions *o);
 
 #endif

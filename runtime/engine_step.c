@@ -146,7 +146,7 @@ static void took(Engine *e, Seq *s, int32_t tok, float logprob)
 static int samples_on_device(const Engine *e, const Seq *s, const ModelSeq *m)
 {
     return e->opt.device_sample && m->logits == MODEL_LOGITS_LAST && !m->device_argmax &&
-           model_on_device(e->model) && samp_device_ok(s->samp, s->top_n) &&
+           model_on_device(e->model) && model_tp_ranks(e->model) <= 1 && samp_device_ok(s->samp, s->top_n) &&
            (!s->cm || (e->cvocab && cv_size(e->cvocab) >= e->n_sample));
 }
 

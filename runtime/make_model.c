@@ -47,6 +47,9 @@ typedef struct {
 static const Arch archs[] = {
     {"llama-3-8b", "llama", "LlamaForCausalLM", 4096, 32, 32, 8, 128, 14336, 128256, 8192, 500000.0, 1e-5, 0, 0,
      128000, 128000, 128001, 0},
+    /* 140 GB of bf16: for tensor parallelism (issue 12), tp >= 2 on 80 GB GPUs */
+    {"llama-3-70b", "llama", "LlamaForCausalLM", 8192, 80, 64, 8, 128, 28672, 128256, 8192, 500000.0, 1e-5, 0, 0,
+     128000, 128000, 128001, 0},
     {"llama-3.2-1b", "llama", "LlamaForCausalLM", 2048, 16, 32, 8, 64, 8192, 128256, 131072, 500000.0, 1e-5, 1, 0,
      128000, 128000, 128001, 1},
     {"qwen2.5-7b", "qwen2", "Qwen2ForCausalLM", 3584, 28, 28, 4, 128, 18944, 152064, 32768, 1000000.0, 1e-6, 0, 1,
@@ -494,7 +497,7 @@ sgl_status sgl_make_model(const char *arch, const char *out_dir, unsigned long l
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (arch && !strcmp(arch, archs[i].name)) a = &archs[i];
     if (!a) {
-        snprintf(err, errcap, "unknown arch '%s' (llama-3-8b, llama-3.2-1b, qwen2.5-7b)", arch ? arch : "");
+        snprintf(err, errcap, "unknown arch '%s' (llama-3-8b, llama-3-70b, llama-3.2-1b, qwen2.5-7b)", arch ? arch : "");
         return SGL_ERR_USAGE;
     }
     if (layers < 0 || layers > a->layers) {

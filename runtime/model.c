@@ -21,6 +21,7 @@
 #include "base/err.h"
 #include "runtime/model.h"
 #include "runtime/model_dev.h"
+#include "runtime/model_tp.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -322,6 +323,7 @@ static void scratch_free(ModelScratch *s)
 void model_free(Model *m)
 {
     if (!m) return;
+    mtp_free(m);
     mdev_free(m);
     if (m->backend) m->backend->destroy(m->backend->ctx);
     scratch_free(m->scratch);
@@ -354,22 +356,29 @@ void model_get_options(const Model *m, ModelOptions *out)
     out->batch_invariant = m->batch_invariant;
     out->backend_flags = m->backend_flags;
     out->mem_fraction = m->mem_fraction;
+    out->tp = m->tp_size;
+    out->tp_comm = m->tp_comm_kind;
 }
 
 void model_set_options(Model *m, const ModelOptions *o)
 {
     m->mem_fraction = o->mem_fraction;
+    bool same_tp = o->tp == m->tp_size && o->tp_comm == m->tp_comm_kind;
     if (o->backend == m->backend_kind && o->n_threads == m->n_threads && o->batch_invariant == m->batch_invariant &&
-        o->backend_flags == m->backend_flags)
+        o->backend_flags == m->backend_flags && same_tp)
         return;
     /* threads and batch invariance do not concern a device backend: it
      * keeps its uploaded weights */
-    bool keep = m->backend && m->backend->dev && o->backend == m->backend_kind && o->backend_flags == m->backend_flags;
+    bool keep = m->backend && m->backend->dev && o->backend == m->backend_kind && o->backend_flags == m->backend_flags &&
+                same_tp;
+    m->tp_size = o->tp;
+    m->tp_comm_kind = o->tp_comm;
     m->backend_kind = o->backend;
     m->n_threads = o->n_threads;
     m->batch_invariant = o->batch_invariant;
     m->backend_flags = o->backend_flags;
     if (m->backend && !keep) {
+        mtp_free(m);
         mdev_free(m);
         m->backend->destroy(m->backend->ctx);
         m->backend = NULL;
@@ -405,6 +414,13 @@ static int ensure_backend(Model *m, char *err, size_t errcap)
                         .flags = m->backend_flags};
     m->backend = k_backend_new(&c, err, errcap);
     if (!m->backend) return -1;
+    if (mtp_wanted(m)) {
+        /* rank 0 is this backend (device 0); model_tp.c makes the others */
+        if (!mtp_open(m, err, errcap)) return 0;
+        m->backend->destroy(m->backend->ctx);
+        m->backend = NULL;
+        return -1;
+    }
     if (m->backend->dev && mdev_open(m, err, errcap)) {
         m->backend->destroy(m->backend->ctx);
         m->backend = NULL;
@@ -415,19 +431,31 @@ static int ensure_backend(Model *m, char *err, size_t errcap)
 
 int model_on_device(const Model *m) { return m->backend && m->backend->dev; }
 
-int model_kv_slots(const Model *m) { return model_on_device(m) ? mdev_kv_slots(m) : 0; }
+int model_kv_slots(const Model *m)
+{
+    if (!model_on_device(m)) return 0;
+    return m->tp ? mtp_kv_slots(m) : mdev_kv_slots(m);
+}
+
+int model_tp_ranks(const Model *m) { return m->tp_size > 1 ? m->tp_size : 1; }
+
+const char *model_tp_comm_name(const Model *m) { return mtp_comm_name(m); }
+
+/* K/V values per slot in one layer of this rank's pool (its KV heads). */
+static int kv_dim_of(const Model *m) { return m->cfg.n_head_kv / model_tp_ranks(m) * m->cfg.head_dim; }
 
 KvPool *model_kv_new(Model *m, int n_slots, KDtype dtype, char *err, size_t errcap)
 {
     const ModelConfig *c = &m->cfg;
     if (ensure_backend(m, err, errcap)) return NULL;
-    int kv_dim = c->n_head_kv * c->head_dim;
+    int kv_dim = kv_dim_of(m);
     if (!m->backend->dev) return kv_new(c->n_layer, n_slots, kv_dim, dtype, err, errcap);
     if (dtype == K_DTYPE_F32) {
         err_fmt(err, errcap, "kv pool: the %s backend keeps K/V in %s; an F32 pool is not supported", m->backend->name,
                 k_dtype_name(m->backend->dev->act_dtype));
         return NULL;
     }
+    if (m->tp) return mtp_kv_new(m, n_slots, err, errcap);
     return kv_new_on(m->backend, c->n_layer, n_slots, kv_dim, m->backend->dev->act_dtype, err, errcap);
 }
 
@@ -638,7 +666,9 @@ int model_reserve(Model *m, int max_tokens, int max_logit_rows, char *err, size_
 {
     const ModelConfig *c = &m->cfg;
     if (ensure_backend(m, err, errcap)) return -1;
-    if (m->backend->dev) return mdev_reserve(m, max_tokens, max_logit_rows, err, errcap);
+    if (m->backend->dev)
+        return m->tp ? mtp_reserve(m, max_tokens, max_logit_rows, err, errcap)
+                     : mdev_reserve(m, max_tokens, max_logit_rows, err, errcap);
     if (!m->scratch && !(m->scratch = calloc(1, sizeof *m->scratch))) goto oom;
     ModelScratch *s = m->scratch;
     if (max_tokens > s->max_tokens) {
@@ -688,9 +718,9 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
         err_fmt(err, errcap, "model_forward: empty batch");
         return -1;
     }
-    if (kv->n_layer != c->n_layer || kv->kv_dim != c->n_head_kv * c->head_dim) {
+    if (kv->n_layer != c->n_layer || kv->kv_dim != kv_dim_of(m)) {
         err_fmt(err, errcap, "model_forward: KV pool made for %d layers x %d, model needs %d x %d", kv->n_layer,
-                kv->kv_dim, c->n_layer, c->n_head_kv * c->head_dim);
+                kv->kv_dim, c->n_layer, kv_dim_of(m));
         return -1;
     }
     int N = 0, R = 0;
@@ -736,13 +766,14 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
         return -1;
     }
     if (ensure_backend(m, err, errcap)) return -1;
-    if (m->backend->dev) return mdev_forward(m, kv, b, N, R, err, errcap);
+    if (m->backend->dev && !m->tp) return mdev_forward(m, kv, b, N, R, err, errcap);
     for (int i = 0; i < b->n_seqs; i++)
         if (b->seqs[i].sample) {
-            err_fmt(err, errcap, "model_forward: device sampling (ModelSeq.sample) needs a device backend, not %s",
-                    m->backend->name);
+            err_fmt(err, errcap, "model_forward: device sampling (ModelSeq.sample) needs a device backend without "
+                    "tensor parallelism, not %s%s", m->backend->name, m->tp ? " with --tp" : "");
             return -1;
         }
+    if (m->backend->dev) return mtp_forward(m, kv, b, N, R, err, errcap);
     if (kv->mem) {
         err_fmt(err, errcap, "model_forward: the KV pool is in %s's memory but the model computes on %s",
                 kv->mem->name, m->backend->name);

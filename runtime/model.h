@@ -48,8 +48,22 @@
  * batch-invariant on the CPU only: cuBLASLt picks its kernel (and so its
  * summation order) by the batch's row count.
  *
+ * Tensor parallelism (ModelOptions.tp = N; runtime/model_tp.c): N device
+ * backends (GPU r for rank r), each with its shard of the weights — q/k/v
+ * rows of its n_head/N query and n_head_kv/N KV heads, gate/up rows of its
+ * n_ff/N columns, the matching input columns of o and down, vocab/N rows of
+ * the lm head; norms and the embedding whole — and its own KV pool holding
+ * its KV heads for the same slots. model_kv_new returns rank 0's pool (the
+ * one the engine's radix cache and scheduler use, kv_dim = the rank's
+ * share) and makes the others beside it; one pool at a time. Each forward
+ * runs the same batch on every rank (rank 0 on the caller's thread, ranks
+ * 1.. on threads of their own); the per-rank partial sums of o and down are
+ * all-reduced, the logit slices all-gathered; rank 0 returns the rows.
+ * model_kv_slots is the smallest rank's.
+ *
  * Threads: a Model is used by one thread (the engine thread); the forward
- * pass fans out internally to the backend's workers.
+ * pass fans out internally to the backend's workers (and, with tp, to one
+ * thread per rank).
  */
 #ifndef SGL_RUNTIME_MODEL_H
 #define SGL_RUNTIME_MODEL_H
@@ -59,6 +73,7 @@
 #include <stdint.h>
 
 #include "kernels/backend.h"
+#include "kernels/comm.h"
 #include "runtime/gguf.h"
 #include "runtime/kvpool.h"
 
@@ -167,6 +182,14 @@ typedef struct Model {
     bool batch_invariant;
     double mem_fraction;        /* ModelOptions.mem_fraction */
     struct ModelDevice *device; /* weights/activations on a device backend (model_dev.c) */
+    /* Tensor parallelism (ModelOptions.tp / tp_comm; runtime/model_tp.c):
+     * the model itself is rank 0; ranks 1.. are copies of this struct that
+     * share its host tensors and own their backend and device state. */
+    int tp_size;                /* ModelOptions.tp */
+    KCommKind tp_comm_kind;     /* ModelOptions.tp_comm */
+    const KComm *tp_comm;       /* this rank's communicator (its rank and the
+                                   count); NULL without tp */
+    struct ModelTp *tp;         /* the ranks (model_tp.c); NULL without tp */
     void *owned_;               /* f32 copies made by model_finish */
 } Model;
 
@@ -186,6 +209,17 @@ typedef struct {
      * backend is made that the model may take (weights, then activations
      * for the largest step, then the KV pool: model_kv_slots); 0: 0.88. */
     double mem_fraction;
+    /* Tensor parallelism over `tp` devices of the backend's kind (GPUs 0 ..
+     * tp-1; 0 or 1: one device): attention heads (KV heads too), MLP
+     * columns and the vocabulary split across ranks, one thread each, an
+     * all-reduce after the o and down projections, an all-gather of the
+     * logits. Device backends only; n_head_kv, n_ff and vocab must divide
+     * by tp (refused by name otherwise). tp_comm: the communicator
+     * (kernels/comm.h); AUTO picks NCCL on CUDA, HOST on dev-ref. Naming
+     * one with tp 1 runs the same sharded path on one device (a test of
+     * it). See "Tensor parallelism" above. */
+    int tp;
+    KCommKind tp_comm;
 } ModelOptions;
 
 void model_options_default(ModelOptions *o);
@@ -230,6 +264,12 @@ const char *model_backend_name(const Model *m);
 
 /* 1 when the model computes on a device backend (made by now). */
 int model_on_device(const Model *m);
+
+/* Ranks of the model's tensor parallelism (ModelOptions.tp; 1 without),
+ * and its communicator's name ("nccl 2.27.3", "host"; NULL when the
+ * sharded path is off or the backend is not made yet). */
+int model_tp_ranks(const Model *m);
+const char *model_tp_comm_name(const Model *m);
 
 /* KV slots the memory plan leaves after weights and activations (device
  * backends; call after model_reserve); 0 for host backends, whose pool size

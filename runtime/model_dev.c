@@ -10,6 +10,13 @@
  *   gu = x · [Wg; Wu]ᵀ ; d = (silu(g) * u) · Wdᵀ
  *
  * then, for the logit rows only: rmsnorm(h + d) · Woutᵀ as f32.
+ *
+ * Tensor parallelism (m->tp_comm set; runtime/model_tp.c runs this file on
+ * every rank): the rank's weights are its shard (TpShare: its heads, its
+ * ff columns, its vocabulary rows), each `d` above is a partial sum that is
+ * all-reduced right after its matmul, and the logits are all-gathered
+ * ([rank][row][vocab/N], put back in [row][vocab] order by a gather of
+ * byte rows). Only rank 0 downloads logits and ids.
  */
 #include "runtime/model_dev.h"
 
@@ -26,7 +33,14 @@ typedef struct {
     void *n1, *n2;              /* [E] */
 } DevLayer;
 
+/* This rank's share of the model's dims (the whole without tp). */
+typedef struct {
+    int n_ranks, rank;
+    int n_head, n_head_kv, n_ff, vocab;
+} TpShare;
+
 struct ModelDevice {
+    TpShare sh;
     DevLayer *layers;
     void *emb, *out_norm;
     KTensor head;
@@ -38,6 +52,7 @@ struct ModelDevice {
     int max_tokens, max_rows;
     void *h, *x, *qkv, *att, *d, *gu, *act, *hsel, *dsel;
     float *logits_dev, *logits_host;
+    float *logits_loc, *logits_all; /* tp: this rank's slice; every rank's (n_ranks > 1) */
     int32_t *idx_dev, *idx_host;
     size_t idx_cap;             /* int32 entries of both */
     /* device sampling: the last forward's sample rows start at logit row
@@ -103,36 +118,52 @@ typedef struct {
     int64_t row_cap;
 } Stager;
 
-/* Rows [0, t->ne[1]) of t as bf16 into dst (device), through the stager. */
-static int put_matrix(Model *m, Stager *s, const KTensor *t, uint16_t *dst, char *err, size_t errcap)
+/* A block of a weight matrix: rows [r0, r0 + nr), columns [c0, c0 + nc)
+ * (a rank's shard; the whole matrix without tp). */
+typedef struct {
+    const KTensor *t;
+    int64_t r0, nr, c0, nc;
+} Part;
+
+static Part whole(const KTensor *t) { return (Part){t, 0, t->ne[1], 0, t->ne[0]}; }
+static Part rows_of(const KTensor *t, int64_t r0, int64_t nr) { return (Part){t, r0, nr, 0, t->ne[0]}; }
+static Part cols_of(const KTensor *t, int64_t c0, int64_t nc) { return (Part){t, 0, t->ne[1], c0, nc}; }
+
+/* The block p as bf16 rows of p.nc into dst (device), through the stager. */
+static int put_matrix(Model *m, Stager *s, const Part *p, uint16_t *dst, char *err, size_t errcap)
 {
     const KBackend *b = be_of(m);
-    int64_t cols = t->ne[0], rows = t->ne[1];
-    size_t rb = k_row_bytes(t->dtype, cols);
-    if (t->dtype == K_DTYPE_BF16) {
+    const KTensor *t = p->t;
+    int64_t full = t->ne[0], cols = p->nc, rows = p->nr;
+    size_t rb = k_row_bytes(t->dtype, full);
+    if (t->dtype == K_DTYPE_BF16 && cols == full) {
         /* straight from the mapping */
-        b->upload(b->ctx, dst, t->data, (size_t)rows * cols * 2);
+        b->upload(b->ctx, dst, (const char *)t->data + (size_t)p->r0 * rb, (size_t)rows * cols * 2);
         return 0;
     }
-    if (cols > s->row_cap) {
-        float *r = realloc(s->row, (size_t)cols * sizeof *r);
+    if (full > s->row_cap) {
+        float *r = realloc(s->row, (size_t)full * sizeof *r);
         if (!r) goto oom;
         s->row = r;
-        s->row_cap = cols;
+        s->row_cap = full;
     }
     int64_t per = (int64_t)(STAGE_BYTES / 2) / cols;
     if (per < 1) goto oom;
     for (int64_t r0 = 0; r0 < rows; r0 += per) {
         int64_t n = rows - r0 < per ? rows - r0 : per;
         for (int64_t r = 0; r < n; r++) {
-            const void *src = (const char *)t->data + (size_t)(r0 + r) * rb;
+            const void *src = (const char *)t->data + (size_t)(p->r0 + r0 + r) * rb;
             uint16_t *o = s->stage + (size_t)r * cols;
+            if (t->dtype == K_DTYPE_BF16) {
+                memcpy(o, (const uint16_t *)src + p->c0, (size_t)cols * 2);
+                continue;
+            }
             const float *f = src;
             if (t->dtype != K_DTYPE_F32) {
-                k_dequant_row_host(t->dtype, src, s->row, cols);
+                k_dequant_row_host(t->dtype, src, s->row, full);
                 f = s->row;
             }
-            for (int64_t i = 0; i < cols; i++) o[i] = k_f32_to_bf16(f[i]);
+            for (int64_t i = 0; i < cols; i++) o[i] = k_f32_to_bf16(f[p->c0 + i]);
         }
         b->upload(b->ctx, dst + (size_t)r0 * cols, s->stage, (size_t)n * cols * 2);
     }
@@ -153,10 +184,10 @@ static void *put_vector(Model *m, Stager *s, const float *v, int64_t n)
 }
 
 /* parts[0..count) stacked by rows into one bf16 matrix. */
-static int fuse(Model *m, Stager *s, const KTensor *const *parts, int count, KTensor *out, char *err, size_t errcap)
+static int fuse(Model *m, Stager *s, const Part *parts, int count, KTensor *out, char *err, size_t errcap)
 {
-    int64_t cols = parts[0]->ne[0], rows = 0;
-    for (int i = 0; i < count; i++) rows += parts[i]->ne[1];
+    int64_t cols = parts[0].nc, rows = 0;
+    for (int i = 0; i < count; i++) rows += parts[i].nr;
     uint16_t *p = dalloc(m, (size_t)rows * cols * 2);
     if (!p) {
         err_fmt(err, errcap, "model: device memory ran out uploading the weights (%.2f GB so far)",
@@ -165,8 +196,8 @@ static int fuse(Model *m, Stager *s, const KTensor *const *parts, int count, KTe
     }
     int64_t r = 0;
     for (int i = 0; i < count; i++) {
-        if (put_matrix(m, s, parts[i], p + (size_t)r * cols, err, errcap)) return -1;
-        r += parts[i]->ne[1];
+        if (put_matrix(m, s, &parts[i], p + (size_t)r * cols, err, errcap)) return -1;
+        r += parts[i].nr;
     }
     *out = (KTensor){.dtype = K_DTYPE_BF16, .ne = {cols, rows, 1, 1}, .data = p};
     m->device->weight_bytes += (size_t)rows * cols * 2;
@@ -186,9 +217,13 @@ int mdev_open(Model *m, char *err, size_t errcap)
                 c->n_head / c->n_head_kv);
         return -1;
     }
-    if (c->n_embd % 8 || c->n_embd > 8192 || c->n_ff % 8) {
-        err_fmt(err, errcap, "model: the %s backend needs hidden size (%d) and ff (%d) multiples of 8, hidden <= 8192",
-                b->name, c->n_embd, c->n_ff);
+    /* this rank's share: model_tp.c checked that the dims divide */
+    int n_ranks = m->tp_comm ? m->tp_comm->n_ranks : 1, rank = m->tp_comm ? m->tp_comm->rank : 0;
+    TpShare sh = {.n_ranks = n_ranks, .rank = rank, .n_head = c->n_head / n_ranks,
+                  .n_head_kv = c->n_head_kv / n_ranks, .n_ff = c->n_ff / n_ranks, .vocab = c->vocab / n_ranks};
+    if (c->n_embd % 8 || c->n_embd > 8192 || sh.n_ff % 8) {
+        err_fmt(err, errcap, "model: the %s backend needs hidden size (%d) and ff (%d%s) multiples of 8, hidden <= 8192",
+                b->name, c->n_embd, sh.n_ff, n_ranks > 1 ? " per rank" : "");
         return -1;
     }
     ModelDevice *d = calloc(1, sizeof *d);
@@ -197,6 +232,7 @@ int mdev_open(Model *m, char *err, size_t errcap)
         err_fmt(err, errcap, "model: out of memory");
         return -1;
     }
+    d->sh = sh;
     m->device = d;
     size_t total;
     b->dev->mem_info(b->ctx, &d->free0, &total);
@@ -207,12 +243,14 @@ int mdev_open(Model *m, char *err, size_t errcap)
         err_fmt(err, errcap, "model: cannot allocate the upload staging buffer");
         goto out;
     }
-    int64_t E = c->n_embd, Q = (int64_t)c->n_head * c->head_dim, KV = (int64_t)c->n_head_kv * c->head_dim;
+    int64_t E = c->n_embd, hd = c->head_dim;
+    int64_t Q = sh.n_head * hd, KV = sh.n_head_kv * hd, F = sh.n_ff; /* this rank's */
     for (int l = 0; l < c->n_layer; l++) {
         const ModelLayer *L = &m->layers[l];
         DevLayer *D = &d->layers[l];
-        const KTensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *gu[2] = {&L->w_gate, &L->w_up};
-        const KTensor *o[1] = {&L->wo}, *dn[1] = {&L->w_down};
+        Part qkv[3] = {rows_of(&L->wq, rank * Q, Q), rows_of(&L->wk, rank * KV, KV), rows_of(&L->wv, rank * KV, KV)};
+        Part gu[2] = {rows_of(&L->w_gate, rank * F, F), rows_of(&L->w_up, rank * F, F)};
+        Part o[1] = {cols_of(&L->wo, rank * Q, Q)}, dn[1] = {cols_of(&L->w_down, rank * F, F)};
         if (fuse(m, &s, qkv, 3, &D->qkv, err, errcap) || fuse(m, &s, o, 1, &D->o, err, errcap) ||
             fuse(m, &s, gu, 2, &D->gu, err, errcap) || fuse(m, &s, dn, 1, &D->down, err, errcap))
             goto out;
@@ -222,19 +260,23 @@ int mdev_open(Model *m, char *err, size_t errcap)
         if (c->qkv_bias) {
             float *bias = malloc((size_t)(Q + 2 * KV) * sizeof *bias);
             if (!bias) goto nomem;
-            memcpy(bias, L->bq.data, (size_t)Q * sizeof *bias);
-            memcpy(bias + Q, L->bk.data, (size_t)KV * sizeof *bias);
-            memcpy(bias + Q + KV, L->bv.data, (size_t)KV * sizeof *bias);
+            memcpy(bias, (const float *)L->bq.data + rank * Q, (size_t)Q * sizeof *bias);
+            memcpy(bias + Q, (const float *)L->bk.data + rank * KV, (size_t)KV * sizeof *bias);
+            memcpy(bias + Q + KV, (const float *)L->bv.data + rank * KV, (size_t)KV * sizeof *bias);
             D->bqkv = put_vector(m, &s, bias, Q + 2 * KV);
             free(bias);
             if (!D->bqkv) goto nomem;
         }
     }
-    const KTensor *emb[1] = {&m->tok_embd}, *head[1] = {&m->output};
+    /* the embedding whole on every rank; the head by vocabulary rows (tied:
+     * the same rows of the embedding's copy) */
+    Part emb[1] = {whole(&m->tok_embd)}, head[1] = {rows_of(&m->output, (int64_t)rank * sh.vocab, sh.vocab)};
     KTensor et;
     if (fuse(m, &s, emb, 1, &et, err, errcap)) goto out;
     d->emb = (void *)et.data;
-    if (c->tied_embeddings) d->head = et;
+    if (c->tied_embeddings)
+        d->head = (KTensor){.dtype = K_DTYPE_BF16, .ne = {E, sh.vocab, 1, 1},
+                            .data = (const uint16_t *)et.data + (size_t)rank * sh.vocab * E};
     else if (fuse(m, &s, head, 1, &d->head, err, errcap)) goto out;
     d->out_norm = put_vector(m, &s, m->out_norm.data, E);
     d->inv_freq = dalloc(m, (size_t)(c->rope_dim / 2) * sizeof(float));
@@ -263,8 +305,8 @@ int mdev_reserve(Model *m, int max_tokens, int max_rows, char *err, size_t errca
     ModelDevice *d = m->device;
     const ModelConfig *c = &m->cfg;
     const KBackend *b = be_of(m);
-    size_t E = (size_t)c->n_embd, Q = (size_t)c->n_head * c->head_dim, KV = (size_t)c->n_head_kv * c->head_dim;
-    size_t F = (size_t)c->n_ff;
+    size_t E = (size_t)c->n_embd, Q = (size_t)d->sh.n_head * c->head_dim, KV = (size_t)d->sh.n_head_kv * c->head_dim;
+    size_t F = (size_t)d->sh.n_ff;
     if (max_tokens > d->max_tokens) {
         size_t T = (size_t)max_tokens;
         void **bufs[] = {&d->h, &d->x, &d->qkv, &d->att, &d->d, &d->gu, &d->act};
@@ -281,13 +323,19 @@ int mdev_reserve(Model *m, int max_tokens, int max_rows, char *err, size_t errca
         dfree(m, d->hsel);
         dfree(m, d->dsel);
         dfree(m, d->logits_dev);
+        dfree(m, d->logits_loc);
+        dfree(m, d->logits_all);
+        d->logits_loc = d->logits_all = NULL;
         if (d->logits_host) b->dev->host_free(b->ctx, d->logits_host);
         d->logits_host = NULL;
         d->hsel = dalloc(m, R * E * 2);
         d->dsel = dalloc(m, R * E * 2);
         d->logits_dev = dalloc(m, R * (size_t)c->vocab * sizeof(float));
-        d->logits_host = b->dev->host_alloc(b->ctx, R * (size_t)c->vocab * sizeof(float));
-        if (!d->hsel || !d->dsel || !d->logits_dev || !d->logits_host) goto nomem;
+        if (!d->hsel || !d->dsel || !d->logits_dev) goto nomem;
+        if (m->tp_comm && !(d->logits_loc = dalloc(m, R * (size_t)d->sh.vocab * sizeof(float)))) goto nomem;
+        if (d->sh.n_ranks > 1 && !(d->logits_all = dalloc(m, R * (size_t)c->vocab * sizeof(float)))) goto nomem;
+        if (d->sh.rank == 0 && !(d->logits_host = b->dev->host_alloc(b->ctx, R * (size_t)c->vocab * sizeof(float))))
+            goto nomem;
         d->max_rows = max_rows;
     }
     return 0;
@@ -308,13 +356,42 @@ int mdev_kv_slots(const Model *m)
     double frac = m->mem_fraction > 0 ? m->mem_fraction : 0.88;
     double used = (double)d->free0 - (double)free_now;
     double left = frac * (double)d->free0 - used;
-    double per = 2.0 * c->n_layer * c->n_head_kv * c->head_dim * 2.0;
+    double per = 2.0 * c->n_layer * d->sh.n_head_kv * c->head_dim * 2.0;
     double n = left > 0 ? left / per : 0;
     if (n > INT32_MAX / 2) n = INT32_MAX / 2;
     return n < 1 ? 1 : (int)n;
 }
 
 /* ---- forward ---------------------------------------------------------------------- */
+
+/* Tensor parallelism's two hooks (no-ops without tp). tp_sum: a sublayer's
+ * output d[N][E], a partial sum on each rank, summed over the ranks in
+ * place (after o and after down). tp_logits: the R logit rows of x into
+ * logits_dev [R][vocab] (rank 0's matters): each rank's vocabulary slice,
+ * all-gathered as [rank][row][vocab/N], then put in row order by a gather
+ * of byte rows (perm: R * N indices, row r of rank k is k * R + r). */
+static void tp_sum(Model *m, void *d, int N)
+{
+    const KComm *cm = m->tp_comm;
+    if (cm) cm->all_reduce(cm->ctx, d, (size_t)N * m->cfg.n_embd, K_DTYPE_BF16);
+}
+
+static void tp_logits(Model *m, const void *x, int R, const int32_t *perm)
+{
+    const KDevOps *op = be_of(m)->dev;
+    void *bx = be_of(m)->ctx;
+    ModelDevice *d = m->device;
+    const KComm *cm = m->tp_comm;
+    if (!cm) {
+        op->logits(bx, &d->head, x, R, d->logits_dev);
+        return;
+    }
+    int vn = d->sh.vocab, n = d->sh.n_ranks;
+    op->logits(bx, &d->head, x, R, d->logits_loc);
+    cm->all_gather(cm->ctx, d->logits_loc, n > 1 ? d->logits_all : d->logits_dev, (size_t)R * vn * sizeof(float));
+    /* an f32 row of vocab/N is 2 * vocab/N bf16-sized units */
+    if (n > 1 && d->sh.rank == 0) op->gather(bx, d->logits_all, 2 * vn, perm, R * n, d->logits_dev);
+}
 
 int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, size_t errcap)
 {
@@ -343,7 +420,9 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     for (int i = n_dec_seqs; i < b->n_seqs; i++) prefill |= b->seqs[i].n_new > 1;
     if (!prefill) n_dec_seqs = b->n_seqs;
     size_t max_tiles = prefill ? (size_t)N / K_ATTN_TILE_ROWS + (size_t)b->n_seqs + 1 : 0;
-    size_t need = 5 * (size_t)N + (size_t)R + 4 * max_tiles + S;
+    int n_ranks = d->sh.n_ranks;
+    size_t n_perm = n_ranks > 1 ? (size_t)R * n_ranks : 0; /* tp: the logits' reorder */
+    size_t need = 5 * (size_t)N + (size_t)R + 4 * max_tiles + S + n_perm;
     if (need + (size_t)R > d->idx_cap) {
         size_t cap = need + (size_t)R + need / 2;
         int32_t *h = realloc(d->idx_host, cap * sizeof *h);
@@ -362,7 +441,7 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     }
     /* tiles first: the kernel reads them as int4 (16-byte aligned) */
     int32_t *tiles = d->idx_host, *tok = tiles + 4 * max_tiles, *pos = tok + N, *wslot = pos + N;
-    int32_t *roff = wslot + N, *rlen = roff + N, *rows = rlen + N, *slots = rows + R;
+    int32_t *roff = wslot + N, *rlen = roff + N, *rows = rlen + N, *slots = rows + R, *perm = slots + S;
     int n_tiles = 0;
     /* logit rows: the ones that go to the host first (R_host of them), then
      * the device_argmax ones (only their ids come back), then the ones
@@ -412,16 +491,22 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         row += s->n_new;
         off += (size_t)s->n_ctx;
     }
+    /* logit row r of rank k's slice is row k * R + r of the gathered block;
+     * it goes to row r, columns k * vocab/N on */
+    for (int i = 0; i < R && n_perm; i++)
+        for (int k = 0; k < n_ranks; k++) perm[i * n_ranks + k] = k * R + i;
     be->upload(bx, d->idx_dev, d->idx_host, need * sizeof(int32_t));
     const int32_t *D_tiles = d->idx_dev, *D_tok = D_tiles + 4 * max_tiles, *D_pos = D_tok + N;
     const int32_t *D_wslot = D_pos + N, *D_roff = D_wslot + N, *D_rlen = D_roff + N, *D_rows = D_rlen + N;
-    const int32_t *D_slots = D_rows + R;
+    const int32_t *D_slots = D_rows + R, *D_perm = D_slots + S;
 
-    int E = c->n_embd, Q = c->n_head * c->head_dim, KVd = c->n_head_kv * c->head_dim, F = c->n_ff;
+    /* this rank's heads and ff columns (all of them without tp) */
+    int nh = d->sh.n_head, nkv = d->sh.n_head_kv;
+    int E = c->n_embd, Q = nh * c->head_dim, KVd = nkv * c->head_dim, F = d->sh.n_ff;
     int ldqkv = Q + 2 * KVd;
     /* decode rows [0, n_dec_seqs) by rows; the rest by tiles */
-    KDevAttn aa = {.q = d->qkv, .ldq = ldqkv, .out = d->att, .n_rows = n_dec_seqs, .n_head = c->n_head,
-                   .n_head_kv = c->n_head_kv, .head_dim = c->head_dim, .scale = 1.0f / sqrtf((float)c->head_dim),
+    KDevAttn aa = {.q = d->qkv, .ldq = ldqkv, .out = d->att, .n_rows = n_dec_seqs, .n_head = nh,
+                   .n_head_kv = nkv, .head_dim = c->head_dim, .scale = 1.0f / sqrtf((float)c->head_dim),
                    .slots = D_slots, .row_off = D_roff, .row_len = D_rlen, .max_len = max_dec};
     KDevAttn at = aa;
     at.n_rows = N - n_dec_seqs;
@@ -433,40 +518,50 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         const DevLayer *L = &d->layers[l];
         op->add_rmsnorm(bx, d->h, l ? d->d : NULL, L->n1, d->x, N, E, c->rms_eps);
         op->matmul(bx, &L->qkv, L->bqkv, d->x, E, N, d->qkv, ldqkv);
-        op->rope_kv(bx, d->qkv, N, c->n_head, c->n_head_kv, c->head_dim, c->rope_dim, d->inv_freq, c->rope_style,
+        op->rope_kv(bx, d->qkv, N, nh, nkv, c->head_dim, c->rope_dim, d->inv_freq, c->rope_style,
                     D_pos, D_wslot, kv->k[l], kv->v[l]);
         aa.k_pool = at.k_pool = kv->k[l];
         aa.v_pool = at.v_pool = kv->v[l];
         if (aa.n_rows) op->attention(bx, &aa);
         if (at.n_tiles) op->attention(bx, &at);
         op->matmul(bx, &L->o, NULL, d->att, Q, N, d->d, E);
+        tp_sum(m, d->d, N);
         op->add_rmsnorm(bx, d->h, d->d, L->n2, d->x, N, E, c->rms_eps);
         op->matmul(bx, &L->gu, NULL, d->x, E, N, d->gu, 2 * F);
         op->swiglu(bx, d->gu, N, F, d->act);
         op->matmul(bx, &L->down, NULL, d->act, F, N, d->d, E);
+        tp_sum(m, d->d, N);
     }
     if (R > 0) {
         op->gather(bx, d->h, E, D_rows, R, d->hsel);
         op->gather(bx, d->d, E, D_rows, R, d->dsel);
         op->add_rmsnorm(bx, d->hsel, d->dsel, d->out_norm, d->x, R, E, c->rms_eps);
-        op->logits(bx, &d->head, d->x, R, d->logits_dev);
-        if (R_arg) {
-            int32_t *ids = d->idx_dev + need; /* room kept after the index arrays */
-            op->argmax(bx, d->logits_dev + (size_t)R_host * c->vocab, R_arg, c->vocab, ids);
-            be->download(bx, d->idx_host + need, ids, (size_t)R_arg * sizeof(int32_t));
-            int k = 0;
-            for (int i = 0; i < b->n_seqs; i++)
-                if (b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST)
-                    b->seqs[i].argmax = d->idx_host[need + k++];
-        }
-        if (R_host) be->download(bx, d->logits_host, d->logits_dev, (size_t)R_host * c->vocab * sizeof(float));
-        else if (be->sync(bx)) {
-            /* the error below names it */
+        tp_logits(m, d->x, R, D_perm);
+        if (d->sh.rank > 0) {
+            /* rank 0 returns the rows */
+            if (be->sync(bx)) {
+                /* the error below names it */
+            }
+        } else {
+            if (R_arg) {
+                int32_t *ids = d->idx_dev + need; /* room kept after the index arrays */
+                op->argmax(bx, d->logits_dev + (size_t)R_host * c->vocab, R_arg, c->vocab, ids);
+                be->download(bx, d->idx_host + need, ids, (size_t)R_arg * sizeof(int32_t));
+                int k = 0;
+                for (int i = 0; i < b->n_seqs; i++)
+                    if (b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST)
+                        b->seqs[i].argmax = d->idx_host[need + k++];
+            }
+            if (R_host) be->download(bx, d->logits_host, d->logits_dev, (size_t)R_host * c->vocab * sizeof(float));
+            else if (be->sync(bx)) {
+                /* the error below names it */
+            }
         }
     } else if (be->sync(bx)) {
         /* the error below names it */
     }
     const char *e = be->error(bx);
+    if (!e && m->tp_comm) e = m->tp_comm->error(m->tp_comm->ctx);
     if (e) {
         err_fmt(err, errcap, "model_forward: %s", e);
         return -1;

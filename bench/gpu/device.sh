@@ -13,6 +13,9 @@
 #           SGLang's offline CI workload (engine_gpu lens, 500 prompts),
 #           the program workload (fewshot_fork.sgl, cache on/off), the
 #           transformers generate peer and gpu_peer_fast.py, same call
+#   tp      tensor parallelism (issue 12): bench/gpu/tp.sh check allreduce
+#           bench (tp N vs the plain path, all-reduce bus bandwidth, the 8B
+#           at tp 1 vs 2 and the 70B at tp 2/4/8, as the GPUs allow)
 # Env: BENCH_REQ BENCH_IN BENCH_OUT BENCH_RUN BENCH_CHUNK (engine_gpu bench),
 #      OFFLINE_TIMEOUT, PROG_N, SKIP_PROGRAM / SKIP_HF / SKIP_PEER.
 G=$(cd "$(dirname "$0")" && pwd)
@@ -101,6 +104,9 @@ print('\\n'.join('%d %d' % t for t in zip(i, o)))" > /tmp/sglang-lens.txt
     echo "--- peer: gpu_peer_fast.py (same call)"
     [ -z "$SKIP_PEER" ] && PEER_BS=${PEER_BS:-64} timeout 120 python3 "$G/gpu_peer_fast.py" 2>&1 | tail -1 | tee -a "$log"
     python3 "$G/summary.py" "$log"
+    ;;
+tp)
+    bash "$G/tp.sh" check allreduce bench || fail=1
     ;;
 esac
 done

@@ -37,6 +37,9 @@ _sgl() {
         --device)
             COMPREPLY=($(compgen -W "cpu cuda" -- "$cur"))
             return ;;
+        --tp-comm)
+            COMPREPLY=($(compgen -W "nccl host auto" -- "$cur"))
+            return ;;
         --segment)
             COMPREPLY=($(compgen -W "canonical random" -- "$cur"))
             return ;;

@@ -439,6 +439,8 @@ static void d_sample(void *ctx, const KDevSample *s)
     free(e);
     free(raw);
 }
+/* host memory: any thread may drive it */
+static void d_bind(void *ctx) {}
 
 KBackend *cpu_devref_backend_new(char *err, size_t errcap)
 {

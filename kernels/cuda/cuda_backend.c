@@ -29,6 +29,7 @@ typedef struct {
     KBackend be;
     KDevOps dev;
     CuCtx *cu;
+    int device;                 /* the GPU (bind makes it current) */
     float *attn_ws;
     int n_sm;
     char name[96];
@@ -215,14 +216,31 @@ static void d_argmax(void *ctx, const float *logits, int n, int v, int32_t *ids)
 }
 
 static void d_sample(void *ctx, const KDevSample *s) { cu_sample(((Cuda *)ctx)->cu, s); }
+static void d_bind(void *ctx) { cu_set_device(((Cuda *)ctx)->device); }
+
+int cuda_backend_device(const KBackend *b) { return ((const Cuda *)b->ctx)->device; }
+void *cuda_backend_stream(const KBackend *b) { return cu_stream(((const Cuda *)b->ctx)->cu); }
 
 int cuda_backend_usable(void) { return cu_device_count() > 0; }
 
-KBackend *cuda_backend_new(char *err, size_t errcap)
+KBackend *cuda_backend_new(char *err, size_t errcap) { return cuda_backend_new_on(0, err, errcap); }
+
+KBackend *cuda_backend_new_on(int device, char *err, size_t errcap)
 {
+    int n_dev = cu_device_count();
+    if (device < 0 || (n_dev > 0 && device >= n_dev)) {
+        if (err) snprintf(err, errcap, "cuda backend: no GPU %d (%d visible)", device, n_dev);
+        return NULL;
+    }
     Cuda *c = calloc(1, sizeof *c);
     if (!c) {
         if (err) snprintf(err, errcap, "cuda backend: out of memory");
+        return NULL;
+    }
+    c->device = device;
+    if (n_dev > 0 && cu_set_device(device)) {
+        if (err) snprintf(err, errcap, "cuda backend: cannot make GPU %d current", device);
+        free(c);
         return NULL;
     }
     c->cu = cu_ctx_new(err, errcap);
@@ -244,7 +262,8 @@ KBackend *cuda_backend_new(char *err, size_t errcap)
         b_destroy(c);
         return NULL;
     }
-    snprintf(c->name, sizeof c->name, "cuda (%s)", cu_device_name(c->cu));
+    if (device) snprintf(c->name, sizeof c->name, "cuda:%d (%s)", device, cu_device_name(c->cu));
+    else snprintf(c->name, sizeof c->name, "cuda (%s)", cu_device_name(c->cu));
     c->be.name = c->name;
     c->be.ctx = c;
 #define X(op) c->be.op = h_##op;

@@ -17,6 +17,14 @@
  * start. Freed by its destroy op. */
 KBackend *cuda_backend_new(char *err, size_t errcap);
 
+/* The same on GPU `device` (0-based), which also becomes the calling
+ * thread's current device; other threads call its bind op first. */
+KBackend *cuda_backend_new_on(int device, char *err, size_t errcap);
+
+/* For the NCCL communicator: a CUDA backend's GPU and its cudaStream_t. */
+int cuda_backend_device(const KBackend *b);
+void *cuda_backend_stream(const KBackend *b);
+
 /* 1 when a GPU is visible. */
 int cuda_backend_usable(void);
 

@@ -70,7 +70,9 @@ extern "C" CuCtx *cu_ctx_new(char *err, size_t errcap)
         if (err) snprintf(err, errcap, "cuda: out of host memory");
         return NULL;
     }
-    cudaGetDeviceProperties(&c->prop, 0);
+    int dev = 0;
+    cudaGetDevice(&dev); /* the calling thread's device (cu_set_device) */
+    cudaGetDeviceProperties(&c->prop, dev);
     if (c->prop.major < 9) {
         if (err) snprintf(err, errcap, "cuda: %s is compute capability %d.%d; this build is for sm_90a (Hopper)",
                           c->prop.name, c->prop.major, c->prop.minor);
@@ -105,6 +107,9 @@ extern "C" void cu_ctx_free(CuCtx *c)
 }
 
 extern "C" const char *cu_device_name(CuCtx *c) { return c->prop.name; }
+
+/* the context's stream, for NCCL (kernels/cuda/cuda_comm.c) */
+extern "C" void *cu_stream(CuCtx *c) { return (void *)c->stream; }
 
 extern "C" int cu_sm_count(CuCtx *c) { return c->prop.multiProcessorCount; }
 

@@ -55,6 +55,13 @@ const char *cu_device_name(CuCtx *c);
 void cu_mem_info(CuCtx *c, size_t *free_b, size_t *total_b);
 int cu_sm_count(CuCtx *c);
 
+/* The GPU the calling thread drives (the runtime's current device):
+ * cu_ctx_new and every op use it (kernels/cuda/cuda_device.cu). 0 / -1. */
+int cu_set_device(int device);
+int cu_current_device(void);
+/* The context's cudaStream_t, for libraries that queue on it (NCCL). */
+void *cu_stream(CuCtx *c);
+
 void *cu_alloc(CuCtx *c, size_t bytes);            /* cudaMalloc; NULL on failure */
 void cu_free(CuCtx *c, void *p);
 void cu_upload(CuCtx *c, void *dst, const void *src, size_t bytes);

@@ -40,6 +40,8 @@ check --stats sgl run --st
 check --max-tokens sgl generate --max
 check --regex sgl check --re
 check llama3 sgl run --chat-template ll
+check --tp-comm sgl generate --tp-c
+check nccl sgl serve --tp-comm n
 check run sgl help r
 rm -rf "$bindir"
 

@@ -53,3 +53,21 @@ Test(make_model, refusals_name_the_problem)
     cr_assert_eq(sgl_make_model("qwen2.5-7b", "/nonexistent/dir/x", 0, 1, err, sizeof err), SGL_ERR_IO);
     cr_assert(strstr(err, "/nonexistent/dir/x"), "%s", err);
 }
+
+Test(device, tensor_parallel_choice_reaches_the_model_options)
+{
+    char err[256] = "";
+    ModelOptions o;
+    cr_assert_eq(sgl_set_tensor_parallel(4, "nccl", err, sizeof err), SGL_OK, "%s", err);
+    model_options_default(&o);
+    runtime_device_options(&o);
+    cr_assert_eq(o.tp, 4);
+    cr_assert_eq(o.tp_comm, K_COMM_NCCL);
+    cr_assert_eq(sgl_set_tensor_parallel(2, "mpi", err, sizeof err), SGL_ERR_USAGE);
+    cr_assert(strstr(err, "mpi"), "%s", err);
+    cr_assert_eq(sgl_set_tensor_parallel(-1, NULL, err, sizeof err), SGL_ERR_USAGE);
+    cr_assert_eq(sgl_set_tensor_parallel(0, NULL, err, sizeof err), SGL_OK, "%s", err);
+    runtime_device_options(&o);
+    cr_assert_eq(o.tp, 0);
+    cr_assert_eq(o.tp_comm, K_COMM_AUTO);
+}
