@@ -21,6 +21,8 @@
 #include <string.h>
 
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_gemv.h"
+#include "kernels/cuda/cuda_prefill.h"
 
 enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128 };
 
@@ -30,6 +32,8 @@ typedef struct {
     CuCtx *cu;
     float *attn_ws;
     int n_sm;
+    int gemv_max_n;             /* SGL_CUDA_GEMV_MAX_N: matmuls of up to this many rows by cuda_gemv.cu (0: none) */
+    int prefill_kernel;         /* SGL_CUDA_PREFILL: -1 the WMMA kernel, 0 mma (auto), 1 or 2 heads a block */
     char name[96];
     char refused[128];
 } Cuda;
@@ -143,6 +147,10 @@ static void d_matmul(void *ctx, const KTensor *w, const void *bias, const void *
     Cuda *c = ctx;
     if (n <= 0 || bf16_matrix(c, w)) return;
     int in = (int)w->ne[0], out = (int)w->ne[1];
+    if (n <= c->gemv_max_n && cu_gemv_fits(n, in, ldx, x, w->data)) {
+        cu_gemv_bf16(c->cu, x, ldx, n, in, w->data, out, bias, y, ldy); /* bias fused */
+        return;
+    }
     cu_gemm_bf16(c->cu, x, ldx, n, in, w->data, out, y, ldy);
     if (bias) cu_add_bias(c->cu, y, ldy, n, out, bias);
 }
@@ -152,6 +160,10 @@ static void d_logits(void *ctx, const KTensor *w, const void *x, int n, float *y
     Cuda *c = ctx;
     if (n <= 0 || bf16_matrix(c, w)) return;
     int in = (int)w->ne[0], out = (int)w->ne[1];
+    if (n <= c->gemv_max_n && cu_gemv_fits(n, in, in, x, w->data)) {
+        cu_gemv_bf16_f32(c->cu, x, in, n, in, w->data, out, y, out);
+        return;
+    }
     cu_gemm_bf16_f32(c->cu, x, in, n, in, w->data, out, y, out);
 }
 
@@ -168,8 +180,13 @@ static void d_attention(void *ctx, const KDevAttn *a)
     Cuda *c = ctx;
     if (a->n_rows <= 0) return;
     if (a->n_tiles > 0) {
-        cu_attention_prefill(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale, a->k_pool,
-                             a->v_pool, a->slots, a->tiles, a->n_tiles, a->out);
+        if (c->prefill_kernel < 0)
+            cu_attention_prefill(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale, a->k_pool,
+                                 a->v_pool, a->slots, a->tiles, a->n_tiles, a->out);
+        else
+            cu_attention_prefill_mma(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale,
+                                     a->k_pool, a->v_pool, a->slots, a->tiles, a->n_tiles, a->out,
+                                     c->prefill_kernel);
         return;
     }
     /* split long rows until the grid has ~2 blocks per SM (flash-decoding),
@@ -235,6 +252,21 @@ KBackend *cuda_backend_new(char *err, size_t errcap)
         return NULL;
     }
     c->n_sm = cu_sm_count(c->cu);
+    /* the prefill attention kernel: mma.sync (cuda_prefill.cu) unless
+     * SGL_CUDA_PREFILL names another, for benchmarks beside the old one */
+    /* small-batch matmuls: cuda_gemv.cu up to 8 rows (bench_kernels: faster
+     * than cuBLASLt there), SGL_CUDA_GEMV_MAX_N=0 gives them all to cuBLASLt */
+    const char *gv = getenv("SGL_CUDA_GEMV_MAX_N");
+    c->gemv_max_n = gv ? atoi(gv) : CU_GEMV_MAX_N;
+    if (c->gemv_max_n > CU_GEMV_MAX_N) c->gemv_max_n = CU_GEMV_MAX_N;
+    const char *pk = getenv("SGL_CUDA_PREFILL");
+    c->prefill_kernel = !pk || !strcmp(pk, "mma") ? 0 : !strcmp(pk, "wmma") ? -1 : !strcmp(pk, "mma1") ? 1
+                        : !strcmp(pk, "mma2") ? 2 : -2;
+    if (c->prefill_kernel == -2) {
+        if (err) snprintf(err, errcap, "cuda backend: SGL_CUDA_PREFILL=%s: not one of mma, mma1, mma2, wmma", pk);
+        b_destroy(c);
+        return NULL;
+    }
     if (cu_attn_tile_rows() != K_ATTN_TILE_ROWS) {
         if (err) snprintf(err, errcap, "cuda backend: attention tiles of %d rows, backend.h says %d",
                           cu_attn_tile_rows(), K_ATTN_TILE_ROWS);

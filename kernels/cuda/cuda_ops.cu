@@ -1186,6 +1186,12 @@ extern "C" void cu_add_i32(CuCtx *c, int32_t *p, int n, int by)
     LAUNCHED(c, "add_i32");
 }
 
+/* ---- for kernels in their own .cu files ---- */
+
+extern "C" void *cu_stream(CuCtx *c) { return (void *)c->stream; }
+
+extern "C" void cu_fail(CuCtx *c, const char *what, const char *why) { fail(c, what, why); }
+
 extern "C" uint16_t cu_f32_to_bf16(float f)
 {
     uint32_t u;

@@ -170,6 +170,12 @@ void cu_argmax_f32(CuCtx *c, const float *logits, int n, int v, int32_t *ids);
 /* p[i] += by for i < n (decode-step counters kept on the device). */
 void cu_add_i32(CuCtx *c, int32_t *p, int n, int by);
 
+/* ---- for kernels in their own .cu files (cuda_prefill.cu, cuda_gemv.cu) ----
+ * cu_stream: the context's cudaStream_t (as void *, this header has no CUDA
+ * types); cu_fail: records a failure as the ops do (the first one is kept). */
+void *cu_stream(CuCtx *c);
+void cu_fail(CuCtx *c, const char *what, const char *why);
+
 /* bf16 <-> f32 on the host (round to nearest even), for tests and loaders. */
 uint16_t cu_f32_to_bf16(float f);
 float cu_bf16_to_f32(uint16_t b);

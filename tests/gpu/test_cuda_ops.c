@@ -18,6 +18,8 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_prefill.h"
+#include "kernels/cuda/cuda_gemv.h"
 
 static CuCtx *cu;
 static KBackend *ref;
@@ -102,6 +104,50 @@ static void test_gemm(int n, int in, int out, int ldx)
     report(name, got, want, (size_t)n * out, 1e-2);
     cu_free(cu, dx), cu_free(cu, dw), cu_free(cu, dy);
     free(x), free(w), free(xf), free(wf), free(got), free(want), free(xc);
+}
+
+/* cuda_gemv.cu against the CPU reference: bf16 out with and without a bias
+ * (y rounded, then + bias rounded, as cuBLASLt + cu_add_bias), f32 out */
+static void test_gemv(int n, int in, int out, int ldx, int with_bias)
+{
+    float *xf, *wf, *bf;
+    uint16_t *x = rand_bf16((size_t)n * ldx, 1.0f, &xf), *w = rand_bf16((size_t)out * in, 0.05f, &wf);
+    uint16_t *b = rand_bf16(out, 0.5f, &bf);
+    uint16_t *dx = dev_copy(x, (size_t)n * ldx * 2), *dw = dev_copy(w, (size_t)out * in * 2), *db = dev_copy(b, out * 2);
+    int ldy = out + 8;
+    uint16_t *dy = dev_poisoned((size_t)n * ldy);
+    float *dyf = cu_alloc(cu, (size_t)n * out * 4);
+    cu_memset(cu, dyf, 0xff, (size_t)n * out * 4);
+    cu_gemv_bf16(cu, dx, ldx, n, in, dw, out, with_bias ? db : NULL, dy, ldy);
+    cu_gemv_bf16_f32(cu, dx, ldx, n, in, dw, out, dyf, out);
+    float *gy = back_f32(dy, (size_t)n * ldy), *got = malloc((size_t)n * out * 4), *gotf = malloc((size_t)n * out * 4);
+    cu_download(cu, gotf, dyf, (size_t)n * out * 4);
+    for (int t = 0; t < n; t++) memcpy(got + (size_t)t * out, gy + (size_t)t * ldy, (size_t)out * 4);
+    float *want = malloc((size_t)n * out * 4), *wantb = malloc((size_t)n * out * 4), *xc = malloc((size_t)n * in * 4);
+    for (int t = 0; t < n; t++) memcpy(xc + (size_t)t * in, xf + (size_t)t * ldx, (size_t)in * 4);
+    KTensor kw = {.dtype = K_DTYPE_BF16, .ne = {in, out, 1, 1}, .data = w};
+    ref->matmul(ref->ctx, &kw, NULL, xc, n, want);
+    for (size_t i = 0; i < (size_t)n * out; i++)
+        wantb[i] = with_bias ? cu_bf16_to_f32(cu_f32_to_bf16(want[i])) + bf[i % out] : want[i];
+    char name[96];
+    snprintf(name, sizeof name, "gemv n=%d in=%d out=%d ldx=%d%s", n, in, out, ldx, with_bias ? " +bias" : "");
+    report(name, got, wantb, (size_t)n * out, 1e-2);
+    snprintf(name, sizeof name, "gemv f32 n=%d in=%d out=%d", n, in, out);
+    report(name, gotf, want, (size_t)n * out, 1e-4);
+    /* a row's result does not depend on the rows beside it */
+    if (n > 1) {
+        cu_memset(cu, dyf, 0xff, (size_t)out * 4);
+        cu_gemv_bf16_f32(cu, dx, ldx, 1, in, dw, out, dyf, out);
+        float *one = malloc((size_t)out * 4);
+        cu_download(cu, one, dyf, (size_t)out * 4);
+        int same = memcmp(one, gotf, (size_t)out * 4) == 0;
+        if (!same) failures++;
+        printf("%-4s gemv row 0 alone == row 0 of %d (bit-exact)\n", same ? "ok" : "FAIL", n);
+        free(one);
+    }
+    cu_free(cu, dx), cu_free(cu, dw), cu_free(cu, db), cu_free(cu, dy), cu_free(cu, dyf);
+    free(x), free(w), free(b), free(xf), free(wf), free(bf), free(gy), free(got), free(gotf), free(want), free(wantb);
+    free(xc);
 }
 
 static void test_embed(void)
@@ -290,6 +336,17 @@ static void test_attention(int nh, int nkv, int hd, int n_seqs, const int *prefi
     snprintf(name, sizeof name, "attention tiles heads=%d/%d hd=%d seqs=%d rows=%d tiles=%d", nh, nkv, hd, n_seqs,
              n_rows, n_tiles);
     report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+    /* the mma.sync prefill kernel (cuda_prefill.cu), one and two heads a block */
+    for (int hpb = 1; hpb <= 2; hpb++) {
+        if (hpb == 2 && (nh / nkv) % 2) continue;
+        free(got);
+        cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+        cu_attention_prefill_mma(cu, dq, ldq, nh, nkv, hd, scale, dk, dv, ds, dt, n_tiles, dout, hpb);
+        got = back_f32(dout, (size_t)n_rows * nh * hd);
+        snprintf(name, sizeof name, "attention mma%d heads=%d/%d hd=%d seqs=%d rows=%d tiles=%d", hpb, nh, nkv, hd,
+                 n_seqs, n_rows, n_tiles);
+        report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+    }
     cu_free(cu, dt);
     free(tiles);
     cu_free(cu, dq), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, dout), cu_free(cu, ds), cu_free(cu, dro);
@@ -340,6 +397,11 @@ int main(int argc, char **argv)
     test_gemm(1, 4096, 1024, 4096);
     test_gemm(7, 1024, 3072, 1024);
     test_gemm(130, 512, 768, 1536); /* x rows inside a wider buffer */
+    test_gemv(1, 4096, 6144, 4096, 0);
+    test_gemv(3, 4096, 1000, 6144, 1); /* a partial last tile of rows, x inside a wider buffer */
+    test_gemv(8, 14336, 512, 14336, 0);
+    test_gemv(5, 3584, 4608, 3584, 1); /* Qwen2.5-7B's qkv with its bias */
+    test_gemv(2, 96, 40, 96, 1);
     test_embed();
     test_rmsnorm(5, 4096, 0);
     test_rmsnorm(9, 896, 1);
@@ -357,6 +419,12 @@ int main(int argc, char **argv)
     test_attention(28, 4, 128, 2, p4, n4, 3); /* Qwen2.5-7B's 7 query heads per kv head, split */
     int p5[] = {77}, n5[] = {19};
     test_attention(14, 2, 64, 1, p5, n5, 1); /* head_dim 64 */
+    int p6[] = {0}, n6[] = {300};
+    test_attention(32, 8, 128, 1, p6, n6, 1); /* prefill over 5 tiles, the last partial */
+    int p7[] = {130, 0, 64}, n7[] = {200, 129, 3};
+    test_attention(32, 8, 64, 3, p7, n7, 1); /* head_dim 64, cached prefixes across tile edges */
+    int p8[] = {517}, n8[] = {190};
+    test_attention(28, 4, 128, 1, p8, n8, 1); /* Qwen2.5-7B's GQA 7 over a long prefix */
     test_argmax(4, 128256);
     printf("test_cuda_ops: %d failure(s)\n", failures);
     ref->destroy(ref->ctx);
