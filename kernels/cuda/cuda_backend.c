@@ -25,6 +25,7 @@
 #include "kernels/cuda/cuda_prefill.h"
 
 enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128 };
+enum { GEMV_MAX_N = 8, GEMV_MAX_MB = 64 };
 
 typedef struct {
     KBackend be;
@@ -33,7 +34,9 @@ typedef struct {
     float *attn_ws;
     int n_sm;
     int gemv_max_n;             /* SGL_CUDA_GEMV_MAX_N: matmuls of up to this many rows by cuda_gemv.cu (0: none) */
-    int prefill_kernel;         /* SGL_CUDA_PREFILL: -1 the WMMA kernel, 0 mma (auto), 1 or 2 heads a block */
+    size_t gemv_max_bytes;      /* SGL_CUDA_GEMV_MAX_MB: ... whose weight matrix is at most this large */
+    int prefill_kernel;         /* SGL_CUDA_PREFILL: -1 the WMMA kernel, else mma: heads a block (0 auto, 1, 2)
+                                 * in bits 0-1, cu_attention_prefill_mma's flags above them */
     char name[96];
     char refused[128];
 } Cuda;
@@ -147,7 +150,7 @@ static void d_matmul(void *ctx, const KTensor *w, const void *bias, const void *
     Cuda *c = ctx;
     if (n <= 0 || bf16_matrix(c, w)) return;
     int in = (int)w->ne[0], out = (int)w->ne[1];
-    if (n <= c->gemv_max_n && cu_gemv_fits(n, in, ldx, x, w->data)) {
+    if (n <= c->gemv_max_n && (size_t)in * out * 2 <= c->gemv_max_bytes && cu_gemv_fits(n, in, ldx, x, w->data)) {
         cu_gemv_bf16(c->cu, x, ldx, n, in, w->data, out, bias, y, ldy); /* bias fused */
         return;
     }
@@ -160,7 +163,7 @@ static void d_logits(void *ctx, const KTensor *w, const void *x, int n, float *y
     Cuda *c = ctx;
     if (n <= 0 || bf16_matrix(c, w)) return;
     int in = (int)w->ne[0], out = (int)w->ne[1];
-    if (n <= c->gemv_max_n && cu_gemv_fits(n, in, in, x, w->data)) {
+    if (n <= c->gemv_max_n && (size_t)in * out * 2 <= c->gemv_max_bytes && cu_gemv_fits(n, in, in, x, w->data)) {
         cu_gemv_bf16_f32(c->cu, x, in, n, in, w->data, out, y, out);
         return;
     }
@@ -186,7 +189,7 @@ static void d_attention(void *ctx, const KDevAttn *a)
         else
             cu_attention_prefill_mma(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale,
                                      a->k_pool, a->v_pool, a->slots, a->tiles, a->n_tiles, a->out,
-                                     c->prefill_kernel);
+                                     c->prefill_kernel & 3, c->prefill_kernel >> 2);
         return;
     }
     /* split long rows until the grid has ~2 blocks per SM (flash-decoding),
@@ -254,16 +257,19 @@ KBackend *cuda_backend_new(char *err, size_t errcap)
     c->n_sm = cu_sm_count(c->cu);
     /* the prefill attention kernel: mma.sync (cuda_prefill.cu) unless
      * SGL_CUDA_PREFILL names another, for benchmarks beside the old one */
-    /* small-batch matmuls: cuda_gemv.cu up to 8 rows (bench_kernels: faster
-     * than cuBLASLt there), SGL_CUDA_GEMV_MAX_N=0 gives them all to cuBLASLt */
-    const char *gv = getenv("SGL_CUDA_GEMV_MAX_N");
-    c->gemv_max_n = gv ? atoi(gv) : CU_GEMV_MAX_N;
+    /* small-batch matmuls to cuda_gemv.cu where bench_kernels measured it
+     * ahead of cuBLASLt: up to GEMV_MAX_N rows, weights up to GEMV_MAX_MB;
+     * SGL_CUDA_GEMV_MAX_N=0 gives them all to cuBLASLt */
+    const char *gv = getenv("SGL_CUDA_GEMV_MAX_N"), *gb = getenv("SGL_CUDA_GEMV_MAX_MB");
+    c->gemv_max_n = gv ? atoi(gv) : GEMV_MAX_N;
     if (c->gemv_max_n > CU_GEMV_MAX_N) c->gemv_max_n = CU_GEMV_MAX_N;
+    c->gemv_max_bytes = (size_t)(gb ? atoi(gb) : GEMV_MAX_MB) << 20;
     const char *pk = getenv("SGL_CUDA_PREFILL");
     c->prefill_kernel = !pk || !strcmp(pk, "mma") ? 0 : !strcmp(pk, "wmma") ? -1 : !strcmp(pk, "mma1") ? 1
-                        : !strcmp(pk, "mma2") ? 2 : -2;
+                        : !strcmp(pk, "mma2") ? 2 : !strcmp(pk, "mma-exact") ? CU_PREFILL_EXACT_EXP << 2 : -2;
     if (c->prefill_kernel == -2) {
-        if (err) snprintf(err, errcap, "cuda backend: SGL_CUDA_PREFILL=%s: not one of mma, mma1, mma2, wmma", pk);
+        if (err)
+            snprintf(err, errcap, "cuda backend: SGL_CUDA_PREFILL=%s: not one of mma, mma1, mma2, mma-exact, wmma", pk);
         b_destroy(c);
         return NULL;
     }

@@ -16,8 +16,9 @@
  *     row0 + i of a tile attends to slots[slot_off .. slot_off + len0 + i);
  *     rows <= cu_attn_tile_rows() (64). GQA: q head h reads kv head
  *     h / (n_head / n_head_kv). head_dim 64 or 128.
- *   - Rounding as the WMMA kernel's: scores and the softmax in f32, P rounded
- *     to bf16 before P·V, O divided by the f32 row sum, rounded to bf16.
+ *   - Rounding as the WMMA kernel's: scores and the softmax in f32 (2^x by
+ *     ex2.approx unless CU_PREFILL_EXACT_EXP), P rounded to bf16 before
+ *     P·V, O divided by the f32 row sum, rounded to bf16.
  *   - Key tiles past a warp's last visible key are skipped (causal); keys
  *     past a tile's end are zero-filled, never read.
  *   - No allocation, no host synchronisation: capturable in a CUDA graph.
@@ -35,11 +36,15 @@
 extern "C" {
 #endif
 
+/* flags: CU_PREFILL_EXACT_EXP takes exp2f (libdevice) for the softmax
+ * instead of the special-function unit's ex2.approx (the default). */
+enum { CU_PREFILL_EXACT_EXP = 1 };
+
 /* heads_per_block: 1 (4 warps a block) or 2 (8 warps; two query heads of one
  * kv group share each K/V tile; needs (n_head / n_head_kv) even); 0 picks. */
 void cu_attention_prefill_mma(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv, int head_dim,
                               float scale, const uint16_t *k_pool, const uint16_t *v_pool, const int32_t *slots,
-                              const int32_t *tiles, int n_tiles, uint16_t *out, int heads_per_block);
+                              const int32_t *tiles, int n_tiles, uint16_t *out, int heads_per_block, int flags);
 
 #ifdef __cplusplus
 }

@@ -56,6 +56,14 @@ __device__ __forceinline__ void ptx_mma(float (&c)[4], const uint32_t (&a)[4], u
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* 2^x on the special-function unit (ex2.approx, ~2 ulp; -inf gives +0) */
+__device__ __forceinline__ float ptx_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /* two f32 -> bf16x2 (round to nearest even), lo in the low half */
 __device__ __forceinline__ uint32_t ptx_pack_bf16(float lo, float hi)
 {
