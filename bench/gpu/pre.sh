@@ -7,13 +7,15 @@
 # with the old kernels (SGL_CUDA_PREFILL=wmma SGL_CUDA_GEMV_MAX_N=0) and the
 # new; the 2-layer engine checks; then batch-1 decode under each GEMV policy
 # (SGL_CUDA_GEMV_VEC / SGL_CUDA_GEMV_MAX_MB) while the call has time left.
+# Env: PRE_CHECKS (archs to check, "" none), PRE_POLICIES (comma-separated
+# "layout max_mb max_n"), PRE_BUDGET (seconds after which policies are skipped).
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 [ -d "$G/bin" ] || tar xJf "$G/bin.tar.xz" -C "$G"
 export LD_LIBRARY_PATH=$G/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 B=$G/bin
-BUDGET=${PRE_BUDGET:-168}
+BUDGET=${PRE_BUDGET:-125}
 fail=0
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 timeout 60 "$B/test_cuda_ops" > "$OUT/ops.log" 2>&1 || fail=1
@@ -32,10 +34,10 @@ eng() { # label env... -- args
 ARGS="2 4096 16 64 8192"
 eng "prefill4096 old: wmma, no gemv" SGL_CUDA_PREFILL=wmma SGL_CUDA_GEMV_MAX_N=0
 eng "prefill4096 new: mma (default)" SGL_CUDA_PREFILL=mma
-eng "prefill4096 mma-exact" SGL_CUDA_PREFILL=mma-exact
+eng "prefill4096 mma-fast" SGL_CUDA_PREFILL=mma-fast
 grep -E "===|forward prefill|FAILED" "$E"
 echo "t=${SECONDS}s"
-for arch in llama-3.2-1b qwen2.5-7b llama-3-8b; do
+for arch in ${PRE_CHECKS-llama-3.2-1b qwen2.5-7b llama-3-8b}; do
     c=/tmp/mm-$arch
     echo "=== check $arch (2 layers)" >> "$OUT/check.log"
     timeout 30 "$B/sgl" make-model --arch "$arch" --layers 2 --seed 11 --out "$c" > /dev/null || { fail=1; continue; }
@@ -45,7 +47,8 @@ done
 grep -E "===|rel_max|greedy" "$OUT/check.log" | cut -c1-200
 echo "t=${SECONDS}s"
 ARGS="1 256 256 64 8192"
-for p in "0 0 0" "0x11 64 8" "0x1 64 8" "0x14 64 8" "0x18 64 8" "0x11 100000 8" "0x18 100000 8" "0x14 100000 8"; do
+IFS=, read -ra POL <<< "${PRE_POLICIES-0 0 0,0x11 64 8,0x18 64 8,0x11 100000 8,0x18 100000 8,0x14 64 8,0x1 64 8}"
+for p in "${POL[@]}"; do
     set -- $p
     [ $SECONDS -lt $BUDGET ] || { echo "skipped policy $p (time)"; continue; }
     eng "decode gemv layout=$1 max_mb=$2 max_n=$3" SGL_CUDA_GEMV_VEC=$1 SGL_CUDA_GEMV_MAX_MB=$2 SGL_CUDA_GEMV_MAX_N=$3

@@ -25,7 +25,7 @@
 #include "kernels/cuda/cuda_prefill.h"
 
 enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128 };
-enum { GEMV_MAX_N = 8, GEMV_MAX_MB = 64 };
+enum { GEMV_MAX_N = 0, GEMV_MAX_MB = 64 };
 
 typedef struct {
     KBackend be;
@@ -255,21 +255,26 @@ KBackend *cuda_backend_new(char *err, size_t errcap)
         return NULL;
     }
     c->n_sm = cu_sm_count(c->cu);
-    /* the prefill attention kernel: mma.sync (cuda_prefill.cu) unless
-     * SGL_CUDA_PREFILL names another, for benchmarks beside the old one */
-    /* small-batch matmuls to cuda_gemv.cu where bench_kernels measured it
-     * ahead of cuBLASLt: up to GEMV_MAX_N rows, weights up to GEMV_MAX_MB;
-     * SGL_CUDA_GEMV_MAX_N=0 gives them all to cuBLASLt */
+    /* small-batch matmuls to cuda_gemv.cu: off by default (GEMV_MAX_N 0),
+     * as no layout has yet been measured ahead of cuBLASLt (NOTES.md: the
+     * first was at 65-80% of the copy roofline against cuBLASLt's 72-96%);
+     * SGL_CUDA_GEMV_MAX_N=8 sends matmuls of up to 8 rows whose weights are
+     * at most SGL_CUDA_GEMV_MAX_MB (64) to it */
     const char *gv = getenv("SGL_CUDA_GEMV_MAX_N"), *gb = getenv("SGL_CUDA_GEMV_MAX_MB");
     c->gemv_max_n = gv ? atoi(gv) : GEMV_MAX_N;
     if (c->gemv_max_n > CU_GEMV_MAX_N) c->gemv_max_n = CU_GEMV_MAX_N;
     c->gemv_max_bytes = (size_t)(gb ? atoi(gb) : GEMV_MAX_MB) << 20;
+    /* the prefill attention kernel: mma.sync (cuda_prefill.cu) with exp2f,
+     * as measured (NOTES.md: 4096-token prefill 190 -> 110 ms), unless
+     * SGL_CUDA_PREFILL names another: wmma (the old kernel), mma1/mma2
+     * (heads a block), mma-fast (ex2.approx: tested, not yet timed) */
     const char *pk = getenv("SGL_CUDA_PREFILL");
-    c->prefill_kernel = !pk || !strcmp(pk, "mma") ? 0 : !strcmp(pk, "wmma") ? -1 : !strcmp(pk, "mma1") ? 1
-                        : !strcmp(pk, "mma2") ? 2 : !strcmp(pk, "mma-exact") ? CU_PREFILL_EXACT_EXP << 2 : -2;
+    const int exact = CU_PREFILL_EXACT_EXP << 2;
+    c->prefill_kernel = !pk || !strcmp(pk, "mma") ? exact : !strcmp(pk, "wmma") ? -1 : !strcmp(pk, "mma1") ? 1 | exact
+                        : !strcmp(pk, "mma2") ? 2 | exact : !strcmp(pk, "mma-fast") ? 0 : -2;
     if (c->prefill_kernel == -2) {
         if (err)
-            snprintf(err, errcap, "cuda backend: SGL_CUDA_PREFILL=%s: not one of mma, mma1, mma2, mma-exact, wmma", pk);
+            snprintf(err, errcap, "cuda backend: SGL_CUDA_PREFILL=%s: not one of mma, mma1, mma2, mma-fast, wmma", pk);
         b_destroy(c);
         return NULL;
     }

@@ -122,7 +122,17 @@ __global__ void __launch_bounds__(128 * HPB, HPB == 1 ? 2 : 1)
                     ptx_mma(s[2 * n2 + 1], qf[kk], b[2], b[3]);
                 }
             }
-            /* mask, row maxima (of the raw scores: the scale is positive) */
+            /* EXACT: the scores scaled to log2 units first, then 2^(s − m) by
+             * exp2f (the arithmetic measured first on the H100); else raw
+             * scores and 2^(s·sl2 − m·sl2), one FFMA and one ex2.approx a
+             * score. Mask and row maxima either way (the scale is positive). */
+            const float ks = EXACT ? 1.0f : sl2;
+            if (EXACT) {
+#pragma unroll
+                for (int n = 0; n < PF_BN / 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) s[n][e] *= sl2;
+            }
             const bool mask = k0 + PF_BN > min_lim;
             float mx_lo = -INFINITY, mx_hi = -INFINITY;
 #pragma unroll
@@ -142,17 +152,16 @@ __global__ void __launch_bounds__(128 * HPB, HPB == 1 ? 2 : 1)
             mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 1));
             mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 2));
             float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
-            /* p = 2^(s·sl2 − m·sl2), one FFMA a score; a row with nothing
-             * visible yet keeps m = -inf: subtract 0, not -inf */
-            float ms_lo = mn_lo == -INFINITY ? 0.0f : mn_lo * sl2, ms_hi = mn_hi == -INFINITY ? 0.0f : mn_hi * sl2;
-            float corr_lo = pf_exp2<EXACT>(fmaf(m_lo, sl2, -ms_lo)), corr_hi = pf_exp2<EXACT>(fmaf(m_hi, sl2, -ms_hi));
+            /* a row with nothing visible yet keeps m = -inf: subtract 0, not -inf */
+            float ms_lo = mn_lo == -INFINITY ? 0.0f : mn_lo * ks, ms_hi = mn_hi == -INFINITY ? 0.0f : mn_hi * ks;
+            float corr_lo = pf_exp2<EXACT>(fmaf(m_lo, ks, -ms_lo)), corr_hi = pf_exp2<EXACT>(fmaf(m_hi, ks, -ms_hi));
             m_lo = mn_lo, m_hi = mn_hi;
             float ps_lo = 0.0f, ps_hi = 0.0f;
             uint32_t pa[PF_BN / 16][4];
 #pragma unroll
             for (int n = 0; n < PF_BN / 8; n++) {
-                float p0 = pf_exp2<EXACT>(fmaf(s[n][0], sl2, -ms_lo)), p1 = pf_exp2<EXACT>(fmaf(s[n][1], sl2, -ms_lo));
-                float p2 = pf_exp2<EXACT>(fmaf(s[n][2], sl2, -ms_hi)), p3 = pf_exp2<EXACT>(fmaf(s[n][3], sl2, -ms_hi));
+                float p0 = pf_exp2<EXACT>(fmaf(s[n][0], ks, -ms_lo)), p1 = pf_exp2<EXACT>(fmaf(s[n][1], ks, -ms_lo));
+                float p2 = pf_exp2<EXACT>(fmaf(s[n][2], ks, -ms_hi)), p3 = pf_exp2<EXACT>(fmaf(s[n][3], ks, -ms_hi));
                 ps_lo += p0 + p1, ps_hi += p2 + p3;
                 pa[n >> 1][(n & 1) * 2] = ptx_pack_bf16(p0, p1);
                 pa[n >> 1][(n & 1) * 2 + 1] = ptx_pack_bf16(p2, p3);

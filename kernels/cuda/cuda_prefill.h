@@ -17,8 +17,8 @@
  *     rows <= cu_attn_tile_rows() (64). GQA: q head h reads kv head
  *     h / (n_head / n_head_kv). head_dim 64 or 128.
  *   - Rounding as the WMMA kernel's: scores and the softmax in f32 (2^x by
- *     ex2.approx unless CU_PREFILL_EXACT_EXP), P rounded to bf16 before
- *     P·V, O divided by the f32 row sum, rounded to bf16.
+ *     exp2f with CU_PREFILL_EXACT_EXP, else ex2.approx), P rounded to bf16
+ *     before P·V, O divided by the f32 row sum, rounded to bf16.
  *   - Key tiles past a warp's last visible key are skipped (causal); keys
  *     past a tile's end are zero-filled, never read.
  *   - No allocation, no host synchronisation: capturable in a CUDA graph.
@@ -36,8 +36,10 @@
 extern "C" {
 #endif
 
-/* flags: CU_PREFILL_EXACT_EXP takes exp2f (libdevice) for the softmax
- * instead of the special-function unit's ex2.approx (the default). */
+/* flags: CU_PREFILL_EXACT_EXP: scores scaled first, exp2f (libdevice) for
+ * the softmax: the arithmetic measured on the H100 (bench/gpu/NOTES.md) and
+ * the backend's default; without it, ex2.approx with the scale folded into
+ * one FFMA a score (fewer instructions; in test_cuda_ops, not yet timed). */
 enum { CU_PREFILL_EXACT_EXP = 1 };
 
 /* heads_per_block: 1 (4 warps a block) or 2 (8 warps; two query heads of one
