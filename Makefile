@@ -53,6 +53,7 @@ PKG_LIBS += -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -lrt -lstdc++ -Wl,-r
 # GPU programs (run on the GPU machine: tests/gpu/run.sh, bench/gpu/run.sh)
 GPU_BINS := $(BUILD)/gpu/test_cuda_ops $(BUILD)/gpu/bench_gpu $(BUILD)/gpu/engine_gpu
 GPU_BINS += $(BUILD)/gpu/tp_gpu
+GPU_BINS += $(BUILD)/gpu/bench_kernels
 endif
 endif
 
@@ -146,6 +147,12 @@ $(BUILD)/gpu-static/test_cuda_ops: GPU_STATIC_SRC = tests/gpu/test_cuda_ops.c
 $(BUILD)/gpu-static/test_cuda_ops: tests/gpu/test_cuda_ops.c
 $(BUILD)/gpu-static/bench_gpu: GPU_STATIC_SRC = bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c
 $(BUILD)/gpu-static/bench_gpu: bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c
+
+$(BUILD)/gpu-static/bench_kernels: GPU_STATIC_SRC = bench/gpu/bench_kernels.c
+$(BUILD)/gpu-static/bench_kernels: bench/gpu/bench_kernels.c
+$(BUILD)/gpu/bench_kernels: bench/gpu/bench_kernels.c $(BUILD)/libsgl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
 
 $(BUILD)/gpu/bench_gpu: bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c bench/gpu/llama_gpu.h $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)

@@ -22,8 +22,11 @@
 
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_sample.h"
+#include "kernels/cuda/cuda_gemv.h"
+#include "kernels/cuda/cuda_prefill.h"
 
 enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128 };
+enum { GEMV_MAX_N = 0, GEMV_MAX_MB = 64 };
 
 typedef struct {
     KBackend be;
@@ -32,6 +35,10 @@ typedef struct {
     int device;                 /* the GPU (bind makes it current) */
     float *attn_ws;
     int n_sm;
+    int gemv_max_n;             /* SGL_CUDA_GEMV_MAX_N: matmuls of up to this many rows by cuda_gemv.cu (0: none) */
+    size_t gemv_max_bytes;      /* SGL_CUDA_GEMV_MAX_MB: ... whose weight matrix is at most this large */
+    int prefill_kernel;         /* SGL_CUDA_PREFILL: -1 the WMMA kernel, else mma: heads a block (0 auto, 1, 2)
+                                 * in bits 0-1, cu_attention_prefill_mma's flags above them */
     char name[96];
     char refused[128];
 } Cuda;
@@ -145,6 +152,10 @@ static void d_matmul(void *ctx, const KTensor *w, const void *bias, const void *
     Cuda *c = ctx;
     if (n <= 0 || bf16_matrix(c, w)) return;
     int in = (int)w->ne[0], out = (int)w->ne[1];
+    if (n <= c->gemv_max_n && (size_t)in * out * 2 <= c->gemv_max_bytes && cu_gemv_fits(n, in, ldx, x, w->data)) {
+        cu_gemv_bf16(c->cu, x, ldx, n, in, w->data, out, bias, y, ldy); /* bias fused */
+        return;
+    }
     cu_gemm_bf16(c->cu, x, ldx, n, in, w->data, out, y, ldy);
     if (bias) cu_add_bias(c->cu, y, ldy, n, out, bias);
 }
@@ -154,6 +165,10 @@ static void d_logits(void *ctx, const KTensor *w, const void *x, int n, float *y
     Cuda *c = ctx;
     if (n <= 0 || bf16_matrix(c, w)) return;
     int in = (int)w->ne[0], out = (int)w->ne[1];
+    if (n <= c->gemv_max_n && (size_t)in * out * 2 <= c->gemv_max_bytes && cu_gemv_fits(n, in, in, x, w->data)) {
+        cu_gemv_bf16_f32(c->cu, x, in, n, in, w->data, out, y, out);
+        return;
+    }
     cu_gemm_bf16_f32(c->cu, x, in, n, in, w->data, out, y, out);
 }
 
@@ -170,8 +185,13 @@ static void d_attention(void *ctx, const KDevAttn *a)
     Cuda *c = ctx;
     if (a->n_rows <= 0) return;
     if (a->n_tiles > 0) {
-        cu_attention_prefill(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale, a->k_pool,
-                             a->v_pool, a->slots, a->tiles, a->n_tiles, a->out);
+        if (c->prefill_kernel < 0)
+            cu_attention_prefill(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale, a->k_pool,
+                                 a->v_pool, a->slots, a->tiles, a->n_tiles, a->out);
+        else
+            cu_attention_prefill_mma(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale,
+                                     a->k_pool, a->v_pool, a->slots, a->tiles, a->n_tiles, a->out,
+                                     c->prefill_kernel & 3, c->prefill_kernel >> 2);
         return;
     }
     /* split long rows until the grid has ~2 blocks per SM (flash-decoding),
@@ -256,6 +276,29 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap)
         return NULL;
     }
     c->n_sm = cu_sm_count(c->cu);
+    /* small-batch matmuls to cuda_gemv.cu: off by default (GEMV_MAX_N 0),
+     * as no layout has yet been measured ahead of cuBLASLt (NOTES.md: the
+     * first was at 65-80% of the copy roofline against cuBLASLt's 72-96%);
+     * SGL_CUDA_GEMV_MAX_N=8 sends matmuls of up to 8 rows whose weights are
+     * at most SGL_CUDA_GEMV_MAX_MB (64) to it */
+    const char *gv = getenv("SGL_CUDA_GEMV_MAX_N"), *gb = getenv("SGL_CUDA_GEMV_MAX_MB");
+    c->gemv_max_n = gv ? atoi(gv) : GEMV_MAX_N;
+    if (c->gemv_max_n > CU_GEMV_MAX_N) c->gemv_max_n = CU_GEMV_MAX_N;
+    c->gemv_max_bytes = (size_t)(gb ? atoi(gb) : GEMV_MAX_MB) << 20;
+    /* the prefill attention kernel: mma.sync (cuda_prefill.cu) with exp2f,
+     * as measured (NOTES.md: 4096-token prefill 190 -> 110 ms), unless
+     * SGL_CUDA_PREFILL names another: wmma (the old kernel), mma1/mma2
+     * (heads a block), mma-fast (ex2.approx: tested, not yet timed) */
+    const char *pk = getenv("SGL_CUDA_PREFILL");
+    const int exact = CU_PREFILL_EXACT_EXP << 2;
+    c->prefill_kernel = !pk || !strcmp(pk, "mma") ? exact : !strcmp(pk, "wmma") ? -1 : !strcmp(pk, "mma1") ? 1 | exact
+                        : !strcmp(pk, "mma2") ? 2 | exact : !strcmp(pk, "mma-fast") ? 0 : -2;
+    if (c->prefill_kernel == -2) {
+        if (err)
+            snprintf(err, errcap, "cuda backend: SGL_CUDA_PREFILL=%s: not one of mma, mma1, mma2, mma-fast, wmma", pk);
+        b_destroy(c);
+        return NULL;
+    }
     if (cu_attn_tile_rows() != K_ATTN_TILE_ROWS) {
         if (err) snprintf(err, errcap, "cuda backend: attention tiles of %d rows, backend.h says %d",
                           cu_attn_tile_rows(), K_ATTN_TILE_ROWS);

@@ -108,9 +108,6 @@ extern "C" void cu_ctx_free(CuCtx *c)
 
 extern "C" const char *cu_device_name(CuCtx *c) { return c->prop.name; }
 
-/* the context's stream, for NCCL (kernels/cuda/cuda_comm.c) */
-extern "C" void *cu_stream(CuCtx *c) { return (void *)c->stream; }
-
 extern "C" int cu_sm_count(CuCtx *c) { return c->prop.multiProcessorCount; }
 
 extern "C" int cu_device_count(void)
@@ -1191,6 +1188,12 @@ extern "C" void cu_add_i32(CuCtx *c, int32_t *p, int n, int by)
     LAUNCHED(c, "add_i32");
 }
 
+/* ---- for kernels in their own .cu files ---- */
+
+extern "C" void *cu_stream(CuCtx *c) { return (void *)c->stream; }
+
+extern "C" void cu_fail(CuCtx *c, const char *what, const char *why) { fail(c, what, why); }
+
 extern "C" uint16_t cu_f32_to_bf16(float f)
 {
     uint32_t u;
@@ -1208,8 +1211,3 @@ extern "C" float cu_bf16_to_f32(uint16_t b)
     return f;
 }
 
-/* ---- for kernels in files of their own ------------------------------------------- */
-
-extern "C" void *cu_stream_of(CuCtx *c) { return c->stream; }
-
-extern "C" void cu_fail(CuCtx *c, const char *what, const char *why) { fail(c, what, why); }

@@ -59,9 +59,6 @@ int cu_sm_count(CuCtx *c);
  * cu_ctx_new and every op use it (kernels/cuda/cuda_device.cu). 0 / -1. */
 int cu_set_device(int device);
 int cu_current_device(void);
-/* The context's cudaStream_t, for libraries that queue on it (NCCL). */
-void *cu_stream(CuCtx *c);
-
 void *cu_alloc(CuCtx *c, size_t bytes);            /* cudaMalloc; NULL on failure */
 void cu_free(CuCtx *c, void *p);
 void cu_upload(CuCtx *c, void *dst, const void *src, size_t bytes);
@@ -177,14 +174,16 @@ void cu_argmax_f32(CuCtx *c, const float *logits, int n, int v, int32_t *ids);
 /* p[i] += by for i < n (decode-step counters kept on the device). */
 void cu_add_i32(CuCtx *c, int32_t *p, int n, int by);
 
+/* ---- for kernels in their own .cu files and libraries that queue on the
+ * context's stream (cuda_prefill.cu, cuda_gemv.cu, cuda_sample.cu, NCCL) ----
+ * cu_stream: the context's cudaStream_t (as void *, this header has no CUDA
+ * types); cu_fail: records a failure as the ops do (the first one is kept). */
+void *cu_stream(CuCtx *c);
+void cu_fail(CuCtx *c, const char *what, const char *why);
+
 /* bf16 <-> f32 on the host (round to nearest even), for tests and loaders. */
 uint16_t cu_f32_to_bf16(float f);
 float cu_bf16_to_f32(uint16_t b);
-
-/* For kernels in files of their own (cuda_sample.cu): the context's stream
- * (a cudaStream_t) and the first-failure record that cu_error reports. */
-void *cu_stream_of(CuCtx *c);
-void cu_fail(CuCtx *c, const char *what, const char *why);
 
 #ifdef __cplusplus
 }

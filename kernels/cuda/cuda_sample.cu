@@ -503,7 +503,7 @@ __global__ void __launch_bounds__(THREADS) k_sample(KDevSample s)
 extern "C" void cu_sample(CuCtx *c, const KDevSample *s)
 {
     if (s->n_rows <= 0) return;
-    k_sample<<<s->n_rows, THREADS, 0, (cudaStream_t)cu_stream_of(c)>>>(*s);
+    k_sample<<<s->n_rows, THREADS, 0, (cudaStream_t)cu_stream(c)>>>(*s);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) cu_fail(c, "sample", cudaGetErrorString(e));
 }

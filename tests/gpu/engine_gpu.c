@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/cuda/cuda_ops.h"
 #include "runtime/engine.h"
 #include "runtime/hf.h"
 #include "runtime/model.h"
@@ -298,6 +299,56 @@ static int check(const char *dir, const char *out_dir)
 
 /* ---- bench ---- */
 
+static int cmp_ms(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The bf16 GEMM peak of this GPU now (cuBLASLt 8192³ on random data, median
+ * of 7), TFLOP/s; 0 when it cannot be measured. The prefill's MFU is against
+ * this figure, measured in the same run. */
+static double gemm_peak_tflops(void)
+{
+    char err[256];
+    CuCtx *cu = cu_ctx_new(err, sizeof err);
+    if (!cu) return 0;
+    int G = 8192;
+    uint16_t *a = cu_alloc(cu, (size_t)G * G * 2), *b = cu_alloc(cu, (size_t)G * G * 2);
+    uint16_t *c = cu_alloc(cu, (size_t)G * G * 2);
+    CuTimer *t0 = cu_timer_new(cu), *t1 = cu_timer_new(cu);
+    float ms[7];
+    double peak = 0;
+    if (a && b && c && t0 && t1) {
+        cu_fill_uniform_bf16(cu, a, (size_t)G * G, 2, 1.0f);
+        cu_fill_uniform_bf16(cu, b, (size_t)G * G, 3, 1.0f);
+        for (int i = 0; i < 3; i++) cu_gemm_bf16(cu, a, G, G, G, b, G, c, G);
+        for (int i = 0; i < 7; i++) {
+            cu_timer_record(cu, t0);
+            cu_gemm_bf16(cu, a, G, G, G, b, G, c, G);
+            cu_timer_record(cu, t1);
+            cu_sync(cu);
+            ms[i] = cu_timer_ms(t0, t1);
+        }
+        qsort(ms, 7, sizeof *ms, cmp_ms);
+        if (!cu_sync(cu)) peak = 2.0 * G * G * (double)G / (ms[3] * 1e-3) / 1e12;
+    }
+    cu_free(cu, a), cu_free(cu, b), cu_free(cu, c);
+    cu_timer_free(t0), cu_timer_free(t1);
+    cu_ctx_free(cu);
+    return peak;
+}
+
+/* FLOPs of one prefill of n tokens (no cache): 2·n per weight of the layers'
+ * matmuls, causal attention 4·n_head·head_dim·n²/2 per layer (QKᵀ and PV),
+ * the lm head for the one logit row. */
+static double prefill_flop(const ModelConfig *c, int n)
+{
+    double q = (double)c->n_head * c->head_dim, kv = (double)c->n_head_kv * c->head_dim, e = c->n_embd;
+    double per_layer = e * (q + 2 * kv) + q * e + e * 2.0 * c->n_ff + (double)c->n_ff * e;
+    return c->n_layer * (2.0 * n * per_layer + 4.0 * q * (double)n * n / 2) + 2.0 * e * c->vocab;
+}
+
 static void forward_bench(Model *m, int in, int outn)
 {
     char err[1024];
@@ -325,8 +376,10 @@ static void forward_bench(Model *m, int in, int outn)
             for (int r = 0; r < 3; r++)
                 if (model_forward(m, kv, &pb, err, sizeof err)) die("prefill", err);
             double ms = (now() - tp) / 3 * 1e3;
-            printf("{\"bench\": \"forward prefill\", \"tokens\": %d, \"ms\": %.1f, \"tok_s\": %.0f}\n", in, ms,
-                   in / ms * 1e3);
+            double peak = gemm_peak_tflops(), tf = prefill_flop(&m->cfg, in) / (ms * 1e-3) / 1e12;
+            printf("{\"bench\": \"forward prefill\", \"tokens\": %d, \"ms\": %.1f, \"tok_s\": %.0f, "
+                   "\"TFLOPs\": %.1f, \"gemm_peak_TFLOPs\": %.1f, \"mfu_vs_gemm_peak\": %.3f}\n",
+                   in, ms, in / ms * 1e3, tf, peak, peak > 0 ? tf / peak : 0.0);
             free(pt);
             free(ps);
         }

@@ -19,6 +19,8 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_sample.h"
+#include "kernels/cuda/cuda_prefill.h"
+#include "kernels/cuda/cuda_gemv.h"
 
 static CuCtx *cu;
 static KBackend *ref;
@@ -103,6 +105,115 @@ static void test_gemm(int n, int in, int out, int ldx)
     report(name, got, want, (size_t)n * out, 1e-2);
     cu_free(cu, dx), cu_free(cu, dw), cu_free(cu, dy);
     free(x), free(w), free(xf), free(wf), free(got), free(want), free(xc);
+}
+
+/* cuda_gemv.cu against the CPU reference: bf16 out with and without a bias
+ * (y rounded, then + bias rounded, as cuBLASLt + cu_add_bias), f32 out */
+static void test_gemv(int n, int in, int out, int ldx, int with_bias, int split, int vec)
+{
+    float *xf, *wf, *bf;
+    uint16_t *x = rand_bf16((size_t)n * ldx, 1.0f, &xf), *w = rand_bf16((size_t)out * in, 0.05f, &wf);
+    uint16_t *b = rand_bf16(out, 0.5f, &bf);
+    uint16_t *dx = dev_copy(x, (size_t)n * ldx * 2), *dw = dev_copy(w, (size_t)out * in * 2), *db = dev_copy(b, out * 2);
+    int ldy = out + 8;
+    uint16_t *dy = dev_poisoned((size_t)n * ldy);
+    float *dyf = cu_alloc(cu, (size_t)n * out * 4);
+    cu_memset(cu, dyf, 0xff, (size_t)n * out * 4);
+    cu_gemv_bf16_cfg(cu, dx, ldx, n, in, dw, out, with_bias ? db : NULL, dy, ldy, split, vec);
+    cu_gemv_bf16_f32_cfg(cu, dx, ldx, n, in, dw, out, dyf, out, split, vec);
+    float *gy = back_f32(dy, (size_t)n * ldy), *got = malloc((size_t)n * out * 4), *gotf = malloc((size_t)n * out * 4);
+    cu_download(cu, gotf, dyf, (size_t)n * out * 4);
+    for (int t = 0; t < n; t++) memcpy(got + (size_t)t * out, gy + (size_t)t * ldy, (size_t)out * 4);
+    float *want = malloc((size_t)n * out * 4), *wantb = malloc((size_t)n * out * 4), *xc = malloc((size_t)n * in * 4);
+    for (int t = 0; t < n; t++) memcpy(xc + (size_t)t * in, xf + (size_t)t * ldx, (size_t)in * 4);
+    KTensor kw = {.dtype = K_DTYPE_BF16, .ne = {in, out, 1, 1}, .data = w};
+    ref->matmul(ref->ctx, &kw, NULL, xc, n, want);
+    for (size_t i = 0; i < (size_t)n * out; i++)
+        wantb[i] = with_bias ? cu_bf16_to_f32(cu_f32_to_bf16(want[i])) + bf[i % out] : want[i];
+    char name[96];
+    snprintf(name, sizeof name, "gemv n=%d in=%d out=%d ldx=%d%s split=%d vec=%d", n, in, out, ldx,
+             with_bias ? " +bias" : "", split, vec);
+    report(name, got, wantb, (size_t)n * out, 1e-2);
+    snprintf(name, sizeof name, "gemv f32 n=%d in=%d out=%d split=%d vec=%d", n, in, out, split, vec);
+    report(name, gotf, want, (size_t)n * out, 1e-4);
+    /* a row's result does not depend on the rows beside it */
+    if (n > 1) {
+        cu_memset(cu, dyf, 0xff, (size_t)out * 4);
+        cu_gemv_bf16_f32_cfg(cu, dx, ldx, 1, in, dw, out, dyf, out, split, vec);
+        float *one = malloc((size_t)out * 4);
+        cu_download(cu, one, dyf, (size_t)out * 4);
+        int same = memcmp(one, gotf, (size_t)out * 4) == 0;
+        if (!same) failures++;
+        printf("%-4s gemv row 0 alone == row 0 of %d (bit-exact)\n", same ? "ok" : "FAIL", n);
+        free(one);
+    }
+    cu_free(cu, dx), cu_free(cu, dw), cu_free(cu, db), cu_free(cu, dy), cu_free(cu, dyf);
+    free(x), free(w), free(b), free(xf), free(wf), free(bf), free(gy), free(got), free(gotf), free(want), free(wantb);
+    free(xc);
+}
+
+static float e4m3_value(uint8_t b)
+{
+    int e = (b >> 3) & 15, m = b & 7;
+    float v = e ? ldexpf(1.0f + m / 8.0f, e - 7) : ldexpf((float)m, -9);
+    if (e == 15 && m == 7) v = NAN;
+    return b & 0x80 ? -v : v;
+}
+
+/* cu_quant_fp8 + cu_gemv_fp8: the GEMV against the CPU reference on the same
+ * (dequantized) weights, and the quantization itself against the bf16
+ * weights: the fp8 result within 5e-2 of the bf16 one (e4m3 keeps 3
+ * mantissa bits: 2^-4 relative rounding at worst) */
+static void test_gemv_fp8(int n, int in, int out, int with_bias)
+{
+    float *xf, *wf, *bf;
+    uint16_t *x = rand_bf16((size_t)n * in, 1.0f, &xf), *w = rand_bf16((size_t)out * in, 0.05f, &wf);
+    uint16_t *b = rand_bf16(out, 0.5f, &bf);
+    uint16_t *dx = dev_copy(x, (size_t)n * in * 2), *dw = dev_copy(w, (size_t)out * in * 2), *db = dev_copy(b, out * 2);
+    uint8_t *dq = cu_alloc(cu, (size_t)out * in);
+    float *dsc = cu_alloc(cu, (size_t)out * 4), *dyf = cu_alloc(cu, (size_t)n * out * 4);
+    uint16_t *dy = dev_poisoned((size_t)n * out);
+    cu_memset(cu, dq, 0xff, (size_t)out * in);
+    cu_memset(cu, dyf, 0xff, (size_t)n * out * 4);
+    cu_quant_fp8(cu, dw, in, out, dq, dsc);
+    cu_gemv_fp8(cu, dx, in, n, in, dq, dsc, out, with_bias ? db : NULL, dy, out);
+    cu_gemv_fp8_f32(cu, dx, in, n, in, dq, dsc, out, dyf, out);
+    uint8_t *q = malloc((size_t)out * in);
+    float *sc = malloc((size_t)out * 4), *wd = malloc((size_t)out * in * 4);
+    cu_download(cu, q, dq, (size_t)out * in);
+    cu_download(cu, sc, dsc, (size_t)out * 4);
+    int range_ok = 1;
+    for (int o = 0; o < out; o++) {
+        float mx = 0, mq = 0;
+        for (int i = 0; i < in; i++) {
+            size_t k = (size_t)o * in + i;
+            wd[k] = e4m3_value(q[k]) * sc[o];
+            mx = fmaxf(mx, fabsf(wf[k])), mq = fmaxf(mq, fabsf(e4m3_value(q[k])));
+        }
+        if (mx > 0 && mq != 448.0f) range_ok = 0; /* each row's largest weight is e4m3's largest value */
+    }
+    if (!range_ok) failures++;
+    printf("%-4s quant fp8 out=%d in=%d: every row's max at 448\n", range_ok ? "ok" : "FAIL", out, in);
+    float *got = back_f32(dy, (size_t)n * out), *gotf = malloc((size_t)n * out * 4);
+    cu_download(cu, gotf, dyf, (size_t)n * out * 4);
+    float *want = malloc((size_t)n * out * 4), *wantb = malloc((size_t)n * out * 4), *w16 = malloc((size_t)n * out * 4);
+    KTensor kq = {.dtype = K_DTYPE_F32, .ne = {in, out, 1, 1}, .data = wd};
+    KTensor kw = {.dtype = K_DTYPE_BF16, .ne = {in, out, 1, 1}, .data = w};
+    ref->matmul(ref->ctx, &kq, NULL, xf, n, want);
+    ref->matmul(ref->ctx, &kw, NULL, xf, n, w16);
+    for (size_t i = 0; i < (size_t)n * out; i++)
+        wantb[i] = with_bias ? cu_bf16_to_f32(cu_f32_to_bf16(want[i])) + bf[i % out] : want[i];
+    char name[96];
+    snprintf(name, sizeof name, "gemv fp8 n=%d in=%d out=%d%s", n, in, out, with_bias ? " +bias" : "");
+    report(name, got, wantb, (size_t)n * out, 1e-2);
+    snprintf(name, sizeof name, "gemv fp8 f32 n=%d in=%d out=%d", n, in, out);
+    report(name, gotf, want, (size_t)n * out, 1e-4);
+    snprintf(name, sizeof name, "gemv fp8 vs bf16 weights n=%d in=%d out=%d", n, in, out);
+    report(name, gotf, w16, (size_t)n * out, 5e-2);
+    cu_free(cu, dx), cu_free(cu, dw), cu_free(cu, db), cu_free(cu, dq), cu_free(cu, dsc), cu_free(cu, dyf);
+    cu_free(cu, dy);
+    free(x), free(w), free(b), free(xf), free(wf), free(bf), free(q), free(sc), free(wd), free(got), free(gotf);
+    free(want), free(wantb), free(w16);
 }
 
 static void test_embed(void)
@@ -291,6 +402,18 @@ static void test_attention(int nh, int nkv, int hd, int n_seqs, const int *prefi
     snprintf(name, sizeof name, "attention tiles heads=%d/%d hd=%d seqs=%d rows=%d tiles=%d", nh, nkv, hd, n_seqs,
              n_rows, n_tiles);
     report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+    /* the mma.sync prefill kernel (cuda_prefill.cu), one and two heads a block */
+    for (int v = 0; v < 4; v++) {
+        int hpb = 1 + (v & 1), flags = v & 2 ? CU_PREFILL_EXACT_EXP : 0;
+        if (hpb == 2 && (nh / nkv) % 2) continue;
+        free(got);
+        cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+        cu_attention_prefill_mma(cu, dq, ldq, nh, nkv, hd, scale, dk, dv, ds, dt, n_tiles, dout, hpb, flags);
+        got = back_f32(dout, (size_t)n_rows * nh * hd);
+        snprintf(name, sizeof name, "attention mma%d%s heads=%d/%d hd=%d seqs=%d rows=%d tiles=%d", hpb,
+                 flags ? "-exact" : "", nh, nkv, hd, n_seqs, n_rows, n_tiles);
+        report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+    }
     cu_free(cu, dt);
     free(tiles);
     cu_free(cu, dq), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, dout), cu_free(cu, ds), cu_free(cu, dro);
@@ -546,6 +669,22 @@ int main(int argc, char **argv)
     test_gemm(1, 4096, 1024, 4096);
     test_gemm(7, 1024, 3072, 1024);
     test_gemm(130, 512, 768, 1536); /* x rows inside a wider buffer */
+    test_gemv(1, 4096, 6144, 4096, 0, 0, 0); /* the backend's choice of split and vec */
+    test_gemv(3, 4096, 1000, 6144, 1, 0, 0); /* a partial last tile of rows, x inside a wider buffer */
+    test_gemv(8, 14336, 512, 14336, 0, 0, 0);
+    test_gemv(5, 3584, 4608, 3584, 1, 0, 0); /* Qwen2.5-7B's qkv with its bias */
+    test_gemv(2, 96, 40, 96, 1, 0, 0);
+    for (int vec = 1; vec <= 4; vec *= 2) /* every layout, on a row length that ends inside a step */
+        for (int split = 1; split <= 8; split *= 2) test_gemv(7, 1000, 77, 1008, 1, split, vec);
+    for (int vec = 1; vec <= 8; vec *= 2) test_gemv(6, 1000, 77, 1008, 1, 0, CU_GEMV_PREFETCH | vec);
+    test_gemv(7, 1000, 77, 1008, 1, 0, CU_GEMV_STAGED);
+    test_gemv(1, 14336, 4096, 14336, 0, 0, CU_GEMV_STAGED);
+    test_gemv(4, 3584, 4608, 3584, 1, 0, CU_GEMV_STAGED);
+    test_gemv(8, 4096, 1000, 6144, 0, 0, CU_GEMV_STAGED);
+    test_gemv_fp8(1, 4096, 6144, 0);
+    test_gemv_fp8(5, 3584, 1000, 1);
+    test_gemv_fp8(8, 14336, 256, 0);
+    test_gemv_fp8(2, 48, 33, 1);
     test_embed();
     test_rmsnorm(5, 4096, 0);
     test_rmsnorm(9, 896, 1);
@@ -563,6 +702,12 @@ int main(int argc, char **argv)
     test_attention(28, 4, 128, 2, p4, n4, 3); /* Qwen2.5-7B's 7 query heads per kv head, split */
     int p5[] = {77}, n5[] = {19};
     test_attention(14, 2, 64, 1, p5, n5, 1); /* head_dim 64 */
+    int p6[] = {0}, n6[] = {300};
+    test_attention(32, 8, 128, 1, p6, n6, 1); /* prefill over 5 tiles, the last partial */
+    int p7[] = {130, 0, 64}, n7[] = {200, 129, 3};
+    test_attention(32, 8, 64, 3, p7, n7, 1); /* head_dim 64, cached prefixes across tile edges */
+    int p8[] = {517}, n8[] = {190};
+    test_attention(28, 4, 128, 1, p8, n8, 1); /* Qwen2.5-7B's GQA 7 over a long prefix */
     test_argmax(4, 128256);
     test_sample(64, 128256, 128256);
     test_sample(200, 3000, 3008);      /* a padded row: ids past n are never picked */

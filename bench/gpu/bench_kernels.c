@@ -1,0 +1,335 @@
+/*
+ * bench/gpu/bench_kernels.c — the hand-written CUDA kernels beside what they
+ * replace, on the GPU machine, with the two ceilings measured in the same run:
+ *
+ *   1. copy roofline (device-to-device, bytes read + written) and the bf16
+ *      GEMM peak (cuBLASLt, 8192³)
+ *   2. decode matmuls of the Llama-3-8B shape (qkv, o, gate|up, down, lm
+ *      head) at n = 1, 2, 4, 8 rows: cuBLASLt against cuda_gemv.cu's
+ *      layouts (registers with 1, 2, 4 adjacent loads; staged), as GB/s
+ *      of weights and the fraction of the copy roofline; weights rotate over
+ *      copies larger than L2 together, calls replayed from a CUDA graph
+ *      and cu_gemv_fp8 on the same weights quantized to e4m3 (half the bytes)
+ *   3. prefill attention, one sequence of 4096 tokens (8B: 32/8 heads,
+ *      hd 128; 1B: 32/8, hd 64): the WMMA kernel against cuda_prefill.cu
+ *      (one and two heads a block; ex2.approx and exp2f), ms and TFLOP/s of
+ *      the causal count, and
+ *      the mma outputs' distance from the WMMA output on that shape
+ *
+ * Figures are medians of repeated runs timed with device events. Inputs are
+ * random (never zeros). Prints one JSON line per figure, then a table.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_gemv.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_prefill.h"
+
+static CuCtx *cu;
+static CuTimer *t0, *t1;
+
+static int cmp_f(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+static float median(float *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_f);
+    return v[n / 2];
+}
+
+static int die(const char *what)
+{
+    const char *e = cu_error(cu);
+    fprintf(stderr, "bench_kernels: %s: %s\n", what, e ? e : "failed");
+    return 1;
+}
+
+/* ---- 2. decode matmuls ---- */
+
+typedef struct {
+    const char *name;
+    int in, out, f32;
+} Shape;
+
+enum { REPS = 20, TRIALS = 7 };
+
+/* fp8 copies of the rotating weights (cu_quant_fp8), for which == 2 */
+static uint8_t *g_q[REPS];
+static float *g_sc[REPS];
+static int g_cur;
+
+/* One decode matmul: which 0 cuBLASLt, 1 cuda_gemv.cu with (split, vec), 2
+ * cu_gemv_fp8 on copy g_cur. */
+static void mm_call(int which, const Shape *s, int n, const uint16_t *w, const uint16_t *x, void *y, int split,
+                    int vec)
+{
+    if (which == 2 && s->f32) cu_gemv_fp8_f32(cu, x, s->in, n, s->in, g_q[g_cur], g_sc[g_cur], s->out, y, s->out);
+    else if (which == 2) cu_gemv_fp8(cu, x, s->in, n, s->in, g_q[g_cur], g_sc[g_cur], s->out, NULL, y, s->out);
+    else if (which == 0 && s->f32) cu_gemm_bf16_f32(cu, x, s->in, n, s->in, w, s->out, y, s->out);
+    else if (which == 0) cu_gemm_bf16(cu, x, s->in, n, s->in, w, s->out, y, s->out);
+    else if (s->f32) cu_gemv_bf16_f32_cfg(cu, x, s->in, n, s->in, w, s->out, y, s->out, split, vec);
+    else cu_gemv_bf16_cfg(cu, x, s->in, n, s->in, w, s->out, NULL, y, s->out, split, vec);
+}
+
+/* median ms of one call, REPS calls over the rotating copies captured in a
+ * graph and replayed */
+static float time_mm(int which, const Shape *s, int n, uint16_t **w, int nw, const uint16_t *x, void *y, int split,
+                     int vec)
+{
+    g_cur = 0;
+    for (int i = 0; i < 3; i++) mm_call(which, s, n, w[0], x, y, split, vec); /* plans, module load */
+    if (cu_sync(cu)) return -1;
+    if (cu_graph_begin(cu)) return -1;
+    for (int r = 0; r < REPS; r++) {
+        g_cur = r % nw;
+        mm_call(which, s, n, w[r % nw], x, y, split, vec);
+    }
+    CuGraph *g = cu_graph_end(cu);
+    if (!g) return -1;
+    float ms[TRIALS];
+    cu_graph_launch(cu, g);
+    for (int t = 0; t < TRIALS; t++) {
+        cu_timer_record(cu, t0);
+        cu_graph_launch(cu, g);
+        cu_timer_record(cu, t1);
+        if (cu_sync(cu)) return -1;
+        ms[t] = cu_timer_ms(t0, t1) / REPS;
+    }
+    cu_graph_free(g);
+    return median(ms, TRIALS);
+}
+
+/* ---- 3. prefill attention ---- */
+
+static double rel_diff(const uint16_t *a, const uint16_t *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = cu_bf16_to_f32(a[i]), y = cu_bf16_to_f32(b[i]);
+        if (!isfinite(x)) return INFINITY;
+        num += (x - y) * (x - y), den += y * y;
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static int bench_prefill(const char *label, int nh, int nkv, int hd, int N, double *out_ms)
+{
+    int ldq = (nh + 2 * nkv) * hd, kvd = nkv * hd, n_slots = N + 333;
+    uint16_t *q = cu_alloc(cu, (size_t)N * ldq * 2), *k = cu_alloc(cu, (size_t)n_slots * kvd * 2);
+    uint16_t *v = cu_alloc(cu, (size_t)n_slots * kvd * 2), *o = cu_alloc(cu, (size_t)N * nh * hd * 2);
+    int32_t *slots = malloc((size_t)N * 4), *tiles = malloc(((size_t)N / 64 + 1) * 16);
+    if (!q || !k || !v || !o) return die("prefill buffers");
+    cu_fill_uniform_bf16(cu, q, (size_t)N * ldq, 11, 2.0f);
+    cu_fill_uniform_bf16(cu, k, (size_t)n_slots * kvd, 12, 2.0f);
+    cu_fill_uniform_bf16(cu, v, (size_t)n_slots * kvd, 13, 1.0f);
+    /* the context's slots scattered over the pool (a fixed shuffle) */
+    int32_t *perm = malloc((size_t)n_slots * 4);
+    uint64_t r = 88172645463325252ull;
+    for (int i = 0; i < n_slots; i++) perm[i] = i;
+    for (int i = n_slots - 1; i > 0; i--) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        int j = (int)(r % (uint64_t)(i + 1));
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    memcpy(slots, perm, (size_t)N * 4);
+    int n_tiles = 0;
+    for (int t0r = 0; t0r < N; t0r += 64, n_tiles++) {
+        tiles[4 * n_tiles] = t0r;
+        tiles[4 * n_tiles + 1] = N - t0r < 64 ? N - t0r : 64;
+        tiles[4 * n_tiles + 2] = 0;
+        tiles[4 * n_tiles + 3] = t0r + 1;
+    }
+    int32_t *ds = cu_alloc(cu, (size_t)N * 4), *dt = cu_alloc(cu, (size_t)n_tiles * 16);
+    cu_upload(cu, ds, slots, (size_t)N * 4);
+    cu_upload(cu, dt, tiles, (size_t)n_tiles * 16);
+    float scale = 1.0f / sqrtf((float)hd);
+    double flop = 4.0 * nh * hd * (double)N * N / 2;
+    size_t on = (size_t)N * nh * hd;
+    uint16_t *ref = malloc(on * 2), *got = malloc(on * 2);
+    const char *names[] = {"wmma", "mma1", "mma2", "mma1-exact", "mma2-exact"};
+    for (int kind = 0; kind < 5; kind++) {
+        if ((kind == 2 || kind == 4) && (nh / nkv) % 2) continue;
+        float ms[TRIALS];
+        for (int t = -2; t < TRIALS; t++) {
+            cu_memset(cu, o, 0xff, on * 2);
+            if (t >= 0) cu_timer_record(cu, t0);
+            if (kind == 0) cu_attention_prefill(cu, q, ldq, nh, nkv, hd, scale, k, v, ds, dt, n_tiles, o);
+            else cu_attention_prefill_mma(cu, q, ldq, nh, nkv, hd, scale, k, v, ds, dt, n_tiles, o, 2 - kind % 2,
+                                          kind > 2 ? CU_PREFILL_EXACT_EXP : 0);
+            if (t >= 0) cu_timer_record(cu, t1);
+            if (cu_sync(cu)) return die("prefill attention");
+            if (t >= 0) ms[t] = cu_timer_ms(t0, t1);
+        }
+        float m = median(ms, TRIALS);
+        cu_download(cu, kind == 0 ? ref : got, o, on * 2);
+        double d = kind == 0 ? 0.0 : rel_diff(got, ref, on);
+        printf("{\"bench\":\"prefill_attention\",\"shape\":\"%s\",\"tokens\":%d,\"kernel\":\"%s\",\"ms\":%.3f,"
+               "\"TFLOPs\":%.1f,\"rel_vs_wmma\":%.2e}\n",
+               label, N, names[kind], m, flop / (m * 1e-3) / 1e12, d);
+        out_ms[kind] = m;
+    }
+    cu_free(cu, q), cu_free(cu, k), cu_free(cu, v), cu_free(cu, o), cu_free(cu, ds), cu_free(cu, dt);
+    free(slots), free(tiles), free(perm), free(ref), free(got);
+    return 0;
+}
+
+int main(void)
+{
+    char err[256];
+    cu = cu_ctx_new(err, sizeof err);
+    if (!cu) {
+        fprintf(stderr, "bench_kernels: %s\n", err);
+        return 1;
+    }
+    t0 = cu_timer_new(cu), t1 = cu_timer_new(cu);
+    float ms[TRIALS];
+
+    /* 1. ceilings */
+    size_t nb = (size_t)1 << 30;
+    uint16_t *a = cu_alloc(cu, nb), *b = cu_alloc(cu, nb);
+    if (!a || !b) return die("copy buffers");
+    cu_fill_uniform_bf16(cu, a, nb / 2, 1, 1.0f);
+    for (int i = 0; i < 3; i++) cu_copy_d2d(cu, b, a, nb);
+    for (int i = 0; i < TRIALS; i++) {
+        cu_timer_record(cu, t0);
+        cu_copy_d2d(cu, b, a, nb);
+        cu_timer_record(cu, t1);
+        cu_sync(cu);
+        ms[i] = cu_timer_ms(t0, t1);
+    }
+    double copy_gbps = 2.0 * nb / (median(ms, TRIALS) * 1e-3) / 1e9;
+    cu_free(cu, a), cu_free(cu, b);
+    int G = 8192;
+    uint16_t *ga = cu_alloc(cu, (size_t)G * G * 2), *gb = cu_alloc(cu, (size_t)G * G * 2);
+    uint16_t *gc = cu_alloc(cu, (size_t)G * G * 2);
+    if (!ga || !gb || !gc) return die("gemm buffers");
+    cu_fill_uniform_bf16(cu, ga, (size_t)G * G, 2, 1.0f);
+    cu_fill_uniform_bf16(cu, gb, (size_t)G * G, 3, 1.0f);
+    for (int i = 0; i < 3; i++) cu_gemm_bf16(cu, ga, G, G, G, gb, G, gc, G);
+    for (int i = 0; i < TRIALS; i++) {
+        cu_timer_record(cu, t0);
+        cu_gemm_bf16(cu, ga, G, G, G, gb, G, gc, G);
+        cu_timer_record(cu, t1);
+        cu_sync(cu);
+        ms[i] = cu_timer_ms(t0, t1);
+    }
+    double peak = 2.0 * G * G * (double)G / (median(ms, TRIALS) * 1e-3) / 1e12;
+    cu_free(cu, ga), cu_free(cu, gb), cu_free(cu, gc);
+    if (cu_sync(cu)) return die("ceilings");
+    printf("{\"device\":\"%s\",\"copy_GBps\":%.0f,\"gemm_bf16_TFLOPs\":%.1f}\n", cu_device_name(cu), copy_gbps, peak);
+
+    /* 2. decode matmuls */
+    const Shape shapes[] = {{"qkv 4096->6144", 4096, 6144, 0},
+                            {"o 4096->4096", 4096, 4096, 0},
+                            {"gate|up 4096->28672", 4096, 28672, 0},
+                            {"down 14336->4096", 14336, 4096, 0},
+                            {"lm head 4096->128256 f32", 4096, 128256, 1}};
+    const int ns[] = {1, 2, 4, 8};
+    /* kernels: cuBLASLt (layout 0), then gemv layouts (split chosen) */
+    const int lay[] = {0, 1, 4, CU_GEMV_PREFETCH | 1, CU_GEMV_PREFETCH | 4, CU_GEMV_STAGED,
+                       CU_GEMV_PREFETCH | CU_GEMV_STAGED};
+    const char *lname[] = {"cuBLASLt", "v1", "v4", "v1+pf", "v4+pf", "staged", "st+pf"};
+    const int slay[] = {1, 4, CU_GEMV_PREFETCH | 1}; /* n = 1, every split */
+    enum { NS = sizeof shapes / sizeof shapes[0], NN = sizeof ns / sizeof ns[0], NK = sizeof lay / sizeof lay[0] };
+    float res[NS][NN][NK], spl[NS][3][4], f8[NS][2];
+    uint16_t *x = cu_alloc(cu, (size_t)8 * 14336 * 2);
+    float *y = cu_alloc(cu, (size_t)8 * 128256 * 4);
+    if (!x || !y) return die("matmul buffers");
+    cu_fill_uniform_bf16(cu, x, (size_t)8 * 14336, 5, 1.0f);
+    for (int si = 0; si < NS; si++) {
+        const Shape *s = &shapes[si];
+        size_t wb = (size_t)s->in * s->out * 2;
+        int nw = (int)((400u << 20) / wb) + 1; /* copies: > 400 MB together, well past L2 */
+        if (nw > REPS) nw = REPS;
+        uint16_t *w[REPS];
+        for (int i = 0; i < nw; i++) {
+            w[i] = cu_alloc(cu, wb);
+            if (!w[i]) return die("weights");
+            cu_fill_uniform_bf16(cu, w[i], wb / 2, 100 + (uint64_t)i, 0.05f);
+        }
+        for (int ni = 0; ni < NN; ni++) {
+            for (int k = 0; k < NK; k++) {
+                int vec = lay[k];
+                float m = time_mm(k ? 1 : 0, s, ns[ni], w, nw, x, y, 0, vec);
+                if (m < 0) return die(s->name);
+                res[si][ni][k] = m;
+                double gbps = wb / (m * 1e-3) / 1e9;
+                printf("{\"bench\":\"decode_matmul\",\"shape\":\"%s\",\"n\":%d,\"kernel\":\"%s\",\"layout\":%d,"
+                       "\"us\":%.2f,\"GBps\":%.0f,\"frac_copy\":%.3f}\n",
+                       s->name, ns[ni], lname[k], vec, m * 1e3, gbps, gbps / copy_gbps);
+            }
+        }
+        /* fp8 weights (cu_gemv_fp8) at n = 1 and 8, beside cuBLASLt on bf16 */
+        for (int i = 0; i < nw; i++) {
+            g_q[i] = cu_alloc(cu, wb / 2);
+            g_sc[i] = cu_alloc(cu, (size_t)s->out * 4);
+            if (!g_q[i] || !g_sc[i]) return die("fp8 weights");
+            cu_quant_fp8(cu, w[i], s->in, s->out, g_q[i], g_sc[i]);
+        }
+        for (int ni = 0; ni < 2; ni++) {
+            int nn = ni ? 8 : 1;
+            float m = time_mm(2, s, nn, w, nw, x, y, 0, 0);
+            if (m < 0) return die(s->name);
+            f8[si][ni] = m;
+            double gbps = wb / 2 / (m * 1e-3) / 1e9;
+            printf("{\"bench\":\"decode_matmul\",\"shape\":\"%s\",\"n\":%d,\"kernel\":\"gemv_fp8\",\"us\":%.2f,"
+                   "\"GBps_fp8\":%.0f,\"frac_copy\":%.3f,\"speedup_vs_cublaslt_bf16\":%.2f}\n",
+                   s->name, nn, m * 1e3, gbps, gbps / copy_gbps, res[si][ni ? 3 : 0][0] / m);
+        }
+        for (int i = 0; i < nw; i++) cu_free(cu, g_q[i]), cu_free(cu, g_sc[i]);
+        /* n = 1: every split for each vec */
+        for (int vi = 0; vi < 3; vi++)
+            for (int sp = 0; sp < 4; sp++) {
+                float m = time_mm(1, s, 1, w, nw, x, y, 1 << sp, slay[vi]);
+                if (m < 0) return die(s->name);
+                spl[si][vi][sp] = m;
+            }
+        for (int i = 0; i < nw; i++) cu_free(cu, w[i]);
+    }
+    cu_free(cu, x), cu_free(cu, y);
+
+    /* 3. prefill attention */
+    double pa[2][5] = {{0}};
+    if (bench_prefill("8b 32/8 hd128", 32, 8, 128, 4096, pa[0])) return 1;
+    if (bench_prefill("1b 32/8 hd64", 32, 8, 64, 4096, pa[1])) return 1;
+
+    printf("\n%s: copy %.0f GB/s, bf16 GEMM %.1f TFLOP/s\n", cu_device_name(cu), copy_gbps, peak);
+    printf("%-26s %3s", "decode matmul: us", "n");
+    for (int k = 0; k < NK; k++) printf(" %8s", lname[k]);
+    printf(" | fraction of copy\n");
+    for (int si = 0; si < NS; si++)
+        for (int ni = 0; ni < NN; ni++) {
+            double wb = (double)shapes[si].in * shapes[si].out * 2;
+            float *r = res[si][ni];
+            printf("%-26s %3d", shapes[si].name, ns[ni]);
+            for (int k = 0; k < NK; k++) printf(" %8.2f", r[k] * 1e3);
+            printf(" |");
+            for (int k = 0; k < NK; k++) printf(" %5.3f", wb / (r[k] * 1e-3) / 1e9 / copy_gbps);
+            printf("\n");
+        }
+    printf("fp8 weights (cu_gemv_fp8), us and fraction of copy for the fp8 bytes, speedup over cuBLASLt bf16:\n");
+    for (int si = 0; si < NS; si++) {
+        double wb = (double)shapes[si].in * shapes[si].out;
+        printf("  %-26s n=1 %8.2f (%.3f, x%.2f)  n=8 %8.2f (%.3f, x%.2f)\n", shapes[si].name, f8[si][0] * 1e3,
+               wb / (f8[si][0] * 1e-3) / 1e9 / copy_gbps, res[si][0][0] / f8[si][0], f8[si][1] * 1e3,
+               wb / (f8[si][1] * 1e-3) / 1e9 / copy_gbps, res[si][3][0] / f8[si][1]);
+    }
+    printf("gemv n=1, us by split 1/2/4/8:\n");
+    for (int si = 0; si < NS; si++)
+        for (int vi = 0; vi < 3; vi++)
+            printf("  %-26s layout %2d: %8.2f %8.2f %8.2f %8.2f\n", shapes[si].name, slay[vi], spl[si][vi][0] * 1e3,
+                   spl[si][vi][1] * 1e3, spl[si][vi][2] * 1e3, spl[si][vi][3] * 1e3);
+    for (int i = 0; i < 2; i++)
+        printf("prefill attention 4096, %s (ms): wmma %.3f | mma1 %.3f mma2 %.3f | exact exp2: mma1 %.3f mma2 %.3f\n",
+               i ? "1b hd64" : "8b hd128", pa[i][0], pa[i][1], pa[i][2], pa[i][3], pa[i][4]);
+    cu_timer_free(t0), cu_timer_free(t1);
+    cu_ctx_free(cu);
+    return 0;
+}
