@@ -354,11 +354,13 @@ void model_get_options(const Model *m, ModelOptions *out)
     out->batch_invariant = m->batch_invariant;
     out->backend_flags = m->backend_flags;
     out->mem_fraction = m->mem_fraction;
+    out->device_graphs = (ModelGraphs)m->device_graphs;
 }
 
 void model_set_options(Model *m, const ModelOptions *o)
 {
     m->mem_fraction = o->mem_fraction;
+    m->device_graphs = o->device_graphs;
     if (o->backend == m->backend_kind && o->n_threads == m->n_threads && o->batch_invariant == m->batch_invariant &&
         o->backend_flags == m->backend_flags)
         return;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_decode.h"
 #include "kernels/cuda/cuda_ops.h"
 
 enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128 };
@@ -30,6 +31,11 @@ typedef struct {
     CuCtx *cu;
     float *attn_ws;
     int n_sm;
+    /* decode rows (attention without tiles): the split-K kernel
+     * (cuda_decode.h) aiming at dec_blocks blocks per SM, chunks of at least
+     * dec_min_chunk keys; or, dec_row_kernel, cu_attention (the row kernel,
+     * kept as the baseline: SGL_CUDA_DECODE=row) */
+    int dec_row_kernel, dec_blocks, dec_min_chunk;
     char name[96];
     char refused[128];
 } Cuda;
@@ -163,6 +169,19 @@ static void d_rope_kv(void *ctx, void *qkv, int n, int n_head, int n_head_kv, in
                        style == K_ROPE_NEOX, pos, wslot, k_pool, v_pool);
 }
 
+/* The split-K decode kernel's chunk bound for n_rows rows: a function of
+ * the launch's row count alone (never of max_len), so that a graph captured
+ * for n_rows rows computes what the eager launch does. */
+static int decode_max_split(const Cuda *c, int n_rows, int n_head, int n_head_kv, int head_dim)
+{
+    int pairs = n_rows * n_head_kv, want = c->dec_blocks * c->n_sm;
+    int n = (want + pairs - 1) / pairs;
+    if (n > 64) n = 64;
+    if (n < 1) n = 1;
+    while (n > 1 && cu_decode_ws_bytes(n_rows, n_head, head_dim, n) > ATTN_WS_BYTES) n--;
+    return n;
+}
+
 static void d_attention(void *ctx, const KDevAttn *a)
 {
     Cuda *c = ctx;
@@ -170,6 +189,13 @@ static void d_attention(void *ctx, const KDevAttn *a)
     if (a->n_tiles > 0) {
         cu_attention_prefill(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale, a->k_pool,
                              a->v_pool, a->slots, a->tiles, a->n_tiles, a->out);
+        return;
+    }
+    if (!c->dec_row_kernel) {
+        int ms = decode_max_split(c, a->n_rows, a->n_head, a->n_head_kv, a->head_dim);
+        cu_attention_decode(c->cu, a->q, a->ldq, a->n_rows, a->n_head, a->n_head_kv, a->head_dim, a->scale,
+                            a->k_pool, a->v_pool, a->slots, a->row_off, a->row_len, a->max_len, ms,
+                            c->dec_min_chunk, ms > 1 ? c->attn_ws : NULL, a->out);
         return;
     }
     /* split long rows until the grid has ~2 blocks per SM (flash-decoding),
@@ -213,6 +239,31 @@ static void d_argmax(void *ctx, const float *logits, int n, int v, int32_t *ids)
     cu_argmax_f32(((Cuda *)ctx)->cu, logits, n, v, ids);
 }
 
+/* ---- graphs (decode steps) ---- */
+
+static int d_graph_begin(void *ctx) { return cu_graph_begin(((Cuda *)ctx)->cu) ? -1 : 0; }
+static void *d_graph_end(void *ctx) { return cu_graph_end(((Cuda *)ctx)->cu); }
+static void d_graph_launch(void *ctx, void *g) { cu_graph_launch(((Cuda *)ctx)->cu, g); }
+static void d_graph_free(void *ctx, void *g) { cu_graph_free(g); }
+
+static int set_decode(Cuda *c, const char *spec)
+{
+    int blocks = 4, min_chunk = 64;
+    if (!strcmp(spec, "row")) {
+        c->dec_row_kernel = 1;
+        return 0;
+    }
+    if (strncmp(spec, "split", 5) || (spec[5] && sscanf(spec + 5, ":%d:%d", &blocks, &min_chunk) < 1) ||
+        blocks < 1 || blocks > 64 || min_chunk < 16)
+        return -1;
+    c->dec_row_kernel = 0;
+    c->dec_blocks = blocks;
+    c->dec_min_chunk = min_chunk;
+    return 0;
+}
+
+int cuda_backend_set_decode(KBackend *b, const char *spec) { return set_decode(b->ctx, spec); }
+
 int cuda_backend_usable(void) { return cu_device_count() > 0; }
 
 KBackend *cuda_backend_new(char *err, size_t errcap)
@@ -235,6 +286,15 @@ KBackend *cuda_backend_new(char *err, size_t errcap)
         return NULL;
     }
     c->n_sm = cu_sm_count(c->cu);
+    c->dec_blocks = 4;
+    c->dec_min_chunk = 64;
+    const char *dec = getenv("SGL_CUDA_DECODE");
+    if (dec && *dec && set_decode(c, dec)) {
+        if (err) snprintf(err, errcap, "cuda backend: SGL_CUDA_DECODE=%s: want row, split or split:BLOCKS:MIN_CHUNK",
+                          dec);
+        b_destroy(c);
+        return NULL;
+    }
     if (cu_attn_tile_rows() != K_ATTN_TILE_ROWS) {
         if (err) snprintf(err, errcap, "cuda backend: attention tiles of %d rows, backend.h says %d",
                           cu_attn_tile_rows(), K_ATTN_TILE_ROWS);

@@ -17,6 +17,16 @@
  * start. Freed by its destroy op. */
 KBackend *cuda_backend_new(char *err, size_t errcap);
 
+/* How attention runs decode rows (KDevAttn without tiles), for benches:
+ * "split" (the default: the split-K kernel of cuda_decode.h, 4 blocks per
+ * SM, chunks of at least 64 keys), "split:BLOCKS:MIN_CHUNK", or "row" (the
+ * row kernel cu_attention, the earlier baseline; its chunks follow max_len,
+ * so graph replays are not bit-equal to eager steps with it). The
+ * environment's SGL_CUDA_DECODE sets it when the backend is made. Graphs
+ * captured before a change keep the kernel they captured. 0, or -1 for a
+ * spec it does not know. */
+int cuda_backend_set_decode(KBackend *b, const char *spec);
+
 /* 1 when a GPU is visible. */
 int cuda_backend_usable(void);
 

@@ -57,6 +57,10 @@ static int check(CuCtx *c, cudaError_t e, const char *what)
 
 #define LAUNCHED(c, what) check((c), cudaGetLastError(), (what))
 
+extern "C" void *cu_stream(CuCtx *c) { return (void *)c->stream; }
+
+extern "C" void cu_fail(CuCtx *c, const char *what, const char *why) { fail(c, what, why); }
+
 extern "C" CuCtx *cu_ctx_new(char *err, size_t errcap)
 {
     int n = 0;
@@ -517,8 +521,9 @@ __global__ void k_rope_kv_f(bf16 *qkv, int n_head, int n_head_kv, int hd, int ro
     int r = blockIdx.x, half = rot / 2, kv_dim = n_head_kv * hd;
     bf16 *row = qkv + (size_t)r * (n_head + 2 * n_head_kv) * hd;
     float p = (float)pos[r];
-    size_t so = (size_t)wslot[r] * kv_dim;
-    int n_pairs = (n_head + n_head_kv) * half;
+    const int write = wslot[r] >= 0; /* < 0: a graph's padding row, q only */
+    size_t so = write ? (size_t)wslot[r] * kv_dim : 0;
+    int n_pairs = (write ? n_head + n_head_kv : n_head) * half;
     for (int idx = threadIdx.x; idx < n_pairs; idx += blockDim.x) {
         int head = idx / half, i = idx % half;
         float s, cs;
@@ -539,6 +544,7 @@ __global__ void k_rope_kv_f(bf16 *qkv, int n_head, int n_head_kv, int hd, int ro
             kp[so + kh * hd + i2] = hi;
         }
     }
+    if (!write) return;
     /* k dims past rot_dim, then v */
     for (int i = threadIdx.x; i < n_head_kv * (hd - rot); i += blockDim.x) {
         int kh = i / (hd - rot), d = rot + i % (hd - rot);
