@@ -52,6 +52,7 @@ CPPFLAGS += -DSGL_CUDA
 PKG_LIBS += -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -lrt -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 # GPU programs (run on the GPU machine: tests/gpu/run.sh, bench/gpu/run.sh)
 GPU_BINS := $(BUILD)/gpu/test_cuda_ops $(BUILD)/gpu/bench_gpu $(BUILD)/gpu/engine_gpu
+GPU_BINS += $(BUILD)/gpu/bench_decode
 endif
 endif
 
@@ -139,6 +140,12 @@ $(BUILD)/gpu-static/test_cuda_ops: GPU_STATIC_SRC = tests/gpu/test_cuda_ops.c
 $(BUILD)/gpu-static/test_cuda_ops: tests/gpu/test_cuda_ops.c
 $(BUILD)/gpu-static/bench_gpu: GPU_STATIC_SRC = bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c
 $(BUILD)/gpu-static/bench_gpu: bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c
+
+$(BUILD)/gpu-static/bench_decode: GPU_STATIC_SRC = bench/gpu/bench_decode.c
+$(BUILD)/gpu-static/bench_decode: bench/gpu/bench_decode.c
+$(BUILD)/gpu/bench_decode: bench/gpu/bench_decode.c $(BUILD)/libsgl.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
 
 $(BUILD)/gpu/bench_gpu: bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c bench/gpu/llama_gpu.h $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)

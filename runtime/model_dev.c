@@ -510,10 +510,6 @@ static int forward_graph(Model *m, KvPool *kv, ModelBatch *b, int N, int R, size
         err_fmt(err, errcap, "model: out of memory");
         return -1;
     }
-    if (d->graph_mode != m->device_graphs) {
-        drop_graphs(m);
-        d->graph_mode = m->device_graphs;
-    }
     int32_t *h = d->gidx_host, *tok = h, *pos = h + GRAPH_P, *wslot = h + 2 * GRAPH_P, *roff = h + 3 * GRAPH_P;
     int32_t *rlen = h + 4 * GRAPH_P, *rows = h + 5 * GRAPH_P, *slots = h + 7 * GRAPH_P;
     size_t off = 0;
@@ -581,6 +577,10 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         if (mdev_reserve(m, mt, mr, err, errcap)) return -1;
     }
     ModelDevice *d = m->device;
+    if (d->graph_mode != m->device_graphs) {
+        drop_graphs(m); /* the way to re-record them (a backend switch changed what they would run) */
+        d->graph_mode = m->device_graphs;
+    }
     size_t S = 0;
     for (int i = 0; i < b->n_seqs; i++) S += (size_t)b->seqs[i].n_ctx;
     /* attention: the leading decode rows (the engine puts decode tokens

@@ -17,6 +17,7 @@
 #include "kernels/cuda/cuda_decode.h"
 
 #include <cuda_bf16.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #include <math.h>
 
@@ -301,4 +302,10 @@ extern "C" void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_
         e = cudaGetLastError();
         if (e != cudaSuccess) cu_fail(c, "attention decode merge", cudaGetErrorString(e));
     }
+}
+
+extern "C" void cu_profile_range(int on)
+{
+    if (on) cudaProfilerStart();
+    else cudaProfilerStop();
 }

@@ -58,6 +58,10 @@ void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n
                          const int32_t *row_off, const int32_t *row_len, int max_len, int max_split, int min_chunk,
                          float *ws, uint16_t *out);
 
+/* For profiling a decode step under Nsight Compute (ncu
+ * --profile-from-start off): on 1 starts, 0 stops the profiled range. */
+void cu_profile_range(int on);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cuda/cuda_decode.h"
 #include "kernels/cuda/cuda_ops.h"
 
 static CuCtx *cu;
@@ -269,6 +270,34 @@ static void test_attention(int nh, int nkv, int hd, int n_seqs, const int *prefi
     snprintf(name, sizeof name, "attention tc-rows heads=%d/%d hd=%d seqs=%d rows=%d split=%d", nh, nkv, hd, n_seqs,
              n_rows, n_split);
     report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+    /* the split-K decode kernel (every row on its own), several splits; a
+     * launch bounded by a far larger max_len (as a graph is) must give the
+     * same bits as the exact one */
+    {
+        int cfg[][2] = {{1, 64}, {n_split, 16}, {64, 64}, {5, 128}};
+        for (int ci = 0; ci < 4; ci++) {
+            int ms = cfg[ci][0], mc = cfg[ci][1];
+            float *dws = ms > 1 ? cu_alloc(cu, cu_decode_ws_bytes(n_rows, nh, hd, ms)) : NULL;
+            free(got);
+            cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+            cu_attention_decode(cu, dq, ldq, n_rows, nh, nkv, hd, scale, dk, dv, ds, dro, drl, max_len, ms, mc, dws,
+                                dout);
+            got = back_f32(dout, (size_t)n_rows * nh * hd);
+            snprintf(name, sizeof name, "attention split-K heads=%d/%d hd=%d rows=%d split<=%d chunk>=%d", nh, nkv, hd,
+                     n_rows, ms, mc);
+            report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+            cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+            cu_attention_decode(cu, dq, ldq, n_rows, nh, nkv, hd, scale, dk, dv, ds, dro, drl, 1 << 22, ms, mc, dws,
+                                dout);
+            float *bound = back_f32(dout, (size_t)n_rows * nh * hd);
+            int same = memcmp(bound, got, (size_t)n_rows * nh * hd * 4) == 0;
+            if (!same) failures++;
+            printf("%-4s   ... with max_len 4M (a graph's bound): %s\n", same ? "ok" : "FAIL",
+                   same ? "bit-identical" : "DIFFERENT");
+            free(bound);
+            cu_free(cu, dws);
+        }
+    }
     /* the tiled prefill kernel: each sequence's rows in tiles of cu_attn_tile_rows() */
     int tr = cu_attn_tile_rows(), n_tiles = 0;
     int32_t *tiles = malloc(((size_t)n_rows + n_seqs) * 4 * sizeof *tiles);
@@ -296,6 +325,69 @@ static void test_attention(int nh, int nkv, int hd, int n_seqs, const int *prefi
     cu_free(cu, drl), cu_free(cu, ws);
     free(perm), free(slots), free(roff), free(rlen), free(seqs), free(q), free(qf), free(k), free(kf), free(v);
     free(vf), free(got), free(want), free(qc);
+}
+
+/* Decode rows of length 0 (a graph's padding) give zeros; rope_kv with
+ * wslot < 0 rotates q and writes no k/v. */
+static void test_padding_rows(void)
+{
+    int nh = 32, nkv = 8, hd = 128, kvd = nkv * hd, ldq = (nh + 2 * nkv) * hd, n_slots = 600;
+    int32_t len[4] = {0, 5, 0, 513}, off[4] = {0, 0, 0, 5}, slots[518];
+    for (int i = 0; i < 518; i++) slots[i] = (i * 7 + 3) % n_slots;
+    float *qf, *kf, *vf;
+    uint16_t *q = rand_bf16((size_t)4 * ldq, 2.0f, &qf), *k = rand_bf16((size_t)n_slots * kvd, 2.0f, &kf);
+    uint16_t *v = rand_bf16((size_t)n_slots * kvd, 1.0f, &vf);
+    uint16_t *dq = dev_copy(q, (size_t)4 * ldq * 2), *dk = dev_copy(k, (size_t)n_slots * kvd * 2);
+    uint16_t *dv = dev_copy(v, (size_t)n_slots * kvd * 2), *dout = dev_poisoned((size_t)4 * nh * hd);
+    int32_t *ds = dev_copy(slots, sizeof slots), *dro = dev_copy(off, sizeof off), *drl = dev_copy(len, sizeof len);
+    float *ws = cu_alloc(cu, cu_decode_ws_bytes(4, nh, hd, 16));
+    cu_attention_decode(cu, dq, ldq, 4, nh, nkv, hd, 0.088f, dk, dv, ds, dro, drl, 1 << 20, 16, 32, ws, dout);
+    float *got = back_f32(dout, (size_t)4 * nh * hd);
+    int bad = 0;
+    for (int r = 0; r < 4; r += 2)
+        for (int i = 0; i < nh * hd; i++) bad += got[(size_t)r * nh * hd + i] != 0.0f;
+    for (int r = 1; r < 4; r += 2)
+        for (int i = 0; i < nh * hd; i++) bad += !isfinite(got[(size_t)r * nh * hd + i]);
+    const char *e = cu_sync(cu) ? cu_error(cu) : NULL;
+    if (bad || e) failures++;
+    printf("%-4s split-K decode: rows of length 0 give zeros (%d bad values)%s\n", bad || e ? "FAIL" : "ok", bad,
+           e ? e : "");
+    /* rope_kv: row 0 wslot -1, row 1 wslot 2; q of both rotated as with writes */
+    float inv[64];
+    for (int i = 0; i < 64; i++) inv[i] = powf(500000.0f, -2.0f * i / 128);
+    float *dinv = dev_copy(inv, sizeof inv);
+    int32_t pos[2] = {17, 4000}, wsl[2] = {-1, 2}, wsl2[2] = {0, 2};
+    int32_t *dp = dev_copy(pos, sizeof pos), *dw = dev_copy(wsl, sizeof wsl), *dw2 = dev_copy(wsl2, sizeof wsl2);
+    uint16_t *dq2 = dev_copy(q, (size_t)2 * ldq * 2), *pk = dev_poisoned((size_t)4 * kvd), *pv = dev_poisoned((size_t)4 * kvd);
+    uint16_t *pk2 = dev_poisoned((size_t)4 * kvd), *pv2 = dev_poisoned((size_t)4 * kvd);
+    cu_rope_kv_write_f(cu, dq, 2, nh, nkv, hd, hd, dinv, 1, dp, dw, pk, pv);
+    cu_rope_kv_write_f(cu, dq2, 2, nh, nkv, hd, hd, dinv, 1, dp, dw2, pk2, pv2);
+    uint16_t *hq = malloc((size_t)2 * ldq * 2), *hq2 = malloc((size_t)2 * ldq * 2), *hk = malloc((size_t)4 * kvd * 2);
+    uint16_t *hv = malloc((size_t)4 * kvd * 2), *hk2 = malloc((size_t)4 * kvd * 2);
+    cu_download(cu, hq, dq, (size_t)2 * ldq * 2);
+    cu_download(cu, hq2, dq2, (size_t)2 * ldq * 2);
+    cu_download(cu, hk, pk, (size_t)4 * kvd * 2);
+    cu_download(cu, hv, pv, (size_t)4 * kvd * 2);
+    cu_download(cu, hk2, pk2, (size_t)4 * kvd * 2);
+    int qsame = 1, untouched = 1, written = 1;
+    for (int r = 0; r < 2; r++)
+        qsame &= memcmp(hq + (size_t)r * ldq, hq2 + (size_t)r * ldq, (size_t)nh * hd * 2) == 0;
+    for (int sl = 0; sl < 4; sl++)
+        for (int i = 0; i < kvd; i++) {
+            int poison = hk[(size_t)sl * kvd + i] == 0xffff && hv[(size_t)sl * kvd + i] == 0xffff;
+            if (sl == 2) written &= !poison && hk[(size_t)sl * kvd + i] == hk2[(size_t)sl * kvd + i];
+            else untouched &= poison;
+        }
+    e = cu_sync(cu) ? cu_error(cu) : NULL;
+    int ok = qsame && untouched && written && !e;
+    if (!ok) failures++;
+    printf("%-4s rope_kv wslot -1: q rotated as usual %s, no k/v written %s, the other row's k/v %s%s\n",
+           ok ? "ok" : "FAIL", qsame ? "yes" : "NO", untouched ? "yes" : "NO", written ? "yes" : "NO", e ? e : "");
+    cu_free(cu, dq), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, dout), cu_free(cu, ds), cu_free(cu, dro);
+    cu_free(cu, drl), cu_free(cu, ws), cu_free(cu, dinv), cu_free(cu, dp), cu_free(cu, dw), cu_free(cu, dw2);
+    cu_free(cu, dq2), cu_free(cu, pk), cu_free(cu, pv), cu_free(cu, pk2), cu_free(cu, pv2);
+    free(q), free(qf), free(k), free(kf), free(v), free(vf), free(got), free(hq), free(hq2), free(hk), free(hv);
+    free(hk2);
 }
 
 static void test_argmax(int n, int v)
@@ -357,6 +449,15 @@ int main(int argc, char **argv)
     test_attention(28, 4, 128, 2, p4, n4, 3); /* Qwen2.5-7B's 7 query heads per kv head, split */
     int p5[] = {77}, n5[] = {19};
     test_attention(14, 2, 64, 1, p5, n5, 1); /* head_dim 64 */
+    int p6[] = {8191, 4000, 1, 0}, n6[] = {1, 1, 1, 1};
+    test_attention(32, 8, 128, 4, p6, n6, 12); /* long decode rows, split-K */
+    int p7[] = {2047, 33}, n7[] = {1, 3};
+    test_attention(16, 16, 64, 2, p7, n7, 4); /* no grouping (1 query head per kv head), head_dim 64 */
+    int p8[] = {3000, 65}, n8[] = {1, 1};
+    test_attention(16, 2, 128, 2, p8, n8, 8); /* 8 query heads per kv head */
+    int p9[] = {1100}, n9[] = {2};
+    test_attention(32, 8, 64, 1, p9, n9, 3); /* head_dim 64, GQA 4 (llama-3.2-1b) */
+    test_padding_rows();
     test_argmax(4, 128256);
     printf("test_cuda_ops: %d failure(s)\n", failures);
     ref->destroy(ref->ctx);
