@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     int kvd = NKV * HD, ldq = (NH + 2 * NKV) * HD;
     void *k = fill(be, N_SLOTS * kvd, 2.0f, 1), *v = fill(be, N_SLOTS * kvd, 1.0f, 2);
     int Bs[] = {1, 16, 64}, ctxs[] = {1024, 4096, 8192};
-    const char *pols[] = {"row", "split:2:64", "split:4:32", "split:4:64", "split:4:128", "split:8:64", "split:4:256"};
+    const char *pols[] = {"row", "split:2:64", "split:2:64:0", "split:1:64", "split:2:128", "split:4:64", "split:4:256"};
     enum { N_POL = sizeof pols / sizeof pols[0], MAX_ROT = 16, REPS = 10 };
     void *q = fill(be, (size_t)64 * ldq, 2.0f, 3), *out = be->buf_alloc(be->ctx, (size_t)64 * NH * HD * 2);
     int32_t *dslots = be->buf_alloc(be->ctx, (N_SLOTS + 64) * sizeof(int32_t));

@@ -10,7 +10,8 @@
 #      row eager / split eager / split graph; batch-1 engine decode), the
 #      offline run with split+graphs, a profile of one eager batch-1 step
 #      (ncu), the offline run with the row kernel
-# Each step has a time limit; steps that would start past BUDGET seconds are
+# Env: CHECK=1 adds engine_gpu check per arch; NO_ROW_OFFLINE=1 skips the
+# row-kernel offline run. Each step has a time limit; steps that would start past BUDGET seconds are
 # skipped (the device call's command limit).
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}
@@ -50,6 +51,11 @@ for arch in llama-3-8b llama-3.2-1b qwen2.5-7b; do
     "$B/sgl" make-model --arch "$arch" --layers 2 --seed 11 --out "$d" > /dev/null || { fail=1; continue; }
     timeout 40 "$B/engine_gpu" graphcheck "$d" > "$OUT/graphcheck-$arch.log" 2>&1 || fail=1
     grep -E "ids_on|graphcheck\": \"(passed|FAILED)" "$OUT/graphcheck-$arch.log"
+    if [ -n "$CHECK" ] && [ "$(left)" -gt 110 ]; then
+        step "engine_gpu check $arch (CPU vs CUDA logits and ids)"
+        timeout 30 "$B/engine_gpu" check "$d" >> "$OUT/graphcheck-$arch.log" 2>&1 || fail=1
+        grep -E "teacher_forced|greedy_ids|check\"" "$OUT/graphcheck-$arch.log"
+    fi
     rm -rf "$d"
 done
 
@@ -84,7 +90,7 @@ for k, v in sorted(tot.items(), key=lambda kv: -kv[1])[:14]:
     print(f"{v/1e3:9.1f} us {100*v/s:5.1f}%  x{cnt[k]:<4} {k}")
 EOF
 fi
-if [ "$(left)" -gt 35 ]; then
+if [ -z "$NO_ROW_OFFLINE" ] && [ "$(left)" -gt 35 ]; then
     step "offline 64 x 4096/512, row kernel, no graphs (baseline)"
     timeout $(( $(left) - 3 )) "$B/engine_gpu" offline "$d" 64 4096 512 row off 2>&1 | tee -a "$OUT/decode8b.log" | grep offline
 fi

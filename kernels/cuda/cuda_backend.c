@@ -23,19 +23,20 @@
 #include "kernels/cuda/cuda_decode.h"
 #include "kernels/cuda/cuda_ops.h"
 
-enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128 };
+enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128, DEC_COUNTERS = 1 << 18 };
 
 typedef struct {
     KBackend be;
     KDevOps dev;
     CuCtx *cu;
     float *attn_ws;
+    int *dec_counters;          /* DEC_COUNTERS zeros for the split-K kernel's merge */
     int n_sm;
     /* decode rows (attention without tiles): the split-K kernel
      * (cuda_decode.h) aiming at dec_blocks blocks per SM, chunks of at least
      * dec_min_chunk keys; or, dec_row_kernel, cu_attention (the row kernel,
      * kept as the baseline: SGL_CUDA_DECODE=row) */
-    int dec_row_kernel, dec_blocks, dec_min_chunk;
+    int dec_row_kernel, dec_blocks, dec_min_chunk, dec_merge_kernel;
     char name[96];
     char refused[128];
 } Cuda;
@@ -119,6 +120,7 @@ static void b_destroy(void *ctx)
 {
     Cuda *c = ctx;
     cu_free(c->cu, c->attn_ws);
+    cu_free(c->cu, c->dec_counters);
     cu_ctx_free(c->cu);
     free(c);
 }
@@ -193,9 +195,10 @@ static void d_attention(void *ctx, const KDevAttn *a)
     }
     if (!c->dec_row_kernel) {
         int ms = decode_max_split(c, a->n_rows, a->n_head, a->n_head_kv, a->head_dim);
+        int *cnt = !c->dec_merge_kernel && (size_t)a->n_rows * a->n_head_kv <= DEC_COUNTERS ? c->dec_counters : NULL;
         cu_attention_decode(c->cu, a->q, a->ldq, a->n_rows, a->n_head, a->n_head_kv, a->head_dim, a->scale,
                             a->k_pool, a->v_pool, a->slots, a->row_off, a->row_len, a->max_len, ms,
-                            c->dec_min_chunk, ms > 1 ? c->attn_ws : NULL, a->out);
+                            c->dec_min_chunk, ms > 1 ? c->attn_ws : NULL, cnt, a->out);
         return;
     }
     /* split long rows until the grid has ~2 blocks per SM (flash-decoding),
@@ -248,15 +251,16 @@ static void d_graph_free(void *ctx, void *g) { cu_graph_free(g); }
 
 static int set_decode(Cuda *c, const char *spec)
 {
-    int blocks = 4, min_chunk = 64;
+    int blocks = 2, min_chunk = 64, counters = 1;
     if (!strcmp(spec, "row")) {
         c->dec_row_kernel = 1;
         return 0;
     }
-    if (strncmp(spec, "split", 5) || (spec[5] && sscanf(spec + 5, ":%d:%d", &blocks, &min_chunk) < 1) ||
+    if (strncmp(spec, "split", 5) || (spec[5] && sscanf(spec + 5, ":%d:%d:%d", &blocks, &min_chunk, &counters) < 1) ||
         blocks < 1 || blocks > 64 || min_chunk < 16)
         return -1;
     c->dec_row_kernel = 0;
+    c->dec_merge_kernel = !counters;
     c->dec_blocks = blocks;
     c->dec_min_chunk = min_chunk;
     return 0;
@@ -279,14 +283,20 @@ KBackend *cuda_backend_new(char *err, size_t errcap)
         return NULL;
     }
     c->attn_ws = cu_alloc(c->cu, ATTN_WS_BYTES);
-    if (!c->attn_ws) {
+    c->dec_counters = cu_alloc(c->cu, DEC_COUNTERS * sizeof(int));
+    if (c->dec_counters) cu_memset(c->cu, c->dec_counters, 0, DEC_COUNTERS * sizeof(int));
+    if (!c->attn_ws || !c->dec_counters) {
         if (err) snprintf(err, errcap, "cuda backend: cannot allocate the attention work space");
+        cu_free(c->cu, c->attn_ws);
+        cu_free(c->cu, c->dec_counters);
         cu_ctx_free(c->cu);
         free(c);
         return NULL;
     }
     c->n_sm = cu_sm_count(c->cu);
-    c->dec_blocks = 4;
+    /* 2 blocks per SM, chunks >= 64: the best policy of bench_decode on an
+     * H100 (results/h100-dec-v1.log), 2.0-3.0 TB/s from batch 16 on */
+    c->dec_blocks = 2;
     c->dec_min_chunk = 64;
     const char *dec = getenv("SGL_CUDA_DECODE");
     if (dec && *dec && set_decode(c, dec)) {

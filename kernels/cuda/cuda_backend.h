@@ -18,8 +18,9 @@
 KBackend *cuda_backend_new(char *err, size_t errcap);
 
 /* How attention runs decode rows (KDevAttn without tiles), for benches:
- * "split" (the default: the split-K kernel of cuda_decode.h, 4 blocks per
- * SM, chunks of at least 64 keys), "split:BLOCKS:MIN_CHUNK", or "row" (the
+ * "split" (the default: the split-K kernel of cuda_decode.h, 2 blocks per
+ * SM, chunks of at least 64 keys, chunks merged by the last block),
+ * "split:BLOCKS:MIN_CHUNK[:0]" (:0: merged by a second kernel), or "row" (the
  * row kernel cu_attention, the earlier baseline; its chunks follow max_len,
  * so graph replays are not bit-equal to eager steps with it). The
  * environment's SGL_CUDA_DECODE sets it when the backend is made. Graphs

@@ -11,8 +11,11 @@
  * (log2 domain, the scale folded into q) keeps one running max per head for
  * the warp and lane-partial sums (l, acc) that are summed over the key lanes
  * once at the end. The warps' (m, l, acc) are merged in shared memory; a
- * split row writes (acc, m, l) to the work space and k_decode_merge combines
- * its chunks in chunk order.
+ * split row writes (acc, m, l) to the work space, and the row's chunks are
+ * combined in chunk order (dec_merge) by the last of its blocks to finish
+ * (a counter per (row, kv head), put back to 0 by that block, so a graph
+ * replays with the counters as it found them), or by k_decode_merge when
+ * the caller gives no counters. Either way the same bits.
  */
 #include "kernels/cuda/cuda_decode.h"
 
@@ -43,6 +46,24 @@ __host__ __device__ static inline DecSplit dec_split(int len, int max_split, int
     return s;
 }
 
+/* Dimension d of the n chunks' partials of one (row, head), in chunk order.
+ * __ldcg: other blocks wrote them (L2, not this SM's L1). */
+__device__ __forceinline__ float dec_merge(const float *part, int n, int hd, int d)
+{
+    float M = -INFINITY;
+    for (int s = 0; s < n; s++) M = fmaxf(M, __ldcg(part + s * (hd + 2) + hd));
+    float L = 0.0f, A = 0.0f;
+    if (M != -INFINITY) {
+        for (int s = 0; s < n; s++) {
+            const float *p = part + s * (hd + 2);
+            float f = exp2f(__ldcg(p + hd) - M);
+            L = fmaf(__ldcg(p + hd + 1), f, L);
+            A = fmaf(__ldcg(p + d), f, A);
+        }
+    }
+    return L > 0.0f ? A / L : 0.0f;
+}
+
 __device__ __forceinline__ void bf16x8_to_f32(const uint4 &v, float *f)
 {
     const __nv_bfloat162 *p = (const __nv_bfloat162 *)&v;
@@ -53,12 +74,14 @@ __device__ __forceinline__ void bf16x8_to_f32(const uint4 &v, float *f)
     }
 }
 
+/* 4 blocks an SM (128 registers) up to G 4: the merge's registers had
+ * pushed it to 152, 3 blocks */
 template <int HD, int G>
-__global__ void __launch_bounds__(DEC_WARPS * 32)
+__global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
     k_decode(const bf16 *__restrict__ q, int ldq, int n_head, int n_head_kv, float scale_log2,
              const bf16 *__restrict__ kp, const bf16 *__restrict__ vp, const int32_t *__restrict__ slots,
              const int32_t *__restrict__ row_off, const int32_t *__restrict__ row_len, int max_split, int min_chunk,
-             int ws_stride, float *__restrict__ ws, bf16 *__restrict__ out)
+             int ws_stride, float *__restrict__ ws, int *__restrict__ counters, bf16 *__restrict__ out)
 {
     constexpr int LPK = HD / 8, KPL = 32 / LPK, U = G <= 4 ? 4 : 2, TILE = KPL * U;
     __shared__ float sm_m[DEC_WARPS][G], sm_l[DEC_WARPS][G];
@@ -210,6 +233,22 @@ __global__ void __launch_bounds__(DEC_WARPS * 32)
             if (d == 0) part[HD] = M, part[HD + 1] = L;
         }
     }
+    if (sp.n == 1 || !counters) return;
+    /* the last block of this (row, kv head) merges its chunks */
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    int *cnt = counters + (size_t)r * n_head_kv + kvh;
+    if (threadIdx.x == 0) last = atomicAdd(cnt, 1) == sp.n - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
+        int g = i / HD, d = i % HD, h = kvh * G + g;
+        const float *part = ws + ((size_t)r * n_head + h) * ws_stride * (HD + 2);
+        out[(size_t)r * n_head * HD + (size_t)h * HD + d] = __float2bfloat16(dec_merge(part, sp.n, HD, d));
+    }
+    if (threadIdx.x == 0) *cnt = 0;
 }
 
 /* One block per (row, query head), head_dim threads: the row's chunks in
@@ -221,18 +260,7 @@ __global__ void k_decode_merge(const float *__restrict__ ws, const int32_t *__re
     const DecSplit sp = dec_split(row_len[r], max_split, min_chunk);
     if (sp.n == 1) return; /* written by k_decode */
     const float *part = ws + ((size_t)r * n_head + h) * ws_stride * (hd + 2);
-    float M = -INFINITY;
-    for (int s = 0; s < sp.n; s++) M = fmaxf(M, part[s * (hd + 2) + hd]);
-    float L = 0.0f, A = 0.0f;
-    if (M != -INFINITY) {
-        for (int s = 0; s < sp.n; s++) {
-            const float *p = part + s * (hd + 2);
-            float f = exp2f(p[hd] - M);
-            L = fmaf(p[hd + 1], f, L);
-            A = fmaf(p[d], f, A);
-        }
-    }
-    out[((size_t)r * n_head + h) * hd + d] = __float2bfloat16(L > 0.0f ? A / L : 0.0f);
+    out[((size_t)r * n_head + h) * hd + d] = __float2bfloat16(dec_merge(part, sp.n, hd, d));
 }
 
 extern "C" size_t cu_decode_ws_bytes(int n_rows, int n_head, int head_dim, int max_split)
@@ -243,12 +271,14 @@ extern "C" size_t cu_decode_ws_bytes(int n_rows, int n_head, int head_dim, int m
 template <int HD>
 static void launch_hd(dim3 grid, cudaStream_t st, int G, const bf16 *q, int ldq, int n_head, int n_head_kv,
                       float sl2, const bf16 *kp, const bf16 *vp, const int32_t *slots, const int32_t *row_off,
-                      const int32_t *row_len, int max_split, int min_chunk, int ws_stride, float *ws, bf16 *out)
+                      const int32_t *row_len, int max_split, int min_chunk, int ws_stride, float *ws, int *counters,
+                      bf16 *out)
 {
 #define DEC_CASE(g)                                                                                              \
     case g:                                                                                                      \
         k_decode<HD, g><<<grid, DEC_WARPS * 32, 0, st>>>(q, ldq, n_head, n_head_kv, sl2, kp, vp, slots, row_off, \
-                                                         row_len, max_split, min_chunk, ws_stride, ws, out);     \
+                                                         row_len, max_split, min_chunk, ws_stride, ws, counters, \
+                                                         out);                                                   \
         break;
     switch (G) {
         DEC_CASE(1) DEC_CASE(2) DEC_CASE(3) DEC_CASE(4) DEC_CASE(5) DEC_CASE(6) DEC_CASE(7) DEC_CASE(8)
@@ -259,7 +289,8 @@ static void launch_hd(dim3 grid, cudaStream_t st, int G, const bf16 *q, int ldq,
 extern "C" void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv,
                                     int head_dim, float scale, const uint16_t *k_pool, const uint16_t *v_pool,
                                     const int32_t *slots, const int32_t *row_off, const int32_t *row_len,
-                                    int max_len, int max_split, int min_chunk, float *ws, uint16_t *out)
+                                    int max_len, int max_split, int min_chunk, float *ws, int *counters,
+                                    uint16_t *out)
 {
     if (n_rows <= 0) return;
     if (n_head_kv <= 0 || n_head % n_head_kv || n_head / n_head_kv > DEC_MAX_G ||
@@ -286,17 +317,17 @@ extern "C" void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_
     if (head_dim == 128)
         launch_hd<128>(grid, st, G, (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool,
                        (const bf16 *)v_pool, slots, row_off, row_len, max_split, min_chunk, max_split, ws,
-                       (bf16 *)out);
+                       counters, (bf16 *)out);
     else
         launch_hd<64>(grid, st, G, (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool,
                       (const bf16 *)v_pool, slots, row_off, row_len, max_split, min_chunk, max_split, ws,
-                      (bf16 *)out);
+                      counters, (bf16 *)out);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {
         cu_fail(c, "attention decode", cudaGetErrorString(e));
         return;
     }
-    if (n_launch > 1) {
+    if (n_launch > 1 && !counters) {
         k_decode_merge<<<dim3(n_rows, n_head), head_dim, 0, st>>>(ws, row_len, n_head, head_dim, max_split,
                                                                   min_chunk, max_split, (bf16 *)out);
         e = cudaGetLastError();

@@ -26,7 +26,10 @@
  *     (grid) depends on n_rows, max_len, max_split and min_chunk only.
  *   - row_len[r] <= 0: the row's output is zeros (padded rows of a graph).
  *   - Rows whose split is 1 are written by the main kernel; the others go
- *     through the work space (cu_decode_ws_bytes) and the merge kernel.
+ *     through the work space (cu_decode_ws_bytes) and are merged, in chunk
+ *     order, by the last block of the (row, kv head) to finish when the
+ *     caller gives counters (one launch), else by a second kernel: the same
+ *     bits either way.
  *
  * Errors as cuda_ops.h: recorded on the context, nothing aborts.
  * Threads: as the CuCtx (one host thread at a time).
@@ -52,11 +55,13 @@ size_t cu_decode_ws_bytes(int n_rows, int n_head, int head_dim, int max_split);
  * A row of length len is split into n = min(ceil(len / min_chunk),
  * max_split) chunks of ceil(len / n) keys rounded up to 16 (fewer when the
  * rounding covers the row). ws: cu_decode_ws_bytes(n_rows, n_head,
- * head_dim, max_split) bytes, or NULL when max_split is 1. */
+ * head_dim, max_split) bytes, or NULL when max_split is 1. counters: NULL,
+ * or n_rows * n_head_kv ints that are 0 (made 0 once, e.g. cu_memset; each
+ * launch leaves them 0). */
 void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv, int head_dim,
                          float scale, const uint16_t *k_pool, const uint16_t *v_pool, const int32_t *slots,
                          const int32_t *row_off, const int32_t *row_len, int max_len, int max_split, int min_chunk,
-                         float *ws, uint16_t *out);
+                         float *ws, int *counters, uint16_t *out);
 
 /* For profiling a decode step under Nsight Compute (ncu
  * --profile-from-start off): on 1 starts, 0 stops the profiled range. */

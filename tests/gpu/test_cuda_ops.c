@@ -198,6 +198,57 @@ static void test_rope_kv(int n, int nh, int nkv, int hd, float theta)
     free(pk), free(pv), free(gq2), free(gk2), free(gv2), free(wk2), free(wv2);
 }
 
+/* cu_rope_kv_write_f (the model's inv_freq, rot_dim of head_dim, either
+ * pairing) against the reference rope + kv_store. */
+static void test_rope_kv_f(int n, int nh, int nkv, int hd, int rot, KRopeStyle style)
+{
+    int row = (nh + 2 * nkv) * hd, kvd = nkv * hd, n_slots = 2 * n + 3;
+    float *qf;
+    uint16_t *qkv = rand_bf16((size_t)n * row, 1.0f, &qf);
+    int32_t *pos = malloc(n * 4), *ws = malloc(n * 4);
+    for (int i = 0; i < n; i++) pos[i] = (int32_t)(urand() * 9000), ws[i] = 2 * i + 1;
+    float *inv = malloc((size_t)rot / 2 * 4);
+    for (int p = 0; p < rot / 2; p++) inv[p] = powf(10000.0f, -2.0f * p / rot) / (p % 3 ? 1.0f : 4.0f);
+    uint16_t *dq = dev_copy(qkv, (size_t)n * row * 2);
+    uint16_t *dk = dev_poisoned((size_t)n_slots * kvd), *dv = dev_poisoned((size_t)n_slots * kvd);
+    int32_t *dp = dev_copy(pos, n * 4), *dws = dev_copy(ws, n * 4);
+    float *dinv = dev_copy(inv, (size_t)rot / 2 * 4);
+    cu_rope_kv_write_f(cu, dq, n, nh, nkv, hd, rot, dinv, style == K_ROPE_NEOX, dp, dws, dk, dv);
+    float *gq = back_f32(dq, (size_t)n * row), *gk = back_f32(dk, (size_t)n_slots * kvd);
+    float *gv = back_f32(dv, (size_t)n_slots * kvd);
+    float *cs = malloc((size_t)n * rot * 4);
+    for (int t = 0; t < n; t++)
+        for (int p = 0; p < rot / 2; p++) {
+            double ang = (double)pos[t] * inv[p];
+            cs[(size_t)t * rot + 2 * p] = (float)cos(ang), cs[(size_t)t * rot + 2 * p + 1] = (float)sin(ang);
+        }
+    float *q = malloc((size_t)n * nh * hd * 4), *k = malloc((size_t)n * kvd * 4), *v = malloc((size_t)n * kvd * 4);
+    for (int t = 0; t < n; t++) {
+        memcpy(q + (size_t)t * nh * hd, qf + (size_t)t * row, (size_t)nh * hd * 4);
+        memcpy(k + (size_t)t * kvd, qf + (size_t)t * row + nh * hd, (size_t)kvd * 4);
+        memcpy(v + (size_t)t * kvd, qf + (size_t)t * row + (nh + nkv) * hd, (size_t)kvd * 4);
+    }
+    ref->rope(ref->ctx, q, n, nh, hd, rot, cs, style);
+    ref->rope(ref->ctx, k, n, nkv, hd, rot, cs, style);
+    float *gq2 = malloc((size_t)n * nh * hd * 4), *gk2 = malloc((size_t)n * kvd * 4), *gv2 = malloc((size_t)n * kvd * 4);
+    for (int t = 0; t < n; t++) {
+        memcpy(gq2 + (size_t)t * nh * hd, gq + (size_t)t * row, (size_t)nh * hd * 4);
+        memcpy(gk2 + (size_t)t * kvd, gk + (size_t)ws[t] * kvd, (size_t)kvd * 4);
+        memcpy(gv2 + (size_t)t * kvd, gv + (size_t)ws[t] * kvd, (size_t)kvd * 4);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "rope_f q n=%d heads=%d/%d hd=%d rot=%d %s", n, nh, nkv, hd, rot,
+             style == K_ROPE_NEOX ? "neox" : "norm");
+    report(name, gq2, q, (size_t)n * nh * hd, 1e-2);
+    report("rope_f k -> slot pool", gk2, k, (size_t)n * kvd, 1e-2);
+    int vsame = memcmp(gv2, v, (size_t)n * kvd * 4) == 0;
+    report(vsame ? "rope_f v -> slot pool (bit-exact)" : "rope_f v -> slot pool NOT bit-exact", gv2, v,
+           (size_t)n * kvd, vsame ? 1e-30 : 0);
+    cu_free(cu, dq), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, dp), cu_free(cu, dws), cu_free(cu, dinv);
+    free(qkv), free(qf), free(pos), free(ws), free(inv), free(gq), free(gk), free(gv), free(cs), free(q), free(k);
+    free(v), free(gq2), free(gk2), free(gv2);
+}
+
 static void test_swiglu(int n, int ff)
 {
     float *gf;
@@ -275,28 +326,42 @@ static void test_attention(int nh, int nkv, int hd, int n_seqs, const int *prefi
      * same bits as the exact one */
     {
         int cfg[][2] = {{1, 64}, {n_split, 16}, {64, 64}, {5, 128}};
+        int *cnt = cu_alloc(cu, (size_t)n_rows * nkv * sizeof(int));
+        cu_memset(cu, cnt, 0, (size_t)n_rows * nkv * sizeof(int));
         for (int ci = 0; ci < 4; ci++) {
             int ms = cfg[ci][0], mc = cfg[ci][1];
             float *dws = ms > 1 ? cu_alloc(cu, cu_decode_ws_bytes(n_rows, nh, hd, ms)) : NULL;
             free(got);
             cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+            /* merged by the last block (counters) */
             cu_attention_decode(cu, dq, ldq, n_rows, nh, nkv, hd, scale, dk, dv, ds, dro, drl, max_len, ms, mc, dws,
-                                dout);
+                                cnt, dout);
             got = back_f32(dout, (size_t)n_rows * nh * hd);
             snprintf(name, sizeof name, "attention split-K heads=%d/%d hd=%d rows=%d split<=%d chunk>=%d", nh, nkv, hd,
                      n_rows, ms, mc);
             report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
-            cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
-            cu_attention_decode(cu, dq, ldq, n_rows, nh, nkv, hd, scale, dk, dv, ds, dro, drl, 1 << 22, ms, mc, dws,
-                                dout);
-            float *bound = back_f32(dout, (size_t)n_rows * nh * hd);
-            int same = memcmp(bound, got, (size_t)n_rows * nh * hd * 4) == 0;
-            if (!same) failures++;
-            printf("%-4s   ... with max_len 4M (a graph's bound): %s\n", same ? "ok" : "FAIL",
-                   same ? "bit-identical" : "DIFFERENT");
-            free(bound);
+            /* a graph's bound on max_len, merged by the second kernel (no
+             * counters), then counters again: the same bits each time */
+            for (int rep = 0; rep < 2; rep++) {
+                cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+                cu_attention_decode(cu, dq, ldq, n_rows, nh, nkv, hd, scale, dk, dv, ds, dro, drl, 1 << 22, ms, mc,
+                                    dws, rep ? cnt : NULL, dout);
+                float *bound = back_f32(dout, (size_t)n_rows * nh * hd);
+                int same = memcmp(bound, got, (size_t)n_rows * nh * hd * 4) == 0;
+                if (!same) failures++;
+                printf("%-4s   ... max_len 4M (a graph's bound), merged by %s: %s\n", same ? "ok" : "FAIL",
+                       rep ? "the last block" : "the merge kernel", same ? "bit-identical" : "DIFFERENT");
+                free(bound);
+            }
             cu_free(cu, dws);
         }
+        int32_t *hc = malloc((size_t)n_rows * nkv * sizeof(int)), nz = 0;
+        cu_download(cu, hc, cnt, (size_t)n_rows * nkv * sizeof(int));
+        for (int i = 0; i < n_rows * nkv; i++) nz += hc[i] != 0;
+        if (nz) failures++;
+        printf("%-4s   ... merge counters left at 0 (%d not)\n", nz ? "FAIL" : "ok", nz);
+        free(hc);
+        cu_free(cu, cnt);
     }
     /* the tiled prefill kernel: each sequence's rows in tiles of cu_attn_tile_rows() */
     int tr = cu_attn_tile_rows(), n_tiles = 0;
@@ -341,7 +406,7 @@ static void test_padding_rows(void)
     uint16_t *dv = dev_copy(v, (size_t)n_slots * kvd * 2), *dout = dev_poisoned((size_t)4 * nh * hd);
     int32_t *ds = dev_copy(slots, sizeof slots), *dro = dev_copy(off, sizeof off), *drl = dev_copy(len, sizeof len);
     float *ws = cu_alloc(cu, cu_decode_ws_bytes(4, nh, hd, 16));
-    cu_attention_decode(cu, dq, ldq, 4, nh, nkv, hd, 0.088f, dk, dv, ds, dro, drl, 1 << 20, 16, 32, ws, dout);
+    cu_attention_decode(cu, dq, ldq, 4, nh, nkv, hd, 0.088f, dk, dv, ds, dro, drl, 1 << 20, 16, 32, ws, NULL, dout);
     float *got = back_f32(dout, (size_t)4 * nh * hd);
     int bad = 0;
     for (int r = 0; r < 4; r += 2)
@@ -437,6 +502,8 @@ int main(int argc, char **argv)
     test_rmsnorm(9, 896, 1);
     test_rope_kv(13, 32, 8, 128, 500000.0f);
     test_rope_kv(6, 14, 2, 64, 1000000.0f);
+    test_rope_kv_f(13, 32, 8, 128, 128, K_ROPE_NEOX);
+    test_rope_kv_f(5, 14, 2, 64, 32, K_ROPE_NORM); /* partial rotation */
     test_swiglu(3, 14336);
     test_swiglu(17, 4864);
     int p1[] = {0}, n1[] = {64};
