@@ -11,7 +11,7 @@
 #      offline run with split+graphs, a profile of one eager batch-1 step
 #      (ncu), the offline run with the row kernel
 # Env: CHECK=1 adds engine_gpu check per arch; NO_ROW_OFFLINE=1 skips the
-# row-kernel offline run. Each step has a time limit; steps that would start past BUDGET seconds are
+# row-kernel offline run, NO_OFFLINE=1 both offline runs, NO_NCU=1 the profile. Each step has a time limit; steps that would start past BUDGET seconds are
 # skipped (the device call's command limit).
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}
@@ -66,11 +66,11 @@ if [ "$(left)" -gt 60 ]; then
     step "engine_gpu decode (8B)"
     timeout 60 "$B/engine_gpu" decode "$d" 2>&1 | tee "$OUT/decode8b.log" | grep -v '^{"backend' || fail=1
 fi
-if [ "$(left)" -gt 35 ]; then
+if [ -z "$NO_OFFLINE" ] && [ "$(left)" -gt 35 ]; then
     step "offline 64 x 4096/512, split + graphs"
     timeout $(( $(left) - 5 )) "$B/engine_gpu" offline "$d" 64 4096 512 split on 2>&1 | tee -a "$OUT/decode8b.log" | grep offline
 fi
-if [ "$(left)" -gt 30 ] && command -v ncu > /dev/null; then
+if [ -z "$NO_NCU" ] && [ "$(left)" -gt 30 ] && command -v ncu > /dev/null; then
     step "ncu: one eager batch-1 step at ctx 1024"
     timeout 40 ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv \
         "$B/engine_gpu" prof "$d" 1 1024 > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
