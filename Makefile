@@ -54,6 +54,7 @@ PKG_LIBS += -L$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -lrt -lstdc++ -Wl,-r
 GPU_BINS := $(BUILD)/gpu/test_cuda_ops $(BUILD)/gpu/bench_gpu $(BUILD)/gpu/engine_gpu
 GPU_BINS += $(BUILD)/gpu/tp_gpu
 GPU_BINS += $(BUILD)/gpu/bench_kernels
+GPU_BINS += $(BUILD)/gpu/bench_decode
 endif
 endif
 
@@ -151,6 +152,9 @@ $(BUILD)/gpu-static/bench_gpu: bench/gpu/bench_gpu.c bench/gpu/llama_gpu.c
 $(BUILD)/gpu-static/bench_kernels: GPU_STATIC_SRC = bench/gpu/bench_kernels.c
 $(BUILD)/gpu-static/bench_kernels: bench/gpu/bench_kernels.c
 $(BUILD)/gpu/bench_kernels: bench/gpu/bench_kernels.c $(BUILD)/libsgl.a
+$(BUILD)/gpu-static/bench_decode: GPU_STATIC_SRC = bench/gpu/bench_decode.c
+$(BUILD)/gpu-static/bench_decode: bench/gpu/bench_decode.c
+$(BUILD)/gpu/bench_decode: bench/gpu/bench_decode.c $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libsgl.a $(PKG_LIBS) $(LDFLAGS)
 

@@ -246,7 +246,8 @@ typedef struct {
  *   rope_kv    qkv rows are [q: n_head*hd | k: n_head_kv*hd | v: n_head_kv*hd]
  *              (stride (n_head + 2*n_head_kv)*hd): rotates q in place and k
  *              by pos[r], writes k and v into slot wslot[r] of the pools
- *   attention  see KDevAttn
+ *              (none when wslot[r] < 0: a graph's padding rows)
+ *   attention  see KDevAttn (row_len[r] 0: row r's output is zeros)
  *   swiglu     out[r][i] = silu(gu[r][i]) * gu[r][ff + i]
  *   mem_info   free and total bytes of the backend's memory
  *   zero       bytes of backend memory set to 0 (stream-ordered)
@@ -260,6 +261,14 @@ typedef struct {
  *              thread calls it before its first op on a backend that
  *              another thread made or last drove (tensor parallelism: one
  *              thread per GPU)
+ *   graph_begin  the ops issued from here to graph_end are recorded, not
+ *              run (no upload, download or sync in between); 0, or -1 when
+ *              the backend has no graphs (nothing is recorded: the caller
+ *              runs its ops itself)
+ *   graph_end  the recorded ops as a graph (NULL when recording failed: the
+ *              error op says why); freed by graph_free
+ *   graph_launch  runs a graph's ops again, in issue order with other ops,
+ *              on the values the device arrays hold when they run
  */
 typedef struct {
     const void *q;              /* rows of stride ldq (q heads first) */
@@ -269,7 +278,10 @@ typedef struct {
     int n_rows, n_head, n_head_kv, head_dim;
     float scale;
     const int32_t *slots, *row_off, *row_len;
-    int max_len;                /* the longest row_len (the backend splits long rows) */
+    /* At least the longest row_len: the backend splits long rows. A row's
+     * result depends on its own data and n_rows only, never on max_len, so
+     * a graph recorded with a bound computes what an exact step does. */
+    int max_len;
     /* Batches with prompt chunks: the same rows as tiles of consecutive
      * rows of one sequence, n_tiles int32 quadruples (row0, rows, slot_off,
      * len0) with rows <= K_ATTN_TILE_ROWS: row row0 + i attends to
@@ -380,7 +392,11 @@ typedef struct {
     X(host_free, void, (void *ctx, void *p))                                               \
     X(argmax, void, (void *ctx, const float *logits, int n, int v, int32_t *ids))           \
     X(sample, void, (void *ctx, const KDevSample *s))                                       \
-    X(bind, void, (void *ctx))
+    X(bind, void, (void *ctx))                                                              \
+    X(graph_begin, int, (void *ctx))                                                        \
+    X(graph_end, void *, (void *ctx))                                                       \
+    X(graph_launch, void, (void *ctx, void *graph))                                        \
+    X(graph_free, void, (void *ctx, void *graph))
 
 typedef struct KDevOps {
     KDtype act_dtype;           /* BF16 */

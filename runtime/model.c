@@ -358,12 +358,14 @@ void model_get_options(const Model *m, ModelOptions *out)
     out->mem_fraction = m->mem_fraction;
     out->tp = m->tp_size;
     out->tp_comm = m->tp_comm_kind;
+    out->device_graphs = (ModelGraphs)m->device_graphs;
 }
 
 void model_set_options(Model *m, const ModelOptions *o)
 {
     m->mem_fraction = o->mem_fraction;
     bool same_tp = o->tp == m->tp_size && o->tp_comm == m->tp_comm_kind;
+    m->device_graphs = o->device_graphs;
     if (o->backend == m->backend_kind && o->n_threads == m->n_threads && o->batch_invariant == m->batch_invariant &&
         o->backend_flags == m->backend_flags && same_tp)
         return;

@@ -181,6 +181,7 @@ typedef struct Model {
     int n_threads;
     bool batch_invariant;
     double mem_fraction;        /* ModelOptions.mem_fraction */
+    int device_graphs;          /* ModelOptions.device_graphs */
     struct ModelDevice *device; /* weights/activations on a device backend (model_dev.c) */
     /* Tensor parallelism (ModelOptions.tp / tp_comm; runtime/model_tp.c):
      * the model itself is rank 0; ranks 1.. are copies of this struct that
@@ -192,6 +193,20 @@ typedef struct Model {
     struct ModelTp *tp;         /* the ranks (model_tp.c); NULL without tp */
     void *owned_;               /* f32 copies made by model_finish */
 } Model;
+
+/* Device backends: how decode-only steps (every sequence brings one new
+ * token) of at most MODEL_GRAPH_MAX_ROWS rows are launched (model_dev.c). */
+typedef enum {
+    /* the default: padded up to the next captured row count and replayed
+     * from a graph recorded on first use (backends without graphs: OFF) */
+    MODEL_GRAPHS_ON = 0,
+    MODEL_GRAPHS_OFF,           /* op by op at their own row count */
+    /* op by op at the padded row count: exactly what a replay computes,
+     * for tests that compare the two */
+    MODEL_GRAPHS_PADDED,
+} ModelGraphs;
+
+enum { MODEL_GRAPH_MAX_ROWS = 256 };
 
 /* How the model computes: which backend, and how the backend runs. */
 typedef struct {
@@ -220,6 +235,7 @@ typedef struct {
      * it). See "Tensor parallelism" above. */
     int tp;
     KCommKind tp_comm;
+    ModelGraphs device_graphs;  /* device backends' decode steps; default ON */
 } ModelOptions;
 
 void model_options_default(ModelOptions *o);

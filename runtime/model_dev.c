@@ -17,6 +17,21 @@
  * all-reduced right after its matmul, and the logits are all-gathered
  * ([rank][row][vocab/N], put back in [row][vocab] order by a gather of
  * byte rows). Only rank 0 downloads logits and ids.
+ * Decode-step graphs: a step whose sequences all bring one new token, at
+ * most MODEL_GRAPH_MAX_ROWS of them, is padded up to the next size P of
+ * GRAPH_ROWS and its embedding + layer loop replayed from a graph recorded
+ * the first time P came (the logit rows after it run op by op: their count
+ * and kinds vary). A graph reads everything that changes between steps from
+ * fixed device arrays, filled by one upload before the replay:
+ *
+ *   gidx: | tok P | pos P | wslot P | row_off P | row_len P | rows P | ids P | slots ...
+ *          padding rows: token 0, position 0, wslot -1 (no k/v write), row_len 0
+ *
+ * and bounds attention's max_len by the pool's slot count (a row's result
+ * does not depend on it: KDevAttn). So a replay computes what the same
+ * padded step launched op by op computes (MODEL_GRAPHS_PADDED, for tests).
+ * Graphs are dropped when what they baked in changes: the activation
+ * buffers (mdev_reserve grows them), the KV pool's layer arrays, the mode.
  */
 #include "runtime/model_dev.h"
 
@@ -38,6 +53,10 @@ typedef struct {
     int n_ranks, rank;
     int n_head, n_head_kv, n_ff, vocab;
 } TpShare;
+static const int GRAPH_ROWS[] = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 160, 192, 224, 256};
+enum { N_GRAPH_SIZES = sizeof GRAPH_ROWS / sizeof GRAPH_ROWS[0], GRAPH_P = MODEL_GRAPH_MAX_ROWS };
+_Static_assert(sizeof GRAPH_ROWS / sizeof GRAPH_ROWS[0] == 17 && MODEL_GRAPH_MAX_ROWS == 256,
+               "GRAPH_ROWS ends at MODEL_GRAPH_MAX_ROWS");
 
 struct ModelDevice {
     TpShare sh;
@@ -60,7 +79,24 @@ struct ModelDevice {
     int samp_row0, samp_rows;
     void *samp_dev, *samp_host;
     size_t samp_cap;            /* bytes of both */
+    /* decode-step graphs (see the top of this file) */
+    int graphs_none;            /* the backend has no graphs */
+    int graph_mode;             /* the ModelGraphs mode they were recorded in */
+    void *graph[N_GRAPH_SIZES];
+    void **graph_kv;            /* [2 * n_layer]: the pool's k[] then v[] they use */
+    int32_t *gidx_dev, *gidx_host;
+    size_t gidx_slots;          /* room for context slots after the 7 row arrays */
 };
+
+static void drop_graphs(Model *m)
+{
+    ModelDevice *d = m->device;
+    for (int i = 0; i < N_GRAPH_SIZES; i++)
+        if (d->graph[i]) {
+            m->backend->dev->graph_free(m->backend->ctx, d->graph[i]);
+            d->graph[i] = NULL;
+        }
+}
 
 static const KBackend *be_of(const Model *m) { return m->backend; }
 
@@ -96,12 +132,15 @@ void mdev_free(Model *m)
     ModelDevice *d = m->device;
     if (!d) return;
     const KBackend *b = be_of(m);
+    if (b) drop_graphs(m);
     for (int i = 0; b && i < d->n_allocs; i++) b->buf_free(b->ctx, d->allocs[i]);
     if (b && d->logits_host) b->dev->host_free(b->ctx, d->logits_host);
     if (b && d->samp_host) b->dev->host_free(b->ctx, d->samp_host);
     free(d->allocs);
     free(d->layers);
     free(d->idx_host);
+    free(d->gidx_host);
+    free(d->graph_kv);
     free(d);
     m->device = NULL;
 }
@@ -309,6 +348,7 @@ int mdev_reserve(Model *m, int max_tokens, int max_rows, char *err, size_t errca
     size_t F = (size_t)d->sh.n_ff;
     if (max_tokens > d->max_tokens) {
         size_t T = (size_t)max_tokens;
+        drop_graphs(m); /* they use the buffers freed here */
         void **bufs[] = {&d->h, &d->x, &d->qkv, &d->att, &d->d, &d->gu, &d->act};
         size_t sizes[] = {T * E, T * E, T * (Q + 2 * KV), T * Q, T * E, T * 2 * F, T * F};
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -393,6 +433,235 @@ static void tp_logits(Model *m, const void *x, int R, const int32_t *perm)
     if (n > 1 && d->sh.rank == 0) op->gather(bx, d->logits_all, 2 * vn, perm, R * n, d->logits_dev);
 }
 
+/* The device arrays one step reads. */
+typedef struct {
+    const int32_t *tok, *pos, *wslot, *rows;
+    int32_t *ids;               /* room for the argmax rows' ids */
+    int32_t *ids_host;          /* where they come back */
+    const int32_t *perm;        /* tp: the logits' reorder (tp_logits), NULL without */
+} StepIdx;
+
+/* Embedding and the layer loop over N rows (recorded in a graph or run). */
+static void run_layers(Model *m, KvPool *kv, int N, const StepIdx *ix, KDevAttn *aa, KDevAttn *at)
+{
+    const ModelConfig *c = &m->cfg;
+    const KDevOps *op = be_of(m)->dev;
+    void *bx = be_of(m)->ctx;
+    ModelDevice *d = m->device;
+    /* this rank's heads and ff columns (all of them without tp) */
+    int nh = d->sh.n_head, nkv = d->sh.n_head_kv;
+    int E = c->n_embd, Q = nh * c->head_dim, KVd = nkv * c->head_dim, F = d->sh.n_ff;
+    int ldqkv = Q + 2 * KVd;
+    op->gather(bx, d->emb, E, ix->tok, N, d->h);
+    for (int l = 0; l < c->n_layer; l++) {
+        const DevLayer *L = &d->layers[l];
+        op->add_rmsnorm(bx, d->h, l ? d->d : NULL, L->n1, d->x, N, E, c->rms_eps);
+        op->matmul(bx, &L->qkv, L->bqkv, d->x, E, N, d->qkv, ldqkv);
+        op->rope_kv(bx, d->qkv, N, nh, nkv, c->head_dim, c->rope_dim, d->inv_freq, c->rope_style, ix->pos,
+                    ix->wslot, kv->k[l], kv->v[l]);
+        aa->k_pool = at->k_pool = kv->k[l];
+        aa->v_pool = at->v_pool = kv->v[l];
+        if (aa->n_rows) op->attention(bx, aa);
+        if (at->n_tiles) op->attention(bx, at);
+        op->matmul(bx, &L->o, NULL, d->att, Q, N, d->d, E);
+        tp_sum(m, d->d, N);
+        op->add_rmsnorm(bx, d->h, d->d, L->n2, d->x, N, E, c->rms_eps);
+        op->matmul(bx, &L->gu, NULL, d->x, E, N, d->gu, 2 * F);
+        op->swiglu(bx, d->gu, N, F, d->act);
+        op->matmul(bx, &L->down, NULL, d->act, F, N, d->d, E);
+        tp_sum(m, d->d, N);
+    }
+}
+
+/* The logit rows (R of them: the host rows, then the R_arg device_argmax
+ * ones, then the R_smp ones model_sample samples), then the wait for the
+ * step. With tp only rank 0 downloads. */
+static void run_logits(Model *m, ModelBatch *b, int R, int R_arg, int R_smp, const StepIdx *ix)
+{
+    const ModelConfig *c = &m->cfg;
+    const KBackend *be = be_of(m);
+    const KDevOps *op = be->dev;
+    void *bx = be->ctx;
+    ModelDevice *d = m->device;
+    int E = c->n_embd, R_host = R - R_arg - R_smp;
+    if (R > 0) {
+        op->gather(bx, d->h, E, ix->rows, R, d->hsel);
+        op->gather(bx, d->d, E, ix->rows, R, d->dsel);
+        op->add_rmsnorm(bx, d->hsel, d->dsel, d->out_norm, d->x, R, E, c->rms_eps);
+        tp_logits(m, d->x, R, ix->perm);
+        if (d->sh.rank > 0) {
+            (void)be->sync(bx); /* rank 0 returns the rows */
+            return;
+        }
+        if (R_arg) {
+            op->argmax(bx, d->logits_dev + (size_t)R_host * c->vocab, R_arg, c->vocab, ix->ids);
+            be->download(bx, ix->ids_host, ix->ids, (size_t)R_arg * sizeof(int32_t));
+            int k = 0;
+            for (int i = 0; i < b->n_seqs; i++)
+                if (b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST)
+                    b->seqs[i].argmax = ix->ids_host[k++];
+        }
+        if (R_host) be->download(bx, d->logits_host, d->logits_dev, (size_t)R_host * c->vocab * sizeof(float));
+        else (void)be->sync(bx); /* a failure is named by the error op */
+    } else {
+        (void)be->sync(bx);
+    }
+}
+
+/* Logit rows of the batch into rows[]: the host rows first, then the
+ * device_argmax ones, then the ones model_sample samples (where it finds
+ * them: samp_row0, samp_rows); each sequence's logits_row set. */
+static void fill_rows(ModelDevice *d, ModelBatch *b, int R, int32_t *rows, int *R_arg_out, int *R_smp_out)
+{
+    int R_arg = 0, R_smp = 0;
+    for (int i = 0; i < b->n_seqs; i++) {
+        R_arg += b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST;
+        R_smp += b->seqs[i].sample != NULL;
+    }
+    int r = 0, ra = R - R_arg - R_smp, rs = R - R_smp, row = 0;
+    d->samp_row0 = rs;
+    d->samp_rows = R_smp;
+    for (int i = 0; i < b->n_seqs; i++) {
+        ModelSeq *s = &b->seqs[i];
+        s->logits_row = -1;
+        if (s->logits == MODEL_LOGITS_ALL) {
+            s->logits_row = r;
+            for (int j = 0; j < s->n_new; j++) rows[r++] = row + j;
+        } else if (s->logits == MODEL_LOGITS_LAST && s->device_argmax) {
+            rows[ra++] = row + s->n_new - 1;
+        } else if (s->sample) {
+            rows[rs++] = row + s->n_new - 1;
+        } else if (s->logits == MODEL_LOGITS_LAST) {
+            s->logits_row = r;
+            rows[r++] = row + s->n_new - 1;
+        }
+        row += s->n_new;
+    }
+    *R_arg_out = R_arg;
+    *R_smp_out = R_smp;
+}
+
+static int forward_error(Model *m, ModelBatch *b, int R, int R_arg, int R_smp, char *err, size_t errcap)
+{
+    const char *e = be_of(m)->error(be_of(m)->ctx);
+    if (!e && m->tp_comm) e = m->tp_comm->error(m->tp_comm->ctx);
+    if (e) {
+        err_fmt(err, errcap, "model_forward: %s", e);
+        return -1;
+    }
+    b->logits = m->device->logits_host;
+    b->n_rows = R - R_arg - R_smp;
+    return 0;
+}
+
+/* The padded row count for a decode step of N rows (N <= GRAPH_P). */
+static int graph_size(int N, int *which)
+{
+    int i = 0;
+    while (GRAPH_ROWS[i] < N) i++;
+    *which = i;
+    return GRAPH_ROWS[i];
+}
+
+/* 1 when the graphs in hand were recorded on kv's layer arrays (and it
+ * records them as the current ones when not, dropping the graphs). */
+static int graphs_match_pool(Model *m, const KvPool *kv)
+{
+    ModelDevice *d = m->device;
+    int L = m->cfg.n_layer;
+    if (!d->graph_kv && !(d->graph_kv = calloc((size_t)2 * L, sizeof *d->graph_kv))) return -1;
+    int same = 1;
+    for (int l = 0; l < L; l++) same &= d->graph_kv[l] == kv->k[l] && d->graph_kv[L + l] == kv->v[l];
+    if (!same) {
+        drop_graphs(m);
+        for (int l = 0; l < L; l++) d->graph_kv[l] = kv->k[l], d->graph_kv[L + l] = kv->v[l];
+    }
+    return 0;
+}
+
+/* A decode-only step through the fixed arrays, padded to P rows, replayed
+ * from (or recorded into) a graph unless the mode is MODEL_GRAPHS_PADDED.
+ * 1 when the step does not fit (the caller runs it the plain way), else 0 or
+ * -1 with err set. */
+static int forward_graph(Model *m, KvPool *kv, ModelBatch *b, int N, int R, size_t S, char *err, size_t errcap)
+{
+    const ModelConfig *c = &m->cfg;
+    const KBackend *be = be_of(m);
+    const KDevOps *op = be->dev;
+    void *bx = be->ctx;
+    ModelDevice *d = m->device;
+    int which, P = graph_size(N, &which);
+    size_t want_slots = (size_t)kv->n_slots * 2 > 65536 ? (size_t)kv->n_slots * 2 : 65536;
+    if (S > want_slots) return 1;
+    if (P > d->max_tokens && mdev_reserve(m, P, d->max_rows, err, errcap)) return -1;
+    if (!d->gidx_dev || d->gidx_slots < want_slots) {
+        size_t n = 7 * (size_t)GRAPH_P + want_slots;
+        dfree(m, d->gidx_dev);
+        free(d->gidx_host);
+        drop_graphs(m); /* they read the freed arrays */
+        d->gidx_host = malloc(n * sizeof(int32_t));
+        d->gidx_dev = dalloc(m, n * sizeof(int32_t));
+        d->gidx_slots = d->gidx_dev && d->gidx_host ? want_slots : 0;
+        if (!d->gidx_slots) {
+            err_fmt(err, errcap, "model: device memory ran out for the decode graphs' index arrays");
+            return -1;
+        }
+    }
+    if (graphs_match_pool(m, kv)) {
+        err_fmt(err, errcap, "model: out of memory");
+        return -1;
+    }
+    int32_t *h = d->gidx_host, *tok = h, *pos = h + GRAPH_P, *wslot = h + 2 * GRAPH_P, *roff = h + 3 * GRAPH_P;
+    int32_t *rlen = h + 4 * GRAPH_P, *rows = h + 5 * GRAPH_P, *slots = h + 7 * GRAPH_P;
+    size_t off = 0;
+    for (int i = 0; i < N; i++) {
+        const ModelSeq *s = &b->seqs[i];
+        memcpy(slots + off, s->slots, (size_t)s->n_ctx * sizeof *slots);
+        tok[i] = s->tokens[0];
+        pos[i] = s->pos ? s->pos[0] : s->n_ctx - 1;
+        wslot[i] = s->slots[s->n_ctx - 1];
+        roff[i] = (int32_t)off;
+        rlen[i] = s->n_ctx;
+        off += (size_t)s->n_ctx;
+    }
+    for (int i = N; i < P; i++) tok[i] = pos[i] = roff[i] = rlen[i] = 0, wslot[i] = -1;
+    int R_arg, R_smp;
+    fill_rows(d, b, R, rows, &R_arg, &R_smp);
+    be->upload(bx, d->gidx_dev, h, (7 * (size_t)GRAPH_P + S) * sizeof(int32_t));
+    int32_t *D = d->gidx_dev;
+    StepIdx ix = {.tok = D, .pos = D + GRAPH_P, .wslot = D + 2 * GRAPH_P, .rows = D + 5 * GRAPH_P,
+                  .ids = D + 6 * GRAPH_P, .ids_host = h + 6 * GRAPH_P};
+    KDevAttn aa = {.q = d->qkv, .ldq = (c->n_head + 2 * c->n_head_kv) * c->head_dim, .out = d->att, .n_rows = P,
+                   .n_head = c->n_head, .n_head_kv = c->n_head_kv, .head_dim = c->head_dim,
+                   .scale = 1.0f / sqrtf((float)c->head_dim), .slots = D + 7 * GRAPH_P, .row_off = D + 3 * GRAPH_P,
+                   .row_len = D + 4 * GRAPH_P, .max_len = kv->n_slots};
+    KDevAttn at = aa;
+    at.n_rows = 0;
+    if (m->device_graphs == MODEL_GRAPHS_PADDED) {
+        run_layers(m, kv, P, &ix, &aa, &at);
+    } else {
+        if (!d->graph[which]) {
+            if (op->graph_begin(bx)) {
+                d->graphs_none = 1; /* this step runs op by op, the next ones the plain way */
+                run_layers(m, kv, P, &ix, &aa, &at);
+                run_logits(m, b, R, R_arg, R_smp, &ix);
+                return forward_error(m, b, R, R_arg, R_smp, err, errcap);
+            }
+            run_layers(m, kv, P, &ix, &aa, &at);
+            d->graph[which] = op->graph_end(bx);
+            if (!d->graph[which]) {
+                const char *e = be->error(bx);
+                err_fmt(err, errcap, "model_forward: recording the decode graph of %d rows: %s", P,
+                        e ? e : "the backend gave none");
+                return -1;
+            }
+        }
+        op->graph_launch(bx, d->graph[which]);
+    }
+    run_logits(m, b, R, R_arg, R_smp, &ix);
+    return forward_error(m, b, R, R_arg, R_smp, err, errcap);
+}
+
 int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, size_t errcap)
 {
     const ModelConfig *c = &m->cfg;
@@ -410,6 +679,10 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         if (mdev_reserve(m, mt, mr, err, errcap)) return -1;
     }
     ModelDevice *d = m->device;
+    if (d->graph_mode != m->device_graphs) {
+        drop_graphs(m); /* the way to re-record them (a backend switch changed what they would run) */
+        d->graph_mode = m->device_graphs;
+    }
     size_t S = 0;
     for (int i = 0; i < b->n_seqs; i++) S += (size_t)b->seqs[i].n_ctx;
     /* attention: the leading decode rows (the engine puts decode tokens
@@ -419,6 +692,14 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     while (n_dec_seqs < b->n_seqs && b->seqs[n_dec_seqs].n_new == 1) n_dec_seqs++;
     for (int i = n_dec_seqs; i < b->n_seqs; i++) prefill |= b->seqs[i].n_new > 1;
     if (!prefill) n_dec_seqs = b->n_seqs;
+    int decode_only = n_dec_seqs == b->n_seqs && N == b->n_seqs;
+    /* (not under tp: each rank would record its own, collectives inside;
+     * not measured yet, so tp steps run op by op) */
+    if (decode_only && N <= GRAPH_P && N > 0 && m->device_graphs != MODEL_GRAPHS_OFF && !m->tp_comm &&
+        (!d->graphs_none || m->device_graphs == MODEL_GRAPHS_PADDED)) {
+        int rc = forward_graph(m, kv, b, N, R, S, err, errcap);
+        if (rc <= 0) return rc;
+    }
     size_t max_tiles = prefill ? (size_t)N / K_ATTN_TILE_ROWS + (size_t)b->n_seqs + 1 : 0;
     int n_ranks = d->sh.n_ranks;
     size_t n_perm = n_ranks > 1 ? (size_t)R * n_ranks : 0; /* tp: the logits' reorder */
@@ -443,18 +724,7 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     int32_t *tiles = d->idx_host, *tok = tiles + 4 * max_tiles, *pos = tok + N, *wslot = pos + N;
     int32_t *roff = wslot + N, *rlen = roff + N, *rows = rlen + N, *slots = rows + R, *perm = slots + S;
     int n_tiles = 0;
-    /* logit rows: the ones that go to the host first (R_host of them), then
-     * the device_argmax ones (only their ids come back), then the ones
-     * model_sample samples */
-    int R_arg = 0, R_smp = 0;
-    for (int i = 0; i < b->n_seqs; i++) {
-        R_arg += b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST;
-        R_smp += b->seqs[i].sample != NULL;
-    }
-    int R_host = R - R_arg - R_smp, ra = R_host, rs = R_host + R_arg;
-    d->samp_row0 = rs;
-    d->samp_rows = R_smp;
-    int row = 0, r = 0, max_len = 0, max_dec = 0;
+    int row = 0, max_len = 0, max_dec = 0;
     size_t off = 0;
     for (int i = 0; i < b->n_seqs; i++) {
         ModelSeq *s = &b->seqs[i];
@@ -476,36 +746,28 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         }
         if (s->n_ctx > max_len) max_len = s->n_ctx;
         if (i < n_dec_seqs && s->n_ctx > max_dec) max_dec = s->n_ctx;
-        s->logits_row = -1;
-        if (s->logits == MODEL_LOGITS_ALL) {
-            s->logits_row = r;
-            for (int j = 0; j < s->n_new; j++) rows[r++] = row + j;
-        } else if (s->logits == MODEL_LOGITS_LAST && s->device_argmax) {
-            rows[ra++] = row + s->n_new - 1;
-        } else if (s->sample) {
-            rows[rs++] = row + s->n_new - 1;
-        } else if (s->logits == MODEL_LOGITS_LAST) {
-            s->logits_row = r;
-            rows[r++] = row + s->n_new - 1;
-        }
         row += s->n_new;
         off += (size_t)s->n_ctx;
     }
-    /* logit row r of rank k's slice is row k * R + r of the gathered block;
-     * it goes to row r, columns k * vocab/N on */
+    /* logit rows: the ones that go to the host first, then the
+     * device_argmax ones (only their ids come back), then the sampled ones */
+    int R_arg, R_smp;
+    fill_rows(d, b, R, rows, &R_arg, &R_smp);
+    /* tp: logit row r of rank k's slice is row k * R + r of the gathered
+     * block; it goes to row r, columns k * vocab/N on */
     for (int i = 0; i < R && n_perm; i++)
         for (int k = 0; k < n_ranks; k++) perm[i * n_ranks + k] = k * R + i;
     be->upload(bx, d->idx_dev, d->idx_host, need * sizeof(int32_t));
     const int32_t *D_tiles = d->idx_dev, *D_tok = D_tiles + 4 * max_tiles, *D_pos = D_tok + N;
     const int32_t *D_wslot = D_pos + N, *D_roff = D_wslot + N, *D_rlen = D_roff + N, *D_rows = D_rlen + N;
-    const int32_t *D_slots = D_rows + R, *D_perm = D_slots + S;
+    const int32_t *D_slots = D_rows + R;
+    StepIdx ix = {.tok = D_tok, .pos = D_pos, .wslot = D_wslot, .rows = D_rows, .ids = d->idx_dev + need,
+                  .ids_host = d->idx_host + need, /* ids: room kept after the index arrays */
+                  .perm = n_perm ? D_slots + S : NULL};
 
-    /* this rank's heads and ff columns (all of them without tp) */
-    int nh = d->sh.n_head, nkv = d->sh.n_head_kv;
-    int E = c->n_embd, Q = nh * c->head_dim, KVd = nkv * c->head_dim, F = d->sh.n_ff;
-    int ldqkv = Q + 2 * KVd;
+    int nh = d->sh.n_head, nkv = d->sh.n_head_kv, Q = nh * c->head_dim, KVd = nkv * c->head_dim;
     /* decode rows [0, n_dec_seqs) by rows; the rest by tiles */
-    KDevAttn aa = {.q = d->qkv, .ldq = ldqkv, .out = d->att, .n_rows = n_dec_seqs, .n_head = nh,
+    KDevAttn aa = {.q = d->qkv, .ldq = Q + 2 * KVd, .out = d->att, .n_rows = n_dec_seqs, .n_head = nh,
                    .n_head_kv = nkv, .head_dim = c->head_dim, .scale = 1.0f / sqrtf((float)c->head_dim),
                    .slots = D_slots, .row_off = D_roff, .row_len = D_rlen, .max_len = max_dec};
     KDevAttn at = aa;
@@ -513,62 +775,9 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     at.max_len = max_len;
     at.tiles = D_tiles;
     at.n_tiles = n_tiles;
-    op->gather(bx, d->emb, E, D_tok, N, d->h);
-    for (int l = 0; l < c->n_layer; l++) {
-        const DevLayer *L = &d->layers[l];
-        op->add_rmsnorm(bx, d->h, l ? d->d : NULL, L->n1, d->x, N, E, c->rms_eps);
-        op->matmul(bx, &L->qkv, L->bqkv, d->x, E, N, d->qkv, ldqkv);
-        op->rope_kv(bx, d->qkv, N, nh, nkv, c->head_dim, c->rope_dim, d->inv_freq, c->rope_style,
-                    D_pos, D_wslot, kv->k[l], kv->v[l]);
-        aa.k_pool = at.k_pool = kv->k[l];
-        aa.v_pool = at.v_pool = kv->v[l];
-        if (aa.n_rows) op->attention(bx, &aa);
-        if (at.n_tiles) op->attention(bx, &at);
-        op->matmul(bx, &L->o, NULL, d->att, Q, N, d->d, E);
-        tp_sum(m, d->d, N);
-        op->add_rmsnorm(bx, d->h, d->d, L->n2, d->x, N, E, c->rms_eps);
-        op->matmul(bx, &L->gu, NULL, d->x, E, N, d->gu, 2 * F);
-        op->swiglu(bx, d->gu, N, F, d->act);
-        op->matmul(bx, &L->down, NULL, d->act, F, N, d->d, E);
-        tp_sum(m, d->d, N);
-    }
-    if (R > 0) {
-        op->gather(bx, d->h, E, D_rows, R, d->hsel);
-        op->gather(bx, d->d, E, D_rows, R, d->dsel);
-        op->add_rmsnorm(bx, d->hsel, d->dsel, d->out_norm, d->x, R, E, c->rms_eps);
-        tp_logits(m, d->x, R, D_perm);
-        if (d->sh.rank > 0) {
-            /* rank 0 returns the rows */
-            if (be->sync(bx)) {
-                /* the error below names it */
-            }
-        } else {
-            if (R_arg) {
-                int32_t *ids = d->idx_dev + need; /* room kept after the index arrays */
-                op->argmax(bx, d->logits_dev + (size_t)R_host * c->vocab, R_arg, c->vocab, ids);
-                be->download(bx, d->idx_host + need, ids, (size_t)R_arg * sizeof(int32_t));
-                int k = 0;
-                for (int i = 0; i < b->n_seqs; i++)
-                    if (b->seqs[i].device_argmax && b->seqs[i].logits == MODEL_LOGITS_LAST)
-                        b->seqs[i].argmax = d->idx_host[need + k++];
-            }
-            if (R_host) be->download(bx, d->logits_host, d->logits_dev, (size_t)R_host * c->vocab * sizeof(float));
-            else if (be->sync(bx)) {
-                /* the error below names it */
-            }
-        }
-    } else if (be->sync(bx)) {
-        /* the error below names it */
-    }
-    const char *e = be->error(bx);
-    if (!e && m->tp_comm) e = m->tp_comm->error(m->tp_comm->ctx);
-    if (e) {
-        err_fmt(err, errcap, "model_forward: %s", e);
-        return -1;
-    }
-    b->logits = d->logits_host;
-    b->n_rows = R_host;
-    return 0;
+    run_layers(m, kv, N, &ix, &aa, &at);
+    run_logits(m, b, R, R_arg, R_smp, &ix);
+    return forward_error(m, b, R, R_arg, R_smp, err, errcap);
 }
 
 /* ---- sampling ------------------------------------------------------------------ */

@@ -162,7 +162,7 @@ static void d_rope_kv(void *ctx, void *qkvp, int n, int n_head, int n_head_kv, i
     int kv_dim = n_head_kv * hd, half = rot / 2;
     for (int r = 0; r < n; r++) {
         bf *row = qkv + (size_t)r * (n_head + 2 * n_head_kv) * hd;
-        size_t so = (size_t)wslot[r] * kv_dim;
+        size_t so = wslot[r] >= 0 ? (size_t)wslot[r] * kv_dim : 0;
         for (int hh = 0; hh < n_head + n_head_kv; hh++) {
             bf *x = row + hh * hd;
             bf tmp[512];
@@ -175,9 +175,9 @@ static void d_rope_kv(void *ctx, void *qkvp, int n, int n_head, int n_head_kv, i
                 tmp[i2] = b(rb(x2 * cs) + rb(x1 * sn));
             }
             if (hh < n_head) memcpy(x, tmp, (size_t)hd * sizeof(bf));
-            else memcpy(K + so + (size_t)(hh - n_head) * hd, tmp, (size_t)hd * sizeof(bf));
+            else if (wslot[r] >= 0) memcpy(K + so + (size_t)(hh - n_head) * hd, tmp, (size_t)hd * sizeof(bf));
         }
-        memcpy(V + so, row + (size_t)(n_head + n_head_kv) * hd, (size_t)kv_dim * sizeof(bf));
+        if (wslot[r] >= 0) memcpy(V + so, row + (size_t)(n_head + n_head_kv) * hd, (size_t)kv_dim * sizeof(bf));
     }
 }
 
@@ -441,6 +441,15 @@ static void d_sample(void *ctx, const KDevSample *s)
 }
 /* host memory: any thread may drive it */
 static void d_bind(void *ctx) {}
+/* No graphs: model_dev.c then runs every step's ops itself. */
+static int d_graph_begin(void *ctx) { return -1; }
+static void *d_graph_end(void *ctx)
+{
+    refuse(ctx, "graph_end without graph_begin");
+    return NULL;
+}
+static void d_graph_launch(void *ctx, void *g) { refuse(ctx, "graph_launch (this backend has no graphs)"); }
+static void d_graph_free(void *ctx, void *g) {}
 
 KBackend *cpu_devref_backend_new(char *err, size_t errcap)
 {

@@ -20,12 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_decode.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_sample.h"
 #include "kernels/cuda/cuda_gemv.h"
 #include "kernels/cuda/cuda_prefill.h"
 
-enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128 };
+enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128, DEC_COUNTERS = 1 << 18 };
 enum { GEMV_MAX_N = 0, GEMV_MAX_MB = 64 };
 
 typedef struct {
@@ -34,11 +35,17 @@ typedef struct {
     CuCtx *cu;
     int device;                 /* the GPU (bind makes it current) */
     float *attn_ws;
+    int *dec_counters;          /* DEC_COUNTERS zeros for the split-K kernel's merge */
     int n_sm;
     int gemv_max_n;             /* SGL_CUDA_GEMV_MAX_N: matmuls of up to this many rows by cuda_gemv.cu (0: none) */
     size_t gemv_max_bytes;      /* SGL_CUDA_GEMV_MAX_MB: ... whose weight matrix is at most this large */
     int prefill_kernel;         /* SGL_CUDA_PREFILL: -1 the WMMA kernel, else mma: heads a block (0 auto, 1, 2)
                                  * in bits 0-1, cu_attention_prefill_mma's flags above them */
+    /* decode rows (attention without tiles): the split-K kernel
+     * (cuda_decode.h) aiming at dec_blocks blocks per SM, chunks of at least
+     * dec_min_chunk keys; or, dec_row_kernel, cu_attention (the row kernel,
+     * kept as the baseline: SGL_CUDA_DECODE=row) */
+    int dec_row_kernel, dec_blocks, dec_min_chunk, dec_merge_kernel;
     char name[96];
     char refused[128];
 } Cuda;
@@ -122,6 +129,7 @@ static void b_destroy(void *ctx)
 {
     Cuda *c = ctx;
     cu_free(c->cu, c->attn_ws);
+    cu_free(c->cu, c->dec_counters);
     cu_ctx_free(c->cu);
     free(c);
 }
@@ -180,6 +188,19 @@ static void d_rope_kv(void *ctx, void *qkv, int n, int n_head, int n_head_kv, in
                        style == K_ROPE_NEOX, pos, wslot, k_pool, v_pool);
 }
 
+/* The split-K decode kernel's chunk bound for n_rows rows: a function of
+ * the launch's row count alone (never of max_len), so that a graph captured
+ * for n_rows rows computes what the eager launch does. */
+static int decode_max_split(const Cuda *c, int n_rows, int n_head, int n_head_kv, int head_dim)
+{
+    int pairs = n_rows * n_head_kv, want = c->dec_blocks * c->n_sm;
+    int n = (want + pairs - 1) / pairs;
+    if (n > 64) n = 64;
+    if (n < 1) n = 1;
+    while (n > 1 && cu_decode_ws_bytes(n_rows, n_head, head_dim, n) > ATTN_WS_BYTES) n--;
+    return n;
+}
+
 static void d_attention(void *ctx, const KDevAttn *a)
 {
     Cuda *c = ctx;
@@ -192,6 +213,14 @@ static void d_attention(void *ctx, const KDevAttn *a)
             cu_attention_prefill_mma(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale,
                                      a->k_pool, a->v_pool, a->slots, a->tiles, a->n_tiles, a->out,
                                      c->prefill_kernel & 3, c->prefill_kernel >> 2);
+        return;
+    }
+    if (!c->dec_row_kernel) {
+        int ms = decode_max_split(c, a->n_rows, a->n_head, a->n_head_kv, a->head_dim);
+        int *cnt = !c->dec_merge_kernel && (size_t)a->n_rows * a->n_head_kv <= DEC_COUNTERS ? c->dec_counters : NULL;
+        cu_attention_decode(c->cu, a->q, a->ldq, a->n_rows, a->n_head, a->n_head_kv, a->head_dim, a->scale,
+                            a->k_pool, a->v_pool, a->slots, a->row_off, a->row_len, a->max_len, ms,
+                            c->dec_min_chunk, ms > 1 ? c->attn_ws : NULL, cnt, a->out);
         return;
     }
     /* split long rows until the grid has ~2 blocks per SM (flash-decoding),
@@ -240,6 +269,31 @@ static void d_bind(void *ctx) { cu_set_device(((Cuda *)ctx)->device); }
 
 int cuda_backend_device(const KBackend *b) { return ((const Cuda *)b->ctx)->device; }
 void *cuda_backend_stream(const KBackend *b) { return cu_stream(((const Cuda *)b->ctx)->cu); }
+/* ---- graphs (decode steps) ---- */
+
+static int d_graph_begin(void *ctx) { return cu_graph_begin(((Cuda *)ctx)->cu) ? -1 : 0; }
+static void *d_graph_end(void *ctx) { return cu_graph_end(((Cuda *)ctx)->cu); }
+static void d_graph_launch(void *ctx, void *g) { cu_graph_launch(((Cuda *)ctx)->cu, g); }
+static void d_graph_free(void *ctx, void *g) { cu_graph_free(g); }
+
+static int set_decode(Cuda *c, const char *spec)
+{
+    int blocks = 2, min_chunk = 64, counters = 1;
+    if (!strcmp(spec, "row")) {
+        c->dec_row_kernel = 1;
+        return 0;
+    }
+    if (strncmp(spec, "split", 5) || (spec[5] && sscanf(spec + 5, ":%d:%d:%d", &blocks, &min_chunk, &counters) < 1) ||
+        blocks < 1 || blocks > 64 || min_chunk < 16)
+        return -1;
+    c->dec_row_kernel = 0;
+    c->dec_merge_kernel = !counters;
+    c->dec_blocks = blocks;
+    c->dec_min_chunk = min_chunk;
+    return 0;
+}
+
+int cuda_backend_set_decode(KBackend *b, const char *spec) { return set_decode(b->ctx, spec); }
 
 int cuda_backend_usable(void) { return cu_device_count() > 0; }
 
@@ -269,8 +323,12 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap)
         return NULL;
     }
     c->attn_ws = cu_alloc(c->cu, ATTN_WS_BYTES);
-    if (!c->attn_ws) {
+    c->dec_counters = cu_alloc(c->cu, DEC_COUNTERS * sizeof(int));
+    if (c->dec_counters) cu_memset(c->cu, c->dec_counters, 0, DEC_COUNTERS * sizeof(int));
+    if (!c->attn_ws || !c->dec_counters) {
         if (err) snprintf(err, errcap, "cuda backend: cannot allocate the attention work space");
+        cu_free(c->cu, c->attn_ws);
+        cu_free(c->cu, c->dec_counters);
         cu_ctx_free(c->cu);
         free(c);
         return NULL;
@@ -296,6 +354,17 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap)
     if (c->prefill_kernel == -2) {
         if (err)
             snprintf(err, errcap, "cuda backend: SGL_CUDA_PREFILL=%s: not one of mma, mma1, mma2, mma-fast, wmma", pk);
+        b_destroy(c);
+        return NULL;
+    }
+    /* 2 blocks per SM, chunks >= 64: the best policy of bench_decode on an
+     * H100 (results/h100-dec-v1.log), 2.0-3.0 TB/s from batch 16 on */
+    c->dec_blocks = 2;
+    c->dec_min_chunk = 64;
+    const char *dec = getenv("SGL_CUDA_DECODE");
+    if (dec && *dec && set_decode(c, dec)) {
+        if (err) snprintf(err, errcap, "cuda backend: SGL_CUDA_DECODE=%s: want row, split or split:BLOCKS:MIN_CHUNK",
+                          dec);
         b_destroy(c);
         return NULL;
     }

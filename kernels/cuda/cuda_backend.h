@@ -24,6 +24,16 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap);
 /* For the NCCL communicator: a CUDA backend's GPU and its cudaStream_t. */
 int cuda_backend_device(const KBackend *b);
 void *cuda_backend_stream(const KBackend *b);
+/* How attention runs decode rows (KDevAttn without tiles), for benches:
+ * "split" (the default: the split-K kernel of cuda_decode.h, 2 blocks per
+ * SM, chunks of at least 64 keys, chunks merged by the last block),
+ * "split:BLOCKS:MIN_CHUNK[:0]" (:0: merged by a second kernel), or "row" (the
+ * row kernel cu_attention, the earlier baseline; its chunks follow max_len,
+ * so graph replays are not bit-equal to eager steps with it). The
+ * environment's SGL_CUDA_DECODE sets it when the backend is made. Graphs
+ * captured before a change keep the kernel they captured. 0, or -1 for a
+ * spec it does not know. */
+int cuda_backend_set_decode(KBackend *b, const char *spec);
 
 /* 1 when a GPU is visible. */
 int cuda_backend_usable(void);

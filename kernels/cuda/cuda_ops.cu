@@ -512,21 +512,25 @@ extern "C" void cu_rope_kv_write(CuCtx *c, uint16_t *qkv, int n, int n_head, int
 
 /* RoPE from the model's inv_freq (rot_dim/2 values: scaling already folded
  * in), pairing NEOX (x[i], x[i + rot/2]) or NORM (x[2i], x[2i+1]); dims past
- * rot_dim are kept. Rounding as the theta form above (HF's bf16 cos/sin). */
+ * rot_dim are kept. Rounding as the theta form above (HF's bf16 cos/sin).
+ * One block per (row, head): q heads first, then the kv heads, whose block
+ * also writes the head's k dims past rot_dim and its v (a row-per-block
+ * version took ~11 us a layer at batch 1, one block for the whole row). */
 __global__ void k_rope_kv_f(bf16 *qkv, int n_head, int n_head_kv, int hd, int rot, const float *inv_freq, int neox,
                             const int32_t *pos, const int32_t *wslot, bf16 *kp, bf16 *vp)
 {
-    int r = blockIdx.x, half = rot / 2, kv_dim = n_head_kv * hd;
+    int r = blockIdx.x, head = blockIdx.y, half = rot / 2, kv_dim = n_head_kv * hd;
+    const int write = wslot[r] >= 0; /* < 0: a graph's padding row, q only */
+    if (head >= n_head && !write) return;
     bf16 *row = qkv + (size_t)r * (n_head + 2 * n_head_kv) * hd;
     float p = (float)pos[r];
-    size_t so = (size_t)wslot[r] * kv_dim;
-    int n_pairs = (n_head + n_head_kv) * half;
-    for (int idx = threadIdx.x; idx < n_pairs; idx += blockDim.x) {
-        int head = idx / half, i = idx % half;
+    size_t so = write ? (size_t)wslot[r] * kv_dim : 0;
+    bf16 *x = row + head * hd;
+    int kh = head - n_head;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
         float s, cs;
         sincosf(p * inv_freq[i], &s, &cs);
         float cb = __bfloat162float(__float2bfloat16(cs)), sb = __bfloat162float(__float2bfloat16(s));
-        bf16 *x = row + head * hd;
         int i1 = neox ? i : 2 * i, i2 = neox ? i + half : 2 * i + 1;
         float x1 = __bfloat162float(x[i1]), x2 = __bfloat162float(x[i2]);
         float a = __bfloat162float(__float2bfloat16(x1 * cb)), b = __bfloat162float(__float2bfloat16(-x2 * sb));
@@ -536,18 +540,15 @@ __global__ void k_rope_kv_f(bf16 *qkv, int n_head, int n_head_kv, int hd, int ro
             x[i1] = lo;
             x[i2] = hi;
         } else {
-            int kh = head - n_head;
             kp[so + kh * hd + i1] = lo;
             kp[so + kh * hd + i2] = hi;
         }
     }
-    /* k dims past rot_dim, then v */
-    for (int i = threadIdx.x; i < n_head_kv * (hd - rot); i += blockDim.x) {
-        int kh = i / (hd - rot), d = rot + i % (hd - rot);
-        kp[so + kh * hd + d] = row[(n_head + kh) * hd + d];
-    }
-    const bf16 *v = row + (n_head + n_head_kv) * hd;
-    for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) vp[so + i] = v[i];
+    if (head < n_head) return;
+    /* this kv head's k dims past rot_dim, then its v */
+    for (int d = rot + threadIdx.x; d < hd; d += blockDim.x) kp[so + kh * hd + d] = x[d];
+    const bf16 *v = row + (size_t)(n_head + n_head_kv + kh) * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) vp[so + kh * hd + d] = v[d];
 }
 
 extern "C" void cu_rope_kv_write_f(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim,
@@ -559,8 +560,9 @@ extern "C" void cu_rope_kv_write_f(CuCtx *c, uint16_t *qkv, int n, int n_head, i
         fail(c, "rope", "rot_dim must be even and within head_dim");
         return;
     }
-    k_rope_kv_f<<<n, 256, 0, c->stream>>>((bf16 *)qkv, n_head, n_head_kv, head_dim, rot_dim, inv_freq, neox, pos,
-                                          wslot, (bf16 *)k_pool, (bf16 *)v_pool);
+    k_rope_kv_f<<<dim3(n, n_head + n_head_kv), 64, 0, c->stream>>>((bf16 *)qkv, n_head, n_head_kv, head_dim, rot_dim,
+                                                                    inv_freq, neox, pos, wslot, (bf16 *)k_pool,
+                                                                    (bf16 *)v_pool);
     LAUNCHED(c, "rope");
 }
 

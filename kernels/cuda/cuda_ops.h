@@ -87,6 +87,7 @@ CuGraph *cu_graph_end(CuCtx *c);
 void cu_graph_launch(CuCtx *c, CuGraph *g);
 void cu_graph_free(CuGraph *g);
 
+
 /* ---- ops ------------------------------------------------------------------ */
 
 /* bf16 values filled from a counter-based hash of (seed, index): uniform in
@@ -124,7 +125,8 @@ void cu_rope_kv_write(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv,
 
 /* cu_rope_kv_write with the model's inv_freq (rot_dim/2 f32 values in device
  * memory, scaling folded in) for the first rot_dim dims of each head, paired
- * NEOX (x[i], x[i + rot/2]) when neox, else NORM (x[2i], x[2i+1]). */
+ * NEOX (x[i], x[i + rot/2]) when neox, else NORM (x[2i], x[2i+1]). A row
+ * with wslot[r] < 0 (a graph's padding) has q rotated and no k/v written. */
 void cu_rope_kv_write_f(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim, int rot_dim,
                         const float *inv_freq, int neox, const int32_t *pos, const int32_t *wslot,
                         uint16_t *k_pool, uint16_t *v_pool);

@@ -22,6 +22,22 @@
  *     of IN random prompt ids, OUT output tokens, greedy, ignore_eos); all
  *     submitted at once; prints one JSON line (output tok/s over the wall
  *     time from the first submit to the last token).
+ *   engine_gpu graphcheck DIR
+ *     decode-step graphs: the 6 requests of `check`, alone and all at once,
+ *     with ModelOptions.device_graphs ON, PADDED (the same padded steps op
+ *     by op) and OFF; exit 1 unless ON and PADDED give identical ids (OFF
+ *     is reported: its GEMMs run at other row counts, so ids may part at
+ *     near-ties).
+ *   engine_gpu decode DIR
+ *     the forward alone for B decode rows of context ctx (B 1, 16, 64; ctx
+ *     1024, 4096, 8192) with the row kernel, the split-K kernel, and the
+ *     split-K kernel from graphs; then the engine's batch-1 decode (256/256
+ *     and 1024/256), row kernel without graphs against split-K with graphs.
+ *   engine_gpu offline DIR N_REQ IN OUT row|split on|off
+ *     N_REQ requests at once with that decode kernel and graphs on or off.
+ *   engine_gpu prof DIR [B CTX]
+ *     eager and graph step times, then one eager decode step inside a
+ *     profiled range (ncu --profile-from-start off).
  *
  * Prompts are token ids drawn from a fixed hash (no tokenizer text), below
  * the regular vocabulary's size.
@@ -33,6 +49,8 @@
 #include <time.h>
 
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_decode.h"
 #include "runtime/engine.h"
 #include "runtime/hf.h"
 #include "runtime/model.h"
@@ -673,16 +691,271 @@ static int sample_check(const char *dir)
     return fail;
 }
 
+/* ---- graphcheck ---- */
+
+static void set_graphs(Model *m, ModelGraphs g)
+{
+    ModelOptions o;
+    model_get_options(m, &o);
+    o.device_graphs = g;
+    model_set_options(m, &o);
+}
+
+static int graphcheck(const char *dir)
+{
+    char err[1024];
+    Tokenizer *tok;
+    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
+    Model *gpu = open_model(dir, K_BACKEND_CUDA);
+    int V = gpu->cfg.vocab, reg = V < 100000 ? V : 100000;
+    int32_t prompts[NREQ][PLEN];
+    int plen[NREQ];
+    for (int i = 0; i < NREQ; i++) {
+        plen[i] = i == 0 ? 150 : 40 - 4 * (i % 3);
+        prompt_ids(prompts[i], PLEN, 100 + (uint64_t)i, reg);
+        if (i >= 3) memcpy(prompts[i], prompts[0], 24 * sizeof(int32_t));
+    }
+    const ModelGraphs modes[3] = {MODEL_GRAPHS_ON, MODEL_GRAPHS_PADDED, MODEL_GRAPHS_OFF};
+    const char *names[3] = {"on", "padded", "off"};
+    Out o[3][2][NREQ];
+    double secs[3][2];
+    int fail = 0;
+    for (int mi = 0; mi < 3; mi++) {
+        set_graphs(gpu, modes[mi]);
+        for (int together = 0; together < 2; together++) {
+            Engine *e = engine(gpu, tok, 0, 0);
+            double t0 = now();
+            run_requests(e, prompts, plen, o[mi][together], together);
+            secs[mi][together] = now() - t0;
+            eng_free(e);
+            for (int i = 0; i < NREQ; i++) fail |= o[mi][together][i].failed;
+        }
+    }
+    for (int together = 0; together < 2; together++) {
+        int eq_pad = 0, eq_off = 0;
+        for (int i = 0; i < NREQ; i++) {
+            int d_pad = first_diff(&o[0][together][i], &o[1][together][i]);
+            int d_off = first_diff(&o[0][together][i], &o[2][together][i]);
+            eq_pad += d_pad < 0, eq_off += d_off < 0;
+            printf("{\"graphcheck\": \"%s\", \"request\": %d, \"generated\": %d, \"on_vs_padded_first_diff\": %d, "
+                   "\"on_vs_off_first_diff\": %d}\n",
+                   together ? "together" : "alone", i, o[0][together][i].n, d_pad, d_off);
+        }
+        printf("{\"graphcheck\": \"%s\", \"ids_on_eq_padded\": \"%d/%d\", \"ids_on_eq_off\": \"%d/%d\", "
+               "\"s_%s\": %.2f, \"s_%s\": %.2f, \"s_%s\": %.2f}\n",
+               together ? "together" : "alone", eq_pad, NREQ, eq_off, NREQ, names[0], secs[0][together], names[1],
+               secs[1][together], names[2], secs[2][together]);
+        if (eq_pad != NREQ) fail = 1;
+    }
+    model_free(gpu);
+    tok_free(tok);
+    printf("{\"graphcheck\": \"%s\"}\n", fail ? "FAILED" : "passed");
+    return fail;
+}
+
+/* ---- decode: the split-K kernel and graphs against the row kernel ---- */
+
+static void set_decode(Model *m, const char *spec)
+{
+    if (cuda_backend_set_decode((KBackend *)m->backend, spec)) die("decode policy", spec);
+    /* graphs hold the kernel they recorded: a mode change drops them */
+    set_graphs(m, MODEL_GRAPHS_OFF);
+}
+
+static void decode_grid(Model *m)
+{
+    char err[1024];
+    if (model_reserve(m, 8192, 192, err, sizeof err)) die("reserve", err);
+    int pool = model_kv_slots(m);
+    if (pool > 600000) pool = 600000;
+    KvPool *kv = model_kv_new(m, pool, K_DTYPE_F16, err, sizeof err);
+    if (!kv) die("kv", err);
+    int Bs[] = {1, 16, 64}, ctxs[] = {1024, 4096, 8192};
+    const char *pol[3] = {"row", "split", "split"};
+    const ModelGraphs gm[3] = {MODEL_GRAPHS_OFF, MODEL_GRAPHS_OFF, MODEL_GRAPHS_ON};
+    const char *label[3] = {"row eager", "split eager", "split graph"};
+    int32_t *slots = malloc((size_t)64 * 8192 * sizeof *slots), tokv[64];
+    ModelSeq sq[64];
+    for (int ci = 0; ci < 3; ci++)
+        for (int bi = 0; bi < 3; bi++) {
+            int B = Bs[bi], ctx = ctxs[ci];
+            /* sequence i's context from slot i * ctx (wrapping inside the
+             * pool when B * ctx is larger: shared slots read the same),
+             * its own last slot at the pool's end */
+            int wrap = pool - 64;
+            for (int i = 0; i < B; i++) {
+                for (int j = 0; j < ctx - 1; j++) slots[(size_t)i * ctx + j] = (int32_t)(((size_t)i * ctx + j) % wrap);
+                slots[(size_t)i * ctx + ctx - 1] = wrap + i;
+                tokv[i] = (int32_t)(i * 31 + 7);
+                sq[i] = (ModelSeq){.tokens = &tokv[i], .n_new = 1, .slots = slots + (size_t)i * ctx, .n_ctx = ctx,
+                                   .logits = MODEL_LOGITS_LAST, .device_argmax = true};
+            }
+            ModelBatch b = {.seqs = sq, .n_seqs = B};
+            double ms_of[3];
+            for (int k = 0; k < 3; k++) {
+                set_decode(m, pol[k]);
+                set_graphs(m, gm[k]);
+                for (int w = 0; w < 2; w++)
+                    if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
+                int reps = 8;
+                double t0 = now();
+                for (int r = 0; r < reps; r++)
+                    if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
+                ms_of[k] = (now() - t0) / reps * 1e3;
+            }
+            printf("{\"bench\": \"forward decode\", \"batch\": %d, \"ctx\": %d", B, ctx);
+            for (int k = 0; k < 3; k++) printf(", \"%s_ms\": %.2f", label[k], ms_of[k]);
+            printf(", \"split_graph_tok_s\": %.1f, \"row_eager_tok_s\": %.1f}\n", B / ms_of[2] * 1e3,
+                   B / ms_of[0] * 1e3);
+            fflush(stdout);
+        }
+    kv_free(kv);
+    free(slots);
+}
+
+static void batch1(Engine *e, int V, int in, int outn, const char *label)
+{
+    int32_t *p = malloc((size_t)in * sizeof *p);
+    Out o;
+    prompt_ids(p, in, 2, V);
+    double ts = now();
+    submit(e, p, in, outn, &o);
+    wait_all(e, &o, 1);
+    double ttft = o.t_first - ts, dec = o.t_last - o.t_first;
+    printf("{\"bench\": \"batch-1\", \"kernel\": \"%s\", \"in\": %d, \"out\": %d, \"ttft_ms\": %.1f, "
+           "\"decode_tok_s\": %.1f}\n",
+           label, in, o.n, ttft * 1e3, dec > 0 ? (o.n - 1) / dec : 0.0);
+    fflush(stdout);
+    free(o.ids);
+    free(p);
+}
+
+static void offline(Engine *e, int V, int n_req, int in, int outn, const char *label)
+{
+    Out *os = calloc((size_t)n_req, sizeof *os);
+    int32_t *ps = malloc((size_t)n_req * in * sizeof *ps);
+    for (int i = 0; i < n_req; i++) prompt_ids(ps + (size_t)i * in, in, 1000 + (uint64_t)i, V);
+    EngStats s0, s1;
+    eng_stats(e, &s0);
+    double ts = now();
+    for (int i = 0; i < n_req; i++) submit(e, ps + (size_t)i * in, in, outn, &os[i]);
+    wait_all(e, os, n_req);
+    double wall = now() - ts;
+    eng_stats(e, &s1);
+    long gen = 0;
+    for (int i = 0; i < n_req; i++) gen += os[i].n, free(os[i].ids);
+    printf("{\"bench\": \"offline\", \"kernel\": \"%s\", \"requests\": %d, \"in\": %d, \"out\": %d, "
+           "\"wall_s\": %.1f, \"output_tok_s\": %.1f, \"steps\": %llu}\n",
+           label, n_req, in, outn, wall, gen / wall, (unsigned long long)(s1.steps - s0.steps));
+    fflush(stdout);
+    free(os);
+    free(ps);
+}
+
+static int decode_bench(const char *dir)
+{
+    char err[1024];
+    Tokenizer *tok;
+    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
+    Model *m = open_model(dir, K_BACKEND_CUDA);
+    printf("{\"backend\": \"%s\"}\n", model_backend_name(m));
+    decode_grid(m);
+    int V = m->cfg.vocab < 100000 ? m->cfg.vocab : 100000;
+    const char *pol[2] = {"row", "split"};
+    const ModelGraphs gm[2] = {MODEL_GRAPHS_OFF, MODEL_GRAPHS_ON};
+    const char *label[2] = {"row eager", "split graph"};
+    for (int k = 0; k < 2; k++) {
+        set_decode(m, pol[k]);
+        set_graphs(m, gm[k]);
+        Engine *e = engine(m, tok, 0, 0);
+        batch1(e, V, 16, 8, "warm-up");
+        batch1(e, V, 256, 256, label[k]);
+        batch1(e, V, 1024, 256, label[k]);
+        eng_free(e);
+    }
+    model_free(m);
+    tok_free(tok);
+    return 0;
+}
+
+static int offline_bench(const char *dir, int n_req, int in, int outn, const char *policy, int graphs)
+{
+    char err[1024], label[64];
+    Tokenizer *tok;
+    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
+    Model *m = open_model(dir, K_BACKEND_CUDA);
+    if (model_reserve(m, 16, 16, err, sizeof err)) die("reserve", err); /* makes the backend */
+    set_decode(m, policy);
+    set_graphs(m, graphs ? MODEL_GRAPHS_ON : MODEL_GRAPHS_OFF);
+    snprintf(label, sizeof label, "%s %s", policy, graphs ? "graph" : "eager");
+    Engine *e = engine(m, tok, 0, 0);
+    int V = m->cfg.vocab < 100000 ? m->cfg.vocab : 100000;
+    batch1(e, V, 16, 8, "warm-up");
+    offline(e, V, n_req, in, outn, label);
+    eng_free(e);
+    model_free(m);
+    tok_free(tok);
+    return 0;
+}
+
+/* One eager batch-1 decode step at context 1024 inside a profiled range
+ * (ncu --profile-from-start off), after warm-up steps; the graph step's
+ * time beside it. */
+static int prof(const char *dir, int B, int ctx)
+{
+    char err[1024];
+    Model *m = open_model(dir, K_BACKEND_CUDA);
+    if (model_reserve(m, 256, 256, err, sizeof err)) die("reserve", err);
+    KvPool *kv = model_kv_new(m, B * ctx + 8, K_DTYPE_F16, err, sizeof err);
+    if (!kv) die("kv", err);
+    int32_t *slots = malloc((size_t)B * ctx * sizeof *slots), tokv[256];
+    ModelSeq sq[256];
+    for (int i = 0; i < B * ctx; i++) slots[i] = i;
+    for (int i = 0; i < B; i++) {
+        tokv[i] = 7 + i;
+        sq[i] = (ModelSeq){.tokens = &tokv[i], .n_new = 1, .slots = slots + (size_t)i * ctx, .n_ctx = ctx,
+                           .logits = MODEL_LOGITS_LAST, .device_argmax = true};
+    }
+    ModelBatch b = {.seqs = sq, .n_seqs = B};
+    double ms[2];
+    for (int g = 0; g < 2; g++) {
+        set_graphs(m, g ? MODEL_GRAPHS_ON : MODEL_GRAPHS_OFF);
+        for (int w = 0; w < 3; w++)
+            if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
+        double t0 = now();
+        for (int r = 0; r < 20; r++)
+            if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
+        ms[g] = (now() - t0) / 20 * 1e3;
+    }
+    set_graphs(m, MODEL_GRAPHS_OFF);
+    cu_profile_range(1);
+    if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
+    cu_profile_range(0);
+    printf("{\"prof\": \"decode step\", \"batch\": %d, \"ctx\": %d, \"eager_ms\": %.3f, \"graph_ms\": %.3f}\n", B,
+           ctx, ms[0], ms[1]);
+    kv_free(kv);
+    free(slots);
+    model_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 4 && !strcmp(argv[1], "lens"))
         return offline_lens(argv[2], argv[3], argc > 4 ? atoi(argv[4]) : 0, argc > 5 ? atoi(argv[5]) : 0);
+    if (argc >= 3 && !strcmp(argv[1], "prof"))
+        return prof(argv[2], argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 1024);
+    if (argc >= 3 && !strcmp(argv[1], "graphcheck")) return graphcheck(argv[2]);
+    if (argc >= 3 && !strcmp(argv[1], "decode")) return decode_bench(argv[2]);
+    if (argc >= 8 && !strcmp(argv[1], "offline"))
+        return offline_bench(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argv[6], !strcmp(argv[7], "on"));
     if (argc >= 3 && !strcmp(argv[1], "check")) return check(argv[2], argc > 3 ? argv[3] : NULL);
     if (argc >= 3 && !strcmp(argv[1], "sample")) return sample_check(argv[2]);
     if (argc >= 6 && !strcmp(argv[1], "bench"))
         return bench(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argc > 6 ? atoi(argv[6]) : 0,
                      argc > 7 ? atoi(argv[7]) : 0);
     fprintf(stderr, "usage: engine_gpu check DIR [OUT] | sample DIR | bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK] | "
-                    "lens DIR LENS [MAX_RUNNING CHUNK]\n");
+                    "lens DIR LENS [MAX_RUNNING CHUNK] | graphcheck DIR | decode DIR | offline DIR N_REQ IN OUT "
+                    "row|split on|off | prof DIR [B CTX]\n");
     return 64;
 }

@@ -17,6 +17,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cuda/cuda_decode.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_sample.h"
 #include "kernels/cuda/cuda_prefill.h"
@@ -309,6 +310,57 @@ static void test_rope_kv(int n, int nh, int nkv, int hd, float theta)
     free(pk), free(pv), free(gq2), free(gk2), free(gv2), free(wk2), free(wv2);
 }
 
+/* cu_rope_kv_write_f (the model's inv_freq, rot_dim of head_dim, either
+ * pairing) against the reference rope + kv_store. */
+static void test_rope_kv_f(int n, int nh, int nkv, int hd, int rot, KRopeStyle style)
+{
+    int row = (nh + 2 * nkv) * hd, kvd = nkv * hd, n_slots = 2 * n + 3;
+    float *qf;
+    uint16_t *qkv = rand_bf16((size_t)n * row, 1.0f, &qf);
+    int32_t *pos = malloc(n * 4), *ws = malloc(n * 4);
+    for (int i = 0; i < n; i++) pos[i] = (int32_t)(urand() * 9000), ws[i] = 2 * i + 1;
+    float *inv = malloc((size_t)rot / 2 * 4);
+    for (int p = 0; p < rot / 2; p++) inv[p] = powf(10000.0f, -2.0f * p / rot) / (p % 3 ? 1.0f : 4.0f);
+    uint16_t *dq = dev_copy(qkv, (size_t)n * row * 2);
+    uint16_t *dk = dev_poisoned((size_t)n_slots * kvd), *dv = dev_poisoned((size_t)n_slots * kvd);
+    int32_t *dp = dev_copy(pos, n * 4), *dws = dev_copy(ws, n * 4);
+    float *dinv = dev_copy(inv, (size_t)rot / 2 * 4);
+    cu_rope_kv_write_f(cu, dq, n, nh, nkv, hd, rot, dinv, style == K_ROPE_NEOX, dp, dws, dk, dv);
+    float *gq = back_f32(dq, (size_t)n * row), *gk = back_f32(dk, (size_t)n_slots * kvd);
+    float *gv = back_f32(dv, (size_t)n_slots * kvd);
+    float *cs = malloc((size_t)n * rot * 4);
+    for (int t = 0; t < n; t++)
+        for (int p = 0; p < rot / 2; p++) {
+            double ang = (double)pos[t] * inv[p];
+            cs[(size_t)t * rot + 2 * p] = (float)cos(ang), cs[(size_t)t * rot + 2 * p + 1] = (float)sin(ang);
+        }
+    float *q = malloc((size_t)n * nh * hd * 4), *k = malloc((size_t)n * kvd * 4), *v = malloc((size_t)n * kvd * 4);
+    for (int t = 0; t < n; t++) {
+        memcpy(q + (size_t)t * nh * hd, qf + (size_t)t * row, (size_t)nh * hd * 4);
+        memcpy(k + (size_t)t * kvd, qf + (size_t)t * row + nh * hd, (size_t)kvd * 4);
+        memcpy(v + (size_t)t * kvd, qf + (size_t)t * row + (nh + nkv) * hd, (size_t)kvd * 4);
+    }
+    ref->rope(ref->ctx, q, n, nh, hd, rot, cs, style);
+    ref->rope(ref->ctx, k, n, nkv, hd, rot, cs, style);
+    float *gq2 = malloc((size_t)n * nh * hd * 4), *gk2 = malloc((size_t)n * kvd * 4), *gv2 = malloc((size_t)n * kvd * 4);
+    for (int t = 0; t < n; t++) {
+        memcpy(gq2 + (size_t)t * nh * hd, gq + (size_t)t * row, (size_t)nh * hd * 4);
+        memcpy(gk2 + (size_t)t * kvd, gk + (size_t)ws[t] * kvd, (size_t)kvd * 4);
+        memcpy(gv2 + (size_t)t * kvd, gv + (size_t)ws[t] * kvd, (size_t)kvd * 4);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "rope_f q n=%d heads=%d/%d hd=%d rot=%d %s", n, nh, nkv, hd, rot,
+             style == K_ROPE_NEOX ? "neox" : "norm");
+    report(name, gq2, q, (size_t)n * nh * hd, 1e-2);
+    report("rope_f k -> slot pool", gk2, k, (size_t)n * kvd, 1e-2);
+    int vsame = memcmp(gv2, v, (size_t)n * kvd * 4) == 0;
+    report(vsame ? "rope_f v -> slot pool (bit-exact)" : "rope_f v -> slot pool NOT bit-exact", gv2, v,
+           (size_t)n * kvd, vsame ? 1e-30 : 0);
+    cu_free(cu, dq), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, dp), cu_free(cu, dws), cu_free(cu, dinv);
+    free(qkv), free(qf), free(pos), free(ws), free(inv), free(gq), free(gk), free(gv), free(cs), free(q), free(k);
+    free(v), free(gq2), free(gk2), free(gv2);
+}
+
 static void test_swiglu(int n, int ff)
 {
     float *gf;
@@ -381,6 +433,48 @@ static void test_attention(int nh, int nkv, int hd, int n_seqs, const int *prefi
     snprintf(name, sizeof name, "attention tc-rows heads=%d/%d hd=%d seqs=%d rows=%d split=%d", nh, nkv, hd, n_seqs,
              n_rows, n_split);
     report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+    /* the split-K decode kernel (every row on its own), several splits; a
+     * launch bounded by a far larger max_len (as a graph is) must give the
+     * same bits as the exact one */
+    {
+        int cfg[][2] = {{1, 64}, {n_split, 16}, {64, 64}, {5, 128}};
+        int *cnt = cu_alloc(cu, (size_t)n_rows * nkv * sizeof(int));
+        cu_memset(cu, cnt, 0, (size_t)n_rows * nkv * sizeof(int));
+        for (int ci = 0; ci < 4; ci++) {
+            int ms = cfg[ci][0], mc = cfg[ci][1];
+            float *dws = ms > 1 ? cu_alloc(cu, cu_decode_ws_bytes(n_rows, nh, hd, ms)) : NULL;
+            free(got);
+            cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+            /* merged by the last block (counters) */
+            cu_attention_decode(cu, dq, ldq, n_rows, nh, nkv, hd, scale, dk, dv, ds, dro, drl, max_len, ms, mc, dws,
+                                cnt, dout);
+            got = back_f32(dout, (size_t)n_rows * nh * hd);
+            snprintf(name, sizeof name, "attention split-K heads=%d/%d hd=%d rows=%d split<=%d chunk>=%d", nh, nkv, hd,
+                     n_rows, ms, mc);
+            report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+            /* a graph's bound on max_len, merged by the second kernel (no
+             * counters), then counters again: the same bits each time */
+            for (int rep = 0; rep < 2; rep++) {
+                cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+                cu_attention_decode(cu, dq, ldq, n_rows, nh, nkv, hd, scale, dk, dv, ds, dro, drl, 1 << 22, ms, mc,
+                                    dws, rep ? cnt : NULL, dout);
+                float *bound = back_f32(dout, (size_t)n_rows * nh * hd);
+                int same = memcmp(bound, got, (size_t)n_rows * nh * hd * 4) == 0;
+                if (!same) failures++;
+                printf("%-4s   ... max_len 4M (a graph's bound), merged by %s: %s\n", same ? "ok" : "FAIL",
+                       rep ? "the last block" : "the merge kernel", same ? "bit-identical" : "DIFFERENT");
+                free(bound);
+            }
+            cu_free(cu, dws);
+        }
+        int32_t *hc = malloc((size_t)n_rows * nkv * sizeof(int)), nz = 0;
+        cu_download(cu, hc, cnt, (size_t)n_rows * nkv * sizeof(int));
+        for (int i = 0; i < n_rows * nkv; i++) nz += hc[i] != 0;
+        if (nz) failures++;
+        printf("%-4s   ... merge counters left at 0 (%d not)\n", nz ? "FAIL" : "ok", nz);
+        free(hc);
+        cu_free(cu, cnt);
+    }
     /* the tiled prefill kernel: each sequence's rows in tiles of cu_attn_tile_rows() */
     int tr = cu_attn_tile_rows(), n_tiles = 0;
     int32_t *tiles = malloc(((size_t)n_rows + n_seqs) * 4 * sizeof *tiles);
@@ -420,6 +514,69 @@ static void test_attention(int nh, int nkv, int hd, int n_seqs, const int *prefi
     cu_free(cu, drl), cu_free(cu, ws);
     free(perm), free(slots), free(roff), free(rlen), free(seqs), free(q), free(qf), free(k), free(kf), free(v);
     free(vf), free(got), free(want), free(qc);
+}
+
+/* Decode rows of length 0 (a graph's padding) give zeros; rope_kv with
+ * wslot < 0 rotates q and writes no k/v. */
+static void test_padding_rows(void)
+{
+    int nh = 32, nkv = 8, hd = 128, kvd = nkv * hd, ldq = (nh + 2 * nkv) * hd, n_slots = 600;
+    int32_t len[4] = {0, 5, 0, 513}, off[4] = {0, 0, 0, 5}, slots[518];
+    for (int i = 0; i < 518; i++) slots[i] = (i * 7 + 3) % n_slots;
+    float *qf, *kf, *vf;
+    uint16_t *q = rand_bf16((size_t)4 * ldq, 2.0f, &qf), *k = rand_bf16((size_t)n_slots * kvd, 2.0f, &kf);
+    uint16_t *v = rand_bf16((size_t)n_slots * kvd, 1.0f, &vf);
+    uint16_t *dq = dev_copy(q, (size_t)4 * ldq * 2), *dk = dev_copy(k, (size_t)n_slots * kvd * 2);
+    uint16_t *dv = dev_copy(v, (size_t)n_slots * kvd * 2), *dout = dev_poisoned((size_t)4 * nh * hd);
+    int32_t *ds = dev_copy(slots, sizeof slots), *dro = dev_copy(off, sizeof off), *drl = dev_copy(len, sizeof len);
+    float *ws = cu_alloc(cu, cu_decode_ws_bytes(4, nh, hd, 16));
+    cu_attention_decode(cu, dq, ldq, 4, nh, nkv, hd, 0.088f, dk, dv, ds, dro, drl, 1 << 20, 16, 32, ws, NULL, dout);
+    float *got = back_f32(dout, (size_t)4 * nh * hd);
+    int bad = 0;
+    for (int r = 0; r < 4; r += 2)
+        for (int i = 0; i < nh * hd; i++) bad += got[(size_t)r * nh * hd + i] != 0.0f;
+    for (int r = 1; r < 4; r += 2)
+        for (int i = 0; i < nh * hd; i++) bad += !isfinite(got[(size_t)r * nh * hd + i]);
+    const char *e = cu_sync(cu) ? cu_error(cu) : NULL;
+    if (bad || e) failures++;
+    printf("%-4s split-K decode: rows of length 0 give zeros (%d bad values)%s\n", bad || e ? "FAIL" : "ok", bad,
+           e ? e : "");
+    /* rope_kv: row 0 wslot -1, row 1 wslot 2; q of both rotated as with writes */
+    float inv[64];
+    for (int i = 0; i < 64; i++) inv[i] = powf(500000.0f, -2.0f * i / 128);
+    float *dinv = dev_copy(inv, sizeof inv);
+    int32_t pos[2] = {17, 4000}, wsl[2] = {-1, 2}, wsl2[2] = {0, 2};
+    int32_t *dp = dev_copy(pos, sizeof pos), *dw = dev_copy(wsl, sizeof wsl), *dw2 = dev_copy(wsl2, sizeof wsl2);
+    uint16_t *dq2 = dev_copy(q, (size_t)2 * ldq * 2), *pk = dev_poisoned((size_t)4 * kvd), *pv = dev_poisoned((size_t)4 * kvd);
+    uint16_t *pk2 = dev_poisoned((size_t)4 * kvd), *pv2 = dev_poisoned((size_t)4 * kvd);
+    cu_rope_kv_write_f(cu, dq, 2, nh, nkv, hd, hd, dinv, 1, dp, dw, pk, pv);
+    cu_rope_kv_write_f(cu, dq2, 2, nh, nkv, hd, hd, dinv, 1, dp, dw2, pk2, pv2);
+    uint16_t *hq = malloc((size_t)2 * ldq * 2), *hq2 = malloc((size_t)2 * ldq * 2), *hk = malloc((size_t)4 * kvd * 2);
+    uint16_t *hv = malloc((size_t)4 * kvd * 2), *hk2 = malloc((size_t)4 * kvd * 2);
+    cu_download(cu, hq, dq, (size_t)2 * ldq * 2);
+    cu_download(cu, hq2, dq2, (size_t)2 * ldq * 2);
+    cu_download(cu, hk, pk, (size_t)4 * kvd * 2);
+    cu_download(cu, hv, pv, (size_t)4 * kvd * 2);
+    cu_download(cu, hk2, pk2, (size_t)4 * kvd * 2);
+    int qsame = 1, untouched = 1, written = 1;
+    for (int r = 0; r < 2; r++)
+        qsame &= memcmp(hq + (size_t)r * ldq, hq2 + (size_t)r * ldq, (size_t)nh * hd * 2) == 0;
+    for (int sl = 0; sl < 4; sl++)
+        for (int i = 0; i < kvd; i++) {
+            int poison = hk[(size_t)sl * kvd + i] == 0xffff && hv[(size_t)sl * kvd + i] == 0xffff;
+            if (sl == 2) written &= !poison && hk[(size_t)sl * kvd + i] == hk2[(size_t)sl * kvd + i];
+            else untouched &= poison;
+        }
+    e = cu_sync(cu) ? cu_error(cu) : NULL;
+    int ok = qsame && untouched && written && !e;
+    if (!ok) failures++;
+    printf("%-4s rope_kv wslot -1: q rotated as usual %s, no k/v written %s, the other row's k/v %s%s\n",
+           ok ? "ok" : "FAIL", qsame ? "yes" : "NO", untouched ? "yes" : "NO", written ? "yes" : "NO", e ? e : "");
+    cu_free(cu, dq), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, dout), cu_free(cu, ds), cu_free(cu, dro);
+    cu_free(cu, drl), cu_free(cu, ws), cu_free(cu, dinv), cu_free(cu, dp), cu_free(cu, dw), cu_free(cu, dw2);
+    cu_free(cu, dq2), cu_free(cu, pk), cu_free(cu, pv), cu_free(cu, pk2), cu_free(cu, pv2);
+    free(q), free(qf), free(k), free(kf), free(v), free(vf), free(got), free(hq), free(hq2), free(hk), free(hv);
+    free(hk2);
 }
 
 static void test_argmax(int n, int v)
@@ -690,6 +847,8 @@ int main(int argc, char **argv)
     test_rmsnorm(9, 896, 1);
     test_rope_kv(13, 32, 8, 128, 500000.0f);
     test_rope_kv(6, 14, 2, 64, 1000000.0f);
+    test_rope_kv_f(13, 32, 8, 128, 128, K_ROPE_NEOX);
+    test_rope_kv_f(5, 14, 2, 64, 32, K_ROPE_NORM); /* partial rotation */
     test_swiglu(3, 14336);
     test_swiglu(17, 4864);
     int p1[] = {0}, n1[] = {64};
@@ -708,6 +867,15 @@ int main(int argc, char **argv)
     test_attention(32, 8, 64, 3, p7, n7, 1); /* head_dim 64, cached prefixes across tile edges */
     int p8[] = {517}, n8[] = {190};
     test_attention(28, 4, 128, 1, p8, n8, 1); /* Qwen2.5-7B's GQA 7 over a long prefix */
+    int p16[] = {8191, 4000, 1, 0}, n16[] = {1, 1, 1, 1};
+    test_attention(32, 8, 128, 4, p16, n16, 12); /* long decode rows, split-K */
+    int p17[] = {2047, 33}, n17[] = {1, 3};
+    test_attention(16, 16, 64, 2, p17, n17, 4); /* no grouping (1 query head per kv head), head_dim 64 */
+    int p18[] = {3000, 65}, n18[] = {1, 1};
+    test_attention(16, 2, 128, 2, p18, n18, 8); /* 8 query heads per kv head */
+    int p19[] = {1100}, n19[] = {2};
+    test_attention(32, 8, 64, 1, p19, n19, 3); /* head_dim 64, GQA 4 (llama-3.2-1b) */
+    test_padding_rows();
     test_argmax(4, 128256);
     test_sample(64, 128256, 128256);
     test_sample(200, 3000, 3008);      /* a padded row: ids past n are never picked */

@@ -225,3 +225,72 @@ Test(model_dev, memory_plan_and_pool_placement)
     kv_free(kv);
     model_free(m);
 }
+
+/* Decode steps of `nb` sequences (prompts of different lengths prefilled
+ * first), `steps` of them, every row's logits (or argmax for odd rows) kept:
+ * out[step][seq][V], ids[step][seq]. */
+static void decode_steps(Model *m, ModelGraphs mode, int nb, int steps, float *out, int32_t *ids)
+{
+    char err[256];
+    ModelOptions o;
+    model_get_options(m, &o);
+    o.device_graphs = mode;
+    model_set_options(m, &o);
+    KvPool *kv = model_kv_new(m, 256, K_DTYPE_F16, err, sizeof err);
+    cr_assert(kv, "%s", err);
+    int32_t slots[8][40], len[8];
+    for (int i = 0; i < nb; i++) {
+        len[i] = 3 + 5 * i;
+        for (int t = 0; t < 40; t++) slots[i][t] = i * 40 + t; /* sequence 0 from slot 0 */
+        ModelSeq p = {.tokens = tokens + i, .n_new = len[i], .slots = slots[i], .n_ctx = len[i],
+                      .logits = MODEL_LOGITS_NONE};
+        ModelBatch pb = {.seqs = &p, .n_seqs = 1};
+        cr_assert_eq(model_forward(m, kv, &pb, err, sizeof err), 0, "%s", err);
+    }
+    for (int st = 0; st < steps; st++) {
+        ModelSeq s[8];
+        for (int i = 0; i < nb; i++)
+            s[i] = (ModelSeq){.tokens = tokens + 50 + st * nb + i, .n_new = 1, .slots = slots[i],
+                              .n_ctx = len[i] + st + 1, .logits = MODEL_LOGITS_LAST, .device_argmax = i % 2};
+        ModelBatch b = {.seqs = s, .n_seqs = nb};
+        cr_assert_eq(model_forward(m, kv, &b, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(b.n_rows, (nb + 1) / 2);
+        for (int i = 0; i < nb; i++) {
+            float *o = out + ((size_t)st * nb + i) * V;
+            if (i % 2) {
+                ids[st * nb + i] = s[i].argmax;
+                memset(o, 0, V * sizeof *o);
+            } else {
+                memcpy(o, b.logits + (size_t)s[i].logits_row * V, V * sizeof *o);
+                ids[st * nb + i] = -1;
+            }
+        }
+    }
+    kv_free(kv);
+}
+
+Test(model_dev, padded_decode_steps_equal_plain_ones, .init = init_tokens)
+{
+    /* MODEL_GRAPHS_PADDED runs what a graph replay runs (5 rows padded to
+     * 8: padding rows write no k/v, attend to nothing); on this backend
+     * rows are computed alone, so it must give the plain steps' bits, and
+     * ON (no graphs here: the backend refuses graph_begin) the same */
+    enum { NB = 5, STEPS = 4 };
+    Model *m = build(K_BACKEND_DEV_REF);
+    float *plain = malloc((size_t)STEPS * NB * V * sizeof *plain), *pad = malloc((size_t)STEPS * NB * V * sizeof *pad);
+    float *on = malloc((size_t)STEPS * NB * V * sizeof *on);
+    int32_t ip[STEPS * NB], iq[STEPS * NB], io[STEPS * NB];
+    decode_steps(m, MODEL_GRAPHS_OFF, NB, STEPS, plain, ip);
+    decode_steps(m, MODEL_GRAPHS_PADDED, NB, STEPS, pad, iq);
+    decode_steps(m, MODEL_GRAPHS_ON, NB, STEPS, on, io);
+    cr_assert_eq(memcmp(plain, pad, (size_t)STEPS * NB * V * sizeof *plain), 0);
+    cr_assert_eq(memcmp(ip, iq, sizeof ip), 0);
+    cr_assert_eq(memcmp(plain, on, (size_t)STEPS * NB * V * sizeof *plain), 0);
+    cr_assert_eq(memcmp(ip, io, sizeof ip), 0);
+    for (int st = 0; st < STEPS; st++)
+        for (int i = 1; i < NB; i += 2) cr_assert(ip[st * NB + i] >= 0 && ip[st * NB + i] < V, "id %d", ip[st * NB + i]);
+    free(plain);
+    free(pad);
+    free(on);
+    model_free(m);
+}
