@@ -560,6 +560,12 @@ static void attn_part(Cpu *c, const KAttnArgs *a, const KAttnSeq *sq, int kh, co
     int hd = a->head_dim, n = c1 - c0;
     size_t rb = k_row_bytes(a->kv_dtype, a->n_head_kv * hd), off = k_row_bytes(a->kv_dtype, (int64_t)kh * hd);
     const uint8_t *kp = (const uint8_t *)a->k_pool + off, *vp = (const uint8_t *)a->v_pool + off;
+    if (c->simd && a->kv_dtype == K_DTYPE_F16 && hd % 8 == 0) {
+        cpu_avx2_attn_part_f16(hd, g1 - g0, q + (size_t)g0 * hd, a->scale, (const uint16_t *)kp, (const uint16_t *)vp,
+                               rb / sizeof(uint16_t), sq->slots + c0, n, sc + (size_t)g0 * ATTN_PART, ATTN_PART,
+                               o + (size_t)g0 * hd, m + g0, l + g0);
+        return;
+    }
     for (int ci = 0; ci < n; ci++) {
         const uint8_t *krow = kp + (size_t)sq->slots[c0 + ci] * rb;
         for (int g = g0; g < g1; g++) sc[g * ATTN_PART + ci] = kv_dot(c, a->kv_dtype, q + g * hd, krow, hd) * a->scale;

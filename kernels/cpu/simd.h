@@ -31,6 +31,16 @@ void cpu_avx2_axpy_f16(int n, float a, const uint16_t *h, float *y);
 void cpu_avx2_f32_to_f16(int n, const float *x, uint16_t *h);
 void cpu_avx2_f16_to_f32(int n, const uint16_t *h, float *x);
 
+/* One attention part (attn_avx2.c): n_q query heads (q rows hd apart) of one
+ * KV group against the n f16 K/V rows k/v + slots[i] * row_stride (in
+ * halves). Out: sc[g * sc_stride + i] = exp(score - m[g]) with score =
+ * scale * q_g . k_i, m[g] = the largest score, l[g] = the sum of sc[g][..],
+ * o[g * hd ..] = sum_i sc[g][i] * v_i (unnormalised). hd % 8 == 0. Each
+ * head's numbers do not depend on n_q or on the other heads. */
+void cpu_avx2_attn_part_f16(int hd, int n_q, const float *q, float scale, const uint16_t *k, const uint16_t *v,
+                            size_t row_stride, const int32_t *slots, int n, float *sc, size_t sc_stride, float *o,
+                            float *m, float *l);
+
 
 /* Elementwise and row helpers. */
 void cpu_avx2_silu_mul(size_t n, const float *gate, const float *up, float *out);
