@@ -513,6 +513,7 @@ static void publish(Engine *e, Event *ev)
     if (e->out_tail) e->out_tail->next = ev;
     else e->out_head = ev;
     e->out_tail = ev;
+    e->n_published++;
     pthread_cond_broadcast(&e->out_cv);
     pthread_mutex_unlock(&e->out_mu);
 }
@@ -644,8 +645,10 @@ static void *engine_main(void *arg)
         int stopping = e->stopping;
         pthread_mutex_unlock(&e->in_mu);
 
+        /* a count, not the tail pointer: the consumer may drain and free the
+         * tail during the step and the next event reuse its address */
         pthread_mutex_lock(&e->out_mu);
-        Event *before = e->out_tail;
+        uint64_t before = e->n_published;
         pthread_mutex_unlock(&e->out_mu);
 
         take_messages(e, m);
@@ -668,7 +671,7 @@ static void *engine_main(void *arg)
         flush_complete(e);
 
         pthread_mutex_lock(&e->out_mu);
-        int fresh = e->out_tail != before;
+        int fresh = e->n_published != before;
         pthread_mutex_unlock(&e->out_mu);
         if (fresh) wake_consumer(e);
     }

@@ -183,6 +183,9 @@ struct Engine {
     pthread_mutex_t out_mu;
     pthread_cond_t out_cv;
     Event *out_head, *out_tail;
+    uint64_t n_published;       /* events ever published (under out_mu): whether a
+                                   step published anything, which the tail pointer
+                                   cannot tell once the consumer freed it */
     uint64_t *live;             /* ids submitted and not yet delivered */
     int n_live, cap_live;
     uint64_t next_id;

@@ -16,6 +16,7 @@
  */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -692,6 +693,36 @@ static void uv_done(void *ud, const EngResult *r)
     c->on_loop_thread = uv_thread_equal(&self, &c->loop_thread);
     on_done(&c->out, r);
     uv_stop(c->loop);
+}
+
+/* Every step that publishes something wakes the consumer. A consumer that
+ * drains at once frees the queue's last event during the next step, and
+ * the step's new event may get the same address: "the queue's tail
+ * moved" then reads "nothing new", and the delta waited a whole step for
+ * the next wake (a server streamed tokens two at a time). */
+static atomic_int n_notified;
+static void count_notify(void *ud) { atomic_fetch_add(&n_notified, 1); }
+
+Test(engine, every_step_with_output_notifies_the_consumer)
+{
+    EngOptions o = opts(1, 512, 2048);
+    o.notify = count_notify;
+    atomic_store(&n_notified, 0);
+    Engine *e = start(o);
+    Out out = {0};
+    submit_greedy(e, prompts[3], 48, &out);
+    wait_all(e, &out, 1);   /* eng_wait drains each event as soon as it is published */
+    cr_assert_eq(out.n_ids, 48);
+    EngStats st;
+    eng_stats(e, &st);
+    /* each step adds a token and publishes its delta (the last one its
+     * completion too), then wakes the consumer; eng_wait may return on the
+     * last events before that wake, so it is waited for (not a timing
+     * condition: without a wake the count never gets there) */
+    for (int i = 0; i < 10000 && atomic_load(&n_notified) < (int)st.steps; i++) usleep(1000);
+    cr_assert_eq(atomic_load(&n_notified), (int)st.steps, "%d wakes for %d steps (%d deltas)",
+                 atomic_load(&n_notified), (int)st.steps, out.n_deltas);
+    eng_free(e);
 }
 
 Test(engine, completions_arrive_on_the_uv_loop)
