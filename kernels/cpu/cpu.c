@@ -19,8 +19,11 @@
  * Attention runs one task per (sequence, KV head, block of new tokens), so
  * the query heads that share a KV head read each K/V row once; a decode
  * step is further cut into fixed 256-key parts merged afterwards, so long
- * contexts use every thread; a block of several new tokens (prefill) gathers
- * its K/V rows to f32 and uses sgemm for Q·Kᵀ and P·V.
+ * contexts use every thread, and when there are parts enough a part is one
+ * task for all KV heads (whole rows, read in order); a block of several new
+ * tokens (prefill) gathers its K/V rows to f32 and uses sgemm for Q·Kᵀ and
+ * P·V. f16 parts go through attn_avx2.c's kernel (every query head of a KV
+ * head on each row it loads), the rest through kv_dot/kv_axpy.
  *
  * Determinism: without sgemm (CPU_NO_BLAS) every token's numbers depend only
  * on its own inputs, not on batch composition or thread count (tested).
@@ -504,11 +507,12 @@ static void cpu_kv_store(void *ctx, void *k_pool, void *v_pool, KDtype kv_dtype,
  * Gemm path (prefill blocks with BLAS on): see attn_rows_gemm.
  */
 #define ATTN_PART 256
+#define ATTN_TASKS_PER_THREAD 2 /* whole-row decode tasks from this many a thread */
 
 /* work unit: sequence s, KV head kh, new tokens [j0, j1), query heads
  * [g0, g1) of the KV head's group; for split decode, key part `part` */
 typedef struct AttnTask {
-    int s, kh, j0, j1, g0, g1, part;
+    int s, kh, kh1, j0, j1, g0, g1, part;   /* split decode: KV heads [kh, kh1) */
 } AttnTask;
 
 typedef struct {
@@ -644,14 +648,16 @@ static void attn_decode_part(AttnJob *j, const AttnTask *tk, int thread)
     int hd = a->head_dim, group = a->n_head / a->n_head_kv, qd = a->n_head * hd;
     float *sc = c->ts[thread].buf, *o = sc + (size_t)group * ATTN_PART, *m = o + (size_t)group * hd, *l = m + group;
     int visible = sq->n_ctx, c0 = tk->part * ATTN_PART, c1 = c0 + ATTN_PART < visible ? c0 + ATTN_PART : visible;
-    const float *q = a->q + (size_t)sq->row0 * qd + (size_t)tk->kh * group * hd;
-    attn_part(c, a, sq, tk->kh, q, tk->g0, tk->g1, c0, c1, sc, o, m, l);
-    for (int g = tk->g0; g < tk->g1; g++) {
-        int head = tk->kh * group + g;
-        float *dst = j->partials + (j->part_base[tk->s] + (size_t)head * j->n_parts[tk->s] + tk->part) * (hd + 2);
-        memcpy(dst, o + g * hd, (size_t)hd * sizeof(float));
-        dst[hd] = m[g];
-        dst[hd + 1] = l[g];
+    for (int kh = tk->kh; kh < tk->kh1; kh++) {
+        const float *q = a->q + (size_t)sq->row0 * qd + (size_t)kh * group * hd;
+        attn_part(c, a, sq, kh, q, tk->g0, tk->g1, c0, c1, sc, o, m, l);
+        for (int g = tk->g0; g < tk->g1; g++) {
+            int head = kh * group + g;
+            float *dst = j->partials + (j->part_base[tk->s] + (size_t)head * j->n_parts[tk->s] + tk->part) * (hd + 2);
+            memcpy(dst, o + g * hd, (size_t)hd * sizeof(float));
+            dst[hd] = m[g];
+            dst[hd + 1] = l[g];
+        }
     }
 }
 
@@ -702,7 +708,7 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
 {
     Cpu *c = ctx;
     int hd = a->head_dim, group = a->n_head / a->n_head_kv;
-    size_t n_tasks = 0, n_partials = 0;
+    size_t n_dec_parts = 0, n_blocks = 0, n_partials = 0;
     int max_ctx = 0, any_gemm = 0;
     if (grow_bytes(c, (void **)&c->part_base, &c->part_base_cap, (size_t)a->n_seqs * sizeof(size_t)) ||
         grow_bytes(c, (void **)&c->n_parts, &c->n_parts_cap, (size_t)a->n_seqs * sizeof(int)))
@@ -710,24 +716,32 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
     for (int s = 0; s < a->n_seqs; s++) {
         const KAttnSeq *sq = &a->seqs[s];
         if (sq->n_new == 1) {
-            /* decode: one task per (KV head, key part) */
             c->n_parts[s] = n_parts_for(sq->n_ctx);
             c->part_base[s] = n_partials;
             n_partials += (size_t)a->n_head * (size_t)c->n_parts[s];
-            n_tasks += (size_t)a->n_head_kv * (size_t)c->n_parts[s];
+            n_dec_parts += (size_t)c->n_parts[s];
         } else {
             c->n_parts[s] = 0;
             c->part_base[s] = SIZE_MAX;
-            n_tasks += (size_t)a->n_head_kv * (size_t)((sq->n_new + ATTN_BLOCK - 1) / ATTN_BLOCK);
+            n_blocks += (size_t)((sq->n_new + ATTN_BLOCK - 1) / ATTN_BLOCK);
             if (sq->n_new >= ATTN_GEMM_MIN) any_gemm = 1;
         }
         if (sq->n_ctx > max_ctx) max_ctx = sq->n_ctx;
     }
-    if (!n_tasks) return;
-    /* few tasks (decode of few sequences): one task per query head instead of
-     * per KV head, so more threads take part; the numbers are the same */
-    int split = n_tasks < (size_t)c->n_threads && group > 1;
-    if (split) n_tasks *= (size_t)group;
+    if (!n_dec_parts && !n_blocks) return;
+    /* How fine the tasks are (the numbers are the same either way). A
+     * decode part is one task for all KV heads when there are tasks enough
+     * to keep every thread busy: its rows are then read whole, in order, a
+     * stream the prefetchers follow. Else one task per (part, KV head),
+     * and with fewer tasks than threads (decode of few short sequences),
+     * one per query head, so more threads take part. */
+    size_t n_tasks = n_dec_parts + n_blocks * (size_t)a->n_head_kv;
+    int whole_rows = n_tasks >= (size_t)ATTN_TASKS_PER_THREAD * (size_t)c->n_threads, split = 0;
+    if (!whole_rows) {
+        n_tasks = (n_dec_parts + n_blocks) * (size_t)a->n_head_kv;
+        split = n_tasks < (size_t)c->n_threads && group > 1;
+        if (split) n_tasks *= (size_t)group;
+    }
     size_t stride = ((size_t)max_ctx + 15) & ~(size_t)15;
     size_t direct = (size_t)group * ATTN_PART + 2 * (size_t)group * hd + 4 * (size_t)group;
     size_t gemm = c->blas && any_gemm ? stride * (2 * (size_t)hd + ATTN_BLOCK) : 0;
@@ -739,9 +753,10 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
     for (int s = 0; s < a->n_seqs; s++) {
         const KAttnSeq *sq = &a->seqs[s];
         int nb = sq->n_new == 1 ? c->n_parts[s] : (sq->n_new + ATTN_BLOCK - 1) / ATTN_BLOCK;
+        int whole = whole_rows && sq->n_new == 1;
         for (int bi = 0; bi < nb; bi++)
-            for (int kh = 0; kh < a->n_head_kv; kh++) {
-                AttnTask t = {.s = s, .kh = kh, .j0 = 0, .j1 = 1, .part = bi};
+            for (int kh = 0; kh < (whole ? 1 : a->n_head_kv); kh++) {
+                AttnTask t = {.s = s, .kh = kh, .kh1 = whole ? a->n_head_kv : kh + 1, .j0 = 0, .j1 = 1, .part = bi};
                 if (sq->n_new > 1) {
                     t.j0 = bi * ATTN_BLOCK;
                     t.j1 = t.j0 + ATTN_BLOCK < sq->n_new ? t.j0 + ATTN_BLOCK : sq->n_new;
