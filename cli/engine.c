@@ -55,7 +55,7 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
     }
     static const char *const with_value[] = {"--model", "--threads", "--chunk-size", "--kv-tokens", "--seed",
                                              "--max-running", "--chat-template", "--device", "--mem-fraction",
-                                             NULL};
+                                             "--itl-target", NULL};
     int k = 0;
     while (with_value[k] && strcmp(a, with_value[k]) != 0)
         k++;
@@ -90,6 +90,16 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
         o->mem_fraction = f;
         return 1;
     }
+    case 9: {
+        char *end;
+        double ms = strtod(v, &end);
+        if (*v == 0 || *end != 0 || !(ms >= 0 && ms <= 1e7)) {
+            fprintf(stderr, "sgl: --itl-target needs milliseconds >= 0 (0: off), not '%s'\n", v);
+            return -1;
+        }
+        o->itl_target_ms = ms > 0 ? ms : -1;
+        return 1;
+    }
     default: o->chat_template = v; return 1;
     }
 }
@@ -103,6 +113,7 @@ int cli_runtime_open(const CliEngineOptions *o, int lazy, sgl_runtime **out, cha
     ro.threads = o->threads;
     ro.kv_tokens = o->kv_tokens;
     ro.chunk_size = o->chunk_size;
+    ro.itl_target_ms = o->itl_target_ms;
     ro.max_running = o->max_running;
     ro.prefix_cache = o->prefix_cache;
     ro.blas_prefill = o->blas_prefill;

@@ -54,6 +54,7 @@ void eng_options_default(EngOptions *o)
 {
     memset(o, 0, sizeof *o);
     o->chunk_size = 512;
+    o->itl_target_ms = ENG_DEFAULT_ITL_TARGET_MS;
     o->max_running = 64;
     o->prefix_cache = 1;
     o->decode_reserve = 32;
@@ -841,6 +842,10 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
         if (err) snprintf(err, errcap, "engine: chunk_size and max_running must be positive, n_slots and decode_reserve not negative");
         return NULL;
     }
+    if (!(o->itl_target_ms >= 0)) {
+        if (err) snprintf(err, errcap, "engine: itl_target_ms must be 0 (off) or positive");
+        return NULL;
+    }
     Engine *e = calloc(1, sizeof *e);
     if (!e) {
         if (err) snprintf(err, errcap, "engine: out of memory");
@@ -849,6 +854,7 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
     e->model = model;
     e->tok = tok;
     e->opt = *o;
+    sched_pace_init(&e->pace, o->itl_target_ms);
     if (e->opt.mask_overlap < 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         e->opt.mask_overlap = model_on_device(model) || (o->n_threads > 0 && o->n_threads < cores);

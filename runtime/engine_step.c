@@ -4,10 +4,11 @@
  *
  * Owns: making room for decode tokens (retracting the newest sequences when
  * the pool is short), the batch (decode tokens first, then prompt chunks in
- * admission order within chunk_size), the forward pass, and what its logits
- * become: input logprobs, prefill checkpoints into the cache, the next
- * sampled token, detokenization and stop checks. Does not own: admission
- * and finishing (engine_sched.c), publishing (engine.c).
+ * admission order within the pace's budget), the forward pass, and what its
+ * logits become: input logprobs, prefill checkpoints into the cache, the
+ * next sampled token, detokenization and stop checks. Does not own:
+ * admission, finishing and the pace (engine_sched.c), publishing
+ * (engine.c).
  */
 #include "runtime/engine_internal.h"
 
@@ -160,9 +161,12 @@ void eng_step(Engine *e)
         }
     }
 
-    int nb = 0, budget = e->opt.chunk_size;
+    int n_decode = 0;
+    for (int i = 0; i < e->n_running; i++) n_decode += is_decode(e->running[i]);
+    int nb = 0, budget = sched_pace_budget(&e->pace, e->opt.chunk_size, n_decode), prompt_rows = 0, decode_rows = 0;
     /* Pass 0: decode tokens (their room was made above). Pass 1: prompt
-     * chunks, in admission order (running[] is), within the budget. */
+     * chunks, in admission order (running[] is), within the budget (the
+     * pace's: decode first). */
     for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < e->n_running; i++) {
         Seq *s = e->running[i];
@@ -178,7 +182,12 @@ void eng_step(Engine *e)
             if (take <= 0) continue;
         }
         if (radix_alloc_slots(e->tree, take, s->slots + s->n_alloc) != 0) continue;
-        if (pass == 1) budget -= take;
+        if (pass == 1) {
+            budget -= take;
+            prompt_rows += take;
+        } else {
+            decode_rows++;
+        }
         s->n_alloc += take;
         ModelSeq *m = &e->mseqs[nb];
         m->tokens = s->toks + s->n_kv;
@@ -231,6 +240,10 @@ void eng_step(Engine *e)
         return;
     }
     e->st.steps++;
+    if (decode_rows && prompt_rows) {
+        e->st.mixed_steps++;
+        if (prompt_rows > e->st.mixed_prompt_max) e->st.mixed_prompt_max = prompt_rows;
+    }
     int V = e->vocab;
     for (int i = 0; i < nb; i++) {
         Seq *s = e->bseqs[i];
@@ -273,5 +286,7 @@ void eng_step(Engine *e)
         const float *last = m->logits == MODEL_LOGITS_ALL ? rows + (size_t)(m->n_new - 1) * V : rows;
         sample_next(e, s, last);
     }
-    e->st.busy_seconds += now_s() - t0;
+    double took = now_s() - t0;
+    e->st.busy_seconds += took;
+    sched_pace_record(&e->pace, decode_rows + prompt_rows, prompt_rows, took);
 }
