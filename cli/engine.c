@@ -53,9 +53,24 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
         o->blas_prefill = 1;
         return 1;
     }
+    if (!strcmp(a, "--itl-target")) {
+        if (*i + 1 >= argc) {
+            fprintf(stderr, "sgl: %s needs a value\n", a);
+            return -1;
+        }
+        const char *v = argv[++*i];
+        char *end;
+        double ms = strtod(v, &end);
+        if (*v == 0 || *end != 0 || !(ms >= 0 && ms <= 1e7)) {
+            fprintf(stderr, "sgl: --itl-target needs milliseconds >= 0 (0: off), not '%s'\n", v);
+            return -1;
+        }
+        o->itl_target_ms = ms > 0 ? ms : -1;
+        return 1;
+    }
     static const char *const with_value[] = {"--model", "--threads", "--chunk-size", "--kv-tokens", "--seed",
                                              "--max-running", "--chat-template", "--device", "--mem-fraction",
-                                             "--itl-target", NULL};
+                                             NULL};
     int k = 0;
     while (with_value[k] && strcmp(a, with_value[k]) != 0)
         k++;
@@ -88,16 +103,6 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
             return -1;
         }
         o->mem_fraction = f;
-        return 1;
-    }
-    case 9: {
-        char *end;
-        double ms = strtod(v, &end);
-        if (*v == 0 || *end != 0 || !(ms >= 0 && ms <= 1e7)) {
-            fprintf(stderr, "sgl: --itl-target needs milliseconds >= 0 (0: off), not '%s'\n", v);
-            return -1;
-        }
-        o->itl_target_ms = ms > 0 ? ms : -1;
         return 1;
     }
     default: o->chat_template = v; return 1;

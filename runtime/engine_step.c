@@ -4,11 +4,10 @@
  *
  * Owns: making room for decode tokens (retracting the newest sequences when
  * the pool is short), the batch (decode tokens first, then prompt chunks in
- * admission order within the pace's budget), the forward pass, and what its
- * logits become: input logprobs, prefill checkpoints into the cache, the
- * next sampled token, detokenization and stop checks. Does not own:
- * admission, finishing and the pace (engine_sched.c), publishing
- * (engine.c).
+ * admission order within chunk_size), the forward pass, and what its logits
+ * become: input logprobs, prefill checkpoints into the cache, the next
+ * sampled token, detokenization and stop checks. Does not own: admission
+ * and finishing (engine_sched.c), publishing (engine.c).
  */
 #include "runtime/engine_internal.h"
 
