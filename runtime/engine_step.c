@@ -160,12 +160,13 @@ void eng_step(Engine *e)
         }
     }
 
-    int n_decode = 0;
-    for (int i = 0; i < e->n_running; i++) n_decode += is_decode(e->running[i]);
-    int nb = 0, budget = sched_pace_budget(&e->pace, e->opt.chunk_size, n_decode), prompt_rows = 0, decode_rows = 0;
+    int nb = 0, budget = e->opt.chunk_size;
     /* Pass 0: decode tokens (their room was made above). Pass 1: prompt
-     * chunks, in admission order (running[] is), within the budget (the
-     * pace's: decode first). */
+     * chunks, in admission order (running[] is), within the budget, which
+     * beside decode tokens is the pace's (decode first). */
+    int n_decode = 0, prompt_rows = 0, decode_rows = 0;
+    for (int i = 0; i < e->n_running; i++) n_decode += is_decode(e->running[i]);
+    budget = sched_pace_budget(&e->pace, budget, n_decode);
     for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < e->n_running; i++) {
         Seq *s = e->running[i];
@@ -285,7 +286,7 @@ void eng_step(Engine *e)
         const float *last = m->logits == MODEL_LOGITS_ALL ? rows + (size_t)(m->n_new - 1) * V : rows;
         sample_next(e, s, last);
     }
-    double took = now_s() - t0;
-    e->st.busy_seconds += took;
-    sched_pace_record(&e->pace, decode_rows + prompt_rows, prompt_rows, took);
+    double step_s = now_s() - t0;
+    e->st.busy_seconds += step_s;
+    sched_pace_record(&e->pace, decode_rows + prompt_rows, prompt_rows, step_s);
 }
