@@ -61,6 +61,8 @@ typedef struct {
     size_t xq_cap;
     float *xr;                  /* activations rounded through their 8-bit format */
     size_t xr_cap;
+    float *xsc;                 /* their blocks' scales as f32 (cpu_avx2_dotx) */
+    size_t xsc_cap;
     struct AttnTask *tasks;
     size_t tasks_cap;
     size_t *part_base;          /* attention: per sequence, first split-decode partial */
@@ -140,6 +142,9 @@ typedef struct {
     float *xr;                  /* gemm path: x rounded through that format */
     cpu_dot_fn dot;
     cpu_dot4_fn dot4;           /* four tokens at once (same results), or NULL */
+    cpu_dotx_fn dotx;           /* 1-4 tokens with xsc (same results), or NULL */
+    float *xsc;                 /* per row of x: (d, s) of each 32-value block, or NULL */
+    size_t xscn;                /* floats per row of xsc */
 } MatPart;
 
 typedef struct {
@@ -158,7 +163,19 @@ static void quant_task(void *arg, int task, int thread)
 {
     MatJob *j = arg;
     const MatPart *p = j->cur;
-    quant_row(j->c, p->qt, j->x + (size_t)task * j->k, (uint8_t *)p->xq + (size_t)task * p->xrb, j->k);
+    uint8_t *q = (uint8_t *)p->xq + (size_t)task * p->xrb;
+    quant_row(j->c, p->qt, j->x + (size_t)task * j->k, q, j->k);
+    if (!p->xsc) return;
+    /* Q8_0 {f16 d; i8 q[32]}, Q8_1 {f16 d, s; i8 q[32]}: the scales once
+     * as f32, for every weight row's dot to read */
+    size_t bb = k_row_bytes(p->qt, 32);
+    float *sc = p->xsc + (size_t)task * p->xscn;
+    for (size_t b = 0; b < p->xscn / 2; b++) {
+        uint16_t h[2];
+        memcpy(h, q + b * bb, sizeof h);
+        sc[2 * b] = cpu_f16_to_f32(h[0]);
+        sc[2 * b + 1] = p->qt == K_DTYPE_Q8_1 ? cpu_f16_to_f32(h[1]) : 0.0f;
+    }
 }
 
 /* gemm path: row `task` of x -> activation format -> f32 */
@@ -174,6 +191,25 @@ static void round_task(void *arg, int task, int thread)
 static void dot_rows(const MatJob *j, const MatPart *p, int64_t r0, int64_t r1)
 {
     const uint8_t *w = (const uint8_t *)p->w->data;
+    if (p->dotx && p->xsc) {
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *wr = w + r * p->wrb;
+            float b = p->bias ? p->bias[r] : 0.0f;
+            for (int t = 0; t < j->n; t += 4) {
+                int T = j->n - t < 4 ? j->n - t : 4;
+                const uint8_t *xs[4];
+                const float *sc[4];
+                float s[4];
+                for (int i = 0; i < T; i++) {
+                    xs[i] = p->xq + (size_t)(t + i) * p->xrb;
+                    sc[i] = p->xsc + (size_t)(t + i) * p->xscn;
+                }
+                p->dotx(T, j->k, wr, xs, sc, s);
+                for (int i = 0; i < T; i++) p->y[(size_t)(t + i) * p->rows + r] = s[i] + b;
+            }
+        }
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *wr = w + r * p->wrb;
         float b = p->bias ? p->bias[r] : 0.0f;
@@ -239,7 +275,13 @@ static int prepare_x(MatJob *j, int rounded)
     }
     if (grow_bytes(c, (void **)&c->xq, &c->xq_cap, qbytes ? qbytes : 1)) return -1;
     if (rounded && grow_bytes(c, (void **)&c->xr, &c->xr_cap, fbytes ? fbytes : 1)) return -1;
-    size_t qoff = 0, foff = 0;
+    /* the dot path's scale tables: 2 floats per 32 values, for Q8_0/Q8_1 */
+    size_t scn = 2 * (size_t)(j->k / 32), sbytes = 0;
+    if (!rounded && c->simd && j->k % 32 == 0)
+        for (int i = 0; i < j->n_parts; i++)
+            if (j->p[i].qt == K_DTYPE_Q8_0 || j->p[i].qt == K_DTYPE_Q8_1) sbytes += scn * (size_t)j->n * sizeof(float);
+    if (sbytes && grow_bytes(c, (void **)&c->xsc, &c->xsc_cap, sbytes)) return -1;
+    size_t qoff = 0, foff = 0, soff = 0;
     for (int i = 0; i < j->n_parts; i++) {
         MatPart *p = &j->p[i];
         if (p->qt == K_DTYPE_F32) {
@@ -253,10 +295,18 @@ static int prepare_x(MatJob *j, int rounded)
         if (shared >= 0) {
             p->xq = j->p[shared].xq;
             p->xr = j->p[shared].xr;
+            p->xsc = j->p[shared].xsc;
+            p->xscn = j->p[shared].xscn;
             continue;
         }
         p->xq = c->xq + qoff;
         qoff += p->xrb * (size_t)j->n;
+        p->xsc = NULL;
+        if (sbytes && (p->qt == K_DTYPE_Q8_0 || p->qt == K_DTYPE_Q8_1)) {
+            p->xsc = (float *)((uint8_t *)c->xsc + soff);
+            p->xscn = scn;
+            soff += scn * (size_t)j->n * sizeof(float);
+        }
         if (rounded) {
             p->xr = (float *)((uint8_t *)c->xr + foff);
             foff += (size_t)j->n * (size_t)j->k * sizeof(float);
@@ -286,6 +336,7 @@ static void cpu_matmul_multi(void *ctx, int count, const KTensor *const *w, cons
                        .wrb = k_row_bytes(w[i]->dtype, j.k), .qt = cpu_dot_type(w[i]->dtype)};
         p->dot = c->simd ? cpu_avx2_dot(p->w->dtype) : NULL;
         p->dot4 = c->simd ? cpu_avx2_dot4(p->w->dtype) : NULL;
+        p->dotx = c->simd ? cpu_avx2_dotx(p->w->dtype) : NULL;
         if (!p->dot) p->dot = cpu_dot_scalar(p->w->dtype);
         row0 += p->rows;
     }
@@ -829,6 +880,7 @@ static void cpu_destroy(void *ctx)
     free(c->ts);
     free(c->xq);
     free(c->xr);
+    free(c->xsc);
     free(c->tasks);
     free(c->part_base);
     free(c->n_parts);

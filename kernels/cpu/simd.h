@@ -19,6 +19,16 @@ cpu_dot_fn cpu_avx2_dot(KDtype w);
 typedef void (*cpu_dot4_fn)(int64_t n, const void *w, const void *x, size_t xstride, float *out);
 cpu_dot4_fn cpu_avx2_dot4(KDtype w);
 
+/* One weight row against T (1..4) activation rows xs[t], whose blocks'
+ * scales are also given as f32: sc[t][2b] = the d of block b, sc[t][2b+1]
+ * its s (Q8_1; anything for Q8_0), exactly as converted from the blocks.
+ * out[t] is bit-identical to cpu_avx2_dot(w)(n, w, xs[t]); the table spares
+ * every weight row the f16 conversions of the activations' scales. Q4_0,
+ * Q4_1 and Q8_0 (the 32-value block formats); NULL for the others. */
+typedef void (*cpu_dotx_fn)(int T, int64_t n, const void *w, const uint8_t *const *xs, const float *const *sc,
+                            float *out);
+cpu_dotx_fn cpu_avx2_dotx(KDtype w);
+
 /* Activation quantization (same results as cpu_quant_row up to rounding
  * ties); returns -1 for a type it does not handle. */
 int cpu_avx2_quant_row(KDtype t, const float *src, void *dst, int64_t n);

@@ -304,6 +304,54 @@ Test(dot, four_token_kernels_are_bit_identical_to_one_token)
     cr_assert(found >= 13, "Q4_0, Q4_1, Q8_0, Q4_K and Q6_K have four-token kernels (found %d)", found);
 }
 
+/* The kernels that read the activations' block scales from an f32 table
+ * (cpu_avx2_dotx, what matmul's dot path uses) give the one-token kernel's
+ * bits for any number of tokens 1-4. */
+Test(dot, scale_table_kernels_are_bit_identical_to_one_token)
+{
+    if (!cpu_has_avx2()) cr_skip_test("CPU has no AVX2/FMA/F16C");
+    int64_t ks[] = {32, 96, 576, 1536};
+    int found = 0;
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+        for (int ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+            KDtype t = weight_types[ti], at = cpu_dot_type(t);
+            cpu_dotx_fn dx = cpu_avx2_dotx(t);
+            if (!dx || ks[ki] % k_dtype_block(t)) continue;
+            found++;
+            int64_t k = ks[ki], nb = k / 32;
+            size_t xrb = k_row_bytes(at, k), bb = k_row_bytes(at, 32);
+            uint8_t *w = random_rows(t, k, 1), *xq = malloc(4 * xrb);
+            float *x = random_floats((size_t)(4 * k), 1.0f), *sc = malloc(sizeof(float) * 8 * (size_t)nb);
+            const uint8_t *xs[4];
+            const float *scs[4];
+            for (int i = 0; i < 4; i++) {
+                cpu_quant_row(at, x + i * k, xq + i * xrb, k);
+                xs[i] = xq + i * xrb;
+                scs[i] = sc + 2 * nb * i;
+                for (int64_t b = 0; b < nb; b++) {
+                    uint16_t h[2];
+                    memcpy(h, xs[i] + b * bb, sizeof h);
+                    sc[2 * nb * i + 2 * b] = cpu_f16_to_f32(h[0]);
+                    sc[2 * nb * i + 2 * b + 1] = at == K_DTYPE_Q8_1 ? cpu_f16_to_f32(h[1]) : 0.0f;
+                }
+            }
+            for (int T = 1; T <= 4; T++) {
+                float got[4];
+                dx(T, k, w, xs, scs, got);
+                for (int i = 0; i < T; i++) {
+                    float one = cpu_avx2_dot(t)(k, w, xs[i]);
+                    cr_assert(memcmp(&one, &got[i], 4) == 0, "%s k=%lld T=%d token %d: %.9g vs %.9g", k_dtype_name(t),
+                              (long long)k, T, i, one, got[i]);
+                }
+            }
+            free(w);
+            free(xq);
+            free(x);
+            free(sc);
+        }
+    cr_assert(found >= 12, "Q4_0, Q4_1 and Q8_0 have scale-table kernels (found %d)", found);
+}
+
 Test(dot, avx2_activation_quantization_is_bit_exact)
 {
     if (!cpu_has_avx2()) cr_skip_test("CPU has no AVX2/FMA/F16C");
