@@ -34,6 +34,10 @@
     "  --tp-comm C        nccl, host (dev-ref) or auto; naming one with --tp 1\n"  \
     "                     runs the sharded path on one GPU\n"                       \
     "  --chunk-size N     prompt tokens prefilled per step at most (default 512)\n"  \
+    "  --itl-target MS    decode first: while sequences decode, prompt tokens join\n" \
+    "                     a step only as far as it is expected to take MS ms\n"     \
+    "                     (measured cost per row; at least 16 a step; default 200;\n" \
+    "                     0: no cap but --chunk-size)\n"                           \
     "  --kv-tokens N      KV cache size in tokens\n"                                 \
     "  --max-running N    sequences in one batch at most\n"                          \
     "  --seed S           seed for requests that give none\n"                        \
@@ -53,6 +57,7 @@ typedef struct {
     int tp;                     /* --tp, 0: one device */
     const char *tp_comm;        /* --tp-comm, or NULL: auto */
     int threads, chunk_size, kv_tokens, max_running;
+    double itl_target_ms;       /* --itl-target; 0: default, < 0: off (given as 0) */
     int prefix_cache;           /* 1 unless --no-prefix-cache */
     int blas_prefill;           /* --blas-prefill */
     int stats;

@@ -53,6 +53,21 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
         o->blas_prefill = 1;
         return 1;
     }
+    if (!strcmp(a, "--itl-target")) {
+        if (*i + 1 >= argc) {
+            fprintf(stderr, "sgl: %s needs a value\n", a);
+            return -1;
+        }
+        const char *v = argv[++*i];
+        char *end;
+        double ms = strtod(v, &end);
+        if (*v == 0 || *end != 0 || !(ms >= 0 && ms <= 1e7)) {
+            fprintf(stderr, "sgl: --itl-target needs milliseconds >= 0 (0: off), not '%s'\n", v);
+            return -1;
+        }
+        o->itl_target_ms = ms > 0 ? ms : -1;
+        return 1;
+    }
     static const char *const with_value[] = {"--model", "--threads", "--chunk-size", "--kv-tokens", "--seed",
                                              "--max-running", "--chat-template", "--device", "--mem-fraction",
                                              "--tp", "--tp-comm", NULL};
@@ -106,6 +121,7 @@ int cli_runtime_open(const CliEngineOptions *o, int lazy, sgl_runtime **out, cha
     ro.threads = o->threads;
     ro.kv_tokens = o->kv_tokens;
     ro.chunk_size = o->chunk_size;
+    ro.itl_target_ms = o->itl_target_ms;
     ro.max_running = o->max_running;
     ro.prefix_cache = o->prefix_cache;
     ro.blas_prefill = o->blas_prefill;

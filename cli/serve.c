@@ -111,6 +111,7 @@ int cmd_serve(int argc, char **argv)
     o.runtime.threads = eo.threads;
     o.runtime.kv_tokens = eo.kv_tokens;
     o.runtime.chunk_size = eo.chunk_size;
+    o.runtime.itl_target_ms = eo.itl_target_ms;
     o.runtime.max_running = eo.max_running;
     o.runtime.prefix_cache = eo.prefix_cache;
     o.runtime.blas_prefill = eo.blas_prefill;

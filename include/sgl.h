@@ -213,6 +213,9 @@ typedef struct {
     int threads;                /* compute threads; 0: one per core */
     int kv_tokens;              /* KV pool size in tokens; 0: the engine's default */
     int chunk_size;             /* prefill chunk in tokens; 0: default */
+    double itl_target_ms;       /* while sequences decode, the step time that the prompt
+                                   tokens joining them are capped to (decode first);
+                                   0: default (200), < 0: no cap but chunk_size */
     int max_running;            /* sequences decoded at once; 0: default */
     int prefix_cache;           /* 1 (default): the radix cache reuses shared prefixes */
     int blas_prefill;           /* 1: BLAS GEMM prefill (faster, not batch-invariant) */

@@ -54,6 +54,7 @@ void eng_options_default(EngOptions *o)
 {
     memset(o, 0, sizeof *o);
     o->chunk_size = 512;
+    o->itl_target_ms = ENG_DEFAULT_ITL_TARGET_MS;
     o->max_running = 64;
     o->prefix_cache = 1;
     o->decode_reserve = 32;
@@ -514,6 +515,7 @@ static void publish(Engine *e, Event *ev)
     if (e->out_tail) e->out_tail->next = ev;
     else e->out_head = ev;
     e->out_tail = ev;
+    e->n_published++;
     pthread_cond_broadcast(&e->out_cv);
     pthread_mutex_unlock(&e->out_mu);
 }
@@ -645,8 +647,10 @@ static void *engine_main(void *arg)
         int stopping = e->stopping;
         pthread_mutex_unlock(&e->in_mu);
 
+        /* a count, not the tail pointer: the consumer may drain and free the
+         * tail during the step and the next event reuse its address */
         pthread_mutex_lock(&e->out_mu);
-        Event *before = e->out_tail;
+        uint64_t before = e->n_published;
         pthread_mutex_unlock(&e->out_mu);
 
         take_messages(e, m);
@@ -669,7 +673,7 @@ static void *engine_main(void *arg)
         flush_complete(e);
 
         pthread_mutex_lock(&e->out_mu);
-        int fresh = e->out_tail != before;
+        int fresh = e->n_published != before;
         pthread_mutex_unlock(&e->out_mu);
         if (fresh) wake_consumer(e);
     }
@@ -839,6 +843,10 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
         if (err) snprintf(err, errcap, "engine: chunk_size and max_running must be positive, n_slots and decode_reserve not negative");
         return NULL;
     }
+    if (!(o->itl_target_ms >= 0)) {
+        if (err) snprintf(err, errcap, "engine: itl_target_ms must be 0 (off) or positive");
+        return NULL;
+    }
     Engine *e = calloc(1, sizeof *e);
     if (!e) {
         if (err) snprintf(err, errcap, "engine: out of memory");
@@ -847,6 +855,7 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
     e->model = model;
     e->tok = tok;
     e->opt = *o;
+    sched_pace_init(&e->pace, o->itl_target_ms);
     if (e->opt.mask_overlap < 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         e->opt.mask_overlap = model_on_device(model) || (o->n_threads > 0 && o->n_threads < cores);

@@ -38,7 +38,12 @@
  *     model's context) fails at once.
  *  3. One forward over a batch that mixes decode tokens of running
  *     sequences (one each) with prompt chunks (`chunk_size` prompt tokens
- *     at most per step across all sequences). If decode slots run short
+ *     at most per step across all sequences). Decode first: while some
+ *     sequences decode, the prompt tokens that join them are capped so the
+ *     step is expected to take `itl_target_ms` (the pace, engine_sched.c:
+ *     the step's cost per row, measured over the last steps that had
+ *     prompt tokens, sets how many rows fit; at least ENG_MIN_MIXED_PROMPT
+ *     prompt tokens, so prompts always progress). If decode slots run short
  *     after eviction, the most recently admitted sequence is retracted: its
  *     computed tokens go to the radix cache, it returns to the head of the
  *     waiting list and later resumes where it was (same sampler state).
@@ -104,6 +109,9 @@ const char *eng_finish_name(EngFinish f);
 
 typedef struct Engine Engine;
 
+#define ENG_DEFAULT_ITL_TARGET_MS 200.0
+#define ENG_MIN_MIXED_PROMPT 16  /* prompt tokens a step beside decodes may always take */
+
 typedef struct {
     int n_slots;             /* KV pool size in tokens; 0: from kv_bytes */
     size_t kv_bytes;         /* KV memory budget when n_slots is 0; 0: room
@@ -111,6 +119,12 @@ typedef struct {
                                 a device backend what its memory plan leaves
                                 (model_kv_slots: --mem-fraction) */
     int chunk_size;          /* prompt tokens per step at most (default 512) */
+    /* While sequences decode, a step's prompt tokens are capped so that
+     * the step (and so the decoders' inter-token latency) is expected to
+     * take about this long; decode steps alone may take longer. 0: no cap
+     * but chunk_size (prompts then delay decodes by a whole chunk). Default
+     * ENG_DEFAULT_ITL_TARGET_MS. */
+    double itl_target_ms;
     int max_running;         /* sequences in one batch at most (default 64) */
     int prefix_cache;        /* 1 (default): radix cache on; 0: off */
     int decode_reserve;      /* output tokens per running sequence (at most
@@ -345,6 +359,8 @@ typedef struct {
     uint64_t forced_tokens;      /* of those, taken by constraint jump-forward */
     uint64_t device_sampled;     /* of those, sampled on the device (EngOptions.device_sample) */
     uint64_t steps;              /* forward passes */
+    uint64_t mixed_steps;        /* of those, with decode and prompt tokens together */
+    int mixed_prompt_max;        /* the most prompt tokens such a step took */
     uint64_t retractions;
     double busy_seconds;         /* time spent in steps that ran a forward */
     double hit_rate;             /* cached / prompt tokens */

@@ -156,6 +156,19 @@ typedef struct {
     uv_async_t handle;
 } AsyncBox;
 
+/* The mixed-step pace (engine_sched.c): how many prompt tokens may join a
+ * step beside decode tokens. The model is "a step costs row_s seconds a
+ * row" (decode and prompt rows alike), measured over the recent steps that
+ * had prompt tokens; the budget is then target_s / row_s rows less the
+ * decode rows. Fixed per-step costs make small steps dearer per row than
+ * the estimate from large ones, but the estimate is then taken again at
+ * the budget it chose: with t(rows) = c0 + c1 rows the budget moves to the
+ * rows where t = target_s (contracting, by c0 / target_s each step). */
+typedef struct {
+    double target_s;            /* 0: off */
+    double row_s;               /* moving average; 0: nothing measured yet */
+} SchedPace;
+
 struct Engine {
     Model *model;
     Tokenizer *tok;
@@ -164,6 +177,7 @@ struct Engine {
     pthread_mutex_t cv_mu;
     CVocab *cvocab;
     EngOptions opt;
+    SchedPace pace;
     int vocab;                  /* logits per row (the model's) */
     int n_sample;               /* ids a sampler may pick: the model's rows that the
                                    tokenizer has (checkpoints often pad the embedding) */
@@ -183,6 +197,9 @@ struct Engine {
     pthread_mutex_t out_mu;
     pthread_cond_t out_cv;
     Event *out_head, *out_tail;
+    uint64_t n_published;       /* events ever published (under out_mu): whether a
+                                   step published anything, which the tail pointer
+                                   cannot tell once the consumer freed it */
     uint64_t *live;             /* ids submitted and not yet delivered */
     int n_live, cap_live;
     uint64_t next_id;
@@ -275,6 +292,16 @@ void sched_checkpoint(Engine *e, Seq *s);
 void sched_finish(Engine *e, Seq *s, EngFinish why);
 /* sched_finish with an error for the request. */
 void sched_fail(Engine *e, Seq *s, int code, const char *msg);
+/* The pace (SchedPace above): target in ms (0: off). */
+void sched_pace_init(SchedPace *p, double target_ms);
+/* Prompt tokens a step with n_decode decode tokens may take: chunk_size
+ * without decodes, with the pace off or before anything was measured;
+ * else what fits the target, within [ENG_MIN_MIXED_PROMPT, chunk_size]. */
+int sched_pace_budget(const SchedPace *p, int chunk_size, int n_decode);
+/* A step of `rows` rows, `prompt_rows` of them prompt tokens, took
+ * `seconds` (forward and sampling); steps without prompt tokens are not
+ * counted (the budget only matters where prompts join). */
+void sched_pace_record(SchedPace *p, int rows, int prompt_rows, double seconds);
 
 /* ---- engine_step.c (engine thread) ---------------------------------------------- */
 

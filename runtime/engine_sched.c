@@ -6,7 +6,8 @@
  * arrival, within the KV budget; in-batch prefix sharing), taking a
  * sequence back out (retraction), the radix-tree side of a sequence
  * (match, lock, insert, release), and finishing sequences and requests
- * (collecting a score request's logprobs). Does not own: building the batch
+ * (collecting a score request's logprobs), and the pace of mixed steps
+ * (how many prompt tokens join decode tokens). Does not own: building the batch
  * and the forward pass (engine_step.c), the queues and delivery
  * (engine.c). engine.h states the scheduling rules.
  */
@@ -346,4 +347,30 @@ Seq *sched_newest_running(Engine *e, const Seq *except)
         if (s != except && (!best || s->admit_order > best->admit_order)) best = s;
     }
     return best;
+}
+
+/* ---- the pace of mixed steps (engine_internal.h: SchedPace) ---------------------- */
+
+#define PACE_WEIGHT 0.3         /* of the newest step in the moving average */
+
+void sched_pace_init(SchedPace *p, double target_ms)
+{
+    p->target_s = target_ms > 0 ? target_ms * 1e-3 : 0;
+    p->row_s = 0;
+}
+
+int sched_pace_budget(const SchedPace *p, int chunk_size, int n_decode)
+{
+    if (n_decode <= 0 || p->target_s <= 0 || p->row_s <= 0) return chunk_size;
+    double rows = p->target_s / p->row_s - n_decode;
+    int min = ENG_MIN_MIXED_PROMPT < chunk_size ? ENG_MIN_MIXED_PROMPT : chunk_size;
+    if (!(rows > min)) return min;
+    return rows < chunk_size ? (int)rows : chunk_size;
+}
+
+void sched_pace_record(SchedPace *p, int rows, int prompt_rows, double seconds)
+{
+    if (prompt_rows <= 0 || rows <= 0 || !(seconds > 0)) return;
+    double r = seconds / rows;
+    p->row_s = p->row_s > 0 ? p->row_s + PACE_WEIGHT * (r - p->row_s) : r;
 }

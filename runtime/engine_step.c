@@ -284,7 +284,11 @@ void eng_step(Engine *e)
     int nb = 0, budget = e->opt.chunk_size, n_dev = 0;
     size_t n_pen = 0, n_bias = 0;
     /* Pass 0: decode tokens (their room was made above). Pass 1: prompt
-     * chunks, in admission order (running[] is), within the budget. */
+     * chunks, in admission order (running[] is), within the budget, which
+     * beside decode tokens is the pace's (decode first). */
+    int n_decode = 0, prompt_rows = 0, decode_rows = 0;
+    for (int i = 0; i < e->n_running; i++) n_decode += is_decode(e->running[i]);
+    budget = sched_pace_budget(&e->pace, budget, n_decode);
     for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < e->n_running; i++) {
         Seq *s = e->running[i];
@@ -300,7 +304,12 @@ void eng_step(Engine *e)
             if (take <= 0) continue;
         }
         if (radix_alloc_slots(e->tree, take, s->slots + s->n_alloc) != 0) continue;
-        if (pass == 1) budget -= take;
+        if (pass == 1) {
+            budget -= take;
+            prompt_rows += take;
+        } else {
+            decode_rows++;
+        }
         s->n_alloc += take;
         ModelSeq *m = &e->mseqs[nb];
         m->tokens = s->toks + s->n_kv;
@@ -366,6 +375,10 @@ void eng_step(Engine *e)
         return;
     }
     e->st.steps++;
+    if (decode_rows && prompt_rows) {
+        e->st.mixed_steps++;
+        if (prompt_rows > e->st.mixed_prompt_max) e->st.mixed_prompt_max = prompt_rows;
+    }
     int V = e->vocab;
     for (int i = 0; i < nb; i++) {
         Seq *s = e->bseqs[i];
@@ -412,5 +425,7 @@ void eng_step(Engine *e)
         const float *last = m->logits == MODEL_LOGITS_ALL ? rows + (size_t)(m->n_new - 1) * V : rows;
         sample_next(e, s, last);
     }
-    e->st.busy_seconds += now_s() - t0;
+    double step_s = now_s() - t0;
+    e->st.busy_seconds += step_s;
+    sched_pace_record(&e->pace, decode_rows + prompt_rows, prompt_rows, step_s);
 }

@@ -144,6 +144,7 @@ static int load(Runtime *rt)
     eng_options_default(&eo);
     eo.prefix_cache = o->prefix_cache;
     if (o->chunk_size) eo.chunk_size = o->chunk_size;
+    if (o->itl_target_ms) eo.itl_target_ms = o->itl_target_ms > 0 ? o->itl_target_ms : 0;
     if (o->kv_tokens) eo.n_slots = o->kv_tokens;
     if (o->max_running) eo.max_running = o->max_running;
     if (o->threads) eo.n_threads = o->threads;

@@ -8,6 +8,8 @@
 #   PYTHON      a Python with llama-cpp-python (default: .dev/venv/bin/python);
 #               without it only sgl's figures are printed
 #   ARGS        extra arguments for both, e.g. ARGS="--prompt 512 --gen 32"
+#   CTX         context lengths for sgl's decode-by-context row (default
+#               64,512,1536,4096: ms a token and the attention op's share)
 set -e
 BUILD=${1:-build}
 MODEL=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -30,3 +32,4 @@ for t in $THREADS; do
         echo "llama.cpp  (no llama-cpp-python at $PYTHON: skipped)"
     fi
 done
+"$BUILD/engine_bench" --model "$MODEL" --threads "$(nproc)" --no-blas --ctx "${CTX:-64,512,1536,4096}" --gen 16

@@ -19,8 +19,11 @@
  * Attention runs one task per (sequence, KV head, block of new tokens), so
  * the query heads that share a KV head read each K/V row once; a decode
  * step is further cut into fixed 256-key parts merged afterwards, so long
- * contexts use every thread; a block of several new tokens (prefill) gathers
- * its K/V rows to f32 and uses sgemm for Q·Kᵀ and P·V.
+ * contexts use every thread, and when there are parts enough a part is one
+ * task for all KV heads (whole rows, read in order); a block of several new
+ * tokens (prefill) gathers its K/V rows to f32 and uses sgemm for Q·Kᵀ and
+ * P·V. f16 parts go through attn_avx2.c's kernel (every query head of a KV
+ * head on each row it loads), the rest through kv_dot/kv_axpy.
  *
  * Determinism: without sgemm (CPU_NO_BLAS) every token's numbers depend only
  * on its own inputs, not on batch composition or thread count (tested).
@@ -58,6 +61,8 @@ typedef struct {
     size_t xq_cap;
     float *xr;                  /* activations rounded through their 8-bit format */
     size_t xr_cap;
+    float *xsc;                 /* their blocks' scales as f32 (cpu_avx2_dotx) */
+    size_t xsc_cap;
     struct AttnTask *tasks;
     size_t tasks_cap;
     size_t *part_base;          /* attention: per sequence, first split-decode partial */
@@ -137,6 +142,9 @@ typedef struct {
     float *xr;                  /* gemm path: x rounded through that format */
     cpu_dot_fn dot;
     cpu_dot4_fn dot4;           /* four tokens at once (same results), or NULL */
+    cpu_dotx_fn dotx;           /* 1-4 tokens with xsc (same results), or NULL */
+    float *xsc;                 /* per row of x: (d, s) of each 32-value block, or NULL */
+    size_t xscn;                /* floats per row of xsc */
 } MatPart;
 
 typedef struct {
@@ -155,7 +163,19 @@ static void quant_task(void *arg, int task, int thread)
 {
     MatJob *j = arg;
     const MatPart *p = j->cur;
-    quant_row(j->c, p->qt, j->x + (size_t)task * j->k, (uint8_t *)p->xq + (size_t)task * p->xrb, j->k);
+    uint8_t *q = (uint8_t *)p->xq + (size_t)task * p->xrb;
+    quant_row(j->c, p->qt, j->x + (size_t)task * j->k, q, j->k);
+    if (!p->xsc) return;
+    /* Q8_0 {f16 d; i8 q[32]}, Q8_1 {f16 d, s; i8 q[32]}: the scales once
+     * as f32, for every weight row's dot to read */
+    size_t bb = k_row_bytes(p->qt, 32);
+    float *sc = p->xsc + (size_t)task * p->xscn;
+    for (size_t b = 0; b < p->xscn / 2; b++) {
+        uint16_t h[2];
+        memcpy(h, q + b * bb, sizeof h);
+        sc[2 * b] = cpu_f16_to_f32(h[0]);
+        sc[2 * b + 1] = p->qt == K_DTYPE_Q8_1 ? cpu_f16_to_f32(h[1]) : 0.0f;
+    }
 }
 
 /* gemm path: row `task` of x -> activation format -> f32 */
@@ -171,6 +191,25 @@ static void round_task(void *arg, int task, int thread)
 static void dot_rows(const MatJob *j, const MatPart *p, int64_t r0, int64_t r1)
 {
     const uint8_t *w = (const uint8_t *)p->w->data;
+    if (p->dotx && p->xsc) {
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *wr = w + r * p->wrb;
+            float b = p->bias ? p->bias[r] : 0.0f;
+            for (int t = 0; t < j->n; t += 4) {
+                int T = j->n - t < 4 ? j->n - t : 4;
+                const uint8_t *xs[4];
+                const float *sc[4];
+                float s[4];
+                for (int i = 0; i < T; i++) {
+                    xs[i] = p->xq + (size_t)(t + i) * p->xrb;
+                    sc[i] = p->xsc + (size_t)(t + i) * p->xscn;
+                }
+                p->dotx(T, j->k, wr, xs, sc, s);
+                for (int i = 0; i < T; i++) p->y[(size_t)(t + i) * p->rows + r] = s[i] + b;
+            }
+        }
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *wr = w + r * p->wrb;
         float b = p->bias ? p->bias[r] : 0.0f;
@@ -236,7 +275,13 @@ static int prepare_x(MatJob *j, int rounded)
     }
     if (grow_bytes(c, (void **)&c->xq, &c->xq_cap, qbytes ? qbytes : 1)) return -1;
     if (rounded && grow_bytes(c, (void **)&c->xr, &c->xr_cap, fbytes ? fbytes : 1)) return -1;
-    size_t qoff = 0, foff = 0;
+    /* the dot path's scale tables: 2 floats per 32 values, for Q8_0/Q8_1 */
+    size_t scn = 2 * (size_t)(j->k / 32), sbytes = 0;
+    if (!rounded && c->simd && j->k % 32 == 0)
+        for (int i = 0; i < j->n_parts; i++)
+            if (j->p[i].qt == K_DTYPE_Q8_0 || j->p[i].qt == K_DTYPE_Q8_1) sbytes += scn * (size_t)j->n * sizeof(float);
+    if (sbytes && grow_bytes(c, (void **)&c->xsc, &c->xsc_cap, sbytes)) return -1;
+    size_t qoff = 0, foff = 0, soff = 0;
     for (int i = 0; i < j->n_parts; i++) {
         MatPart *p = &j->p[i];
         if (p->qt == K_DTYPE_F32) {
@@ -250,10 +295,18 @@ static int prepare_x(MatJob *j, int rounded)
         if (shared >= 0) {
             p->xq = j->p[shared].xq;
             p->xr = j->p[shared].xr;
+            p->xsc = j->p[shared].xsc;
+            p->xscn = j->p[shared].xscn;
             continue;
         }
         p->xq = c->xq + qoff;
         qoff += p->xrb * (size_t)j->n;
+        p->xsc = NULL;
+        if (sbytes && (p->qt == K_DTYPE_Q8_0 || p->qt == K_DTYPE_Q8_1)) {
+            p->xsc = (float *)((uint8_t *)c->xsc + soff);
+            p->xscn = scn;
+            soff += scn * (size_t)j->n * sizeof(float);
+        }
         if (rounded) {
             p->xr = (float *)((uint8_t *)c->xr + foff);
             foff += (size_t)j->n * (size_t)j->k * sizeof(float);
@@ -283,6 +336,7 @@ static void cpu_matmul_multi(void *ctx, int count, const KTensor *const *w, cons
                        .wrb = k_row_bytes(w[i]->dtype, j.k), .qt = cpu_dot_type(w[i]->dtype)};
         p->dot = c->simd ? cpu_avx2_dot(p->w->dtype) : NULL;
         p->dot4 = c->simd ? cpu_avx2_dot4(p->w->dtype) : NULL;
+        p->dotx = c->simd ? cpu_avx2_dotx(p->w->dtype) : NULL;
         if (!p->dot) p->dot = cpu_dot_scalar(p->w->dtype);
         row0 += p->rows;
     }
@@ -504,11 +558,12 @@ static void cpu_kv_store(void *ctx, void *k_pool, void *v_pool, KDtype kv_dtype,
  * Gemm path (prefill blocks with BLAS on): see attn_rows_gemm.
  */
 #define ATTN_PART 256
+#define ATTN_TASKS_PER_THREAD 2 /* whole-row decode tasks from this many a thread */
 
 /* work unit: sequence s, KV head kh, new tokens [j0, j1), query heads
  * [g0, g1) of the KV head's group; for split decode, key part `part` */
 typedef struct AttnTask {
-    int s, kh, j0, j1, g0, g1, part;
+    int s, kh, kh1, j0, j1, g0, g1, part;   /* split decode: KV heads [kh, kh1) */
 } AttnTask;
 
 typedef struct {
@@ -560,6 +615,12 @@ static void attn_part(Cpu *c, const KAttnArgs *a, const KAttnSeq *sq, int kh, co
     int hd = a->head_dim, n = c1 - c0;
     size_t rb = k_row_bytes(a->kv_dtype, a->n_head_kv * hd), off = k_row_bytes(a->kv_dtype, (int64_t)kh * hd);
     const uint8_t *kp = (const uint8_t *)a->k_pool + off, *vp = (const uint8_t *)a->v_pool + off;
+    if (c->simd && a->kv_dtype == K_DTYPE_F16 && hd % 8 == 0) {
+        cpu_avx2_attn_part_f16(hd, g1 - g0, q + (size_t)g0 * hd, a->scale, (const uint16_t *)kp, (const uint16_t *)vp,
+                               rb / sizeof(uint16_t), sq->slots + c0, n, sc + (size_t)g0 * ATTN_PART, ATTN_PART,
+                               o + (size_t)g0 * hd, m + g0, l + g0);
+        return;
+    }
     for (int ci = 0; ci < n; ci++) {
         const uint8_t *krow = kp + (size_t)sq->slots[c0 + ci] * rb;
         for (int g = g0; g < g1; g++) sc[g * ATTN_PART + ci] = kv_dot(c, a->kv_dtype, q + g * hd, krow, hd) * a->scale;
@@ -638,14 +699,16 @@ static void attn_decode_part(AttnJob *j, const AttnTask *tk, int thread)
     int hd = a->head_dim, group = a->n_head / a->n_head_kv, qd = a->n_head * hd;
     float *sc = c->ts[thread].buf, *o = sc + (size_t)group * ATTN_PART, *m = o + (size_t)group * hd, *l = m + group;
     int visible = sq->n_ctx, c0 = tk->part * ATTN_PART, c1 = c0 + ATTN_PART < visible ? c0 + ATTN_PART : visible;
-    const float *q = a->q + (size_t)sq->row0 * qd + (size_t)tk->kh * group * hd;
-    attn_part(c, a, sq, tk->kh, q, tk->g0, tk->g1, c0, c1, sc, o, m, l);
-    for (int g = tk->g0; g < tk->g1; g++) {
-        int head = tk->kh * group + g;
-        float *dst = j->partials + (j->part_base[tk->s] + (size_t)head * j->n_parts[tk->s] + tk->part) * (hd + 2);
-        memcpy(dst, o + g * hd, (size_t)hd * sizeof(float));
-        dst[hd] = m[g];
-        dst[hd + 1] = l[g];
+    for (int kh = tk->kh; kh < tk->kh1; kh++) {
+        const float *q = a->q + (size_t)sq->row0 * qd + (size_t)kh * group * hd;
+        attn_part(c, a, sq, kh, q, tk->g0, tk->g1, c0, c1, sc, o, m, l);
+        for (int g = tk->g0; g < tk->g1; g++) {
+            int head = kh * group + g;
+            float *dst = j->partials + (j->part_base[tk->s] + (size_t)head * j->n_parts[tk->s] + tk->part) * (hd + 2);
+            memcpy(dst, o + g * hd, (size_t)hd * sizeof(float));
+            dst[hd] = m[g];
+            dst[hd + 1] = l[g];
+        }
     }
 }
 
@@ -696,7 +759,7 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
 {
     Cpu *c = ctx;
     int hd = a->head_dim, group = a->n_head / a->n_head_kv;
-    size_t n_tasks = 0, n_partials = 0;
+    size_t n_dec_parts = 0, n_blocks = 0, n_partials = 0;
     int max_ctx = 0, any_gemm = 0;
     if (grow_bytes(c, (void **)&c->part_base, &c->part_base_cap, (size_t)a->n_seqs * sizeof(size_t)) ||
         grow_bytes(c, (void **)&c->n_parts, &c->n_parts_cap, (size_t)a->n_seqs * sizeof(int)))
@@ -704,24 +767,32 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
     for (int s = 0; s < a->n_seqs; s++) {
         const KAttnSeq *sq = &a->seqs[s];
         if (sq->n_new == 1) {
-            /* decode: one task per (KV head, key part) */
             c->n_parts[s] = n_parts_for(sq->n_ctx);
             c->part_base[s] = n_partials;
             n_partials += (size_t)a->n_head * (size_t)c->n_parts[s];
-            n_tasks += (size_t)a->n_head_kv * (size_t)c->n_parts[s];
+            n_dec_parts += (size_t)c->n_parts[s];
         } else {
             c->n_parts[s] = 0;
             c->part_base[s] = SIZE_MAX;
-            n_tasks += (size_t)a->n_head_kv * (size_t)((sq->n_new + ATTN_BLOCK - 1) / ATTN_BLOCK);
+            n_blocks += (size_t)((sq->n_new + ATTN_BLOCK - 1) / ATTN_BLOCK);
             if (sq->n_new >= ATTN_GEMM_MIN) any_gemm = 1;
         }
         if (sq->n_ctx > max_ctx) max_ctx = sq->n_ctx;
     }
-    if (!n_tasks) return;
-    /* few tasks (decode of few sequences): one task per query head instead of
-     * per KV head, so more threads take part; the numbers are the same */
-    int split = n_tasks < (size_t)c->n_threads && group > 1;
-    if (split) n_tasks *= (size_t)group;
+    if (!n_dec_parts && !n_blocks) return;
+    /* How fine the tasks are (the numbers are the same either way). A
+     * decode part is one task for all KV heads when there are tasks enough
+     * to keep every thread busy: its rows are then read whole, in order, a
+     * stream the prefetchers follow. Else one task per (part, KV head),
+     * and with fewer tasks than threads (decode of few short sequences),
+     * one per query head, so more threads take part. */
+    size_t n_tasks = n_dec_parts + n_blocks * (size_t)a->n_head_kv;
+    int whole_rows = n_tasks >= (size_t)ATTN_TASKS_PER_THREAD * (size_t)c->n_threads, split = 0;
+    if (!whole_rows) {
+        n_tasks = (n_dec_parts + n_blocks) * (size_t)a->n_head_kv;
+        split = n_tasks < (size_t)c->n_threads && group > 1;
+        if (split) n_tasks *= (size_t)group;
+    }
     size_t stride = ((size_t)max_ctx + 15) & ~(size_t)15;
     size_t direct = (size_t)group * ATTN_PART + 2 * (size_t)group * hd + 4 * (size_t)group;
     size_t gemm = c->blas && any_gemm ? stride * (2 * (size_t)hd + ATTN_BLOCK) : 0;
@@ -733,9 +804,10 @@ static void cpu_attention(void *ctx, const KAttnArgs *a)
     for (int s = 0; s < a->n_seqs; s++) {
         const KAttnSeq *sq = &a->seqs[s];
         int nb = sq->n_new == 1 ? c->n_parts[s] : (sq->n_new + ATTN_BLOCK - 1) / ATTN_BLOCK;
+        int whole = whole_rows && sq->n_new == 1;
         for (int bi = 0; bi < nb; bi++)
-            for (int kh = 0; kh < a->n_head_kv; kh++) {
-                AttnTask t = {.s = s, .kh = kh, .j0 = 0, .j1 = 1, .part = bi};
+            for (int kh = 0; kh < (whole ? 1 : a->n_head_kv); kh++) {
+                AttnTask t = {.s = s, .kh = kh, .kh1 = whole ? a->n_head_kv : kh + 1, .j0 = 0, .j1 = 1, .part = bi};
                 if (sq->n_new > 1) {
                     t.j0 = bi * ATTN_BLOCK;
                     t.j1 = t.j0 + ATTN_BLOCK < sq->n_new ? t.j0 + ATTN_BLOCK : sq->n_new;
@@ -808,6 +880,7 @@ static void cpu_destroy(void *ctx)
     free(c->ts);
     free(c->xq);
     free(c->xr);
+    free(c->xsc);
     free(c->tasks);
     free(c->part_base);
     free(c->n_parts);

@@ -7,6 +7,7 @@
  * Files:
  *   quant.c        scalar fp16/bf16, dequantize/quantize rows, scalar dots
  *   quant_avx2.c   AVX2/FMA/F16C dots and vector helpers (chosen at run time)
+ *   attn_avx2.c    AVX2 kernel of one attention part over f16 K/V (decode)
  *   pool.c         worker pool (pthreads), parallel-for over task indices,
  *                  core count (kernels/cpu/pool.h: it needs nothing above)
  *   ref.c          reference backend: one thread, plain loops, f32 math

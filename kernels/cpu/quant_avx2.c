@@ -81,8 +81,17 @@ static inline __m256i block_dot(BlockKind k, __m256i q, __m256i y)
     return k == B_Q4_1 ? mul_us(q, y) : mul_ss(q, y);
 }
 
+/* The activation block's d (and Q8_1's s) from the f16 block itself, or
+ * from sc: the same values as f32 pairs (d, s) per block, converted once
+ * per matmul by the caller (cpu_avx2_dotx). f16 -> f32 is exact, so both
+ * give the same numbers; the table saves each weight row's pass the
+ * conversions. */
+static inline float act_d(const float *sc, const uint8_t *b, int64_t i) { return sc ? sc[2 * i] : ld_f16(b); }
+static inline float act_s(const float *sc, const uint8_t *b, int64_t i) { return sc ? sc[2 * i + 1] : ld_f16(b + 2); }
+
 static inline __attribute__((always_inline)) void dot_rows(BlockKind k, int T, int64_t n, const uint8_t *a,
-                                                          const uint8_t *const *xs, float *out)
+                                                          const uint8_t *const *xs, const float *const *scs,
+                                                          float *out)
 {
     const int wb = k == B_Q4_0 ? 18 : k == B_Q4_1 ? 20 : 34; /* weight block bytes */
     const int xb = k == B_Q4_1 ? 36 : 34;                    /* activation block bytes */
@@ -99,24 +108,31 @@ static inline __attribute__((always_inline)) void dot_rows(BlockKind k, int T, i
         const uint8_t *w0 = a + i * wb, *w1 = w0 + wb;
         __m256i q0 = load_w(k, w0), q1 = load_w(k, w1);
         float d0 = ld_f16(w0), d1 = ld_f16(w1);
+        float m0 = k == B_Q4_1 ? ld_f16(w0 + 2) : 0, m1 = k == B_Q4_1 ? ld_f16(w1 + 2) : 0;
         for (int t = 0; t < T; t++) {
             const uint8_t *b0 = xs[t] + i * xb, *b1 = b0 + xb;
+            const float *sc = scs ? scs[t] : NULL;
             __m256i y0 = _mm256_loadu_si256((const __m256i *)(b0 + yo));
             __m256i y1 = _mm256_loadu_si256((const __m256i *)(b1 + yo));
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * ld_f16(b0)), _mm256_cvtepi32_ps(block_dot(k, q0, y0)), acc0[t]);
-            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * ld_f16(b1)), _mm256_cvtepi32_ps(block_dot(k, q1, y1)), acc1[t]);
-            if (k == B_Q4_1) summ[t] += ld_f16(w0 + 2) * ld_f16(b0 + 2) + ld_f16(w1 + 2) * ld_f16(b1 + 2);
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * act_d(sc, b0, i)), _mm256_cvtepi32_ps(block_dot(k, q0, y0)),
+                                      acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1 * act_d(sc, b1, i + 1)), _mm256_cvtepi32_ps(block_dot(k, q1, y1)),
+                                      acc1[t]);
+            if (k == B_Q4_1) summ[t] += m0 * act_s(sc, b0, i) + m1 * act_s(sc, b1, i + 1);
         }
     }
     for (; i < nb; i++) {
         const uint8_t *w0 = a + i * wb;
         __m256i q0 = load_w(k, w0);
         float d0 = ld_f16(w0);
+        float m0 = k == B_Q4_1 ? ld_f16(w0 + 2) : 0;
         for (int t = 0; t < T; t++) {
             const uint8_t *b0 = xs[t] + i * xb;
+            const float *sc = scs ? scs[t] : NULL;
             __m256i y0 = _mm256_loadu_si256((const __m256i *)(b0 + yo));
-            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * ld_f16(b0)), _mm256_cvtepi32_ps(block_dot(k, q0, y0)), acc0[t]);
-            if (k == B_Q4_1) summ[t] += ld_f16(w0 + 2) * ld_f16(b0 + 2);
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * act_d(sc, b0, i)), _mm256_cvtepi32_ps(block_dot(k, q0, y0)),
+                                      acc0[t]);
+            if (k == B_Q4_1) summ[t] += m0 * act_s(sc, b0, i);
         }
     }
     for (int t = 0; t < T; t++) out[t] = hsum_ps(_mm256_add_ps(acc0[t], acc1[t])) + summ[t];
@@ -126,7 +142,7 @@ static float dot_q4_0(int64_t n, const void *w, const void *x)
 {
     const uint8_t *xs[1] = {x};
     float r;
-    dot_rows(B_Q4_0, 1, n, w, xs, &r);
+    dot_rows(B_Q4_0, 1, n, w, xs, NULL, &r);
     return r;
 }
 
@@ -134,7 +150,7 @@ static float dot_q4_1(int64_t n, const void *w, const void *x)
 {
     const uint8_t *xs[1] = {x};
     float r;
-    dot_rows(B_Q4_1, 1, n, w, xs, &r);
+    dot_rows(B_Q4_1, 1, n, w, xs, NULL, &r);
     return r;
 }
 
@@ -142,26 +158,26 @@ static float dot_q8_0(int64_t n, const void *w, const void *x)
 {
     const uint8_t *xs[1] = {x};
     float r;
-    dot_rows(B_Q8_0, 1, n, w, xs, &r);
+    dot_rows(B_Q8_0, 1, n, w, xs, NULL, &r);
     return r;
 }
 
 static void dot4_q4_0(int64_t n, const void *w, const void *x, size_t xstride, float *out)
 {
     const uint8_t *b = x, *xs[4] = {b, b + xstride, b + 2 * xstride, b + 3 * xstride};
-    dot_rows(B_Q4_0, 4, n, w, xs, out);
+    dot_rows(B_Q4_0, 4, n, w, xs, NULL, out);
 }
 
 static void dot4_q4_1(int64_t n, const void *w, const void *x, size_t xstride, float *out)
 {
     const uint8_t *b = x, *xs[4] = {b, b + xstride, b + 2 * xstride, b + 3 * xstride};
-    dot_rows(B_Q4_1, 4, n, w, xs, out);
+    dot_rows(B_Q4_1, 4, n, w, xs, NULL, out);
 }
 
 static void dot4_q8_0(int64_t n, const void *w, const void *x, size_t xstride, float *out)
 {
     const uint8_t *b = x, *xs[4] = {b, b + xstride, b + 2 * xstride, b + 3 * xstride};
-    dot_rows(B_Q8_0, 4, n, w, xs, out);
+    dot_rows(B_Q8_0, 4, n, w, xs, NULL, out);
 }
 
 /* Q4_K / Q5_K packed 6-bit scales and mins -> sc[8], m[8] */
@@ -485,6 +501,31 @@ int cpu_avx2_quant_row(KDtype t, const float *src, void *dst, int64_t n)
     }
     default:
         return -1;
+    }
+}
+
+#define DOTX(name, kind)                                                                                          \
+    static void name(int T, int64_t n, const void *w, const uint8_t *const *xs, const float *const *sc, float *out) \
+    {                                                                                                             \
+        switch (T) {                                                                                              \
+        case 1: dot_rows(kind, 1, n, w, xs, sc, out); break;                                                      \
+        case 2: dot_rows(kind, 2, n, w, xs, sc, out); break;                                                      \
+        case 3: dot_rows(kind, 3, n, w, xs, sc, out); break;                                                      \
+        default: dot_rows(kind, 4, n, w, xs, sc, out); break;                                                     \
+        }                                                                                                         \
+    }
+DOTX(dotx_q4_0, B_Q4_0)
+DOTX(dotx_q4_1, B_Q4_1)
+DOTX(dotx_q8_0, B_Q8_0)
+#undef DOTX
+
+cpu_dotx_fn cpu_avx2_dotx(KDtype w)
+{
+    switch (w) {
+    case K_DTYPE_Q4_0: return dotx_q4_0;
+    case K_DTYPE_Q4_1: return dotx_q4_1;
+    case K_DTYPE_Q8_0: return dotx_q8_0;
+    default: return NULL;
     }
 }
 

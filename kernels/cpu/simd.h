@@ -19,6 +19,16 @@ cpu_dot_fn cpu_avx2_dot(KDtype w);
 typedef void (*cpu_dot4_fn)(int64_t n, const void *w, const void *x, size_t xstride, float *out);
 cpu_dot4_fn cpu_avx2_dot4(KDtype w);
 
+/* One weight row against T (1..4) activation rows xs[t], whose blocks'
+ * scales are also given as f32: sc[t][2b] = the d of block b, sc[t][2b+1]
+ * its s (Q8_1; anything for Q8_0), exactly as converted from the blocks.
+ * out[t] is bit-identical to cpu_avx2_dot(w)(n, w, xs[t]); the table spares
+ * every weight row the f16 conversions of the activations' scales. Q4_0,
+ * Q4_1 and Q8_0 (the 32-value block formats); NULL for the others. */
+typedef void (*cpu_dotx_fn)(int T, int64_t n, const void *w, const uint8_t *const *xs, const float *const *sc,
+                            float *out);
+cpu_dotx_fn cpu_avx2_dotx(KDtype w);
+
 /* Activation quantization (same results as cpu_quant_row up to rounding
  * ties); returns -1 for a type it does not handle. */
 int cpu_avx2_quant_row(KDtype t, const float *src, void *dst, int64_t n);
@@ -30,6 +40,16 @@ void cpu_avx2_axpy_f32(int n, float a, const float *x, float *y);   /* y += a*x 
 void cpu_avx2_axpy_f16(int n, float a, const uint16_t *h, float *y);
 void cpu_avx2_f32_to_f16(int n, const float *x, uint16_t *h);
 void cpu_avx2_f16_to_f32(int n, const uint16_t *h, float *x);
+
+/* One attention part (attn_avx2.c): n_q query heads (q rows hd apart) of one
+ * KV group against the n f16 K/V rows k/v + slots[i] * row_stride (in
+ * halves). Out: sc[g * sc_stride + i] = exp(score - m[g]) with score =
+ * scale * q_g . k_i, m[g] = the largest score, l[g] = the sum of sc[g][..],
+ * o[g * hd ..] = sum_i sc[g][i] * v_i (unnormalised). hd % 8 == 0. Each
+ * head's numbers do not depend on n_q or on the other heads. */
+void cpu_avx2_attn_part_f16(int hd, int n_q, const float *q, float scale, const uint16_t *k, const uint16_t *v,
+                            size_t row_stride, const int32_t *slots, int n, float *sc, size_t sc_stride, float *o,
+                            float *m, float *l);
 
 
 /* Elementwise and row helpers. */

@@ -304,6 +304,54 @@ Test(dot, four_token_kernels_are_bit_identical_to_one_token)
     cr_assert(found >= 13, "Q4_0, Q4_1, Q8_0, Q4_K and Q6_K have four-token kernels (found %d)", found);
 }
 
+/* The kernels that read the activations' block scales from an f32 table
+ * (cpu_avx2_dotx, what matmul's dot path uses) give the one-token kernel's
+ * bits for any number of tokens 1-4. */
+Test(dot, scale_table_kernels_are_bit_identical_to_one_token)
+{
+    if (!cpu_has_avx2()) cr_skip_test("CPU has no AVX2/FMA/F16C");
+    int64_t ks[] = {32, 96, 576, 1536};
+    int found = 0;
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+        for (int ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+            KDtype t = weight_types[ti], at = cpu_dot_type(t);
+            cpu_dotx_fn dx = cpu_avx2_dotx(t);
+            if (!dx || ks[ki] % k_dtype_block(t)) continue;
+            found++;
+            int64_t k = ks[ki], nb = k / 32;
+            size_t xrb = k_row_bytes(at, k), bb = k_row_bytes(at, 32);
+            uint8_t *w = random_rows(t, k, 1), *xq = malloc(4 * xrb);
+            float *x = random_floats((size_t)(4 * k), 1.0f), *sc = malloc(sizeof(float) * 8 * (size_t)nb);
+            const uint8_t *xs[4];
+            const float *scs[4];
+            for (int i = 0; i < 4; i++) {
+                cpu_quant_row(at, x + i * k, xq + i * xrb, k);
+                xs[i] = xq + i * xrb;
+                scs[i] = sc + 2 * nb * i;
+                for (int64_t b = 0; b < nb; b++) {
+                    uint16_t h[2];
+                    memcpy(h, xs[i] + b * bb, sizeof h);
+                    sc[2 * nb * i + 2 * b] = cpu_f16_to_f32(h[0]);
+                    sc[2 * nb * i + 2 * b + 1] = at == K_DTYPE_Q8_1 ? cpu_f16_to_f32(h[1]) : 0.0f;
+                }
+            }
+            for (int T = 1; T <= 4; T++) {
+                float got[4];
+                dx(T, k, w, xs, scs, got);
+                for (int i = 0; i < T; i++) {
+                    float one = cpu_avx2_dot(t)(k, w, xs[i]);
+                    cr_assert(memcmp(&one, &got[i], 4) == 0, "%s k=%lld T=%d token %d: %.9g vs %.9g", k_dtype_name(t),
+                              (long long)k, T, i, one, got[i]);
+                }
+            }
+            free(w);
+            free(xq);
+            free(x);
+            free(sc);
+        }
+    cr_assert(found >= 12, "Q4_0, Q4_1 and Q8_0 have scale-table kernels (found %d)", found);
+}
+
 Test(dot, avx2_activation_quantization_is_bit_exact)
 {
     if (!cpu_has_avx2()) cr_skip_test("CPU has no AVX2/FMA/F16C");
@@ -737,6 +785,87 @@ Test(ops, attention_long_context_parts)
     free(q);
     free(want);
     free(got);
+}
+
+/* The decode kernel over every group size and head width it handles in
+ * its own way (passes of 3, 2 and 1 query heads; values 32, 16 and 8 dims
+ * at a time; head_dim 36, not a multiple of 8, takes the plain loops) and
+ * every way cpu_attention cuts a decode into tasks: alone (one task per
+ * query head), beside other decodes (one task per key part, all KV heads),
+ * beside a prefill (one per part and KV head). The token's output is
+ * bit-identical in all of them, and to the same token as the last of a
+ * prefill block on the no-sgemm path; and within 1e-5 of the reference. */
+Test(ops, attention_decode_kernel_shapes_and_task_cuts)
+{
+    static const struct { int n_head, n_kv, hd; } shapes[] = {
+        {3, 3, 64}, {4, 2, 64}, {9, 3, 64}, {8, 2, 128}, {10, 2, 80}, {7, 1, 72}, {6, 2, 36},
+    };
+    static const int ctxs[] = {1, 6, 257, 700};
+    enum { N_SLOTS = 2400, N_OTHER = 4, OTHER_CTX = 300, BLOCK = 5 };
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int n_head = shapes[si].n_head, n_kv = shapes[si].n_kv, hd = shapes[si].hd;
+        int kvd = n_kv * hd, qd = n_head * hd;
+        KDtype dt = K_DTYPE_F16;
+        size_t pool_bytes = (size_t)N_SLOTS * k_row_bytes(dt, kvd);
+        float *k_all = random_floats((size_t)N_SLOTS * kvd, 1.0f), *v_all = random_floats((size_t)N_SLOTS * kvd, 1.0f);
+        int32_t *all = malloc(sizeof(int32_t) * N_SLOTS);
+        for (int i = 0; i < N_SLOTS; i++) all[i] = (int32_t)((i * 7 + 3) % N_SLOTS); /* a scattered order */
+        void *kp = malloc(pool_bytes), *vp = malloc(pool_bytes);
+        ref_be->kv_store(ref_be->ctx, kp, vp, dt, kvd, k_all, v_all, all, N_SLOTS);
+        /* rows: 0 the token alone; 1..N_OTHER+1 the batch of decodes (the
+         * token last); then a prefill block ending with the token */
+        int rows = 1 + N_OTHER + 1 + BLOCK;
+        float *q = random_floats((size_t)rows * qd, 0.5f), *want = malloc((size_t)rows * qd * 4),
+              *got = malloc((size_t)rows * qd * 4);
+        const float *tq = q;
+        memcpy(q + (size_t)N_OTHER * 1 * qd + qd, tq, (size_t)qd * 4);
+        memcpy(q + (size_t)(rows - 1) * qd, tq, (size_t)qd * 4);
+        for (size_t ci = 0; ci < sizeof ctxs / sizeof ctxs[0]; ci++) {
+            int ctx = ctxs[ci];
+            KAttnSeq alone = {all, ctx, 1, 0};
+            KAttnSeq batch[N_OTHER + 1], pre = {all, ctx, BLOCK < ctx ? BLOCK : ctx, rows - (BLOCK < ctx ? BLOCK : ctx)};
+            for (int o = 0; o < N_OTHER; o++) batch[o] = (KAttnSeq){all + 1000 + 100 * o, OTHER_CTX, 1, 1 + o};
+            batch[N_OTHER] = (KAttnSeq){all, ctx, 1, 1 + N_OTHER};
+            KAttnSeq mixed[2] = {alone, pre};
+            KAttnArgs aa = {.q = q, .out = want, .k_pool = kp, .v_pool = vp, .kv_dtype = dt, .n_head = n_head,
+                            .n_head_kv = n_kv, .head_dim = hd, .scale = 0.125f, .seqs = &alone, .n_seqs = 1};
+            ref_be->attention(ref_be->ctx, &aa);
+            for (int v = 0; v < N_VARIANTS; v++) {
+                KBackend *b = fast_be[v];
+                const char *name = variants[v].name;
+                float *row_alone = got, *row_batch = got + (size_t)(1 + N_OTHER) * qd, *row_pre = got + (size_t)(rows - 1) * qd;
+                KAttnArgs x = aa;
+                x.out = got;
+                memset(got, 0, (size_t)rows * qd * 4);
+                b->attention(b->ctx, &x);
+                cr_assert(rel_err(row_alone, want, (size_t)qd) < 1e-5, "%s hd %d group %d ctx %d: alone vs ref", name,
+                          hd, n_head / n_kv, ctx);
+                x.seqs = batch;
+                x.n_seqs = N_OTHER + 1;
+                b->attention(b->ctx, &x);
+                cr_assert(memcmp(row_batch, row_alone, (size_t)qd * 4) == 0, "%s hd %d group %d ctx %d: batched decode",
+                          name, hd, n_head / n_kv, ctx);
+                x.seqs = mixed;
+                x.n_seqs = 2;
+                memset(got, 0, (size_t)qd * 4);
+                b->attention(b->ctx, &x);
+                cr_assert(memcmp(got, row_batch, (size_t)qd * 4) == 0, "%s hd %d group %d ctx %d: decode beside a prefill",
+                          name, hd, n_head / n_kv, ctx);
+                if ((variants[v].flags & CPU_NO_BLAS) || pre.n_new < 4)
+                    cr_assert(memcmp(row_pre, row_batch, (size_t)qd * 4) == 0,
+                              "%s hd %d group %d ctx %d: the token as the last of a prefill block", name, hd,
+                              n_head / n_kv, ctx);
+            }
+        }
+        free(k_all);
+        free(v_all);
+        free(all);
+        free(kp);
+        free(vp);
+        free(q);
+        free(want);
+        free(got);
+    }
 }
 
 /* ---- pool ---------------------------------------------------------------------------- */

@@ -100,6 +100,7 @@ class _Options(ctypes.Structure):
         ("threads", ctypes.c_int),
         ("kv_tokens", ctypes.c_int),
         ("chunk_size", ctypes.c_int),
+        ("itl_target_ms", ctypes.c_double),
         ("max_running", ctypes.c_int),
         ("prefix_cache", ctypes.c_int),
         ("blas_prefill", ctypes.c_int),
