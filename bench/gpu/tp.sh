@@ -25,6 +25,7 @@ if [ -z "$SGL_NCCL_LIB" ]; then
 fi
 export SGL_NCCL_LIB
 B=$G/bin
+set -o pipefail   # a failing program fails its `| tee` line
 fail=0
 nvidia-smi --query-gpu=index,name,memory.total,clocks.sm --format=csv,noheader
 NGPU=$(nvidia-smi -L | wc -l)

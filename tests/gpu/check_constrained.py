@@ -14,7 +14,7 @@ for path in sys.argv[1:]:
               v["yn"] in ("yes", "no"),
               re.fullmatch(r"[0-9]{4}", v["digits"]) is not None]
         o = json.loads(v["obj"])
-        ok.append(isinstance(o, dict) and set(o) == {"a", "b"} and type(o["a"]) is int and o["b"] in ("x", "y"))
+        ok.append(isinstance(o, dict) and set(o) == {"a", "b"} and type(o["a"]) is int and 0 <= o["a"] <= 999 and o["b"] in ("x", "y"))
     except Exception as e:  # a missing var, a run that failed: a failure
         ok, v = [False], repr(e)
     print("%s: %s %s" % (path, "ok" if all(ok) else "FAILED", json.dumps(v)))

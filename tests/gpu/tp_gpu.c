@@ -378,7 +378,7 @@ static void *ar_rank(void *arg)
         pthread_barrier_wait(a->bar);
         return NULL;
     }
-    /* rank r holds r + 1 + i % 7 at element i: integers, so every partial
+    /* rank r holds r + 1 + i % 7 at element i of every chunk: integers, so every partial
      * sum is exact in bf16 for n <= 8 (at most 84) */
     for (size_t i = 0; i < CHUNK; i++) host[i] = k_f32_to_bf16((float)(a->rank + 1) + (float)(i % 7));
     for (size_t off = 0; off < max / 2; off += CHUNK) a->be->upload(a->be->ctx, buf + off, host, (size_t)CHUNK * 2);
@@ -387,8 +387,11 @@ static void *ar_rank(void *arg)
     a->be->download(a->be->ctx, host, buf + (max / 2 - CHUNK), (size_t)CHUNK * 2);
     float base = (float)(a->n * (a->n + 1) / 2);
     for (size_t i = 0; i < CHUNK && !a->fail; i++) {
+        /* every chunk was uploaded from the same host pattern: element gi
+         * holds its index within its chunk (i here, max/2 a whole number of
+         * chunks) mod 7 */
         size_t gi = max / 2 - CHUNK + i;
-        float want = base + (float)a->n * (float)(gi % 7);
+        float want = base + (float)a->n * (float)(i % 7);
         if (k_bf16_to_f32(host[i]) != want) {
             fprintf(stderr, "rank %d: element %zu is %g, want %g\n", a->rank, gi, k_bf16_to_f32(host[i]), want);
             a->fail = 1;
