@@ -41,37 +41,6 @@ static const char check_help[] =
     "  --seed S           the random tokenization's seed (default 1)\n"
     "  --model PATH       whose tokenizer (default: the default model)\n";
 
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-            } else {
-                buf = nb;
-            }
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 static void report(int rc, size_t at)
 {
     if (rc == 1) puts("accept");
@@ -153,7 +122,7 @@ int cmd_check(int argc, char **argv)
     if (kind == SGL_CHECK_REGEX) {
         src = strdup(cons);
         src_len = src ? strlen(src) : 0;
-    } else if (!(src = read_all(cons, &src_len))) {
+    } else if (!(src = cli_read_file(cons, &src_len))) {
         fprintf(stderr, "sgl check: cannot read %s\n", cons);
         return 2;
     }
@@ -174,7 +143,7 @@ int cmd_check(int argc, char **argv)
     if (!jsonl) {
         size_t tlen = 0;
         char *owned = NULL;
-        if (file && !(owned = read_all(file, &tlen))) {
+        if (file && !(owned = cli_read_file(file, &tlen))) {
             fprintf(stderr, "sgl check: cannot read %s\n", file);
             goto out;
         }

@@ -93,4 +93,8 @@ void cli_engine_stop(CliEngine *e);
  * the help is the one list of a command's options. Returns 64 (usage). */
 int cli_unknown_option(const char *cmd, const char *opt, const char *help);
 
+/* The whole file at path, NUL-terminated (malloc'd; its length in *len),
+ * or NULL with errno set. */
+char *cli_read_file(const char *path, size_t *len);
+
 #endif

@@ -274,21 +274,11 @@ static int batch_apply_args(char **lines, int count, const char **pairs, int n_p
     if (!n_pairs && !args_file)
         return 0;
     if (args_file) {
-        FILE *f = fopen(args_file, "rb");
-        char *text = NULL;
         size_t len = 0;
-        FILE *mem = f ? open_memstream(&text, &len) : NULL;
-        char buf[4096];
-        size_t got;
-        while (mem && (got = fread(buf, 1, sizeof buf, f)) > 0)
-            fwrite(buf, 1, got, mem);
-        if (mem)
-            fclose(mem);
-        if (f)
-            fclose(f);
-        if (!f || !text || sgl_value_from_json(text, len, &defaults, err, errcap) != SGL_OK ||
+        char *text = cli_read_file(args_file, &len);
+        if (!text || sgl_value_from_json(text, len, &defaults, err, errcap) != SGL_OK ||
             sgl_value_type(defaults) != SGL_MAP) {
-            if (!f || !text)
+            if (!text)
                 snprintf(err, errcap, "%s: %s", args_file, strerror(errno));
             else if (defaults)
                 snprintf(err, errcap, "%s: error: the arguments must be a JSON object", args_file);

@@ -25,6 +25,7 @@ mkdir -p "$OUT"
 export LD_LIBRARY_PATH=$G/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PYTHONUNBUFFERED=1
 B=$G/bin
+. "$G/common.sh"
 fail=0
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.sm --format=csv,noheader
 for mode in "$@"; do
@@ -75,27 +76,12 @@ bench)
     SGL_BENCH_PREFILL=4096 timeout 150 "$B/engine_gpu" bench "$d" "${BENCH_REQ:-128}" "${BENCH_IN:-256}" \
         "${BENCH_OUT:-256}" "${BENCH_RUN:-0}" "${BENCH_CHUNK:-8192}" | tee -a "$log" || fail=1
     # SGLang's CI offline workload: 500 prompts, bench_serving's random lengths (seed 0, range ratio 0)
-    python3 -c "
-import numpy as np
-np.random.seed(0)
-i = np.random.randint(1, 4096 + 1, size=500); o = np.random.randint(0, 2048 + 1, size=500)
-print('\\n'.join('%d %d' % t for t in zip(i, o)))" > /tmp/sglang-lens.txt
+    sglang_lens /tmp/sglang-lens.txt
     timeout ${OFFLINE_TIMEOUT:-330} "$B/engine_gpu" lens "$d" /tmp/sglang-lens.txt "${BENCH_RUN:-0}" \
         "${BENCH_CHUNK:-8192}" | tee -a "$log" || fail=1
     # the program workload, cache on and off
     if [ -z "$SKIP_PROGRAM" ]; then
-        head -${PROG_N:-32} bench/programs/data/gsm.jsonl > /tmp/prog.jsonl
-        for cache in on off; do
-            fl=; [ $cache = off ] && fl=--no-prefix-cache
-            t0=$(date +%s%N)
-            timeout 120 "$B/sgl" run bench/gpu/fewshot_fork.sgl --model "$d" --device cuda --batch /tmp/prog.jsonl \
-                --stats $fl > /tmp/prog.out 2> /tmp/prog.err || fail=1
-            ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-            st=$(grep -i "generated tokens" /tmp/prog.err | tail -1)
-            gen=$(echo "$st" | sed -n 's/.*generated tokens \([0-9]*\).*/\1/p')
-            n=$(wc -l < /tmp/prog.jsonl)
-            awk -v c=$cache -v n=$n -v ms=$ms -v g=${gen:-0} -v st="$st" 'BEGIN { printf "{\"bench\": \"program\", \"cache\": \"%s\", \"programs\": %d, \"wall_ms\": %d, \"programs_s\": %.3f, \"gen_tok_s\": %.1f, \"stats\": \"%s\"}\n", c, n, ms, n * 1000 / ms, g * 1000 / ms, st }' | tee -a "$log"
-        done
+        program_bench "$d" "${PROG_N:-32}" 120 | tee -a "$log" || fail=1
     fi
     # the in-house peer: transformers generate on the same checkpoint
     [ -z "$SKIP_HF" ] && { timeout 150 python3 "$G/hf_generate_peer.py" "$d" --in 256 --out 256 --batch 64 2>&1 \

@@ -8,6 +8,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 [ -d "$G/bin" ] || tar xJf "$G/bin.tar.xz" -C "$G"
 export LD_LIBRARY_PATH=$G/lib NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
 B=$G/bin
+. "$G/common.sh"
 t0=$(date +%s)
 el() { echo "[t=$(( $(date +%s) - t0 ))s] $*"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.sm --format=csv,noheader | tee $OUT/gpu.txt
@@ -21,23 +22,10 @@ rm -rf $d
 el bench; log=$OUT/bench.log; : > $log
 $B/bench_gpu --peaks | tee -a $log
 d=/tmp/m8b; $B/sgl make-model --arch llama-3-8b --seed 1 --out $d > /dev/null
-python3 -c "
-import numpy as np
-np.random.seed(0)
-i = np.random.randint(1, 4096 + 1, size=500); o = np.random.randint(0, 2048 + 1, size=500)
-print('\n'.join('%d %d' % t for t in zip(i, o)))" > /tmp/lens.txt
+sglang_lens /tmp/lens.txt
 el sglang-offline; timeout ${OFF_T:-125} $B/engine_gpu lens $d /tmp/lens.txt 0 8192 | tee -a $log
 el engine-bench; SGL_BENCH_PREFILL=4096 timeout 70 $B/engine_gpu bench $d 64 256 256 0 8192 | tee -a $log | cut -c1-250
-el program; head -8 bench/programs/data/gsm.jsonl > /tmp/prog.jsonl
-for cache in on off; do
-    fl=; [ $cache = off ] && fl=--no-prefix-cache
-    s=$(date +%s%N)
-    timeout 20 $B/sgl run bench/gpu/fewshot_fork.sgl --model $d --device cuda --batch /tmp/prog.jsonl max_tokens=32 --stats $fl > /dev/null 2> /tmp/prog.err
-    ms=$(( ($(date +%s%N) - s) / 1000000 ))
-    st=$(grep -i "generated tokens" /tmp/prog.err | tail -1)
-    gen=$(echo "$st" | sed -n 's/.*generated tokens \([0-9]*\).*/\1/p')
-    awk -v c=$cache -v n=8 -v ms=$ms -v g=${gen:-0} -v st="$st" 'BEGIN { printf "{\"bench\": \"program\", \"cache\": \"%s\", \"programs\": %d, \"wall_ms\": %d, \"programs_s\": %.3f, \"gen_tok_s\": %.1f, \"stats\": \"%s\"}\n", c, n, ms, n * 1000 / ms, g * 1000 / ms, st }' | tee -a $log
-done
+el program; program_bench $d 8 20 max_tokens=32 | tee -a $log
 el peer-fast; PEER_BS=64 timeout 35 python3 $G/gpu_peer_fast.py 2>&1 | tail -1 | tee -a $log
 python3 $G/summary.py $log | tee $OUT/summary.txt
 el hf-peer; timeout 50 python3 $G/hf_generate_peer.py $d --in 256 --out 64 --batch 8 2>&1 | grep -v -i warn | tee -a $log

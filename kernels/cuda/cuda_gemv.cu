@@ -98,6 +98,32 @@ __device__ __forceinline__ void gv_mma(float (&acc)[4], const GvStep &st)
     }
 }
 
+/* The split-K tail of k_gemv and k_gemv_fp8: each warp's C fragment (weight
+ * row g | g+8, batch row 2t..2t+1) into part, then every output of the
+ * block's TILES tiles summed over the S warps of its tile in order and
+ * stored, times wscale[o] when wscale is given. */
+template <typename TOut, int S>
+__device__ __forceinline__ void gv_split_store(float (*part)[GV_ROWS][8], const float *acc, int warp, int g, int t4,
+                                               int n, int out, const float *wscale, const bf16 *bias, TOut *y, int ldy)
+{
+    constexpr int TILES = GV_WARPS / S;
+    part[warp][g][2 * t4] = acc[0];
+    part[warp][g][2 * t4 + 1] = acc[1];
+    part[warp][g + 8][2 * t4] = acc[2];
+    part[warp][g + 8][2 * t4 + 1] = acc[3];
+    __syncthreads();
+    for (int i = threadIdx.x; i < TILES * GV_ROWS * 8; i += GV_WARPS * 32) {
+        int tl = i / (GV_ROWS * 8), row = i % GV_ROWS, col = (i / GV_ROWS) % 8;
+        int o = (blockIdx.x * TILES + tl) * GV_ROWS + row;
+        if (col < n && o < out) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int k = 0; k < S; k++) sum += part[tl * S + k][row][col];
+            gv_store<TOut>(y + (size_t)col * ldy + o, wscale ? sum * wscale[o] : sum, bias, o);
+        }
+    }
+}
+
 /* Block: GV_WARPS warps = GV_WARPS / S row tiles of 16, S warps each; warp
  * k of a tile takes the 128-column steps k, k + S, k + 2S, ... with the
  * next step's loads issued before the current step's mma (two register
@@ -132,22 +158,7 @@ __global__ void __launch_bounds__(GV_WARPS * 32) k_gemv(const bf16 *__restrict__
         gv_mma(acc, s1);
         gi += S;
     }
-    /* C fragment: (weight row g | g+8, batch row 2t..2t+1) */
-    part[warp][g][2 * t4] = acc[0];
-    part[warp][g][2 * t4 + 1] = acc[1];
-    part[warp][g + 8][2 * t4] = acc[2];
-    part[warp][g + 8][2 * t4 + 1] = acc[3];
-    __syncthreads();
-    for (int i = threadIdx.x; i < TILES * GV_ROWS * 8; i += GV_WARPS * 32) {
-        int tl = i / (GV_ROWS * 8), row = i % GV_ROWS, col = (i / GV_ROWS) % 8;
-        int o = (blockIdx.x * TILES + tl) * GV_ROWS + row;
-        if (col < n && o < out) {
-            float sum = 0.0f;
-#pragma unroll
-            for (int k = 0; k < S; k++) sum += part[tl * S + k][row][col];
-            gv_store<TOut>(y + (size_t)col * ldy + o, sum, bias, o);
-        }
-    }
+    gv_split_store<TOut, S>(part, acc, warp, g, t4, n, out, NULL, bias, y, ldy);
 }
 
 /* ---- the staged layout ------------------------------------------------------
@@ -457,21 +468,7 @@ __global__ void __launch_bounds__(GV_WARPS * 32) k_gemv_fp8(const bf16 *__restri
             }
         }
     }
-    part[warp][g][2 * t4] = acc[0];
-    part[warp][g][2 * t4 + 1] = acc[1];
-    part[warp][g + 8][2 * t4] = acc[2];
-    part[warp][g + 8][2 * t4 + 1] = acc[3];
-    __syncthreads();
-    for (int i = threadIdx.x; i < TILES * GV_ROWS * 8; i += GV_WARPS * 32) {
-        int tl = i / (GV_ROWS * 8), row = i % GV_ROWS, col = (i / GV_ROWS) % 8;
-        int o = (blockIdx.x * TILES + tl) * GV_ROWS + row;
-        if (col < n && o < out) {
-            float sum = 0.0f;
-#pragma unroll
-            for (int k = 0; k < S; k++) sum += part[tl * S + k][row][col];
-            gv_store<TOut>(y + (size_t)col * ldy + o, sum * wscale[o], bias, o);
-        }
-    }
+    gv_split_store<TOut, S>(part, acc, warp, g, t4, n, out, wscale, bias, y, ldy);
 }
 
 template <typename TOut>

@@ -68,59 +68,36 @@ __device__ __forceinline__ uint64_t key_of(float v, int i)
 
 /* ---- block reductions (fixed order: the same result every run) ---- */
 
-__device__ double block_sum(double v, double *sh)
+/* v combined by op over the block: warp shuffles, one value a warp through
+ * sh, then the warps' values the same way; every warp returns the total.
+ * ident fills the lanes past the warp count. */
+template <typename T, typename Op>
+__device__ __forceinline__ T block_reduce(T v, T *sh, T ident, Op op)
 {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     int w = threadIdx.x >> 5, ln = threadIdx.x & 31;
     __syncthreads();
     if (ln == 0) sh[w] = v;
     __syncthreads();
-    v = ln < WARPS ? sh[ln] : 0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;   /* every warp computes the same total */
-}
-
-__device__ float block_max(float v, float *sh)
-{
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    int w = threadIdx.x >> 5, ln = threadIdx.x & 31;
-    __syncthreads();
-    if (ln == 0) sh[w] = v;
-    __syncthreads();
-    v = ln < WARPS ? sh[ln] : -INFINITY;
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    v = ln < WARPS ? sh[ln] : ident;
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-__device__ int block_count(int v, int *sh)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    int w = threadIdx.x >> 5, ln = threadIdx.x & 31;
-    __syncthreads();
-    if (ln == 0) sh[w] = v;
-    __syncthreads();
-    v = ln < WARPS ? sh[ln] : 0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
+struct OpAdd {
+    template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct OpMaxF {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct OpMinU64 {
+    __device__ uint64_t operator()(uint64_t a, uint64_t b) const { return b < a ? b : a; }
+};
 
-__device__ uint64_t block_min_u64(uint64_t v, uint64_t *sh)
-{
-    for (int o = 16; o > 0; o >>= 1) {
-        uint64_t x = __shfl_xor_sync(0xffffffffu, v, o);
-        v = x < v ? x : v;
-    }
-    int w = threadIdx.x >> 5, ln = threadIdx.x & 31;
-    __syncthreads();
-    if (ln == 0) sh[w] = v;
-    __syncthreads();
-    v = ln < WARPS ? sh[ln] : ALL_KEYS;
-    for (int o = 16; o > 0; o >>= 1) {
-        uint64_t x = __shfl_xor_sync(0xffffffffu, v, o);
-        v = x < v ? x : v;
-    }
-    return v;
-}
+__device__ double block_sum(double v, double *sh) { return block_reduce(v, sh, 0.0, OpAdd()); }
+__device__ float block_max(float v, float *sh) { return block_reduce(v, sh, -INFINITY, OpMaxF()); }
+__device__ int block_count(int v, int *sh) { return block_reduce(v, sh, 0, OpAdd()); }
+__device__ uint64_t block_min_u64(uint64_t v, uint64_t *sh) { return block_reduce(v, sh, (uint64_t)ALL_KEYS, OpMinU64()); }
 
 struct Shared {
     union {

@@ -103,6 +103,17 @@ static Model *open_model(const char *dir, KBackendKind kind)
     return m;
 }
 
+/* The tokenizer of what open_model opened as m: a GGUF file's own, or the
+ * HF directory's tokenizer.json. */
+static Tokenizer *open_tok(const char *dir, const Model *m)
+{
+    char err[1024];
+    Tokenizer *tok;
+    if (is_gguf(dir) ? tok_load_gguf(m->gguf, &tok, err, sizeof err) : tok_load_hf(dir, &tok, err, sizeof err))
+        die("tokenizer", err);
+    return tok;
+}
+
 /* ---- requests ---- */
 
 typedef struct {
@@ -207,10 +218,8 @@ static int first_diff(const Out *a, const Out *b)
 static int check(const char *dir, const char *out_dir)
 {
     char err[1024];
-    Tokenizer *tok;
     Model *cpu = open_model(dir, K_BACKEND_CPU), *gpu = open_model(dir, K_BACKEND_CUDA);
-    if (is_gguf(dir) ? tok_load_gguf(cpu->gguf, &tok, err, sizeof err) : tok_load_hf(dir, &tok, err, sizeof err))
-        die("tokenizer", err);
+    Tokenizer *tok = open_tok(dir, cpu);
     int V = cpu->cfg.vocab, reg = V < 100000 ? V : 100000; /* below every special id */
     int fail = 0;
 
@@ -429,11 +438,9 @@ static void forward_bench(Model *m, int in, int outn)
 
 static int bench(const char *dir, int n_req, int in, int outn, int max_running, int chunk)
 {
-    char err[1024];
-    Tokenizer *tok;
-    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
     double t0 = now();
     Model *m = open_model(dir, K_BACKEND_CUDA);
+    Tokenizer *tok = open_tok(dir, m);
     forward_bench(m, in, outn);
     Engine *e = engine(m, tok, max_running, chunk);
     double t_load = now() - t0;
@@ -490,7 +497,6 @@ static int bench(const char *dir, int n_req, int in, int outn, int max_running, 
 
 static int offline_lens(const char *dir, const char *lens, int max_running, int chunk)
 {
-    char err[1024];
     FILE *f = fopen(lens, "r");
     if (!f) die("lengths", lens);
     int cap = 1024, n = 0, *in = malloc(cap * sizeof *in), *out = malloc(cap * sizeof *out);
@@ -501,9 +507,8 @@ static int offline_lens(const char *dir, const char *lens, int max_running, int 
     }
     fclose(f);
     if (n == 0) die("lengths", "no \"IN OUT\" lines");
-    Tokenizer *tok;
-    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
     Model *m = open_model(dir, K_BACKEND_CUDA);
+    Tokenizer *tok = open_tok(dir, m);
     Engine *e = engine(m, tok, max_running, chunk);
     int V = m->cfg.vocab < 100000 ? m->cfg.vocab : 100000;
     long sum_in = 0, sum_out = 0;
@@ -645,10 +650,8 @@ static void run_sampled(Model *m, Tokenizer *tok, int device_sample, int n, int 
 
 static int sample_check(const char *dir)
 {
-    char err[1024];
-    Tokenizer *tok;
-    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
     Model *m = open_model(dir, K_BACKEND_CUDA);
+    Tokenizer *tok = open_tok(dir, m);
     printf("{\"backend\": \"%s\", \"vocab\": %d}\n", model_backend_name(m), m->cfg.vocab);
     SOut dev[NS], host[NS];
     double ts;
@@ -703,10 +706,8 @@ static void set_graphs(Model *m, ModelGraphs g)
 
 static int graphcheck(const char *dir)
 {
-    char err[1024];
-    Tokenizer *tok;
-    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
     Model *gpu = open_model(dir, K_BACKEND_CUDA);
+    Tokenizer *tok = open_tok(dir, gpu);
     int V = gpu->cfg.vocab, reg = V < 100000 ? V : 100000;
     int32_t prompts[NREQ][PLEN];
     int plen[NREQ];
@@ -854,10 +855,8 @@ static void offline(Engine *e, int V, int n_req, int in, int outn, const char *l
 
 static int decode_bench(const char *dir)
 {
-    char err[1024];
-    Tokenizer *tok;
-    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
     Model *m = open_model(dir, K_BACKEND_CUDA);
+    Tokenizer *tok = open_tok(dir, m);
     printf("{\"backend\": \"%s\"}\n", model_backend_name(m));
     decode_grid(m);
     int V = m->cfg.vocab < 100000 ? m->cfg.vocab : 100000;
@@ -881,9 +880,8 @@ static int decode_bench(const char *dir)
 static int offline_bench(const char *dir, int n_req, int in, int outn, const char *policy, int graphs)
 {
     char err[1024], label[64];
-    Tokenizer *tok;
-    if (tok_load_hf(dir, &tok, err, sizeof err)) die("tokenizer", err);
     Model *m = open_model(dir, K_BACKEND_CUDA);
+    Tokenizer *tok = open_tok(dir, m);
     if (model_reserve(m, 16, 16, err, sizeof err)) die("reserve", err); /* makes the backend */
     set_decode(m, policy);
     set_graphs(m, graphs ? MODEL_GRAPHS_ON : MODEL_GRAPHS_OFF);
