@@ -39,7 +39,7 @@
     "                     (measured cost per row; at least 16 a step; default 200;\n" \
     "                     0: no cap but --chunk-size)\n"                           \
     "  --kv-tokens N      KV cache size in tokens\n"                                 \
-    "  --max-running N    sequences in one batch at most\n"                          \
+    "  --max-running N    sequences in one batch at most (default 64; on a GPU 256)\n" \
     "  --seed S           seed for requests that give none\n"                        \
     "  --no-prefix-cache  turn the radix prefix cache off (for comparison)\n"        \
     "  --blas-prefill     OpenBLAS for prefill: faster, but outputs may then depend\n" \

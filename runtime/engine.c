@@ -55,7 +55,7 @@ void eng_options_default(EngOptions *o)
     memset(o, 0, sizeof *o);
     o->chunk_size = 512;
     o->itl_target_ms = ENG_DEFAULT_ITL_TARGET_MS;
-    o->max_running = 64;
+    o->max_running = 0;     /* eng_new: ENG_MAX_RUNNING_HOST or _DEVICE */
     o->prefix_cache = 1;
     o->decode_reserve = 32;
     o->seed = 0x5eed;
@@ -75,6 +75,8 @@ void eng_gen_params_default(EngGenParams *p)
 }
 
 const Tokenizer *eng_tokenizer(const Engine *e) { return e->tok; }
+
+int eng_max_running(const Engine *e) { return e->opt.max_running; }
 
 CVocab *eng_constraint_vocab(Engine *e)
 {
@@ -839,8 +841,8 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
         if (err) snprintf(err, errcap, "engine: a model and a tokenizer are required");
         return NULL;
     }
-    if (o->chunk_size <= 0 || o->max_running <= 0 || o->n_slots < 0 || o->decode_reserve < 0) {
-        if (err) snprintf(err, errcap, "engine: chunk_size and max_running must be positive, n_slots and decode_reserve not negative");
+    if (o->chunk_size <= 0 || o->max_running < 0 || o->n_slots < 0 || o->decode_reserve < 0) {
+        if (err) snprintf(err, errcap, "engine: chunk_size must be positive, max_running, n_slots and decode_reserve not negative");
         return NULL;
     }
     if (!(o->itl_target_ms >= 0)) {
@@ -855,6 +857,7 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
     e->model = model;
     e->tok = tok;
     e->opt = *o;
+    if (!e->opt.max_running) e->opt.max_running = model_on_device(model) ? ENG_MAX_RUNNING_DEVICE : ENG_MAX_RUNNING_HOST;
     sched_pace_init(&e->pace, o->itl_target_ms);
     if (e->opt.mask_overlap < 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -878,7 +881,7 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
      * come before the KV pool in the memory plan (model.h) */
     model_set_threads(model, o->n_threads);
     model_set_batch_invariant(model, o->batch_invariant != 0);
-    if (model_reserve(model, o->chunk_size + o->max_running, o->max_running + 64, err, errcap)) goto fail;
+    if (model_reserve(model, o->chunk_size + e->opt.max_running, e->opt.max_running + 64, err, errcap)) goto fail;
     int kv_dim = c->n_head_kv * c->head_dim;
     int n_slots = o->n_slots;
     if (n_slots == 0) {

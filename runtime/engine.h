@@ -110,6 +110,10 @@ const char *eng_finish_name(EngFinish f);
 typedef struct Engine Engine;
 
 #define ENG_DEFAULT_ITL_TARGET_MS 200.0
+/* The default max_running: on the CPU, where a step's cost grows with its
+ * rows and 64 already saturates the cores; on a device, the largest decode
+ * graph (MODEL_GRAPH_MAX_ROWS), as SGLang's cuda-graph-max-bs. */
+enum { ENG_MAX_RUNNING_HOST = 64, ENG_MAX_RUNNING_DEVICE = 256 };
 #define ENG_MIN_MIXED_PROMPT 16  /* prompt tokens a step beside decodes may always take */
 
 typedef struct {
@@ -125,7 +129,9 @@ typedef struct {
      * but chunk_size (prompts then delay decodes by a whole chunk). Default
      * ENG_DEFAULT_ITL_TARGET_MS. */
     double itl_target_ms;
-    int max_running;         /* sequences in one batch at most (default 64) */
+    int max_running;         /* sequences in one batch at most; 0 (default):
+                                ENG_MAX_RUNNING_HOST, or _DEVICE on a device
+                                backend (its decode graphs' largest size) */
     int prefix_cache;        /* 1 (default): radix cache on; 0: off */
     int decode_reserve;      /* output tokens per running sequence (at most
                                 its remaining max_tokens) that admission
@@ -186,6 +192,8 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
 void eng_free(Engine *e);
 
 const Tokenizer *eng_tokenizer(const Engine *e);
+/* The batch's sequence limit in effect (EngOptions.max_running resolved). */
+int eng_max_running(const Engine *e);
 const Model *eng_model(const Engine *e);
 
 /* ---- generation requests ------------------------------------------------- */

@@ -113,7 +113,7 @@ void job_free(GenJob *j)
 
 int job_admit(Server *s, HttpRequest *r, int sequences)
 {
-    int cap = (s->opt.runtime.max_running ? s->opt.runtime.max_running : 64) + s->opt.max_queued;
+    int cap = (s->eng ? eng_max_running(s->eng) : 64) + s->opt.max_queued;
     if (s->eng && eng_in_flight(s->eng) + sequences > cap) {
         s->metrics.rejected_queue_full++;
         ApiError e;

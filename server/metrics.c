@@ -75,7 +75,7 @@ char *metrics_text(Server *s)
     if (s->eng) eng_stats(s->eng, &es);
     scalar(&b, "sgl_cache_hit_rate", "gauge", "Cached / prompt tokens over the engine's life.", es.hit_rate);
     int in_flight = s->eng ? eng_in_flight(s->eng) : 0;
-    int max_running = s->opt.runtime.max_running ? s->opt.runtime.max_running : 64;
+    int max_running = s->eng ? eng_max_running(s->eng) : 64;
     int running = in_flight < max_running ? in_flight : max_running;
     scalar(&b, "sgl_running_requests", "gauge", "Engine sequences being decoded (at most max_running).", running);
     scalar(&b, "sgl_queued_requests", "gauge", "Engine sequences waiting for a batch slot.", in_flight - running);

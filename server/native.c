@@ -233,7 +233,7 @@ void native_server_info(Server *s, HttpRequest *r)
                 json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:I, s:b, s:s, s:[{s:f, s:I, s:I}]}", "version", "sgl 0.1.0",
                           "model_path", runtime_model_path(s->rt), "host", o->host ? o->host : "127.0.0.1", "port",
                           http_server_port(s->http), "max_running_requests",
-                          o->runtime.max_running ? o->runtime.max_running : 64, "chunked_prefill_size",
+                          eng_max_running(s->eng), "chunked_prefill_size",
                           o->runtime.chunk_size ? o->runtime.chunk_size : 512, "context_length",
                           eng_model(s->eng)->cfg.max_ctx, "max_total_num_tokens", (json_int_t)es.kv.total,
                           "disable_radix_cache", !o->runtime.prefix_cache, "served_model_name", s->model_id,

@@ -352,7 +352,7 @@ void programs_run(Server *s, HttpRequest *r, const char *name)
         return;
     }
     /* a program run holds model calls too: the same queue limit */
-    int cap = (s->opt.runtime.max_running ? s->opt.runtime.max_running : 64) + s->opt.max_queued;
+    int cap = (s->eng ? eng_max_running(s->eng) : 64) + s->opt.max_queued;
     if (ps->n_runs >= cap) {
         s->metrics.rejected_queue_full++;
         server_errorf(r, 429, NULL, "too many program runs in flight (%d); retry later", ps->n_runs);

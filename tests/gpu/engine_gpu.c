@@ -180,12 +180,24 @@ static void submit(Engine *e, const int32_t *p, int np, int max_tokens, Out *o)
     if (eng_submit(e, &g, NULL)) die("submit", eng_last_error(e));
 }
 
+/* Waits for o[0..n). With SGL_BENCH_PROGRESS=S set, prints a progress line
+ * every S seconds (requests done, tokens out, the rate so far), so a run cut
+ * off by a time limit still tells its rate. */
 static void wait_all(Engine *e, Out *o, int n)
 {
+    const char *pe = getenv("SGL_BENCH_PROGRESS");
+    double every = pe ? atof(pe) : 0, t0 = now(), next = t0 + every;
     for (;;) {
         int left = 0;
-        for (int i = 0; i < n; i++) left += !o[i].done;
+        long toks = 0;
+        for (int i = 0; i < n; i++) left += !o[i].done, toks += o[i].n;
         if (!left) return;
+        if (every > 0 && now() >= next) {
+            printf("{\"progress_s\": %.0f, \"done\": %d, \"of\": %d, \"out_tokens\": %ld, \"out_tok_s\": %.1f}\n",
+                   now() - t0, n - left, n, toks, toks / (now() - t0));
+            fflush(stdout);
+            next += every;
+        }
         eng_wait(e);
     }
 }
