@@ -468,7 +468,7 @@ void k_dequant_row_host(KDtype t, const void *src, float *dst, int64_t n);
 
 /* The other way: n f32 values (a whole number of blocks) to dtype t, on the
  * calling thread, for writers (sgl make-model --gguf). 0, or -1 when t has
- * no quantizer here (F32, F16, BF16, Q8_0, Q4_0 and Q4_1 do). */
+ * no quantizer here (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K do). */
 int k_quant_row_host(KDtype t, const float *src, void *dst, int64_t n);
 
 /* 1 when every op is filled, the device table's too when there is one (a

@@ -22,7 +22,9 @@
  *   - norms, biases and rope_freqs are F32; matrices (the embedding too) TYPE.
  * The same model either way: `sgl generate` on the GGUF and on the HF
  * directory give the same logits up to TYPE's rounding (tests/unit/
- * test_make_gguf.c checks F32 and Q8_0).
+ * test_make_gguf.c checks F32, Q8_0 and the k-quants). A k-quant needs
+ * every matrix's row length a multiple of its 256-element block: the
+ * writer refuses another by the tensor's name.
  *
  * Only make-model's own byte-level BPE tokenizer.json is converted; another
  * is refused by name. Threads: the caller's.
@@ -43,6 +45,7 @@ static int parse_type(const char *s, KDtype *out)
     static const struct { const char *name; KDtype t; } types[] = {
         {"f32", K_DTYPE_F32},   {"f16", K_DTYPE_F16},   {"bf16", K_DTYPE_BF16},
         {"q8_0", K_DTYPE_Q8_0}, {"q4_0", K_DTYPE_Q4_0}, {"q4_1", K_DTYPE_Q4_1},
+        {"q4_k", K_DTYPE_Q4_K}, {"q5_k", K_DTYPE_Q5_K}, {"q6_k", K_DTYPE_Q6_K},
     };
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (s && !strcmp(s, types[i].name)) {
@@ -173,7 +176,7 @@ sgl_status sgl_make_gguf(const char *hf_dir, const char *type, const char *out_p
 {
     KDtype wt;
     if (parse_type(type, &wt)) {
-        snprintf(err, errcap, "--gguf %s: the types written are f32, f16, bf16, q8_0, q4_0, q4_1", type ? type : "");
+        snprintf(err, errcap, "--gguf %s: the types written are f32, f16, bf16, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k", type ? type : "");
         return SGL_ERR_USAGE;
     }
     Model *m = NULL;

@@ -55,8 +55,9 @@ uint16_t cpu_f32_to_bf16(float f);      /* round to nearest even */
 void cpu_dequant_row(KDtype t, const void *src, float *dst, int64_t n);
 
 /* Quantize n floats to t. Supported: F32, F16, BF16, Q8_0, Q8_1, Q8_K (the
- * activation formats) and Q4_0, Q4_1 (simple round-to-nearest, for tests).
- * Returns -1 for other types. */
+ * activation formats) and Q4_0, Q4_1, Q4_K, Q5_K, Q6_K (simple
+ * round-to-nearest fits, for tests and make-model --gguf). Returns -1 for
+ * other types (Q5_0, Q5_1). */
 int cpu_quant_row(KDtype t, const float *src, void *dst, int64_t n);
 
 /* The activation format a weight dtype's dot product consumes: F32 for

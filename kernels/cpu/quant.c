@@ -354,6 +354,104 @@ static void q_q4_1(const float *x, uint8_t *b)
     }
 }
 
+/* ---- k-quant weights (writers: sgl make-model --gguf) ----------------------
+ * Plain min/max fits, not llama.cpp's searched ones: a valid block of the
+ * type whose dequantization (above) is the nearest its grid allows for each
+ * sub-block's range. Q4_K / Q5_K: 8 sub-blocks of 32, a 6-bit scale and
+ * min each under the super-block's f16 d and dmin (x = d*sc*q - dmin*m, the
+ * sub-block's minimum taken <= 0 so m >= 0). Q6_K: 16 sub-blocks of 16, an
+ * int8 scale each under f16 d (x = d*sc*(q - 32)). */
+
+static int clamp_i(long v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
+
+/* k4_scale_min's inverse: sc[8], m[8] (6 bits each) into 12 bytes. */
+static void k4_pack_scales(const int *sc, const int *m, uint8_t *q)
+{
+    for (int j = 0; j < 4; j++) {
+        q[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+        q[j + 4] = (uint8_t)(m[j] | (m[j + 4] >> 4) << 6);
+        q[j + 8] = (uint8_t)((sc[j + 4] & 0x0f) | (m[j + 4] & 0x0f) << 4);
+    }
+}
+
+/* The shared part of Q4_K and Q5_K: per sub-block levels 0..top, the packed
+ * scales and the f16 d, dmin at b; q[256] the levels. */
+static void q_k4_levels(const float *x, uint8_t *b, int top, uint8_t *q)
+{
+    float scale[8], minv[8], smax = 0, mmax = 0;
+    for (int j = 0; j < 8; j++) {
+        float mn = x[32 * j], mx = x[32 * j];
+        for (int l = 1; l < 32; l++) { mn = fminf(mn, x[32 * j + l]); mx = fmaxf(mx, x[32 * j + l]); }
+        if (mn > 0) mn = 0;
+        scale[j] = (mx - mn) / (float)top;
+        minv[j] = -mn;
+        smax = fmaxf(smax, scale[j]);
+        mmax = fmaxf(mmax, minv[j]);
+    }
+    wr_f16(b, smax / 63.0f);
+    wr_f16(b + 2, mmax / 63.0f);
+    float d = rd_f16(b), dmin = rd_f16(b + 2);
+    int sc[8], m[8];
+    for (int j = 0; j < 8; j++) {
+        sc[j] = d > 0 ? clamp_i(lrintf(scale[j] / d), 0, 63) : 0;
+        m[j] = dmin > 0 ? clamp_i(lrintf(minv[j] / dmin), 0, 63) : 0;
+        float ds = d * (float)sc[j], dm = dmin * (float)m[j];
+        for (int l = 0; l < 32; l++)
+            q[32 * j + l] = (uint8_t)(ds > 0 ? clamp_i(lrintf((x[32 * j + l] + dm) / ds), 0, top) : 0);
+    }
+    k4_pack_scales(sc, m, b + 4);
+}
+
+static void q_q4_k(const float *x, uint8_t *b)
+{
+    uint8_t q[256];
+    q_k4_levels(x, b, 15, q);
+    uint8_t *qs = b + 16;
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) qs[32 * c + l] = (uint8_t)(q[64 * c + l] | q[64 * c + 32 + l] << 4);
+}
+
+static void q_q5_k(const float *x, uint8_t *b)
+{
+    uint8_t q[256];
+    q_k4_levels(x, b, 31, q);
+    uint8_t *qh = b + 16, *ql = b + 48;
+    memset(qh, 0, 32);
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int lo = q[64 * c + l], hi = q[64 * c + 32 + l];
+            ql[32 * c + l] = (uint8_t)((lo & 0x0f) | (hi & 0x0f) << 4);
+            qh[l] |= (uint8_t)((lo >> 4) << (2 * c) | (hi >> 4) << (2 * c + 1));
+        }
+}
+
+static void q_q6_k(const float *x, uint8_t *b)
+{
+    float scale[16], amax = 0;
+    for (int g = 0; g < 16; g++) {
+        float m = 0;
+        for (int l = 0; l < 16; l++) m = fmaxf(m, fabsf(x[16 * g + l]));
+        scale[g] = m / 31.0f;
+        amax = fmaxf(amax, scale[g]);
+    }
+    uint8_t *ql = b, *qh = b + 128;
+    int8_t *sc = (int8_t *)(b + 192);
+    wr_f16(b + 208, amax / 127.0f);
+    float d = rd_f16(b + 208);
+    memset(ql, 0, 128);
+    memset(qh, 0, 64);
+    for (int g = 0; g < 16; g++) sc[g] = (int8_t)(d > 0 ? clamp_i(lrintf(scale[g] / d), 0, 127) : 0);
+    for (int e = 0; e < 256; e++) {
+        float ds = d * (float)sc[e / 16];
+        int v = ds > 0 ? clamp_i(lrintf(x[e] / ds) + 32, 0, 63) : 32;
+        /* q6_value's layout, written */
+        int half = e / 128, r = e % 128, quarter = r / 32, l = r % 32;
+        uint8_t *lo = ql + 64 * half + ((quarter & 1) ? l + 32 : l);
+        *lo |= (uint8_t)((quarter & 2) ? (v & 0x0f) << 4 : (v & 0x0f));
+        qh[32 * half + l] |= (uint8_t)((v >> 4) << (2 * quarter));
+    }
+}
+
 int cpu_quant_row(KDtype t, const float *src, void *dst, int64_t n)
 {
     uint8_t *d = dst;
@@ -378,6 +476,9 @@ int cpu_quant_row(KDtype t, const float *src, void *dst, int64_t n)
     case K_DTYPE_Q8_K: for (int64_t i = 0; i < n / 256; i++) q_q8_k(src + 256 * i, d + 292 * i); return 0;
     case K_DTYPE_Q4_0: for (int64_t i = 0; i < n / 32; i++) q_q4_0(src + 32 * i, d + 18 * i); return 0;
     case K_DTYPE_Q4_1: for (int64_t i = 0; i < n / 32; i++) q_q4_1(src + 32 * i, d + 20 * i); return 0;
+    case K_DTYPE_Q4_K: for (int64_t i = 0; i < n / 256; i++) q_q4_k(src + 256 * i, d + 144 * i); return 0;
+    case K_DTYPE_Q5_K: for (int64_t i = 0; i < n / 256; i++) q_q5_k(src + 256 * i, d + 176 * i); return 0;
+    case K_DTYPE_Q6_K: for (int64_t i = 0; i < n / 256; i++) q_q6_k(src + 256 * i, d + 210 * i); return 0;
     default: return -1;
     }
 }

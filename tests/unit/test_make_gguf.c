@@ -125,12 +125,58 @@ Test(make_gguf, f32_is_the_same_model) { compare("f32", 1e-4, NT); }
 
 Test(make_gguf, q8_0_within_quantization) { compare("q8_0", 0.02, NT * 3 / 4); }
 
+/* The k-quants (make-model's min/max fits): 6-bit within a few percent,
+ * 4- and 5-bit within their grids' error on random weights. */
+Test(make_gguf, q6_k_within_quantization) { compare("q6_k", 0.05, NT / 2); }
+Test(make_gguf, q5_k_within_quantization) { compare("q5_k", 0.12, NT / 3); }
+Test(make_gguf, q4_k_within_quantization) { compare("q4_k", 0.25, NT / 4); }
+
+/* Each k-quant block dequantizes back near what was quantized: per block
+ * the error is bounded by the sub-block grids (checked against a bound
+ * from the block's range), and exact zeros and constant blocks survive. */
+Test(make_gguf, k_quant_blocks_round_trip)
+{
+    const KDtype types[] = {K_DTYPE_Q4_K, K_DTYPE_Q5_K, K_DTYPE_Q6_K};
+    const int levels[] = {15, 31, 31};
+    float x[512], y[512];
+    uint8_t q[512];
+    unsigned r = 12345;
+    for (int i = 0; i < 512; i++) {
+        r = r * 1103515245u + 12345u;
+        x[i] = ((float)(r >> 8) / (float)(1u << 24) - 0.5f) * (i < 256 ? 0.2f : 3.0f);
+    }
+    for (int t = 0; t < 3; t++) {
+        cr_assert_eq(k_quant_row_host(types[t], x, q, 512), 0);
+        k_dequant_row_host(types[t], q, y, 512);
+        for (int b = 0; b < 2; b++) {
+            float amax = 0, err = 0;
+            for (int i = 256 * b; i < 256 * b + 256; i++) {
+                amax = fmaxf(amax, fabsf(x[i]));
+                err = fmaxf(err, fabsf(x[i] - y[i]));
+            }
+            /* half a step of the widest sub-block's grid, the 6-bit
+             * sub-scales' and the f16 super-scale's rounding on top */
+            float bound = 2 * amax / levels[t] * 0.75f;
+            cr_assert(err <= bound, "%s block %d: max error %g over bound %g", k_dtype_name(types[t]), b, err, bound);
+        }
+        float z[256] = {0}, c[256];
+        for (int i = 0; i < 256; i++) c[i] = 0.5f;
+        cr_assert_eq(k_quant_row_host(types[t], z, q, 256), 0);
+        k_dequant_row_host(types[t], q, y, 256);
+        for (int i = 0; i < 256; i++) cr_assert_eq(y[i], 0.0f, "%s: zeros", k_dtype_name(types[t]));
+        cr_assert_eq(k_quant_row_host(types[t], c, q, 256), 0);
+        k_dequant_row_host(types[t], q, y, 256);
+        for (int i = 0; i < 256; i++)
+            cr_assert(fabsf(y[i] - 0.5f) < 0.01f, "%s: constant 0.5 came back %g", k_dtype_name(types[t]), y[i]);
+    }
+}
+
 Test(make_gguf, refusals)
 {
     char err[512], path[128];
     snprintf(path, sizeof path, "%s/x.gguf", dir);
-    cr_assert_eq(sgl_make_gguf(dir, "q4_k", path, err, sizeof err), SGL_ERR_USAGE);
-    cr_assert(strstr(err, "q4_k") && strstr(err, "q8_0"), "%s", err);
+    cr_assert_eq(sgl_make_gguf(dir, "q5_0", path, err, sizeof err), SGL_ERR_USAGE);
+    cr_assert(strstr(err, "q5_0") && strstr(err, "q8_0") && strstr(err, "q6_k"), "%s", err);
     cr_assert_eq(sgl_make_gguf("/nonexistent-dir", "f16", path, err, sizeof err), SGL_ERR_IO);
 
     /* the writer refuses what the format cannot hold, by name */
