@@ -8,7 +8,7 @@
 #     CHECK_TOL), then transformers on the same ids (e2e_logits.py: within
 #     bf16 tolerance of the f32 reference);
 #  3. bench_gpu's own Llama-shaped forward against transformers (--e2e);
-#  4. GGUF files (make-model --gguf q8_0 / q4_0) through engine_gpu check;
+#  4. GGUF files (make-model --gguf q8_0, q4_0, q4_k, q6_k) through engine_gpu check;
 #  5. constrained generation (tests/gpu/constrained.sgl) on the CPU and the
 #     GPU, every value checked against its constraint.
 # BINDIR holds sgl, engine_gpu, test_cuda_ops and bench_gpu (default build/gpu
@@ -38,9 +38,9 @@ for shape in llama-3-8b-2l llama-3.2-1b-4l; do
     fi
     rm -rf "$d"
 done
-# GGUF weights (make-model --gguf), dequantized at load: engine_gpu check on q8_0 and q4_0 files
+# GGUF weights (make-model --gguf), dequantized at load: engine_gpu check on q8_0, q4_0, q4_k and q6_k files
 d=$(mktemp -d)
-for q in q8_0 q4_0; do
+for q in q8_0 q4_0 q4_k q6_k; do
     "$SGL" make-model --arch llama-3.2-1b --layers 2 --seed 11 --out "$d" --gguf $q >/dev/null &&
         "$B/engine_gpu" check "$d/model-$q.gguf" || fail=1
 done
