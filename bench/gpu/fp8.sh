@@ -14,12 +14,12 @@ t0=$(date +%s)
 el() { echo "[t=$(( $(date +%s) - t0 ))s] $*"; }
 OPTS="none:auto fp8:auto none:fp8_e4m3"
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.sm --format=csv,noheader | tee $OUT/gpu.txt
-el ops; timeout 60 $B/test_cuda_ops > $OUT/ops.log 2>&1; echo "rc=$?"; grep -E "fp8|FAIL" $OUT/ops.log | cut -c1-150; tail -1 $OUT/ops.log
+el ops; timeout 45 $B/test_cuda_ops > $OUT/ops.log 2>&1; echo "rc=$?"; grep -E "fp8|FAIL" $OUT/ops.log | cut -c1-150; tail -1 $OUT/ops.log
 d=/tmp/m8b2; $B/sgl make-model --arch llama-3-8b --layers 2 --seed 11 --out $d >/dev/null
 for o in $OPTS; do
     q=${o%:*}; kv=${o#*:}
     el "check-8b-2l quantization=$q kv=$kv"
-    SGL_QUANTIZATION=$q SGL_KV_CACHE_DTYPE=$kv timeout 40 $B/engine_gpu check $d > $OUT/check-$q-$kv.log 2>&1
+    SGL_QUANTIZATION=$q SGL_KV_CACHE_DTYPE=$kv timeout 35 $B/engine_gpu check $d > $OUT/check-$q-$kv.log 2>&1
     echo "rc=$?"; grep -E "backend|greedy_ids|teacher" $OUT/check-$q-$kv.log | cut -c1-300
 done
 el "graphcheck fp8 + fp8 KV"
@@ -31,7 +31,7 @@ d=/tmp/m8b; $B/sgl make-model --arch llama-3-8b --seed 1 --out $d > /dev/null
 for o in $OPTS; do
     q=${o%:*}; kv=${o#*:}
     el "bench-8b quantization=$q kv=$kv"
-    SGL_QUANTIZATION=$q SGL_KV_CACHE_DTYPE=$kv SGL_BENCH_PREFILL=4096 timeout 60 $B/engine_gpu bench $d 64 256 256 0 8192 \
+    SGL_QUANTIZATION=$q SGL_KV_CACHE_DTYPE=$kv SGL_BENCH_PREFILL=4096 timeout 45 $B/engine_gpu bench $d 64 256 256 0 8192 \
         > $OUT/bench-$q-$kv.log 2>&1
     echo "rc=$?"; cut -c1-260 $OUT/bench-$q-$kv.log
 done
