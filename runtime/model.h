@@ -40,7 +40,8 @@
  * this file and model.c know backends only through kernels/backend.h.
  *
  * Device backends (KBackend.dev, e.g. CUDA): making the backend uploads the
- * weights as bf16 (any loaded dtype is converted; q/k/v and gate/up fused),
+ * weights as bf16 (any loaded dtype is converted; q/k/v and gate/up fused;
+ * the layer matrices as fp8 e4m3 with ModelOptions.quantization FP8),
  * model_reserve plans the activations, and the KV pool must be made by
  * model_kv_new (in the backend's memory, bf16) with at most model_kv_slots
  * slots. model_forward then runs runtime/model_dev.c's pass; batch->logits

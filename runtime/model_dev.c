@@ -32,6 +32,13 @@
  * padded step launched op by op computes (MODEL_GRAPHS_PADDED, for tests).
  * Graphs are dropped when what they baked in changes: the activation
  * buffers (mdev_reserve grows them), the KV pool's layer arrays, the mode.
+ *
+ * fp8 (ModelOptions.quantization FP8 / kv_cache_dtype FP8_E4M3): the layer
+ * matrices are uploaded as bf16 a part at a time and quantized there
+ * (fuse_fp8: KTensor F8_E4M3 + per-row scales; embedding, lm head and norms
+ * stay bf16), mdev_reserve sizes the backend's per-token activation buffer
+ * (fp8_reserve), an F8_E4M3 pool takes rope_kv_fp8 and KDevAttn.kv_fp8 and
+ * counts one byte a value in the plan (mdev_kv_slots).
  */
 #include "runtime/model_dev.h"
 

@@ -9,6 +9,9 @@
  *   mem_info reports, minus what is allocated)
  *   KDevOps ── plain loops over bf16 rows, f32 accumulation
  *   K_OPS host-f32 compute ops ── refused by name, as on CUDA
+ *   fp8 e4m3 ── CUDA's rules (kernels/backend.h "fp8 e4m3"): quant_fp8's
+ *   scales, matmuls of <= 8 rows on bf16 x, more rows on per-token e4m3 x,
+ *   rope_kv_fp8 and attention over F8_E4M3 pools (k_f32_to_e4m3 rounding)
  */
 #include <math.h>
 #include <stdio.h>

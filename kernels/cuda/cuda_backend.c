@@ -12,6 +12,12 @@
  * it). Attention owns a fixed work space for split-K decode; the split is
  * chosen per call from the rows and the longest context.
  *
+ * fp8 e4m3 (an option): F8_E4M3 weights go to cu_gemv_fp8 up to
+ * CU_GEMV_MAX_N rows, else to per-token activation quantization and
+ * cuBLASLt's fp8 GEMM (cuda_fp8.h; SGL_CUDA_FP8_GEMM=auto|outer|epilogue);
+ * KDevAttn.kv_fp8 pools to the fp8 split-K decode and mma prefill kernels
+ * (the row and WMMA kernels refuse them by name).
+ *
  * Threads: one host thread at a time (the engine thread), as CuCtx.
  */
 #include "kernels/cuda/cuda_backend.h"

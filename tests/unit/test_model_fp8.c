@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "include/sgl.h"
 #include "kernels/cpu/cpu.h"
+#include "runtime/device.h"
 #include "runtime/model.h"
 #include "runtime/model_dev.h"
 
@@ -311,4 +313,23 @@ Test(fp8, host_backends_refuse_by_name)
     cr_assert_eq(model_kv_cache_from_name("fp8_e4m3"), MODEL_KV_FP8_E4M3);
     cr_assert_eq(model_kv_cache_from_name("auto"), MODEL_KV_AUTO);
     cr_assert_eq(model_kv_cache_from_name("fp8_e5m2"), -1);
+}
+
+Test(fp8, sgl_set_quantization_reaches_the_model_options)
+{
+    char err[256] = "";
+    ModelOptions o;
+    cr_assert_eq(sgl_set_quantization("fp8", "fp8_e4m3", err, sizeof err), SGL_OK, "%s", err);
+    model_options_default(&o);
+    runtime_device_options(&o);
+    cr_assert_eq(o.quantization, MODEL_QUANT_FP8);
+    cr_assert_eq(o.kv_cache_dtype, MODEL_KV_FP8_E4M3);
+    cr_assert_eq(sgl_set_quantization("awq", NULL, err, sizeof err), SGL_ERR_USAGE);
+    cr_assert(strstr(err, "awq"), "%s", err);
+    cr_assert_eq(sgl_set_quantization(NULL, "fp16", err, sizeof err), SGL_ERR_USAGE);
+    cr_assert(strstr(err, "fp16"), "%s", err);
+    cr_assert_eq(sgl_set_quantization(NULL, NULL, err, sizeof err), SGL_OK, "%s", err);
+    runtime_device_options(&o);
+    cr_assert_eq(o.quantization, MODEL_QUANT_NONE);
+    cr_assert_eq(o.kv_cache_dtype, MODEL_KV_AUTO);
 }
