@@ -33,6 +33,10 @@
     "                     all-reduce (default 1: one GPU)\n"                        \
     "  --tp-comm C        nccl, host (dev-ref) or auto; naming one with --tp 1\n"  \
     "                     runs the sharded path on one GPU\n"                       \
+    "  --quantization Q   none or fp8: linear weights as fp8 e4m3 with per-channel\n" \
+    "                     scales (GPU, compute capability 8.9+; lm head bf16)\n"   \
+    "  --kv-cache-dtype T auto, bf16 or fp8_e4m3 (GPU; scale 1.0: twice the\n"    \
+    "                     KV slots)\n"                                             \
     "  --chunk-size N     prompt tokens prefilled per step at most (default 512)\n"  \
     "  --itl-target MS    decode first: while sequences decode, prompt tokens join\n" \
     "                     a step only as far as it is expected to take MS ms\n"     \
@@ -56,6 +60,8 @@ typedef struct {
     double mem_fraction;        /* --mem-fraction, 0: default */
     int tp;                     /* --tp, 0: one device */
     const char *tp_comm;        /* --tp-comm, or NULL: auto */
+    const char *quantization;   /* --quantization, or NULL: none */
+    const char *kv_cache_dtype; /* --kv-cache-dtype, or NULL: auto */
     int threads, chunk_size, kv_tokens, max_running;
     double itl_target_ms;       /* --itl-target; 0: default, < 0: off (given as 0) */
     int prefix_cache;           /* 1 unless --no-prefix-cache */

@@ -70,7 +70,7 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
     }
     static const char *const with_value[] = {"--model", "--threads", "--chunk-size", "--kv-tokens", "--seed",
                                              "--max-running", "--chat-template", "--device", "--mem-fraction",
-                                             "--tp", "--tp-comm", NULL};
+                                             "--tp", "--tp-comm", "--quantization", "--kv-cache-dtype", NULL};
     int k = 0;
     while (with_value[k] && strcmp(a, with_value[k]) != 0)
         k++;
@@ -107,6 +107,8 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
     }
     case 9: return int_value(a, v, 1, &o->tp);
     case 10: o->tp_comm = v; return 1;
+    case 11: o->quantization = v; return 1;
+    case 12: o->kv_cache_dtype = v; return 1;
     default: o->chat_template = v; return 1;
     }
 }
@@ -115,6 +117,7 @@ int cli_runtime_open(const CliEngineOptions *o, int lazy, sgl_runtime **out, cha
 {
     if (sgl_set_device(o->device, o->mem_fraction, err, errcap) != SGL_OK) return -1;
     if (sgl_set_tensor_parallel(o->tp, o->tp_comm, err, errcap) != SGL_OK) return -1;
+    if (sgl_set_quantization(o->quantization, o->kv_cache_dtype, err, errcap) != SGL_OK) return -1;
     sgl_runtime_options ro;
     sgl_runtime_options_init(&ro);
     ro.model = o->model;

@@ -515,6 +515,15 @@ const char *sgl_device_name(void);
  * dimension. */
 sgl_status sgl_set_tensor_parallel(int tp, const char *comm, char *err, size_t errcap);
 
+/* fp8 for runtimes opened after it (issue 11), SGLang's spellings:
+ * quantization "fp8" (linear weights as e4m3 with a per-output-channel
+ * scale, quantized at load; the lm head stays bf16) or NULL / "none";
+ * kv_cache_dtype "fp8_e4m3" (the KV pool in e4m3, scale 1.0: twice the
+ * slots), "bf16", or NULL / "auto" (bf16). Device backends only: opening a
+ * model on the cpu, or on a GPU below compute capability 8.9, fails naming
+ * the option. Process-wide. SGL_ERR_USAGE for another spelling. */
+sgl_status sgl_set_quantization(const char *quantization, const char *kv_cache_dtype, char *err, size_t errcap);
+
 /* `sgl make-model`: writes a random-weight Hugging Face checkpoint of a real
  * architecture to out_dir (created): config.json, generation_config.json,
  * model.safetensors (bf16) and tokenizer.json (a byte-level BPE built from

@@ -80,8 +80,11 @@ static inline int k_dtype_known(int id)
     }
 }
 
+#define K_DTYPE_F8_E4M3 ((KDtype)200) /* device-only: see "fp8 e4m3" below */
+
 static inline const char *k_dtype_name(KDtype t)
 {
+    if (t == K_DTYPE_F8_E4M3) return "F8_E4M3";
     switch (t) {
 #define X(name, i, blk, bytes) case K_DTYPE_##name: return #name;
     K_DTYPES(X)
@@ -110,9 +113,19 @@ static inline int k_dtype_block_bytes(KDtype t)
     }
 }
 
+/* fp8 e4m3 (OCP "e4m3fn": 1 sign, 4 exponent bits of bias 7, 3 mantissa
+ * bits, no infinities, largest finite 448), K_DTYPE_F8_E4M3: a device-only
+ * dtype, not one of GGUF's, so it is outside K_DTYPES (k_dtype_known says 0:
+ * no file may carry it). Device backends use it for fp8 weights
+ * (KTensor.scale) and the fp8 KV pool; k_dtype_name and k_row_bytes (1 byte
+ * an element) know it. k_f32_to_e4m3 below is the rounding every backend
+ * uses: round to nearest even, saturating to +-448 (NaN stays NaN). */
+enum { K_E4M3_MAX = 448 };
+
 /* Bytes of one row of n elements (n a multiple of the block size). */
 static inline size_t k_row_bytes(KDtype t, int64_t n)
 {
+    if (t == K_DTYPE_F8_E4M3) return (size_t)n;
     int blk = k_dtype_block(t);
     return blk ? (size_t)(n / blk) * (size_t)k_dtype_block_bytes(t) : 0;
 }
@@ -123,6 +136,10 @@ typedef struct KTensor {
     KDtype dtype;
     int64_t ne[4];
     const void *data;
+    /* F8_E4M3 weight matrices only (device backends): ne[1] f32 scales in
+     * backend memory, one per row (output channel): W[o][i] =
+     * e4m3(data[o][i]) * scale[o]. NULL for every other dtype. */
+    const float *scale;
 } KTensor;
 
 /* RoPE pairing. NORM: rotate (x[2i], x[2i+1]) — what llama.cpp uses for
@@ -269,6 +286,23 @@ typedef struct {
  *              error op says why); freed by graph_free
  *   graph_launch  runs a graph's ops again, in issue order with other ops,
  *              on the values the device arrays hold when they run
+ *
+ * fp8 e4m3 (ModelOptions.quantization / kv_cache_dtype; KDevOps.no_fp8 NULL
+ * when the backend runs them):
+ *   quant_fp8  q[out][in] e4m3 bytes and scale[out] f32 from the act_dtype
+ *              matrix w[out][in]: scale = max|w[o]| / 448 (1 for a zero
+ *              row), q = e4m3(w / scale) (k_f32_to_e4m3's rounding)
+ *   matmul / logits with an F8_E4M3 weight (KTensor.scale): rows n <= 8
+ *              take x as it is: y = round(scale[o] * sum x * e4m3(q))
+ *              (+ bias); more rows quantize x per token first: sx[t] =
+ *              max|x[t]| / 448 (1 for a zero row), y = round(sx[t] *
+ *              scale[o] * sum e4m3(x / sx) * e4m3(q)) (+ bias), f32 sums
+ *   fp8_reserve  room for the activations of fp8 matmuls of up to `rows`
+ *              rows of up to `in` values (the per-token quantized copy);
+ *              called before recording graphs (nothing is allocated
+ *              inside an op); 0, or -1 (the error op says why)
+ *   rope_kv_fp8  rope_kv with F8_E4M3 pools: k and v are rounded as
+ *              rope_kv rounds them, then to e4m3 (scale 1, saturating)
  */
 typedef struct {
     const void *q;              /* rows of stride ldq (q heads first) */
@@ -289,6 +323,10 @@ typedef struct {
      * tiled (tensor-core) kernel; n_tiles 0: rows only. */
     const int32_t *tiles;
     int n_tiles;
+    /* 1: k_pool / v_pool hold F8_E4M3 values (scale 1.0, as rope_kv_fp8
+     * wrote them: SGLang's fp8_e4m3 KV cache without calibrated scales);
+     * 0: act_dtype values */
+    int kv_fp8;
 } KDevAttn;
 
 enum { K_ATTN_TILE_ROWS = 64 };
@@ -396,10 +434,19 @@ typedef struct {
     X(graph_begin, int, (void *ctx))                                                        \
     X(graph_end, void *, (void *ctx))                                                       \
     X(graph_launch, void, (void *ctx, void *graph))                                        \
-    X(graph_free, void, (void *ctx, void *graph))
+    X(graph_free, void, (void *ctx, void *graph))                                          \
+    X(quant_fp8, void, (void *ctx, const void *w, int in, int out, void *q, float *scale))  \
+    X(fp8_reserve, int, (void *ctx, int rows, int in))                                      \
+    X(rope_kv_fp8, void, (void *ctx, void *qkv, int n, int n_head, int n_head_kv,           \
+                          int head_dim, int rot_dim, const float *inv_freq, KRopeStyle style,\
+                          const int32_t *pos, const int32_t *wslot, void *k_pool,           \
+                          void *v_pool))
 
 typedef struct KDevOps {
     KDtype act_dtype;           /* BF16 */
+    /* NULL when fp8 e4m3 weights and KV run here, else why not (e.g.
+     * "fp8 needs compute capability 8.9+ (this GPU is 8.0)") */
+    const char *no_fp8;
 #define X(op, ret, params) ret (*op) params;
     K_DEV_OPS(X)
 #undef X
@@ -502,6 +549,43 @@ static inline uint16_t k_f32_to_bf16(float f)
 static inline float k_bf16_to_f32(uint16_t b)
 {
     union { uint32_t u; float f; } v = {(uint32_t)b << 16};
+    return v.f;
+}
+
+/* f32 -> fp8 e4m3 (K_DTYPE_F8_E4M3), round to nearest even, saturating to
+ * +-448, NaN to NaN (0x7f): what CUDA's __nv_cvt_float_to_fp8(x,
+ * __NV_SATFINITE, __NV_E4M3) gives, bit for bit. And back (exact). */
+static inline uint8_t k_f32_to_e4m3(float f)
+{
+    union { float f; uint32_t u; } v = {f};
+    uint8_t sign = (uint8_t)((v.u >> 24) & 0x80u);
+    uint32_t a = v.u & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7f;
+    if (a >= 0x3c800000u) { /* >= 2^-6: normal; round the f32 mantissa to 3 bits */
+        uint32_t r = (a + 0x7ffffu + ((a >> 20) & 1u)) >> 20;
+        if (r > (120u << 3) + 0x7eu) r = (120u << 3) + 0x7eu; /* past 448 (and inf) */
+        return sign | (uint8_t)(r - (120u << 3));
+    }
+    union { uint32_t u; float f; } m = {a};
+    float t = m.f * 512.0f;     /* subnormal steps of 2^-9, exact */
+    uint32_t i = (uint32_t)t;
+    float frac = t - (float)i;
+    if (frac > 0.5f || (frac == 0.5f && (i & 1u))) i++;
+    return sign | (uint8_t)i;   /* i = 8 is the smallest normal, 0x08 */
+}
+
+static inline float k_e4m3_to_f32(uint8_t b)
+{
+    uint32_t e = (b >> 3) & 15u, mt = b & 7u, sign = (uint32_t)(b & 0x80u) << 24;
+    union { uint32_t u; float f; } v;
+    if (e == 15 && mt == 7) {
+        v.u = sign | 0x7fc00000u;
+    } else if (e == 0) {
+        v.f = (float)mt * (1.0f / 512.0f);
+        v.u |= sign;
+    } else {
+        v.u = sign | ((e + 120u) << 23) | (mt << 20);
+    }
     return v.f;
 }
 

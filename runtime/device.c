@@ -15,6 +15,8 @@ static int chosen = -1;         /* a KBackendKind, or -1: auto */
 static double fraction;         /* 0: the default */
 static int tp_size;             /* sgl_set_tensor_parallel: 0, 1: none */
 static KCommKind tp_comm = K_COMM_AUTO;
+static ModelQuant quant;        /* sgl_set_quantization */
+static ModelKvCache kv_cache;
 
 static KBackendKind resolve(int kind)
 {
@@ -78,6 +80,24 @@ sgl_status sgl_set_tensor_parallel(int tp, const char *comm, char *err, size_t e
     return SGL_OK;
 }
 
+sgl_status sgl_set_quantization(const char *quantization, const char *kv_cache_dtype, char *err, size_t errcap)
+{
+    int q = model_quant_from_name(quantization), kv = model_kv_cache_from_name(kv_cache_dtype);
+    if (q < 0) {
+        if (err) snprintf(err, errcap, "unknown quantization '%s' (none or fp8)", quantization);
+        return SGL_ERR_USAGE;
+    }
+    if (kv < 0) {
+        if (err) snprintf(err, errcap, "unknown kv-cache-dtype '%s' (auto, bf16 or fp8_e4m3)", kv_cache_dtype);
+        return SGL_ERR_USAGE;
+    }
+    pthread_mutex_lock(&mu);
+    quant = (ModelQuant)q;
+    kv_cache = (ModelKvCache)kv;
+    pthread_mutex_unlock(&mu);
+    return SGL_OK;
+}
+
 void runtime_device_options(ModelOptions *o)
 {
     pthread_mutex_lock(&mu);
@@ -85,6 +105,8 @@ void runtime_device_options(ModelOptions *o)
     double f = fraction;
     int tp = tp_size;
     KCommKind comm = tp_comm;
+    o->quantization = quant;
+    o->kv_cache_dtype = kv_cache;
     pthread_mutex_unlock(&mu);
     o->backend = resolve(k);
     o->mem_fraction = f;

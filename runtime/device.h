@@ -12,8 +12,9 @@
 
 #include "runtime/model.h"
 
-/* Fills o->backend, o->mem_fraction, o->tp and o->tp_comm from the
- * current choice (sgl_set_device, sgl_set_tensor_parallel). */
+/* Fills o->backend, o->mem_fraction, o->tp, o->tp_comm, o->quantization
+ * and o->kv_cache_dtype from the current choice (sgl_set_device,
+ * sgl_set_tensor_parallel, sgl_set_quantization). */
 void runtime_device_options(ModelOptions *o);
 
 #endif

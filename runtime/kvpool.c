@@ -19,10 +19,10 @@ static KvPool *pool_new(const KBackend *b, int n_layer, int n_slots, int kv_dim,
         if (err) snprintf(err, errcap, "kv pool: bad sizes (%d layers, %d slots, kv_dim %d)", n_layer, n_slots, kv_dim);
         return NULL;
     }
-    if (dtype != K_DTYPE_F16 && dtype != K_DTYPE_F32 && !(b && dtype == K_DTYPE_BF16)) {
+    if (dtype != K_DTYPE_F16 && dtype != K_DTYPE_F32 && !(b && (dtype == K_DTYPE_BF16 || dtype == K_DTYPE_F8_E4M3))) {
         if (err)
             snprintf(err, errcap, "kv pool: dtype %s not supported (F16 or F32%s)", k_dtype_name(dtype),
-                     b ? ", BF16 on a device" : "");
+                     b ? ", BF16 or F8_E4M3 on a device" : "");
         return NULL;
     }
     KvPool *p = calloc(1, sizeof *p);

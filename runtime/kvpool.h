@@ -31,7 +31,7 @@ typedef struct KvPool {
     int n_layer;
     int n_slots;
     int kv_dim;
-    KDtype dtype;               /* F16 or F32 on the host; BF16 on a device */
+    KDtype dtype;               /* F16 or F32 on the host; BF16 or F8_E4M3 on a device */
     void **k;                   /* [n_layer] -> [n_slots][kv_dim] */
     void **v;
     const KBackend *mem;        /* whose memory k/v are in; NULL: the host's */
@@ -42,7 +42,8 @@ typedef struct KvPool {
 
 /* dtype must be F16 or F32. All slots start free. */
 KvPool *kv_new(int n_layer, int n_slots, int kv_dim, KDtype dtype, char *err, size_t errcap);
-/* The same in backend b's memory (zeroed there), dtype F16, F32 or BF16.
+/* The same in backend b's memory (zeroed there), dtype F16, F32, BF16 or
+ * F8_E4M3 (ModelOptions.kv_cache_dtype fp8_e4m3).
  * The backend must outlive the pool. */
 KvPool *kv_new_on(const KBackend *b, int n_layer, int n_slots, int kv_dim, KDtype dtype, char *err, size_t errcap);
 void kv_free(KvPool *p);

@@ -359,12 +359,32 @@ void model_get_options(const Model *m, ModelOptions *out)
     out->tp = m->tp_size;
     out->tp_comm = m->tp_comm_kind;
     out->device_graphs = (ModelGraphs)m->device_graphs;
+    out->quantization = (ModelQuant)m->quantization;
+    out->kv_cache_dtype = (ModelKvCache)m->kv_cache_dtype;
+}
+
+int model_quant_from_name(const char *name)
+{
+    if (!name || !strcmp(name, "none")) return MODEL_QUANT_NONE;
+    if (!strcmp(name, "fp8")) return MODEL_QUANT_FP8;
+    return -1;
+}
+
+int model_kv_cache_from_name(const char *name)
+{
+    if (!name || !strcmp(name, "auto")) return MODEL_KV_AUTO;
+    if (!strcmp(name, "bf16")) return MODEL_KV_BF16;
+    if (!strcmp(name, "fp8_e4m3")) return MODEL_KV_FP8_E4M3;
+    return -1;
 }
 
 void model_set_options(Model *m, const ModelOptions *o)
 {
     m->mem_fraction = o->mem_fraction;
-    bool same_tp = o->tp == m->tp_size && o->tp_comm == m->tp_comm_kind;
+    bool same_tp = o->tp == m->tp_size && o->tp_comm == m->tp_comm_kind &&
+                   (int)o->quantization == m->quantization; /* fp8 weights: a new upload, as a new tp */
+    m->quantization = o->quantization;
+    m->kv_cache_dtype = o->kv_cache_dtype; /* read by the next model_kv_new */
     m->device_graphs = o->device_graphs;
     if (o->backend == m->backend_kind && o->n_threads == m->n_threads && o->batch_invariant == m->batch_invariant &&
         o->backend_flags == m->backend_flags && same_tp)
@@ -416,6 +436,16 @@ static int ensure_backend(Model *m, char *err, size_t errcap)
                         .flags = m->backend_flags};
     m->backend = k_backend_new(&c, err, errcap);
     if (!m->backend) return -1;
+    /* the fp8 options: device backends that run fp8 only */
+    const char *fp8 = m->quantization == MODEL_QUANT_FP8          ? "--quantization fp8"
+                      : m->kv_cache_dtype == MODEL_KV_FP8_E4M3 ? "--kv-cache-dtype fp8_e4m3" : NULL;
+    const char *no = !fp8 ? NULL : !m->backend->dev ? "it runs on a device backend (cuda)" : m->backend->dev->no_fp8;
+    if (no) {
+        err_fmt(err, errcap, "model: %s is not supported by the %s backend: %s", fp8, m->backend->name, no);
+        m->backend->destroy(m->backend->ctx);
+        m->backend = NULL;
+        return -1;
+    }
     if (mtp_wanted(m)) {
         /* rank 0 is this backend (device 0); model_tp.c makes the others */
         if (!mtp_open(m, err, errcap)) return 0;
@@ -457,8 +487,15 @@ KvPool *model_kv_new(Model *m, int n_slots, KDtype dtype, char *err, size_t errc
                 k_dtype_name(m->backend->dev->act_dtype));
         return NULL;
     }
-    if (m->tp) return mtp_kv_new(m, n_slots, err, errcap);
-    return kv_new_on(m->backend, c->n_layer, n_slots, kv_dim, m->backend->dev->act_dtype, err, errcap);
+    KDtype kt = m->kv_cache_dtype == MODEL_KV_FP8_E4M3 ? K_DTYPE_F8_E4M3 : m->backend->dev->act_dtype;
+    if (m->tp) {
+        if (kt == K_DTYPE_F8_E4M3) {
+            err_fmt(err, errcap, "kv pool: --kv-cache-dtype fp8_e4m3 is not supported with tensor parallelism yet");
+            return NULL;
+        }
+        return mtp_kv_new(m, n_slots, err, errcap);
+    }
+    return kv_new_on(m->backend, c->n_layer, n_slots, kv_dim, kt, err, errcap);
 }
 
 /* ---- validation ------------------------------------------------------------------ */

@@ -40,7 +40,8 @@
  * this file and model.c know backends only through kernels/backend.h.
  *
  * Device backends (KBackend.dev, e.g. CUDA): making the backend uploads the
- * weights as bf16 (any loaded dtype is converted; q/k/v and gate/up fused),
+ * weights as bf16 (any loaded dtype is converted; q/k/v and gate/up fused;
+ * the layer matrices as fp8 e4m3 with ModelOptions.quantization FP8),
  * model_reserve plans the activations, and the KV pool must be made by
  * model_kv_new (in the backend's memory, bf16) with at most model_kv_slots
  * slots. model_forward then runs runtime/model_dev.c's pass; batch->logits
@@ -182,6 +183,8 @@ typedef struct Model {
     bool batch_invariant;
     double mem_fraction;        /* ModelOptions.mem_fraction */
     int device_graphs;          /* ModelOptions.device_graphs */
+    int quantization;           /* ModelOptions.quantization (a ModelQuant) */
+    int kv_cache_dtype;         /* ModelOptions.kv_cache_dtype (a ModelKvCache) */
     struct ModelDevice *device; /* weights/activations on a device backend (model_dev.c) */
     /* Tensor parallelism (ModelOptions.tp / tp_comm; runtime/model_tp.c):
      * the model itself is rank 0; ranks 1.. are copies of this struct that
@@ -207,6 +210,28 @@ typedef enum {
 } ModelGraphs;
 
 enum { MODEL_GRAPH_MAX_ROWS = 256 };
+
+/* Weight quantization at load (device backends; SGLang's --quantization):
+ * FP8 stores every linear weight of the layers (q|k|v, o, gate|up, down)
+ * as fp8 e4m3 with one f32 scale per output channel (max|row| / 448),
+ * quantized on the device from the uploaded bf16, half their memory; the
+ * embedding, the lm head and the norms stay bf16. Matmuls of <= 8 rows
+ * read the fp8 weights with bf16 activations; more rows quantize the
+ * activations per token to e4m3 and run cuBLASLt's fp8 GEMM
+ * (kernels/backend.h "fp8 e4m3"). */
+typedef enum { MODEL_QUANT_NONE = 0, MODEL_QUANT_FP8 } ModelQuant;
+
+/* The device KV pool's dtype (SGLang's --kv-cache-dtype): AUTO and BF16
+ * are the activation dtype (bf16); FP8_E4M3 holds K and V as e4m3 with
+ * scale 1.0 (SGLang's default without calibrated scales: values rounded to
+ * nearest even, saturating at +-448), one byte a value, so twice the slots
+ * for the same memory. Slot layout and the radix cache are unchanged. */
+typedef enum { MODEL_KV_AUTO = 0, MODEL_KV_BF16, MODEL_KV_FP8_E4M3 } ModelKvCache;
+
+/* "none"/"fp8" and "auto"/"bf16"/"fp8_e4m3" (the flags' spellings) to the
+ * enums above: -1 for anything else (NULL: the default). */
+int model_quant_from_name(const char *name);
+int model_kv_cache_from_name(const char *name);
 
 /* How the model computes: which backend, and how the backend runs. */
 typedef struct {
@@ -236,6 +261,10 @@ typedef struct {
     int tp;
     KCommKind tp_comm;
     ModelGraphs device_graphs;  /* device backends' decode steps; default ON */
+    /* fp8 options (above); host backends refuse anything but the defaults
+     * by name when the model is made ready (model_reserve / model_forward) */
+    ModelQuant quantization;
+    ModelKvCache kv_cache_dtype;
 } ModelOptions;
 
 void model_options_default(ModelOptions *o);
@@ -295,7 +324,8 @@ int model_kv_slots(const Model *m);
 /* A KV pool where the model computes: host memory (kv_new, dtype F16/F32)
  * for host backends; the device's memory in bf16 for device backends (which
  * hold K/V in their activation dtype: F16, the engine's default, is taken
- * as bf16 there; F32 is refused). Makes the backend if needed. */
+ * as bf16 there; F32 is refused), or F8_E4M3 when ModelOptions.kv_cache_dtype
+ * says FP8_E4M3. Makes the backend if needed. */
 KvPool *model_kv_new(Model *m, int n_slots, KDtype dtype, char *err, size_t errcap);
 
 /* ---- forward ----------------------------------------------------------

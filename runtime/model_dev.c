@@ -32,6 +32,13 @@
  * padded step launched op by op computes (MODEL_GRAPHS_PADDED, for tests).
  * Graphs are dropped when what they baked in changes: the activation
  * buffers (mdev_reserve grows them), the KV pool's layer arrays, the mode.
+ *
+ * fp8 (ModelOptions.quantization FP8 / kv_cache_dtype FP8_E4M3): the layer
+ * matrices are uploaded as bf16 a part at a time and quantized there
+ * (fuse_fp8: KTensor F8_E4M3 + per-row scales; embedding, lm head and norms
+ * stay bf16), mdev_reserve sizes the backend's per-token activation buffer
+ * (fp8_reserve), an F8_E4M3 pool takes rope_kv_fp8 and KDevAttn.kv_fp8 and
+ * counts one byte a value in the plan (mdev_kv_slots).
  */
 #include "runtime/model_dev.h"
 
@@ -43,7 +50,7 @@
 #include <string.h>
 
 typedef struct {
-    KTensor qkv, o, gu, down;   /* bf16 in device memory */
+    KTensor qkv, o, gu, down;   /* bf16 in device memory, or F8_E4M3 + scales (--quantization fp8) */
     void *bqkv;                 /* [Q + 2 KV] or NULL */
     void *n1, *n2;              /* [E] */
 } DevLayer;
@@ -243,6 +250,50 @@ static int fuse(Model *m, Stager *s, const Part *parts, int count, KTensor *out,
     return 0;
 }
 
+/* fuse's matrix as fp8 e4m3 with a scale per row (--quantization fp8):
+ * each part uploaded as bf16 into a transient device buffer and quantized
+ * there by the backend (quant_fp8: a row's scale is its own max, so part by
+ * part is the whole matrix's result); the bf16 copy is freed after each. */
+static int fuse_fp8(Model *m, Stager *s, const Part *parts, int count, KTensor *out, char *err, size_t errcap)
+{
+    const KBackend *b = be_of(m);
+    int64_t cols = parts[0].nc, rows = 0;
+    for (int i = 0; i < count; i++) rows += parts[i].nr;
+    size_t qb = ((size_t)rows * cols + 255) & ~(size_t)255;
+    uint8_t *q = dalloc(m, qb + (size_t)rows * sizeof(float));
+    if (!q) goto nomem;
+    float *scale = (float *)(void *)(q + qb);
+    int64_t r = 0;
+    for (int i = 0; i < count; i++) {
+        uint16_t *tmp = dalloc(m, (size_t)parts[i].nr * cols * 2);
+        if (!tmp) goto nomem;
+        int rc = put_matrix(m, s, &parts[i], tmp, err, errcap);
+        if (!rc) b->dev->quant_fp8(b->ctx, tmp, (int)cols, (int)parts[i].nr, q + (size_t)r * cols, scale + r);
+        if (!rc && b->sync(b->ctx)) {
+            const char *e = b->error(b->ctx);
+            err_fmt(err, errcap, "model: quantizing the weights to fp8: %s", e ? e : "device failure");
+            rc = -1;
+        }
+        dfree(m, tmp);
+        if (rc) return -1;
+        r += parts[i].nr;
+    }
+    *out = (KTensor){.dtype = K_DTYPE_F8_E4M3, .ne = {cols, rows, 1, 1}, .data = q, .scale = scale};
+    m->device->weight_bytes += qb + (size_t)rows * sizeof(float);
+    return 0;
+nomem:
+    err_fmt(err, errcap, "model: device memory ran out uploading the weights as fp8 (%.2f GB so far)",
+            m->device->weight_bytes / 1e9);
+    return -1;
+}
+
+/* A layer's linear weight: fuse, or fuse_fp8 with --quantization fp8. */
+static int fuse_linear(Model *m, Stager *s, const Part *parts, int count, KTensor *out, char *err, size_t errcap)
+{
+    if (m->quantization == MODEL_QUANT_FP8) return fuse_fp8(m, s, parts, count, out, err, errcap);
+    return fuse(m, s, parts, count, out, err, errcap);
+}
+
 int mdev_open(Model *m, char *err, size_t errcap)
 {
     const ModelConfig *c = &m->cfg;
@@ -290,8 +341,8 @@ int mdev_open(Model *m, char *err, size_t errcap)
         Part qkv[3] = {rows_of(&L->wq, rank * Q, Q), rows_of(&L->wk, rank * KV, KV), rows_of(&L->wv, rank * KV, KV)};
         Part gu[2] = {rows_of(&L->w_gate, rank * F, F), rows_of(&L->w_up, rank * F, F)};
         Part o[1] = {cols_of(&L->wo, rank * Q, Q)}, dn[1] = {cols_of(&L->w_down, rank * F, F)};
-        if (fuse(m, &s, qkv, 3, &D->qkv, err, errcap) || fuse(m, &s, o, 1, &D->o, err, errcap) ||
-            fuse(m, &s, gu, 2, &D->gu, err, errcap) || fuse(m, &s, dn, 1, &D->down, err, errcap))
+        if (fuse_linear(m, &s, qkv, 3, &D->qkv, err, errcap) || fuse_linear(m, &s, o, 1, &D->o, err, errcap) ||
+            fuse_linear(m, &s, gu, 2, &D->gu, err, errcap) || fuse_linear(m, &s, dn, 1, &D->down, err, errcap))
             goto out;
         D->n1 = put_vector(m, &s, L->attn_norm.data, E);
         D->n2 = put_vector(m, &s, L->ffn_norm.data, E);
@@ -357,6 +408,16 @@ int mdev_reserve(Model *m, int max_tokens, int max_rows, char *err, size_t errca
             if (!*bufs[i]) goto nomem;
         }
         d->max_tokens = max_tokens;
+        /* fp8 weights: room for the per-token quantized activations of the
+         * largest step (graphs are recorded after this, never allocating) */
+        size_t in_max = E > Q ? E : Q;
+        if (F > in_max) in_max = F;
+        if (m->quantization == MODEL_QUANT_FP8 && b->dev->fp8_reserve(b->ctx, max_tokens, (int)in_max)) {
+            const char *e = b->error(b->ctx);
+            err_fmt(err, errcap, "model: fp8 activations of %d tokens: %s", max_tokens, e ? e : "out of memory");
+            d->max_tokens = d->max_rows = 0;
+            return -1;
+        }
     }
     if (max_rows > d->max_rows) {
         size_t R = (size_t)max_rows;
@@ -396,7 +457,8 @@ int mdev_kv_slots(const Model *m)
     double frac = m->mem_fraction > 0 ? m->mem_fraction : 0.88;
     double used = (double)d->free0 - (double)free_now;
     double left = frac * (double)d->free0 - used;
-    double per = 2.0 * c->n_layer * d->sh.n_head_kv * c->head_dim * 2.0;
+    double elem = m->kv_cache_dtype == MODEL_KV_FP8_E4M3 ? 1.0 : 2.0; /* fp8: twice the slots */
+    double per = 2.0 * c->n_layer * d->sh.n_head_kv * c->head_dim * elem;
     double n = left > 0 ? left / per : 0;
     if (n > INT32_MAX / 2) n = INT32_MAX / 2;
     return n < 1 ? 1 : (int)n;
@@ -457,8 +519,9 @@ static void run_layers(Model *m, KvPool *kv, int N, const StepIdx *ix, KDevAttn 
         const DevLayer *L = &d->layers[l];
         op->add_rmsnorm(bx, d->h, l ? d->d : NULL, L->n1, d->x, N, E, c->rms_eps);
         op->matmul(bx, &L->qkv, L->bqkv, d->x, E, N, d->qkv, ldqkv);
-        op->rope_kv(bx, d->qkv, N, nh, nkv, c->head_dim, c->rope_dim, d->inv_freq, c->rope_style, ix->pos,
-                    ix->wslot, kv->k[l], kv->v[l]);
+        (kv->dtype == K_DTYPE_F8_E4M3 ? op->rope_kv_fp8 : op->rope_kv)(bx, d->qkv, N, nh, nkv, c->head_dim,
+                                                                       c->rope_dim, d->inv_freq, c->rope_style,
+                                                                       ix->pos, ix->wslot, kv->k[l], kv->v[l]);
         aa->k_pool = at->k_pool = kv->k[l];
         aa->v_pool = at->v_pool = kv->v[l];
         if (aa->n_rows) op->attention(bx, aa);
@@ -634,7 +697,7 @@ static int forward_graph(Model *m, KvPool *kv, ModelBatch *b, int N, int R, size
     KDevAttn aa = {.q = d->qkv, .ldq = (c->n_head + 2 * c->n_head_kv) * c->head_dim, .out = d->att, .n_rows = P,
                    .n_head = c->n_head, .n_head_kv = c->n_head_kv, .head_dim = c->head_dim,
                    .scale = 1.0f / sqrtf((float)c->head_dim), .slots = D + 7 * GRAPH_P, .row_off = D + 3 * GRAPH_P,
-                   .row_len = D + 4 * GRAPH_P, .max_len = kv->n_slots};
+                   .row_len = D + 4 * GRAPH_P, .max_len = kv->n_slots, .kv_fp8 = kv->dtype == K_DTYPE_F8_E4M3};
     KDevAttn at = aa;
     at.n_rows = 0;
     if (m->device_graphs == MODEL_GRAPHS_PADDED) {
@@ -668,7 +731,7 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     const KBackend *be = be_of(m);
     const KDevOps *op = be->dev;
     void *bx = be->ctx;
-    if (kv->mem != be || kv->dtype != op->act_dtype) {
+    if (kv->mem != be || (kv->dtype != op->act_dtype && kv->dtype != K_DTYPE_F8_E4M3)) {
         err_fmt(err, errcap, "model_forward: the model computes on %s but the KV pool is %s (%s): make it with "
                 "model_kv_new", be->name, kv->mem ? kv->mem->name : "in host memory", k_dtype_name(kv->dtype));
         return -1;
@@ -769,7 +832,8 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     /* decode rows [0, n_dec_seqs) by rows; the rest by tiles */
     KDevAttn aa = {.q = d->qkv, .ldq = Q + 2 * KVd, .out = d->att, .n_rows = n_dec_seqs, .n_head = nh,
                    .n_head_kv = nkv, .head_dim = c->head_dim, .scale = 1.0f / sqrtf((float)c->head_dim),
-                   .slots = D_slots, .row_off = D_roff, .row_len = D_rlen, .max_len = max_dec};
+                   .slots = D_slots, .row_off = D_roff, .row_len = D_rlen, .max_len = max_dec,
+                   .kv_fp8 = kv->dtype == K_DTYPE_F8_E4M3};
     KDevAttn at = aa;
     at.n_rows = N - n_dec_seqs;
     at.max_len = max_len;

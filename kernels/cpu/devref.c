@@ -9,6 +9,9 @@
  *   mem_info reports, minus what is allocated)
  *   KDevOps ── plain loops over bf16 rows, f32 accumulation
  *   K_OPS host-f32 compute ops ── refused by name, as on CUDA
+ *   fp8 e4m3 ── CUDA's rules (kernels/backend.h "fp8 e4m3"): quant_fp8's
+ *   scales, matmuls of <= 8 rows on bf16 x, more rows on per-token e4m3 x,
+ *   rope_kv_fp8 and attention over F8_E4M3 pools (k_f32_to_e4m3 rounding)
  */
 #include <math.h>
 #include <stdio.h>
@@ -125,8 +128,68 @@ static void d_add_rmsnorm(void *ctx, void *hp, const void *dp, const void *wp, v
     }
 }
 
+/* ---- fp8 e4m3: the CUDA backend's rules (kernels/backend.h "fp8 e4m3") ---- */
+
+static float e4m3(uint8_t q) { return k_e4m3_to_f32(q); }
+
+/* One row of `in` act values into e4m3 bytes and its scale: max|x| / 448
+ * (1 for a zero row), q = e4m3(x * (1 / scale)). */
+static float quant_row(const bf *x, int in, uint8_t *q)
+{
+    float mx = 0;
+    for (int i = 0; i < in; i++) mx = fmaxf(mx, fabsf(f(x[i])));
+    float sc = mx > 0 ? mx / 448.0f : 1.0f, inv = 1.0f / sc;
+    for (int i = 0; i < in; i++) q[i] = k_f32_to_e4m3(f(x[i]) * inv);
+    return sc;
+}
+
+static void d_quant_fp8(void *ctx, const void *wp, int in, int out, void *qp, float *scale)
+{
+    for (int o = 0; o < out; o++)
+        scale[o] = quant_row((const bf *)wp + (size_t)o * in, in, (uint8_t *)qp + (size_t)o * in);
+}
+
+static int d_fp8_reserve(void *ctx, int rows, int in) { return 0; } /* fp8_matmul allocates per call */
+
+enum { FP8_GEMV_ROWS = 8 }; /* CUDA's CU_GEMV_MAX_N: up to this many rows keep x in bf16 */
+
+static void fp8_matmul(void *ctx, const KTensor *w, const bf *bs, const bf *x, int ldx, int n, bf *y, int ldy)
+{
+    const uint8_t *W = w->data;
+    int in = (int)w->ne[0], out = (int)w->ne[1];
+    uint8_t *xq = n > FP8_GEMV_ROWS ? malloc((size_t)n * in) : NULL;
+    float *sx = n > FP8_GEMV_ROWS ? malloc((size_t)n * sizeof *sx) : NULL;
+    if (n > FP8_GEMV_ROWS && (!xq || !sx)) {
+        refuse(ctx, "fp8 matmul: out of memory");
+        free(xq);
+        free(sx);
+        return;
+    }
+    for (int t = 0; xq && t < n; t++) sx[t] = quant_row(x + (size_t)t * ldx, in, xq + (size_t)t * in);
+    for (int t = 0; t < n; t++)
+        for (int o = 0; o < out; o++) {
+            const uint8_t *wr = W + (size_t)o * in;
+            float acc = 0, v;
+            if (xq) {
+                const uint8_t *xr = xq + (size_t)t * in;
+                for (int i = 0; i < in; i++) acc += e4m3(xr[i]) * e4m3(wr[i]);
+                v = rb(acc * sx[t] * w->scale[o]);
+            } else {
+                for (int i = 0; i < in; i++) acc += f(x[(size_t)t * ldx + i]) * e4m3(wr[i]);
+                v = rb(acc * w->scale[o]);
+            }
+            y[(size_t)t * ldy + o] = b(bs ? v + f(bs[o]) : v);
+        }
+    free(xq);
+    free(sx);
+}
+
 static void d_matmul(void *ctx, const KTensor *w, const void *bias, const void *xp, int ldx, int n, void *yp, int ldy)
 {
+    if (w->dtype == K_DTYPE_F8_E4M3 && w->scale) {
+        fp8_matmul(ctx, w, bias, xp, ldx, n, yp, ldy);
+        return;
+    }
     if (w->dtype != K_DTYPE_BF16) {
         refuse(ctx, "matmul of a non-BF16 weight");
         return;
@@ -155,10 +218,20 @@ static void d_logits(void *ctx, const KTensor *w, const void *xp, int n, float *
         }
 }
 
-static void d_rope_kv(void *ctx, void *qkvp, int n, int n_head, int n_head_kv, int hd, int rot, const float *inv_freq,
-                      KRopeStyle style, const int32_t *pos, const int32_t *wslot, void *kp, void *vp)
+/* k and v into the pools: bf16, or (fp8) rounded on to e4m3 */
+static void kv_put(void *pool, int fp8, size_t at, const bf *src, int count)
 {
-    bf *qkv = qkvp, *K = kp, *V = vp;
+    if (!fp8) {
+        memcpy((bf *)pool + at, src, (size_t)count * sizeof(bf));
+        return;
+    }
+    for (int i = 0; i < count; i++) ((uint8_t *)pool)[at + i] = k_f32_to_e4m3(f(src[i]));
+}
+
+static void rope_kv(void *qkvp, int n, int n_head, int n_head_kv, int hd, int rot, const float *inv_freq,
+                    KRopeStyle style, const int32_t *pos, const int32_t *wslot, void *K, void *V, int fp8)
+{
+    bf *qkv = qkvp;
     int kv_dim = n_head_kv * hd, half = rot / 2;
     for (int r = 0; r < n; r++) {
         bf *row = qkv + (size_t)r * (n_head + 2 * n_head_kv) * hd;
@@ -175,32 +248,50 @@ static void d_rope_kv(void *ctx, void *qkvp, int n, int n_head, int n_head_kv, i
                 tmp[i2] = b(rb(x2 * cs) + rb(x1 * sn));
             }
             if (hh < n_head) memcpy(x, tmp, (size_t)hd * sizeof(bf));
-            else if (wslot[r] >= 0) memcpy(K + so + (size_t)(hh - n_head) * hd, tmp, (size_t)hd * sizeof(bf));
+            else if (wslot[r] >= 0) kv_put(K, fp8, so + (size_t)(hh - n_head) * hd, tmp, hd);
         }
-        if (wslot[r] >= 0) memcpy(V + so, row + (size_t)(n_head + n_head_kv) * hd, (size_t)kv_dim * sizeof(bf));
+        if (wslot[r] >= 0) kv_put(V, fp8, so, row + (size_t)(n_head + n_head_kv) * hd, kv_dim);
     }
+}
+
+static void d_rope_kv(void *ctx, void *qkv, int n, int n_head, int n_head_kv, int hd, int rot, const float *inv_freq,
+                      KRopeStyle style, const int32_t *pos, const int32_t *wslot, void *kp, void *vp)
+{
+    rope_kv(qkv, n, n_head, n_head_kv, hd, rot, inv_freq, style, pos, wslot, kp, vp, 0);
+}
+
+static void d_rope_kv_fp8(void *ctx, void *qkv, int n, int n_head, int n_head_kv, int hd, int rot,
+                          const float *inv_freq, KRopeStyle style, const int32_t *pos, const int32_t *wslot, void *kp,
+                          void *vp)
+{
+    rope_kv(qkv, n, n_head, n_head_kv, hd, rot, inv_freq, style, pos, wslot, kp, vp, 1);
+}
+
+/* value i of a pool row starting at element `at` */
+static float kv_get(const void *pool, int fp8, size_t at)
+{
+    return fp8 ? e4m3(((const uint8_t *)pool)[at]) : f(((const bf *)pool)[at]);
 }
 
 /* one query row of one head over ctx slots */
 static void attend(const KDevAttn *a, int r, int h, const int32_t *slots, int len)
 {
     const bf *q = (const bf *)a->q + (size_t)r * a->ldq + (size_t)h * a->head_dim;
-    const bf *K = a->k_pool, *V = a->v_pool;
     int hd = a->head_dim, kvh = h / (a->n_head / a->n_head_kv), kv_dim = a->n_head_kv * hd;
     float *s = malloc((size_t)(len ? len : 1) * sizeof *s), acc[512] = {0};
     float mx = -INFINITY, sum = 0;
     for (int t = 0; t < len; t++) {
-        const bf *k = K + (size_t)slots[t] * kv_dim + (size_t)kvh * hd;
+        size_t k = (size_t)slots[t] * kv_dim + (size_t)kvh * hd;
         float d = 0;
-        for (int i = 0; i < hd; i++) d += f(q[i]) * f(k[i]);
+        for (int i = 0; i < hd; i++) d += f(q[i]) * kv_get(a->k_pool, a->kv_fp8, k + i);
         s[t] = d * a->scale;
         if (s[t] > mx) mx = s[t];
     }
     for (int t = 0; t < len; t++) {
         float p = expf(s[t] - mx);
         sum += p;
-        const bf *v = V + (size_t)slots[t] * kv_dim + (size_t)kvh * hd;
-        for (int i = 0; i < hd; i++) acc[i] += p * f(v[i]);
+        size_t v = (size_t)slots[t] * kv_dim + (size_t)kvh * hd;
+        for (int i = 0; i < hd; i++) acc[i] += p * kv_get(a->v_pool, a->kv_fp8, v + i);
     }
     bf *o = (bf *)a->out + (size_t)r * a->n_head * hd + (size_t)h * hd;
     for (int i = 0; i < hd; i++) o[i] = b(sum > 0 ? acc[i] / sum : 0);

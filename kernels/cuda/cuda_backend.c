@@ -12,6 +12,12 @@
  * it). Attention owns a fixed work space for split-K decode; the split is
  * chosen per call from the rows and the longest context.
  *
+ * fp8 e4m3 (an option): F8_E4M3 weights go to cu_gemv_fp8 up to
+ * CU_GEMV_MAX_N rows, else to per-token activation quantization and
+ * cuBLASLt's fp8 GEMM (cuda_fp8.h; SGL_CUDA_FP8_GEMM=auto|outer|epilogue);
+ * KDevAttn.kv_fp8 pools to the fp8 split-K decode and mma prefill kernels
+ * (the row and WMMA kernels refuse them by name).
+ *
  * Threads: one host thread at a time (the engine thread), as CuCtx.
  */
 #include "kernels/cuda/cuda_backend.h"
@@ -25,6 +31,7 @@
 #include "kernels/cuda/cuda_sample.h"
 #include "kernels/cuda/cuda_gemv.h"
 #include "kernels/cuda/cuda_prefill.h"
+#include "kernels/cuda/cuda_fp8.h"
 
 enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128, DEC_COUNTERS = 1 << 18 };
 enum { GEMV_MAX_N = 0, GEMV_MAX_MB = 64 };
@@ -47,7 +54,17 @@ typedef struct {
      * kept as the baseline: SGL_CUDA_DECODE=row) */
     int dec_row_kernel, dec_blocks, dec_min_chunk, dec_merge_kernel;
     char name[96];
-    char refused[128];
+    char refused[160];
+    /* fp8 e4m3 (ModelOptions.quantization / kv_cache_dtype): the GEMM's
+     * plans (SGL_CUDA_FP8_GEMM=auto|outer|epilogue), and the per-token
+     * quantized activations of fp8 matmuls of more than CU_GEMV_MAX_N rows
+     * (fp8_reserve sizes them: fp8_rows x fp8_in bytes, then fp8_rows f32
+     * scales) */
+    CuFp8 *fp8;
+    uint8_t *fp8_xq;
+    float *fp8_sx;
+    int fp8_rows, fp8_in;
+    char no_fp8[96];
 } Cuda;
 
 /* ---- host f32 ops: not this backend's ---- */
@@ -130,6 +147,8 @@ static void b_destroy(void *ctx)
     Cuda *c = ctx;
     cu_free(c->cu, c->attn_ws);
     cu_free(c->cu, c->dec_counters);
+    cu_free(c->cu, c->fp8_xq);
+    cu_fp8_free(c->fp8);
     cu_ctx_free(c->cu);
     free(c);
 }
@@ -155,9 +174,76 @@ static int bf16_matrix(Cuda *c, const KTensor *w)
     return -1;
 }
 
+/* ---- fp8 e4m3 (an option: kernels/backend.h "fp8 e4m3") ---- */
+
+/* n <= CU_GEMV_MAX_N rows: cu_gemv_fp8 on x as it is; more: x quantized per
+ * token into the reserved buffer, then cuBLASLt's fp8 GEMM (cuda_fp8.h) */
+static void fp8_matmul(Cuda *c, const KTensor *w, const void *bias, const void *x, int ldx, int n, void *y, int ldy)
+{
+    int in = (int)w->ne[0], out = (int)w->ne[1];
+    if (n <= CU_GEMV_MAX_N) {
+        cu_gemv_fp8(c->cu, x, ldx, n, in, w->data, w->scale, out, bias, y, ldy); /* bias fused */
+        return;
+    }
+    if (n > c->fp8_rows || in > c->fp8_in) {
+        if (!c->refused[0])
+            snprintf(c->refused, sizeof c->refused, "cuda backend: fp8 matmul of %d x %d beyond fp8_reserve's %d x %d",
+                     n, in, c->fp8_rows, c->fp8_in);
+        return;
+    }
+    cu_quant_rows_fp8(c->cu, x, ldx, n, in, c->fp8_xq, c->fp8_sx);
+    cu_gemm_fp8(c->fp8, c->fp8_xq, c->fp8_sx, n, in, w->data, w->scale, out, y, ldy, NULL);
+    if (bias) cu_add_bias(c->cu, y, ldy, n, out, bias);
+}
+
+static int d_fp8_reserve(void *ctx, int rows, int in)
+{
+    Cuda *c = ctx;
+    if (c->no_fp8[0]) {
+        if (!c->refused[0]) snprintf(c->refused, sizeof c->refused, "cuda backend: %s", c->no_fp8);
+        return -1;
+    }
+    if (rows <= c->fp8_rows && in <= c->fp8_in) return 0;
+    if (rows < c->fp8_rows) rows = c->fp8_rows;
+    if (in < c->fp8_in) in = c->fp8_in;
+    size_t qb = ((size_t)rows * in + 255) & ~(size_t)255;
+    cu_free(c->cu, c->fp8_xq);
+    c->fp8_xq = cu_alloc(c->cu, qb + (size_t)rows * sizeof(float));
+    if (!c->fp8_xq) {
+        c->fp8_rows = c->fp8_in = 0;
+        return -1; /* cu_alloc recorded why */
+    }
+    c->fp8_sx = (float *)(void *)(c->fp8_xq + qb);
+    c->fp8_rows = rows;
+    c->fp8_in = in;
+    return 0;
+}
+
+static void d_quant_fp8(void *ctx, const void *w, int in, int out, void *q, float *scale)
+{
+    Cuda *c = ctx;
+    if (c->no_fp8[0]) {
+        if (!c->refused[0]) snprintf(c->refused, sizeof c->refused, "cuda backend: %s", c->no_fp8);
+        return;
+    }
+    cu_quant_fp8(c->cu, w, in, out, q, scale);
+}
+
+static void d_rope_kv_fp8(void *ctx, void *qkv, int n, int n_head, int n_head_kv, int head_dim, int rot_dim,
+                          const float *inv_freq, KRopeStyle style, const int32_t *pos, const int32_t *wslot,
+                          void *k_pool, void *v_pool)
+{
+    cu_rope_kv_write_fp8(((Cuda *)ctx)->cu, qkv, n, n_head, n_head_kv, head_dim, rot_dim, inv_freq,
+                         style == K_ROPE_NEOX, pos, wslot, k_pool, v_pool);
+}
+
 static void d_matmul(void *ctx, const KTensor *w, const void *bias, const void *x, int ldx, int n, void *y, int ldy)
 {
     Cuda *c = ctx;
+    if (n > 0 && w->dtype == K_DTYPE_F8_E4M3 && w->scale) {
+        fp8_matmul(c, w, bias, x, ldx, n, y, ldy);
+        return;
+    }
     if (n <= 0 || bf16_matrix(c, w)) return;
     int in = (int)w->ne[0], out = (int)w->ne[1];
     if (n <= c->gemv_max_n && (size_t)in * out * 2 <= c->gemv_max_bytes && cu_gemv_fits(n, in, ldx, x, w->data)) {
@@ -205,6 +291,23 @@ static void d_attention(void *ctx, const KDevAttn *a)
 {
     Cuda *c = ctx;
     if (a->n_rows <= 0) return;
+    if (a->kv_fp8) { /* an fp8 pool: the split-K decode and mma prefill kernels only */
+        if (a->n_tiles > 0 && c->prefill_kernel >= 0)
+            cu_attention_prefill_mma_fp8(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale,
+                                         a->k_pool, a->v_pool, a->slots, a->tiles, a->n_tiles, a->out,
+                                         c->prefill_kernel & 3, c->prefill_kernel >> 2);
+        else if (a->n_tiles == 0 && !c->dec_row_kernel) {
+            int ms = decode_max_split(c, a->n_rows, a->n_head, a->n_head_kv, a->head_dim);
+            int *cnt = !c->dec_merge_kernel && (size_t)a->n_rows * a->n_head_kv <= DEC_COUNTERS ? c->dec_counters
+                                                                                                : NULL;
+            cu_attention_decode_fp8(c->cu, a->q, a->ldq, a->n_rows, a->n_head, a->n_head_kv, a->head_dim, a->scale,
+                                    a->k_pool, a->v_pool, a->slots, a->row_off, a->row_len, a->max_len, ms,
+                                    c->dec_min_chunk, ms > 1 ? c->attn_ws : NULL, cnt, a->out);
+        } else if (!c->refused[0])
+            snprintf(c->refused, sizeof c->refused, "cuda backend: an fp8 KV cache runs on the split-K decode and mma "
+                     "prefill kernels, not SGL_CUDA_DECODE=row or SGL_CUDA_PREFILL=wmma");
+        return;
+    }
     if (a->n_tiles > 0) {
         if (c->prefill_kernel < 0)
             cu_attention_prefill(c->cu, a->q, a->ldq, a->n_head, a->n_head_kv, a->head_dim, a->scale, a->k_pool,
@@ -389,6 +492,28 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap)
     c->be.error = b_error;
     c->be.destroy = b_destroy;
     c->dev.act_dtype = K_DTYPE_BF16;
+    /* fp8 e4m3 tensor cores: Ada (8.9) and Hopper; this build's cubins are
+     * sm_90a, so cu_ctx_new has refused older GPUs already: the check names
+     * the rule for builds that add other targets */
+    int cc = cu_compute_capability(c->cu);
+    if (cc < 89)
+        snprintf(c->no_fp8, sizeof c->no_fp8, "fp8 needs compute capability 8.9+ (this GPU is %d.%d)", cc / 10,
+                 cc % 10);
+    const char *fg = getenv("SGL_CUDA_FP8_GEMM");
+    CuFp8Mode fm = !fg || !strcmp(fg, "auto") ? CU_FP8_AUTO : !strcmp(fg, "outer") ? CU_FP8_OUTER
+                   : !strcmp(fg, "epilogue") ? CU_FP8_EPILOGUE : (CuFp8Mode)-1;
+    if ((int)fm < 0) {
+        if (err) snprintf(err, errcap, "cuda backend: SGL_CUDA_FP8_GEMM=%s: not one of auto, outer, epilogue", fg);
+        b_destroy(c);
+        return NULL;
+    }
+    c->fp8 = cu_fp8_new(c->cu, fm);
+    if (!c->fp8) {
+        if (err) snprintf(err, errcap, "cuda backend: out of memory");
+        b_destroy(c);
+        return NULL;
+    }
+    c->dev.no_fp8 = c->no_fp8[0] ? c->no_fp8 : NULL;
 #define X(op, ret, params) c->dev.op = d_##op;
     K_DEV_OPS(X)
 #undef X

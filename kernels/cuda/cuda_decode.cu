@@ -24,6 +24,8 @@
 #include <cuda_runtime.h>
 #include <math.h>
 
+#include "kernels/cuda/cuda_fp8.cuh"
+
 typedef __nv_bfloat16 bf16;
 
 enum { DEC_WARPS = 4, DEC_ROUND = 16, DEC_MAX_G = 8 };
@@ -76,10 +78,10 @@ __device__ __forceinline__ void bf16x8_to_f32(const uint4 &v, float *f)
 
 /* 4 blocks an SM (128 registers) up to G 4: the merge's registers had
  * pushed it to 152, 3 blocks */
-template <int HD, int G>
+template <int HD, int G, typename KT>
 __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
     k_decode(const bf16 *__restrict__ q, int ldq, int n_head, int n_head_kv, float scale_log2,
-             const bf16 *__restrict__ kp, const bf16 *__restrict__ vp, const int32_t *__restrict__ slots,
+             const KT *__restrict__ kp, const KT *__restrict__ vp, const int32_t *__restrict__ slots,
              const int32_t *__restrict__ row_off, const int32_t *__restrict__ row_len, int max_split, int min_chunk,
              int ws_stride, float *__restrict__ ws, int *__restrict__ counters, bf16 *__restrict__ out)
 {
@@ -111,7 +113,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
 #pragma unroll
         for (int e = 0; e < 8; e++) acc[g][e] = 0.0f;
     }
-    const bf16 *kb = kp + (size_t)kvh * HD + c8 * 8, *vb = vp + (size_t)kvh * HD + c8 * 8;
+    typedef typename KvT<KT>::raw8 Raw; /* 8 values of K or V (cuda_fp8.cuh) */
+    const KT *kb = kp + (size_t)kvh * HD + c8 * 8, *vb = vp + (size_t)kvh * HD + c8 * 8;
 
     /* slots of the first tile; each iteration loads the next tile's first */
     int base = k0 + warp * TILE;
@@ -122,15 +125,15 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
         slot[u] = t < k1 ? sl[t] : -1;
     }
     for (; base < k1; base += DEC_WARPS * TILE) {
-        uint4 kr[U], vr[U];
+        Raw kr[U], vr[U];
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (slot[u] >= 0) {
-                kr[u] = __ldg((const uint4 *)(kb + (size_t)slot[u] * kv_dim));
-                vr[u] = __ldg((const uint4 *)(vb + (size_t)slot[u] * kv_dim));
+                kr[u] = __ldg((const Raw *)(kb + (size_t)slot[u] * kv_dim));
+                vr[u] = __ldg((const Raw *)(vb + (size_t)slot[u] * kv_dim));
             } else {
-                kr[u] = make_uint4(0, 0, 0, 0);
-                vr[u] = make_uint4(0, 0, 0, 0);
+                kr[u] = Raw{};
+                vr[u] = Raw{};
             }
         }
         bool ok[U];
@@ -146,7 +149,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
 #pragma unroll
         for (int u = 0; u < U; u++) {
             float kf[8];
-            bf16x8_to_f32(kr[u], kf);
+            KvT<KT>::to_f32(kr[u], kf);
 #pragma unroll
             for (int g = 0; g < G; g++) {
                 float d = 0.0f;
@@ -183,7 +186,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
 #pragma unroll
         for (int u = 0; u < U; u++) {
             float vf[8];
-            bf16x8_to_f32(vr[u], vf);
+            KvT<KT>::to_f32(vr[u], vf);
 #pragma unroll
             for (int g = 0; g < G; g++) {
                 l[g] += s[u][g];
@@ -268,15 +271,15 @@ extern "C" size_t cu_decode_ws_bytes(int n_rows, int n_head, int head_dim, int m
     return max_split > 1 ? (size_t)n_rows * n_head * max_split * (head_dim + 2) * sizeof(float) : 0;
 }
 
-template <int HD>
+template <int HD, typename KT>
 static void launch_hd(dim3 grid, cudaStream_t st, int G, const bf16 *q, int ldq, int n_head, int n_head_kv,
-                      float sl2, const bf16 *kp, const bf16 *vp, const int32_t *slots, const int32_t *row_off,
+                      float sl2, const KT *kp, const KT *vp, const int32_t *slots, const int32_t *row_off,
                       const int32_t *row_len, int max_split, int min_chunk, int ws_stride, float *ws, int *counters,
                       bf16 *out)
 {
 #define DEC_CASE(g)                                                                                              \
     case g:                                                                                                      \
-        k_decode<HD, g><<<grid, DEC_WARPS * 32, 0, st>>>(q, ldq, n_head, n_head_kv, sl2, kp, vp, slots, row_off, \
+        k_decode<HD, g, KT><<<grid, DEC_WARPS * 32, 0, st>>>(q, ldq, n_head, n_head_kv, sl2, kp, vp, slots, row_off, \
                                                          row_len, max_split, min_chunk, ws_stride, ws, counters, \
                                                          out);                                                   \
         break;
@@ -286,11 +289,11 @@ static void launch_hd(dim3 grid, cudaStream_t st, int G, const bf16 *q, int ldq,
 #undef DEC_CASE
 }
 
-extern "C" void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv,
-                                    int head_dim, float scale, const uint16_t *k_pool, const uint16_t *v_pool,
-                                    const int32_t *slots, const int32_t *row_off, const int32_t *row_len,
-                                    int max_len, int max_split, int min_chunk, float *ws, int *counters,
-                                    uint16_t *out)
+template <typename KT>
+static void attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv,
+                             int head_dim, float scale, const KT *k_pool, const KT *v_pool, const int32_t *slots,
+                             const int32_t *row_off, const int32_t *row_len, int max_len, int max_split,
+                             int min_chunk, float *ws, int *counters, uint16_t *out)
 {
     if (n_rows <= 0) return;
     if (n_head_kv <= 0 || n_head % n_head_kv || n_head / n_head_kv > DEC_MAX_G ||
@@ -315,12 +318,10 @@ extern "C" void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_
     /* ws rows keep max_split chunks whatever n_launch is, so a row's partials
      * sit where k_decode_merge looks for them in every launch */
     if (head_dim == 128)
-        launch_hd<128>(grid, st, G, (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool,
-                       (const bf16 *)v_pool, slots, row_off, row_len, max_split, min_chunk, max_split, ws,
+        launch_hd<128, KT>(grid, st, G, (const bf16 *)q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, row_off, row_len, max_split, min_chunk, max_split, ws,
                        counters, (bf16 *)out);
     else
-        launch_hd<64>(grid, st, G, (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)k_pool,
-                      (const bf16 *)v_pool, slots, row_off, row_len, max_split, min_chunk, max_split, ws,
+        launch_hd<64, KT>(grid, st, G, (const bf16 *)q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, row_off, row_len, max_split, min_chunk, max_split, ws,
                       counters, (bf16 *)out);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {
@@ -333,6 +334,27 @@ extern "C" void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_
         e = cudaGetLastError();
         if (e != cudaSuccess) cu_fail(c, "attention decode merge", cudaGetErrorString(e));
     }
+}
+
+extern "C" void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv,
+                                    int head_dim, float scale, const uint16_t *k_pool, const uint16_t *v_pool,
+                                    const int32_t *slots, const int32_t *row_off, const int32_t *row_len,
+                                    int max_len, int max_split, int min_chunk, float *ws, int *counters,
+                                    uint16_t *out)
+{
+    attention_decode<bf16>(c, q, ldq, n_rows, n_head, n_head_kv, head_dim, scale, (const bf16 *)k_pool,
+                           (const bf16 *)v_pool, slots, row_off, row_len, max_len, max_split, min_chunk, ws,
+                           counters, out);
+}
+
+extern "C" void cu_attention_decode_fp8(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head,
+                                        int n_head_kv, int head_dim, float scale, const uint8_t *k_pool,
+                                        const uint8_t *v_pool, const int32_t *slots, const int32_t *row_off,
+                                        const int32_t *row_len, int max_len, int max_split, int min_chunk,
+                                        float *ws, int *counters, uint16_t *out)
+{
+    attention_decode<uint8_t>(c, q, ldq, n_rows, n_head, n_head_kv, head_dim, scale, k_pool, v_pool, slots, row_off,
+                              row_len, max_len, max_split, min_chunk, ws, counters, out);
 }
 
 extern "C" void cu_profile_range(int on)

@@ -63,6 +63,14 @@ void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n
                          const int32_t *row_off, const int32_t *row_len, int max_len, int max_split, int min_chunk,
                          float *ws, int *counters, uint16_t *out);
 
+/* The same over an fp8 e4m3 pool (scale 1.0: K and V are the e4m3 values
+ * themselves, widened exactly; cuda_fp8.cuh), head_dim/8 lanes reading 8
+ * bytes each. */
+void cu_attention_decode_fp8(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv,
+                             int head_dim, float scale, const uint8_t *k_pool, const uint8_t *v_pool,
+                             const int32_t *slots, const int32_t *row_off, const int32_t *row_len, int max_len,
+                             int max_split, int min_chunk, float *ws, int *counters, uint16_t *out);
+
 /* For profiling a decode step under Nsight Compute (ncu
  * --profile-from-start off): on 1 starts, 0 stops the profiled range. */
 void cu_profile_range(int on);

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_fp8.cuh"
+
 typedef __nv_bfloat16 bf16;
 
 enum { PLAN_CACHE = 512 };
@@ -107,6 +109,13 @@ extern "C" void cu_ctx_free(CuCtx *c)
 }
 
 extern "C" const char *cu_device_name(CuCtx *c) { return c->prop.name; }
+extern "C" void *cu_lt_handle(CuCtx *c) { return (void *)c->lt; }
+extern "C" void *cu_lt_workspace(CuCtx *c, size_t *bytes)
+{
+    *bytes = c->ws_bytes;
+    return c->ws;
+}
+extern "C" int cu_compute_capability(CuCtx *c) { return c->prop.major * 10 + c->prop.minor; }
 
 extern "C" int cu_sm_count(CuCtx *c) { return c->prop.multiProcessorCount; }
 
@@ -516,8 +525,9 @@ extern "C" void cu_rope_kv_write(CuCtx *c, uint16_t *qkv, int n, int n_head, int
  * One block per (row, head): q heads first, then the kv heads, whose block
  * also writes the head's k dims past rot_dim and its v (a row-per-block
  * version took ~11 us a layer at batch 1, one block for the whole row). */
+template <typename KT> /* the pool's element type: bf16, or fp8 e4m3 bytes (cuda_fp8.cuh) */
 __global__ void k_rope_kv_f(bf16 *qkv, int n_head, int n_head_kv, int hd, int rot, const float *inv_freq, int neox,
-                            const int32_t *pos, const int32_t *wslot, bf16 *kp, bf16 *vp)
+                            const int32_t *pos, const int32_t *wslot, KT *kp, KT *vp)
 {
     int r = blockIdx.x, head = blockIdx.y, half = rot / 2, kv_dim = n_head_kv * hd;
     const int write = wslot[r] >= 0; /* < 0: a graph's padding row, q only */
@@ -540,15 +550,15 @@ __global__ void k_rope_kv_f(bf16 *qkv, int n_head, int n_head_kv, int hd, int ro
             x[i1] = lo;
             x[i2] = hi;
         } else {
-            kp[so + kh * hd + i1] = lo;
-            kp[so + kh * hd + i2] = hi;
+            KvT<KT>::put(kp + so + kh * hd + i1, lo);
+            KvT<KT>::put(kp + so + kh * hd + i2, hi);
         }
     }
     if (head < n_head) return;
     /* this kv head's k dims past rot_dim, then its v */
-    for (int d = rot + threadIdx.x; d < hd; d += blockDim.x) kp[so + kh * hd + d] = x[d];
+    for (int d = rot + threadIdx.x; d < hd; d += blockDim.x) KvT<KT>::put(kp + so + kh * hd + d, x[d]);
     const bf16 *v = row + (size_t)(n_head + n_head_kv + kh) * hd;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) vp[so + kh * hd + d] = v[d];
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) KvT<KT>::put(vp + so + kh * hd + d, v[d]);
 }
 
 extern "C" void cu_rope_kv_write_f(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim,
@@ -560,10 +570,25 @@ extern "C" void cu_rope_kv_write_f(CuCtx *c, uint16_t *qkv, int n, int n_head, i
         fail(c, "rope", "rot_dim must be even and within head_dim");
         return;
     }
-    k_rope_kv_f<<<dim3(n, n_head + n_head_kv), 64, 0, c->stream>>>((bf16 *)qkv, n_head, n_head_kv, head_dim, rot_dim,
-                                                                    inv_freq, neox, pos, wslot, (bf16 *)k_pool,
-                                                                    (bf16 *)v_pool);
+    k_rope_kv_f<bf16><<<dim3(n, n_head + n_head_kv), 64, 0, c->stream>>>((bf16 *)qkv, n_head, n_head_kv, head_dim,
+                                                                          rot_dim, inv_freq, neox, pos, wslot,
+                                                                          (bf16 *)k_pool, (bf16 *)v_pool);
     LAUNCHED(c, "rope");
+}
+
+extern "C" void cu_rope_kv_write_fp8(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim,
+                                     int rot_dim, const float *inv_freq, int neox, const int32_t *pos,
+                                     const int32_t *wslot, uint8_t *k_pool, uint8_t *v_pool)
+{
+    if (n <= 0) return;
+    if (rot_dim <= 0 || rot_dim > head_dim || rot_dim % 2) {
+        fail(c, "rope", "rot_dim must be even and within head_dim");
+        return;
+    }
+    k_rope_kv_f<uint8_t><<<dim3(n, n_head + n_head_kv), 64, 0, c->stream>>>((bf16 *)qkv, n_head, n_head_kv,
+                                                                             head_dim, rot_dim, inv_freq, neox, pos,
+                                                                             wslot, k_pool, v_pool);
+    LAUNCHED(c, "rope fp8");
 }
 
 __global__ void k_swiglu(const bf16 *gu, int ff, bf16 *out)

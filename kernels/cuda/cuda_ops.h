@@ -130,6 +130,12 @@ void cu_rope_kv_write(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv,
 void cu_rope_kv_write_f(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim, int rot_dim,
                         const float *inv_freq, int neox, const int32_t *pos, const int32_t *wslot,
                         uint16_t *k_pool, uint16_t *v_pool);
+/* The same into fp8 e4m3 pools (scale 1.0): k and v rounded to bf16 as
+ * above, then to e4m3 (nearest even, saturating; kernels/backend.h
+ * k_f32_to_e4m3). */
+void cu_rope_kv_write_fp8(CuCtx *c, uint16_t *qkv, int n, int n_head, int n_head_kv, int head_dim, int rot_dim,
+                          const float *inv_freq, int neox, const int32_t *pos, const int32_t *wslot, uint8_t *k_pool,
+                          uint8_t *v_pool);
 
 /* out[r][i] = silu(gu[r][i]) * gu[r][ff + i]  (gu rows are [gate | up]). */
 void cu_swiglu(CuCtx *c, const uint16_t *gu, int n, int ff, uint16_t *out);
@@ -182,6 +188,12 @@ void cu_add_i32(CuCtx *c, int32_t *p, int n, int by);
  * types); cu_fail: records a failure as the ops do (the first one is kept). */
 void *cu_stream(CuCtx *c);
 void cu_fail(CuCtx *c, const char *what, const char *why);
+/* fp8 (kernels/cuda/cuda_fp8.cu): the context's cuBLASLt handle
+ * (cublasLtHandle_t) and work space, and the device's compute capability
+ * as major * 10 + minor (90 for Hopper). */
+void *cu_lt_handle(CuCtx *c);
+void *cu_lt_workspace(CuCtx *c, size_t *bytes);
+int cu_compute_capability(CuCtx *c);
 
 /* bf16 <-> f32 on the host (round to nearest even), for tests and loaders. */
 uint16_t cu_f32_to_bf16(float f);

@@ -25,6 +25,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 
+#include "kernels/cuda/cuda_fp8.cuh"
 #include "kernels/cuda/cuda_ptx.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -39,10 +40,14 @@ template <int HD, int HPB> struct PfSmem {
 
 template <bool EXACT> __device__ __forceinline__ float pf_exp2(float x) { return EXACT ? exp2f(x) : ptx_exp2(x); }
 
-template <int HD, int HPB, bool EXACT>
+/* KT: the pool's element type (cuda_fp8.cuh). bf16 tiles come by cp.async;
+ * fp8 tiles are loaded into registers at the top of the step before they
+ * are needed, and widened to bf16 into the free stage after the step's
+ * mma (the same shared-memory layout from there on). */
+template <int HD, int HPB, bool EXACT, typename KT>
 __global__ void __launch_bounds__(128 * HPB, HPB == 1 ? 2 : 1)
     k_prefill_mma(const bf16 *__restrict__ q, int ldq, int n_head, int n_head_kv, float sl2,
-                  const bf16 *__restrict__ kp, const bf16 *__restrict__ vp, const int32_t *__restrict__ slots,
+                  const KT *__restrict__ kp, const KT *__restrict__ vp, const int32_t *__restrict__ slots,
                   const int4 *__restrict__ tiles, int n_tiles, bf16 *__restrict__ out)
 {
     typedef PfSmem<HD, HPB> L;
@@ -65,18 +70,42 @@ __global__ void __launch_bounds__(128 * HPB, HPB == 1 ? 2 : 1)
         const bf16 *src = q + (size_t)(tile.x + (ok ? r : 0)) * ldq + (h0 + hh) * HD + c * 8;
         ptx_cp16(ptx_smem(Qs + hh * L::Q + r * LD + c * 8), src, ok);
     }
+    constexpr bool FP8 = KvT<KT>::fp8;
+    constexpr int PER = (PF_BN * C8 + NT - 1) / NT; /* 8-value pieces a thread loads per tile */
+    typename KvT<KT>::raw8 kr[FP8 ? PER : 1], vr[FP8 ? PER : 1];
+    (void)kr, (void)vr;
+    typedef typename KvT<KT>::raw8 Raw;
     auto load_kv = [&](int kt, int stage) {
         bf16 *Kb = Ks + stage * L::KV, *Vb = Vs + stage * L::KV;
 #pragma unroll
-        for (int i = tid; i < PF_BN * C8; i += NT) {
+        for (int p = 0; p < PER; p++) {
+            int i = tid + p * NT;
+            if (i >= PF_BN * C8) break;
             int j = i / C8, c = i % C8, t = kt * PF_BN + j;
             bool ok = t < kmax;
             size_t so = (size_t)(ok ? slots[off + t] : 0) * kv_dim + kvh * HD + c * 8;
-            ptx_cp16(ptx_smem(Kb + j * LD + c * 8), kp + so, ok);
-            ptx_cp16(ptx_smem(Vb + j * LD + c * 8), vp + so, ok);
+            if constexpr (FP8) {
+                kr[p] = ok ? __ldg((const Raw *)(kp + so)) : Raw{};
+                vr[p] = ok ? __ldg((const Raw *)(vp + so)) : Raw{};
+            } else {
+                ptx_cp16(ptx_smem(Kb + j * LD + c * 8), kp + so, ok);
+                ptx_cp16(ptx_smem(Vb + j * LD + c * 8), vp + so, ok);
+            }
+        }
+    };
+    auto store_kv = [&](int stage) { /* fp8: the registers load_kv filled, widened into the stage */
+        bf16 *Kb = Ks + stage * L::KV, *Vb = Vs + stage * L::KV;
+#pragma unroll
+        for (int p = 0; p < PER; p++) {
+            int i = tid + p * NT;
+            if (i >= PF_BN * C8) break;
+            int j = i / C8, c = i % C8;
+            *(uint4 *)(Kb + j * LD + c * 8) = KvT<KT>::to_bf16(kr[p]);
+            *(uint4 *)(Vb + j * LD + c * 8) = KvT<KT>::to_bf16(vr[p]);
         }
     };
     load_kv(0, 0);
+    if constexpr (FP8) store_kv(0);
     ptx_cp_commit();
 
     const int g = lane >> 2, t4 = lane & 3;
@@ -185,6 +214,8 @@ __global__ void __launch_bounds__(128 * HPB, HPB == 1 ? 2 : 1)
                 }
             }
         }
+        if constexpr (FP8)
+            if (kt + 1 < n_kt) store_kv((kt + 1) & 1); /* read last in step kt - 1 */
         __syncthreads(); /* the stage read here is the one the next iteration refills */
     }
     ptx_cp_wait<0>();
@@ -211,14 +242,14 @@ __global__ void __launch_bounds__(128 * HPB, HPB == 1 ? 2 : 1)
     }
 }
 
-template <int HD, int HPB, bool EXACT>
-static void launch(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv, float sl2, const uint16_t *kp,
-                   const uint16_t *vp, const int32_t *slots, const int32_t *tiles, int n_tiles, uint16_t *out)
+template <int HD, int HPB, bool EXACT, typename KT>
+static void launch(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv, float sl2, const KT *kp,
+                   const KT *vp, const int32_t *slots, const int32_t *tiles, int n_tiles, uint16_t *out)
 {
     typedef PfSmem<HD, HPB> L;
     static int set = 0;
     if (!set) {
-        cudaError_t e = cudaFuncSetAttribute(k_prefill_mma<HD, HPB, EXACT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaError_t e = cudaFuncSetAttribute(k_prefill_mma<HD, HPB, EXACT, KT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)L::bytes);
         if (e != cudaSuccess) {
             cu_fail(c, "attention prefill smem", cudaGetErrorString(e));
@@ -227,26 +258,26 @@ static void launch(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_
         set = 1;
     }
     dim3 grid(n_head / HPB, n_tiles);
-    k_prefill_mma<HD, HPB, EXACT><<<grid, 128 * HPB, L::bytes, (cudaStream_t)cu_stream(c)>>>(
-        (const bf16 *)q, ldq, n_head, n_head_kv, sl2, (const bf16 *)kp, (const bf16 *)vp, slots,
+    k_prefill_mma<HD, HPB, EXACT, KT><<<grid, 128 * HPB, L::bytes, (cudaStream_t)cu_stream(c)>>>(
+        (const bf16 *)q, ldq, n_head, n_head_kv, sl2, kp, vp, slots,
         (const int4 *)tiles, n_tiles, (bf16 *)out);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) cu_fail(c, "attention prefill", cudaGetErrorString(e));
 }
 
-template <int HD, int HPB>
+template <int HD, int HPB, typename KT>
 static void launch_e(CuCtx *c, bool exact, const uint16_t *q, int ldq, int n_head, int n_head_kv, float sl2,
-                     const uint16_t *kp, const uint16_t *vp, const int32_t *slots, const int32_t *tiles, int n_tiles,
+                     const KT *kp, const KT *vp, const int32_t *slots, const int32_t *tiles, int n_tiles,
                      uint16_t *out)
 {
-    if (exact) launch<HD, HPB, true>(c, q, ldq, n_head, n_head_kv, sl2, kp, vp, slots, tiles, n_tiles, out);
-    else launch<HD, HPB, false>(c, q, ldq, n_head, n_head_kv, sl2, kp, vp, slots, tiles, n_tiles, out);
+    if (exact) launch<HD, HPB, true, KT>(c, q, ldq, n_head, n_head_kv, sl2, kp, vp, slots, tiles, n_tiles, out);
+    else launch<HD, HPB, false, KT>(c, q, ldq, n_head, n_head_kv, sl2, kp, vp, slots, tiles, n_tiles, out);
 }
 
-extern "C" void cu_attention_prefill_mma(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv,
-                                         int head_dim, float scale, const uint16_t *k_pool, const uint16_t *v_pool,
-                                         const int32_t *slots, const int32_t *tiles, int n_tiles, uint16_t *out,
-                                         int heads_per_block, int flags)
+template <typename KT>
+static void prefill_mma(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv, int head_dim, float scale,
+                        const KT *k_pool, const KT *v_pool, const int32_t *slots, const int32_t *tiles, int n_tiles,
+                        uint16_t *out, int heads_per_block, int flags)
 {
     if (n_tiles <= 0) return;
     if (n_head_kv <= 0 || n_head % n_head_kv || (head_dim != 64 && head_dim != 128) || ldq % 8) {
@@ -264,13 +295,31 @@ extern "C" void cu_attention_prefill_mma(CuCtx *c, const uint16_t *q, int ldq, i
     float sl2 = scale * 1.4426950408889634f;
     if (head_dim == 128) {
         if (heads_per_block == 2)
-            launch_e<128, 2>(c, exact, q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, tiles, n_tiles, out);
+            launch_e<128, 2, KT>(c, exact, q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, tiles, n_tiles, out);
         else
-            launch_e<128, 1>(c, exact, q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, tiles, n_tiles, out);
+            launch_e<128, 1, KT>(c, exact, q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, tiles, n_tiles, out);
     } else {
         if (heads_per_block == 2)
-            launch_e<64, 2>(c, exact, q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, tiles, n_tiles, out);
+            launch_e<64, 2, KT>(c, exact, q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, tiles, n_tiles, out);
         else
-            launch_e<64, 1>(c, exact, q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, tiles, n_tiles, out);
+            launch_e<64, 1, KT>(c, exact, q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, tiles, n_tiles, out);
     }
+}
+
+extern "C" void cu_attention_prefill_mma(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv,
+                                         int head_dim, float scale, const uint16_t *k_pool, const uint16_t *v_pool,
+                                         const int32_t *slots, const int32_t *tiles, int n_tiles, uint16_t *out,
+                                         int heads_per_block, int flags)
+{
+    prefill_mma<bf16>(c, q, ldq, n_head, n_head_kv, head_dim, scale, (const bf16 *)k_pool, (const bf16 *)v_pool,
+                      slots, tiles, n_tiles, out, heads_per_block, flags);
+}
+
+extern "C" void cu_attention_prefill_mma_fp8(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv,
+                                             int head_dim, float scale, const uint8_t *k_pool,
+                                             const uint8_t *v_pool, const int32_t *slots, const int32_t *tiles,
+                                             int n_tiles, uint16_t *out, int heads_per_block, int flags)
+{
+    prefill_mma<uint8_t>(c, q, ldq, n_head, n_head_kv, head_dim, scale, k_pool, v_pool, slots, tiles, n_tiles, out,
+                         heads_per_block, flags);
 }

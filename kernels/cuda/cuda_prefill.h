@@ -48,6 +48,12 @@ void cu_attention_prefill_mma(CuCtx *c, const uint16_t *q, int ldq, int n_head, 
                               float scale, const uint16_t *k_pool, const uint16_t *v_pool, const int32_t *slots,
                               const int32_t *tiles, int n_tiles, uint16_t *out, int heads_per_block, int flags);
 
+/* The same over an fp8 e4m3 pool (scale 1.0): K/V tiles loaded as bytes,
+ * widened exactly to bf16 in shared memory (kernels/cuda/cuda_fp8.cuh). */
+void cu_attention_prefill_mma_fp8(CuCtx *c, const uint16_t *q, int ldq, int n_head, int n_head_kv, int head_dim,
+                                  float scale, const uint8_t *k_pool, const uint8_t *v_pool, const int32_t *slots,
+                                  const int32_t *tiles, int n_tiles, uint16_t *out, int heads_per_block, int flags);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,7 @@
 #include "kernels/cuda/cuda_sample.h"
 #include "kernels/cuda/cuda_prefill.h"
 #include "kernels/cuda/cuda_gemv.h"
+#include "kernels/cuda/cuda_fp8.h"
 
 static CuCtx *cu;
 static KBackend *ref;
@@ -807,6 +808,229 @@ static void test_sample(int n_rows, int n, int ld)
     dref->destroy(dref->ctx);
 }
 
+/* ---- fp8 e4m3 (--quantization fp8, --kv-cache-dtype fp8_e4m3) ----------------
+ * The CUDA kernels against devref's ops (kernels/cpu/devref.c), which follow
+ * the same rules on the host: quantization bytes compared exactly, outputs
+ * by relative error. */
+
+static KBackend *dref;
+
+/* the quantization of weights and of activation rows (bit-exact against
+ * k_f32_to_e4m3), then cu_gemm_fp8 in `mode` (+ bias) against devref's
+ * matmul of the same F8_E4M3 tensor (rows n > 8: x per token in e4m3) */
+static void test_gemm_fp8(int n, int in, int out, int with_bias, CuFp8Mode mode)
+{
+    float *xf, *wf, *bf;
+    uint16_t *x = rand_bf16((size_t)n * in, 1.0f, &xf), *w = rand_bf16((size_t)out * in, 0.05f, &wf);
+    uint16_t *b = rand_bf16(out, 0.5f, &bf);
+    if (n > 2) memset(x + in, 0, (size_t)in * 2); /* a zero row: scale 1 */
+    uint16_t *dx = dev_copy(x, (size_t)n * in * 2), *dw = dev_copy(w, (size_t)out * in * 2), *db = dev_copy(b, out * 2);
+    uint8_t *dq = cu_alloc(cu, (size_t)out * in), *dxq = cu_alloc(cu, (size_t)n * in);
+    float *dsw = cu_alloc(cu, (size_t)out * 4), *dsx = cu_alloc(cu, (size_t)n * 4);
+    uint16_t *dy = dev_poisoned((size_t)n * out);
+    cu_quant_fp8(cu, dw, in, out, dq, dsw);
+    cu_quant_rows_fp8(cu, dx, in, n, in, dxq, dsx);
+    CuFp8 *f8 = cu_fp8_new(cu, mode);
+    CuFp8Mode used = CU_FP8_AUTO;
+    cu_gemm_fp8(f8, dxq, dsx, n, in, dq, dsw, out, dy, out, &used);
+    if (with_bias) cu_add_bias(cu, dy, out, n, out, db);
+    uint8_t *q = malloc((size_t)out * in), *xq = malloc((size_t)n * in);
+    float *sw = malloc((size_t)out * 4), *sx = malloc((size_t)n * 4);
+    cu_download(cu, q, dq, (size_t)out * in);
+    cu_download(cu, xq, dxq, (size_t)n * in);
+    cu_download(cu, sw, dsw, (size_t)out * 4);
+    cu_download(cu, sx, dsx, (size_t)n * 4);
+    /* the host's quantization of the same rows */
+    uint8_t *hq = malloc((size_t)out * in), *hxq = malloc((size_t)n * in);
+    float *hsw = malloc((size_t)out * 4), *hsx = malloc((size_t)n * 4);
+    dref->dev->quant_fp8(dref->ctx, w, in, out, hq, hsw);
+    dref->dev->quant_fp8(dref->ctx, x, in, n, hxq, hsx);
+    int bad_w = memcmp(q, hq, (size_t)out * in) != 0 || memcmp(sw, hsw, (size_t)out * 4) != 0;
+    int bad_x = memcmp(xq, hxq, (size_t)n * in) != 0 || memcmp(sx, hsx, (size_t)n * 4) != 0;
+    failures += bad_w + bad_x;
+    printf("%-4s quant fp8 weights %dx%d and activation rows %dx%d: bytes and scales %s the host's\n",
+           bad_w || bad_x ? "FAIL" : "ok", out, in, n, in, bad_w || bad_x ? "DIFFER from" : "equal to");
+    KTensor kt = {.dtype = K_DTYPE_F8_E4M3, .ne = {in, out, 1, 1}, .data = q, .scale = sw};
+    uint16_t *hy = malloc((size_t)n * out * 2);
+    dref->dev->matmul(dref->ctx, &kt, with_bias ? b : NULL, x, in, n, hy, out);
+    float *want = malloc((size_t)n * out * 4), *got = back_f32(dy, (size_t)n * out);
+    for (size_t i = 0; i < (size_t)n * out; i++) want[i] = cu_bf16_to_f32(hy[i]);
+    char name[112];
+    snprintf(name, sizeof name, "gemm fp8 %s n=%d in=%d out=%d%s", used == CU_FP8_OUTER ? "outer-vec" : "epilogue", n,
+             in, out, with_bias ? " +bias" : "");
+    report(name, got, want, (size_t)n * out, 1e-2);
+    cu_fp8_free(f8);
+    cu_free(cu, dx), cu_free(cu, dw), cu_free(cu, db), cu_free(cu, dq), cu_free(cu, dxq), cu_free(cu, dsw);
+    cu_free(cu, dsx), cu_free(cu, dy);
+    free(x), free(w), free(b), free(xf), free(wf), free(bf), free(q), free(xq), free(sw), free(sx), free(hq), free(hxq);
+    free(hsw), free(hsx), free(hy), free(want), free(got);
+}
+
+/* rope_kv into fp8 pools against devref's rope_kv_fp8 (the same bf16
+ * rounding, then e4m3): q rows and the pools' values by relative error, the
+ * pool bytes counted where they differ (a bf16 tie of sincosf vs the host's
+ * cosf/sinf may move one value by one e4m3 step) */
+static void test_rope_kv_fp8(int n, int nh, int nkv, int hd, int rot, KRopeStyle style)
+{
+    int row = (nh + 2 * nkv) * hd, kvd = nkv * hd, n_slots = 2 * n + 3;
+    float *qf;
+    uint16_t *qkv = rand_bf16((size_t)n * row, 3.0f, &qf);
+    int32_t *pos = malloc(n * 4), *ws = malloc(n * 4);
+    for (int i = 0; i < n; i++) pos[i] = (int32_t)(urand() * 9000), ws[i] = i % 4 == 3 ? -1 : 2 * i + 1;
+    float *inv = malloc((size_t)rot / 2 * 4);
+    for (int p = 0; p < rot / 2; p++) inv[p] = powf(10000.0f, -2.0f * p / rot);
+    uint16_t *dq = dev_copy(qkv, (size_t)n * row * 2);
+    uint8_t *dk = cu_alloc(cu, (size_t)n_slots * kvd), *dv = cu_alloc(cu, (size_t)n_slots * kvd);
+    cu_memset(cu, dk, 0, (size_t)n_slots * kvd), cu_memset(cu, dv, 0, (size_t)n_slots * kvd);
+    int32_t *dp = dev_copy(pos, n * 4), *dws = dev_copy(ws, n * 4);
+    float *dinv = dev_copy(inv, (size_t)rot / 2 * 4);
+    cu_rope_kv_write_fp8(cu, dq, n, nh, nkv, hd, rot, dinv, style == K_ROPE_NEOX, dp, dws, dk, dv);
+    float *gq = back_f32(dq, (size_t)n * row);
+    uint8_t *gk = malloc((size_t)n_slots * kvd), *gv = malloc((size_t)n_slots * kvd);
+    cu_download(cu, gk, dk, (size_t)n_slots * kvd), cu_download(cu, gv, dv, (size_t)n_slots * kvd);
+    uint8_t *hk = calloc((size_t)n_slots, kvd), *hv = calloc((size_t)n_slots, kvd);
+    dref->dev->rope_kv_fp8(dref->ctx, qkv, n, nh, nkv, hd, rot, inv, style, pos, ws, hk, hv);
+    float *hqf = malloc((size_t)n * row * 4);
+    for (size_t i = 0; i < (size_t)n * row; i++) hqf[i] = cu_bf16_to_f32(qkv[i]);
+    size_t nk = (size_t)n_slots * kvd;
+    float *a = malloc(nk * 4 * 2), *bq = malloc(nk * 4 * 2);
+    int diff = 0;
+    for (size_t i = 0; i < nk; i++) {
+        a[i] = e4m3_value(gk[i]), bq[i] = e4m3_value(hk[i]);
+        a[nk + i] = e4m3_value(gv[i]), bq[nk + i] = e4m3_value(hv[i]);
+        diff += (gk[i] != hk[i]) + (gv[i] != hv[i]);
+    }
+    char name[112];
+    /* q: rows' q heads only (the k/v part of qkv is left as it was) */
+    float *gq2 = malloc((size_t)n * nh * hd * 4), *hq2 = malloc((size_t)n * nh * hd * 4);
+    for (int t = 0; t < n; t++) {
+        memcpy(gq2 + (size_t)t * nh * hd, gq + (size_t)t * row, (size_t)nh * hd * 4);
+        memcpy(hq2 + (size_t)t * nh * hd, hqf + (size_t)t * row, (size_t)nh * hd * 4);
+    }
+    snprintf(name, sizeof name, "rope_kv fp8 q n=%d heads=%d/%d hd=%d rot=%d", n, nh, nkv, hd, rot);
+    report(name, gq2, hq2, (size_t)n * nh * hd, 1e-2);
+    snprintf(name, sizeof name, "rope_kv fp8 k|v pools (%d of %zu bytes differ)", diff, 2 * nk);
+    report(name, a, bq, 2 * nk, 1e-2);
+    if (diff > (int)(2 * nk / 1000) + 2) {
+        failures++;
+        printf("FAIL   ... more than 0.1%% of the pool bytes differ\n");
+    }
+    cu_free(cu, dq), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, dp), cu_free(cu, dws), cu_free(cu, dinv);
+    free(qkv), free(qf), free(pos), free(ws), free(inv), free(gq), free(gk), free(gv), free(hk), free(hv), free(hqf);
+    free(a), free(bq), free(gq2), free(hq2);
+}
+
+/* the split-K decode kernel and the mma prefill kernel over fp8 pools
+ * (random e4m3 K/V, shuffled slots) against devref's attention with kv_fp8 */
+static void test_attention_fp8(int nh, int nkv, int hd, int n_seqs, const int *prefix, const int *n_new, int decode)
+{
+    int kvd = nkv * hd, ldq = (nh + 2 * nkv) * hd, total_ctx = 0, n_rows = 0, max_len = 0;
+    for (int s = 0; s < n_seqs; s++) total_ctx += prefix[s] + n_new[s], n_rows += n_new[s];
+    int n_slots = total_ctx + 17;
+    int32_t *perm = malloc(n_slots * 4);
+    for (int i = 0; i < n_slots; i++) perm[i] = i;
+    for (int i = n_slots - 1; i > 0; i--) {
+        int j = (int)(urand() * (i + 1));
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    int32_t *slots = malloc(total_ctx * 4), *roff = malloc(n_rows * 4), *rlen = malloc(n_rows * 4);
+    int32_t *tiles = malloc(((size_t)n_rows + n_seqs) * 4 * sizeof *tiles);
+    int so = 0, r = 0, n_tiles = 0, tr = cu_attn_tile_rows();
+    for (int s = 0; s < n_seqs; s++) {
+        int nc = prefix[s] + n_new[s];
+        for (int t = 0; t < nc; t++) slots[so + t] = perm[so + t];
+        for (int j = 0; j < n_new[s]; j++) {
+            roff[r + j] = so, rlen[r + j] = prefix[s] + j + 1;
+            if (rlen[r + j] > max_len) max_len = rlen[r + j];
+        }
+        for (int t0 = 0; t0 < n_new[s]; t0 += tr, n_tiles++) {
+            tiles[4 * n_tiles] = r + t0;
+            tiles[4 * n_tiles + 1] = n_new[s] - t0 < tr ? n_new[s] - t0 : tr;
+            tiles[4 * n_tiles + 2] = so;
+            tiles[4 * n_tiles + 3] = prefix[s] + t0 + 1;
+        }
+        so += nc;
+        r += n_new[s];
+    }
+    float *qf;
+    uint16_t *q = rand_bf16((size_t)n_rows * ldq, 2.0f, &qf);
+    uint8_t *k = malloc((size_t)n_slots * kvd), *v = malloc((size_t)n_slots * kvd);
+    for (size_t i = 0; i < (size_t)n_slots * kvd; i++)
+        k[i] = k_f32_to_e4m3((float)((2 * urand() - 1) * 2.0)), v[i] = k_f32_to_e4m3((float)(2 * urand() - 1));
+    uint16_t *dq = dev_copy(q, (size_t)n_rows * ldq * 2), *dout = dev_poisoned((size_t)n_rows * nh * hd);
+    uint8_t *dk = dev_copy(k, (size_t)n_slots * kvd), *dv = dev_copy(v, (size_t)n_slots * kvd);
+    int32_t *ds = dev_copy(slots, total_ctx * 4), *dro = dev_copy(roff, n_rows * 4), *drl = dev_copy(rlen, n_rows * 4);
+    int32_t *dt = dev_copy(tiles, (size_t)n_tiles * 4 * sizeof *tiles);
+    float scale = 1.0f / sqrtf((float)hd);
+    uint16_t *hout = malloc((size_t)n_rows * nh * hd * 2);
+    KDevAttn a = {.q = q, .ldq = ldq, .out = hout, .k_pool = k, .v_pool = v, .n_rows = n_rows, .n_head = nh,
+                  .n_head_kv = nkv, .head_dim = hd, .scale = scale, .slots = slots, .row_off = roff, .row_len = rlen,
+                  .max_len = max_len, .kv_fp8 = 1};
+    dref->dev->attention(dref->ctx, &a);
+    float *want = malloc((size_t)n_rows * nh * hd * 4);
+    for (size_t i = 0; i < (size_t)n_rows * nh * hd; i++) want[i] = cu_bf16_to_f32(hout[i]);
+    char name[112];
+    if (decode) {
+        int ms = 8;
+        float *ws = cu_alloc(cu, cu_decode_ws_bytes(n_rows, nh, hd, ms));
+        int *cnt = cu_alloc(cu, (size_t)n_rows * nkv * sizeof(int));
+        cu_memset(cu, cnt, 0, (size_t)n_rows * nkv * sizeof(int));
+        cu_attention_decode_fp8(cu, dq, ldq, n_rows, nh, nkv, hd, scale, dk, dv, ds, dro, drl, max_len, ms, 64, ws, cnt,
+                                dout);
+        float *got = back_f32(dout, (size_t)n_rows * nh * hd);
+        snprintf(name, sizeof name, "attention fp8 KV split-K heads=%d/%d hd=%d rows=%d", nh, nkv, hd, n_rows);
+        report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+        free(got);
+        cu_free(cu, ws), cu_free(cu, cnt);
+    }
+    for (int hpb = 1; hpb <= 2; hpb++) {
+        if (hpb == 2 && (nh / nkv) % 2) continue;
+        cu_memset(cu, dout, 0xff, (size_t)n_rows * nh * hd * 2);
+        cu_attention_prefill_mma_fp8(cu, dq, ldq, nh, nkv, hd, scale, dk, dv, ds, dt, n_tiles, dout, hpb,
+                                     CU_PREFILL_EXACT_EXP);
+        float *got = back_f32(dout, (size_t)n_rows * nh * hd);
+        snprintf(name, sizeof name, "attention fp8 KV mma%d heads=%d/%d hd=%d rows=%d tiles=%d", hpb, nh, nkv, hd,
+                 n_rows, n_tiles);
+        report(name, got, want, (size_t)n_rows * nh * hd, 1e-2);
+        free(got);
+    }
+    cu_free(cu, dq), cu_free(cu, dout), cu_free(cu, dk), cu_free(cu, dv), cu_free(cu, ds), cu_free(cu, dro);
+    cu_free(cu, drl), cu_free(cu, dt);
+    free(perm), free(slots), free(roff), free(rlen), free(tiles), free(q), free(qf), free(k), free(v), free(hout);
+    free(want);
+}
+
+static void test_fp8(void)
+{
+    char err[256];
+    dref = cpu_devref_backend_new(err, sizeof err);
+    if (!dref) {
+        failures++;
+        printf("FAIL devref backend: %s\n", err);
+        return;
+    }
+    for (int m = CU_FP8_OUTER; m <= CU_FP8_EPILOGUE; m++) {
+        /* small enough for devref's one-thread reference (the first call
+         * ran 8G multiply-adds there and hit its 45 s limit) */
+        test_gemm_fp8(37, 4096, 256, 1, (CuFp8Mode)m);
+        test_gemm_fp8(256, 1024, 512, 0, (CuFp8Mode)m);
+        test_gemm_fp8(300, 2048, 128, 0, (CuFp8Mode)m);
+        test_gemm_fp8(9, 576, 960, 1, (CuFp8Mode)m); /* SmolLM2-135M's qkv */
+    }
+    test_rope_kv_fp8(13, 32, 8, 128, 128, K_ROPE_NEOX);
+    test_rope_kv_fp8(6, 14, 2, 64, 32, K_ROPE_NORM);
+    int p1[] = {1500, 700, 3, 0}, n1[] = {1, 1, 1, 1};
+    test_attention_fp8(32, 8, 128, 4, p1, n1, 1); /* decode rows, split */
+    int p2[] = {100, 0, 37}, n2[] = {5, 70, 1};
+    test_attention_fp8(32, 8, 128, 3, p2, n2, 0); /* cached prefix + new rows */
+    int p3[] = {130, 64}, n3[] = {200, 3};
+    test_attention_fp8(32, 8, 64, 2, p3, n3, 0); /* head_dim 64 across tile edges */
+    int p4[] = {300, 9}, n4[] = {1, 1};
+    test_attention_fp8(28, 4, 128, 2, p4, n4, 1); /* GQA 7 */
+    dref->destroy(dref->ctx);
+}
+
 int main(int argc, char **argv)
 {
     char err[256];
@@ -876,6 +1100,7 @@ int main(int argc, char **argv)
     int p19[] = {1100}, n19[] = {2};
     test_attention(32, 8, 64, 1, p19, n19, 3); /* head_dim 64, GQA 4 (llama-3.2-1b) */
     test_padding_rows();
+    test_fp8();
     test_argmax(4, 128256);
     test_sample(64, 128256, 128256);
     test_sample(200, 3000, 3008);      /* a padded row: ids past n are never picked */
