@@ -1023,7 +1023,7 @@ static int gemv_bench(const char *dir, int in, int outn, int n_spec, char **spec
                o.failed || q.failed);
         fflush(stdout);
         eng_free(e);
-        free(p);
+        free(p), free(w.ids), free(o.ids), free(q.ids);
     }
     free(first_ids);
     model_free(m);
