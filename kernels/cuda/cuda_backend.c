@@ -160,20 +160,32 @@ static int bf16_matrix(Cuda *c, const KTensor *w)
 /* ---- small-batch matmuls: the row-stream GEMV or cuBLASLt, per shape ----
  *
  * The table: (in, out) of the Llama-3-8B shape's decode matmuls, the layout
- * that bench_kernels measured fastest on an H100 and the most rows for
- * which it beat cuBLASLt there (bench/gpu/NOTES.md, results/h100-gemv-*).
- * Shapes not in it follow the rule after it. KS (warps splitting a row) is
- * a function of the shape alone, so a row's sums do not change with n. */
+ * bench_kernels measured fastest at n = 1 on an H100 (1980 MHz, copy 3014
+ * GB/s; results/h100-gemv-v1-kernels.log), launched as a programmatic
+ * dependent (engine batch-1 decode 159.4 -> 173.2 tok/s with r1u8+pdl for
+ * all, h100-gemv-v1-engine.log), and the most rows for which it still beat
+ * cuBLASLt there (n > 1 runs (2, 4) at KS 1, (1, 8) at KS 2):
+ *
+ *   shape             n=1 us: cuBLASLt -> rows (fraction of copy)   max_n
+ *   q|k|v  4096x6144    19.73 -> 17.77 r2u8k2 (0.940)               2 (19.12 vs 19.73)
+ *   o      4096x4096    15.06 -> 12.53 r1u8+pdl (0.888)             4 (14.24 vs 15.08)
+ *   gate|up 4096x28672  76.84 -> 75.04 r1u8+pdl (1.039)             1 (n=2: 78.0 vs 77.1)
+ *   down   14336x4096   42.00 -> 38.95 r1u8+pdl (1.000)             1 (n=2: 42.5 vs 42.0)
+ *   head   4096x128256  361.7 -> 329.3 r1u8+pdl (1.059, f32 out)    4 (344.8 vs 364.2)
+ *
+ * (a fraction above 1: a read-only stream beats the copy's read+write).
+ * Shapes not in it follow the rule after it. KS is a function of the shape
+ * alone, so a row's sums do not change with n. */
 typedef struct {
     int in, out, cfg, max_n;
 } GemvPick;
 
 static const GemvPick GEMV_TABLE[] = {
-    {4096, 6144, CU_GR(2, 8, 1) | CU_GR_PDL, 8},   /* q|k|v */
-    {4096, 4096, CU_GR(2, 8, 1) | CU_GR_PDL, 8},   /* o */
-    {4096, 28672, CU_GR(2, 8, 1) | CU_GR_PDL, 8},  /* gate|up */
-    {14336, 4096, CU_GR(2, 8, 1) | CU_GR_PDL, 8},  /* down */
-    {4096, 128256, CU_GR(2, 8, 1) | CU_GR_PDL, 8}, /* lm head (f32 out) */
+    {4096, 6144, CU_GR(2, 8, 2) | CU_GR_PDL, 2},   /* q|k|v */
+    {4096, 4096, CU_GR(1, 8, 1) | CU_GR_PDL, 4},   /* o */
+    {4096, 28672, CU_GR(1, 8, 1) | CU_GR_PDL, 1},  /* gate|up */
+    {14336, 4096, CU_GR(1, 8, 1) | CU_GR_PDL, 1},  /* down */
+    {4096, 128256, CU_GR(1, 8, 1) | CU_GR_PDL, 4}, /* lm head (f32 out) */
 };
 
 enum { GEMV_AUTO, GEMV_OFF, GEMV_MMA, GEMV_FORCE };
@@ -186,9 +198,9 @@ static int gemv_pick(const Cuda *c, int n, int in, int out, int ldx, const void 
     for (size_t i = 0; i < sizeof GEMV_TABLE / sizeof GEMV_TABLE[0]; i++)
         if (GEMV_TABLE[i].in == in && GEMV_TABLE[i].out == out)
             return n <= GEMV_TABLE[i].max_n ? GEMV_TABLE[i].cfg : 0;
-    /* elsewhere: the layout of the table's rows where the matrix streams
-     * long enough to pay (>= 16 MB) */
-    return n <= 8 && (size_t)in * out * 2 >= ((size_t)16 << 20) ? CU_GR(2, 8, 1) | CU_GR_PDL : 0;
+    /* elsewhere: one row a warp for a single row where the matrix streams
+     * long enough to pay (>= 16 MB: every table shape won at n = 1) */
+    return n == 1 && (size_t)in * out * 2 >= ((size_t)16 << 20) ? CU_GR(1, 8, 1) | CU_GR_PDL : 0;
 }
 
 static int set_gemv(Cuda *c, const char *spec)

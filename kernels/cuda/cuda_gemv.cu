@@ -508,9 +508,15 @@ static cudaError_t gr_ru(CuCtx *c, const uint16_t *x, int ldx, int n, int in, co
     if constexpr (N == 1) {
         if (R == 2 && U == 8) return gr_launch<TOut, N, 2, 8, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
         if (R == 4 && U == 4) return gr_launch<TOut, N, 4, 4, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
+        if (R == 1 && U == 8) return gr_launch<TOut, N, 1, 8, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
+        return gr_launch<TOut, N, 2, 4, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
+    } else {
+        /* n > 1: the faster of the two by KS on an H100 (results/h100-gemv-v1):
+         * (2, 4) with one warp a row, (1, 8) with the row split */
+        (void)R, (void)U;
+        if (KS == 1) return gr_launch<TOut, N, 2, 4, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
+        return gr_launch<TOut, N, 1, 8, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
     }
-    if (R == 1 && U == 8) return gr_launch<TOut, N, 1, 8, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
-    return gr_launch<TOut, N, 2, 4, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
 }
 
 template <typename TOut, int KS>
