@@ -65,11 +65,12 @@ static float *g_sc[REPS];
 static int g_cur;
 
 /* One decode matmul: which 0 cuBLASLt, 1 cuda_gemv.cu with (split, vec), 2
- * cu_gemv_fp8 on copy g_cur. */
+ * cu_gemv_fp8 on copy g_cur, 3 cu_gemv_rows with cfg vec. */
 static void mm_call(int which, const Shape *s, int n, const uint16_t *w, const uint16_t *x, void *y, int split,
                     int vec)
 {
-    if (which == 2 && s->f32) cu_gemv_fp8_f32(cu, x, s->in, n, s->in, g_q[g_cur], g_sc[g_cur], s->out, y, s->out);
+    if (which == 3) cu_gemv_rows(cu, x, s->in, n, s->in, w, s->out, NULL, y, s->out, s->f32, vec);
+    else if (which == 2 && s->f32) cu_gemv_fp8_f32(cu, x, s->in, n, s->in, g_q[g_cur], g_sc[g_cur], s->out, y, s->out);
     else if (which == 2) cu_gemv_fp8(cu, x, s->in, n, s->in, g_q[g_cur], g_sc[g_cur], s->out, NULL, y, s->out);
     else if (which == 0 && s->f32) cu_gemm_bf16_f32(cu, x, s->in, n, s->in, w, s->out, y, s->out);
     else if (which == 0) cu_gemm_bf16(cu, x, s->in, n, s->in, w, s->out, y, s->out);
@@ -100,6 +101,61 @@ static float time_mm(int which, const Shape *s, int n, uint16_t **w, int nw, con
         cu_timer_record(cu, t1);
         if (cu_sync(cu)) return -1;
         ms[t] = cu_timer_ms(t0, t1) / REPS;
+    }
+    cu_graph_free(g);
+    return median(ms, TRIALS);
+}
+
+/* ---- 2b. the decode layer chain ----
+ * What a batch-1 step's matmuls cost with the small kernels between them:
+ * per layer add_rmsnorm -> q|k|v -> o (reading the q columns) ->
+ * add_rmsnorm -> gate|up -> swiglu -> down, 32 layers (weights of CHAIN_SETS
+ * layers rotating, together far past L2), then the final norm and the lm
+ * head, captured in one graph and replayed. kind 0: cuBLASLt; 1: the
+ * row-stream GEMV with cfg[shape]; 2: the same launched as programmatic
+ * dependents (CU_GR_PDL). No attention or rope: the figure is the matmul
+ * chain alone. */
+enum { CHAIN_SETS = 4, CHAIN_LAYERS = 32 };
+
+static void chain_mm(int kind, const int *cfg, int si, const uint16_t *x, int ldx, int in, const uint16_t *w,
+                     int out, void *y, int f32)
+{
+    if (kind == 0 && f32) cu_gemm_bf16_f32(cu, x, ldx, 1, in, w, out, y, out);
+    else if (kind == 0) cu_gemm_bf16(cu, x, ldx, 1, in, w, out, y, out);
+    else cu_gemv_rows(cu, x, ldx, 1, in, w, out, NULL, y, out, f32, cfg[si] | (kind == 2 ? CU_GR_PDL : 0));
+}
+
+static float bench_chain(int kind, const int *cfg, uint16_t *const (*lw)[4], const uint16_t *head,
+                         const uint16_t *nw, uint16_t *h, uint16_t *d, uint16_t *xb, uint16_t *qkv, uint16_t *gu,
+                         uint16_t *act, float *logits)
+{
+    const int E = 4096, F = 14336, QKV = 6144, V = 128256;
+    for (int pass = 0; pass < 2; pass++) { /* pass 0 warms plans outside the capture */
+        if (pass && cu_graph_begin(cu)) return -1;
+        for (int l = 0; l < (pass ? CHAIN_LAYERS : 1); l++) {
+            uint16_t *const *W = lw[l % CHAIN_SETS];
+            cu_add_rmsnorm(cu, h, l ? d : NULL, nw, xb, 1, E, 1e-5f);
+            chain_mm(kind, cfg, 0, xb, E, E, W[0], QKV, qkv, 0);
+            chain_mm(kind, cfg, 1, qkv, QKV, E, W[1], E, d, 0);
+            cu_add_rmsnorm(cu, h, d, nw, xb, 1, E, 1e-5f);
+            chain_mm(kind, cfg, 2, xb, E, E, W[2], 2 * F, gu, 0);
+            cu_swiglu(cu, gu, 1, F, act);
+            chain_mm(kind, cfg, 3, act, F, F, W[3], E, d, 0);
+        }
+        cu_add_rmsnorm(cu, h, d, nw, xb, 1, E, 1e-5f);
+        chain_mm(kind, cfg, 4, xb, E, E, head, V, logits, 1);
+        if (!pass && cu_sync(cu)) return -1;
+    }
+    CuGraph *g = cu_graph_end(cu);
+    if (!g) return -1;
+    float ms[TRIALS];
+    cu_graph_launch(cu, g);
+    for (int t = 0; t < TRIALS; t++) {
+        cu_timer_record(cu, t0);
+        cu_graph_launch(cu, g);
+        cu_timer_record(cu, t1);
+        if (cu_sync(cu)) return -1;
+        ms[t] = cu_timer_ms(t0, t1);
     }
     cu_graph_free(g);
     return median(ms, TRIALS);
@@ -232,10 +288,16 @@ int main(void)
                             {"down 14336->4096", 14336, 4096, 0},
                             {"lm head 4096->128256 f32", 4096, 128256, 1}};
     const int ns[] = {1, 2, 4, 8};
-    /* kernels: cuBLASLt (layout 0), then gemv layouts (split chosen) */
-    const int lay[] = {0, 1, 4, CU_GEMV_PREFETCH | 1, CU_GEMV_PREFETCH | 4, CU_GEMV_STAGED,
-                       CU_GEMV_PREFETCH | CU_GEMV_STAGED};
-    const char *lname[] = {"cuBLASLt", "v1", "v4", "v1+pf", "v4+pf", "staged", "st+pf"};
+    /* kernels: cuBLASLt (layout 0), then the mma gemv layouts (split
+     * chosen), then the row-stream layouts (R, U, KS; +pdl: launched as
+     * programmatic dependents, so each call's weight loads start as the
+     * call before it ends) */
+    const int lay[] = {0, 1, CU_GEMV_PREFETCH | 4, CU_GEMV_STAGED, CU_GR(1, 8, 1), CU_GR(2, 8, 1), CU_GR(4, 4, 1),
+                       CU_GR(1, 8, 2), CU_GR(2, 8, 2), CU_GR(2, 4, 4), CU_GR(2, 8, 1) | CU_GR_PDL,
+                       CU_GR(1, 8, 1) | CU_GR_PDL, CU_GR(1, 8, 2) | CU_GR_PDL};
+    const char *lname[] = {"cuBLASLt", "v1", "v4+pf", "staged", "r1u8", "r2u8", "r4u4", "r1u8k2", "r2u8k2",
+                           "r2u4k4", "r2u8+P", "r1u8+P", "r1u8k2+P"};
+    const int lwhich[] = {0, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 3};
     const int slay[] = {1, 4, CU_GEMV_PREFETCH | 1}; /* n = 1, every split */
     enum { NS = sizeof shapes / sizeof shapes[0], NN = sizeof ns / sizeof ns[0], NK = sizeof lay / sizeof lay[0] };
     float res[NS][NN][NK], spl[NS][3][4], f8[NS][2];
@@ -257,7 +319,7 @@ int main(void)
         for (int ni = 0; ni < NN; ni++) {
             for (int k = 0; k < NK; k++) {
                 int vec = lay[k];
-                float m = time_mm(k ? 1 : 0, s, ns[ni], w, nw, x, y, 0, vec);
+                float m = time_mm(lwhich[k], s, ns[ni], w, nw, x, y, 0, vec);
                 if (m < 0) return die(s->name);
                 res[si][ni][k] = m;
                 double gbps = wb / (m * 1e-3) / 1e9;
@@ -295,6 +357,56 @@ int main(void)
     }
     cu_free(cu, x), cu_free(cu, y);
 
+    /* 2b. the layer chain: cuBLASLt, the best row-stream layout of each
+     * shape at n = 1 (by the table above, without PDL), the same with PDL */
+    int best[NS];
+    for (int si = 0; si < NS; si++) {
+        int bk = -1;
+        for (int k = 0; k < NK; k++)
+            if (lwhich[k] == 3 && !(lay[k] & CU_GR_PDL) && (bk < 0 || res[si][0][k] < res[si][0][bk])) bk = k;
+        best[si] = lay[bk];
+    }
+    float chain[3] = {0};
+    {
+        uint16_t *lw[CHAIN_SETS][4];
+        for (int l = 0; l < CHAIN_SETS; l++)
+            for (int si = 0; si < 4; si++) {
+                size_t nel = (size_t)shapes[si].in * shapes[si].out;
+                lw[l][si] = cu_alloc(cu, nel * 2);
+                if (!lw[l][si]) return die("chain weights");
+                cu_fill_uniform_bf16(cu, lw[l][si], nel, 200 + (uint64_t)(l * 4 + si), 0.02f);
+            }
+        uint16_t *head = cu_alloc(cu, (size_t)4096 * 128256 * 2), *nw = cu_alloc(cu, 4096 * 2);
+        uint16_t *h = cu_alloc(cu, 4096 * 2), *d = cu_alloc(cu, 4096 * 2), *xb = cu_alloc(cu, 4096 * 2);
+        uint16_t *qkv = cu_alloc(cu, 6144 * 2), *gu = cu_alloc(cu, 2 * 14336 * 2), *act = cu_alloc(cu, 14336 * 2);
+        float *logits = cu_alloc(cu, 128256 * 4);
+        if (!head || !nw || !h || !d || !xb || !qkv || !gu || !act || !logits) return die("chain buffers");
+        cu_fill_uniform_bf16(cu, head, (size_t)4096 * 128256, 300, 0.02f);
+        cu_fill_uniform_bf16(cu, nw, 4096, 301, 1.0f);
+        cu_fill_uniform_bf16(cu, h, 4096, 302, 1.0f);
+        for (int kind = 0; kind < 3; kind++) {
+            chain[kind] = bench_chain(kind, best, (uint16_t *const (*)[4])lw, head, nw, h, d, xb, qkv, gu, act,
+                                      logits);
+            if (chain[kind] < 0) return die("layer chain");
+            double sum = 0;
+            for (int si = 0; si < NS; si++) {
+                int k = 0;
+                if (kind)
+                    while (lay[k] != best[si]) k++;
+                sum += res[si][0][k] * (si < 4 ? CHAIN_LAYERS : 1);
+            }
+            printf("{\"bench\":\"layer_chain\",\"kernel\":\"%s\",\"ms\":%.3f,\"sum_of_matmuls_ms\":%.3f,"
+                   "\"weights_floor_ms\":%.3f}\n",
+                   kind == 0 ? "cuBLASLt" : kind == 1 ? "rows best" : "rows best+pdl", chain[kind], sum,
+                   (CHAIN_LAYERS * 436207616.0 + 1050673152.0) / copy_gbps / 1e6);
+        }
+        for (int l = 0; l < CHAIN_SETS; l++)
+            for (int si = 0; si < 4; si++) cu_free(cu, lw[l][si]);
+        cu_free(cu, head), cu_free(cu, nw), cu_free(cu, h), cu_free(cu, d), cu_free(cu, xb), cu_free(cu, qkv);
+        cu_free(cu, gu), cu_free(cu, act), cu_free(cu, logits);
+    }
+    fflush(stdout);
+
     /* 3. prefill attention */
     double pa[2][5] = {{0}};
     if (bench_prefill("8b 32/8 hd128", 32, 8, 128, 4096, pa[0])) return 1;
@@ -304,6 +416,7 @@ int main(void)
     printf("%-26s %3s", "decode matmul: us", "n");
     for (int k = 0; k < NK; k++) printf(" %8s", lname[k]);
     printf(" | fraction of copy\n");
+    fflush(stdout);
     for (int si = 0; si < NS; si++)
         for (int ni = 0; ni < NN; ni++) {
             double wb = (double)shapes[si].in * shapes[si].out * 2;
@@ -326,6 +439,12 @@ int main(void)
         for (int vi = 0; vi < 3; vi++)
             printf("  %-26s layout %2d: %8.2f %8.2f %8.2f %8.2f\n", shapes[si].name, slay[vi], spl[si][vi][0] * 1e3,
                    spl[si][vi][1] * 1e3, spl[si][vi][2] * 1e3, spl[si][vi][3] * 1e3);
+    printf("layer chain (32 layers + head, n = 1, ms): cuBLASLt %.3f | rows best %.3f | rows best+pdl %.3f; "
+           "weights at the copy roofline %.3f\n",
+           chain[0], chain[1], chain[2], (CHAIN_LAYERS * 436207616.0 + 1050673152.0) / copy_gbps / 1e6);
+    printf("rows best cfg per shape:");
+    for (int si = 0; si < NS; si++) printf(" %s=%#x", shapes[si].name, best[si]);
+    printf("\n");
     for (int i = 0; i < 2; i++)
         printf("prefill attention 4096, %s (ms): wmma %.3f | mma1 %.3f mma2 %.3f | exact exp2: mma1 %.3f mma2 %.3f\n",
                i ? "1b hd64" : "8b hd128", pa[i][0], pa[i][1], pa[i][2], pa[i][3], pa[i][4]);

@@ -46,6 +46,8 @@ typedef struct {
     int n_sm;
     int gemv_max_n;             /* SGL_CUDA_GEMV_MAX_N: matmuls of up to this many rows by cuda_gemv.cu (0: none) */
     size_t gemv_max_bytes;      /* SGL_CUDA_GEMV_MAX_MB: ... whose weight matrix is at most this large */
+    int gemv_mode;              /* GEMV_AUTO, GEMV_OFF, GEMV_MMA (gemv_max_n above), GEMV_FORCE (gemv_cfg) */
+    int gemv_cfg;               /* GEMV_FORCE: the row-stream layout, CU_GR(...) [| CU_GR_PDL] */
     int prefill_kernel;         /* SGL_CUDA_PREFILL: -1 the WMMA kernel, else mma: heads a block (0 auto, 1, 2)
                                  * in bits 0-1, cu_attention_prefill_mma's flags above them */
     /* decode rows (attention without tiles): the split-K kernel
@@ -236,6 +238,70 @@ static void d_rope_kv_fp8(void *ctx, void *qkv, int n, int n_head, int n_head_kv
     cu_rope_kv_write_fp8(((Cuda *)ctx)->cu, qkv, n, n_head, n_head_kv, head_dim, rot_dim, inv_freq,
                          style == K_ROPE_NEOX, pos, wslot, k_pool, v_pool);
 }
+/* ---- small-batch matmuls: the row-stream GEMV or cuBLASLt, per shape ----
+ *
+ * The table: (in, out) of the Llama-3-8B shape's decode matmuls, the layout
+ * bench_kernels measured fastest at n = 1 on an H100 (1980 MHz, copy 3014
+ * GB/s; results/h100-gemv-v1-kernels.log), launched as a programmatic
+ * dependent (engine batch-1 decode 159.4 -> 173.2 tok/s with r1u8+pdl for
+ * all, h100-gemv-v1-engine.log), and the most rows for which it still beat
+ * cuBLASLt there (n > 1 runs (2, 4) at KS 1, (1, 8) at KS 2):
+ *
+ *   shape             n=1 us: cuBLASLt -> rows (fraction of copy)   max_n
+ *   q|k|v  4096x6144    19.73 -> 17.77 r2u8k2 (0.940)               2 (19.12 vs 19.73)
+ *   o      4096x4096    15.06 -> 12.53 r1u8+pdl (0.888)             4 (14.24 vs 15.08)
+ *   gate|up 4096x28672  76.84 -> 75.04 r1u8+pdl (1.039)             1 (n=2: 78.0 vs 77.1)
+ *   down   14336x4096   42.00 -> 38.95 r1u8+pdl (1.000)             1 (n=2: 42.5 vs 42.0)
+ *   head   4096x128256  361.7 -> 329.3 r1u8+pdl (1.059, f32 out)    4 (344.8 vs 364.2)
+ *
+ * (a fraction above 1: a read-only stream beats the copy's read+write).
+ * Shapes not in it follow the rule after it. KS is a function of the shape
+ * alone, so a row's sums do not change with n. */
+typedef struct {
+    int in, out, cfg, max_n;
+} GemvPick;
+
+static const GemvPick GEMV_TABLE[] = {
+    {4096, 6144, CU_GR(2, 8, 2) | CU_GR_PDL, 2},   /* q|k|v */
+    {4096, 4096, CU_GR(1, 8, 1) | CU_GR_PDL, 4},   /* o */
+    {4096, 28672, CU_GR(1, 8, 1) | CU_GR_PDL, 1},  /* gate|up */
+    {14336, 4096, CU_GR(1, 8, 1) | CU_GR_PDL, 1},  /* down */
+    {4096, 128256, CU_GR(1, 8, 1) | CU_GR_PDL, 4}, /* lm head (f32 out) */
+};
+
+enum { GEMV_AUTO, GEMV_OFF, GEMV_MMA, GEMV_FORCE };
+
+/* The row-stream layout for n rows of this shape, or 0: cuBLASLt. */
+static int gemv_pick(const Cuda *c, int n, int in, int out, int ldx, const void *x, const void *w)
+{
+    if (c->gemv_mode == GEMV_OFF || c->gemv_mode == GEMV_MMA || !cu_gemv_fits(n, in, ldx, x, w)) return 0;
+    if (c->gemv_mode == GEMV_FORCE) return c->gemv_cfg;
+    for (size_t i = 0; i < sizeof GEMV_TABLE / sizeof GEMV_TABLE[0]; i++)
+        if (GEMV_TABLE[i].in == in && GEMV_TABLE[i].out == out)
+            return n <= GEMV_TABLE[i].max_n ? GEMV_TABLE[i].cfg : 0;
+    /* elsewhere: one row a warp for a single row where the matrix streams
+     * long enough to pay (>= 16 MB: every table shape won at n = 1) */
+    return n == 1 && (size_t)in * out * 2 >= ((size_t)16 << 20) ? CU_GR(1, 8, 1) | CU_GR_PDL : 0;
+}
+
+static int set_gemv(Cuda *c, const char *spec)
+{
+    int r, u, ks, n;
+    char pdl[8] = "";
+    if (!strcmp(spec, "auto")) c->gemv_mode = GEMV_AUTO;
+    else if (!strcmp(spec, "off")) c->gemv_mode = GEMV_OFF;
+    else if (!strcmp(spec, "mma")) c->gemv_mode = GEMV_MMA, c->gemv_max_n = CU_GEMV_MAX_N;
+    else if ((n = sscanf(spec, "rows:%d:%d:%d:%7s", &r, &u, &ks, pdl)) >= 3 && (r == 1 || r == 2 || r == 4) &&
+             (u == 4 || u == 8) && (ks == 1 || ks == 2 || ks == 4) && (n == 3 || !strcmp(pdl, "pdl"))) {
+        c->gemv_mode = GEMV_FORCE;
+        c->gemv_cfg = CU_GR(r, u, ks) | (n == 4 ? CU_GR_PDL : 0);
+    } else
+        return -1;
+    if (c->gemv_mode != GEMV_MMA) c->gemv_max_n = 0;
+    return 0;
+}
+
+int cuda_backend_set_gemv(KBackend *b, const char *spec) { return set_gemv(b->ctx, spec); }
 
 static void d_matmul(void *ctx, const KTensor *w, const void *bias, const void *x, int ldx, int n, void *y, int ldy)
 {
@@ -246,6 +312,11 @@ static void d_matmul(void *ctx, const KTensor *w, const void *bias, const void *
     }
     if (n <= 0 || bf16_matrix(c, w)) return;
     int in = (int)w->ne[0], out = (int)w->ne[1];
+    int cfg = gemv_pick(c, n, in, out, ldx, x, w->data);
+    if (cfg) {
+        cu_gemv_rows(c->cu, x, ldx, n, in, w->data, out, bias, y, ldy, 0, cfg); /* bias fused */
+        return;
+    }
     if (n <= c->gemv_max_n && (size_t)in * out * 2 <= c->gemv_max_bytes && cu_gemv_fits(n, in, ldx, x, w->data)) {
         cu_gemv_bf16(c->cu, x, ldx, n, in, w->data, out, bias, y, ldy); /* bias fused */
         return;
@@ -259,6 +330,11 @@ static void d_logits(void *ctx, const KTensor *w, const void *x, int n, float *y
     Cuda *c = ctx;
     if (n <= 0 || bf16_matrix(c, w)) return;
     int in = (int)w->ne[0], out = (int)w->ne[1];
+    int cfg = gemv_pick(c, n, in, out, in, x, w->data);
+    if (cfg) {
+        cu_gemv_rows(c->cu, x, in, n, in, w->data, out, NULL, y, out, 1, cfg);
+        return;
+    }
     if (n <= c->gemv_max_n && (size_t)in * out * 2 <= c->gemv_max_bytes && cu_gemv_fits(n, in, in, x, w->data)) {
         cu_gemv_bf16_f32(c->cu, x, in, n, in, w->data, out, y, out);
         return;
@@ -437,7 +513,7 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap)
         return NULL;
     }
     c->n_sm = cu_sm_count(c->cu);
-    /* small-batch matmuls to cuda_gemv.cu: off by default (GEMV_MAX_N 0),
+    /* the tensor-core GEMV (cu_gemv_bf16, the first layout): off by default (GEMV_MAX_N 0),
      * as no layout has yet been measured ahead of cuBLASLt (NOTES.md: the
      * first was at 65-80% of the copy roofline against cuBLASLt's 72-96%);
      * SGL_CUDA_GEMV_MAX_N=8 sends matmuls of up to 8 rows whose weights are
@@ -446,6 +522,15 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap)
     c->gemv_max_n = gv ? atoi(gv) : GEMV_MAX_N;
     if (c->gemv_max_n > CU_GEMV_MAX_N) c->gemv_max_n = CU_GEMV_MAX_N;
     c->gemv_max_bytes = (size_t)(gb ? atoi(gb) : GEMV_MAX_MB) << 20;
+    /* the row-stream GEMV by the table (gemv_pick) unless SGL_CUDA_GEMV
+     * says otherwise; SGL_CUDA_GEMV_MAX_N alone keeps its old meaning */
+    const char *gs = getenv("SGL_CUDA_GEMV");
+    c->gemv_mode = gv && !gs ? GEMV_MMA : GEMV_AUTO;
+    if (gs && *gs && set_gemv(c, gs)) {
+        if (err) snprintf(err, errcap, "cuda backend: SGL_CUDA_GEMV=%s: want auto, off, mma or rows:R:U:KS[:pdl]", gs);
+        b_destroy(c);
+        return NULL;
+    }
     /* the prefill attention kernel: mma.sync (cuda_prefill.cu) with exp2f,
      * as measured (NOTES.md: 4096-token prefill 190 -> 110 ms), unless
      * SGL_CUDA_PREFILL names another: wmma (the old kernel), mma1/mma2

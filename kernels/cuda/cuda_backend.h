@@ -35,6 +35,17 @@ void *cuda_backend_stream(const KBackend *b);
  * spec it does not know. */
 int cuda_backend_set_decode(KBackend *b, const char *spec);
 
+/* Which kernel takes the small-batch matmuls (n <= 8 rows), for benches:
+ * "auto" (the default: the per-shape table of cuda_backend.c, measured on
+ * an H100, the row-stream GEMV where it beat cuBLASLt), "off" (cuBLASLt
+ * for every matmul), "mma" (the tensor-core GEMV of cuda_gemv.h for every
+ * shape it takes, as SGL_CUDA_GEMV_MAX_N did), or "rows:R:U:KS[:pdl]" (the
+ * row-stream GEMV with that layout for every shape it takes). The
+ * environment's SGL_CUDA_GEMV sets it when the backend is made. Graphs
+ * captured before a change keep the kernels they captured. 0, or -1 for a
+ * spec it does not know. */
+int cuda_backend_set_gemv(KBackend *b, const char *spec);
+
 /* 1 when a GPU is visible. */
 int cuda_backend_usable(void);
 

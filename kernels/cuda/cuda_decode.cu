@@ -18,6 +18,7 @@
  * the caller gives no counters. Either way the same bits.
  */
 #include "kernels/cuda/cuda_decode.h"
+#include "kernels/cuda/cuda_ptx.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_profiler_api.h>
@@ -89,6 +90,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
     __shared__ float sm_m[DEC_WARPS][G], sm_l[DEC_WARPS][G];
     __shared__ __align__(16) float sm_acc[DEC_WARPS][G][HD];
 
+    ptx_launch_dependents(); /* the o GEMV after it may start streaming its weights */
     const int r = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
     const int len = row_len[r];
     const DecSplit sp = dec_split(len, max_split, min_chunk);
@@ -259,6 +261,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
 __global__ void k_decode_merge(const float *__restrict__ ws, const int32_t *__restrict__ row_len, int n_head, int hd,
                                int max_split, int min_chunk, int ws_stride, bf16 *__restrict__ out)
 {
+    ptx_launch_dependents();
     const int r = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
     const DecSplit sp = dec_split(row_len[r], max_split, min_chunk);
     if (sp.n == 1) return; /* written by k_decode */

@@ -370,6 +370,194 @@ extern "C" void cu_gemv_bf16_f32_cfg(CuCtx *c, const uint16_t *x, int ldx, int n
     gemv<float>(c, x, ldx, n, in, w, out, NULL, y, ldy, split, vec);
 }
 
+/* ---- the row-stream layout (cuda_gemv.h: cu_gemv_rows) ---------------------- */
+
+enum { GR_WARPS = 4, GR_STEP = 256 /* columns a warp-step: 32 lanes x 8 */ };
+
+/* programmatic dependent launch: wait for the grids this one depends on
+ * (a no-op when launched without the attribute) */
+__device__ __forceinline__ void gr_wait_prior() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+
+/* 8 bf16 -> f32 (exact: a bf16 is the high half of its f32) */
+__device__ __forceinline__ void gr_f8(const uint4 v, float (&f)[8])
+{
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        f[2 * k] = __uint_as_float(u[k] << 16);
+        f[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
+    }
+}
+
+template <int R, int U>
+__device__ __forceinline__ void gr_load(uint4 (&wv)[U][R], const uint4 *const (&wr)[R], int j0, int ks, int KS,
+                                        int lane, int nv)
+{
+    const uint4 z = make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        int v = (ks + KS * (j0 + u)) * 32 + lane;
+#pragma unroll
+        for (int r = 0; r < R; r++) wv[u][r] = v < nv ? ld_stream<0>(wr[r] + v) : z;
+    }
+}
+
+template <typename TOut, int N, int R, int U, int KS>
+__global__ void __launch_bounds__(GR_WARPS * 32) k_gemv_rows(const bf16 *__restrict__ x, int ldx, int n, int in,
+                                                             const bf16 *__restrict__ w, int out,
+                                                             const bf16 *__restrict__ bias, TOut *__restrict__ y,
+                                                             int ldy)
+{
+    constexpr int GROUPS = GR_WARPS / KS;
+    __shared__ float part[KS > 1 ? GR_WARPS : 1][R][N];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, grp = warp / KS, ks = warp % KS;
+    const int r0 = (blockIdx.x * GROUPS + grp) * R;
+    const int nv = in / 8, n_steps = (in + GR_STEP - 1) / GR_STEP;
+    const int n_iter = (n_steps - ks + KS - 1) / KS; /* steps of this warp */
+    const uint4 *wr[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) wr[r] = (const uint4 *)(w + (size_t)min(r0 + r, out - 1) * in);
+    float acc[R][N][2];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int t = 0; t < N; t++) acc[r][t][0] = acc[r][t][1] = 0.0f;
+    uint4 wv[U][R];
+    gr_load<R, U>(wv, wr, 0, ks, KS, lane, nv); /* weights do not depend on the kernel before */
+    gr_wait_prior();
+    const uint4 z = make_uint4(0, 0, 0, 0);
+    for (int j0 = 0; j0 < n_iter; j0 += U) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int v = (ks + KS * (j0 + u)) * 32 + lane;
+            float wf[R][8];
+#pragma unroll
+            for (int r = 0; r < R; r++) gr_f8(wv[u][r], wf[r]);
+#pragma unroll
+            for (int t = 0; t < N; t++) {
+                /* rows t >= n read row n - 1 and are not stored */
+                const uint4 *xr = (const uint4 *)(x + (size_t)min(t, n - 1) * ldx);
+                float xf[8];
+                gr_f8(v < nv ? __ldg(xr + v) : z, xf);
+#pragma unroll
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int e = 0; e < 8; e++) acc[r][t][e & 1] = fmaf(wf[r][e], xf[e], acc[r][t][e & 1]);
+            }
+        }
+        if (j0 + U < n_iter) gr_load<R, U>(wv, wr, j0 + U, ks, KS, lane, nv);
+    }
+    float sum[R][N];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            float s = acc[r][t][0] + acc[r][t][1];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+            sum[r][t] = s;
+        }
+    if (KS > 1) {
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int t = 0; t < N; t++) part[warp][r][t] = sum[r][t];
+        __syncthreads();
+        if (ks) return;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < N; t++) {
+                float s = part[grp * KS][r][t];
+#pragma unroll
+                for (int k = 1; k < KS; k++) s += part[grp * KS + k][r][t];
+                sum[r][t] = s;
+            }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int t = 0; t < N; t++)
+            if (lane == r * N + t && t < n && r0 + r < out)
+                gv_store<TOut>(y + (size_t)t * ldy + r0 + r, sum[r][t], bias, r0 + r);
+}
+
+template <typename TOut, int N, int R, int U, int KS>
+static cudaError_t gr_launch(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
+                             const uint16_t *bias, TOut *y, int ldy, bool pdl)
+{
+    constexpr int rows_per_block = GR_WARPS / KS * R;
+    cudaLaunchConfig_t lc = {};
+    lc.gridDim = dim3((out + rows_per_block - 1) / rows_per_block);
+    lc.blockDim = dim3(GR_WARPS * 32);
+    lc.stream = (cudaStream_t)cu_stream(c);
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    lc.attrs = at;
+    lc.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&lc, k_gemv_rows<TOut, N, R, U, KS>, (const bf16 *)x, ldx, n, in, (const bf16 *)w,
+                              out, (const bf16 *)bias, y, ldy);
+}
+
+template <typename TOut, int N, int KS>
+static cudaError_t gr_ru(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
+                         const uint16_t *bias, TOut *y, int ldy, int R, int U, bool pdl)
+{
+    if constexpr (N == 1) {
+        if (R == 2 && U == 8) return gr_launch<TOut, N, 2, 8, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
+        if (R == 4 && U == 4) return gr_launch<TOut, N, 4, 4, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
+        if (R == 1 && U == 8) return gr_launch<TOut, N, 1, 8, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
+        return gr_launch<TOut, N, 2, 4, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
+    } else {
+        /* n > 1: the faster of the two by KS on an H100 (results/h100-gemv-v1):
+         * (2, 4) with one warp a row, (1, 8) with the row split */
+        (void)R, (void)U;
+        if (KS == 1) return gr_launch<TOut, N, 2, 4, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
+        return gr_launch<TOut, N, 1, 8, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, pdl);
+    }
+}
+
+template <typename TOut, int KS>
+static cudaError_t gr_n(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
+                        const uint16_t *bias, TOut *y, int ldy, int R, int U, bool pdl)
+{
+    if (n == 1) return gr_ru<TOut, 1, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, R, U, pdl);
+    if (n == 2) return gr_ru<TOut, 2, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, R, U, pdl);
+    if (n <= 4) return gr_ru<TOut, 4, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, R, U, pdl);
+    return gr_ru<TOut, 8, KS>(c, x, ldx, n, in, w, out, bias, y, ldy, R, U, pdl);
+}
+
+template <typename TOut>
+static void gemv_rows(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
+                      const uint16_t *bias, TOut *y, int ldy, int cfg)
+{
+    if (n <= 0 || out <= 0) return;
+    if (!cu_gemv_fits(n, in, ldx, x, w)) {
+        cu_fail(c, "gemv rows", "shape not taken (n <= 8, in a multiple of 8, 16-byte aligned rows)");
+        return;
+    }
+    int R = cfg & 15, U = (cfg >> 4) & 15, KS = (cfg >> 8) & 15;
+    bool pdl = (cfg & CU_GR_PDL) != 0;
+    if ((R != 1 && R != 2 && R != 4) || (U != 4 && U != 8) || (KS != 1 && KS != 2 && KS != 4)) {
+        cu_fail(c, "gemv rows", "cfg must be CU_GR(R 1|2|4, U 4|8, KS 1|2|4)");
+        return;
+    }
+    cudaError_t e = KS == 1   ? gr_n<TOut, 1>(c, x, ldx, n, in, w, out, bias, y, ldy, R, U, pdl)
+                    : KS == 2 ? gr_n<TOut, 2>(c, x, ldx, n, in, w, out, bias, y, ldy, R, U, pdl)
+                              : gr_n<TOut, 4>(c, x, ldx, n, in, w, out, bias, y, ldy, R, U, pdl);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    if (e != cudaSuccess) cu_fail(c, "gemv rows", cudaGetErrorString(e));
+}
+
+extern "C" void cu_gemv_rows(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
+                             const uint16_t *bias, void *y, int ldy, int f32, int cfg)
+{
+    if (f32) gemv_rows<float>(c, x, ldx, n, in, w, out, NULL, (float *)y, ldy, cfg);
+    else gemv_rows<bf16>(c, x, ldx, n, in, w, out, bias, (bf16 *)y, ldy, cfg);
+}
+
 /* ---- fp8 e4m3 weights ---------------------------------------------------------
  * Rows of `in` fp8 bytes, one f32 scale a row: W[o][i] = e4m3(q[o][i]) ·
  * scale[o], scale = max|W[o]| / 448 (e4m3's largest finite value), so each

@@ -64,6 +64,40 @@ void cu_gemv_bf16_cfg(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const
 void cu_gemv_bf16_f32_cfg(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
                           float *y, int ldy, int split, int vec);
 
+/* ---- the row-stream layout (cu_gemv_rows) ----------------------------------
+ *
+ *   block = 4 warps = 4/KS groups of KS warps; a group owns R output rows
+ *
+ *   W row r0+j:  | s0: 512 B | s1: 512 B | s2 ... |   (a step: 256 columns)
+ *                  warp k of the group takes steps k, k+KS, k+2KS, ...
+ *   lane i of a warp reads 16 bytes (columns 8i..8i+7) of each of its R
+ *   rows per step: one warp instruction = 512 contiguous bytes of one row,
+ *   the access pattern of a copy; U steps of loads issued before their use
+ *
+ * x: n <= 8 rows, read through L1 at use; f32 FMAs (2 accumulators a row
+ * pair, even / odd columns), then a shuffle tree over the lanes, then the
+ * KS warps' partials summed in order through shared memory.
+ *
+ * Invariants (beside the header's):
+ *   - The summation order of y[t][o] depends on `in` and KS only: never on
+ *     n, R or U, so a row's result is the same alone or among 8, and under
+ *     any (R, U) of the same KS (test_cuda_ops checks both bit-exactly).
+ *   - The first U steps of weights are loaded before griddepcontrol.wait:
+ *     launched with CU_GR_PDL (programmatic dependent launch, also inside a
+ *     captured graph) the weight stream starts while the kernel before it
+ *     finishes; x and y are touched only after the wait.
+ *
+ * cfg = CU_GR(R, U, KS) [| CU_GR_PDL]: R in {1, 2, 4}, U in {4, 8}, KS in
+ * {1, 2, 4}; n > 1 ignores (R, U) and takes (2, 4) at KS 1, (1, 8) above
+ * (the faster on an H100; the same sums either way). */
+#define CU_GR(r, u, ks) ((r) | ((u) << 4) | ((ks) << 8))
+enum { CU_GR_PDL = 1 << 12 };
+
+/* y = x · Wᵀ (+ bias) as cu_gemv_bf16 (f32 == 0: bf16 y; f32 == 1: f32 y,
+ * no bias) with the row-stream layout cfg. Shapes as cu_gemv_fits. */
+void cu_gemv_rows(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
+                  const uint16_t *bias, void *y, int ldy, int f32, int cfg);
+
 /* fp8 e4m3 weights (an option; not yet reachable from the model open path):
  * q[out][in] bytes and scale[out] f32 with W[o][i] = e4m3(q[o][i]) · scale[o].
  * cu_quant_fp8 makes them from bf16 W (scale = max|W[o]| / 448, round to

@@ -8,6 +8,7 @@
  * with `transformers` within bf16 tolerance.
  */
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_ptx.cuh"
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -415,6 +416,7 @@ enum { RMS_THREADS = 256, RMS_VEC = 4 };
 
 __global__ void k_add_rmsnorm(bf16 *h, const bf16 *delta, const bf16 *w, bf16 *y, int dim, float eps)
 {
+    ptx_launch_dependents(); /* the GEMV after it may start streaming its weights */
     __shared__ float sh[32];
     size_t base = (size_t)blockIdx.x * dim;
     float v[RMS_VEC][8];
@@ -593,6 +595,7 @@ extern "C" void cu_rope_kv_write_fp8(CuCtx *c, uint16_t *qkv, int n, int n_head,
 
 __global__ void k_swiglu(const bf16 *gu, int ff, bf16 *out)
 {
+    ptx_launch_dependents(); /* the down GEMV may start streaming its weights */
     size_t r = blockIdx.y;
     const bf16 *g = gu + r * 2 * ff, *u = g + ff;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < ff / 8; i += gridDim.x * blockDim.x) {

@@ -64,6 +64,13 @@ __device__ __forceinline__ float ptx_exp2(float x)
     return y;
 }
 
+/* Programmatic dependent launch: lets the next kernel in the stream, when
+ * it was launched with the programmatic-serialization attribute (the GEMV
+ * of cuda_gemv.cu, CU_GR_PDL), start its prologue now; it still waits for
+ * this grid's completion and memory (griddepcontrol.wait) before reading
+ * what this one writes. A no-op for a dependent launched without it. */
+__device__ __forceinline__ void ptx_launch_dependents() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+
 /* two f32 -> bf16x2 (round to nearest even), lo in the low half */
 __device__ __forceinline__ uint32_t ptx_pack_bf16(float lo, float hi)
 {

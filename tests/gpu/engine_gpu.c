@@ -35,6 +35,11 @@
  *     and 1024/256), row kernel without graphs against split-K with graphs.
  *   engine_gpu offline DIR N_REQ IN OUT row|split on|off
  *     N_REQ requests at once with that decode kernel and graphs on or off.
+ *   engine_gpu gemv DIR IN OUT SPEC...
+ *     batch-1 decode under each small-batch matmul policy (SPEC as
+ *     cuda_backend_set_gemv: off, auto, mma, rows:R:U:KS[:pdl]): forward
+ *     step eager / graph, the engine's IN/OUT decode tok/s, greedy ids
+ *     against the first policy's.
  *   engine_gpu prof DIR [B CTX]
  *     eager and graph step times, then one eager decode step inside a
  *     profiled range (ncu --profile-from-start off).
@@ -972,6 +977,83 @@ static int prof(const char *dir, int B, int ctx)
     return 0;
 }
 
+/* ---- gemv: batch-1 decode under several small-batch matmul policies ----
+ * One model open; for each SPEC (cuda_backend_set_gemv: off, auto, mma,
+ * rows:R:U:KS[:pdl]) the forward alone for one decode row at context CTX
+ * (eager and from the decode graph, re-recorded for the policy; ids by
+ * device argmax, as the engine asks), then the engine's batch-1 decode of
+ * IN prompt / OUT output tokens (a fresh prompt each, so no cache hits).
+ * Then every policy's greedy ids of one request against the first's. */
+static int gemv_bench(const char *dir, int in, int outn, int n_spec, char **specs)
+{
+    char err[1024];
+    Model *m = open_model(dir, K_BACKEND_CUDA);
+    Tokenizer *tok = open_tok(dir, m);
+    if (model_reserve(m, 512, 8, err, sizeof err)) die("reserve", err);
+    int V = m->cfg.vocab < 100000 ? m->cfg.vocab : 100000, ctx = in + outn / 2;
+    int32_t *first_ids = NULL, first_n = 0;
+    for (int si = 0; si < n_spec; si++) {
+        if (cuda_backend_set_gemv((KBackend *)m->backend, specs[si])) die("gemv policy", specs[si]);
+        KvPool *kv = model_kv_new(m, ctx + 8, K_DTYPE_F16, err, sizeof err);
+        if (!kv) die("kv", err);
+        int32_t *slots = malloc((size_t)ctx * sizeof *slots), tk = 7;
+        for (int i = 0; i < ctx; i++) slots[i] = i;
+        ModelSeq sq = {.tokens = &tk, .n_new = 1, .slots = slots, .n_ctx = ctx, .logits = MODEL_LOGITS_LAST,
+                       .device_argmax = true};
+        ModelBatch b = {.seqs = &sq, .n_seqs = 1};
+        double ms[2];
+        for (int g = 0; g < 2; g++) {
+            set_graphs(m, g ? MODEL_GRAPHS_ON : MODEL_GRAPHS_OFF); /* OFF drops the last policy's graphs */
+            for (int w = 0; w < 3; w++)
+                if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
+            double t0 = now();
+            for (int r = 0; r < 30; r++)
+                if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
+            ms[g] = (now() - t0) / 30 * 1e3;
+        }
+        kv_free(kv);
+        free(slots);
+        Engine *e = engine(m, tok, 0, 0);
+        int32_t *p = malloc((size_t)in * sizeof *p);
+        Out w, o;
+        prompt_ids(p, 64, 1, V);
+        submit(e, p, 64, 8, &w); /* warm-up */
+        wait_all(e, &w, 1);
+        prompt_ids(p, in, 50 + (uint64_t)si, V);
+        double ts = now();
+        submit(e, p, in, outn, &o);
+        wait_all(e, &o, 1);
+        double dec = o.t_last - o.t_first;
+        double tps = dec > 0 ? (o.n - 1) / dec : 0.0;
+        /* the same prompt for every policy: greedy ids against the first's */
+        Out q;
+        prompt_ids(p, in, 49, V);
+        submit(e, p, in, 64, &q);
+        wait_all(e, &q, 1);
+        int diff = -1;
+        if (!first_ids) {
+            first_ids = malloc((size_t)q.n * sizeof *first_ids);
+            memcpy(first_ids, q.ids, (size_t)q.n * sizeof *first_ids);
+            first_n = q.n;
+        } else {
+            for (int i = 0; i < q.n && i < first_n && diff < 0; i++)
+                if (q.ids[i] != first_ids[i]) diff = i;
+        }
+        printf("{\"bench\": \"gemv policy\", \"spec\": \"%s\", \"forward_b1_ctx\": %d, \"eager_ms\": %.3f, "
+               "\"graph_ms\": %.3f, \"b1_in\": %d, \"b1_out\": %d, \"ttft_ms\": %.1f, \"decode_tok_s\": %.1f, "
+               "\"ids_first_diff_vs_%s\": %d, \"failed\": %d}\n",
+               specs[si], ctx, ms[0], ms[1], in, o.n, (o.t_first - ts) * 1e3, tps, specs[0], diff,
+               o.failed || q.failed);
+        fflush(stdout);
+        eng_free(e);
+        free(p), free(w.ids), free(o.ids), free(q.ids);
+    }
+    free(first_ids);
+    model_free(m);
+    tok_free(tok);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 4 && !strcmp(argv[1], "lens"))
@@ -979,6 +1061,7 @@ int main(int argc, char **argv)
     if (argc >= 3 && !strcmp(argv[1], "prof"))
         return prof(argv[2], argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 1024);
     if (argc >= 3 && !strcmp(argv[1], "graphcheck")) return graphcheck(argv[2]);
+    if (argc >= 6 && !strcmp(argv[1], "gemv")) return gemv_bench(argv[2], atoi(argv[3]), atoi(argv[4]), argc - 5, argv + 5);
     if (argc >= 3 && !strcmp(argv[1], "decode")) return decode_bench(argv[2]);
     if (argc >= 8 && !strcmp(argv[1], "offline"))
         return offline_bench(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argv[6], !strcmp(argv[7], "on"));
@@ -989,6 +1072,6 @@ int main(int argc, char **argv)
                      argc > 7 ? atoi(argv[7]) : 0);
     fprintf(stderr, "usage: engine_gpu check DIR [OUT] | sample DIR | bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK] | "
                     "lens DIR LENS [MAX_RUNNING CHUNK] | graphcheck DIR | decode DIR | offline DIR N_REQ IN OUT "
-                    "row|split on|off | prof DIR [B CTX]\n");
+                    "row|split on|off | prof DIR [B CTX] | gemv DIR IN OUT SPEC...\n");
     return 64;
 }

@@ -154,6 +154,100 @@ static void test_gemv(int n, int in, int out, int ldx, int with_bias, int split,
     free(xc);
 }
 
+/* cu_gemv_rows (the row-stream layout) against the CPU reference, bf16 out
+ * (+ bias) and f32 out; then the invariants: row 0 alone is bit-equal to
+ * row 0 of n, and another (R, U) of the same KS gives the same bits. */
+static void test_gemv_rows(int n, int in, int out, int ldx, int with_bias, int cfg, int cfg2)
+{
+    float *xf, *wf, *bf;
+    uint16_t *x = rand_bf16((size_t)n * ldx, 1.0f, &xf), *w = rand_bf16((size_t)out * in, 0.05f, &wf);
+    uint16_t *b = rand_bf16(out, 0.5f, &bf);
+    uint16_t *dx = dev_copy(x, (size_t)n * ldx * 2), *dw = dev_copy(w, (size_t)out * in * 2), *db = dev_copy(b, out * 2);
+    int ldy = out + 8;
+    uint16_t *dy = dev_poisoned((size_t)n * ldy);
+    float *dyf = cu_alloc(cu, (size_t)n * out * 4);
+    cu_memset(cu, dyf, 0xff, (size_t)n * out * 4);
+    cu_gemv_rows(cu, dx, ldx, n, in, dw, out, with_bias ? db : NULL, dy, ldy, 0, cfg);
+    cu_gemv_rows(cu, dx, ldx, n, in, dw, out, NULL, dyf, out, 1, cfg);
+    float *gy = back_f32(dy, (size_t)n * ldy), *got = malloc((size_t)n * out * 4), *gotf = malloc((size_t)n * out * 4);
+    cu_download(cu, gotf, dyf, (size_t)n * out * 4);
+    for (int t = 0; t < n; t++) memcpy(got + (size_t)t * out, gy + (size_t)t * ldy, (size_t)out * 4);
+    float *want = malloc((size_t)n * out * 4), *wantb = malloc((size_t)n * out * 4), *xc = malloc((size_t)n * in * 4);
+    for (int t = 0; t < n; t++) memcpy(xc + (size_t)t * in, xf + (size_t)t * ldx, (size_t)in * 4);
+    KTensor kw = {.dtype = K_DTYPE_BF16, .ne = {in, out, 1, 1}, .data = w};
+    ref->matmul(ref->ctx, &kw, NULL, xc, n, want);
+    for (size_t i = 0; i < (size_t)n * out; i++)
+        wantb[i] = with_bias ? cu_bf16_to_f32(cu_f32_to_bf16(want[i])) + bf[i % out] : want[i];
+    char name[128];
+    snprintf(name, sizeof name, "gemv rows n=%d in=%d out=%d ldx=%d%s cfg=%#x", n, in, out, ldx,
+             with_bias ? " +bias" : "", cfg);
+    report(name, got, wantb, (size_t)n * out, 1e-2);
+    snprintf(name, sizeof name, "gemv rows f32 n=%d in=%d out=%d cfg=%#x", n, in, out, cfg);
+    report(name, gotf, want, (size_t)n * out, 1e-4);
+    float *one = malloc((size_t)n * out * 4);
+    for (int pass = 0; pass < 2; pass++) {
+        int m = pass ? n : 1, c2 = pass ? cfg2 : cfg;
+        if ((!pass && n == 1) || (pass && !cfg2)) continue;
+        cu_memset(cu, dyf, 0xff, (size_t)n * out * 4);
+        cu_gemv_rows(cu, dx, ldx, m, in, dw, out, NULL, dyf, out, 1, c2);
+        cu_download(cu, one, dyf, (size_t)m * out * 4);
+        int same = memcmp(one, gotf, (size_t)m * out * 4) == 0;
+        if (!same) failures++;
+        if (pass) printf("%-4s gemv rows cfg %#x == cfg %#x on %d rows (bit-exact)\n", same ? "ok" : "FAIL", c2, cfg, n);
+        else printf("%-4s gemv rows row 0 alone == row 0 of %d (bit-exact)\n", same ? "ok" : "FAIL", n);
+    }
+    cu_free(cu, dx), cu_free(cu, dw), cu_free(cu, db), cu_free(cu, dy), cu_free(cu, dyf);
+    free(x), free(w), free(b), free(xf), free(wf), free(bf), free(gy), free(got), free(gotf), free(want), free(wantb);
+    free(xc), free(one);
+}
+
+/* A captured graph of add_rmsnorm -> the row-stream GEMV launched as a
+ * programmatic dependent (CU_GR_PDL: its weight loads start before the norm
+ * ends), replayed with a new residual each time: y must equal the eager
+ * norm + GEMV without PDL, bit for bit (a missing wait would read a stale
+ * or half-written x). */
+static void test_gemv_rows_pdl(int n, int in, int out)
+{
+    float *hf, *wf, *nf;
+    uint16_t *h = rand_bf16((size_t)n * in, 1.0f, &hf), *w = rand_bf16((size_t)out * in, 0.05f, &wf);
+    uint16_t *nw = rand_bf16(in, 1.0f, &nf);
+    uint16_t *dh = dev_copy(h, (size_t)n * in * 2), *dw = dev_copy(w, (size_t)out * in * 2), *dn = dev_copy(nw, in * 2);
+    uint16_t *dx = dev_poisoned((size_t)n * in), *dy = dev_poisoned((size_t)n * out), *dy2 = dev_poisoned((size_t)n * out);
+    int cfg = CU_GR(2, 8, 1);
+    int bad = 0;
+    CuGraph *g = NULL;
+    if (!cu_graph_begin(cu)) {
+        cu_add_rmsnorm(cu, dh, NULL, dn, dx, n, in, 1e-5f);
+        cu_gemv_rows(cu, dx, in, n, in, dw, out, NULL, dy, out, 0, cfg | CU_GR_PDL);
+        g = cu_graph_end(cu);
+    }
+    if (!g) {
+        const char *e = cu_error(cu);
+        printf("FAIL gemv rows PDL: capture: %s\n", e ? e : "no graph");
+        failures++;
+        return;
+    }
+    uint16_t *a = malloc((size_t)n * out * 2), *b = malloc((size_t)n * out * 2);
+    for (int rep = 0; rep < 4 && !bad; rep++) {
+        float *hf2;
+        uint16_t *h2 = rand_bf16((size_t)n * in, 1.0f + rep, &hf2);
+        cu_upload(cu, dh, h2, (size_t)n * in * 2);
+        cu_graph_launch(cu, g);
+        cu_add_rmsnorm(cu, dh, NULL, dn, dx, n, in, 1e-5f);
+        cu_gemv_rows(cu, dx, in, n, in, dw, out, NULL, dy2, out, 0, cfg);
+        cu_download(cu, a, dy, (size_t)n * out * 2);
+        cu_download(cu, b, dy2, (size_t)n * out * 2);
+        bad = memcmp(a, b, (size_t)n * out * 2) != 0 || cu_error(cu) != NULL;
+        free(h2), free(hf2);
+    }
+    printf("%-4s gemv rows PDL in a graph after rmsnorm == eager, n=%d in=%d out=%d (bit-exact, 4 replays)\n",
+           bad ? "FAIL" : "ok", n, in, out);
+    failures += bad;
+    cu_graph_free(g);
+    cu_free(cu, dh), cu_free(cu, dw), cu_free(cu, dn), cu_free(cu, dx), cu_free(cu, dy), cu_free(cu, dy2);
+    free(h), free(w), free(nw), free(hf), free(wf), free(nf), free(a), free(b);
+}
+
 static float e4m3_value(uint8_t b)
 {
     int e = (b >> 3) & 15, m = b & 7;
@@ -1062,6 +1156,24 @@ int main(int argc, char **argv)
     test_gemv(1, 14336, 4096, 14336, 0, 0, CU_GEMV_STAGED);
     test_gemv(4, 3584, 4608, 3584, 1, 0, CU_GEMV_STAGED);
     test_gemv(8, 4096, 1000, 6144, 0, 0, CU_GEMV_STAGED);
+    /* the row-stream layout: every (R, U, KS) on a row length that ends
+     * inside a step and a partial last row group; the 8B shapes */
+    {
+        const int ru[][2] = {{1, 8}, {2, 8}, {4, 4}, {2, 4}};
+        for (int ks = 1; ks <= 4; ks *= 2)
+            for (int i = 0; i < 4; i++) {
+                test_gemv_rows(1, 1000, 77, 1008, 1, CU_GR(ru[i][0], ru[i][1], ks), CU_GR(1, 8, ks));
+                test_gemv_rows(i < 2 ? 7 : 3, 1000, 77, 1008, 1, CU_GR(ru[i][0], ru[i][1], ks), CU_GR(2, 4, ks));
+            }
+        test_gemv_rows(1, 4096, 6144, 4096, 0, CU_GR(2, 8, 1) | CU_GR_PDL, CU_GR(4, 4, 1));
+        test_gemv_rows(2, 14336, 4096, 14336, 0, CU_GR(1, 8, 2), CU_GR(2, 4, 2));
+        test_gemv_rows(8, 4096, 1000, 6144, 1, CU_GR(2, 8, 1), CU_GR(1, 8, 1));
+        test_gemv_rows(5, 3584, 4608, 3584, 1, CU_GR(2, 4, 4), 0); /* Qwen2.5-7B's qkv with its bias */
+        test_gemv_rows(4, 4096, 20011, 4096, 0, CU_GR(2, 8, 1) | CU_GR_PDL, 0); /* a wide head, odd rows */
+        test_gemv_rows(2, 96, 40, 96, 1, CU_GR(1, 8, 4), 0);
+        test_gemv_rows_pdl(1, 4096, 6144);
+        test_gemv_rows_pdl(3, 4096, 4096);
+    }
     test_gemv_fp8(1, 4096, 6144, 0);
     test_gemv_fp8(5, 3584, 1000, 1);
     test_gemv_fp8(8, 14336, 256, 0);
