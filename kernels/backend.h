@@ -269,6 +269,20 @@ typedef struct {
  *              error op says why); freed by graph_free
  *   graph_launch  runs a graph's ops again, in issue order with other ops,
  *              on the values the device arrays hold when they run
+ *
+ * The overlap scheduler's ops (runtime/model.h model_launch / model_wait):
+ *   pick_tokens  per row i: tok[i] = prev[src[i]] when src[i] >= 0, else
+ *              tok[i] stays (int32 device arrays; a decode row's token that
+ *              the previous step sampled on the device, never seen by the
+ *              host before this step runs; graph-safe: fixed arrays)
+ *   download_async  as download, but returns at once: dst (host_alloc
+ *              memory) holds the result only after a later event_wait on an
+ *              event recorded after it (or a sync)
+ *   event_new / event_free  a marker in the op stream (NULL when none)
+ *   event_record  places it after every op issued so far
+ *   event_wait  blocks until the ops before its last record have run; 0, or
+ *              -1 when the device reported a failure (the error op names it)
+ * A synchronous backend (dev-ref) runs them at once: same results.
  */
 typedef struct {
     const void *q;              /* rows of stride ldq (q heads first) */
@@ -396,7 +410,14 @@ typedef struct {
     X(graph_begin, int, (void *ctx))                                                        \
     X(graph_end, void *, (void *ctx))                                                       \
     X(graph_launch, void, (void *ctx, void *graph))                                        \
-    X(graph_free, void, (void *ctx, void *graph))
+    X(graph_free, void, (void *ctx, void *graph))                                          \
+    X(pick_tokens, void, (void *ctx, int32_t *tok, const int32_t *src, const int32_t *prev, \
+                          int n))                                                           \
+    X(download_async, void, (void *ctx, void *dst, const void *src, size_t bytes))          \
+    X(event_new, void *, (void *ctx))                                                       \
+    X(event_free, void, (void *ctx, void *ev))                                              \
+    X(event_record, void, (void *ctx, void *ev))                                            \
+    X(event_wait, int, (void *ctx, void *ev))
 
 typedef struct KDevOps {
     KDtype act_dtype;           /* BF16 */
