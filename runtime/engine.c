@@ -885,7 +885,8 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
     model_set_batch_invariant(model, o->batch_invariant != 0);
     if (model_reserve(model, o->chunk_size + e->opt.max_running, e->opt.max_running + 64, err, errcap)) goto fail;
     {
-        int one_device = model_on_device(model) && model_tp_ranks(model) <= 1;
+        /* (the sharded path on one device, tp_comm named with tp 1, is tp too) */
+        int one_device = model_on_device(model) && model_tp_ranks(model) <= 1 && !model_tp_comm_name(model);
         if (e->opt.overlap > 0 && !one_device) {
             if (err) snprintf(err, errcap, "engine: the overlap scheduler needs the model on one device (%s%s)",
                               model_backend_name(model), model_tp_ranks(model) > 1 ? ", tensor parallel" : "");

@@ -533,7 +533,7 @@ static void run_logits(Model *m, ModelBatch *b, int R, int R_arg, int R_smp, con
         }
         if (R_host) be->download(bx, d->logits_host, d->logits_dev, (size_t)R_host * c->vocab * sizeof(float));
         else (void)be->sync(bx); /* a failure is named by the error op */
-    } else {
+    } else if (!d->launching) {
         (void)be->sync(bx);
     }
 }

@@ -74,6 +74,7 @@ static const char *prompts[] = {
     "<|im_start|>user\nWhat is 7 times 6?<|im_end|>\n<|im_start|>assistant\n",
 };
 enum { NR = 8 };
+static const int32_t NO_TOKEN_T = 0; /* a prev_ref row's tokens[0] (ignored) */
 
 static Engine *start(int overlap, int n_slots)
 {
@@ -296,4 +297,78 @@ Test(engine_overlap, refused_on_the_cpu)
     cr_assert_null(e);
     cr_assert(strstr(err, "overlap"), "%s", err);
     engine_model_free(&m2, &t2);
+}
+
+/* ---- the model's side: model_launch / model_wait against model_forward ---- */
+
+static KDevSampleRow sample_row(double u)
+{
+    return (KDevSampleRow){.u = u, .temperature = 0.8f, .top_p = 1.0f, .repetition_penalty = 1.0f,
+                           .allow_off = -1, .lp_mode = K_LP_RAW, .n_top = 2};
+}
+
+/* Three steps of two sequences (A greedy on the device, B sampled on the
+ * device), step by step with model_forward + model_sample, then launched
+ * ahead: step k+1 launched before step k is waited, its tokens named by
+ * prev_ref. The same ids and logprobs. */
+Test(engine_overlap, launch_ahead_equals_forward)
+{
+    char err[512];
+    cr_assert_eq(model_reserve(model, 64, 8, err, sizeof err), 0, "%s", err);
+    KvPool *kv = model_kv_new(model, 256, K_DTYPE_F16, err, sizeof err);
+    cr_assert_not_null(kv, "%s", err);
+    int32_t pa[5] = {11, 220, 5000, 31, 7}, pb[7] = {900, 12, 13, 14, 8000, 2, 100};
+    int32_t sa[8], sb[10];
+    for (int i = 0; i < 8; i++) sa[i] = i;
+    for (int i = 0; i < 10; i++) sb[i] = 100 + i;
+    double us[3] = {0.3, 0.71, 0.05};
+    int32_t ref_a[3], ref_b[3];
+    float ref_lp[3];
+    int32_t ta, tb;
+    for (int k = 0; k < 3; k++) {
+        ModelSample smp = {.row = sample_row(us[k])};
+        ModelSeq q[2] = {
+            {.tokens = k ? &ta : pa, .n_new = k ? 1 : 5, .slots = sa, .n_ctx = 5 + k, .device_argmax = 1},
+            {.tokens = k ? &tb : pb, .n_new = k ? 1 : 7, .slots = sb, .n_ctx = 7 + k, .sample = &smp},
+        };
+        ModelBatch b = {.seqs = q, .n_seqs = 2};
+        cr_assert_eq(model_forward(model, kv, &b, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(model_sample(model, &b, err, sizeof err), 0, "%s", err);
+        ref_a[k] = ta = q[0].argmax;
+        ref_b[k] = tb = smp.id;
+        ref_lp[k] = smp.logprob;
+    }
+    /* the same, each step launched before the one before it is waited */
+    ModelSample smp[3];
+    ModelSeq q[3][2];
+    ModelBatch b[3];
+    for (int k = 0; k < 3; k++) {
+        smp[k] = (ModelSample){.row = sample_row(us[k])};
+        q[k][0] = (ModelSeq){.tokens = k ? &NO_TOKEN_T : pa, .n_new = k ? 1 : 5, .slots = sa, .n_ctx = 5 + k,
+                             .device_argmax = 1, .prev_ref = k ? 1 : 0};
+        q[k][1] = (ModelSeq){.tokens = k ? &NO_TOKEN_T : pb, .n_new = k ? 1 : 7, .slots = sb, .n_ctx = 7 + k,
+                             .sample = &smp[k], .prev_ref = k ? 2 : 0};
+        b[k] = (ModelBatch){.seqs = q[k], .n_seqs = 2};
+        cr_assert_eq(model_launch(model, kv, &b[k], err, sizeof err), 0, "step %d: %s", k, err);
+        cr_assert_eq(model_in_flight(model), k ? 2 : 1);
+        if (k) cr_assert_eq(model_wait(model, &b[k - 1], err, sizeof err), 0, "%s", err);
+    }
+    cr_assert_eq(model_wait(model, &b[2], err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_in_flight(model), 0);
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(q[k][0].argmax, ref_a[k], "step %d greedy", k);
+        cr_assert_eq(smp[k].id, ref_b[k], "step %d sampled", k);
+        cr_assert_eq(smp[k].logprob, ref_lp[k], "step %d logprob", k);
+        cr_assert_eq(smp[k].n_top, 2);
+    }
+    /* refused by name: prev_ref without a launch, a host row in a launch */
+    ModelSeq bad = {.tokens = &NO_TOKEN_T, .n_new = 1, .slots = sa, .n_ctx = 6, .prev_ref = 1};
+    ModelBatch bb = {.seqs = &bad, .n_seqs = 1};
+    cr_assert_neq(model_forward(model, kv, &bb, err, sizeof err), 0);
+    cr_assert(strstr(err, "prev_ref"), "%s", err);
+    ModelSeq host = {.tokens = pa, .n_new = 5, .slots = sa, .n_ctx = 5, .logits = MODEL_LOGITS_LAST};
+    ModelBatch hb = {.seqs = &host, .n_seqs = 1};
+    cr_assert_neq(model_launch(model, kv, &hb, err, sizeof err), 0);
+    cr_assert(strstr(err, "host"), "%s", err);
+    kv_free(kv);
 }
