@@ -51,6 +51,16 @@
  *     checks (runtime/detok.h), stream deltas and completions published.
  *     A prefill chunk's tokens are inserted into the radix tree as soon as
  *     they are computed; a finished sequence's whole context is.
+ *  5. Overlap (EngOptions.overlap, on where the model is on one device):
+ *     when the next step needs none of this step's tokens on the host
+ *     (every row sampled on the device, nothing waiting for admission, no
+ *     constraint, penalty or min_tokens ban to update), it is launched
+ *     before this step's tokens are taken, its input tokens picked on the
+ *     device (model_launch's prev_ref), and 4. runs while it computes. A
+ *     sequence that 4. finishes has that one row dropped (its slot freed,
+ *     nothing published); one that ends by length gets no row. Otherwise
+ *     the step waits as before. engine_step.c, "Overlap", states the
+ *     invariants; outputs are the same on and off.
  *
  * Determinism: a sequence's tokens, positions and context slots are the
  * same whatever else shares its batch, whether its prefix came from the

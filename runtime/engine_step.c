@@ -8,8 +8,17 @@
  * become: input logprobs, prefill checkpoints into the cache, the next
  * sampled token (on the host, or on the device where the model is: one
  * function, samples_on_device, decides per row), detokenization and stop
- * checks. Does not own: admission
+ * checks; the overlap scheduler (the next step launched before this one's
+ * tokens are taken: "Overlap" at the end). Does not own: admission
  * and finishing (engine_sched.c), publishing (engine.c).
+ *
+ *   eng_step ─┬─ a launch in flight: overlap_step: plan_ahead (launch the
+ *             │    next decode step if it needs no host token) → wait →
+ *             │    consume the flight
+ *             └─ none: admit, retract, build the batch;
+ *                  every row's token on the device → fly_first (launch; the
+ *                  next eng_step consumes it), else model_forward
+ *                  (+ model_sample) → consume
  */
 #include "runtime/engine_internal.h"
 
@@ -496,7 +505,9 @@ void eng_step(Engine *e)
  *     results are taken by the next eng_step, in the order they would be.
  *   - Outputs (ids, logprobs, finish reasons, the cache's contents) are
  *     those of the synchronous path: the same rows are computed from the
- *     same tokens at the same slots.
+ *     same tokens at the same slots. One difference in the cache only: a
+ *     sequence cancelled while its row is in flight gives the tree the
+ *     tokens computed before that row (the row's K/V is not waited for).
  */
 
 static const int32_t NO_TOKEN = 0; /* a prev_ref row's tokens[0] (ignored) */

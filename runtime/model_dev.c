@@ -31,7 +31,19 @@
  * does not depend on it: KDevAttn). So a replay computes what the same
  * padded step launched op by op computes (MODEL_GRAPHS_PADDED, for tests).
  * Graphs are dropped when what they baked in changes: the activation
- * buffers (mdev_reserve grows them), the KV pool's layer arrays, the mode.
+ * buffers (mdev_reserve grows them), the KV pool's layer arrays, the mode,
+ * ids_dev (ensure_ids). Every graph starts with pick_tokens over gidx's
+ * `fix` row (all -1 but for mdev_launch's prev_ref rows), so the overlap
+ * scheduler's steps replay the same graphs.
+ *
+ *   gidx: ... | ids P | fix P | slots ...
+ *
+ * Launch and wait (mdev_launch / mdev_wait, model.h's contract): see the
+ * section of that name below. What is still synchronous: the uploads (the
+ * index arrays and the sample rows; cu_upload waits for the stream, so a
+ * launch waits for the step before it to finish before its kernels are
+ * issued: the host's consume of step N overlaps step N+1, its planning of
+ * N+1 does not overlap N).
  */
 #include "runtime/model_dev.h"
 
