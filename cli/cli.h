@@ -46,6 +46,9 @@
     "  --max-running N    sequences in one batch at most (default 64; on a GPU 256)\n" \
     "  --seed S           seed for requests that give none\n"                        \
     "  --no-prefix-cache  turn the radix prefix cache off (for comparison)\n"        \
+    "  --disable-overlap-schedule  take each step's tokens before planning the\n"   \
+    "                     next (default on a GPU: the next step runs while the\n"   \
+    "                     host detokenizes this one; outputs are the same)\n"       \
     "  --blas-prefill     OpenBLAS for prefill: faster, but outputs may then depend\n" \
     "                     on batching and chunking (default: batch-invariant)\n"        \
     "  --stats            print prompt/cached/generated tokens, hit rate, tok/s\n"      \
@@ -66,6 +69,7 @@ typedef struct {
     double itl_target_ms;       /* --itl-target; 0: default, < 0: off (given as 0) */
     int prefix_cache;           /* 1 unless --no-prefix-cache */
     int blas_prefill;           /* --blas-prefill */
+    int disable_overlap;        /* --disable-overlap-schedule */
     int stats;
     int has_seed;
     unsigned long long seed;

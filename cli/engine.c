@@ -49,6 +49,10 @@ int cli_engine_parse_option(CliEngineOptions *o, int argc, char **argv, int *i)
         o->prefix_cache = 0;
         return 1;
     }
+    if (!strcmp(a, "--disable-overlap-schedule")) {
+        o->disable_overlap = 1;
+        return 1;
+    }
     if (!strcmp(a, "--blas-prefill")) {
         o->blas_prefill = 1;
         return 1;
@@ -128,6 +132,7 @@ int cli_runtime_open(const CliEngineOptions *o, int lazy, sgl_runtime **out, cha
     ro.max_running = o->max_running;
     ro.prefix_cache = o->prefix_cache;
     ro.blas_prefill = o->blas_prefill;
+    ro.disable_overlap = o->disable_overlap;
     ro.has_seed = o->has_seed;
     ro.seed = o->seed;
     ro.chat_template = o->chat_template;

@@ -115,6 +115,7 @@ int cmd_serve(int argc, char **argv)
     o.runtime.max_running = eo.max_running;
     o.runtime.prefix_cache = eo.prefix_cache;
     o.runtime.blas_prefill = eo.blas_prefill;
+    o.runtime.disable_overlap = eo.disable_overlap;
     o.runtime.has_seed = eo.has_seed;
     o.runtime.seed = eo.seed;
     o.runtime.chat_template = eo.chat_template;

@@ -230,6 +230,10 @@ typedef struct {
     int lazy;                   /* 1: load the model at its first use (no model, or a
                                    bad one, is then that gen/select's runtime error:
                                    programs that never call the model need none) */
+    int disable_overlap;        /* 1: no overlap scheduler (the host takes each step's
+                                   tokens before it plans the next; SGLang's
+                                   --disable-overlap-schedule); 0 (default): overlap
+                                   where the model runs on one device */
 } sgl_runtime_options;
 
 void sgl_runtime_options_init(sgl_runtime_options *o);

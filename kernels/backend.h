@@ -303,6 +303,19 @@ typedef struct {
  *              inside an op); 0, or -1 (the error op says why)
  *   rope_kv_fp8  rope_kv with F8_E4M3 pools: k and v are rounded as
  *              rope_kv rounds them, then to e4m3 (scale 1, saturating)
+ * The overlap scheduler's ops (runtime/model.h model_launch / model_wait):
+ *   pick_tokens  per row i: tok[i] = prev[src[i]] when src[i] >= 0, else
+ *              tok[i] stays (int32 device arrays; a decode row's token that
+ *              the previous step sampled on the device, never seen by the
+ *              host before this step runs; graph-safe: fixed arrays)
+ *   download_async  as download, but returns at once: dst (host_alloc
+ *              memory) holds the result only after a later event_wait on an
+ *              event recorded after it (or a sync)
+ *   event_new / event_free  a marker in the op stream (NULL when none)
+ *   event_record  places it after every op issued so far
+ *   event_wait  blocks until the ops before its last record have run; 0, or
+ *              -1 when the device reported a failure (the error op names it)
+ * A synchronous backend (dev-ref) runs them at once: same results.
  */
 typedef struct {
     const void *q;              /* rows of stride ldq (q heads first) */
@@ -440,7 +453,14 @@ typedef struct {
     X(rope_kv_fp8, void, (void *ctx, void *qkv, int n, int n_head, int n_head_kv,           \
                           int head_dim, int rot_dim, const float *inv_freq, KRopeStyle style,\
                           const int32_t *pos, const int32_t *wslot, void *k_pool,           \
-                          void *v_pool))
+                          void *v_pool))                                             \
+    X(pick_tokens, void, (void *ctx, int32_t *tok, const int32_t *src, const int32_t *prev, \
+                          int n))                                                           \
+    X(download_async, void, (void *ctx, void *dst, const void *src, size_t bytes))          \
+    X(event_new, void *, (void *ctx))                                                       \
+    X(event_free, void, (void *ctx, void *ev))                                              \
+    X(event_record, void, (void *ctx, void *ev))                                            \
+    X(event_wait, int, (void *ctx, void *ev))
 
 typedef struct KDevOps {
     KDtype act_dtype;           /* BF16 */

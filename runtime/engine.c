@@ -64,6 +64,7 @@ void eng_options_default(EngOptions *o)
     o->jump_forward = 1;
     o->mask_overlap = -1;
     o->device_sample = 1;
+    o->overlap = -1;
 }
 
 void eng_gen_params_default(EngGenParams *p)
@@ -642,7 +643,7 @@ static void *engine_main(void *arg)
     Engine *e = arg;
     for (;;) {
         pthread_mutex_lock(&e->in_mu);
-        while (!e->stopping && !e->in_head && e->n_running == 0 && e->n_waiting == 0)
+        while (!e->stopping && !e->in_head && e->n_running == 0 && e->n_waiting == 0 && !eng_flight_live(e))
             pthread_cond_wait(&e->in_cv, &e->in_mu);
         Msg *m = e->in_head;
         e->in_head = e->in_tail = NULL;
@@ -657,6 +658,7 @@ static void *engine_main(void *arg)
 
         take_messages(e, m);
         if (stopping) {
+            eng_flight_drain(e);
             for (int i = 0; i < e->n_active; i++) sched_cancel_req(e, e->active[i]);
             snapshot(e);
             flush_complete(e);
@@ -882,6 +884,16 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
     model_set_threads(model, o->n_threads);
     model_set_batch_invariant(model, o->batch_invariant != 0);
     if (model_reserve(model, o->chunk_size + e->opt.max_running, e->opt.max_running + 64, err, errcap)) goto fail;
+    {
+        /* (the sharded path on one device, tp_comm named with tp 1, is tp too) */
+        int one_device = model_on_device(model) && model_tp_ranks(model) <= 1 && !model_tp_comm_name(model);
+        if (e->opt.overlap > 0 && !one_device) {
+            if (err) snprintf(err, errcap, "engine: the overlap scheduler needs the model on one device (%s%s)",
+                              model_backend_name(model), model_tp_ranks(model) > 1 ? ", tensor parallel" : "");
+            goto fail;
+        }
+        e->overlap_on = e->opt.overlap != 0 && one_device;
+    }
     int kv_dim = c->n_head_kv * c->head_dim;
     int n_slots = o->n_slots;
     if (n_slots == 0) {
@@ -962,6 +974,7 @@ void eng_free(Engine *e)
     free(e->bseqs);
     free(e->mseq_jobs);
     free(e->msamp);
+    eng_flight_free(e);
     free(e->dpen);
     free(e->dbias);
     free(e->dallow);

@@ -51,6 +51,16 @@
  *     checks (runtime/detok.h), stream deltas and completions published.
  *     A prefill chunk's tokens are inserted into the radix tree as soon as
  *     they are computed; a finished sequence's whole context is.
+ *  5. Overlap (EngOptions.overlap, on where the model is on one device):
+ *     when the next step needs none of this step's tokens on the host
+ *     (every row sampled on the device, nothing waiting for admission, no
+ *     constraint, penalty or min_tokens ban to update), it is launched
+ *     before this step's tokens are taken, its input tokens picked on the
+ *     device (model_launch's prev_ref), and 4. runs while it computes. A
+ *     sequence that 4. finishes has that one row dropped (its slot freed,
+ *     nothing published); one that ends by length gets no row. Otherwise
+ *     the step waits as before. engine_step.c, "Overlap", states the
+ *     invariants; outputs are the same on and off.
  *
  * Determinism: a sequence's tokens, positions and context slots are the
  * same whatever else shares its batch, whether its prefix came from the
@@ -176,6 +186,13 @@ typedef struct {
      * where a draw falls within float rounding of a cumulative boundary
      * (kernels/cuda/cuda_sample.cu says why). */
     int device_sample;
+    /* The overlap scheduler (SGLang's; engine_step.c): the next decode step
+     * is launched before this one's tokens reach the host, which then
+     * detokenizes, checks stops and calls back while the device runs it.
+     * Outputs are the same either way. 1 on, 0 off (--disable-overlap-
+     * schedule), -1 (default): on where the model runs on one device (a
+     * device backend without tp), off on the CPU. */
+    int overlap;
     void (*notify)(void *ud);
     void *notify_ud;
 } EngOptions;
@@ -366,6 +383,8 @@ typedef struct {
     uint64_t generated_tokens;   /* sampled tokens */
     uint64_t forced_tokens;      /* of those, taken by constraint jump-forward */
     uint64_t device_sampled;     /* of those, sampled on the device (EngOptions.device_sample) */
+    uint64_t overlap_steps;      /* steps launched before the one before them was taken (EngOptions.overlap) */
+    uint64_t discarded_tokens;   /* rows of those whose sequence had finished: computed, then dropped */
     uint64_t steps;              /* forward passes */
     uint64_t mixed_steps;        /* of those, with decode and prompt tokens together */
     int mixed_prompt_max;        /* the most prompt tokens such a step took */

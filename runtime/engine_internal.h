@@ -113,7 +113,26 @@ typedef struct {
     int mask_ready;             /* mask holds cm's mask for this step (the
                                    mask thread filled it, engine_mask.c) */
     int mask_rc;                /* then: cm_fill_mask's result */
+    /* the overlap scheduler: s has row ahead_row in the launch numbered
+     * ahead_serial (0: none), whose input is the token s is still waiting
+     * for (engine_step.c, "Overlap") */
+    uint64_t ahead_serial;
+    int ahead_row;
 } Seq;
+
+/* A launched step whose results are not taken yet (engine_step.c,
+ * "Overlap"): its rows, the sequences they belong to (NULL once a sequence
+ * finished while the row was in flight: its result is dropped), the
+ * model's view of them. */
+typedef struct {
+    uint64_t serial;            /* numbered from 1 */
+    int live;                   /* launched, not yet waited */
+    int nb, cap;
+    Seq **seqs;
+    ModelSeq *mseqs;
+    ModelSample *msamp;
+    int decode_rows, prompt_rows;
+} EngFlight;
 
 struct Req {
     uint64_t id;
@@ -236,6 +255,11 @@ struct Engine {
     uint32_t *dallow;
     size_t cap_dpen, cap_dbias, cap_dallow;
     struct MaskWorker *mask;    /* engine_mask.c, started on first use */
+    /* the overlap scheduler (engine_step.c): at most two launches live, the
+     * one in flight between steps and, inside eng_step, the next */
+    EngFlight fl[2];
+    int overlap_on;             /* EngOptions.overlap resolved */
+    uint64_t fl_serial;         /* the last launch's number */
     EngStats st;
     char ferr[512];
 };
@@ -307,6 +331,18 @@ void sched_pace_record(SchedPace *p, int rows, int prompt_rows, double seconds);
 
 /* Admits, builds one batch, runs the forward pass and consumes its logits. */
 void eng_step(Engine *e);
+/* Overlap: a finishing sequence's row in a launch in flight is dropped
+ * (sched_finish calls it: the sequence may be freed before the launch is
+ * taken). */
+void eng_flight_forget(Engine *e, Seq *s);
+/* Waits for the launches in flight without taking their results (eng_free;
+ * their sequences are being cancelled). */
+void eng_flight_drain(Engine *e);
+/* 1 while a launch's results are still to be taken (the engine thread
+ * keeps stepping). */
+int eng_flight_live(const Engine *e);
+/* eng_free: the flights' arrays. */
+void eng_flight_free(Engine *e);
 
 /* ---- engine_mask.c (engine thread) ---------------------------------------------- */
 

@@ -82,6 +82,7 @@ static void spawn_choices(Engine *e, Req *r);
 void sched_finish(Engine *e, Seq *s, EngFinish why)
 {
     Req *r = s->req;
+    eng_flight_forget(e, s);
     if (s->state == SEQ_RUNNING) {
         seq_release(e, s);
         list_remove(e->running, &e->n_running, s);

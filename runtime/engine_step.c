@@ -8,8 +8,17 @@
  * become: input logprobs, prefill checkpoints into the cache, the next
  * sampled token (on the host, or on the device where the model is: one
  * function, samples_on_device, decides per row), detokenization and stop
- * checks. Does not own: admission
+ * checks; the overlap scheduler (the next step launched before this one's
+ * tokens are taken: "Overlap" at the end). Does not own: admission
  * and finishing (engine_sched.c), publishing (engine.c).
+ *
+ *   eng_step ─┬─ a launch in flight: overlap_step: plan_ahead (launch the
+ *             │    next decode step if it needs no host token) → wait →
+ *             │    consume the flight
+ *             └─ none: admit, retract, build the batch;
+ *                  every row's token on the device → fly_first (launch; the
+ *                  next eng_step consumes it), else model_forward
+ *                  (+ model_sample) → consume
  */
 #include "runtime/engine_internal.h"
 
@@ -246,8 +255,77 @@ static void device_pick(Engine *e, Seq *s, const ModelSample *ms)
     took(e, s, ms->id, ms->logprob);
 }
 
+/* What a forward's rows become (the batch's logits, argmax ids, device
+ * samples): input logprobs, checkpoints, the next token. seqs[i] NULL: a
+ * row dropped while in flight. serial: the launch's number (0: a
+ * model_forward). */
+static void consume(Engine *e, Seq **seqs, ModelSeq *mseqs, int nb, const ModelBatch *batch, uint64_t serial)
+{
+    int V = e->vocab;
+    for (int i = 0; i < nb; i++) {
+        Seq *s = seqs[i];
+        ModelSeq *m = &mseqs[i];
+        if (!s) {
+            /* finished while this row was in flight: nothing is published */
+            e->st.discarded_tokens += (uint64_t)m->n_new;
+            continue;
+        }
+        if (serial && s->ahead_serial == serial) s->ahead_serial = 0;
+        if (serial && s->state != SEQ_RUNNING) continue; /* ended by a sibling meanwhile */
+        e->st.computed_tokens += (uint64_t)m->n_new;
+        const float *rows = m->logits_row >= 0 ? batch->logits + (size_t)m->logits_row * V : NULL;
+        int was_prefill = s->n_kv < s->n_prompt;
+        if (m->logits == MODEL_LOGITS_ALL) {
+            int lim = s->kind == SEQ_GEN ? s->n_prompt : s->n_toks;
+            for (int q = 0; q < m->n_new; q++) {
+                int p = s->n_kv + q + 1;
+                if (p < s->lp_from || p >= lim) continue;
+                const float *row = rows + (size_t)q * V;
+                if (s->in_top) {
+                    double lse = samp_logsumexp(row, (size_t)V);
+                    s->in_lp[p] = (float)((double)row[s->toks[p]] - lse);
+                    SampTokLogprob *t = s->in_top + (size_t)p * (size_t)s->in_top_n;
+                    int got = samp_top_logprobs(row, (size_t)V, lse, s->in_top_n, t);
+                    for (int k = got; k < s->in_top_n; k++) t[k] = (SampTokLogprob){-1, 0.0f};
+                } else {
+                    s->in_lp[p] = samp_logprob_of(row, (size_t)V, s->toks[p]);
+                }
+            }
+        }
+        s->n_kv += m->n_new;
+        if (s->n_kv < s->n_toks) {
+            sched_checkpoint(e, s);
+            continue;
+        }
+        if (!seq_samples(s)) {
+            sched_finish(e, s, ENG_FINISH_LENGTH);
+            continue;
+        }
+        /* the whole prompt is in: let others share it while this decodes */
+        if (was_prefill) sched_checkpoint(e, s);
+        if (m->device_argmax) {
+            take_token(e, s, m->argmax, 0.0f);
+            continue;
+        }
+        if (m->sample) {
+            device_pick(e, s, m->sample);
+            continue;
+        }
+        const float *last = m->logits == MODEL_LOGITS_ALL ? rows + (size_t)(m->n_new - 1) * V : rows;
+        sample_next(e, s, last);
+    }
+}
+
+static int flyable(const Engine *e, int nb);
+static void fly_first(Engine *e, int nb, int n_dev, int decode_rows, int prompt_rows);
+static void overlap_step(Engine *e);
+
 void eng_step(Engine *e)
 {
+    if (eng_flight_live(e)) {
+        overlap_step(e);
+        return;
+    }
     sched_admit(e);
     if (!e->n_running) return;
 
@@ -325,6 +403,7 @@ void eng_step(Engine *e)
         m->device_argmax = m->logits == MODEL_LOGITS_LAST && !s->cm && !s->want_lp && model_on_device(e->model) &&
                            e->n_sample == e->vocab && samp_plain_argmax(s->samp);
         m->sample = NULL;
+        m->prev_ref = 0;
         if (samples_on_device(e, s, m) && plan_device_sample(e, s, &e->msamp[nb], &n_pen, &n_bias) == 0) {
             m->sample = &e->msamp[nb];
             n_dev++;
@@ -351,6 +430,10 @@ void eng_step(Engine *e)
     }
     if (nj) eng_mask_start(e, e->mseq_jobs, nj);
 
+    if (e->overlap_on && nj == 0 && flyable(e, nb)) {
+        fly_first(e, nb, n_dev, decode_rows, prompt_rows);
+        return;
+    }
     double t0 = now_s();
     ModelBatch batch = {.seqs = e->mseqs, .n_seqs = nb, .n_sample = e->n_sample};
     int frc = model_forward(e->model, e->kv, &batch, e->ferr, sizeof e->ferr);
@@ -379,53 +462,300 @@ void eng_step(Engine *e)
         e->st.mixed_steps++;
         if (prompt_rows > e->st.mixed_prompt_max) e->st.mixed_prompt_max = prompt_rows;
     }
-    int V = e->vocab;
-    for (int i = 0; i < nb; i++) {
-        Seq *s = e->bseqs[i];
-        ModelSeq *m = &e->mseqs[i];
-        e->st.computed_tokens += (uint64_t)m->n_new;
-        const float *rows = m->logits_row >= 0 ? batch.logits + (size_t)m->logits_row * V : NULL;
-        int was_prefill = s->n_kv < s->n_prompt;
-        if (m->logits == MODEL_LOGITS_ALL) {
-            int lim = s->kind == SEQ_GEN ? s->n_prompt : s->n_toks;
-            for (int q = 0; q < m->n_new; q++) {
-                int p = s->n_kv + q + 1;
-                if (p < s->lp_from || p >= lim) continue;
-                const float *row = rows + (size_t)q * V;
-                if (s->in_top) {
-                    double lse = samp_logsumexp(row, (size_t)V);
-                    s->in_lp[p] = (float)((double)row[s->toks[p]] - lse);
-                    SampTokLogprob *t = s->in_top + (size_t)p * (size_t)s->in_top_n;
-                    int got = samp_top_logprobs(row, (size_t)V, lse, s->in_top_n, t);
-                    for (int k = got; k < s->in_top_n; k++) t[k] = (SampTokLogprob){-1, 0.0f};
-                } else {
-                    s->in_lp[p] = samp_logprob_of(row, (size_t)V, s->toks[p]);
-                }
-            }
-        }
-        s->n_kv += m->n_new;
-        if (s->n_kv < s->n_toks) {
-            sched_checkpoint(e, s);
-            continue;
-        }
-        if (!seq_samples(s)) {
-            sched_finish(e, s, ENG_FINISH_LENGTH);
-            continue;
-        }
-        /* the whole prompt is in: let others share it while this decodes */
-        if (was_prefill) sched_checkpoint(e, s);
-        if (m->device_argmax) {
-            take_token(e, s, m->argmax, 0.0f);
-            continue;
-        }
-        if (m->sample) {
-            device_pick(e, s, m->sample);
-            continue;
-        }
-        const float *last = m->logits == MODEL_LOGITS_ALL ? rows + (size_t)(m->n_new - 1) * V : rows;
-        sample_next(e, s, last);
-    }
+    consume(e, e->bseqs, e->mseqs, nb, &batch, 0);
     double step_s = now_s() - t0;
     e->st.busy_seconds += step_s;
     sched_pace_record(&e->pace, decode_rows + prompt_rows, prompt_rows, step_s);
+}
+
+/* ---- Overlap (EngOptions.overlap; issue 11) ------------------------------------------
+ *
+ * SGLang's overlap scheduler: the host prepares and launches step N+1
+ * while the device runs step N, then takes N's tokens (detokenizes, checks
+ * stops, publishes) while N+1 runs:
+ *
+ *   eng_step k:    plan N+1 ─► model_launch(N+1) ─► model_wait(N) ─► consume N
+ *   device:        ....... N ........|......... N+1 .........
+ *
+ * A row of N+1 whose input is the token N samples names it by prev_ref (the
+ * model picks it on the device: model.h); its context slot is allocated at
+ * planning, its sampling row (the request's uniform draw) planned then,
+ * which is each request's next draw either way, so seeds reproduce.
+ *
+ * Invariants:
+ *   - At most one launch is in flight between eng_step calls, two inside
+ *     one (N waited right after N+1 is launched). A flight's rows are the
+ *     sequences it was launched for; one that finishes meanwhile (its own
+ *     N row, a stop, a cancel, a failure: sched_finish calls
+ *     eng_flight_forget) has its row dropped: the token is never taken,
+ *     its slot was released with the sequence (the device's write to it
+ *     comes, in stream order, before any later step's use of it), nothing
+ *     is published, the draw is gone with the request.
+ *   - N+1 is planned ahead only when it could be planned without N's
+ *     tokens: nothing waits for admission, every running sequence samples
+ *     at N on the device (argmax or device sampling) with nothing that
+ *     needs N's token on the host first: no constraint (its mask needs the
+ *     accepted token; jump-forward), no penalties (their counts), no
+ *     min_tokens bans (their count); every such row fits the pool without
+ *     retraction. N+1 is then decode rows only. A sequence that N finishes
+ *     by length (max_tokens, the context) gets no row. Otherwise N is
+ *     waited and consumed first (the synchronous path).
+ *   - A step is launched (rather than run by model_forward) when all its
+ *     rows sampling is on the device and no constrained row samples; its
+ *     results are taken by the next eng_step, in the order they would be.
+ *   - Outputs (ids, logprobs, finish reasons, the cache's contents) are
+ *     those of the synchronous path: the same rows are computed from the
+ *     same tokens at the same slots. One difference in the cache only: a
+ *     sequence cancelled while its row is in flight gives the tree the
+ *     tokens computed before that row (the row's K/V is not waited for).
+ */
+
+static const int32_t NO_TOKEN = 0; /* a prev_ref row's tokens[0] (ignored) */
+
+int eng_flight_live(const Engine *e) { return e->fl[0].live || e->fl[1].live; }
+
+void eng_flight_forget(Engine *e, Seq *s)
+{
+    if (!s->ahead_serial) return;
+    for (int k = 0; k < 2; k++) {
+        EngFlight *f = &e->fl[k];
+        if (f->live && f->serial == s->ahead_serial && s->ahead_row < f->nb && f->seqs[s->ahead_row] == s)
+            f->seqs[s->ahead_row] = NULL;
+    }
+    s->ahead_serial = 0;
+}
+
+void eng_flight_drain(Engine *e)
+{
+    char err[256];
+    for (;;) {
+        EngFlight *f = NULL;
+        for (int k = 0; k < 2; k++)
+            if (e->fl[k].live && (!f || e->fl[k].serial < f->serial)) f = &e->fl[k];
+        if (!f) return;
+        ModelBatch b = {.seqs = f->mseqs, .n_seqs = f->nb, .n_sample = e->n_sample};
+        (void)model_wait(e->model, &b, err, sizeof err);
+        f->live = 0;
+        for (int i = 0; i < f->nb; i++)
+            if (f->seqs[i] && f->seqs[i]->ahead_serial == f->serial) f->seqs[i]->ahead_serial = 0;
+    }
+}
+
+void eng_flight_free(Engine *e)
+{
+    for (int k = 0; k < 2; k++) {
+        free(e->fl[k].seqs);
+        free(e->fl[k].mseqs);
+        free(e->fl[k].msamp);
+    }
+}
+
+static int flight_room(EngFlight *f, int n)
+{
+    if (n <= f->cap) return 0;
+    int nc = f->cap ? f->cap : 16;
+    while (nc < n) nc *= 2;
+    Seq **sq = realloc(f->seqs, (size_t)nc * sizeof *sq);
+    if (sq) f->seqs = sq;
+    ModelSeq *ms = realloc(f->mseqs, (size_t)nc * sizeof *ms);
+    if (ms) f->mseqs = ms;
+    ModelSample *sm = realloc(f->msamp, (size_t)nc * sizeof *sm);
+    if (sm) f->msamp = sm;
+    if (!sq || !ms || !sm) return ERR_NOMEM;
+    f->cap = nc;
+    return 0;
+}
+
+static EngFlight *free_flight(Engine *e) { return !e->fl[0].live ? &e->fl[0] : !e->fl[1].live ? &e->fl[1] : NULL; }
+
+/* 1 when every row of the planned batch gets its token on the device
+ * (or none): the batch can be launched and taken later. */
+static int flyable(const Engine *e, int nb)
+{
+    for (int i = 0; i < nb; i++) {
+        const ModelSeq *m = &e->mseqs[i];
+        if (m->logits == MODEL_LOGITS_ALL) return 0;
+        if (m->logits == MODEL_LOGITS_LAST && !m->device_argmax && !m->sample) return 0;
+    }
+    return 1;
+}
+
+static void mark_ahead(Engine *e, EngFlight *f)
+{
+    f->serial = ++e->fl_serial;
+    f->live = 1;
+    for (int i = 0; i < f->nb; i++) {
+        f->seqs[i]->ahead_serial = f->serial;
+        f->seqs[i]->ahead_row = i;
+    }
+}
+
+/* Fails the sequences of a step the model could not run (their new slots
+ * hold nothing valid: dropped before finishing). */
+static void fail_rows(Engine *e, Seq **seqs, int nb)
+{
+    for (int i = 0; i < nb; i++) {
+        Seq *s = seqs[i];
+        if (!s || s->state != SEQ_RUNNING) continue;
+        radix_free_slots(e->tree, s->slots + s->n_kv, s->n_alloc - s->n_kv);
+        s->n_alloc = s->n_kv;
+        s->mask_ready = 0;
+        sched_fail(e, s, ERR_MODEL, e->ferr);
+    }
+}
+
+/* The synchronous path's batch (e->bseqs / mseqs / msamp), launched. */
+static void fly_first(Engine *e, int nb, int n_dev, int decode_rows, int prompt_rows)
+{
+    double t0 = now_s();
+    EngFlight *f = free_flight(e);
+    int rc = !f || flight_room(f, nb) ? -1 : 0;
+    if (rc) snprintf(e->ferr, sizeof e->ferr, "out of memory for the launch");
+    if (!rc && n_dev && device_masks(e, nb)) {
+        snprintf(e->ferr, sizeof e->ferr, "out of memory for the sampling masks");
+        rc = -1;
+    }
+    if (!rc) {
+        for (int i = 0; i < nb; i++) {
+            f->seqs[i] = e->bseqs[i];
+            f->mseqs[i] = e->mseqs[i];
+            if (e->mseqs[i].sample) {
+                f->msamp[i] = *e->mseqs[i].sample;
+                f->mseqs[i].sample = &f->msamp[i];
+            }
+        }
+        f->nb = nb;
+        f->decode_rows = decode_rows;
+        f->prompt_rows = prompt_rows;
+        ModelBatch b = {.seqs = f->mseqs, .n_seqs = nb, .n_sample = e->n_sample};
+        rc = model_launch(e->model, e->kv, &b, e->ferr, sizeof e->ferr);
+    }
+    if (rc) {
+        fail_rows(e, e->bseqs, nb);
+        return;
+    }
+    mark_ahead(e, f);
+    e->st.steps++;
+    if (decode_rows && prompt_rows) {
+        e->st.mixed_steps++;
+        if (prompt_rows > e->st.mixed_prompt_max) e->st.mixed_prompt_max = prompt_rows;
+    }
+    e->st.busy_seconds += now_s() - t0;
+}
+
+/* 1 when s's next step can be planned before f's row for it is taken. */
+static int can_go_ahead(const Engine *e, const EngFlight *f, const Seq *s)
+{
+    if (s->ahead_serial != f->serial || s->ahead_row >= f->nb || f->seqs[s->ahead_row] != s) return 0;
+    const ModelSeq *m = &f->mseqs[s->ahead_row];
+    if (m->logits != MODEL_LOGITS_LAST || (!m->device_argmax && !m->sample)) return 0;
+    if (s->n_alloc != s->n_toks || !seq_samples(s) || s->cm) return 0;
+    return !m->sample || (samp_device_n_pen(s->samp) == 0 && !samp_device_bans(s->samp));
+}
+
+/* s finishes by length with the token f samples for it. */
+static int ends_by_length(const Engine *e, const Seq *s)
+{
+    int max = samp_params(s->samp)->max_tokens;
+    return (max >= 0 && samp_n_generated(s->samp) + 1 >= max) || s->n_toks + 1 >= e->model->cfg.max_ctx;
+}
+
+/* Plans and launches g, the decode step after f, before f is taken. 1 when
+ * launched, 0 when the next step must wait for f's tokens. */
+static int plan_ahead(Engine *e, EngFlight *f, EngFlight *g)
+{
+    if (e->n_waiting) return 0;
+    int need = 0;
+    for (int i = 0; i < e->n_running; i++) {
+        Seq *s = e->running[i];
+        if (!can_go_ahead(e, f, s)) return 0;
+        need += !ends_by_length(e, s);
+    }
+    if (need == 0 || need > kv_available(e) || flight_room(g, f->nb)) return 0;
+    /* the slots first (nothing drawn yet if they cannot all be had) */
+    int k = 0;
+    for (int i = 0; i < f->nb; i++) {
+        Seq *s = f->seqs[i];
+        if (!s || ends_by_length(e, s)) continue;
+        if (eng_seq_reserve(s, s->n_toks + 1) || radix_alloc_slots(e->tree, 1, s->slots + s->n_alloc) != 0) break;
+        s->n_alloc++;
+        g->seqs[k++] = s;
+    }
+    int ok = k == need;
+    size_t n_pen = 0, n_bias = 0;
+    for (int j = 0; ok && j < k; j++) {
+        Seq *s = g->seqs[j];
+        const ModelSeq *fm = &f->mseqs[s->ahead_row];
+        ModelSeq *m = &g->mseqs[j];
+        *m = (ModelSeq){.tokens = &NO_TOKEN, .n_new = 1, .slots = s->slots, .n_ctx = s->n_alloc,
+                        .logits = MODEL_LOGITS_LAST, .device_argmax = fm->device_argmax,
+                        .prev_ref = s->ahead_row + 1};
+        if (fm->sample) {
+            if (plan_device_sample(e, s, &g->msamp[j], &n_pen, &n_bias)) {
+                ok = 0;
+                break;
+            }
+            m->sample = &g->msamp[j];
+        }
+    }
+    for (int j = 0; ok && j < k; j++)
+        if (g->mseqs[j].sample) {
+            ModelSample *ms = g->mseqs[j].sample;
+            ms->pen = e->dpen + ms->row.pen_off;
+            ms->bias = e->dbias + ms->row.bias_off;
+            ms->allow = NULL;
+        }
+    if (ok) {
+        g->nb = k;
+        ModelBatch b = {.seqs = g->mseqs, .n_seqs = k, .n_sample = e->n_sample};
+        ok = model_launch(e->model, e->kv, &b, e->ferr, sizeof e->ferr) == 0;
+    }
+    if (!ok) {
+        /* the synchronous path runs the step instead (and meets the
+         * failure, if any, itself) */
+        for (int j = 0; j < k; j++) {
+            Seq *s = g->seqs[j];
+            s->n_alloc--;
+            radix_free_slots(e->tree, s->slots + s->n_alloc, 1);
+        }
+        return 0;
+    }
+    /* each s keeps its row in f (taken next) and gets one in g */
+    g->serial = ++e->fl_serial;
+    g->live = 1;
+    g->decode_rows = k;
+    g->prompt_rows = 0;
+    for (int j = 0; j < k; j++) {
+        Seq *s = g->seqs[j];
+        s->ahead_serial = g->serial;
+        s->ahead_row = j;
+    }
+    e->st.steps++;
+    e->st.overlap_steps++;
+    return 1;
+}
+
+/* A flight is live: launch the next step if it can be planned, then take
+ * the flight's results. */
+static void overlap_step(Engine *e)
+{
+    double t0 = now_s();
+    EngFlight *f = e->fl[0].live && (!e->fl[1].live || e->fl[0].serial < e->fl[1].serial) ? &e->fl[0] : &e->fl[1];
+    EngFlight *g = f == &e->fl[0] ? &e->fl[1] : &e->fl[0];
+    if (!g->live) (void)plan_ahead(e, f, g);
+    ModelBatch b = {.seqs = f->mseqs, .n_seqs = f->nb, .n_sample = e->n_sample};
+    int rc = model_wait(e->model, &b, e->ferr, sizeof e->ferr);
+    /* f's rows stay findable by eng_flight_forget until here; consume
+     * checks each sequence itself from now on */
+    f->live = 0;
+    if (rc) {
+        for (int i = 0; i < f->nb; i++)
+            if (f->seqs[i] && f->seqs[i]->ahead_serial == f->serial) f->seqs[i]->ahead_serial = 0;
+        fail_rows(e, f->seqs, f->nb);
+    } else {
+        consume(e, f->seqs, f->mseqs, f->nb, &b, f->serial);
+    }
+    double step_s = now_s() - t0;
+    e->st.busy_seconds += step_s;
+    sched_pace_record(&e->pace, f->decode_rows + f->prompt_rows, f->prompt_rows, step_s);
 }

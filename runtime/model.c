@@ -748,7 +748,30 @@ int model_sample(Model *m, ModelBatch *b, char *err, size_t errcap)
     return mdev_sample(m, b, err, errcap);
 }
 
+static int forward_impl(Model *m, KvPool *kv, ModelBatch *b, int launch, char *err, size_t errcap);
+
 int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
+{
+    return forward_impl(m, kv, b, 0, err, errcap);
+}
+
+int model_launch(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
+{
+    return forward_impl(m, kv, b, 1, err, errcap);
+}
+
+int model_wait(Model *m, ModelBatch *b, char *err, size_t errcap)
+{
+    if (!m->backend || !m->backend->dev || !m->device || m->tp) {
+        err_fmt(err, errcap, "model_wait: the model does not compute on one device");
+        return -1;
+    }
+    return mdev_wait(m, b, err, errcap);
+}
+
+int model_in_flight(const Model *m) { return m->device ? mdev_in_flight(m) : 0; }
+
+static int forward_impl(Model *m, KvPool *kv, ModelBatch *b, int launch, char *err, size_t errcap)
 {
     const ModelConfig *c = &m->cfg;
     b->logits = NULL;
@@ -770,7 +793,11 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
                     s->n_new, s->n_ctx);
             return -1;
         }
-        for (int j = 0; j < s->n_new; j++)
+        if (s->prev_ref && (!launch || s->prev_ref < 0 || s->n_new != 1)) {
+            err_fmt(err, errcap, "model_forward: sequence %d: prev_ref needs model_launch and n_new 1", i);
+            return -1;
+        }
+        for (int j = s->prev_ref ? 1 : 0; j < s->n_new; j++)
             if (s->tokens[j] < 0 || s->tokens[j] >= c->vocab) {
                 err_fmt(err, errcap, "model_forward: sequence %d: token id %d out of range (vocab %d)", i,
                         s->tokens[j], c->vocab);
@@ -805,6 +832,14 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *b, char *err, size_t errcap)
         return -1;
     }
     if (ensure_backend(m, err, errcap)) return -1;
+    if (launch) {
+        if (!m->backend->dev || m->tp) {
+            err_fmt(err, errcap, "model_launch: needs a device backend without tensor parallelism (%s)",
+                    m->backend->name);
+            return -1;
+        }
+        return mdev_launch(m, kv, b, N, R, err, errcap);
+    }
     if (m->backend->dev && !m->tp) return mdev_forward(m, kv, b, N, R, err, errcap);
     for (int i = 0; i < b->n_seqs; i++)
         if (b->seqs[i].sample) {

@@ -382,6 +382,11 @@ typedef struct {
     /* With logits LAST on a device backend, and not device_argmax: the row
      * stays on the device (logits_row = -1) for model_sample to sample. */
     ModelSample *sample;
+    /* model_launch only (the overlap scheduler): 0, tokens[0] is the first
+     * new token; k > 0, it is the id that the previous model_launch sampled
+     * (device_argmax or sample) for its sequence k - 1, read where it is on
+     * the device (tokens[0] is then ignored; n_new must be 1). */
+    int prev_ref;
     int logits_row;             /* out */
     int32_t argmax;             /* out, with device_argmax */
 } ModelSeq;
@@ -411,5 +416,38 @@ int model_forward(Model *m, KvPool *kv, ModelBatch *batch, char *err, size_t err
  * host). 0, or -1 with a message (also for a host backend, which has no
  * device rows). */
 int model_sample(Model *m, ModelBatch *batch, char *err, size_t errcap);
+
+/* ---- launch and wait (the overlap scheduler; issue 11) -------------------
+ *
+ * model_forward + model_sample split in two so that the host can prepare
+ * the next step while the device runs this one:
+ *
+ *   model_launch(B1)   uploads B1's arrays, issues its kernels, its argmax /
+ *                      sample ops and the download of their ids and
+ *                      logprobs (no wait); returns
+ *   model_launch(B2)   may follow before B1 is waited: B2's rows with
+ *                      prev_ref read B1's sampled ids on the device
+ *   model_wait(B1)     blocks until B1 has run; fills B1's argmax and
+ *                      ModelSample outputs (as model_forward + model_sample)
+ *   model_wait(B2)
+ *
+ * Invariants:
+ *   - Device backends without tp only (others: -1 with a message). At most
+ *     two launches are in flight; waits come in launch order, each with the
+ *     batch (same arrays, unchanged) that was launched.
+ *   - Every row with logits is device_argmax or sample: nothing but ids and
+ *     their logprobs comes back (no MODEL_LOGITS_ALL, no host rows: those
+ *     need model_forward). Its device masks/penalties are read at launch.
+ *   - The outputs equal model_forward + model_sample of the same batch
+ *     (the same ops in the same order; only the host's waiting moves).
+ *   - prev_ref refers to the launch just before this one; a model_forward
+ *     in between voids it (refused by name).
+ *   - The host arrays a batch points at (tokens, slots, pos, sample rows)
+ *     are read during model_launch only; the caller may reuse them after.
+ */
+int model_launch(Model *m, KvPool *kv, ModelBatch *batch, char *err, size_t errcap);
+int model_wait(Model *m, ModelBatch *batch, char *err, size_t errcap);
+/* Launches not yet waited (0 .. 2). */
+int model_in_flight(const Model *m);
 
 #endif

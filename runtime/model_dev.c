@@ -24,14 +24,19 @@
  * and kinds vary). A graph reads everything that changes between steps from
  * fixed device arrays, filled by one upload before the replay:
  *
- *   gidx: | tok P | pos P | wslot P | row_off P | row_len P | rows P | ids P | slots ...
+ *   gidx: | tok P | pos P | wslot P | row_off P | row_len P | rows P | ids P | fix P | slots ...
  *          padding rows: token 0, position 0, wslot -1 (no k/v write), row_len 0
  *
  * and bounds attention's max_len by the pool's slot count (a row's result
  * does not depend on it: KDevAttn). So a replay computes what the same
  * padded step launched op by op computes (MODEL_GRAPHS_PADDED, for tests).
  * Graphs are dropped when what they baked in changes: the activation
- * buffers (mdev_reserve grows them), the KV pool's layer arrays, the mode.
+ * buffers (mdev_reserve grows them), the KV pool's layer arrays, the mode,
+ * ids_dev (ensure_ids). Every graph starts with pick_tokens over gidx's
+ * `fix` row (all -1 but for mdev_launch's prev_ref rows), so the overlap
+ * scheduler's steps replay the same graphs.
+ *
+ *   gidx: ... | ids P | fix P | slots ...
  *
  * fp8 (ModelOptions.quantization FP8 / kv_cache_dtype FP8_E4M3): the layer
  * matrices are uploaded as bf16 a part at a time and quantized there
@@ -39,6 +44,13 @@
  * stay bf16), mdev_reserve sizes the backend's per-token activation buffer
  * (fp8_reserve), an F8_E4M3 pool takes rope_kv_fp8 and KDevAttn.kv_fp8 and
  * counts one byte a value in the plan (mdev_kv_slots).
+ *
+ * Launch and wait (mdev_launch / mdev_wait, model.h's contract): see the
+ * section of that name below. What is still synchronous: the uploads (the
+ * index arrays and the sample rows; cu_upload waits for the stream, so a
+ * launch waits for the step before it to finish before its kernels are
+ * issued: the host's consume of step N overlaps step N+1, its planning of
+ * N+1 does not overlap N).
  */
 #include "runtime/model_dev.h"
 
@@ -92,7 +104,22 @@ struct ModelDevice {
     void *graph[N_GRAPH_SIZES];
     void **graph_kv;            /* [2 * n_layer]: the pool's k[] then v[] they use */
     int32_t *gidx_dev, *gidx_host;
-    size_t gidx_slots;          /* room for context slots after the 7 row arrays */
+    size_t gidx_slots;          /* room for context slots after the 8 row arrays */
+    /* model_launch / model_wait (see "Launch and wait" below) */
+    int launching;              /* mdev_forward runs for mdev_launch */
+    int32_t *ids_dev;           /* the last launch's sampled ids: argmax rows, then sampled rows */
+    size_t ids_cap;
+    int32_t *fix;               /* [n_seqs] of the launch: prev_ref's index into ids_dev, or -1 */
+    int32_t *prev_pos;          /* [n_prev]: sequence i of the last launch -> its id in ids_dev, or -1 */
+    int n_prev, cap_fix, cap_prev;
+    struct {
+        void *ev;
+        int32_t *ids_host;      /* [ids_cap] pinned */
+        char *out_host;         /* [samp_cap] pinned: the sample op's outputs land at their offsets */
+        size_t out_cap;
+        size_t o_out, o_lp, o_nt, o_tid, o_tlp, end;
+    } fly[2];
+    int fly_n, fly_head;        /* launches in flight; the oldest's parity */
 };
 
 static void drop_graphs(Model *m)
@@ -143,6 +170,13 @@ void mdev_free(Model *m)
     for (int i = 0; b && i < d->n_allocs; i++) b->buf_free(b->ctx, d->allocs[i]);
     if (b && d->logits_host) b->dev->host_free(b->ctx, d->logits_host);
     if (b && d->samp_host) b->dev->host_free(b->ctx, d->samp_host);
+    for (int i = 0; b && i < 2; i++) {
+        if (d->fly[i].ids_host) b->dev->host_free(b->ctx, d->fly[i].ids_host);
+        if (d->fly[i].out_host) b->dev->host_free(b->ctx, d->fly[i].out_host);
+        if (d->fly[i].ev) b->dev->event_free(b->ctx, d->fly[i].ev);
+    }
+    free(d->fix);
+    free(d->prev_pos);
     free(d->allocs);
     free(d->layers);
     free(d->idx_host);
@@ -501,6 +535,7 @@ typedef struct {
     int32_t *ids;               /* room for the argmax rows' ids */
     int32_t *ids_host;          /* where they come back */
     const int32_t *perm;        /* tp: the logits' reorder (tp_logits), NULL without */
+    const int32_t *fix;         /* per row: index into ids_dev for pick_tokens, or -1; NULL: none */
 } StepIdx;
 
 /* Embedding and the layer loop over N rows (recorded in a graph or run). */
@@ -514,6 +549,8 @@ static void run_layers(Model *m, KvPool *kv, int N, const StepIdx *ix, KDevAttn 
     int nh = d->sh.n_head, nkv = d->sh.n_head_kv;
     int E = c->n_embd, Q = nh * c->head_dim, KVd = nkv * c->head_dim, F = d->sh.n_ff;
     int ldqkv = Q + 2 * KVd;
+    /* rows whose token the previous launch sampled read it on the device */
+    if (ix->fix) op->pick_tokens(bx, (int32_t *)ix->tok, ix->fix, d->ids_dev, N);
     op->gather(bx, d->emb, E, ix->tok, N, d->h);
     for (int l = 0; l < c->n_layer; l++) {
         const DevLayer *L = &d->layers[l];
@@ -556,6 +593,11 @@ static void run_logits(Model *m, ModelBatch *b, int R, int R_arg, int R_smp, con
             (void)be->sync(bx); /* rank 0 returns the rows */
             return;
         }
+        if (d->launching) {
+            /* mdev_launch downloads the ids after the sample op, no wait */
+            if (R_arg) op->argmax(bx, d->logits_dev + (size_t)R_host * c->vocab, R_arg, c->vocab, d->ids_dev);
+            return;
+        }
         if (R_arg) {
             op->argmax(bx, d->logits_dev + (size_t)R_host * c->vocab, R_arg, c->vocab, ix->ids);
             be->download(bx, ix->ids_host, ix->ids, (size_t)R_arg * sizeof(int32_t));
@@ -566,7 +608,7 @@ static void run_logits(Model *m, ModelBatch *b, int R, int R_arg, int R_smp, con
         }
         if (R_host) be->download(bx, d->logits_host, d->logits_dev, (size_t)R_host * c->vocab * sizeof(float));
         else (void)be->sync(bx); /* a failure is named by the error op */
-    } else {
+    } else if (!d->launching) {
         (void)be->sync(bx);
     }
 }
@@ -617,6 +659,8 @@ static int forward_error(Model *m, ModelBatch *b, int R, int R_arg, int R_smp, c
     return 0;
 }
 
+static int ensure_ids(Model *m, size_t cap, char *err, size_t errcap);
+
 /* The padded row count for a decode step of N rows (N <= GRAPH_P). */
 static int graph_size(int N, int *which)
 {
@@ -658,7 +702,7 @@ static int forward_graph(Model *m, KvPool *kv, ModelBatch *b, int N, int R, size
     if (S > want_slots) return 1;
     if (P > d->max_tokens && mdev_reserve(m, P, d->max_rows, err, errcap)) return -1;
     if (!d->gidx_dev || d->gidx_slots < want_slots) {
-        size_t n = 7 * (size_t)GRAPH_P + want_slots;
+        size_t n = 8 * (size_t)GRAPH_P + want_slots;
         dfree(m, d->gidx_dev);
         free(d->gidx_host);
         drop_graphs(m); /* they read the freed arrays */
@@ -675,28 +719,30 @@ static int forward_graph(Model *m, KvPool *kv, ModelBatch *b, int N, int R, size
         return -1;
     }
     int32_t *h = d->gidx_host, *tok = h, *pos = h + GRAPH_P, *wslot = h + 2 * GRAPH_P, *roff = h + 3 * GRAPH_P;
-    int32_t *rlen = h + 4 * GRAPH_P, *rows = h + 5 * GRAPH_P, *slots = h + 7 * GRAPH_P;
+    int32_t *rlen = h + 4 * GRAPH_P, *rows = h + 5 * GRAPH_P, *fix = h + 7 * GRAPH_P, *slots = h + 8 * GRAPH_P;
+    if (ensure_ids(m, GRAPH_P, err, errcap)) return -1; /* the graph reads ids_dev (pick_tokens) */
     size_t off = 0;
     for (int i = 0; i < N; i++) {
         const ModelSeq *s = &b->seqs[i];
         memcpy(slots + off, s->slots, (size_t)s->n_ctx * sizeof *slots);
-        tok[i] = s->tokens[0];
+        tok[i] = s->prev_ref ? 0 : s->tokens[0];
+        fix[i] = d->launching && s->prev_ref ? d->fix[i] : -1;
         pos[i] = s->pos ? s->pos[0] : s->n_ctx - 1;
         wslot[i] = s->slots[s->n_ctx - 1];
         roff[i] = (int32_t)off;
         rlen[i] = s->n_ctx;
         off += (size_t)s->n_ctx;
     }
-    for (int i = N; i < P; i++) tok[i] = pos[i] = roff[i] = rlen[i] = 0, wslot[i] = -1;
+    for (int i = N; i < P; i++) tok[i] = pos[i] = roff[i] = rlen[i] = 0, wslot[i] = fix[i] = -1;
     int R_arg, R_smp;
     fill_rows(d, b, R, rows, &R_arg, &R_smp);
-    be->upload(bx, d->gidx_dev, h, (7 * (size_t)GRAPH_P + S) * sizeof(int32_t));
+    be->upload(bx, d->gidx_dev, h, (8 * (size_t)GRAPH_P + S) * sizeof(int32_t));
     int32_t *D = d->gidx_dev;
     StepIdx ix = {.tok = D, .pos = D + GRAPH_P, .wslot = D + 2 * GRAPH_P, .rows = D + 5 * GRAPH_P,
-                  .ids = D + 6 * GRAPH_P, .ids_host = h + 6 * GRAPH_P};
+                  .ids = D + 6 * GRAPH_P, .ids_host = h + 6 * GRAPH_P, .fix = D + 7 * GRAPH_P};
     KDevAttn aa = {.q = d->qkv, .ldq = (c->n_head + 2 * c->n_head_kv) * c->head_dim, .out = d->att, .n_rows = P,
                    .n_head = c->n_head, .n_head_kv = c->n_head_kv, .head_dim = c->head_dim,
-                   .scale = 1.0f / sqrtf((float)c->head_dim), .slots = D + 7 * GRAPH_P, .row_off = D + 3 * GRAPH_P,
+                   .scale = 1.0f / sqrtf((float)c->head_dim), .slots = D + 8 * GRAPH_P, .row_off = D + 3 * GRAPH_P,
                    .row_len = D + 4 * GRAPH_P, .max_len = kv->n_slots, .kv_fp8 = kv->dtype == K_DTYPE_F8_E4M3};
     KDevAttn at = aa;
     at.n_rows = 0;
@@ -742,6 +788,7 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         if (mdev_reserve(m, mt, mr, err, errcap)) return -1;
     }
     ModelDevice *d = m->device;
+    if (!d->launching) d->n_prev = 0; /* prev_ref refers to the launch just before */
     if (d->graph_mode != m->device_graphs) {
         drop_graphs(m); /* the way to re-record them (a backend switch changed what they would run) */
         d->graph_mode = m->device_graphs;
@@ -766,7 +813,10 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     size_t max_tiles = prefill ? (size_t)N / K_ATTN_TILE_ROWS + (size_t)b->n_seqs + 1 : 0;
     int n_ranks = d->sh.n_ranks;
     size_t n_perm = n_ranks > 1 ? (size_t)R * n_ranks : 0; /* tp: the logits' reorder */
-    size_t need = 5 * (size_t)N + (size_t)R + 4 * max_tiles + S + n_perm;
+    int any_fix = 0;
+    for (int i = 0; d->launching && i < b->n_seqs; i++) any_fix |= b->seqs[i].prev_ref != 0;
+    size_t n_fix = any_fix ? (size_t)N : 0;
+    size_t need = 5 * (size_t)N + (size_t)R + 4 * max_tiles + S + n_perm + n_fix;
     if (need + (size_t)R > d->idx_cap) {
         size_t cap = need + (size_t)R + need / 2;
         int32_t *h = realloc(d->idx_host, cap * sizeof *h);
@@ -786,6 +836,7 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     /* tiles first: the kernel reads them as int4 (16-byte aligned) */
     int32_t *tiles = d->idx_host, *tok = tiles + 4 * max_tiles, *pos = tok + N, *wslot = pos + N;
     int32_t *roff = wslot + N, *rlen = roff + N, *rows = rlen + N, *slots = rows + R, *perm = slots + S;
+    int32_t *fix = perm + n_perm;
     int n_tiles = 0;
     int row = 0, max_len = 0, max_dec = 0;
     size_t off = 0;
@@ -794,7 +845,8 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         memcpy(slots + off, s->slots, (size_t)s->n_ctx * sizeof *slots);
         int past = s->n_ctx - s->n_new;
         for (int j = 0; j < s->n_new; j++) {
-            tok[row + j] = s->tokens[j];
+            tok[row + j] = s->prev_ref && j == 0 ? 0 : s->tokens[j];
+            if (n_fix) fix[row + j] = s->prev_ref && j == 0 ? d->fix[i] : -1;
             pos[row + j] = s->pos ? s->pos[j] : past + j;
             wslot[row + j] = s->slots[past + j];
             roff[row + j] = (int32_t)off;
@@ -826,7 +878,7 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     const int32_t *D_slots = D_rows + R;
     StepIdx ix = {.tok = D_tok, .pos = D_pos, .wslot = D_wslot, .rows = D_rows, .ids = d->idx_dev + need,
                   .ids_host = d->idx_host + need, /* ids: room kept after the index arrays */
-                  .perm = n_perm ? D_slots + S : NULL};
+                  .perm = n_perm ? D_slots + S : NULL, .fix = n_fix ? D_slots + S + n_perm : NULL};
 
     int nh = d->sh.n_head, nkv = d->sh.n_head_kv, Q = nh * c->head_dim, KVd = nkv * c->head_dim;
     /* decode rows [0, n_dec_seqs) by rows; the rest by tiles */
@@ -848,7 +900,16 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
 
 static size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
 
-int mdev_sample(Model *m, ModelBatch *b, char *err, size_t errcap)
+/* The sample op's packed layout: inputs rows | pen | bias | allow (uploaded
+ * from samp_host), outputs id | lp | n_top | top ids | top lps (offsets into
+ * samp_dev, and where a download puts them in a host buffer). */
+typedef struct {
+    int R, n;
+    size_t o_rows, o_pen, o_bias, o_allow, o_out, o_lp, o_nt, o_tid, o_tlp, total;
+} SampLayout;
+
+/* Checks and packs the batch's sample rows and uploads them. R 0: none. */
+static int samp_stage(Model *m, ModelBatch *b, SampLayout *L, char *err, size_t errcap)
 {
     ModelDevice *d = m->device;
     const KBackend *be = be_of(m);
@@ -868,20 +929,17 @@ int mdev_sample(Model *m, ModelBatch *b, char *err, size_t errcap)
         n_bias += ms->row.n_bias;
         n_allow += ms->allow ? words : 0;
     }
+    *L = (SampLayout){.R = R, .n = n};
     if (R == 0) return 0;
-    if (R != d->samp_rows) {
-        err_fmt(err, errcap, "model_sample: the batch has %d sampled rows, its forward kept %d", R, d->samp_rows);
-        return -1;
-    }
-    /* inputs: rows | pen | bias | allow ; outputs: id | lp | n_top | top ids | top lps */
-    size_t o_rows = 0, o_pen = align8(o_rows + (size_t)R * sizeof(KDevSampleRow));
-    size_t o_bias = align8(o_pen + (size_t)n_pen * sizeof(KDevPenalty));
-    size_t o_allow = align8(o_bias + (size_t)n_bias * sizeof(KDevBias));
-    size_t o_out = align8(o_allow + (size_t)n_allow * sizeof(uint32_t));
-    size_t o_lp = o_out + (size_t)R * 4, o_nt = o_lp + (size_t)R * 4, o_tid = o_nt + (size_t)R * 4;
-    size_t o_tlp = o_tid + (size_t)R * K_SAMPLE_TOP_MAX * 4, total = o_tlp + (size_t)R * K_SAMPLE_TOP_MAX * 4;
-    if (total > d->samp_cap) {
-        size_t cap = total + total / 2;
+    L->o_pen = align8(L->o_rows + (size_t)R * sizeof(KDevSampleRow));
+    L->o_bias = align8(L->o_pen + (size_t)n_pen * sizeof(KDevPenalty));
+    L->o_allow = align8(L->o_bias + (size_t)n_bias * sizeof(KDevBias));
+    L->o_out = align8(L->o_allow + (size_t)n_allow * sizeof(uint32_t));
+    L->o_lp = L->o_out + (size_t)R * 4, L->o_nt = L->o_lp + (size_t)R * 4, L->o_tid = L->o_nt + (size_t)R * 4;
+    L->o_tlp = L->o_tid + (size_t)R * K_SAMPLE_TOP_MAX * 4, L->total = L->o_tlp + (size_t)R * K_SAMPLE_TOP_MAX * 4;
+    if (L->total > d->samp_cap) {
+        size_t cap = L->total + L->total / 2;
+        (void)be->sync(be->ctx); /* a launch in flight may still read or write them */
         dfree(m, d->samp_dev);
         if (d->samp_host) be->dev->host_free(be->ctx, d->samp_host);
         d->samp_dev = dalloc(m, cap);
@@ -892,11 +950,11 @@ int mdev_sample(Model *m, ModelBatch *b, char *err, size_t errcap)
             return -1;
         }
     }
-    char *h = d->samp_host, *dv = d->samp_dev;
-    KDevSampleRow *rows = (KDevSampleRow *)(void *)(h + o_rows);
-    KDevPenalty *pen = (KDevPenalty *)(void *)(h + o_pen);
-    KDevBias *bias = (KDevBias *)(void *)(h + o_bias);
-    uint32_t *allow = (uint32_t *)(void *)(h + o_allow);
+    char *h = d->samp_host;
+    KDevSampleRow *rows = (KDevSampleRow *)(void *)(h + L->o_rows);
+    KDevPenalty *pen = (KDevPenalty *)(void *)(h + L->o_pen);
+    KDevBias *bias = (KDevBias *)(void *)(h + L->o_bias);
+    uint32_t *allow = (uint32_t *)(void *)(h + L->o_allow);
     int r = 0, po = 0, bo = 0, ao = 0;
     for (int i = 0; i < b->n_seqs; i++) {
         const ModelSample *ms = b->seqs[i].sample;
@@ -913,27 +971,37 @@ int mdev_sample(Model *m, ModelBatch *b, char *err, size_t errcap)
         bo += w->n_bias;
         ao += ms->allow ? words : 0;
     }
-    be->upload(be->ctx, dv, h, o_out);
+    be->upload(be->ctx, d->samp_dev, h, L->o_out);
+    return R;
+}
+
+/* Issues the sample op over logit rows from row0 on; ids go to out_id. */
+static void samp_issue(Model *m, const SampLayout *L, int row0, int32_t *out_id)
+{
+    ModelDevice *d = m->device;
+    const KBackend *be = be_of(m);
+    char *dv = d->samp_dev;
+    int V = m->cfg.vocab;
     KDevSample ks = {
-        .logits = d->logits_dev + (size_t)d->samp_row0 * V, .ld = V, .n = n, .n_rows = R,
-        .rows = (const KDevSampleRow *)(void *)(dv + o_rows), .pen = (KDevPenalty *)(void *)(dv + o_pen),
-        .bias = (KDevBias *)(void *)(dv + o_bias), .allow = (const uint32_t *)(void *)(dv + o_allow),
-        .out_id = (int32_t *)(void *)(dv + o_out), .out_lp = (float *)(void *)(dv + o_lp),
-        .out_n_top = (int32_t *)(void *)(dv + o_nt), .top_id = (int32_t *)(void *)(dv + o_tid),
-        .top_lp = (float *)(void *)(dv + o_tlp),
+        .logits = d->logits_dev + (size_t)row0 * V, .ld = V, .n = L->n, .n_rows = L->R,
+        .rows = (const KDevSampleRow *)(void *)(dv + L->o_rows), .pen = (KDevPenalty *)(void *)(dv + L->o_pen),
+        .bias = (KDevBias *)(void *)(dv + L->o_bias), .allow = (const uint32_t *)(void *)(dv + L->o_allow),
+        .out_id = out_id, .out_lp = (float *)(void *)(dv + L->o_lp),
+        .out_n_top = (int32_t *)(void *)(dv + L->o_nt), .top_id = (int32_t *)(void *)(dv + L->o_tid),
+        .top_lp = (float *)(void *)(dv + L->o_tlp),
     };
     be->dev->sample(be->ctx, &ks);
-    be->download(be->ctx, h + o_out, dv + o_out, total - o_out);
-    const char *e = be->error(be->ctx);
-    if (e) {
-        err_fmt(err, errcap, "model_sample: %s", e);
-        return -1;
-    }
-    const int32_t *ids = (const int32_t *)(void *)(h + o_out), *nt = (const int32_t *)(void *)(h + o_nt);
-    const float *lp = (const float *)(void *)(h + o_lp);
-    const int32_t *tid = (const int32_t *)(void *)(h + o_tid);
-    const float *tlp = (const float *)(void *)(h + o_tlp);
-    r = 0;
+}
+
+/* The outputs into the batch's ModelSamples: ids[r] and the rest from h
+ * (a host copy of the outputs at L's offsets). */
+static void samp_read(ModelBatch *b, const SampLayout *L, const char *h, const int32_t *ids)
+{
+    const int32_t *nt = (const int32_t *)(const void *)(h + L->o_nt);
+    const float *lp = (const float *)(const void *)(h + L->o_lp);
+    const int32_t *tid = (const int32_t *)(const void *)(h + L->o_tid);
+    const float *tlp = (const float *)(const void *)(h + L->o_tlp);
+    int r = 0;
     for (int i = 0; i < b->n_seqs; i++) {
         ModelSample *ms = b->seqs[i].sample;
         if (!ms) continue;
@@ -944,5 +1012,189 @@ int mdev_sample(Model *m, ModelBatch *b, char *err, size_t errcap)
         memcpy(ms->top_lp, tlp + (size_t)r * K_SAMPLE_TOP_MAX, (size_t)ms->n_top * sizeof *tlp);
         r++;
     }
+}
+
+int mdev_sample(Model *m, ModelBatch *b, char *err, size_t errcap)
+{
+    ModelDevice *d = m->device;
+    const KBackend *be = be_of(m);
+    SampLayout L;
+    int R = samp_stage(m, b, &L, err, errcap);
+    if (R <= 0) return R;
+    if (R != d->samp_rows) {
+        err_fmt(err, errcap, "model_sample: the batch has %d sampled rows, its forward kept %d", R, d->samp_rows);
+        return -1;
+    }
+    char *h = d->samp_host, *dv = d->samp_dev;
+    samp_issue(m, &L, d->samp_row0, (int32_t *)(void *)(dv + L.o_out));
+    be->download(be->ctx, h + L.o_out, dv + L.o_out, L.total - L.o_out);
+    const char *e = be->error(be->ctx);
+    if (e) {
+        err_fmt(err, errcap, "model_sample: %s", e);
+        return -1;
+    }
+    samp_read(b, &L, h, (const int32_t *)(const void *)(h + L.o_out));
+    return 0;
+}
+
+/* ---- launch and wait ----------------------------------------------------------
+ *
+ * mdev_launch: the sample rows are packed and uploaded first (an upload
+ * waits for the stream: done before this step's kernels, it waits only for
+ * the step before), then the forward with its argmax ids into ids_dev
+ * (fixed: the next launch's pick_tokens reads it), the sample op with its
+ * ids after them, the ids and the sample outputs downloaded without a wait
+ * into this parity's pinned buffers, an event recorded. Two parities: the
+ * host reads launch N's buffers after waiting N while N+1's download may
+ * be landing in the others.
+ *
+ *   ids_dev: | argmax rows' ids (R_arg) | sampled rows' ids (R_smp) |
+ */
+
+/* ids_dev and the flight buffers for at least `cap` ids (reallocating drops
+ * the graphs, which read ids_dev, and voids prev_ref). */
+static int ensure_ids(Model *m, size_t cap, char *err, size_t errcap)
+{
+    ModelDevice *d = m->device;
+    const KBackend *be = be_of(m);
+    if (d->ids_dev && cap <= d->ids_cap) return 0;
+    if (d->fly_n) {
+        err_fmt(err, errcap, "model_launch: %zu ids outgrow the buffer (%zu) while a launch is in flight", cap,
+                d->ids_cap);
+        return -1;
+    }
+    if (cap < (size_t)GRAPH_P) cap = GRAPH_P;
+    if (cap < (size_t)d->max_rows) cap = (size_t)d->max_rows;
+    drop_graphs(m);
+    dfree(m, d->ids_dev);
+    d->ids_cap = 0;
+    d->n_prev = 0;
+    d->ids_dev = dalloc(m, cap * sizeof(int32_t));
+    int ok = d->ids_dev != NULL;
+    for (int i = 0; i < 2 && ok; i++) {
+        if (d->fly[i].ids_host) be->dev->host_free(be->ctx, d->fly[i].ids_host);
+        d->fly[i].ids_host = be->dev->host_alloc(be->ctx, cap * sizeof(int32_t));
+        if (!d->fly[i].ev) d->fly[i].ev = be->dev->event_new(be->ctx);
+        ok = d->fly[i].ids_host && d->fly[i].ev;
+    }
+    if (!ok) {
+        err_fmt(err, errcap, "model: out of memory for the launch buffers of %zu ids", cap);
+        return -1;
+    }
+    d->ids_cap = cap;
+    return 0;
+}
+
+int mdev_in_flight(const Model *m) { return m->device->fly_n; }
+
+int mdev_launch(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, size_t errcap)
+{
+    ModelDevice *d = m->device;
+    const KBackend *be = be_of(m);
+    if (d->fly_n == 2) {
+        err_fmt(err, errcap, "model_launch: two launches in flight already (wait for one)");
+        return -1;
+    }
+    int R_arg = 0, R_smp = 0;
+    for (int i = 0; i < b->n_seqs; i++) {
+        const ModelSeq *s = &b->seqs[i];
+        if (s->logits == MODEL_LOGITS_ALL || (s->logits == MODEL_LOGITS_LAST && !s->device_argmax && !s->sample)) {
+            err_fmt(err, errcap, "model_launch: sequence %d wants logits on the host (model_forward does that)", i);
+            return -1;
+        }
+        R_arg += s->logits == MODEL_LOGITS_LAST && s->device_argmax;
+        R_smp += s->sample != NULL;
+    }
+    if (ensure_ids(m, (size_t)(R_arg + R_smp), err, errcap)) return -1;
+    if (d->cap_fix < b->n_seqs) {
+        int32_t *f = realloc(d->fix, (size_t)b->n_seqs * sizeof *f);
+        if (!f) goto nomem;
+        d->fix = f;
+        d->cap_fix = b->n_seqs;
+    }
+    for (int i = 0; i < b->n_seqs; i++) {
+        int k = b->seqs[i].prev_ref - 1;
+        d->fix[i] = -1;
+        if (k < 0) continue;
+        if (k >= d->n_prev || d->prev_pos[k] < 0) {
+            err_fmt(err, errcap, "model_launch: sequence %d: prev_ref %d names no id of the previous launch", i, k + 1);
+            return -1;
+        }
+        d->fix[i] = d->prev_pos[k];
+    }
+    SampLayout L;
+    if (samp_stage(m, b, &L, err, errcap) < 0) return -1;
+    d->launching = 1;
+    int rc = mdev_forward(m, kv, b, N, R, err, errcap);
+    d->launching = 0;
+    if (rc) return rc;
+    int par = (d->fly_head + d->fly_n) & 1;
+    if (R_smp) {
+        samp_issue(m, &L, R_arg, d->ids_dev + R_arg);
+        size_t out = L.total - L.o_lp; /* lp .. top lps */
+        if (d->fly[par].out_cap < L.total) {
+            if (d->fly[par].out_host) be->dev->host_free(be->ctx, d->fly[par].out_host);
+            d->fly[par].out_host = be->dev->host_alloc(be->ctx, L.total + L.total / 2);
+            d->fly[par].out_cap = d->fly[par].out_host ? L.total + L.total / 2 : 0;
+            if (!d->fly[par].out_host) goto nomem;
+        }
+        be->dev->download_async(be->ctx, d->fly[par].out_host + L.o_lp, (char *)d->samp_dev + L.o_lp, out);
+    }
+    if (R_arg + R_smp)
+        be->dev->download_async(be->ctx, d->fly[par].ids_host, d->ids_dev, (size_t)(R_arg + R_smp) * sizeof(int32_t));
+    be->dev->event_record(be->ctx, d->fly[par].ev);
+    d->fly[par].o_lp = L.o_lp, d->fly[par].o_nt = L.o_nt, d->fly[par].o_tid = L.o_tid;
+    d->fly[par].o_tlp = L.o_tlp, d->fly[par].o_out = L.o_out, d->fly[par].end = L.total;
+    /* where each sequence's id is, for the next launch's prev_ref */
+    if (d->cap_prev < b->n_seqs) {
+        int32_t *p = realloc(d->prev_pos, (size_t)b->n_seqs * sizeof *p);
+        if (!p) goto nomem;
+        d->prev_pos = p;
+        d->cap_prev = b->n_seqs;
+    }
+    int ka = 0, ks = R_arg;
+    for (int i = 0; i < b->n_seqs; i++) {
+        const ModelSeq *s = &b->seqs[i];
+        d->prev_pos[i] = s->sample ? ks++ : s->logits == MODEL_LOGITS_LAST && s->device_argmax ? ka++ : -1;
+    }
+    d->n_prev = b->n_seqs;
+    d->fly_n++;
+    const char *e = be->error(be->ctx);
+    if (e) {
+        err_fmt(err, errcap, "model_launch: %s", e);
+        return -1;
+    }
+    return 0;
+nomem:
+    err_fmt(err, errcap, "model_launch: out of memory");
+    return -1;
+}
+
+int mdev_wait(Model *m, ModelBatch *b, char *err, size_t errcap)
+{
+    ModelDevice *d = m->device;
+    const KBackend *be = be_of(m);
+    if (!d->fly_n) {
+        err_fmt(err, errcap, "model_wait: nothing was launched");
+        return -1;
+    }
+    int par = d->fly_head;
+    d->fly_head ^= 1;
+    d->fly_n--;
+    int wrc = be->dev->event_wait(be->ctx, d->fly[par].ev);
+    const char *e = be->error(be->ctx);
+    if (wrc || e) {
+        err_fmt(err, errcap, "model_wait: %s", e ? e : "the device failed");
+        return -1;
+    }
+    const int32_t *ids = d->fly[par].ids_host;
+    int k = 0;
+    for (int i = 0; i < b->n_seqs; i++)
+        if (b->seqs[i].logits == MODEL_LOGITS_LAST && b->seqs[i].device_argmax) b->seqs[i].argmax = ids[k++];
+    SampLayout L = {.o_lp = d->fly[par].o_lp, .o_nt = d->fly[par].o_nt, .o_tid = d->fly[par].o_tid,
+                    .o_tlp = d->fly[par].o_tlp};
+    samp_read(b, &L, d->fly[par].out_host, ids + k);
+    b->logits = NULL;
+    b->n_rows = 0;
     return 0;
 }

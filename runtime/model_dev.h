@@ -48,6 +48,12 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
 /* model_sample on the device: the rows mdev_forward kept for it. */
 int mdev_sample(Model *m, ModelBatch *b, char *err, size_t errcap);
 
+/* model_launch / model_wait on the device (model.h states the contract;
+ * the batch is validated already). */
+int mdev_launch(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, size_t errcap);
+int mdev_wait(Model *m, ModelBatch *b, char *err, size_t errcap);
+int mdev_in_flight(const Model *m);
+
 /* Bytes of device memory the weights take. */
 size_t mdev_weight_bytes(const Model *m);
 

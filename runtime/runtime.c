@@ -150,6 +150,7 @@ static int load(Runtime *rt)
     if (o->threads) eo.n_threads = o->threads;
     if (o->has_seed) eo.seed = o->seed;
     eo.batch_invariant = !o->blas_prefill;
+    if (o->disable_overlap) eo.overlap = 0;
     eo.loop = o->uv_loop;
     rt->eng = eng_new(rt->model, rt->tok, &eo, msg, sizeof msg);
     if (!rt->eng) {

@@ -69,6 +69,17 @@ def main():
                     "%.2f / %.2f programs/s, %.0f / %.0f gen tok/s (x%.2f)" % (
                         on["programs_s"], offp["programs_s"], on["gen_tok_s"], offp["gen_tok_s"],
                         on["programs_s"] / offp["programs_s"] if offp["programs_s"] else 0), on.get("stats", "")))
+    eng_off = next((r for r in rows if r.get("bench") == "offline"), {})
+    if eng_off:
+        out.append(("offline %d x %d in / %d out (engine)" % (eng_off["requests"], eng_off["in"], eng_off["out"]),
+                    "%.1f output tok/s" % eng_off["output_tok_s"], ""))
+    fast = next((r for r in rows if "b1_decode_tok_s" in r), {})
+    if fast:
+        out.append(("peer: gpu_peer_fast.py (same call), batch-1 decode",
+                    "%.1f tok/s = %.1f%% of its roofline" % (fast["b1_decode_tok_s"],
+                                                             100 * fast.get("b1_decode_frac_roofline", 0)), ""))
+        if fast.get("b64_1024in_decode_out_tok_s"):
+            out.append(("peer: gpu_peer_fast.py, 64 x 1024 in decode", "%.1f output tok/s" % fast["b64_1024in_decode_out_tok_s"], ""))
     w = max(len(a) for a, _, _ in out)
     print("== issue 11 figures ==")
     for a, b, c in out:

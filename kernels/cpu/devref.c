@@ -542,6 +542,20 @@ static void *d_graph_end(void *ctx)
 static void d_graph_launch(void *ctx, void *g) { refuse(ctx, "graph_launch (this backend has no graphs)"); }
 static void d_graph_free(void *ctx, void *g) {}
 
+/* ---- the overlap scheduler's ops: synchronous here, the same results ---- */
+
+static void d_pick_tokens(void *ctx, int32_t *tok, const int32_t *src, const int32_t *prev, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (src[i] >= 0) tok[i] = prev[src[i]];
+}
+static void d_download_async(void *ctx, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+/* any non-NULL marker: every op has run by the time it returns */
+static void *d_event_new(void *ctx) { return ctx; }
+static void d_event_free(void *ctx, void *ev) {}
+static void d_event_record(void *ctx, void *ev) {}
+static int d_event_wait(void *ctx, void *ev) { return b_sync(ctx); }
+
 KBackend *cpu_devref_backend_new(char *err, size_t errcap)
 {
     DevRef *d = calloc(1, sizeof *d);

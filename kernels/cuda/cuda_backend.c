@@ -32,6 +32,7 @@
 #include "kernels/cuda/cuda_gemv.h"
 #include "kernels/cuda/cuda_prefill.h"
 #include "kernels/cuda/cuda_fp8.h"
+#include "kernels/cuda/cuda_overlap.h"
 
 enum { ATTN_WS_BYTES = 32 << 20, ATTN_MIN_CHUNK = 128, DEC_COUNTERS = 1 << 18 };
 enum { GEMV_MAX_N = 0, GEMV_MAX_MB = 64 };
@@ -454,6 +455,21 @@ static int d_graph_begin(void *ctx) { return cu_graph_begin(((Cuda *)ctx)->cu) ?
 static void *d_graph_end(void *ctx) { return cu_graph_end(((Cuda *)ctx)->cu); }
 static void d_graph_launch(void *ctx, void *g) { cu_graph_launch(((Cuda *)ctx)->cu, g); }
 static void d_graph_free(void *ctx, void *g) { cu_graph_free(g); }
+
+/* ---- the overlap scheduler's ops (kernels/cuda/cuda_overlap.cu) ---- */
+
+static void d_pick_tokens(void *ctx, int32_t *tok, const int32_t *src, const int32_t *prev, int n)
+{
+    cu_pick_tokens(((Cuda *)ctx)->cu, tok, src, prev, n);
+}
+static void d_download_async(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    cu_download_async(((Cuda *)ctx)->cu, dst, src, bytes);
+}
+static void *d_event_new(void *ctx) { return cu_event_new(((Cuda *)ctx)->cu); }
+static void d_event_free(void *ctx, void *ev) { cu_event_free(((Cuda *)ctx)->cu, ev); }
+static void d_event_record(void *ctx, void *ev) { cu_event_record(((Cuda *)ctx)->cu, ev); }
+static int d_event_wait(void *ctx, void *ev) { return cu_event_wait(((Cuda *)ctx)->cu, ev); }
 
 static int set_decode(Cuda *c, const char *spec)
 {

@@ -13,7 +13,8 @@
  *     Exit 1 when a GPU row's logits differ from the CPU's by more than
  *     CHECK_TOL or a request fails.
  *   engine_gpu sample DIR   device vs host sampling (see "sample" below)
- *   engine_gpu bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK]
+ *   engine_gpu bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK]   (every mode: SGL_OVERLAP=0/1
+ *     turns the overlap scheduler off/on; default the engine's)
  *     batch-1 decode (one request of IN prompt tokens, OUT output tokens,
  *     greedy, ignore_eos) then N_REQ such requests submitted at once
  *     (offline throughput); prints JSON lines.
@@ -185,6 +186,8 @@ static Engine *engine(Model *m, Tokenizer *tok, int max_running, int chunk)
     ModelOptions mo;
     model_get_options(m, &mo);
     if (mo.backend != K_BACKEND_CUDA) eo.n_slots = 32768; /* the GPU's is its memory plan */
+    /* SGL_OVERLAP=0|1: the overlap scheduler off / on (default: the engine's) */
+    if (getenv("SGL_OVERLAP")) eo.overlap = atoi(getenv("SGL_OVERLAP"));
     char err[1024];
     Engine *e = eng_new(m, tok, &eo, err, sizeof err);
     if (!e) die("engine", err);

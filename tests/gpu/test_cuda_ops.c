@@ -23,6 +23,7 @@
 #include "kernels/cuda/cuda_prefill.h"
 #include "kernels/cuda/cuda_gemv.h"
 #include "kernels/cuda/cuda_fp8.h"
+#include "kernels/cuda/cuda_overlap.h"
 
 static CuCtx *cu;
 static KBackend *ref;
@@ -697,6 +698,40 @@ static void test_argmax(int n, int v)
     free(l), free(lf), free(got);
 }
 
+/* ---- the overlap scheduler's ops (kernels/cuda/cuda_overlap.cu) ----
+ * pick_tokens against its definition, then a download_async into pinned
+ * memory that an event wait makes valid: two launches' ids in flight. */
+static void test_pick_tokens(int n, int n_prev) /* n_prev <= n */
+{
+    int32_t *tok = malloc(n * 4), *src = malloc(n * 4), *prev = malloc(n_prev * 4), *got = malloc(n * 4);
+    for (int i = 0; i < n; i++) tok[i] = (int32_t)(urand() * 100000), src[i] = urand() < 0.5 ? (int)(urand() * n_prev) : -1;
+    for (int i = 0; i < n_prev; i++) prev[i] = 200000 + i;
+    int32_t *dt = dev_copy(tok, n * 4), *ds = dev_copy(src, n * 4), *dp = dev_copy(prev, n_prev * 4);
+    int32_t *pin[2] = {cu_host_alloc(cu, n * 4), cu_host_alloc(cu, n * 4)};
+    void *ev[2] = {cu_event_new(cu), cu_event_new(cu)};
+    cu_pick_tokens(cu, dt, ds, dp, n);
+    cu_download_async(cu, pin[0], dt, n * 4);
+    cu_event_record(cu, ev[0]);
+    /* a second launch in flight: the picked tokens picked again from themselves */
+    cu_pick_tokens(cu, dp, ds, dt, n < n_prev ? n : n_prev);
+    cu_download_async(cu, pin[1], dp, n_prev * 4 < n * 4 ? n_prev * 4 : n * 4);
+    cu_event_record(cu, ev[1]);
+    int w0 = cu_event_wait(cu, ev[0]);
+    memcpy(got, pin[0], n * 4);
+    int w1 = cu_event_wait(cu, ev[1]);
+    int bad = 0, bad2 = 0;
+    for (int i = 0; i < n; i++) bad += got[i] != (src[i] >= 0 ? prev[src[i]] : tok[i]);
+    for (int i = 0; i < n && i < n_prev; i++) bad2 += pin[1][i] != (src[i] >= 0 ? got[src[i]] : prev[i]);
+    const char *e = w0 || w1 || cu_sync(cu) ? cu_error(cu) : NULL;
+    if (bad || bad2 || e) failures++;
+    printf("%-4s pick_tokens n=%d prev=%d + download_async/events: %d, %d rows differ%s\n",
+           bad || bad2 || e ? "FAIL" : "ok", n, n_prev, bad, bad2, e ? e : "");
+    cu_event_free(cu, ev[0]), cu_event_free(cu, ev[1]);
+    cu_host_free(cu, pin[0]), cu_host_free(cu, pin[1]);
+    cu_free(cu, dt), cu_free(cu, ds), cu_free(cu, dp);
+    free(tok), free(src), free(prev), free(got);
+}
+
 /* ---- sampling (kernels/cuda/cuda_sample.cu) vs the reference device backend --------
  *
  * The same rows and parameters through cu_sample and devref's sample op.
@@ -1214,6 +1249,8 @@ int main(int argc, char **argv)
     test_padding_rows();
     test_fp8();
     test_argmax(4, 128256);
+    test_pick_tokens(256, 200);
+    test_pick_tokens(1000, 64);
     test_sample(64, 128256, 128256);
     test_sample(200, 3000, 3008);      /* a padded row: ids past n are never picked */
     printf("test_cuda_ops: %d failure(s)\n", failures);

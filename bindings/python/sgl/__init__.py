@@ -109,6 +109,7 @@ class _Options(ctypes.Structure):
         ("chat_template", ctypes.c_char_p),
         ("uv_loop", ctypes.c_void_p),
         ("lazy", ctypes.c_int),
+        ("disable_overlap", ctypes.c_int),
     ]
 
 
