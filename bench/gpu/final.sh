@@ -1,13 +1,15 @@
 #!/bin/bash
-# bench/gpu/final.sh — issue 11's correctness and every figure in one device call of at most
-# ~590 s (bench/gpu/pack.sh packs it; `bash .dev/gpu/final.sh` with carry [".dev/gpu"]):
-#   1. tests/gpu/run.sh (every op vs the CPU reference, per-arch engine checks and transformers,
-#      GGUF incl. k-quants, constrained generation on both devices);
-#   2. on the Llama-3-8B shape: the roofline and GEMM peak, engine_gpu bench (batch-1 256/256,
-#      prefill 256/4096, decode rows, offline 64 x 256/256; overlap scheduler on, the default),
-#      SGLang's offline workload (500 prompts; its time limit is what is left after the peers'
-#      share), the program workload (cache on/off), gpu_peer_fast.py and transformers generate
-#      (same call), then the engine bench with the overlap scheduler off if time is left.
+# bench/gpu/final.sh — issue 11's correctness and its figures in one device call of about
+# FINAL_S seconds (default 500; bench/gpu/pack.sh packs it; `bash .dev/gpu/final.sh` with carry
+# [".dev/gpu"]); a trimmed tests/gpu/run.sh + device.sh bench for when device time is short:
+#   1. test_cuda_ops; engine_gpu check on the 2-layer Llama-3-8B shape (CPU vs GPU greedy ids,
+#      alone vs batched, teacher-forced logits; the overlap scheduler on, the default);
+#      graphcheck and sample on a 2-layer 1B q8_0 GGUF; check on a q4_k GGUF; constrained
+#      generation on both devices;
+#   2. on the full Llama-3-8B shape: the roofline and GEMM peak, engine_gpu bench (batch-1
+#      256/256, prefill 256/4096, decode rows, offline 64 x 256/256), SGLang's offline workload
+#      (500 prompts; its limit is what is left after the peer's share), gpu_peer_fast.py (same
+#      call); then, with time left, the program workload and batch-1 with the overlap off.
 # summary.py prints the figures beside the goals. Logs under $OUT.
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -15,26 +17,33 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export LD_LIBRARY_PATH=$G/lib NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
 B=$G/bin
 . "$G/common.sh"
-END=${FINAL_S:-585}
+END=${FINAL_S:-500}
 t0=$(date +%s)
 el() { echo "[t=$(( $(date +%s) - t0 ))s] $*"; }
 left() { echo $(( END - ($(date +%s) - t0) - ${1:-0} )); }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.sm --format=csv,noheader | tee $OUT/gpu.txt
-el tests; timeout 240 bash $G/tests-run.sh $B > $OUT/tests.log 2>&1; echo "rc=$?"
-grep -E "^test_cuda_ops|FAIL|check\"|greedy|e2e|ok \{|passed|failed" $OUT/tests.log | cut -c1-220 | tail -30
+el ops; timeout 90 $B/test_cuda_ops > $OUT/ops.log 2>&1; echo "rc=$?"; grep -E "FAIL|fail" $OUT/ops.log | head -5; tail -1 $OUT/ops.log
+d=/tmp/m8b2; $B/sgl make-model --arch llama-3-8b --layers 2 --seed 11 --out $d >/dev/null
+el check-8b; timeout 40 $B/engine_gpu check $d > $OUT/check8b.log 2>&1; echo "rc=$?"; tail -3 $OUT/check8b.log | cut -c1-300
+rm -rf $d
+d1=/tmp/m1b; $B/sgl make-model --arch llama-3.2-1b --layers 2 --seed 11 --out $d1 --gguf q8_0 >/dev/null
+$B/sgl make-model --arch llama-3.2-1b --layers 2 --seed 11 --out $d1 --gguf q4_k >/dev/null
+el graphcheck; timeout 30 $B/engine_gpu graphcheck $d1/model-q8_0.gguf > $OUT/graph.log 2>&1; echo "rc=$?"; tail -2 $OUT/graph.log | cut -c1-300
+el sample; timeout 35 $B/engine_gpu sample $d1/model-q8_0.gguf > $OUT/sample.log 2>&1; echo "rc=$?"; grep -E "seeded|sample_check" $OUT/sample.log | cut -c1-300
+el gguf-q4_k; timeout 25 $B/engine_gpu check $d1/model-q4_k.gguf > $OUT/gguf-q4k.log 2>&1; echo "rc=$?"; tail -2 $OUT/gguf-q4k.log | cut -c1-300
+el constrained; for dev in cpu cuda; do timeout 15 $B/sgl run tests/gpu/constrained.sgl --json --model $d1 --device $dev > /tmp/c-$dev.json 2>&1; done
+python3 $G/check_constrained.py /tmp/c-cpu.json /tmp/c-cuda.json
 log=$OUT/bench.log; : > $log
 el peaks; $B/bench_gpu --peaks | tee -a $log
 d=/tmp/m8b; $B/sgl make-model --arch llama-3-8b --seed 1 --out $d > /dev/null
 el engine-bench; SGL_BENCH_PREFILL=4096 timeout 75 $B/engine_gpu bench $d 64 256 256 0 8192 | tee -a $log | cut -c1-250
 sglang_lens /tmp/lens.txt
-t=$(left 125)
+t=$(left 40)
 el "sglang-offline (limit ${t}s)"; SGL_BENCH_PROGRESS=20 timeout $t $B/engine_gpu lens $d /tmp/lens.txt 0 8192 | tee -a $log
-el program; program_bench $d 8 20 max_tokens=32 | tee -a $log
 el peer-fast; PEER_BS=64 timeout 35 python3 $G/gpu_peer_fast.py 2>&1 | tail -1 | tee -a $log
-el hf-peer; timeout 50 python3 $G/hf_generate_peer.py $d --in 256 --out 64 --batch 8 2>&1 | grep -v -i warn | tee -a $log
 python3 $G/summary.py $log | tee $OUT/summary.txt
 t=$(left 0)
-if [ "$t" -gt 20 ]; then
-    el "overlap off (limit ${t}s)"; SGL_OVERLAP=0 timeout $t $B/engine_gpu bench $d 64 256 256 0 8192 | tee $OUT/bench-overlap-off.log | cut -c1-250
-fi
+[ "$t" -gt 45 ] && { el program; program_bench $d 8 20 max_tokens=32 | tee -a $log; }
+t=$(left 0)
+[ "$t" -gt 30 ] && { el "overlap off (limit ${t}s)"; SGL_OVERLAP=0 timeout $t $B/engine_gpu bench $d 1 256 256 0 8192 | tee $OUT/bench-overlap-off.log | cut -c1-250; }
 el done
