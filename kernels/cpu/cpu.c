@@ -293,10 +293,17 @@ static uint64_t fingerprint(const void *data, size_t bytes)
 {
     const uint8_t *p = data;
     uint64_t h = 1469598103934665603ull;
-    size_t span = bytes < 64 ? bytes : 64;
-    for (int s = 0; s < 16; s++) {
-        size_t at = bytes > span ? (bytes - span) / 15 * (size_t)s : 0;
-        for (size_t i = 0; i < span; i++) h = (h ^ p[at + i]) * 1099511628211ull;
+    if (bytes < 64) {
+        for (size_t i = 0; i < bytes; i++) h = (h ^ p[i]) * 1099511628211ull;
+        return h;
+    }
+    for (int s = 0; s < 16; s++) { /* 8 bytes at a time */
+        const uint8_t *q = p + (bytes - 64) / 15 * (size_t)s;
+        for (int i = 0; i < 8; i++) {
+            uint64_t v;
+            memcpy(&v, q + 8 * i, 8);
+            h = (h ^ v) * 1099511628211ull;
+        }
     }
     return h;
 }
