@@ -17,7 +17,8 @@
 #   make clean
 #
 # Sources are found by wildcard: a new .c in a room's folder is built and
-# linked without touching this file. Files named *_avx2.c get AVX2/FMA flags
+# linked without touching this file. Files named *_avx2.c get AVX2/FMA flags,
+# *_avx512.c AVX-512 F/BW/VL/VNNI ones
 # (callers must check the CPU at run time). Generated sources go to $(BUILD)/gen.
 
 BUILD   ?= build
@@ -97,6 +98,10 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 $(BUILD)/obj/%_avx2.o: %_avx2.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx2 -mfma -mf16c -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c | $(GEN_SRCS)
 	@mkdir -p $(dir $@)

@@ -215,7 +215,8 @@ typedef struct {
     int chunk_size;             /* prefill chunk in tokens; 0: default */
     double itl_target_ms;       /* while sequences decode, the step time that the prompt
                                    tokens joining them are capped to (decode first);
-                                   0: default (200), < 0: no cap but chunk_size */
+                                   0: default (25 on the CPU, 200 on a GPU),
+                                   < 0: no cap but chunk_size */
     int max_running;            /* sequences decoded at once; 0: default */
     int prefix_cache;           /* 1 (default): the radix cache reuses shared prefixes */
     int blas_prefill;           /* 1: BLAS GEMM prefill (faster, not batch-invariant) */

@@ -22,6 +22,9 @@
  *     y[t][r] = sum_i x[t][i] * W[r][i], the layout of ggml and of
  *     PyTorch's nn.Linear weights (out, in).
  *   - Pointers are in the backend's memory space (host memory for the CPU).
+ *   - A matmul weight's data does not change while the backend may use it:
+ *     a backend may keep derived copies keyed by its address (the CPU
+ *     backend's repacked tiles, kernels/cpu/cpu.c).
  *   - Arguments are checked once, at model load, not per op. The one
  *     failure an op can meet is running out of scratch memory: it then
  *     skips its work and the failure is reported by the `error` op, which

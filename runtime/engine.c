@@ -54,7 +54,7 @@ void eng_options_default(EngOptions *o)
 {
     memset(o, 0, sizeof *o);
     o->chunk_size = 512;
-    o->itl_target_ms = ENG_DEFAULT_ITL_TARGET_MS;
+    o->itl_target_ms = ENG_ITL_TARGET_AUTO; /* eng_new: by backend */
     o->max_running = 0;     /* eng_new: ENG_MAX_RUNNING_HOST or _DEVICE */
     o->prefix_cache = 1;
     o->decode_reserve = 32;
@@ -847,8 +847,8 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
         if (err) snprintf(err, errcap, "engine: chunk_size must be positive, max_running, n_slots and decode_reserve not negative");
         return NULL;
     }
-    if (!(o->itl_target_ms >= 0)) {
-        if (err) snprintf(err, errcap, "engine: itl_target_ms must be 0 (off) or positive");
+    if (!(o->itl_target_ms >= 0) && o->itl_target_ms != ENG_ITL_TARGET_AUTO) {
+        if (err) snprintf(err, errcap, "engine: itl_target_ms must be 0 (off), positive or ENG_ITL_TARGET_AUTO");
         return NULL;
     }
     Engine *e = calloc(1, sizeof *e);
@@ -860,7 +860,9 @@ Engine *eng_new(Model *model, Tokenizer *tok, const EngOptions *o, char *err, si
     e->tok = tok;
     e->opt = *o;
     if (!e->opt.max_running) e->opt.max_running = model_on_device(model) ? ENG_MAX_RUNNING_DEVICE : ENG_MAX_RUNNING_HOST;
-    sched_pace_init(&e->pace, o->itl_target_ms);
+    if (e->opt.itl_target_ms == ENG_ITL_TARGET_AUTO)
+        e->opt.itl_target_ms = model_on_device(model) ? ENG_DEFAULT_ITL_TARGET_MS : ENG_DEFAULT_ITL_TARGET_MS_HOST;
+    sched_pace_init(&e->pace, e->opt.itl_target_ms);
     if (e->opt.mask_overlap < 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         e->opt.mask_overlap = model_on_device(model) || (o->n_threads > 0 && o->n_threads < cores);

@@ -119,7 +119,15 @@ const char *eng_finish_name(EngFinish f);
 
 typedef struct Engine Engine;
 
+/* The itl_target_ms default, by backend: on the CPU, where a step's cost
+ * grows with its rows, 25 ms keeps the decoders' inter-token gaps under
+ * llama-server's at concurrency 8 and 32 with the throughput lead intact
+ * (bench/serving/README.md, figures after the AVX-512 kernel); on a device,
+ * 200 (a step there is short either way). ENG_ITL_TARGET_AUTO (what
+ * eng_options_default sets) picks by the model's backend in eng_new. */
 #define ENG_DEFAULT_ITL_TARGET_MS 200.0
+#define ENG_DEFAULT_ITL_TARGET_MS_HOST 25.0
+#define ENG_ITL_TARGET_AUTO (-1.0)
 /* The default max_running: on the CPU, where a step's cost grows with its
  * rows and 64 already saturates the cores; on a device, the largest decode
  * graph (MODEL_GRAPH_MAX_ROWS), as SGLang's cuda-graph-max-bs. */
@@ -136,8 +144,9 @@ typedef struct {
     /* While sequences decode, a step's prompt tokens are capped so that
      * the step (and so the decoders' inter-token latency) is expected to
      * take about this long; decode steps alone may take longer. 0: no cap
-     * but chunk_size (prompts then delay decodes by a whole chunk). Default
-     * ENG_DEFAULT_ITL_TARGET_MS. */
+     * but chunk_size (prompts then delay decodes by a whole chunk).
+     * ENG_ITL_TARGET_AUTO (the default): ENG_DEFAULT_ITL_TARGET_MS_HOST on
+     * a host backend, ENG_DEFAULT_ITL_TARGET_MS on a device. */
     double itl_target_ms;
     int max_running;         /* sequences in one batch at most; 0 (default):
                                 ENG_MAX_RUNNING_HOST, or _DEVICE on a device

@@ -7,7 +7,8 @@
  *     chunk of weight rows and computes quantized dots against every row of
  *     x (four at a time) while the weight row is hot in L1, so each weight
  *     row is read once per batch.
- *   - many rows (prefill): each worker dequantizes a tile of weight rows to
+ *   - many rows (prefill), where the weights have no packed AVX-512 kernel
+ *     (below): each worker dequantizes a tile of weight rows to
  *     f32 and runs OpenBLAS sgemm for that tile (OpenBLAS is kept to one
  *     thread; the pool provides the parallelism). x goes through the same
  *     8-bit activation format first (quantized, then expanded back to f32),
@@ -30,6 +31,14 @@
  *
  * SIMD: AVX2/FMA/F16C kernels from quant_avx2.c when the CPU has them
  * (checked once in cpu_backend_new), scalar ones from quant.c otherwise.
+ *
+ * AVX-512 VNNI (quant_avx512.c): Q4_0/Q4_1/Q8_0 weights are repacked on
+ * their first matmul into tiles of 16 interleaved rows, kept for the
+ * backend's life in `packs` (keyed by the data pointer, dtype and shape,
+ * checked against a fingerprint of sampled bytes: kernels/backend.h says
+ * weight data does not change while a backend uses it), and the dot path
+ * runs 16 weight rows x 8 activation rows per kernel call. Tasks are then
+ * whole tiles: every part's virtual rows start at a multiple of 16.
  */
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/simd.h"
@@ -44,6 +53,16 @@
 #define TILE_ROWS 64            /* weight rows dequantized per sgemm call */
 #define ATTN_BLOCK 16           /* new tokens per attention task */
 #define ATTN_GEMM_MIN 4         /* new tokens in a task from which attention uses sgemm */
+#define VNNI_TILE 16            /* weight rows per packed tile (quant_avx512.c) */
+
+/* One repacked weight matrix (cpu_vnni_pack), owned by the backend. */
+typedef struct {
+    const void *data;           /* the KTensor's data it was made from */
+    KDtype dtype;
+    int64_t k, rows;
+    uint64_t print;             /* fingerprint of sampled bytes of data */
+    void *packed;               /* aligned_alloc'ed, cpu_vnni_packed_bytes */
+} Pack;
 
 typedef struct {
     float *buf;                 /* dequantized weight tile / attention scores */
@@ -56,6 +75,9 @@ typedef struct {
     int n_threads;
     int simd;
     int blas;
+    int vnni;                   /* AVX-512 VNNI kernels over packed weights */
+    Pack *packs;
+    int n_packs, packs_cap;
     ThreadScratch *ts;
     uint8_t *xq;                /* quantized activations */
     size_t xq_cap;
@@ -79,6 +101,17 @@ int cpu_has_avx2(void)
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+int cpu_has_avx512vnni(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 #else
     return 0;
 #endif
@@ -145,6 +178,7 @@ typedef struct {
     cpu_dotx_fn dotx;           /* 1-4 tokens with xsc (same results), or NULL */
     float *xsc;                 /* per row of x: (d, s) of each 32-value block, or NULL */
     size_t xscn;                /* floats per row of xsc */
+    const void *packed;         /* w repacked for cpu_vnni_matmul, or NULL */
 } MatPart;
 
 typedef struct {
@@ -157,6 +191,8 @@ typedef struct {
     int64_t total_rows;
     int chunk;                  /* rows per task */
     const MatPart *cur;         /* quant_task / round_task / gemm_task: the part being done */
+    const Pack *pack;           /* pack_task: the matrix being packed */
+    const void *pack_src;
 } MatJob;
 
 static void quant_task(void *arg, int task, int thread)
@@ -174,7 +210,14 @@ static void quant_task(void *arg, int task, int thread)
         uint16_t h[2];
         memcpy(h, q + b * bb, sizeof h);
         sc[2 * b] = cpu_f16_to_f32(h[0]);
-        sc[2 * b + 1] = p->qt == K_DTYPE_Q8_1 ? cpu_f16_to_f32(h[1]) : 0.0f;
+        if (p->qt == K_DTYPE_Q8_1) {
+            sc[2 * b + 1] = cpu_f16_to_f32(h[1]);
+        } else { /* Q8_0: the sum of the quants (cpu_vnni_matmul's correction) */
+            const int8_t *qs = (const int8_t *)(q + b * bb + 2);
+            int sum = 0;
+            for (int i = 0; i < 32; i++) sum += qs[i];
+            sc[2 * b + 1] = (float)sum;
+        }
     }
 }
 
@@ -191,6 +234,11 @@ static void round_task(void *arg, int task, int thread)
 static void dot_rows(const MatJob *j, const MatPart *p, int64_t r0, int64_t r1)
 {
     const uint8_t *w = (const uint8_t *)p->w->data;
+    if (p->packed && p->xsc) { /* r0 is a multiple of VNNI_TILE */
+        cpu_vnni_matmul(p->w->dtype, j->k, p->packed, r0 / VNNI_TILE, (r1 + VNNI_TILE - 1) / VNNI_TILE, p->rows, j->n,
+                        p->xq, p->xrb, p->xsc, p->xscn, p->bias, p->y);
+        return;
+    }
     if (p->dotx && p->xsc) {
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *wr = w + r * p->wrb;
@@ -234,6 +282,76 @@ static void dot_task(void *arg, int task, int thread)
         int64_t a = v0 > p->row0 ? v0 : p->row0, b = v1 < p->row0 + p->rows ? v1 : p->row0 + p->rows;
         if (a < b) dot_rows(j, p, a - p->row0, b - p->row0);
     }
+}
+
+/* ---- packed weights (AVX-512 VNNI) ------------------------------------------ */
+
+/* FNV-1a over 16 samples of 64 bytes spread over the matrix: cheap enough for
+ * every matmul, and a freed matrix whose address is reused for new data (as
+ * tests do) differs in it. */
+static uint64_t fingerprint(const void *data, size_t bytes)
+{
+    const uint8_t *p = data;
+    uint64_t h = 1469598103934665603ull;
+    if (bytes < 64) {
+        for (size_t i = 0; i < bytes; i++) h = (h ^ p[i]) * 1099511628211ull;
+        return h;
+    }
+    for (int s = 0; s < 16; s++) { /* 8 bytes at a time */
+        const uint8_t *q = p + (bytes - 64) / 15 * (size_t)s;
+        for (int i = 0; i < 8; i++) {
+            uint64_t v;
+            memcpy(&v, q + 8 * i, 8);
+            h = (h ^ v) * 1099511628211ull;
+        }
+    }
+    return h;
+}
+
+static void pack_task(void *arg, int task, int thread)
+{
+    MatJob *j = arg;
+    const Pack *pk = j->pack;
+    int64_t tiles = (pk->rows + VNNI_TILE - 1) / VNNI_TILE, t0 = (int64_t)task * 16, t1 = t0 + 16;
+    if (t1 > tiles) t1 = tiles;
+    cpu_vnni_pack(pk->dtype, pk->k, pk->rows, j->pack_src, t0, t1, pk->packed);
+}
+
+/* w's packed copy, made on first use; NULL when w has no packed kernel or
+ * memory ran out (the caller then takes the AVX2 path: same function,
+ * other summation order). */
+static const void *packed_of(Cpu *c, MatJob *j, const KTensor *w)
+{
+    int64_t k = w->ne[0], rows = w->ne[1];
+    size_t bytes = cpu_vnni_packed_bytes(w->dtype, k, rows);
+    if (!bytes) return NULL;
+    uint64_t print = fingerprint(w->data, k_row_bytes(w->dtype, k) * (size_t)rows);
+    for (int i = 0; i < c->n_packs; i++) {
+        Pack *pk = &c->packs[i];
+        if (pk->data != w->data || pk->dtype != w->dtype || pk->k != k || pk->rows != rows) continue;
+        if (pk->print == print) return pk->packed;
+        /* the address holds other data now: pack again in place */
+        pk->print = print;
+        j->pack = pk;
+        j->pack_src = w->data;
+        cpu_pool_run(c->pool, (int)(((rows + VNNI_TILE - 1) / VNNI_TILE + 15) / 16), pack_task, j);
+        return pk->packed;
+    }
+    if (c->n_packs == c->packs_cap) {
+        int cap = c->packs_cap ? 2 * c->packs_cap : 64;
+        Pack *np = realloc(c->packs, (size_t)cap * sizeof *np);
+        if (!np) return NULL;
+        c->packs = np;
+        c->packs_cap = cap;
+    }
+    void *buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!buf) return NULL;
+    Pack *pk = &c->packs[c->n_packs++];
+    *pk = (Pack){.data = w->data, .dtype = w->dtype, .k = k, .rows = rows, .print = print, .packed = buf};
+    j->pack = pk;
+    j->pack_src = w->data;
+    cpu_pool_run(c->pool, (int)(((rows + VNNI_TILE - 1) / VNNI_TILE + 15) / 16), pack_task, j);
+    return buf;
 }
 
 static void gemm_task(void *arg, int task, int thread)
@@ -319,6 +437,9 @@ static int prepare_x(MatJob *j, int rounded)
     return 0;
 }
 
+static void matmul_parts(Cpu *c, int count, const KTensor *const *w, const float *const *bias, const float *x,
+                         int n, float *const *y, int use_blas);
+
 static void cpu_matmul_multi(void *ctx, int count, const KTensor *const *w, const float *const *bias,
                              const float *x, int n, float *const *y)
 {
@@ -328,6 +449,32 @@ static void cpu_matmul_multi(void *ctx, int count, const KTensor *const *w, cons
         if (!c->error) c->error = "cpu backend: matmul_multi given more than K_MATMUL_MAX_PARTS matrices";
         return;
     }
+    /* The packed kernel beats sgemm at every batch size (bench/engine/
+     * matmul_bench): with sgemm on, packable matrices still take it, the
+     * others sgemm, each part as it would alone. */
+    int use_blas = c->blas && n >= BLAS_MIN_ROWS, np = 0;
+    const KTensor *pw[K_MATMUL_MAX_PARTS], *ow[K_MATMUL_MAX_PARTS];
+    const float *pb[K_MATMUL_MAX_PARTS], *ob[K_MATMUL_MAX_PARTS];
+    float *py[K_MATMUL_MAX_PARTS], *oy[K_MATMUL_MAX_PARTS];
+    if (use_blas && c->vnni && w[0]->ne[0] % 32 == 0) {
+        int no = 0;
+        for (int i = 0; i < count; i++) {
+            int p = cpu_vnni_packed_bytes(w[i]->dtype, w[i]->ne[0], w[i]->ne[1]) > 0;
+            (p ? pw : ow)[p ? np : no] = w[i];
+            (p ? pb : ob)[p ? np : no] = bias ? bias[i] : NULL;
+            (p ? py : oy)[p ? np++ : no++] = y[i];
+        }
+        if (np) matmul_parts(c, np, pw, pb, x, n, py, 0);
+        if (no) matmul_parts(c, no, ow, ob, x, n, oy, 1);
+        return;
+    }
+    matmul_parts(c, count, w, bias, x, n, y, use_blas);
+}
+
+/* count parts, through sgemm when use_blas */
+static void matmul_parts(Cpu *c, int count, const KTensor *const *w, const float *const *bias, const float *x,
+                         int n, float *const *y, int use_blas)
+{
     MatJob j = {.c = c, .x = x, .n = n, .k = w[0]->ne[0], .n_parts = count};
     int64_t row0 = 0;
     for (int i = 0; i < count; i++) {
@@ -338,10 +485,11 @@ static void cpu_matmul_multi(void *ctx, int count, const KTensor *const *w, cons
         p->dot4 = c->simd ? cpu_avx2_dot4(p->w->dtype) : NULL;
         p->dotx = c->simd ? cpu_avx2_dotx(p->w->dtype) : NULL;
         if (!p->dot) p->dot = cpu_dot_scalar(p->w->dtype);
-        row0 += p->rows;
+        /* packed parts cover whole tiles: every part starts at a multiple of 16 */
+        row0 += (p->rows + VNNI_TILE - 1) / VNNI_TILE * VNNI_TILE;
     }
     j.total_rows = row0;
-    if (c->blas && n >= BLAS_MIN_ROWS) {
+    if (use_blas) {
         if (prepare_x(&j, 1)) return;
         for (int i = 0; i < count; i++) {
             MatPart *p = &j.p[i];
@@ -355,9 +503,18 @@ static void cpu_matmul_multi(void *ctx, int count, const KTensor *const *w, cons
         return;
     }
     if (prepare_x(&j, 0)) return;
-    /* ~4 tasks per thread for balance, at least 4 rows each */
+    int any_packed = 0;
+    if (c->vnni && j.k % 32 == 0)
+        for (int i = 0; i < count; i++) {
+            MatPart *p = &j.p[i];
+            if (p->xsc) p->packed = packed_of(c, &j, p->w);
+            any_packed |= p->packed != NULL;
+        }
+    /* ~4 tasks per thread for balance, at least 4 rows each (whole tiles
+     * where a part is packed) */
     int chunk = (int)((j.total_rows + 4 * c->n_threads - 1) / (4 * c->n_threads));
     if (chunk < 4) chunk = 4;
+    if (any_packed) chunk = (chunk + VNNI_TILE - 1) / VNNI_TILE * VNNI_TILE;
     j.chunk = chunk;
     cpu_pool_run(c->pool, (int)((j.total_rows + chunk - 1) / chunk), dot_task, &j);
 }
@@ -885,6 +1042,8 @@ static void cpu_destroy(void *ctx)
     free(c->part_base);
     free(c->n_parts);
     free(c->partials);
+    for (int i = 0; i < c->n_packs; i++) free(c->packs[i].packed);
+    free(c->packs);
     free(c);
 }
 
@@ -900,9 +1059,10 @@ KBackend *cpu_backend_new(int n_threads, unsigned flags, char *err, size_t errca
     if (!c->ts) goto oom;
     c->simd = !(flags & CPU_NO_SIMD) && cpu_has_avx2();
     c->blas = !(flags & CPU_NO_BLAS);
+    c->vnni = c->simd && !(flags & CPU_NO_VNNI) && cpu_has_avx512vnni();
     /* one BLAS thread per call: our pool already runs one tile per core */
     openblas_set_num_threads(1);
-    c->be.name = c->simd ? "cpu-avx2" : "cpu-scalar";
+    c->be.name = c->vnni ? "cpu-avx512" : c->simd ? "cpu-avx2" : "cpu-scalar";
     c->be.ctx = c;
 #define X(op, ret, params) c->be.op = cpu_##op;
     K_OPS(X)

@@ -7,6 +7,8 @@
  * Files:
  *   quant.c        scalar fp16/bf16, dequantize/quantize rows, scalar dots
  *   quant_avx2.c   AVX2/FMA/F16C dots and vector helpers (chosen at run time)
+ *   quant_avx512.c AVX-512 VNNI matmul: 16 repacked weight rows x up to 8
+ *                  activation rows per call (Q4_0, Q4_1, Q8_0)
  *   attn_avx2.c    AVX2 kernel of one attention part over f16 K/V (decode)
  *   pool.c         worker pool (pthreads), parallel-for over task indices,
  *                  core count (kernels/cpu/pool.h: it needs nothing above)
@@ -33,6 +35,7 @@
 enum {
     CPU_NO_SIMD = 1 << 0,       /* use the portable scalar dots even with AVX2 */
     CPU_NO_BLAS = 1 << 1,       /* never use sgemm (quantized dots for every batch) */
+    CPU_NO_VNNI = 1 << 2,       /* no AVX-512 VNNI kernels over repacked weights */
 };
 
 /* n_threads <= 0: one per online core. */
@@ -43,6 +46,8 @@ KBackend *cpu_devref_backend_new(char *err, size_t errcap);
 
 /* 1 when this CPU runs the *_avx2.c kernels (AVX2 + FMA + F16C). */
 int cpu_has_avx2(void);
+/* 1 when it also runs the *_avx512.c ones (AVX-512 F/BW/VL/VNNI). */
+int cpu_has_avx512vnni(void);
 
 /* ---- numbers and rows -------------------------------------------------- */
 

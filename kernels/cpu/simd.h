@@ -6,6 +6,7 @@
 #ifndef SGL_KERNELS_CPU_SIMD_H
 #define SGL_KERNELS_CPU_SIMD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/cpu/cpu.h"
@@ -28,6 +29,24 @@ cpu_dot4_fn cpu_avx2_dot4(KDtype w);
 typedef void (*cpu_dotx_fn)(int T, int64_t n, const void *w, const uint8_t *const *xs, const float *const *sc,
                             float *out);
 cpu_dotx_fn cpu_avx2_dotx(KDtype w);
+
+/* ---- quant_avx512.c: AVX-512 VNNI matmul over repacked weights ---------
+ * Only after cpu_has_avx512vnni() said yes. Q4_0, Q4_1 and Q8_0 with k a
+ * multiple of 32; the layout and the order of float operations are in the
+ * file's header. */
+
+/* Bytes of w (dtype t, rows of k) in the packed layout; 0 when t has none. */
+size_t cpu_vnni_packed_bytes(KDtype t, int64_t k, int64_t rows);
+/* Packs tiles [tile0, tile1) (16 rows each) of w into dst (64-byte aligned,
+ * cpu_vnni_packed_bytes big): tiles are independent, so workers may pack
+ * disjoint ranges at once. */
+void cpu_vnni_pack(KDtype t, int64_t k, int64_t rows, const void *w, int64_t tile0, int64_t tile1, void *dst);
+/* y[i][r] = x_i . w_r (+ bias[r]) for the rows r of tiles [tile0, tile1)
+ * and the n activation rows xq + i*xrb in cpu_dot_type(t), with their
+ * scale table xsc + i*xscn: (d, s) per block, s the sum of the quants for
+ * Q8_0. y rows are `rows` apart. */
+void cpu_vnni_matmul(KDtype t, int64_t k, const void *packed, int64_t tile0, int64_t tile1, int64_t rows, int n,
+                     const uint8_t *xq, size_t xrb, const float *xsc, size_t xscn, const float *bias, float *y);
 
 /* Activation quantization (same results as cpu_quant_row up to rounding
  * ties); returns -1 for a type it does not handle. */

@@ -418,8 +418,10 @@ static const Variant variants[] = {
     {"no-blas", CPU_NO_BLAS},
     {"scalar", CPU_NO_SIMD},
     {"scalar-no-blas", CPU_NO_SIMD | CPU_NO_BLAS},
+    {"avx2", CPU_NO_VNNI},
+    {"avx2-no-blas", CPU_NO_VNNI | CPU_NO_BLAS},
 };
-#define N_VARIANTS 4
+#define N_VARIANTS 6
 
 static KBackend *ref_be, *fast_be[N_VARIANTS];
 
@@ -496,6 +498,105 @@ Test(ops, matmul_every_dtype_and_batch_size)
         free((void *)w.data);
         free(bias);
     }
+}
+
+/* The AVX-512 VNNI path (packed 16-row tiles): every (weight row, token)
+ * within float rounding of the scalar dot on the same quantized
+ * activations (the integer sums are exact, only the summation order of the
+ * per-block scaled sums differs), and bit-identical whatever else is in
+ * the batch: each token alone, in any batch size, with rows that do not
+ * fill the last tile. */
+Test(ops, vnni_matmul_matches_scalar_dots_and_is_batch_invariant)
+{
+    if (!cpu_has_avx512vnni()) {
+        cr_log_info("no AVX-512 VNNI on this CPU: skipped");
+        return;
+    }
+    char err[256];
+    KBackend *b = cpu_backend_new(2, CPU_NO_BLAS, err, sizeof err);
+    cr_assert(b, "%s", err);
+    KBackend *bb = cpu_backend_new(2, 0, err, sizeof err); /* blas on: packed weights still skip sgemm */
+    cr_assert(bb, "%s", err);
+    cr_assert_str_eq(b->name, "cpu-avx512");
+    KDtype ts[3] = {K_DTYPE_Q4_0, K_DTYPE_Q4_1, K_DTYPE_Q8_0};
+    int64_t k = 320, rows = 40; /* 10 blocks (odd tail of pairs), 2.5 tiles */
+    enum { N = 21 };            /* 2 full groups of 8 and a tail of 5 */
+    for (int ti = 0; ti < 3; ti++) {
+        KDtype t = ts[ti];
+        KTensor w = {.dtype = t, .ne = {k, rows, 1, 1}, .data = random_rows(t, k, rows)};
+        float *bias = random_floats((size_t)rows, 0.1f);
+        float *x = random_floats((size_t)N * k, 1.0f);
+        float *all = malloc((size_t)N * rows * 4), *one = malloc((size_t)rows * 4), *blas = malloc((size_t)N * rows * 4);
+        b->matmul(b->ctx, &w, bias, x, N, all);
+        cr_assert_null(b->error(b->ctx));
+        bb->matmul(bb->ctx, &w, bias, x, N, blas);
+        cr_assert(memcmp(all, blas, (size_t)N * rows * 4) == 0, "%s: the blas backend took another path", k_dtype_name(t));
+        KDtype qt = cpu_dot_type(t);
+        uint8_t *xq = malloc(k_row_bytes(qt, k));
+        cpu_dot_fn dot = cpu_dot_scalar(t);
+        size_t rb = k_row_bytes(t, k);
+        for (int i = 0; i < N; i++) {
+            cpu_quant_row(qt, x + (size_t)i * k, xq, k);
+            double mag = 1e-6;
+            for (int64_t r = 0; r < rows; r++) {
+                double v = fabs(dot(k, (const uint8_t *)w.data + r * rb, xq) + bias[r]);
+                if (v > mag) mag = v;
+            }
+            for (int64_t r = 0; r < rows; r++) {
+                float want = dot(k, (const uint8_t *)w.data + r * rb, xq) + bias[r];
+                cr_assert(fabs(all[(size_t)i * rows + r] - want) <= 1e-5 * mag, "%s token %d row %ld: %g vs %g",
+                          k_dtype_name(t), i, (long)r, all[(size_t)i * rows + r], want);
+            }
+            b->matmul(b->ctx, &w, bias, x + (size_t)i * k, 1, one);
+            cr_assert(memcmp(one, all + (size_t)i * rows, (size_t)rows * 4) == 0, "%s token %d alone", k_dtype_name(t), i);
+        }
+        for (int n = 2; n <= 9; n++) {
+            b->matmul(b->ctx, &w, bias, x + (size_t)(N - n) * k, n, blas);
+            cr_assert(memcmp(blas, all + (size_t)(N - n) * rows, (size_t)n * rows * 4) == 0, "%s batch of %d",
+                      k_dtype_name(t), n);
+        }
+        free(xq);
+        free(x);
+        free(all);
+        free(one);
+        free(blas);
+        free(bias);
+        free((void *)w.data);
+    }
+    b->destroy(b->ctx);
+    bb->destroy(bb->ctx);
+}
+
+/* Packed copies are keyed by address: new data at the same address (a freed
+ * matrix's memory reused, as in these tests) is seen and packed again. */
+Test(ops, vnni_repacks_new_data_at_the_same_address)
+{
+    if (!cpu_has_avx512vnni()) {
+        cr_log_info("no AVX-512 VNNI on this CPU: skipped");
+        return;
+    }
+    char err[256];
+    KBackend *b = cpu_backend_new(2, CPU_NO_BLAS, err, sizeof err), *fresh;
+    cr_assert(b, "%s", err);
+    int64_t k = 256, rows = 48;
+    uint8_t *data = random_rows(K_DTYPE_Q4_1, k, rows);
+    KTensor w = {.dtype = K_DTYPE_Q4_1, .ne = {k, rows, 1, 1}, .data = data};
+    float *x = random_floats((size_t)3 * k, 1.0f), *y0 = malloc((size_t)3 * rows * 4), *y1 = malloc((size_t)3 * rows * 4);
+    b->matmul(b->ctx, &w, NULL, x, 3, y0);
+    uint8_t *other = random_rows(K_DTYPE_Q4_1, k, rows);
+    memcpy(data, other, k_row_bytes(K_DTYPE_Q4_1, k) * (size_t)rows);
+    b->matmul(b->ctx, &w, NULL, x, 3, y0);
+    fresh = cpu_backend_new(2, CPU_NO_BLAS, err, sizeof err);
+    cr_assert(fresh, "%s", err);
+    fresh->matmul(fresh->ctx, &w, NULL, x, 3, y1);
+    cr_assert(memcmp(y0, y1, (size_t)3 * rows * 4) == 0);
+    b->destroy(b->ctx);
+    fresh->destroy(fresh->ctx);
+    free(data);
+    free(other);
+    free(x);
+    free(y0);
+    free(y1);
 }
 
 Test(ops, matmul_multi_mixed_dtypes_equals_separate_matmuls)
