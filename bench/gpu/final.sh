@@ -4,12 +4,12 @@
 # [".dev/gpu"]); a trimmed tests/gpu/run.sh + device.sh bench for when device time is short:
 #   1. test_cuda_ops; engine_gpu check on the 2-layer Llama-3-8B shape (CPU vs GPU greedy ids,
 #      alone vs batched, teacher-forced logits; the overlap scheduler on, the default);
-#      graphcheck and sample on a 2-layer 1B q8_0 GGUF; check on a q4_k GGUF; constrained
-#      generation on both devices;
+#      graphcheck and sample on a 2-layer 1B q8_0 GGUF (a q4_k GGUF too with KQUANT=1);
+#      constrained generation on both devices;
 #   2. on the full Llama-3-8B shape: the roofline and GEMM peak, engine_gpu bench (batch-1
-#      256/256, prefill 256/4096, decode rows, offline 64 x 256/256), SGLang's offline workload
-#      (500 prompts; its limit is what is left after the peer's share), gpu_peer_fast.py (same
-#      call); then, with time left, the program workload and batch-1 with the overlap off.
+#      256/256, prefill 256/4096, decode rows, offline 64 x 256/256), gpu_peer_fast.py (same
+#      call), SGLang's offline workload (500 prompts) when 150 s are left; then, with time
+#      left, the program workload and batch-1 with the overlap scheduler off.
 # summary.py prints the figures beside the goals. Logs under $OUT.
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -22,25 +22,25 @@ t0=$(date +%s)
 el() { echo "[t=$(( $(date +%s) - t0 ))s] $*"; }
 left() { echo $(( END - ($(date +%s) - t0) - ${1:-0} )); }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.sm --format=csv,noheader | tee $OUT/gpu.txt
-el ops; timeout 90 $B/test_cuda_ops > $OUT/ops.log 2>&1; echo "rc=$?"; grep -E "FAIL|fail" $OUT/ops.log | head -5; tail -1 $OUT/ops.log
+el ops; timeout 75 $B/test_cuda_ops > $OUT/ops.log 2>&1; echo "rc=$?"; grep -E "FAIL|fail" $OUT/ops.log | head -5; tail -1 $OUT/ops.log
 d=/tmp/m8b2; $B/sgl make-model --arch llama-3-8b --layers 2 --seed 11 --out $d >/dev/null
 el check-8b; timeout 40 $B/engine_gpu check $d > $OUT/check8b.log 2>&1; echo "rc=$?"; tail -3 $OUT/check8b.log | cut -c1-300
 rm -rf $d
 d1=/tmp/m1b; $B/sgl make-model --arch llama-3.2-1b --layers 2 --seed 11 --out $d1 --gguf q8_0 >/dev/null
-$B/sgl make-model --arch llama-3.2-1b --layers 2 --seed 11 --out $d1 --gguf q4_k >/dev/null
+[ -n "$KQUANT" ] && $B/sgl make-model --arch llama-3.2-1b --layers 2 --seed 11 --out $d1 --gguf q4_k >/dev/null
 el graphcheck; timeout 30 $B/engine_gpu graphcheck $d1/model-q8_0.gguf > $OUT/graph.log 2>&1; echo "rc=$?"; tail -2 $OUT/graph.log | cut -c1-300
 el sample; timeout 35 $B/engine_gpu sample $d1/model-q8_0.gguf > $OUT/sample.log 2>&1; echo "rc=$?"; grep -E "seeded|sample_check" $OUT/sample.log | cut -c1-300
-el gguf-q4_k; timeout 25 $B/engine_gpu check $d1/model-q4_k.gguf > $OUT/gguf-q4k.log 2>&1; echo "rc=$?"; tail -2 $OUT/gguf-q4k.log | cut -c1-300
+[ -n "$KQUANT" ] && { el gguf-q4_k; timeout 25 $B/engine_gpu check $d1/model-q4_k.gguf > $OUT/gguf-q4k.log 2>&1; echo "rc=$?"; tail -2 $OUT/gguf-q4k.log | cut -c1-300; }
 el constrained; for dev in cpu cuda; do timeout 15 $B/sgl run tests/gpu/constrained.sgl --json --model $d1 --device $dev > /tmp/c-$dev.json 2>&1; done
 python3 $G/check_constrained.py /tmp/c-cpu.json /tmp/c-cuda.json
 log=$OUT/bench.log; : > $log
 el peaks; $B/bench_gpu --peaks | tee -a $log
 d=/tmp/m8b; $B/sgl make-model --arch llama-3-8b --seed 1 --out $d > /dev/null
 el engine-bench; SGL_BENCH_PREFILL=4096 timeout 75 $B/engine_gpu bench $d 64 256 256 0 8192 | tee -a $log | cut -c1-250
-sglang_lens /tmp/lens.txt
-t=$(left 40)
-el "sglang-offline (limit ${t}s)"; SGL_BENCH_PROGRESS=20 timeout $t $B/engine_gpu lens $d /tmp/lens.txt 0 8192 | tee -a $log
 el peer-fast; PEER_BS=64 timeout 35 python3 $G/gpu_peer_fast.py 2>&1 | tail -1 | tee -a $log
+sglang_lens /tmp/lens.txt
+t=$(left 0)
+[ "$t" -gt 150 ] && { el "sglang-offline (limit ${t}s)"; SGL_BENCH_PROGRESS=20 timeout $t $B/engine_gpu lens $d /tmp/lens.txt 0 8192 | tee -a $log; }
 python3 $G/summary.py $log | tee $OUT/summary.txt
 t=$(left 0)
 [ "$t" -gt 45 ] && { el program; program_bench $d 8 20 max_tokens=32 | tee -a $log; }
