@@ -8,8 +8,8 @@
 #   env: BUILD (build), MODEL (models/SmolLM2-135M-Instruct.Q4_1.gguf),
 #        THREADS (2), CONCURRENCY (1,8,32), REQUESTS (8,32,64 per level),
 #        OUTPUT_TOKENS (32), WORKLOADS ("random shared"), PYTHON (build/venv/bin/python),
-#        SGL_ARGS (more `sgl serve` options; default --blas-prefill: OpenBLAS
-#        prefill, as a throughput server runs; SGL_ARGS= runs batch-invariant)
+#        SGL_ARGS (more `sgl serve` options; default none: the server's own
+#        defaults, batch-invariant; e.g. SGL_ARGS=--blas-prefill)
 #
 # llama-server (built into $BUILD/llama-server on first use by
 # build_llama_server.sh from the pinned llama-cpp-python sdist) runs with
@@ -43,7 +43,7 @@ cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/
 trap cleanup EXIT INT TERM
 
 "$BUILD/sgl" serve --model "$MODEL" --host 127.0.0.1 --port "$SGL_PORT" --threads "$THREADS" \
-    --max-running "$SLOTS" --quiet ${SGL_ARGS---blas-prefill} >"$OUT/sgl.log" 2>&1 &
+    --max-running "$SLOTS" --quiet ${SGL_ARGS-} >"$OUT/sgl.log" 2>&1 &
 pids="$pids $!"
 "$LLAMA" -m "$MODEL" --host 127.0.0.1 --port "$LLAMA_PORT" -t "$THREADS" -tb "$THREADS" \
     -np "$SLOTS" -c $((SLOTS * 2048)) --kv-unified --cache-prompt --cache-reuse 256 --cache-ram 4096 \
