@@ -466,6 +466,10 @@ static void d_download_async(void *ctx, void *dst, const void *src, size_t bytes
 {
     cu_download_async(((Cuda *)ctx)->cu, dst, src, bytes);
 }
+static void d_upload_async(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    cu_upload_async(((Cuda *)ctx)->cu, dst, src, bytes);
+}
 static void *d_event_new(void *ctx) { return cu_event_new(((Cuda *)ctx)->cu); }
 static void d_event_free(void *ctx, void *ev) { cu_event_free(((Cuda *)ctx)->cu, ev); }
 static void d_event_record(void *ctx, void *ev) { cu_event_record(((Cuda *)ctx)->cu, ev); }
