@@ -449,6 +449,7 @@ static void d_bind(void *ctx) { cu_set_device(((Cuda *)ctx)->device); }
 
 int cuda_backend_device(const KBackend *b) { return ((const Cuda *)b->ctx)->device; }
 void *cuda_backend_stream(const KBackend *b) { return cu_stream(((const Cuda *)b->ctx)->cu); }
+void *cuda_backend_cu(const KBackend *b) { return ((const Cuda *)b->ctx)->cu; }
 /* ---- graphs (decode steps) ---- */
 
 static int d_graph_begin(void *ctx) { return cu_graph_begin(((Cuda *)ctx)->cu) ? -1 : 0; }
