@@ -40,8 +40,8 @@
     "  --chunk-size N     prompt tokens prefilled per step at most (default 512)\n"  \
     "  --itl-target MS    decode first: while sequences decode, prompt tokens join\n" \
     "                     a step only as far as it is expected to take MS ms\n"     \
-    "                     (measured cost per row; at least 16 a step; default 200;\n" \
-    "                     0: no cap but --chunk-size)\n"                           \
+    "                     (measured cost per row; at least 16 a step; default 25\n" \
+    "                     on the CPU, 200 on a GPU; 0: no cap but --chunk-size)\n" \
     "  --kv-tokens N      KV cache size in tokens\n"                                 \
     "  --max-running N    sequences in one batch at most (default 64; on a GPU 256)\n" \
     "  --seed S           seed for requests that give none\n"                        \
@@ -49,8 +49,9 @@
     "  --disable-overlap-schedule  take each step's tokens before planning the\n"   \
     "                     next (default on a GPU: the next step runs while the\n"   \
     "                     host detokenizes this one; outputs are the same)\n"       \
-    "  --blas-prefill     OpenBLAS for prefill: faster, but outputs may then depend\n" \
-    "                     on batching and chunking (default: batch-invariant)\n"        \
+    "  --blas-prefill     OpenBLAS for prompt chunks (the weights the CPU's int8\n" \
+    "                     VNNI kernel does not take); outputs may then depend on\n"  \
+    "                     batching and chunking (default: batch-invariant)\n"        \
     "  --stats            print prompt/cached/generated tokens, hit rate, tok/s\n"      \
     "  --chat-template NAME  the template of role blocks (stdlib/chat/NAME.sgl:\n"   \
     "                     chatml, llama3, llama2, mistral, qwen); default: the\n"     \
