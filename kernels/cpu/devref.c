@@ -12,6 +12,9 @@
  *   fp8 e4m3 ── CUDA's rules (kernels/backend.h "fp8 e4m3"): quant_fp8's
  *   scales, matmuls of <= 8 rows on bf16 x, more rows on per-token e4m3 x,
  *   rope_kv_fp8 and attention over F8_E4M3 pools (k_f32_to_e4m3 rounding)
+ *   attention_rope ── the two ops one after the other (its meaning), set
+ *   when SGL_CUDA_FUSE_ROPE=1 as on CUDA, so model_dev.c's fused branch runs
+ *   here too
  */
 #include <math.h>
 #include <stdio.h>
@@ -319,6 +322,13 @@ static void d_attention(void *ctx, const KDevAttn *a)
     }
 }
 
+static void d_attention_rope(void *ctx, const KDevAttn *a, const KDevRope *r)
+{
+    rope_kv(r->qkv, a->n_rows, a->n_head, a->n_head_kv, a->head_dim, r->rot_dim, r->inv_freq, r->style, r->pos,
+            r->wslot, r->k_pool, r->v_pool, a->kv_fp8);
+    d_attention(ctx, a);
+}
+
 static void d_swiglu(void *ctx, const void *gup, int n, int ff, void *outp)
 {
     const bf *gu = gup;
@@ -579,6 +589,8 @@ KBackend *cpu_devref_backend_new(char *err, size_t errcap)
 #define X(op, ret, params) d->dev.op = d_##op;
     K_DEV_OPS(X)
 #undef X
+    const char *fr = getenv("SGL_CUDA_FUSE_ROPE");
+    d->dev.attention_rope = fr && !strcmp(fr, "1") ? d_attention_rope : NULL;
     d->be.dev = &d->dev;
     return &d->be;
 }
