@@ -99,16 +99,21 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
     constexpr int LPK = HD / 8, KPL = 32 / LPK, U = G <= 4 ? 4 : 2, TILE = KPL * U;
     __shared__ float sm_m[DEC_WARPS][G], sm_l[DEC_WARPS][G];
     __shared__ __align__(16) float sm_acc[DEC_WARPS][G][HD];
-    /* ROPE: the group's rotated q heads, the new key and value as the pool
-     * holds them, the pairs' cos/sin (a 1-element stand-in otherwise) */
+    /* ROPE: the qkv row's group of q heads, its k and v heads as they are
+     * (raw), the q heads rotated, the new key and value as the pool holds
+     * them, the pairs' cos/sin (8-element stand-ins otherwise) */
     constexpr int RQ = ROPE ? G * HD : 8, RK = ROPE ? HD : 8, RC = ROPE ? HD / 2 : 1;
-    __shared__ __align__(16) bf16 sm_q[RQ];
+    __shared__ __align__(16) bf16 sm_raw[ROPE ? (G + 2) * HD : 8], sm_q[RQ];
     __shared__ __align__(16) KT sm_k[RK], sm_v[RK];
     __shared__ float2 sm_cs[RC];
 
     ptx_launch_dependents(); /* the o GEMV after it may start streaming its weights */
     const int r = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
     const int len = row_len[r];
+    /* ROPE: loaded beside row_len, not after it (one latency, not three) */
+    const int wslot = ROPE ? rp.wslot[r] : -1;
+    const float pos = ROPE ? (float)rp.pos[r] : 0.0f;
+    const float inv = ROPE && (int)threadIdx.x < rp.rot / 2 ? rp.inv_freq[threadIdx.x] : 0.0f;
     const DecSplit sp = dec_split(len, max_split, min_chunk);
     if (split >= sp.n) return;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / LPK, c8 = lane % LPK;
@@ -120,24 +125,31 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
      * pool (its new token's, rotated here), -1 when none */
     int knew = -1;
     if constexpr (ROPE) {
+        static_assert(HD / 2 <= DEC_WARPS * 32, "one cos/sin pair a thread");
         const bf16 *row = q + (size_t)r * ldq;
-        const int wslot = rp.wslot[r];
         /* the last chunk holds the row's last key: its block alone writes
          * the new k and v (rope_kv writes them whatever the row's length) */
         const bool writer = split == sp.n - 1 && wslot >= 0;
+        /* raw rows into shared memory, 16 bytes a load: the group's q heads
+         * (adjacent in the row), then the kv head's k and v */
+        constexpr int NQ8 = G * HD / 8, NK8 = HD / 8;
+        for (int i = threadIdx.x; i < NQ8 + 2 * NK8; i += blockDim.x) {
+            const bf16 *src = i < NQ8         ? row + (size_t)kvh * G * HD + i * 8
+                              : i < NQ8 + NK8 ? row + (size_t)(n_head + kvh) * HD + (i - NQ8) * 8
+                                              : row + (size_t)(n_head + n_head_kv + kvh) * HD + (i - NQ8 - NK8) * 8;
+            *(uint4 *)(sm_raw + i * 8) = *(const uint4 *)src;
+        }
         if (writer && len > 0 && sl[len - 1] == wslot) knew = len - 1;
-        const float p = (float)rp.pos[r];
-        for (int i = threadIdx.x; i < rp.rot / 2; i += blockDim.x) sm_cs[i] = rope_cos_sin(p, rp.inv_freq[i]);
+        if ((int)threadIdx.x < rp.rot / 2) sm_cs[threadIdx.x] = rope_cos_sin(pos, inv);
         __syncthreads();
         for (int i = threadIdx.x; i < G * HD; i += blockDim.x)
-            sm_q[i] = rope_dim(row + (size_t)(kvh * G + i / HD) * HD, i % HD, rp.rot, rp.neox, sm_cs);
+            sm_q[i] = rope_dim(sm_raw + (i / HD) * HD, i % HD, rp.rot, rp.neox, sm_cs);
         if (writer) {
-            const bf16 *k = row + (size_t)(n_head + kvh) * HD, *v = row + (size_t)(n_head + n_head_kv + kvh) * HD;
             KT *kw = (KT *)rp.k_pool + (size_t)wslot * n_head_kv * HD + (size_t)kvh * HD;
             KT *vw = (KT *)rp.v_pool + (size_t)wslot * n_head_kv * HD + (size_t)kvh * HD;
             for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-                KvT<KT>::put(&sm_k[d], rope_dim(k, d, rp.rot, rp.neox, sm_cs));
-                KvT<KT>::put(&sm_v[d], v[d]);
+                KvT<KT>::put(&sm_k[d], rope_dim(sm_raw + G * HD, d, rp.rot, rp.neox, sm_cs));
+                KvT<KT>::put(&sm_v[d], sm_raw[(G + 1) * HD + d]);
                 kw[d] = sm_k[d];
                 vw[d] = sm_v[d];
             }
