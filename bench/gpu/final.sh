@@ -5,7 +5,8 @@
 #   1. test_cuda_ops; engine_gpu check on the 2-layer Llama-3-8B shape (CPU vs GPU greedy ids,
 #      alone vs batched, teacher-forced logits; the overlap scheduler on, the default);
 #      graphcheck and sample on a 2-layer 1B q8_0 GGUF (a q4_k GGUF too with KQUANT=1);
-#      constrained generation on both devices; fusecheck (SGL_CUDA_FUSE_ROPE off vs on: identical ids);
+#      constrained generation on both devices; fusecheck (SGL_CUDA_FUSE_ROPE off vs on: identical ids)
+#      and bench_decode rope (fused vs rope_kv + attention: per-layer time, bit-identity);
 #   2. on the full Llama-3-8B shape: the roofline and GEMM peak, engine_gpu bench (batch-1
 #      256/256, prefill 256/4096, decode rows, offline 64 x 256/256), gpu_peer_fast.py (same
 #      call), SGLang's offline workload (500 prompts) when 150 s are left; then, with time
