@@ -314,6 +314,11 @@ typedef struct {
  *   download_async  as download, but returns at once: dst (host_alloc
  *              memory) holds the result only after a later event_wait on an
  *              event recorded after it (or a sync)
+ *   upload_async  as upload, but returns at once: the stream reads src
+ *              (host_alloc memory) when it gets there, so the caller leaves
+ *              src untouched until an event recorded after it has been
+ *              waited, or a sync, upload or download has returned (dev-ref
+ *              checks this: it fails by name when src changed before then)
  *   event_new / event_free  a marker in the op stream (NULL when none)
  *   event_record  places it after every op issued so far
  *   event_wait  blocks until the ops before its last record have run; 0, or
@@ -487,6 +492,7 @@ typedef struct {
     X(pick_tokens, void, (void *ctx, int32_t *tok, const int32_t *src, const int32_t *prev, \
                           int n))                                                           \
     X(download_async, void, (void *ctx, void *dst, const void *src, size_t bytes))          \
+    X(upload_async, void, (void *ctx, void *dst, const void *src, size_t bytes))            \
     X(event_new, void *, (void *ctx))                                                       \
     X(event_free, void, (void *ctx, void *ev))                                              \
     X(event_record, void, (void *ctx, void *ev))                                            \

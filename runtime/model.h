@@ -422,9 +422,10 @@ int model_sample(Model *m, ModelBatch *batch, char *err, size_t errcap);
  * model_forward + model_sample split in two so that the host can prepare
  * the next step while the device runs this one:
  *
- *   model_launch(B1)   uploads B1's arrays, issues its kernels, its argmax /
- *                      sample ops and the download of their ids and
- *                      logprobs (no wait); returns
+ *   model_launch(B1)   stages B1's arrays in pinned memory and uploads
+ *                      them behind the work already queued, issues its
+ *                      kernels, its argmax / sample ops and the download
+ *                      of their ids and logprobs (no wait); returns
  *   model_launch(B2)   may follow before B1 is waited: B2's rows with
  *                      prev_ref read B1's sampled ids on the device
  *   model_wait(B1)     blocks until B1 has run; fills B1's argmax and

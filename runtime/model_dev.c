@@ -46,11 +46,13 @@
  * counts one byte a value in the plan (mdev_kv_slots).
  *
  * Launch and wait (mdev_launch / mdev_wait, model.h's contract): see the
- * section of that name below. What is still synchronous: the uploads (the
- * index arrays and the sample rows; cu_upload waits for the stream, so a
- * launch waits for the step before it to finish before its kernels are
- * issued: the host's consume of step N overlaps step N+1, its planning of
- * N+1 does not overlap N).
+ * section of that name below. A step's index arrays and sample rows go up
+ * by upload_async from pinned staging of two parities (idx_host,
+ * gidx_host, samp_host [2]): a forward stages into parity
+ * (fly_head + fly_n) & 1, the one no launch in flight reads, so the host
+ * plans and issues step N+1 while step N runs; the parity is written again
+ * only after its launch was waited (or, for a plain forward, after the
+ * forward's own closing sync).
  */
 #include "runtime/model_dev.h"
 
@@ -91,19 +93,21 @@ struct ModelDevice {
     void *h, *x, *qkv, *att, *d, *gu, *act, *hsel, *dsel;
     float *logits_dev, *logits_host;
     float *logits_loc, *logits_all; /* tp: this rank's slice; every rank's (n_ranks > 1) */
-    int32_t *idx_dev, *idx_host;
-    size_t idx_cap;             /* int32 entries of both */
+    int32_t *idx_dev;
+    void *idx_host[2];          /* int32 arrays; pinned staging of two parities (see the top) */
+    size_t idx_cap;             /* int32 entries of each */
     /* device sampling: the last forward's sample rows start at logit row
      * samp_row0; the op's inputs and outputs, packed (see mdev_sample) */
     int samp_row0, samp_rows;
-    void *samp_dev, *samp_host;
-    size_t samp_cap;            /* bytes of both */
+    void *samp_dev, *samp_host[2];
+    size_t samp_cap;            /* bytes of each */
     /* decode-step graphs (see the top of this file) */
     int graphs_none;            /* the backend has no graphs */
     int graph_mode;             /* the ModelGraphs mode they were recorded in */
     void *graph[N_GRAPH_SIZES];
     void **graph_kv;            /* [2 * n_layer]: the pool's k[] then v[] they use */
-    int32_t *gidx_dev, *gidx_host;
+    int32_t *gidx_dev;
+    void *gidx_host[2];         /* int32 arrays, as idx_host */
     size_t gidx_slots;          /* room for context slots after the 8 row arrays */
     /* model_launch / model_wait (see "Launch and wait" below) */
     int launching;              /* mdev_forward runs for mdev_launch */
@@ -133,6 +137,28 @@ static void drop_graphs(Model *m)
 }
 
 static const KBackend *be_of(const Model *m) { return m->backend; }
+
+/* The staging parity a forward writes: the one no launch in flight reads
+ * (with two in flight, a plain forward first waits for the stream). */
+static int stage_par(Model *m)
+{
+    ModelDevice *d = m->device;
+    if (d->fly_n == 2 && !d->launching) (void)be_of(m)->sync(be_of(m)->ctx);
+    return (d->fly_head + d->fly_n) & 1;
+}
+
+/* Both parities of a pinned staging array at `bytes` each (a sync first:
+ * an upload in flight may still read the old ones); 0, or -1. */
+static int stage_grow(Model *m, void *bufs[2], size_t bytes)
+{
+    const KBackend *be = be_of(m);
+    (void)be->sync(be->ctx);
+    for (int i = 0; i < 2; i++) {
+        if (bufs[i]) be->dev->host_free(be->ctx, bufs[i]);
+        bufs[i] = be->dev->host_alloc(be->ctx, bytes);
+    }
+    return bufs[0] && bufs[1] ? 0 : -1;
+}
 
 static void *dalloc(Model *m, size_t bytes)
 {
@@ -169,8 +195,10 @@ void mdev_free(Model *m)
     if (b) drop_graphs(m);
     for (int i = 0; b && i < d->n_allocs; i++) b->buf_free(b->ctx, d->allocs[i]);
     if (b && d->logits_host) b->dev->host_free(b->ctx, d->logits_host);
-    if (b && d->samp_host) b->dev->host_free(b->ctx, d->samp_host);
     for (int i = 0; b && i < 2; i++) {
+        if (d->samp_host[i]) b->dev->host_free(b->ctx, d->samp_host[i]);
+        if (d->idx_host[i]) b->dev->host_free(b->ctx, d->idx_host[i]);
+        if (d->gidx_host[i]) b->dev->host_free(b->ctx, d->gidx_host[i]);
         if (d->fly[i].ids_host) b->dev->host_free(b->ctx, d->fly[i].ids_host);
         if (d->fly[i].out_host) b->dev->host_free(b->ctx, d->fly[i].out_host);
         if (d->fly[i].ev) b->dev->event_free(b->ctx, d->fly[i].ev);
@@ -179,8 +207,6 @@ void mdev_free(Model *m)
     free(d->prev_pos);
     free(d->allocs);
     free(d->layers);
-    free(d->idx_host);
-    free(d->gidx_host);
     free(d->graph_kv);
     free(d);
     m->device = NULL;
@@ -714,11 +740,10 @@ static int forward_graph(Model *m, KvPool *kv, ModelBatch *b, int N, int R, size
     if (!d->gidx_dev || d->gidx_slots < want_slots) {
         size_t n = 8 * (size_t)GRAPH_P + want_slots;
         dfree(m, d->gidx_dev);
-        free(d->gidx_host);
         drop_graphs(m); /* they read the freed arrays */
-        d->gidx_host = malloc(n * sizeof(int32_t));
+        int staged = !stage_grow(m, d->gidx_host, n * sizeof(int32_t));
         d->gidx_dev = dalloc(m, n * sizeof(int32_t));
-        d->gidx_slots = d->gidx_dev && d->gidx_host ? want_slots : 0;
+        d->gidx_slots = d->gidx_dev && staged ? want_slots : 0;
         if (!d->gidx_slots) {
             err_fmt(err, errcap, "model: device memory ran out for the decode graphs' index arrays");
             return -1;
@@ -728,7 +753,8 @@ static int forward_graph(Model *m, KvPool *kv, ModelBatch *b, int N, int R, size
         err_fmt(err, errcap, "model: out of memory");
         return -1;
     }
-    int32_t *h = d->gidx_host, *tok = h, *pos = h + GRAPH_P, *wslot = h + 2 * GRAPH_P, *roff = h + 3 * GRAPH_P;
+    int32_t *h = d->gidx_host[stage_par(m)];
+    int32_t *tok = h, *pos = h + GRAPH_P, *wslot = h + 2 * GRAPH_P, *roff = h + 3 * GRAPH_P;
     int32_t *rlen = h + 4 * GRAPH_P, *rows = h + 5 * GRAPH_P, *fix = h + 7 * GRAPH_P, *slots = h + 8 * GRAPH_P;
     if (ensure_ids(m, GRAPH_P, err, errcap)) return -1; /* the graph reads ids_dev (pick_tokens) */
     size_t off = 0;
@@ -746,7 +772,7 @@ static int forward_graph(Model *m, KvPool *kv, ModelBatch *b, int N, int R, size
     for (int i = N; i < P; i++) tok[i] = pos[i] = roff[i] = rlen[i] = 0, wslot[i] = fix[i] = -1;
     int R_arg, R_smp;
     fill_rows(d, b, R, rows, &R_arg, &R_smp);
-    be->upload(bx, d->gidx_dev, h, (8 * (size_t)GRAPH_P + S) * sizeof(int32_t));
+    op->upload_async(bx, d->gidx_dev, h, (8 * (size_t)GRAPH_P + S) * sizeof(int32_t));
     int32_t *D = d->gidx_dev;
     StepIdx ix = {.tok = D, .pos = D + GRAPH_P, .wslot = D + 2 * GRAPH_P, .rows = D + 5 * GRAPH_P,
                   .ids = D + 6 * GRAPH_P, .ids_host = h + 6 * GRAPH_P, .fix = D + 7 * GRAPH_P};
@@ -829,12 +855,11 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
     size_t need = 5 * (size_t)N + (size_t)R + 4 * max_tiles + S + n_perm + n_fix;
     if (need + (size_t)R > d->idx_cap) {
         size_t cap = need + (size_t)R + need / 2;
-        int32_t *h = realloc(d->idx_host, cap * sizeof *h);
-        if (!h) {
-            err_fmt(err, errcap, "model: out of memory");
+        d->idx_cap = 0;
+        if (stage_grow(m, d->idx_host, cap * sizeof(int32_t))) {
+            err_fmt(err, errcap, "model: out of memory for the step's index arrays");
             return -1;
         }
-        d->idx_host = h;
         dfree(m, d->idx_dev);
         d->idx_dev = dalloc(m, cap * sizeof(int32_t));
         d->idx_cap = d->idx_dev ? cap : 0;
@@ -844,7 +869,8 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
         }
     }
     /* tiles first: the kernel reads them as int4 (16-byte aligned) */
-    int32_t *tiles = d->idx_host, *tok = tiles + 4 * max_tiles, *pos = tok + N, *wslot = pos + N;
+    int32_t *h = d->idx_host[stage_par(m)];
+    int32_t *tiles = h, *tok = tiles + 4 * max_tiles, *pos = tok + N, *wslot = pos + N;
     int32_t *roff = wslot + N, *rlen = roff + N, *rows = rlen + N, *slots = rows + R, *perm = slots + S;
     int32_t *fix = perm + n_perm;
     int n_tiles = 0;
@@ -882,12 +908,12 @@ int mdev_forward(Model *m, KvPool *kv, ModelBatch *b, int N, int R, char *err, s
      * block; it goes to row r, columns k * vocab/N on */
     for (int i = 0; i < R && n_perm; i++)
         for (int k = 0; k < n_ranks; k++) perm[i * n_ranks + k] = k * R + i;
-    be->upload(bx, d->idx_dev, d->idx_host, need * sizeof(int32_t));
+    op->upload_async(bx, d->idx_dev, h, need * sizeof(int32_t));
     const int32_t *D_tiles = d->idx_dev, *D_tok = D_tiles + 4 * max_tiles, *D_pos = D_tok + N;
     const int32_t *D_wslot = D_pos + N, *D_roff = D_wslot + N, *D_rlen = D_roff + N, *D_rows = D_rlen + N;
     const int32_t *D_slots = D_rows + R;
     StepIdx ix = {.tok = D_tok, .pos = D_pos, .wslot = D_wslot, .rows = D_rows, .ids = d->idx_dev + need,
-                  .ids_host = d->idx_host + need, /* ids: room kept after the index arrays */
+                  .ids_host = h + need, /* ids: room kept after the index arrays */
                   .perm = n_perm ? D_slots + S : NULL, .fix = n_fix ? D_slots + S + n_perm : NULL};
 
     int nh = d->sh.n_head, nkv = d->sh.n_head_kv, Q = nh * c->head_dim, KVd = nkv * c->head_dim;
@@ -916,6 +942,7 @@ static size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
 typedef struct {
     int R, n;
     size_t o_rows, o_pen, o_bias, o_allow, o_out, o_lp, o_nt, o_tid, o_tlp, total;
+    char *h;                    /* the staging it was packed in (samp_host[parity]) */
 } SampLayout;
 
 /* Checks and packs the batch's sample rows and uploads them. R 0: none. */
@@ -949,18 +976,16 @@ static int samp_stage(Model *m, ModelBatch *b, SampLayout *L, char *err, size_t 
     L->o_tlp = L->o_tid + (size_t)R * K_SAMPLE_TOP_MAX * 4, L->total = L->o_tlp + (size_t)R * K_SAMPLE_TOP_MAX * 4;
     if (L->total > d->samp_cap) {
         size_t cap = L->total + L->total / 2;
-        (void)be->sync(be->ctx); /* a launch in flight may still read or write them */
+        int staged = !stage_grow(m, d->samp_host, cap); /* (a launch in flight may still use them) */
         dfree(m, d->samp_dev);
-        if (d->samp_host) be->dev->host_free(be->ctx, d->samp_host);
         d->samp_dev = dalloc(m, cap);
-        d->samp_host = be->dev->host_alloc(be->ctx, cap);
-        d->samp_cap = d->samp_dev && d->samp_host ? cap : 0;
+        d->samp_cap = d->samp_dev && staged ? cap : 0;
         if (!d->samp_cap) {
             err_fmt(err, errcap, "model_sample: out of memory for %d sampled rows", R);
             return -1;
         }
     }
-    char *h = d->samp_host;
+    char *h = L->h = d->samp_host[stage_par(m)];
     KDevSampleRow *rows = (KDevSampleRow *)(void *)(h + L->o_rows);
     KDevPenalty *pen = (KDevPenalty *)(void *)(h + L->o_pen);
     KDevBias *bias = (KDevBias *)(void *)(h + L->o_bias);
@@ -981,7 +1006,7 @@ static int samp_stage(Model *m, ModelBatch *b, SampLayout *L, char *err, size_t 
         bo += w->n_bias;
         ao += ms->allow ? words : 0;
     }
-    be->upload(be->ctx, d->samp_dev, h, L->o_out);
+    be->dev->upload_async(be->ctx, d->samp_dev, h, L->o_out);
     return R;
 }
 
@@ -1035,7 +1060,7 @@ int mdev_sample(Model *m, ModelBatch *b, char *err, size_t errcap)
         err_fmt(err, errcap, "model_sample: the batch has %d sampled rows, its forward kept %d", R, d->samp_rows);
         return -1;
     }
-    char *h = d->samp_host, *dv = d->samp_dev;
+    char *h = L.h, *dv = d->samp_dev;
     samp_issue(m, &L, d->samp_row0, (int32_t *)(void *)(dv + L.o_out));
     be->download(be->ctx, h + L.o_out, dv + L.o_out, L.total - L.o_out);
     const char *e = be->error(be->ctx);

@@ -10,9 +10,10 @@
 #   2. on the full Llama-3-8B shape: the roofline and GEMM peak, engine_gpu bench (batch-1
 #      256/256, prefill 256/4096, decode rows, offline 64 x 256/256), gpu_peer_fast.py (same
 #      call), SGLang's offline workload (500 prompts) when 150 s are left; then, with time
-#      left, the program workload and batch-1 with the overlap scheduler off. Right after the
-#      default engine bench: batch-1 again with RoPE + KV write fused into the decode attention
-#      (SGL_CUDA_FUSE_ROPE=1, bench-fuse-rope.log; NOTES.md "Session 5").
+#      left, where a batch-1 step's GPU time goes (engine_gpu prof: every op timed), the
+#      program workload and batch-1 with the overlap scheduler off. Right after the default
+#      engine bench: batch-1 again with RoPE + KV write fused into the decode attention
+#      (SGL_CUDA_FUSE_ROPE=1, bench-fuse-rope.log; NOTES.md "Session 5 (helper "rope")").
 # summary.py prints the figures beside the goals. Logs under $OUT.
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -49,6 +50,8 @@ sglang_lens /tmp/lens.txt
 t=$(left 0)
 [ "$t" -gt 150 ] && { el "sglang-offline (limit ${t}s)"; SGL_BENCH_PROGRESS=20 timeout $t $B/engine_gpu lens $d /tmp/lens.txt 0 8192 | tee -a $log; }
 python3 $G/summary.py $log | tee $OUT/summary.txt
+t=$(left 0)
+[ "$t" -gt 60 ] && { el "op times (limit ${t}s)"; timeout 50 $B/engine_gpu prof $d 1 384 | tee $OUT/prof-b1.log | cut -c1-200; }
 t=$(left 0)
 [ "$t" -gt 45 ] && { el program; program_bench $d 8 20 max_tokens=32 | tee -a $log; }
 t=$(left 0)

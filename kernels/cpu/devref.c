@@ -12,6 +12,10 @@
  *   fp8 e4m3 ── CUDA's rules (kernels/backend.h "fp8 e4m3"): quant_fp8's
  *   scales, matmuls of <= 8 rows on bf16 x, more rows on per-token e4m3 x,
  *   rope_kv_fp8 and attention over F8_E4M3 pools (k_f32_to_e4m3 rounding)
+ *   upload_async ── copies at once, and checks its contract: the source's
+ *   hash is kept until an event recorded after the upload is waited (or a
+ *   sync, upload or download); a source that changed before then fails the
+ *   backend by name (what a GPU still behind would have read wrongly)
  *   attention_rope ── the two ops one after the other (its meaning), set
  *   when SGL_CUDA_FUSE_ROPE=1 as on CUDA, so model_dev.c's fused branch runs
  *   here too
@@ -25,10 +29,27 @@
 
 enum { DEVREF_BUDGET = 1 << 30 };
 
+/* An upload_async whose source the host must not touch yet: tag is the
+ * number of event_records before it (an event with a larger seq covers it). */
+typedef struct {
+    const char *src;
+    size_t bytes;
+    uint64_t hash;
+    unsigned tag;
+} PendUpload;
+enum { DEVREF_PENDING = 64 };
+
+typedef struct {
+    unsigned seq;               /* the record it was last placed by (0: never) */
+} DevRefEvent;
+
 typedef struct {
     KBackend be;
     KDevOps dev;
     size_t used;
+    PendUpload pend[DEVREF_PENDING];
+    int n_pend;
+    unsigned n_records;
     char error[160];
 } DevRef;
 
@@ -93,9 +114,46 @@ static void b_buf_free(void *ctx, void *p)
     d->used -= h[0];
     free(h);
 }
-static void b_upload(void *ctx, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
-static void b_download(void *ctx, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
-static int b_sync(void *ctx) { return ((DevRef *)ctx)->error[0] ? -1 : 0; }
+/* ---- upload_async's contract (see the top) ---- */
+
+static uint64_t fnv(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211u;
+    return h;
+}
+
+/* Fails the backend if a pending source changed; then drops the pending
+ * uploads with tag < seq (UINT32_MAX: all of them). */
+static void pend_check(DevRef *d, unsigned seq)
+{
+    int k = 0;
+    for (int i = 0; i < d->n_pend; i++) {
+        const PendUpload *u = &d->pend[i];
+        if (fnv(u->src, u->bytes) != u->hash && !d->error[0])
+            snprintf(d->error, sizeof d->error,
+                     "dev-ref backend: upload_async: host memory %p (%zu bytes) changed before the stream read it",
+                     (const void *)u->src, u->bytes);
+        if (u->tag >= seq) d->pend[k++] = *u;
+    }
+    d->n_pend = k;
+}
+
+static void b_upload(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    pend_check(ctx, UINT32_MAX); /* waits for the stream, as CUDA's does */
+    memcpy(dst, src, bytes);
+}
+static void b_download(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    pend_check(ctx, UINT32_MAX);
+    memcpy(dst, src, bytes);
+}
+static int b_sync(void *ctx)
+{
+    pend_check(ctx, UINT32_MAX);
+    return ((DevRef *)ctx)->error[0] ? -1 : 0;
+}
 static const char *b_error(void *ctx)
 {
     DevRef *d = ctx;
@@ -348,8 +406,27 @@ static void d_mem_info(void *ctx, size_t *free_b, size_t *total_b)
 }
 
 static void d_zero(void *ctx, void *p, size_t bytes) { memset(p, 0, bytes); }
-static void *d_host_alloc(void *ctx, size_t bytes) { return malloc(bytes ? bytes : 1); }
-static void d_host_free(void *ctx, void *p) { free(p); }
+/* a size word before each block: host_free forgets the pending uploads
+ * from it (CUDA's cudaFreeHost waits for the device) */
+static void *d_host_alloc(void *ctx, size_t bytes)
+{
+    size_t *p = malloc(bytes + 16);
+    if (!p) return NULL;
+    p[0] = bytes;
+    return (char *)p + 16;
+}
+static void d_host_free(void *ctx, void *p)
+{
+    DevRef *d = ctx;
+    if (!p) return;
+    size_t *h = (size_t *)(void *)((char *)p - 16);
+    const char *lo = p, *hi = lo + h[0];
+    int k = 0;
+    for (int i = 0; i < d->n_pend; i++)
+        if (d->pend[i].src < lo || d->pend[i].src >= hi) d->pend[k++] = d->pend[i];
+    d->n_pend = k;
+    free(h);
+}
 
 static void d_argmax(void *ctx, const float *logits, int n, int v, int32_t *ids)
 {
@@ -560,11 +637,34 @@ static void d_pick_tokens(void *ctx, int32_t *tok, const int32_t *src, const int
         if (src[i] >= 0) tok[i] = prev[src[i]];
 }
 static void d_download_async(void *ctx, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
-/* any non-NULL marker: every op has run by the time it returns */
-static void *d_event_new(void *ctx) { return ctx; }
-static void d_event_free(void *ctx, void *ev) {}
-static void d_event_record(void *ctx, void *ev) {}
-static int d_event_wait(void *ctx, void *ev) { return b_sync(ctx); }
+static void d_upload_async(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    DevRef *d = ctx;
+    pend_check(d, 0);
+    if (d->n_pend == DEVREF_PENDING) {
+        if (!d->error[0])
+            snprintf(d->error, sizeof d->error, "dev-ref backend: upload_async: %d uploads pending (no event waited)",
+                     DEVREF_PENDING);
+        return;
+    }
+    memcpy(dst, src, bytes);
+    d->pend[d->n_pend++] = (PendUpload){src, bytes, fnv(src, bytes), d->n_records};
+}
+/* every op has run by the time it returns; an event orders the checks */
+static void *d_event_new(void *ctx) { return calloc(1, sizeof(DevRefEvent)); }
+static void d_event_free(void *ctx, void *ev) { free(ev); }
+static void d_event_record(void *ctx, void *ev)
+{
+    DevRef *d = ctx;
+    pend_check(d, 0);
+    ((DevRefEvent *)ev)->seq = ++d->n_records;
+}
+static int d_event_wait(void *ctx, void *ev)
+{
+    DevRef *d = ctx;
+    pend_check(d, ((DevRefEvent *)ev)->seq);
+    return d->error[0] ? -1 : 0;
+}
 
 KBackend *cpu_devref_backend_new(char *err, size_t errcap)
 {

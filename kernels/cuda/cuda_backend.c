@@ -453,6 +453,7 @@ static void d_bind(void *ctx) { cu_set_device(((Cuda *)ctx)->device); }
 
 int cuda_backend_device(const KBackend *b) { return ((const Cuda *)b->ctx)->device; }
 void *cuda_backend_stream(const KBackend *b) { return cu_stream(((const Cuda *)b->ctx)->cu); }
+void *cuda_backend_cu(const KBackend *b) { return ((const Cuda *)b->ctx)->cu; }
 /* ---- graphs (decode steps) ---- */
 
 static int d_graph_begin(void *ctx) { return cu_graph_begin(((Cuda *)ctx)->cu) ? -1 : 0; }
@@ -469,6 +470,10 @@ static void d_pick_tokens(void *ctx, int32_t *tok, const int32_t *src, const int
 static void d_download_async(void *ctx, void *dst, const void *src, size_t bytes)
 {
     cu_download_async(((Cuda *)ctx)->cu, dst, src, bytes);
+}
+static void d_upload_async(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    cu_upload_async(((Cuda *)ctx)->cu, dst, src, bytes);
 }
 static void *d_event_new(void *ctx) { return cu_event_new(((Cuda *)ctx)->cu); }
 /* KDevOps.attention_rope (SGL_CUDA_FUSE_ROPE=1): decode rows on the split-K

@@ -24,6 +24,8 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap);
 /* For the NCCL communicator: a CUDA backend's GPU and its cudaStream_t. */
 int cuda_backend_device(const KBackend *b);
 void *cuda_backend_stream(const KBackend *b);
+/* Its CuCtx (kernels/cuda/cuda_ops.h), for benches that time on its stream. */
+void *cuda_backend_cu(const KBackend *b);
 /* How attention runs decode rows (KDevAttn without tiles), for benches:
  * "split" (the default: the split-K kernel of cuda_decode.h, 2 blocks per
  * SM, chunks of at least 64 keys, chunks merged by the last block),

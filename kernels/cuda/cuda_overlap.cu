@@ -31,6 +31,11 @@ extern "C" void cu_download_async(CuCtx *c, void *dst, const void *src, size_t b
     ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, (cudaStream_t)cu_stream(c)), "download_async");
 }
 
+extern "C" void cu_upload_async(CuCtx *c, void *dst, const void *src, size_t bytes)
+{
+    ok(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, (cudaStream_t)cu_stream(c)), "upload_async");
+}
+
 extern "C" void *cu_event_new(CuCtx *c)
 {
     cudaEvent_t ev;

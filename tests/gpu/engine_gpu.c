@@ -49,8 +49,11 @@
  *     step eager / graph, the engine's IN/OUT decode tok/s, greedy ids
  *     against the first policy's.
  *   engine_gpu prof DIR [B CTX]
- *     eager and graph step times, then one eager decode step inside a
- *     profiled range (ncu --profile-from-start off).
+ *     eager and graph step times, then where an eager decode step's GPU
+ *     time goes: every device op timed on the stream, summed by op (matmuls
+ *     by shape), the rest of the step's span as gaps (see "op times"); then
+ *     one eager decode step inside a profiled range (ncu
+ *     --profile-from-start off).
  *
  * Prompts are token ids drawn from a fixed hash (no tokenizer text), below
  * the regular vocabulary's size.
@@ -1003,6 +1006,123 @@ static int offline_bench(const char *dir, int n_req, int in, int outn, const cha
 /* One eager batch-1 decode step at context 1024 inside a profiled range
  * (ncu --profile-from-start off), after warm-up steps; the graph step's
  * time beside it. */
+/* ---- op times ----
+ * The model's KDevOps table is swapped for a copy whose ops record a stream
+ * timer before and after the real op (eager steps only: a graph cannot
+ * hold the timers). After the step's sync each op's GPU time, its two
+ * timers' difference, is summed by label (matmuls by out x in); what the
+ * labels leave of the span from the step's first timer to its last is
+ * launch gaps, uploads and ops not wrapped here. Timers between kernels
+ * cost a little and break PDL's overlap: the sum is an upper bound of what
+ * the graph's kernels take. */
+enum { OP_CALLS = 2048, OP_LABELS = 48 };
+static KDevOps op_real;
+static CuCtx *op_cu;
+static CuTimer *op_t[2 * OP_CALLS];
+static int op_lab[OP_CALLS], op_n, op_nl;
+static char op_names[OP_LABELS][48];
+
+static int op_label(const char *s)
+{
+    for (int i = 0; i < op_nl; i++)
+        if (!strcmp(op_names[i], s)) return i;
+    if (op_nl == OP_LABELS) return OP_LABELS - 1;
+    snprintf(op_names[op_nl], sizeof op_names[0], "%s", s);
+    return op_nl++;
+}
+static void op_begin(const char *label)
+{
+    if (op_n >= OP_CALLS) return;
+    op_lab[op_n] = op_label(label);
+    cu_timer_record(op_cu, op_t[2 * op_n]);
+}
+static void op_end(void)
+{
+    if (op_n >= OP_CALLS) return;
+    cu_timer_record(op_cu, op_t[2 * op_n + 1]);
+    op_n++;
+}
+#define OP_SHIM(name, label, params, args) \
+    static void s_##name params            \
+    {                                      \
+        op_begin(label);                   \
+        op_real.name args;                 \
+        op_end();                          \
+    }
+OP_SHIM(gather, "gather", (void *ctx, const void *table, int dim, const int32_t *idx, int n, void *out),
+        (ctx, table, dim, idx, n, out))
+OP_SHIM(add_rmsnorm, "add_rmsnorm", (void *ctx, void *h, const void *delta, const void *w, void *y, int n, int dim,
+        float eps), (ctx, h, delta, w, y, n, dim, eps))
+OP_SHIM(logits, "logits (head)", (void *ctx, const KTensor *w, const void *x, int n, float *y), (ctx, w, x, n, y))
+OP_SHIM(rope_kv, "rope_kv", (void *ctx, void *qkv, int n, int n_head, int n_head_kv, int head_dim, int rot_dim,
+        const float *inv_freq, KRopeStyle style, const int32_t *pos, const int32_t *wslot, void *k_pool, void *v_pool),
+        (ctx, qkv, n, n_head, n_head_kv, head_dim, rot_dim, inv_freq, style, pos, wslot, k_pool, v_pool))
+OP_SHIM(rope_kv_fp8, "rope_kv_fp8", (void *ctx, void *qkv, int n, int n_head, int n_head_kv, int head_dim,
+        int rot_dim, const float *inv_freq, KRopeStyle style, const int32_t *pos, const int32_t *wslot, void *k_pool,
+        void *v_pool), (ctx, qkv, n, n_head, n_head_kv, head_dim, rot_dim, inv_freq, style, pos, wslot, k_pool, v_pool))
+OP_SHIM(swiglu, "swiglu", (void *ctx, const void *gu, int n, int ff, void *out), (ctx, gu, n, ff, out))
+OP_SHIM(argmax, "argmax", (void *ctx, const float *logits, int n, int v, int32_t *ids), (ctx, logits, n, v, ids))
+OP_SHIM(sample, "sample", (void *ctx, const KDevSample *s), (ctx, s))
+OP_SHIM(pick_tokens, "pick_tokens", (void *ctx, int32_t *tok, const int32_t *src, const int32_t *prev, int n),
+        (ctx, tok, src, prev, n))
+OP_SHIM(upload_async, "upload_async", (void *ctx, void *dst, const void *src, size_t bytes), (ctx, dst, src, bytes))
+static void s_matmul(void *ctx, const KTensor *w, const void *bias, const void *x, int ldx, int n, void *y, int ldy)
+{
+    char l[48];
+    snprintf(l, sizeof l, "matmul %lldx%lld", (long long)w->ne[1], (long long)w->ne[0]);
+    op_begin(l);
+    op_real.matmul(ctx, w, bias, x, ldx, n, y, ldy);
+    op_end();
+}
+static void s_attention(void *ctx, const KDevAttn *a)
+{
+    op_begin(a->n_tiles ? "attention (tiles)" : "attention (decode rows)");
+    op_real.attention(ctx, a);
+    op_end();
+}
+
+/* One eager forward of b with every op timed; prints the table. */
+static void op_times(Model *m, KvPool *kv, ModelBatch *b)
+{
+    char err[1024];
+    KBackend *be = (KBackend *)m->backend;
+    const KDevOps *was = be->dev;
+    op_real = *was;
+    op_cu = cuda_backend_cu(be);
+    for (int i = 0; i < 2 * OP_CALLS; i++)
+        if (!op_t[i] && !(op_t[i] = cu_timer_new(op_cu))) die("timers", cu_error(op_cu));
+    KDevOps shim = op_real;
+    shim.gather = s_gather, shim.add_rmsnorm = s_add_rmsnorm, shim.matmul = s_matmul, shim.logits = s_logits;
+    shim.rope_kv = s_rope_kv, shim.rope_kv_fp8 = s_rope_kv_fp8, shim.attention = s_attention;
+    shim.swiglu = s_swiglu, shim.argmax = s_argmax, shim.sample = s_sample, shim.pick_tokens = s_pick_tokens;
+    shim.upload_async = s_upload_async;
+    set_graphs(m, MODEL_GRAPHS_OFF);
+    if (model_forward(m, kv, b, err, sizeof err)) die("forward", err); /* warm, untimed */
+    be->dev = &shim;
+    op_n = op_nl = 0;
+    CuTimer *span[2] = {cu_timer_new(op_cu), cu_timer_new(op_cu)};
+    if (!span[0] || !span[1]) die("timers", cu_error(op_cu));
+    cu_timer_record(op_cu, span[0]);
+    int rc = model_forward(m, kv, b, err, sizeof err);
+    cu_timer_record(op_cu, span[1]);
+    be->dev = was;
+    if (rc) die("forward", err);
+    if (cu_sync(op_cu)) die("sync", cu_error(op_cu));
+    double sum[OP_LABELS] = {0}, ops = 0, total = cu_timer_ms(span[0], span[1]);
+    int calls[OP_LABELS] = {0};
+    for (int i = 0; i < op_n; i++) {
+        double t = cu_timer_ms(op_t[2 * i], op_t[2 * i + 1]);
+        sum[op_lab[i]] += t, calls[op_lab[i]]++, ops += t;
+    }
+    for (int l = 0; l < op_nl; l++)
+        printf("{\"opprof\": \"%s\", \"calls\": %d, \"ms\": %.4f, \"us_per_call\": %.2f, \"share\": %.4f}\n",
+               op_names[l], calls[l], sum[l], sum[l] / calls[l] * 1e3, total > 0 ? sum[l] / total : 0.0);
+    printf("{\"opprof\": \"step\", \"ops\": %d, \"span_ms\": %.4f, \"ops_ms\": %.4f, \"gaps_ms\": %.4f}\n", op_n,
+           total, ops, total - ops);
+    cu_timer_free(span[0]);
+    cu_timer_free(span[1]);
+}
+
 static int prof(const char *dir, int B, int ctx)
 {
     char err[1024];
@@ -1029,12 +1149,14 @@ static int prof(const char *dir, int B, int ctx)
             if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
         ms[g] = (now() - t0) / 20 * 1e3;
     }
+    printf("{\"prof\": \"decode step\", \"batch\": %d, \"ctx\": %d, \"eager_ms\": %.3f, \"graph_ms\": %.3f}\n", B,
+           ctx, ms[0], ms[1]);
+    op_times(m, kv, &b);
+    fflush(stdout);
     set_graphs(m, MODEL_GRAPHS_OFF);
     cu_profile_range(1);
     if (model_forward(m, kv, &b, err, sizeof err)) die("forward", err);
     cu_profile_range(0);
-    printf("{\"prof\": \"decode step\", \"batch\": %d, \"ctx\": %d, \"eager_ms\": %.3f, \"graph_ms\": %.3f}\n", B,
-           ctx, ms[0], ms[1]);
     kv_free(kv);
     free(slots);
     model_free(m);

@@ -866,6 +866,36 @@ static void test_pick_tokens(int n, int n_prev) /* n_prev <= n */
     free(tok), free(src), free(prev), free(got);
 }
 
+/* upload_async from pinned staging of two parities, as model_dev.c stages
+ * a step's index arrays: launch k writes parity k % 2 only after waiting
+ * launch k - 2's event; every upload lands whole, in stream order. */
+static void test_upload_async(int n, int launches)
+{
+    int32_t *pin[2] = {cu_host_alloc(cu, n * 4), cu_host_alloc(cu, n * 4)}, *back = malloc(n * 4);
+    int32_t *dv = cu_alloc(cu, n * 4);
+    void *ev[2] = {cu_event_new(cu), cu_event_new(cu)};
+    int bad = 0;
+    for (int k = 0; k < launches; k++) {
+        int p = k & 1;
+        if (k >= 2 && cu_event_wait(cu, ev[p])) break;
+        for (int i = 0; i < n; i++) pin[p][i] = k * 7 + i;
+        cu_upload_async(cu, dv, pin[p], n * 4);
+        cu_event_record(cu, ev[p]);
+        if (k % 3 == 2) { /* now and then the host reads one back (a sync) */
+            cu_download(cu, back, dv, n * 4);
+            for (int i = 0; i < n; i++) bad += back[i] != k * 7 + i;
+        }
+    }
+    const char *e = cu_sync(cu) ? cu_error(cu) : NULL;
+    if (bad || e) failures++;
+    printf("%-4s upload_async n=%d x%d launches, two parities: %d values differ%s\n", bad || e ? "FAIL" : "ok", n,
+           launches, bad, e ? e : "");
+    cu_event_free(cu, ev[0]), cu_event_free(cu, ev[1]);
+    cu_host_free(cu, pin[0]), cu_host_free(cu, pin[1]);
+    cu_free(cu, dv);
+    free(back);
+}
+
 /* ---- sampling (kernels/cuda/cuda_sample.cu) vs the reference device backend --------
  *
  * The same rows and parameters through cu_sample and devref's sample op.
@@ -1386,6 +1416,7 @@ int main(int argc, char **argv)
     test_argmax(4, 128256);
     test_pick_tokens(256, 200);
     test_pick_tokens(1000, 64);
+    test_upload_async(4096, 12);
     test_sample(64, 128256, 128256);
     test_sample(200, 3000, 3008);      /* a padded row: ids past n are never picked */
     printf("test_cuda_ops: %d failure(s)\n", failures);

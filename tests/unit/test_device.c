@@ -1,13 +1,15 @@
 /*
  * tests/unit/test_device.c — choosing the compute device (sgl_set_device,
  * runtime/device.c) and make-model's refusals, on a machine with or without
- * a GPU. The CUDA backend itself is tested on the GPU machine (tests/gpu).
+ * a GPU, and the dev-ref backend's check of upload_async's contract. The
+ * CUDA backend itself is tested on the GPU machine (tests/gpu).
  */
 #include <criterion/criterion.h>
 #include <string.h>
 
 #include "include/sgl.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu.h"
 #include "runtime/device.h"
 
 Test(device, cpu_and_auto_choose_a_usable_backend)
@@ -70,4 +72,47 @@ Test(device, tensor_parallel_choice_reaches_the_model_options)
     runtime_device_options(&o);
     cr_assert_eq(o.tp, 0);
     cr_assert_eq(o.tp_comm, K_COMM_AUTO);
+}
+
+/* dev-ref checks upload_async's contract (kernels/backend.h): the host
+ * source stays untouched until an event recorded after the upload has been
+ * waited, or a sync; touching it earlier fails the backend by name. */
+Test(devref, upload_async_source_must_wait_for_its_event)
+{
+    char err[256] = "";
+    KBackend *be = cpu_devref_backend_new(err, sizeof err);
+    cr_assert(be, "%s", err);
+    const KDevOps *op = be->dev;
+    int32_t *src = op->host_alloc(be->ctx, 64), *dst = be->buf_alloc(be->ctx, 64), back[16];
+    void *ev[2] = {op->event_new(be->ctx), op->event_new(be->ctx)};
+    for (int i = 0; i < 16; i++) src[i] = i;
+    /* the right use: upload, record, wait, then reuse */
+    op->upload_async(be->ctx, dst, src, 64);
+    op->event_record(be->ctx, ev[0]);
+    cr_assert_eq(op->event_wait(be->ctx, ev[0]), 0);
+    src[0] = 100;
+    op->upload_async(be->ctx, dst, src, 64);
+    be->download(be->ctx, back, dst, 64);
+    cr_assert_eq(back[0], 100);
+    cr_assert_null(be->error(be->ctx));
+    /* waiting an older event does not cover a later upload */
+    op->event_record(be->ctx, ev[0]);
+    op->upload_async(be->ctx, dst, src, 64);
+    op->event_record(be->ctx, ev[1]);
+    cr_assert_eq(op->event_wait(be->ctx, ev[0]), 0);
+    src[1] = 7; /* too early: ev[1] covers it */
+    cr_assert_eq(op->event_wait(be->ctx, ev[1]), -1);
+    const char *e = be->error(be->ctx);
+    cr_assert(e && strstr(e, "upload_async"), "%s", e ? e : "(none)");
+    /* a sync covers everything; host_free forgets what was pending */
+    op->upload_async(be->ctx, dst, src, 64);
+    cr_assert_eq(be->sync(be->ctx), 0);
+    src[2] = 9;
+    op->upload_async(be->ctx, dst, src, 64);
+    op->host_free(be->ctx, src);
+    cr_assert_eq(be->sync(be->ctx), 0);
+    op->event_free(be->ctx, ev[0]);
+    op->event_free(be->ctx, ev[1]);
+    be->buf_free(be->ctx, dst);
+    be->destroy(be->ctx);
 }
