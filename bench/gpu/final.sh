@@ -13,7 +13,7 @@
 #      left, where a batch-1 step's GPU time goes (engine_gpu prof: every op timed), the
 #      program workload and batch-1 with the overlap scheduler off. Right after the default
 #      engine bench: batch-1 again with RoPE + KV write fused into the decode attention
-#      (SGL_CUDA_FUSE_ROPE=1, bench-fuse-rope.log; NOTES.md "Session 5 (helper "rope")").
+#      (SGL_CUDA_FUSE_ROPE=1, bench-fuse-rope.log; NOTES.md, Session 5 (helper rope)).
 # summary.py prints the figures beside the goals. Logs under $OUT.
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"

@@ -653,7 +653,7 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap)
 #undef X
     /* RoPE + KV write fused into the decode attention: off until a GPU run
      * has shown it bit-identical to rope_kv + attention and faster
-     * (bench/gpu/NOTES.md "Session 5") */
+     * (bench/gpu/NOTES.md, "Session 5 (helper rope)") */
     const char *fr = getenv("SGL_CUDA_FUSE_ROPE");
     if (fr && *fr && strcmp(fr, "0") && strcmp(fr, "1")) {
         if (err) snprintf(err, errcap, "cuda backend: SGL_CUDA_FUSE_ROPE=%s: want 0 or 1", fr);
