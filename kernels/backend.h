@@ -353,6 +353,33 @@ typedef struct {
 enum { K_ATTN_TILE_ROWS = 64 };
 
 /*
+ * KDevOps.attention_rope (optional: NULL when the backend does not fuse):
+ * exactly rope_kv (rope_kv_fp8 when a->kv_fp8) over a->n_rows rows with
+ * these arguments, then attention(a): the same output bits, the same pool
+ * bytes. What it is for: decode steps, where one kernel can rotate q and the
+ * new key on the fly and write k/v while it attends.
+ *
+ *   qkv      the rows rope_kv rotates; a->q must be qkv and a->ldq its
+ *            stride (n_head + 2 * n_head_kv) * head_dim
+ *   k_pool, v_pool  the pools rope_kv writes: a->k_pool and a->v_pool
+ *   afterwards the q and k parts of qkv are unspecified (rotated or not:
+ *            CUDA leaves them as they were); nothing may read them
+ *
+ * Exact only when no row's context holds another row's wslot, nor its own
+ * anywhere but as its last slot (decode steps: a new token's slot is fresh),
+ * a->n_tiles is 0 (rows only) and the caller runs it on the same rows as
+ * the two ops would (a row of wslot < 0 writes nothing).
+ */
+typedef struct {
+    void *qkv;
+    int rot_dim;
+    const float *inv_freq;
+    KRopeStyle style;
+    const int32_t *pos, *wslot;
+    void *k_pool, *v_pool;
+} KDevRope;
+
+/*
  * Sampling on the device: runtime/sampler.c's chain (its header states the
  * conventions) over rows of f32 logits, one row per request:
  *
@@ -479,6 +506,9 @@ typedef struct KDevOps {
 #define X(op, ret, params) ret (*op) params;
     K_DEV_OPS(X)
 #undef X
+    /* optional, outside K_DEV_OPS (k_backend_complete does not ask for it):
+     * see KDevRope; NULL: the caller runs rope_kv then attention */
+    void (*attention_rope)(void *ctx, const KDevAttn *a, const KDevRope *r);
 } KDevOps;
 
 typedef struct KBackend {

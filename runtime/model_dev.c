@@ -582,13 +582,23 @@ static void run_layers(Model *m, KvPool *kv, int N, const StepIdx *ix, KDevAttn 
         const DevLayer *L = &d->layers[l];
         op->add_rmsnorm(bx, d->h, l ? d->d : NULL, L->n1, d->x, N, E, c->rms_eps);
         op->matmul(bx, &L->qkv, L->bqkv, d->x, E, N, d->qkv, ldqkv);
-        (kv->dtype == K_DTYPE_F8_E4M3 ? op->rope_kv_fp8 : op->rope_kv)(bx, d->qkv, N, nh, nkv, c->head_dim,
-                                                                       c->rope_dim, d->inv_freq, c->rope_style,
-                                                                       ix->pos, ix->wslot, kv->k[l], kv->v[l]);
         aa->k_pool = at->k_pool = kv->k[l];
         aa->v_pool = at->v_pool = kv->v[l];
-        if (aa->n_rows) op->attention(bx, aa);
-        if (at->n_tiles) op->attention(bx, at);
+        /* a decode-only step (every row a decode row of aa, no tiles: each
+         * row's last context slot is its wslot) takes RoPE and the k/v
+         * write inside attention when the backend fuses them (KDevRope) */
+        if (op->attention_rope && aa->n_rows == N && !at->n_tiles) {
+            KDevRope rp = {.qkv = d->qkv, .rot_dim = c->rope_dim, .inv_freq = d->inv_freq, .style = c->rope_style,
+                           .pos = ix->pos, .wslot = ix->wslot, .k_pool = kv->k[l], .v_pool = kv->v[l]};
+            op->attention_rope(bx, aa, &rp);
+        } else {
+            (kv->dtype == K_DTYPE_F8_E4M3 ? op->rope_kv_fp8 : op->rope_kv)(bx, d->qkv, N, nh, nkv, c->head_dim,
+                                                                           c->rope_dim, d->inv_freq,
+                                                                           c->rope_style, ix->pos, ix->wslot,
+                                                                           kv->k[l], kv->v[l]);
+            if (aa->n_rows) op->attention(bx, aa);
+            if (at->n_tiles) op->attention(bx, at);
+        }
         op->matmul(bx, &L->o, NULL, d->att, Q, N, d->d, E);
         tp_sum(m, d->d, N);
         op->add_rmsnorm(bx, d->h, d->d, L->n2, d->x, N, E, c->rms_eps);

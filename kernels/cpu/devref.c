@@ -16,6 +16,9 @@
  *   hash is kept until an event recorded after the upload is waited (or a
  *   sync, upload or download); a source that changed before then fails the
  *   backend by name (what a GPU still behind would have read wrongly)
+ *   attention_rope ── the two ops one after the other (its meaning), set
+ *   when SGL_CUDA_FUSE_ROPE=1 as on CUDA, so model_dev.c's fused branch runs
+ *   here too
  */
 #include <math.h>
 #include <stdio.h>
@@ -377,6 +380,13 @@ static void d_attention(void *ctx, const KDevAttn *a)
     }
 }
 
+static void d_attention_rope(void *ctx, const KDevAttn *a, const KDevRope *r)
+{
+    rope_kv(r->qkv, a->n_rows, a->n_head, a->n_head_kv, a->head_dim, r->rot_dim, r->inv_freq, r->style, r->pos,
+            r->wslot, r->k_pool, r->v_pool, a->kv_fp8);
+    d_attention(ctx, a);
+}
+
 static void d_swiglu(void *ctx, const void *gup, int n, int ff, void *outp)
 {
     const bf *gu = gup;
@@ -679,6 +689,8 @@ KBackend *cpu_devref_backend_new(char *err, size_t errcap)
 #define X(op, ret, params) d->dev.op = d_##op;
     K_DEV_OPS(X)
 #undef X
+    const char *fr = getenv("SGL_CUDA_FUSE_ROPE");
+    d->dev.attention_rope = fr && !strcmp(fr, "1") ? d_attention_rope : NULL;
     d->be.dev = &d->dev;
     return &d->be;
 }

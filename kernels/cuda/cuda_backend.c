@@ -18,6 +18,10 @@
  * KDevAttn.kv_fp8 pools to the fp8 split-K decode and mma prefill kernels
  * (the row and WMMA kernels refuse them by name).
  *
+ * KDevOps.attention_rope (SGL_CUDA_FUSE_ROPE=1, off by default until a GPU
+ * run has checked it): decode rows take RoPE and the KV write inside the
+ * split-K decode kernel (cu_attention_decode_rope), one kernel a layer less.
+ *
  * Threads: one host thread at a time (the engine thread), as CuCtx.
  */
 #include "kernels/cuda/cuda_backend.h"
@@ -472,6 +476,30 @@ static void d_upload_async(void *ctx, void *dst, const void *src, size_t bytes)
     cu_upload_async(((Cuda *)ctx)->cu, dst, src, bytes);
 }
 static void *d_event_new(void *ctx) { return cu_event_new(((Cuda *)ctx)->cu); }
+/* KDevOps.attention_rope (SGL_CUDA_FUSE_ROPE=1): decode rows on the split-K
+ * kernel with RoPE and the KV write inside it (cu_attention_decode_rope);
+ * any other case runs the two ops, which is what the op means. */
+static void d_attention_rope(void *ctx, const KDevAttn *a, const KDevRope *r)
+{
+    Cuda *c = ctx;
+    if (a->n_rows <= 0) return;
+    int ldqkv = (a->n_head + 2 * a->n_head_kv) * a->head_dim;
+    if (a->n_tiles > 0 || c->dec_row_kernel || a->q != r->qkv || a->ldq != ldqkv || a->k_pool != r->k_pool ||
+        a->v_pool != r->v_pool) {
+        (a->kv_fp8 ? d_rope_kv_fp8 : d_rope_kv)(ctx, r->qkv, a->n_rows, a->n_head, a->n_head_kv, a->head_dim,
+                                                r->rot_dim, r->inv_freq, r->style, r->pos, r->wslot, r->k_pool,
+                                                r->v_pool);
+        d_attention(ctx, a);
+        return;
+    }
+    int ms = decode_max_split(c, a->n_rows, a->n_head, a->n_head_kv, a->head_dim);
+    int *cnt = !c->dec_merge_kernel && (size_t)a->n_rows * a->n_head_kv <= DEC_COUNTERS ? c->dec_counters : NULL;
+    cu_attention_decode_rope(c->cu, r->qkv, a->n_rows, a->n_head, a->n_head_kv, a->head_dim, a->scale, r->k_pool,
+                             r->v_pool, a->kv_fp8, a->slots, a->row_off, a->row_len, a->max_len, ms,
+                             c->dec_min_chunk, ms > 1 ? c->attn_ws : NULL, cnt, r->rot_dim, r->inv_freq,
+                             r->style == K_ROPE_NEOX, r->pos, r->wslot, a->out);
+}
+
 static void d_event_free(void *ctx, void *ev) { cu_event_free(((Cuda *)ctx)->cu, ev); }
 static void d_event_record(void *ctx, void *ev) { cu_event_record(((Cuda *)ctx)->cu, ev); }
 static int d_event_wait(void *ctx, void *ev) { return cu_event_wait(((Cuda *)ctx)->cu, ev); }
@@ -623,6 +651,16 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap)
 #define X(op, ret, params) c->dev.op = d_##op;
     K_DEV_OPS(X)
 #undef X
+    /* RoPE + KV write fused into the decode attention: off until a GPU run
+     * has shown it bit-identical to rope_kv + attention and faster
+     * (bench/gpu/NOTES.md, "Session 5 (helper rope)") */
+    const char *fr = getenv("SGL_CUDA_FUSE_ROPE");
+    if (fr && *fr && strcmp(fr, "0") && strcmp(fr, "1")) {
+        if (err) snprintf(err, errcap, "cuda backend: SGL_CUDA_FUSE_ROPE=%s: want 0 or 1", fr);
+        b_destroy(c);
+        return NULL;
+    }
+    c->dev.attention_rope = fr && !strcmp(fr, "1") ? d_attention_rope : NULL;
     c->be.dev = &c->dev;
     if (!k_backend_complete(&c->be)) {
         if (err) snprintf(err, errcap, "cuda backend: an op is missing");

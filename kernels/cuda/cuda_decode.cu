@@ -26,6 +26,7 @@
 #include <math.h>
 
 #include "kernels/cuda/cuda_fp8.cuh"
+#include "kernels/cuda/cuda_rope.cuh"
 
 typedef __nv_bfloat16 bf16;
 
@@ -34,6 +35,15 @@ enum { DEC_WARPS = 4, DEC_ROUND = 16, DEC_MAX_G = 8 };
 typedef struct {
     int n, chunk; /* chunks and keys per chunk */
 } DecSplit;
+
+/* The fused RoPE + KV write (cu_attention_decode_rope; unused otherwise).
+ * q points at the qkv rows: [q heads | k heads | v heads] of head_dim. */
+typedef struct {
+    int rot, neox;
+    const float *inv_freq;
+    const int32_t *pos, *wslot;
+    void *k_pool, *v_pool;      /* where the new key and value are written */
+} DecRope;
 
 /* The one split rule (host and device): depends on the row alone. */
 __host__ __device__ static inline DecSplit dec_split(int len, int max_split, int min_chunk)
@@ -79,20 +89,31 @@ __device__ __forceinline__ void bf16x8_to_f32(const uint4 &v, float *f)
 
 /* 4 blocks an SM (128 registers) up to G 4: the merge's registers had
  * pushed it to 152, 3 blocks */
-template <int HD, int G, typename KT>
+template <int HD, int G, typename KT, bool ROPE>
 __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
     k_decode(const bf16 *__restrict__ q, int ldq, int n_head, int n_head_kv, float scale_log2,
              const KT *__restrict__ kp, const KT *__restrict__ vp, const int32_t *__restrict__ slots,
              const int32_t *__restrict__ row_off, const int32_t *__restrict__ row_len, int max_split, int min_chunk,
-             int ws_stride, float *__restrict__ ws, int *__restrict__ counters, bf16 *__restrict__ out)
+             int ws_stride, float *__restrict__ ws, int *__restrict__ counters, bf16 *__restrict__ out, DecRope rp)
 {
     constexpr int LPK = HD / 8, KPL = 32 / LPK, U = G <= 4 ? 4 : 2, TILE = KPL * U;
     __shared__ float sm_m[DEC_WARPS][G], sm_l[DEC_WARPS][G];
     __shared__ __align__(16) float sm_acc[DEC_WARPS][G][HD];
+    /* ROPE: the qkv row's group of q heads, its k and v heads as they are
+     * (raw), the q heads rotated, the new key and value as the pool holds
+     * them, the pairs' cos/sin (8-element stand-ins otherwise) */
+    constexpr int RQ = ROPE ? G * HD : 8, RK = ROPE ? HD : 8, RC = ROPE ? HD / 2 : 1;
+    __shared__ __align__(16) bf16 sm_raw[ROPE ? (G + 2) * HD : 8], sm_q[RQ];
+    __shared__ __align__(16) KT sm_k[RK], sm_v[RK];
+    __shared__ float2 sm_cs[RC];
 
     ptx_launch_dependents(); /* the o GEMV after it may start streaming its weights */
     const int r = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
     const int len = row_len[r];
+    /* ROPE: loaded beside row_len, not after it (one latency, not three) */
+    const int wslot = ROPE ? rp.wslot[r] : -1;
+    const float pos = ROPE ? (float)rp.pos[r] : 0.0f;
+    const float inv = ROPE && (int)threadIdx.x < rp.rot / 2 ? rp.inv_freq[threadIdx.x] : 0.0f;
     const DecSplit sp = dec_split(len, max_split, min_chunk);
     if (split >= sp.n) return;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = lane / LPK, c8 = lane % LPK;
@@ -100,10 +121,47 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
     const int k0 = split * sp.chunk, k1 = min(len, k0 + sp.chunk);
     const int32_t *sl = slots + (len > 0 ? row_off[r] : 0);
 
+    /* ROPE: knew is the row's key taken from sm_k / sm_v instead of the
+     * pool (its new token's, rotated here), -1 when none */
+    int knew = -1;
+    if constexpr (ROPE) {
+        static_assert(HD / 2 <= DEC_WARPS * 32, "one cos/sin pair a thread");
+        const bf16 *row = q + (size_t)r * ldq;
+        /* the last chunk holds the row's last key: its block alone writes
+         * the new k and v (rope_kv writes them whatever the row's length) */
+        const bool writer = split == sp.n - 1 && wslot >= 0;
+        /* raw rows into shared memory, 16 bytes a load: the group's q heads
+         * (adjacent in the row), then the kv head's k and v */
+        constexpr int NQ8 = G * HD / 8, NK8 = HD / 8;
+        for (int i = threadIdx.x; i < NQ8 + 2 * NK8; i += blockDim.x) {
+            const bf16 *src = i < NQ8         ? row + (size_t)kvh * G * HD + i * 8
+                              : i < NQ8 + NK8 ? row + (size_t)(n_head + kvh) * HD + (i - NQ8) * 8
+                                              : row + (size_t)(n_head + n_head_kv + kvh) * HD + (i - NQ8 - NK8) * 8;
+            *(uint4 *)(sm_raw + i * 8) = *(const uint4 *)src;
+        }
+        if (writer && len > 0 && sl[len - 1] == wslot) knew = len - 1;
+        if ((int)threadIdx.x < rp.rot / 2) sm_cs[threadIdx.x] = rope_cos_sin(pos, inv);
+        __syncthreads();
+        for (int i = threadIdx.x; i < G * HD; i += blockDim.x)
+            sm_q[i] = rope_dim(sm_raw + (i / HD) * HD, i % HD, rp.rot, rp.neox, sm_cs);
+        if (writer) {
+            KT *kw = (KT *)rp.k_pool + (size_t)wslot * n_head_kv * HD + (size_t)kvh * HD;
+            KT *vw = (KT *)rp.v_pool + (size_t)wslot * n_head_kv * HD + (size_t)kvh * HD;
+            for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+                KvT<KT>::put(&sm_k[d], rope_dim(sm_raw + G * HD, d, rp.rot, rp.neox, sm_cs));
+                KvT<KT>::put(&sm_v[d], sm_raw[(G + 1) * HD + d]);
+                kw[d] = sm_k[d];
+                vw[d] = sm_v[d];
+            }
+        }
+        __syncthreads();
+    }
+
     float qf[G][8];
 #pragma unroll
     for (int g = 0; g < G; g++) {
-        uint4 v = *(const uint4 *)(q + (size_t)r * ldq + (size_t)(kvh * G + g) * HD + c8 * 8);
+        uint4 v = ROPE ? *(const uint4 *)(sm_q + g * HD + c8 * 8)
+                       : *(const uint4 *)(q + (size_t)r * ldq + (size_t)(kvh * G + g) * HD + c8 * 8);
         bf16x8_to_f32(v, qf[g]);
 #pragma unroll
         for (int e = 0; e < 8; e++) qf[g][e] *= scale_log2;
@@ -124,7 +182,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
 #pragma unroll
     for (int u = 0; u < U; u++) {
         int t = base + u * KPL + sub;
-        slot[u] = t < k1 ? sl[t] : -1;
+        slot[u] = t < k1 ? (ROPE && t == knew ? -2 : sl[t]) : -1;
     }
     for (; base < k1; base += DEC_WARPS * TILE) {
         Raw kr[U], vr[U];
@@ -133,6 +191,9 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
             if (slot[u] >= 0) {
                 kr[u] = __ldg((const Raw *)(kb + (size_t)slot[u] * kv_dim));
                 vr[u] = __ldg((const Raw *)(vb + (size_t)slot[u] * kv_dim));
+            } else if (ROPE && slot[u] == -2) { /* the new key: what the pool would hold */
+                kr[u] = *(const Raw *)(sm_k + c8 * 8);
+                vr[u] = *(const Raw *)(sm_v + c8 * 8);
             } else {
                 kr[u] = Raw{};
                 vr[u] = Raw{};
@@ -140,12 +201,12 @@ __global__ void __launch_bounds__(DEC_WARPS * 32, G <= 4 ? 4 : 1)
         }
         bool ok[U];
 #pragma unroll
-        for (int u = 0; u < U; u++) ok[u] = slot[u] >= 0;
+        for (int u = 0; u < U; u++) ok[u] = ROPE ? slot[u] != -1 : slot[u] >= 0;
         const int nb = base + DEC_WARPS * TILE;
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int t = nb + u * KPL + sub;
-            slot[u] = t < k1 ? sl[t] : -1;
+            slot[u] = t < k1 ? (ROPE && t == knew ? -2 : sl[t]) : -1;
         }
         float s[U][G];
 #pragma unroll
@@ -274,17 +335,17 @@ extern "C" size_t cu_decode_ws_bytes(int n_rows, int n_head, int head_dim, int m
     return max_split > 1 ? (size_t)n_rows * n_head * max_split * (head_dim + 2) * sizeof(float) : 0;
 }
 
-template <int HD, typename KT>
+template <int HD, typename KT, bool ROPE>
 static void launch_hd(dim3 grid, cudaStream_t st, int G, const bf16 *q, int ldq, int n_head, int n_head_kv,
                       float sl2, const KT *kp, const KT *vp, const int32_t *slots, const int32_t *row_off,
                       const int32_t *row_len, int max_split, int min_chunk, int ws_stride, float *ws, int *counters,
-                      bf16 *out)
+                      bf16 *out, const DecRope &rp)
 {
 #define DEC_CASE(g)                                                                                              \
     case g:                                                                                                      \
-        k_decode<HD, g, KT><<<grid, DEC_WARPS * 32, 0, st>>>(q, ldq, n_head, n_head_kv, sl2, kp, vp, slots, row_off, \
-                                                         row_len, max_split, min_chunk, ws_stride, ws, counters, \
-                                                         out);                                                   \
+        k_decode<HD, g, KT, ROPE><<<grid, DEC_WARPS * 32, 0, st>>>(q, ldq, n_head, n_head_kv, sl2, kp, vp, slots, \
+                                                                   row_off, row_len, max_split, min_chunk,       \
+                                                                   ws_stride, ws, counters, out, rp);            \
         break;
     switch (G) {
         DEC_CASE(1) DEC_CASE(2) DEC_CASE(3) DEC_CASE(4) DEC_CASE(5) DEC_CASE(6) DEC_CASE(7) DEC_CASE(8)
@@ -292,17 +353,23 @@ static void launch_hd(dim3 grid, cudaStream_t st, int G, const bf16 *q, int ldq,
 #undef DEC_CASE
 }
 
+/* rp: NULL, or the fused RoPE + KV write (q is then the qkv rows) */
 template <typename KT>
 static void attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head, int n_head_kv,
                              int head_dim, float scale, const KT *k_pool, const KT *v_pool, const int32_t *slots,
                              const int32_t *row_off, const int32_t *row_len, int max_len, int max_split,
-                             int min_chunk, float *ws, int *counters, uint16_t *out)
+                             int min_chunk, float *ws, int *counters, uint16_t *out, const DecRope *rp)
 {
     if (n_rows <= 0) return;
     if (n_head_kv <= 0 || n_head % n_head_kv || n_head / n_head_kv > DEC_MAX_G ||
         (head_dim != 64 && head_dim != 128) || ldq % 8) {
         cu_fail(c, "attention decode", "unsupported shape (head_dim 64 or 128, 1..8 query heads per kv head, "
                                        "q rows 16-byte aligned)");
+        return;
+    }
+    if (rp && (ldq != (n_head + 2 * n_head_kv) * head_dim || rp->rot <= 0 || rp->rot > head_dim || rp->rot % 2)) {
+        cu_fail(c, "attention decode rope", "q must be the qkv rows (stride (n_head + 2 n_head_kv) head_dim); "
+                                            "rot_dim even and within head_dim");
         return;
     }
     if (max_split < 1 || min_chunk < 1 || max_split > 65535 || (max_split > 1 && !ws)) {
@@ -320,12 +387,19 @@ static void attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_rows, i
     int G = n_head / n_head_kv;
     /* ws rows keep max_split chunks whatever n_launch is, so a row's partials
      * sit where k_decode_merge looks for them in every launch */
-    if (head_dim == 128)
-        launch_hd<128, KT>(grid, st, G, (const bf16 *)q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, row_off, row_len, max_split, min_chunk, max_split, ws,
-                       counters, (bf16 *)out);
-    else
-        launch_hd<64, KT>(grid, st, G, (const bf16 *)q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots, row_off, row_len, max_split, min_chunk, max_split, ws,
-                      counters, (bf16 *)out);
+    const DecRope none = {};
+#define DEC_HD(hd, rope)                                                                                        \
+    launch_hd<hd, KT, rope>(grid, st, G, (const bf16 *)q, ldq, n_head, n_head_kv, sl2, k_pool, v_pool, slots,   \
+                            row_off, row_len, max_split, min_chunk, max_split, ws, counters, (bf16 *)out,       \
+                            rp ? *rp : none)
+    if (head_dim == 128) {
+        if (rp) DEC_HD(128, true);
+        else DEC_HD(128, false);
+    } else {
+        if (rp) DEC_HD(64, true);
+        else DEC_HD(64, false);
+    }
+#undef DEC_HD
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {
         cu_fail(c, "attention decode", cudaGetErrorString(e));
@@ -347,7 +421,7 @@ extern "C" void cu_attention_decode(CuCtx *c, const uint16_t *q, int ldq, int n_
 {
     attention_decode<bf16>(c, q, ldq, n_rows, n_head, n_head_kv, head_dim, scale, (const bf16 *)k_pool,
                            (const bf16 *)v_pool, slots, row_off, row_len, max_len, max_split, min_chunk, ws,
-                           counters, out);
+                           counters, out, NULL);
 }
 
 extern "C" void cu_attention_decode_fp8(CuCtx *c, const uint16_t *q, int ldq, int n_rows, int n_head,
@@ -357,7 +431,26 @@ extern "C" void cu_attention_decode_fp8(CuCtx *c, const uint16_t *q, int ldq, in
                                         float *ws, int *counters, uint16_t *out)
 {
     attention_decode<uint8_t>(c, q, ldq, n_rows, n_head, n_head_kv, head_dim, scale, k_pool, v_pool, slots, row_off,
-                              row_len, max_len, max_split, min_chunk, ws, counters, out);
+                              row_len, max_len, max_split, min_chunk, ws, counters, out, NULL);
+}
+
+extern "C" void cu_attention_decode_rope(CuCtx *c, uint16_t *qkv, int n_rows, int n_head, int n_head_kv,
+                                         int head_dim, float scale, void *k_pool, void *v_pool, int kv_fp8,
+                                         const int32_t *slots, const int32_t *row_off, const int32_t *row_len,
+                                         int max_len, int max_split, int min_chunk, float *ws, int *counters,
+                                         int rot_dim, const float *inv_freq, int neox, const int32_t *pos,
+                                         const int32_t *wslot, uint16_t *out)
+{
+    const DecRope rp = {rot_dim, neox, inv_freq, pos, wslot, k_pool, v_pool};
+    int ldq = (n_head + 2 * n_head_kv) * head_dim;
+    if (kv_fp8)
+        attention_decode<uint8_t>(c, qkv, ldq, n_rows, n_head, n_head_kv, head_dim, scale, (const uint8_t *)k_pool,
+                                  (const uint8_t *)v_pool, slots, row_off, row_len, max_len, max_split, min_chunk, ws,
+                                  counters, out, &rp);
+    else
+        attention_decode<bf16>(c, qkv, ldq, n_rows, n_head, n_head_kv, head_dim, scale, (const bf16 *)k_pool,
+                               (const bf16 *)v_pool, slots, row_off, row_len, max_len, max_split, min_chunk, ws,
+                               counters, out, &rp);
 }
 
 extern "C" void cu_profile_range(int on)

@@ -25,6 +25,9 @@
  *   - Lengths and offsets are read from device memory; the launch's shape
  *     (grid) depends on n_rows, max_len, max_split and min_chunk only.
  *   - row_len[r] <= 0: the row's output is zeros (padded rows of a graph).
+ *   - cu_attention_decode_rope (RoPE + the KV write fused in): the same
+ *     split, the same key order; only where the last key comes from
+ *     differs (shared memory, holding the bytes the pool gets).
  *   - Rows whose split is 1 are written by the main kernel; the others go
  *     through the work space (cu_decode_ws_bytes) and are merged, in chunk
  *     order, by the last block of the (row, kv head) to finish when the
@@ -70,6 +73,25 @@ void cu_attention_decode_fp8(CuCtx *c, const uint16_t *q, int ldq, int n_rows, i
                              int head_dim, float scale, const uint8_t *k_pool, const uint8_t *v_pool,
                              const int32_t *slots, const int32_t *row_off, const int32_t *row_len, int max_len,
                              int max_split, int min_chunk, float *ws, int *counters, uint16_t *out);
+
+/* rope_kv (cu_rope_kv_write_f, or _fp8 when kv_fp8) then the decode
+ * attention above, in one launch: the same attention output bits and the
+ * same pool bytes. qkv holds the rows [q heads | k heads | v heads] (stride
+ * (n_head + 2 * n_head_kv) * head_dim); each block rotates its group's q
+ * heads into shared memory (qkv's q is left unrotated: nothing after
+ * attention reads it), and the block of a row's last chunk rotates the kv
+ * head's new key, writes it and the value into slot wslot[r] of the pools
+ * (bf16, or e4m3 when kv_fp8: cu_rope_kv_write_fp8's rounding) and uses
+ * them for the row's last key when that key is slot wslot[r]. Rows with
+ * wslot[r] < 0 write nothing and read every key from the pool (a graph's
+ * padding: row_len 0 too). Exact for decode steps, where no row's context
+ * holds another row's wslot (nor its own before its last key): such a key
+ * would be read from the pool while it is being written. */
+void cu_attention_decode_rope(CuCtx *c, uint16_t *qkv, int n_rows, int n_head, int n_head_kv, int head_dim,
+                              float scale, void *k_pool, void *v_pool, int kv_fp8, const int32_t *slots,
+                              const int32_t *row_off, const int32_t *row_len, int max_len, int max_split,
+                              int min_chunk, float *ws, int *counters, int rot_dim, const float *inv_freq, int neox,
+                              const int32_t *pos, const int32_t *wslot, uint16_t *out);
 
 /* For profiling a decode step under Nsight Compute (ncu
  * --profile-from-start off): on 1 starts, 0 stops the profiled range. */

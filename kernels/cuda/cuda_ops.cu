@@ -9,6 +9,7 @@
  */
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_ptx.cuh"
+#include "kernels/cuda/cuda_rope.cuh"
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -540,14 +541,9 @@ __global__ void k_rope_kv_f(bf16 *qkv, int n_head, int n_head_kv, int hd, int ro
     bf16 *x = row + head * hd;
     int kh = head - n_head;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        float s, cs;
-        sincosf(p * inv_freq[i], &s, &cs);
-        float cb = __bfloat162float(__float2bfloat16(cs)), sb = __bfloat162float(__float2bfloat16(s));
         int i1 = neox ? i : 2 * i, i2 = neox ? i + half : 2 * i + 1;
-        float x1 = __bfloat162float(x[i1]), x2 = __bfloat162float(x[i2]);
-        float a = __bfloat162float(__float2bfloat16(x1 * cb)), b = __bfloat162float(__float2bfloat16(-x2 * sb));
-        float e = __bfloat162float(__float2bfloat16(x2 * cb)), f = __bfloat162float(__float2bfloat16(x1 * sb));
-        bf16 lo = __float2bfloat16(a + b), hi = __float2bfloat16(e + f);
+        bf16 lo, hi; /* cuda_rope.cuh: the rounding cu_attention_decode_rope repeats */
+        rope_rotate(__bfloat162float(x[i1]), __bfloat162float(x[i2]), rope_cos_sin(p, inv_freq[i]), lo, hi);
         if (head < n_head) {
             x[i1] = lo;
             x[i2] = hi;

@@ -29,6 +29,13 @@
  *     by op) and OFF; exit 1 unless ON and PADDED give identical ids (OFF
  *     is reported: its GEMMs run at other row counts, so ids may part at
  *     near-ties).
+ *   engine_gpu fusecheck DIR
+ *     RoPE + KV write fused into the decode attention (SGL_CUDA_FUSE_ROPE,
+ *     KDevOps.attention_rope): the 6 requests of `check`, alone and all at
+ *     once, decode graphs on, on a model opened with the switch off and on
+ *     one opened with it on; exit 1 unless every id is the same (the fused
+ *     kernel is meant to give the two ops' bits) or the switch did not set
+ *     the op. SGL_KV_CACHE_DTYPE=fp8_e4m3 checks the fp8 pools.
  *   engine_gpu decode DIR
  *     the forward alone for B decode rows of context ctx (B 1, 16, 64; ctx
  *     1024, 4096, 8192) with the row kernel, the split-K kernel, and the
@@ -800,6 +807,60 @@ static int graphcheck(const char *dir)
     return fail;
 }
 
+/* ---- fusecheck: RoPE + KV write inside the decode attention, on and off ---- */
+
+static int fusecheck(const char *dir)
+{
+    Out o[2][2][NREQ];
+    double secs[2][2];
+    int fail = 0, has_op[2] = {0, 0};
+    for (int f = 0; f < 2; f++) {
+        /* read when the backend is made: one model each */
+        if (f) setenv("SGL_CUDA_FUSE_ROPE", "1", 1);
+        else unsetenv("SGL_CUDA_FUSE_ROPE");
+        Model *gpu = open_model(dir, K_BACKEND_CUDA);
+        Tokenizer *tok = open_tok(dir, gpu);
+        set_graphs(gpu, MODEL_GRAPHS_ON);
+        int V = gpu->cfg.vocab, reg = V < 100000 ? V : 100000;
+        int32_t prompts[NREQ][PLEN];
+        int plen[NREQ];
+        for (int i = 0; i < NREQ; i++) {
+            plen[i] = i == 0 ? 150 : 40 - 4 * (i % 3);
+            prompt_ids(prompts[i], PLEN, 100 + (uint64_t)i, reg);
+            if (i >= 3) memcpy(prompts[i], prompts[0], 24 * sizeof(int32_t));
+        }
+        for (int together = 0; together < 2; together++) {
+            Engine *e = engine(gpu, tok, 0, 0);
+            double t0 = now();
+            run_requests(e, prompts, plen, o[f][together], together);
+            secs[f][together] = now() - t0;
+            eng_free(e);
+            for (int i = 0; i < NREQ; i++) fail |= o[f][together][i].failed;
+        }
+        const KBackend *be = gpu->backend;
+        has_op[f] = be && be->dev && be->dev->attention_rope;
+        model_free(gpu);
+        tok_free(tok);
+    }
+    unsetenv("SGL_CUDA_FUSE_ROPE");
+    if (has_op[0] || !has_op[1]) fail = 1;
+    for (int together = 0; together < 2; together++) {
+        int eq = 0;
+        for (int i = 0; i < NREQ; i++) {
+            int d = first_diff(&o[0][together][i], &o[1][together][i]);
+            eq += d < 0;
+            printf("{\"fusecheck\": \"%s\", \"request\": %d, \"generated\": %d, \"off_vs_on_first_diff\": %d}\n",
+                   together ? "together" : "alone", i, o[1][together][i].n, d);
+        }
+        printf("{\"fusecheck\": \"%s\", \"ids_off_eq_on\": \"%d/%d\", \"s_off\": %.2f, \"s_on\": %.2f}\n",
+               together ? "together" : "alone", eq, NREQ, secs[0][together], secs[1][together]);
+        if (eq != NREQ) fail = 1;
+    }
+    printf("{\"fusecheck\": \"%s\", \"op_off\": %d, \"op_on\": %d}\n", fail ? "FAILED" : "passed", has_op[0],
+           has_op[1]);
+    return fail;
+}
+
 /* ---- decode: the split-K kernel and graphs against the row kernel ---- */
 
 static void set_decode(Model *m, const char *spec)
@@ -1186,6 +1247,7 @@ int main(int argc, char **argv)
     if (argc >= 3 && !strcmp(argv[1], "prof"))
         return prof(argv[2], argc > 3 ? atoi(argv[3]) : 1, argc > 4 ? atoi(argv[4]) : 1024);
     if (argc >= 3 && !strcmp(argv[1], "graphcheck")) return graphcheck(argv[2]);
+    if (argc >= 3 && !strcmp(argv[1], "fusecheck")) return fusecheck(argv[2]);
     if (argc >= 6 && !strcmp(argv[1], "gemv")) return gemv_bench(argv[2], atoi(argv[3]), atoi(argv[4]), argc - 5, argv + 5);
     if (argc >= 3 && !strcmp(argv[1], "decode")) return decode_bench(argv[2]);
     if (argc >= 8 && !strcmp(argv[1], "offline"))
@@ -1196,7 +1258,7 @@ int main(int argc, char **argv)
         return bench(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), argc > 6 ? atoi(argv[6]) : 0,
                      argc > 7 ? atoi(argv[7]) : 0);
     fprintf(stderr, "usage: engine_gpu check DIR [OUT] | sample DIR | bench DIR N_REQ IN OUT [MAX_RUNNING CHUNK] | "
-                    "lens DIR LENS [MAX_RUNNING CHUNK] | graphcheck DIR | decode DIR | offline DIR N_REQ IN OUT "
+                    "lens DIR LENS [MAX_RUNNING CHUNK] | graphcheck DIR | fusecheck DIR | decode DIR | offline DIR N_REQ IN OUT "
                     "row|split on|off | prof DIR [B CTX] | gemv DIR IN OUT SPEC...\n");
     return 64;
 }

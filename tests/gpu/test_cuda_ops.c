@@ -675,6 +675,140 @@ static void test_padding_rows(void)
     free(hk2);
 }
 
+/* cu_attention_decode_rope (RoPE + the KV write inside the split-K decode
+ * kernel) against cu_rope_kv_write_f / _fp8 then cu_attention_decode / _fp8
+ * on the same inputs: the attention output and the whole pools must be
+ * bit-identical. Rows of lengths `lens` (0: a graph's padding row, wslot
+ * -1), scattered slots, the pools filled with stale values where the new
+ * keys go; eager with the exact max_len and counters, eager with a graph's
+ * bound and the merge kernel, then from a graph recorded with the bound and
+ * counters, replayed twice on other positions (the reference recomputed
+ * eagerly for them). */
+static void test_attention_rope(int fp8, int nh, int nkv, int hd, int rot, KRopeStyle style, int n_rows,
+                                const int *lens)
+{
+    int kvd = nkv * hd, ldq = (nh + 2 * nkv) * hd, total = 0, max_len = 1, eb = fp8 ? 1 : 2;
+    for (int r = 0; r < n_rows; r++) total += lens[r], max_len = lens[r] > max_len ? lens[r] : max_len;
+    int n_slots = total + 17;
+    int32_t *perm = malloc((size_t)n_slots * 4), *slots = malloc((size_t)(total ? total : 1) * 4);
+    for (int i = 0; i < n_slots; i++) perm[i] = i;
+    for (int i = n_slots - 1; i > 0; i--) {
+        int j = (int)(urand() * (i + 1));
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    int32_t roff[16], rlen[16], pos[16], wsl[16];
+    int off = 0;
+    for (int r = 0; r < n_rows; r++) {
+        roff[r] = lens[r] ? off : 0, rlen[r] = lens[r];
+        for (int t = 0; t < lens[r]; t++) slots[off + t] = perm[off + t];
+        wsl[r] = lens[r] ? slots[off + lens[r] - 1] : -1;
+        pos[r] = lens[r] ? lens[r] - 1 + (int)(urand() * 3000) : 0;
+        off += lens[r];
+    }
+    float *qf;
+    uint16_t *qkv = rand_bf16((size_t)n_rows * ldq, 2.0f, &qf);
+    size_t pool_b = (size_t)n_slots * kvd * eb;
+    uint8_t *pk = malloc(pool_b), *pv = malloc(pool_b);
+    for (size_t i = 0; i < pool_b / eb; i++) {
+        float a = (float)((2 * urand() - 1) * 2.0), b = (float)(2 * urand() - 1);
+        if (fp8) pk[i] = k_f32_to_e4m3(a), pv[i] = k_f32_to_e4m3(b);
+        else ((uint16_t *)pk)[i] = cu_f32_to_bf16(a), ((uint16_t *)pv)[i] = cu_f32_to_bf16(b);
+    }
+    float inv[64] = {0};
+    for (int p = 0; p < rot / 2; p++) inv[p] = powf(500000.0f, -2.0f * p / rot) / (p % 3 ? 1.0f : 4.0f);
+    int neox = style == K_ROPE_NEOX, ms = 16, mc = 64;
+    float scale = 1.0f / sqrtf((float)hd), *dinv = dev_copy(inv, sizeof inv);
+    int32_t *ds = dev_copy(slots, (size_t)(total ? total : 1) * 4), *dro = dev_copy(roff, sizeof roff);
+    int32_t *drl = dev_copy(rlen, sizeof rlen), *dp = dev_copy(pos, sizeof pos), *dw = dev_copy(wsl, sizeof wsl);
+    float *ws = cu_alloc(cu, cu_decode_ws_bytes(n_rows, nh, hd, ms));
+    int *cnt = cu_alloc(cu, (size_t)n_rows * nkv * sizeof(int));
+    cu_memset(cu, cnt, 0, (size_t)n_rows * nkv * sizeof(int));
+    uint16_t *qa = cu_alloc(cu, (size_t)n_rows * ldq * 2), *qb = cu_alloc(cu, (size_t)n_rows * ldq * 2);
+    void *ka = cu_alloc(cu, pool_b), *va = cu_alloc(cu, pool_b), *kb = cu_alloc(cu, pool_b), *vb = cu_alloc(cu, pool_b);
+    uint16_t *oa = dev_poisoned((size_t)n_rows * nh * hd), *ob = dev_poisoned((size_t)n_rows * nh * hd);
+    size_t out_b = (size_t)n_rows * nh * hd * 2;
+    uint8_t *h1 = malloc(out_b), *h2 = malloc(out_b), *p1 = malloc(pool_b), *p2 = malloc(pool_b);
+    CuGraph *g = NULL;
+    char name[160];
+    /* 0: eager, exact max_len, counters; 1: eager, a graph's max_len bound, the
+     * merge kernel; 2, 3: the graph of pass 1's launch, on new positions */
+    for (int pass = 0; pass < 4; pass++) {
+        if (pass >= 2) {
+            for (int r = 0; r < n_rows; r++) pos[r] = lens[r] ? (int)(urand() * 60000) : 0;
+            cu_upload(cu, dp, pos, sizeof pos);
+        }
+        cu_upload(cu, qa, qkv, (size_t)n_rows * ldq * 2), cu_upload(cu, qb, qkv, (size_t)n_rows * ldq * 2);
+        cu_upload(cu, ka, pk, pool_b), cu_upload(cu, va, pv, pool_b);
+        cu_upload(cu, kb, pk, pool_b), cu_upload(cu, vb, pv, pool_b);
+        cu_memset(cu, oa, 0xff, out_b), cu_memset(cu, ob, 0xff, out_b);
+        int bound = pass ? 1 << 22 : max_len;
+        int *c = pass ? NULL : cnt;
+        if (fp8) {
+            cu_rope_kv_write_fp8(cu, qa, n_rows, nh, nkv, hd, rot, dinv, neox, dp, dw, ka, va);
+            cu_attention_decode_fp8(cu, qa, ldq, n_rows, nh, nkv, hd, scale, ka, va, ds, dro, drl, max_len, ms, mc, ws,
+                                    cnt, oa);
+        } else {
+            cu_rope_kv_write_f(cu, qa, n_rows, nh, nkv, hd, rot, dinv, neox, dp, dw, ka, va);
+            cu_attention_decode(cu, qa, ldq, n_rows, nh, nkv, hd, scale, ka, va, ds, dro, drl, max_len, ms, mc, ws, cnt,
+                                oa);
+        }
+        if (pass == 1 && !cu_graph_begin(cu)) { /* as the backend records it: a bound, counters */
+            cu_attention_decode_rope(cu, qb, n_rows, nh, nkv, hd, scale, kb, vb, fp8, ds, dro, drl, bound, ms, mc, ws,
+                                     cnt, rot, dinv, neox, dp, dw, ob);
+            g = cu_graph_end(cu);
+        }
+        if (pass < 2)
+            cu_attention_decode_rope(cu, qb, n_rows, nh, nkv, hd, scale, kb, vb, fp8, ds, dro, drl, bound, ms, mc, ws,
+                                     c, rot, dinv, neox, dp, dw, ob);
+        else if (g)
+            cu_graph_launch(cu, g);
+        cu_download(cu, h1, oa, out_b), cu_download(cu, h2, ob, out_b);
+        int out_same = memcmp(h1, h2, out_b) == 0, poisoned = 0;
+        for (size_t i = 0; i < out_b / 2; i++) poisoned += ((uint16_t *)h2)[i] == 0xffff;
+        int ksame = 1, vsame = 1, written = 1;
+        cu_download(cu, p1, ka, pool_b), cu_download(cu, p2, kb, pool_b);
+        ksame = memcmp(p1, p2, pool_b) == 0;
+        for (int r = 0; r < n_rows; r++) /* the new slots hold new keys (not the stale ones) */
+            if (wsl[r] >= 0) written &= memcmp(p2 + (size_t)wsl[r] * kvd * eb, pk + (size_t)wsl[r] * kvd * eb,
+                                               (size_t)kvd * eb) != 0;
+        cu_download(cu, p1, va, pool_b), cu_download(cu, p2, vb, pool_b);
+        vsame = memcmp(p1, p2, pool_b) == 0;
+        const char *e = cu_sync(cu) ? cu_error(cu) : NULL;
+        int ok = out_same && !poisoned && ksame && vsame && written && !e && (pass < 2 || g);
+        if (!ok) failures++;
+        snprintf(name, sizeof name, "attention+rope %s hd=%d heads=%d/%d rot=%d %s rows=%d max_len=%d: %s", fp8 ? "fp8" : "bf16",
+                 hd, nh, nkv, rot, neox ? "neox" : "norm", n_rows, max_len,
+                 pass == 0 ? "eager" : pass == 1 ? "eager, bound 4M, merge kernel" : "graph replay");
+        printf("%-4s %s: out %s, k pool %s, v pool %s, new slots written %s%s%s\n", ok ? "ok" : "FAIL", name,
+               out_same && !poisoned ? "bit-identical" : "DIFFERS", ksame ? "identical" : "DIFFERS",
+               vsame ? "identical" : "DIFFERS", written ? "yes" : "NO", pass >= 2 && !g ? " (graph capture failed)" : "",
+               e ? e : "");
+    }
+    if (g) cu_graph_free(g);
+    cu_free(cu, dinv), cu_free(cu, ds), cu_free(cu, dro), cu_free(cu, drl), cu_free(cu, dp), cu_free(cu, dw);
+    cu_free(cu, ws), cu_free(cu, cnt), cu_free(cu, qa), cu_free(cu, qb), cu_free(cu, ka), cu_free(cu, va);
+    cu_free(cu, kb), cu_free(cu, vb), cu_free(cu, oa), cu_free(cu, ob);
+    free(perm), free(slots), free(qkv), free(qf), free(pk), free(pv), free(h1), free(h2), free(p1), free(p2);
+}
+
+static void test_attention_rope_all(void)
+{
+    /* lengths across the split-K chunk edges (min_chunk 64, up to 16
+     * chunks rounded to 16 keys), a padding row among them */
+    const int lens[] = {1, 5000, 0, 63, 64, 65, 129, 1000, 4097, 2};
+    const int n = sizeof lens / sizeof lens[0];
+    for (int fp8 = 0; fp8 < 2; fp8++)
+        for (int hd = 64; hd <= 128; hd *= 2) {
+            test_attention_rope(fp8, 8, 8, hd, hd, K_ROPE_NEOX, n, lens);      /* no grouping */
+            test_attention_rope(fp8, 32, 8, hd, hd, K_ROPE_NORM, n, lens);     /* GQA 4 */
+            test_attention_rope(fp8, 32, 4, hd, hd / 2, K_ROPE_NEOX, n, lens); /* GQA 8, partial rotation */
+        }
+    const int one[] = {384};
+    test_attention_rope(0, 32, 8, 128, 128, K_ROPE_NEOX, 1, one); /* batch 1, the 8B shape */
+    test_attention_rope(1, 28, 4, 128, 128, K_ROPE_NEOX, 1, one); /* GQA 7 */
+}
+
 static void test_argmax(int n, int v)
 {
     float *lf;
@@ -1277,6 +1411,7 @@ int main(int argc, char **argv)
     int p19[] = {1100}, n19[] = {2};
     test_attention(32, 8, 64, 1, p19, n19, 3); /* head_dim 64, GQA 4 (llama-3.2-1b) */
     test_padding_rows();
+    test_attention_rope_all();
     test_fp8();
     test_argmax(4, 128256);
     test_pick_tokens(256, 200);
