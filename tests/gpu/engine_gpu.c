@@ -1013,6 +1013,14 @@ static void s_matmul(void *ctx, const KTensor *w, const void *bias, const void *
     op_real.matmul(ctx, w, bias, x, ldx, n, y, ldy);
     op_end();
 }
+static void s_matmul_swiglu(void *ctx, const KTensor *w, const void *x, int ldx, int n, int ff, void *gu, void *act)
+{
+    char l[48];
+    snprintf(l, sizeof l, "matmul_swiglu %lldx%lld", (long long)w->ne[1], (long long)w->ne[0]);
+    op_begin(l);
+    op_real.matmul_swiglu(ctx, w, x, ldx, n, ff, gu, act);
+    op_end();
+}
 static void s_attention(void *ctx, const KDevAttn *a)
 {
     op_begin(a->n_tiles ? "attention (tiles)" : "attention (decode rows)");
@@ -1035,6 +1043,7 @@ static void op_times(Model *m, KvPool *kv, ModelBatch *b)
     shim.rope_kv = s_rope_kv, shim.rope_kv_fp8 = s_rope_kv_fp8, shim.attention = s_attention;
     shim.swiglu = s_swiglu, shim.argmax = s_argmax, shim.sample = s_sample, shim.pick_tokens = s_pick_tokens;
     shim.upload_async = s_upload_async;
+    if (op_real.matmul_swiglu) shim.matmul_swiglu = s_matmul_swiglu; /* SGL_CUDA_FUSE_SWIGLU=1 */
     set_graphs(m, MODEL_GRAPHS_OFF);
     if (model_forward(m, kv, b, err, sizeof err)) die("forward", err); /* warm, untimed */
     be->dev = &shim;
