@@ -176,11 +176,13 @@ static float bench_chain(int kind, const int *cfg, uint16_t *const (*lw)[4], con
 }
 
 /* ---- 2c. gate|up + swiglu ----
- * Median us of one gate|up + swiglu (+ down when with_down), REPS of them
- * over rotating weight copies in one graph. mode 0: cu_gemv_rows(cfg) into
- * gu then cu_swiglu (the unfused path); else cu_gemv_rows_swiglu with
- * fcfg. down: cu_gemv_rows(down_cfg | PDL) reading act. */
-static float time_gus(int mode, int cfg, int fcfg, int with_down, int down_cfg, uint16_t **wgu, int ngu,
+ * Median us of one gate|up + swiglu of n rows (+ down when with_down),
+ * REPS of them over rotating weight copies in one graph. mode 0:
+ * cu_gemv_rows(cfg) into gu then cu_swiglu (the unfused path at n = 1);
+ * 1: cu_gemv_rows_swiglu with fcfg; 2: cuBLASLt into gu then cu_swiglu (the
+ * unfused path at n >= 2, where the table takes cuBLASLt for gate|up).
+ * down: cu_gemv_rows(down_cfg | PDL) reading act (cuBLASLt at n >= 2). */
+static float time_gus(int mode, int n, int cfg, int fcfg, int with_down, int down_cfg, uint16_t **wgu, int ngu,
                       uint16_t **wdn, int ndn, const uint16_t *x, uint16_t *gu, uint16_t *act, uint16_t *y)
 {
     const int E = 4096, F = 14336;
@@ -188,12 +190,16 @@ static float time_gus(int mode, int cfg, int fcfg, int with_down, int down_cfg, 
         if (pass && cu_graph_begin(cu)) return -1;
         for (int r = 0; r < (pass ? REPS : 2); r++) {
             if (mode == 0) {
-                cu_gemv_rows(cu, x, E, 1, E, wgu[r % ngu], 2 * F, NULL, gu, 2 * F, 0, cfg);
-                cu_swiglu(cu, gu, 1, F, act);
+                cu_gemv_rows(cu, x, E, n, E, wgu[r % ngu], 2 * F, NULL, gu, 2 * F, 0, cfg);
+                cu_swiglu(cu, gu, n, F, act);
+            } else if (mode == 2) {
+                cu_gemm_bf16(cu, x, E, n, E, wgu[r % ngu], 2 * F, gu, 2 * F);
+                cu_swiglu(cu, gu, n, F, act);
             } else {
-                cu_gemv_rows_swiglu(cu, x, E, 1, E, wgu[r % ngu], F, act, F, fcfg);
+                cu_gemv_rows_swiglu(cu, x, E, n, E, wgu[r % ngu], F, act, F, fcfg);
             }
-            if (with_down) cu_gemv_rows(cu, act, F, 1, F, wdn[r % ndn], E, NULL, y, E, 0, down_cfg | CU_GR_PDL);
+            if (with_down && n == 1) cu_gemv_rows(cu, act, F, 1, F, wdn[r % ndn], E, NULL, y, E, 0, down_cfg | CU_GR_PDL);
+            else if (with_down) cu_gemm_bf16(cu, act, F, n, F, wdn[r % ndn], E, y, E);
         }
         if (!pass && cu_sync(cu)) return -1;
     }
@@ -471,7 +477,7 @@ int main(void)
     const char *gname[] = {"rows r1u8+P then swiglu", "fused r2u8+P+T", "fused r2u8+P", "fused r2u4+P+T",
                            "fused r4u4+P+T", "fused r2u8k2+P+T"};
     enum { NG = sizeof gmode / sizeof gmode[0] };
-    float gus[NG][2];
+    float gus[NG][2], gus_n[2][2][2]; /* n = 2, 4: [cuBLASLt + swiglu, fused r2u4+P+T][alone, with down] */
     {
         const size_t gub = (size_t)4096 * 28672 * 2, dnb = (size_t)14336 * 4096 * 2;
         enum { NGU = 2, NDN = 4 }; /* > 400 MB of each, past L2 */
@@ -486,18 +492,32 @@ int main(void)
             if (!wdn[i]) return die("down weights");
             cu_fill_uniform_bf16(cu, wdn[i], dnb / 2, 410 + (uint64_t)i, 0.02f);
         }
-        uint16_t *gx = cu_alloc(cu, 4096 * 2), *ggu = cu_alloc(cu, 2 * 14336 * 2), *gact = cu_alloc(cu, 14336 * 2);
-        uint16_t *gact2 = cu_alloc(cu, 14336 * 2), *gy = cu_alloc(cu, 4096 * 2);
+        uint16_t *gx = cu_alloc(cu, 4 * 4096 * 2), *ggu = cu_alloc(cu, 4 * 2 * 14336 * 2);
+        uint16_t *gact = cu_alloc(cu, 4 * 14336 * 2), *gact2 = cu_alloc(cu, 14336 * 2), *gy = cu_alloc(cu, 4 * 4096 * 2);
         if (!gx || !ggu || !gact || !gact2 || !gy) return die("gate|up buffers");
-        cu_fill_uniform_bf16(cu, gx, 4096, 420, 1.0f);
+        cu_fill_uniform_bf16(cu, gx, 4 * 4096, 420, 1.0f);
         for (int k = 0; k < NG; k++)
             for (int wd = 0; wd < 2; wd++) {
-                gus[k][wd] = time_gus(gmode[k], gu_cfg, gfcfg[k], wd, dn_cfg, wgu, NGU, wdn, NDN, gx, ggu, gact, gy);
+                gus[k][wd] = time_gus(gmode[k], 1, gu_cfg, gfcfg[k], wd, dn_cfg, wgu, NGU, wdn, NDN, gx, ggu, gact, gy);
                 if (gus[k][wd] < 0) return die("gate|up + swiglu");
                 printf("{\"bench\":\"gate_up_swiglu\",\"n\":1,\"kernel\":\"%s\",\"with_down\":%d,\"us\":%.2f,"
                        "\"us_saved\":%.2f}\n",
                        gname[k], wd, gus[k][wd] * 1e3, (gus[0][wd] - gus[k][wd]) * 1e3);
             }
+        /* n = 2, 4: what the table runs (cuBLASLt, max_n 1 for gate|up)
+         * against the fused kernel, which would need the table's gate|up
+         * max_n raised (and so the unfused path's matmul changed with it) */
+        for (int ni = 0; ni < 2; ni++)
+            for (int k = 0; k < 2; k++)
+                for (int wd = 0; wd < 2; wd++) {
+                    int n = ni ? 4 : 2;
+                    float m = time_gus(k ? 1 : 2, n, 0, CU_GR(2, 4, 1) | CU_GR_PDL | CU_GR_TRIGGER, wd, dn_cfg, wgu,
+                                       NGU, wdn, NDN, gx, ggu, gact, gy);
+                    if (m < 0) return die("gate|up + swiglu, n > 1");
+                    gus_n[ni][k][wd] = m;
+                    printf("{\"bench\":\"gate_up_swiglu\",\"n\":%d,\"kernel\":\"%s\",\"with_down\":%d,\"us\":%.2f}\n", n,
+                           k ? "fused r2u4+P+T" : "cuBLASLt then swiglu", wd, m * 1e3);
+                }
         /* the bits: fused == unfused on these weights (test_cuda_ops checks it everywhere) */
         cu_gemv_rows(cu, gx, 4096, 1, 4096, wgu[0], 2 * 14336, NULL, ggu, 2 * 14336, 0, gu_cfg);
         cu_swiglu(cu, ggu, 1, 14336, gact);
@@ -551,6 +571,9 @@ int main(void)
     printf("gate|up + swiglu, n = 1 (us a call; alone | with down r1u8+P):\n");
     for (int k = 0; k < NG; k++)
         printf("  %-26s %8.2f | %8.2f\n", gname[k], gus[k][0] * 1e3, gus[k][1] * 1e3);
+    for (int ni = 0; ni < 2; ni++)
+        printf("  n = %d: cuBLASLt then swiglu %8.2f | %8.2f; fused r2u4+P+T %8.2f | %8.2f\n", ni ? 4 : 2,
+               gus_n[ni][0][0] * 1e3, gus_n[ni][0][1] * 1e3, gus_n[ni][1][0] * 1e3, gus_n[ni][1][1] * 1e3);
     printf("rows best cfg per shape:");
     for (int si = 0; si < NS; si++) printf(" %s=%#x", shapes[si].name, best[si]);
     printf("\n");
