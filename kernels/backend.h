@@ -269,6 +269,13 @@ typedef struct {
  *              (none when wslot[r] < 0: a graph's padding rows)
  *   attention  see KDevAttn (row_len[r] 0: row r's output is zeros)
  *   swiglu     out[r][i] = silu(gu[r][i]) * gu[r][ff + i]
+ *   matmul_swiglu  (optional, outside K_DEV_OPS: NULL when the backend has
+ *              no fused form) act[n][ff] = exactly matmul(w, NULL, x, ldx,
+ *              n) into gu[n][2ff] (row stride 2ff) then swiglu(gu, n, ff,
+ *              act), bit for bit, for W of 2ff rows (gate rows, then up
+ *              rows); gu is the op's scratch (its content afterwards is
+ *              unspecified). The caller, where it is set, calls it instead
+ *              of the two.
  *   mem_info   free and total bytes of the backend's memory
  *   zero       bytes of backend memory set to 0 (stream-ordered)
  *   host_alloc page-locked host memory for downloads (NULL when none);
@@ -503,6 +510,9 @@ typedef struct KDevOps {
     /* NULL when fp8 e4m3 weights and KV run here, else why not (e.g.
      * "fp8 needs compute capability 8.9+ (this GPU is 8.0)") */
     const char *no_fp8;
+    /* fused ops a backend may offer (NULL: the caller runs what they stand
+     * for; above, "matmul_swiglu") */
+    void (*matmul_swiglu)(void *ctx, const KTensor *w, const void *x, int ldx, int n, int ff, void *gu, void *act);
 #define X(op, ret, params) ret (*op) params;
     K_DEV_OPS(X)
 #undef X

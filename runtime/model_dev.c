@@ -602,8 +602,12 @@ static void run_layers(Model *m, KvPool *kv, int N, const StepIdx *ix, KDevAttn 
         op->matmul(bx, &L->o, NULL, d->att, Q, N, d->d, E);
         tp_sum(m, d->d, N);
         op->add_rmsnorm(bx, d->h, d->d, L->n2, d->x, N, E, c->rms_eps);
-        op->matmul(bx, &L->gu, NULL, d->x, E, N, d->gu, 2 * F);
-        op->swiglu(bx, d->gu, N, F, d->act);
+        if (op->matmul_swiglu) { /* the same bits, one kernel where the backend fuses them */
+            op->matmul_swiglu(bx, &L->gu, d->x, E, N, F, d->gu, d->act);
+        } else {
+            op->matmul(bx, &L->gu, NULL, d->x, E, N, d->gu, 2 * F);
+            op->swiglu(bx, d->gu, N, F, d->act);
+        }
         op->matmul(bx, &L->down, NULL, d->act, F, N, d->d, E);
         tp_sum(m, d->d, N);
     }

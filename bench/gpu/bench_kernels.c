@@ -10,6 +10,9 @@
  *      of weights and the fraction of the copy roofline; weights rotate over
  *      copies larger than L2 together, calls replayed from a CUDA graph
  *      and cu_gemv_fp8 on the same weights quantized to e4m3 (half the bytes)
+ *   2c. gate|up with SwiGLU in its epilogue (cu_gemv_rows_swiglu) at n = 1
+ *      against the table's gate|up GEMV then cu_swiglu, alone and with the
+ *      down GEMV behind it (PDL), and the layer chain of 2b with it
  *   3. prefill attention, one sequence of 4096 tokens (8B: 32/8 heads,
  *      hd 128; 1B: 32/8, hd 64): the WMMA kernel against cuda_prefill.cu
  *      (one and two heads a block; ex2.approx and exp2f), ms and TFLOP/s of
@@ -113,7 +116,8 @@ static float time_mm(int which, const Shape *s, int n, uint16_t **w, int nw, con
  * layers rotating, together far past L2), then the final norm and the lm
  * head, captured in one graph and replayed. kind 0: cuBLASLt; 1: the
  * row-stream GEMV with cfg[shape]; 2: the same launched as programmatic
- * dependents (CU_GR_PDL). No attention or rope: the figure is the matmul
+ * dependents (CU_GR_PDL); 3: kind 2 with gate|up + swiglu fused
+ * (cu_gemv_rows_swiglu). No attention or rope: the figure is the matmul
  * chain alone. */
 enum { CHAIN_SETS = 4, CHAIN_LAYERS = 32 };
 
@@ -122,8 +126,14 @@ static void chain_mm(int kind, const int *cfg, int si, const uint16_t *x, int ld
 {
     if (kind == 0 && f32) cu_gemm_bf16_f32(cu, x, ldx, 1, in, w, out, y, out);
     else if (kind == 0) cu_gemm_bf16(cu, x, ldx, 1, in, w, out, y, out);
-    else cu_gemv_rows(cu, x, ldx, 1, in, w, out, NULL, y, out, f32, cfg[si] | (kind == 2 ? CU_GR_PDL : 0));
+    else cu_gemv_rows(cu, x, ldx, 1, in, w, out, NULL, y, out, f32, cfg[si] | (kind >= 2 ? CU_GR_PDL : 0));
 }
+
+/* the fused gate|up + swiglu layout for a gate|up row layout: a warp's rows
+ * are the gate and up rows of one column, at the layout's U and KS (the
+ * same sums), launched as a programmatic dependent that lets the down GEMV
+ * start early (what cuda_backend.c's d_matmul_swiglu passes) */
+static int fused_cfg(int cfg) { return CU_GR(2, (cfg >> 4) & 15, (cfg >> 8) & 15) | CU_GR_PDL | CU_GR_TRIGGER; }
 
 static float bench_chain(int kind, const int *cfg, uint16_t *const (*lw)[4], const uint16_t *head,
                          const uint16_t *nw, uint16_t *h, uint16_t *d, uint16_t *xb, uint16_t *qkv, uint16_t *gu,
@@ -138,8 +148,12 @@ static float bench_chain(int kind, const int *cfg, uint16_t *const (*lw)[4], con
             chain_mm(kind, cfg, 0, xb, E, E, W[0], QKV, qkv, 0);
             chain_mm(kind, cfg, 1, qkv, QKV, E, W[1], E, d, 0);
             cu_add_rmsnorm(cu, h, d, nw, xb, 1, E, 1e-5f);
-            chain_mm(kind, cfg, 2, xb, E, E, W[2], 2 * F, gu, 0);
-            cu_swiglu(cu, gu, 1, F, act);
+            if (kind == 3) {
+                cu_gemv_rows_swiglu(cu, xb, E, 1, E, W[2], F, act, F, fused_cfg(cfg[2]));
+            } else {
+                chain_mm(kind, cfg, 2, xb, E, E, W[2], 2 * F, gu, 0);
+                cu_swiglu(cu, gu, 1, F, act);
+            }
             chain_mm(kind, cfg, 3, act, F, F, W[3], E, d, 0);
         }
         cu_add_rmsnorm(cu, h, d, nw, xb, 1, E, 1e-5f);
@@ -156,6 +170,49 @@ static float bench_chain(int kind, const int *cfg, uint16_t *const (*lw)[4], con
         cu_timer_record(cu, t1);
         if (cu_sync(cu)) return -1;
         ms[t] = cu_timer_ms(t0, t1);
+    }
+    cu_graph_free(g);
+    return median(ms, TRIALS);
+}
+
+/* ---- 2c. gate|up + swiglu ----
+ * Median us of one gate|up + swiglu of n rows (+ down when with_down),
+ * REPS of them over rotating weight copies in one graph. mode 0:
+ * cu_gemv_rows(cfg) into gu then cu_swiglu (the unfused path at n = 1);
+ * 1: cu_gemv_rows_swiglu with fcfg; 2: cuBLASLt into gu then cu_swiglu (the
+ * unfused path at n >= 2, where the table takes cuBLASLt for gate|up).
+ * down: cu_gemv_rows(down_cfg | PDL) reading act (cuBLASLt at n >= 2). */
+static float time_gus(int mode, int n, int cfg, int fcfg, int with_down, int down_cfg, uint16_t **wgu, int ngu,
+                      uint16_t **wdn, int ndn, const uint16_t *x, uint16_t *gu, uint16_t *act, uint16_t *y)
+{
+    const int E = 4096, F = 14336;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass && cu_graph_begin(cu)) return -1;
+        for (int r = 0; r < (pass ? REPS : 2); r++) {
+            if (mode == 0) {
+                cu_gemv_rows(cu, x, E, n, E, wgu[r % ngu], 2 * F, NULL, gu, 2 * F, 0, cfg);
+                cu_swiglu(cu, gu, n, F, act);
+            } else if (mode == 2) {
+                cu_gemm_bf16(cu, x, E, n, E, wgu[r % ngu], 2 * F, gu, 2 * F);
+                cu_swiglu(cu, gu, n, F, act);
+            } else {
+                cu_gemv_rows_swiglu(cu, x, E, n, E, wgu[r % ngu], F, act, F, fcfg);
+            }
+            if (with_down && n == 1) cu_gemv_rows(cu, act, F, 1, F, wdn[r % ndn], E, NULL, y, E, 0, down_cfg | CU_GR_PDL);
+            else if (with_down) cu_gemm_bf16(cu, act, F, n, F, wdn[r % ndn], E, y, E);
+        }
+        if (!pass && cu_sync(cu)) return -1;
+    }
+    CuGraph *g = cu_graph_end(cu);
+    if (!g) return -1;
+    float ms[TRIALS];
+    cu_graph_launch(cu, g);
+    for (int t = 0; t < TRIALS; t++) {
+        cu_timer_record(cu, t0);
+        cu_graph_launch(cu, g);
+        cu_timer_record(cu, t1);
+        if (cu_sync(cu)) return -1;
+        ms[t] = cu_timer_ms(t0, t1) / REPS;
     }
     cu_graph_free(g);
     return median(ms, TRIALS);
@@ -366,7 +423,7 @@ int main(void)
             if (lwhich[k] == 3 && !(lay[k] & CU_GR_PDL) && (bk < 0 || res[si][0][k] < res[si][0][bk])) bk = k;
         best[si] = lay[bk];
     }
-    float chain[3] = {0};
+    float chain[4] = {0};
     {
         uint16_t *lw[CHAIN_SETS][4];
         for (int l = 0; l < CHAIN_SETS; l++)
@@ -384,7 +441,7 @@ int main(void)
         cu_fill_uniform_bf16(cu, head, (size_t)4096 * 128256, 300, 0.02f);
         cu_fill_uniform_bf16(cu, nw, 4096, 301, 1.0f);
         cu_fill_uniform_bf16(cu, h, 4096, 302, 1.0f);
-        for (int kind = 0; kind < 3; kind++) {
+        for (int kind = 0; kind < 4; kind++) {
             chain[kind] = bench_chain(kind, best, (uint16_t *const (*)[4])lw, head, nw, h, d, xb, qkv, gu, act,
                                       logits);
             if (chain[kind] < 0) return die("layer chain");
@@ -393,17 +450,86 @@ int main(void)
                 int k = 0;
                 if (kind)
                     while (lay[k] != best[si]) k++;
-                sum += res[si][0][k] * (si < 4 ? CHAIN_LAYERS : 1);
+                sum += res[si][0][k] * (si < 4 ? CHAIN_LAYERS : 1); /* kind 3: the unfused gate|up's time */
             }
             printf("{\"bench\":\"layer_chain\",\"kernel\":\"%s\",\"ms\":%.3f,\"sum_of_matmuls_ms\":%.3f,"
                    "\"weights_floor_ms\":%.3f}\n",
-                   kind == 0 ? "cuBLASLt" : kind == 1 ? "rows best" : "rows best+pdl", chain[kind], sum,
+                   kind == 0 ? "cuBLASLt" : kind == 1 ? "rows best" : kind == 2 ? "rows best+pdl"
+                                                                        : "rows best+pdl, swiglu fused",
+                   chain[kind], sum,
                    (CHAIN_LAYERS * 436207616.0 + 1050673152.0) / copy_gbps / 1e6);
         }
         for (int l = 0; l < CHAIN_SETS; l++)
             for (int si = 0; si < 4; si++) cu_free(cu, lw[l][si]);
         cu_free(cu, head), cu_free(cu, nw), cu_free(cu, h), cu_free(cu, d), cu_free(cu, xb), cu_free(cu, qkv);
         cu_free(cu, gu), cu_free(cu, act), cu_free(cu, logits);
+    }
+    fflush(stdout);
+
+    /* 2c. gate|up + swiglu at n = 1: the table's gate|up layout (r1u8+pdl)
+     * then swiglu, against the fused kernel in several layouts; alone, then
+     * with the down GEMV (r1u8+pdl) behind each */
+    const int gu_cfg = CU_GR(1, 8, 1) | CU_GR_PDL, dn_cfg = CU_GR(1, 8, 1);
+    const int gmode[] = {0, 1, 1, 1, 1, 1};
+    const int gfcfg[] = {0, CU_GR(2, 8, 1) | CU_GR_PDL | CU_GR_TRIGGER, CU_GR(2, 8, 1) | CU_GR_PDL,
+                         CU_GR(2, 4, 1) | CU_GR_PDL | CU_GR_TRIGGER, CU_GR(4, 4, 1) | CU_GR_PDL | CU_GR_TRIGGER,
+                         CU_GR(2, 8, 2) | CU_GR_PDL | CU_GR_TRIGGER};
+    const char *gname[] = {"rows r1u8+P then swiglu", "fused r2u8+P+T", "fused r2u8+P", "fused r2u4+P+T",
+                           "fused r4u4+P+T", "fused r2u8k2+P+T"};
+    enum { NG = sizeof gmode / sizeof gmode[0] };
+    float gus[NG][2], gus_n[2][2][2]; /* n = 2, 4: [cuBLASLt + swiglu, fused r2u4+P+T][alone, with down] */
+    {
+        const size_t gub = (size_t)4096 * 28672 * 2, dnb = (size_t)14336 * 4096 * 2;
+        enum { NGU = 2, NDN = 4 }; /* > 400 MB of each, past L2 */
+        uint16_t *wgu[NGU], *wdn[NDN];
+        for (int i = 0; i < NGU; i++) {
+            wgu[i] = cu_alloc(cu, gub);
+            if (!wgu[i]) return die("gate|up weights");
+            cu_fill_uniform_bf16(cu, wgu[i], gub / 2, 400 + (uint64_t)i, 0.02f);
+        }
+        for (int i = 0; i < NDN; i++) {
+            wdn[i] = cu_alloc(cu, dnb);
+            if (!wdn[i]) return die("down weights");
+            cu_fill_uniform_bf16(cu, wdn[i], dnb / 2, 410 + (uint64_t)i, 0.02f);
+        }
+        uint16_t *gx = cu_alloc(cu, 4 * 4096 * 2), *ggu = cu_alloc(cu, 4 * 2 * 14336 * 2);
+        uint16_t *gact = cu_alloc(cu, 4 * 14336 * 2), *gact2 = cu_alloc(cu, 14336 * 2), *gy = cu_alloc(cu, 4 * 4096 * 2);
+        if (!gx || !ggu || !gact || !gact2 || !gy) return die("gate|up buffers");
+        cu_fill_uniform_bf16(cu, gx, 4 * 4096, 420, 1.0f);
+        for (int k = 0; k < NG; k++)
+            for (int wd = 0; wd < 2; wd++) {
+                gus[k][wd] = time_gus(gmode[k], 1, gu_cfg, gfcfg[k], wd, dn_cfg, wgu, NGU, wdn, NDN, gx, ggu, gact, gy);
+                if (gus[k][wd] < 0) return die("gate|up + swiglu");
+                printf("{\"bench\":\"gate_up_swiglu\",\"n\":1,\"kernel\":\"%s\",\"with_down\":%d,\"us\":%.2f,"
+                       "\"us_saved\":%.2f}\n",
+                       gname[k], wd, gus[k][wd] * 1e3, (gus[0][wd] - gus[k][wd]) * 1e3);
+            }
+        /* n = 2, 4: what the table runs (cuBLASLt, max_n 1 for gate|up)
+         * against the fused kernel, which would need the table's gate|up
+         * max_n raised (and so the unfused path's matmul changed with it) */
+        for (int ni = 0; ni < 2; ni++)
+            for (int k = 0; k < 2; k++)
+                for (int wd = 0; wd < 2; wd++) {
+                    int n = ni ? 4 : 2;
+                    float m = time_gus(k ? 1 : 2, n, 0, CU_GR(2, 4, 1) | CU_GR_PDL | CU_GR_TRIGGER, wd, dn_cfg, wgu,
+                                       NGU, wdn, NDN, gx, ggu, gact, gy);
+                    if (m < 0) return die("gate|up + swiglu, n > 1");
+                    gus_n[ni][k][wd] = m;
+                    printf("{\"bench\":\"gate_up_swiglu\",\"n\":%d,\"kernel\":\"%s\",\"with_down\":%d,\"us\":%.2f}\n", n,
+                           k ? "fused r2u4+P+T" : "cuBLASLt then swiglu", wd, m * 1e3);
+                }
+        /* the bits: fused == unfused on these weights (test_cuda_ops checks it everywhere) */
+        cu_gemv_rows(cu, gx, 4096, 1, 4096, wgu[0], 2 * 14336, NULL, ggu, 2 * 14336, 0, gu_cfg);
+        cu_swiglu(cu, ggu, 1, 14336, gact);
+        cu_gemv_rows_swiglu(cu, gx, 4096, 1, 4096, wgu[0], 14336, gact2, 14336, gfcfg[1]);
+        uint16_t *ha = malloc(14336 * 2), *hb = malloc(14336 * 2);
+        cu_download(cu, ha, gact, 14336 * 2);
+        cu_download(cu, hb, gact2, 14336 * 2);
+        printf("{\"bench\":\"gate_up_swiglu\",\"fused_bit_exact\":%d}\n", !memcmp(ha, hb, 14336 * 2));
+        free(ha), free(hb);
+        for (int i = 0; i < NGU; i++) cu_free(cu, wgu[i]);
+        for (int i = 0; i < NDN; i++) cu_free(cu, wdn[i]);
+        cu_free(cu, gx), cu_free(cu, ggu), cu_free(cu, gact), cu_free(cu, gact2), cu_free(cu, gy);
     }
     fflush(stdout);
 
@@ -439,9 +565,15 @@ int main(void)
         for (int vi = 0; vi < 3; vi++)
             printf("  %-26s layout %2d: %8.2f %8.2f %8.2f %8.2f\n", shapes[si].name, slay[vi], spl[si][vi][0] * 1e3,
                    spl[si][vi][1] * 1e3, spl[si][vi][2] * 1e3, spl[si][vi][3] * 1e3);
-    printf("layer chain (32 layers + head, n = 1, ms): cuBLASLt %.3f | rows best %.3f | rows best+pdl %.3f; "
-           "weights at the copy roofline %.3f\n",
-           chain[0], chain[1], chain[2], (CHAIN_LAYERS * 436207616.0 + 1050673152.0) / copy_gbps / 1e6);
+    printf("layer chain (32 layers + head, n = 1, ms): cuBLASLt %.3f | rows best %.3f | rows best+pdl %.3f | "
+           "+ swiglu fused %.3f; weights at the copy roofline %.3f\n",
+           chain[0], chain[1], chain[2], chain[3], (CHAIN_LAYERS * 436207616.0 + 1050673152.0) / copy_gbps / 1e6);
+    printf("gate|up + swiglu, n = 1 (us a call; alone | with down r1u8+P):\n");
+    for (int k = 0; k < NG; k++)
+        printf("  %-26s %8.2f | %8.2f\n", gname[k], gus[k][0] * 1e3, gus[k][1] * 1e3);
+    for (int ni = 0; ni < 2; ni++)
+        printf("  n = %d: cuBLASLt then swiglu %8.2f | %8.2f; fused r2u4+P+T %8.2f | %8.2f\n", ni ? 4 : 2,
+               gus_n[ni][0][0] * 1e3, gus_n[ni][0][1] * 1e3, gus_n[ni][1][0] * 1e3, gus_n[ni][1][1] * 1e3);
     printf("rows best cfg per shape:");
     for (int si = 0; si < NS; si++) printf(" %s=%#x", shapes[si].name, best[si]);
     printf("\n");

@@ -13,7 +13,9 @@
 #      left, where a batch-1 step's GPU time goes (engine_gpu prof: every op timed), the
 #      program workload and batch-1 with the overlap scheduler off. Right after the default
 #      engine bench: batch-1 again with RoPE + KV write fused into the decode attention
-#      (SGL_CUDA_FUSE_ROPE=1, bench-fuse-rope.log; NOTES.md, Session 5 (helper rope)).
+#      (SGL_CUDA_FUSE_ROPE=1, bench-fuse-rope.log; NOTES.md, Session 5 (helper rope)); then
+#      gate|up + swiglu fused (SGL_CUDA_FUSE_SWIGLU=1) against the default, in one process
+#      and as batch-1 benches.
 # summary.py prints the figures beside the goals. Logs under $OUT.
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -56,4 +58,18 @@ t=$(left 0)
 [ "$t" -gt 45 ] && { el program; program_bench $d 8 20 max_tokens=32 | tee -a $log; }
 t=$(left 0)
 [ "$t" -gt 30 ] && { el "overlap off (limit ${t}s)"; SGL_OVERLAP=0 timeout $t $B/engine_gpu bench $d 1 256 256 0 8192 | tee $OUT/bench-overlap-off.log | cut -c1-250; }
+# gate|up + swiglu fused (SGL_CUDA_FUSE_SWIGLU, helper "swiglu", not yet run): one process,
+# forward times and batch-1 tok/s for the table alone, fused, fused without the early trigger,
+# the table again; ids_first_diff_vs_auto must be -1 (the same bits); then the engine's batch-1
+# default / fused / fused + the rope helper's switch, and the op times with it on
+t=$(left 0)
+[ "$t" -gt 45 ] && { el "swiglu fused A/B (limit ${t}s)"; timeout $t $B/engine_gpu gemv $d 256 256 auto auto+swiglu auto+swiglu-nt auto | tee $OUT/gemv-swiglu.log | cut -c1-320; }
+t=$(left 0)
+[ "$t" -gt 30 ] && { el "batch-1 default (limit ${t}s)"; timeout $t $B/engine_gpu bench $d 1 256 256 0 8192 | tee $OUT/bench-b1-default.log | cut -c1-250; }
+t=$(left 0)
+[ "$t" -gt 30 ] && { el "batch-1 swiglu fused (limit ${t}s)"; SGL_CUDA_FUSE_SWIGLU=1 timeout $t $B/engine_gpu bench $d 1 256 256 0 8192 | tee $OUT/bench-b1-fuse-swiglu.log | cut -c1-250; }
+t=$(left 0)
+[ "$t" -gt 30 ] && { el "batch-1 swiglu + rope fused (limit ${t}s)"; SGL_CUDA_FUSE_SWIGLU=1 SGL_CUDA_FUSE_ROPE=1 timeout $t $B/engine_gpu bench $d 1 256 256 0 8192 | tee $OUT/bench-b1-fuse-both.log | cut -c1-250; }
+t=$(left 0)
+[ "$t" -gt 60 ] && { el "op times, swiglu fused (limit ${t}s)"; SGL_CUDA_FUSE_SWIGLU=1 timeout 50 $B/engine_gpu prof $d 1 384 | tee $OUT/prof-b1-fuse-swiglu.log | cut -c1-200; }
 el done

@@ -6,7 +6,9 @@
 # chain), then on the Llama-3-8B-shaped checkpoint the engine's batch-1
 # decode 256/256 under each policy of $GEMV_SPECS (first and last: off =
 # cuBLASLt, the baseline, measured twice for the drift), then the 2-layer
-# engine checks with the default policy. Logs under $OUT.
+# engine checks with the default policy. Logs under $OUT. gate|up + swiglu
+# fused (helper "swiglu"): GEMV_SPECS="auto auto+swiglu auto+swiglu-nt auto"
+# (engine_gpu gemv's "+swiglu" tail), SGL_CUDA_FUSE_SWIGLU=1 for the checks.
 G=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 [ -d "$G/bin" ] || tar xJf "$G/bin.tar.xz" -C "$G"
@@ -16,7 +18,7 @@ t0=$(date +%s)
 el() { echo "[t=$(( $(date +%s) - t0 ))s] $*"; }
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.sm,driver_version --format=csv,noheader | tee $OUT/gpu.txt
 el ops; timeout 50 $B/test_cuda_ops > $OUT/ops.log 2>&1; echo "rc=$?"
-grep -E "gemv rows|FAIL" $OUT/ops.log | grep -vE "^ok +gemv rows (n|f32)" | head -40; tail -1 $OUT/ops.log
+grep -E "gemv rows|gemv swiglu|matmul_swiglu|FAIL" $OUT/ops.log | grep -vE "^ok +gemv rows (n|f32)" | head -40; tail -1 $OUT/ops.log
 el kernels; timeout 60 $B/bench_kernels > $OUT/kernels.log 2>&1; echo "rc=$?"
 sed -n '/^NVIDIA\|^H100\|copy .* GB\/s/,$p' $OUT/kernels.log | grep -vE "^prefill|^  .*layout" | cut -c1-260
 d=/tmp/m8b; $B/sgl make-model --arch llama-3-8b --seed 1 --out $d > /dev/null

@@ -12,6 +12,7 @@
  *   fp8 e4m3 ── CUDA's rules (kernels/backend.h "fp8 e4m3"): quant_fp8's
  *   scales, matmuls of <= 8 rows on bf16 x, more rows on per-token e4m3 x,
  *   rope_kv_fp8 and attention over F8_E4M3 pools (k_f32_to_e4m3 rounding)
+ *   matmul_swiglu ── set: its matmul then its swiglu, the op's definition
  *   upload_async ── copies at once, and checks its contract: the source's
  *   hash is kept until an event recorded after the upload is waited (or a
  *   sync, upload or download); a source that changed before then fails the
@@ -398,6 +399,15 @@ static void d_swiglu(void *ctx, const void *gup, int n, int ff, void *outp)
         }
 }
 
+/* KDevOps.matmul_swiglu by its definition: this backend's matmul into the
+ * caller's gu scratch, then its swiglu (so the device path of model_dev.c
+ * that calls the fused op runs in every dev-ref test) */
+static void d_matmul_swiglu(void *ctx, const KTensor *w, const void *x, int ldx, int n, int ff, void *gu, void *act)
+{
+    d_matmul(ctx, w, NULL, x, ldx, n, gu, 2 * ff);
+    d_swiglu(ctx, gu, n, ff, act);
+}
+
 static void d_mem_info(void *ctx, size_t *free_b, size_t *total_b)
 {
     DevRef *d = ctx;
@@ -691,6 +701,7 @@ KBackend *cpu_devref_backend_new(char *err, size_t errcap)
 #undef X
     const char *fr = getenv("SGL_CUDA_FUSE_ROPE");
     d->dev.attention_rope = fr && !strcmp(fr, "1") ? d_attention_rope : NULL;
+    d->dev.matmul_swiglu = d_matmul_swiglu;
     d->be.dev = &d->dev;
     return &d->be;
 }

@@ -21,6 +21,9 @@
  * KDevOps.attention_rope (SGL_CUDA_FUSE_ROPE=1, off by default until a GPU
  * run has checked it): decode rows take RoPE and the KV write inside the
  * split-K decode kernel (cu_attention_decode_rope), one kernel a layer less.
+ * KDevOps.matmul_swiglu (SGL_CUDA_FUSE_SWIGLU=1, off by default): gate|up
+ * with swiglu in the row-stream GEMV's epilogue where that GEMV is chosen,
+ * else the two ops (d_matmul_swiglu).
  *
  * Threads: one host thread at a time (the engine thread), as CuCtx.
  */
@@ -53,6 +56,7 @@ typedef struct {
     size_t gemv_max_bytes;      /* SGL_CUDA_GEMV_MAX_MB: ... whose weight matrix is at most this large */
     int gemv_mode;              /* GEMV_AUTO, GEMV_OFF, GEMV_MMA (gemv_max_n above), GEMV_FORCE (gemv_cfg) */
     int gemv_cfg;               /* GEMV_FORCE: the row-stream layout, CU_GR(...) [| CU_GR_PDL] */
+    int fuse_swiglu;            /* SGL_CUDA_FUSE_SWIGLU: FUSE_OFF, FUSE_ON, FUSE_NO_TRIGGER (d_matmul_swiglu) */
     int prefill_kernel;         /* SGL_CUDA_PREFILL: -1 the WMMA kernel, else mma: heads a block (0 auto, 1, 2)
                                  * in bits 0-1, cu_attention_prefill_mma's flags above them */
     /* decode rows (attention without tiles): the split-K kernel
@@ -330,6 +334,51 @@ static void d_matmul(void *ctx, const KTensor *w, const void *bias, const void *
     if (bias) cu_add_bias(c->cu, y, ldy, n, out, bias);
 }
 
+/* ---- gate|up + swiglu in one kernel (KDevOps.matmul_swiglu) ----
+ *
+ * Where gemv_pick sends the gate|up matmul to the row-stream GEMV (bf16 W
+ * of 2ff rows, n within the table's max_n: n = 1 on the Llama-3-8B shape),
+ * cu_gemv_rows_swiglu at the chosen layout's U and KS with its PDL bit: the
+ * same sums, so act has the bits d_matmul + d_swiglu would give, without
+ * the gu round trip and the swiglu kernel. Elsewhere (cuBLASLt's n, fp8
+ * weights, GEMV off) the two ops themselves. Set in the table only when
+ * SGL_CUDA_FUSE_SWIGLU is on (read at creation, or
+ * cuda_backend_set_fuse_swiglu; off by default until a GPU run has shown
+ * the bits and the gain). */
+enum { FUSE_OFF, FUSE_ON, FUSE_NO_TRIGGER };
+
+static void d_swiglu(void *ctx, const void *gu, int n, int ff, void *out);
+
+static void d_matmul_swiglu(void *ctx, const KTensor *w, const void *x, int ldx, int n, int ff, void *gu, void *act)
+{
+    Cuda *c = ctx;
+    int in = (int)w->ne[0], cfg = 0;
+    if (n > 0 && w->dtype == K_DTYPE_BF16 && w->ne[1] == 2 * (int64_t)ff && ff % 8 == 0) /* cu_swiglu's rule */
+        cfg = gemv_pick(c, n, in, 2 * ff, ldx, x, w->data);
+    if (cfg) {
+        int fcfg = CU_GR(2, (cfg >> 4) & 15, (cfg >> 8) & 15) | (cfg & CU_GR_PDL) |
+                   (c->fuse_swiglu == FUSE_ON ? CU_GR_TRIGGER : 0);
+        cu_gemv_rows_swiglu(c->cu, x, ldx, n, in, w->data, ff, act, ff, fcfg);
+        return;
+    }
+    d_matmul(c, w, NULL, x, ldx, n, gu, 2 * ff);
+    d_swiglu(c, gu, n, ff, act);
+}
+
+static int set_fuse_swiglu(Cuda *c, const char *spec)
+{
+    int m;
+    if (!strcmp(spec, "0")) m = FUSE_OFF;
+    else if (!strcmp(spec, "1")) m = FUSE_ON;
+    else if (!strcmp(spec, "no-trigger")) m = FUSE_NO_TRIGGER;
+    else return -1;
+    c->fuse_swiglu = m;
+    c->dev.matmul_swiglu = m != FUSE_OFF ? d_matmul_swiglu : NULL;
+    return 0;
+}
+
+int cuda_backend_set_fuse_swiglu(KBackend *b, const char *spec) { return set_fuse_swiglu(b->ctx, spec); }
+
 static void d_logits(void *ctx, const KTensor *w, const void *x, int n, float *y)
 {
     Cuda *c = ctx;
@@ -577,6 +626,15 @@ KBackend *cuda_backend_new_on(int device, char *err, size_t errcap)
     c->gemv_mode = gv && !gs ? GEMV_MMA : GEMV_AUTO;
     if (gs && *gs && set_gemv(c, gs)) {
         if (err) snprintf(err, errcap, "cuda backend: SGL_CUDA_GEMV=%s: want auto, off, mma or rows:R:U:KS[:pdl]", gs);
+        b_destroy(c);
+        return NULL;
+    }
+    /* gate|up + swiglu fused (d_matmul_swiglu): off unless
+     * SGL_CUDA_FUSE_SWIGLU=1 (no-trigger: without the early
+     * launch_dependents, to time its share) */
+    const char *fs = getenv("SGL_CUDA_FUSE_SWIGLU");
+    if (fs && *fs && set_fuse_swiglu(c, fs)) {
+        if (err) snprintf(err, errcap, "cuda backend: SGL_CUDA_FUSE_SWIGLU=%s: want 0, 1 or no-trigger", fs);
         b_destroy(c);
         return NULL;
     }

@@ -48,6 +48,15 @@ int cuda_backend_set_decode(KBackend *b, const char *spec);
  * spec it does not know. */
 int cuda_backend_set_gemv(KBackend *b, const char *spec);
 
+/* KDevOps.matmul_swiglu, for tests and benches: "0" (the default: NULL, the
+ * model runs gate|up then swiglu), "1" (gate|up with swiglu in the row-stream
+ * GEMV's epilogue wherever the table picks that GEMV for gate|up, the two
+ * ops elsewhere; the kernel lets the down GEMV start early, as swiglu did),
+ * "no-trigger" (the same without that early start). The environment's
+ * SGL_CUDA_FUSE_SWIGLU sets it when the backend is made. 0, or -1 for a
+ * spec it does not know. */
+int cuda_backend_set_fuse_swiglu(KBackend *b, const char *spec);
+
 /* 1 when a GPU is visible. */
 int cuda_backend_usable(void);
 

@@ -22,6 +22,7 @@
 #include <cuda_runtime.h>
 #include <stdlib.h>
 
+#include "kernels/cuda/cuda_act.cuh"
 #include "kernels/cuda/cuda_ptx.cuh"
 
 typedef __nv_bfloat16 bf16;
@@ -402,21 +403,19 @@ __device__ __forceinline__ void gr_load(uint4 (&wv)[U][R], const uint4 *const (&
     }
 }
 
-template <typename TOut, int N, int R, int U, int KS>
-__global__ void __launch_bounds__(GR_WARPS * 32) k_gemv_rows(const bf16 *__restrict__ x, int ldx, int n, int in,
-                                                             const bf16 *__restrict__ w, int out,
-                                                             const bf16 *__restrict__ bias, TOut *__restrict__ y,
-                                                             int ldy)
+/* The sums of a row group: warp ks of the group takes the steps ks, ks +
+ * KS, ... of the R rows wr[] against the N x rows (two accumulators a row
+ * pair, a shuffle tree, then the KS warps' partials in order through part),
+ * so sum[r][t] depends on `in` and KS only (the header's invariant); nv =
+ * in / 8 (uint4 a row), n_iter the steps of this warp. The
+ * first U steps of weights are loaded before griddepcontrol.wait. Returns
+ * true in the group's first warp, every lane holding every sum; false in
+ * the others, which hold nothing and return. */
+template <int N, int R, int U, int KS>
+__device__ __forceinline__ bool gr_sums(float (&sum)[R][N], const uint4 *const (&wr)[R], const bf16 *__restrict__ x,
+                                        int ldx, int n, int nv, int n_iter, float (*part)[R][N], int warp,
+                                        int grp, int ks, int lane)
 {
-    constexpr int GROUPS = GR_WARPS / KS;
-    __shared__ float part[KS > 1 ? GR_WARPS : 1][R][N];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, grp = warp / KS, ks = warp % KS;
-    const int r0 = (blockIdx.x * GROUPS + grp) * R;
-    const int nv = in / 8, n_steps = (in + GR_STEP - 1) / GR_STEP;
-    const int n_iter = (n_steps - ks + KS - 1) / KS; /* steps of this warp */
-    const uint4 *wr[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) wr[r] = (const uint4 *)(w + (size_t)min(r0 + r, out - 1) * in);
     float acc[R][N][2];
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -447,7 +446,6 @@ __global__ void __launch_bounds__(GR_WARPS * 32) k_gemv_rows(const bf16 *__restr
         }
         if (j0 + U < n_iter) gr_load<R, U>(wv, wr, j0 + U, ks, KS, lane, nv);
     }
-    float sum[R][N];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
@@ -464,7 +462,7 @@ __global__ void __launch_bounds__(GR_WARPS * 32) k_gemv_rows(const bf16 *__restr
 #pragma unroll
                 for (int t = 0; t < N; t++) part[warp][r][t] = sum[r][t];
         __syncthreads();
-        if (ks) return;
+        if (ks) return false;
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
@@ -475,6 +473,26 @@ __global__ void __launch_bounds__(GR_WARPS * 32) k_gemv_rows(const bf16 *__restr
                 sum[r][t] = s;
             }
     }
+    return true;
+}
+
+template <typename TOut, int N, int R, int U, int KS>
+__global__ void __launch_bounds__(GR_WARPS * 32) k_gemv_rows(const bf16 *__restrict__ x, int ldx, int n, int in,
+                                                             const bf16 *__restrict__ w, int out,
+                                                             const bf16 *__restrict__ bias, TOut *__restrict__ y,
+                                                             int ldy)
+{
+    constexpr int GROUPS = GR_WARPS / KS;
+    __shared__ float part[KS > 1 ? GR_WARPS : 1][R][N];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, grp = warp / KS, ks = warp % KS;
+    const int r0 = (blockIdx.x * GROUPS + grp) * R;
+    const int nv = in / 8, n_steps = (in + GR_STEP - 1) / GR_STEP;
+    const int n_iter = (n_steps - ks + KS - 1) / KS; /* steps of this warp */
+    const uint4 *wr[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) wr[r] = (const uint4 *)(w + (size_t)min(r0 + r, out - 1) * in);
+    float sum[R][N];
+    if (!gr_sums<N, R, U, KS>(sum, wr, x, ldx, n, nv, n_iter, part, warp, grp, ks, lane)) return;
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
@@ -556,6 +574,102 @@ extern "C" void cu_gemv_rows(CuCtx *c, const uint16_t *x, int ldx, int n, int in
 {
     if (f32) gemv_rows<float>(c, x, ldx, n, in, w, out, NULL, (float *)y, ldy, cfg);
     else gemv_rows<bf16>(c, x, ldx, n, in, w, out, bias, (bf16 *)y, ldy, cfg);
+}
+
+/* ---- gate|up with SwiGLU in the epilogue (cuda_gemv.h: cu_gemv_rows_swiglu) ----
+ * A group owns P = R/2 columns j of act: its R rows are gate rows j..j+P-1
+ * then up rows ff+j..ff+j+P-1 of the [2ff][in] matrix, summed by gr_sums
+ * exactly as k_gemv_rows sums any row at the same KS; the epilogue rounds
+ * both sums to bf16 (gv_store's rounding without a bias) and applies
+ * swiglu_bf16 (k_swiglu's operations), so act is bit for bit the GEMV into
+ * gu then k_swiglu. */
+template <int N, int P, int U, int KS>
+__global__ void __launch_bounds__(GR_WARPS * 32)
+    k_gemv_rows_swiglu(const bf16 *__restrict__ x, int ldx, int n, int in, const bf16 *__restrict__ w, int ff,
+                       bf16 *__restrict__ act, int ldact, int trigger)
+{
+    constexpr int GROUPS = GR_WARPS / KS, R = 2 * P;
+    __shared__ float part[KS > 1 ? GR_WARPS : 1][R][N];
+    /* the down GEMV after this kernel may start streaming its weights, as
+     * it did after k_swiglu (it still waits for this grid before reading act) */
+    if (trigger) ptx_launch_dependents();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, grp = warp / KS, ks = warp % KS;
+    const int j0 = (blockIdx.x * GROUPS + grp) * P;
+    const int nv = in / 8, n_steps = (in + GR_STEP - 1) / GR_STEP;
+    const int n_iter = (n_steps - ks + KS - 1) / KS;
+    const uint4 *wr[R];
+#pragma unroll
+    for (int p = 0; p < P; p++) {
+        /* columns past ff (the last group) read column ff-1 and are not stored */
+        const size_t j = (size_t)min(j0 + p, ff - 1);
+        wr[p] = (const uint4 *)(w + j * in);
+        wr[P + p] = (const uint4 *)(w + ((size_t)ff + j) * in);
+    }
+    float sum[R][N];
+    if (!gr_sums<N, R, U, KS>(sum, wr, x, ldx, n, nv, n_iter, part, warp, grp, ks, lane)) return;
+#pragma unroll
+    for (int p = 0; p < P; p++)
+#pragma unroll
+        for (int t = 0; t < N; t++)
+            if (lane == p * N + t && t < n && j0 + p < ff)
+                act[(size_t)t * ldact + j0 + p] =
+                    swiglu_bf16(__float2bfloat16(sum[p][t]), __float2bfloat16(sum[P + p][t]));
+}
+
+template <int N, int P, int U, int KS>
+static cudaError_t grs_launch(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int ff,
+                              uint16_t *act, int ldact, bool pdl, int trigger)
+{
+    constexpr int cols_per_block = GR_WARPS / KS * P;
+    cudaLaunchConfig_t lc = {};
+    lc.gridDim = dim3((ff + cols_per_block - 1) / cols_per_block);
+    lc.blockDim = dim3(GR_WARPS * 32);
+    lc.stream = (cudaStream_t)cu_stream(c);
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    lc.attrs = at;
+    lc.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&lc, k_gemv_rows_swiglu<N, P, U, KS>, (const bf16 *)x, ldx, n, in, (const bf16 *)w, ff,
+                              (bf16 *)act, ldact, trigger);
+}
+
+/* n = 1: (R, U) as asked; n > 1: (2, 4), the same sums (R and U never
+ * change them) */
+template <int KS>
+static cudaError_t grs_n(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int ff,
+                         uint16_t *act, int ldact, int R, int U, bool pdl, int trigger)
+{
+    if (n == 1) {
+        if (R == 4) return grs_launch<1, 2, 4, KS>(c, x, ldx, n, in, w, ff, act, ldact, pdl, trigger);
+        if (U == 8) return grs_launch<1, 1, 8, KS>(c, x, ldx, n, in, w, ff, act, ldact, pdl, trigger);
+        return grs_launch<1, 1, 4, KS>(c, x, ldx, n, in, w, ff, act, ldact, pdl, trigger);
+    }
+    if (n == 2) return grs_launch<2, 1, 4, KS>(c, x, ldx, n, in, w, ff, act, ldact, pdl, trigger);
+    if (n <= 4) return grs_launch<4, 1, 4, KS>(c, x, ldx, n, in, w, ff, act, ldact, pdl, trigger);
+    return grs_launch<8, 1, 4, KS>(c, x, ldx, n, in, w, ff, act, ldact, pdl, trigger);
+}
+
+extern "C" void cu_gemv_rows_swiglu(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int ff,
+                                    uint16_t *act, int ldact, int cfg)
+{
+    if (n <= 0 || ff <= 0) return;
+    if (!cu_gemv_fits(n, in, ldx, x, w)) {
+        cu_fail(c, "gemv rows swiglu", "shape not taken (n <= 8, in a multiple of 8, 16-byte aligned rows)");
+        return;
+    }
+    int R = cfg & 15, U = (cfg >> 4) & 15, KS = (cfg >> 8) & 15;
+    bool pdl = (cfg & CU_GR_PDL) != 0;
+    int trigger = (cfg & CU_GR_TRIGGER) != 0;
+    if ((R != 2 && R != 4) || (U != 4 && U != 8) || (R == 4 && U == 8) || (KS != 1 && KS != 2 && KS != 4)) {
+        cu_fail(c, "gemv rows swiglu", "cfg must be CU_GR(R 2|4, U 4|8 (4 with R 4), KS 1|2|4)");
+        return;
+    }
+    cudaError_t e = KS == 1   ? grs_n<1>(c, x, ldx, n, in, w, ff, act, ldact, R, U, pdl, trigger)
+                    : KS == 2 ? grs_n<2>(c, x, ldx, n, in, w, ff, act, ldact, R, U, pdl, trigger)
+                              : grs_n<4>(c, x, ldx, n, in, w, ff, act, ldact, R, U, pdl, trigger);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    if (e != cudaSuccess) cu_fail(c, "gemv rows swiglu", cudaGetErrorString(e));
 }
 
 /* ---- fp8 e4m3 weights ---------------------------------------------------------

@@ -91,12 +91,31 @@ void cu_gemv_bf16_f32_cfg(CuCtx *c, const uint16_t *x, int ldx, int n, int in, c
  * {1, 2, 4}; n > 1 ignores (R, U) and takes (2, 4) at KS 1, (1, 8) above
  * (the faster on an H100; the same sums either way). */
 #define CU_GR(r, u, ks) ((r) | ((u) << 4) | ((ks) << 8))
-enum { CU_GR_PDL = 1 << 12 };
+enum { CU_GR_PDL = 1 << 12, CU_GR_TRIGGER = 1 << 13 };
 
 /* y = x · Wᵀ (+ bias) as cu_gemv_bf16 (f32 == 0: bf16 y; f32 == 1: f32 y,
  * no bias) with the row-stream layout cfg. Shapes as cu_gemv_fits. */
 void cu_gemv_rows(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int out,
                   const uint16_t *bias, void *y, int ldy, int f32, int cfg);
+
+/* ---- gate|up with SwiGLU in the epilogue (cu_gemv_rows_swiglu) ------------
+ *
+ *   W [2ff][in]:  rows 0..ff-1 gate, ff..2ff-1 up (the model's fused L->gu)
+ *   a warp's R rows: gate j..j+R/2-1 and up ff+j..ff+j+R/2-1 (a row stride
+ *   of ff between the halves), streamed as cu_gemv_rows streams any rows
+ *   epilogue: g = bf16(Σ gate), u = bf16(Σ up), act[t][j] = bf16(bf16(silu(g)) · u)
+ *
+ * act[n][ff] (row stride ldact) = cu_gemv_rows(W) into gu[n][2ff], then
+ * cu_swiglu(gu): the same bits (test_cuda_ops checks it, alone and inside a
+ * graph), the gu round trip and the swiglu kernel gone. The sums are
+ * gr_sums's, so bit-identity holds whenever the unfused GEMV ran at the
+ * same KS (any R, U): the caller passes the unfused choice's KS.
+ * cfg = CU_GR(R, U, KS) [| CU_GR_PDL] [| CU_GR_TRIGGER]: R 2 (U 4 or 8) or
+ * 4 (U 4), KS 1, 2, 4; n > 1 takes (2, 4). CU_GR_TRIGGER: execute
+ * griddepcontrol.launch_dependents at entry (what k_swiglu did for the down
+ * GEMV behind it). Shapes as cu_gemv_fits (in, ldx, x, w); any ff >= 1. */
+void cu_gemv_rows_swiglu(CuCtx *c, const uint16_t *x, int ldx, int n, int in, const uint16_t *w, int ff,
+                         uint16_t *act, int ldact, int cfg);
 
 /* fp8 e4m3 weights (an option; not yet reachable from the model open path):
  * q[out][in] bytes and scale[out] f32 with W[o][i] = e4m3(q[o][i]) · scale[o].

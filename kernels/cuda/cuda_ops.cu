@@ -10,6 +10,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_ptx.cuh"
 #include "kernels/cuda/cuda_rope.cuh"
+#include "kernels/cuda/cuda_act.cuh"
 
 #include <cublasLt.h>
 #include <cuda_bf16.h>
@@ -599,11 +600,7 @@ __global__ void k_swiglu(const bf16 *gu, int ff, bf16 *out)
         const bf16 *gb = (const bf16 *)&gv, *ub = (const bf16 *)&uv;
         bf16 *ob = (bf16 *)&ov;
 #pragma unroll
-        for (int e = 0; e < 8; e++) {
-            float x = __bfloat162float(gb[e]);
-            float s = __bfloat162float(__float2bfloat16(x / (1.0f + expf(-x))));
-            ob[e] = __float2bfloat16(s * __bfloat162float(ub[e]));
-        }
+        for (int e = 0; e < 8; e++) ob[e] = swiglu_bf16(gb[e], ub[e]);
         ((uint4 *)(out + r * ff))[i] = ov;
     }
 }

@@ -1074,6 +1074,14 @@ static void s_matmul(void *ctx, const KTensor *w, const void *bias, const void *
     op_real.matmul(ctx, w, bias, x, ldx, n, y, ldy);
     op_end();
 }
+static void s_matmul_swiglu(void *ctx, const KTensor *w, const void *x, int ldx, int n, int ff, void *gu, void *act)
+{
+    char l[48];
+    snprintf(l, sizeof l, "matmul_swiglu %lldx%lld", (long long)w->ne[1], (long long)w->ne[0]);
+    op_begin(l);
+    op_real.matmul_swiglu(ctx, w, x, ldx, n, ff, gu, act);
+    op_end();
+}
 static void s_attention(void *ctx, const KDevAttn *a)
 {
     op_begin(a->n_tiles ? "attention (tiles)" : "attention (decode rows)");
@@ -1096,6 +1104,7 @@ static void op_times(Model *m, KvPool *kv, ModelBatch *b)
     shim.rope_kv = s_rope_kv, shim.rope_kv_fp8 = s_rope_kv_fp8, shim.attention = s_attention;
     shim.swiglu = s_swiglu, shim.argmax = s_argmax, shim.sample = s_sample, shim.pick_tokens = s_pick_tokens;
     shim.upload_async = s_upload_async;
+    if (op_real.matmul_swiglu) shim.matmul_swiglu = s_matmul_swiglu; /* SGL_CUDA_FUSE_SWIGLU=1 */
     set_graphs(m, MODEL_GRAPHS_OFF);
     if (model_forward(m, kv, b, err, sizeof err)) die("forward", err); /* warm, untimed */
     be->dev = &shim;
@@ -1165,7 +1174,9 @@ static int prof(const char *dir, int B, int ctx)
 
 /* ---- gemv: batch-1 decode under several small-batch matmul policies ----
  * One model open; for each SPEC (cuda_backend_set_gemv: off, auto, mma,
- * rows:R:U:KS[:pdl]) the forward alone for one decode row at context CTX
+ * rows:R:U:KS[:pdl]; a "+swiglu" tail also turns on gate|up + swiglu fused,
+ * cuda_backend_set_fuse_swiglu "1", "+swiglu-nt" its "no-trigger", none
+ * "0") the forward alone for one decode row at context CTX
  * (eager and from the decode graph, re-recorded for the policy; ids by
  * device argmax, as the engine asks), then the engine's batch-1 decode of
  * IN prompt / OUT output tokens (a fresh prompt each, so no cache hits).
@@ -1179,7 +1190,14 @@ static int gemv_bench(const char *dir, int in, int outn, int n_spec, char **spec
     int V = m->cfg.vocab < 100000 ? m->cfg.vocab : 100000, ctx = in + outn / 2;
     int32_t *first_ids = NULL, first_n = 0;
     for (int si = 0; si < n_spec; si++) {
-        if (cuda_backend_set_gemv((KBackend *)m->backend, specs[si])) die("gemv policy", specs[si]);
+        char gspec[64];
+        snprintf(gspec, sizeof gspec, "%s", specs[si]);
+        char *fz = strstr(gspec, "+swiglu");
+        const char *fuse = !fz ? "0" : !strcmp(fz, "+swiglu") ? "1" : !strcmp(fz, "+swiglu-nt") ? "no-trigger" : NULL;
+        if (fz) *fz = 0;
+        if (!fuse || cuda_backend_set_fuse_swiglu((KBackend *)m->backend, fuse) ||
+            cuda_backend_set_gemv((KBackend *)m->backend, gspec))
+            die("gemv policy", specs[si]);
         KvPool *kv = model_kv_new(m, ctx + 8, K_DTYPE_F16, err, sizeof err);
         if (!kv) die("kv", err);
         int32_t *slots = malloc((size_t)ctx * sizeof *slots), tk = 7;

@@ -24,6 +24,7 @@
 #include "kernels/cuda/cuda_gemv.h"
 #include "kernels/cuda/cuda_fp8.h"
 #include "kernels/cuda/cuda_overlap.h"
+#include "kernels/cuda/cuda_backend.h"
 
 static CuCtx *cu;
 static KBackend *ref;
@@ -200,6 +201,181 @@ static void test_gemv_rows(int n, int in, int out, int ldx, int with_bias, int c
     cu_free(cu, dx), cu_free(cu, dw), cu_free(cu, db), cu_free(cu, dy), cu_free(cu, dyf);
     free(x), free(w), free(b), free(xf), free(wf), free(bf), free(gy), free(got), free(gotf), free(want), free(wantb);
     free(xc), free(one);
+}
+
+/* ---- gate|up with SwiGLU in the GEMV's epilogue (cu_gemv_rows_swiglu,
+ * KDevOps.matmul_swiglu) against their definition: the unfused GEMV into
+ * gu[n][2ff], then cu_swiglu, bit for bit ---- */
+
+typedef struct {
+    int unfused, fused; /* cu_gemv_rows cfg, cu_gemv_rows_swiglu cfg (same KS) */
+} SwPair;
+
+enum { SW_NMAX = 4, SW_DOWN = 256 };
+
+/* rows of act (stride lda) == rows of want (stride ff), n rows; counts the
+ * values that are not finite or zero in want into *degenerate */
+static int sw_same(const uint16_t *dact, int lda, const uint16_t *dwant, int n, int ff, int *degenerate)
+{
+    uint16_t *a = malloc((size_t)n * lda * 2), *b = malloc((size_t)n * ff * 2);
+    cu_download(cu, a, dact, (size_t)n * lda * 2);
+    cu_download(cu, b, dwant, (size_t)n * ff * 2);
+    int same = 1;
+    for (int t = 0; t < n; t++) same &= memcmp(a + (size_t)t * lda, b + (size_t)t * ff, (size_t)ff * 2) == 0;
+    for (size_t i = 0; i < (size_t)n * ff; i++) {
+        float v = cu_bf16_to_f32(b[i]);
+        *degenerate += !isfinite(v) || v == 0.0f;
+    }
+    free(a), free(b);
+    return same;
+}
+
+/* The kernel: every (unfused, fused) pair at n = 1..SW_NMAX, act at a row
+ * stride past ff; row 0 also against the CPU reference (matmul, bf16
+ * rounding, swiglu). Then a captured graph rmsnorm -> fused (PDL, early
+ * trigger) -> a GEMV reading act (PDL), replayed with new inputs, against
+ * the eager unfused chain; then the backend op, fused switched on, under
+ * several GEMV choices (the table's, forced row layouts, cuBLASLt). */
+static void test_gemv_swiglu(int in, int ff, int ldx, const SwPair *pairs, int n_pairs)
+{
+    float *xf, *wf;
+    size_t nw = (size_t)2 * ff * in;
+    uint16_t *x = rand_bf16((size_t)SW_NMAX * ldx, 1.0f, &xf), *w = rand_bf16(nw, 0.05f, &wf);
+    uint16_t *dx = dev_copy(x, (size_t)SW_NMAX * ldx * 2), *dw = dev_copy(w, nw * 2);
+    const int lda = ff + 8;
+    uint16_t *dgu = dev_poisoned((size_t)SW_NMAX * 2 * ff), *dwant = dev_poisoned((size_t)SW_NMAX * ff);
+    uint16_t *dact = dev_poisoned((size_t)SW_NMAX * lda);
+    char name[160];
+    for (int p = 0; p < n_pairs; p++) {
+        int same = 1, degenerate = 0;
+        for (int n = 1; n <= SW_NMAX; n++) {
+            cu_memset(cu, dwant, 0xff, (size_t)SW_NMAX * ff * 2);
+            cu_memset(cu, dact, 0xff, (size_t)SW_NMAX * lda * 2);
+            cu_gemv_rows(cu, dx, ldx, n, in, dw, 2 * ff, NULL, dgu, 2 * ff, 0, pairs[p].unfused);
+            cu_swiglu(cu, dgu, n, ff, dwant);
+            cu_gemv_rows_swiglu(cu, dx, ldx, n, in, dw, ff, dact, lda, pairs[p].fused);
+            same &= sw_same(dact, lda, dwant, n, ff, &degenerate);
+        }
+        const char *e = cu_sync(cu) ? cu_error(cu) : NULL;
+        int ok = same && !e && degenerate < SW_NMAX * ff / 4;
+        failures += !ok;
+        printf("%-4s gemv swiglu in=%d ff=%d fused %#x == rows %#x then swiglu, n=1..%d (bit-exact)%s%s\n",
+               ok ? "ok" : "FAIL", in, ff, pairs[p].fused, pairs[p].unfused, SW_NMAX,
+               degenerate >= SW_NMAX * ff / 4 ? " (mostly zero or non-finite)" : "", e ? e : "");
+    }
+    /* row 0 against the CPU reference (g, u rounded to bf16 as the GEMV
+     * stores them), also as a matrix of ff - 3 columns (its first 2ff - 6
+     * rows): an odd ff, so the last group of columns is partial */
+    for (int f2 = ff; f2 >= ff - 3; f2 -= 3) {
+        float *gu = malloc((size_t)2 * f2 * 4), *want = malloc((size_t)f2 * 4);
+        KTensor kw = {.dtype = K_DTYPE_BF16, .ne = {in, 2 * f2, 1, 1}, .data = w};
+        ref->matmul(ref->ctx, &kw, NULL, xf, 1, gu);
+        for (int i = 0; i < 2 * f2; i++) gu[i] = cu_bf16_to_f32(cu_f32_to_bf16(gu[i]));
+        ref->swiglu(ref->ctx, gu, gu + f2, want, f2);
+        for (int q = 0; q < 2; q++) { /* the first and the last layout */
+            int p = q ? n_pairs - 1 : 0;
+            cu_memset(cu, dact, 0xff, (size_t)SW_NMAX * lda * 2);
+            cu_gemv_rows_swiglu(cu, dx, ldx, 1, in, dw, f2, dact, lda, pairs[p].fused);
+            float *got = back_f32(dact, f2);
+            snprintf(name, sizeof name, "gemv swiglu in=%d ff=%d n=1 cfg=%#x vs CPU", in, f2, pairs[p].fused);
+            report(name, got, want, f2, 1e-2);
+            free(got);
+        }
+        free(gu), free(want);
+    }
+    /* inside a graph, between PDL neighbours */
+    for (int n = 1; n <= 3; n += 2) {
+        float *nf, *df;
+        uint16_t *nwt = rand_bf16(in, 1.0f, &nf), *wd = rand_bf16((size_t)SW_DOWN * ff, 0.05f, &df);
+        uint16_t *dn = dev_copy(nwt, (size_t)in * 2), *dwd = dev_copy(wd, (size_t)SW_DOWN * ff * 2);
+        uint16_t *dh = dev_poisoned((size_t)n * in), *dxn = dev_poisoned((size_t)n * in);
+        uint16_t *dy = dev_poisoned((size_t)n * SW_DOWN), *dy2 = dev_poisoned((size_t)n * SW_DOWN);
+        const int down_cfg = CU_GR(1, 8, 1);
+        int bad = 0;
+        CuGraph *g = NULL;
+        if (!cu_graph_begin(cu)) {
+            cu_add_rmsnorm(cu, dh, NULL, dn, dxn, n, in, 1e-5f);
+            cu_gemv_rows_swiglu(cu, dxn, in, n, in, dw, ff, dact, lda, pairs[0].fused | CU_GR_PDL | CU_GR_TRIGGER);
+            cu_gemv_rows(cu, dact, lda, n, ff, dwd, SW_DOWN, NULL, dy, SW_DOWN, 0, down_cfg | CU_GR_PDL);
+            g = cu_graph_end(cu);
+        }
+        if (!g) {
+            const char *e = cu_error(cu);
+            printf("FAIL gemv swiglu in a graph: capture: %s\n", e ? e : "no graph");
+            failures++;
+        }
+        for (int rep = 0; g && rep < 4 && !bad; rep++) {
+            float *hf;
+            uint16_t *h = rand_bf16((size_t)n * in, 1.0f + rep, &hf);
+            cu_upload(cu, dh, h, (size_t)n * in * 2);
+            cu_graph_launch(cu, g);
+            cu_add_rmsnorm(cu, dh, NULL, dn, dxn, n, in, 1e-5f);
+            cu_gemv_rows(cu, dxn, in, n, in, dw, 2 * ff, NULL, dgu, 2 * ff, 0, pairs[0].unfused & ~CU_GR_PDL);
+            cu_swiglu(cu, dgu, n, ff, dwant);
+            cu_gemv_rows(cu, dwant, ff, n, ff, dwd, SW_DOWN, NULL, dy2, SW_DOWN, 0, down_cfg);
+            int degenerate = 0;
+            bad = !sw_same(dact, lda, dwant, n, ff, &degenerate) || !sw_same(dy, SW_DOWN, dy2, n, SW_DOWN, &degenerate) ||
+                  cu_error(cu) != NULL;
+            free(h), free(hf);
+        }
+        if (g) {
+            printf("%-4s gemv swiglu in a graph: rmsnorm -> fused (PDL, trigger) -> GEMV (PDL) == eager unfused, "
+                   "n=%d in=%d ff=%d (act and y bit-exact, 4 replays)\n", bad ? "FAIL" : "ok", n, in, ff);
+            failures += bad;
+            cu_graph_free(g);
+        }
+        cu_free(cu, dn), cu_free(cu, dwd), cu_free(cu, dh), cu_free(cu, dxn), cu_free(cu, dy), cu_free(cu, dy2);
+        free(nwt), free(nf), free(wd), free(df);
+    }
+    cu_free(cu, dx), cu_free(cu, dw), cu_free(cu, dgu), cu_free(cu, dwant), cu_free(cu, dact);
+    /* KDevOps.matmul_swiglu on the CUDA backend == its matmul then its swiglu */
+    char err[256];
+    KBackend *be = cuda_backend_new(err, sizeof err);
+    if (!be) {
+        printf("FAIL matmul_swiglu op: %s\n", err);
+        failures++;
+    } else {
+        const KDevOps *op = be->dev;
+        int sw_ok = cuda_backend_set_fuse_swiglu(be, "0") == 0 && !op->matmul_swiglu &&
+                    cuda_backend_set_fuse_swiglu(be, "bogus") == -1 && cuda_backend_set_fuse_swiglu(be, "1") == 0 &&
+                    op->matmul_swiglu;
+        printf("%-4s matmul_swiglu op: NULL when off, set when on, unknown spec refused\n", sw_ok ? "ok" : "FAIL");
+        failures += !sw_ok;
+        uint16_t *bx = be->buf_alloc(be->ctx, (size_t)SW_NMAX * ldx * 2), *bw = be->buf_alloc(be->ctx, nw * 2);
+        uint16_t *bgu = be->buf_alloc(be->ctx, (size_t)SW_NMAX * 2 * ff * 2);
+        uint16_t *bwant = be->buf_alloc(be->ctx, (size_t)SW_NMAX * ff * 2), *bact = be->buf_alloc(be->ctx, (size_t)SW_NMAX * ff * 2);
+        be->upload(be->ctx, bx, x, (size_t)SW_NMAX * ldx * 2);
+        be->upload(be->ctx, bw, w, nw * 2);
+        KTensor kw = {.dtype = K_DTYPE_BF16, .ne = {in, 2 * ff, 1, 1}, .data = bw};
+        uint16_t *a = malloc((size_t)SW_NMAX * ff * 2), *b = malloc((size_t)SW_NMAX * ff * 2), *poison = malloc((size_t)SW_NMAX * ff * 2);
+        memset(poison, 0xff, (size_t)SW_NMAX * ff * 2);
+        const char *specs[] = {"auto", "rows:1:8:1:pdl", "rows:2:8:2", "rows:4:4:4:pdl", "off"};
+        for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+            cuda_backend_set_gemv(be, specs[k]);
+            cuda_backend_set_fuse_swiglu(be, k & 1 ? "no-trigger" : "1");
+            int same = 1;
+            for (int n = 1; n <= SW_NMAX; n++) {
+                be->upload(be->ctx, bwant, poison, (size_t)n * ff * 2);
+                be->upload(be->ctx, bact, poison, (size_t)n * ff * 2);
+                op->matmul(be->ctx, &kw, NULL, bx, ldx, n, bgu, 2 * ff);
+                op->swiglu(be->ctx, bgu, n, ff, bwant);
+                op->matmul_swiglu(be->ctx, &kw, bx, ldx, n, ff, bgu, bact);
+                be->download(be->ctx, a, bact, (size_t)n * ff * 2);
+                be->download(be->ctx, b, bwant, (size_t)n * ff * 2);
+                same &= memcmp(a, b, (size_t)n * ff * 2) == 0 && b[0] != 0xffff;
+            }
+            const char *e = be->error(be->ctx);
+            int ok = same && !e;
+            failures += !ok;
+            printf("%-4s matmul_swiglu op (%s) in=%d ff=%d == matmul then swiglu, n=1..%d (bit-exact)%s\n",
+                   ok ? "ok" : "FAIL", specs[k], in, ff, SW_NMAX, e ? e : "");
+        }
+        be->buf_free(be->ctx, bx), be->buf_free(be->ctx, bw), be->buf_free(be->ctx, bgu);
+        be->buf_free(be->ctx, bwant), be->buf_free(be->ctx, bact);
+        free(a), free(b), free(poison);
+        be->destroy(be->ctx);
+    }
+    free(x), free(w), free(xf), free(wf);
 }
 
 /* A captured graph of add_rmsnorm -> the row-stream GEMV launched as a
@@ -1372,6 +1548,28 @@ int main(int argc, char **argv)
         test_gemv_rows(2, 96, 40, 96, 1, CU_GR(1, 8, 4), 0);
         test_gemv_rows_pdl(1, 4096, 6144);
         test_gemv_rows_pdl(3, 4096, 4096);
+    }
+    /* gate|up + swiglu fused: the 8B shape with the table's layout (r1u8
+     * k1) and others of every KS, SmolLM2-135M's, and a row length that
+     * ends inside a step */
+    {
+        const SwPair p8b[] = {
+            {CU_GR(1, 8, 1) | CU_GR_PDL, CU_GR(2, 8, 1) | CU_GR_PDL | CU_GR_TRIGGER},
+            {CU_GR(1, 8, 1), CU_GR(2, 4, 1)},
+            {CU_GR(2, 8, 1), CU_GR(4, 4, 1)},
+            {CU_GR(1, 8, 2), CU_GR(2, 8, 2)},
+            {CU_GR(2, 4, 4), CU_GR(4, 4, 4) | CU_GR_TRIGGER},
+        };
+        test_gemv_swiglu(4096, 14336, 4096, p8b, 5);
+        SwPair psm[9];
+        int np = 0;
+        for (int ks = 1; ks <= 4; ks *= 2) {
+            psm[np++] = (SwPair){CU_GR(1, 8, ks), CU_GR(2, 8, ks)};
+            psm[np++] = (SwPair){CU_GR(2, 4, ks), CU_GR(2, 4, ks) | CU_GR_TRIGGER};
+            psm[np++] = (SwPair){CU_GR(4, 4, ks), CU_GR(4, 4, ks)};
+        }
+        test_gemv_swiglu(576, 1536, 576, psm, np);
+        test_gemv_swiglu(1000, 77 * 8, 1008, psm, np);
     }
     test_gemv_fp8(1, 4096, 6144, 0);
     test_gemv_fp8(5, 3584, 1000, 1);

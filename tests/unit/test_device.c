@@ -116,3 +116,44 @@ Test(devref, upload_async_source_must_wait_for_its_event)
     be->buf_free(be->ctx, dst);
     be->destroy(be->ctx);
 }
+
+/* KDevOps.matmul_swiglu on dev-ref: the same bits as its matmul into a
+ * [n][2ff] scratch then its swiglu, for n = 1..4, x rows inside a wider
+ * buffer; act is poisoned first, so an unwritten value fails. */
+Test(devref, matmul_swiglu_is_matmul_then_swiglu)
+{
+    char err[256] = "";
+    KBackend *be = cpu_devref_backend_new(err, sizeof err);
+    cr_assert(be, "%s", err);
+    const KDevOps *op = be->dev;
+    cr_assert_not_null(op->matmul_swiglu);
+    enum { IN = 576, FF = 200, LDX = IN + 24, NMAX = 4 };
+    uint16_t *w = be->buf_alloc(be->ctx, (size_t)2 * FF * IN * 2), *x = be->buf_alloc(be->ctx, (size_t)NMAX * LDX * 2);
+    uint16_t *gu = be->buf_alloc(be->ctx, (size_t)NMAX * 2 * FF * 2), *act = be->buf_alloc(be->ctx, NMAX * FF * 2);
+    uint16_t *want = be->buf_alloc(be->ctx, NMAX * FF * 2);
+    uint32_t s = 12345;
+    for (size_t i = 0; i < (size_t)2 * FF * IN; i++) {
+        s = s * 1664525u + 1013904223u;
+        w[i] = k_f32_to_bf16(((float)(s >> 8) / 16777216.0f - 0.5f) * 0.2f);
+    }
+    for (size_t i = 0; i < (size_t)NMAX * LDX; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = k_f32_to_bf16(((float)(s >> 8) / 16777216.0f - 0.5f) * 4.0f);
+    }
+    KTensor kw = {.dtype = K_DTYPE_BF16, .ne = {IN, 2 * FF, 1, 1}, .data = w};
+    for (int n = 1; n <= NMAX; n++) {
+        op->matmul(be->ctx, &kw, NULL, x, LDX, n, gu, 2 * FF);
+        op->swiglu(be->ctx, gu, n, FF, want);
+        memset(act, 0xff, (size_t)n * FF * 2);
+        memset(gu, 0, (size_t)n * 2 * FF * 2);
+        op->matmul_swiglu(be->ctx, &kw, x, LDX, n, FF, gu, act);
+        cr_assert_eq(memcmp(act, want, (size_t)n * FF * 2), 0, "n=%d: fused != matmul then swiglu", n);
+        int nonzero = 0;
+        for (int i = 0; i < n * FF; i++) nonzero += (want[i] & 0x7fff) != 0;
+        cr_assert_gt(nonzero, n * FF / 2, "n=%d: the activations are mostly zero", n);
+    }
+    cr_assert_null(be->error(be->ctx));
+    be->buf_free(be->ctx, w), be->buf_free(be->ctx, x), be->buf_free(be->ctx, gu);
+    be->buf_free(be->ctx, act), be->buf_free(be->ctx, want);
+    be->destroy(be->ctx);
+}

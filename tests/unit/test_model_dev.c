@@ -294,3 +294,43 @@ Test(model_dev, padded_decode_steps_equal_plain_ones, .init = init_tokens)
     free(on);
     model_free(m);
 }
+
+/* run_layers calls KDevOps.matmul_swiglu where the backend has it (dev-ref
+ * does: its matmul then its swiglu) and the two ops where it is NULL; both
+ * give the same logits, bit for bit. */
+static KDevOps real_ops;
+static int fused_calls;
+
+static void counted_matmul_swiglu(void *ctx, const KTensor *w, const void *x, int ldx, int n, int ff, void *gu,
+                                  void *act)
+{
+    fused_calls++;
+    real_ops.matmul_swiglu(ctx, w, x, ldx, n, ff, gu, act);
+}
+
+Test(model_dev, fused_gate_up_swiglu_equals_the_two_ops, .init = init_tokens)
+{
+    Model *m = build(K_BACKEND_DEV_REF);
+    int n = 40;
+    float *first = run(m, n, 7); /* the backend is made on the first forward */
+    KBackend *be = (KBackend *)m->backend;
+    const KDevOps *was = be->dev;
+    real_ops = *was;
+    cr_assert_not_null(real_ops.matmul_swiglu);
+    KDevOps counted = real_ops, plain = real_ops;
+    counted.matmul_swiglu = counted_matmul_swiglu;
+    plain.matmul_swiglu = NULL;
+    be->dev = &counted;
+    fused_calls = 0;
+    float *fused = run(m, n, 7);
+    cr_assert_eq(fused_calls, NL * ((n + 6) / 7), "one fused call a layer and step, got %d", fused_calls);
+    be->dev = &plain;
+    float *two = run(m, n, 7);
+    be->dev = was;
+    cr_assert_eq(memcmp(fused, first, (size_t)n * V * sizeof *fused), 0);
+    cr_assert_eq(memcmp(fused, two, (size_t)n * V * sizeof *fused), 0);
+    free(first);
+    free(fused);
+    free(two);
+    model_free(m);
+}
