@@ -259,6 +259,19 @@ static void run_requests(Engine *e, int32_t (*prompts)[PLEN], const int *plen, O
     }
 }
 
+/* The NREQ requests of `check`, `graphcheck` and `fusecheck`: ids below
+ * every special id, request 0 of 150 tokens (three attention tiles), 3..5
+ * sharing request 0's first 24 tokens. */
+static void check_prompts(int32_t (*prompts)[PLEN], int *plen, int vocab)
+{
+    int reg = vocab < 100000 ? vocab : 100000;
+    for (int i = 0; i < NREQ; i++) {
+        plen[i] = i == 0 ? 150 : 40 - 4 * (i % 3);
+        prompt_ids(prompts[i], PLEN, 100 + (uint64_t)i, reg);
+        if (i >= 3) memcpy(prompts[i], prompts[0], 24 * sizeof(int32_t));
+    }
+}
+
 static int first_diff(const Out *a, const Out *b)
 {
     int n = a->n < b->n ? a->n : b->n;
@@ -272,17 +285,13 @@ static int check(const char *dir, const char *out_dir)
     char err[1024];
     Model *cpu = open_model(dir, K_BACKEND_CPU), *gpu = open_model(dir, K_BACKEND_CUDA);
     Tokenizer *tok = open_tok(dir, cpu);
-    int V = cpu->cfg.vocab, reg = V < 100000 ? V : 100000; /* below every special id */
+    int V = cpu->cfg.vocab;
     int fail = 0;
 
     /* 2. engine greedy ids (first, so that 1 can reuse the CPU continuation) */
     int32_t prompts[NREQ][PLEN];
     int plen[NREQ];
-    for (int i = 0; i < NREQ; i++) {
-        plen[i] = i == 0 ? 150 : 40 - 4 * (i % 3); /* 150: three attention tiles */
-        prompt_ids(prompts[i], PLEN, 100 + (uint64_t)i, reg);
-        if (i >= 3) memcpy(prompts[i], prompts[0], 24 * sizeof(int32_t)); /* a shared 24-token prefix */
-    }
+    check_prompts(prompts, plen, V);
     Out oc[NREQ], og1[NREQ], ogb[NREQ];
     Engine *ec = engine(cpu, tok, 0, 0);
     run_requests(ec, prompts, plen, oc, 0);
@@ -761,14 +770,9 @@ static int graphcheck(const char *dir)
 {
     Model *gpu = open_model(dir, K_BACKEND_CUDA);
     Tokenizer *tok = open_tok(dir, gpu);
-    int V = gpu->cfg.vocab, reg = V < 100000 ? V : 100000;
     int32_t prompts[NREQ][PLEN];
     int plen[NREQ];
-    for (int i = 0; i < NREQ; i++) {
-        plen[i] = i == 0 ? 150 : 40 - 4 * (i % 3);
-        prompt_ids(prompts[i], PLEN, 100 + (uint64_t)i, reg);
-        if (i >= 3) memcpy(prompts[i], prompts[0], 24 * sizeof(int32_t));
-    }
+    check_prompts(prompts, plen, gpu->cfg.vocab);
     const ModelGraphs modes[3] = {MODEL_GRAPHS_ON, MODEL_GRAPHS_PADDED, MODEL_GRAPHS_OFF};
     const char *names[3] = {"on", "padded", "off"};
     Out o[3][2][NREQ];
@@ -821,14 +825,9 @@ static int fusecheck(const char *dir)
         Model *gpu = open_model(dir, K_BACKEND_CUDA);
         Tokenizer *tok = open_tok(dir, gpu);
         set_graphs(gpu, MODEL_GRAPHS_ON);
-        int V = gpu->cfg.vocab, reg = V < 100000 ? V : 100000;
         int32_t prompts[NREQ][PLEN];
         int plen[NREQ];
-        for (int i = 0; i < NREQ; i++) {
-            plen[i] = i == 0 ? 150 : 40 - 4 * (i % 3);
-            prompt_ids(prompts[i], PLEN, 100 + (uint64_t)i, reg);
-            if (i >= 3) memcpy(prompts[i], prompts[0], 24 * sizeof(int32_t));
-        }
+        check_prompts(prompts, plen, gpu->cfg.vocab);
         for (int together = 0; together < 2; together++) {
             Engine *e = engine(gpu, tok, 0, 0);
             double t0 = now();
