@@ -220,7 +220,7 @@ serve-test: $(BUILD)/sgl venv
 bench-serving: $(BUILD)/sgl venv model
 	@BUILD=$(BUILD) sh bench/serving/run.sh
 
-$(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(BUILD)/libsgl.a
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_SUPPORT) $(wildcard tests/unit/*.h) $(BUILD)/libsgl.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -o $@ $< $(TEST_SUPPORT) $(BUILD)/libsgl.a $(PKG_LIBS) -lcriterion $(LDFLAGS)
 

@@ -21,19 +21,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
 #include "runtime/model.h"
-
-static uint64_t mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* uniform in [-s, s) from (key, i) */
-static float urand(uint64_t key, uint64_t i, float s)
-{
-    return ((float)(mix(key * 1000003u + i) >> 40) / 16777216.0f * 2 - 1) * s;
-}
+#include "tiny_model.h"
 
 static int gcd(int a, int b) { return b ? gcd(b, a % b) : a; }
 
@@ -82,9 +70,9 @@ static void op_case(KBackend *b, int fp8, int nh, int nkv, int hd, int rot, KRop
     uint16_t *qkv0 = malloc(qkv_b), *qa = malloc(qkv_b), *qb = malloc(qkv_b);
     uint8_t *k0 = malloc(pool_b), *v0 = malloc(pool_b), *ka = malloc(pool_b), *va = malloc(pool_b);
     uint8_t *kb = malloc(pool_b), *vb = malloc(pool_b), *oa = malloc(out_b), *ob = malloc(out_b);
-    for (size_t i = 0; i < qkv_b / 2; i++) qkv0[i] = k_f32_to_bf16(urand(key, i, 2.0f));
+    for (size_t i = 0; i < qkv_b / 2; i++) qkv0[i] = k_f32_to_bf16(tiny_urand(key, i, 2.0f));
     for (size_t i = 0; i < pool_b / eb; i++) {
-        float x = urand(key + 1, i, 2.0f), y = urand(key + 2, i, 1.0f);
+        float x = tiny_urand(key + 1, i, 2.0f), y = tiny_urand(key + 2, i, 1.0f);
         if (fp8) k0[i] = k_f32_to_e4m3(x), v0[i] = k_f32_to_e4m3(y);
         else ((uint16_t *)k0)[i] = k_f32_to_bf16(x), ((uint16_t *)v0)[i] = k_f32_to_bf16(y);
     }
@@ -142,55 +130,13 @@ Test(dev_rope, the_op_is_rope_kv_then_attention)
 
 enum { E = 128, NH = 8, NKV = 2, HD = 64, ROT = 32, FF = 256, V = 96, NL = 2, NB = 5, STEPS = 4, SLOTS = 256 };
 
-typedef struct {
-    void *bufs[64];
-    int n;
-} Bufs;
-
-static KTensor tensor(Bufs *bt, int64_t cols, int64_t rows, float scale, float center, uint64_t key)
-{
-    uint16_t *p = malloc((size_t)(cols * rows) * 2);
-    for (int64_t i = 0; i < cols * rows; i++) p[i] = k_f32_to_bf16(center + urand(key, (uint64_t)i, scale));
-    bt->bufs[bt->n++] = p;
-    return (KTensor){.dtype = K_DTYPE_BF16, .ne = {cols, rows, 1, 1}, .data = p};
-}
-
-static void release(void *ctx)
-{
-    Bufs *bt = ctx;
-    for (int i = 0; i < bt->n; i++) free(bt->bufs[i]);
-    free(bt);
-}
-
 /* llama layout, GQA 4:1, NORM rope over half of each head */
 static Model *build(ModelKvCache kvc)
 {
     ModelConfig c = {.arch = MODEL_ARCH_LLAMA, .n_layer = NL, .n_embd = E, .n_head = NH, .n_head_kv = NKV,
                      .head_dim = HD, .rope_dim = ROT, .n_ff = FF, .vocab = V, .max_ctx = 512,
                      .rope_theta = 10000.0f, .rope_style = K_ROPE_NORM, .rms_eps = 1e-5f, .bos_id = -1, .eos_id = -1};
-    char err[256];
-    Model *m = model_new(&c, err, sizeof err);
-    cr_assert(m, "%s", err);
-    Bufs *bt = calloc(1, sizeof *bt);
-    uint64_t k = 100;
-    m->tok_embd = tensor(bt, E, V, 1.0f, 0, k++);
-    m->output = tensor(bt, E, V, sqrtf(3.0f / E), 0, k++);
-    m->out_norm = tensor(bt, E, 1, 0.2f, 1.0f, k++);
-    for (int l = 0; l < NL; l++) {
-        ModelLayer *L = &m->layers[l];
-        L->attn_norm = tensor(bt, E, 1, 0.2f, 1.0f, k++);
-        L->ffn_norm = tensor(bt, E, 1, 0.2f, 1.0f, k++);
-        L->wq = tensor(bt, E, NH * HD, sqrtf(3.0f / E), 0, k++);
-        L->wk = tensor(bt, E, NKV * HD, sqrtf(3.0f / E), 0, k++);
-        L->wv = tensor(bt, E, NKV * HD, sqrtf(3.0f / E), 0, k++);
-        L->wo = tensor(bt, NH * HD, E, sqrtf(3.0f / (NH * HD)), 0, k++);
-        L->w_gate = tensor(bt, E, FF, sqrtf(3.0f / E), 0, k++);
-        L->w_up = tensor(bt, E, FF, sqrtf(3.0f / E), 0, k++);
-        L->w_down = tensor(bt, FF, E, sqrtf(3.0f / FF), 0, k++);
-    }
-    m->release = release;
-    m->release_ctx = bt;
-    cr_assert_eq(model_finish(m, err, sizeof err), 0, "%s", err);
+    Model *m = tiny_model(&c, 100);
     ModelOptions o;
     model_options_default(&o);
     o.backend = K_BACKEND_DEV_REF;
@@ -223,7 +169,7 @@ static float *decode_steps(ModelKvCache kvc, ModelGraphs mode, const char *fuse,
     cr_assert(be && be->dev);
     cr_assert_eq(be->dev->attention_rope != NULL, fuse != NULL, "the switch reached the backend");
     int32_t slots[NB][40], len[NB], tok[64];
-    for (int i = 0; i < 64; i++) tok[i] = (int32_t)(mix(9u + (uint64_t)i) % V);
+    for (int i = 0; i < 64; i++) tok[i] = (int32_t)(tiny_mix(9u + (uint64_t)i) % V);
     for (int i = 0; i < NB; i++) {
         len[i] = 3 + 5 * i;
         for (int t = 0; t < 40; t++) slots[i][t] = (i * 40 + t) * 3 % SLOTS; /* scattered, distinct */

@@ -25,6 +25,7 @@
 #include "kernels/comm.h"
 #include "runtime/model.h"
 #include "runtime/model_tp.h"
+#include "tiny_model.h"
 
 enum { E = 128, NH = 8, NKV = 4, HD = 64, FF = 256, V = 96, NL = 2, NSLOT = 256 };
 
@@ -107,36 +108,6 @@ Test(comm_host, kinds_by_name_and_refusals)
 /* ---- the model ---- */
 
 typedef struct {
-    void *bufs[64];
-    int n;
-} Built;
-
-static uint64_t mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static KTensor tensor(Built *bt, int64_t cols, int64_t rows, float scale, float center, uint64_t key)
-{
-    uint16_t *p = malloc((size_t)(cols * rows) * 2);
-    for (int64_t i = 0; i < cols * rows; i++) {
-        float u = (float)(mix(key * 1000003u + (uint64_t)i) >> 40) / 16777216.0f;
-        p[i] = k_f32_to_bf16(center + (2 * u - 1) * scale);
-    }
-    bt->bufs[bt->n++] = p;
-    return (KTensor){.dtype = K_DTYPE_BF16, .ne = {cols, rows, 1, 1}, .data = p};
-}
-
-static void release(void *ctx)
-{
-    Built *bt = ctx;
-    for (int i = 0; i < bt->n; i++) free(bt->bufs[i]);
-    free(bt);
-}
-
-typedef struct {
     bool bias, tied;
     int n_head_kv;
 } Shape;
@@ -147,35 +118,7 @@ static Model *build(Shape sh, KBackendKind kind, int tp, KCommKind comm)
                      .n_head = NH, .n_head_kv = sh.n_head_kv, .head_dim = HD, .rope_dim = HD, .n_ff = FF,
                      .vocab = V, .max_ctx = 512, .rope_theta = 10000.0f, .rope_style = K_ROPE_NEOX,
                      .rms_eps = 1e-5f, .qkv_bias = sh.bias, .tied_embeddings = sh.tied, .bos_id = -1, .eos_id = -1};
-    char err[256];
-    Model *m = model_new(&c, err, sizeof err);
-    cr_assert(m, "%s", err);
-    Built *bt = calloc(1, sizeof *bt);
-    uint64_t k = 1;
-    int KVd = sh.n_head_kv * HD;
-    m->tok_embd = tensor(bt, E, V, 1.0f, 0, k++);
-    m->output = sh.tied ? m->tok_embd : tensor(bt, E, V, sqrtf(3.0f / E), 0, k++);
-    m->out_norm = tensor(bt, E, 1, 0.2f, 1.0f, k++);
-    for (int l = 0; l < NL; l++) {
-        ModelLayer *L = &m->layers[l];
-        L->attn_norm = tensor(bt, E, 1, 0.2f, 1.0f, k++);
-        L->ffn_norm = tensor(bt, E, 1, 0.2f, 1.0f, k++);
-        L->wq = tensor(bt, E, NH * HD, sqrtf(3.0f / E), 0, k++);
-        L->wk = tensor(bt, E, KVd, sqrtf(3.0f / E), 0, k++);
-        L->wv = tensor(bt, E, KVd, sqrtf(3.0f / E), 0, k++);
-        if (sh.bias) {
-            L->bq = tensor(bt, NH * HD, 1, 0.5f, 0, k++);
-            L->bk = tensor(bt, KVd, 1, 0.5f, 0, k++);
-            L->bv = tensor(bt, KVd, 1, 0.5f, 0, k++);
-        }
-        L->wo = tensor(bt, NH * HD, E, sqrtf(3.0f / (NH * HD)), 0, k++);
-        L->w_gate = tensor(bt, E, FF, sqrtf(3.0f / E), 0, k++);
-        L->w_up = tensor(bt, E, FF, sqrtf(3.0f / E), 0, k++);
-        L->w_down = tensor(bt, FF, E, sqrtf(3.0f / FF), 0, k++);
-    }
-    m->release = release;
-    m->release_ctx = bt;
-    cr_assert_eq(model_finish(m, err, sizeof err), 0, "%s", err);
+    Model *m = tiny_model(&c, 1);
     ModelOptions o;
     model_options_default(&o);
     o.backend = kind;
@@ -188,40 +131,11 @@ static Model *build(Shape sh, KBackendKind kind, int tp, KCommKind comm)
 
 static int32_t tokens[200];
 
-static void init_tokens(void)
-{
-    for (int i = 0; i < 200; i++) tokens[i] = (int32_t)(mix(7u + (uint64_t)i) % V);
-}
+static void init_tokens(void) { tiny_tokens(tokens, 200, V); }
 
 /* logits of every position of tokens[0..n) run as chunks of `chunk`;
  * malloc'd n x V */
-static float *run(Model *m, int n, int chunk)
-{
-    char err[256];
-    KvPool *kv = model_kv_new(m, NSLOT, K_DTYPE_F16, err, sizeof err);
-    cr_assert(kv, "%s", err);
-    int32_t slots[200];
-    for (int i = 0; i < n; i++) slots[i] = (i * 37 + 11) % NSLOT;
-    float *out = malloc((size_t)n * V * sizeof *out);
-    for (int p = 0; p < n; p += chunk) {
-        int take = n - p < chunk ? n - p : chunk;
-        ModelSeq s = {.tokens = tokens + p, .n_new = take, .slots = slots, .n_ctx = p + take,
-                      .logits = MODEL_LOGITS_ALL};
-        ModelBatch b = {.seqs = &s, .n_seqs = 1};
-        cr_assert_eq(model_forward(m, kv, &b, err, sizeof err), 0, "%s", err);
-        cr_assert_eq(b.n_rows, take);
-        memcpy(out + (size_t)p * V, b.logits, (size_t)take * V * sizeof *out);
-    }
-    kv_free(kv);
-    return out;
-}
-
-static double rel(const float *a, const float *b, int n)
-{
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) num += (double)(a[i] - b[i]) * (a[i] - b[i]), den += (double)b[i] * b[i];
-    return sqrt(num / den);
-}
+static float *run(Model *m, int n, int chunk) { return tiny_run(m, tokens, n, chunk, NSLOT); }
 
 static int argmax(const float *row)
 {
@@ -246,7 +160,7 @@ static void same_logits(Shape sh, int tp)
     cr_assert_null(model_tp_comm_name(one));
     int agree = 0;
     for (int t = 0; t < n; t++) {
-        double r = rel(b + (size_t)t * V, a + (size_t)t * V, V);
+        double r = tiny_rel(b + (size_t)t * V, a + (size_t)t * V, V);
         cr_assert(r < TP_TOL, "tp %d row %d: rel %g", tp, t, r);
         agree += argmax(b + (size_t)t * V) == argmax(a + (size_t)t * V);
     }
