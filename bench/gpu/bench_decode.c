@@ -83,6 +83,17 @@ static double median(double *t, int n)
     return t[n / 2];
 }
 
+/* the graph recorded since graph_begin; NULL (said on stderr) when it failed */
+static void *end_graph(const KBackend *be)
+{
+    void *g = be->dev->graph_end(be->ctx);
+    if (!g) {
+        const char *e = be->error(be->ctx);
+        fprintf(stderr, "bench_decode: graph: %s\n", e ? e : "?");
+    }
+    return g;
+}
+
 /* seconds per launch of a recorded graph of `rot` launches (median of reps) */
 static double time_graph(const KBackend *be, void *g, int rot)
 {
@@ -198,12 +209,8 @@ static int rope_bench(int HD, int NH, int NKV)
                         op->attention(be->ctx, &a);
                     }
                 }
-                void *g = op->graph_end(be->ctx);
-                if (!g) {
-                    const char *e = be->error(be->ctx);
-                    fprintf(stderr, "bench_decode: graph: %s\n", e ? e : "?");
-                    return 1;
-                }
+                void *g = end_graph(be);
+                if (!g) return 1;
                 t[f] = time_graph(be, g, rot);
                 op->graph_free(be->ctx, g);
             }
@@ -303,12 +310,8 @@ int main(int argc, char **argv)
                     a.row_off = offs[j];
                     op->attention(be->ctx, &a);
                 }
-                void *g = op->graph_end(be->ctx);
-                if (!g) {
-                    const char *e = be->error(be->ctx);
-                    fprintf(stderr, "bench_decode: graph: %s\n", e ? e : "?");
-                    return 1;
-                }
+                void *g = end_graph(be);
+                if (!g) return 1;
                 op->graph_launch(be->ctx, g);
                 be->sync(be->ctx);
                 double t[REPS];

@@ -259,6 +259,23 @@ static void run_requests(Engine *e, int32_t (*prompts)[PLEN], const int *plen, O
     }
 }
 
+/* the requests alone (o[0], secs[0]) then together (o[1], secs[1]), each on
+ * a fresh engine over m; 1 when a request failed */
+static int alone_and_together(Model *m, Tokenizer *tok, int32_t (*prompts)[PLEN], const int *plen, Out o[2][NREQ],
+                              double secs[2])
+{
+    int fail = 0;
+    for (int together = 0; together < 2; together++) {
+        Engine *e = engine(m, tok, 0, 0);
+        double t0 = now();
+        run_requests(e, prompts, plen, o[together], together);
+        secs[together] = now() - t0;
+        eng_free(e);
+        for (int i = 0; i < NREQ; i++) fail |= o[together][i].failed;
+    }
+    return fail;
+}
+
 /* The NREQ requests of `check`, `graphcheck` and `fusecheck`: ids below
  * every special id, request 0 of 150 tokens (three attention tiles), 3..5
  * sharing request 0's first 24 tokens. */
@@ -780,14 +797,7 @@ static int graphcheck(const char *dir)
     int fail = 0;
     for (int mi = 0; mi < 3; mi++) {
         set_graphs(gpu, modes[mi]);
-        for (int together = 0; together < 2; together++) {
-            Engine *e = engine(gpu, tok, 0, 0);
-            double t0 = now();
-            run_requests(e, prompts, plen, o[mi][together], together);
-            secs[mi][together] = now() - t0;
-            eng_free(e);
-            for (int i = 0; i < NREQ; i++) fail |= o[mi][together][i].failed;
-        }
+        fail |= alone_and_together(gpu, tok, prompts, plen, o[mi], secs[mi]);
     }
     for (int together = 0; together < 2; together++) {
         int eq_pad = 0, eq_off = 0;
@@ -828,14 +838,7 @@ static int fusecheck(const char *dir)
         int32_t prompts[NREQ][PLEN];
         int plen[NREQ];
         check_prompts(prompts, plen, gpu->cfg.vocab);
-        for (int together = 0; together < 2; together++) {
-            Engine *e = engine(gpu, tok, 0, 0);
-            double t0 = now();
-            run_requests(e, prompts, plen, o[f][together], together);
-            secs[f][together] = now() - t0;
-            eng_free(e);
-            for (int i = 0; i < NREQ; i++) fail |= o[f][together][i].failed;
-        }
+        fail |= alone_and_together(gpu, tok, prompts, plen, o[f], secs[f]);
         const KBackend *be = gpu->backend;
         has_op[f] = be && be->dev && be->dev->attention_rope;
         model_free(gpu);
